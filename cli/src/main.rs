@@ -1,0 +1,171 @@
+//! The `gantry` command line.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use gantry_core::PolicyKind;
+use gantry_sim::{bundled, plot, replay, simulate, trace::Trace};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "gantry", version, about = "Gantry: GPU cluster scheduling for Kubernetes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a GPU-cluster trace through Gantry's placement core, as the FGD paper's simulator
+    /// does, and report the GPU each policy leaves unallocated. With no options: the bundled
+    /// openb default trace, Gantry's policy, seeds 42-51.
+    Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// Node list CSV (sn,cpu_milli,memory_mib,gpu,model). Default: the bundled openb GPU nodes.
+    #[arg(long, value_name = "FILE")]
+    nodes: Option<PathBuf>,
+    /// Pod list CSV (name,cpu_milli,memory_mib,num_gpu,gpu_milli[,gpu_spec]). Default: the bundled
+    /// openb default pod list.
+    #[arg(long, value_name = "FILE")]
+    pods: Option<PathBuf>,
+    /// Comma-separated policies: random, dot-product, clustering, packing, best-fit, fgd, gantry;
+    /// or all.
+    #[arg(long, value_name = "LIST", default_value = "gantry")]
+    policies: String,
+    /// Seeds: a range like 42-51, a list like 42,45, or one seed.
+    #[arg(long, value_name = "SEEDS", default_value = "42-51")]
+    seeds: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Also draw the unallocated-vs-arrived curve per policy to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// Inflate the workload to this multiple of cluster GPU capacity (the paper uses 1.3).
+    #[arg(long, value_name = "RATIO", default_value_t = 1.3)]
+    inflate: f64,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate(args) => run_simulate(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_simulate(args: SimulateArgs) -> Result<(), String> {
+    let SimulateArgs { nodes, pods, policies, seeds, format, plot: plot_file, inflate, jobs } = args;
+    let policies = parse_policies(&policies)?;
+    let seeds = parse_seeds(&seeds)?;
+    if !(inflate.is_finite() && inflate > 0.0 && inflate <= 10.0) {
+        return Err(format!("--inflate {inflate} is out of range; give a ratio in (0, 10], e.g. 1.3"));
+    }
+    let trace = match (nodes, pods) {
+        (None, None) => bundled::default_trace(),
+        (Some(n), Some(p)) => Trace::load(&n, &p),
+        (Some(n), None) => Trace::load(&n, &PathBuf::from(bundled::PODS_NAME)),
+        (None, Some(p)) => {
+            let pods = std::fs::read_to_string(&p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+            Trace::parse(bundled::NODES_NAME, bundled::NODES, &p.display().to_string(), &pods)
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some(j) = jobs {
+        rayon::ThreadPoolBuilder::new().num_threads(j.max(1)).build_global().map_err(|e| e.to_string())?;
+    }
+    let never = replay::never_fitting(&trace);
+    if !never.is_empty() {
+        eprintln!(
+            "note: {} pods fit no node even on an empty cluster (first: {}); they count as failed",
+            never.len(),
+            never.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+        );
+    }
+
+    let total = replay::estimated_pods(&trace, inflate) * (policies.len() * seeds.len()) as u64;
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{spinner} simulating [{bar:40}] {percent:>3}% {elapsed} (eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let report = simulate(&trace, &policies, &seeds, inflate, &|| bar.inc(1));
+    bar.finish_and_clear();
+
+    let text = match format {
+        Format::Table => report.to_table(),
+        Format::Json => report.to_json(),
+        Format::Csv => report.to_csv(),
+    };
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    if let Some(file) = plot_file {
+        plot::draw_svg(&report, &file)?;
+        eprintln!("plot written to {}", file.display());
+    }
+    Ok(())
+}
+
+fn parse_policies(list: &str) -> Result<Vec<PolicyKind>, String> {
+    let mut out = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if part.eq_ignore_ascii_case("all") {
+            out.extend(PolicyKind::ALL);
+        } else {
+            out.push(part.parse()?);
+        }
+    }
+    out.dedup();
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|k| seen.insert(*k));
+    if out.is_empty() {
+        return Err("--policies is empty; name at least one policy, or all".into());
+    }
+    Ok(out)
+}
+
+fn parse_seeds(spec: &str) -> Result<Vec<u64>, String> {
+    let bad = |why: &str| format!("--seeds {spec:?}: {why}; write a range like 42-51 or a list like 42,43");
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: u64 = a.trim().parse().map_err(|_| bad("not a number"))?;
+                let b: u64 = b.trim().parse().map_err(|_| bad("not a number"))?;
+                if b < a {
+                    return Err(bad("the range runs backwards"));
+                }
+                if b - a >= 10_000 {
+                    return Err(bad("more than 10000 seeds"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad("not a number"))?),
+        }
+    }
+    if out.is_empty() {
+        return Err(bad("no seeds"));
+    }
+    Ok(out)
+}

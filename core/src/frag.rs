@@ -1,0 +1,135 @@
+//! GPU fragmentation, as the FGD paper measures it: the GPU capacity on a node that the expected
+//! workload could not use.
+//!
+//! The expected workload is a set of *typical pods*: the most frequent pod shapes, taken in
+//! decreasing frequency until they cover a share (95 % in the paper) of all pods, each weighted by
+//! its frequency. A node's fragment is the weighted sum, over typical pods, of the free GPU milli
+//! that pod could not use there.
+
+use crate::model::{ModelSet, Node, PodRequest, GPU_MILLI};
+use std::collections::HashMap;
+
+/// One pod shape of the expected workload and its weight (the weights of a workload sum to 1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TypicalPod {
+    pub cpu_milli: u32,
+    pub gpu_count: u32,
+    pub gpu_milli: u32,
+    pub allowed_models: Option<ModelSet>,
+    pub weight: f64,
+}
+
+impl TypicalPod {
+    fn key(p: &PodRequest) -> (u32, u32, u32, u64) {
+        (p.cpu_milli, p.gpu_milli, p.gpu_count, p.allowed_models.map_or(0, |m| m.0))
+    }
+}
+
+/// The workload a cluster expects, as typical pods.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Workload {
+    pub typical: Vec<TypicalPod>,
+}
+
+impl Workload {
+    /// Groups `pods` by shape (CPU, GPU milli, GPU count, allowed models; memory is not part of the
+    /// shape), sorts the groups by count (ties: larger CPU, milli, count, model set first) and keeps
+    /// the shortest prefix covering `coverage` (0..=1) of the pods. `coverage = 1` keeps every shape.
+    pub fn typical(pods: &[PodRequest], coverage: f64) -> Workload {
+        let mut counts: HashMap<(u32, u32, u32, u64), (usize, PodRequest)> = HashMap::new();
+        for p in pods {
+            counts.entry(TypicalPod::key(p)).or_insert((0, *p)).0 += 1;
+        }
+        let mut groups: Vec<_> = counts.into_iter().collect();
+        groups.sort_by(|(ka, (ca, _)), (kb, (cb, _))| cb.cmp(ca).then(kb.cmp(ka)));
+        let need = coverage * pods.len() as f64;
+        let mut kept = Vec::new();
+        let mut covered = 0usize;
+        for (_, (count, pod)) in groups {
+            if covered as f64 >= need && !kept.is_empty() {
+                break;
+            }
+            covered += count;
+            kept.push((count, pod));
+        }
+        let total = covered.max(1) as f64;
+        let typical = kept
+            .into_iter()
+            .map(|(count, p)| TypicalPod {
+                cpu_milli: p.cpu_milli,
+                gpu_count: p.gpu_count,
+                gpu_milli: p.gpu_milli,
+                allowed_models: p.allowed_models,
+                weight: count as f64 / total,
+            })
+            .collect();
+        Workload { typical }
+    }
+
+    /// The node's fragment in milli-GPU (see [`fragment`]).
+    pub fn fragment(&self, node: &Node) -> f64 {
+        fragment(&self.typical, node.model.map(|m| m.0), node.cpu_free, &node.gpu_free)
+    }
+}
+
+/// The free GPU milli that `t` could not use on a node with `cpu_free` and per-GPU `gpu_free`:
+/// all of it when `t` cannot be placed there at all (or is CPU-only), else the GPUs too small for it.
+#[inline]
+pub fn unusable_for(t: &TypicalPod, model: Option<u8>, cpu_free: u32, gpu_free: &[u32]) -> u32 {
+    let total: u32 = gpu_free.iter().sum();
+    if t.gpu_milli == 0 || t.gpu_count == 0 {
+        return total;
+    }
+    if let Some(allowed) = t.allowed_models {
+        match model {
+            Some(m) if allowed.0 & (1 << m) != 0 => {}
+            _ => return total,
+        }
+    }
+    if cpu_free < t.cpu_milli {
+        return total;
+    }
+    let mut usable = 0;
+    let mut small = 0;
+    for &f in gpu_free {
+        if f >= t.gpu_milli {
+            usable += 1;
+        } else {
+            small += f;
+        }
+    }
+    if usable < t.gpu_count {
+        total
+    } else {
+        small
+    }
+}
+
+/// FGD's node fragment: Σ over typical pods of weight × [`unusable_for`].
+pub fn fragment(typical: &[TypicalPod], model: Option<u8>, cpu_free: u32, gpu_free: &[u32]) -> f64 {
+    typical.iter().map(|t| t.weight * unusable_for(t, model, cpu_free, gpu_free) as f64).sum()
+}
+
+/// Free milli-GPU after taking `milli` from the first `count` GPUs in ascending order of free
+/// milli (lowest index first among equals) that have at least `milli` free: the GPUs FGD assumes
+/// a non-sharing pod takes. Returns `None` when they are not there.
+pub fn take_ascending(gpu_free: &[u32], count: u32, milli: u32) -> Option<Vec<u32>> {
+    let mut after = gpu_free.to_vec();
+    if count == 0 || milli == 0 {
+        return Some(after);
+    }
+    let mut order: Vec<usize> = (0..gpu_free.len()).filter(|&g| gpu_free[g] >= milli).collect();
+    if order.len() < count as usize {
+        return None;
+    }
+    order.sort_by_key(|&g| gpu_free[g]);
+    for &g in order.iter().take(count as usize) {
+        after[g] -= milli;
+    }
+    Some(after)
+}
+
+/// Whole idle GPUs a node has; convenience for policies.
+pub fn idle(gpu_free: &[u32]) -> u32 {
+    gpu_free.iter().filter(|&&f| f == GPU_MILLI).count() as u32
+}

@@ -1,0 +1,19 @@
+//! Gantry's scheduling core.
+//!
+//! Pure code: no Kubernetes, network, async runtime or clock. The simulator (`gantry simulate`)
+//! and the live services drive the same types:
+//!
+//! - [`model`]: nodes, GPUs, pod requests and exact allocation accounting;
+//! - [`frag`]: the FGD paper's measure of GPU fragmentation against an expected workload;
+//! - [`policy`]: placement policies behind one trait;
+//! - [`schedule`]: the placement cycle (filter, score, select, pick GPUs).
+
+pub mod frag;
+pub mod model;
+pub mod policy;
+pub mod schedule;
+
+pub use frag::{TypicalPod, Workload};
+pub use model::{Cluster, ModelCatalog, ModelId, ModelSet, Node, NodeId, Placement, PodRequest, GPU_MILLI};
+pub use policy::{Policy, PolicyKind, Scale};
+pub use schedule::{PlaceError, Scheduler, Unschedulable};

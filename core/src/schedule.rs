@@ -1,0 +1,149 @@
+//! The placement cycle for one pod: filter, score, select, pick GPUs.
+
+use crate::model::{fits, Cluster, Misfit, NodeId, Placement, PodRequest};
+use crate::policy::{Policy, ScoreCx};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+/// Why no node could take a pod: how many nodes failed each check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Unschedulable {
+    pub nodes: usize,
+    pub misfits: BTreeMap<Misfit, usize>,
+}
+
+impl fmt::Display for Unschedulable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0/{} nodes can hold the pod", self.nodes)?;
+        let mut sep = ": ";
+        let mut by_count: Vec<_> = self.misfits.iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (m, n) in by_count {
+            write!(f, "{sep}{n} {m}")?;
+            sep = ", ";
+        }
+        Ok(())
+    }
+}
+
+/// A placement policy plus what the cycle keeps between decisions: the tie-break order of the
+/// nodes and a cache of scores.
+///
+/// Scores of cacheable policies are kept per (node, pod shape) and reused until the node's
+/// generation changes, so a decision costs one lookup for every node that did not change since
+/// the last time a pod of that shape was scored. Call [`Scheduler::reset`] when the set of nodes
+/// changes (the cache is indexed by node position).
+pub struct Scheduler {
+    policy: Box<dyn Policy>,
+    /// Lower rank wins ties; by default the node's index.
+    rank: Vec<u32>,
+    shapes: HashMap<PodRequest, usize>,
+    /// `(node generation + 1, score)` per shape × node; generation 0 marks an empty slot.
+    cache: Vec<(u64, f64)>,
+    cache_nodes: usize,
+}
+
+impl Scheduler {
+    pub fn new(policy: Box<dyn Policy>) -> Self {
+        Scheduler { policy, rank: Vec::new(), shapes: HashMap::new(), cache: Vec::new(), cache_nodes: 0 }
+    }
+
+    /// Sets the tie-break order: `rank[node]`, lowest first. The FGD paper's simulator breaks ties
+    /// by node name after prefixing every name with a random permutation index.
+    pub fn with_tie_break(mut self, rank: Vec<u32>) -> Self {
+        self.rank = rank;
+        self
+    }
+
+    pub fn policy(&self) -> &dyn Policy {
+        self.policy.as_ref()
+    }
+
+    /// Forgets cached scores.
+    pub fn reset(&mut self) {
+        self.shapes.clear();
+        self.cache.clear();
+        self.cache_nodes = 0;
+    }
+
+    /// Chooses where `pod` goes, without changing the cluster. `salt` feeds policies that choose
+    /// at random; pass a fresh random value per decision.
+    ///
+    /// 1. filter: every node that can hold the pod now;
+    /// 2. score: the policy scores each of them (cached while the node is unchanged);
+    /// 3. select: the highest score, ties to the lowest rank;
+    /// 4. pick GPUs on the winner.
+    pub fn decide(&mut self, cluster: &Cluster, pod: &PodRequest, salt: u64) -> Result<Placement, Unschedulable> {
+        let n = cluster.nodes.len();
+        if self.cache_nodes != n {
+            self.reset();
+            self.cache_nodes = n;
+        }
+        let cacheable = self.policy.cacheable();
+        let shape = if cacheable {
+            let next = self.shapes.len();
+            let s = *self.shapes.entry(*pod).or_insert(next);
+            if s == next {
+                self.cache.resize((s + 1) * n, (0, 0.0));
+            }
+            s
+        } else {
+            0
+        };
+        let mut best: Option<(f64, u32, NodeId)> = None;
+        let mut why = Unschedulable { nodes: n, misfits: BTreeMap::new() };
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            // 1. filter
+            if let Err(m) = fits(node, pod) {
+                *why.misfits.entry(m).or_default() += 1;
+                continue;
+            }
+            // 2. score
+            let cx = ScoreCx { node: i, salt };
+            let score = if cacheable {
+                let slot = &mut self.cache[shape * n + i];
+                if slot.0 != node.generation + 1 {
+                    *slot = (node.generation + 1, self.policy.score(node, pod, cx));
+                }
+                slot.1
+            } else {
+                self.policy.score(node, pod, cx)
+            };
+            // 3. select
+            let rank = self.rank.get(i).copied().unwrap_or(i as u32);
+            let better = match best {
+                None => true,
+                Some((bs, br, _)) => score > bs || (score == bs && rank < br),
+            };
+            if better {
+                best = Some((score, rank, i));
+            }
+        }
+        let Some((_, _, node)) = best else { return Err(why) };
+        // 4. pick GPUs
+        let cx = ScoreCx { node, salt };
+        match self.policy.pick_gpus(&cluster.nodes[node], pod, cx) {
+            Some(gpus) => Ok(Placement { node, gpus }),
+            None => {
+                *why.misfits.entry(Misfit::GpuCapacity).or_default() += 1;
+                Err(why)
+            }
+        }
+    }
+
+    /// [`Scheduler::decide`], then allocates the pod as `id` on the cluster.
+    pub fn place(&mut self, cluster: &mut Cluster, id: u64, pod: &PodRequest, salt: u64) -> Result<Placement, PlaceError> {
+        let placement = self.decide(cluster, pod, salt).map_err(PlaceError::Unschedulable)?;
+        cluster.allocate(id, pod, placement.clone()).map_err(PlaceError::Model)?;
+        Ok(placement)
+    }
+}
+
+/// Why [`Scheduler::place`] did not place a pod.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlaceError {
+    #[error("{0}")]
+    Unschedulable(Unschedulable),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+}

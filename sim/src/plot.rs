@@ -1,0 +1,46 @@
+//! The unallocated-vs-arrived figure: median over seeds per policy, as in the FGD paper.
+
+use crate::report::Report;
+use plotters::prelude::*;
+use std::path::Path;
+
+/// Draws the median curve of every policy in `report` to an SVG file.
+pub fn draw_svg(report: &Report, path: &Path) -> Result<(), String> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if ext != "svg" {
+        return Err(format!("cannot draw {}: only SVG output is supported; name the file *.svg", path.display()));
+    }
+    draw(report, path).map_err(|e| format!("cannot draw {}: {e}", path.display()))
+}
+
+fn draw(report: &Report, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let ymax = report
+        .results
+        .iter()
+        .flat_map(|r| r.median_curve.iter().map(|&(_, v)| v))
+        .fold(5.0f64, f64::max)
+        .min(100.0);
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Unallocated GPU vs arrived workload — trace {}", report.trace.name), ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(75f64..130f64, 0f64..(ymax * 1.05))?;
+    chart
+        .configure_mesh()
+        .x_desc("arrived workload (% of cluster GPU capacity)")
+        .y_desc("unallocated GPU (%), median over seeds")
+        .draw()?;
+    for (i, r) in report.results.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(r.median_curve.iter().map(|&(a, v)| (a as f64, v)), color.stroke_width(2)))?
+            .label(r.policy.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.9)).draw()?;
+    root.present()?;
+    Ok(())
+}
