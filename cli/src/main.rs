@@ -80,10 +80,16 @@ fn run_simulate(args: SimulateArgs) -> Result<(), String> {
     if !(inflate.is_finite() && inflate > 0.0 && inflate <= 10.0) {
         return Err(format!("--inflate {inflate} is out of range; give a ratio in (0, 10], e.g. 1.3"));
     }
+    if let Some(file) = &plot_file {
+        plot::check_target(file)?;
+    }
     let trace = match (nodes, pods) {
         (None, None) => bundled::default_trace(),
         (Some(n), Some(p)) => Trace::load(&n, &p),
-        (Some(n), None) => Trace::load(&n, &PathBuf::from(bundled::PODS_NAME)),
+        (Some(n), None) => {
+            let nodes = std::fs::read_to_string(&n).map_err(|e| format!("{}: cannot read: {e}", n.display()))?;
+            Trace::parse(&n.display().to_string(), &nodes, bundled::PODS_NAME, bundled::PODS)
+        }
         (None, Some(p)) => {
             let pods = std::fs::read_to_string(&p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
             Trace::parse(bundled::NODES_NAME, bundled::NODES, &p.display().to_string(), &pods)

@@ -4,12 +4,18 @@ use crate::report::Report;
 use plotters::prelude::*;
 use std::path::Path;
 
-/// Draws the median curve of every policy in `report` to an SVG file.
-pub fn draw_svg(report: &Report, path: &Path) -> Result<(), String> {
+/// Checks, before any work, that `path` names a file type we can draw.
+pub fn check_target(path: &Path) -> Result<(), String> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     if ext != "svg" {
         return Err(format!("cannot draw {}: only SVG output is supported; name the file *.svg", path.display()));
     }
+    Ok(())
+}
+
+/// Draws the median curve of every policy in `report` to an SVG file.
+pub fn draw_svg(report: &Report, path: &Path) -> Result<(), String> {
+    check_target(path)?;
     draw(report, path).map_err(|e| format!("cannot draw {}: {e}", path.display()))
 }
 

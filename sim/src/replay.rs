@@ -66,7 +66,9 @@ pub fn arrival_order(pods: &[PodRequest], names: &[&str], capacity: u64, inflate
     order.shuffle(rng);
     let target = inflate_to * capacity as f64;
     let mut total: u64 = pods.iter().map(|p| p.gpu_total()).sum();
-    if (total as f64) < target && !pods.is_empty() {
+    // Only GPU requests grow the total, so a trace without any cannot be inflated.
+    let grows = pods.iter().any(|p| p.gpu_total() > 0);
+    if (total as f64) < target && grows {
         loop {
             let clone = pods[by_name[rng.gen_range(0..pods.len())]];
             // The paper's simulator compares with the per-GPU milli but adds the whole request.
@@ -76,7 +78,7 @@ pub fn arrival_order(pods: &[PodRequest], names: &[&str], capacity: u64, inflate
             total += clone.gpu_total();
             order.push(clone);
         }
-    } else {
+    } else if (total as f64) > target {
         while total as f64 > target && !order.is_empty() {
             let gone = order.remove(rng.gen_range(0..order.len()));
             total -= gone.gpu_total();

@@ -82,6 +82,9 @@ struct Table<'a> {
     file: &'a str,
     reader: csv::Reader<&'a [u8]>,
     header: Vec<String>,
+    /// Byte offsets of every `\n`, to turn byte positions into line numbers (the csv crate's own
+    /// line count is off after CRLF endings and blank lines).
+    newlines: Vec<usize>,
 }
 
 impl<'a> Table<'a> {
@@ -97,7 +100,13 @@ impl<'a> Table<'a> {
             .iter()
             .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
             .collect();
-        Ok(Table { file, reader, header })
+        let newlines = text.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| i).collect();
+        Ok(Table { file, reader, header, newlines })
+    }
+
+    /// The 1-based line holding byte `offset`.
+    fn line_of(newlines: &[usize], offset: u64) -> u64 {
+        newlines.partition_point(|&nl| (nl as u64) < offset) as u64 + 1
     }
 
     fn column(&self, names: &[&str], example: &str) -> Result<usize, TraceError> {
@@ -119,9 +128,10 @@ impl<'a> Table<'a> {
     /// Calls `each` with every record and its line number.
     fn rows(&mut self, mut each: impl FnMut(u64, &csv::StringRecord) -> Result<(), TraceError>) -> Result<usize, TraceError> {
         let mut n = 0;
+        let newlines = &self.newlines;
         for rec in self.reader.records() {
             let rec = rec.map_err(|e| {
-                let line = e.position().map(|p| p.line());
+                let line = e.position().map(|p| Self::line_of(newlines, p.byte()));
                 let problem = match e.kind() {
                     csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
                         format!("malformed row: {len} fields where the header has {expected_len}")
@@ -130,7 +140,7 @@ impl<'a> Table<'a> {
                 };
                 TraceError { file: self.file.into(), line, problem }
             })?;
-            let line = rec.position().map_or(0, |p| p.line());
+            let line = rec.position().map_or(0, |p| Self::line_of(newlines, p.byte()));
             if rec.iter().all(|f| f.is_empty()) {
                 continue;
             }
