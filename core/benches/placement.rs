@@ -20,8 +20,8 @@
 //! - `cold`: a fresh [`Scheduler`] per decision, so every feasible node is filtered **and scored**.
 //!   This is the true cost of scoring a cluster, e.g. the first pod of a shape, or after every node
 //!   changed. Building the scheduler (for FGD and Gantry that derives the typical pods from the
-//!   8,152 trace pods) is setup and is not timed; sizing the fresh score cache (16 bytes per node)
-//!   on the first decision is part of the decision and is timed.
+//!   8,152 trace pods) is setup and is not timed; for cacheable policies, sizing the fresh score
+//!   cache (16 bytes per node) on the first decision is part of the decision and is timed.
 //! - `warm`: one scheduler whose score cache was primed with every probe shape, deciding again on
 //!   an unchanged cluster: each feasible node costs the filter plus one cache lookup. This is what
 //!   the simulator mostly sees (between two decisions only the node that got the last pod changed),
@@ -37,9 +37,8 @@
 //! filled for benchmarks the filter selects.
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use gantry_core::{
-    Cluster, ModelCatalog, ModelSet, Node, PodRequest, PolicyKind, Scale, Scheduler,
-};
+use gantry_core::model::fits;
+use gantry_core::{Cluster, ModelCatalog, ModelSet, Node, PodRequest, PolicyKind, Scale, Scheduler};
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -68,9 +67,7 @@ struct Trace {
 }
 
 fn trace_path(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../traces/openb")
-        .join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../traces/openb").join(file)
 }
 
 /// A CSV file as a header and rows of fields.
@@ -83,46 +80,25 @@ struct Csv {
 impl Csv {
     fn read(path: PathBuf) -> Csv {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "cannot read trace file {}: {e} (the bench reads the openb trace)",
-                path.display()
-            )
+            panic!("cannot read trace file {}: {e} (the bench reads the openb trace)", path.display())
         });
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty());
-        let (_, header) = lines
-            .next()
-            .unwrap_or_else(|| panic!("{} is empty", path.display()));
+        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let (_, header) = lines.next().unwrap_or_else(|| panic!("{} is empty", path.display()));
         let header = header.split(',').map(|s| s.trim().to_string()).collect();
-        let rows = lines
-            .map(|(i, l)| (i + 1, l.split(',').map(|s| s.trim().to_string()).collect()))
-            .collect();
+        let rows = lines.map(|(i, l)| (i + 1, l.split(',').map(|s| s.trim().to_string()).collect())).collect();
         Csv { path, header, rows }
     }
 
     fn column(&self, name: &str) -> usize {
-        self.header
-            .iter()
-            .position(|h| h == name)
-            .unwrap_or_else(|| {
-                panic!(
-                    "{} has no column {name:?} (header: {})",
-                    self.path.display(),
-                    self.header.join(",")
-                )
-            })
+        self.header.iter().position(|h| h == name).unwrap_or_else(|| {
+            panic!("{} has no column {name:?} (header: {})", self.path.display(), self.header.join(","))
+        })
     }
 
     fn field<'a>(&self, line: usize, row: &'a [String], col: usize) -> &'a str {
-        row.get(col).map(String::as_str).unwrap_or_else(|| {
-            panic!(
-                "{}:{line}: missing column {}",
-                self.path.display(),
-                self.header[col]
-            )
-        })
+        row.get(col)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{}:{line}: missing column {}", self.path.display(), self.header[col]))
     }
 
     fn number<T: std::str::FromStr>(&self, line: usize, row: &[String], col: usize) -> T
@@ -130,35 +106,21 @@ impl Csv {
         T::Err: std::fmt::Display,
     {
         let text = self.field(line, row, col);
-        text.parse().unwrap_or_else(|e| {
-            panic!(
-                "{}:{line}: {} is {text:?}: {e}",
-                self.path.display(),
-                self.header[col]
-            )
-        })
+        text.parse().unwrap_or_else(|e| panic!("{}:{line}: {} is {text:?}: {e}", self.path.display(), self.header[col]))
     }
 }
 
 fn load_trace() -> Trace {
     let csv = Csv::read(trace_path("openb_node_list_gpu_node.csv"));
-    let (c_name, c_cpu, c_mem, c_gpu, c_model) = (
-        csv.column("sn"),
-        csv.column("cpu_milli"),
-        csv.column("memory_mib"),
-        csv.column("gpu"),
-        csv.column("model"),
-    );
+    let (c_name, c_cpu, c_mem, c_gpu, c_model) =
+        (csv.column("sn"), csv.column("cpu_milli"), csv.column("memory_mib"), csv.column("gpu"), csv.column("model"));
     let mut models = ModelCatalog::default();
     let mut nodes = Vec::with_capacity(csv.rows.len());
     for (line, row) in &csv.rows {
         let gpus: u32 = csv.number(*line, row, c_gpu);
         let model_name = csv.field(*line, row, c_model);
-        let model = (gpus > 0 && !model_name.is_empty()).then(|| {
-            models
-                .intern(model_name)
-                .expect("the openb trace names fewer than 64 GPU models")
-        });
+        let model = (gpus > 0 && !model_name.is_empty())
+            .then(|| models.intern(model_name).expect("the openb trace names fewer than 64 GPU models"));
         nodes.push(Node::new(
             csv.field(*line, row, c_name),
             csv.number(*line, row, c_cpu),
@@ -169,12 +131,8 @@ fn load_trace() -> Trace {
     }
 
     let csv = Csv::read(trace_path("openb_pod_list_default.csv"));
-    let (c_cpu, c_mem, c_num, c_milli) = (
-        csv.column("cpu_milli"),
-        csv.column("memory_mib"),
-        csv.column("num_gpu"),
-        csv.column("gpu_milli"),
-    );
+    let (c_cpu, c_mem, c_num, c_milli) =
+        (csv.column("cpu_milli"), csv.column("memory_mib"), csv.column("num_gpu"), csv.column("gpu_milli"));
     let c_spec = csv.header.iter().position(|h| h == "gpu_spec");
     let mut pods = Vec::with_capacity(csv.rows.len());
     for (line, row) in &csv.rows {
@@ -184,9 +142,9 @@ fn load_trace() -> Trace {
         let allowed_models = (gpu_count > 0 && !spec.is_empty()).then(|| {
             spec.split('|')
                 .map(|m| {
-                    models.get(m.trim()).unwrap_or_else(|| {
-                        panic!("{}:{line}: unknown GPU model {m:?}", csv.path.display())
-                    })
+                    models
+                        .get(m.trim())
+                        .unwrap_or_else(|| panic!("{}:{line}: unknown GPU model {m:?}", csv.path.display()))
                 })
                 .collect::<ModelSet>()
         });
@@ -197,15 +155,10 @@ fn load_trace() -> Trace {
             gpu_milli,
             allowed_models,
         };
-        pod.validate()
-            .unwrap_or_else(|e| panic!("{}:{line}: {e}", csv.path.display()));
+        pod.validate().unwrap_or_else(|e| panic!("{}:{line}: {e}", csv.path.display()));
         pods.push(pod);
     }
-    Trace {
-        models,
-        nodes,
-        pods,
-    }
+    Trace { models, nodes, pods }
 }
 
 /// The `k` most frequent pod requests of the trace (ties broken by the request, for determinism).
@@ -215,15 +168,8 @@ fn probe_pods(pods: &[PodRequest], k: usize) -> Vec<PodRequest> {
         *counts.entry(*p).or_default() += 1;
     }
     let mut by_count: Vec<(PodRequest, usize)> = counts.into_iter().collect();
-    let key = |p: &PodRequest| {
-        (
-            p.cpu_milli,
-            p.memory_mib,
-            p.gpu_count,
-            p.gpu_milli,
-            p.allowed_models.map_or(0, |m| m.0),
-        )
-    };
+    let key =
+        |p: &PodRequest| (p.cpu_milli, p.memory_mib, p.gpu_count, p.gpu_milli, p.allowed_models.map_or(0, |m| m.0));
     by_count.sort_by(|(pa, ca), (pb, cb)| cb.cmp(ca).then_with(|| key(pa).cmp(&key(pb))));
     by_count.into_iter().take(k).map(|(p, _)| p).collect()
 }
@@ -240,11 +186,13 @@ struct Loaded {
 
 /// Places trace pods in shuffled order (reshuffled on each further pass through the trace) with
 /// `kind` until [`TARGET_LOAD`] of the GPU capacity is allocated. Pods that do not fit are skipped.
+/// Checks that every probe pod still fits somewhere, so that the benchmarks time real placements.
 fn fill(
     label: &str,
     models: &ModelCatalog,
     nodes: Vec<Node>,
     pods: &[PodRequest],
+    probes: &[PodRequest],
     kind: PolicyKind,
 ) -> Loaded {
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
@@ -284,11 +232,13 @@ fn fill(
         allocated as f64 * 100.0 / cluster.gpu_capacity() as f64,
         cluster.gpu_capacity() / 1000,
     );
-    Loaded {
-        cluster,
-        scale,
-        rank,
+    for probe in probes {
+        assert!(
+            cluster.nodes.iter().any(|n| fits(n, probe).is_ok()),
+            "{label}: probe pod {probe:?} fits no node at this load, so deciding it would time a failure"
+        );
     }
+    Loaded { cluster, scale, rank }
 }
 
 /// `n` nodes cycling through the openb node rows, renamed.
@@ -352,11 +302,10 @@ fn bench_warm(
     c.bench_function(BenchmarkId::new("warm", kind.name()), |b| {
         let l = loaded.get_or_init(&init);
         let scheduler = warm.get_or_insert_with(|| {
-            let mut s =
-                Scheduler::new(kind.build(l.scale, &trace.pods)).with_tie_break(l.rank.clone());
+            let mut s = Scheduler::new(kind.build(l.scale, &trace.pods)).with_tie_break(l.rank.clone());
             for (i, pod) in probes.iter().enumerate() {
-                // Priming; a probe that does not fit anywhere is still a valid decision to time.
-                let _ = s.decide(&l.cluster, pod, salt(i));
+                s.decide(&l.cluster, pod, salt(i))
+                    .expect("every probe pod fits somewhere (checked when the cluster was filled)");
             }
             s
         });
@@ -377,15 +326,7 @@ fn placement(c: &mut Criterion) {
     let mut group = c.benchmark_group("openb-1213");
     for kind in PolicyKind::ALL {
         let loaded = OnceCell::new();
-        let init = || {
-            fill(
-                "openb-1213",
-                &trace.models,
-                trace.nodes.clone(),
-                &trace.pods,
-                kind,
-            )
-        };
+        let init = || fill("openb-1213", &trace.models, trace.nodes.clone(), &trace.pods, &probes, kind);
         bench_cold(&mut group, kind, &trace, &probes, &loaded, init);
         bench_warm(&mut group, kind, &trace, &probes, &loaded, init);
     }
@@ -396,15 +337,8 @@ fn placement(c: &mut Criterion) {
         let label = format!("synthetic-{n}");
         let mut group = c.benchmark_group(&label);
         let loaded = OnceCell::new();
-        let init = || {
-            fill(
-                &label,
-                &trace.models,
-                synthetic_nodes(&trace, n),
-                &trace.pods,
-                PolicyKind::BestFit,
-            )
-        };
+        let init =
+            || fill(&label, &trace.models, synthetic_nodes(&trace, n), &trace.pods, &probes, PolicyKind::BestFit);
         for kind in PolicyKind::ALL {
             bench_cold(&mut group, kind, &trace, &probes, &loaded, init);
         }

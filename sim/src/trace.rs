@@ -85,6 +85,7 @@ struct Table<'a> {
     /// Byte offsets of every `\n`, to turn byte positions into line numbers (the csv crate's own
     /// line count is off after CRLF endings and blank lines).
     newlines: Vec<usize>,
+    text: &'a [u8],
 }
 
 impl<'a> Table<'a> {
@@ -101,12 +102,17 @@ impl<'a> Table<'a> {
             .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
             .collect();
         let newlines = text.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| i).collect();
-        Ok(Table { file, reader, header, newlines })
+        Ok(Table { file, reader, header, newlines, text: text.as_bytes() })
     }
 
-    /// The 1-based line holding byte `offset`.
-    fn line_of(newlines: &[usize], offset: u64) -> u64 {
-        newlines.partition_point(|&nl| (nl as u64) < offset) as u64 + 1
+    /// The 1-based line of the record the csv reader places at byte `offset`. The reader may place
+    /// a record at the line break or blank lines before it, so those are skipped first.
+    fn line_of(newlines: &[usize], text: &[u8], offset: u64) -> u64 {
+        let mut at = offset as usize;
+        while at < text.len() && matches!(text[at], b'\r' | b'\n') {
+            at += 1;
+        }
+        newlines.partition_point(|&nl| nl < at) as u64 + 1
     }
 
     fn column(&self, names: &[&str], example: &str) -> Result<usize, TraceError> {
@@ -128,10 +134,10 @@ impl<'a> Table<'a> {
     /// Calls `each` with every record and its line number.
     fn rows(&mut self, mut each: impl FnMut(u64, &csv::StringRecord) -> Result<(), TraceError>) -> Result<usize, TraceError> {
         let mut n = 0;
-        let newlines = &self.newlines;
+        let (newlines, text) = (&self.newlines, self.text);
         for rec in self.reader.records() {
             let rec = rec.map_err(|e| {
-                let line = e.position().map(|p| Self::line_of(newlines, p.byte()));
+                let line = e.position().map(|p| Self::line_of(newlines, text, p.byte()));
                 let problem = match e.kind() {
                     csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
                         format!("malformed row: {len} fields where the header has {expected_len}")
@@ -140,7 +146,7 @@ impl<'a> Table<'a> {
                 };
                 TraceError { file: self.file.into(), line, problem }
             })?;
-            let line = rec.position().map_or(0, |p| Self::line_of(newlines, p.byte()));
+            let line = rec.position().map_or(0, |p| Self::line_of(newlines, text, p.byte()));
             if rec.iter().all(|f| f.is_empty()) {
                 continue;
             }

@@ -25,8 +25,8 @@
 //!
 //! The coarse integer score is deliberate: nodes within one point tie, and ties go to a fixed
 //! node order, which keeps filling the same nodes (first-fit consolidation) and leaves others
-//! whole for multi-GPU pods. Scoring the same gradient in full precision spreads pods and loses
-//! about 1.5 points on the default trace (measured; see BENCHMARKS.md).
+//! whole for multi-GPU pods. Scoring in full precision spreads pods: for FGD's own gradient it
+//! costs 1.5 points on the default trace, for Gantry's up to 0.9 (gpuspec10; see BENCHMARKS.md).
 //!
 //! λ was chosen on the four bundled traces (0.15 to 0.5 all beat FGD on each) and checked on
 //! traces it was not tuned on: CPU-heavier, more GPU sharing, more model constraints, more
