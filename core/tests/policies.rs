@@ -432,3 +432,48 @@ fn policy_names_round_trip() {
     let err = "magic".parse::<PolicyKind>().unwrap_err();
     assert!(err.contains("unknown policy \"magic\"") && err.contains("best-fit"), "{err}");
 }
+
+// --- gantry: the resource-balance fragment, by hand ---------------------------------------------
+
+/// Expected workload: one 1-GPU pod with 12 cores and 40 GiB, and one CPU-only pod with 12 cores
+/// and 8 GiB. Per milli-GPU that asks 24 milli-CPU and 48 MiB (24 000 / 1000, 48 GiB / 1000).
+fn balance_workload() -> Vec<PodRequest> {
+    vec![
+        PodRequest { memory_mib: 40 * 1024, ..whole(12_000, 1) },
+        PodRequest { memory_mib: 8 * 1024, ..cpu_only(12_000) },
+    ]
+}
+
+#[test]
+fn gantry_balance_is_the_gpu_the_workload_cannot_reach() {
+    let g = gantry_core::policy::GantryPolicy::new(&balance_workload());
+    // (cpu free, memory free, GPU free, expected balance in milli-GPU)
+    let cases = [
+        ("CPU and memory reach every GPU", 96_000, 400_000, 4000, 0.0),
+        ("CPU reaches 2000 of 8000", 48_000, 1_000_000, 8000, 6000.0),
+        ("memory reaches 1000 of 2000", 96_000, 48 * 1024, 2000, 1000.0),
+        ("no GPU left", 0, 0, 0, 0.0),
+    ];
+    for (case, cpu, mem, gpu, want) in cases {
+        let got = g.balance(cpu, mem, gpu);
+        assert!((got - want).abs() < 1e-9, "{case}: balance {got}, want {want}");
+    }
+}
+
+#[test]
+fn gantry_sends_cpu_only_pods_to_the_node_with_cpu_to_spare() {
+    // Two nodes with 2 idle GPUs each: one has exactly the CPU its GPUs need (2 × 24 000), the
+    // other 128 cores. FGD sees no difference for a CPU-only pod (both score 50 and the tie
+    // goes to node 0); Gantry's balance fragment grows only on the CPU-tight node.
+    let expected = balance_workload();
+    let mut tight = node(48_000, &[1000, 1000]);
+    tight.memory_free = 1 << 30;
+    let mut rich = node(128_000, &[1000, 1000]);
+    rich.memory_free = 1 << 30;
+    let c = cluster(vec![tight, rich]);
+    let pod = cpu_only(12_000);
+    let mut fgd = Scheduler::new(PolicyKind::Fgd.build(Scale::of(&c), &expected));
+    assert_eq!(fgd.decide(&c, &pod, 0).map(|p| p.node), Ok(0));
+    let mut gantry = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&c), &expected));
+    assert_eq!(gantry.decide(&c, &pod, 0).map(|p| p.node), Ok(1));
+}
