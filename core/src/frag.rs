@@ -6,7 +6,7 @@
 //! its frequency. A node's fragment is the weighted sum, over typical pods, of the free GPU milli
 //! that pod could not use there.
 
-use crate::model::{ModelSet, Node, PodRequest, GPU_MILLI};
+use crate::model::{ModelSet, Node, PodRequest};
 use std::collections::HashMap;
 
 /// One pod shape of the expected workload and its weight (the weights of a workload sum to 1).
@@ -127,9 +127,4 @@ pub fn take_ascending(gpu_free: &[u32], count: u32, milli: u32) -> Option<Vec<u3
         after[g] -= milli;
     }
     Some(after)
-}
-
-/// Whole idle GPUs a node has; convenience for policies.
-pub fn idle(gpu_free: &[u32]) -> u32 {
-    gpu_free.iter().filter(|&&f| f == GPU_MILLI).count() as u32
 }

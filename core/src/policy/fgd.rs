@@ -25,42 +25,51 @@ impl Fgd {
     /// The best truncated score and the GPU that reaches it first.
     fn best(&self, node: &Node, pod: &PodRequest) -> (f64, Option<u32>) {
         let model = node.model.map(|m| m.0);
-        let typical = &self.workload.typical;
-        let before = fragment(typical, model, node.cpu_free, &node.gpu_free);
-        let cpu_after = node.cpu_free.saturating_sub(scoring_cpu(pod));
-        let score = |after: f64| (100.0 * sigmoid((before - after) / 1000.0)).trunc();
-        if !pod.is_sharing() {
-            let Some(free_after) = take_ascending(&node.gpu_free, pod.gpu_count, pod.gpu_milli) else {
-                return (0.0, None);
-            };
-            return (score(fragment(typical, model, cpu_after, &free_after)), None);
-        }
-        let mut best: (f64, Option<u32>) = (f64::NEG_INFINITY, None);
-        let mut seen: Vec<(u32, f64)> = Vec::with_capacity(4);
-        let mut free = node.gpu_free.clone();
-        for g in 0..free.len() {
-            let f = node.gpu_free[g];
-            if f < pod.gpu_milli {
-                continue;
-            }
-            // The fragment does not depend on which GPU holds which amount, so GPUs with the
-            // same free milli score the same.
-            let s = match seen.iter().find(|(v, _)| *v == f) {
-                Some(&(_, s)) => s,
-                None => {
-                    free[g] = f - pod.gpu_milli;
-                    let s = score(fragment(typical, model, cpu_after, &free));
-                    free[g] = f;
-                    seen.push((f, s));
-                    s
-                }
-            };
-            if s > best.0 {
-                best = (s, Some(g as u32));
-            }
-        }
-        best
+        descend(node, pod, |cpu, _mem, free| fragment(&self.workload.typical, model, cpu, free))
     }
+}
+
+/// The fragmentation gradient step shared by FGD and Gantry: with `frag(cpu, memory, per-GPU
+/// free)` a node's fragment, scores `trunc(100 × sigmoid((F_before − F_after) / 1000))`. A
+/// sharing pod tries each GPU it fits and keeps the best (the first by index on ties, compared
+/// after truncation); other pods take the fitting GPUs with the least free milli. Returns the
+/// score and, for a sharing pod, the chosen GPU.
+pub(crate) fn descend(node: &Node, pod: &PodRequest, frag: impl Fn(u32, u64, &[u32]) -> f64) -> (f64, Option<u32>) {
+    let before = frag(node.cpu_free, node.memory_free, &node.gpu_free);
+    let cpu = node.cpu_free.saturating_sub(scoring_cpu(pod));
+    let mem = node.memory_free.saturating_sub(pod.memory_mib);
+    let score = |after: f64| (100.0 * sigmoid((before - after) / 1000.0)).trunc();
+    if !pod.is_sharing() {
+        return match take_ascending(&node.gpu_free, pod.gpu_count, pod.gpu_milli) {
+            Some(free) => (score(frag(cpu, mem, &free)), None),
+            None => (0.0, None),
+        };
+    }
+    let mut best: (f64, Option<u32>) = (f64::NEG_INFINITY, None);
+    let mut seen: Vec<(u32, f64)> = Vec::with_capacity(4);
+    let mut free = node.gpu_free.clone();
+    for g in 0..free.len() {
+        let f = node.gpu_free[g];
+        if f < pod.gpu_milli {
+            continue;
+        }
+        // The fragment does not depend on which GPU holds which amount, so GPUs with the same
+        // free milli score the same.
+        let s = match seen.iter().find(|(v, _)| *v == f) {
+            Some(&(_, s)) => s,
+            None => {
+                free[g] = f - pod.gpu_milli;
+                let s = score(frag(cpu, mem, &free));
+                free[g] = f;
+                seen.push((f, s));
+                s
+            }
+        };
+        if s > best.0 {
+            best = (s, Some(g as u32));
+        }
+    }
+    best
 }
 
 pub(crate) fn sigmoid(x: f64) -> f64 {

@@ -32,9 +32,9 @@
 //! traces it was not tuned on: CPU-heavier, more GPU sharing, more model constraints, more
 //! multi-GPU pods, and the cluster with its CPU-only nodes.
 
-use super::fgd::sigmoid;
-use super::{scoring_cpu, Policy, ScoreCx};
-use crate::frag::{fragment, take_ascending, TypicalPod, Workload};
+use super::fgd::descend;
+use super::{Policy, ScoreCx};
+use crate::frag::{fragment, TypicalPod, Workload};
 use crate::model::{lowest_index_gpus, Node, PodRequest};
 
 /// Weight of the resource-balance fragment against FGD's.
@@ -76,33 +76,7 @@ impl GantryPolicy {
 
     /// The best score on `node` and, for a sharing pod, the GPU that reaches it first.
     fn best(&self, node: &Node, pod: &PodRequest) -> (f64, Option<u32>) {
-        let before = self.fragment(node, node.cpu_free, node.memory_free, &node.gpu_free);
-        let cpu = node.cpu_free.saturating_sub(scoring_cpu(pod));
-        let mem = node.memory_free.saturating_sub(pod.memory_mib);
-        let score = |after: f64| (100.0 * sigmoid((before - after) / 1000.0)).trunc();
-        if !pod.is_sharing() {
-            return match take_ascending(&node.gpu_free, pod.gpu_count, pod.gpu_milli) {
-                Some(free) => (score(self.fragment(node, cpu, mem, &free)), None),
-                None => (f64::NEG_INFINITY, None),
-            };
-        }
-        let mut best = (f64::NEG_INFINITY, None);
-        let mut free = node.gpu_free.clone();
-        for g in 0..free.len() {
-            let f = node.gpu_free[g];
-            if f < pod.gpu_milli || best.1.is_some_and(|b: u32| node.gpu_free[b as usize] == f) {
-                // Too small, or the same free amount as the best GPU so far: F does not depend
-                // on which GPU holds which amount.
-                continue;
-            }
-            free[g] = f - pod.gpu_milli;
-            let s = score(self.fragment(node, cpu, mem, &free));
-            free[g] = f;
-            if s > best.0 {
-                best = (s, Some(g as u32));
-            }
-        }
-        best
+        descend(node, pod, |cpu, mem, free| self.fragment(node, cpu, mem, free))
     }
 }
 
