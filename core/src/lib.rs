@@ -11,7 +11,9 @@
 pub mod frag;
 pub mod model;
 pub mod policy;
+pub mod queue;
 pub mod schedule;
+pub mod tenancy;
 
 pub use frag::{TypicalPod, Workload};
 pub use model::{Cluster, ModelCatalog, ModelId, ModelSet, Node, NodeId, Placement, PodRequest, GPU_MILLI};

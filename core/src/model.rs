@@ -13,11 +13,11 @@ pub const GPU_MILLI: u32 = 1000;
 pub const MAX_GPU_MODELS: usize = 64;
 
 /// Index of a GPU model in the cluster's [`ModelCatalog`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct ModelId(pub u8);
 
 /// A set of GPU models, as bits over [`ModelId`]s.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct ModelSet(pub u64);
 
 impl ModelSet {
@@ -78,7 +78,7 @@ impl ModelCatalog {
 /// What a pod asks for. GPU needs are `gpu_count` GPUs with `gpu_milli` milli-GPU on each:
 /// `gpu_count == 0` is a CPU-only pod, `gpu_count == 1 && gpu_milli < 1000` a pod that shares one
 /// GPU, and `gpu_milli == 1000` whole GPUs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct PodRequest {
     pub cpu_milli: u32,
     pub memory_mib: u64,

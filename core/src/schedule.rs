@@ -74,6 +74,18 @@ impl Scheduler {
     /// 3. select: the highest score, ties to the lowest rank;
     /// 4. pick GPUs on the winner.
     pub fn decide(&mut self, cluster: &Cluster, pod: &PodRequest, salt: u64) -> Result<Placement, Unschedulable> {
+        self.decide_among(cluster, pod, salt, 0..cluster.nodes.len())
+    }
+
+    /// [`Scheduler::decide`] over some of the nodes only (the nodes of one GPU model, or the nodes
+    /// a gang already uses).
+    pub fn decide_among(
+        &mut self,
+        cluster: &Cluster,
+        pod: &PodRequest,
+        salt: u64,
+        candidates: impl IntoIterator<Item = NodeId>,
+    ) -> Result<Placement, Unschedulable> {
         let n = cluster.nodes.len();
         if self.cache_nodes != n {
             self.reset();
@@ -91,8 +103,10 @@ impl Scheduler {
             0
         };
         let mut best: Option<(f64, u32, NodeId)> = None;
-        let mut why = Unschedulable { nodes: n, misfits: BTreeMap::new() };
-        for (i, node) in cluster.nodes.iter().enumerate() {
+        let mut why = Unschedulable { nodes: 0, misfits: BTreeMap::new() };
+        for i in candidates {
+            let node = &cluster.nodes[i];
+            why.nodes += 1;
             // 1. filter
             if let Err(m) = fits(node, pod) {
                 *why.misfits.entry(m).or_default() += 1;

@@ -34,6 +34,11 @@ impl std::error::Error for TraceError {}
 pub struct TracePod {
     pub name: String,
     pub request: PodRequest,
+    /// The `qos` column (`LS`, `BE`, `Burstable`, `Guaranteed` in openb); empty when absent.
+    pub qos: String,
+    /// `creation_time` and `deletion_time` in seconds, when the file has them.
+    pub created: Option<u64>,
+    pub deleted: Option<u64>,
 }
 
 /// A cluster and the pods to replay on it.
@@ -243,6 +248,9 @@ pub fn parse_pods(file: &str, text: &str, models: &ModelCatalog) -> Result<Vec<T
     let c_num = t.column(&["num_gpu"], POD_HEADER)?;
     let c_milli = t.column(&["gpu_milli"], POD_HEADER)?;
     let c_spec = t.optional(&["gpu_spec"]);
+    let c_qos = t.optional(&["qos"]);
+    let c_created = t.optional(&["creation_time"]);
+    let c_deleted = t.optional(&["deletion_time"]);
     let header = t.header.clone();
     let mut pods = Vec::new();
     let count = t.rows(|line, rec| {
@@ -286,7 +294,20 @@ pub fn parse_pods(file: &str, text: &str, models: &ModelCatalog) -> Result<Vec<T
                 request.allowed_models = Some(set);
             }
         }
-        pods.push(TracePod { name: name.to_string(), request });
+        let time = |c: Option<usize>| -> Result<Option<u64>, TraceError> {
+            match c {
+                Some(c) if !row.text(c).is_empty() => row.number(c).map(Some),
+                _ => Ok(None),
+            }
+        };
+        let (created, deleted) = (time(c_created)?, time(c_deleted)?);
+        if let (Some(c), Some(d)) = (created, deleted) {
+            if d < c {
+                return Err(row.err(format!("deletion_time {d} is before creation_time {c}; swap them or fix the row")));
+            }
+        }
+        let qos = c_qos.map_or("", |c| row.text(c)).to_string();
+        pods.push(TracePod { name: name.to_string(), request, qos, created, deleted });
         Ok(())
     })?;
     if count == 0 {

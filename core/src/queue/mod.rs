@@ -1,0 +1,596 @@
+//! Multi-tenant admission: per-tenant queues, quota with cohort borrowing, fair share, whole-gang
+//! admission, preemption, usage accrual and explanations.
+//!
+//! [`Queue`] owns the cluster model and everything admitted on it. Drivers call
+//! [`Queue::submit`] and [`Queue::finish`] as workloads come and go and then [`Queue::cycle`]
+//! with their clock; the cycle decides what starts and what is preempted. The simulator drives it
+//! on a virtual clock, the scheduler service on the wall clock; the code is the same.
+
+pub mod explain;
+mod gang;
+pub mod ledger;
+mod preempt;
+pub mod quota;
+mod workload;
+
+pub use explain::{Explanation, Reason};
+pub use gang::{place_gang, GangMisfit};
+pub use ledger::{cost_micros, Accrual, Ledger};
+pub use quota::QuotaTree;
+pub use workload::{PodSet, Workload, WorkloadId, MAX_MEMBERS};
+
+use crate::model::{could_ever_fit, Cluster, NodeId, Placement, PodRequest};
+use crate::schedule::Scheduler;
+use crate::tenancy::{FlavorId, FlavorMap, Milli, Seconds, Tenancy, TenantId, WhenExhausted};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// How the queue orders and limits work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Quotas, borrowing as the tenancy allows, fair share and preemption.
+    Quota,
+    /// One queue in submission order, no quotas, no priorities, no preemption: the baseline.
+    Fifo,
+}
+
+/// Queue key: priority (highest first), then submission time, then id.
+type Key = (Reverse<i32>, Seconds, WorkloadId);
+
+/// A workload admitted on the cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Running {
+    pub at: Seconds,
+    pub flavor: FlavorId,
+    pub demand: Milli,
+    pub priority: i32,
+    /// Admitted under an exhausted `idle-only` budget: reclaimable by anyone owed quota.
+    pub opportunistic: bool,
+    pub pods: Vec<(u64, PodRequest)>,
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Pending { reason: Reason },
+    Running(Running),
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    w: Workload,
+    priority: i32,
+    state: State,
+}
+
+/// A workload that started, and where its pods run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Admission {
+    pub workload: WorkloadId,
+    pub flavor: FlavorId,
+    pub pods: Vec<(u64, Placement)>,
+    /// Members started (below the member count when only `min_members` fit).
+    pub members: u32,
+}
+
+/// A running workload stopped to make room, and the workload it made room for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preemption {
+    pub victim: WorkloadId,
+    pub by: WorkloadId,
+    /// `true`: borrowed capacity reclaimed for a tenant within its nominal quota; `false`: a
+    /// higher-priority workload of the same tenant.
+    pub reclaim: bool,
+}
+
+/// What one cycle decided.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CycleOutcome {
+    pub admitted: Vec<Admission>,
+    /// Victims are back in their tenant's queue, with their original submission time.
+    pub preempted: Vec<Preemption>,
+}
+
+/// Why a workload was refused at submission: it can never run as asked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+/// How many workloads of one tenant a cycle looks at past the last admission.
+pub const SCAN_DEPTH: usize = 32;
+
+/// The multi-tenant admission state over one cluster.
+pub struct Queue {
+    pub tenancy: Tenancy,
+    pub flavors: FlavorMap,
+    mode: Mode,
+    cluster: Cluster,
+    scheduler: Scheduler,
+    quota: QuotaTree,
+    ledger: Ledger,
+    entries: HashMap<WorkloadId, Entry>,
+    /// Pending workloads per tenant (in FIFO mode, all in queue 0).
+    queues: Vec<BTreeSet<Key>>,
+    /// Running workloads per (tenant, flavor) in admission order: the later ones are the ones
+    /// above nominal, that is, borrowed.
+    stacks: Vec<BTreeSet<(Seconds, WorkloadId)>>,
+    /// Nodes per flavor (GPU flavors: nodes of that model; `cpu`: all nodes).
+    flavor_nodes: Vec<Vec<NodeId>>,
+    /// Per flavor: capacity in milli-units, and free GPUs (milli) for a quick fit bound.
+    capacity: Vec<Milli>,
+    /// Shapes (flavor, members) that found no placement since the flavor last freed capacity.
+    failed: HashSet<(FlavorId, Vec<PodRequest>)>,
+    /// The most each tenant could ever hold of each flavor.
+    ceilings: Vec<i64>,
+    /// Something changed since the last cycle (a submission, a release, a clock deadline).
+    dirty: bool,
+    /// Earliest time a time-based rule (reclaim window, minimum runtime, new month) may change a
+    /// decision.
+    wake: Option<Seconds>,
+    now: Seconds,
+}
+
+impl Queue {
+    /// A queue over `cluster` (usually empty) with the given tenancy, placement and mode. `now`
+    /// starts the ledger's meters.
+    pub fn new(tenancy: Tenancy, cluster: Cluster, scheduler: Scheduler, mode: Mode, now: Seconds) -> Result<Queue, String> {
+        let flavors = tenancy.bind(&cluster.models)?;
+        let nf = tenancy.flavors.len();
+        let nt = tenancy.tenants.len();
+        let mut flavor_nodes = vec![Vec::new(); nf];
+        let mut capacity = vec![0; nf];
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            if let Some(f) = node.model.and_then(|m| flavors.of_model(m)) {
+                flavor_nodes[f].push(i);
+                capacity[f] += node.gpu_capacity() as Milli;
+            }
+            if let Some(c) = flavors.cpu {
+                flavor_nodes[c].push(i);
+                capacity[c] += node.cpu_capacity as Milli;
+            }
+        }
+        let quota = QuotaTree::new(&tenancy);
+        let ceilings = (0..nt).flat_map(|t| (0..nf).map(move |f| (t, f))).map(|(t, f)| quota.ceiling(t, f)).collect();
+        let nominal = (0..nt).flat_map(|t| (0..nf).map(move |f| (t, f))).map(|(t, f)| quota.nominal(t, f)).collect();
+        let prices = tenancy.tenants.iter().flat_map(|t| t.prices_micros.iter().copied()).collect();
+        let gpu_flavor = tenancy.flavors.iter().map(|f| !f.is_cpu()).collect();
+        let queues = vec![BTreeSet::new(); nt.max(1)];
+        Ok(Queue {
+            ledger: Ledger::new(nf, nominal, prices, gpu_flavor, now),
+            flavors,
+            mode,
+            cluster,
+            scheduler,
+            quota,
+            entries: HashMap::new(),
+            queues,
+            stacks: vec![BTreeSet::new(); nt * nf],
+            flavor_nodes,
+            capacity,
+            failed: HashSet::new(),
+            ceilings,
+            dirty: false,
+            wake: None,
+            now,
+            tenancy,
+        })
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+    pub fn quota(&self) -> &QuotaTree {
+        &self.quota
+    }
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+    /// Capacity of a flavor in milli-units.
+    pub fn capacity(&self, f: FlavorId) -> Milli {
+        self.capacity[f]
+    }
+    pub fn workload(&self, id: WorkloadId) -> Option<&Workload> {
+        self.entries.get(&id).map(|e| &e.w)
+    }
+    pub fn running(&self, id: WorkloadId) -> Option<&Running> {
+        match &self.entries.get(&id)?.state {
+            State::Running(r) => Some(r),
+            State::Pending { .. } => None,
+        }
+    }
+    pub fn pending_count(&self) -> usize {
+        self.queues.iter().map(BTreeSet::len).sum()
+    }
+    pub fn pending_of(&self, t: TenantId) -> usize {
+        match self.mode {
+            Mode::Quota => self.queues[t].len(),
+            Mode::Fifo => self.queues[0].iter().filter(|k| self.entries[&k.2].w.tenant == t).count(),
+        }
+    }
+    /// Ids of all pending workloads, in no particular order.
+    pub fn pending_ids(&self) -> impl Iterator<Item = WorkloadId> + '_ {
+        self.queues.iter().flat_map(|q| q.iter().map(|k| k.2))
+    }
+    /// When the driver should run a cycle even if nothing else happens.
+    pub fn next_wakeup(&self) -> Option<Seconds> {
+        self.wake
+    }
+
+    /// The priority value a workload runs at.
+    fn priority_of(&self, w: &Workload) -> i32 {
+        let tenant = &self.tenancy.tenants[w.tenant];
+        let class = w.priority_class.unwrap_or(tenant.kind_classes[w.kind.index()]);
+        self.tenancy.priority_classes.get(class).map_or(w.kind.default_priority(), |c| c.value)
+    }
+
+    /// Flavors the workload may take, in the tenancy's order.
+    fn candidate_flavors(&self, w: &Workload) -> Vec<FlavorId> {
+        if !w.wants_gpu() {
+            return self.flavors.cpu.into_iter().collect();
+        }
+        (0..self.tenancy.flavors.len())
+            .filter(|&f| match self.flavors.model_of(f) {
+                Some(m) => w.models.is_none_or(|set| set.contains(m)),
+                None => false,
+            })
+            .collect()
+    }
+
+    /// Adds a workload to its tenant's queue, or refuses it when it could never run as asked.
+    pub fn submit(&mut self, w: Workload, now: Seconds) -> Result<(), Refusal> {
+        self.now = now;
+        w.validate().map_err(Refusal)?;
+        if w.tenant >= self.tenancy.tenants.len() {
+            return Err(Refusal(format!("workload {} names tenant #{}, which does not exist", w.name, w.tenant)));
+        }
+        if self.entries.contains_key(&w.id) {
+            return Err(Refusal(format!("workload id {} is already queued or running", w.id)));
+        }
+        let tenant = &self.tenancy.tenants[w.tenant];
+        if let Some(class) = w.priority_class {
+            if !tenant.allowed_classes.is_empty() && !tenant.allowed_classes.contains(&class) {
+                let name = self.tenancy.priority_classes.get(class).map_or("?", |c| c.name.as_str());
+                return Err(Refusal(format!(
+                    "tenant {} may not use priority class {name}; use one of its classes or ask a platform admin to allow it",
+                    tenant.name
+                )));
+            }
+        }
+        if self.mode == Mode::Quota {
+            self.refuse_if_never(&w)?;
+            if let Some(b) = tenant.budget {
+                if b.when_exhausted == WhenExhausted::Refuse && self.ledger.month_gpu_use(w.tenant, now) >= b.milli_gpu_seconds && w.wants_gpu() {
+                    return Err(Refusal(explain::budget_message(self, w.tenant, now)));
+                }
+            }
+        } else {
+            self.refuse_if_no_node(&w)?;
+        }
+        let priority = if self.mode == Mode::Fifo { 0 } else { self.priority_of(&w) };
+        let q = if self.mode == Mode::Fifo { 0 } else { w.tenant };
+        self.queues[q].insert((Reverse(priority), w.submitted, w.id));
+        let reason = Reason::Queued;
+        self.entries.insert(w.id, Entry { w, priority, state: State::Pending { reason } });
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn refuse_if_no_node(&self, w: &Workload) -> Result<(), Refusal> {
+        let flavors = self.candidate_flavors(w);
+        let members = w.member_requests(w.min_members);
+        let fits_somewhere = |f: FlavorId| members.iter().all(|p| self.flavor_nodes[f].iter().any(|&n| could_ever_fit(&self.cluster.nodes[n], p)));
+        if flavors.iter().any(|&f| fits_somewhere(f)) {
+            return Ok(());
+        }
+        Err(Refusal(explain::never_fits_message(self, w, &flavors)))
+    }
+
+    fn refuse_if_never(&self, w: &Workload) -> Result<(), Refusal> {
+        self.refuse_if_no_node(w)?;
+        let nf = self.tenancy.flavors.len();
+        let demand = w.demand(w.min_members) as i64;
+        let flavors = self.candidate_flavors(w);
+        if flavors.iter().any(|&f| self.ceilings[w.tenant * nf + f] >= demand) {
+            return Ok(());
+        }
+        Err(Refusal(explain::over_ceiling_message(self, w, &flavors)))
+    }
+
+    /// A running workload ended, or a pending one was withdrawn. Unknown ids are ignored (the
+    /// workload was refused or has already finished).
+    pub fn finish(&mut self, id: WorkloadId, now: Seconds) -> Option<Workload> {
+        self.now = now;
+        let entry = self.entries.remove(&id)?;
+        match &entry.state {
+            State::Pending { .. } => {
+                let q = if self.mode == Mode::Fifo { 0 } else { entry.w.tenant };
+                self.queues[q].remove(&(Reverse(entry.priority), entry.w.submitted, id));
+            }
+            State::Running(r) => self.release(&entry.w, r, now),
+        }
+        self.dirty = true;
+        Some(entry.w)
+    }
+
+    /// Frees a running workload's pods and quota.
+    fn release(&mut self, w: &Workload, r: &Running, now: Seconds) {
+        for (pod, _) in &r.pods {
+            // Pods of a running entry are placed; a failure would mean corrupted state, which
+            // the property tests rule out.
+            let _ = self.cluster.release(*pod);
+        }
+        let nf = self.tenancy.flavors.len();
+        self.stacks[w.tenant * nf + r.flavor].remove(&(r.at, w.id));
+        self.charge(w.tenant, r.flavor, -(r.demand as i64), now);
+        self.failed.retain(|(f, _)| *f != r.flavor);
+    }
+
+    /// Changes a tenant's usage of a flavor in the quota tree and the ledger.
+    fn charge(&mut self, t: TenantId, f: FlavorId, delta: i64, now: Seconds) {
+        self.quota.add(t, f, delta);
+        let usage = self.quota.usage(t, f);
+        self.ledger.set(t, f, usage, now);
+    }
+
+    /// Weighted dominant share of what the tenant borrows: the largest borrowed fraction of any
+    /// flavor's capacity, divided by the tenant's weight. Tenants within their quotas have 0.
+    pub fn borrowed_share(&self, t: TenantId) -> f64 {
+        let weight = self.tenancy.tenants[t].weight;
+        (0..self.tenancy.flavors.len())
+            .filter(|&f| self.capacity[f] > 0)
+            .map(|f| self.quota.borrowed(t, f) as f64 / self.capacity[f] as f64)
+            .fold(0.0, f64::max)
+            / weight
+    }
+
+    /// One admission cycle at `now`.
+    ///
+    /// 1. Heads: every tenant with pending work, lowest weighted borrowed share first (ties:
+    ///    the more urgent head, then the older head).
+    /// 2. For the first tenant, look at its queue in order (priority, then age), at most
+    ///    [`SCAN_DEPTH`] workloads past the last admission:
+    ///    a. budget: an exhausted `refuse` budget holds the tenant's work until next month;
+    ///    b. quota: the first flavor the workload accepts whose quota (nominal, then what the
+    ///       cohort can lend) covers it;
+    ///    c. placement: every member on a node of that flavor, or nothing;
+    ///    d. preemption when allowed: lower-priority work of the same tenant, or, after the
+    ///       reclaim window, borrowed work of other tenants for a tenant within its nominal quota;
+    ///    e. admitted: the tenant goes back among the heads with its new share (one admission
+    ///       per turn interleaves tenants fairly); not admitted: the reason is recorded.
+    /// 3. Requeue preempted victims; report admissions and preemptions.
+    pub fn cycle(&mut self, now: Seconds) -> CycleOutcome {
+        self.now = now;
+        let mut out = CycleOutcome::default();
+        if !self.dirty && self.wake.is_none_or(|w| w > now) {
+            return out;
+        }
+        self.dirty = false;
+        self.wake = None;
+        // 1. heads
+        let mut turns: BTreeSet<(u64, Key, usize)> = BTreeSet::new();
+        for (q, queue) in self.queues.iter().enumerate() {
+            if let Some(head) = queue.first() {
+                turns.insert((self.share_key(q), *head, q));
+            }
+        }
+        // 2. turns
+        while let Some(turn) = turns.pop_first() {
+            let q = turn.2;
+            if let Some(admitted) = self.turn(q, now, &mut out) {
+                out.admitted.push(admitted);
+                if let Some(head) = self.queues[q].first() {
+                    turns.insert((self.share_key(q), *head, q));
+                }
+            }
+        }
+        out
+    }
+
+    /// Sort key of a queue's share (order-preserving bits of the non-negative f64).
+    fn share_key(&self, q: usize) -> u64 {
+        match self.mode {
+            Mode::Quota => self.borrowed_share(q).to_bits(),
+            Mode::Fifo => 0,
+        }
+    }
+
+    /// Looks at up to [`SCAN_DEPTH`] workloads of queue `q` and admits the first that can start.
+    fn turn(&mut self, q: usize, now: Seconds, out: &mut CycleOutcome) -> Option<Admission> {
+        let keys: Vec<Key> = self.queues[q].iter().take(SCAN_DEPTH).copied().collect();
+        for key in keys {
+            let id = key.2;
+            match self.try_admit(id, now, out) {
+                Ok(a) => return Some(a),
+                Err(reason) => {
+                    let blocks = matches!(reason, Reason::Budget { .. });
+                    if let Some(Entry { state: State::Pending { reason: r }, .. }) = self.entries.get_mut(&id) {
+                        *r = reason;
+                    }
+                    if blocks {
+                        break;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Budget, quota, placement and preemption for one workload (steps 2a-2d).
+    fn try_admit(&mut self, id: WorkloadId, now: Seconds, out: &mut CycleOutcome) -> Result<Admission, Reason> {
+        let w = self.entries[&id].w.clone();
+        let priority = self.entries[&id].priority;
+        // a. budget
+        let mut opportunistic = false;
+        if self.mode == Mode::Quota && w.wants_gpu() {
+            if let Some(b) = self.tenancy.tenants[w.tenant].budget {
+                if self.ledger.month_gpu_use(w.tenant, now) >= b.milli_gpu_seconds {
+                    self.wake_at(crate::tenancy::next_month_start(now));
+                    match b.when_exhausted {
+                        WhenExhausted::Refuse => return Err(explain::budget_reason(self, w.tenant, now)),
+                        WhenExhausted::IdleOnly => opportunistic = true,
+                    }
+                }
+            }
+        }
+        let counts: Vec<u32> = if w.min_members < w.members() { vec![w.members(), w.min_members] } else { vec![w.members()] };
+        let mut first_reason = None;
+        for &n in &counts {
+            let members = w.member_requests(n);
+            let demand = w.demand(n);
+            for f in self.candidate_flavors(&w) {
+                // b. quota
+                if self.mode == Mode::Quota && (self.quota.available(w.tenant, f) as i128) < demand as i128 {
+                    first_reason.get_or_insert_with(|| explain::quota_reason(self, &w, f, demand));
+                    continue;
+                }
+                // c. placement
+                match self.place(&w, f, &members, true) {
+                    Ok(pods) => return Ok(self.admit(&w, f, n, demand, priority, opportunistic, pods, now)),
+                    Err(reason) => {
+                        first_reason.get_or_insert(reason);
+                    }
+                }
+            }
+        }
+        // d. preemption (work on an exhausted budget never preempts)
+        if self.mode == Mode::Quota && !opportunistic {
+            if let Some((f, pods, victims)) = preempt::make_room(self, &w, priority, now) {
+                let n = w.members();
+                let demand = w.demand(n);
+                for &(victim, reclaim) in &victims {
+                    out.preempted.push(Preemption { victim, by: id, reclaim });
+                }
+                return Ok(self.admit(&w, f, n, demand, priority, opportunistic, pods, now));
+            }
+        }
+        Err(first_reason.unwrap_or(Reason::Queued))
+    }
+
+    /// Places the members on flavor `f`. With `memo`, shapes that did not fit are remembered
+    /// until the flavor frees capacity (admissions only take capacity, so they would fail again).
+    fn place(&mut self, w: &Workload, f: FlavorId, members: &[PodRequest], memo: bool) -> Result<Vec<(u64, Placement)>, Reason> {
+        let key = (f, members.to_vec());
+        if memo && self.failed.contains(&key) {
+            return Err(explain::no_fit_reason(self, f, members.len(), None));
+        }
+        let ids: Vec<u64> = (0..members.len() as u64).map(|i| (w.id << 16) | i).collect();
+        let nodes = std::mem::take(&mut self.flavor_nodes[f]);
+        let placed = place_gang(&mut self.cluster, &mut self.scheduler, &nodes, members, &ids, w.id.wrapping_mul(0x9E37_79B9));
+        self.flavor_nodes[f] = nodes;
+        match placed {
+            Ok(p) => Ok(ids.into_iter().zip(p).collect()),
+            Err(misfit) => {
+                if memo {
+                    self.failed.insert(key);
+                }
+                Err(explain::no_fit_reason(self, f, members.len(), Some(&misfit)))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &mut self,
+        w: &Workload,
+        f: FlavorId,
+        members: u32,
+        demand: Milli,
+        priority: i32,
+        opportunistic: bool,
+        pods: Vec<(u64, Placement)>,
+        now: Seconds,
+    ) -> Admission {
+        let q = if self.mode == Mode::Fifo { 0 } else { w.tenant };
+        let entry = self.entries.get_mut(&w.id).expect("admitting a queued workload");
+        self.queues[q].remove(&(Reverse(entry.priority), w.submitted, w.id));
+        let requests = w.member_requests(members);
+        let running = Running {
+            at: now,
+            flavor: f,
+            demand,
+            priority: if opportunistic { self.tenancy.lowest_priority() } else { priority },
+            opportunistic,
+            pods: pods.iter().map(|(id, _)| *id).zip(requests).collect(),
+        };
+        entry.state = State::Running(running);
+        let nf = self.tenancy.flavors.len();
+        self.stacks[w.tenant * nf + f].insert((now, w.id));
+        self.charge(w.tenant, f, demand as i64, now);
+        Admission { workload: w.id, flavor: f, pods, members }
+    }
+
+    /// Marks a workload (just released) as pending again and puts it back in its queue with its
+    /// original submission time.
+    fn set_pending(&mut self, id: WorkloadId, reason: Reason) {
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        entry.state = State::Pending { reason };
+        let q = if self.mode == Mode::Fifo { 0 } else { entry.w.tenant };
+        self.queues[q].insert((Reverse(entry.priority), entry.w.submitted, id));
+        self.dirty = true;
+    }
+
+    /// Asks for a cycle at `t` at the latest.
+    fn wake_at(&mut self, t: Seconds) {
+        self.wake = Some(self.wake.map_or(t, |w| w.min(t)));
+    }
+
+    /// Running workloads of a tenant on a flavor, oldest admission first.
+    fn stack(&self, t: TenantId, f: FlavorId) -> impl Iterator<Item = WorkloadId> + '_ {
+        self.stacks[t * self.tenancy.flavors.len() + f].iter().map(|&(_, id)| id)
+    }
+
+    /// Every running workload with its state.
+    pub fn running_workloads(&self) -> impl Iterator<Item = (&Workload, &Running)> {
+        self.entries.values().filter_map(|e| match &e.state {
+            State::Running(r) => Some((&e.w, r)),
+            State::Pending { .. } => None,
+        })
+    }
+
+    /// The recorded reason of a pending workload.
+    pub fn reason(&self, id: WorkloadId) -> Option<&Reason> {
+        match &self.entries.get(&id)?.state {
+            State::Pending { reason } => Some(reason),
+            State::Running(_) => None,
+        }
+    }
+
+    /// Checks internal invariants: usage equals the sum of running demands, the cluster holds
+    /// exactly the running pods, and no tenant exceeds what it may hold. Used by tests.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let nf = self.tenancy.flavors.len();
+        let mut usage = vec![0u64; self.tenancy.tenants.len() * nf];
+        let mut pods = 0;
+        for (w, r) in self.running_workloads() {
+            usage[w.tenant * nf + r.flavor] += r.demand;
+            pods += r.pods.len();
+            for (id, _) in &r.pods {
+                if self.cluster.placement(*id).is_none() {
+                    return Err(format!("pod {id} of running workload {} is not placed", w.id));
+                }
+            }
+        }
+        if pods != self.cluster.placed_pods() {
+            return Err(format!("{} pods placed but running workloads have {pods}", self.cluster.placed_pods()));
+        }
+        for t in 0..self.tenancy.tenants.len() {
+            for f in 0..nf {
+                if usage[t * nf + f] != self.quota.usage(t, f) {
+                    return Err(format!("tenant {t} flavor {f}: usage {} but running demand {}", self.quota.usage(t, f), usage[t * nf + f]));
+                }
+                if self.mode == Mode::Quota && usage[t * nf + f] as i64 > self.ceilings[t * nf + f] {
+                    return Err(format!("tenant {t} flavor {f}: usage {} above its ceiling {}", usage[t * nf + f], self.ceilings[t * nf + f]));
+                }
+                if self.mode == Mode::Quota && self.quota.available(t, f) < 0 {
+                    return Err(format!("tenant {t} flavor {f}: negative available quota {}", self.quota.available(t, f)));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,316 @@
+//! Tenants, cohorts, quotas, priorities, prices and budgets: who may use what.
+//!
+//! A [`Tenancy`] is the validated form of a tenants file (see `tenancy::file`) or, in a cluster,
+//! of Gantry's tenant resources. Everything here is plain data indexed by small integers so the
+//! admission cycle can look things up without hashing:
+//!
+//! - a **flavor** is a kind of quota: the GPUs of one model (amounts in milli-GPU), or `cpu` for
+//!   pods without GPUs (amounts in milli-CPU);
+//! - a **tenant** owns namespaces and has, per flavor, a nominal quota plus how much of it may be
+//!   lent and how much more may be borrowed inside its cohort;
+//! - a **cohort** pools the lendable quota of its members; cohorts nest, so a parent cohort lends
+//!   between its child cohorts as Kueue's hierarchical cohorts do.
+
+pub mod file;
+
+use crate::model::{ModelCatalog, ModelId, GPU_MILLI};
+use serde::Serialize;
+use std::fmt;
+
+/// Milli-units of a flavor: milli-GPU for GPU flavors, milli-CPU for `cpu`.
+pub type Milli = u64;
+
+/// Seconds on the caller's clock (Unix time in a cluster, virtual time in the simulator).
+pub type Seconds = i64;
+
+/// Index of a flavor in [`Tenancy::flavors`].
+pub type FlavorId = usize;
+/// Index of a tenant in [`Tenancy::tenants`].
+pub type TenantId = usize;
+/// Index of a cohort in [`Tenancy::cohorts`].
+pub type CohortId = usize;
+
+/// The name of the flavor for pods that request no GPU.
+pub const CPU_FLAVOR: &str = "cpu";
+
+/// Milli-GPU-seconds in one GPU-hour.
+pub const MILLI_GPU_SECONDS_PER_GPU_HOUR: u64 = GPU_MILLI as u64 * 3600;
+
+/// A quota flavor: GPUs of one model, or CPU.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Flavor {
+    pub name: String,
+    /// Price per GPU-hour (per CPU-core-hour for `cpu`) in micro-units of the currency, unless a
+    /// tenant sets its own.
+    pub price_micros: u64,
+}
+
+impl Flavor {
+    pub fn is_cpu(&self) -> bool {
+        self.name == CPU_FLAVOR
+    }
+}
+
+/// One tenant's quota of one flavor, in milli-units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FlavorQuota {
+    /// Guaranteed: always available to the tenant, reclaimed from borrowers when it asks.
+    pub nominal: Milli,
+    /// At most this much above nominal, borrowed from the cohort; `None`: no limit.
+    pub borrowing_limit: Option<Milli>,
+    /// At most this much of the nominal quota is lent to the cohort; `None`: all of it.
+    pub lending_limit: Option<Milli>,
+}
+
+/// Workload kinds; each has a default priority class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Training,
+    PipelineStep,
+    Notebook,
+    Serving,
+    Batch,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [Kind::Training, Kind::PipelineStep, Kind::Notebook, Kind::Serving, Kind::Batch];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Training => "training",
+            Kind::PipelineStep => "pipeline-step",
+            Kind::Notebook => "notebook",
+            Kind::Serving => "serving",
+            Kind::Batch => "batch",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// Built-in default priority values by kind: serving and interactive notebooks first, then
+    /// pipeline steps (short, and a whole run waits on each), training, and batch last.
+    pub fn default_priority(self) -> i32 {
+        match self {
+            Kind::Serving => 1000,
+            Kind::Notebook => 800,
+            Kind::PipelineStep => 500,
+            Kind::Training => 300,
+            Kind::Batch => 100,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A named priority; higher values are admitted first and may preempt lower ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PriorityClass {
+    pub name: String,
+    pub value: i32,
+}
+
+/// What happens to a tenant's new work once its monthly GPU-hour budget is spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenExhausted {
+    /// Admit only onto capacity no one else is owed, at the lowest priority; any workload within
+    /// its tenant's nominal quota may reclaim it.
+    IdleOnly,
+    /// Refuse new workloads until the next month.
+    Refuse,
+}
+
+/// A monthly GPU-hour budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Budget {
+    /// GPU-hours per calendar month (UTC), over all GPU flavors, in milli-GPU-seconds.
+    pub milli_gpu_seconds: u64,
+    pub when_exhausted: WhenExhausted,
+}
+
+/// A tenant: a team that owns namespaces and quota.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Tenant {
+    pub name: String,
+    pub namespaces: Vec<String>,
+    pub cohort: Option<CohortId>,
+    /// Per flavor, indexed by [`FlavorId`].
+    pub quotas: Vec<FlavorQuota>,
+    /// Fair-share weight (> 0): shares of borrowed capacity are divided in proportion to it.
+    pub weight: f64,
+    /// Priority classes this tenant may use (indexes into [`Tenancy::priority_classes`]).
+    pub allowed_classes: Vec<usize>,
+    /// Priority class per [`Kind`] for workloads that name none.
+    pub kind_classes: [usize; 5],
+    /// Price per GPU-hour per flavor in micro-units (the flavor's price unless overridden).
+    pub prices_micros: Vec<u64>,
+    pub budget: Option<Budget>,
+}
+
+/// A cohort: a pool for lending between its members (tenants and child cohorts).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Cohort {
+    pub name: String,
+    pub parent: Option<CohortId>,
+}
+
+/// Timing rules of the admission cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Timing {
+    /// How long a workload within its tenant's nominal quota waits for free capacity before
+    /// borrowed capacity is reclaimed for it by preemption.
+    pub reclaim_window: Seconds,
+    /// Workloads that have run less than this are not preempted.
+    pub min_runtime: Seconds,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { reclaim_window: 300, min_runtime: 600 }
+    }
+}
+
+/// The validated set of tenants, cohorts, flavors and priority classes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Tenancy {
+    pub flavors: Vec<Flavor>,
+    pub cohorts: Vec<Cohort>,
+    pub tenants: Vec<Tenant>,
+    pub priority_classes: Vec<PriorityClass>,
+    pub timing: Timing,
+    /// ISO 4217 code or any label, used only when printing money.
+    pub currency: String,
+}
+
+impl Tenancy {
+    pub fn flavor(&self, name: &str) -> Option<FlavorId> {
+        self.flavors.iter().position(|f| f.name == name)
+    }
+    pub fn tenant(&self, name: &str) -> Option<TenantId> {
+        self.tenants.iter().position(|t| t.name == name)
+    }
+    pub fn cpu_flavor(&self) -> Option<FlavorId> {
+        self.flavors.iter().position(Flavor::is_cpu)
+    }
+    /// The tenant that owns `namespace`.
+    pub fn tenant_of_namespace(&self, namespace: &str) -> Option<TenantId> {
+        self.tenants.iter().position(|t| t.namespaces.iter().any(|n| n == namespace))
+    }
+    pub fn class(&self, name: &str) -> Option<usize> {
+        self.priority_classes.iter().position(|c| c.name == name)
+    }
+    /// The lowest priority value of any class (what budget-exhausted work runs at).
+    pub fn lowest_priority(&self) -> i32 {
+        self.priority_classes.iter().map(|c| c.value).min().unwrap_or(0).min(0)
+    }
+
+    /// Maps the cluster's GPU models to flavors. Fails, naming the flavor, when a GPU flavor is
+    /// not a model of any node: its quota could never be used.
+    pub fn bind(&self, models: &ModelCatalog) -> Result<FlavorMap, String> {
+        let mut by_model = vec![None; models.names().len()];
+        for (f, flavor) in self.flavors.iter().enumerate() {
+            if flavor.is_cpu() {
+                continue;
+            }
+            match models.get(&flavor.name) {
+                Some(m) => by_model[m.0 as usize] = Some(f),
+                None => {
+                    return Err(format!(
+                        "flavor {:?} is not the GPU model of any node (node models: {}); rename the flavor to one of them or remove it",
+                        flavor.name,
+                        models.names().join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(FlavorMap { by_model, cpu: self.cpu_flavor() })
+    }
+
+    /// A copy with borrowing switched off: every tenant keeps to its nominal quota (the
+    /// strict-quota baseline).
+    pub fn strict(&self) -> Tenancy {
+        let mut t = self.clone();
+        for tenant in &mut t.tenants {
+            for q in &mut tenant.quotas {
+                q.borrowing_limit = Some(0);
+            }
+        }
+        t
+    }
+}
+
+/// Which flavor a node's GPUs belong to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlavorMap {
+    /// Per [`ModelId`]: its flavor, `None` for a model no flavor names (no tenant may use it).
+    pub by_model: Vec<Option<FlavorId>>,
+    pub cpu: Option<FlavorId>,
+}
+
+impl FlavorMap {
+    pub fn of_model(&self, m: ModelId) -> Option<FlavorId> {
+        self.by_model.get(m.0 as usize).copied().flatten()
+    }
+    pub fn model_of(&self, f: FlavorId) -> Option<ModelId> {
+        self.by_model.iter().position(|&x| x == Some(f)).map(|m| ModelId(m as u8))
+    }
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian), after Howard Hinnant's
+/// `days_from_civil`.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// `(year, month)` of a Unix time, UTC.
+pub fn civil_month(t: Seconds) -> (i64, u32) {
+    let z = t.div_euclid(86400) + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m)
+}
+
+/// Unix time at which the month after the one containing `t` starts.
+pub fn next_month_start(t: Seconds) -> Seconds {
+    let (y, m) = civil_month(t);
+    let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    days_from_civil(y, m, 1) * 86400
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_months() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2026, 11, 1) * 86400, 1_793_491_200);
+        assert_eq!(civil_month(1_793_491_200), (2026, 11));
+        assert_eq!(civil_month(1_793_491_199), (2026, 10));
+        assert_eq!(next_month_start(1_793_491_200), days_from_civil(2026, 12, 1) * 86400);
+        assert_eq!(next_month_start(days_from_civil(2024, 12, 31) * 86400), days_from_civil(2025, 1, 1) * 86400);
+        assert_eq!(civil_month(days_from_civil(2024, 2, 29) * 86400 + 86399), (2024, 2));
+    }
+}
