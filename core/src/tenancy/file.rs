@@ -98,6 +98,11 @@ fn err(line: Option<usize>, field: &str, problem: impl Into<String>) -> TenantFi
     TenantFileError { file: String::new(), line, field: field.to_string(), problem: problem.into() }
 }
 
+/// An error at `node`.
+fn fail<T>(node: &Node, field: &str, problem: impl Into<String>) -> Res<T> {
+    Err(err(line(node), field, problem))
+}
+
 /// The 1-based line where a node starts.
 fn line(node: &Node) -> Option<usize> {
     node.span().start().map(|m| m.line())
@@ -165,7 +170,7 @@ fn text<'a>(node: &'a Node, field: &str) -> Res<&'a str> {
 /// A non-empty single value, as used for names.
 fn name_text(node: &Node, field: &str) -> Res<String> {
     match text(node, field)? {
-        "" => Err(err(line(node), field, "is empty; give it a name")),
+        "" => fail(node, field, "is empty; give it a name"),
         s => Ok(s.to_string()),
     }
 }
@@ -174,7 +179,7 @@ fn name_text(node: &Node, field: &str) -> Res<String> {
 fn nonempty_list<'a>(node: &'a Node, field: &str, hint: &str) -> Res<&'a [Node]> {
     let items = node.as_sequence().ok_or_else(|| wrong_type(node, field, "a list"))?;
     if items.is_empty() {
-        return Err(err(line(node), field, format!("the list is empty; {hint}")));
+        return fail(node, field, format!("the list is empty; {hint}"));
     }
     Ok(items)
 }
@@ -260,16 +265,16 @@ impl Names {
         Names { what, list, seen: HashMap::new() }
     }
 
-    /// The `name` of item `i`, refused when an earlier item has it.
-    fn add(&mut self, obj: &Obj, i: usize) -> Res<String> {
+    /// The `name` of item `i`, read by `read`; refused when an earlier item has it.
+    fn add(&mut self, obj: &Obj, i: usize, read: fn(&Node, &str) -> Res<String>) -> Res<String> {
         let node = obj.req("name", &format!("give the {} a name, e.g. `name: example`", self.what))?;
-        let name = name_text(node, &obj.field("name"))?;
+        let name = read(node, &obj.field("name"))?;
         if let Some(first) = self.seen.insert(name.clone(), i) {
             let problem = format!(
                 "{} `{name}` is declared twice (also {}[{first}]); names must be unique, so rename or remove one",
                 self.what, self.list
             );
-            return Err(err(line(node), &obj.field("name"), problem));
+            return fail(node, &obj.field("name"), problem);
         }
         Ok(name)
     }
@@ -294,7 +299,7 @@ fn lookup<'n>(
         suggest(name, names),
         if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
     );
-    Err(err(line(node), field, problem))
+    fail(node, field, problem)
 }
 
 /// `lowercase alnum and '-', 1..=63 chars, alnum at both ends`, as Kubernetes namespaces.
@@ -304,24 +309,16 @@ fn dns_label(node: &Node, field: &str) -> Res<String> {
     if s.len() <= 63 && s.chars().all(ok_char) && !s.starts_with('-') && !s.ends_with('-') {
         return Ok(s);
     }
-    let problem = format!(
-        "`{s}` is not a valid name; use 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
-    );
-    Err(err(line(node), field, problem))
+    let rule = "use 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit";
+    fail(node, field, format!("`{s}` is not a valid name; {rule}"))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Numbers
 
-/// Why a decimal was refused.
-enum DecimalError {
-    NotANumber,
-    TooPrecise,
-    TooLarge,
-}
-
-/// A plain decimal (`12`, `-4`, `2.50`) as an integer scaled by 10^`places` (`2.5`, 3 -> 2500).
-fn decimal(s: &str, places: usize) -> Result<i128, DecimalError> {
+/// A plain decimal (`12`, `-4`, `2.50`) as an integer scaled by 10^`places` (`2.5`, 3 -> 2500);
+/// `Err` says why not.
+fn decimal(s: &str, places: usize) -> Result<i128, &'static str> {
     let (negative, digits) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
@@ -330,99 +327,88 @@ fn decimal(s: &str, places: usize) -> Result<i128, DecimalError> {
     let frac = frac.trim_end_matches('0');
     let all_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
     if (int.is_empty() && frac.is_empty()) || !all_digits(int) || !all_digits(frac) {
-        return Err(DecimalError::NotANumber);
+        return Err("not a number");
     }
     if frac.len() > places {
-        return Err(DecimalError::TooPrecise);
+        return Err("too many decimals to count exactly");
     }
     if int.trim_start_matches('0').len() > 24 {
-        return Err(DecimalError::TooLarge);
+        return Err("too large");
     }
-    let padded = int.bytes().chain(frac.bytes()).chain(std::iter::repeat(b'0').take(places - frac.len()));
+    let padded = int.bytes().chain(frac.bytes()).chain(std::iter::repeat_n(b'0', places - frac.len()));
     let value = padded.fold(0i128, |v, b| v * 10 + i128::from(b - b'0'));
     Ok(if negative { -value } else { value })
 }
 
-/// The kinds of fixed-point amounts in the file.
-#[derive(Clone, Copy)]
-enum Amount {
-    /// GPUs (cores for `cpu`) in milli-units; also accepts `"2500m"`.
-    Quantity,
-    /// Currency per GPU-hour (core-hour) in micro-units.
-    Price,
-    /// GPU-hours in milli-units.
-    Hours,
+/// A kind of fixed-point amount in the file.
+struct Amount {
+    /// Decimals kept: the stored integer is the amount times 10^places.
+    places: usize,
+    /// Whether Kubernetes milli strings (`"2500m"`) are accepted.
+    milli_suffix: bool,
+    plural: &'static str,
+    example: &'static str,
 }
 
-impl Amount {
-    fn places(self) -> usize {
-        match self {
-            Amount::Quantity | Amount::Hours => 3,
-            Amount::Price => 6,
-        }
-    }
-    fn plural(self) -> &'static str {
-        match self {
-            Amount::Quantity => "quotas",
-            Amount::Price => "prices",
-            Amount::Hours => "budgets",
-        }
-    }
-    fn example(self) -> &'static str {
-        match self {
-            Amount::Quantity => {
-                "a number of GPUs (cores for cpu) with at most 3 decimals, such as 2.5, or milli-units such as \"2500m\""
-            }
-            Amount::Price => "a price per GPU-hour (core-hour for cpu) with at most 6 decimals, such as 2.40",
-            Amount::Hours => "a number of GPU-hours with at most 3 decimals, such as 5000",
-        }
-    }
-}
+/// GPUs (cores for `cpu`), stored in milli-units.
+const QUANTITY: Amount = Amount {
+    places: 3,
+    milli_suffix: true,
+    plural: "quotas",
+    example: "a number of GPUs (cores for cpu) with at most 3 decimals, such as 2.5, or milli-units such as \"2500m\"",
+};
+/// Currency per GPU-hour (core-hour for `cpu`), stored in micro-units.
+const PRICE: Amount = Amount {
+    places: 6,
+    milli_suffix: false,
+    plural: "prices",
+    example: "a price per GPU-hour (core-hour for cpu) with at most 6 decimals, such as 2.40",
+};
+/// GPU-hours, stored in milli-units.
+const HOURS: Amount = Amount {
+    places: 3,
+    milli_suffix: false,
+    plural: "budgets",
+    example: "a number of GPU-hours with at most 3 decimals, such as 5000",
+};
 
-/// A non-negative fixed-point amount, scaled to an integer.
-fn amount(node: &Node, field: &str, kind: Amount) -> Res<u64> {
+/// A non-negative fixed-point amount, scaled to an integer. `what` names it in messages.
+fn amount(node: &Node, field: &str, what: &str, kind: &Amount) -> Res<u64> {
     let s = text(node, field)?;
-    let key = field.rsplit('.').next().unwrap_or(field);
-    let parsed = match (kind, s.strip_suffix('m')) {
-        (Amount::Quantity, Some(milli)) => decimal(milli, 0),
-        _ => decimal(s, kind.places()),
+    let parsed = match s.strip_suffix('m') {
+        Some(milli) if kind.milli_suffix => decimal(milli, 0),
+        _ => decimal(s, kind.places),
     };
-    let problem = match parsed {
-        Ok(v) if v < 0 => format!("{key} is {s}; {} cannot be negative, use 0 or more", kind.plural()),
-        Ok(v) => match u64::try_from(v) {
-            Ok(v) => return Ok(v),
-            Err(_) => format!("{key} is {s}, which is too large; write {}", kind.example()),
-        },
-        Err(DecimalError::NotANumber) => format!("{key} is {s:?}, not a number; write {}", kind.example()),
-        Err(DecimalError::TooPrecise) => {
-            format!("{key} is {s}, which has too many decimals to count exactly; write {}", kind.example())
+    let why = match parsed.map(u64::try_from) {
+        Ok(Ok(v)) => return Ok(v),
+        Ok(Err(_)) if s.starts_with('-') => {
+            return fail(node, field, format!("{what} is {s}; {} cannot be negative, use 0 or more", kind.plural))
         }
-        Err(DecimalError::TooLarge) => format!("{key} is {s}, which is too large; write {}", kind.example()),
+        Ok(Err(_)) => "too large",
+        Err(why) => why,
     };
-    Err(err(line(node), field, problem))
+    fail(node, field, format!("{what} is {s:?}: {why}; write {}", kind.example))
 }
 
 /// Milli-units as a plain number of GPUs or cores: 2500 -> "2.5".
 fn units(milli: Milli) -> String {
     let frac = format!("{:03}", milli % 1000);
-    let frac = frac.trim_end_matches('0');
-    if frac.is_empty() {
-        format!("{}", milli / 1000)
-    } else {
-        format!("{}.{frac}", milli / 1000)
+    match frac.trim_end_matches('0') {
+        "" => format!("{}", milli / 1000),
+        frac => format!("{}.{frac}", milli / 1000),
     }
 }
 
 fn int32(node: &Node, field: &str) -> Res<i32> {
     let s = text(node, field)?;
-    match decimal(s, 0).ok().map(i32::try_from) {
-        Some(Ok(v)) => Ok(v),
-        Some(Err(_)) => Err(err(
-            line(node),
+    match decimal(s, 0).map(i32::try_from) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) => fail(
+            node,
             field,
             format!("{s} is outside the 32-bit range {}..={}; use a smaller value", i32::MIN, i32::MAX),
-        )),
-        None => Err(err(line(node), field, format!("{s:?} is not a whole number; write one such as 500"))),
+        ),
+        Err(_) => fail(node, field, format!("{s:?} is not a whole number; write one such as 500")),
     }
 }
 
@@ -430,13 +416,10 @@ fn weight(node: &Node, field: &str) -> Res<f64> {
     let s = text(node, field)?;
     match s.parse::<f64>() {
         Ok(w) if w.is_finite() && w > 0.0 => Ok(w),
-        _ => Err(err(
-            line(node),
-            field,
-            format!(
-                "weight is {s}; it must be a number greater than 0 (shares of borrowed capacity follow it), e.g. 1"
-            ),
-        )),
+        _ => {
+            let why = "it must be a number greater than 0 (shares of borrowed capacity follow it), e.g. 1";
+            fail(node, field, format!("weight is {s}; {why}"))
+        }
     }
 }
 
@@ -447,20 +430,13 @@ fn duration(node: &Node, field: &str) -> Res<Seconds> {
         Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
         _ => (s, 's'),
     };
-    let scale = match unit {
-        's' => Some(1),
-        'm' => Some(60),
-        'h' => Some(3600),
-        'd' => Some(86400),
-        _ => None,
-    };
+    let scale = "smhd".find(unit).and_then(|i| [1, 60, 3600, 86400].get(i).copied());
     match (number.parse::<u32>(), scale) {
         (Ok(n), Some(scale)) => Ok(Seconds::from(n) * scale),
-        _ => Err(err(
-            line(node),
-            field,
-            format!("{s:?} is not a duration; write whole seconds or a whole number with s, m, h or d, such as 90s, 5m, 2h, 1d"),
-        )),
+        _ => {
+            let how = "write whole seconds or a whole number with s, m, h or d, such as 90s, 5m, 2h, 1d";
+            fail(node, field, format!("{s:?} is not a duration; {how}"))
+        }
     }
 }
 
@@ -469,14 +445,12 @@ fn duration(node: &Node, field: &str) -> Res<Seconds> {
 
 fn timing(node: &Node) -> Res<Timing> {
     let obj = Obj::new(node, "timing", &["reclaimWindow", "minRuntime"])?;
-    let mut t = Timing::default();
-    if let Some(n) = obj.opt("reclaimWindow") {
-        t.reclaim_window = duration(n, &obj.field("reclaimWindow"))?;
-    }
-    if let Some(n) = obj.opt("minRuntime") {
-        t.min_runtime = duration(n, &obj.field("minRuntime"))?;
-    }
-    Ok(t)
+    let get = |key: &str, default| obj.opt(key).map_or(Ok(default), |n| duration(n, &obj.field(key)));
+    let default = Timing::default();
+    Ok(Timing {
+        reclaim_window: get("reclaimWindow", default.reclaim_window)?,
+        min_runtime: get("minRuntime", default.min_runtime)?,
+    })
 }
 
 fn flavors(top: &Obj) -> Res<Vec<Flavor>> {
@@ -486,9 +460,9 @@ fn flavors(top: &Obj) -> Res<Vec<Flavor>> {
     let mut flavors = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let obj = Obj::new(item, &format!("flavors[{i}]"), &["name", "price"])?;
-        let name = names.add(&obj, i)?;
-        let price_micros = obj.opt("price").map(|n| amount(n, &obj.field("price"), Amount::Price)).transpose()?;
-        flavors.push(Flavor { name, price_micros: price_micros.unwrap_or(0) });
+        let name = names.add(&obj, i, name_text)?;
+        let price = obj.opt("price").map_or(Ok(0), |n| amount(n, &obj.field("price"), "price", &PRICE))?;
+        flavors.push(Flavor { name, price_micros: price });
     }
     Ok(flavors)
 }
@@ -505,7 +479,7 @@ fn classes(top: &Obj) -> Res<Vec<PriorityClass>> {
     let mut classes = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let obj = Obj::new(item, &format!("priorityClasses[{i}]"), &["name", "value"])?;
-        let name = names.add(&obj, i)?;
+        let name = names.add(&obj, i, name_text)?;
         let value = int32(obj.req("value", "give the class a priority, e.g. `value: 500`")?, &obj.field("value"))?;
         classes.push(PriorityClass { name, value });
     }
@@ -516,23 +490,22 @@ fn classes(top: &Obj) -> Res<Vec<PriorityClass>> {
 /// default priority (ties to the lower value).
 fn default_kind_classes(classes: &[PriorityClass]) -> [usize; 5] {
     Kind::ALL.map(|kind| {
-        let target = i64::from(kind.default_priority());
-        let closest =
-            (0..classes.len()).min_by_key(|&i| ((i64::from(classes[i].value) - target).abs(), classes[i].value));
+        let distance = |c: &PriorityClass| ((i64::from(c.value) - i64::from(kind.default_priority())).abs(), c.value);
+        let closest = (0..classes.len()).min_by_key(|&i| distance(&classes[i]));
         classes.iter().position(|c| c.name == kind.name()).or(closest).unwrap_or(0)
     })
 }
 
 /// The entries of a `kindPriorities` mapping: kind, class index and the value's node.
 fn kind_map<'a>(node: &'a Node, field: &str, classes: &[PriorityClass]) -> Res<Vec<(Kind, usize, &'a Node)>> {
-    let names = || Kind::ALL.into_iter().map(Kind::name);
+    let kinds = || Kind::ALL.into_iter().map(Kind::name);
     let mut out = Vec::new();
     for (key, value) in entries(node, field)?.iter() {
         let field = join(field, key.as_str());
         let Some(kind) = Kind::parse(key.as_str()) else {
-            let list = names().collect::<Vec<_>>().join(", ");
+            let list = kinds().collect::<Vec<_>>().join(", ");
             let problem =
-                format!("unknown kind `{}`{}; kinds are: {list}", key.as_str(), suggest(key.as_str(), names()));
+                format!("unknown kind `{}`{}; kinds are: {list}", key.as_str(), suggest(key.as_str(), kinds()));
             return Err(err(key_line(key), &field, problem));
         };
         let class =
@@ -550,7 +523,7 @@ fn cohorts(top: &Obj) -> Res<Vec<Cohort>> {
     let mut parents = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let obj = Obj::new(item, &format!("cohorts[{i}]"), &["name", "parent"])?;
-        cohorts.push(Cohort { name: names.add(&obj, i)?, parent: None });
+        cohorts.push(Cohort { name: names.add(&obj, i, name_text)?, parent: None });
         if let Some(parent) = obj.opt("parent") {
             parents.push((i, parent, obj.field("parent")));
         }
@@ -561,9 +534,8 @@ fn cohorts(top: &Obj) -> Res<Vec<Cohort>> {
     }
     for (i, parent, field) in &parents {
         if let Some(cycle) = cycle_from(&cohorts, *i) {
-            let names: Vec<&str> = cycle.iter().map(|&c| cohorts[c].name.as_str()).collect();
-            let problem = format!("cohort cycle: {}; remove one parent", names.join(" -> "));
-            return Err(err(line(parent), field, problem));
+            let names: Vec<&str> = cycle.iter().filter_map(|&c| cohorts.get(c)).map(|c| c.name.as_str()).collect();
+            return fail(parent, field, format!("cohort cycle: {}; remove one parent", names.join(" -> ")));
         }
     }
     Ok(cohorts)
@@ -596,12 +568,29 @@ struct Shared<'a> {
 }
 
 impl Shared<'_> {
-    fn flavor(&self, key: &MarkedScalarNode, field: &str) -> Res<usize> {
-        let node = Node::Scalar(key.clone());
-        lookup(&node, field, self.flavors.iter().map(|f| f.name.as_str()), "flavor", "flavors")
-    }
     fn class(&self, node: &Node, field: &str) -> Res<usize> {
         lookup(node, field, self.classes.iter().map(|c| c.name.as_str()), "priority class", "priorityClasses")
+    }
+
+    /// A per-flavor list from the mapping under `key` (flavor name -> value), starting from
+    /// `init`; flavors must be declared.
+    fn per_flavor<T>(
+        &self,
+        obj: &Obj,
+        key: &str,
+        mut init: Vec<T>,
+        value: impl Fn(&Node, &str) -> Res<T>,
+    ) -> Res<Vec<T>> {
+        let Some(node) = obj.opt(key) else { return Ok(init) };
+        for (flavor, node) in entries(node, &obj.field(key))?.iter() {
+            let field = join(&obj.field(key), flavor.as_str());
+            let names = self.flavors.iter().map(|f| f.name.as_str());
+            let f = lookup(&Node::from(flavor.clone()), &field, names, "flavor", "flavors")?;
+            if let Some(slot) = init.get_mut(f) {
+                *slot = value(node, &field)?;
+            }
+        }
+        Ok(init)
     }
 }
 
@@ -613,8 +602,7 @@ fn tenants(top: &Obj, shared: &Shared) -> Res<Vec<Tenant>> {
     let mut tenants: Vec<Tenant> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let obj = Obj::new(item, &format!("tenants[{i}]"), TENANT_KEYS)?;
-        let name = names.add(&obj, i)?;
-        dns_label(obj.req("name", "")?, &obj.field("name"))?;
+        let name = names.add(&obj, i, dns_label)?;
         let namespaces = namespaces(&obj, &name, &mut owners, &tenants)?;
         tenants.push(tenant(&obj, name, namespaces, shared)?);
     }
@@ -633,12 +621,13 @@ fn namespaces(obj: &Obj, name: &str, owners: &mut HashMap<String, usize>, earlie
         if let Some(&owner) = owners.get(&ns) {
             let problem = match earlier.get(owner) {
                 Some(other) => format!(
-                    "namespace `{ns}` belongs to both tenant `{}` (tenants[{owner}]) and tenant `{name}`; a namespace may belong to one tenant only, so remove it from one of them",
+                    "namespace `{ns}` belongs to both tenant `{}` (tenants[{owner}]) and tenant `{name}`; \
+                     a namespace may belong to one tenant only, so remove it from one of them",
                     other.name
                 ),
                 None => format!("namespace `{ns}` is listed twice for tenant `{name}`; remove one"),
             };
-            return Err(err(line(item), &field, problem));
+            return fail(item, &field, problem);
         }
         owners.insert(ns.clone(), earlier.len());
         out.push(ns);
@@ -647,18 +636,19 @@ fn namespaces(obj: &Obj, name: &str, owners: &mut HashMap<String, usize>, earlie
 }
 
 fn tenant(obj: &Obj, name: String, namespaces: Vec<String>, shared: &Shared) -> Res<Tenant> {
-    let cohorts = || shared.cohorts.iter().map(|c| c.name.as_str());
-    let cohort = obj.opt("cohort").map(|n| lookup(n, &obj.field("cohort"), cohorts(), "cohort", "cohorts"));
+    let cohorts = shared.cohorts.iter().map(|c| c.name.as_str());
+    let cohort = obj.opt("cohort").map(|n| lookup(n, &obj.field("cohort"), cohorts, "cohort", "cohorts"));
     let allowed_classes = allowed_classes(obj, shared)?;
+    let prices = shared.flavors.iter().map(|f| f.price_micros).collect();
     Ok(Tenant {
         name,
         namespaces,
         cohort: cohort.transpose()?,
-        quotas: quotas(obj, shared)?,
-        weight: obj.opt("weight").map(|n| weight(n, &obj.field("weight"))).transpose()?.unwrap_or(1.0),
+        quotas: shared.per_flavor(obj, "quotas", vec![FlavorQuota::default(); shared.flavors.len()], quota)?,
+        weight: obj.opt("weight").map_or(Ok(1.0), |n| weight(n, &obj.field("weight")))?,
         kind_classes: kind_classes(obj, shared, &allowed_classes)?,
         allowed_classes,
-        prices_micros: prices(obj, shared)?,
+        prices_micros: shared.per_flavor(obj, "prices", prices, |n, field| amount(n, field, "price", &PRICE))?,
         budget: obj.opt("budget").map(|n| budget(n, &obj.field("budget"))).transpose()?,
     })
 }
@@ -672,7 +662,7 @@ fn allowed_classes(obj: &Obj, shared: &Shared) -> Res<Vec<usize>> {
         let field = format!("{field}[{k}]");
         let class = shared.class(item, &field)?;
         if allowed.contains(&class) {
-            return Err(err(line(item), &field, "this class is listed twice; remove one"));
+            return fail(item, &field, "this class is listed twice; remove one");
         }
         allowed.push(class);
     }
@@ -690,90 +680,61 @@ fn kind_classes(obj: &Obj, shared: &Shared, allowed: &[usize]) -> Res<[usize; 5]
             overrides[kind.index()] = Some(at);
         }
     }
-    let allowed_names: Vec<&str> =
-        allowed.iter().filter_map(|&c| shared.classes.get(c)).map(|c| c.name.as_str()).collect();
-    let allowed_names = allowed_names.join(", ");
-    for kind in Kind::ALL {
-        let class = kinds[kind.index()];
-        if allowed.contains(&class) {
-            continue;
+    let Some(kind) = Kind::ALL.into_iter().find(|k| !allowed.contains(&kinds[k.index()])) else { return Ok(kinds) };
+    let class = shared.classes.get(kinds[kind.index()]).map_or("?", |c| c.name.as_str());
+    let names: Vec<&str> = allowed.iter().filter_map(|&c| shared.classes.get(c)).map(|c| c.name.as_str()).collect();
+    let names = names.join(", ");
+    let classes_field = obj.field("priorityClasses");
+    match overrides[kind.index()] {
+        Some(at) => {
+            let problem = format!(
+                "class `{class}` is not in this tenant's priorityClasses ({names}); \
+                 add `{class}` to {classes_field} or choose one of those"
+            );
+            fail(at, &join(&field, kind.name()), problem)
         }
-        let class = shared.classes.get(class).map_or("?", |c| c.name.as_str());
-        let classes_field = obj.field("priorityClasses");
-        return Err(match overrides[kind.index()] {
-            Some(at) => err(
-                line(at),
-                &join(&field, kind.name()),
-                format!("class `{class}` is not in this tenant's priorityClasses ({allowed_names}); add `{class}` to {classes_field} or choose one of those"),
-            ),
-            None => err(
-                obj.opt("priorityClasses").and_then(line),
-                &classes_field,
-                format!("kind {kind} runs at class `{class}` by default, which this tenant may not use (allowed: {allowed_names}); add `{class}` to priorityClasses or set kindPriorities.{kind} to one of the allowed classes"),
-            ),
-        });
-    }
-    Ok(kinds)
-}
-
-/// Quotas per flavor; flavors the tenant does not list get nominal 0 and no limits.
-fn quotas(obj: &Obj, shared: &Shared) -> Res<Vec<FlavorQuota>> {
-    let mut quotas = vec![FlavorQuota::default(); shared.flavors.len()];
-    let Some(node) = obj.opt("quotas") else { return Ok(quotas) };
-    for (key, value) in entries(node, &obj.field("quotas"))?.iter() {
-        let field = join(&obj.field("quotas"), key.as_str());
-        let flavor = shared.flavor(key, &field)?;
-        if let Some(q) = quotas.get_mut(flavor) {
-            *q = quota(value, &field)?;
+        None => {
+            let problem = format!(
+                "kind {kind} runs at class `{class}` by default, which this tenant may not use (allowed: {names}); \
+                 add `{class}` to priorityClasses or set kindPriorities.{kind} to one of the allowed classes"
+            );
+            Err(err(obj.opt("priorityClasses").and_then(line), &classes_field, problem))
         }
     }
-    Ok(quotas)
 }
 
 fn quota(node: &Node, field: &str) -> Res<FlavorQuota> {
+    if let Node::Scalar(s) = node {
+        let problem = format!("expected a mapping, found a single value; write `{{nominal: {}}}`", s.as_str());
+        return fail(node, field, problem);
+    }
     let obj = Obj::new(node, field, &["nominal", "borrowingLimit", "lendingLimit"])?;
-    let get = |key: &str| obj.opt(key).map(|n| amount(n, &obj.field(key), Amount::Quantity)).transpose();
-    let nominal = amount(
-        obj.req("nominal", "give the guaranteed amount, e.g. `nominal: 8`")?,
-        &obj.field("nominal"),
-        Amount::Quantity,
-    )?;
+    let get = |key: &str| obj.opt(key).map(|n| amount(n, &obj.field(key), key, &QUANTITY)).transpose();
+    let nominal = obj.req("nominal", "give the guaranteed amount, e.g. `nominal: 8`")?;
+    let nominal = amount(nominal, &obj.field("nominal"), "nominal", &QUANTITY)?;
     let quota = FlavorQuota { nominal, borrowing_limit: get("borrowingLimit")?, lending_limit: get("lendingLimit")? };
     match (quota.lending_limit, obj.opt("lendingLimit")) {
-        (Some(lend), Some(at)) if lend > nominal => Err(err(
-            line(at),
-            &obj.field("lendingLimit"),
-            format!(
-                "lendingLimit {} is above nominal {}; a tenant can lend at most its nominal quota, so lower lendingLimit or raise nominal",
+        (Some(lend), Some(at)) if lend > nominal => {
+            let problem = format!(
+                "lendingLimit {} is above nominal {}; a tenant can lend at most its nominal quota, \
+                 so lower lendingLimit or raise nominal",
                 units(lend),
                 units(nominal)
-            ),
-        )),
+            );
+            fail(at, &obj.field("lendingLimit"), problem)
+        }
         _ => Ok(quota),
     }
 }
 
-/// Price per flavor: the tenant's override, else the flavor's price.
-fn prices(obj: &Obj, shared: &Shared) -> Res<Vec<u64>> {
-    let mut prices: Vec<u64> = shared.flavors.iter().map(|f| f.price_micros).collect();
-    let Some(node) = obj.opt("prices") else { return Ok(prices) };
-    for (key, value) in entries(node, &obj.field("prices"))?.iter() {
-        let field = join(&obj.field("prices"), key.as_str());
-        let flavor = shared.flavor(key, &field)?;
-        if let Some(p) = prices.get_mut(flavor) {
-            *p = amount(value, &field, Amount::Price)?;
-        }
-    }
-    Ok(prices)
-}
-
 fn budget(node: &Node, field: &str) -> Res<Budget> {
     let obj = Obj::new(node, field, &["gpuHoursPerMonth", "whenExhausted"])?;
-    let hours = obj.req("gpuHoursPerMonth", "give the monthly GPU-hours, e.g. `gpuHoursPerMonth: 5000`")?;
-    let milli_hours = amount(hours, &obj.field("gpuHoursPerMonth"), Amount::Hours)?;
-    let milli_gpu_seconds = milli_hours.checked_mul(3600).ok_or_else(|| {
-        err(line(hours), &obj.field("gpuHoursPerMonth"), "the budget is too large; use a smaller number")
-    })?;
+    let (hours, hours_field) =
+        (obj.req("gpuHoursPerMonth", "e.g. `gpuHoursPerMonth: 5000`")?, obj.field("gpuHoursPerMonth"));
+    let milli_hours = amount(hours, &hours_field, "gpuHoursPerMonth", &HOURS)?;
+    let Some(milli_gpu_seconds) = milli_hours.checked_mul(3600) else {
+        return fail(hours, &hours_field, "the budget is too large; use a smaller number");
+    };
     let when_exhausted = match obj.opt("whenExhausted") {
         None => WhenExhausted::IdleOnly,
         Some(n) => match text(n, &obj.field("whenExhausted"))? {
@@ -782,7 +743,7 @@ fn budget(node: &Node, field: &str) -> Res<Budget> {
             other => {
                 let problem =
                     format!("unknown value `{other}`; write `idle-only` (run only on idle capacity) or `refuse`");
-                return Err(err(line(n), &obj.field("whenExhausted"), problem));
+                return fail(n, &obj.field("whenExhausted"), problem);
             }
         },
     };
