@@ -1,5 +1,7 @@
 //! The `gantry` command line.
 
+mod multi;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use gantry_core::PolicyKind;
 use gantry_sim::{bundled, plot, replay, simulate, trace::Trace};
@@ -19,6 +21,9 @@ enum Command {
     /// Replay a GPU-cluster trace through Gantry's placement core, as the FGD paper's simulator
     /// does, and report the GPU each policy leaves unallocated. With no options: the bundled
     /// openb default trace, Gantry's policy, seeds 42-51.
+    ///
+    /// With --tenants: a multi-tenant simulation over time (quotas, borrowing, fair share, gangs,
+    /// preemption, cost), compared with baselines in the same run.
     Simulate(SimulateArgs),
 }
 
@@ -50,9 +55,42 @@ struct SimulateArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
+    #[command(flatten)]
+    multi: MultiArgs,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+/// The multi-tenant simulation over time.
+#[derive(clap::Args)]
+struct MultiArgs {
+    /// Tenants file (YAML; see examples/tenants/). Switches to the multi-tenant simulation.
+    #[arg(long, value_name = "FILE")]
+    tenants: Option<PathBuf>,
+    /// Workloads: generated (the seeded multi-tenant generator; default) or openb (the pod list's
+    /// pods with their creation and deletion times, given to tenants by a seeded rule).
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    workload: Option<WorkloadSource>,
+    /// Baselines to run beside Gantry in the same invocation: strict-quota, fifo, or none.
+    /// Default: strict-quota,fifo.
+    #[arg(long, value_name = "LIST")]
+    compare: Option<String>,
+    /// Generated workloads: how many (default 20000).
+    #[arg(long, value_name = "N")]
+    workloads: Option<usize>,
+    /// Simulated days (default: 30 for generated workloads, the whole trace for openb).
+    #[arg(long, value_name = "DAYS")]
+    days: Option<f64>,
+    /// Generated workloads: offered GPU time as a fraction of capacity (default 1.0).
+    #[arg(long, value_name = "RATIO")]
+    load: Option<f64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WorkloadSource {
+    Generated,
+    Openb,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Table,
     Json,
@@ -74,9 +112,21 @@ fn main() -> ExitCode {
 }
 
 fn run_simulate(args: SimulateArgs) -> Result<(), String> {
-    let SimulateArgs { nodes, pods, policies, seeds, format, plot: plot_file, inflate, jobs } = args;
+    let SimulateArgs { nodes, pods, policies, seeds, format, plot: plot_file, inflate, jobs, multi } = args;
     let policies = parse_policies(&policies)?;
     let seeds = parse_seeds(&seeds)?;
+    if let Some(j) = jobs {
+        rayon::ThreadPoolBuilder::new().num_threads(j.max(1)).build_global().map_err(|e| e.to_string())?;
+    }
+    if let Some(tenants) = multi.tenants.clone() {
+        if plot_file.is_some() {
+            return Err("--plot draws the placement replay; leave it out with --tenants (use --format json for the allocation series)".into());
+        }
+        return multi::run(tenants, multi, nodes, pods, policies, seeds[0], format);
+    }
+    if let Some(flag) = multi.stray_flag() {
+        return Err(format!("{flag} needs --tenants FILE (the multi-tenant simulation); see examples/tenants/"));
+    }
     if !(inflate.is_finite() && inflate > 0.0 && inflate <= 10.0) {
         return Err(format!("--inflate {inflate} is out of range; give a ratio in (0, 10], e.g. 1.3"));
     }
@@ -96,9 +146,6 @@ fn run_simulate(args: SimulateArgs) -> Result<(), String> {
         }
     }
     .map_err(|e| e.to_string())?;
-    if let Some(j) = jobs {
-        rayon::ThreadPoolBuilder::new().num_threads(j.max(1)).build_global().map_err(|e| e.to_string())?;
-    }
     let never = replay::never_fitting(&trace);
     if !never.is_empty() {
         eprintln!(

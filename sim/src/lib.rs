@@ -6,6 +6,7 @@
 //! - [`report`]: statistics over seeds and the table, JSON and CSV outputs;
 //! - [`plot`]: the unallocated-vs-arrived figure.
 
+pub mod multi;
 pub mod plot;
 pub mod replay;
 pub mod report;
@@ -24,6 +25,10 @@ pub mod bundled {
     pub const PODS_NAME: &str = "traces/openb/openb_pod_list_default.csv";
     pub const NODES: &str = include_str!("../../traces/openb/openb_node_list_gpu_node.csv");
     pub const PODS: &str = include_str!("../../traces/openb/openb_pod_list_default.csv");
+    /// A 968-GPU cluster sized like Helios Venus (77 nodes of 8 A100, 44 of 8 V100M32, 8 CPU-only),
+    /// the default cluster for generated multi-tenant workloads.
+    pub const VENUS_NODES_NAME: &str = "examples/clusters/venus-968.csv";
+    pub const VENUS_NODES: &str = include_str!("../../examples/clusters/venus-968.csv");
 
     /// The bundled default trace.
     pub fn default_trace() -> Result<super::Trace, super::trace::TraceError> {

@@ -1,0 +1,473 @@
+//! The event loop of a multi-tenant simulation, and what it measures.
+//!
+//! Events are arrivals (a workload is submitted), completions (a running workload ends) and the
+//! queue's own wake-ups (a reclaim window or minimum runtime ends, a month starts). At each event
+//! time the loop applies every event, runs one admission cycle, and schedules the completions of
+//! what started. Between events nothing changes, so time-weighted figures are exact sums over the
+//! intervals between events.
+//!
+//! The loop keeps its own account of allocation (from admissions and completions) so that the
+//! core's ledger can be checked against it: accrued milli-GPU-seconds must equal the integral of
+//! allocation exactly.
+
+use super::SimWorkload;
+use gantry_core::model::{Cluster, ModelCatalog, Node};
+use gantry_core::queue::{cost_micros, Mode, Queue, WorkloadId};
+use gantry_core::tenancy::{FlavorId, Kind, Milli, Seconds, Tenancy};
+use gantry_core::{PolicyKind, Scale, Scheduler};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::Instant;
+
+/// What runs the queue: Gantry's rules, or one of the baselines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Setup {
+    /// Quotas with borrowing in cohorts, fair share, reclaim and priority preemption.
+    Gantry,
+    /// The same, with borrowing switched off: every tenant keeps to its nominal quota.
+    StrictQuota,
+    /// One queue in submission order, no quotas, no priorities, no preemption.
+    Fifo,
+}
+
+impl Setup {
+    pub fn name(self) -> &'static str {
+        match self {
+            Setup::Gantry => "gantry",
+            Setup::StrictQuota => "strict-quota",
+            Setup::Fifo => "fifo",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Setup, String> {
+        match s {
+            "gantry" => Ok(Setup::Gantry),
+            "strict-quota" | "strict" => Ok(Setup::StrictQuota),
+            "fifo" => Ok(Setup::Fifo),
+            _ => Err(format!("unknown baseline {s:?}; use strict-quota or fifo")),
+        }
+    }
+}
+
+/// One simulation's settings.
+#[derive(Clone, Debug)]
+pub struct TimelineSpec {
+    pub setup: Setup,
+    pub policy: PolicyKind,
+    pub start: Seconds,
+    /// The simulation stops here; work still running or waiting is reported as such.
+    pub end: Seconds,
+    /// Spacing of the allocation-over-time samples.
+    pub sample_every: Seconds,
+}
+
+/// Per-tenant measurements.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TenantOutcome {
+    pub name: String,
+    pub weight: f64,
+    /// Nominal GPU quota over all GPU flavors, milli-GPU.
+    pub nominal_gpu: Milli,
+    /// Milli-GPU-seconds within nominal quota and borrowed, from the ledger.
+    pub guaranteed: u128,
+    pub borrowed: u128,
+    pub cost_micros: u128,
+    /// Queueing delay (first start − submission) of every workload that started, by kind.
+    pub delays: HashMap<Kind, Vec<Seconds>>,
+    pub preempted: usize,
+    pub refused: usize,
+    pub waiting_at_end: usize,
+    /// Time-weighted mean GPU held, milli-GPU.
+    pub mean_gpu: f64,
+    /// Seconds this tenant had work waiting.
+    pub seconds_with_unmet_demand: Seconds,
+}
+
+/// A point of the allocation-over-time series.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Sample {
+    pub t: Seconds,
+    pub allocated_pct: f64,
+    pub running: usize,
+    pub waiting: usize,
+}
+
+/// Everything one simulation measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Outcome {
+    pub setup: Setup,
+    pub tenants: Vec<TenantOutcome>,
+    pub samples: Vec<Sample>,
+    pub submitted: usize,
+    pub admitted: usize,
+    pub finished: usize,
+    pub refused: usize,
+    pub waiting_at_end: usize,
+    pub running_at_end: usize,
+    pub preemptions: usize,
+    pub reclaims: usize,
+    /// Workloads that fitted in their tenant's nominal quota when submitted (counting the
+    /// tenant's work already waiting), and how many of them waited longer than the reclaim
+    /// window plus the minimum runtime.
+    pub owed: usize,
+    pub violations: usize,
+    pub worst_owed_wait: Seconds,
+    /// Time-weighted mean of allocated GPU as % of GPU capacity.
+    pub mean_allocated_pct: f64,
+    /// Time-weighted mean Jain index of (GPU held / weight) over tenants with work waiting,
+    /// over the intervals where at least two tenants had work waiting.
+    pub jain: Option<f64>,
+    pub gpu_capacity: Milli,
+    /// Milli-GPU-seconds accrued by the ledger and the loop's own integral of allocation.
+    pub accrued: u128,
+    pub integral: u128,
+    pub first_refusals: Vec<String>,
+    pub waiting_examples: Vec<String>,
+    pub cycles: usize,
+    pub wall_seconds: f64,
+}
+
+/// Runs one simulation.
+pub fn run(tenancy: &Tenancy, models: &ModelCatalog, nodes: &[Node], workloads: &[SimWorkload], spec: &TimelineSpec) -> Result<Outcome, String> {
+    let started = Instant::now();
+    let cluster = Cluster::new(models.clone(), nodes.to_vec());
+    let expected: Vec<_> = workloads.iter().flat_map(|w| w.workload.pod_sets.iter().map(|s| s.request)).collect();
+    let scheduler = Scheduler::new(spec.policy.build(Scale::of(&cluster), &expected));
+    let (rules, mode) = match spec.setup {
+        Setup::Gantry => (tenancy.clone(), Mode::Quota),
+        Setup::StrictQuota => (tenancy.strict(), Mode::Quota),
+        Setup::Fifo => (tenancy.clone(), Mode::Fifo),
+    };
+    let mut q = Queue::new(rules, cluster, scheduler, mode, spec.start)?;
+    let mut sim = Loop::new(&q, tenancy, workloads, spec);
+    sim.run(&mut q);
+    Ok(sim.finish(q, started))
+}
+
+/// The loop's state and running measurements.
+struct Loop<'a> {
+    spec: &'a TimelineSpec,
+    tenancy: &'a Tenancy,
+    workloads: &'a [SimWorkload],
+    by_id: HashMap<WorkloadId, usize>,
+    completions: BinaryHeap<Reverse<(Seconds, WorkloadId, u32)>>,
+    generation: HashMap<WorkloadId, u32>,
+    /// Running workloads: flavor and demand.
+    running: HashMap<WorkloadId, (FlavorId, Milli)>,
+    first_start: HashMap<WorkloadId, Seconds>,
+    /// Owed workloads not yet started: id → submission time.
+    owed_waiting: HashMap<WorkloadId, Seconds>,
+    /// Demand of waiting workloads per (tenant, flavor) they accept.
+    waiting_demand: Vec<Milli>,
+    waiting: Vec<usize>,
+    held_gpu: Vec<Milli>,
+    allocated: Milli,
+    out: Outcome,
+    jain_weighted: f64,
+    jain_time: f64,
+    alloc_integral: f64,
+    ledger_ms: Vec<u128>,
+    now: Seconds,
+    next_sample: Seconds,
+    gpu_flavor: Vec<bool>,
+}
+
+impl<'a> Loop<'a> {
+    fn new(q: &Queue, tenancy: &'a Tenancy, workloads: &'a [SimWorkload], spec: &'a TimelineSpec) -> Self {
+        let nt = tenancy.tenants.len();
+        let nf = tenancy.flavors.len();
+        let gpu_flavor: Vec<bool> = tenancy.flavors.iter().map(|f| !f.is_cpu()).collect();
+        let tenants = tenancy
+            .tenants
+            .iter()
+            .map(|t| TenantOutcome {
+                name: t.name.clone(),
+                weight: t.weight,
+                nominal_gpu: t.quotas.iter().zip(&gpu_flavor).filter(|(_, g)| **g).map(|(q, _)| q.nominal).sum(),
+                ..TenantOutcome::default()
+            })
+            .collect();
+        Loop {
+            spec,
+            tenancy,
+            workloads,
+            by_id: workloads.iter().enumerate().map(|(i, w)| (w.workload.id, i)).collect(),
+            completions: BinaryHeap::new(),
+            generation: HashMap::new(),
+            running: HashMap::new(),
+            first_start: HashMap::new(),
+            owed_waiting: HashMap::new(),
+            waiting_demand: vec![0; nt * nf],
+            waiting: vec![0; nt],
+            held_gpu: vec![0; nt],
+            allocated: 0,
+            out: Outcome {
+                setup: spec.setup,
+                tenants,
+                samples: Vec::new(),
+                submitted: 0,
+                admitted: 0,
+                finished: 0,
+                refused: 0,
+                waiting_at_end: 0,
+                running_at_end: 0,
+                preemptions: 0,
+                reclaims: 0,
+                owed: 0,
+                violations: 0,
+                worst_owed_wait: 0,
+                mean_allocated_pct: 0.0,
+                jain: None,
+                gpu_capacity: q.cluster().gpu_capacity(),
+                accrued: 0,
+                integral: 0,
+                first_refusals: Vec::new(),
+                waiting_examples: Vec::new(),
+                cycles: 0,
+                wall_seconds: 0.0,
+            },
+            jain_weighted: 0.0,
+            jain_time: 0.0,
+            alloc_integral: 0.0,
+            ledger_ms: vec![0; nt * nf],
+            now: spec.start,
+            next_sample: spec.start,
+            gpu_flavor,
+        }
+    }
+
+    fn run(&mut self, q: &mut Queue) {
+        let mut next_arrival = 0;
+        loop {
+            let arrival = self.workloads.get(next_arrival).map(|w| w.workload.submitted.max(self.spec.start));
+            let completion = self.completions.peek().map(|Reverse((t, _, _))| *t);
+            let wake = q.next_wakeup().filter(|&t| t > self.now);
+            let Some(next) = [arrival, completion, wake].into_iter().flatten().min() else { break };
+            if next > self.spec.end {
+                break;
+            }
+            self.advance(q, next);
+            // 1. completions due now
+            while let Some(&Reverse((t, id, generation))) = self.completions.peek() {
+                if t > next {
+                    break;
+                }
+                self.completions.pop();
+                if self.generation.get(&id) == Some(&generation) {
+                    self.complete(q, id);
+                }
+            }
+            // 2. arrivals due now
+            while let Some(w) = self.workloads.get(next_arrival) {
+                if w.workload.submitted.max(self.spec.start) > next {
+                    break;
+                }
+                next_arrival += 1;
+                self.submit(q, w);
+            }
+            // 3. one admission cycle
+            self.cycle(q);
+        }
+        self.advance(q, self.spec.end);
+    }
+
+    /// Accumulates the time-weighted figures from `self.now` to `t`.
+    fn advance(&mut self, q: &mut Queue, t: Seconds) {
+        while self.next_sample <= t {
+            let capacity = self.out.gpu_capacity.max(1) as f64;
+            self.out.samples.push(Sample {
+                t: self.next_sample,
+                allocated_pct: 100.0 * self.allocated as f64 / capacity,
+                running: self.running.len(),
+                waiting: self.waiting.iter().sum(),
+            });
+            self.next_sample += self.spec.sample_every.max(1);
+        }
+        let dt = t - self.now;
+        if dt <= 0 {
+            return;
+        }
+        self.alloc_integral += self.allocated as f64 * dt as f64;
+        self.out.integral += self.allocated as u128 * dt as u128;
+        let mut shares = Vec::new();
+        for (i, tenant) in self.out.tenants.iter_mut().enumerate() {
+            tenant.mean_gpu += self.held_gpu[i] as f64 * dt as f64;
+            if self.waiting[i] > 0 {
+                tenant.seconds_with_unmet_demand += dt;
+                shares.push(self.held_gpu[i] as f64 / tenant.weight);
+            }
+        }
+        if shares.len() >= 2 {
+            self.jain_weighted += jain(&shares) * dt as f64;
+            self.jain_time += dt as f64;
+        }
+        self.now = t;
+        self.drain_ledger(q);
+    }
+
+    fn drain_ledger(&mut self, q: &mut Queue) {
+        let nf = self.tenancy.flavors.len();
+        for a in q.ledger_mut().drain() {
+            self.ledger_ms[a.tenant * nf + a.flavor] += a.total() as u128;
+            if self.gpu_flavor[a.flavor] {
+                let t = &mut self.out.tenants[a.tenant];
+                t.guaranteed += a.guaranteed as u128;
+                t.borrowed += a.borrowed as u128;
+                self.out.accrued += a.total() as u128;
+            }
+        }
+    }
+
+    /// Flavors a workload may take and its demand of each (same demand on every flavor).
+    fn flavors_of(&self, q: &Queue, w: &SimWorkload) -> Vec<FlavorId> {
+        let wl = &w.workload;
+        if !wl.wants_gpu() {
+            return q.flavors.cpu.into_iter().collect();
+        }
+        (0..self.tenancy.flavors.len())
+            .filter(|&f| q.flavors.model_of(f).is_some_and(|m| wl.models.is_none_or(|s| s.contains(m))))
+            .collect()
+    }
+
+    fn submit(&mut self, q: &mut Queue, w: &SimWorkload) {
+        let wl = &w.workload;
+        let t = wl.tenant;
+        self.out.submitted += 1;
+        let nf = self.tenancy.flavors.len();
+        let demand = wl.demand(wl.members());
+        let flavors = self.flavors_of(q, w);
+        let owed = flavors.iter().any(|&f| q.quota().usage(t, f) + self.waiting_demand[t * nf + f] + demand <= self.tenancy.tenants[t].quotas[f].nominal);
+        if let Err(refusal) = q.submit(wl.clone(), self.now) {
+            self.out.refused += 1;
+            self.out.tenants[t].refused += 1;
+            if self.out.first_refusals.len() < 5 {
+                self.out.first_refusals.push(format!("{}: {refusal}", wl.name));
+            }
+            return;
+        }
+        if owed {
+            self.out.owed += 1;
+            self.owed_waiting.insert(wl.id, wl.submitted);
+        }
+        self.waiting_changed(t, &flavors, demand, true);
+    }
+
+    fn waiting_changed(&mut self, t: usize, flavors: &[FlavorId], demand: Milli, added: bool) {
+        let nf = self.tenancy.flavors.len();
+        for &f in flavors {
+            let slot = &mut self.waiting_demand[t * nf + f];
+            *slot = if added { *slot + demand } else { slot.saturating_sub(demand) };
+        }
+        if added {
+            self.waiting[t] += 1;
+        } else {
+            self.waiting[t] -= 1;
+        }
+    }
+
+    fn complete(&mut self, q: &mut Queue, id: WorkloadId) {
+        self.stop(id);
+        q.finish(id, self.now);
+        self.out.finished += 1;
+    }
+
+    /// Takes a running workload out of the loop's own accounts.
+    fn stop(&mut self, id: WorkloadId) {
+        let Some((f, demand)) = self.running.remove(&id) else { return };
+        let t = self.workloads[self.by_id[&id]].workload.tenant;
+        if self.gpu_flavor[f] {
+            self.allocated -= demand;
+            self.held_gpu[t] -= demand;
+        }
+        *self.generation.entry(id).or_default() += 1;
+    }
+
+    fn cycle(&mut self, q: &mut Queue) {
+        let outcome = q.cycle(self.now);
+        self.out.cycles += 1;
+        for p in &outcome.preempted {
+            let idx = self.by_id[&p.victim];
+            let t = self.workloads[idx].workload.tenant;
+            let was_running = self.running.contains_key(&p.victim);
+            self.stop(p.victim);
+            self.out.preemptions += 1;
+            self.out.reclaims += usize::from(p.reclaim);
+            self.out.tenants[t].preempted += 1;
+            if was_running {
+                let w = &self.workloads[idx];
+                let flavors = self.flavors_of(q, w);
+                self.waiting_changed(t, &flavors, w.workload.demand(w.workload.members()), true);
+            }
+        }
+        for a in &outcome.admitted {
+            let idx = self.by_id[&a.workload];
+            let w = &self.workloads[idx];
+            let t = w.workload.tenant;
+            // A workload admitted and then preempted within one cycle (possible only with a zero
+            // minimum runtime) never ran.
+            let Some(r) = q.running(a.workload) else { continue };
+            if self.gpu_flavor[r.flavor] {
+                self.allocated += r.demand;
+                self.held_gpu[t] += r.demand;
+            }
+            let flavors = self.flavors_of(q, w);
+            self.waiting_changed(t, &flavors, w.workload.demand(w.workload.members()), false);
+            self.running.insert(a.workload, (r.flavor, r.demand));
+            let generation = *self.generation.entry(a.workload).or_default();
+            self.completions.push(Reverse((self.now.saturating_add(w.duration), a.workload, generation)));
+            if let std::collections::hash_map::Entry::Vacant(e) = self.first_start.entry(a.workload) {
+                e.insert(self.now);
+                self.out.admitted += 1;
+                let delay = self.now - w.workload.submitted;
+                self.out.tenants[t].delays.entry(w.workload.kind).or_default().push(delay);
+                if let Some(submitted) = self.owed_waiting.remove(&a.workload) {
+                    self.owed_wait(self.now - submitted);
+                }
+            }
+        }
+    }
+
+    fn owed_wait(&mut self, wait: Seconds) {
+        let timing = self.tenancy.timing;
+        self.out.worst_owed_wait = self.out.worst_owed_wait.max(wait);
+        if wait > timing.reclaim_window + timing.min_runtime {
+            self.out.violations += 1;
+        }
+    }
+
+    fn finish(mut self, mut q: Queue, started: Instant) -> Outcome {
+        q.ledger_mut().close_all(self.spec.end);
+        self.drain_ledger(&mut q);
+        let end = self.spec.end;
+        for submitted in std::mem::take(&mut self.owed_waiting).into_values() {
+            self.owed_wait(end - submitted);
+        }
+        let span = (end - self.spec.start).max(1) as f64;
+        let nf = self.tenancy.flavors.len();
+        for (i, t) in self.out.tenants.iter_mut().enumerate() {
+            t.mean_gpu /= span;
+            t.waiting_at_end = self.waiting[i];
+            t.cost_micros = (0..nf).map(|f| cost_micros(self.ledger_ms[i * nf + f], self.tenancy.tenants[i].prices_micros[f])).sum();
+        }
+        self.out.mean_allocated_pct = 100.0 * self.alloc_integral / span / self.out.gpu_capacity.max(1) as f64;
+        self.out.jain = (self.jain_time > 0.0).then(|| self.jain_weighted / self.jain_time);
+        self.out.waiting_at_end = q.pending_count();
+        self.out.running_at_end = self.running.len();
+        let mut waiting: Vec<WorkloadId> = q.pending_ids().collect();
+        waiting.sort();
+        self.out.waiting_examples = waiting.iter().take(5).filter_map(|&id| q.explain(id, end)).map(|e| format!("{}: {}", q.workload(e.workload).map_or("?", |w| w.name.as_str()), e.message)).collect();
+        self.out.wall_seconds = started.elapsed().as_secs_f64();
+        self.out
+    }
+}
+
+/// Jain's fairness index of non-negative values: 1 when all are equal, 1/n when one has all.
+pub fn jain(x: &[f64]) -> f64 {
+    let sum: f64 = x.iter().sum();
+    let sq: f64 = x.iter().map(|v| v * v).sum();
+    if sq == 0.0 {
+        1.0
+    } else {
+        sum * sum / (x.len() as f64 * sq)
+    }
+}
