@@ -254,6 +254,10 @@ pub enum Misfit {
     GpuCapacity,
 }
 
+impl Misfit {
+    pub const ALL: [Misfit; 5] = [Misfit::NoGpus, Misfit::GpuModel, Misfit::Cpu, Misfit::Memory, Misfit::GpuCapacity];
+}
+
 impl fmt::Display for Misfit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -103,13 +103,15 @@ impl Scheduler {
             0
         };
         let mut best: Option<(f64, u32, NodeId)> = None;
-        let mut why = Unschedulable { nodes: 0, misfits: BTreeMap::new() };
+        // Misfit counts in a plain array: this loop runs for every node of every decision.
+        let mut misfits = [0usize; Misfit::ALL.len()];
+        let mut seen = 0;
         for i in candidates {
             let node = &cluster.nodes[i];
-            why.nodes += 1;
+            seen += 1;
             // 1. filter
             if let Err(m) = fits(node, pod) {
-                *why.misfits.entry(m).or_default() += 1;
+                misfits[m as usize] += 1;
                 continue;
             }
             // 2. score
@@ -131,6 +133,12 @@ impl Scheduler {
             };
             if better {
                 best = Some((score, rank, i));
+            }
+        }
+        let mut why = Unschedulable { nodes: seen, misfits: BTreeMap::new() };
+        for (m, &n) in Misfit::ALL.iter().zip(&misfits) {
+            if n > 0 {
+                why.misfits.insert(*m, n);
             }
         }
         let Some((_, _, node)) = best else { return Err(why) };

@@ -124,8 +124,8 @@ pub struct PriorityClass {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WhenExhausted {
-    /// Admit only onto capacity no one else is owed, at the lowest priority; any workload within
-    /// its tenant's nominal quota may reclaim it.
+    /// Admit only as reclaimable work: it never preempts, and it is the first victim of any
+    /// workload within its tenant's nominal quota (of any tenant) that needs the room.
     IdleOnly,
     /// Refuse new workloads until the next month.
     Refuse,
@@ -210,11 +210,6 @@ impl Tenancy {
     pub fn class(&self, name: &str) -> Option<usize> {
         self.priority_classes.iter().position(|c| c.name == name)
     }
-    /// The lowest priority value of any class (what budget-exhausted work runs at).
-    pub fn lowest_priority(&self) -> i32 {
-        self.priority_classes.iter().map(|c| c.value).min().unwrap_or(0).min(0)
-    }
-
     /// Maps the cluster's GPU models to flavors. Fails, naming the flavor, when a GPU flavor is
     /// not a model of any node: its quota could never be used.
     pub fn bind(&self, models: &ModelCatalog) -> Result<FlavorMap, String> {

@@ -80,10 +80,22 @@ pub(super) fn quota_reason(q: &Queue, w: &Workload, f: FlavorId, demand: Milli) 
     }
 }
 
-pub(super) fn no_fit_reason(q: &Queue, f: FlavorId, pods: usize, misfit: Option<&GangMisfit>) -> Reason {
-    let detail = match misfit {
-        Some(m) => format!("pod {} of {pods} fits nowhere: {}", m.member + 1, m.why),
-        None => "the same shape found no room earlier and nothing has been freed since".into(),
+/// Why a gang found no placement.
+pub(super) enum NoFit<'a> {
+    /// The flavor's free GPUs (in total, or as idle GPUs per node) are too few for it.
+    TooFewFree,
+    /// The same shape found no room earlier and nothing has been freed since.
+    SameShapeFailed,
+    /// The placement search failed at this member.
+    Misfit(&'a GangMisfit),
+}
+
+pub(super) fn no_fit_reason(q: &Queue, f: FlavorId, pods: usize, why: NoFit) -> Reason {
+    let name = &q.tenancy.flavors[f].name;
+    let detail = match why {
+        NoFit::Misfit(m) => format!("pod {} of {pods} fits nowhere: {}", m.member + 1, m.why),
+        NoFit::TooFewFree => format!("too few {name} GPUs are free, in total or together on nodes"),
+        NoFit::SameShapeFailed => "the same shape found no room and nothing has been freed since".into(),
     };
     Reason::NoFit { flavor: q.tenancy.flavors[f].name.clone(), pods, detail }
 }
@@ -216,7 +228,9 @@ impl Queue {
             if r.flavor != flavor {
                 continue;
             }
-            let end = r.at + other.expected_runtime?;
+            // Work without a declared run time gives no end to count on.
+            let Some(runtime) = other.expected_runtime else { continue };
+            let end = r.at + runtime;
             ends.push((end.max(now), r.demand));
         }
         ends.sort();

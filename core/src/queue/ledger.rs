@@ -100,7 +100,7 @@ impl Ledger {
             return;
         }
         if start >= self.month_end {
-            self.month_start = start;
+            self.month_start = month_floor(start);
             self.month_end = next_month_start(start);
             self.month_gpu.iter_mut().for_each(|u| *u = 0);
         }

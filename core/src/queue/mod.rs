@@ -41,10 +41,14 @@ type Key = (Reverse<i32>, Seconds, WorkloadId);
 #[derive(Clone, Debug, PartialEq)]
 pub struct Running {
     pub at: Seconds,
+    /// Admission order over the whole queue (several workloads may start at the same second).
+    pub seq: u64,
     pub flavor: FlavorId,
     pub demand: Milli,
+    /// Its priority class's value (what same-tenant preemption compares).
     pub priority: i32,
-    /// Admitted under an exhausted `idle-only` budget: reclaimable by anyone owed quota.
+    /// Admitted under an exhausted `idle-only` budget: the first victim for any workload owed
+    /// quota, and never a preemptor.
     pub opportunistic: bool,
     pub pods: Vec<(u64, PodRequest)>,
 }
@@ -97,6 +101,8 @@ pub struct Refusal(pub String);
 
 /// How many workloads of one tenant a cycle looks at past the last admission.
 pub const SCAN_DEPTH: usize = 32;
+/// How many of those, from the head, may preempt: the most urgent and oldest work of the tenant.
+pub const PREEMPT_DEPTH: usize = 4;
 
 /// The multi-tenant admission state over one cluster.
 pub struct Queue {
@@ -112,13 +118,23 @@ pub struct Queue {
     queues: Vec<BTreeSet<Key>>,
     /// Running workloads per (tenant, flavor) in admission order: the later ones are the ones
     /// above nominal, that is, borrowed.
-    stacks: Vec<BTreeSet<(Seconds, WorkloadId)>>,
+    stacks: Vec<BTreeSet<(u64, WorkloadId)>>,
+    /// Next admission sequence number.
+    seq: u64,
     /// Nodes per flavor (GPU flavors: nodes of that model; `cpu`: all nodes).
     flavor_nodes: Vec<Vec<NodeId>>,
     /// Per flavor: capacity in milli-units, and free GPUs (milli) for a quick fit bound.
     capacity: Vec<Milli>,
+    /// Idle (wholly free) GPUs per node, and per flavor how many nodes have each idle count: a
+    /// quick necessary check before searching placements for whole-GPU gangs.
+    idle: Vec<u32>,
+    idle_hist: Vec<Vec<u32>>,
     /// Shapes (flavor, members) that found no placement since the flavor last freed capacity.
     failed: HashSet<(FlavorId, Vec<PodRequest>)>,
+    /// Placement attempts left for preemption in this cycle.
+    preempt_budget: usize,
+    /// (tenant, priority, flavor, members) for which preemption found no room this cycle.
+    no_room: HashSet<(TenantId, i32, FlavorId, Vec<PodRequest>)>,
     /// The most each tenant could ever hold of each flavor.
     ceilings: Vec<i64>,
     /// Something changed since the last cycle (a submission, a release, a clock deadline).
@@ -148,6 +164,14 @@ impl Queue {
                 capacity[c] += node.cpu_capacity as Milli;
             }
         }
+        let idle: Vec<u32> = cluster.nodes.iter().map(|n| n.idle_gpus()).collect();
+        let max_gpus = cluster.nodes.iter().map(|n| n.gpu_count()).max().unwrap_or(0) as usize;
+        let mut idle_hist = vec![vec![0u32; max_gpus + 1]; nf];
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            if let Some(f) = node.model.and_then(|m| flavors.of_model(m)) {
+                idle_hist[f][idle[i] as usize] += 1;
+            }
+        }
         let quota = QuotaTree::new(&tenancy);
         let ceilings = (0..nt).flat_map(|t| (0..nf).map(move |f| (t, f))).map(|(t, f)| quota.ceiling(t, f)).collect();
         let nominal = (0..nt).flat_map(|t| (0..nf).map(move |f| (t, f))).map(|(t, f)| quota.nominal(t, f)).collect();
@@ -164,9 +188,14 @@ impl Queue {
             entries: HashMap::new(),
             queues,
             stacks: vec![BTreeSet::new(); nt * nf],
+            seq: 0,
             flavor_nodes,
             capacity,
+            idle,
+            idle_hist,
             failed: HashSet::new(),
+            no_room: HashSet::new(),
+            preempt_budget: 0,
             ceilings,
             dirty: false,
             wake: None,
@@ -322,12 +351,14 @@ impl Queue {
         for (pod, _) in &r.pods {
             // Pods of a running entry are placed; a failure would mean corrupted state, which
             // the property tests rule out.
-            let _ = self.cluster.release(*pod);
+            if let Ok(p) = self.cluster.release(*pod) {
+                self.touch(p.node);
+            }
         }
         let nf = self.tenancy.flavors.len();
-        self.stacks[w.tenant * nf + r.flavor].remove(&(r.at, w.id));
+        self.stacks[w.tenant * nf + r.flavor].remove(&(r.seq, w.id));
         self.charge(w.tenant, r.flavor, -(r.demand as i64), now);
-        self.failed.retain(|(f, _)| *f != r.flavor);
+        self.forget_failures(r.flavor);
     }
 
     /// Changes a tenant's usage of a flavor in the quota tree and the ledger.
@@ -353,7 +384,8 @@ impl Queue {
     /// 1. Heads: every tenant with pending work, lowest weighted borrowed share first (ties:
     ///    the more urgent head, then the older head).
     /// 2. For the first tenant, look at its queue in order (priority, then age), at most
-    ///    [`SCAN_DEPTH`] workloads past the last admission:
+    ///    [`SCAN_DEPTH`] workloads past the last admission (the first [`PREEMPT_DEPTH`] of them
+    ///    may preempt):
     ///    a. budget: an exhausted `refuse` budget holds the tenant's work until next month;
     ///    b. quota: the first flavor the workload accepts whose quota (nominal, then what the
     ///       cohort can lend) covers it;
@@ -371,6 +403,8 @@ impl Queue {
         }
         self.dirty = false;
         self.wake = None;
+        self.no_room.clear();
+        self.preempt_budget = preempt::CYCLE_BUDGET;
         // 1. heads
         let mut turns: BTreeSet<(u64, Key, usize)> = BTreeSet::new();
         for (q, queue) in self.queues.iter().enumerate() {
@@ -402,9 +436,9 @@ impl Queue {
     /// Looks at up to [`SCAN_DEPTH`] workloads of queue `q` and admits the first that can start.
     fn turn(&mut self, q: usize, now: Seconds, out: &mut CycleOutcome) -> Option<Admission> {
         let keys: Vec<Key> = self.queues[q].iter().take(SCAN_DEPTH).copied().collect();
-        for key in keys {
+        for (i, key) in keys.into_iter().enumerate() {
             let id = key.2;
-            match self.try_admit(id, now, out) {
+            match self.try_admit(id, now, i < PREEMPT_DEPTH, out) {
                 Ok(a) => return Some(a),
                 Err(reason) => {
                     let blocks = matches!(reason, Reason::Budget { .. });
@@ -421,7 +455,7 @@ impl Queue {
     }
 
     /// Budget, quota, placement and preemption for one workload (steps 2a-2d).
-    fn try_admit(&mut self, id: WorkloadId, now: Seconds, out: &mut CycleOutcome) -> Result<Admission, Reason> {
+    fn try_admit(&mut self, id: WorkloadId, now: Seconds, may_preempt: bool, out: &mut CycleOutcome) -> Result<Admission, Reason> {
         let w = self.entries[&id].w.clone();
         let priority = self.entries[&id].priority;
         // a. budget
@@ -448,7 +482,11 @@ impl Queue {
                     first_reason.get_or_insert_with(|| explain::quota_reason(self, &w, f, demand));
                     continue;
                 }
-                // c. placement
+                // c. placement (not even tried when the flavor lacks the free GPUs)
+                if preempt::free(self, f) < demand || !self.idle_gpus_suffice(f, &members) {
+                    first_reason.get_or_insert_with(|| explain::no_fit_reason(self, f, members.len(), explain::NoFit::TooFewFree));
+                    continue;
+                }
                 match self.place(&w, f, &members, true) {
                     Ok(pods) => return Ok(self.admit(&w, f, n, demand, priority, opportunistic, pods, now)),
                     Err(reason) => {
@@ -458,7 +496,7 @@ impl Queue {
             }
         }
         // d. preemption (work on an exhausted budget never preempts)
-        if self.mode == Mode::Quota && !opportunistic {
+        if self.mode == Mode::Quota && !opportunistic && may_preempt {
             if let Some((f, pods, victims)) = preempt::make_room(self, &w, priority, now) {
                 let n = w.members();
                 let demand = w.demand(n);
@@ -476,19 +514,24 @@ impl Queue {
     fn place(&mut self, w: &Workload, f: FlavorId, members: &[PodRequest], memo: bool) -> Result<Vec<(u64, Placement)>, Reason> {
         let key = (f, members.to_vec());
         if memo && self.failed.contains(&key) {
-            return Err(explain::no_fit_reason(self, f, members.len(), None));
+            return Err(explain::no_fit_reason(self, f, members.len(), explain::NoFit::SameShapeFailed));
         }
         let ids: Vec<u64> = (0..members.len() as u64).map(|i| (w.id << 16) | i).collect();
         let nodes = std::mem::take(&mut self.flavor_nodes[f]);
         let placed = place_gang(&mut self.cluster, &mut self.scheduler, &nodes, members, &ids, w.id.wrapping_mul(0x9E37_79B9));
         self.flavor_nodes[f] = nodes;
         match placed {
-            Ok(p) => Ok(ids.into_iter().zip(p).collect()),
+            Ok(p) => {
+                for placement in &p {
+                    self.touch(placement.node);
+                }
+                Ok(ids.into_iter().zip(p).collect())
+            }
             Err(misfit) => {
                 if memo {
                     self.failed.insert(key);
                 }
-                Err(explain::no_fit_reason(self, f, members.len(), Some(&misfit)))
+                Err(explain::no_fit_reason(self, f, members.len(), explain::NoFit::Misfit(&misfit)))
             }
         }
     }
@@ -509,17 +552,19 @@ impl Queue {
         let entry = self.entries.get_mut(&w.id).expect("admitting a queued workload");
         self.queues[q].remove(&(Reverse(entry.priority), w.submitted, w.id));
         let requests = w.member_requests(members);
+        self.seq += 1;
         let running = Running {
             at: now,
+            seq: self.seq,
             flavor: f,
             demand,
-            priority: if opportunistic { self.tenancy.lowest_priority() } else { priority },
+            priority,
             opportunistic,
             pods: pods.iter().map(|(id, _)| *id).zip(requests).collect(),
         };
         entry.state = State::Running(running);
         let nf = self.tenancy.flavors.len();
-        self.stacks[w.tenant * nf + f].insert((now, w.id));
+        self.stacks[w.tenant * nf + f].insert((self.seq, w.id));
         self.charge(w.tenant, f, demand as i64, now);
         Admission { workload: w.id, flavor: f, pods, members }
     }
@@ -532,6 +577,43 @@ impl Queue {
         let q = if self.mode == Mode::Fifo { 0 } else { entry.w.tenant };
         self.queues[q].insert((Reverse(entry.priority), entry.w.submitted, id));
         self.dirty = true;
+    }
+
+    /// Capacity of flavor `f` was freed: shapes that failed on its nodes may fit now. The `cpu`
+    /// flavor spans every node, so freeing it (or freeing a GPU node's CPU) touches all of them.
+    fn forget_failures(&mut self, f: FlavorId) {
+        let cpu = self.flavors.cpu;
+        if Some(f) == cpu {
+            self.failed.clear();
+        } else {
+            self.failed.retain(|(g, _)| *g != f && Some(*g) != cpu);
+        }
+    }
+
+    /// Updates the idle-GPU index after a node changed.
+    fn touch(&mut self, node: NodeId) {
+        let now = self.cluster.nodes[node].idle_gpus();
+        let before = std::mem::replace(&mut self.idle[node], now);
+        if let Some(f) = self.cluster.nodes[node].model.and_then(|m| self.flavors.of_model(m)) {
+            self.idle_hist[f][before as usize] -= 1;
+            self.idle_hist[f][now as usize] += 1;
+        }
+    }
+
+    /// A necessary condition for whole-GPU members to fit on flavor `f`: for every size `k`
+    /// among them, the flavor's nodes hold at least as many blocks of `k` idle GPUs as there are
+    /// members of `k` GPUs or more. Always true for members that share a GPU or need none.
+    fn idle_gpus_suffice(&self, f: FlavorId, members: &[PodRequest]) -> bool {
+        if self.tenancy.flavors[f].is_cpu() || members.iter().any(|m| m.gpu_milli < crate::GPU_MILLI) {
+            return true;
+        }
+        let hist = &self.idle_hist[f];
+        let mut sizes: Vec<u32> = members.iter().map(|m| m.gpu_count).collect();
+        sizes.dedup();
+        sizes.iter().all(|&k| {
+            let blocks: u64 = hist.iter().enumerate().map(|(j, &n)| n as u64 * (j as u64 / k as u64)).sum();
+            blocks >= members.iter().filter(|m| m.gpu_count >= k).count() as u64
+        })
     }
 
     /// Asks for a cycle at `t` at the latest.

@@ -19,7 +19,7 @@
 //! not have been stopped by it. So no two workloads can take turns preempting each other.
 
 use super::{Queue, State, Workload, WorkloadId};
-use crate::model::Placement;
+use crate::model::{Placement, PodRequest};
 use crate::tenancy::{FlavorId, Milli, Seconds};
 
 /// A victim taken off the cluster and out of quota, restorable exactly.
@@ -33,6 +33,10 @@ type Room = (FlavorId, Vec<(u64, Placement)>, Vec<(WorkloadId, bool)>);
 
 /// The most victims considered for one workload.
 const MAX_CANDIDATES: usize = 256;
+/// The most placement attempts while choosing victims for one workload.
+const MAX_ATTEMPTS: usize = 12;
+/// The most placement attempts for preemption in one cycle; the rest wait for the next cycle.
+pub(super) const CYCLE_BUDGET: usize = 64;
 
 /// Finds victims that let `w` (all members) start on some flavor, stops them, places `w` and
 /// returns where, with the victims and whether each was a reclaim. `None`: nothing may be stopped
@@ -41,16 +45,30 @@ pub(super) fn make_room(q: &mut Queue, w: &Workload, priority: i32, now: Seconds
     let members = w.member_requests(w.members());
     let demand = w.demand(w.members());
     for f in q.candidate_flavors(w) {
-        let candidates = candidates(q, w, f, priority, demand, now);
+        let memo = (w.tenant, priority, f, members.clone());
+        if q.no_room.contains(&memo) {
+            continue;
+        }
+        let candidates = candidates(q, w, f, priority, &members, now);
         if candidates.is_empty() {
+            q.no_room.insert(memo);
             continue;
         }
         let mut removed: Vec<Suspended> = Vec::new();
-        for (id, reclaim) in candidates {
+        let mut attempts = 0;
+        let last = candidates.len() - 1;
+        for (i, (id, reclaim, node_done)) in candidates.into_iter().enumerate() {
             removed.push(suspend(q, id, reclaim));
-            if (q.quota.available(w.tenant, f) as i128) < demand as i128 || free(q, f) < demand {
+            // Try to place at node boundaries and doubling counts, a bounded number of times.
+            let due = i == last || (attempts < MAX_ATTEMPTS && (node_done || (i + 1).is_power_of_two()));
+            if !due || (q.quota.available(w.tenant, f) as i128) < demand as i128 || free(q, f) < demand || !q.idle_gpus_suffice(f, &members) {
                 continue;
             }
+            if q.preempt_budget == 0 {
+                break;
+            }
+            q.preempt_budget -= 1;
+            attempts += 1;
             if let Ok(pods) = q.place(w, f, &members, false) {
                 keep_only_needed(q, w, f, demand, &mut removed);
                 let victims = removed.iter().map(|s| (s.id, s.reclaim)).collect();
@@ -63,19 +81,28 @@ pub(super) fn make_room(q: &mut Queue, w: &Workload, priority: i32, now: Seconds
         for s in removed.into_iter().rev() {
             restore(q, &s);
         }
+        q.no_room.insert(memo);
     }
     None
 }
 
-/// Running workloads that may be stopped for `w` on flavor `f`, in the order to try them.
-fn candidates(q: &mut Queue, w: &Workload, f: FlavorId, priority: i32, demand: Milli, now: Seconds) -> Vec<(WorkloadId, bool)> {
+/// Running workloads that may be stopped for `w` on flavor `f`, in the order to try them, each
+/// with whether it is the last victim on its node in that order.
+///
+/// Victims are grouped by node so that removals concentrate where the gang can land: nodes that
+/// could hold the largest member once their eligible victims are gone come first, then nodes
+/// whose victims have the lowest priority, then the nodes that would have the most room. Within a
+/// node: lowest priority, then smallest, then newest. Empty when even stopping every candidate
+/// could not make enough room.
+fn candidates(q: &mut Queue, w: &Workload, f: FlavorId, priority: i32, members: &[PodRequest], now: Seconds) -> Vec<(WorkloadId, bool, bool)> {
+    let demand: Milli = members.iter().map(|m| if w.wants_gpu() { m.gpu_total() } else { m.cpu_milli as Milli }).sum();
     let timing = q.tenancy.timing;
     let owed = q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
     let window_over = now >= w.submitted + timing.reclaim_window;
     if owed && !window_over {
         q.wake_at(w.submitted + timing.reclaim_window);
     }
-    let mut out: Vec<(i32, Milli, std::cmp::Reverse<Seconds>, WorkloadId, bool)> = Vec::new();
+    let mut eligible: Vec<Eligible> = Vec::new();
     let mut protected_until: Option<Seconds> = None;
     for t in 0..q.tenancy.tenants.len() {
         let same = t == w.tenant;
@@ -83,12 +110,26 @@ fn candidates(q: &mut Queue, w: &Workload, f: FlavorId, priority: i32, demand: M
             continue;
         }
         let nominal = q.quota.nominal(t, f);
-        let mut prefix: Milli = 0;
-        for id in q.stack(t, f).collect::<Vec<_>>() {
+        let usage = q.quota.usage(t, f);
+        // Only tenants above nominal (or with a budget, whose work may be opportunistic) can
+        // have reclaimable work; in a tenant's stack, the newest work is the borrowed part.
+        let may_be_opportunistic = q.tenancy.tenants[t].budget.is_some();
+        if !same && usage <= nominal && !may_be_opportunistic {
+            continue;
+        }
+        let stack: Vec<WorkloadId> = q.stack(t, f).collect();
+        let mut above: Milli = 0; // demand of the workloads after this one in the stack
+        for &id in stack.iter().rev() {
             let r = q.running(id).expect("stacked workloads run");
-            prefix += r.demand;
-            let eligible = if same { r.priority < priority } else { r.opportunistic || prefix > nominal };
-            if !eligible {
+            let borrowed = usage - above > nominal;
+            above += r.demand;
+            // Within a tenant only priority counts, so no pair can take turns; opportunistic work
+            // is reclaimable by other tenants' owed work.
+            let ok = if same { r.priority < priority } else { r.opportunistic || borrowed };
+            if !ok {
+                if !same && !borrowed && !may_be_opportunistic {
+                    break;
+                }
                 continue;
             }
             if now < r.at + timing.min_runtime {
@@ -96,21 +137,89 @@ fn candidates(q: &mut Queue, w: &Workload, f: FlavorId, priority: i32, demand: M
                 protected_until = Some(protected_until.map_or(until, |p: Seconds| p.min(until)));
                 continue;
             }
-            out.push((r.priority, r.demand, std::cmp::Reverse(r.at), id, !same));
+            eligible.push((!r.opportunistic, r.priority, r.demand, std::cmp::Reverse(r.at), id, !same));
         }
     }
     if let Some(t) = protected_until {
         q.wake_at(t);
     }
-    out.sort();
-    out.truncate(MAX_CANDIDATES);
-    out.into_iter().map(|(_, _, _, id, reclaim)| (id, reclaim)).collect()
+    let freeable: Milli = eligible.iter().map(|e| e.2).sum();
+    if free(q, f) + freeable < demand {
+        return Vec::new();
+    }
+    eligible.sort();
+    eligible.truncate(MAX_CANDIDATES);
+    if !w.wants_gpu() {
+        let n = eligible.len();
+        return eligible.into_iter().enumerate().map(|(i, e)| (e.4, e.5, i + 1 == n)).collect();
+    }
+    by_node(q, eligible, members)
+}
+
+/// A possible victim: (not opportunistic, priority, demand, newest first, id, reclaim). Sorting
+/// puts opportunistic work first, then lowest priority, smallest, newest.
+type Eligible = (bool, i32, Milli, std::cmp::Reverse<Seconds>, WorkloadId, bool);
+
+/// Orders GPU victims node by node (see [`candidates`]).
+fn by_node(q: &Queue, eligible: Vec<Eligible>, members: &[PodRequest]) -> Vec<(WorkloadId, bool, bool)> {
+    use std::collections::HashMap;
+    let largest = members.iter().map(PodRequest::gpu_total).max().unwrap_or(0);
+    // node → (victim GPU milli on it, most protected victim (not opportunistic, priority),
+    // newest victim start, victims in order)
+    let mut nodes: HashMap<usize, (Milli, (bool, i32), Seconds, Vec<usize>)> = HashMap::new();
+    for (i, e) in eligible.iter().enumerate() {
+        let r = q.running(e.4).expect("candidates run");
+        for (pod, req) in &r.pods {
+            if let Some(p) = q.cluster.placement(*pod) {
+                let slot = nodes.entry(p.node).or_insert((0, (false, i32::MIN), Seconds::MIN, Vec::new()));
+                slot.0 += req.gpu_total();
+                slot.1 = slot.1.max((e.0, e.1));
+                slot.2 = slot.2.max(r.at);
+                if slot.3.last() != Some(&i) {
+                    slot.3.push(i);
+                }
+            }
+        }
+    }
+    // Nodes that can hold the largest member once cleared, then with the least protected
+    // victims, then where the fewest GPUs must be freed for the largest member (taking victims
+    // smallest first), then with the newest work (least work lost).
+    let mut order: Vec<(bool, (bool, i32), Milli, std::cmp::Reverse<Seconds>, usize)> = nodes
+        .iter()
+        .map(|(&n, (gpu, prot, newest, victims))| {
+            let free = q.cluster.nodes[n].gpu_free_total as Milli;
+            let room = free + gpu;
+            let mut cost: Milli = 0;
+            for &i in victims {
+                if free + cost >= largest {
+                    break;
+                }
+                cost += eligible[i].2;
+            }
+            (room < largest, *prot, cost, std::cmp::Reverse(*newest), n)
+        })
+        .collect();
+    order.sort();
+    let mut seen = vec![false; eligible.len()];
+    let mut out = Vec::with_capacity(eligible.len());
+    for (_, _, _, _, n) in order {
+        let victims = &nodes[&n].3;
+        for &i in victims {
+            if !seen[i] {
+                seen[i] = true;
+                out.push((eligible[i].4, eligible[i].5, false));
+            }
+        }
+        if let Some(last) = out.last_mut() {
+            last.2 = true;
+        }
+    }
+    out
 }
 
 /// Free milli-units of a flavor: capacity less every tenant's usage.
-fn free(q: &Queue, f: FlavorId) -> Milli {
-    let used: Milli = (0..q.tenancy.tenants.len()).map(|t| q.quota.usage(t, f)).sum();
-    q.capacity(f).saturating_sub(used)
+pub(super) fn free(q: &Queue, f: FlavorId) -> Milli {
+    q.capacity(f).saturating_sub(q.quota.total_usage(f))
 }
 
 /// Takes a running workload off the cluster and out of quota, keeping its entry as running.
@@ -120,7 +229,10 @@ fn suspend(q: &mut Queue, id: WorkloadId, reclaim: bool) -> Suspended {
         let State::Running(r) = &e.state else { unreachable!("candidates are running") };
         (e.w.tenant, r.clone())
     };
-    let placements = r.pods.iter().filter_map(|(pod, _)| q.cluster.release(*pod).ok().map(|p| (*pod, p))).collect();
+    let placements: Vec<(u64, Placement)> = r.pods.iter().filter_map(|(pod, _)| q.cluster.release(*pod).ok().map(|p| (*pod, p))).collect();
+    for (_, p) in &placements {
+        q.touch(p.node);
+    }
     q.quota.add(tenant, r.flavor, -(r.demand as i64));
     Suspended { id, reclaim, placements }
 }
@@ -144,6 +256,9 @@ fn try_restore(q: &mut Queue, s: &Suspended) -> bool {
             }
             return false;
         }
+    }
+    for (_, p) in &s.placements {
+        q.touch(p.node);
     }
     q.quota.add(tenant, r.flavor, r.demand as i64);
     true
@@ -179,8 +294,8 @@ fn requeue(q: &mut Queue, id: WorkloadId, now: Seconds) {
     // Re-add then release through the normal path so stacks, ledger and shape memo stay in step.
     q.quota.add(tenant, r.flavor, r.demand as i64);
     let nf = q.tenancy.flavors.len();
-    q.stacks[tenant * nf + r.flavor].remove(&(r.at, id));
+    q.stacks[tenant * nf + r.flavor].remove(&(r.seq, id));
     q.charge(tenant, r.flavor, -(r.demand as i64), now);
-    q.failed.retain(|(fl, _)| *fl != r.flavor);
+    q.forget_failures(r.flavor);
     q.set_pending(id, super::Reason::Preempted);
 }

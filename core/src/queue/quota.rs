@@ -40,6 +40,8 @@ impl QNode {
 pub struct QuotaTree {
     nodes: Vec<QNode>,
     tenants: usize,
+    /// Usage of all tenants together, per flavor.
+    total: Vec<i64>,
 }
 
 impl QuotaTree {
@@ -66,7 +68,7 @@ impl QuotaTree {
             subtree: vec![0; nf],
             usage: vec![0; nf],
         }));
-        let mut tree = QuotaTree { nodes, tenants: nt };
+        let mut tree = QuotaTree { nodes, tenants: nt, total: vec![0; nf] };
         tree.compute_subtree();
         tree
     }
@@ -104,6 +106,7 @@ impl QuotaTree {
 
     /// Adds `delta` (may be negative) to a tenant's usage of a flavor and to every cohort above.
     pub fn add(&mut self, tenant: TenantId, f: FlavorId, delta: i64) {
+        self.total[f] += delta;
         let mut i = tenant;
         let mut delta = delta;
         loop {
@@ -155,6 +158,10 @@ impl QuotaTree {
     /// Usage above nominal: what the tenant borrows.
     pub fn borrowed(&self, tenant: TenantId, f: FlavorId) -> Milli {
         (self.nodes[tenant].usage[f] - self.nodes[tenant].nominal[f]).max(0) as Milli
+    }
+    /// Usage of all tenants together.
+    pub fn total_usage(&self, f: FlavorId) -> Milli {
+        self.total[f].max(0) as Milli
     }
     pub fn tenants(&self) -> usize {
         self.tenants

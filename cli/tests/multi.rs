@@ -1,0 +1,95 @@
+//! `gantry simulate --tenants`, run as a user would.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn gantry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gantry")).current_dir(repo()).args(args).output().expect("the gantry binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn fails_with(out: &Output, words: &[&str]) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    for w in words {
+        assert!(err.contains(w), "{w:?} missing from: {err}");
+    }
+}
+
+const SMALL: &[&str] = &["simulate", "--tenants", "examples/tenants/venus.yaml", "--workloads", "1500", "--days", "2"];
+
+#[test]
+fn json_report_compares_gantry_with_both_baselines() {
+    let mut args = SMALL.to_vec();
+    args.extend(["--format", "json"]);
+    let out = gantry(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let setups = v["setups"].as_array().expect("setups");
+    let names: Vec<&str> = setups.iter().map(|s| s["setup"].as_str().unwrap()).collect();
+    assert_eq!(names, ["gantry", "strict-quota", "fifo"]);
+    for s in setups {
+        assert_eq!(s["ledger_exact"], Value::Bool(true), "{}", s["setup"]);
+        assert_eq!(s["tenants"].as_array().unwrap().len(), 18);
+        assert!(s["samples"].as_array().unwrap().len() >= 48, "hourly samples over two days");
+        let started = s["admitted"].as_u64().unwrap();
+        let waiting = s["waiting_at_end"].as_u64().unwrap();
+        let refused = s["refused"].as_u64().unwrap();
+        assert_eq!(s["submitted"].as_u64().unwrap(), started + waiting + refused, "every workload is accounted for");
+    }
+    let alloc = |i: usize| setups[i]["mean_allocated_pct"].as_f64().unwrap();
+    assert!(alloc(0) > alloc(1), "borrowing uses more of the cluster than strict quotas: {} vs {}", alloc(0), alloc(1));
+    assert_eq!(setups[2]["preemptions"].as_u64(), Some(0), "FIFO never preempts");
+}
+
+#[test]
+fn table_names_each_setup_and_tenant() {
+    let mut args = SMALL.to_vec();
+    args.extend(["--compare", "strict-quota"]);
+    let out = gantry(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    for w in ["gantry", "strict-quota", "vc-a", "vc-r", "violations", "jain", "exactly the integral"] {
+        assert!(t.contains(w), "{w:?} missing from the table:\n{t}");
+    }
+    assert!(!t.contains("\nfifo "), "fifo was not asked for");
+}
+
+#[test]
+fn openb_workload_runs_with_the_openb_tenants() {
+    let out = gantry(&["simulate", "--tenants", "examples/tenants/openb.yaml", "--workload", "openb", "--days", "20", "--compare", "none", "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["setups"].as_array().unwrap().len(), 1);
+    assert!(v["workload"].as_str().unwrap().contains("8152 pods"));
+}
+
+#[test]
+fn bad_multi_tenant_arguments_say_what_to_fix() {
+    fails_with(&gantry(&["simulate", "--compare", "fifo"]), &["--compare needs --tenants"]);
+    fails_with(&gantry(&["simulate", "--tenants", "examples/tenants/venus.yaml", "--compare", "lottery"]), &["lottery", "strict-quota or fifo"]);
+    fails_with(&gantry(&["simulate", "--tenants", "examples/tenants/venus.yaml", "--format", "csv"]), &["table or json"]);
+    fails_with(&gantry(&["simulate", "--tenants", "examples/tenants/venus.yaml", "--load", "-1"]), &["--load"]);
+    fails_with(&gantry(&["simulate", "--tenants", "examples/tenants/venus.yaml", "--days", "0"]), &["--days"]);
+    fails_with(&gantry(&["simulate", "--tenants", "no/such.yaml"]), &["no/such.yaml", "cannot read"]);
+    // The openb tenants name GPU models the Venus cluster does not have.
+    fails_with(&gantry(&["simulate", "--tenants", "examples/tenants/openb.yaml"]), &["openb.yaml", "flavor", "not the GPU model of any node"]);
+}
+
+#[test]
+fn a_bad_tenants_file_names_file_line_and_field() {
+    let dir = std::env::temp_dir().join(format!("gantry-multi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tenants.yaml");
+    std::fs::write(&file, "flavors:\n  - name: A100\ntenants:\n  - name: a\n    namespaces: [a]\n    quotas:\n      H100: {nominal: 8}\n").unwrap();
+    let out = gantry(&["simulate", "--tenants", file.to_str().unwrap()]);
+    fails_with(&out, &["tenants.yaml:7", "H100"]);
+}
