@@ -101,7 +101,8 @@ pub struct Refusal(pub String);
 
 /// How many workloads of one tenant a cycle looks at past the last admission.
 pub const SCAN_DEPTH: usize = 32;
-/// How many of those, from the head, may preempt: the most urgent and oldest work of the tenant.
+/// How many of those, from the head, may preempt by priority (the most urgent and oldest work of
+/// the tenant); any of them that has waited the reclaim window may reclaim.
 pub const PREEMPT_DEPTH: usize = 4;
 
 /// The multi-tenant admission state over one cluster.
@@ -384,8 +385,8 @@ impl Queue {
     /// 1. Heads: every tenant with pending work, lowest weighted borrowed share first (ties:
     ///    the more urgent head, then the older head).
     /// 2. For the first tenant, look at its queue in order (priority, then age), at most
-    ///    [`SCAN_DEPTH`] workloads past the last admission (the first [`PREEMPT_DEPTH`] of them
-    ///    may preempt):
+    ///    [`SCAN_DEPTH`] workloads past the last admission (the first [`PREEMPT_DEPTH`] of them,
+    ///    and any that has waited the reclaim window, may preempt):
     ///    a. budget: an exhausted `refuse` budget holds the tenant's work until next month;
     ///    b. quota: the first flavor the workload accepts whose quota (nominal, then what the
     ///       cohort can lend) covers it;
@@ -436,9 +437,12 @@ impl Queue {
     /// Looks at up to [`SCAN_DEPTH`] workloads of queue `q` and admits the first that can start.
     fn turn(&mut self, q: usize, now: Seconds, out: &mut CycleOutcome) -> Option<Admission> {
         let keys: Vec<Key> = self.queues[q].iter().take(SCAN_DEPTH).copied().collect();
+        let window = self.tenancy.timing.reclaim_window;
         for (i, key) in keys.into_iter().enumerate() {
             let id = key.2;
-            match self.try_admit(id, now, i < PREEMPT_DEPTH, out) {
+            // The head may preempt by priority; anything past the reclaim window may reclaim.
+            let may_preempt = i < PREEMPT_DEPTH || now >= key.1 + window;
+            match self.try_admit(id, now, may_preempt, out) {
                 Ok(a) => return Some(a),
                 Err(reason) => {
                     let blocks = matches!(reason, Reason::Budget { .. });
@@ -632,6 +636,18 @@ impl Queue {
             State::Running(r) => Some((&e.w, r)),
             State::Pending { .. } => None,
         })
+    }
+
+    /// Whether a pending workload would fit now if everything the preemption rules could ever let
+    /// it stop were stopped (ignoring the reclaim window and minimum runtimes). Changes nothing.
+    /// `false` for unknown or running workloads.
+    pub fn room_after_reclaim(&mut self, id: WorkloadId, now: Seconds) -> bool {
+        let Some(e) = self.entries.get(&id) else { return false };
+        if !matches!(e.state, State::Pending { .. }) {
+            return false;
+        }
+        let (w, priority) = (e.w.clone(), e.priority);
+        preempt::room_after_reclaim(self, &w, priority, now)
     }
 
     /// The recorded reason of a pending workload.

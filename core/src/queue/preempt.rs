@@ -49,7 +49,7 @@ pub(super) fn make_room(q: &mut Queue, w: &Workload, priority: i32, now: Seconds
         if q.no_room.contains(&memo) {
             continue;
         }
-        let candidates = candidates(q, w, f, priority, &members, now);
+        let candidates = candidates(q, w, f, priority, &members, now, false);
         if candidates.is_empty() {
             q.no_room.insert(memo);
             continue;
@@ -86,6 +86,40 @@ pub(super) fn make_room(q: &mut Queue, w: &Workload, priority: i32, now: Seconds
     None
 }
 
+/// Whether `w` (all members) would fit if everything the preemption rules let it stop were
+/// stopped, ignoring the reclaim window and minimum runtimes. Changes nothing. Tells a wait caused
+/// by the rules' timing apart from one where the room does not exist without stopping other
+/// tenants' guaranteed work.
+pub(super) fn room_after_reclaim(q: &mut Queue, w: &Workload, priority: i32, now: Seconds) -> bool {
+    let members = w.member_requests(w.members());
+    let demand = w.demand(w.members());
+    let wake = q.wake;
+    for f in q.candidate_flavors(w) {
+        let victims = candidates(q, w, f, priority, &members, now, true);
+        let removed: Vec<Suspended> = victims.into_iter().map(|(id, reclaim, _)| suspend(q, id, reclaim)).collect();
+        let mut fits = false;
+        if q.quota.available(w.tenant, f) as i128 >= demand as i128 || q.mode == super::Mode::Fifo {
+            if let Ok(pods) = q.place(w, f, &members, false) {
+                fits = true;
+                for (pod, _) in pods {
+                    if let Ok(p) = q.cluster.release(pod) {
+                        q.touch(p.node);
+                    }
+                }
+            }
+        }
+        for s in removed.iter().rev() {
+            restore(q, s);
+        }
+        if fits {
+            q.wake = wake;
+            return true;
+        }
+    }
+    q.wake = wake;
+    false
+}
+
 /// Running workloads that may be stopped for `w` on flavor `f`, in the order to try them, each
 /// with whether it is the last victim on its node in that order.
 ///
@@ -94,11 +128,22 @@ pub(super) fn make_room(q: &mut Queue, w: &Workload, priority: i32, now: Seconds
 /// whose victims have the lowest priority, then the nodes that would have the most room. Within a
 /// node: lowest priority, then smallest, then newest. Empty when even stopping every candidate
 /// could not make enough room.
-fn candidates(q: &mut Queue, w: &Workload, f: FlavorId, priority: i32, members: &[PodRequest], now: Seconds) -> Vec<(WorkloadId, bool, bool)> {
+///
+/// With `what_if`, the reclaim window and minimum runtimes are ignored and nothing is truncated:
+/// everything that the rules could ever let `w` stop.
+fn candidates(
+    q: &mut Queue,
+    w: &Workload,
+    f: FlavorId,
+    priority: i32,
+    members: &[PodRequest],
+    now: Seconds,
+    what_if: bool,
+) -> Vec<(WorkloadId, bool, bool)> {
     let demand: Milli = members.iter().map(|m| if w.wants_gpu() { m.gpu_total() } else { m.cpu_milli as Milli }).sum();
     let timing = q.tenancy.timing;
     let owed = q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
-    let window_over = now >= w.submitted + timing.reclaim_window;
+    let window_over = what_if || now >= w.submitted + timing.reclaim_window;
     if owed && !window_over {
         q.wake_at(w.submitted + timing.reclaim_window);
     }
@@ -132,7 +177,7 @@ fn candidates(q: &mut Queue, w: &Workload, f: FlavorId, priority: i32, members: 
                 }
                 continue;
             }
-            if now < r.at + timing.min_runtime {
+            if !what_if && now < r.at + timing.min_runtime {
                 let until = r.at + timing.min_runtime;
                 protected_until = Some(protected_until.map_or(until, |p: Seconds| p.min(until)));
                 continue;
@@ -148,7 +193,9 @@ fn candidates(q: &mut Queue, w: &Workload, f: FlavorId, priority: i32, members: 
         return Vec::new();
     }
     eligible.sort();
-    eligible.truncate(MAX_CANDIDATES);
+    if !what_if {
+        eligible.truncate(MAX_CANDIDATES);
+    }
     if !w.wants_gpu() {
         let n = eligible.len();
         return eligible.into_iter().enumerate().map(|(i, e)| (e.4, e.5, i + 1 == n)).collect();

@@ -61,6 +61,8 @@ pub struct SetupSummary {
     pub owed: usize,
     pub violations: usize,
     pub worst_owed_wait: Seconds,
+    pub owed_without_room: usize,
+    pub worst_without_room: Seconds,
     pub jain: Option<f64>,
     /// Whether the ledger's accrued milli-GPU-seconds equal the loop's integral of allocation.
     pub ledger_exact: bool,
@@ -70,6 +72,7 @@ pub struct SetupSummary {
     pub tenants: Vec<TenantSummary>,
     pub first_refusals: Vec<String>,
     pub waiting_examples: Vec<String>,
+    pub violation_examples: Vec<String>,
     pub samples: Vec<Sample>,
 }
 
@@ -140,6 +143,8 @@ impl SetupSummary {
             owed: o.owed,
             violations: o.violations,
             worst_owed_wait: o.worst_owed_wait,
+            owed_without_room: o.owed_without_room,
+            worst_without_room: o.worst_without_room,
             jain: o.jain,
             ledger_exact: o.accrued == o.integral,
             accrued_milli_gpu_seconds: o.accrued,
@@ -148,6 +153,7 @@ impl SetupSummary {
             tenants,
             first_refusals: o.first_refusals,
             waiting_examples: o.waiting_examples,
+            violation_examples: o.violation_examples,
             samples: o.samples,
         }
     }
@@ -173,13 +179,13 @@ impl MultiReport {
         );
         let _ = writeln!(
             s,
-            "{:<13} {:>6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7} {:>8} {:>7} {:>6} {:>10} {:>10} {:>6}",
-            "setup", "alloc%", "wait p50", "wait p95", "wait p99", "started", "waiting", "refused", "preempt", "reclaim", "owed", "violations", "worst owed", "jain"
+            "{:<13} {:>6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7} {:>8} {:>7} {:>6} {:>10} {:>10} {:>7} {:>6}",
+            "setup", "alloc%", "wait p50", "wait p95", "wait p99", "started", "waiting", "refused", "preempt", "reclaim", "owed", "violations", "worst owed", "no room", "jain"
         );
         for x in &self.setups {
             let _ = writeln!(
                 s,
-                "{:<13} {:>6.1} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7} {:>8} {:>7} {:>6} {:>10} {:>10} {:>6}",
+                "{:<13} {:>6.1} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7} {:>8} {:>7} {:>6} {:>10} {:>10} {:>7} {:>6}",
                 x.setup.name(),
                 x.mean_allocated_pct,
                 duration(x.delays.p50),
@@ -193,6 +199,7 @@ impl MultiReport {
                 x.owed,
                 x.violations,
                 duration(x.worst_owed_wait),
+                x.owed_without_room,
                 x.jain.map_or("-".into(), |j| format!("{j:.3}"))
             );
         }
@@ -203,7 +210,9 @@ impl MultiReport {
         s.push_str(
             "\nalloc%: time-averaged allocated GPU as % of capacity. wait: queueing delay (first start - submission) of workloads that started.\n\
              owed: workloads within their tenant's nominal quota when submitted; violations: owed workloads that waited longer than the\n\
-             reclaim window plus the minimum runtime. jain: Jain index of GPU held / weight over tenants with work waiting (1 = fair).\n",
+             reclaim window plus the minimum runtime although room existed with all reclaimable work stopped; no room: owed workloads\n\
+             that waited longer but found no room even then (other tenants' guaranteed work held the nodes). jain: Jain index of GPU\n\
+             held / weight over tenants with work waiting (1 = fair).\n",
         );
         s
     }
@@ -245,6 +254,9 @@ impl MultiReport {
         }
         for w in &x.waiting_examples {
             let _ = writeln!(s, "waiting: {w}");
+        }
+        for v in &x.violation_examples {
+            let _ = writeln!(s, "owed and late: {v}");
         }
     }
 }

@@ -108,10 +108,17 @@ pub struct Outcome {
     pub reclaims: usize,
     /// Workloads that fitted in their tenant's nominal quota when submitted (counting the
     /// tenant's work already waiting), and how many of them waited longer than the reclaim
-    /// window plus the minimum runtime.
+    /// window plus the minimum runtime although room existed (with every workload the rules let
+    /// them stop stopped) at some check while they waited.
     pub owed: usize,
     pub violations: usize,
+    /// The longest wait of an owed workload, excluding those counted in `owed_without_room`.
     pub worst_owed_wait: Seconds,
+    /// Owed workloads that waited past the bound but for which, whenever checked, no room
+    /// existed even with every reclaimable workload stopped (other tenants' guaranteed work held
+    /// the nodes they needed), and the longest such wait.
+    pub owed_without_room: usize,
+    pub worst_without_room: Seconds,
     /// Time-weighted mean of allocated GPU as % of GPU capacity.
     pub mean_allocated_pct: f64,
     /// Time-weighted mean Jain index of (GPU held / weight) over tenants with work waiting,
@@ -123,6 +130,8 @@ pub struct Outcome {
     pub integral: u128,
     pub first_refusals: Vec<String>,
     pub waiting_examples: Vec<String>,
+    /// The first owed workloads that waited too long.
+    pub violation_examples: Vec<String>,
     pub cycles: usize,
     pub wall_seconds: f64,
 }
@@ -157,6 +166,11 @@ struct Loop<'a> {
     first_start: HashMap<WorkloadId, Seconds>,
     /// Owed workloads not yet started: id → submission time.
     owed_waiting: HashMap<WorkloadId, Seconds>,
+    /// Overdue owed workloads for which room existed (with every reclaimable workload stopped)
+    /// while they waited: true misses of the guarantee.
+    room_existed: std::collections::HashSet<WorkloadId>,
+    /// Overdue owed workloads already checked at this many seconds past their submission.
+    checked_at: HashMap<WorkloadId, Seconds>,
     /// Demand of waiting workloads per (tenant, flavor) they accept.
     waiting_demand: Vec<Milli>,
     waiting: Vec<usize>,
@@ -197,6 +211,8 @@ impl<'a> Loop<'a> {
             running: HashMap::new(),
             first_start: HashMap::new(),
             owed_waiting: HashMap::new(),
+            room_existed: std::collections::HashSet::new(),
+            checked_at: HashMap::new(),
             waiting_demand: vec![0; nt * nf],
             waiting: vec![0; nt],
             held_gpu: vec![0; nt],
@@ -216,6 +232,8 @@ impl<'a> Loop<'a> {
                 owed: 0,
                 violations: 0,
                 worst_owed_wait: 0,
+                owed_without_room: 0,
+                worst_without_room: 0,
                 mean_allocated_pct: 0.0,
                 jain: None,
                 gpu_capacity: q.cluster().gpu_capacity(),
@@ -223,6 +241,7 @@ impl<'a> Loop<'a> {
                 integral: 0,
                 first_refusals: Vec::new(),
                 waiting_examples: Vec::new(),
+                violation_examples: Vec::new(),
                 cycles: 0,
                 wall_seconds: 0.0,
             },
@@ -267,6 +286,7 @@ impl<'a> Loop<'a> {
             }
             // 3. one admission cycle
             self.cycle(q);
+            self.check_overdue(q);
         }
         self.advance(q, self.spec.end);
     }
@@ -421,17 +441,55 @@ impl<'a> Loop<'a> {
                 let delay = self.now - w.workload.submitted;
                 self.out.tenants[t].delays.entry(w.workload.kind).or_default().push(delay);
                 if let Some(submitted) = self.owed_waiting.remove(&a.workload) {
-                    self.owed_wait(self.now - submitted);
+                    self.owed_wait(a.workload, &w.workload.name, self.now - submitted);
                 }
             }
         }
     }
 
-    fn owed_wait(&mut self, wait: Seconds) {
-        let timing = self.tenancy.timing;
-        self.out.worst_owed_wait = self.out.worst_owed_wait.max(wait);
-        if wait > timing.reclaim_window + timing.min_runtime {
+    /// The longest an owed workload may wait: the reclaim window plus its victims' minimum
+    /// runtime.
+    fn bound(&self) -> Seconds {
+        self.tenancy.timing.reclaim_window + self.tenancy.timing.min_runtime
+    }
+
+    /// After a cycle: every owed workload waiting past the bound is checked (at most once per
+    /// reclaim window) for whether room existed if every reclaimable workload were stopped.
+    fn check_overdue(&mut self, q: &mut Queue) {
+        let bound = self.bound();
+        let every = self.tenancy.timing.reclaim_window.max(60);
+        let mut due: Vec<WorkloadId> = self
+            .owed_waiting
+            .iter()
+            .filter(|&(id, &sub)| self.now - sub > bound && !self.room_existed.contains(id) && self.checked_at.get(id).is_none_or(|&c| self.now >= c + every))
+            .map(|(&id, _)| id)
+            .collect();
+        due.sort_unstable();
+        for id in due {
+            self.checked_at.insert(id, self.now);
+            if q.room_after_reclaim(id, self.now) {
+                self.room_existed.insert(id);
+            }
+        }
+    }
+
+    fn owed_wait(&mut self, id: WorkloadId, name: &str, wait: Seconds) {
+        self.checked_at.remove(&id);
+        if wait <= self.bound() {
+            self.out.worst_owed_wait = self.out.worst_owed_wait.max(wait);
+            return;
+        }
+        let what = if self.room_existed.remove(&id) {
+            self.out.worst_owed_wait = self.out.worst_owed_wait.max(wait);
             self.out.violations += 1;
+            "missed the guarantee"
+        } else {
+            self.out.owed_without_room += 1;
+            self.out.worst_without_room = self.out.worst_without_room.max(wait);
+            "waited with no room even after reclaiming all borrowed work"
+        };
+        if self.out.violation_examples.len() < 5 {
+            self.out.violation_examples.push(format!("{name} {what}: waited {}", gantry_core::queue::explain::duration(wait)));
         }
     }
 
@@ -439,8 +497,11 @@ impl<'a> Loop<'a> {
         q.ledger_mut().close_all(self.spec.end);
         self.drain_ledger(&mut q);
         let end = self.spec.end;
-        for submitted in std::mem::take(&mut self.owed_waiting).into_values() {
-            self.owed_wait(end - submitted);
+        let mut still: Vec<(WorkloadId, Seconds)> = std::mem::take(&mut self.owed_waiting).into_iter().collect();
+        still.sort();
+        for (id, submitted) in still {
+            let name = self.workloads[self.by_id[&id]].workload.name.clone();
+            self.owed_wait(id, &format!("{name} (still waiting)"), end - submitted);
         }
         let span = (end - self.spec.start).max(1) as f64;
         let nf = self.tenancy.flavors.len();
