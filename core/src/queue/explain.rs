@@ -6,7 +6,7 @@
 //! declared allow it, an estimated start.
 
 use super::{GangMisfit, Mode, Queue, State, Workload, WorkloadId};
-use crate::tenancy::{civil_month, next_month_start, FlavorId, Milli, Seconds, TenantId, WhenExhausted, MILLI_GPU_SECONDS_PER_GPU_HOUR};
+use crate::tenancy::{civil_month, next_month_start, FlavorId, Milli, Seconds, TenantId, MILLI_GPU_SECONDS_PER_GPU_HOUR};
 use serde::Serialize;
 use std::cmp::Reverse;
 
@@ -263,13 +263,5 @@ pub fn duration(s: Seconds) -> String {
         60..3600 => format!("{}m", s / 60),
         3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
-    }
-}
-
-/// The budget policy's name as the tenants file spells it.
-pub fn policy_name(p: WhenExhausted) -> &'static str {
-    match p {
-        WhenExhausted::IdleOnly => "idle-only",
-        WhenExhausted::Refuse => "refuse",
     }
 }

@@ -27,10 +27,6 @@ impl Accrual {
     pub fn total(&self) -> u64 {
         self.guaranteed + self.borrowed
     }
-    /// Idempotency key for a ledger: one record per tenant, flavor and interval start.
-    pub fn key(&self) -> (TenantId, FlavorId, Seconds) {
-        (self.tenant, self.flavor, self.start)
-    }
 }
 
 /// Cost in micro-units of `milli_seconds` at `price_micros` per unit-hour, rounded down.

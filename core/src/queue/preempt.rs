@@ -292,7 +292,8 @@ fn try_restore(q: &mut Queue, s: &Suspended) -> bool {
         let State::Running(r) = &e.state else { unreachable!("suspended workloads stay running") };
         (e.w.tenant, r.clone())
     };
-    if (q.quota.available(tenant, r.flavor) as i128) < r.demand as i128 {
+    // FIFO mode keeps usage but enforces no quota.
+    if q.mode == super::Mode::Quota && (q.quota.available(tenant, r.flavor) as i128) < r.demand as i128 {
         return false;
     }
     for (i, (pod, placement)) in s.placements.iter().enumerate() {
@@ -312,9 +313,13 @@ fn try_restore(q: &mut Queue, s: &Suspended) -> bool {
 }
 
 fn restore(q: &mut Queue, s: &Suspended) {
-    // Restoring in reverse order of suspension onto an unchanged cluster always succeeds.
+    // Restoring in reverse order of suspension onto an unchanged cluster always succeeds; were
+    // it ever to fail, the victim goes back to its queue rather than run without its pods.
     let ok = try_restore(q, s);
     debug_assert!(ok, "restoring victim {} onto an unchanged cluster failed", s.id);
+    if !ok {
+        requeue(q, s.id, q.now);
+    }
 }
 
 /// With `w` placed, restores every victim (latest first) that still fits beside it.
