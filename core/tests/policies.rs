@@ -219,10 +219,13 @@ fn shapes(w: &Workload) -> Vec<(u32, u32, u32, f64)> {
     w.typical.iter().map(|t| (t.cpu_milli, t.gpu_count, t.gpu_milli, t.weight)).collect()
 }
 
+/// (case, pods, coverage, expected typical pods as (cpu, GPUs, milli, share)).
+type TypicalCase = (&'static str, Vec<PodRequest>, f64, Vec<(u32, u32, u32, f64)>);
+
 #[test]
 fn typical_pods_by_count_with_95_percent_cutoff() {
     let (a, b, c) = (share(1_000, 500), whole(2_000, 1), cpu_only(4_000));
-    let cases: &[(&str, Vec<PodRequest>, f64, Vec<(u32, u32, u32, f64)>)] = &[
+    let cases: &[TypicalCase] = &[
         ("everything at coverage 1", pods(&[(2, c), (5, a), (3, b)]), 1.0,
             vec![(1_000, 1, 500, 0.5), (2_000, 1, 1000, 0.3), (4_000, 0, 0, 0.2)]),
         // 10 + 9 = 19 = 95 % of 20 exactly: the third shape is not needed.

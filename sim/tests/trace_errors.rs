@@ -162,7 +162,7 @@ fn bundled_trace_matches_its_description() {
         .iter()
         .map(|m| (m.as_str(), t.nodes.iter().filter(|n| n.model == t.models.get(m)).count()))
         .collect();
-    by_model.sort_by(|a, b| b.1.cmp(&a.1));
+    by_model.sort_by_key(|m| std::cmp::Reverse(m.1));
     assert_eq!(by_model, [("G2", 549), ("T4", 404), ("P100", 134), ("V100M16", 55), ("G3", 39), ("V100M32", 30), ("A10", 2)]);
 
     assert_eq!(t.pods.len(), 8152);

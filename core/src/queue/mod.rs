@@ -30,7 +30,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 pub enum Mode {
     /// Quotas, borrowing as the tenancy allows, fair share and preemption.
     Quota,
-    /// One queue in submission order, no quotas, no priorities, no preemption: the baseline.
+    /// One queue in submission order, no quotas, no priorities, no preemption: the baseline. A
+    /// workload that does not fit lets the next ones (up to [`SCAN_DEPTH`]) try, as Kueue's
+    /// BestEffortFIFO does.
     Fifo,
 }
 
@@ -389,12 +391,12 @@ impl Queue {
     ///    and any that has waited the reclaim window, may preempt):
     ///    a. budget: an exhausted `refuse` budget holds the tenant's work until next month;
     ///    b. quota: the first flavor the workload accepts whose quota (nominal, then what the
-    ///       cohort can lend) covers it;
+    ///    cohort can lend) covers it;
     ///    c. placement: every member on a node of that flavor, or nothing;
     ///    d. preemption when allowed: lower-priority work of the same tenant, or, after the
-    ///       reclaim window, borrowed work of other tenants for a tenant within its nominal quota;
+    ///    reclaim window, borrowed work of other tenants for a tenant within its nominal quota;
     ///    e. admitted: the tenant goes back among the heads with its new share (one admission
-    ///       per turn interleaves tenants fairly); not admitted: the reason is recorded.
+    ///    per turn interleaves tenants fairly); not admitted: the reason is recorded.
     /// 3. Requeue preempted victims; report admissions and preemptions.
     pub fn cycle(&mut self, now: Seconds) -> CycleOutcome {
         self.now = now;

@@ -151,7 +151,7 @@ fn candidates(
     let mut protected_until: Option<Seconds> = None;
     for t in 0..q.tenancy.tenants.len() {
         let same = t == w.tenant;
-        if !same && !(owed && window_over) {
+        if !(same || owed && window_over) {
             continue;
         }
         let nominal = q.quota.nominal(t, f);
@@ -207,13 +207,18 @@ fn candidates(
 /// puts opportunistic work first, then lowest priority, smallest, newest.
 type Eligible = (bool, i32, Milli, std::cmp::Reverse<Seconds>, WorkloadId, bool);
 
+/// Per node: victims' GPU milli on it, the most protected victim (not opportunistic, priority),
+/// the newest victim's start, and the victims (indexes into the eligible list) in order.
+type NodeVictims = (Milli, (bool, i32), Seconds, Vec<usize>);
+/// Sort key of a node: cannot hold the largest member even when cleared, most protected victim,
+/// GPUs to free, newest first, node.
+type NodeOrder = (bool, (bool, i32), Milli, std::cmp::Reverse<Seconds>, usize);
+
 /// Orders GPU victims node by node (see [`candidates`]).
 fn by_node(q: &Queue, eligible: Vec<Eligible>, members: &[PodRequest]) -> Vec<(WorkloadId, bool, bool)> {
     use std::collections::HashMap;
     let largest = members.iter().map(PodRequest::gpu_total).max().unwrap_or(0);
-    // node → (victim GPU milli on it, most protected victim (not opportunistic, priority),
-    // newest victim start, victims in order)
-    let mut nodes: HashMap<usize, (Milli, (bool, i32), Seconds, Vec<usize>)> = HashMap::new();
+    let mut nodes: HashMap<usize, NodeVictims> = HashMap::new();
     for (i, e) in eligible.iter().enumerate() {
         let r = q.running(e.4).expect("candidates run");
         for (pod, req) in &r.pods {
@@ -231,7 +236,7 @@ fn by_node(q: &Queue, eligible: Vec<Eligible>, members: &[PodRequest]) -> Vec<(W
     // Nodes that can hold the largest member once cleared, then with the least protected
     // victims, then where the fewest GPUs must be freed for the largest member (taking victims
     // smallest first), then with the newest work (least work lost).
-    let mut order: Vec<(bool, (bool, i32), Milli, std::cmp::Reverse<Seconds>, usize)> = nodes
+    let mut order: Vec<NodeOrder> = nodes
         .iter()
         .map(|(&n, (gpu, prot, newest, victims))| {
             let free = q.cluster.nodes[n].gpu_free_total as Milli;

@@ -173,7 +173,10 @@ mod tests {
     use super::*;
     use crate::tenancy::{Cohort, Flavor, FlavorQuota, Tenant, Timing};
 
-    fn tenancy(quotas: &[(u64, Option<u64>, Option<u64>, Option<usize>)], cohorts: &[Option<usize>]) -> Tenancy {
+    /// (nominal, borrowing limit, lending limit, cohort) per tenant.
+    type TenantQuota = (u64, Option<u64>, Option<u64>, Option<usize>);
+
+    fn tenancy(quotas: &[TenantQuota], cohorts: &[Option<usize>]) -> Tenancy {
         Tenancy {
             flavors: vec![Flavor { name: "A100".into(), price_micros: 0 }],
             cohorts: cohorts.iter().enumerate().map(|(i, &parent)| Cohort { name: format!("c{i}"), parent }).collect(),
