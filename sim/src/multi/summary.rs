@@ -36,6 +36,11 @@ pub struct TenantSummary {
     pub guaranteed_gpu_hours: f64,
     pub borrowed_gpu_hours: f64,
     pub cost: f64,
+    /// Per calendar month: cost and GPU-hours (what budgets count).
+    pub months: Vec<(String, f64, f64)>,
+    pub budget_gpu_hours: Option<f64>,
+    /// The largest share of its monthly budget used in any month, %.
+    pub budget_used_pct: Option<f64>,
     pub preempted: usize,
     pub refused: usize,
     pub waiting_at_end: usize,
@@ -119,6 +124,11 @@ impl SetupSummary {
                     guaranteed_gpu_hours: hours(t.guaranteed),
                     borrowed_gpu_hours: hours(t.borrowed),
                     cost: t.cost_micros as f64 / 1e6,
+                    months: t.months.iter().map(|(m, u)| (m.clone(), u.cost_micros as f64 / 1e6, hours(u.gpu_milli_seconds))).collect(),
+                    budget_gpu_hours: t.budget_gpu_hours,
+                    budget_used_pct: t.budget_gpu_hours.filter(|&b| b > 0.0).map(|b| {
+                        t.months.values().map(|u| 100.0 * hours(u.gpu_milli_seconds) / b).fold(0.0, f64::max)
+                    }),
                     preempted: t.preempted,
                     refused: t.refused,
                     waiting_at_end: t.waiting_at_end,
@@ -219,6 +229,7 @@ impl MultiReport {
 
     fn setup_detail(&self, s: &mut String, x: &SetupSummary) {
         let _ = writeln!(s, "{} - wait p95 by kind: {}", x.setup.name(), kinds(&x.delays_by_kind));
+        let _ = writeln!(s, "  alloc% over time ({}): {}", over_time_label(&x.samples), over_time(&x.samples));
         let _ = writeln!(
             s,
             "{:<16} {:>7} {:>6} {:>7} {:>11} {:>11} {:>12} {:>8} {:>8} {:>6}  wait p95 by kind",
@@ -241,6 +252,15 @@ impl MultiReport {
                 kinds(&t.delays)
             );
         }
+        for t in x.tenants.iter().filter(|t| t.budget_gpu_hours.is_some()) {
+            let _ = writeln!(
+                s,
+                "budget: {} used {:.0}% of its {:.0} GPU-hours a month at most",
+                t.name,
+                t.budget_used_pct.unwrap_or(0.0),
+                t.budget_gpu_hours.unwrap_or(0.0)
+            );
+        }
         let _ = writeln!(
             s,
             "ledger: {:.0} GPU-hours accrued, {} the integral of allocation; {} cycles in {:.2} s",
@@ -259,6 +279,25 @@ impl MultiReport {
             let _ = writeln!(s, "owed and late: {v}");
         }
     }
+}
+
+/// Samples per bucket of the allocation-over-time line (ten buckets).
+fn bucket(samples: &[Sample]) -> usize {
+    samples.len().div_ceil(10).max(1)
+}
+
+fn over_time_label(samples: &[Sample]) -> String {
+    let span = bucket(samples) as Seconds * samples.get(1).map_or(3600, |b| b.t - samples[0].t);
+    format!("means over {}", duration(span))
+}
+
+/// The allocation series as up to ten bucket means.
+fn over_time(samples: &[Sample]) -> String {
+    samples
+        .chunks(bucket(samples))
+        .map(|c| format!("{:.0}", c.iter().map(|s| s.allocated_pct).sum::<f64>() / c.len() as f64))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn kinds(d: &[(Kind, Delays)]) -> String {

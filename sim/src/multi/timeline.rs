@@ -13,7 +13,7 @@
 use super::SimWorkload;
 use gantry_core::model::{Cluster, ModelCatalog, Node};
 use gantry_core::queue::{cost_micros, Mode, Queue, WorkloadId};
-use gantry_core::tenancy::{FlavorId, Kind, Milli, Seconds, Tenancy};
+use gantry_core::tenancy::{civil_month, FlavorId, Kind, Milli, Seconds, Tenancy, MILLI_GPU_SECONDS_PER_GPU_HOUR};
 use gantry_core::{PolicyKind, Scale, Scheduler};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -72,6 +72,11 @@ pub struct TenantOutcome {
     pub guaranteed: u128,
     pub borrowed: u128,
     pub cost_micros: u128,
+    /// Per calendar month ("2026-11"): cost in micro-units and GPU milli-seconds (what budgets
+    /// count).
+    pub months: std::collections::BTreeMap<String, MonthUse>,
+    /// The monthly GPU-hour budget, if any.
+    pub budget_gpu_hours: Option<f64>,
     /// Queueing delay (first start − submission) of every workload that started, by kind.
     pub delays: HashMap<Kind, Vec<Seconds>>,
     pub preempted: usize,
@@ -81,6 +86,13 @@ pub struct TenantOutcome {
     pub mean_gpu: f64,
     /// Seconds this tenant had work waiting.
     pub seconds_with_unmet_demand: Seconds,
+}
+
+/// One tenant's use in one calendar month.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct MonthUse {
+    pub cost_micros: u128,
+    pub gpu_milli_seconds: u128,
 }
 
 /// A point of the allocation-over-time series.
@@ -181,6 +193,8 @@ struct Loop<'a> {
     jain_time: f64,
     alloc_integral: f64,
     ledger_ms: Vec<u128>,
+    /// Milli-unit-seconds per (tenant, flavor, month).
+    month_ms: HashMap<(usize, FlavorId, (i64, u32)), u128>,
     now: Seconds,
     next_sample: Seconds,
     gpu_flavor: Vec<bool>,
@@ -249,6 +263,7 @@ impl<'a> Loop<'a> {
             jain_time: 0.0,
             alloc_integral: 0.0,
             ledger_ms: vec![0; nt * nf],
+            month_ms: HashMap::new(),
             now: spec.start,
             next_sample: spec.start,
             gpu_flavor,
@@ -329,6 +344,8 @@ impl<'a> Loop<'a> {
         let nf = self.tenancy.flavors.len();
         for a in q.ledger_mut().drain() {
             self.ledger_ms[a.tenant * nf + a.flavor] += a.total() as u128;
+            // The ledger cuts intervals at month starts, so each record is in one month.
+            *self.month_ms.entry((a.tenant, a.flavor, civil_month(a.start))).or_default() += a.total() as u128;
             if self.gpu_flavor[a.flavor] {
                 let t = &mut self.out.tenants[a.tenant];
                 t.guaranteed += a.guaranteed as u128;
@@ -509,6 +526,14 @@ impl<'a> Loop<'a> {
             t.mean_gpu /= span;
             t.waiting_at_end = self.waiting[i];
             t.cost_micros = (0..nf).map(|f| cost_micros(self.ledger_ms[i * nf + f], self.tenancy.tenants[i].prices_micros[f])).sum();
+            t.budget_gpu_hours = self.tenancy.tenants[i].budget.map(|b| b.milli_gpu_seconds as f64 / MILLI_GPU_SECONDS_PER_GPU_HOUR as f64);
+        }
+        for (&(t, f, (y, m)), &ms) in &self.month_ms {
+            let month = self.out.tenants[t].months.entry(format!("{y}-{m:02}")).or_default();
+            month.cost_micros += cost_micros(ms, self.tenancy.tenants[t].prices_micros[f]);
+            if self.gpu_flavor[f] {
+                month.gpu_milli_seconds += ms;
+            }
         }
         self.out.mean_allocated_pct = 100.0 * self.alloc_integral / span / self.out.gpu_capacity.max(1) as f64;
         self.out.jain = (self.jain_time > 0.0).then(|| self.jain_weighted / self.jain_time);
