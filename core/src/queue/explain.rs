@@ -31,6 +31,9 @@ pub enum Reason {
     },
     /// Quota covers it but its pods do not all fit on the free nodes of the flavor now.
     NoFit { flavor: String, pods: usize, detail: String },
+    /// It would borrow a flavor whose freed capacity is held for a workload owed its tenant's
+    /// nominal quota that has waited past the reclaim window.
+    Held { flavor: String, for_tenant: String },
     /// Its tenant's monthly GPU-hour budget is spent and the budget refuses new work.
     Budget { used_gpu_hours: f64, budget_gpu_hours: f64, month: String, resets_at: Seconds },
 }
@@ -98,6 +101,14 @@ pub(super) fn no_fit_reason(q: &Queue, f: FlavorId, pods: usize, why: NoFit) -> 
         NoFit::SameShapeFailed => "the same shape found no room and nothing has been freed since".into(),
     };
     Reason::NoFit { flavor: q.tenancy.flavors[f].name.clone(), pods, detail }
+}
+
+pub(super) fn held_reason(q: &Queue, f: FlavorId) -> Reason {
+    let by = q.held.iter().find(|&&(g, _)| g == f).and_then(|&(_, id)| q.entries.get(&id));
+    Reason::Held {
+        flavor: q.tenancy.flavors[f].name.clone(),
+        for_tenant: by.map_or_else(String::new, |e| q.tenancy.tenants[e.w.tenant].name.clone()),
+    }
 }
 
 pub(super) fn budget_reason(q: &Queue, t: TenantId, now: Seconds) -> Reason {
@@ -193,6 +204,9 @@ impl Queue {
             Reason::NoFit { flavor, pods, detail } => {
                 format!("quota is available but its {pods} pods do not all fit on free {flavor} nodes now ({detail})")
             }
+            Reason::Held { flavor, for_tenant } => format!(
+                "waiting: it would borrow {flavor} GPUs, and freed {flavor} capacity is held for {for_tenant}, whose work within its nominal quota has waited past the reclaim window"
+            ),
             Reason::Budget { used_gpu_hours, budget_gpu_hours, month, resets_at } => format!(
                 "held: {tenant} has used {used_gpu_hours:.1} of its {budget_gpu_hours:.0} GPU-hour budget for {month}; waits until the budget resets in {}",
                 duration(resets_at - now)
@@ -214,6 +228,7 @@ impl Queue {
                 let f = self.tenancy.flavor(flavor)?;
                 (f, w.demand(w.members()))
             }
+            Reason::Held { flavor, .. } => (self.tenancy.flavor(flavor)?, w.demand(w.members())),
             Reason::Queued | Reason::Preempted => (*self.candidate_flavors(w).first()?, w.demand(w.members())),
         };
         let ahead: Milli = self.queues[if self.mode == Mode::Fifo { 0 } else { w.tenant }]

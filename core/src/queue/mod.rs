@@ -119,6 +119,9 @@ pub struct Queue {
     entries: HashMap<WorkloadId, Entry>,
     /// Pending workloads per tenant (in FIFO mode, all in queue 0).
     queues: Vec<BTreeSet<Key>>,
+    /// The same, oldest first, so that work past its reclaim window is looked at even when much
+    /// more urgent work is queued ahead of it.
+    by_age: Vec<BTreeSet<(Seconds, WorkloadId)>>,
     /// Running workloads per (tenant, flavor) in admission order: the later ones are the ones
     /// above nominal, that is, borrowed.
     stacks: Vec<BTreeSet<(u64, WorkloadId)>>,
@@ -134,6 +137,9 @@ pub struct Queue {
     idle_hist: Vec<Vec<u32>>,
     /// Shapes (flavor, members) that found no placement since the flavor last freed capacity.
     failed: HashSet<(FlavorId, Vec<PodRequest>)>,
+    /// (flavor, workload): flavors held for overdue owed workloads that found no room; borrowing
+    /// on them waits (see `hold_for`).
+    held: Vec<(FlavorId, WorkloadId)>,
     /// Placement attempts left for preemption in this cycle.
     preempt_budget: usize,
     /// (tenant, priority, flavor, members) for which preemption found no room this cycle.
@@ -181,6 +187,7 @@ impl Queue {
         let prices = tenancy.tenants.iter().flat_map(|t| t.prices_micros.iter().copied()).collect();
         let gpu_flavor = tenancy.flavors.iter().map(|f| !f.is_cpu()).collect();
         let queues = vec![BTreeSet::new(); nt.max(1)];
+        let by_age = vec![BTreeSet::new(); nt.max(1)];
         Ok(Queue {
             ledger: Ledger::new(nf, nominal, prices, gpu_flavor, now),
             flavors,
@@ -190,6 +197,7 @@ impl Queue {
             quota,
             entries: HashMap::new(),
             queues,
+            by_age,
             stacks: vec![BTreeSet::new(); nt * nf],
             seq: 0,
             flavor_nodes,
@@ -199,6 +207,7 @@ impl Queue {
             failed: HashSet::new(),
             no_room: HashSet::new(),
             preempt_budget: 0,
+            held: Vec::new(),
             ceilings,
             dirty: false,
             wake: None,
@@ -306,6 +315,7 @@ impl Queue {
         let priority = if self.mode == Mode::Fifo { 0 } else { self.priority_of(&w) };
         let q = if self.mode == Mode::Fifo { 0 } else { w.tenant };
         self.queues[q].insert((Reverse(priority), w.submitted, w.id));
+        self.by_age[q].insert((w.submitted, w.id));
         let reason = Reason::Queued;
         self.entries.insert(w.id, Entry { w, priority, state: State::Pending { reason } });
         self.dirty = true;
@@ -338,10 +348,12 @@ impl Queue {
     pub fn finish(&mut self, id: WorkloadId, now: Seconds) -> Option<Workload> {
         self.now = now;
         let entry = self.entries.remove(&id)?;
+        self.held.retain(|&(_, by)| by != id);
         match &entry.state {
             State::Pending { .. } => {
                 let q = if self.mode == Mode::Fifo { 0 } else { entry.w.tenant };
                 self.queues[q].remove(&(Reverse(entry.priority), entry.w.submitted, id));
+                self.by_age[q].remove(&(entry.w.submitted, id));
             }
             State::Running(r) => self.release(&entry.w, r, now),
         }
@@ -387,8 +399,9 @@ impl Queue {
     /// 1. Heads: every tenant with pending work, lowest weighted borrowed share first (ties:
     ///    the more urgent head, then the older head).
     /// 2. For the first tenant, look at its queue in order (priority, then age), at most
-    ///    [`SCAN_DEPTH`] workloads past the last admission (the first [`PREEMPT_DEPTH`] of them,
-    ///    and any that has waited the reclaim window, may preempt):
+    ///    [`SCAN_DEPTH`] workloads past the last admission, plus its [`PREEMPT_DEPTH`] oldest
+    ///    workloads past the reclaim window (the first [`PREEMPT_DEPTH`] by priority, and any
+    ///    past the reclaim window, may preempt):
     ///    a. budget: an exhausted `refuse` budget holds the tenant's work until next month;
     ///    b. quota: the first flavor the workload accepts whose quota (nominal, then what the
     ///    cohort can lend) covers it;
@@ -438,8 +451,14 @@ impl Queue {
 
     /// Looks at up to [`SCAN_DEPTH`] workloads of queue `q` and admits the first that can start.
     fn turn(&mut self, q: usize, now: Seconds, out: &mut CycleOutcome) -> Option<Admission> {
-        let keys: Vec<Key> = self.queues[q].iter().take(SCAN_DEPTH).copied().collect();
         let window = self.tenancy.timing.reclaim_window;
+        let mut keys: Vec<Key> = self.queues[q].iter().take(SCAN_DEPTH).copied().collect();
+        if self.queues[q].len() > SCAN_DEPTH {
+            // The oldest work past its reclaim window, wherever it is in priority order.
+            let overdue = self.by_age[q].iter().take_while(|&&(t, _)| now >= t + window).take(PREEMPT_DEPTH);
+            let extra: Vec<Key> = overdue.map(|&(t, id)| (Reverse(self.entries[&id].priority), t, id)).filter(|k| !keys.contains(k)).collect();
+            keys.extend(extra);
+        }
         for (i, key) in keys.into_iter().enumerate() {
             let id = key.2;
             // The head may preempt by priority; anything past the reclaim window may reclaim.
@@ -483,9 +502,14 @@ impl Queue {
             let members = w.member_requests(n);
             let demand = w.demand(n);
             for f in self.candidate_flavors(&w) {
-                // b. quota
+                // b. quota, and no borrowing where capacity is held for overdue owed work
                 if self.mode == Mode::Quota && (self.quota.available(w.tenant, f) as i128) < demand as i128 {
                     first_reason.get_or_insert_with(|| explain::quota_reason(self, &w, f, demand));
+                    continue;
+                }
+                let borrows = opportunistic || self.quota.usage(w.tenant, f) + demand > self.quota.nominal(w.tenant, f);
+                if self.mode == Mode::Quota && borrows && self.is_held(f, id) {
+                    first_reason.get_or_insert_with(|| explain::held_reason(self, f));
                     continue;
                 }
                 // c. placement (not even tried when the flavor lacks the free GPUs)
@@ -511,8 +535,30 @@ impl Queue {
                 }
                 return Ok(self.admit(&w, f, n, demand, priority, opportunistic, pods, now));
             }
+            self.hold_for(&w, now);
         }
         Err(first_reason.unwrap_or(Reason::Queued))
+    }
+
+    /// A workload past its reclaim window, within its tenant's nominal quota of some flavors,
+    /// found no room even by preemption: hold those flavors, so that no other tenant's borrowing
+    /// takes the room that frees up next, until it starts (or no longer fits its nominal quota).
+    fn hold_for(&mut self, w: &Workload, now: Seconds) {
+        self.held.retain(|&(_, id)| id != w.id);
+        if now < w.submitted + self.tenancy.timing.reclaim_window {
+            return;
+        }
+        let demand = w.demand(w.members());
+        for f in self.candidate_flavors(w) {
+            if self.quota.usage(w.tenant, f) + demand <= self.quota.nominal(w.tenant, f) {
+                self.held.push((f, w.id));
+            }
+        }
+    }
+
+    /// Whether flavor `f` is held for an owed workload other than `id`.
+    fn is_held(&self, f: FlavorId, id: WorkloadId) -> bool {
+        self.held.iter().any(|&(g, by)| g == f && by != id)
     }
 
     /// Places the members on flavor `f`. With `memo`, shapes that did not fit are remembered
@@ -555,8 +601,10 @@ impl Queue {
         now: Seconds,
     ) -> Admission {
         let q = if self.mode == Mode::Fifo { 0 } else { w.tenant };
+        self.held.retain(|&(_, id)| id != w.id);
         let entry = self.entries.get_mut(&w.id).expect("admitting a queued workload");
         self.queues[q].remove(&(Reverse(entry.priority), w.submitted, w.id));
+        self.by_age[q].remove(&(w.submitted, w.id));
         let requests = w.member_requests(members);
         self.seq += 1;
         let running = Running {
@@ -582,6 +630,7 @@ impl Queue {
         entry.state = State::Pending { reason };
         let q = if self.mode == Mode::Fifo { 0 } else { entry.w.tenant };
         self.queues[q].insert((Reverse(entry.priority), entry.w.submitted, id));
+        self.by_age[q].insert((entry.w.submitted, id));
         self.dirty = true;
     }
 
