@@ -65,7 +65,17 @@ enum State {
 struct Entry {
     w: Workload,
     priority: i32,
+    /// Hash of the member requests: the gang's shape, for per-cycle memos.
+    shape: u64,
     state: State,
+}
+
+/// Hash of a gang's member requests.
+fn shape_of(w: &Workload) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    w.member_requests(w.members()).hash(&mut h);
+    h.finish()
 }
 
 /// A workload that started, and where its pods run.
@@ -143,7 +153,10 @@ pub struct Queue {
     /// Placement attempts left for preemption in this cycle.
     preempt_budget: usize,
     /// (tenant, priority, flavor, members) for which preemption found no room this cycle.
-    no_room: HashSet<(TenantId, i32, FlavorId, Vec<PodRequest>)>,
+    no_room: HashSet<(TenantId, i32, FlavorId, u64)>,
+    /// Running workloads per (tenant, flavor) by priority: how many, and their demand. Tells
+    /// cheaply how much a tenant's higher-priority work could free by preempting.
+    running_priorities: Vec<std::collections::BTreeMap<i32, (u32, Milli)>>,
     /// The most each tenant could ever hold of each flavor.
     ceilings: Vec<i64>,
     /// Something changed since the last cycle (a submission, a release, a clock deadline).
@@ -206,6 +219,7 @@ impl Queue {
             idle_hist,
             failed: HashSet::new(),
             no_room: HashSet::new(),
+            running_priorities: vec![Default::default(); nt * nf],
             preempt_budget: 0,
             held: Vec::new(),
             ceilings,
@@ -317,7 +331,8 @@ impl Queue {
         self.queues[q].insert((Reverse(priority), w.submitted, w.id));
         self.by_age[q].insert((w.submitted, w.id));
         let reason = Reason::Queued;
-        self.entries.insert(w.id, Entry { w, priority, state: State::Pending { reason } });
+        let shape = shape_of(&w);
+        self.entries.insert(w.id, Entry { w, priority, shape, state: State::Pending { reason } });
         self.dirty = true;
         Ok(())
     }
@@ -372,6 +387,7 @@ impl Queue {
         }
         let nf = self.tenancy.flavors.len();
         self.stacks[w.tenant * nf + r.flavor].remove(&(r.seq, w.id));
+        self.count_priority(w.tenant, r.flavor, r.priority, r.demand, false);
         self.charge(w.tenant, r.flavor, -(r.demand as i64), now);
         self.forget_failures(r.flavor);
     }
@@ -619,6 +635,7 @@ impl Queue {
         entry.state = State::Running(running);
         let nf = self.tenancy.flavors.len();
         self.stacks[w.tenant * nf + f].insert((self.seq, w.id));
+        self.count_priority(w.tenant, f, priority, demand, true);
         self.charge(w.tenant, f, demand as i64, now);
         Admission { workload: w.id, flavor: f, pods, members }
     }
@@ -632,6 +649,26 @@ impl Queue {
         self.queues[q].insert((Reverse(entry.priority), entry.w.submitted, id));
         self.by_age[q].insert((entry.w.submitted, id));
         self.dirty = true;
+    }
+
+    fn count_priority(&mut self, t: TenantId, f: FlavorId, priority: i32, demand: Milli, add: bool) {
+        let counts = &mut self.running_priorities[t * self.tenancy.flavors.len() + f];
+        let (n, d) = counts.entry(priority).or_insert((0, 0));
+        if add {
+            *n += 1;
+            *d += demand;
+        } else {
+            *n = n.saturating_sub(1);
+            *d = d.saturating_sub(demand);
+            if *n == 0 {
+                counts.remove(&priority);
+            }
+        }
+    }
+
+    /// Demand of the tenant's running work on a flavor with priority below `priority`.
+    fn running_below(&self, t: TenantId, f: FlavorId, priority: i32) -> Milli {
+        self.running_priorities[t * self.tenancy.flavors.len() + f].range(..priority).map(|(_, &(_, d))| d).sum()
     }
 
     /// Capacity of flavor `f` was freed: shapes that failed on its nodes may fit now. The `cpu`

@@ -45,8 +45,21 @@ pub(super) fn make_room(q: &mut Queue, w: &Workload, priority: i32, now: Seconds
     let members = w.member_requests(w.members());
     let demand = w.demand(w.members());
     for f in q.candidate_flavors(w) {
-        let memo = (w.tenant, priority, f, members.clone());
+        let memo = (w.tenant, priority, f, q.entries[&w.id].shape);
         if q.no_room.contains(&memo) {
+            continue;
+        }
+        // Cheap test first: with nothing to reclaim yet, stopping all of the tenant's
+        // lower-priority work must free enough quota and GPUs.
+        let owed = q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
+        let may_reclaim = owed && now >= w.submitted + q.tenancy.timing.reclaim_window;
+        let lower = q.running_below(w.tenant, f, priority);
+        let quota_after = q.quota.available(w.tenant, f) as i128 + lower as i128;
+        if !may_reclaim && (lower == 0 || free(q, f) + lower < demand || quota_after < demand as i128) {
+            if owed {
+                q.wake_at(w.submitted + q.tenancy.timing.reclaim_window);
+            }
+            q.no_room.insert(memo);
             continue;
         }
         let candidates = candidates(q, w, f, priority, &members, now, false);
