@@ -1,5 +1,17 @@
-//! Gantry's kube-scheduler extender (filter, prioritize, bind, preempt over the extender v1 HTTP
-//! protocol) and queue controller.
+//! Gantry's kube-scheduler extender: filter, prioritize, bind and preempt over the extender v1
+//! HTTP protocol, driving `gantry_core`'s placement cycle (the same code `gantry simulate`
+//! measures).
 //!
-//! Not built yet: this crate only reserves the component's place in the workspace. The extender
-//! will drive `gantry_core::Scheduler`, the same placement cycle `gantry simulate` measures.
+//! - [`wire`]: the extender v1 JSON types, exactly as kube-scheduler sends and reads them;
+//! - [`pod`]: what Gantry needs from a `v1.Pod`: identity and resource requests;
+//! - [`extender`]: the decisions, over an in-memory node cache;
+//! - [`server`]: the HTTP service with health, readiness and Prometheus metrics.
+//!
+//! Not built yet: the Kubernetes side (watchers, the queue controller that ungates admitted gangs,
+//! leader election). Today the node cache is filled from a node list file
+//! (`gantry scheduler --standalone`).
+
+pub mod extender;
+pub mod pod;
+pub mod server;
+pub mod wire;

@@ -1,0 +1,221 @@
+//! What the extender needs from a `v1.Pod`: who it is and what it requests.
+//!
+//! GPU requests: `nvidia.com/gpu` (whole GPUs, summed over containers, as the device plugin
+//! counts them); a pod that shares one GPU asks for `nvidia.com/gpu: 1` and annotates its share
+//! with `gantry.dev/gpu-milli` (1-999). The GPU models a pod accepts come from the annotation
+//! `gantry.dev/gpu-models` (comma-separated) or the node selector `nvidia.com/gpu.product`.
+
+use gantry_core::model::{ModelCatalog, ModelSet, PodRequest, GPU_MILLI};
+use serde_json::Value;
+
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+pub const GPU_MILLI_ANNOTATION: &str = "gantry.dev/gpu-milli";
+pub const GPU_MODELS_ANNOTATION: &str = "gantry.dev/gpu-models";
+pub const GPU_PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
+
+/// A pod as the extender sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodView {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub request: PodRequest,
+}
+
+impl PodView {
+    /// Whether Gantry places this pod (it asks for a GPU); other pods pass through untouched.
+    pub fn managed(&self) -> bool {
+        self.request.wants_gpu()
+    }
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_str)
+}
+
+/// Reads a pod. Errors name the field and the fix.
+pub fn parse_pod(pod: &Value, models: &ModelCatalog) -> Result<PodView, String> {
+    if !pod.is_object() {
+        return Err("Pod is missing or not an object".into());
+    }
+    let name = str_at(pod, &["metadata", "name"]).unwrap_or_default().to_string();
+    let namespace = str_at(pod, &["metadata", "namespace"]).unwrap_or("default").to_string();
+    let uid = str_at(pod, &["metadata", "uid"]).unwrap_or_default().to_string();
+    let who = format!("pod {namespace}/{name}");
+    let (mut cpu, mut mem, mut gpus) = (0u64, 0u64, 0u64);
+    let containers = pod.get("spec").and_then(|s| s.get("containers")).and_then(Value::as_array);
+    for c in containers.into_iter().flatten() {
+        let resources = c.get("resources");
+        let requests = resources.and_then(|r| r.get("requests"));
+        let limits = resources.and_then(|r| r.get("limits"));
+        // Kubernetes defaults requests to limits; extended resources must have them equal.
+        let get = |k: &str| requests.and_then(|r| r.get(k)).or_else(|| limits.and_then(|l| l.get(k)));
+        if let Some(q) = get("cpu") {
+            cpu += quantity(q, 1000).map_err(|e| format!("{who}: cpu request {e}"))?;
+        }
+        if let Some(q) = get("memory") {
+            mem += quantity(q, 1).map_err(|e| format!("{who}: memory request {e}"))?.div_ceil(1 << 20);
+        }
+        if let Some(q) = get(GPU_RESOURCE) {
+            let milli = quantity(q, 1000).map_err(|e| format!("{who}: {GPU_RESOURCE} {e}"))?;
+            if milli % 1000 != 0 {
+                return Err(format!(
+                    "{who}: {GPU_RESOURCE} must be a whole number; to share a GPU ask for 1 and set the annotation {GPU_MILLI_ANNOTATION}"
+                ));
+            }
+            gpus += milli / 1000;
+        }
+    }
+    let annotations = pod.get("metadata").and_then(|m| m.get("annotations"));
+    let share = annotations.and_then(|a| a.get(GPU_MILLI_ANNOTATION)).and_then(Value::as_str);
+    let gpu_milli = match share {
+        None => GPU_MILLI,
+        Some(s) => match s.trim().parse::<u32>() {
+            Ok(m) if (1..GPU_MILLI).contains(&m) && gpus == 1 => m,
+            Ok(m) if (1..GPU_MILLI).contains(&m) => {
+                return Err(format!("{who}: {GPU_MILLI_ANNOTATION} shares one GPU, but the pod asks for {gpus}; ask for {GPU_RESOURCE}: 1"))
+            }
+            _ => return Err(format!("{who}: {GPU_MILLI_ANNOTATION} is {s:?}; give milli-GPU from 1 to 999")),
+        },
+    };
+    let gpu_count = u32::try_from(gpus).map_err(|_| format!("{who}: {gpus} GPUs is not a request any node can hold"))?;
+    let mut request = PodRequest {
+        cpu_milli: u32::try_from(cpu).map_err(|_| format!("{who}: the cpu request is too large"))?,
+        memory_mib: mem,
+        gpu_count,
+        gpu_milli: if gpu_count == 0 { 0 } else { gpu_milli },
+        allowed_models: None,
+    };
+    let wanted = annotations
+        .and_then(|a| a.get(GPU_MODELS_ANNOTATION))
+        .and_then(Value::as_str)
+        .or_else(|| str_at(pod, &["spec", "nodeSelector", GPU_PRODUCT_LABEL]));
+    if let (Some(list), true) = (wanted, gpu_count > 0) {
+        let mut set = ModelSet::default();
+        for m in list.split([',', '|']).map(str::trim).filter(|m| !m.is_empty()) {
+            match models.get(m) {
+                Some(id) => set.insert(id),
+                None => {
+                    return Err(format!(
+                        "{who} asks for GPU model {m:?}, which no node has (models: {}); fix the name",
+                        models.names().join(", ")
+                    ))
+                }
+            }
+        }
+        request.allowed_models = (!set.is_empty()).then_some(set);
+    }
+    Ok(PodView { namespace, name, uid, request })
+}
+
+/// A Kubernetes quantity (`"500m"`, `"2"`, `"1.5"`, `"16Gi"`, `"1e3"`) times `scale`, rounded up:
+/// scale 1000 gives milli-units, 1 gives units.
+pub fn quantity(q: &Value, scale: u64) -> Result<u64, String> {
+    let s = match q {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => return Err(format!("{q} is not a quantity")),
+    };
+    let bad = || format!("{s:?} is not a quantity like \"500m\", \"2\" or \"16Gi\"");
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-' || c == 'e' || c == 'E')).unwrap_or(s.len());
+    // "1e3" is a number with an exponent; "1E" would be exa. Only treat e/E as part of the number
+    // when digits follow.
+    let (num, suffix) = {
+        let (n, sfx) = s.split_at(split);
+        match n.rfind(['e', 'E']) {
+            Some(i) if i + 1 == n.len() => (&n[..i], &s[i..]),
+            _ => (n, sfx),
+        }
+    };
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    if value < 0.0 || !value.is_finite() {
+        return Err(format!("{s:?} is negative or not finite"));
+    }
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        _ => return Err(bad()),
+    };
+    let scaled = value * factor * scale as f64;
+    if scaled > u64::MAX as f64 / 2.0 {
+        return Err(format!("{s:?} is too large"));
+    }
+    // Round up, tolerating binary floating-point error (0.1 * 1000 = 100.00000000000001).
+    Ok((scaled - 1e-6).ceil().max(0.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn quantities() {
+        for (q, scale, want) in [
+            (json!("500m"), 1000, 500),
+            (json!("2"), 1000, 2000),
+            (json!("1.5"), 1000, 1500),
+            (json!(4), 1000, 4000),
+            (json!("16Gi"), 1, 16 << 30),
+            (json!("512Mi"), 1, 512 << 20),
+            (json!("1G"), 1, 1_000_000_000),
+            (json!("1e3"), 1, 1000),
+            (json!("0.1"), 1000, 100),
+        ] {
+            assert_eq!(quantity(&q, scale), Ok(want), "{q}");
+        }
+        for q in [json!("lots"), json!("-1"), json!("5Qi"), json!(true)] {
+            assert!(quantity(&q, 1000).is_err(), "{q}");
+        }
+    }
+
+    fn models() -> ModelCatalog {
+        let mut m = ModelCatalog::default();
+        m.intern("A100").unwrap();
+        m.intern("V100M32").unwrap();
+        m
+    }
+
+    #[test]
+    fn gpu_pods_whole_shared_and_with_models() {
+        let pod = json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1",
+            "annotations": {"gantry.dev/gpu-models": "A100"}},
+            "spec": {"containers": [
+                {"resources": {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"nvidia.com/gpu": "2"}}},
+                {"resources": {"requests": {"cpu": "500m"}}}]}});
+        let v = parse_pod(&pod, &models()).unwrap();
+        assert_eq!((v.namespace.as_str(), v.name.as_str(), v.uid.as_str()), ("ns", "p", "u1"));
+        assert_eq!((v.request.cpu_milli, v.request.memory_mib, v.request.gpu_count, v.request.gpu_milli), (4500, 16384, 2, 1000));
+        assert_eq!(v.request.allowed_models, Some([ModelCatalog::get(&models(), "A100").unwrap()].into_iter().collect()));
+        let shared = json!({"metadata": {"name": "s", "annotations": {"gantry.dev/gpu-milli": "250"}},
+            "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": 1}}}]}});
+        let v = parse_pod(&shared, &models()).unwrap();
+        assert_eq!((v.request.gpu_count, v.request.gpu_milli, v.namespace.as_str()), (1, 250, "default"));
+        assert!(v.managed());
+    }
+
+    #[test]
+    fn bad_pods_are_refused_with_the_fix() {
+        let m = models();
+        let frac = json!({"metadata": {"name": "f"}, "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "0.5"}}}]}});
+        assert!(parse_pod(&frac, &m).unwrap_err().contains("gantry.dev/gpu-milli"));
+        let model = json!({"metadata": {"name": "h"}, "spec": {"nodeSelector": {"nvidia.com/gpu.product": "H100"},
+            "containers": [{"resources": {"limits": {"nvidia.com/gpu": 1}}}]}});
+        assert!(parse_pod(&model, &m).unwrap_err().contains("H100"));
+        assert!(parse_pod(&json!(null), &m).is_err());
+        let cpu = json!({"metadata": {"name": "c"}, "spec": {"containers": null}});
+        assert!(!parse_pod(&cpu, &m).unwrap().managed(), "a pod without requests is not Gantry's");
+    }
+}
