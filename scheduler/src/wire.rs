@@ -16,6 +16,8 @@ pub const MAX_PRIORITY: i64 = 10;
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ExtenderArgs {
+    /// `null` when missing; the reply's `Error` then says so.
+    #[serde(default)]
     pub pod: Value,
     /// Full nodes when the extender is not `nodeCacheCapable`: `{"metadata":{},"items":[...]}`.
     pub nodes: Option<NodeList>,
@@ -75,6 +77,7 @@ pub struct ExtenderBindingResult {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ExtenderPreemptionArgs {
+    #[serde(default)]
     pub pod: Value,
     pub node_name_to_victims: Option<BTreeMap<String, Victims>>,
     pub node_name_to_meta_victims: Option<BTreeMap<String, MetaVictims>>,
