@@ -1,6 +1,7 @@
 //! The `gantry` command line.
 
 mod multi;
+mod scheduler;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gantry_core::PolicyKind;
@@ -25,6 +26,10 @@ enum Command {
     /// With --tenants: a multi-tenant simulation over time (quotas, borrowing, fair share, gangs,
     /// preemption, cost), compared with baselines in the same run.
     Simulate(SimulateArgs),
+    /// Serve the kube-scheduler extender API (filter, prioritize, bind, preempt) plus /healthz,
+    /// /readyz and /metrics. Today only --standalone: nodes come from a node list file and binds
+    /// are kept in memory, for local trials, demos and load tests.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 #[derive(clap::Args)]
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(args) => run_simulate(args),
+        Command::Scheduler(args) => scheduler::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
