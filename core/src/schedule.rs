@@ -87,21 +87,7 @@ impl Scheduler {
         candidates: impl IntoIterator<Item = NodeId>,
     ) -> Result<Placement, Unschedulable> {
         let n = cluster.nodes.len();
-        if self.cache_nodes != n {
-            self.reset();
-            self.cache_nodes = n;
-        }
-        let cacheable = self.policy.cacheable();
-        let shape = if cacheable {
-            let next = self.shapes.len();
-            let s = *self.shapes.entry(*pod).or_insert(next);
-            if s == next {
-                self.cache.resize((s + 1) * n, (0, 0.0));
-            }
-            s
-        } else {
-            0
-        };
+        let (cacheable, shape) = self.shape_slot(cluster, pod);
         let mut best: Option<(f64, u32, NodeId)> = None;
         // Misfit counts in a plain array: this loop runs for every node of every decision.
         let mut misfits = [0usize; Misfit::ALL.len()];
@@ -151,6 +137,51 @@ impl Scheduler {
                 Err(why)
             }
         }
+    }
+
+    /// Makes sure the cache has a row for `pod`'s shape; returns whether the policy is cacheable
+    /// and the row.
+    fn shape_slot(&mut self, cluster: &Cluster, pod: &PodRequest) -> (bool, usize) {
+        let n = cluster.nodes.len();
+        if self.cache_nodes != n {
+            self.reset();
+            self.cache_nodes = n;
+        }
+        if !self.policy.cacheable() {
+            return (false, 0);
+        }
+        let next = self.shapes.len();
+        let s = *self.shapes.entry(*pod).or_insert(next);
+        if s == next {
+            self.cache.resize((s + 1) * n, (0, 0.0));
+        }
+        (true, s)
+    }
+
+    /// The policy's score of each node that can hold the pod now (`None` for the others and for
+    /// `None` entries), from the same cache as [`Scheduler::decide`]: what an extender's
+    /// prioritize needs.
+    pub fn scores(&mut self, cluster: &Cluster, pod: &PodRequest, nodes: &[Option<NodeId>]) -> Vec<Option<f64>> {
+        let n = cluster.nodes.len();
+        let (cacheable, shape) = self.shape_slot(cluster, pod);
+        nodes
+            .iter()
+            .map(|&i| {
+                let i = i?;
+                let node = &cluster.nodes[i];
+                fits(node, pod).ok()?;
+                let cx = ScoreCx { node: i, salt: 0 };
+                Some(if cacheable {
+                    let slot = &mut self.cache[shape * n + i];
+                    if slot.0 != node.generation + 1 {
+                        *slot = (node.generation + 1, self.policy.score(node, pod, cx));
+                    }
+                    slot.1
+                } else {
+                    self.policy.score(node, pod, cx)
+                })
+            })
+            .collect()
     }
 
     /// [`Scheduler::decide`], then allocates the pod as `id` on the cluster.

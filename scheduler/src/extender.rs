@@ -122,15 +122,8 @@ impl Extender {
         if !pod.managed() {
             return Ok(names.into_iter().map(|host| HostPriority { host, score: 0 }).collect());
         }
-        let raw: Vec<Option<f64>> = names
-            .iter()
-            .map(|n| {
-                let &id = self.by_name.get(n)?;
-                let node = &self.cluster.nodes[id];
-                fits(node, &pod.request).ok()?;
-                Some(self.scheduler.policy().score(node, &pod.request, ScoreCx { node: id, salt: 0 }))
-            })
-            .collect();
+        let ids: Vec<Option<NodeId>> = names.iter().map(|n| self.by_name.get(n).copied()).collect();
+        let raw = self.scheduler.scores(&self.cluster, &pod.request, &ids);
         let (lo, hi) = raw.iter().flatten().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
         Ok(names
             .into_iter()
