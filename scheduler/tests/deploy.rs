@@ -1,0 +1,77 @@
+//! The deploy example (`deploy/scheduler/`) agrees with the code: the KubeSchedulerConfiguration
+//! calls verbs the extender serves, at the prefix it serves them under, for the resource it reads;
+//! and the RBAC is least privilege (no wildcards, no Secrets).
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use gantry_core::model::{Cluster, ModelCatalog};
+use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_scheduler::extender::Extender;
+use gantry_scheduler::pod::GPU_RESOURCE;
+use gantry_scheduler::server::router;
+use marked_yaml::Node;
+use tower::ServiceExt;
+
+fn read(name: &str) -> String {
+    let path = format!("{}/../deploy/scheduler/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn docs(name: &str) -> Vec<Node> {
+    read(name).split("\n---\n").map(|d| marked_yaml::parse_yaml(0, d).unwrap_or_else(|e| panic!("{name}: {e}"))).collect()
+}
+
+fn get<'a>(n: &'a Node, key: &str) -> &'a Node {
+    n.as_mapping().and_then(|m| m.get_node(key)).unwrap_or_else(|| panic!("no {key} in {n:?}"))
+}
+
+fn text(n: &Node) -> String {
+    n.as_scalar().map(|s| s.as_str().to_string()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_scheduler_configuration_calls_what_the_extender_serves() {
+    let cfg = &docs("kube-scheduler-config.yaml")[0];
+    assert_eq!(text(get(cfg, "apiVersion")), "kubescheduler.config.k8s.io/v1");
+    let extenders = get(cfg, "extenders").as_sequence().expect("a list");
+    assert_eq!(extenders.len(), 1);
+    let ext = &extenders[0];
+    let url = text(get(ext, "urlPrefix"));
+    let path = url.splitn(4, '/').nth(3).map(|p| format!("/{p}")).expect("a path in urlPrefix");
+    assert_eq!(path, "/scheduler", "the default --prefix of gantry scheduler");
+    assert!(url.contains(":8888/"), "the default port of gantry scheduler: {url}");
+    assert_eq!(text(get(ext, "nodeCacheCapable")), "true");
+    assert_eq!(text(get(ext, "ignorable")), "false");
+    let managed = get(ext, "managedResources").as_sequence().unwrap();
+    assert_eq!(text(get(&managed[0], "name")), GPU_RESOURCE);
+    assert!(ext.as_mapping().unwrap().get_node("bindVerb").is_none(), "Gantry does not post bindings yet");
+
+    let cluster = Cluster::new(ModelCatalog::default(), vec![]);
+    let scheduler = Scheduler::new(PolicyKind::BestFit.build(Scale::of(&cluster), &[]));
+    let app = router(Extender::new(cluster, scheduler), &path).unwrap();
+    for key in ["filterVerb", "prioritizeVerb", "preemptVerb"] {
+        let verb = text(get(ext, key));
+        let req = Request::builder().method("POST").uri(format!("{path}/{verb}")).body(Body::from("{\"Pod\": {}}")).unwrap();
+        let status = app.clone().oneshot(req).await.unwrap().status();
+        assert_ne!(status, StatusCode::NOT_FOUND, "{key}: {verb}");
+    }
+}
+
+#[test]
+fn rbac_is_least_privilege() {
+    let text_all = read("rbac.yaml");
+    assert!(!text_all.contains("\"*\""), "no wildcards");
+    assert!(!text_all.contains("secrets"), "no Secrets");
+    let mut rules = 0;
+    for doc in docs("rbac.yaml") {
+        let kind = text(get(&doc, "kind"));
+        if kind == "ClusterRole" || kind == "Role" {
+            for rule in get(&doc, "rules").as_sequence().unwrap().iter() {
+                rules += 1;
+                let verbs: Vec<String> = get(rule, "verbs").as_sequence().unwrap().iter().map(text).collect();
+                assert!(!verbs.iter().any(|v| v == "delete" || v == "deletecollection"), "Gantry evicts, never deletes: {verbs:?}");
+            }
+        }
+    }
+    assert!(rules >= 7);
+}
