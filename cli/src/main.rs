@@ -30,6 +30,8 @@ enum Command {
     /// /readyz and /metrics. Today only --standalone: nodes come from a node list file and binds
     /// are kept in memory, for local trials, demos and load tests.
     Scheduler(scheduler::SchedulerArgs),
+    /// Print Gantry's CustomResourceDefinitions (Tenant, Cohort, GpuFlavor) as YAML.
+    Crd,
 }
 
 #[derive(clap::Args)]
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => run_simulate(args),
         Command::Scheduler(args) => scheduler::run(args),
+        Command::Crd => gantry_crds::definitions_yaml().map(|y| print!("{y}")).map_err(|e| format!("cannot render the definitions: {e}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

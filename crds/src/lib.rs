@@ -1,0 +1,140 @@
+//! Gantry's custom resources (`gantry.dev/v1alpha1`, cluster-scoped): the in-cluster form of the
+//! tenants file. The scheduler and the admission webhook watch them; `gantry crd` prints their
+//! definitions, and the chart ships that output (a test fails when the committed copy differs).
+//!
+//! - [`Tenant`]: a team's namespaces, cohort, fair-share weight, priority classes, quotas per GPU
+//!   flavor, prices and budget;
+//! - [`Cohort`]: a pool for lending between its members, optionally under a parent cohort;
+//! - [`GpuFlavor`]: a GPU model (or `cpu`) that quotas are given in, with its list price.
+//!
+//! Quantities are Kubernetes-style strings ("8", "2.5", "2500m"), as in the tenants file.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One tenant's quota of one flavor.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FlavorQuota {
+    /// Guaranteed GPUs (cores for `cpu`); borrowed capacity is reclaimed for it.
+    pub nominal: String,
+    /// At most this much above nominal, borrowed from the cohort; absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub borrowing_limit: Option<String>,
+    /// At most this much of nominal is lent to the cohort; absent: all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lending_limit: Option<String>,
+}
+
+/// A monthly GPU-hour budget.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Budget {
+    pub gpu_hours_per_month: String,
+    /// `idle-only` (default): run only as reclaimable work; `refuse`: refuse new work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_exhausted: Option<String>,
+}
+
+/// A team: its namespaces and what it may use.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "gantry.dev",
+    version = "v1alpha1",
+    kind = "Tenant",
+    status = "TenantStatus",
+    shortname = "tn",
+    printcolumn = r#"{"name":"Cohort","type":"string","jsonPath":".spec.cohort"}"#,
+    printcolumn = r#"{"name":"GPUs used","type":"string","jsonPath":".status.gpusUsed"}"#,
+    printcolumn = r#"{"name":"GPUs nominal","type":"string","jsonPath":".status.gpusNominal"}"#,
+    printcolumn = r#"{"name":"Borrowed","type":"string","jsonPath":".status.gpusBorrowed"}"#,
+    printcolumn = r#"{"name":"Pending","type":"integer","jsonPath":".status.pendingWorkloads"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSpec {
+    pub namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cohort: Option<String>,
+    /// Fair-share weight, > 0; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+    /// Priority classes the tenant may use; absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_classes: Option<Vec<String>>,
+    /// Class per workload kind (training, pipeline-step, notebook, serving, batch).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kind_priorities: BTreeMap<String, String>,
+    /// Quota per flavor name.
+    #[serde(default)]
+    pub quotas: BTreeMap<String, FlavorQuota>,
+    /// Price per GPU-hour per flavor, overriding the flavor's list price.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+/// What the scheduler reports about a tenant (the printer columns).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_used: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_nominal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_borrowed: Option<String>,
+    #[serde(default)]
+    pub pending_workloads: i64,
+}
+
+/// A pool of lendable quota.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "gantry.dev",
+    version = "v1alpha1",
+    kind = "Cohort",
+    printcolumn = r#"{"name":"Parent","type":"string","jsonPath":".spec.parent"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CohortSpec {
+    /// The parent cohort, which lends between its children.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+}
+
+/// A kind of quota: the GPUs of one model (the node label `nvidia.com/gpu.product`), or `cpu`.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "gantry.dev",
+    version = "v1alpha1",
+    kind = "GpuFlavor",
+    shortname = "gf",
+    printcolumn = r#"{"name":"Model","type":"string","jsonPath":".spec.model"}"#,
+    printcolumn = r#"{"name":"Price","type":"string","jsonPath":".spec.price"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuFlavorSpec {
+    /// The GPU model as nodes report it, or `cpu` for pods without GPUs.
+    pub model: String,
+    /// List price per GPU-hour (per core-hour for `cpu`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<String>,
+}
+
+/// Every definition, as one multi-document YAML stream (what `gantry crd` prints).
+pub fn definitions_yaml() -> Result<String, serde_json::Error> {
+    use kube::CustomResourceExt;
+    let crds = [Tenant::crd(), Cohort::crd(), GpuFlavor::crd()];
+    let mut out = String::from("# Generated by `gantry crd` from crds/src/lib.rs; do not edit.\n");
+    for crd in crds {
+        out.push_str("---\n");
+        // JSON is valid YAML; it keeps the generator free of a YAML writer and stays diffable.
+        out.push_str(&serde_json::to_string_pretty(&crd)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
