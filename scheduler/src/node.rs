@@ -1,0 +1,99 @@
+//! Reading a `v1.Node` into the core's node model: the node GPU inventory contract.
+//!
+//! The contract between the node agent (which publishes) and the scheduler (which reads), on the
+//! Node object itself so that one watch carries everything:
+//!
+//! - GPU count: `status.allocatable["nvidia.com/gpu"]` (the device plugin's count);
+//! - GPU model: the label `nvidia.com/gpu.product` (set by NVIDIA GPU Feature Discovery, or by
+//!   Gantry's node agent where GFD does not run);
+//! - CPU and memory: `status.allocatable.cpu` and `.memory`;
+//! - GPU health: the annotation `gantry.dev/gpu-unhealthy`, a comma-separated list of GPU indexes
+//!   the node agent has found failed (XID, double-bit ECC, lost). Those GPUs are never offered.
+//!
+//! Documented for users in `docs/node-inventory.md`.
+
+use crate::pod::{quantity, GPU_PRODUCT_LABEL, GPU_RESOURCE};
+use gantry_core::model::{ModelCatalog, Node};
+use serde_json::Value;
+
+/// The annotation listing failed GPU indexes.
+pub const GPU_UNHEALTHY_ANNOTATION: &str = "gantry.dev/gpu-unhealthy";
+
+/// A node read from the API, with the GPUs Gantry must not offer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeView {
+    pub node: Node,
+    pub unhealthy: Vec<u32>,
+}
+
+/// Reads a node; new GPU models are added to `models`. Errors name the node, field and fix.
+pub fn parse_node(v: &Value, models: &mut ModelCatalog) -> Result<NodeView, String> {
+    let name = v.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).ok_or("a node has no metadata.name")?;
+    let allocatable = v.get("status").and_then(|s| s.get("allocatable"));
+    let get = |k: &str| allocatable.and_then(|a| a.get(k));
+    let field = |k: &str, scale: u64| -> Result<u64, String> {
+        get(k).map_or(Ok(0), |q| quantity(q, scale).map_err(|e| format!("node {name}: status.allocatable.{k} {e}")))
+    };
+    let cpu = u32::try_from(field("cpu", 1000)?).map_err(|_| format!("node {name}: allocatable cpu is too large"))?;
+    let memory = field("memory", 1)?.div_ceil(1 << 20);
+    let gpus = field(GPU_RESOURCE, 1)?;
+    let gpus = u32::try_from(gpus).map_err(|_| format!("node {name}: {gpus} GPUs is not a plausible count"))?;
+    let label = v.get("metadata").and_then(|m| m.get("labels")).and_then(|l| l.get(GPU_PRODUCT_LABEL)).and_then(Value::as_str);
+    let model = match (gpus, label) {
+        (0, _) => None,
+        (_, Some(product)) => Some(models.intern(product).map_err(|e| format!("node {name}: {e}"))?),
+        (_, None) => {
+            return Err(format!(
+                "node {name} has {gpus} {GPU_RESOURCE} but no {GPU_PRODUCT_LABEL} label; run GPU Feature Discovery or Gantry's node agent on it"
+            ))
+        }
+    };
+    let mut unhealthy = Vec::new();
+    let annotation = v.get("metadata").and_then(|m| m.get("annotations")).and_then(|a| a.get(GPU_UNHEALTHY_ANNOTATION)).and_then(Value::as_str);
+    for part in annotation.unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.parse::<u32>() {
+            Ok(i) if i < gpus => unhealthy.push(i),
+            _ => return Err(format!("node {name}: {GPU_UNHEALTHY_ANNOTATION} names GPU {part:?}; give indexes from 0 to {}", gpus.saturating_sub(1))),
+        }
+    }
+    let mut node = Node::new(name, cpu, memory, gpus, model);
+    // A failed GPU is taken out of what can be offered: it is never free.
+    for &i in &unhealthy {
+        let free = std::mem::take(&mut node.gpu_free[i as usize]);
+        node.gpu_free_total -= free;
+    }
+    Ok(NodeView { node, unhealthy })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(labels: Value, annotations: Value, gpus: &str) -> Value {
+        json!({"metadata": {"name": "n1", "labels": labels, "annotations": annotations},
+               "status": {"allocatable": {"cpu": "95500m", "memory": "768Gi", "nvidia.com/gpu": gpus}}})
+    }
+
+    #[test]
+    fn gpu_nodes_cpu_nodes_and_failed_gpus() {
+        let mut models = ModelCatalog::default();
+        let v = parse_node(&node(json!({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}), json!({}), "8"), &mut models).unwrap();
+        assert_eq!((v.node.cpu_capacity, v.node.memory_capacity, v.node.gpu_count()), (95500, 768 * 1024, 8));
+        assert_eq!(models.name(v.node.model.unwrap()), "NVIDIA-A100-SXM4-80GB");
+        let v = parse_node(&node(json!({"nvidia.com/gpu.product": "A100"}), json!({"gantry.dev/gpu-unhealthy": "3, 5"}), "8"), &mut models).unwrap();
+        assert_eq!(v.unhealthy, [3, 5]);
+        assert_eq!((v.node.gpu_free[3], v.node.gpu_free[5], v.node.gpu_free_total), (0, 0, 6000));
+        let cpu = json!({"metadata": {"name": "c"}, "status": {"allocatable": {"cpu": "16", "memory": "64Gi"}}});
+        assert_eq!(parse_node(&cpu, &mut models).unwrap().node.model, None);
+    }
+
+    #[test]
+    fn bad_nodes_name_the_fix() {
+        let mut m = ModelCatalog::default();
+        assert!(parse_node(&node(json!({}), json!({}), "8"), &mut m).unwrap_err().contains("GPU Feature Discovery"));
+        let bad = parse_node(&node(json!({"nvidia.com/gpu.product": "A100"}), json!({"gantry.dev/gpu-unhealthy": "9"}), "8"), &mut m);
+        assert!(bad.unwrap_err().contains("from 0 to 7"));
+        assert!(parse_node(&json!({"status": {}}), &mut m).unwrap_err().contains("metadata.name"));
+    }
+}
