@@ -4,6 +4,7 @@
 //!
 //! - [`wire`]: the extender v1 JSON types, exactly as kube-scheduler sends and reads them;
 //! - [`pod`]: what Gantry needs from a `v1.Pod`: identity and resource requests;
+//! - [`identity`]: which workload (gang) a pod belongs to, from the frameworks' keys;
 //! - [`node`]: the node GPU inventory contract (what the node agent publishes on a `v1.Node`);
 //! - [`extender`]: the decisions, over an in-memory node cache;
 //! - [`server`]: the HTTP service with health, readiness and Prometheus metrics.
@@ -13,6 +14,7 @@
 //! (`gantry scheduler --standalone`).
 
 pub mod extender;
+pub mod identity;
 pub mod node;
 pub mod pod;
 pub mod server;
