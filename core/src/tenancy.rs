@@ -203,6 +203,10 @@ impl Tenancy {
     pub fn cpu_flavor(&self) -> Option<FlavorId> {
         self.flavors.iter().position(Flavor::is_cpu)
     }
+    /// The tenant that owns `namespace`.
+    pub fn tenant_of_namespace(&self, namespace: &str) -> Option<TenantId> {
+        self.tenants.iter().position(|t| t.namespaces.iter().any(|n| n == namespace))
+    }
     pub fn class(&self, name: &str) -> Option<usize> {
         self.priority_classes.iter().position(|c| c.name == name)
     }

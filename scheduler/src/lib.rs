@@ -6,6 +6,7 @@
 //! - [`pod`]: what Gantry needs from a `v1.Pod`: identity and resource requests;
 //! - [`identity`]: which workload (gang) a pod belongs to, from the frameworks' keys;
 //! - [`node`]: the node GPU inventory contract (what the node agent publishes on a `v1.Node`);
+//! - [`controller`]: the queue controller's decisions as actions (ungate, evict, pending);
 //! - [`extender`]: the decisions, over an in-memory node cache;
 //! - [`server`]: the HTTP service with health, readiness and Prometheus metrics.
 //!
@@ -13,6 +14,7 @@
 //! leader election). Today the node cache is filled from a node list file
 //! (`gantry scheduler --standalone`).
 
+pub mod controller;
 pub mod extender;
 pub mod identity;
 pub mod node;

@@ -1,0 +1,201 @@
+//! The queue controller's decisions, without Kubernetes I/O: pods held by Gantry's scheduling
+//! gate are grouped into workloads, the core's queue admits whole workloads, and the controller
+//! says what to do to the API server as [`Action`]s. The Kubernetes adapter (watchers, patches,
+//! evictions, events, leader election) carries the actions out; tests check them directly.
+//!
+//! 1. `pod_gated`: a gated pod joins its workload (see [`crate::identity`]); when all its members
+//!    are there (the `gantry.dev/gang-size` annotation, 1 by default), the workload is queued;
+//! 2. `reconcile`: one admission cycle; admitted workloads get [`Action::Ungate`] per pod with the
+//!    planned node, preempted ones [`Action::Evict`] per pod, and waiting ones
+//!    [`Action::Pending`] with the core's explanation;
+//! 3. `pod_gone`: a pod ended; its workload's quota is released when its last pod ends.
+//!
+//! An evicted workload is withdrawn: its framework recreates the pods, gated, as a new workload
+//! (which queues with a new submission time).
+
+use crate::identity::identify;
+use crate::pod::parse_pod;
+use gantry_core::model::Placement;
+use gantry_core::queue::{PodSet, Queue, Workload, WorkloadId};
+use gantry_core::tenancy::Seconds;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// The scheduling gate the admission webhook puts on GPU pods of managed namespaces.
+pub const SCHEDULING_GATE: &str = "gantry.dev/admission";
+/// How many pods a gang has, set by the webhook from the framework's spec.
+pub const GANG_SIZE_ANNOTATION: &str = "gantry.dev/gang-size";
+
+/// A pod the controller acts on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// What the adapter must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Record the planned node on the pod and remove the scheduling gate.
+    Ungate { pod: PodRef, node: String, gpus: Vec<u32> },
+    /// Evict the pod (Eviction API) to make room; `message` says for whom.
+    Evict { pod: PodRef, message: String },
+    /// Set the pod's condition and a deduplicated Event: why its workload waits.
+    Pending { pod: PodRef, message: String },
+    /// The pod can never run as asked: say why (the webhook should have refused it).
+    Refused { pod: PodRef, message: String },
+}
+
+struct Gang {
+    id: WorkloadId,
+    size: u32,
+    pods: Vec<(PodRef, Value)>,
+    queued: bool,
+}
+
+/// Gated pods grouped into workloads, over the core's queue.
+pub struct Controller {
+    queue: Queue,
+    gangs: HashMap<String, Gang>,
+    by_id: HashMap<WorkloadId, String>,
+    next_id: WorkloadId,
+}
+
+impl Controller {
+    pub fn new(queue: Queue) -> Self {
+        Controller { queue, gangs: HashMap::new(), by_id: HashMap::new(), next_id: 1 }
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// A pod carrying Gantry's scheduling gate was seen (added or updated).
+    pub fn pod_gated(&mut self, pod: &Value, now: Seconds) -> Vec<Action> {
+        let view = match parse_pod(pod, &self.queue.cluster().models) {
+            Ok(v) => v,
+            Err(message) => return vec![Action::Refused { pod: pod_ref(pod), message }],
+        };
+        let r = PodRef { namespace: view.namespace.clone(), name: view.name.clone(), uid: view.uid.clone() };
+        let identity = identify(pod);
+        let size = pod
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(GANG_SIZE_ANNOTATION))
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<u32>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(1);
+        let key = if size == 1 { format!("{}/{}", identity.key, r.uid) } else { identity.key.clone() };
+        let next_id = &mut self.next_id;
+        let gang = self.gangs.entry(key.clone()).or_insert_with(|| {
+            let id = *next_id;
+            *next_id += 1;
+            Gang { id, size, pods: Vec::new(), queued: false }
+        });
+        if gang.pods.iter().any(|(p, _)| p.uid == r.uid) || gang.queued {
+            return Vec::new();
+        }
+        gang.pods.push((r.clone(), pod.clone()));
+        self.by_id.insert(gang.id, key.clone());
+        if (gang.pods.len() as u32) < gang.size {
+            return Vec::new();
+        }
+        let Some(tenant) = self.queue.tenancy.tenant_of_namespace(&r.namespace) else {
+            let message = format!("namespace {} belongs to no tenant; ask a platform admin to add it to one", r.namespace);
+            return gang.pods.iter().map(|(p, _)| Action::Refused { pod: p.clone(), message: message.clone() }).collect();
+        };
+        let requests: Vec<_> = gang.pods.iter().filter_map(|(_, v)| parse_pod(v, &self.queue.cluster().models).ok()).collect();
+        let models = requests.first().and_then(|p| p.request.allowed_models);
+        let workload = Workload {
+            id: gang.id,
+            name: key.clone(),
+            tenant,
+            kind: identity.kind,
+            priority_class: None,
+            pod_sets: requests.iter().map(|p| PodSet { name: p.name.clone(), count: 1, request: p.request }).collect(),
+            min_members: gang.size,
+            submitted: now,
+            models,
+            expected_runtime: None,
+        };
+        match self.queue.submit(workload, now) {
+            Ok(()) => {
+                gang.queued = true;
+                Vec::new()
+            }
+            Err(refusal) => gang.pods.iter().map(|(p, _)| Action::Refused { pod: p.clone(), message: refusal.0.clone() }).collect(),
+        }
+    }
+
+    /// One admission cycle, as actions.
+    pub fn reconcile(&mut self, now: Seconds) -> Vec<Action> {
+        let out = self.queue.cycle(now);
+        let mut actions = Vec::new();
+        for p in &out.preempted {
+            let Some(gang) = self.by_id.get(&p.victim).and_then(|k| self.gangs.get(k)) else { continue };
+            let by = self.by_id.get(&p.by).cloned().unwrap_or_default();
+            let why = if p.reclaim { "to reclaim borrowed capacity for" } else { "for higher-priority work" };
+            for (pod, _) in &gang.pods {
+                actions.push(Action::Evict { pod: pod.clone(), message: format!("preempted by Gantry {why} {by}") });
+            }
+        }
+        // Evicted pods are deleted and their framework recreates them, gated again, as a new
+        // workload; the core's copy of a victim is withdrawn (even if this very cycle found it
+        // another place, since its pods are still running where they were).
+        let victims: std::collections::HashSet<WorkloadId> = out.preempted.iter().map(|p| p.victim).collect();
+        for a in &out.admitted {
+            if victims.contains(&a.workload) {
+                continue;
+            }
+            let Some(gang) = self.by_id.get(&a.workload).and_then(|k| self.gangs.get(k)) else { continue };
+            // Members were placed in the order of the workload's member requests (largest
+            // first); pods are matched to placements by request size the same way.
+            let mut pods: Vec<&(PodRef, Value)> = gang.pods.iter().collect();
+            let size = |v: &Value| parse_pod(v, &self.queue.cluster().models).map(|p| (p.request.gpu_total(), p.request.cpu_milli)).unwrap_or_default();
+            pods.sort_by_key(|(_, v)| std::cmp::Reverse(size(v)));
+            for ((pod, _), (_, placement)) in pods.into_iter().zip(&a.pods) {
+                let Placement { node, gpus } = placement;
+                actions.push(Action::Ungate {
+                    pod: pod.clone(),
+                    node: self.queue.cluster().nodes[*node].name.clone(),
+                    gpus: gpus.iter().map(|&(g, _)| g).collect(),
+                });
+            }
+        }
+        for id in victims {
+            self.queue.finish(id, now);
+            if let Some(key) = self.by_id.remove(&id) {
+                self.gangs.remove(&key);
+            }
+        }
+        let mut waiting: Vec<WorkloadId> = self.queue.pending_ids().collect();
+        waiting.sort_unstable();
+        for id in waiting {
+            let (Some(e), Some(gang)) = (self.queue.explain(id, now), self.by_id.get(&id).and_then(|k| self.gangs.get(k))) else { continue };
+            for (pod, _) in &gang.pods {
+                actions.push(Action::Pending { pod: pod.clone(), message: e.message.clone() });
+            }
+        }
+        actions
+    }
+
+    /// A pod ended or was deleted. When its workload has no pods left, its quota is released.
+    pub fn pod_gone(&mut self, uid: &str, now: Seconds) {
+        let Some(key) = self.gangs.iter().find(|(_, g)| g.pods.iter().any(|(p, _)| p.uid == uid)).map(|(k, _)| k.clone()) else { return };
+        let gang = self.gangs.get_mut(&key).expect("found above");
+        gang.pods.retain(|(p, _)| p.uid != uid);
+        if gang.pods.is_empty() {
+            let id = gang.id;
+            self.gangs.remove(&key);
+            self.by_id.remove(&id);
+            self.queue.finish(id, now);
+        }
+    }
+}
+
+fn pod_ref(pod: &Value) -> PodRef {
+    let s = |k: &str| pod.get("metadata").and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default().to_string();
+    PodRef { namespace: s("namespace"), name: s("name"), uid: s("uid") }
+}

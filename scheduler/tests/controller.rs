@@ -1,0 +1,143 @@
+//! The queue controller's actions for gated pods: whole gangs are ungated with their planned
+//! nodes, waiting pods are told why, reclaiming evicts whole gangs, and quota comes back when a
+//! workload's pods are gone.
+
+use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
+use gantry_core::queue::{Mode, Queue};
+use gantry_core::tenancy::file;
+use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_scheduler::controller::{Action, Controller, PodRef};
+use serde_json::{json, Value};
+
+const T0: i64 = 1_793_491_200;
+
+const TENANTS: &str = "
+timing: {reclaimWindow: 5m, minRuntime: 10m}
+flavors:
+  - name: A100
+cohorts:
+  - name: pool
+tenants:
+  - name: team-a
+    namespaces: [team-a]
+    cohort: pool
+    quotas: {A100: {nominal: 8}}
+  - name: team-b
+    namespaces: [team-b]
+    cohort: pool
+    quotas: {A100: {nominal: 8}}
+";
+
+/// Two nodes of 8 A100.
+fn controller() -> Controller {
+    let tenancy = file::parse("tenants.yaml", TENANTS).unwrap();
+    let mut models = ModelCatalog::default();
+    let a100 = models.intern("A100").unwrap();
+    let nodes = (0..2).map(|i| Node::new(format!("gpu-{i}"), 128000, 1 << 20, 8, Some(a100))).collect();
+    let cluster = Cluster::new(models, nodes);
+    let expected = [PodRequest::whole_gpus(8000, 65536, 1)];
+    let scheduler = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&cluster), &expected));
+    Controller::new(Queue::new(tenancy, cluster, scheduler, Mode::Quota, T0).unwrap())
+}
+
+fn pod(ns: &str, name: &str, gpus: u32, gang: Option<(&str, u32)>) -> Value {
+    let mut labels = json!({});
+    let mut annotations = json!({});
+    if let Some((group, size)) = gang {
+        labels = json!({"scheduling.x-k8s.io/pod-group": group});
+        annotations = json!({"gantry.dev/gang-size": size.to_string()});
+    }
+    json!({"metadata": {"name": name, "namespace": ns, "uid": format!("{ns}-{name}"), "labels": labels, "annotations": annotations},
+           "spec": {"schedulingGates": [{"name": "gantry.dev/admission"}],
+                    "containers": [{"resources": {"requests": {"cpu": "8", "memory": "64Gi"}, "limits": {"nvidia.com/gpu": gpus}}}]}})
+}
+
+fn ungated(actions: &[Action]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = actions.iter().filter_map(|a| match a {
+        Action::Ungate { pod, node, .. } => Some((pod.name.clone(), node.clone())),
+        _ => None,
+    }).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_gang_is_ungated_only_when_whole() {
+    let mut c = controller();
+    // Two of a three-pod gang: nothing is queued yet.
+    assert!(c.pod_gated(&pod("team-a", "w-0", 4, Some(("bert", 3))), T0).is_empty());
+    assert!(c.pod_gated(&pod("team-a", "w-1", 4, Some(("bert", 3))), T0).is_empty());
+    assert!(ungated(&c.reconcile(T0)).is_empty(), "nothing holds a partial gang");
+    c.pod_gated(&pod("team-a", "w-2", 4, Some(("bert", 3))), T0);
+    let actions = c.reconcile(T0);
+    let placed = ungated(&actions);
+    assert_eq!(placed.len(), 3, "{actions:?}");
+    let nodes: std::collections::BTreeSet<_> = placed.iter().map(|(_, n)| n.clone()).collect();
+    assert_eq!(nodes.len(), 2, "12 GPUs need both nodes: {placed:?}");
+    // Ungating names distinct GPUs on each node.
+    let mut used: Vec<(String, u32)> = actions.iter().flat_map(|a| match a {
+        Action::Ungate { node, gpus, .. } => gpus.iter().map(|&g| (node.clone(), g)).collect::<Vec<_>>(),
+        _ => Vec::new(),
+    }).collect();
+    let n = used.len();
+    used.sort();
+    used.dedup();
+    assert_eq!((n, used.len()), (12, 12));
+}
+
+#[test]
+fn waiting_pods_are_told_why_and_reclaim_evicts_whole_gangs() {
+    let mut c = controller();
+    // team-b borrows the whole cluster with two 8-GPU pods.
+    c.pod_gated(&pod("team-b", "b-0", 8, None), T0);
+    c.pod_gated(&pod("team-b", "b-1", 8, None), T0);
+    assert_eq!(ungated(&c.reconcile(T0)).len(), 2);
+    // team-a asks for its nominal 8: it waits, and is told so.
+    c.pod_gated(&pod("team-a", "a-0", 8, None), T0 + 60);
+    let actions = c.reconcile(T0 + 60);
+    let pending: Vec<&String> = actions.iter().filter_map(|a| match a {
+        Action::Pending { pod, message } if pod.name == "a-0" => Some(message),
+        _ => None,
+    }).collect();
+    assert_eq!(pending.len(), 1, "{actions:?}");
+    assert!(pending[0].contains("team-a") && pending[0].contains("A100"), "{}", pending[0]);
+    // After the reclaim window and team-b's minimum runtime, one of team-b's pods is evicted
+    // and a-0 gets its node.
+    let actions = c.reconcile(T0 + 600);
+    let evicted: Vec<&PodRef> = actions.iter().filter_map(|a| match a {
+        Action::Evict { pod, message } => {
+            assert!(message.contains("reclaim"), "{message}");
+            Some(pod)
+        }
+        _ => None,
+    }).collect();
+    assert_eq!(evicted.len(), 1, "{actions:?}");
+    assert_eq!(evicted[0].namespace, "team-b");
+    assert_eq!(ungated(&actions).len(), 1);
+    assert_eq!(ungated(&actions)[0].0, "a-0");
+    // The victim is withdrawn: only the other team-b pod and a-0 hold quota.
+    assert_eq!((c.queue().quota().usage(0, 0), c.queue().quota().usage(1, 0)), (8000, 8000));
+    assert_eq!(c.queue().pending_count(), 0);
+}
+
+#[test]
+fn quota_returns_when_the_last_pod_of_a_workload_is_gone() {
+    let mut c = controller();
+    c.pod_gated(&pod("team-a", "g-0", 8, Some(("pg", 2))), T0);
+    c.pod_gated(&pod("team-a", "g-1", 8, Some(("pg", 2))), T0);
+    assert_eq!(ungated(&c.reconcile(T0)).len(), 2);
+    assert_eq!(c.queue().quota().usage(0, 0), 16000);
+    c.pod_gone("team-a-g-0", T0 + 100);
+    assert_eq!(c.queue().quota().usage(0, 0), 16000, "the gang still runs");
+    c.pod_gone("team-a-g-1", T0 + 200);
+    assert_eq!(c.queue().quota().usage(0, 0), 0);
+}
+
+#[test]
+fn pods_that_can_never_run_are_refused_with_the_reason() {
+    let mut c = controller();
+    let actions = c.pod_gated(&pod("nobody", "x", 1, None), T0);
+    assert!(matches!(&actions[..], [Action::Refused { message, .. }] if message.contains("belongs to no tenant")), "{actions:?}");
+    let actions = c.pod_gated(&pod("team-a", "huge", 16, None), T0);
+    assert!(matches!(&actions[..], [Action::Refused { .. }]), "{actions:?}");
+}
