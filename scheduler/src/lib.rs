@@ -7,6 +7,7 @@
 //! - [`identity`]: which workload (gang) a pod belongs to, from the frameworks' keys;
 //! - [`node`]: the node GPU inventory contract (what the node agent publishes on a `v1.Node`);
 //! - [`controller`]: the queue controller's decisions as actions (ungate, evict, pending);
+//! - [`adapter`]: carrying those actions out against the API server;
 //! - [`extender`]: the decisions, over an in-memory node cache;
 //! - [`server`]: the HTTP service with health, readiness and Prometheus metrics.
 //!
@@ -14,6 +15,7 @@
 //! leader election). Today the node cache is filled from a node list file
 //! (`gantry scheduler --standalone`).
 
+pub mod adapter;
 pub mod controller;
 pub mod extender;
 pub mod identity;
