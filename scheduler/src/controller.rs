@@ -10,6 +10,9 @@
 //!    [`Action::Pending`] with the core's explanation;
 //! 3. `pod_gone`: a pod ended; its workload's quota is released when its last pod ends.
 //!
+//! After a restart, [`Controller::rebuild`] takes running workloads back from their pods'
+//! placement records, so no quota leaks and nothing is admitted twice.
+//!
 //! An evicted workload is withdrawn: its framework recreates the pods, gated, as a new workload
 //! (which queues with a new submission time).
 
@@ -79,15 +82,8 @@ impl Controller {
         };
         let r = PodRef { namespace: view.namespace.clone(), name: view.name.clone(), uid: view.uid.clone() };
         let identity = identify(pod);
-        let size = pod
-            .get("metadata")
-            .and_then(|m| m.get("annotations"))
-            .and_then(|a| a.get(GANG_SIZE_ANNOTATION))
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<u32>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(1);
-        let key = if size == 1 { format!("{}/{}", identity.key, r.uid) } else { identity.key.clone() };
+        let size = gang_size(pod);
+        let key = self.gang_key(pod);
         let next_id = &mut self.next_id;
         let gang = self.gangs.entry(key.clone()).or_insert_with(|| {
             let id = *next_id;
@@ -127,6 +123,88 @@ impl Controller {
             }
             Err(refusal) => gang.pods.iter().map(|(p, _)| Action::Refused { pod: p.clone(), message: refusal.0.clone() }).collect(),
         }
+    }
+
+    /// Rebuilds the state after a restart from the pods the API server has: pods without Gantry's
+    /// gate that carry its placement annotation are running workloads, taken back at their
+    /// placements (so their quota is counted and nothing is admitted twice); gated pods queue
+    /// again. Their minimum runtime counts from the restart.
+    pub fn rebuild(&mut self, pods: &[Value], now: Seconds) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let mut admitted: Vec<(String, Vec<&Value>)> = Vec::new();
+        for pod in pods {
+            if gated(pod) {
+                continue;
+            }
+            let Some(placement) = pod.get("metadata").and_then(|m| m.get("annotations")).and_then(|a| a.get(crate::adapter::PLACEMENT_ANNOTATION)) else {
+                continue;
+            };
+            if !placement.is_string() {
+                continue;
+            }
+            let key = self.gang_key(pod);
+            match admitted.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(pod),
+                None => admitted.push((key, vec![pod])),
+            }
+        }
+        for (key, members) in admitted {
+            if let Err(message) = self.restore(&key, &members, now) {
+                actions.extend(members.iter().map(|p| Action::Refused { pod: pod_ref(p), message: message.clone() }));
+            }
+        }
+        for pod in pods.iter().filter(|p| gated(p)) {
+            actions.extend(self.pod_gated(pod, now));
+        }
+        actions
+    }
+
+    fn gang_key(&self, pod: &Value) -> String {
+        let identity = identify(pod);
+        let size = gang_size(pod);
+        if size == 1 {
+            format!("{}/{}", identity.key, pod_ref(pod).uid)
+        } else {
+            identity.key
+        }
+    }
+
+    fn restore(&mut self, key: &str, members: &[&Value], now: Seconds) -> Result<(), String> {
+        let models = &self.queue.cluster().models;
+        let views = members.iter().map(|p| parse_pod(p, models)).collect::<Result<Vec<_>, _>>()?;
+        let ns = &views[0].namespace;
+        let tenant = self.queue.tenancy.tenant_of_namespace(ns).ok_or_else(|| format!("namespace {ns} belongs to no tenant"))?;
+        let mut placements = Vec::new();
+        for (pod, view) in members.iter().zip(&views) {
+            let value = pod["metadata"]["annotations"][crate::adapter::PLACEMENT_ANNOTATION].as_str().unwrap_or_default();
+            let (node_name, gpus) = value.split_once(':').unwrap_or((value, ""));
+            let node = self.queue.cluster().nodes.iter().position(|n| n.name == node_name).ok_or_else(|| format!("pod {}/{} is placed on unknown node {node_name}", view.namespace, view.name))?;
+            let gpus = gpus
+                .split(',')
+                .filter(|g| !g.is_empty())
+                .map(|g| g.parse::<u32>().map(|g| (g, view.request.gpu_milli)).map_err(|_| format!("bad GPU index {g:?} in {value:?}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            placements.push(Placement { node, gpus });
+        }
+        let id = self.next_id;
+        let workload = Workload {
+            id,
+            name: key.to_string(),
+            tenant,
+            kind: identify(members[0]).kind,
+            priority_class: None,
+            pod_sets: views.iter().map(|v| PodSet { name: v.name.clone(), count: 1, request: v.request }).collect(),
+            min_members: views.len() as u32,
+            submitted: now,
+            models: None,
+            expected_runtime: None,
+        };
+        self.queue.restore(workload, placements, now, now).map_err(|r| r.0)?;
+        self.next_id += 1;
+        let pods = members.iter().zip(&views).map(|(p, v)| (PodRef { namespace: v.namespace.clone(), name: v.name.clone(), uid: v.uid.clone() }, (*p).clone())).collect();
+        self.gangs.insert(key.to_string(), Gang { id, size: views.len() as u32, pods, queued: true });
+        self.by_id.insert(id, key.to_string());
+        Ok(())
     }
 
     /// One admission cycle, as actions.
@@ -193,6 +271,25 @@ impl Controller {
             self.queue.finish(id, now);
         }
     }
+}
+
+/// The gang size a pod declares (1 when it declares none).
+fn gang_size(pod: &Value) -> u32 {
+    pod.get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(GANG_SIZE_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
+}
+
+/// Whether Gantry's scheduling gate holds the pod.
+fn gated(pod: &Value) -> bool {
+    pod.get("spec")
+        .and_then(|s| s.get("schedulingGates"))
+        .and_then(Value::as_array)
+        .is_some_and(|g| g.iter().any(|g| g.get("name").and_then(Value::as_str) == Some(SCHEDULING_GATE)))
 }
 
 fn pod_ref(pod: &Value) -> PodRef {

@@ -141,3 +141,50 @@ fn pods_that_can_never_run_are_refused_with_the_reason() {
     let actions = c.pod_gated(&pod("team-a", "huge", 16, None), T0);
     assert!(matches!(&actions[..], [Action::Refused { .. }]), "{actions:?}");
 }
+
+/// The pod as the API server shows it after the adapter carried out `Ungate`.
+fn after_ungate(pod: &Value, actions: &[Action]) -> Value {
+    let name = pod["metadata"]["name"].as_str().unwrap();
+    let Some((node, gpus)) = actions.iter().find_map(|a| match a {
+        Action::Ungate { pod, node, gpus } if pod.name == name => Some((node.clone(), gpus.clone())),
+        _ => None,
+    }) else {
+        return pod.clone();
+    };
+    let mut p = pod.clone();
+    p["spec"]["schedulingGates"] = json!([]);
+    p["metadata"]["annotations"]["gantry.dev/placement"] = json!(gantry_scheduler::adapter::placement_value(&node, &gpus));
+    p
+}
+
+#[test]
+fn a_restart_rebuilds_usage_from_the_pods_and_admits_nothing_twice() {
+    let mut before = controller();
+    let pods = [
+        pod("team-a", "g-0", 4, Some(("pg", 2))),
+        pod("team-a", "g-1", 4, Some(("pg", 2))),
+        pod("team-b", "b-0", 8, None),
+        pod("team-b", "b-1", 8, None),
+    ];
+    for p in &pods {
+        before.pod_gated(p, T0);
+    }
+    let actions = before.reconcile(T0);
+    assert_eq!(ungated(&actions).len(), 3, "b-1 waits: only 16 GPUs");
+    let visible: Vec<Value> = pods.iter().map(|p| after_ungate(p, &actions)).collect();
+
+    let mut after = controller();
+    let refused: Vec<_> = after.rebuild(&visible, T0 + 3600).into_iter().filter(|a| matches!(a, Action::Refused { .. })).collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    for (t, f) in [(0, 0), (1, 0)] {
+        assert_eq!(after.queue().quota().usage(t, f), before.queue().quota().usage(t, f), "tenant {t}: no quota leaks");
+    }
+    assert_eq!(after.queue().cluster().gpu_allocated(), before.queue().cluster().gpu_allocated());
+    let again = after.reconcile(T0 + 3600);
+    assert!(ungated(&again).is_empty(), "nothing is admitted twice: {again:?}");
+    assert!(again.iter().any(|a| matches!(a, Action::Pending { pod, .. } if pod.name == "b-1")), "{again:?}");
+    // When the gang's pods end, its GPUs come back and b-1 starts.
+    after.pod_gone("team-a-g-0", T0 + 3700);
+    after.pod_gone("team-a-g-1", T0 + 3700);
+    assert_eq!(ungated(&after.reconcile(T0 + 3700)), [("b-1".to_string(), ungated(&actions).iter().find(|(n, _)| n == "g-0").unwrap().1.clone())]);
+}

@@ -604,6 +604,58 @@ impl Queue {
         }
     }
 
+    /// Takes back a workload that is already running at known placements (one per member, in
+    /// the order of its pod sets), as after a restart: its pods are allocated exactly there and
+    /// its quota is charged as it is, even above limits, since the pods run whatever the rules
+    /// say. Fails, changing nothing, when a placement names no node or does not fit.
+    pub fn restore(&mut self, w: Workload, placements: Vec<Placement>, at: Seconds, now: Seconds) -> Result<(), Refusal> {
+        w.validate().map_err(Refusal)?;
+        if self.entries.contains_key(&w.id) || w.tenant >= self.tenancy.tenants.len() {
+            return Err(Refusal(format!("workload {} is already known or names no tenant", w.name)));
+        }
+        let requests: Vec<PodRequest> = w.pod_sets.iter().flat_map(|s| std::iter::repeat_n(s.request, s.count as usize)).collect();
+        if requests.len() != placements.len() {
+            return Err(Refusal(format!("workload {}: {} pods but {} placements", w.name, requests.len(), placements.len())));
+        }
+        let flavor = if w.wants_gpu() {
+            placements.iter().find_map(|p| self.cluster.nodes.get(p.node).and_then(|n| n.model).and_then(|m| self.flavors.of_model(m)))
+        } else {
+            self.flavors.cpu
+        };
+        let Some(f) = flavor else {
+            return Err(Refusal(format!("workload {} runs on nodes whose GPU model no flavor names", w.name)));
+        };
+        let ids: Vec<u64> = (0..requests.len() as u64).map(|i| (w.id << 16) | i).collect();
+        for (i, (r, p)) in requests.iter().zip(&placements).enumerate() {
+            let mut r = *r;
+            r.allowed_models = None;
+            if let Err(e) = self.cluster.allocate(ids[i], &r, p.clone()) {
+                for &id in &ids[..i] {
+                    let _ = self.cluster.release(id);
+                }
+                return Err(Refusal(format!("workload {}: {e}", w.name)));
+            }
+        }
+        for p in &placements {
+            self.touch(p.node);
+        }
+        let priority = if self.mode == Mode::Fifo { 0 } else { self.priority_of(&w) };
+        let demand = w.demand(w.members());
+        let shape = shape_of(&w);
+        let id = w.id;
+        let tenant = w.tenant;
+        self.seq += 1;
+        let pods = ids.into_iter().zip(requests).collect();
+        let running = Running { at, seq: self.seq, flavor: f, demand, priority, opportunistic: false, pods };
+        self.entries.insert(id, Entry { w, priority, shape, state: State::Running(running) });
+        let nf = self.tenancy.flavors.len();
+        self.stacks[tenant * nf + f].insert((self.seq, id));
+        self.count_priority(tenant, f, priority, demand, true);
+        self.charge(tenant, f, demand as i64, now);
+        self.dirty = true;
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn admit(
         &mut self,
