@@ -168,13 +168,6 @@ impl Extender {
         ExtenderBindingResult::default()
     }
 
-    /// Frees a bound pod (the pod ended). Unknown UIDs are ignored.
-    pub fn unbind(&mut self, uid: &str) {
-        if let Some(id) = self.bound.remove(uid) {
-            let _ = self.cluster.release(id);
-        }
-    }
-
     pub fn preempt(&mut self, args: &ExtenderPreemptionArgs) -> Result<ExtenderPreemptionResult, String> {
         if let Some(meta) = &args.node_name_to_meta_victims {
             return Ok(ExtenderPreemptionResult { node_name_to_meta_victims: meta.clone() });
