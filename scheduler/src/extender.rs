@@ -8,7 +8,9 @@
 //!   GPU fails with an error, so racing pods never share it;
 //! - **preempt**: Gantry agrees with kube-scheduler's victims and returns them as UIDs.
 //!
-//! Pods that ask for no GPU pass through untouched: every node passes, every score is 0.
+//! Pods that ask for no GPU pass through untouched: every node passes, every score is 0. Pods
+//! the queue controller admitted carry their planned node (`gantry.dev/placement`) and pass only
+//! there.
 
 use crate::pod::{parse_pod, PodView};
 use crate::wire::*;
@@ -81,7 +83,18 @@ impl Extender {
         let mut passing = Vec::new();
         let mut failed = BTreeMap::new();
         let mut unresolvable = BTreeMap::new();
+        // A pod of an admitted workload goes where the queue controller planned it: its room was
+        // reserved with the whole gang's.
+        let planned = args.pod["metadata"]["annotations"][crate::adapter::PLACEMENT_ANNOTATION].as_str().map(|v| v.split(':').next().unwrap_or(v).to_string());
         for (i, name) in names.iter().enumerate() {
+            if let Some(node) = &planned {
+                if node == name {
+                    passing.push(i);
+                } else {
+                    failed.insert(name.clone(), format!("Gantry planned this pod for node {node}"));
+                }
+                continue;
+            }
             if !pod.managed() {
                 passing.push(i);
                 continue;

@@ -195,3 +195,13 @@ async fn health_and_prometheus_metrics() {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn admitted_pods_pass_only_on_their_planned_node() {
+    let app = app();
+    let mut p = gpu_pod("m-0", 8);
+    p["metadata"]["annotations"] = json!({"gantry.dev/placement": "n1:0,1,2,3,4,5,6,7"});
+    let (_, r) = post(&app, "filter", json!({"Pod": p, "NodeNames": ["n0", "n1"]})).await;
+    assert_eq!(r["NodeNames"], json!(["n1"]));
+    assert_eq!(r["FailedNodes"]["n0"], "Gantry planned this pod for node n1");
+}
