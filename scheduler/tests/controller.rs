@@ -188,3 +188,19 @@ fn a_restart_rebuilds_usage_from_the_pods_and_admits_nothing_twice() {
     after.pod_gone("team-a-g-1", T0 + 3700);
     assert_eq!(ungated(&after.reconcile(T0 + 3700)), [("b-1".to_string(), ungated(&actions).iter().find(|(n, _)| n == "g-0").unwrap().1.clone())]);
 }
+
+#[test]
+fn two_gangs_competing_for_the_same_nodes_never_both_start_partially() {
+    let mut c = controller();
+    // Each gang needs 12 of the 16 GPUs; their pods arrive interleaved.
+    for i in 0..3 {
+        c.pod_gated(&pod("team-a", &format!("a-{i}"), 4, Some(("ga", 3))), T0);
+        c.pod_gated(&pod("team-b", &format!("b-{i}"), 4, Some(("gb", 3))), T0);
+    }
+    let actions = c.reconcile(T0);
+    let started = ungated(&actions);
+    let of = |prefix: &str| started.iter().filter(|(n, _)| n.starts_with(prefix)).count();
+    assert!(matches!((of("a-"), of("b-")), (3, 0) | (0, 3)), "one gang whole, the other not at all: {started:?}");
+    let waiting = actions.iter().filter(|a| matches!(a, Action::Pending { .. })).count();
+    assert_eq!(waiting, 3, "the other gang's three pods are told why they wait");
+}
