@@ -62,12 +62,14 @@ pub struct Controller {
     queue: Queue,
     gangs: HashMap<String, Gang>,
     by_id: HashMap<WorkloadId, String>,
+    /// Pod UID → its gang's key, so that a pod's end finds its gang without a scan.
+    by_uid: HashMap<String, String>,
     next_id: WorkloadId,
 }
 
 impl Controller {
     pub fn new(queue: Queue) -> Self {
-        Controller { queue, gangs: HashMap::new(), by_id: HashMap::new(), next_id: 1 }
+        Controller { queue, gangs: HashMap::new(), by_id: HashMap::new(), by_uid: HashMap::new(), next_id: 1 }
     }
 
     pub fn queue(&self) -> &Queue {
@@ -94,6 +96,7 @@ impl Controller {
             return Vec::new();
         }
         gang.pods.push((r.clone(), pod.clone()));
+        self.by_uid.insert(r.uid.clone(), key.clone());
         self.by_id.insert(gang.id, key.clone());
         if (gang.pods.len() as u32) < gang.size {
             return Vec::new();
@@ -201,7 +204,11 @@ impl Controller {
         };
         self.queue.restore(workload, placements, now, now).map_err(|r| r.0)?;
         self.next_id += 1;
-        let pods = members.iter().zip(&views).map(|(p, v)| (PodRef { namespace: v.namespace.clone(), name: v.name.clone(), uid: v.uid.clone() }, (*p).clone())).collect();
+        let pods: Vec<(PodRef, Value)> =
+            members.iter().zip(&views).map(|(p, v)| (PodRef { namespace: v.namespace.clone(), name: v.name.clone(), uid: v.uid.clone() }, (*p).clone())).collect();
+        for (p, _) in &pods {
+            self.by_uid.insert(p.uid.clone(), key.to_string());
+        }
         self.gangs.insert(key.to_string(), Gang { id, size: views.len() as u32, pods, queued: true });
         self.by_id.insert(id, key.to_string());
         Ok(())
@@ -245,7 +252,11 @@ impl Controller {
         for id in victims {
             self.queue.finish(id, now);
             if let Some(key) = self.by_id.remove(&id) {
-                self.gangs.remove(&key);
+                if let Some(gang) = self.gangs.remove(&key) {
+                    for (p, _) in gang.pods {
+                        self.by_uid.remove(&p.uid);
+                    }
+                }
             }
         }
         let mut waiting: Vec<WorkloadId> = self.queue.pending_ids().collect();
@@ -261,8 +272,8 @@ impl Controller {
 
     /// A pod ended or was deleted. When its workload has no pods left, its quota is released.
     pub fn pod_gone(&mut self, uid: &str, now: Seconds) {
-        let Some(key) = self.gangs.iter().find(|(_, g)| g.pods.iter().any(|(p, _)| p.uid == uid)).map(|(k, _)| k.clone()) else { return };
-        let gang = self.gangs.get_mut(&key).expect("found above");
+        let Some(key) = self.by_uid.remove(uid) else { return };
+        let Some(gang) = self.gangs.get_mut(&key) else { return };
         gang.pods.retain(|(p, _)| p.uid != uid);
         if gang.pods.is_empty() {
             let id = gang.id;

@@ -86,56 +86,44 @@ pub fn router(extender: Extender, prefix: &str) -> Result<Router, String> {
     Ok(app.layer(DefaultBodyLimit::max(BODY_LIMIT)).with_state(state))
 }
 
-fn bad_request(e: String) -> Response {
-    (StatusCode::BAD_REQUEST, e).into_response()
+/// One verb: parse the body (400 naming the problem if it is malformed), decide under the lock,
+/// count and time the call, reply with JSON. `Err` from the decision is also a 400; decisions
+/// that belong in the protocol's `Error` field put it there and report failure through `ok`.
+fn answer<A, R: serde::Serialize>(
+    s: &AppState,
+    verb: &str,
+    body: &[u8],
+    keys: &[&str],
+    what: &str,
+    decide: impl FnOnce(&mut Extender, &A) -> Result<R, String>,
+    ok: impl FnOnce(&R) -> bool,
+) -> Response
+where
+    A: serde::de::DeserializeOwned,
+{
+    let started = Instant::now();
+    let result = parse::<A>(body, keys, what).and_then(|a| decide(&mut s.extender(), &a));
+    s.metrics.observe(verb, started, result.as_ref().is_ok_and(ok));
+    match result {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
 }
 
 async fn filter(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    let started = Instant::now();
-    let args: ExtenderArgs = match parse(&body, ARGS_KEYS, "ExtenderArgs") {
-        Ok(a) => a,
-        Err(e) => {
-            s.metrics.observe("filter", started, false);
-            return bad_request(e);
-        }
-    };
-    let result = s.extender().filter(&args);
-    s.metrics.observe("filter", started, result.error.is_empty());
-    Json(result).into_response()
+    answer(&s, "filter", &body, ARGS_KEYS, "ExtenderArgs", |e, a: &ExtenderArgs| Ok(e.filter(a)), |r| r.error.is_empty())
 }
 
 async fn prioritize(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    let started = Instant::now();
-    let scores = parse::<ExtenderArgs>(&body, ARGS_KEYS, "ExtenderArgs").and_then(|a| s.extender().prioritize(&a));
-    s.metrics.observe("prioritize", started, scores.is_ok());
-    match scores {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => bad_request(e),
-    }
+    answer(&s, "prioritize", &body, ARGS_KEYS, "ExtenderArgs", |e, a: &ExtenderArgs| e.prioritize(a), |_| true)
 }
 
 async fn bind(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    let started = Instant::now();
-    let args: ExtenderBindingArgs = match parse(&body, BINDING_KEYS, "ExtenderBindingArgs") {
-        Ok(a) => a,
-        Err(e) => {
-            s.metrics.observe("bind", started, false);
-            return bad_request(e);
-        }
-    };
-    let result = s.extender().bind(&args);
-    s.metrics.observe("bind", started, result.error.is_empty());
-    Json(result).into_response()
+    answer(&s, "bind", &body, BINDING_KEYS, "ExtenderBindingArgs", |e, a: &ExtenderBindingArgs| Ok(e.bind(a)), |r| r.error.is_empty())
 }
 
 async fn preempt(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    let started = Instant::now();
-    let result = parse::<ExtenderPreemptionArgs>(&body, PREEMPTION_KEYS, "ExtenderPreemptionArgs").and_then(|a| s.extender().preempt(&a));
-    s.metrics.observe("preempt", started, result.is_ok());
-    match result {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => bad_request(e),
-    }
+    answer(&s, "preempt", &body, PREEMPTION_KEYS, "ExtenderPreemptionArgs", |e, a: &ExtenderPreemptionArgs| e.preempt(a), |_| true)
 }
 
 async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {

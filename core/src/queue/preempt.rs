@@ -178,7 +178,7 @@ fn candidates(
         let stack: Vec<WorkloadId> = q.stack(t, f).collect();
         let mut above: Milli = 0; // demand of the workloads after this one in the stack
         for &id in stack.iter().rev() {
-            let r = q.running(id).expect("stacked workloads run");
+            let Some(r) = q.running(id) else { continue };
             let borrowed = usage - above > nominal;
             above += r.demand;
             // Within a tenant only priority counts, so no pair can take turns; opportunistic work
@@ -233,7 +233,7 @@ fn by_node(q: &Queue, eligible: Vec<Eligible>, members: &[PodRequest]) -> Vec<(W
     let largest = members.iter().map(PodRequest::gpu_total).max().unwrap_or(0);
     let mut nodes: HashMap<usize, NodeVictims> = HashMap::new();
     for (i, e) in eligible.iter().enumerate() {
-        let r = q.running(e.4).expect("candidates run");
+        let Some(r) = q.running(e.4) else { continue };
         for (pod, req) in &r.pods {
             if let Some(p) = q.cluster.placement(*pod) {
                 let slot = nodes.entry(p.node).or_insert((0, (false, i32::MIN), Seconds::MIN, Vec::new()));
