@@ -3,7 +3,8 @@
 //! Pure code: no Kubernetes, network, async runtime or clock. The simulator (`gantry simulate`)
 //! and the live services drive the same types:
 //!
-//! - [`model`]: nodes, GPUs, pod requests and exact allocation accounting;
+//! - [`model`]: nodes, GPUs, pod requests and exact allocation accounting, over a fixed set of
+//!   nodes or a live one (nodes added, changed and removed under running pods);
 //! - [`frag`]: the FGD paper's measure of GPU fragmentation against an expected workload;
 //! - [`policy`]: placement policies behind one trait;
 //! - [`schedule`]: the placement cycle (filter, score, select, pick GPUs).

@@ -1,6 +1,6 @@
 //! The placement cycle for one pod: filter, score, select, pick GPUs.
 
-use crate::model::{fits, Cluster, Misfit, NodeId, Placement, PodRequest};
+use crate::model::{fits, Cluster, Misfit, Node, NodeId, Placement, PodRequest};
 use crate::policy::{Policy, ScoreCx};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -31,15 +31,18 @@ impl fmt::Display for Unschedulable {
 ///
 /// Scores of cacheable policies are kept per (node, pod shape) and reused until the node's
 /// generation changes, so a decision costs one lookup for every node that did not change since
-/// the last time a pod of that shape was scored. Call [`Scheduler::reset`] when the set of nodes
-/// changes (the cache is indexed by node position).
+/// the last time a pod of that shape was scored. The cache follows a cluster whose nodes come and
+/// go: node ids are stable (see [`Cluster`]), every change to a node moves its generation on, and
+/// the cache widens when nodes are added. Nodes taken out of service are skipped.
 pub struct Scheduler {
     policy: Box<dyn Policy>,
     /// Lower rank wins ties; by default the node's index.
     rank: Vec<u32>,
     shapes: HashMap<PodRequest, usize>,
-    /// `(node generation + 1, score)` per shape × node; generation 0 marks an empty slot.
+    /// `(node generation + 1, score)` per shape × node, at `shape * cache_nodes + node`;
+    /// generation 0 marks an empty slot.
     cache: Vec<(u64, f64)>,
+    /// The node count the cache is laid out for.
     cache_nodes: usize,
 }
 
@@ -93,7 +96,8 @@ impl Scheduler {
         let mut misfits = [0usize; Misfit::ALL.len()];
         let mut seen = 0;
         for i in candidates {
-            let node = &cluster.nodes[i];
+            // Removed nodes are no longer nodes of the cluster: not counted, never chosen.
+            let Some(node) = cluster.nodes.get(i).filter(|_| cluster.in_service(i)) else { continue };
             seen += 1;
             // 1. filter
             if let Err(m) = fits(node, pod) {
@@ -102,15 +106,8 @@ impl Scheduler {
             }
             // 2. score
             let cx = ScoreCx { node: i, salt };
-            let score = if cacheable {
-                let slot = &mut self.cache[shape * n + i];
-                if slot.0 != node.generation + 1 {
-                    *slot = (node.generation + 1, self.policy.score(node, pod, cx));
-                }
-                slot.1
-            } else {
-                self.policy.score(node, pod, cx)
-            };
+            let slot = cacheable.then_some(shape * n + i);
+            let score = cached_score(self.policy.as_ref(), &mut self.cache, slot, node, pod, cx);
             // 3. select
             let rank = self.rank.get(i).copied().unwrap_or(i as u32);
             let better = match best {
@@ -130,7 +127,8 @@ impl Scheduler {
         let Some((_, _, node)) = best else { return Err(why) };
         // 4. pick GPUs
         let cx = ScoreCx { node, salt };
-        match self.policy.pick_gpus(&cluster.nodes[node], pod, cx) {
+        let picked = cluster.nodes.get(node).and_then(|n| self.policy.pick_gpus(n, pod, cx));
+        match picked {
             Some(gpus) => Ok(Placement { node, gpus }),
             None => {
                 *why.misfits.entry(Misfit::GpuCapacity).or_default() += 1;
@@ -141,9 +139,23 @@ impl Scheduler {
 
     /// Makes sure the cache has a row for `pod`'s shape; returns whether the policy is cacheable
     /// and the row.
+    ///
+    /// When nodes were added since the cache was laid out, every row is widened to the new node
+    /// count, keeping the scores cached for the nodes there were (ids are stable, and a node that
+    /// changed has a new generation anyway). Fewer nodes than before means `nodes` was rebuilt
+    /// rather than changed through the cluster's methods: everything is forgotten.
     fn shape_slot(&mut self, cluster: &Cluster, pod: &PodRequest) -> (bool, usize) {
         let n = cluster.nodes.len();
-        if self.cache_nodes != n {
+        if self.cache_nodes < n && !self.cache.is_empty() {
+            let old = self.cache_nodes;
+            let rows = self.shapes.len();
+            let mut wider = vec![(0, 0.0); rows * n];
+            for (row, chunk) in self.cache.chunks(old.max(1)).enumerate().take(rows) {
+                wider[row * n..row * n + chunk.len()].copy_from_slice(chunk);
+            }
+            self.cache = wider;
+            self.cache_nodes = n;
+        } else if self.cache_nodes != n {
             self.reset();
             self.cache_nodes = n;
         }
@@ -168,18 +180,11 @@ impl Scheduler {
             .iter()
             .map(|&i| {
                 let i = i?;
-                let node = &cluster.nodes[i];
+                let node = cluster.nodes.get(i).filter(|_| cluster.in_service(i))?;
                 fits(node, pod).ok()?;
                 let cx = ScoreCx { node: i, salt: 0 };
-                Some(if cacheable {
-                    let slot = &mut self.cache[shape * n + i];
-                    if slot.0 != node.generation + 1 {
-                        *slot = (node.generation + 1, self.policy.score(node, pod, cx));
-                    }
-                    slot.1
-                } else {
-                    self.policy.score(node, pod, cx)
-                })
+                let slot = cacheable.then_some(shape * n + i);
+                Some(cached_score(self.policy.as_ref(), &mut self.cache, slot, node, pod, cx))
             })
             .collect()
     }
@@ -190,6 +195,17 @@ impl Scheduler {
         cluster.allocate(id, pod, placement.clone()).map_err(PlaceError::Model)?;
         Ok(placement)
     }
+}
+
+/// The policy's score of `node`, kept in `cache[slot]` and reused while the node's generation
+/// is unchanged; scored afresh without a slot (a policy that is not cacheable).
+fn cached_score(policy: &dyn Policy, cache: &mut [(u64, f64)], slot: Option<usize>, node: &Node, pod: &PodRequest, cx: ScoreCx) -> f64 {
+    let Some(slot) = slot.and_then(|s| cache.get_mut(s)) else { return policy.score(node, pod, cx) };
+    let key = node.generation.wrapping_add(1);
+    if slot.0 != key {
+        *slot = (key, policy.score(node, pod, cx));
+    }
+    slot.1
 }
 
 /// Why [`Scheduler::place`] did not place a pod.

@@ -1,8 +1,9 @@
 //! Tenants, cohorts, quotas, priorities, prices and budgets: who may use what.
 //!
 //! A [`Tenancy`] is the validated form of a tenants file (see `tenancy::file`) or, in a cluster,
-//! of Gantry's tenant resources. Everything here is plain data indexed by small integers so the
-//! admission cycle can look things up without hashing:
+//! of Gantry's tenant resources plus the cluster-wide [`Settings`]; both forms are validated and
+//! built by one builder, `tenancy::build`. Everything here is plain data indexed by small
+//! integers so the admission cycle can look things up without hashing:
 //!
 //! - a **flavor** is a kind of quota: the GPUs of one model (amounts in milli-GPU), or `cpu` for
 //!   pods without GPUs (amounts in milli-CPU);
@@ -11,6 +12,7 @@
 //! - a **cohort** pools the lendable quota of its members; cohorts nest, so a parent cohort lends
 //!   between its child cohorts as Kueue's hierarchical cohorts do.
 
+pub mod build;
 pub mod file;
 
 use crate::model::{ModelCatalog, ModelId, GPU_MILLI};
@@ -181,6 +183,31 @@ impl Default for Timing {
     }
 }
 
+/// The cluster-wide settings: what no tenant, cohort or flavor carries. In a tenants file they are
+/// its top-level `currency`, `timing`, `priorityClasses` and `kindPriorities`; in a cluster they
+/// come from a settings file with only those sections (see `file::parse_settings`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Settings {
+    pub currency: String,
+    pub timing: Timing,
+    pub priority_classes: Vec<PriorityClass>,
+    /// Priority class per [`Kind`] (indexes into `priority_classes`) for tenants that set none.
+    pub kind_classes: [usize; 5],
+}
+
+impl Default for Settings {
+    /// USD, the default timing and the built-in classes, one per kind.
+    fn default() -> Self {
+        let priority_classes = build::builtin_classes();
+        Settings {
+            currency: "USD".to_string(),
+            timing: Timing::default(),
+            kind_classes: build::default_kind_classes(&priority_classes),
+            priority_classes,
+        }
+    }
+}
+
 /// The validated set of tenants, cohorts, flavors and priority classes.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Tenancy {
@@ -213,23 +240,77 @@ impl Tenancy {
     /// Maps the cluster's GPU models to flavors. Fails, naming the flavor, when a GPU flavor is
     /// not a model of any node: its quota could never be used.
     pub fn bind(&self, models: &ModelCatalog) -> Result<FlavorMap, String> {
-        let mut by_model = vec![None; models.names().len()];
+        if let Some(flavor) = self.flavors.iter().find(|f| !f.is_cpu() && models.get(&f.name).is_none()) {
+            return Err(format!(
+                "flavor {:?} is not the GPU model of any node (node models: {}); rename the flavor to one of them or remove it",
+                flavor.name,
+                models.names().join(", ")
+            ));
+        }
+        Ok(self.bind_partial(models))
+    }
+
+    /// Maps the GPU models `models` knows to flavors, leaving GPU flavors whose model it does not
+    /// know yet unbound (no node is of their model, so no workload can take them). For a live
+    /// cluster, where nodes of a model may appear later: bind again once the catalog has grown.
+    pub fn bind_partial(&self, models: &ModelCatalog) -> FlavorMap {
+        let mut by_model = vec![None; models.len()];
         for (f, flavor) in self.flavors.iter().enumerate() {
             if flavor.is_cpu() {
                 continue;
             }
-            match models.get(&flavor.name) {
-                Some(m) => by_model[m.0 as usize] = Some(f),
-                None => {
-                    return Err(format!(
-                        "flavor {:?} is not the GPU model of any node (node models: {}); rename the flavor to one of them or remove it",
-                        flavor.name,
-                        models.names().join(", ")
-                    ))
-                }
+            if let Some(slot) = models.get(&flavor.name).and_then(|m| by_model.get_mut(m.0 as usize)) {
+                *slot = Some(f);
             }
         }
-        Ok(FlavorMap { by_model, cpu: self.cpu_flavor() })
+        FlavorMap { by_model, cpu: self.cpu_flavor() }
+    }
+
+    /// A copy with flavors, cohorts and tenants each in order of name (byte order), every index
+    /// that refers to them renumbered; priority classes keep their order. Two tenancies that
+    /// differ only in the order things were declared are equal once sorted.
+    pub fn sorted_by_name(&self) -> Tenancy {
+        /// The indexes of `names` in sorted order, and for each old index its new one.
+        fn order<'a>(names: impl Iterator<Item = &'a str>) -> (Vec<usize>, Vec<usize>) {
+            let names: Vec<&str> = names.collect();
+            let mut sorted: Vec<usize> = (0..names.len()).collect();
+            sorted.sort_by_key(|&i| names.get(i).copied());
+            let mut new = vec![0; names.len()];
+            for (to, &from) in sorted.iter().enumerate() {
+                if let Some(slot) = new.get_mut(from) {
+                    *slot = to;
+                }
+            }
+            (sorted, new)
+        }
+        fn pick<T: Clone>(items: &[T], sorted: &[usize]) -> Vec<T> {
+            sorted.iter().filter_map(|&i| items.get(i).cloned()).collect()
+        }
+        let (flavor_order, _) = order(self.flavors.iter().map(|f| f.name.as_str()));
+        let (cohort_order, cohort_new) = order(self.cohorts.iter().map(|c| c.name.as_str()));
+        let (tenant_order, _) = order(self.tenants.iter().map(|t| t.name.as_str()));
+        let renumber = |c: Option<CohortId>| c.and_then(|c| cohort_new.get(c).copied());
+        let cohorts = pick(&self.cohorts, &cohort_order)
+            .into_iter()
+            .map(|c| Cohort { parent: renumber(c.parent), ..c })
+            .collect();
+        let tenants = pick(&self.tenants, &tenant_order)
+            .into_iter()
+            .map(|t| Tenant {
+                cohort: renumber(t.cohort),
+                quotas: pick(&t.quotas, &flavor_order),
+                prices_micros: pick(&t.prices_micros, &flavor_order),
+                ..t
+            })
+            .collect();
+        Tenancy {
+            flavors: pick(&self.flavors, &flavor_order),
+            cohorts,
+            tenants,
+            priority_classes: self.priority_classes.clone(),
+            timing: self.timing,
+            currency: self.currency.clone(),
+        }
     }
 
     /// A copy with borrowing switched off: every tenant keeps to its nominal quota (the

@@ -8,6 +8,14 @@
 //! - [`GpuFlavor`]: a GPU model (or `cpu`) that quotas are given in, with its list price.
 //!
 //! Quantities are Kubernetes-style strings ("8", "2.5", "2500m"), as in the tenants file.
+//!
+//! [`tenancy_from`] builds the scheduler's `Tenancy` from these objects (with the validation and
+//! defaults of the tenants file); [`tenancy_to_objects`] and [`objects_yaml`] turn a tenants file
+//! into objects for `kubectl apply -f`.
+
+mod convert;
+
+pub use convert::{flavor_object_name, objects_yaml, tenancy_from, tenancy_to_objects, CrdError, TenancyObjects};
 
 use kube::CustomResource;
 use schemars::JsonSchema;

@@ -9,6 +9,7 @@
 pub mod explain;
 mod gang;
 pub mod ledger;
+mod live;
 mod preempt;
 pub mod quota;
 mod workload;
@@ -17,7 +18,7 @@ pub use explain::{Explanation, Reason};
 pub use gang::{place_gang, GangMisfit};
 pub use ledger::{cost_micros, Accrual, Ledger};
 pub use quota::QuotaTree;
-pub use workload::{PodSet, Workload, WorkloadId, MAX_MEMBERS};
+pub use workload::{pod_id, PodSet, Workload, WorkloadId, EXTERNAL_POD_BIT, MAX_MEMBERS, MAX_WORKLOAD_ID};
 
 use crate::model::{could_ever_fit, Cluster, NodeId, Placement, PodRequest};
 use crate::schedule::Scheduler;
@@ -137,14 +138,24 @@ pub struct Queue {
     stacks: Vec<BTreeSet<(u64, WorkloadId)>>,
     /// Next admission sequence number.
     seq: u64,
-    /// Nodes per flavor (GPU flavors: nodes of that model; `cpu`: all nodes).
+    /// Nodes in service per flavor, in id order (GPU flavors: nodes of that model; `cpu`: all
+    /// nodes).
     flavor_nodes: Vec<Vec<NodeId>>,
-    /// Per flavor: capacity in milli-units, and free GPUs (milli) for a quick fit bound.
+    /// Per flavor: capacity of its nodes in service, in milli-units.
     capacity: Vec<Milli>,
-    /// Idle (wholly free) GPUs per node, and per flavor how many nodes have each idle count: a
-    /// quick necessary check before searching placements for whole-GPU gangs.
-    idle: Vec<u32>,
+    /// Per flavor: what its nodes in service have free (milli-GPU, milli-CPU for `cpu`), exact,
+    /// for a quick fit bound that stays right when nodes change under running work.
+    room: Vec<Milli>,
+    /// Per node: what it adds to `flavor_nodes`, `capacity`, `room` and `idle_hist` (see
+    /// [`live::NodeIndex`]), so that a node can be taken out of them exactly when it changes.
+    node_index: Vec<live::NodeIndex>,
+    /// Per flavor, how many of its nodes have each count of idle (wholly free) GPUs: a quick
+    /// necessary check before searching placements for whole-GPU gangs. Grows when a node with
+    /// more GPUs than any before appears.
     idle_hist: Vec<Vec<u32>>,
+    /// Cluster pod ids (with [`EXTERNAL_POD_BIT`]) of the pods placed that the queue does not
+    /// manage.
+    external: HashSet<u64>,
     /// Shapes (flavor, members) that found no placement since the flavor last freed capacity.
     failed: HashSet<(FlavorId, Vec<PodRequest>)>,
     /// (flavor, workload): flavors held for overdue owed workloads that found no room; borrowing
@@ -169,31 +180,17 @@ pub struct Queue {
 
 impl Queue {
     /// A queue over `cluster` (usually empty) with the given tenancy, placement and mode. `now`
-    /// starts the ledger's meters.
+    /// starts the ledger's meters. Fails when a GPU flavor names a model the cluster does not
+    /// know (see [`Tenancy::bind`]); for a live cluster whose nodes of some model may come later,
+    /// see [`Queue::new_live`].
     pub fn new(tenancy: Tenancy, cluster: Cluster, scheduler: Scheduler, mode: Mode, now: Seconds) -> Result<Queue, String> {
         let flavors = tenancy.bind(&cluster.models)?;
+        Ok(Queue::build(tenancy, flavors, cluster, scheduler, mode, now))
+    }
+
+    fn build(tenancy: Tenancy, flavors: FlavorMap, cluster: Cluster, scheduler: Scheduler, mode: Mode, now: Seconds) -> Queue {
         let nf = tenancy.flavors.len();
         let nt = tenancy.tenants.len();
-        let mut flavor_nodes = vec![Vec::new(); nf];
-        let mut capacity = vec![0; nf];
-        for (i, node) in cluster.nodes.iter().enumerate() {
-            if let Some(f) = node.model.and_then(|m| flavors.of_model(m)) {
-                flavor_nodes[f].push(i);
-                capacity[f] += node.gpu_capacity() as Milli;
-            }
-            if let Some(c) = flavors.cpu {
-                flavor_nodes[c].push(i);
-                capacity[c] += node.cpu_capacity as Milli;
-            }
-        }
-        let idle: Vec<u32> = cluster.nodes.iter().map(|n| n.idle_gpus()).collect();
-        let max_gpus = cluster.nodes.iter().map(|n| n.gpu_count()).max().unwrap_or(0) as usize;
-        let mut idle_hist = vec![vec![0u32; max_gpus + 1]; nf];
-        for (i, node) in cluster.nodes.iter().enumerate() {
-            if let Some(f) = node.model.and_then(|m| flavors.of_model(m)) {
-                idle_hist[f][idle[i] as usize] += 1;
-            }
-        }
         let quota = QuotaTree::new(&tenancy);
         let ceilings = (0..nt).flat_map(|t| (0..nf).map(move |f| (t, f))).map(|(t, f)| quota.ceiling(t, f)).collect();
         let nominal = (0..nt).flat_map(|t| (0..nf).map(move |f| (t, f))).map(|(t, f)| quota.nominal(t, f)).collect();
@@ -201,7 +198,7 @@ impl Queue {
         let gpu_flavor = tenancy.flavors.iter().map(|f| !f.is_cpu()).collect();
         let queues = vec![BTreeSet::new(); nt.max(1)];
         let by_age = vec![BTreeSet::new(); nt.max(1)];
-        Ok(Queue {
+        let mut q = Queue {
             ledger: Ledger::new(nf, nominal, prices, gpu_flavor, now),
             flavors,
             mode,
@@ -213,10 +210,12 @@ impl Queue {
             by_age,
             stacks: vec![BTreeSet::new(); nt * nf],
             seq: 0,
-            flavor_nodes,
-            capacity,
-            idle,
-            idle_hist,
+            flavor_nodes: vec![Vec::new(); nf],
+            capacity: vec![0; nf],
+            room: vec![0; nf],
+            node_index: Vec::new(),
+            idle_hist: vec![Vec::new(); nf],
+            external: HashSet::new(),
             failed: HashSet::new(),
             no_room: HashSet::new(),
             running_priorities: vec![Default::default(); nt * nf],
@@ -227,7 +226,12 @@ impl Queue {
             wake: None,
             now,
             tenancy,
-        })
+        };
+        // The per-flavor indexes are derived node by node, exactly as upserts keep them.
+        for id in 0..q.cluster.nodes.len() {
+            q.reindex(id);
+        }
+        q
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -584,7 +588,7 @@ impl Queue {
         if memo && self.failed.contains(&key) {
             return Err(explain::no_fit_reason(self, f, members.len(), explain::NoFit::SameShapeFailed));
         }
-        let ids: Vec<u64> = (0..members.len() as u64).map(|i| (w.id << 16) | i).collect();
+        let ids: Vec<u64> = (0..members.len() as u64).map(|i| pod_id(w.id, i)).collect();
         let nodes = std::mem::take(&mut self.flavor_nodes[f]);
         let placed = place_gang(&mut self.cluster, &mut self.scheduler, &nodes, members, &ids, w.id.wrapping_mul(0x9E37_79B9));
         self.flavor_nodes[f] = nodes;
@@ -625,7 +629,7 @@ impl Queue {
         let Some(f) = flavor else {
             return Err(Refusal(format!("workload {} runs on nodes whose GPU model no flavor names", w.name)));
         };
-        let ids: Vec<u64> = (0..requests.len() as u64).map(|i| (w.id << 16) | i).collect();
+        let ids: Vec<u64> = (0..requests.len() as u64).map(|i| pod_id(w.id, i)).collect();
         for (i, (r, p)) in requests.iter().zip(&placements).enumerate() {
             let mut r = *r;
             r.allowed_models = None;
@@ -734,16 +738,6 @@ impl Queue {
         }
     }
 
-    /// Updates the idle-GPU index after a node changed.
-    fn touch(&mut self, node: NodeId) {
-        let now = self.cluster.nodes[node].idle_gpus();
-        let before = std::mem::replace(&mut self.idle[node], now);
-        if let Some(f) = self.cluster.nodes[node].model.and_then(|m| self.flavors.of_model(m)) {
-            self.idle_hist[f][before as usize] -= 1;
-            self.idle_hist[f][now as usize] += 1;
-        }
-    }
-
     /// A necessary condition for whole-GPU members to fit on flavor `f`: for every size `k`
     /// among them, the flavor's nodes hold at least as many blocks of `k` idle GPUs as there are
     /// members of `k` GPUs or more. Always true for members that share a GPU or need none.
@@ -751,7 +745,7 @@ impl Queue {
         if self.tenancy.flavors[f].is_cpu() || members.iter().any(|m| m.gpu_milli < crate::GPU_MILLI) {
             return true;
         }
-        let hist = &self.idle_hist[f];
+        let Some(hist) = self.idle_hist.get(f) else { return true };
         let mut sizes: Vec<u32> = members.iter().map(|m| m.gpu_count).collect();
         sizes.dedup();
         sizes.iter().all(|&k| {
@@ -799,7 +793,10 @@ impl Queue {
     }
 
     /// Checks internal invariants: usage equals the sum of running demands, the cluster holds
-    /// exactly the running pods, and no tenant exceeds what it may hold. Used by tests.
+    /// exactly the running pods and the external ones, no tenant exceeds what it may hold, the
+    /// cluster's accounting is exact ([`Cluster::check`]), and every index derived from the
+    /// nodes (flavor nodes, capacity, free room, idle GPUs, flavor binding) matches the nodes as
+    /// they are now. Used by tests.
     pub fn check_invariants(&self) -> Result<(), String> {
         let nf = self.tenancy.flavors.len();
         let mut usage = vec![0u64; self.tenancy.tenants.len() * nf];
@@ -813,9 +810,14 @@ impl Queue {
                 }
             }
         }
-        if pods != self.cluster.placed_pods() {
-            return Err(format!("{} pods placed but running workloads have {pods}", self.cluster.placed_pods()));
+        if pods + self.external.len() != self.cluster.placed_pods() {
+            return Err(format!(
+                "{} pods placed but running workloads have {pods} and {} external pods are placed",
+                self.cluster.placed_pods(),
+                self.external.len()
+            ));
         }
+        self.check_live()?;
         for t in 0..self.tenancy.tenants.len() {
             for f in 0..nf {
                 if usage[t * nf + f] != self.quota.usage(t, f) {

@@ -181,6 +181,9 @@ fn candidates(
             let Some(r) = q.running(id) else { continue };
             let borrowed = usage - above > nominal;
             above += r.demand;
+            if q.on_closed_node(id) {
+                continue;
+            }
             // Within a tenant only priority counts, so no pair can take turns; opportunistic work
             // is reclaimable by other tenants' owed work.
             let ok = if same { r.priority < priority } else { r.opportunistic || borrowed };
@@ -282,9 +285,13 @@ fn by_node(q: &Queue, eligible: Vec<Eligible>, members: &[PodRequest]) -> Vec<(W
     out
 }
 
-/// Free milli-units of a flavor: capacity less every tenant's usage.
+/// An upper bound on the free milli-units of a flavor: capacity less every tenant's usage, or
+/// the free room its nodes in service have, whichever is more. On a cluster whose nodes never
+/// changed the first is never less (it ignores unusable GPUs and the CPU of GPU pods) and the
+/// bound is as it always was; the second keeps it an upper bound when quota is still charged
+/// for work on removed or shrunken nodes, which would otherwise block admissions that fit.
 pub(super) fn free(q: &Queue, f: FlavorId) -> Milli {
-    q.capacity(f).saturating_sub(q.quota.total_usage(f))
+    q.capacity(f).saturating_sub(q.quota.total_usage(f)).max(q.room(f))
 }
 
 /// Takes a running workload off the cluster and out of quota, keeping its entry as running.

@@ -4,11 +4,28 @@ use crate::model::{ModelSet, PodRequest};
 use crate::tenancy::{Kind, Milli, Seconds, TenantId};
 use serde::Serialize;
 
-/// Identifies a workload; pods of workload `w` get ids `(w << 16) | member`.
+/// Identifies a workload; pods of workload `w` get ids `(w << 16) | member` (see [`pod_id`]).
 pub type WorkloadId = u64;
 
 /// The most members one workload may have (pod ids keep 16 bits for the member index).
 pub const MAX_MEMBERS: u32 = 1 << 16;
+
+/// The pod ids of the queue's cluster are split in two by their top bit:
+///
+/// - bit 63 clear: a member of one of the queue's workloads, `(workload << 16) | member`
+///   ([`pod_id`]); workload ids are at most [`MAX_WORKLOAD_ID`] (47 bits) so that these never
+///   reach bit 63 and no two workloads share a pod id;
+/// - bit 63 set: a pod the queue does not manage (CPU pods, pods of unmanaged namespaces, daemon
+///   pods), placed with `Queue::place_external` under the caller's id with this bit added.
+pub const EXTERNAL_POD_BIT: u64 = 1 << 63;
+
+/// The largest workload id: 64 bits less 16 for the member index and 1 for [`EXTERNAL_POD_BIT`].
+pub const MAX_WORKLOAD_ID: WorkloadId = (1 << 47) - 1;
+
+/// The cluster pod id of member `member` of workload `w`.
+pub fn pod_id(w: WorkloadId, member: u64) -> u64 {
+    (w << 16) | member
+}
 
 /// `count` pods with the same request.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -73,6 +90,9 @@ impl Workload {
 
     /// Checks the shape; the message says what to fix.
     pub fn validate(&self) -> Result<(), String> {
+        if self.id > MAX_WORKLOAD_ID {
+            return Err(format!("workload {} has id {}; ids must be at most {MAX_WORKLOAD_ID}", self.name, self.id));
+        }
         let members = self.members();
         if members == 0 {
             return Err(format!("workload {} has no pods; give at least one pod set a count above 0", self.name));

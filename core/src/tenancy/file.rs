@@ -6,17 +6,27 @@
 //! walked by hand (through `marked-yaml`) rather than deserialised, so that every field, unknown
 //! keys included, comes with its line.
 //!
+//! This module checks the file's structure only (YAML syntax, types, allowed and required keys,
+//! the file's non-empty `flavors` and `tenants`) and hands the values, each with its line and
+//! field, to the shared builder (`tenancy::build`), which validates them exactly as it validates
+//! Gantry's custom resources.
+//!
+//! In a cluster, flavors, cohorts and tenants are objects; the cluster-wide sections (`currency`,
+//! `timing`, `priorityClasses`, `kindPriorities`) stay in a settings file, read by
+//! [`parse_settings`].
+//!
 //! Units: quantities are GPUs (cores for `cpu`) with at most 3 decimals, or Kubernetes milli
 //! strings such as `"2500m"`, stored in milli-units; prices are per GPU-hour (core-hour for
 //! `cpu`) with at most 6 decimals, stored in micro-units; durations are whole seconds or a number
 //! with a unit: `90s`, `5m`, `2h`, `1d`. See `examples/tenants/` for annotated files.
 
-use super::{
-    Budget, Cohort, Flavor, FlavorQuota, Kind, Milli, PriorityClass, Seconds, Tenancy, Tenant, Timing, WhenExhausted,
+use super::build::{
+    self, At, Declared, Form, Origin, RawBudget, RawClass, RawCohort, RawFlavor, RawList, RawMap, RawQuota,
+    RawSettings, RawTenant, Refusal, Val,
 };
+use super::{Settings, Tenancy};
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{LoadError, LoaderOptions, Node};
-use std::collections::HashMap;
 use std::path::Path;
 
 /// A refused tenants file: where, which field, what is wrong and how to fix it.
@@ -47,49 +57,114 @@ type Res<T> = Result<T, TenantFileError>;
 
 /// Reads and parses the tenants file at `path`.
 pub fn load(path: &Path) -> Res<Tenancy> {
-    let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&file, &text),
-        Err(e) => Err(TenantFileError {
-            file,
-            line: None,
-            field: String::new(),
-            problem: format!("cannot read the tenants file: {e}; check the path"),
-        }),
-    }
+    load_with_settings(path).map(|(tenancy, _)| tenancy)
 }
 
 /// Parses and validates a tenants file; `file` is the name used in error messages.
 pub fn parse(file: &str, text: &str) -> Res<Tenancy> {
+    parse_with_settings(file, text).map(|(tenancy, _)| tenancy)
+}
+
+/// Reads and parses the tenants file at `path`, with its cluster-wide settings.
+pub fn load_with_settings(path: &Path) -> Res<(Tenancy, Settings)> {
+    read(path, "tenants file").and_then(|(file, text)| parse_with_settings(&file, &text))
+}
+
+/// Parses and validates a tenants file; returns also its cluster-wide settings (which the
+/// [`Tenancy`] keeps only in part: it has no cluster-wide class per kind).
+pub fn parse_with_settings(file: &str, text: &str) -> Res<(Tenancy, Settings)> {
     parse_tree(text).map_err(|e| TenantFileError { file: file.to_string(), ..e })
 }
 
-fn parse_tree(text: &str) -> Res<Tenancy> {
-    let options = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
-    let root = marked_yaml::parse_yaml_with_options(0, text, options).map_err(yaml_error)?;
-    let top = Obj::new(&root, "", TOP_KEYS)?;
-    let currency = match top.opt("currency") {
-        Some(node) => name_text(node, "currency")?,
-        None => "USD".to_string(),
-    };
-    let timing = top.opt("timing").map(timing).transpose()?.unwrap_or_default();
-    let flavors = flavors(&top)?;
-    let priority_classes = classes(&top)?;
-    let mut kinds = default_kind_classes(&priority_classes);
-    if let Some(node) = top.opt("kindPriorities") {
-        for (kind, class, _) in kind_map(node, "kindPriorities", &priority_classes)? {
-            kinds[kind.index()] = class;
-        }
+/// Reads and parses the settings file at `path`.
+pub fn load_settings(path: &Path) -> Res<Settings> {
+    read(path, "settings file").and_then(|(file, text)| parse_settings(&file, &text))
+}
+
+/// Parses and validates a settings file: a tenants file with only the cluster-wide sections
+/// (`currency`, `timing`, `priorityClasses`, `kindPriorities`), all optional, as a cluster keeps
+/// it beside its GpuFlavor, Cohort and Tenant objects. An empty file gives the defaults. The
+/// sections that are objects in a cluster (`flavors`, `cohorts`, `tenants`) are refused.
+pub fn parse_settings(file: &str, text: &str) -> Res<Settings> {
+    settings_tree(text).map_err(|e| TenantFileError { file: file.to_string(), ..e })
+}
+
+fn read(path: &Path, what: &str) -> Res<(String, String)> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((file, text)),
+        Err(e) => Err(TenantFileError {
+            file,
+            line: None,
+            field: String::new(),
+            problem: format!("cannot read the {what}: {e}; check the path"),
+        }),
     }
+}
+
+fn yaml(text: &str) -> Res<Node> {
+    let options = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
+    marked_yaml::parse_yaml_with_options(0, text, options).map_err(yaml_error)
+}
+
+fn parse_tree(text: &str) -> Res<(Tenancy, Settings)> {
+    let root = yaml(text)?;
+    let top = Obj::new(&root, "", TOP_KEYS)?;
+    let raw_settings = settings_raw(&top)?;
+    let flavors = flavors(&top)?;
     let cohorts = cohorts(&top)?;
-    let shared = Shared { flavors: &flavors, classes: &priority_classes, cohorts: &cohorts, kinds };
-    let tenants = tenants(&top, &shared)?;
-    Ok(Tenancy { flavors, cohorts, tenants, priority_classes, timing, currency })
+    let tenants = tenants(&top)?;
+    let settings = build::settings(&raw_settings, &FileForm).map_err(first)?;
+    let tenancy = build::tenancy(&settings, &flavors, &cohorts, &tenants, &FileForm).map_err(first)?;
+    Ok((tenancy, settings))
+}
+
+fn settings_tree(text: &str) -> Res<Settings> {
+    if text.lines().all(|l| matches!(l.trim_start().chars().next(), None | Some('#'))) {
+        return Ok(Settings::default());
+    }
+    let root = yaml(text)?;
+    if let Some(key) = root.as_mapping().and_then(|m| m.keys().find(|k| OBJECT_KEYS.contains(&k.as_str()))) {
+        let problem = format!(
+            "`{}` does not belong in the settings file: in a cluster, flavors, cohorts and tenants are \
+             GpuFlavor, Cohort and Tenant objects; remove the section and create the objects \
+             (`gantry crd --from-tenants FILE` prints a tenants file's as objects)",
+            key.as_str()
+        );
+        return Err(err(key_line(key), key.as_str(), problem));
+    }
+    let top = Obj::new(&root, "", SETTINGS_KEYS)?;
+    build::settings(&settings_raw(&top)?, &FileForm).map_err(first)
 }
 
 const TOP_KEYS: &[&str] = &["currency", "timing", "flavors", "priorityClasses", "kindPriorities", "cohorts", "tenants"];
+const SETTINGS_KEYS: &[&str] = &["currency", "timing", "priorityClasses", "kindPriorities"];
+const OBJECT_KEYS: &[&str] = &["flavors", "cohorts", "tenants"];
 const TENANT_KEYS: &[&str] =
     &["name", "namespaces", "cohort", "weight", "priorityClasses", "kindPriorities", "quotas", "prices", "budget"];
+
+/// The file's words for declaring a missing name.
+struct FileForm;
+
+impl Form for FileForm {
+    fn declare(&self, what: Declared) -> String {
+        let list = match what {
+            Declared::Flavor => "flavors",
+            Declared::Cohort => "cohorts",
+            Declared::PriorityClass => "priorityClasses",
+        };
+        format!("declare it under `{list}`")
+    }
+}
+
+/// The first refusal of the builder, as the file's error (the file reports one at a time).
+fn first(refusals: Vec<Refusal>) -> TenantFileError {
+    match refusals.into_iter().next() {
+        Some(Refusal { at: At { origin: Origin::Line(line), field }, problem }) => err(line, &field, problem),
+        Some(Refusal { at, problem }) => err(None, &at.item(), problem),
+        None => err(None, "", "refused without a reason; please report this"),
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Errors and YAML access
@@ -159,25 +234,28 @@ fn wrong_type(node: &Node, field: &str, want: &str) -> TenantFileError {
     err(line(node), field, format!("expected {want}, found {found}"))
 }
 
-/// The text of a single value.
-fn text<'a>(node: &'a Node, field: &str) -> Res<&'a str> {
+/// A single value, with its line and field, for the builder.
+fn val(node: &Node, field: &str) -> Res<Val> {
     match node {
-        Node::Scalar(s) => Ok(s.as_str().trim()),
+        Node::Scalar(s) => Ok(Val::new(s.as_str(), At::line(line(node), field))),
         _ => Err(wrong_type(node, field, "a single value")),
     }
 }
 
-/// A non-empty single value, as used for names.
-fn name_text(node: &Node, field: &str) -> Res<String> {
-    match text(node, field)? {
-        "" => fail(node, field, "is empty; give it a name"),
-        s => Ok(s.to_string()),
-    }
+/// The items of a list.
+fn list<'a>(node: &'a Node, field: &str) -> Res<&'a [Node]> {
+    node.as_sequence().map(|s| s.as_slice()).ok_or_else(|| wrong_type(node, field, "a list"))
+}
+
+/// A list of single values.
+fn val_list(node: &Node, field: &str) -> Res<RawList<Val>> {
+    let items = list(node, field)?.iter().enumerate().map(|(k, item)| val(item, &format!("{field}[{k}]")));
+    Ok(RawList { at: At::line(line(node), field), items: items.collect::<Res<_>>()? })
 }
 
 /// The items of a list that must have at least one; `hint` says what to put in it.
 fn nonempty_list<'a>(node: &'a Node, field: &str, hint: &str) -> Res<&'a [Node]> {
-    let items = node.as_sequence().ok_or_else(|| wrong_type(node, field, "a list"))?;
+    let items = list(node, field)?;
     if items.is_empty() {
         return fail(node, field, format!("the list is empty; {hint}"));
     }
@@ -189,29 +267,15 @@ fn entries<'a>(node: &'a Node, field: &str) -> Res<&'a MarkedMappingNode> {
     node.as_mapping().ok_or_else(|| wrong_type(node, field, "a mapping (key: value)"))
 }
 
-/// ` (did you mean `x`?)` when a candidate is a likely typo of `name`.
-fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    let close = candidates.into_iter().map(|c| (distance(&name.to_lowercase(), &c.to_lowercase()), c)).min();
-    match close {
-        Some((d, c)) if d <= 2 && d < name.chars().count() => format!(" (did you mean `{c}`?)"),
-        _ => String::new(),
+/// A mapping whose keys are names: each key (with its line) and its value read by `value`.
+fn name_map<T>(node: &Node, field: &str, value: impl Fn(&Node, &str) -> Res<T>) -> Res<RawMap<T>> {
+    let mut out = Vec::new();
+    for (key, node) in entries(node, field)?.iter() {
+        let field = join(field, key.as_str());
+        let name = Val::new(key.as_str(), At::line(key_line(key), &field));
+        out.push((name, value(node, &field)?));
     }
-}
-
-/// Levenshtein distance, for suggestions.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = i;
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != cb)).min(row[j] + 1).min(above + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
+    Ok(out)
 }
 
 /// A mapping whose keys have been checked against the allowed ones.
@@ -229,7 +293,7 @@ impl<'a> Obj<'a> {
             let problem = format!(
                 "unknown key `{}`{}; allowed keys here: {}",
                 key.as_str(),
-                suggest(key.as_str(), allowed.iter().copied()),
+                build::suggest(key.as_str(), allowed.iter().copied()),
                 allowed.join(", ")
             );
             return Err(err(key_line(key), &join(path, key.as_str()), problem));
@@ -239,6 +303,11 @@ impl<'a> Obj<'a> {
 
     fn field(&self, key: &str) -> String {
         join(&self.path, key)
+    }
+
+    /// Where the mapping is.
+    fn at(&self) -> At {
+        At::line(line(self.node), &self.path)
     }
 
     /// The value of `key`, `None` when absent or null.
@@ -251,501 +320,118 @@ impl<'a> Obj<'a> {
         let missing = || err(line(self.node), &self.field(key), format!("missing required key `{key}`; {hint}"));
         self.opt(key).ok_or_else(missing)
     }
-}
 
-/// Names declared in one list, to refuse duplicates.
-struct Names {
-    what: &'static str,
-    list: &'static str,
-    seen: HashMap<String, usize>,
-}
-
-impl Names {
-    fn new(what: &'static str, list: &'static str) -> Self {
-        Names { what, list, seen: HashMap::new() }
+    /// The single value of an optional key.
+    fn opt_val(&self, key: &str) -> Res<Option<Val>> {
+        self.opt(key).map(|n| val(n, &self.field(key))).transpose()
     }
 
-    /// The `name` of item `i`, read by `read`; refused when an earlier item has it.
-    fn add(&mut self, obj: &Obj, i: usize, read: fn(&Node, &str) -> Res<String>) -> Res<String> {
-        let node = obj.req("name", &format!("give the {} a name, e.g. `name: example`", self.what))?;
-        let name = read(node, &obj.field("name"))?;
-        if let Some(first) = self.seen.insert(name.clone(), i) {
-            let problem = format!(
-                "{} `{name}` is declared twice (also {}[{first}]); names must be unique, so rename or remove one",
-                self.what, self.list
-            );
-            return fail(node, &obj.field("name"), problem);
-        }
-        Ok(name)
+    /// The single value of a required key.
+    fn req_val(&self, key: &str, hint: &str) -> Res<Val> {
+        val(self.req(key, hint)?, &self.field(key))
     }
-}
 
-/// Index of the item named by `node` in `names`; `what` and `list` name the kind of item and the
-/// list that declares them, for the error.
-fn lookup<'n>(
-    node: &Node,
-    field: &str,
-    names: impl Iterator<Item = &'n str> + Clone,
-    what: &str,
-    list: &str,
-) -> Res<usize> {
-    let name = text(node, field)?;
-    if let Some(i) = names.clone().position(|n| n == name) {
-        return Ok(i);
-    }
-    let declared: Vec<&str> = names.clone().collect();
-    let problem = format!(
-        "unknown {what} `{name}`{}; declared: {}; declare it under `{list}` or fix the name",
-        suggest(name, names),
-        if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
-    );
-    fail(node, field, problem)
-}
-
-/// `lowercase alnum and '-', 1..=63 chars, alnum at both ends`, as Kubernetes namespaces.
-fn dns_label(node: &Node, field: &str) -> Res<String> {
-    let s = name_text(node, field)?;
-    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-    if s.len() <= 63 && s.chars().all(ok_char) && !s.starts_with('-') && !s.ends_with('-') {
-        return Ok(s);
-    }
-    let rule = "use 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit";
-    fail(node, field, format!("`{s}` is not a valid name; {rule}"))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Numbers
-
-/// A plain decimal (`12`, `-4`, `2.50`) as an integer scaled by 10^`places` (`2.5`, 3 -> 2500);
-/// `Err` says why not.
-fn decimal(s: &str, places: usize) -> Result<i128, &'static str> {
-    let (negative, digits) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    let frac = frac.trim_end_matches('0');
-    let all_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if (int.is_empty() && frac.is_empty()) || !all_digits(int) || !all_digits(frac) {
-        return Err("not a number");
-    }
-    if frac.len() > places {
-        return Err("too many decimals to count exactly");
-    }
-    if int.trim_start_matches('0').len() > 24 {
-        return Err("too large");
-    }
-    let padded = int.bytes().chain(frac.bytes()).chain(std::iter::repeat_n(b'0', places - frac.len()));
-    let value = padded.fold(0i128, |v, b| v * 10 + i128::from(b - b'0'));
-    Ok(if negative { -value } else { value })
-}
-
-/// A kind of fixed-point amount in the file.
-struct Amount {
-    /// Decimals kept: the stored integer is the amount times 10^places.
-    places: usize,
-    /// Whether Kubernetes milli strings (`"2500m"`) are accepted.
-    milli_suffix: bool,
-    plural: &'static str,
-    example: &'static str,
-}
-
-/// GPUs (cores for `cpu`), stored in milli-units.
-const QUANTITY: Amount = Amount {
-    places: 3,
-    milli_suffix: true,
-    plural: "quotas",
-    example: "a number of GPUs (cores for cpu) with at most 3 decimals, such as 2.5, or milli-units such as \"2500m\"",
-};
-/// Currency per GPU-hour (core-hour for `cpu`), stored in micro-units.
-const PRICE: Amount = Amount {
-    places: 6,
-    milli_suffix: false,
-    plural: "prices",
-    example: "a price per GPU-hour (core-hour for cpu) with at most 6 decimals, such as 2.40",
-};
-/// GPU-hours, stored in milli-units.
-const HOURS: Amount = Amount {
-    places: 3,
-    milli_suffix: false,
-    plural: "budgets",
-    example: "a number of GPU-hours with at most 3 decimals, such as 5000",
-};
-
-/// A non-negative fixed-point amount, scaled to an integer. `what` names it in messages.
-fn amount(node: &Node, field: &str, what: &str, kind: &Amount) -> Res<u64> {
-    let s = text(node, field)?;
-    let parsed = match s.strip_suffix('m') {
-        Some(milli) if kind.milli_suffix => decimal(milli, 0),
-        _ => decimal(s, kind.places),
-    };
-    let why = match parsed.map(u64::try_from) {
-        Ok(Ok(v)) => return Ok(v),
-        Ok(Err(_)) if s.starts_with('-') => {
-            return fail(node, field, format!("{what} is {s}; {} cannot be negative, use 0 or more", kind.plural))
-        }
-        Ok(Err(_)) => "too large",
-        Err(why) => why,
-    };
-    fail(node, field, format!("{what} is {s:?}: {why}; write {}", kind.example))
-}
-
-/// Milli-units as a plain number of GPUs or cores: 2500 -> "2.5".
-fn units(milli: Milli) -> String {
-    let frac = format!("{:03}", milli % 1000);
-    match frac.trim_end_matches('0') {
-        "" => format!("{}", milli / 1000),
-        frac => format!("{}.{frac}", milli / 1000),
-    }
-}
-
-fn int32(node: &Node, field: &str) -> Res<i32> {
-    let s = text(node, field)?;
-    match decimal(s, 0).map(i32::try_from) {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(_)) => fail(
-            node,
-            field,
-            format!("{s} is outside the 32-bit range {}..={}; use a smaller value", i32::MIN, i32::MAX),
-        ),
-        Err(_) => fail(node, field, format!("{s:?} is not a whole number; write one such as 500")),
-    }
-}
-
-fn weight(node: &Node, field: &str) -> Res<f64> {
-    let s = text(node, field)?;
-    match s.parse::<f64>() {
-        Ok(w) if w.is_finite() && w > 0.0 => Ok(w),
-        _ => {
-            let why = "it must be a number greater than 0 (shares of borrowed capacity follow it), e.g. 1";
-            fail(node, field, format!("weight is {s}; {why}"))
-        }
-    }
-}
-
-/// Whole seconds, or a whole number with a unit: `90s`, `5m`, `2h`, `1d`.
-fn duration(node: &Node, field: &str) -> Res<Seconds> {
-    let s = text(node, field)?;
-    let (number, unit) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
-        _ => (s, 's'),
-    };
-    let scale = "smhd".find(unit).and_then(|i| [1, 60, 3600, 86400].get(i).copied());
-    match (number.parse::<u32>(), scale) {
-        (Ok(n), Some(scale)) => Ok(Seconds::from(n) * scale),
-        _ => {
-            let how = "write whole seconds or a whole number with s, m, h or d, such as 90s, 5m, 2h, 1d";
-            fail(node, field, format!("{s:?} is not a duration; {how}"))
-        }
+    /// The `name` of a list item; `what` names the item in the hint.
+    fn name(&self, what: &str) -> Res<Val> {
+        self.req_val("name", &format!("give the {what} a name, e.g. `name: example`"))
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Sections
 
-fn timing(node: &Node) -> Res<Timing> {
-    let obj = Obj::new(node, "timing", &["reclaimWindow", "minRuntime"])?;
-    let get = |key: &str, default| obj.opt(key).map_or(Ok(default), |n| duration(n, &obj.field(key)));
-    let default = Timing::default();
-    Ok(Timing {
-        reclaim_window: get("reclaimWindow", default.reclaim_window)?,
-        min_runtime: get("minRuntime", default.min_runtime)?,
-    })
+fn settings_raw(top: &Obj) -> Res<RawSettings> {
+    let mut raw = RawSettings { currency: top.opt_val("currency")?, ..RawSettings::default() };
+    if let Some(node) = top.opt("timing") {
+        let obj = Obj::new(node, "timing", &["reclaimWindow", "minRuntime"])?;
+        raw.reclaim_window = obj.opt_val("reclaimWindow")?;
+        raw.min_runtime = obj.opt_val("minRuntime")?;
+    }
+    if let Some(node) = top.opt("priorityClasses") {
+        let mut classes = Vec::new();
+        for (i, item) in list(node, "priorityClasses")?.iter().enumerate() {
+            let obj = Obj::new(item, &format!("priorityClasses[{i}]"), &["name", "value"])?;
+            let name = obj.name("priority class")?;
+            let value = obj.req_val("value", "give the class a priority, e.g. `value: 500`")?;
+            classes.push(RawClass { at: obj.at(), name, value });
+        }
+        raw.priority_classes = Some(RawList { at: At::line(line(node), "priorityClasses"), items: classes });
+    }
+    if let Some(node) = top.opt("kindPriorities") {
+        raw.kind_priorities = name_map(node, "kindPriorities", val)?;
+    }
+    Ok(raw)
 }
 
-fn flavors(top: &Obj) -> Res<Vec<Flavor>> {
+fn flavors(top: &Obj) -> Res<Vec<RawFlavor>> {
     let hint = "list the GPU models (and `cpu`) that quotas are given in, e.g. `flavors: [{name: A100}]`";
     let items = nonempty_list(top.req("flavors", hint)?, "flavors", hint)?;
-    let mut names = Names::new("flavor", "flavors");
     let mut flavors = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let obj = Obj::new(item, &format!("flavors[{i}]"), &["name", "price"])?;
-        let name = names.add(&obj, i, name_text)?;
-        let price = obj.opt("price").map_or(Ok(0), |n| amount(n, &obj.field("price"), "price", &PRICE))?;
-        flavors.push(Flavor { name, price_micros: price });
+        flavors.push(RawFlavor { at: obj.at(), name: obj.name("flavor")?, key: None, price: obj.opt_val("price")? });
     }
     Ok(flavors)
 }
 
-/// The declared priority classes, or the built-in ones named after the kinds.
-fn classes(top: &Obj) -> Res<Vec<PriorityClass>> {
-    let Some(node) = top.opt("priorityClasses") else {
-        let builtin = |k: Kind| PriorityClass { name: k.name().to_string(), value: k.default_priority() };
-        return Ok(Kind::ALL.into_iter().map(builtin).collect());
-    };
-    let hint = "list at least one class, or remove the key to use the built-in classes";
-    let items = nonempty_list(node, "priorityClasses", hint)?;
-    let mut names = Names::new("priority class", "priorityClasses");
-    let mut classes = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let obj = Obj::new(item, &format!("priorityClasses[{i}]"), &["name", "value"])?;
-        let name = names.add(&obj, i, name_text)?;
-        let value = int32(obj.req("value", "give the class a priority, e.g. `value: 500`")?, &obj.field("value"))?;
-        classes.push(PriorityClass { name, value });
-    }
-    Ok(classes)
-}
-
-/// Per kind: the class named after it, else the class whose value is closest to the kind's
-/// default priority (ties to the lower value).
-fn default_kind_classes(classes: &[PriorityClass]) -> [usize; 5] {
-    Kind::ALL.map(|kind| {
-        let distance = |c: &PriorityClass| ((i64::from(c.value) - i64::from(kind.default_priority())).abs(), c.value);
-        let closest = (0..classes.len()).min_by_key(|&i| distance(&classes[i]));
-        classes.iter().position(|c| c.name == kind.name()).or(closest).unwrap_or(0)
-    })
-}
-
-/// The entries of a `kindPriorities` mapping: kind, class index and the value's node.
-fn kind_map<'a>(node: &'a Node, field: &str, classes: &[PriorityClass]) -> Res<Vec<(Kind, usize, &'a Node)>> {
-    let kinds = || Kind::ALL.into_iter().map(Kind::name);
-    let mut out = Vec::new();
-    for (key, value) in entries(node, field)?.iter() {
-        let field = join(field, key.as_str());
-        let Some(kind) = Kind::parse(key.as_str()) else {
-            let list = kinds().collect::<Vec<_>>().join(", ");
-            let problem =
-                format!("unknown kind `{}`{}; kinds are: {list}", key.as_str(), suggest(key.as_str(), kinds()));
-            return Err(err(key_line(key), &field, problem));
-        };
-        let class =
-            lookup(value, &field, classes.iter().map(|c| c.name.as_str()), "priority class", "priorityClasses")?;
-        out.push((kind, class, value));
-    }
-    Ok(out)
-}
-
-fn cohorts(top: &Obj) -> Res<Vec<Cohort>> {
+fn cohorts(top: &Obj) -> Res<Vec<RawCohort>> {
     let Some(node) = top.opt("cohorts") else { return Ok(Vec::new()) };
-    let items = node.as_sequence().ok_or_else(|| wrong_type(node, "cohorts", "a list"))?;
-    let mut names = Names::new("cohort", "cohorts");
-    let mut cohorts = Vec::with_capacity(items.len());
-    let mut parents = Vec::new();
-    for (i, item) in items.iter().enumerate() {
+    let mut cohorts = Vec::new();
+    for (i, item) in list(node, "cohorts")?.iter().enumerate() {
         let obj = Obj::new(item, &format!("cohorts[{i}]"), &["name", "parent"])?;
-        cohorts.push(Cohort { name: names.add(&obj, i, name_text)?, parent: None });
-        if let Some(parent) = obj.opt("parent") {
-            parents.push((i, parent, obj.field("parent")));
-        }
-    }
-    for (i, parent, field) in &parents {
-        let index = lookup(parent, field, cohorts.iter().map(|c| c.name.as_str()), "cohort", "cohorts")?;
-        cohorts[*i].parent = Some(index);
-    }
-    for (i, parent, field) in &parents {
-        if let Some(cycle) = cycle_from(&cohorts, *i) {
-            let names: Vec<&str> = cycle.iter().filter_map(|&c| cohorts.get(c)).map(|c| c.name.as_str()).collect();
-            return fail(parent, field, format!("cohort cycle: {}; remove one parent", names.join(" -> ")));
-        }
+        cohorts.push(RawCohort { at: obj.at(), name: obj.name("cohort")?, parent: obj.opt_val("parent")? });
     }
     Ok(cohorts)
 }
 
-/// The chain of parents from `start` back to itself, when `start` is on a cycle.
-fn cycle_from(cohorts: &[Cohort], start: usize) -> Option<Vec<usize>> {
-    let mut chain = vec![start];
-    let mut at = cohorts.get(start)?.parent?;
-    while chain.len() <= cohorts.len() {
-        chain.push(at);
-        if at == start {
-            return Some(chain);
-        }
-        at = cohorts.get(at)?.parent?;
-    }
-    None
-}
-
-// ---------------------------------------------------------------------------------------------
-// Tenants
-
-/// What tenants refer to, declared earlier in the file.
-struct Shared<'a> {
-    flavors: &'a [Flavor],
-    classes: &'a [PriorityClass],
-    cohorts: &'a [Cohort],
-    /// File-wide class per kind.
-    kinds: [usize; 5],
-}
-
-impl Shared<'_> {
-    fn class(&self, node: &Node, field: &str) -> Res<usize> {
-        lookup(node, field, self.classes.iter().map(|c| c.name.as_str()), "priority class", "priorityClasses")
-    }
-
-    /// A per-flavor list from the mapping under `key` (flavor name -> value), starting from
-    /// `init`; flavors must be declared.
-    fn per_flavor<T>(
-        &self,
-        obj: &Obj,
-        key: &str,
-        mut init: Vec<T>,
-        value: impl Fn(&Node, &str) -> Res<T>,
-    ) -> Res<Vec<T>> {
-        let Some(node) = obj.opt(key) else { return Ok(init) };
-        for (flavor, node) in entries(node, &obj.field(key))?.iter() {
-            let field = join(&obj.field(key), flavor.as_str());
-            let names = self.flavors.iter().map(|f| f.name.as_str());
-            let f = lookup(&Node::from(flavor.clone()), &field, names, "flavor", "flavors")?;
-            if let Some(slot) = init.get_mut(f) {
-                *slot = value(node, &field)?;
-            }
-        }
-        Ok(init)
-    }
-}
-
-fn tenants(top: &Obj, shared: &Shared) -> Res<Vec<Tenant>> {
+fn tenants(top: &Obj) -> Res<Vec<RawTenant>> {
     let hint = "list at least one tenant, e.g. `tenants: [{name: team-a, namespaces: [team-a]}]`";
     let items = nonempty_list(top.req("tenants", hint)?, "tenants", hint)?;
-    let mut names = Names::new("tenant", "tenants");
-    let mut owners = HashMap::new();
-    let mut tenants: Vec<Tenant> = Vec::with_capacity(items.len());
+    let mut tenants = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let obj = Obj::new(item, &format!("tenants[{i}]"), TENANT_KEYS)?;
-        let name = names.add(&obj, i, dns_label)?;
-        let namespaces = namespaces(&obj, &name, &mut owners, &tenants)?;
-        tenants.push(tenant(&obj, name, namespaces, shared)?);
+        tenants.push(tenant(&Obj::new(item, &format!("tenants[{i}]"), TENANT_KEYS)?)?);
     }
     Ok(tenants)
 }
 
-/// The tenant's namespaces, each claimed in `owners` (namespace -> tenant index).
-fn namespaces(obj: &Obj, name: &str, owners: &mut HashMap<String, usize>, earlier: &[Tenant]) -> Res<Vec<String>> {
+fn tenant(obj: &Obj) -> Res<RawTenant> {
+    let name = obj.name("tenant")?;
     let hint = "list the Kubernetes namespaces whose workloads belong to this tenant, e.g. `namespaces: [team-a]`";
-    let field = obj.field("namespaces");
-    let items = nonempty_list(obj.req("namespaces", hint)?, &field, hint)?;
-    let mut out = Vec::with_capacity(items.len());
-    for (k, item) in items.iter().enumerate() {
-        let field = format!("{field}[{k}]");
-        let ns = dns_label(item, &field)?;
-        if let Some(&owner) = owners.get(&ns) {
-            let problem = match earlier.get(owner) {
-                Some(other) => format!(
-                    "namespace `{ns}` belongs to both tenant `{}` (tenants[{owner}]) and tenant `{name}`; \
-                     a namespace may belong to one tenant only, so remove it from one of them",
-                    other.name
-                ),
-                None => format!("namespace `{ns}` is listed twice for tenant `{name}`; remove one"),
-            };
-            return fail(item, &field, problem);
-        }
-        owners.insert(ns.clone(), earlier.len());
-        out.push(ns);
-    }
-    Ok(out)
-}
-
-fn tenant(obj: &Obj, name: String, namespaces: Vec<String>, shared: &Shared) -> Res<Tenant> {
-    let cohorts = shared.cohorts.iter().map(|c| c.name.as_str());
-    let cohort = obj.opt("cohort").map(|n| lookup(n, &obj.field("cohort"), cohorts, "cohort", "cohorts"));
-    let allowed_classes = allowed_classes(obj, shared)?;
-    let prices = shared.flavors.iter().map(|f| f.price_micros).collect();
-    Ok(Tenant {
+    let namespaces = val_list(obj.req("namespaces", hint)?, &obj.field("namespaces"))?;
+    let map = |key: &str, value: fn(&Node, &str) -> Res<_>| {
+        obj.opt(key).map_or(Ok(Vec::new()), |node| name_map(node, &obj.field(key), value))
+    };
+    Ok(RawTenant {
+        at: obj.at(),
         name,
         namespaces,
-        cohort: cohort.transpose()?,
-        quotas: shared.per_flavor(obj, "quotas", vec![FlavorQuota::default(); shared.flavors.len()], quota)?,
-        weight: obj.opt("weight").map_or(Ok(1.0), |n| weight(n, &obj.field("weight")))?,
-        kind_classes: kind_classes(obj, shared, &allowed_classes)?,
-        allowed_classes,
-        prices_micros: shared.per_flavor(obj, "prices", prices, |n, field| amount(n, field, "price", &PRICE))?,
+        cohort: obj.opt_val("cohort")?,
+        weight: obj.opt_val("weight")?,
+        priority_classes: obj.opt("priorityClasses").map(|n| val_list(n, &obj.field("priorityClasses"))).transpose()?,
+        kind_priorities: map("kindPriorities", val)?,
+        quotas: obj.opt("quotas").map_or(Ok(Vec::new()), |node| name_map(node, &obj.field("quotas"), quota))?,
+        prices: map("prices", val)?,
         budget: obj.opt("budget").map(|n| budget(n, &obj.field("budget"))).transpose()?,
     })
 }
 
-fn allowed_classes(obj: &Obj, shared: &Shared) -> Res<Vec<usize>> {
-    let Some(node) = obj.opt("priorityClasses") else { return Ok((0..shared.classes.len()).collect()) };
-    let field = obj.field("priorityClasses");
-    let items = nonempty_list(node, &field, "list at least one class, or remove the key to allow them all")?;
-    let mut allowed = Vec::with_capacity(items.len());
-    for (k, item) in items.iter().enumerate() {
-        let field = format!("{field}[{k}]");
-        let class = shared.class(item, &field)?;
-        if allowed.contains(&class) {
-            return fail(item, &field, "this class is listed twice; remove one");
-        }
-        allowed.push(class);
-    }
-    Ok(allowed)
-}
-
-/// The class per kind: the tenant's override, else the file-wide one; each must be allowed.
-fn kind_classes(obj: &Obj, shared: &Shared, allowed: &[usize]) -> Res<[usize; 5]> {
-    let mut kinds = shared.kinds;
-    let mut overrides = [None; 5];
-    let field = obj.field("kindPriorities");
-    if let Some(node) = obj.opt("kindPriorities") {
-        for (kind, class, at) in kind_map(node, &field, shared.classes)? {
-            kinds[kind.index()] = class;
-            overrides[kind.index()] = Some(at);
-        }
-    }
-    let Some(kind) = Kind::ALL.into_iter().find(|k| !allowed.contains(&kinds[k.index()])) else { return Ok(kinds) };
-    let class = shared.classes.get(kinds[kind.index()]).map_or("?", |c| c.name.as_str());
-    let names: Vec<&str> = allowed.iter().filter_map(|&c| shared.classes.get(c)).map(|c| c.name.as_str()).collect();
-    let names = names.join(", ");
-    let classes_field = obj.field("priorityClasses");
-    match overrides[kind.index()] {
-        Some(at) => {
-            let problem = format!(
-                "class `{class}` is not in this tenant's priorityClasses ({names}); \
-                 add `{class}` to {classes_field} or choose one of those"
-            );
-            fail(at, &join(&field, kind.name()), problem)
-        }
-        None => {
-            let problem = format!(
-                "kind {kind} runs at class `{class}` by default, which this tenant may not use (allowed: {names}); \
-                 add `{class}` to priorityClasses or set kindPriorities.{kind} to one of the allowed classes"
-            );
-            Err(err(obj.opt("priorityClasses").and_then(line), &classes_field, problem))
-        }
-    }
-}
-
-fn quota(node: &Node, field: &str) -> Res<FlavorQuota> {
+fn quota(node: &Node, field: &str) -> Res<RawQuota> {
     if let Node::Scalar(s) = node {
         let problem = format!("expected a mapping, found a single value; write `{{nominal: {}}}`", s.as_str());
         return fail(node, field, problem);
     }
     let obj = Obj::new(node, field, &["nominal", "borrowingLimit", "lendingLimit"])?;
-    let get = |key: &str| obj.opt(key).map(|n| amount(n, &obj.field(key), key, &QUANTITY)).transpose();
-    let nominal = obj.req("nominal", "give the guaranteed amount, e.g. `nominal: 8`")?;
-    let nominal = amount(nominal, &obj.field("nominal"), "nominal", &QUANTITY)?;
-    let quota = FlavorQuota { nominal, borrowing_limit: get("borrowingLimit")?, lending_limit: get("lendingLimit")? };
-    match (quota.lending_limit, obj.opt("lendingLimit")) {
-        (Some(lend), Some(at)) if lend > nominal => {
-            let problem = format!(
-                "lendingLimit {} is above nominal {}; a tenant can lend at most its nominal quota, \
-                 so lower lendingLimit or raise nominal",
-                units(lend),
-                units(nominal)
-            );
-            fail(at, &obj.field("lendingLimit"), problem)
-        }
-        _ => Ok(quota),
-    }
+    Ok(RawQuota {
+        nominal: obj.req_val("nominal", "give the guaranteed amount, e.g. `nominal: 8`")?,
+        borrowing_limit: obj.opt_val("borrowingLimit")?,
+        lending_limit: obj.opt_val("lendingLimit")?,
+    })
 }
 
-fn budget(node: &Node, field: &str) -> Res<Budget> {
+fn budget(node: &Node, field: &str) -> Res<RawBudget> {
     let obj = Obj::new(node, field, &["gpuHoursPerMonth", "whenExhausted"])?;
-    let (hours, hours_field) =
-        (obj.req("gpuHoursPerMonth", "e.g. `gpuHoursPerMonth: 5000`")?, obj.field("gpuHoursPerMonth"));
-    let milli_hours = amount(hours, &hours_field, "gpuHoursPerMonth", &HOURS)?;
-    let Some(milli_gpu_seconds) = milli_hours.checked_mul(3600) else {
-        return fail(hours, &hours_field, "the budget is too large; use a smaller number");
-    };
-    let when_exhausted = match obj.opt("whenExhausted") {
-        None => WhenExhausted::IdleOnly,
-        Some(n) => match text(n, &obj.field("whenExhausted"))? {
-            "idle-only" => WhenExhausted::IdleOnly,
-            "refuse" => WhenExhausted::Refuse,
-            other => {
-                let problem =
-                    format!("unknown value `{other}`; write `idle-only` (run only on idle capacity) or `refuse`");
-                return fail(n, &obj.field("whenExhausted"), problem);
-            }
-        },
-    };
-    Ok(Budget { milli_gpu_seconds, when_exhausted })
+    Ok(RawBudget {
+        gpu_hours_per_month: obj.req_val("gpuHoursPerMonth", "e.g. `gpuHoursPerMonth: 5000`")?,
+        when_exhausted: obj.opt_val("whenExhausted")?,
+    })
 }

@@ -1,0 +1,345 @@
+//! Between the objects and a [`Tenancy`].
+//!
+//! [`tenancy_from`] builds the tenancy the scheduler works with from the GpuFlavor, Cohort and
+//! Tenant objects plus the cluster-wide [`Settings`] (currency, timing, priority classes, class per
+//! kind: they have no object and come from the settings file, see
+//! `gantry_core::tenancy::file::parse_settings`). It hands the objects' values to the same builder
+//! as the tenants file, so both accept and refuse the same things in the same words; a refusal
+//! names the object and field instead of the line ([`CrdError`]).
+//!
+//! Names: a flavor's name in the tenancy is its GpuFlavor's `spec.model` (what nodes report, as
+//! `Tenancy::bind` needs); tenants' `quotas` and `prices` name flavors by their GpuFlavor's object
+//! name. Cohorts and tenants are named by their object names.
+//!
+//! [`tenancy_to_objects`] goes the other way, for moving a tenants file into a cluster, and
+//! [`objects_yaml`] renders the objects for `kubectl apply -f`.
+
+use crate::{Budget, Cohort, CohortSpec, FlavorQuota, GpuFlavor, GpuFlavorSpec, Tenant, TenantSpec};
+use gantry_core::tenancy::build::{
+    self, At, Declared, Form, Origin, RawBudget, RawCohort, RawFlavor, RawList, RawQuota, RawTenant, Refusal, Val,
+};
+use gantry_core::tenancy::{self as core, Kind, Settings, Tenancy, WhenExhausted};
+use std::collections::BTreeMap;
+
+/// A refused object: which object and field, what is wrong and how to fix it.
+///
+/// Displays as `{kind} {name}: {field}: {problem}`, e.g.
+/// `Tenant team-a: spec.quotas.a100.borrowingLimit: borrowingLimit is -2; quotas cannot be
+/// negative, use 0 or more`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {}: {}{problem}", if .name.is_empty() { "(no name)" } else { .name.as_str() }, field_prefix(.field))]
+pub struct CrdError {
+    /// `GpuFlavor`, `Cohort` or `Tenant`.
+    pub kind: String,
+    /// The object's name; empty when it has none.
+    pub name: String,
+    /// The field path in the object, such as `spec.quotas.a100.nominal`.
+    pub field: String,
+    pub problem: String,
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
+}
+
+const GPU_FLAVOR: &str = "GpuFlavor";
+const COHORT: &str = "Cohort";
+const TENANT: &str = "Tenant";
+
+/// The objects' words for declaring a missing name.
+struct ObjectForm;
+
+impl Form for ObjectForm {
+    fn declare(&self, what: Declared) -> String {
+        match what {
+            Declared::Flavor => "create a GpuFlavor of that name".to_string(),
+            Declared::Cohort => "create a Cohort of that name".to_string(),
+            Declared::PriorityClass => "declare it under `priorityClasses` in Gantry's settings file".to_string(),
+        }
+    }
+}
+
+/// Builds the tenancy from the objects under the cluster-wide `settings`, with the validation and
+/// defaults of the tenants file. Flavors, cohorts and tenants are ordered by object name, so the
+/// same objects in any order give the same tenancy. No objects at all is a valid, empty tenancy.
+///
+/// Refusals: every one found, objects in name order, each naming its object and field.
+pub fn tenancy_from(
+    settings: &Settings,
+    flavors: &[GpuFlavor],
+    cohorts: &[Cohort],
+    tenants: &[Tenant],
+) -> Result<Tenancy, Vec<CrdError>> {
+    let mut errors = Vec::new();
+    let flavors = by_name(flavors, GPU_FLAVOR, |f| f.metadata.name.as_deref(), &mut errors);
+    let cohorts = by_name(cohorts, COHORT, |c| c.metadata.name.as_deref(), &mut errors);
+    let tenants = by_name(tenants, TENANT, |t| t.metadata.name.as_deref(), &mut errors);
+    let flavors: Vec<RawFlavor> = flavors.into_iter().map(|(name, f)| raw_flavor(name, &f.spec)).collect();
+    let cohorts: Vec<RawCohort> = cohorts.into_iter().map(|(name, c)| raw_cohort(name, &c.spec)).collect();
+    let tenants: Vec<RawTenant> = tenants.into_iter().map(|(name, t)| raw_tenant(name, &t.spec)).collect();
+    match build::tenancy(settings, &flavors, &cohorts, &tenants, &ObjectForm) {
+        Ok(tenancy) if errors.is_empty() => Ok(tenancy),
+        Ok(_) => Err(errors),
+        Err(refusals) => {
+            errors.extend(refusals.into_iter().map(crd_error));
+            Err(errors)
+        }
+    }
+}
+
+/// The named objects in order of name; an object without a name is refused.
+fn by_name<'a, T>(
+    objects: &'a [T],
+    kind: &str,
+    name: impl Fn(&T) -> Option<&str>,
+    errors: &mut Vec<CrdError>,
+) -> Vec<(&'a str, &'a T)> {
+    let mut named = Vec::with_capacity(objects.len());
+    for object in objects {
+        match name(object) {
+            Some(n) => named.push((n, object)),
+            None => errors.push(CrdError {
+                kind: kind.to_string(),
+                name: String::new(),
+                field: "metadata.name".to_string(),
+                problem: "the object has no name; give it one".to_string(),
+            }),
+        }
+    }
+    named.sort_by_key(|&(n, _)| n);
+    named
+}
+
+fn crd_error(refusal: Refusal) -> CrdError {
+    let Refusal { at: At { origin, field }, problem } = refusal;
+    match origin {
+        Origin::Object { kind, name } => CrdError { kind, name, field, problem },
+        Origin::Line(_) => CrdError { kind: String::new(), name: String::new(), field, problem },
+    }
+}
+
+fn raw_flavor(name: &str, spec: &GpuFlavorSpec) -> RawFlavor {
+    let at = |field: &str| At::object(GPU_FLAVOR, name, field);
+    RawFlavor {
+        at: at(""),
+        name: Val::new(&spec.model, at("spec.model")),
+        key: Some(Val::new(name, at("metadata.name"))),
+        price: spec.price.as_ref().map(|p| Val::new(p, at("spec.price"))),
+    }
+}
+
+fn raw_cohort(name: &str, spec: &CohortSpec) -> RawCohort {
+    let at = |field: &str| At::object(COHORT, name, field);
+    RawCohort {
+        at: at(""),
+        name: Val::new(name, at("metadata.name")),
+        parent: spec.parent.as_ref().map(|p| Val::new(p, at("spec.parent"))),
+    }
+}
+
+fn raw_tenant(name: &str, spec: &TenantSpec) -> RawTenant {
+    let at = |field: &str| At::object(TENANT, name, field);
+    let list = |field: &str, items: &[String]| RawList {
+        at: at(field),
+        items: items.iter().enumerate().map(|(k, v)| Val::new(v, at(&format!("{field}[{k}]")))).collect(),
+    };
+    let map = |field: &str, m: &BTreeMap<String, String>| {
+        let entry = |(k, v): (&String, &String)| {
+            let at = at(&format!("{field}.{k}"));
+            (Val::new(k, at.clone()), Val::new(v, at))
+        };
+        m.iter().map(entry).collect()
+    };
+    let quota = |(flavor, q): (&String, &FlavorQuota)| {
+        let field = format!("spec.quotas.{flavor}");
+        let val = |key: &str, v: &String| Val::new(v, at(&format!("{field}.{key}")));
+        let quota = RawQuota {
+            nominal: val("nominal", &q.nominal),
+            borrowing_limit: q.borrowing_limit.as_ref().map(|v| val("borrowingLimit", v)),
+            lending_limit: q.lending_limit.as_ref().map(|v| val("lendingLimit", v)),
+        };
+        (Val::new(flavor, at(&field)), quota)
+    };
+    let budget = |b: &Budget| RawBudget {
+        gpu_hours_per_month: Val::new(&b.gpu_hours_per_month, at("spec.budget.gpuHoursPerMonth")),
+        when_exhausted: b.when_exhausted.as_ref().map(|w| Val::new(w, at("spec.budget.whenExhausted"))),
+    };
+    RawTenant {
+        at: at(""),
+        name: Val::new(name, at("metadata.name")),
+        namespaces: list("spec.namespaces", &spec.namespaces),
+        cohort: spec.cohort.as_ref().map(|c| Val::new(c, at("spec.cohort"))),
+        // f64's Display is the shortest text that reads back as the same number.
+        weight: spec.weight.map(|w| Val::new(w.to_string(), at("spec.weight"))),
+        priority_classes: spec.priority_classes.as_ref().map(|c| list("spec.priorityClasses", c)),
+        kind_priorities: map("spec.kindPriorities", &spec.kind_priorities),
+        quotas: spec.quotas.iter().map(quota).collect(),
+        prices: map("spec.prices", &spec.prices),
+        budget: spec.budget.as_ref().map(budget),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// From a tenancy to objects
+
+/// The objects of a tenancy: flavors, cohorts and tenants, each in order of name.
+pub type TenancyObjects = (Vec<GpuFlavor>, Vec<Cohort>, Vec<Tenant>);
+
+/// The GpuFlavor name for a flavor (a GPU model): lowercase letters, digits and '-', as object
+/// names must be: `A100` -> `a100`, `NVIDIA A100-SXM4-80GB` -> `nvidia-a100-sxm4-80gb`.
+pub fn flavor_object_name(model: &str) -> String {
+    let mut name = String::with_capacity(model.len());
+    for c in model.chars().map(|c| c.to_ascii_lowercase()) {
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' };
+        if !(c == '-' && (name.is_empty() || name.ends_with('-'))) {
+            name.push(c);
+        }
+    }
+    name.truncate(63);
+    let name = name.trim_end_matches('-');
+    if name.is_empty() {
+        "flavor".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// The objects that declare `tenancy` in a cluster whose settings file holds `settings` (those
+/// of the tenants file it came from: `file::parse_with_settings`). Built back with
+/// [`tenancy_from`] under the same settings they give the same tenancy, up to order (objects come
+/// in name order). Defaults are left out: a tenant's quota of 0, its price when it is the
+/// flavor's, weight 1, every class allowed, the cluster-wide class of a kind.
+///
+/// Refused, naming what to rename in the tenants file: a cohort whose name cannot be an object
+/// name, two flavors whose models give the same object name.
+pub fn tenancy_to_objects(
+    tenancy: &Tenancy,
+    settings: &Settings,
+) -> Result<TenancyObjects, String> {
+    let mut keys: Vec<String> = Vec::with_capacity(tenancy.flavors.len());
+    for flavor in &tenancy.flavors {
+        let key = flavor_object_name(&flavor.name);
+        if let Some(other) = keys.iter().position(|k| *k == key).and_then(|i| tenancy.flavors.get(i)) {
+            return Err(format!(
+                "flavors `{}` and `{}` would both be the GpuFlavor `{key}` (object names are lowercase letters, \
+                 digits and '-'); rename one of them",
+                other.name, flavor.name
+            ));
+        }
+        keys.push(key);
+    }
+    for cohort in &tenancy.cohorts {
+        if !build::is_dns_label(&cohort.name) {
+            return Err(format!(
+                "cohort `{}` cannot be the name of a Cohort object; rename it (and its uses) to 1 to 63 \
+                 lowercase letters, digits and '-', starting and ending with a letter or digit",
+                cohort.name
+            ));
+        }
+    }
+    let mut flavors: Vec<GpuFlavor> = tenancy
+        .flavors
+        .iter()
+        .zip(&keys)
+        .map(|(f, key)| {
+            let price = (f.price_micros != 0).then(|| build::micro_text(f.price_micros));
+            GpuFlavor::new(key, GpuFlavorSpec { model: f.name.clone(), price })
+        })
+        .collect();
+    let cohort_name = |c: Option<usize>| c.and_then(|c| tenancy.cohorts.get(c)).map(|c| c.name.clone());
+    let mut cohorts: Vec<Cohort> = tenancy
+        .cohorts
+        .iter()
+        .map(|c| Cohort::new(&c.name, CohortSpec { parent: cohort_name(c.parent) }))
+        .collect();
+    let mut tenants: Vec<Tenant> = tenancy
+        .tenants
+        .iter()
+        .map(|t| Tenant::new(&t.name, tenant_spec(t, tenancy, settings, &keys, cohort_name(t.cohort))))
+        .collect();
+    flavors.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    cohorts.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    tenants.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    Ok((flavors, cohorts, tenants))
+}
+
+fn tenant_spec(
+    t: &core::Tenant,
+    tenancy: &Tenancy,
+    settings: &Settings,
+    keys: &[String],
+    cohort: Option<String>,
+) -> TenantSpec {
+    let class_name = |classes: &[core::PriorityClass], i: usize| classes.get(i).map(|c| c.name.clone());
+    let all: Vec<usize> = (0..tenancy.priority_classes.len()).collect();
+    let priority_classes = (t.allowed_classes != all)
+        .then(|| t.allowed_classes.iter().filter_map(|&c| class_name(&tenancy.priority_classes, c)).collect());
+    let mut kind_priorities = BTreeMap::new();
+    for kind in Kind::ALL {
+        let class = t.kind_classes.get(kind.index()).and_then(|&c| class_name(&tenancy.priority_classes, c));
+        let default = settings.kind_classes.get(kind.index()).and_then(|&c| class_name(&settings.priority_classes, c));
+        if let Some(class) = class.filter(|c| Some(c) != default.as_ref()) {
+            kind_priorities.insert(kind.name().to_string(), class);
+        }
+    }
+    let mut quotas = BTreeMap::new();
+    let mut prices = BTreeMap::new();
+    for (f, (flavor, key)) in tenancy.flavors.iter().zip(keys).enumerate() {
+        if let Some(q) = t.quotas.get(f).filter(|q| **q != core::FlavorQuota::default()) {
+            let quota = FlavorQuota {
+                nominal: build::milli_text(q.nominal),
+                borrowing_limit: q.borrowing_limit.map(build::milli_text),
+                lending_limit: q.lending_limit.map(build::milli_text),
+            };
+            quotas.insert(key.clone(), quota);
+        }
+        if let Some(&price) = t.prices_micros.get(f).filter(|&&p| p != flavor.price_micros) {
+            prices.insert(key.clone(), build::micro_text(price));
+        }
+    }
+    let budget = t.budget.map(|b| Budget {
+        // The file counts GPU-hours to 3 decimals, so this is exact for a budget read from one.
+        gpu_hours_per_month: build::milli_text(b.milli_gpu_seconds / 3600),
+        when_exhausted: (b.when_exhausted == WhenExhausted::Refuse).then(|| "refuse".to_string()),
+    });
+    TenantSpec {
+        namespaces: t.namespaces.clone(),
+        cohort,
+        weight: (t.weight != 1.0).then_some(t.weight),
+        priority_classes,
+        kind_priorities,
+        quotas,
+        prices,
+        budget,
+    }
+}
+
+/// The objects as one stream of documents for `kubectl apply -f`: flavors, then cohorts, then
+/// tenants, each a JSON document (JSON is YAML) after a `---` line, with `apiVersion`, `kind` and
+/// `metadata.name`.
+pub fn objects_yaml(
+    flavors: &[GpuFlavor],
+    cohorts: &[Cohort],
+    tenants: &[Tenant],
+) -> Result<String, serde_json::Error> {
+    let mut out = String::from("# Gantry objects (gantry.dev/v1alpha1); apply with `kubectl apply -f`.\n");
+    let mut push = |doc: String| {
+        out.push_str("---\n");
+        out.push_str(&doc);
+        out.push('\n');
+    };
+    for f in flavors {
+        push(serde_json::to_string_pretty(f)?);
+    }
+    for c in cohorts {
+        push(serde_json::to_string_pretty(c)?);
+    }
+    for t in tenants {
+        push(serde_json::to_string_pretty(t)?);
+    }
+    Ok(out)
+}
