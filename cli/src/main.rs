@@ -27,11 +27,26 @@ enum Command {
     /// preemption, cost), compared with baselines in the same run.
     Simulate(SimulateArgs),
     /// Serve the kube-scheduler extender API (filter, prioritize, bind, preempt) plus /healthz,
-    /// /readyz and /metrics. Today only --standalone: nodes come from a node list file and binds
-    /// are kept in memory, for local trials, demos and load tests.
+    /// /readyz and /metrics, and run the queue controller.
+    ///
+    /// In a cluster (the default): nodes and pods are watched through the API server, one replica
+    /// (a Lease) admits workloads and evicts for preemption, every replica serves the extender.
+    /// With --standalone: no API server; nodes come from a node list file and binds are kept in
+    /// memory, for local trials, demos and load tests.
     Scheduler(scheduler::SchedulerArgs),
     /// Print Gantry's CustomResourceDefinitions (Tenant, Cohort, GpuFlavor) as YAML.
-    Crd,
+    ///
+    /// With --from-tenants FILE: print instead that tenants file's flavors, cohorts and tenants as
+    /// GpuFlavor, Cohort and Tenant objects, for `kubectl apply -f`.
+    Crd(CrdArgs),
+}
+
+#[derive(clap::Args)]
+struct CrdArgs {
+    /// A tenants file (see examples/tenants/) to print as objects. Its currency, timing,
+    /// priorityClasses and kindPriorities have no object: keep them in the cluster's settings file.
+    #[arg(long, value_name = "FILE")]
+    from_tenants: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -109,7 +124,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => run_simulate(args),
         Command::Scheduler(args) => scheduler::run(args),
-        Command::Crd => gantry_crds::definitions_yaml().map(|y| print!("{y}")).map_err(|e| format!("cannot render the definitions: {e}")),
+        Command::Crd(args) => run_crd(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,6 +133,28 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run_crd(args: CrdArgs) -> Result<(), String> {
+    let Some(file) = args.from_tenants else {
+        let yaml = gantry_crds::definitions_yaml().map_err(|e| format!("cannot render the definitions: {e}"))?;
+        print!("{yaml}");
+        return Ok(());
+    };
+    let (tenancy, settings) = gantry_core::tenancy::file::load_with_settings(&file).map_err(|e| e.to_string())?;
+    let (flavors, cohorts, tenants) =
+        gantry_crds::tenancy_to_objects(&tenancy, &settings).map_err(|e| format!("{}: {e}", file.display()))?;
+    let yaml = gantry_crds::objects_yaml(&flavors, &cohorts, &tenants)
+        .map_err(|e| format!("cannot render the objects: {e}"))?;
+    print!("{yaml}");
+    eprintln!(
+        "note: {} GpuFlavors, {} Cohorts, {} Tenants; the file's currency, timing, priorityClasses and \
+         kindPriorities are not objects: keep them in the cluster's settings file",
+        flavors.len(),
+        cohorts.len(),
+        tenants.len()
+    );
+    Ok(())
 }
 
 fn run_simulate(args: SimulateArgs) -> Result<(), String> {

@@ -1,28 +1,46 @@
-//! `gantry scheduler`: the extender service.
+//! `gantry scheduler`: the extender service and, in a cluster, the queue controller.
 
 use clap::Args;
-use gantry_core::model::PodRequest;
+use gantry_core::model::{Cluster, PodRequest};
+use gantry_core::queue::{Mode, Queue};
+use gantry_core::tenancy::file;
 use gantry_core::{PolicyKind, Scale, Scheduler};
 use gantry_scheduler::extender::Extender;
-use gantry_scheduler::server::router;
+use gantry_scheduler::runner::{self, Live, RunConfig, Tenants};
+use gantry_scheduler::server::{router_for, AppState};
+use gantry_serve::TlsFiles;
 use gantry_sim::trace::{parse_nodes, parse_pods};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct SchedulerArgs {
-    /// Run without an API server: nodes from --nodes, binds kept in memory. Required today (the
-    /// in-cluster mode, with watchers and the queue controller, is not built yet).
+    /// Run without an API server: nodes from --nodes, binds kept in memory.
     #[arg(long)]
     standalone: bool,
-    /// Node list CSV (sn,cpu_milli,memory_mib,gpu,model), as for `gantry simulate`.
+    /// Node list CSV (sn,cpu_milli,memory_mib,gpu,model), as for `gantry simulate` (--standalone).
+    #[arg(long, value_name = "FILE", required_if_eq("standalone", "true"))]
+    nodes: Option<PathBuf>,
+    /// Tenants file. In a cluster it replaces the Tenant, Cohort and GpuFlavor objects; with
+    /// --standalone it is checked against the nodes and its quotas are exported as metrics.
     #[arg(long, value_name = "FILE")]
-    nodes: PathBuf,
+    tenants: Option<PathBuf>,
+    /// Cluster-wide settings (currency, timing, priority classes) when tenants come from the
+    /// cluster's objects: a tenants file with only those sections. Default: the built-in ones.
+    #[arg(long, value_name = "FILE", conflicts_with = "tenants")]
+    settings: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8888")]
     listen: String,
     /// Path prefix of the verbs: the extender's urlPrefix path in KubeSchedulerConfiguration.
     #[arg(long, value_name = "PATH", default_value = "/scheduler")]
     prefix: String,
+    /// Serve HTTPS with this certificate (PEM, chain allowed); reloaded when the file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Placement policy for prioritize and GPU choice.
     #[arg(long, value_name = "POLICY", default_value = "gantry")]
     policy: PolicyKind,
@@ -30,6 +48,18 @@ pub struct SchedulerArgs {
     /// Default: a mix of 1-, 2-, 4- and 8-GPU pods and half-GPU pods at 8 cores per GPU.
     #[arg(long, value_name = "FILE")]
     pods: Option<PathBuf>,
+    /// Namespace of the leader-election Lease. Default: $POD_NAMESPACE, else gantry-system.
+    #[arg(long, value_name = "NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, value_name = "NAME", default_value = "gantry-scheduler")]
+    lease_name: String,
+    /// This replica's identity in the Lease. Default: $POD_NAME, else the host name.
+    #[arg(long, value_name = "NAME")]
+    identity: Option<String>,
+    /// Longest time between admission cycles, in seconds (cycles also follow every change).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    cycle_every: u64,
 }
 
 /// The workload assumed when none is given.
@@ -39,31 +69,94 @@ fn default_expected() -> Vec<PodRequest> {
     v
 }
 
+fn read(p: &PathBuf) -> Result<String, String> {
+    std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))
+}
+
 pub fn run(args: SchedulerArgs) -> Result<(), String> {
-    let SchedulerArgs { standalone, nodes, listen, prefix, policy, pods } = args;
-    if !standalone {
-        return Err("only --standalone is available today: add --standalone (nodes from --nodes, binds kept in memory)".into());
-    }
-    let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()));
-    let (models, node_list) = parse_nodes(&nodes.display().to_string(), &read(&nodes)?).map_err(|e| e.to_string())?;
-    let expected = match &pods {
-        Some(p) => parse_pods(&p.display().to_string(), &read(p)?, &models).map_err(|e| e.to_string())?.into_iter().map(|p| p.request).collect(),
-        None => default_expected(),
-    };
-    let cluster = gantry_core::model::Cluster::new(models, node_list);
-    let scheduler = Scheduler::new(policy.build(Scale::of(&cluster), &expected));
-    let count = cluster.nodes.len();
-    let app = router(Extender::new(cluster, scheduler), &prefix)?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        eprintln!("gantry scheduler: {count} nodes; extender at http://{addr}{prefix}/{{filter,prioritize,bind,preempt}}; metrics at http://{addr}/metrics");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .map_err(|e| format!("server error: {e}"))
+        if args.standalone {
+            standalone(args).await
+        } else {
+            in_cluster(args).await
+        }
     })
+}
+
+fn expected(args: &SchedulerArgs, models: &gantry_core::model::ModelCatalog) -> Result<Vec<PodRequest>, String> {
+    match &args.pods {
+        Some(p) => Ok(parse_pods(&p.display().to_string(), &read(p)?, models).map_err(|e| e.to_string())?.into_iter().map(|p| p.request).collect()),
+        None => Ok(default_expected()),
+    }
+}
+
+fn tls(args: &SchedulerArgs) -> Option<TlsFiles> {
+    Some(TlsFiles::new(args.tls_cert.clone()?, args.tls_key.clone()?))
+}
+
+async fn serve(args: &SchedulerArgs, state: std::sync::Arc<AppState>, what: &str) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+    eprintln!("gantry scheduler: {what}; extender at {scheme}://{addr}{}/{{filter,prioritize,bind,preempt}}; metrics at {scheme}://{addr}/metrics", args.prefix);
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    gantry_serve::serve(listener, router_for(state, &args.prefix), tls(args), shutdown).await.map_err(|e| e.to_string())
+}
+
+async fn standalone(args: SchedulerArgs) -> Result<(), String> {
+    let nodes = args.nodes.as_ref().ok_or("--standalone needs --nodes FILE (a node list CSV)")?;
+    let (models, node_list) = parse_nodes(&nodes.display().to_string(), &read(nodes)?).map_err(|e| e.to_string())?;
+    let expected = expected(&args, &models)?;
+    let cluster = Cluster::new(models, node_list);
+    let scheduler = || Scheduler::new(args.policy.build(Scale::of(&cluster), &expected));
+    let count = cluster.nodes.len();
+    let tenancy = args.tenants.as_ref().map(|p| file::load(p).map_err(|e| e.to_string())).transpose()?;
+    let state = AppState::new(Extender::new(cluster.clone(), scheduler()))?;
+    let mut what = format!("standalone, {count} nodes");
+    if let Some(t) = tenancy {
+        let tenants = t.tenants.len();
+        // The same check the queue makes: every flavor's model must exist among the nodes.
+        let queue = Queue::new(t, cluster.clone(), scheduler(), Mode::Quota, runner::now()).map_err(|e| format!("{}: {e}", args.tenants.as_ref().map_or(String::new(), |p| p.display().to_string())))?;
+        state.metrics.record_cycle(&queue, &[]);
+        what.push_str(&format!(", {tenants} tenants"));
+    }
+    serve(&args, state, &what).await
+}
+
+async fn in_cluster(args: SchedulerArgs) -> Result<(), String> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API server ({e}); run in a pod with a service account, set KUBECONFIG, or use --standalone"))?;
+    let tenants = match (&args.tenants, &args.settings) {
+        (Some(p), _) => Tenants::File(file::load(p).map_err(|e| e.to_string())?),
+        (None, Some(p)) => Tenants::Cluster(file::load_settings(p).map_err(|e| e.to_string())?),
+        (None, None) => Tenants::Cluster(Default::default()),
+    };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let identity = args.identity.clone().or_else(|| env("POD_NAME")).or_else(|| env("HOSTNAME")).unwrap_or_else(|| "gantry-scheduler".into());
+    let config = RunConfig {
+        lease_namespace: args.lease_namespace.clone().or_else(|| env("POD_NAMESPACE")).unwrap_or_else(|| "gantry-system".into()),
+        lease_name: args.lease_name.clone(),
+        identity,
+        tenants,
+        policy: args.policy,
+        expected: expected(&args, &Default::default())?,
+        cycle_every: Duration::from_secs(args.cycle_every.max(1)),
+    };
+    let state = AppState::new(Extender::new(Cluster::default(), Scheduler::new(args.policy.build(Scale::of(&Cluster::default()), &config.expected))))?;
+    state.set_ready(false);
+    let live = Live::new(state.clone());
+    let what = format!("in cluster as {}", config.identity);
+    let server = serve(&args, state, &what);
+    let controller = runner::run(client, live, config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    // Either ending ends the process; the other is dropped (its connections close).
+    tokio::select! {
+        r = server => r,
+        r = controller => r,
+    }
 }

@@ -9,13 +9,15 @@
 //! same run, as the baseline of what HTTP and JSON alone cost.
 
 use axum::body::Bytes;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
 use gantry_core::{PolicyKind, Scale, Scheduler};
 use gantry_scheduler::extender::Extender;
 use gantry_scheduler::server::router;
-use gantry_scheduler::wire::{parse, ExtenderArgs, ExtenderFilterResult, HostPriority, ARGS_KEYS};
+use gantry_scheduler::wire::{ExtenderArgs, ExtenderFilterResult, HostPriority};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -46,13 +48,16 @@ fn gantry_app(nodes: usize) -> Router {
 
 /// Parses the request like the real handler, then passes every node with score 0.
 fn passthrough_app() -> Router {
-    async fn filter(body: Bytes) -> Json<ExtenderFilterResult> {
-        let args: ExtenderArgs = parse(&body, ARGS_KEYS, "ExtenderArgs").unwrap_or_default();
-        Json(ExtenderFilterResult { node_names: args.node_names, failed_nodes: Some(Default::default()), ..Default::default() })
+    fn json(r: &impl serde::Serialize) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], serde_json::to_vec(r).unwrap()).into_response()
     }
-    async fn prioritize(body: Bytes) -> Json<Vec<HostPriority>> {
-        let args: ExtenderArgs = parse(&body, ARGS_KEYS, "ExtenderArgs").unwrap_or_default();
-        Json(args.node_names.unwrap_or_default().into_iter().map(|host| HostPriority { host, score: 0 }).collect())
+    async fn filter(body: Bytes) -> Response {
+        let args = ExtenderArgs::parse(&body).unwrap_or_default();
+        json(&ExtenderFilterResult { node_names: args.node_names, failed_nodes: Some(Default::default()), ..Default::default() })
+    }
+    async fn prioritize(body: Bytes) -> Response {
+        let args = ExtenderArgs::parse(&body).unwrap_or_default();
+        json(&args.node_names.unwrap_or_default().into_iter().map(|host| HostPriority { host, score: 0 }).collect::<Vec<_>>())
     }
     Router::new().route("/scheduler/filter", post(filter)).route("/scheduler/prioritize", post(prioritize))
 }

@@ -4,8 +4,14 @@
 //! - `Ungate`: one strategic-merge patch per pod that records the planned node and GPUs in the
 //!   `gantry.dev/placement` annotation and deletes Gantry's scheduling gate (gates merge by name);
 //! - `Evict`: the Eviction API, so PodDisruptionBudgets are honoured, then an Event saying why;
-//! - `Pending` and `Refused`: an Event on the pod through kube-runtime's recorder, which
-//!   deduplicates repeats into a count instead of a new Event each cycle.
+//! - `Pending`: the pod condition `gantry.dev/admitted` = False with the core's explanation (on
+//!   the `pods/status` subresource; conditions merge by type), and an Event through kube-runtime's
+//!   recorder, which folds repeats into a count. `kubectl describe pod` shows both. On admission
+//!   the condition turns True;
+//! - `Refused`: a Warning Event saying why the pod can never run as asked.
+//!
+//! The run loop calls `apply` only when a pod's message changes, so a waiting pod costs no API
+//! calls per cycle.
 
 use crate::controller::{Action, PodRef, SCHEDULING_GATE};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
@@ -17,6 +23,9 @@ use serde_json::json;
 /// Where the planned placement is recorded: `node` or `node:gpu,gpu`.
 pub const PLACEMENT_ANNOTATION: &str = "gantry.dev/placement";
 
+/// The pod condition that says whether Gantry's queue has admitted the pod, and why not yet.
+pub const ADMITTED_CONDITION: &str = "gantry.dev/admitted";
+
 /// The controller's name in Events and field managers.
 pub const MANAGER: &str = "gantry-scheduler";
 
@@ -27,6 +36,8 @@ pub enum AdapterError {
     Ungate { ns: String, name: String, source: kube::Error },
     #[error("cannot evict pod {ns}/{name}: {source}")]
     Evict { ns: String, name: String, source: kube::Error },
+    #[error("cannot set the {ADMITTED_CONDITION} condition of pod {ns}/{name}: {source}")]
+    Condition { ns: String, name: String, source: kube::Error },
     #[error("cannot record an event on pod {ns}/{name}: {source}")]
     Event { ns: String, name: String, source: kube::Error },
 }
@@ -57,6 +68,20 @@ pub fn placement_value(node: &str, gpus: &[u32]) -> String {
     }
 }
 
+/// Reads the placement annotation's value back: the node and the GPU indexes.
+pub fn parse_placement(value: &str) -> Result<(&str, Vec<u32>), String> {
+    let (node, gpus) = value.split_once(':').unwrap_or((value, ""));
+    if node.is_empty() {
+        return Err(format!("{PLACEMENT_ANNOTATION} {value:?} names no node"));
+    }
+    let gpus = gpus
+        .split(',')
+        .filter(|g| !g.is_empty())
+        .map(|g| g.trim().parse::<u32>().map_err(|_| format!("{PLACEMENT_ANNOTATION} {value:?}: GPU index {g:?} is not a number")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((node, gpus))
+}
+
 impl Adapter {
     pub fn new(client: Client, instance: Option<String>) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance });
@@ -70,6 +95,20 @@ impl Adapter {
         self.recorder.publish(&ev, &reference(pod)).await.map_err(|source| AdapterError::Event { ns: pod.namespace.clone(), name: pod.name.clone(), source })
     }
 
+    /// Sets the `gantry.dev/admitted` condition (status "True" or "False").
+    async fn condition(&self, pod: &PodRef, status: &str, reason: &str, message: &str) -> Result<(), AdapterError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now());
+        let patch = json!({"status": {"conditions": [{
+            "type": ADMITTED_CONDITION, "status": status, "reason": reason,
+            "message": message.chars().take(1000).collect::<String>(), "lastTransitionTime": now.to_string(),
+        }]}});
+        api.patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+            .map(|_| ())
+            .map_err(|source| AdapterError::Condition { ns: pod.namespace.clone(), name: pod.name.clone(), source })
+    }
+
     pub async fn apply(&self, action: &Action) -> Result<(), AdapterError> {
         match action {
             Action::Ungate { pod, node, gpus } => {
@@ -80,8 +119,8 @@ impl Adapter {
                 });
                 api.patch(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))
                     .await
-                    .map(|_| ())
-                    .map_err(|source| AdapterError::Ungate { ns: pod.namespace.clone(), name: pod.name.clone(), source })
+                    .map_err(|source| AdapterError::Ungate { ns: pod.namespace.clone(), name: pod.name.clone(), source })?;
+                self.condition(pod, "True", "Admitted", &format!("admitted by Gantry's queue; planned for node {node}")).await
             }
             Action::Evict { pod, message } => {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
@@ -90,7 +129,10 @@ impl Adapter {
                     .map_err(|source| AdapterError::Evict { ns: pod.namespace.clone(), name: pod.name.clone(), source })?;
                 self.event(pod, EventType::Normal, "GantryPreempted", message).await
             }
-            Action::Pending { pod, message } => self.event(pod, EventType::Normal, "GantryWaiting", message).await,
+            Action::Pending { pod, message } => {
+                self.condition(pod, "False", "Waiting", message).await?;
+                self.event(pod, EventType::Normal, "GantryWaiting", message).await
+            }
             Action::Refused { pod, message } => self.event(pod, EventType::Warning, "GantryRefused", message).await,
         }
     }

@@ -17,7 +17,8 @@
 //! (which queues with a new submission time).
 
 use crate::identity::identify;
-use crate::pod::parse_pod;
+use crate::node::parse_node;
+use crate::pod::{parse_pod, pod_finished};
 use gantry_core::model::Placement;
 use gantry_core::queue::{PodSet, Queue, Workload, WorkloadId};
 use gantry_core::tenancy::Seconds;
@@ -65,11 +66,14 @@ pub struct Controller {
     /// Pod UID → its gang's key, so that a pod's end finds its gang without a scan.
     by_uid: HashMap<String, String>,
     next_id: WorkloadId,
+    /// Pods the queue does not manage that hold room on a node: UID → the queue's external id.
+    external: HashMap<String, u64>,
+    next_external: u64,
 }
 
 impl Controller {
     pub fn new(queue: Queue) -> Self {
-        Controller { queue, gangs: HashMap::new(), by_id: HashMap::new(), by_uid: HashMap::new(), next_id: 1 }
+        Controller { queue, gangs: HashMap::new(), by_id: HashMap::new(), by_uid: HashMap::new(), next_id: 1, external: HashMap::new(), next_external: 0 }
     }
 
     pub fn queue(&self) -> &Queue {
@@ -131,7 +135,8 @@ impl Controller {
     /// Rebuilds the state after a restart from the pods the API server has: pods without Gantry's
     /// gate that carry its placement annotation are running workloads, taken back at their
     /// placements (so their quota is counted and nothing is admitted twice); gated pods queue
-    /// again. Their minimum runtime counts from the restart.
+    /// again; other pods running on nodes take their room. Their minimum runtime counts from the
+    /// restart. Nodes must have been given first ([`Controller::node_applied`]).
     pub fn rebuild(&mut self, pods: &[Value], now: Seconds) -> Vec<Action> {
         let mut actions = Vec::new();
         let mut admitted: Vec<(String, Vec<&Value>)> = Vec::new();
@@ -159,6 +164,10 @@ impl Controller {
         for pod in pods.iter().filter(|p| gated(p)) {
             actions.extend(self.pod_gated(pod, now));
         }
+        // Everything else running on a node takes room, not quota.
+        for pod in pods.iter().filter(|p| !gated(p)) {
+            actions.extend(self.pod_applied(pod, now));
+        }
         actions
     }
 
@@ -180,14 +189,9 @@ impl Controller {
         let mut placements = Vec::new();
         for (pod, view) in members.iter().zip(&views) {
             let value = pod["metadata"]["annotations"][crate::adapter::PLACEMENT_ANNOTATION].as_str().unwrap_or_default();
-            let (node_name, gpus) = value.split_once(':').unwrap_or((value, ""));
-            let node = self.queue.cluster().nodes.iter().position(|n| n.name == node_name).ok_or_else(|| format!("pod {}/{} is placed on unknown node {node_name}", view.namespace, view.name))?;
-            let gpus = gpus
-                .split(',')
-                .filter(|g| !g.is_empty())
-                .map(|g| g.parse::<u32>().map(|g| (g, view.request.gpu_milli)).map_err(|_| format!("bad GPU index {g:?} in {value:?}")))
-                .collect::<Result<Vec<_>, _>>()?;
-            placements.push(Placement { node, gpus });
+            let (node_name, gpus) = crate::adapter::parse_placement(value)?;
+            let node = self.queue.cluster().node_id(node_name).ok_or_else(|| format!("pod {}/{} is placed on unknown node {node_name}", view.namespace, view.name))?;
+            placements.push(Placement { node, gpus: gpus.into_iter().map(|g| (g, view.request.gpu_milli)).collect() });
         }
         let id = self.next_id;
         let workload = Workload {
@@ -268,6 +272,57 @@ impl Controller {
             }
         }
         actions
+    }
+
+    /// A node was added or changed in the API server. Its GPU model is taken into the queue's
+    /// catalog by name, so a flavor of a model that had no nodes yet starts working.
+    pub fn node_applied(&mut self, node: &Value) -> Result<(), String> {
+        let mut models = gantry_core::model::ModelCatalog::default();
+        let mut view = parse_node(node, &mut models)?;
+        view.node.model = view.node.model.map(|m| self.queue.intern_model(models.name(m))).transpose()?;
+        self.queue.upsert_node(view.node).map(|_| ())
+    }
+
+    /// A node was deleted.
+    pub fn node_deleted(&mut self, name: &str) {
+        self.queue.remove_node(name);
+    }
+
+    /// Any pod was added or changed: gated pods join their workloads; ended pods release what
+    /// they held; pods the queue does not manage that run on a node take room there (not quota).
+    pub fn pod_applied(&mut self, pod: &Value, now: Seconds) -> Vec<Action> {
+        let uid = pod_ref(pod).uid;
+        if pod_finished(pod) {
+            self.pod_deleted(&uid, now);
+            return Vec::new();
+        }
+        if gated(pod) {
+            return self.pod_gated(pod, now);
+        }
+        if self.by_uid.contains_key(&uid) || self.external.contains_key(&uid) {
+            return Vec::new();
+        }
+        let Some(node_name) = pod["spec"]["nodeName"].as_str() else { return Vec::new() };
+        let Some(node) = self.queue.cluster().node_id(node_name) else { return Vec::new() };
+        let Ok(view) = parse_pod(pod, &self.queue.cluster().models) else { return Vec::new() };
+        // The GPUs are not known (the device plugin picks them); any free ones stand in.
+        let mut request = view.request;
+        request.allowed_models = None;
+        let gpus = gantry_core::model::lowest_index_gpus(&self.queue.cluster().nodes[node], &request).unwrap_or_default();
+        let id = self.next_external;
+        if self.queue.place_external(id, &request, Placement { node, gpus }).is_ok() {
+            self.next_external += 1;
+            self.external.insert(uid, id);
+        }
+        Vec::new()
+    }
+
+    /// Any pod was deleted.
+    pub fn pod_deleted(&mut self, uid: &str, now: Seconds) {
+        if let Some(id) = self.external.remove(uid) {
+            let _ = self.queue.release_external(id);
+        }
+        self.pod_gone(uid, now);
     }
 
     /// A pod ended or was deleted. When its workload has no pods left, its quota is released.

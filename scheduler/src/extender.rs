@@ -12,19 +12,22 @@
 //! the queue controller admitted carry their planned node (`gantry.dev/placement`) and pass only
 //! there.
 
-use crate::pod::{parse_pod, PodView};
+use crate::node::parse_node;
+use crate::pod::{parse_pod, pod_finished, PodView};
 use crate::wire::*;
 use gantry_core::model::{could_ever_fit, fits, Cluster, NodeId, Placement, PodRequest};
 use gantry_core::policy::ScoreCx;
 use gantry_core::Scheduler;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 /// The node cache and what Gantry has bound on it.
 pub struct Extender {
     cluster: Cluster,
     scheduler: Scheduler,
-    by_name: HashMap<String, NodeId>,
+    /// Looked up once per candidate per call, so with a fast hash (seeded per process).
+    by_name: HashMap<String, NodeId, foldhash::fast::RandomState>,
     /// Requests of pods seen by filter or prioritize, by UID (bind carries no pod spec).
     seen: HashMap<String, PodRequest>,
     /// Bound pods: UID → cluster pod id.
@@ -42,6 +45,76 @@ impl Extender {
         &self.cluster
     }
 
+    /// Replaces the placement policy (in a cluster, once the nodes are known: scores are
+    /// normalised by the largest node).
+    pub fn set_scheduler(&mut self, scheduler: Scheduler) {
+        self.scheduler = scheduler;
+    }
+
+    /// A node was added or changed in the API server (see [`crate::node`] for what is read).
+    pub fn node_applied(&mut self, node: &Value) -> Result<(), String> {
+        let view = parse_node(node, &mut self.cluster.models)?;
+        let name = view.node.name.clone();
+        let id = self.cluster.upsert_node(view.node).map_err(|e| format!("node {name}: {e}"))?;
+        self.by_name.insert(name, id);
+        Ok(())
+    }
+
+    /// A node was deleted: nothing is placed there any more. Its pods' room is freed as their
+    /// own deletions arrive.
+    pub fn node_deleted(&mut self, name: &str) {
+        self.cluster.remove_node(name);
+    }
+
+    /// A pod was added or changed. A pod assigned to a node takes its room there (any pod: CPU
+    /// and memory count too) until it ends; its GPUs are the ones Gantry planned, or the ones the
+    /// placement policy would pick. Pods that have not been assigned take nothing.
+    pub fn pod_applied(&mut self, pod: &Value) -> Result<(), String> {
+        let Some(uid) = pod["metadata"]["uid"].as_str() else {
+            return Err("a pod has no metadata.uid".into());
+        };
+        if pod_finished(pod) {
+            self.pod_deleted(uid);
+            return Ok(());
+        }
+        let Some(node_name) = pod["spec"]["nodeName"].as_str() else { return Ok(()) };
+        if self.bound.contains_key(uid) {
+            return Ok(());
+        }
+        let view = parse_pod(pod, &self.cluster.models)?;
+        let who = format!("pod {}/{}", view.namespace, view.name);
+        let Some(&id) = self.by_name.get(node_name) else {
+            return Err(format!("{who} runs on node {node_name}, which Gantry has not seen; it is counted once the node is"));
+        };
+        let request = view.request;
+        let planned = pod["metadata"]["annotations"][crate::adapter::PLACEMENT_ANNOTATION].as_str().map(crate::adapter::parse_placement).transpose()?;
+        let gpus = match planned {
+            Some((node, gpus)) if node == node_name && gpus.len() == request.gpu_count as usize && request.wants_gpu() => {
+                gpus.into_iter().map(|g| (g, request.gpu_milli)).collect()
+            }
+            _ => self.scheduler.policy().pick_gpus(&self.cluster.nodes[id], &request, ScoreCx { node: id, salt: 0 }).unwrap_or_default(),
+        };
+        let pod_id = self.next_pod;
+        self.cluster.allocate(pod_id, &request, Placement { node: id, gpus }).map_err(|e| format!("{who} on {node_name}: {e}"))?;
+        self.next_pod += 1;
+        self.bound.insert(uid.to_string(), pod_id);
+        self.seen.remove(uid);
+        Ok(())
+    }
+
+    /// A pod was deleted (or ended): its room is free again.
+    pub fn pod_deleted(&mut self, uid: &str) {
+        if let Some(id) = self.bound.remove(uid) {
+            // Bound pods are always placed; a miss would only mean there is nothing to free.
+            let _ = self.cluster.release(id);
+        }
+    }
+
+    /// Pods holding room in the cache.
+    pub fn bound_pods(&self) -> usize {
+        self.bound.len()
+    }
+
     fn pod(&mut self, pod: &Value) -> Result<PodView, String> {
         let view = parse_pod(pod, &self.cluster.models)?;
         if view.managed() && !view.uid.is_empty() {
@@ -53,45 +126,40 @@ impl Extender {
         Ok(view)
     }
 
-    /// The candidate node names of a request, and the raw node objects when they came in full.
-    fn candidates(args: &ExtenderArgs) -> Result<(Vec<String>, Option<&NodeList>), String> {
+    /// The candidate node names of a request, borrowed from it.
+    fn candidates<'a>(args: &'a ExtenderArgs<'_>) -> Result<Vec<Cow<'a, str>>, String> {
         match (&args.node_names, &args.nodes) {
-            (Some(names), _) => Ok((names.clone(), None)),
-            (None, Some(list)) => {
-                let names = list
-                    .items
-                    .iter()
-                    .map(|n| n.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).map(str::to_string))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or("a node in Nodes.items has no metadata.name")?;
-                Ok((names, Some(list)))
-            }
-            (None, None) => Ok((Vec::new(), None)),
+            (Some(names), _) => Ok(names.iter().map(|n| Cow::Borrowed(n.as_ref())).collect()),
+            (None, Some(list)) => list.names().ok_or_else(|| "a node in Nodes.items has no metadata.name".to_string()),
+            (None, None) => Ok(Vec::new()),
         }
     }
 
-    pub fn filter(&mut self, args: &ExtenderArgs) -> ExtenderFilterResult {
+    /// Nodes that can take the pod now. The reply names them as the request did: by name with a
+    /// node cache, as the same raw node objects without one.
+    pub fn filter<'a>(&mut self, args: &'a ExtenderArgs<'_>) -> ExtenderFilterResult<'a> {
         let failure = |error: String| ExtenderFilterResult { error, ..Default::default() };
         let pod = match self.pod(&args.pod) {
             Ok(p) => p,
             Err(e) => return failure(e),
         };
-        let (names, full) = match Self::candidates(args) {
+        let names = match Self::candidates(args) {
             Ok(c) => c,
             Err(e) => return failure(e),
         };
-        let mut passing = Vec::new();
+        let mut passing = Vec::with_capacity(names.len());
         let mut failed = BTreeMap::new();
         let mut unresolvable = BTreeMap::new();
         // A pod of an admitted workload goes where the queue controller planned it: its room was
         // reserved with the whole gang's.
-        let planned = args.pod["metadata"]["annotations"][crate::adapter::PLACEMENT_ANNOTATION].as_str().map(|v| v.split(':').next().unwrap_or(v).to_string());
+        let planned = args.pod["metadata"]["annotations"][crate::adapter::PLACEMENT_ANNOTATION].as_str().map(|v| v.split(':').next().unwrap_or(v));
         for (i, name) in names.iter().enumerate() {
-            if let Some(node) = &planned {
+            let name = name.as_ref();
+            if let Some(node) = planned {
                 if node == name {
                     passing.push(i);
                 } else {
-                    failed.insert(name.clone(), format!("Gantry planned this pod for node {node}"));
+                    failed.insert(name.to_string(), format!("Gantry planned this pod for node {node}"));
                 }
                 continue;
             }
@@ -100,17 +168,17 @@ impl Extender {
                 continue;
             }
             let Some(&id) = self.by_name.get(name) else {
-                unresolvable.insert(name.clone(), format!("node {name} is not in Gantry's node cache"));
+                unresolvable.insert(name.to_string(), format!("node {name} is not in Gantry's node cache"));
                 continue;
             };
             let node = &self.cluster.nodes[id];
             match fits(node, &pod.request) {
                 Ok(()) => passing.push(i),
                 Err(m) if !could_ever_fit(node, &pod.request) => {
-                    unresolvable.insert(name.clone(), format!("{m}, even when empty"));
+                    unresolvable.insert(name.to_string(), format!("{m}, even when empty"));
                 }
                 Err(m) => {
-                    failed.insert(name.clone(), m.to_string());
+                    failed.insert(name.to_string(), m.to_string());
                 }
             }
         }
@@ -119,23 +187,24 @@ impl Extender {
             failed_and_unresolvable_nodes: Some(unresolvable),
             ..Default::default()
         };
-        match full {
-            Some(list) => {
-                out.nodes = Some(NodeList { metadata: list.metadata.clone(), items: passing.iter().map(|&i| list.items[i].clone()).collect() })
+        match (&args.node_names, &args.nodes) {
+            (None, Some(list)) => out.nodes = Some(NodeList { metadata: list.metadata, items: passing.iter().map(|&i| list.items[i]).collect() }),
+            _ => {
+                let mut names: Vec<Option<Cow<'a, str>>> = names.into_iter().map(Some).collect();
+                out.node_names = Some(passing.iter().filter_map(|&i| names[i].take()).collect());
             }
-            None => out.node_names = Some(passing.iter().map(|&i| names[i].clone()).collect()),
         }
         out
     }
 
     /// Scores 0..10 per candidate node; an error for requests that make no sense.
-    pub fn prioritize(&mut self, args: &ExtenderArgs) -> Result<Vec<HostPriority>, String> {
+    pub fn prioritize<'a>(&mut self, args: &'a ExtenderArgs<'_>) -> Result<Vec<HostPriority<'a>>, String> {
         let pod = self.pod(&args.pod)?;
-        let (names, _) = Self::candidates(args)?;
+        let names = Self::candidates(args)?;
         if !pod.managed() {
             return Ok(names.into_iter().map(|host| HostPriority { host, score: 0 }).collect());
         }
-        let ids: Vec<Option<NodeId>> = names.iter().map(|n| self.by_name.get(n).copied()).collect();
+        let ids: Vec<Option<NodeId>> = names.iter().map(|n| self.by_name.get(n.as_ref()).copied()).collect();
         let raw = self.scheduler.scores(&self.cluster, &pod.request, &ids);
         let (lo, hi) = raw.iter().flatten().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
         Ok(names

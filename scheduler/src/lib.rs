@@ -9,11 +9,10 @@
 //! - [`controller`]: the queue controller's decisions as actions (ungate, evict, pending);
 //! - [`adapter`]: carrying those actions out against the API server;
 //! - [`extender`]: the decisions, over an in-memory node cache;
-//! - [`server`]: the HTTP service with health, readiness and Prometheus metrics.
+//! - [`server`]: the HTTP service with health, readiness and Prometheus metrics;
+//! - [`runner`]: in a cluster, watchers feeding the caches, leader election, admission cycles.
 //!
-//! Not built yet: the Kubernetes side (watchers, the queue controller that ungates admitted gangs,
-//! leader election). Today the node cache is filled from a node list file
-//! (`gantry scheduler --standalone`).
+//! Without a cluster (`gantry scheduler --standalone`) the node cache comes from a node list file.
 
 pub mod adapter;
 pub mod controller;
@@ -21,5 +20,6 @@ pub mod extender;
 pub mod identity;
 pub mod node;
 pub mod pod;
+pub mod runner;
 pub mod server;
 pub mod wire;

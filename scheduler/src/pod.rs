@@ -29,6 +29,11 @@ impl PodView {
     }
 }
 
+/// Whether the pod has ended (`Succeeded` or `Failed`): it holds no room any more.
+pub fn pod_finished(pod: &Value) -> bool {
+    matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+}
+
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_str)
 }

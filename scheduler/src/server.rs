@@ -12,15 +12,18 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use axum::Router;
+use crate::controller::Action;
+use gantry_core::queue::Queue;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// The largest request body accepted: a full `NodeList` of 5,000 nodes is about 25 MiB.
 pub const BODY_LIMIT: usize = 64 << 20;
 
-/// Request metrics of the extender.
+/// The scheduler's metrics: extender calls, the node cache, and (on the leader) the queue.
 pub struct Metrics {
     registry: Registry,
     duration: HistogramVec,
@@ -28,6 +31,15 @@ pub struct Metrics {
     nodes: IntGauge,
     gpus: IntGauge,
     gpus_allocated: IntGauge,
+    /// 1 while this replica holds the Lease and runs the queue.
+    pub leader: IntGauge,
+    pending: IntGaugeVec,
+    running: IntGaugeVec,
+    usage: IntGaugeVec,
+    nominal: IntGaugeVec,
+    borrowed: IntGaugeVec,
+    admitted: IntCounterVec,
+    evicted: IntCounterVec,
 }
 
 impl Metrics {
@@ -41,11 +53,66 @@ impl Metrics {
         let requests = IntCounterVec::new(Opts::new("gantry_extender_requests_total", "Extender calls by verb and result."), &["verb", "result"])?;
         let nodes = IntGauge::new("gantry_nodes", "Nodes in Gantry's node cache.")?;
         let gpus = IntGauge::new("gantry_gpus", "GPUs in Gantry's node cache.")?;
-        let gpus_allocated = IntGauge::new("gantry_gpus_allocated_milli", "Milli-GPUs allocated to pods Gantry bound.")?;
-        for c in [Box::new(duration.clone()) as Box<dyn prometheus::core::Collector>, Box::new(requests.clone()), Box::new(nodes.clone()), Box::new(gpus.clone()), Box::new(gpus_allocated.clone())] {
+        let gpus_allocated = IntGauge::new("gantry_gpus_allocated_milli", "Milli-GPUs held by pods in Gantry's node cache.")?;
+        let leader = IntGauge::new("gantry_leader", "1 while this replica holds the Lease and runs the queue.")?;
+        let tenant = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["tenant"]);
+        let flavor = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["tenant", "flavor"]);
+        let pending = tenant("gantry_queue_pending_workloads", "Workloads waiting in each tenant's queue (leader only).")?;
+        let running = tenant("gantry_queue_running_workloads", "Admitted workloads per tenant (leader only).")?;
+        let usage = flavor("gantry_tenant_usage_milli", "Quota in use per tenant and flavor, in milli-GPU (milli-CPU for cpu).")?;
+        let nominal = flavor("gantry_tenant_nominal_milli", "Nominal quota per tenant and flavor, in milli-GPU (milli-CPU for cpu).")?;
+        let borrowed = flavor("gantry_tenant_borrowed_milli", "Quota in use above nominal, borrowed from the cohort.")?;
+        let admitted = IntCounterVec::new(Opts::new("gantry_admitted_pods_total", "Pods the queue admitted (ungated), per tenant."), &["tenant"])?;
+        let evicted = IntCounterVec::new(Opts::new("gantry_preempted_pods_total", "Pods the queue evicted to make room, per tenant."), &["tenant"])?;
+        let all: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(duration.clone()),
+            Box::new(requests.clone()),
+            Box::new(nodes.clone()),
+            Box::new(gpus.clone()),
+            Box::new(gpus_allocated.clone()),
+            Box::new(leader.clone()),
+            Box::new(pending.clone()),
+            Box::new(running.clone()),
+            Box::new(usage.clone()),
+            Box::new(nominal.clone()),
+            Box::new(borrowed.clone()),
+            Box::new(admitted.clone()),
+            Box::new(evicted.clone()),
+        ];
+        for c in all {
             registry.register(c)?;
         }
-        Ok(Metrics { registry, duration, requests, nodes, gpus, gpus_allocated })
+        Ok(Metrics { registry, duration, requests, nodes, gpus, gpus_allocated, leader, pending, running, usage, nominal, borrowed, admitted, evicted })
+    }
+
+    /// After an admission cycle: the queue's state per tenant, and the actions taken.
+    pub fn record_cycle(&self, queue: &Queue, actions: &[Action]) {
+        let tenancy = &queue.tenancy;
+        let mut running = vec![0i64; tenancy.tenants.len()];
+        for (w, _) in queue.running_workloads() {
+            if let Some(r) = running.get_mut(w.tenant) {
+                *r += 1;
+            }
+        }
+        for (t, tenant) in tenancy.tenants.iter().enumerate() {
+            self.pending.with_label_values(&[&tenant.name]).set(queue.pending_of(t) as i64);
+            self.running.with_label_values(&[&tenant.name]).set(running[t]);
+            for (f, flavor) in tenancy.flavors.iter().enumerate() {
+                let labels = [tenant.name.as_str(), flavor.name.as_str()];
+                self.usage.with_label_values(&labels).set(queue.quota().usage(t, f) as i64);
+                self.nominal.with_label_values(&labels).set(queue.quota().nominal(t, f) as i64);
+                self.borrowed.with_label_values(&labels).set(queue.quota().borrowed(t, f) as i64);
+            }
+        }
+        for a in actions {
+            let (counter, pod) = match a {
+                Action::Ungate { pod, .. } => (&self.admitted, pod),
+                Action::Evict { pod, .. } => (&self.evicted, pod),
+                _ => continue,
+            };
+            let tenant = tenancy.tenant_of_namespace(&pod.namespace).map_or("", |t| tenancy.tenants[t].name.as_str());
+            counter.with_label_values(&[tenant]).inc();
+        }
     }
 
     fn observe(&self, verb: &str, started: Instant, ok: bool) {
@@ -58,10 +125,21 @@ impl Metrics {
 pub struct AppState {
     pub extender: Mutex<Extender>,
     pub metrics: Metrics,
+    /// False until the node cache has been filled (in a cluster: the watchers have listed).
+    ready: AtomicBool,
 }
 
 impl AppState {
-    fn extender(&self) -> MutexGuard<'_, Extender> {
+    pub fn new(extender: Extender) -> Result<Arc<AppState>, String> {
+        let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
+        Ok(Arc::new(AppState { extender: Mutex::new(extender), metrics, ready: AtomicBool::new(true) }))
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn extender(&self) -> MutexGuard<'_, Extender> {
         // A handler that panicked mid-update would poison the lock; the state it guards is only
         // changed through methods that leave it consistent, so keep serving.
         self.extender.lock().unwrap_or_else(|p| p.into_inner())
@@ -70,8 +148,11 @@ impl AppState {
 
 /// The service, with the verbs under `prefix` (e.g. `/scheduler`, or empty).
 pub fn router(extender: Extender, prefix: &str) -> Result<Router, String> {
-    let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
-    let state = Arc::new(AppState { extender: Mutex::new(extender), metrics });
+    Ok(router_for(AppState::new(extender)?, prefix))
+}
+
+/// The service over shared state (in a cluster, the watchers feed the same state).
+pub fn router_for(state: Arc<AppState>, prefix: &str) -> Router {
     let verbs = Router::new()
         .route("/filter", post(filter))
         .route("/prioritize", post(prioritize))
@@ -80,50 +161,66 @@ pub fn router(extender: Extender, prefix: &str) -> Result<Router, String> {
     let prefix = prefix.trim_end_matches('/');
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text));
     let app = if prefix.is_empty() { app.merge(verbs) } else { app.nest(prefix, verbs) };
-    Ok(app.layer(DefaultBodyLimit::max(BODY_LIMIT)).with_state(state))
+    app.layer(DefaultBodyLimit::max(BODY_LIMIT)).with_state(state)
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    if s.ready.load(Ordering::SeqCst) {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "the node cache is not filled yet").into_response()
+    }
 }
 
 /// One verb: parse the body (400 naming the problem if it is malformed), decide under the lock,
 /// count and time the call, reply with JSON. `Err` from the decision is also a 400; decisions
 /// that belong in the protocol's `Error` field put it there and report failure through `ok`.
-fn answer<A, R: serde::Serialize>(
+/// The reply may borrow from the parsed request (node names are slices of the body).
+fn answer<'a, A, R>(
     s: &AppState,
     verb: &str,
-    body: &[u8],
-    keys: &[&str],
-    what: &str,
-    decide: impl FnOnce(&mut Extender, &A) -> Result<R, String>,
+    parsed: &'a Result<A, String>,
+    decide: impl FnOnce(&mut Extender, &'a A) -> Result<R, String>,
+    encode: impl FnOnce(&R) -> Result<Vec<u8>, serde_json::Error>,
     ok: impl FnOnce(&R) -> bool,
-) -> Response
-where
-    A: serde::de::DeserializeOwned,
-{
+) -> Response {
     let started = Instant::now();
-    let result = parse::<A>(body, keys, what).and_then(|a| decide(&mut s.extender(), &a));
+    let args = match parsed {
+        Ok(a) => a,
+        Err(e) => {
+            s.metrics.observe(verb, started, false);
+            return (StatusCode::BAD_REQUEST, e.clone()).into_response();
+        }
+    };
+    let result = decide(&mut s.extender(), args);
+    let response = match &result {
+        Ok(r) => match encode(r) {
+            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the {verb} reply: {e}")).into_response(),
+        },
+        Err(e) => (StatusCode::BAD_REQUEST, e.clone()).into_response(),
+    };
     s.metrics.observe(verb, started, result.as_ref().is_ok_and(ok));
-    match result {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
-    }
+    response
 }
 
 async fn filter(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    answer(&s, "filter", &body, ARGS_KEYS, "ExtenderArgs", |e, a: &ExtenderArgs| Ok(e.filter(a)), |r| r.error.is_empty())
+    answer(&s, "filter", &ExtenderArgs::parse(&body), |e, a| Ok(e.filter(a)), |r| Ok(r.to_json()), |r| r.error.is_empty())
 }
 
 async fn prioritize(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    answer(&s, "prioritize", &body, ARGS_KEYS, "ExtenderArgs", |e, a: &ExtenderArgs| e.prioritize(a), |_| true)
+    answer(&s, "prioritize", &ExtenderArgs::parse(&body), |e, a| e.prioritize(a), |r| Ok(priorities_json(r)), |_| true)
 }
 
 async fn bind(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    answer(&s, "bind", &body, BINDING_KEYS, "ExtenderBindingArgs", |e, a: &ExtenderBindingArgs| Ok(e.bind(a)), |r| r.error.is_empty())
+    answer(&s, "bind", &parse(&body, BINDING_KEYS, "ExtenderBindingArgs"), |e, a: &ExtenderBindingArgs| Ok(e.bind(a)), serde_json::to_vec, |r| r.error.is_empty())
 }
 
 async fn preempt(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    answer(&s, "preempt", &body, PREEMPTION_KEYS, "ExtenderPreemptionArgs", |e, a: &ExtenderPreemptionArgs| e.preempt(a), |_| true)
+    answer(&s, "preempt", &parse(&body, PREEMPTION_KEYS, "ExtenderPreemptionArgs"), |e, a: &ExtenderPreemptionArgs| e.preempt(a), serde_json::to_vec, |_| true)
 }
 
 async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {

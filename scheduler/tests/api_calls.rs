@@ -43,15 +43,21 @@ async fn ungating_records_the_placement_and_deletes_only_gantrys_gate() {
     let (adapter, mut handle) = setup();
     let server = tokio::spawn(async move {
         let mut bodies = Vec::new();
+        let mut conditions = Vec::new();
         for name in ["w-0", "w-1"] {
             bodies.push(expect(&mut handle, Method::PATCH, &format!("/api/v1/namespaces/team-a/pods/{name}"), pod_json(name)).await);
+            conditions.push(expect(&mut handle, Method::PATCH, &format!("/api/v1/namespaces/team-a/pods/{name}/status"), pod_json(name)).await);
         }
-        bodies
+        (bodies, conditions)
     });
     for (name, node) in [("w-0", "gpu-0"), ("w-1", "gpu-1")] {
         adapter.apply(&Action::Ungate { pod: pod_ref(name), node: node.into(), gpus: vec![0, 1, 2, 3] }).await.unwrap();
     }
-    let bodies = server.await.unwrap();
+    let (bodies, conditions) = server.await.unwrap();
+    let condition = &conditions[0]["status"]["conditions"][0];
+    assert_eq!((&condition["type"], &condition["status"], &condition["reason"]), (&json!("gantry.dev/admitted"), &json!("True"), &json!("Admitted")));
+    assert_eq!(condition["message"], "admitted by Gantry's queue; planned for node gpu-0");
+    assert!(condition["lastTransitionTime"].as_str().unwrap().ends_with('Z'));
     assert_eq!(
         bodies[0],
         json!({"metadata": {"annotations": {PLACEMENT_ANNOTATION: "gpu-0:0,1,2,3"}},
@@ -79,12 +85,17 @@ async fn preemption_evicts_through_the_eviction_api_and_says_why() {
 }
 
 #[tokio::test]
-async fn a_waiting_workload_gets_an_event_with_the_explanation() {
+async fn a_waiting_workload_gets_a_condition_and_an_event_with_the_explanation() {
     let (adapter, mut handle) = setup();
-    let server = tokio::spawn(async move { expect(&mut handle, Method::POST, "/apis/events.k8s.io/v1/namespaces/team-a/events", json!({})).await });
+    let server = tokio::spawn(async move {
+        let condition = expect(&mut handle, Method::PATCH, "/api/v1/namespaces/team-a/pods/a-1/status", pod_json("a-1")).await;
+        (condition, expect(&mut handle, Method::POST, "/apis/events.k8s.io/v1/namespaces/team-a/events", json!({})).await)
+    });
     let message = "waiting for quota: needs 8 A100 GPUs; team-a uses 8 of its 8 nominal and cohort pool can lend 0 more; position 1 of 1 in team-a's queue";
     adapter.apply(&Action::Pending { pod: pod_ref("a-1"), message: message.into() }).await.unwrap();
-    let event = server.await.unwrap();
+    let (condition, event) = server.await.unwrap();
+    let c = &condition["status"]["conditions"][0];
+    assert_eq!((&c["type"], &c["status"], &c["reason"], &c["message"]), (&json!("gantry.dev/admitted"), &json!("False"), &json!("Waiting"), &json!(message)));
     assert_eq!(event["type"], "Normal");
     assert_eq!(event["reason"], "GantryWaiting");
     assert_eq!(event["note"], message);

@@ -1,0 +1,462 @@
+//! In-cluster mode: the API server feeds every replica's caches, and the leader runs the queue.
+//!
+//! 1. **Watchers** with reflector stores for Nodes and Pods (and Gantry's Tenant, Cohort and
+//!    GpuFlavor objects when tenants come from the cluster), stripped of what Gantry does not
+//!    read (managed fields, pod status beyond the phase, container commands, env and volumes) to
+//!    keep memory small on large clusters.
+//! 2. **Every event** updates this replica's extender cache, and the queue controller when this
+//!    replica leads. Applying an event twice changes nothing, so a controller built from the
+//!    stores while events flow misses nothing and counts nothing twice.
+//! 3. **One leader** holds a Lease (kube-lease-manager). On becoming leader, whenever the tenants
+//!    change, and after a watch had to relist, the controller is rebuilt from the stores alone:
+//!    the restart path (admitted = ungated pods carrying Gantry's placement record).
+//! 4. **Each cycle** (soon after a change, and at least every `cycle_every`) the leader runs one
+//!    admission cycle and carries its actions out: ungates, evictions, and for waiting pods a
+//!    condition and an Event only when what they say changed. Failed calls are retried.
+
+use crate::adapter::{Adapter, MANAGER};
+use crate::controller::{Action, Controller};
+use crate::extender::Extender;
+use crate::server::AppState;
+use futures::{Stream, StreamExt};
+use gantry_core::model::{Cluster, PodRequest};
+use gantry_core::queue::{Mode, Queue};
+use gantry_core::tenancy::{Seconds, Settings, Tenancy};
+use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_crds::{Cohort, GpuFlavor, Tenant};
+use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Where the tenants come from.
+pub enum Tenants {
+    /// A tenants file (development, or clusters that keep tenants in Git).
+    File(Tenancy),
+    /// The Tenant, Cohort and GpuFlavor objects, with cluster-wide settings from a file.
+    Cluster(Settings),
+}
+
+/// How the in-cluster scheduler runs.
+pub struct RunConfig {
+    pub lease_namespace: String,
+    pub lease_name: String,
+    /// This replica's name in the Lease and in Events (the pod name).
+    pub identity: String,
+    pub tenants: Tenants,
+    pub policy: PolicyKind,
+    pub expected: Vec<PodRequest>,
+    /// The longest time between admission cycles (time-based rules need cycles with no events).
+    pub cycle_every: Duration,
+}
+
+/// The reflector stores: what the API server has, as last seen.
+#[derive(Clone)]
+pub struct Stores {
+    pub nodes: Store<Node>,
+    pub pods: Store<Pod>,
+    pub tenants: Option<(Store<Tenant>, Store<Cohort>, Store<GpuFlavor>)>,
+}
+
+/// What the watchers and the control loop share.
+pub struct Live {
+    pub state: Arc<AppState>,
+    /// The queue controller, while this replica leads.
+    controller: Mutex<Option<Controller>>,
+    /// Actions produced outside a cycle (a pod refused on arrival), for the next cycle.
+    queued: Mutex<Vec<Action>>,
+    /// A watch relisted or the tenants changed: rebuild from the stores.
+    resync: AtomicBool,
+    wake: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded state is only changed through methods that leave it consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Unix seconds: the queue's clock.
+pub fn now() -> Seconds {
+    jiff::Timestamp::now().as_second()
+}
+
+impl Live {
+    pub fn new(state: Arc<AppState>) -> Arc<Live> {
+        Arc::new(Live { state, controller: Mutex::new(None), queued: Mutex::new(Vec::new()), resync: AtomicBool::new(false), wake: Notify::new() })
+    }
+
+    /// Whether this replica runs the queue now.
+    pub fn leading(&self) -> bool {
+        lock(&self.controller).is_some()
+    }
+
+    /// A node was added or changed.
+    pub fn node_applied(&self, node: &Value) {
+        if let Err(e) = self.state.extender().node_applied(node) {
+            eprintln!("gantry scheduler: {e}");
+        }
+        if let Some(c) = lock(&self.controller).as_mut() {
+            if let Err(e) = c.node_applied(node) {
+                eprintln!("gantry scheduler: queue: {e}");
+            }
+        }
+    }
+
+    pub fn node_deleted(&self, name: &str) {
+        self.state.extender().node_deleted(name);
+        if let Some(c) = lock(&self.controller).as_mut() {
+            c.node_deleted(name);
+        }
+    }
+
+    /// A pod was added or changed.
+    pub fn pod_applied(&self, pod: &Value, now: Seconds) {
+        if let Err(e) = self.state.extender().pod_applied(pod) {
+            eprintln!("gantry scheduler: {e}");
+        }
+        if let Some(c) = lock(&self.controller).as_mut() {
+            let actions = c.pod_applied(pod, now);
+            lock(&self.queued).extend(actions);
+        }
+    }
+
+    pub fn pod_deleted(&self, uid: &str, now: Seconds) {
+        self.state.extender().pod_deleted(uid);
+        if let Some(c) = lock(&self.controller).as_mut() {
+            c.pod_deleted(uid, now);
+        }
+    }
+
+    /// Builds this replica's extender cache from the stores (at start, and after a relist).
+    pub fn rebuild_cache(&self, stores: &Stores, policy: PolicyKind, expected: &[PodRequest]) {
+        let mut fresh = Extender::new(Cluster::default(), Scheduler::new(policy.build(Scale::of(&Cluster::default()), expected)));
+        for node in stores.nodes.state() {
+            if let Err(e) = to_value(&*node).and_then(|v| fresh.node_applied(&v)) {
+                eprintln!("gantry scheduler: {e}");
+            }
+        }
+        // Fragmentation-aware scores are normalised by the largest node.
+        fresh.set_scheduler(Scheduler::new(policy.build(Scale::of(fresh.cluster()), expected)));
+        for pod in stores.pods.state() {
+            if let Err(e) = to_value(&*pod).and_then(|v| fresh.pod_applied(&v)) {
+                eprintln!("gantry scheduler: {e}");
+            }
+        }
+        *self.state.extender() = fresh;
+    }
+
+    /// Builds the queue controller from the stores alone: the tenants as they are now, every
+    /// node, then every pod (admitted workloads are taken back at their recorded placements).
+    pub fn rebuild_controller(&self, stores: &Stores, config: &RunConfig, now: Seconds) -> Result<(), String> {
+        let tenancy = tenancy_now(stores, &config.tenants)?;
+        let scale = Scale::of(self.state.extender().cluster());
+        let scheduler = Scheduler::new(config.policy.build(scale, &config.expected));
+        let mut c = Controller::new(Queue::new_live(tenancy, Cluster::default(), scheduler, Mode::Quota, now));
+        for node in stores.nodes.state() {
+            if let Err(e) = to_value(&*node).and_then(|v| c.node_applied(&v)) {
+                eprintln!("gantry scheduler: queue: {e}");
+            }
+        }
+        let pods: Vec<Value> = stores.pods.state().iter().filter_map(|p| to_value(&**p).ok()).collect();
+        let actions = c.rebuild(&pods, now);
+        *lock(&self.queued) = actions;
+        *lock(&self.controller) = Some(c);
+        Ok(())
+    }
+
+    /// Stops running the queue (leadership lost).
+    pub fn step_down(&self) {
+        *lock(&self.controller) = None;
+        lock(&self.queued).clear();
+    }
+
+    /// One admission cycle, when leading: the actions to carry out, and the metrics updated.
+    pub fn cycle(&self, now: Seconds) -> Vec<Action> {
+        let mut guard = lock(&self.controller);
+        let Some(c) = guard.as_mut() else { return Vec::new() };
+        let mut actions = std::mem::take(&mut *lock(&self.queued));
+        actions.extend(c.reconcile(now));
+        self.state.metrics.record_cycle(c.queue(), &actions);
+        actions
+    }
+}
+
+fn to_value<T: serde::Serialize>(o: &T) -> Result<Value, String> {
+    serde_json::to_value(o).map_err(|e| format!("cannot read an object from the API server: {e}"))
+}
+
+/// The tenancy from its source as it is now.
+fn tenancy_now(stores: &Stores, tenants: &Tenants) -> Result<Tenancy, String> {
+    match (tenants, &stores.tenants) {
+        (Tenants::File(t), _) => Ok(t.clone()),
+        (Tenants::Cluster(settings), Some((tenants, cohorts, flavors))) => {
+            fn all<K: Clone>(store: &Store<K>) -> Vec<K>
+            where
+                K: Resource + 'static,
+                K::DynamicType: Eq + Hash + Clone,
+            {
+                store.state().iter().map(|o| (**o).clone()).collect()
+            }
+            gantry_crds::tenancy_from(settings, &all(flavors), &all(cohorts), &all(tenants)).map_err(|errors| {
+                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                format!("the tenant objects are not valid; the queue keeps its last good tenants until they are fixed:\n  {}", list.join("\n  "))
+            })
+        }
+        (Tenants::Cluster(_), None) => Err("tenants come from the cluster but their objects are not watched".into()),
+    }
+}
+
+/// Drops what Gantry never reads from a pod, so that the store stays small.
+fn strip_pod(pod: &mut Pod) {
+    pod.managed_fields_mut().clear();
+    if let Some(status) = pod.status.take() {
+        pod.status = Some(PodStatus { phase: status.phase, ..Default::default() });
+    }
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.volumes = None;
+        for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+            c.command = None;
+            c.args = None;
+            c.env = None;
+            c.env_from = None;
+            c.volume_mounts = None;
+            c.liveness_probe = None;
+            c.readiness_probe = None;
+            c.startup_probe = None;
+        }
+    }
+}
+
+/// What a watch event means to Gantry, for one kind of object.
+enum Change<K> {
+    Applied(K),
+    Deleted(K),
+    /// A full list arrived; `true` after the first one (a relist: deletions may have been missed).
+    Listed(bool),
+}
+
+/// A watcher of `api` that keeps `writer`'s store and yields changes (errors are logged and the
+/// watch retried with backoff).
+fn follow<K>(api: Api<K>, writer: reflector::store::Writer<K>, strip: fn(&mut K)) -> impl Stream<Item = Change<K>>
+where
+    K: Resource + Clone + Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let mut listed = false;
+    watcher(api, watcher::Config::default()).modify(strip).reflect(writer).default_backoff().filter_map(move |event| {
+        let change = match event {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Some(Change::Applied(o)),
+            Ok(watcher::Event::Delete(o)) => Some(Change::Deleted(o)),
+            Ok(watcher::Event::InitDone) => Some(Change::Listed(std::mem::replace(&mut listed, true))),
+            Ok(watcher::Event::Init) => None,
+            Err(e) => {
+                eprintln!("gantry scheduler: watching {}: {e}; retrying", K::kind(&Default::default()));
+                None
+            }
+        };
+        std::future::ready(change)
+    })
+}
+
+/// Starts the watchers; returns the stores (ready once each has listed).
+pub fn watch(client: &Client, live: &Arc<Live>, from_cluster: bool) -> Stores {
+    let (nodes, node_writer) = reflector::store::<Node>();
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let l = live.clone();
+    tokio::spawn(follow(Api::<Node>::all(client.clone()), node_writer, |n| n.managed_fields_mut().clear()).for_each(move |change| {
+        match change {
+            Change::Applied(n) => {
+                if let Ok(v) = to_value(&n) {
+                    l.node_applied(&v);
+                }
+            }
+            Change::Deleted(n) => l.node_deleted(&n.name_any()),
+            Change::Listed(relist) => {
+                if relist {
+                    l.resync.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        l.wake.notify_one();
+        std::future::ready(())
+    }));
+    let l = live.clone();
+    tokio::spawn(follow(Api::<Pod>::all(client.clone()), pod_writer, strip_pod).for_each(move |change| {
+        let t = now();
+        match change {
+            Change::Applied(p) => {
+                if let Ok(v) = to_value(&p) {
+                    l.pod_applied(&v, t);
+                }
+            }
+            Change::Deleted(p) => l.pod_deleted(&p.uid().unwrap_or_default(), t),
+            Change::Listed(relist) => {
+                if relist {
+                    l.resync.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        l.wake.notify_one();
+        std::future::ready(())
+    }));
+    let tenants = from_cluster.then(|| {
+        fn objects<K>(client: &Client, live: &Arc<Live>) -> Store<K>
+        where
+            K: Resource<Scope = kube::core::ClusterResourceScope> + Clone + Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+            K::DynamicType: Default + Eq + Hash + Clone,
+        {
+            let (store, writer) = reflector::store::<K>();
+            let l = live.clone();
+            tokio::spawn(follow(Api::<K>::all(client.clone()), writer, |o| o.managed_fields_mut().clear()).for_each(move |_| {
+                // Any change to a tenant, cohort or flavor rebuilds the queue's tenancy.
+                l.resync.store(true, Ordering::SeqCst);
+                l.wake.notify_one();
+                std::future::ready(())
+            }));
+            store
+        }
+        (objects::<Tenant>(client, live), objects::<Cohort>(client, live), objects::<GpuFlavor>(client, live))
+    });
+    Stores { nodes, pods, tenants }
+}
+
+/// Carries actions out, saying each waiting pod's message once, and retrying failed calls.
+struct Executor {
+    adapter: Adapter,
+    /// Pod UID → the last message said to it.
+    said: HashMap<String, String>,
+    /// Calls that failed, with the attempts left.
+    retry: Vec<(Action, u32)>,
+}
+
+impl Executor {
+    async fn run(&mut self, actions: Vec<Action>, pods: &Store<Pod>) {
+        let mut todo: Vec<(Action, u32)> = std::mem::take(&mut self.retry);
+        for a in actions {
+            match &a {
+                Action::Pending { pod, message } | Action::Refused { pod, message } => {
+                    if self.said.get(&pod.uid) == Some(message) {
+                        continue;
+                    }
+                    self.said.insert(pod.uid.clone(), message.clone());
+                }
+                Action::Ungate { pod, .. } | Action::Evict { pod, .. } => {
+                    self.said.remove(&pod.uid);
+                }
+            }
+            todo.push((a, 5));
+        }
+        // A pod the API server no longer has needs nothing more.
+        let present: std::collections::HashSet<String> = pods.state().iter().filter_map(|p| p.uid()).collect();
+        todo.retain(|(a, _)| present.contains(&pod_of(a).uid));
+        self.said.retain(|uid, _| present.contains(uid));
+        let adapter = &self.adapter;
+        let results: Vec<_> = futures::stream::iter(todo).map(|(a, left)| async move { (adapter.apply(&a).await, a, left) }).buffer_unordered(16).collect().await;
+        for (result, action, left) in results {
+            if let Err(e) = result {
+                eprintln!("gantry scheduler: {e}");
+                if left > 1 {
+                    self.retry.push((action, left - 1));
+                } else if let Action::Pending { pod, .. } | Action::Refused { pod, .. } = &action {
+                    // Say it again next time.
+                    self.said.remove(&pod.uid);
+                }
+            }
+        }
+    }
+}
+
+fn pod_of(a: &Action) -> &crate::controller::PodRef {
+    match a {
+        Action::Ungate { pod, .. } | Action::Evict { pod, .. } | Action::Pending { pod, .. } | Action::Refused { pod, .. } => pod,
+    }
+}
+
+/// Runs the in-cluster scheduler until `shutdown`: watchers, leader election, admission cycles.
+/// The extender is served separately from the same [`AppState`].
+pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+    let stores = watch(&client, &live, matches!(config.tenants, Tenants::Cluster(_)));
+    let ready = async {
+        stores.nodes.wait_until_ready().await?;
+        stores.pods.wait_until_ready().await?;
+        if let Some((t, c, f)) = &stores.tenants {
+            t.wait_until_ready().await?;
+            c.wait_until_ready().await?;
+            f.wait_until_ready().await?;
+        }
+        Ok::<(), reflector::store::WriterDropped>(())
+    };
+    tokio::pin!(shutdown);
+    tokio::select! {
+        r = ready => r.map_err(|e| format!("a watcher stopped before listing: {e}"))?,
+        () = &mut shutdown => return Ok(()),
+    }
+    live.rebuild_cache(&stores, config.policy, &config.expected);
+    live.state.set_ready(true);
+    eprintln!("gantry scheduler: caches ready: {} nodes, {} pods", stores.nodes.state().len(), stores.pods.state().len());
+
+    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+        .with_namespace(&config.lease_namespace)
+        .with_identity(&config.identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .map_err(|e| format!("cannot set up leader election (Lease {}/{}): {e}", config.lease_namespace, config.lease_name))?;
+    let (mut leader, lease_task) = lease.watch().await;
+    let mut executor = Executor { adapter: Adapter::new(client, Some(config.identity.clone())), said: HashMap::new(), retry: Vec::new() };
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    return Err("leader election stopped; exiting so that another replica takes over".into());
+                }
+            }
+            () = live.wake.notified() => {}
+            () = tokio::time::sleep(config.cycle_every) => {}
+        }
+        let leads = *leader.borrow();
+        live.state.metrics.leader.set(i64::from(leads));
+        let resync = live.resync.swap(false, Ordering::SeqCst);
+        if resync {
+            live.rebuild_cache(&stores, config.policy, &config.expected);
+        }
+        if !leads {
+            if live.leading() {
+                eprintln!("gantry scheduler: {} lost the lease; no longer admitting", config.identity);
+                live.step_down();
+            }
+            continue;
+        }
+        if !live.leading() || resync {
+            match live.rebuild_controller(&stores, &config, now()) {
+                Ok(()) => eprintln!("gantry scheduler: {} leads; queue rebuilt from the API server", config.identity),
+                Err(e) => {
+                    eprintln!("gantry scheduler: {e}");
+                    if !live.leading() {
+                        continue;
+                    }
+                }
+            }
+        }
+        let actions = live.cycle(now());
+        executor.run(actions, &stores.pods).await;
+        // Let events gather a little before the next cycle.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Dropping the receiver releases the Lease, so another replica takes over at once.
+    drop(leader);
+    let _ = lease_task.await;
+    eprintln!("gantry scheduler: {MANAGER} stopped");
+    Ok(())
+}
