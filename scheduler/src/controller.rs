@@ -87,7 +87,6 @@ impl Controller {
             Err(message) => return vec![Action::Refused { pod: pod_ref(pod), message }],
         };
         let r = PodRef { namespace: view.namespace.clone(), name: view.name.clone(), uid: view.uid.clone() };
-        let identity = identify(pod);
         let size = gang_size(pod);
         let key = self.gang_key(pod);
         let next_id = &mut self.next_id;
@@ -105,6 +104,14 @@ impl Controller {
         if (gang.pods.len() as u32) < gang.size {
             return Vec::new();
         }
+        self.submit_gang(&key, now)
+    }
+
+    /// Queues a whole gang, or says why it can never run as asked. A refused gang stays known,
+    /// unqueued, and is submitted again when nodes change (room that did not exist may appear).
+    fn submit_gang(&mut self, key: &str, now: Seconds) -> Vec<Action> {
+        let Some(gang) = self.gangs.get_mut(key) else { return Vec::new() };
+        let Some(r) = gang.pods.first().map(|(p, _)| p.clone()) else { return Vec::new() };
         let Some(tenant) = self.queue.tenancy.tenant_of_namespace(&r.namespace) else {
             let message = format!("namespace {} belongs to no tenant; ask a platform admin to add it to one", r.namespace);
             return gang.pods.iter().map(|(p, _)| Action::Refused { pod: p.clone(), message: message.clone() }).collect();
@@ -113,9 +120,9 @@ impl Controller {
         let models = requests.first().and_then(|p| p.request.allowed_models);
         let workload = Workload {
             id: gang.id,
-            name: key.clone(),
+            name: key.to_string(),
             tenant,
-            kind: identity.kind,
+            kind: identify(&gang.pods[0].1).kind,
             priority_class: None,
             pod_sets: requests.iter().map(|p| PodSet { name: p.name.clone(), count: 1, request: p.request }).collect(),
             min_members: gang.size,
@@ -276,11 +283,14 @@ impl Controller {
 
     /// A node was added or changed in the API server. Its GPU model is taken into the queue's
     /// catalog by name, so a flavor of a model that had no nodes yet starts working.
-    pub fn node_applied(&mut self, node: &Value) -> Result<(), String> {
+    /// Gangs refused for want of a place are submitted again (the actions say what became of them).
+    pub fn node_applied(&mut self, node: &Value, now: Seconds) -> Result<Vec<Action>, String> {
         let mut models = gantry_core::model::ModelCatalog::default();
         let mut view = parse_node(node, &mut models)?;
         view.node.model = view.node.model.map(|m| self.queue.intern_model(models.name(m))).transpose()?;
-        self.queue.upsert_node(view.node).map(|_| ())
+        self.queue.upsert_node(view.node)?;
+        let refused: Vec<String> = self.gangs.iter().filter(|(_, g)| !g.queued && g.pods.len() as u32 >= g.size).map(|(k, _)| k.clone()).collect();
+        Ok(refused.iter().flat_map(|k| self.submit_gang(k, now)).collect())
     }
 
     /// A node was deleted.

@@ -105,8 +105,9 @@ impl Live {
             eprintln!("gantry scheduler: {e}");
         }
         if let Some(c) = lock(&self.controller).as_mut() {
-            if let Err(e) = c.node_applied(node) {
-                eprintln!("gantry scheduler: queue: {e}");
+            match c.node_applied(node, now()) {
+                Ok(actions) => lock(&self.queued).extend(actions),
+                Err(e) => eprintln!("gantry scheduler: queue: {e}"),
             }
         }
     }
@@ -162,7 +163,8 @@ impl Live {
         let scheduler = Scheduler::new(config.policy.build(scale, &config.expected));
         let mut c = Controller::new(Queue::new_live(tenancy, Cluster::default(), scheduler, Mode::Quota, now));
         for node in stores.nodes.state() {
-            if let Err(e) = to_value(&*node).and_then(|v| c.node_applied(&v)) {
+            // No gang is known yet, so adding nodes refuses nothing.
+            if let Err(e) = to_value(&*node).and_then(|v| c.node_applied(&v, now)) {
                 eprintln!("gantry scheduler: queue: {e}");
             }
         }

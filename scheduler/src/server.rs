@@ -85,6 +85,13 @@ impl Metrics {
         Ok(Metrics { registry, duration, requests, nodes, gpus, gpus_allocated, leader, pending, running, usage, nominal, borrowed, admitted, evicted })
     }
 
+    /// Every metric in the Prometheus text format.
+    pub fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        Ok(buf)
+    }
+
     /// After an admission cycle: the queue's state per tenant, and the actions taken.
     pub fn record_cycle(&self, queue: &Queue, actions: &[Action]) {
         let tenancy = &queue.tenancy;
@@ -227,13 +234,12 @@ async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
     {
         let ext = s.extender();
         let c = ext.cluster();
-        s.metrics.nodes.set(c.nodes.len() as i64);
+        s.metrics.nodes.set(c.nodes.iter().enumerate().filter(|&(i, _)| c.in_service(i)).count() as i64);
         s.metrics.gpus.set(c.nodes.iter().map(|n| n.gpu_count() as i64).sum());
         s.metrics.gpus_allocated.set(c.gpu_allocated() as i64);
     }
-    let mut buf = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&s.metrics.registry.gather(), &mut buf) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}")).into_response();
+    match s.metrics.render() {
+        Ok(buf) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], buf).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}")).into_response(),
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], buf).into_response()
 }

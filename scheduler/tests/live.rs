@@ -1,0 +1,223 @@
+//! The in-cluster state fed by watch events: v1.Node and v1.Pod objects as the API server sends
+//! them update the extender's cache and the queue controller; the same event twice changes
+//! nothing; a controller rebuilt from the reflector stores alone (a restart, a new leader, a
+//! relist) admits nothing twice and leaks no quota.
+
+use gantry_core::model::{Cluster, PodRequest};
+use gantry_core::queue::{Mode, Queue};
+use gantry_core::tenancy::file;
+use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_scheduler::controller::{Action, Controller};
+use gantry_scheduler::extender::Extender;
+use gantry_scheduler::runner::{Live, RunConfig, Stores, Tenants};
+use gantry_scheduler::server::AppState;
+use gantry_scheduler::wire::ExtenderArgs;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::reflector;
+use kube::runtime::watcher::Event;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const T0: i64 = 1_793_491_200;
+
+const TENANTS: &str = "
+flavors:
+  - name: A100
+cohorts:
+  - name: pool
+tenants:
+  - name: team-a
+    namespaces: [team-a]
+    cohort: pool
+    quotas: {A100: {nominal: 8}}
+  - name: team-b
+    namespaces: [team-b]
+    cohort: pool
+    quotas: {A100: {nominal: 8}}
+";
+
+fn node(name: &str, gpus: u32) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node",
+           "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": "A100"}},
+           "status": {"allocatable": {"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": gpus.to_string()}}})
+}
+
+/// A pod as the API server has it: `gated` carries Gantry's gate; `on` is its node.
+fn pod(ns: &str, name: &str, gpus: u32, gated: bool, on: Option<&str>) -> Value {
+    let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "uid": format!("{ns}-{name}")},
+        "spec": {"containers": [{"name": "main", "resources": {"requests": {"cpu": "4", "memory": "32Gi"}, "limits": {"nvidia.com/gpu": gpus.to_string()}}}]},
+        "status": {"phase": "Pending"}});
+    if gated {
+        p["spec"]["schedulingGates"] = json!([{"name": "gantry.dev/admission"}]);
+    }
+    if let Some(n) = on {
+        p["spec"]["nodeName"] = json!(n);
+        p["status"]["phase"] = json!("Running");
+    }
+    p
+}
+
+fn scheduler(cluster: &Cluster) -> Scheduler {
+    Scheduler::new(PolicyKind::Gantry.build(Scale::of(cluster), &[PodRequest::whole_gpus(8000, 65536, 1)]))
+}
+
+/// Filter a 1-GPU pod over `names`: the passing names.
+fn passing(ext: &mut Extender, names: &[&str], gpus: u32) -> Vec<String> {
+    let body = serde_json::to_vec(&json!({"Pod": pod("team-a", "probe", gpus, false, None), "NodeNames": names})).unwrap();
+    let args = ExtenderArgs::parse(&body).unwrap();
+    let r = ext.filter(&args);
+    assert_eq!(r.error, "");
+    r.node_names.unwrap().into_iter().map(|n| n.into_owned()).collect()
+}
+
+#[test]
+fn watch_events_keep_the_extender_cache() {
+    let mut ext = Extender::new(Cluster::default(), scheduler(&Cluster::default()));
+    for _ in 0..2 {
+        ext.node_applied(&node("gpu-0", 8)).unwrap();
+        ext.node_applied(&node("gpu-1", 8)).unwrap();
+    }
+    assert_eq!(ext.cluster().nodes.len(), 2, "the same node twice is one node");
+    assert_eq!(passing(&mut ext, &["gpu-0", "gpu-1"], 8), ["gpu-0", "gpu-1"]);
+
+    // A running pod takes its room, once however often it is seen; a pending one takes none.
+    ext.pod_applied(&pod("team-b", "pending", 4, false, None)).unwrap();
+    for _ in 0..2 {
+        ext.pod_applied(&pod("team-b", "big", 4, false, Some("gpu-0"))).unwrap();
+    }
+    assert_eq!(ext.bound_pods(), 1);
+    assert_eq!(passing(&mut ext, &["gpu-0", "gpu-1"], 8), ["gpu-1"]);
+    assert_eq!(passing(&mut ext, &["gpu-0", "gpu-1"], 4), ["gpu-0", "gpu-1"]);
+
+    // A pod Gantry placed takes the GPUs it was planned on.
+    let mut planned = pod("team-a", "planned", 2, false, Some("gpu-1"));
+    planned["metadata"]["annotations"] = json!({"gantry.dev/placement": "gpu-1:6,7"});
+    ext.pod_applied(&planned).unwrap();
+    let gpu1 = &ext.cluster().nodes[1];
+    assert_eq!((gpu1.gpu_free[6], gpu1.gpu_free[7], gpu1.gpu_free_total), (0, 0, 6000));
+
+    // It ends: the room comes back. Then the node loses two GPUs (the device plugin's count).
+    let mut done = pod("team-b", "big", 4, false, Some("gpu-0"));
+    done["status"]["phase"] = json!("Succeeded");
+    ext.pod_applied(&done).unwrap();
+    assert_eq!(passing(&mut ext, &["gpu-0"], 8), ["gpu-0"]);
+    ext.node_applied(&node("gpu-0", 6)).unwrap();
+    assert!(passing(&mut ext, &["gpu-0"], 8).is_empty());
+
+    // A deleted node passes nothing and is named as such.
+    ext.node_deleted("gpu-1");
+    assert!(passing(&mut ext, &["gpu-1"], 1).is_empty());
+    ext.pod_deleted("team-a-planned");
+    assert_eq!(ext.bound_pods(), 0);
+
+    // A pod on a node not seen yet is reported, not counted.
+    let err = ext.pod_applied(&pod("team-a", "early", 1, false, Some("gpu-9"))).unwrap_err();
+    assert!(err.contains("node gpu-9, which Gantry has not seen"), "{err}");
+}
+
+fn controller() -> Controller {
+    let tenancy = file::parse("tenants.yaml", TENANTS).unwrap();
+    Controller::new(Queue::new_live(tenancy, Cluster::default(), scheduler(&Cluster::default()), Mode::Quota, T0))
+}
+
+fn ungated(actions: &[Action]) -> Vec<String> {
+    let mut v: Vec<String> = actions.iter().filter_map(|a| if let Action::Ungate { pod, node, .. } = a { Some(format!("{}@{node}", pod.name)) } else { None }).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_queue_follows_nodes_and_pods_it_does_not_manage() {
+    let mut c = controller();
+    // No nodes yet: nothing could ever hold the workload, and the pod is told so.
+    let refused = c.pod_applied(&pod("team-a", "train", 8, true, None), T0);
+    assert!(matches!(&refused[..], [Action::Refused { pod, .. }] if pod.name == "train"), "{refused:?}");
+    assert!(ungated(&c.reconcile(T0)).is_empty());
+    // A node arrives: the workload is submitted again. A pod of an unmanaged namespace already
+    // holds half of the node, though.
+    c.pod_applied(&pod("kube-system", "daemon", 4, false, Some("gpu-0")), T0);
+    assert!(c.node_applied(&node("gpu-0", 8), T0).unwrap().is_empty(), "now it can run some day");
+    for _ in 0..2 {
+        c.pod_applied(&pod("kube-system", "daemon", 4, false, Some("gpu-0")), T0);
+    }
+    let actions = c.reconcile(T0 + 1);
+    assert!(ungated(&actions).is_empty(), "{actions:?}");
+    assert!(actions.iter().any(|a| matches!(a, Action::Pending { pod, .. } if pod.name == "train")));
+    // It ends: now there is room.
+    c.pod_deleted("kube-system-daemon", T0 + 2);
+    assert_eq!(ungated(&c.reconcile(T0 + 2)), ["train@gpu-0"]);
+    c.queue().check_invariants().unwrap();
+    // The admitted pod, seen again ungated, bound and running, changes nothing.
+    let mut running = pod("team-a", "train", 8, false, Some("gpu-0"));
+    running["metadata"]["annotations"] = json!({"gantry.dev/placement": "gpu-0:0,1,2,3,4,5,6,7"});
+    c.pod_applied(&running, T0 + 3);
+    assert_eq!(c.queue().quota().usage(0, 0), 8000);
+    // It finishes: its quota comes back.
+    running["status"]["phase"] = json!("Succeeded");
+    c.pod_applied(&running, T0 + 4);
+    assert_eq!(c.queue().quota().usage(0, 0), 0);
+    c.queue().check_invariants().unwrap();
+}
+
+/// Reflector stores filled as the watchers would fill them.
+fn stores(nodes: &[Value], pods: &[Value]) -> Stores {
+    let (node_store, mut node_writer) = reflector::store::<Node>();
+    let (pod_store, mut pod_writer) = reflector::store::<Pod>();
+    for n in nodes {
+        node_writer.apply_watcher_event(&Event::Apply(serde_json::from_value(n.clone()).unwrap()));
+    }
+    for p in pods {
+        pod_writer.apply_watcher_event(&Event::Apply(serde_json::from_value(p.clone()).unwrap()));
+    }
+    Stores { nodes: node_store, pods: pod_store, tenants: None }
+}
+
+fn config() -> RunConfig {
+    RunConfig {
+        lease_namespace: "gantry-system".into(),
+        lease_name: "gantry-scheduler".into(),
+        identity: "gantry-0".into(),
+        tenants: Tenants::File(file::parse("tenants.yaml", TENANTS).unwrap()),
+        policy: PolicyKind::Gantry,
+        expected: vec![PodRequest::whole_gpus(8000, 65536, 1)],
+        cycle_every: Duration::from_secs(10),
+    }
+}
+
+#[test]
+fn a_new_leader_rebuilds_from_the_stores_and_admits_nothing_twice() {
+    // team-a runs 8 GPUs on gpu-0 (admitted before the restart); team-b waits for 8; a pod of
+    // an unmanaged namespace holds 4 GPUs of gpu-1.
+    let mut admitted = pod("team-a", "run", 8, false, Some("gpu-0"));
+    admitted["metadata"]["annotations"] = json!({"gantry.dev/placement": "gpu-0:0,1,2,3,4,5,6,7"});
+    let waiting = pod("team-b", "wait", 8, true, None);
+    let foreign = pod("monitoring", "exporter", 4, false, Some("gpu-1"));
+    let s = stores(&[node("gpu-0", 8), node("gpu-1", 8), node("gpu-2", 8)], &[admitted, waiting, foreign]);
+
+    let state = AppState::new(Extender::new(Cluster::default(), scheduler(&Cluster::default()))).unwrap();
+    let live = Live::new(state.clone());
+    let cfg = config();
+    live.rebuild_cache(&s, cfg.policy, &cfg.expected);
+    assert_eq!(state.extender().bound_pods(), 2, "the cache counts both running pods");
+    assert!(!live.leading());
+    live.rebuild_controller(&s, &cfg, T0).unwrap();
+    assert!(live.leading());
+
+    // team-a's workload is not admitted again; team-b's goes to the one empty node.
+    let actions = live.cycle(T0);
+    assert_eq!(ungated(&actions), ["wait@gpu-2"], "{actions:?}");
+    // Rebuilding again (a relist, a second new leader) changes nothing: no second admission.
+    live.rebuild_controller(&s, &cfg, T0 + 1).unwrap();
+    let again = live.cycle(T0 + 1);
+    assert_eq!(ungated(&again), ["wait@gpu-2"], "still gated in the store: admitted once more at the same place, never elsewhere");
+
+    // The queue's metrics are published.
+    let text = String::from_utf8(state.metrics.render().unwrap()).unwrap();
+    assert!(text.contains("gantry_tenant_usage_milli{flavor=\"A100\",tenant=\"team-a\"} 8000"), "{text}");
+    assert!(text.contains("gantry_admitted_pods_total{tenant=\"team-b\"}"), "{text}");
+
+    // Losing the lease stops admissions at once.
+    live.step_down();
+    assert!(live.cycle(T0 + 2).is_empty());
+}
