@@ -27,7 +27,8 @@ use std::collections::HashMap;
 
 /// The scheduling gate the admission webhook puts on GPU pods of managed namespaces.
 pub const SCHEDULING_GATE: &str = "gantry.dev/admission";
-/// How many pods a gang has, set by the webhook from the framework's spec.
+/// How many pods a gang has, set by the webhook from the framework's spec. Pods of a
+/// scheduler-plugins PodGroup without it take the PodGroup's `minMember`.
 pub const GANG_SIZE_ANNOTATION: &str = "gantry.dev/gang-size";
 
 /// A pod the controller acts on.
@@ -69,11 +70,13 @@ pub struct Controller {
     /// Pods the queue does not manage that hold room on a node: UID → the queue's external id.
     external: HashMap<String, u64>,
     next_external: u64,
+    /// PodGroup gang key (`namespace/pod-group/name`) → `minMember`.
+    pod_groups: HashMap<String, u32>,
 }
 
 impl Controller {
     pub fn new(queue: Queue) -> Self {
-        Controller { queue, gangs: HashMap::new(), by_id: HashMap::new(), by_uid: HashMap::new(), next_id: 1, external: HashMap::new(), next_external: 0 }
+        Controller { queue, gangs: HashMap::new(), by_id: HashMap::new(), by_uid: HashMap::new(), next_id: 1, external: HashMap::new(), next_external: 0, pod_groups: HashMap::new() }
     }
 
     pub fn queue(&self) -> &Queue {
@@ -87,7 +90,7 @@ impl Controller {
             Err(message) => return vec![Action::Refused { pod: pod_ref(pod), message }],
         };
         let r = PodRef { namespace: view.namespace.clone(), name: view.name.clone(), uid: view.uid.clone() };
-        let size = gang_size(pod);
+        let size = self.gang_size(pod);
         let key = self.gang_key(pod);
         let next_id = &mut self.next_id;
         let gang = self.gangs.entry(key.clone()).or_insert_with(|| {
@@ -178,9 +181,45 @@ impl Controller {
         actions
     }
 
+    /// A pod's gang size: Gantry's annotation (set by the admission webhook), else the
+    /// `minMember` of its scheduler-plugins PodGroup. A pod of a PodGroup not seen yet gets
+    /// [`UNKNOWN_SIZE`]: its gang waits, whole or not, until the PodGroup arrives.
+    fn gang_size(&self, pod: &Value) -> u32 {
+        if let Some(n) = annotated_gang_size(pod) {
+            return n;
+        }
+        let identity = identify(pod);
+        if identity.source == crate::identity::Source::PodGroup {
+            return self.pod_groups.get(&identity.key).copied().unwrap_or(UNKNOWN_SIZE);
+        }
+        1
+    }
+
+    /// A scheduler-plugins PodGroup (`scheduling.x-k8s.io/v1alpha1`) was added or changed: its
+    /// `minMember` is the size of the gang of its pods. A gang that was waiting for it is queued
+    /// once it has that many pods.
+    pub fn pod_group_applied(&mut self, namespace: &str, name: &str, min_member: u32, now: Seconds) -> Vec<Action> {
+        let key = format!("{namespace}/pod-group/{name}");
+        self.pod_groups.insert(key.clone(), min_member.max(1));
+        let Some(gang) = self.gangs.get_mut(&key) else { return Vec::new() };
+        if gang.queued {
+            return Vec::new();
+        }
+        gang.size = min_member.max(1);
+        if (gang.pods.len() as u32) < gang.size {
+            return Vec::new();
+        }
+        self.submit_gang(&key, now)
+    }
+
+    /// A PodGroup was deleted.
+    pub fn pod_group_deleted(&mut self, namespace: &str, name: &str) {
+        self.pod_groups.remove(&format!("{namespace}/pod-group/{name}"));
+    }
+
     fn gang_key(&self, pod: &Value) -> String {
         let identity = identify(pod);
-        let size = gang_size(pod);
+        let size = self.gang_size(pod);
         if size == 1 {
             format!("{}/{}", identity.key, pod_ref(pod).uid)
         } else {
@@ -349,16 +388,18 @@ impl Controller {
     }
 }
 
-/// The gang size a pod declares (1 when it declares none).
-fn gang_size(pod: &Value) -> u32 {
+/// The gang size a pod's annotation declares.
+fn annotated_gang_size(pod: &Value) -> Option<u32> {
     pod.get("metadata")
         .and_then(|m| m.get("annotations"))
         .and_then(|a| a.get(GANG_SIZE_ANNOTATION))
         .and_then(Value::as_str)
         .and_then(|s| s.parse::<u32>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or(1)
 }
+
+/// The size of a gang whose PodGroup has not been seen: never complete.
+const UNKNOWN_SIZE: u32 = u32::MAX;
 
 /// Whether Gantry's scheduling gate holds the pod.
 fn gated(pod: &Value) -> bool {

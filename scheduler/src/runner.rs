@@ -1,7 +1,8 @@
 //! In-cluster mode: the API server feeds every replica's caches, and the leader runs the queue.
 //!
 //! 1. **Watchers** with reflector stores for Nodes and Pods (and Gantry's Tenant, Cohort and
-//!    GpuFlavor objects when tenants come from the cluster), stripped of what Gantry does not
+//!    GpuFlavor objects when tenants come from the cluster), plus scheduler-plugins PodGroups for
+//!    gang sizes, stripped of what Gantry does not
 //!    read (managed fields, pod status beyond the phase, container commands, env and volumes) to
 //!    keep memory small on large clusters.
 //! 2. **Every event** updates this replica's extender cache, and the queue controller when this
@@ -74,6 +75,8 @@ pub struct Live {
     controller: Mutex<Option<Controller>>,
     /// Actions produced outside a cycle (a pod refused on arrival), for the next cycle.
     queued: Mutex<Vec<Action>>,
+    /// scheduler-plugins PodGroups: (namespace, name) → minMember.
+    pod_groups: Mutex<HashMap<(String, String), u32>>,
     /// A watch relisted or the tenants changed: rebuild from the stores.
     resync: AtomicBool,
     wake: Notify,
@@ -91,7 +94,14 @@ pub fn now() -> Seconds {
 
 impl Live {
     pub fn new(state: Arc<AppState>) -> Arc<Live> {
-        Arc::new(Live { state, controller: Mutex::new(None), queued: Mutex::new(Vec::new()), resync: AtomicBool::new(false), wake: Notify::new() })
+        Arc::new(Live {
+            state,
+            controller: Mutex::new(None),
+            queued: Mutex::new(Vec::new()),
+            pod_groups: Mutex::new(HashMap::new()),
+            resync: AtomicBool::new(false),
+            wake: Notify::new(),
+        })
     }
 
     /// Whether this replica runs the queue now.
@@ -137,6 +147,24 @@ impl Live {
         }
     }
 
+    /// A PodGroup was added or changed (`None`: deleted).
+    pub fn pod_group(&self, namespace: &str, name: &str, min_member: Option<u32>) {
+        let key = (namespace.to_string(), name.to_string());
+        match min_member {
+            Some(n) => lock(&self.pod_groups).insert(key, n),
+            None => lock(&self.pod_groups).remove(&key),
+        };
+        if let Some(c) = lock(&self.controller).as_mut() {
+            match min_member {
+                Some(n) => {
+                    let actions = c.pod_group_applied(namespace, name, n, now());
+                    lock(&self.queued).extend(actions);
+                }
+                None => c.pod_group_deleted(namespace, name),
+            }
+        }
+    }
+
     /// Builds this replica's extender cache from the stores (at start, and after a relist).
     pub fn rebuild_cache(&self, stores: &Stores, policy: PolicyKind, expected: &[PodRequest]) {
         let mut fresh = Extender::new(Cluster::default(), Scheduler::new(policy.build(Scale::of(&Cluster::default()), expected)));
@@ -167,6 +195,9 @@ impl Live {
             if let Err(e) = to_value(&*node).and_then(|v| c.node_applied(&v, now)) {
                 eprintln!("gantry scheduler: queue: {e}");
             }
+        }
+        for ((ns, name), n) in lock(&self.pod_groups).iter() {
+            c.pod_group_applied(ns, name, *n, now);
         }
         let pods: Vec<Value> = stores.pods.state().iter().filter_map(|p| to_value(&**p).ok()).collect();
         let actions = c.rebuild(&pods, now);
@@ -306,6 +337,22 @@ pub fn watch(client: &Client, live: &Arc<Live>, from_cluster: bool) -> Stores {
                     l.resync.store(true, Ordering::SeqCst);
                 }
             }
+        }
+        l.wake.notify_one();
+        std::future::ready(())
+    }));
+    // Gang sizes from scheduler-plugins PodGroups, where that CRD is installed (where it is not,
+    // the watch fails and retries with backoff, and gangs size themselves by annotation).
+    let l = live.clone();
+    let group = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk("scheduling.x-k8s.io", "v1alpha1", "PodGroup"));
+    let groups = Api::<kube::api::DynamicObject>::all_with(client.clone(), &group);
+    tokio::spawn(watcher(groups, watcher::Config::default()).default_backoff().for_each(move |event| {
+        let min_member = |o: &kube::api::DynamicObject| o.data["spec"]["minMember"].as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(1);
+        match event {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => l.pod_group(&o.namespace().unwrap_or_default(), &o.name_any(), Some(min_member(&o))),
+            Ok(watcher::Event::Delete(o)) => l.pod_group(&o.namespace().unwrap_or_default(), &o.name_any(), None),
+            Ok(_) => {}
+            Err(e) => eprintln!("gantry scheduler: watching PodGroups (scheduling.x-k8s.io/v1alpha1): {e}; retrying"),
         }
         l.wake.notify_one();
         std::future::ready(())

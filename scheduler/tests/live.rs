@@ -221,3 +221,26 @@ fn a_new_leader_rebuilds_from_the_stores_and_admits_nothing_twice() {
     live.step_down();
     assert!(live.cycle(T0 + 2).is_empty());
 }
+
+#[test]
+fn a_pod_group_sizes_its_gang_and_nothing_starts_before_it_is_known() {
+    let mut c = controller();
+    c.node_applied(&node("gpu-0", 8), T0).unwrap();
+    c.node_applied(&node("gpu-1", 8), T0).unwrap();
+    let member = |i: u32| {
+        let mut p = pod("team-a", &format!("w-{i}"), 4, true, None);
+        p["metadata"]["labels"] = json!({"scheduling.x-k8s.io/pod-group": "bert"});
+        p
+    };
+    // Three members arrive before their PodGroup: none starts, not even one by one.
+    for i in 0..3 {
+        assert!(c.pod_applied(&member(i), T0).is_empty());
+    }
+    assert!(ungated(&c.reconcile(T0)).is_empty());
+    // The PodGroup says four: still waiting for the fourth member.
+    assert!(c.pod_group_applied("team-a", "bert", 4, T0).is_empty());
+    assert!(ungated(&c.reconcile(T0)).is_empty());
+    c.pod_applied(&member(3), T0);
+    assert_eq!(ungated(&c.reconcile(T0)).len(), 4, "the whole gang starts at once");
+    c.queue().check_invariants().unwrap();
+}
