@@ -1,0 +1,111 @@
+//! `gantry scheduler`, run as a user would: standalone over the bundled Venus cluster and tenants,
+//! answering over HTTP; and the clear errors of a wrong start.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// A running `gantry scheduler`, killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the scheduler on a free port and waits for its start line (which names the address).
+fn start(args: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["scheduler", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the gantry binary runs");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = lines.next().expect("a start line").unwrap();
+    let addr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, addr }
+}
+
+/// One HTTP/1.1 request; the status code and body.
+fn call(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn standalone_with_tenants_serves_the_extender_and_the_quotas() {
+    let nodes = repo("examples/clusters/venus-968.csv");
+    let tenants = repo("examples/tenants/venus.yaml");
+    let server = start(&["--standalone", "--nodes", nodes.to_str().unwrap(), "--tenants", tenants.to_str().unwrap()]);
+    assert_eq!(call(&server.addr, "GET", "/readyz", "").0, 200);
+
+    let (status, metrics) = call(&server.addr, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("gantry_nodes 129"), "{metrics}");
+    // vc-a's nominal quotas (100 A100, 60 V100M32, 320 cores in the file), in milli-units.
+    for (flavor, milli) in [("A100", 100_000), ("V100M32", 60_000), ("cpu", 320_000)] {
+        let line = format!("gantry_tenant_nominal_milli{{flavor=\"{flavor}\",tenant=\"vc-a\"}} {milli}\n");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+
+    // A 4-GPU pod: an 8-GPU node passes, a CPU-only node is unresolvable.
+    let pod = r#"{"metadata": {"name": "p", "namespace": "team", "uid": "u1"}, "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "4"}}}]}}"#;
+    let body = format!(r#"{{"Pod": {pod}, "NodeNames": ["venus-node-0000", "venus-node-0121"]}}"#);
+    let (status, reply) = call(&server.addr, "POST", "/scheduler/filter", &body);
+    assert_eq!(status, 200, "{reply}");
+    let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["NodeNames"], serde_json::json!(["venus-node-0000"]), "{reply}");
+    assert!(reply["FailedAndUnresolvableNodes"]["venus-node-0121"].is_string(), "{reply}");
+}
+
+#[test]
+fn a_wrong_start_says_what_to_fix() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .arg("scheduler")
+            .args(args)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("HOME", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let nodes = repo("examples/clusters/venus-968.csv");
+    let nodes = nodes.to_str().unwrap();
+    let err = run(&["--standalone"]);
+    assert!(err.contains("--nodes"), "{err}");
+    let err = run(&["--standalone", "--nodes", nodes, "--tls-cert", "/nonexistent/tls.crt"]);
+    assert!(err.contains("--tls-key"), "{err}");
+    let err = run(&["--standalone", "--nodes", nodes, "--listen", "127.0.0.1:0", "--tls-cert", "/nonexistent/tls.crt", "--tls-key", "/nonexistent/tls.key"]);
+    assert!(err.contains("/nonexistent/tls.crt"), "{err}");
+    // Tenants whose GPU models the node list lacks.
+    let dir = std::env::temp_dir().join(format!("gantry-scheduler-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tenants = dir.join("tenants.yaml");
+    std::fs::write(&tenants, "flavors:\n  - name: H100\ntenants:\n  - name: t\n    namespaces: [t]\n    quotas: {H100: {nominal: 8}}\n").unwrap();
+    let err = run(&["--standalone", "--nodes", nodes, "--tenants", tenants.to_str().unwrap()]);
+    assert!(err.contains("H100") && err.contains("tenants.yaml"), "{err}");
+    // In a cluster, without one.
+    let err = run(&[]);
+    assert!(err.contains("cannot reach the Kubernetes API server") && err.contains("--standalone"), "{err}");
+}
