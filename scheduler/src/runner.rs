@@ -24,7 +24,7 @@ use gantry_core::model::{Cluster, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::{Seconds, Settings, Tenancy};
 use gantry_core::{PolicyKind, Scale, Scheduler};
-use gantry_crds::{Cohort, GpuFlavor, Tenant};
+use gantry_crds::{Cohort, GpuFlavor, Tenant, TenantStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
@@ -221,6 +221,36 @@ impl Live {
         self.state.metrics.record_cycle(c.queue(), &actions);
         actions
     }
+
+    /// Each tenant's status as `kubectl get tenants` shows it, when leading.
+    pub fn tenant_statuses(&self) -> Vec<(String, TenantStatus)> {
+        lock(&self.controller).as_ref().map_or_else(Vec::new, |c| tenant_statuses(c.queue()))
+    }
+}
+
+/// GPUs (over every GPU flavor) used, nominal and borrowed, and pending workloads, per tenant.
+pub fn tenant_statuses(queue: &Queue) -> Vec<(String, TenantStatus)> {
+    let tenancy = &queue.tenancy;
+    let gpus = |milli: i64| {
+        let text = format!("{}.{:03}", milli / 1000, milli % 1000);
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    tenancy
+        .tenants
+        .iter()
+        .enumerate()
+        .map(|(t, tenant)| {
+            let sum = |f: &dyn Fn(usize) -> i64| (0..tenancy.flavors.len()).filter(|&f| !tenancy.flavors[f].is_cpu()).map(f).sum::<i64>();
+            let q = queue.quota();
+            let status = TenantStatus {
+                gpus_used: Some(gpus(sum(&|f| q.usage(t, f) as i64))),
+                gpus_nominal: Some(gpus(sum(&|f| q.nominal(t, f) as i64))),
+                gpus_borrowed: Some(gpus(sum(&|f| q.borrowed(t, f) as i64))),
+                pending_workloads: queue.pending_of(t) as i64,
+            };
+            (tenant.name.clone(), status)
+        })
+        .collect()
 }
 
 fn to_value<T: serde::Serialize>(o: &T) -> Result<Value, String> {
@@ -385,9 +415,29 @@ struct Executor {
     said: HashMap<String, String>,
     /// Calls that failed, with the attempts left.
     retry: Vec<(Action, u32)>,
+    /// Tenant objects' status as last written (only when tenants come from the cluster).
+    statuses: Option<(Api<Tenant>, HashMap<String, TenantStatus>)>,
 }
 
 impl Executor {
+    /// Writes each Tenant's status subresource when it changed (merge patch; the printer
+    /// columns of `kubectl get tenants` read it).
+    async fn publish(&mut self, statuses: Vec<(String, TenantStatus)>) {
+        let Some((api, last)) = self.statuses.as_mut() else { return };
+        for (name, status) in statuses {
+            if last.get(&name) == Some(&status) {
+                continue;
+            }
+            let patch = serde_json::json!({"status": status});
+            match api.patch_status(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await {
+                Ok(_) => {
+                    last.insert(name, status);
+                }
+                Err(e) => eprintln!("gantry scheduler: cannot write the status of Tenant {name}: {e}"),
+            }
+        }
+    }
+
     async fn run(&mut self, actions: Vec<Action>, pods: &Store<Pod>) {
         let mut todo: Vec<(Action, u32)> = std::mem::take(&mut self.retry);
         for a in actions {
@@ -462,7 +512,8 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
         .await
         .map_err(|e| format!("cannot set up leader election (Lease {}/{}): {e}", config.lease_namespace, config.lease_name))?;
     let (mut leader, lease_task) = lease.watch().await;
-    let mut executor = Executor { adapter: Adapter::new(client, Some(config.identity.clone())), said: HashMap::new(), retry: Vec::new() };
+    let statuses = matches!(config.tenants, Tenants::Cluster(_)).then(|| (Api::<Tenant>::all(client.clone()), HashMap::new()));
+    let mut executor = Executor { adapter: Adapter::new(client, Some(config.identity.clone())), said: HashMap::new(), retry: Vec::new(), statuses };
     loop {
         tokio::select! {
             () = &mut shutdown => break,
@@ -500,6 +551,7 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
         }
         let actions = live.cycle(now());
         executor.run(actions, &stores.pods).await;
+        executor.publish(live.tenant_statuses()).await;
         // Let events gather a little before the next cycle.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -74,6 +74,7 @@ fn rbac_is_least_privilege() {
         ("gantry.dev", "tenants", &["list", "watch"]),
         ("gantry.dev", "cohorts", &["list", "watch"]),
         ("gantry.dev", "gpuflavors", &["list", "watch"]),
+        ("gantry.dev", "tenants/status", &["patch"]),
         ("coordination.k8s.io", "leases", &["get", "create", "patch"]),
     ];
     let mut granted = Vec::new();

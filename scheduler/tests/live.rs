@@ -212,6 +212,11 @@ fn a_new_leader_rebuilds_from_the_stores_and_admits_nothing_twice() {
     let again = live.cycle(T0 + 1);
     assert_eq!(ungated(&again), ["wait@gpu-2"], "still gated in the store: admitted once more at the same place, never elsewhere");
 
+    // What `kubectl get tenants` shows.
+    let statuses = live.tenant_statuses();
+    let a = &statuses.iter().find(|(n, _)| n == "team-a").unwrap().1;
+    assert_eq!((a.gpus_used.as_deref(), a.gpus_nominal.as_deref(), a.gpus_borrowed.as_deref(), a.pending_workloads), (Some("8"), Some("8"), Some("0"), 0));
+
     // The queue's metrics are published.
     let text = String::from_utf8(state.metrics.render().unwrap()).unwrap();
     assert!(text.contains("gantry_tenant_usage_milli{flavor=\"A100\",tenant=\"team-a\"} 8000"), "{text}");
