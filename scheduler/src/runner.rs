@@ -262,9 +262,9 @@ fn tenancy_now(stores: &Stores, tenants: &Tenants) -> Result<Tenancy, String> {
     match (tenants, &stores.tenants) {
         (Tenants::File(t), _) => Ok(t.clone()),
         (Tenants::Cluster(settings), Some((tenants, cohorts, flavors))) => {
-            fn all<K: Clone>(store: &Store<K>) -> Vec<K>
+            fn all<K>(store: &Store<K>) -> Vec<K>
             where
-                K: Resource + 'static,
+                K: Resource + Clone + 'static,
                 K::DynamicType: Eq + Hash + Clone,
             {
                 store.state().iter().map(|o| (**o).clone()).collect()
