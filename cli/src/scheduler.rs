@@ -18,7 +18,9 @@ pub struct SchedulerArgs {
     /// Run without an API server: nodes from --nodes, binds kept in memory.
     #[arg(long)]
     standalone: bool,
-    /// Node list CSV (sn,cpu_milli,memory_mib,gpu,model), as for `gantry simulate` (--standalone).
+    /// Nodes (--standalone): a node list CSV (sn,cpu_milli,memory_mib,gpu,model) as for
+    /// `gantry simulate`, or Kubernetes Node objects in YAML or JSON (`kubectl get nodes -o yaml`),
+    /// read by the same node inventory contract as in a cluster.
     #[arg(long, value_name = "FILE", required_if_eq("standalone", "true"))]
     nodes: Option<PathBuf>,
     /// Tenants file. In a cluster it replaces the Tenant, Cohort and GpuFlavor objects; with
@@ -106,11 +108,41 @@ async fn serve(args: &SchedulerArgs, state: std::sync::Arc<AppState>, what: &str
     gantry_serve::serve(listener, router_for(state, &args.prefix), tls(args), shutdown).await.map_err(|e| e.to_string())
 }
 
+/// Nodes from a CSV node list, or from Node objects (a `List`/`NodeList`, or one Node) in YAML or
+/// JSON, which go through the same reading as nodes from the API server.
+fn load_nodes(path: &PathBuf) -> Result<Cluster, String> {
+    let name = path.display().to_string();
+    let text = read(path)?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if !matches!(ext.as_str(), "yaml" | "yml" | "json") {
+        let (models, nodes) = parse_nodes(&name, &text).map_err(|e| e.to_string())?;
+        return Ok(Cluster::new(models, nodes));
+    }
+    let doc: serde_json::Value = if ext == "json" {
+        serde_json::from_str(&text).map_err(|e| format!("{name}: not valid JSON: {e}"))?
+    } else {
+        marked_yaml::from_yaml(0, &text).map_err(|e| format!("{name}: not valid YAML: {e}"))?
+    };
+    let items: Vec<serde_json::Value> = match doc.get("items").and_then(|i| i.as_array()) {
+        Some(items) => items.clone(),
+        None if doc.get("kind").and_then(|k| k.as_str()) == Some("Node") => vec![doc],
+        None => return Err(format!("{name}: expected Node objects: a List or NodeList with items (kubectl get nodes -o yaml), or one Node")),
+    };
+    let mut cluster = Cluster::default();
+    for (i, item) in items.iter().enumerate() {
+        let view = gantry_scheduler::node::parse_node(item, &mut cluster.models).map_err(|e| format!("{name}: item {i}: {e}"))?;
+        cluster.upsert_node(view.node).map_err(|e| format!("{name}: item {i}: {e}"))?;
+    }
+    if cluster.nodes.is_empty() {
+        return Err(format!("{name}: no nodes"));
+    }
+    Ok(cluster)
+}
+
 async fn standalone(args: SchedulerArgs) -> Result<(), String> {
-    let nodes = args.nodes.as_ref().ok_or("--standalone needs --nodes FILE (a node list CSV)")?;
-    let (models, node_list) = parse_nodes(&nodes.display().to_string(), &read(nodes)?).map_err(|e| e.to_string())?;
-    let expected = expected(&args, &models)?;
-    let cluster = Cluster::new(models, node_list);
+    let nodes = args.nodes.as_ref().ok_or("--standalone needs --nodes FILE (a node list CSV, or Node objects in YAML or JSON)")?;
+    let cluster = load_nodes(nodes)?;
+    let expected = expected(&args, &cluster.models)?;
     let scheduler = || Scheduler::new(args.policy.build(Scale::of(&cluster), &expected));
     let count = cluster.nodes.len();
     let tenancy = args.tenants.as_ref().map(|p| file::load(p).map_err(|e| e.to_string())).transpose()?;
