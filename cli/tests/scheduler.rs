@@ -154,3 +154,13 @@ fn a_wrong_start_says_what_to_fix() {
     let err = run(&[]);
     assert!(err.contains("cannot reach the Kubernetes API server") && err.contains("--standalone"), "{err}");
 }
+
+/// The deploy example's arguments are ones `gantry` accepts.
+#[test]
+fn the_deployment_arguments_are_accepted() {
+    let text = std::fs::read_to_string(repo("deploy/scheduler/deployment.yaml")).unwrap();
+    let line = text.lines().find(|l| l.trim_start().starts_with("args:")).expect("an args line");
+    let args: Vec<String> = serde_json::from_str(line.split_once(':').unwrap().1.trim()).expect("args as a JSON-style list");
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry")).args(&args).arg("--help").output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}

@@ -97,3 +97,25 @@ fn rbac_is_least_privilege() {
     expected.sort();
     assert_eq!(granted, expected);
 }
+
+#[test]
+fn the_deployment_serves_where_kube_scheduler_calls_as_the_account_rbac_grants() {
+    let cfg = &docs("kube-scheduler-config.yaml")[0];
+    let url = text(get(&get(cfg, "extenders").as_sequence().unwrap()[0], "urlPrefix"));
+    let all = docs("deployment.yaml");
+    let deployment = all.iter().find(|d| text(get(d, "kind")) == "Deployment").unwrap();
+    let service = all.iter().find(|d| text(get(d, "kind")) == "Service").unwrap();
+    let (name, ns) = (text(get(get(service, "metadata"), "name")), text(get(get(service, "metadata"), "namespace")));
+    let port = text(get(&get(get(service, "spec"), "ports").as_sequence().unwrap()[0], "port"));
+    assert!(url.starts_with(&format!("http://{name}.{ns}.svc:{port}/")), "{url} vs the Service {ns}/{name}:{port}");
+    let pod = get(get(get(deployment, "spec"), "template"), "spec");
+    let rbac = docs("rbac.yaml");
+    let account = rbac.iter().find(|d| text(get(d, "kind")) == "ServiceAccount").unwrap();
+    assert_eq!(text(get(pod, "serviceAccountName")), text(get(get(account, "metadata"), "name")));
+    let container = &get(pod, "containers").as_sequence().unwrap()[0];
+    let args: Vec<String> = get(container, "args").as_sequence().unwrap().iter().map(text).collect();
+    assert!(args.windows(2).any(|w| w[0] == "--listen" && w[1].ends_with(&format!(":{port}"))), "{args:?}");
+    let env: Vec<String> = get(container, "env").as_sequence().unwrap().iter().map(|e| text(get(e, "name"))).collect();
+    assert_eq!(env, ["POD_NAME", "POD_NAMESPACE"], "the Lease identity and namespace");
+    assert!(text(get(get(deployment, "spec"), "replicas")).parse::<u32>().unwrap() >= 2);
+}
