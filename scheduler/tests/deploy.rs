@@ -42,6 +42,7 @@ async fn the_scheduler_configuration_calls_what_the_extender_serves() {
     assert!(url.contains(":8888/"), "the default port of gantry scheduler: {url}");
     assert_eq!(text(get(ext, "nodeCacheCapable")), "true");
     assert_eq!(text(get(ext, "ignorable")), "false");
+    assert_eq!(text(get(ext, "httpTimeout")), "1s", "explicit and short: a stalled extender must not hold kube-scheduler");
     let managed = get(ext, "managedResources").as_sequence().unwrap();
     assert_eq!(text(get(&managed[0], "name")), GPU_RESOURCE);
     assert!(ext.as_mapping().unwrap().get_node("bindVerb").is_none(), "Gantry does not post bindings yet");
