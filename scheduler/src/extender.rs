@@ -28,6 +28,8 @@ pub struct Extender {
     scheduler: Scheduler,
     /// Looked up once per candidate per call, so with a fast hash (seeded per process).
     by_name: HashMap<String, NodeId, foldhash::fast::RandomState>,
+    /// The last candidate lists, resolved to node ids.
+    resolved: Resolved,
     /// Requests of pods seen by filter or prioritize, by UID (bind carries no pod spec).
     seen: HashMap<String, PodRequest>,
     /// Bound pods: UID → cluster pod id.
@@ -38,7 +40,7 @@ pub struct Extender {
 impl Extender {
     pub fn new(cluster: Cluster, scheduler: Scheduler) -> Self {
         let by_name = cluster.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
-        Extender { cluster, scheduler, by_name, seen: HashMap::new(), bound: HashMap::new(), next_pod: 1 }
+        Extender { cluster, scheduler, by_name, resolved: Resolved::default(), seen: HashMap::new(), bound: HashMap::new(), next_pod: 1 }
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -127,11 +129,11 @@ impl Extender {
     }
 
     /// The candidate node names of a request, borrowed from it.
-    fn candidates<'a>(args: &'a ExtenderArgs<'_>) -> Result<Vec<Cow<'a, str>>, String> {
+    fn candidates<'a>(args: &'a ExtenderArgs<'_>) -> Result<Cow<'a, [Cow<'a, str>]>, String> {
         match (&args.node_names, &args.nodes) {
-            (Some(names), _) => Ok(names.iter().map(|n| Cow::Borrowed(n.as_ref())).collect()),
-            (None, Some(list)) => list.names().ok_or_else(|| "a node in Nodes.items has no metadata.name".to_string()),
-            (None, None) => Ok(Vec::new()),
+            (Some(names), _) => Ok(Cow::Borrowed(names)),
+            (None, Some(list)) => list.names().map(Cow::Owned).ok_or_else(|| "a node in Nodes.items has no metadata.name".to_string()),
+            (None, None) => Ok(Cow::Borrowed(&[])),
         }
     }
 
@@ -153,32 +155,32 @@ impl Extender {
         // A pod of an admitted workload goes where the queue controller planned it: its room was
         // reserved with the whole gang's.
         let planned = args.pod["metadata"]["annotations"][crate::adapter::PLACEMENT_ANNOTATION].as_str().map(|v| v.split(':').next().unwrap_or(v));
-        for (i, name) in names.iter().enumerate() {
-            let name = name.as_ref();
-            if let Some(node) = planned {
+        if let Some(node) = planned {
+            for (i, name) in names.iter().enumerate() {
                 if node == name {
                     passing.push(i);
                 } else {
                     failed.insert(name.to_string(), format!("Gantry planned this pod for node {node}"));
                 }
-                continue;
             }
-            if !pod.managed() {
-                passing.push(i);
-                continue;
-            }
-            let Some(&id) = self.by_name.get(name) else {
-                unresolvable.insert(name.to_string(), format!("node {name} is not in Gantry's node cache"));
-                continue;
-            };
-            let node = &self.cluster.nodes[id];
-            match fits(node, &pod.request) {
-                Ok(()) => passing.push(i),
-                Err(m) if !could_ever_fit(node, &pod.request) => {
-                    unresolvable.insert(name.to_string(), format!("{m}, even when empty"));
-                }
-                Err(m) => {
-                    failed.insert(name.to_string(), m.to_string());
+        } else if !pod.managed() {
+            passing.extend(0..names.len());
+        } else {
+            let ids = self.resolved.ids(&self.by_name, &names);
+            for (i, (name, &id)) in names.iter().zip(ids).enumerate() {
+                let Some(id) = id else {
+                    unresolvable.insert(name.to_string(), format!("node {name} is not in Gantry's node cache"));
+                    continue;
+                };
+                let node = &self.cluster.nodes[id];
+                match fits(node, &pod.request) {
+                    Ok(()) => passing.push(i),
+                    Err(m) if !could_ever_fit(node, &pod.request) => {
+                        unresolvable.insert(name.to_string(), format!("{m}, even when empty"));
+                    }
+                    Err(m) => {
+                        failed.insert(name.to_string(), m.to_string());
+                    }
                 }
             }
         }
@@ -189,10 +191,8 @@ impl Extender {
         };
         match (&args.node_names, &args.nodes) {
             (None, Some(list)) => out.nodes = Some(NodeList { metadata: list.metadata, items: passing.iter().map(|&i| list.items[i]).collect() }),
-            _ => {
-                let mut names: Vec<Option<Cow<'a, str>>> = names.into_iter().map(Some).collect();
-                out.node_names = Some(passing.iter().filter_map(|&i| names[i].take()).collect());
-            }
+            // Names borrowed from the request are copied as references.
+            _ => out.node_names = Some(passing.iter().map(|&i| names[i].clone()).collect()),
         }
         out
     }
@@ -202,13 +202,13 @@ impl Extender {
         let pod = self.pod(&args.pod)?;
         let names = Self::candidates(args)?;
         if !pod.managed() {
-            return Ok(names.into_iter().map(|host| HostPriority { host, score: 0 }).collect());
+            return Ok(names.iter().map(|host| HostPriority { host: host.clone(), score: 0 }).collect());
         }
-        let ids: Vec<Option<NodeId>> = names.iter().map(|n| self.by_name.get(n.as_ref()).copied()).collect();
-        let raw = self.scheduler.scores(&self.cluster, &pod.request, &ids);
+        let ids = self.resolved.ids(&self.by_name, &names);
+        let raw = self.scheduler.scores(&self.cluster, &pod.request, ids);
         let (lo, hi) = raw.iter().flatten().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
         Ok(names
-            .into_iter()
+            .iter()
             .zip(raw)
             .map(|(host, s)| {
                 let score = match s {
@@ -216,7 +216,7 @@ impl Extender {
                     Some(_) => MAX_PRIORITY,
                     None => 0,
                 };
-                HostPriority { host, score: score.clamp(0, MAX_PRIORITY) }
+                HostPriority { host: host.clone(), score: score.clamp(0, MAX_PRIORITY) }
             })
             .collect())
     }
@@ -267,5 +267,107 @@ impl Extender {
             out.insert(node.clone(), MetaVictims { pods, num_pdb_violations: v.num_pdb_violations });
         }
         Ok(ExtenderPreemptionResult { node_name_to_meta_victims: out })
+    }
+}
+
+/// Candidate lists resolved to node ids. kube-scheduler sends prioritize the list that filter
+/// passed, and every pod the same list while all nodes are feasible, so most calls find their
+/// list here: comparing the names costs less than looking each one up.
+#[derive(Default)]
+struct Resolved {
+    /// Two lists, for filter's and prioritize's when filter failed some nodes.
+    slots: [ResolvedList; 2],
+    /// The slot replaced last.
+    last: usize,
+}
+
+#[derive(Default)]
+struct ResolvedList {
+    /// `by_name.len()` when resolved. Names only ever join `by_name`, and a name keeps its id
+    /// (node ids are stable), so a list stays right until a node is added.
+    known: usize,
+    /// The names, one after the other, and where each ends.
+    text: Vec<u8>,
+    ends: Vec<usize>,
+    ids: Vec<Option<NodeId>>,
+}
+
+impl ResolvedList {
+    fn holds(&self, names: &[Cow<'_, str>], known: usize) -> bool {
+        if self.known != known || self.ids.len() != names.len() {
+            return false;
+        }
+        let mut start = 0;
+        names.iter().zip(&self.ends).all(|(n, &end)| {
+            let same = self.text.get(start..end).is_some_and(|t| same_bytes(t, n.as_bytes()));
+            start = end;
+            same
+        })
+    }
+}
+
+/// `a == b`, without a call to `memcmp` for names of 8 to 16 bytes (two overlapping words).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if !(8..=16).contains(&n) {
+        return a == b;
+    }
+    let word = |s: &[u8], i: usize| s.get(i..i + 8).map(|w| u64::from_ne_bytes(w.try_into().unwrap_or_default()));
+    word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+}
+
+impl Resolved {
+    /// The id of each name (`None` for unknown ones).
+    fn ids<S: std::hash::BuildHasher>(&mut self, by_name: &HashMap<String, NodeId, S>, names: &[Cow<'_, str>]) -> &[Option<NodeId>] {
+        let known = by_name.len();
+        let slot = match self.slots.iter().position(|s| s.holds(names, known)) {
+            Some(i) => i,
+            None => {
+                self.last = 1 - self.last;
+                let s = &mut self.slots[self.last];
+                s.known = known;
+                s.text.clear();
+                s.ends.clear();
+                s.ids.clear();
+                for n in names {
+                    s.text.extend_from_slice(n.as_bytes());
+                    s.ends.push(s.text.len());
+                    s.ids.push(by_name.get(n.as_ref()).copied());
+                }
+                self.last
+            }
+        };
+        &self.slots[slot].ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolved_lists_follow_the_names_and_new_nodes() {
+        let mut by_name: HashMap<String, NodeId, foldhash::fast::RandomState> = HashMap::default();
+        by_name.insert("node-a".into(), 0);
+        by_name.insert("node-bbbbbbbbb".into(), 1);
+        let mut r = Resolved::default();
+        let list = |names: &[&'static str]| names.iter().map(|&n| Cow::Borrowed(n)).collect::<Vec<_>>();
+        let ab = list(&["node-a", "node-bbbbbbbbb", "node-c"]);
+        assert_eq!(r.ids(&by_name, &ab), [Some(0), Some(1), None]);
+        assert_eq!(r.ids(&by_name, &ab), [Some(0), Some(1), None]);
+        // Same lengths, other bytes; a shorter list; names split differently.
+        assert_eq!(r.ids(&by_name, &list(&["node-a", "node-bbbbbbbbc", "node-c"])), [Some(0), None, None]);
+        assert_eq!(r.ids(&by_name, &list(&["node-a", "node-bbbbbbbbb"])), [Some(0), Some(1)]);
+        assert_eq!(r.ids(&by_name, &list(&["node-anode-bbbbbbbbb", ""])), [None, None]);
+        // A node added is found in a list resolved before.
+        by_name.insert("node-c".into(), 2);
+        assert_eq!(r.ids(&by_name, &ab), [Some(0), Some(1), Some(2)]);
+        for (a, b) in [("", ""), ("12345678", "12345678"), ("1234567890abcdef", "1234567890abcdeF"), ("123456789", "023456789"), ("x", "y")] {
+            assert_eq!(same_bytes(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");
+        }
     }
 }

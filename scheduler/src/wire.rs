@@ -36,12 +36,149 @@ impl<'a> ExtenderArgs<'a> {
     pub fn parse(body: &'a [u8]) -> Result<Self, String> {
         // One UTF-8 check of the whole body is cheaper than one per node name.
         let text = std::str::from_utf8(body).map_err(|e| format!("the body is not valid JSON for ExtenderArgs: it is not UTF-8 ({e})"))?;
+        if let Some(args) = Self::parse_plain(text) {
+            return Ok(args);
+        }
+        Self::parse_serde(text)
+    }
+
+    /// The whole request read by serde: any JSON, and the errors.
+    fn parse_serde(text: &'a str) -> Result<Self, String> {
         let mut de = serde_json::Deserializer::from_str(text);
         let args = ExtenderArgs::deserialize(&mut de).and_then(|a| de.end().map(|()| a));
         args.map_err(|e| match e.classify() {
             serde_json::error::Category::Data => format!("ExtenderArgs is malformed: {e}"),
             _ => format!("the body is not valid JSON for ExtenderArgs: {e}"),
         })
+    }
+
+    /// The usual request read with the node names split by hand, which costs a fraction of
+    /// serde's reading of thousands of names: `None` unless the text is an object whose
+    /// `NodeNames` is `null` or an array of strings without escapes, and whose keys have none
+    /// either. Every other value goes through serde whole (which checks it) and the structure
+    /// between them is checked here, so what this accepts is valid JSON and reads as
+    /// [`Self::parse_serde`] reads it.
+    fn parse_plain(text: &'a str) -> Option<Self> {
+        let b = text.as_bytes();
+        let mut args = ExtenderArgs::default();
+        let mut i = skip_ws(b, 0);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        if b.get(i) == Some(&b'}') {
+            i += 1;
+        } else {
+            loop {
+                let (key, end) = plain_string(text, i)?;
+                i = skip_ws(b, end);
+                if b.get(i) != Some(&b':') {
+                    return None;
+                }
+                i = skip_ws(b, i + 1);
+                if key.eq_ignore_ascii_case("NodeNames") {
+                    let (names, end) = plain_names(text, i)?;
+                    args.node_names = names;
+                    i = end;
+                } else {
+                    // One value, and where it ends.
+                    fn value<'a, T: Deserialize<'a>>(text: &'a str, i: &mut usize) -> Option<T> {
+                        let mut values = serde_json::Deserializer::from_str(&text[*i..]).into_iter::<T>();
+                        let v = values.next()?.ok()?;
+                        *i += values.byte_offset();
+                        Some(v)
+                    }
+                    if key.eq_ignore_ascii_case("Pod") {
+                        args.pod = value(text, &mut i)?;
+                    } else if key.eq_ignore_ascii_case("Nodes") {
+                        args.nodes = value(text, &mut i)?;
+                    } else {
+                        value::<de::IgnoredAny>(text, &mut i)?;
+                    }
+                }
+                i = skip_ws(b, i);
+                match b.get(i) {
+                    Some(b',') => i = skip_ws(b, i + 1),
+                    Some(b'}') => {
+                        i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        (skip_ws(b, i) == b.len()).then_some(args)
+    }
+}
+
+/// The first index from `i` on that is not JSON whitespace.
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\n' | b'\t' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The index of the first byte from `i` on that cannot stand in a JSON string as it is: a
+/// quote, a backslash or a control character; `b.len()` if none.
+#[inline]
+fn special(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    // Eight bytes at a time: a byte below n sets its high bit in (v - n) & !v (and no byte
+    // below the first such one does), a byte equal to c is a zero byte of v ^ c.
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * n as u64) & !v & HIGH;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let v = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let found = below(v, 0x20) | below(v ^ (ONES * b'"' as u64), 1) | below(v ^ (ONES * b'\\' as u64), 1);
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && b[i] >= 0x20 && b[i] != b'"' && b[i] != b'\\' {
+        i += 1;
+    }
+    i
+}
+
+/// The string starting at `i` (at its opening quote) and the index after it; `None` unless it
+/// is there and holds no escape (nor a control character, which JSON forbids).
+#[inline]
+fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
+    let b = text.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let end = special(b, i + 1);
+    // A quote is ASCII, so `end` is a character boundary.
+    (b.get(end) == Some(&b'"')).then(|| (&text[i + 1..end], end + 1))
+}
+
+/// `null` or an array of plain strings at `i`, and the index after it.
+fn plain_names(text: &str, i: usize) -> Option<(Option<Vec<Cow<'_, str>>>, usize)> {
+    let b = text.as_bytes();
+    if b[i..].starts_with(b"null") {
+        return Some((None, i + 4));
+    }
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    // Room for names of a dozen bytes; the Vec grows for shorter ones.
+    let mut out = Vec::with_capacity((b.len() - i) / 16);
+    let mut i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b']') {
+        return Some((Some(out), i + 1));
+    }
+    loop {
+        let (name, end) = plain_string(text, i)?;
+        out.push(Cow::Borrowed(name));
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b']') => return Some((Some(out), i + 1)),
+            _ => return None,
+        }
     }
 }
 
@@ -254,15 +391,22 @@ pub const PREEMPTION_KEYS: &[&str] = &["Pod", "NodeNameToVictims", "NodeNameToMe
 
 /// Writes a JSON string. Names and messages rarely need escapes, so the common case is one scan
 /// and one copy; anything else goes through serde_json's escaping.
+#[inline]
 fn push_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if special(s.as_bytes(), 0) == s.len() {
+        out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
     } else {
-        // Writing a str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
+        push_escaped(out, s);
     }
+}
+
+#[cold]
+fn push_escaped(out: &mut Vec<u8>, s: &str) {
+    // Writing a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 fn push_map(out: &mut Vec<u8>, map: Option<&BTreeMap<String, String>>) {
@@ -336,19 +480,97 @@ impl ExtenderFilterResult<'_> {
 pub fn priorities_json(list: &[HostPriority<'_>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(list.iter().map(|h| h.host.len() + 24).sum::<usize>() + 2);
     out.push(b'[');
-    for (i, h) in list.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    for h in list {
         out.extend_from_slice(b"{\"Host\":");
         push_str(&mut out, &h.host);
-        out.extend_from_slice(b",\"Score\":");
-        match u8::try_from(h.score) {
-            Ok(d @ 0..=9) => out.push(b'0' + d),
-            _ => out.extend_from_slice(h.score.to_string().as_bytes()),
+        match h.score {
+            // Scores are 0..=10 but for a misbehaving caller.
+            d @ 0..=9 => out.extend_from_slice(&[b',', b'"', b'S', b'c', b'o', b'r', b'e', b'"', b':', b'0' + d as u8, b'}', b',']),
+            10 => out.extend_from_slice(b",\"Score\":10},"),
+            s => {
+                use std::io::Write;
+                // Writing into a Vec cannot fail.
+                let _ = write!(out, ",\"Score\":{s}}},");
+            }
         }
-        out.push(b'}');
     }
-    out.push(b']');
+    // The last comma closes the array instead.
+    match out.last_mut() {
+        Some(last @ b',') => *last = b']',
+        _ => out.push(b']'),
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-split reading takes only what it reads as serde does, and leaves the rest to it.
+    #[test]
+    fn plain_reading_equals_serde() {
+        let taken = [
+            r#"{"Pod": {"metadata": {"name": "p"}}, "Nodes": null, "NodeNames": ["a", "b-1", "ünï", ""]}"#,
+            " \n{ \"nodenames\" :\t[ \"a\" ,\r\"b\" ] , \"POD\":1 }\n ",
+            r#"{"NodeNames": [], "Extra": {"x": [1, "]", {"y": "}"}]}, "Nodes": {"metadata": {}, "items": [{"metadata": {"name": "n"}}]}}"#,
+            r#"{"NodeNames": null}"#,
+            r#"{"NodeNames": ["a"], "NodeNames": ["b", "c"]}"#,
+            r#"{"Pod": 1e5, "Other": -0.5, "More": true}"#,
+            r#"{}"#,
+            "{\"NodeNames\": [\"abcdefghijklmnop\", \"0123456789abcdefghij\", \"x\"]}",
+        ];
+        let left = [
+            r#"{"NodeNames": ["a\u002db", "plain"]}"#,
+            r#"{"Node\u004eames": ["a"]}"#,
+            "{\"NodeNames\": [\"tab\tin it\"]}",
+            "{\"NodeNames\": [\"a long name with a tab\there\"]}",
+            r#"{"NodeNames": [1]}"#,
+            r#"{"NodeNames": ["a",]}"#,
+            r#"{"NodeNames": ["a" "b"]}"#,
+            r#"{"NodeNames": nul}"#,
+            r#"{"NodeNames": nullx}"#,
+            r#"{"Pod": {}, }"#,
+            r#"{"Pod": {}} trailing"#,
+            r#"{"Pod": {"a": }}"#,
+            r#"{"Pod": 01}"#,
+            r#"{"Pod": {}"#,
+            r#"["NodeNames"]"#,
+            r#"{"NodeNames": ["a"]"#,
+            r#"{"NodeNames": ["a"}"#,
+            r#"{"NodeNames": ["unterminated]}"#,
+            "",
+        ];
+        for text in taken {
+            let plain = ExtenderArgs::parse_plain(text).unwrap_or_else(|| panic!("not taken: {text}"));
+            let serde = ExtenderArgs::parse_serde(text).unwrap();
+            assert_eq!(format!("{plain:?}"), format!("{serde:?}"), "{text}");
+            for n in plain.node_names.iter().flatten() {
+                assert!(matches!(n, Cow::Borrowed(_)), "{text}");
+            }
+        }
+        for text in left {
+            assert!(ExtenderArgs::parse_plain(text).is_none(), "taken: {text}");
+            // What serde makes of it is what parse answers.
+            assert_eq!(format!("{:?}", ExtenderArgs::parse(text.as_bytes())), format!("{:?}", ExtenderArgs::parse_serde(text)), "{text}");
+        }
+    }
+
+    #[test]
+    fn special_finds_the_first_byte_that_needs_an_escape() {
+        for len in 0..20 {
+            for at in 0..=len {
+                for c in [b'"', b'\\', 0, 0x1f] {
+                    let mut b = vec![b'a'; len];
+                    // Bytes that must not count: high (UTF-8) and just above the controls.
+                    for (k, x) in b.iter_mut().enumerate() {
+                        *x = [b'a', 0xc3, 0x20, 0x7f, b'#', b']'][k % 6];
+                    }
+                    if at < len {
+                        b[at] = c;
+                    }
+                    assert_eq!(special(&b, 0), at, "{b:?}");
+                }
+            }
+        }
+    }
 }
