@@ -166,7 +166,10 @@ impl Live {
     }
 
     /// Builds this replica's extender cache from the stores (at start, and after a relist).
+    /// The cache stays locked throughout, so an event that arrives meanwhile waits and is then
+    /// applied to the new cache (applying one the snapshot already holds changes nothing).
     pub fn rebuild_cache(&self, stores: &Stores, policy: PolicyKind, expected: &[PodRequest]) {
+        let mut guard = self.state.extender();
         let mut fresh = Extender::new(Cluster::default(), Scheduler::new(policy.build(Scale::of(&Cluster::default()), expected)));
         for node in stores.nodes.state() {
             if let Err(e) = to_value(&*node).and_then(|v| fresh.node_applied(&v)) {
@@ -180,12 +183,15 @@ impl Live {
                 eprintln!("gantry scheduler: {e}");
             }
         }
-        *self.state.extender() = fresh;
+        *guard = fresh;
     }
 
     /// Builds the queue controller from the stores alone: the tenants as they are now, every
     /// node, then every pod (admitted workloads are taken back at their recorded placements).
+    /// Like [`Live::rebuild_cache`], under the lock, so that no event falls between the stores'
+    /// snapshot and the new controller.
     pub fn rebuild_controller(&self, stores: &Stores, config: &RunConfig, now: Seconds) -> Result<(), String> {
+        let mut guard = lock(&self.controller);
         let tenancy = tenancy_now(stores, &config.tenants)?;
         let scale = Scale::of(self.state.extender().cluster());
         let scheduler = Scheduler::new(config.policy.build(scale, &config.expected));
@@ -202,7 +208,7 @@ impl Live {
         let pods: Vec<Value> = stores.pods.state().iter().filter_map(|p| to_value(&**p).ok()).collect();
         let actions = c.rebuild(&pods, now);
         *lock(&self.queued) = actions;
-        *lock(&self.controller) = Some(c);
+        *guard = Some(c);
         Ok(())
     }
 
