@@ -2,6 +2,7 @@
 
 mod multi;
 mod scheduler;
+mod webhook;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gantry_core::PolicyKind;
@@ -39,6 +40,11 @@ enum Command {
     /// With --from-tenants FILE: print instead that tenants file's flavors, cohorts and tenants as
     /// GpuFlavor, Cohort and Tenant objects, for `kubectl apply -f`.
     Crd(CrdArgs),
+    /// Serve the admission webhook: POST /mutate (classify pods, record tenant, kind and gang,
+    /// gate GPU pods for the queue) and POST /validate (refuse what can never run or is not
+    /// allowed, with the fix), plus /healthz, /readyz and /metrics. Plain HTTP unless certificate
+    /// files are given; no API server needed.
+    Webhook(webhook::WebhookArgs),
 }
 
 #[derive(clap::Args)]
@@ -125,6 +131,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => run_simulate(args),
         Command::Scheduler(args) => scheduler::run(args),
         Command::Crd(args) => run_crd(args),
+        Command::Webhook(args) => webhook::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

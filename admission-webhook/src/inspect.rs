@@ -1,0 +1,157 @@
+//! What both handlers read from a pod, and the screening that refuses hostile pods before any
+//! policy runs (`shared/reference/RELIABILITY.md` §3): too many containers, oversized labels or
+//! annotations, and GPU quantities that are not quantities (`1e100`, `-9.5Gi`). Every check is
+//! O(size of the pod) and bounded, so a hostile pod gets a fast, clear denial.
+//!
+//! The keys Gantry writes on pods (all under `gantry.dev/`):
+//!
+//! | key | where | value |
+//! |---|---|---|
+//! | `gantry.dev/tenant` | label | the tenant owning the namespace (the tenant is the queue) |
+//! | `gantry.dev/kind` | label | `training`, `pipeline-step`, `notebook`, `serving` or `batch` |
+//! | `gantry.dev/workload` | annotation | the workload (gang) key, e.g. `team-a/pod-group/pg1` |
+//! | `gantry.dev/priority-class` | annotation | Gantry's priority class of the workload |
+//! | `gantry.dev/gang-size` | annotation | pods in the gang, when the framework says it |
+//! | `gantry.dev/admission` | scheduling gate | held until the queue admits the workload |
+
+use gantry_scheduler::identity::Source;
+use gantry_scheduler::pod::{quantity, GPU_MODELS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE};
+use serde_json::Value;
+
+pub const TENANT_LABEL: &str = "gantry.dev/tenant";
+pub const KIND_LABEL: &str = "gantry.dev/kind";
+pub const WORKLOAD_ANNOTATION: &str = "gantry.dev/workload";
+pub const PRIORITY_CLASS_ANNOTATION: &str = "gantry.dev/priority-class";
+/// Kueue's plain-pod group size, which Gantry copies into `gantry.dev/gang-size`.
+pub const KUEUE_TOTAL_COUNT: &str = "kueue.x-k8s.io/pod-group-total-count";
+/// Static pods' mirrors carry this; they are never touched.
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// More containers than any real pod has; beyond it a pod is refused.
+pub const MAX_CONTAINERS: usize = 256;
+/// Kubernetes' limit on a label value.
+pub const MAX_LABEL_VALUE: usize = 63;
+/// Kubernetes' limit on all annotations of an object together, in bytes.
+pub const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
+/// The largest gang Gantry accepts.
+pub const MAX_GANG: u32 = 10_000;
+
+/// `metadata.{map}[key]` as a string.
+pub fn meta<'a>(pod: &'a Value, map: &str, key: &str) -> Option<&'a str> {
+    pod.get("metadata")?.get(map)?.get(key)?.as_str()
+}
+
+pub fn label<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
+    meta(pod, "labels", key)
+}
+
+pub fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
+    meta(pod, "annotations", key)
+}
+
+pub fn spec_str<'a>(pod: &'a Value, field: &str) -> Option<&'a str> {
+    pod.get("spec")?.get(field)?.as_str().filter(|s| !s.is_empty())
+}
+
+pub fn is_mirror(pod: &Value) -> bool {
+    annotation(pod, MIRROR_ANNOTATION).is_some()
+}
+
+/// Puts `namespace` into the pod's metadata when absent (on CREATE only `request.namespace` is
+/// sure to have it), so that identity keys name the right namespace.
+pub fn set_namespace(pod: &mut Value, namespace: &str) {
+    if let Some(meta) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
+        if meta.get("namespace").and_then(Value::as_str).is_none_or(str::is_empty) {
+            meta.insert("namespace".into(), Value::String(namespace.to_string()));
+        }
+    }
+}
+
+/// Every `nvidia.com/gpu` value of the pod's containers and init containers, in requests and in
+/// limits, with the field a user would edit (`spec.containers[0].resources.limits[nvidia.com/gpu]`).
+pub fn gpu_fields(pod: &Value) -> Vec<(String, &Value)> {
+    let mut out = Vec::new();
+    for list in ["containers", "initContainers"] {
+        let containers = pod.get("spec").and_then(|s| s.get(list)).and_then(Value::as_array);
+        for (i, c) in containers.into_iter().flatten().enumerate().take(MAX_CONTAINERS) {
+            for part in ["requests", "limits"] {
+                if let Some(v) = c.get("resources").and_then(|r| r.get(part)).and_then(|r| r.get(GPU_RESOURCE)) {
+                    out.push((format!("spec.{list}[{i}].resources.{part}[{GPU_RESOURCE}]"), v));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether the pod asks for GPUs: any `nvidia.com/gpu` value other than zero. A value that is not
+/// a quantity counts as asking (screening refuses it anyway).
+pub fn wants_gpu(pod: &Value) -> bool {
+    gpu_fields(pod).iter().any(|(_, v)| quantity(v, 1000) != Ok(0))
+}
+
+/// The GPU models the pod names and the field they are in: the annotation
+/// `gantry.dev/gpu-models` (comma-separated), else the node selector `nvidia.com/gpu.product`.
+pub fn gpu_models(pod: &Value) -> Option<(String, Vec<&str>)> {
+    let (field, list) = match annotation(pod, GPU_MODELS_ANNOTATION) {
+        Some(list) => (format!("metadata.annotations[{GPU_MODELS_ANNOTATION}]"), list),
+        None => {
+            let list = pod.get("spec")?.get("nodeSelector")?.get(GPU_PRODUCT_LABEL)?.as_str()?;
+            (format!("spec.nodeSelector[{GPU_PRODUCT_LABEL}]"), list)
+        }
+    };
+    let models: Vec<&str> = list.split([',', '|']).map(str::trim).filter(|m| !m.is_empty()).collect();
+    (!models.is_empty()).then_some((field, models))
+}
+
+/// The key a workload identity was read from, as a user would look for it on the pod.
+pub fn source_key(source: Source) -> &'static str {
+    match source {
+        Source::PodGroup => "label scheduling.x-k8s.io/pod-group",
+        Source::VolcanoGroup => "annotation scheduling.k8s.io/group-name",
+        Source::KueuePodGroup => "label kueue.x-k8s.io/pod-group-name",
+        Source::KubeflowTraining => "label training.kubeflow.org/job-name",
+        Source::JobSet => "label jobset.sigs.k8s.io/jobset-name",
+        Source::KServe => "label serving.kserve.io/inferenceservice",
+        Source::Notebook => "label notebook-name",
+        Source::PipelineStep => "label workflows.argoproj.io/workflow",
+        Source::Owner => "the pod's controller owner",
+        Source::Pod => "no workload keys",
+    }
+}
+
+/// Refuses pods no policy should read further. The message names the field and the fix.
+pub fn screen(pod: &Value) -> Result<(), String> {
+    if !pod.is_object() {
+        return Err("request.object is not a Pod object; the API server sends the pod being created".into());
+    }
+    if !pod.get("metadata").is_some_and(Value::is_object) {
+        return Err("metadata is missing; a pod always has metadata".into());
+    }
+    let count = |list: &str| pod.get("spec").and_then(|s| s.get(list)).and_then(Value::as_array).map_or(0, Vec::len);
+    let containers = count("containers") + count("initContainers");
+    if containers > MAX_CONTAINERS {
+        return Err(format!("spec.containers: the pod has {containers} containers and init containers; Gantry accepts at most {MAX_CONTAINERS}"));
+    }
+    if let Some(labels) = pod["metadata"].get("labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            let len = v.as_str().map_or(0, str::len);
+            if len > MAX_LABEL_VALUE {
+                let key = crate::review::truncate(k, 64);
+                return Err(format!("metadata.labels[{key}] is {len} characters long; label values are at most {MAX_LABEL_VALUE}"));
+            }
+        }
+    }
+    if let Some(annotations) = pod["metadata"].get("annotations").and_then(Value::as_object) {
+        let bytes: usize = annotations.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
+        if bytes > MAX_ANNOTATION_BYTES {
+            return Err(format!("metadata.annotations: {bytes} bytes in all; Kubernetes allows at most {MAX_ANNOTATION_BYTES}"));
+        }
+    }
+    for (field, v) in gpu_fields(pod) {
+        if let Err(e) = quantity(v, 1000) {
+            return Err(format!("{field}: {e}; give a whole number of GPUs, e.g. \"1\""));
+        }
+    }
+    Ok(())
+}

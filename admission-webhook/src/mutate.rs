@@ -1,0 +1,82 @@
+//! `POST /mutate`: tag pods of managed namespaces with what they are and whose they are, and
+//! hold GPU pods for Gantry's queue.
+//!
+//! For a pod created in a namespace some tenant owns (other pods, mirror pods and other requests
+//! are allowed untouched):
+//!
+//! - labels `gantry.dev/tenant` (only when absent: a different value is a spoof the validating
+//!   webhook refuses, so it is left for it to see) and `gantry.dev/kind` (from the workload
+//!   identity, PROTOCOLS.md §3);
+//! - annotations `gantry.dev/workload` (the gang key), `gantry.dev/priority-class` (when absent:
+//!   the pod's `spec.priorityClassName` if it names one of Gantry's classes, else the tenant's
+//!   class for the kind) and `gantry.dev/gang-size` (when absent, from Kueue's
+//!   `kueue.x-k8s.io/pod-group-total-count`; PodGroup `minMember`, Volcano and JobSet/Kubeflow
+//!   replica counts are not on the pod, and the scheduler reads PodGroups itself);
+//! - for pods that ask for `nvidia.com/gpu` and are not already bound (`spec.nodeName`): the
+//!   scheduling gate `gantry.dev/admission`, and `spec.schedulerName` when `--scheduler-name` is
+//!   set and the pod uses the default scheduler (a pod that chose another scheduler keeps it).
+//!
+//! The spec's priority is not changed: the API server resolved `priorityClassName` before
+//! mutating webhooks run, so Gantry's class is recorded as an annotation the queue reads.
+//!
+//! Pods that fail screening (see [`crate::inspect::screen`]) are denied here already: the
+//! validating webhook would refuse them, and the mutation should not read them further.
+
+use crate::inspect::*;
+use crate::patch::Patch;
+use crate::policy::Policy;
+use crate::review::{Decision, Request};
+use gantry_scheduler::controller::{GANG_SIZE_ANNOTATION, SCHEDULING_GATE};
+use gantry_scheduler::identity::identify;
+
+/// The scheduler the API server fills in when a pod names none.
+const DEFAULT_SCHEDULER: &str = "default-scheduler";
+
+/// Decides one mutating review. `request.object` should already carry its namespace (see
+/// [`crate::inspect::set_namespace`]).
+pub fn mutate(policy: &Policy, request: &Request) -> Decision {
+    if !request.is_pod_create() {
+        return Decision::allow();
+    }
+    let Some(tenant) = policy.tenant_of(&request.namespace) else { return Decision::allow() };
+    let pod = &request.object;
+    if let Err(message) = screen(pod) {
+        return Decision::bad_request(message);
+    }
+    if is_mirror(pod) {
+        return Decision::allow();
+    }
+    let identity = identify(pod);
+    let mut labels = vec![(KIND_LABEL, identity.kind.name().to_string())];
+    if label(pod, TENANT_LABEL).is_none() {
+        labels.push((TENANT_LABEL, policy.tenant_name(tenant).to_string()));
+    }
+    let mut annotations = vec![(WORKLOAD_ANNOTATION, identity.key.clone())];
+    if annotation(pod, PRIORITY_CLASS_ANNOTATION).is_none() {
+        let class = match spec_str(pod, "priorityClassName") {
+            Some(c) if policy.is_class(c) => c,
+            _ => policy.default_class(tenant, identity.kind),
+        };
+        if !class.is_empty() {
+            annotations.push((PRIORITY_CLASS_ANNOTATION, class.to_string()));
+        }
+    }
+    if annotation(pod, GANG_SIZE_ANNOTATION).is_none() {
+        let kueue = annotation(pod, KUEUE_TOTAL_COUNT).and_then(|n| n.trim().parse::<u32>().ok());
+        if let Some(n) = kueue.filter(|n| (1..=MAX_GANG).contains(n)) {
+            annotations.push((GANG_SIZE_ANNOTATION, n.to_string()));
+        }
+    }
+    let mut patch = Patch::default();
+    patch.set_metadata(pod, "labels", &labels);
+    patch.set_metadata(pod, "annotations", &annotations);
+    if wants_gpu(pod) && spec_str(pod, "nodeName").is_none() {
+        patch.add_scheduling_gate(pod, SCHEDULING_GATE);
+        if let Some(name) = &policy.scheduler_name {
+            if spec_str(pod, "schedulerName").is_none_or(|s| s == DEFAULT_SCHEDULER) {
+                patch.set_spec_string(pod, "schedulerName", name);
+            }
+        }
+    }
+    Decision { patch: patch.into_ops(), ..Decision::allow() }
+}

@@ -1,0 +1,230 @@
+//! `POST /validate`: refuse, with a message naming the field and the fix, what can never run or is
+//! not allowed; warn about what will merely wait. It checks the final pod (after every mutating
+//! webhook), so it also catches what the fail-open mutating webhook missed.
+//!
+//! Denials, for pods created in a namespace some tenant owns:
+//!
+//! - hostile or broken pods (see [`crate::inspect::screen`]);
+//! - `gantry.dev/tenant` naming another tenant than the namespace's (tenants cannot pick a queue);
+//! - `gantry.dev/kind` disagreeing with the pod's workload keys;
+//! - a priority class (annotation `gantry.dev/priority-class`, or `spec.priorityClassName` when
+//!   it names one of Gantry's classes) that does not exist, that the tenant may not use, or two
+//!   that disagree;
+//! - a fractional `nvidia.com/gpu`;
+//! - a GPU model (annotation `gantry.dev/gpu-models` or node selector `nvidia.com/gpu.product`)
+//!   that is none of the tenancy's GPU flavors;
+//! - a GPU request above what the tenant could ever hold (nominal plus borrowing) of every model
+//!   the pod accepts;
+//! - gang sizes, as far as one pod shows them: `gantry.dev/gang-size` must be a whole number from
+//!   1 to 10000, must equal Kueue's `kueue.x-k8s.io/pod-group-total-count` when both are set,
+//!   needs a workload for the other members to join (any workload key or a controller owner)
+//!   when above 1, and must exceed the pod's own member index (`training.kubeflow.org/replica-index`,
+//!   `jobset.sigs.k8s.io/job-global-index`).
+//!
+//! Warnings: a request above the tenant's nominal quota (it runs only on borrowed capacity), and a
+//! gang that could not be held whole if every member asked as much as this pod.
+
+use crate::inspect::*;
+use crate::policy::{gpus, Policy};
+use crate::review::{Decision, Request};
+use gantry_core::tenancy::{Milli, TenantId};
+use gantry_scheduler::controller::GANG_SIZE_ANNOTATION;
+use gantry_scheduler::identity::{identify, Identity, Source};
+use gantry_scheduler::pod::{parse_pod, quantity, GPU_MILLI_ANNOTATION, GPU_RESOURCE};
+use serde_json::Value;
+
+/// Decides one validating review. `request.object` should already carry its namespace.
+pub fn validate(policy: &Policy, request: &Request) -> Decision {
+    if !request.is_pod_create() {
+        return Decision::allow();
+    }
+    let Some(tenant) = policy.tenant_of(&request.namespace) else { return Decision::allow() };
+    let pod = &request.object;
+    if let Err(message) = screen(pod) {
+        return Decision::bad_request(message);
+    }
+    if is_mirror(pod) {
+        return Decision::allow();
+    }
+    let identity = identify(pod);
+    let mut check = Check { policy, tenant, pod, denials: Vec::new(), warnings: Vec::new() };
+    check.tenant_label(&request.namespace);
+    check.kind_label(&identity);
+    check.priority_class();
+    let demand = check.gpus();
+    check.gang(&identity, demand);
+    match check.denials.is_empty() {
+        true => Decision { warnings: check.warnings, ..Decision::allow() },
+        false => Decision { warnings: check.warnings, ..Decision::deny(check.denials.join("\n")) },
+    }
+}
+
+struct Check<'a> {
+    policy: &'a Policy,
+    tenant: TenantId,
+    pod: &'a Value,
+    denials: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Check<'_> {
+    fn tenant_name(&self) -> &str {
+        self.policy.tenant_name(self.tenant)
+    }
+
+    fn tenant_label(&mut self, namespace: &str) {
+        let owner = self.tenant_name().to_string();
+        if let Some(named) = label(self.pod, TENANT_LABEL).filter(|n| *n != owner) {
+            self.denials.push(format!(
+                "metadata.labels[{TENANT_LABEL}] is {named:?}, but namespace {namespace} belongs to tenant {owner}; \
+                 remove the label: a pod always runs in the queue of its namespace's tenant"
+            ));
+        }
+    }
+
+    fn kind_label(&mut self, identity: &Identity) {
+        let kind = identity.kind.name();
+        if let Some(named) = label(self.pod, KIND_LABEL).filter(|k| *k != kind) {
+            self.denials.push(format!(
+                "metadata.labels[{KIND_LABEL}] is {named:?}, but the pod is a {kind} workload (from {}); remove the label: Gantry sets it",
+                source_key(identity.source)
+            ));
+        }
+    }
+
+    fn priority_class(&mut self) {
+        let annotated = annotation(self.pod, PRIORITY_CLASS_ANNOTATION);
+        let spec = spec_str(self.pod, "priorityClassName").filter(|c| self.policy.is_class(c));
+        let annotation_field = format!("metadata.annotations[{PRIORITY_CLASS_ANNOTATION}]");
+        let (field, class) = match (annotated, spec) {
+            (Some(a), Some(s)) if a != s => {
+                self.denials.push(format!(
+                    "{annotation_field} is {a:?} but spec.priorityClassName is {s:?}; remove the annotation or make them equal"
+                ));
+                return;
+            }
+            (_, Some(s)) => ("spec.priorityClassName".to_string(), s),
+            (Some(a), None) => (annotation_field, a),
+            (None, None) => return,
+        };
+        let usable = self.policy.usable_classes(self.tenant).join(", ");
+        if !self.policy.is_class(class) {
+            let all = self.policy.class_names().join(", ");
+            self.denials.push(format!("{field}: priority class {class:?} does not exist; use one of {all}, or remove it to get the default"));
+        } else if !self.policy.may_use(self.tenant, class) {
+            self.denials.push(format!(
+                "{field}: tenant {} may not use priority class {class}; use one of {usable}, or ask a platform admin to allow it",
+                self.tenant_name()
+            ));
+        }
+    }
+
+    /// GPU checks; returns the pod's demand and the tenant's ceiling (milli-GPU) when readable.
+    fn gpus(&mut self) -> Option<(Milli, Milli)> {
+        let before = self.denials.len();
+        for (field, v) in gpu_fields(self.pod) {
+            if quantity(v, 1000).is_ok_and(|m| m % 1000 != 0) {
+                self.denials.push(format!(
+                    "{field} is {v}: {GPU_RESOURCE} counts whole GPUs; to share one GPU ask for 1 and set the annotation {GPU_MILLI_ANNOTATION} (e.g. \"500\")"
+                ));
+            }
+        }
+        if !wants_gpu(self.pod) {
+            return None;
+        }
+        let mut flavors = self.policy.gpu_flavors().to_vec();
+        if let Some((field, models)) = gpu_models(self.pod) {
+            flavors.clear();
+            for m in models {
+                match self.policy.gpu_flavor(m) {
+                    Some(f) => flavors.push(f),
+                    None => {
+                        let known: Vec<&str> = self.policy.gpu_flavors().iter().map(|&f| self.policy.flavor_name(f)).collect();
+                        self.denials.push(format!("{field}: GPU model {m:?} is not in this cluster (models: {}); name one of them", known.join(", ")));
+                    }
+                }
+            }
+        }
+        if self.denials.len() > before {
+            return None;
+        }
+        // The scheduler's own reading decides what the queue will see.
+        let view = match parse_pod(self.pod, &self.policy.models) {
+            Ok(v) => v,
+            Err(e) => {
+                self.denials.push(e);
+                return None;
+            }
+        };
+        let demand = Milli::from(view.request.gpu_count) * Milli::from(view.request.gpu_milli);
+        let per_flavor = |of: &dyn Fn(usize) -> Milli| -> (Milli, String) {
+            let best = flavors.iter().map(|&f| of(f)).max().unwrap_or(0);
+            let list: Vec<String> = flavors.iter().map(|&f| format!("{} {}", self.policy.flavor_name(f), gpus(of(f)))).collect();
+            (best, list.join(", "))
+        };
+        let (ceiling, ceilings) = per_flavor(&|f| self.policy.ceiling(self.tenant, f));
+        let (nominal, _) = per_flavor(&|f| self.policy.nominal(self.tenant, f));
+        if demand > ceiling {
+            self.denials.push(format!(
+                "spec.containers: the pod asks for {} {GPU_RESOURCE}, but tenant {} can never hold more than {} of the models it accepts \
+                 (nominal plus borrowing: {ceilings}); ask for at most {}, or ask a platform admin to raise the quota",
+                gpus(demand),
+                self.tenant_name(),
+                gpus(ceiling),
+                gpus(ceiling)
+            ));
+        } else if demand > nominal {
+            self.warnings.push(format!(
+                "asks {} GPUs, above tenant {}'s nominal {}: runs only on borrowed capacity, may wait or be preempted",
+                gpus(demand),
+                self.tenant_name(),
+                gpus(nominal)
+            ));
+        }
+        Some((demand, ceiling))
+    }
+
+    /// Gang checks for what one pod shows; `gpu` is (this pod's demand, the tenant's ceiling).
+    fn gang(&mut self, identity: &Identity, gpu: Option<(Milli, Milli)>) {
+        let field = format!("metadata.annotations[{GANG_SIZE_ANNOTATION}]");
+        let Some(text) = annotation(self.pod, GANG_SIZE_ANNOTATION) else { return };
+        let size = match text.trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_GANG).contains(&n) => n,
+            _ => {
+                self.denials.push(format!("{field} is {text:?}; give the number of pods in the gang, a whole number from 1 to {MAX_GANG}"));
+                return;
+            }
+        };
+        if let Some(kueue) = annotation(self.pod, KUEUE_TOTAL_COUNT).filter(|k| k.trim().parse::<u32>().ok() != Some(size)) {
+            self.denials.push(format!(
+                "{field} is {size} but {KUEUE_TOTAL_COUNT} is {kueue:?}; remove {GANG_SIZE_ANNOTATION}: Gantry copies Kueue's count"
+            ));
+        }
+        if size > 1 && identity.source == Source::Pod {
+            self.denials.push(format!(
+                "{field} is {size}, but the pod names no workload for the other {} to join; label the pods \
+                 scheduling.x-k8s.io/pod-group, create them from a Job or framework, or remove the annotation",
+                size - 1
+            ));
+        }
+        for key in ["training.kubeflow.org/replica-index", "jobset.sigs.k8s.io/job-global-index"] {
+            if let Some(index) = label(self.pod, key).and_then(|i| i.trim().parse::<u64>().ok()).filter(|&i| i >= u64::from(size)) {
+                self.denials.push(format!(
+                    "{field} is {size}, but the pod's {key} is {index}, so the gang has more members; set {GANG_SIZE_ANNOTATION} to the gang's pod count"
+                ));
+            }
+        }
+        if let Some((demand, ceiling)) = gpu.filter(|_| size > 1) {
+            let whole = demand.saturating_mul(Milli::from(size));
+            if whole > ceiling {
+                self.warnings.push(format!(
+                    "if all {size} gang members ask {} GPUs like this one, the gang needs {}, above tenant {}'s ceiling {}",
+                    gpus(demand),
+                    gpus(whole),
+                    self.tenant_name(),
+                    gpus(ceiling)
+                ));
+            }
+        }
+    }
+}

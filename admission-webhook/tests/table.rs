@@ -1,0 +1,186 @@
+//! Table tests: every classification key, every denial and every warning, each with the exact
+//! text a user reads.
+
+mod common;
+use common::*;
+use gantry_admission_webhook::Path;
+use serde_json::{json, Value};
+
+fn owner(kind: &str, name: &str) -> Value {
+    json!([{"apiVersion": "x/v1", "kind": kind, "name": name, "uid": "u", "controller": true}])
+}
+
+#[test]
+fn every_classification_key_is_recorded_on_the_pod() {
+    let w = webhook(None);
+    let none = json!({});
+    let cases = [
+        // (labels, annotations, owners, kind, workload, priority class)
+        (json!({"scheduling.x-k8s.io/pod-group": "pg1"}), none.clone(), json!([]), "training", "colin-coder/pod-group/pg1", "training"),
+        (none.clone(), json!({"scheduling.k8s.io/group-name": "podgroup-x"}), json!([]), "training", "colin-coder/volcano-group/podgroup-x", "training"),
+        (json!({"kueue.x-k8s.io/pod-group-name": "g"}), none.clone(), json!([]), "training", "colin-coder/kueue-pod-group/g", "training"),
+        (json!({"training.kubeflow.org/job-name": "bert"}), none.clone(), owner("PyTorchJob", "bert"), "training", "colin-coder/pytorchjob/bert", "training"),
+        (json!({"jobset.sigs.k8s.io/jobset-name": "llm"}), none.clone(), owner("Job", "llm-node-0"), "training", "colin-coder/jobset/llm", "training"),
+        (json!({"serving.kserve.io/inferenceservice": "sk"}), none.clone(), owner("ReplicaSet", "sk-1"), "serving", "colin-coder/inferenceservice/sk", "serving"),
+        (json!({"notebook-name": "nb"}), none.clone(), owner("StatefulSet", "nb"), "notebook", "colin-coder/notebook/nb", "notebook"),
+        (json!({"workflows.argoproj.io/workflow": "run-1", "pipelines.kubeflow.org/v2_component": "true"}), none.clone(), owner("Workflow", "run-1"),
+         "pipeline-step", "colin-coder/workflow/run-1/w-", "pipeline-step"),
+        (none.clone(), none.clone(), owner("Job", "etl"), "batch", "colin-coder/job/etl", "batch"),
+        (none.clone(), none.clone(), owner("ReplicaSet", "web-5d8"), "serving", "colin-coder/replicaset/web-5d8", "serving"),
+        (none.clone(), none.clone(), json!([]), "batch", "colin-coder/pod/w-", "batch"),
+    ];
+    for (labels, annotations, owners, kind, workload, class) in cases {
+        let mut p = pod(labels.clone(), annotations, json!({"nvidia.com/gpu": 1}));
+        p["metadata"]["ownerReferences"] = owners;
+        let (_, reply) = call(&w, Path::Mutate, &review("colin-coder", p.clone()));
+        let out = apply(&p, &reply);
+        let m = &out["metadata"];
+        assert_eq!(m["labels"]["gantry.dev/kind"], kind, "{labels}");
+        assert_eq!(m["labels"]["gantry.dev/tenant"], "coder", "{labels}");
+        assert_eq!(m["annotations"]["gantry.dev/workload"], workload, "{labels}");
+        assert_eq!(m["annotations"]["gantry.dev/priority-class"], class, "{labels}");
+        assert_eq!(out["spec"]["schedulingGates"], json!([{"name": "gantry.dev/admission"}]), "{labels}");
+        let (_, again) = call(&w, Path::Mutate, &review("colin-coder", out.clone()));
+        assert!(again["response"].get("patch").is_none(), "idempotent: {labels}: {again}");
+        let (_, valid) = call(&w, Path::Validate, &review("colin-coder", out));
+        assert_eq!(valid["response"]["allowed"], true, "{labels}: {valid}");
+    }
+}
+
+#[test]
+fn mutation_details() {
+    let w = webhook(Some("gantry-scheduler"));
+    let mutate = |p: &Value, ns: &str| {
+        let (_, reply) = call(&w, Path::Mutate, &review(ns, p.clone()));
+        apply(p, &reply)
+    };
+    // The tenant's class per kind: search's serving pods get urgent.
+    let serving = pod(json!({"serving.kserve.io/inferenceservice": "sk"}), json!({}), json!({"nvidia.com/gpu": 1}));
+    let mut in_search = serving.clone();
+    in_search["metadata"]["namespace"] = json!("search");
+    assert_eq!(mutate(&in_search, "search")["metadata"]["annotations"]["gantry.dev/priority-class"], "urgent");
+    // A Gantry class in spec.priorityClassName is recorded; a user's annotation is kept.
+    let mut named = serving.clone();
+    named["spec"]["priorityClassName"] = json!("batch");
+    assert_eq!(mutate(&named, "colin-coder")["metadata"]["annotations"]["gantry.dev/priority-class"], "batch");
+    // Kueue's group size becomes the gang size; an absent namespace in the object is filled in.
+    let mut kueue = pod(json!({"kueue.x-k8s.io/pod-group-name": "g"}), json!({"kueue.x-k8s.io/pod-group-total-count": "4"}), json!({}));
+    kueue["metadata"].as_object_mut().unwrap().remove("namespace");
+    let out = mutate(&kueue, "colin-coder");
+    assert_eq!(out["metadata"]["annotations"]["gantry.dev/gang-size"], "4");
+    assert_eq!(out["metadata"]["annotations"]["gantry.dev/workload"], "colin-coder/kueue-pod-group/g");
+    // CPU pods: tagged, not gated, scheduler unchanged.
+    assert!(out["spec"].get("schedulingGates").is_none());
+    assert_eq!(out["spec"]["schedulerName"], "default-scheduler");
+    // No labels or annotations at all: the maps are created.
+    let mut bare = pod(json!({}), json!({}), json!({"nvidia.com/gpu": "1"}));
+    let meta = bare["metadata"].as_object_mut().unwrap();
+    meta.remove("labels");
+    meta.remove("annotations");
+    let out = mutate(&bare, "colin-coder");
+    assert_eq!(out["metadata"]["labels"], json!({"gantry.dev/kind": "batch", "gantry.dev/tenant": "coder"}));
+    assert_eq!(out["spec"]["schedulerName"], "gantry-scheduler");
+    // Another gate is kept and ours appended; another scheduler's pod keeps its scheduler; a bound pod is not gated.
+    let mut gated = bare.clone();
+    gated["spec"]["schedulingGates"] = json!([{"name": "other"}]);
+    gated["spec"]["schedulerName"] = json!("volcano");
+    let out = mutate(&gated, "colin-coder");
+    assert_eq!(out["spec"]["schedulingGates"], json!([{"name": "other"}, {"name": "gantry.dev/admission"}]));
+    assert_eq!(out["spec"]["schedulerName"], "volcano");
+    let mut bound = bare.clone();
+    bound["spec"]["nodeName"] = json!("n1");
+    assert!(mutate(&bound, "colin-coder")["spec"].get("schedulingGates").is_none());
+    // Mirror pods and other namespaces, operations or kinds are untouched.
+    let mut mirror = bare.clone();
+    mirror["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
+    assert_eq!(mutate(&mirror, "colin-coder"), mirror);
+    assert_eq!(mutate(&bare, "kube-system"), bare);
+    let mut update: Value = serde_json::from_str(&review("colin-coder", bare.clone())).unwrap();
+    update["request"]["operation"] = json!("UPDATE");
+    let (_, reply) = call(&w, Path::Mutate, &update.to_string());
+    assert_eq!(reply["response"], json!({"uid": "uid-1", "allowed": true}));
+}
+
+/// Denials: (pod, the exact message).
+#[test]
+fn every_denial_says_which_field_and_what_to_do() {
+    let w = webhook(None);
+    let gpu = |n: Value| json!({"nvidia.com/gpu": n});
+    let with = |mut p: Value, path: &[&str], v: Value| {
+        let mut at = &mut p;
+        for k in path {
+            at = &mut at[*k];
+        }
+        *at = v;
+        p
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (pod(json!({"gantry.dev/tenant": "search"}), json!({}), json!({})),
+         "metadata.labels[gantry.dev/tenant] is \"search\", but namespace colin-coder belongs to tenant coder; remove the label: a pod always runs in the queue of its namespace's tenant"),
+        (pod(json!({"gantry.dev/kind": "serving", "scheduling.x-k8s.io/pod-group": "pg"}), json!({}), json!({})),
+         "metadata.labels[gantry.dev/kind] is \"serving\", but the pod is a training workload (from label scheduling.x-k8s.io/pod-group); remove the label: Gantry sets it"),
+        (pod(json!({}), json!({"gantry.dev/priority-class": "urgent"}), json!({})),
+         "metadata.annotations[gantry.dev/priority-class]: tenant coder may not use priority class urgent; use one of serving, notebook, pipeline-step, training, batch, or ask a platform admin to allow it"),
+        (with(pod(json!({}), json!({}), json!({})), &["spec", "priorityClassName"], json!("urgent")),
+         "spec.priorityClassName: tenant coder may not use priority class urgent; use one of serving, notebook, pipeline-step, training, batch, or ask a platform admin to allow it"),
+        (pod(json!({}), json!({"gantry.dev/priority-class": "gold"}), json!({})),
+         "metadata.annotations[gantry.dev/priority-class]: priority class \"gold\" does not exist; use one of serving, notebook, pipeline-step, training, batch, urgent, or remove it to get the default"),
+        (with(pod(json!({}), json!({"gantry.dev/priority-class": "batch"}), json!({})), &["spec", "priorityClassName"], json!("training")),
+         "metadata.annotations[gantry.dev/priority-class] is \"batch\" but spec.priorityClassName is \"training\"; remove the annotation or make them equal"),
+        (pod(json!({}), json!({}), gpu(json!("0.5"))),
+         "spec.containers[0].resources.limits[nvidia.com/gpu] is \"0.5\": nvidia.com/gpu counts whole GPUs; to share one GPU ask for 1 and set the annotation gantry.dev/gpu-milli (e.g. \"500\")"),
+        (with(pod(json!({}), json!({}), gpu(json!(1))), &["spec", "nodeSelector"], json!({"nvidia.com/gpu.product": "H100"})),
+         "spec.nodeSelector[nvidia.com/gpu.product]: GPU model \"H100\" is not in this cluster (models: A100, V100); name one of them"),
+        (pod(json!({}), json!({"gantry.dev/gpu-models": "A100,B200"}), gpu(json!(1))),
+         "metadata.annotations[gantry.dev/gpu-models]: GPU model \"B200\" is not in this cluster (models: A100, V100); name one of them"),
+        (pod(json!({}), json!({}), gpu(json!("16"))),
+         "spec.containers: the pod asks for 16 nvidia.com/gpu, but tenant coder can never hold more than 8 of the models it accepts (nominal plus borrowing: A100 8, V100 4); ask for at most 8, or ask a platform admin to raise the quota"),
+        (pod(json!({}), json!({"gantry.dev/gpu-models": "V100"}), gpu(json!(5))),
+         "spec.containers: the pod asks for 5 nvidia.com/gpu, but tenant coder can never hold more than 4 of the models it accepts (nominal plus borrowing: V100 4); ask for at most 4, or ask a platform admin to raise the quota"),
+        (pod(json!({}), json!({"gantry.dev/gpu-milli": "1500"}), gpu(json!(1))),
+         "pod colin-coder/: gantry.dev/gpu-milli is \"1500\"; give milli-GPU from 1 to 999"),
+        (pod(json!({"scheduling.x-k8s.io/pod-group": "pg"}), json!({"gantry.dev/gang-size": "lots"}), json!({})),
+         "metadata.annotations[gantry.dev/gang-size] is \"lots\"; give the number of pods in the gang, a whole number from 1 to 10000"),
+        (pod(json!({"kueue.x-k8s.io/pod-group-name": "g"}), json!({"gantry.dev/gang-size": "2", "kueue.x-k8s.io/pod-group-total-count": "4"}), json!({})),
+         "metadata.annotations[gantry.dev/gang-size] is 2 but kueue.x-k8s.io/pod-group-total-count is \"4\"; remove gantry.dev/gang-size: Gantry copies Kueue's count"),
+        (pod(json!({}), json!({"gantry.dev/gang-size": "4"}), json!({})),
+         "metadata.annotations[gantry.dev/gang-size] is 4, but the pod names no workload for the other 3 to join; label the pods scheduling.x-k8s.io/pod-group, create them from a Job or framework, or remove the annotation"),
+        (pod(json!({"jobset.sigs.k8s.io/jobset-name": "llm", "jobset.sigs.k8s.io/job-global-index": "4"}), json!({"gantry.dev/gang-size": "4"}), json!({})),
+         "metadata.annotations[gantry.dev/gang-size] is 4, but the pod's jobset.sigs.k8s.io/job-global-index is 4, so the gang has more members; set gantry.dev/gang-size to the gang's pod count"),
+    ];
+    for (p, message) in cases {
+        let (status, reply) = call(&w, Path::Validate, &review("colin-coder", p.clone()));
+        assert_eq!(status, 200);
+        assert_eq!(reply["response"]["allowed"], false, "{p}");
+        assert_eq!(reply["response"]["status"]["code"], 403, "{p}");
+        assert_eq!(denial(&reply), message, "{p}");
+    }
+    // Several problems: all of them, one per line.
+    let both = pod(json!({"gantry.dev/tenant": "search"}), json!({}), gpu(json!("0.5")));
+    let (_, reply) = call(&w, Path::Validate, &review("colin-coder", both));
+    assert_eq!(denial(&reply).lines().count(), 2, "{reply}");
+}
+
+#[test]
+fn near_quota_is_a_warning_not_a_denial() {
+    let w = webhook(None);
+    let cases = [
+        (pod(json!({}), json!({}), json!({"nvidia.com/gpu": 6})), "asks 6 GPUs, above tenant coder's nominal 4: runs only on borrowed capacity, may wait or be preempted"),
+        (pod(json!({"scheduling.x-k8s.io/pod-group": "pg"}), json!({"gantry.dev/gang-size": "4"}), json!({"nvidia.com/gpu": 4})),
+         "if all 4 gang members ask 4 GPUs like this one, the gang needs 16, above tenant coder's ceiling 8"),
+    ];
+    for (p, warning) in cases {
+        let (_, reply) = call(&w, Path::Validate, &review("colin-coder", p.clone()));
+        assert_eq!(reply["response"]["allowed"], true, "{reply}");
+        assert_eq!(reply["response"]["warnings"], json!([warning]), "{p}");
+    }
+    // Within nominal, a shared GPU, and a pod of an unmanaged namespace: no warning.
+    for (ns, p) in [
+        ("colin-coder", pod(json!({}), json!({}), json!({"nvidia.com/gpu": 4}))),
+        ("colin-coder", pod(json!({}), json!({"gantry.dev/gpu-milli": "250"}), json!({"nvidia.com/gpu": 1}))),
+        ("elsewhere", pod(json!({"gantry.dev/tenant": "search"}), json!({}), json!({"nvidia.com/gpu": "0.5"}))),
+    ] {
+        let (_, reply) = call(&w, Path::Validate, &review(ns, p));
+        assert_eq!(reply["response"], json!({"uid": "uid-1", "allowed": true}));
+    }
+}
