@@ -336,47 +336,50 @@ where
     })
 }
 
+/// Follows `api` into `writer`'s store and hands each applied (`Ok`) or deleted (`Err`) object
+/// to `apply`; a relist marks the state for a rebuild (deletions may have been missed). Every
+/// change wakes the control loop.
+fn spawn_follow<K>(api: Api<K>, writer: reflector::store::Writer<K>, strip: fn(&mut K), live: &Arc<Live>, apply: fn(&Live, Result<K, K>))
+where
+    K: Resource + Clone + Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let l = live.clone();
+    tokio::spawn(follow(api, writer, strip).for_each(move |change| {
+        match change {
+            Change::Applied(o) => apply(&l, Ok(o)),
+            Change::Deleted(o) => apply(&l, Err(o)),
+            Change::Listed(relist) => {
+                if relist {
+                    l.resync.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        l.wake.notify_one();
+        std::future::ready(())
+    }));
+}
+
 /// Starts the watchers; returns the stores (ready once each has listed).
 pub fn watch(client: &Client, live: &Arc<Live>, from_cluster: bool) -> Stores {
     let (nodes, node_writer) = reflector::store::<Node>();
     let (pods, pod_writer) = reflector::store::<Pod>();
-    let l = live.clone();
-    tokio::spawn(follow(Api::<Node>::all(client.clone()), node_writer, |n| n.managed_fields_mut().clear()).for_each(move |change| {
-        match change {
-            Change::Applied(n) => {
-                if let Ok(v) = to_value(&n) {
-                    l.node_applied(&v);
-                }
-            }
-            Change::Deleted(n) => l.node_deleted(&n.name_any()),
-            Change::Listed(relist) => {
-                if relist {
-                    l.resync.store(true, Ordering::SeqCst);
-                }
+    spawn_follow(Api::<Node>::all(client.clone()), node_writer, |n| n.managed_fields_mut().clear(), live, |l, n| match n {
+        Ok(n) => {
+            if let Ok(v) = to_value(&n) {
+                l.node_applied(&v);
             }
         }
-        l.wake.notify_one();
-        std::future::ready(())
-    }));
-    let l = live.clone();
-    tokio::spawn(follow(Api::<Pod>::all(client.clone()), pod_writer, strip_pod).for_each(move |change| {
-        let t = now();
-        match change {
-            Change::Applied(p) => {
-                if let Ok(v) = to_value(&p) {
-                    l.pod_applied(&v, t);
-                }
-            }
-            Change::Deleted(p) => l.pod_deleted(&p.uid().unwrap_or_default(), t),
-            Change::Listed(relist) => {
-                if relist {
-                    l.resync.store(true, Ordering::SeqCst);
-                }
+        Err(n) => l.node_deleted(&n.name_any()),
+    });
+    spawn_follow(Api::<Pod>::all(client.clone()), pod_writer, strip_pod, live, |l, p| match p {
+        Ok(p) => {
+            if let Ok(v) = to_value(&p) {
+                l.pod_applied(&v, now());
             }
         }
-        l.wake.notify_one();
-        std::future::ready(())
-    }));
+        Err(p) => l.pod_deleted(&p.uid().unwrap_or_default(), now()),
+    });
     // Gang sizes from scheduler-plugins PodGroups, where that CRD is installed (where it is not,
     // the watch fails and retries with backoff, and gangs size themselves by annotation).
     let l = live.clone();
