@@ -7,13 +7,15 @@
 //! - [`inspect`]: what the handlers read from a pod, the keys Gantry writes, and the screening
 //!   of hostile pods;
 //! - [`mutate`] and [`validate`]: the two handlers, pure functions of the policy and the request;
-//! - [`server`]: the HTTP service (body limit, time budget, health and Prometheus metrics).
+//! - [`server`]: the HTTP service (body limit, time budget, health and Prometheus metrics);
+//! - [`live`]: in a cluster, the policy kept equal to the Tenant, Cohort and GpuFlavor objects.
 //!
 //! Workload identity (`identify`), pod reading (`parse_pod`, `quantity`) and the gate and gang
 //! keys come from `gantry-scheduler`, so that the webhook tags pods exactly as the queue
 //! controller reads them; they could move to a shared crate that both depend on.
 
 pub mod inspect;
+pub mod live;
 pub mod mutate;
 pub mod patch;
 pub mod policy;

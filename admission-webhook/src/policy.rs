@@ -21,7 +21,13 @@ pub struct Policy {
     pub models: ModelCatalog,
     /// `spec.schedulerName` to set on GPU pods (`--scheduler-name`), if any.
     pub scheduler_name: Option<String>,
+    /// The users allowed to lift Gantry's gate and write the placement record on pods: the queue
+    /// controller's service account (`--queue-controller`).
+    pub queue_controllers: Vec<String>,
 }
+
+/// The queue controller's user as `deploy/scheduler/rbac.yaml` and the chart install it.
+pub const QUEUE_CONTROLLER: &str = "system:serviceaccount:gantry-system:gantry-scheduler";
 
 impl Policy {
     /// Builds the policy. Fails only when the tenancy names more GPU models than the scheduler's
@@ -36,7 +42,7 @@ impl Policy {
         for &f in &gpu_flavors {
             models.intern(&tenancy.flavors[f].name).map_err(|e| format!("flavor {}: {e}", tenancy.flavors[f].name))?;
         }
-        Ok(Policy { tenancy, ceilings, gpu_flavors, models, scheduler_name })
+        Ok(Policy { tenancy, ceilings, gpu_flavors, models, scheduler_name, queue_controllers: vec![QUEUE_CONTROLLER.to_string()] })
     }
 
     /// The tenant that owns `namespace`: pods of other namespaces are not Gantry's.

@@ -33,12 +33,25 @@ pub struct Request {
     pub namespace: String,
     /// `request.object`, or `Null` when absent.
     pub object: Value,
+    /// `request.oldObject` (UPDATE), or `Null` when absent.
+    pub old_object: Value,
+    /// `request.userInfo.username`: who makes the change.
+    pub user: String,
 }
 
 impl Request {
     /// Whether this is the creation of a Pod: the only request Gantry acts on.
     pub fn is_pod_create(&self) -> bool {
-        self.kind == "Pod" && self.operation == "CREATE" && self.sub_resource.is_empty()
+        self.is_pod("CREATE")
+    }
+
+    /// Whether this is a change to a Pod object itself (not its status or another subresource).
+    pub fn is_pod_update(&self) -> bool {
+        self.is_pod("UPDATE")
+    }
+
+    fn is_pod(&self, operation: &str) -> bool {
+        self.kind == "Pod" && self.operation == operation && self.sub_resource.is_empty()
     }
 }
 
@@ -71,7 +84,9 @@ pub fn decode(body: &[u8]) -> Result<Request, DecodeError> {
     }
     let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
     // Take the object out rather than copy it: it is most of the body.
-    let object = review.get_mut("request").and_then(|r| r.get_mut("object")).map(Value::take).unwrap_or(Value::Null);
+    let mut take = |field: &str| review.get_mut("request").and_then(|r| r.get_mut(field)).map(Value::take).unwrap_or(Value::Null);
+    let object = take("object");
+    let old_object = take("oldObject");
     let request = review.get("request").unwrap_or(&Value::Null);
     let namespace = match text(request.get("namespace")) {
         ns if !ns.is_empty() => ns,
@@ -84,6 +99,8 @@ pub fn decode(body: &[u8]) -> Result<Request, DecodeError> {
         operation: text(request.get("operation")),
         namespace,
         object,
+        old_object,
+        user: text(request.get("userInfo").and_then(|u| u.get("username"))),
     })
 }
 

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// The largest body accepted: the API server caps requests at 3 MiB, and an UPDATE review carries
@@ -29,7 +29,8 @@ const INLINE_LIMIT: usize = 64 << 10;
 
 /// The webhook: its policy, time budget and metrics.
 pub struct Webhook {
-    pub policy: Policy,
+    /// The policy in force; `None` until the tenant objects have been read (not ready).
+    policy: RwLock<Option<Arc<Policy>>>,
     /// Time to read the body and decide; default 1 s (the configurations time out at 2-3 s).
     pub budget: Duration,
     metrics: Metrics,
@@ -76,14 +77,36 @@ impl Path {
 }
 
 impl Webhook {
+    /// A webhook ready with `policy`.
     pub fn new(policy: Policy) -> Result<Webhook, String> {
+        let webhook = Webhook::unready()?;
+        webhook.set_policy(policy);
+        Ok(webhook)
+    }
+
+    /// A webhook with no policy yet: it answers 503 (and `/readyz` fails) until
+    /// [`Webhook::set_policy`], so the API server applies the configurations' `failurePolicy`.
+    pub fn unready() -> Result<Webhook, String> {
         let metrics = Metrics::new().map_err(|e| format!("cannot register the metrics: {e}"))?;
-        Ok(Webhook { policy, budget: Duration::from_secs(1), metrics })
+        Ok(Webhook { policy: RwLock::new(None), budget: Duration::from_secs(1), metrics })
+    }
+
+    /// Puts `policy` in force for the next request (requests already deciding keep theirs).
+    pub fn set_policy(&self, policy: Policy) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(policy));
+    }
+
+    /// The policy in force, if any.
+    pub fn policy(&self) -> Option<Arc<Policy>> {
+        self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Answers one review body: the HTTP status, the body to send and the decision (the metrics'
     /// label: allowed, patched, denied or bad_request). Never panics on any input.
     pub fn review(&self, path: Path, body: &[u8]) -> (StatusCode, String, &'static str) {
+        let Some(policy) = self.policy() else {
+            return (StatusCode::SERVICE_UNAVAILABLE, "the webhook has not read the tenant objects yet; retry shortly".to_string(), "error");
+        };
         let mut request = match decode(body) {
             Ok(r) => r,
             Err(e) => {
@@ -95,8 +118,8 @@ impl Webhook {
         };
         set_namespace(&mut request.object, &request.namespace);
         let decision = match path {
-            Path::Mutate => mutate::mutate(&self.policy, &request),
-            Path::Validate => validate::validate(&self.policy, &request),
+            Path::Mutate => mutate::mutate(&policy, &request),
+            Path::Validate => validate::validate(&policy, &request),
         };
         let label = match (&decision.denial, decision.code) {
             (None, _) if path == Path::Mutate && !decision.patch.is_empty() => "patched",
@@ -118,7 +141,7 @@ pub fn router(webhook: Arc<Webhook>) -> Router {
         .route("/mutate", post(|s: State<Arc<Webhook>>, b: Body| handle(s, Path::Mutate, b)))
         .route("/validate", post(|s: State<Arc<Webhook>>, b: Body| handle(s, Path::Validate, b)))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(webhook)
 }
@@ -146,6 +169,13 @@ async fn handle(State(webhook): State<Arc<Webhook>>, path: Path, body: Body) -> 
         ([(header::CONTENT_TYPE, "application/json")], text).into_response()
     } else {
         (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text + "\n").into_response()
+    }
+}
+
+async fn readyz(State(webhook): State<Arc<Webhook>>) -> Response {
+    match webhook.policy() {
+        Some(_) => "ok\n".into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "waiting for the tenant objects\n").into_response(),
     }
 }
 

@@ -23,18 +23,27 @@
 //!
 //! Warnings: a request above the tenant's nominal quota (it runs only on borrowed capacity), and a
 //! gang that could not be held whole if every member asked as much as this pod.
+//!
+//! Updates of pods in a tenant's namespace (see [`update`]): only the queue controller may lift
+//! Gantry's gate or write the placement record, and nobody may change Gantry's keys or move a pod
+//! to another workload after creation; so a tenant cannot start work past the queue, join
+//! another gang or raise its own priority by editing a pod.
 
 use crate::inspect::*;
 use crate::policy::{gpus, Policy};
 use crate::review::{Decision, Request};
 use gantry_core::tenancy::{Milli, TenantId};
-use gantry_scheduler::controller::GANG_SIZE_ANNOTATION;
+use gantry_scheduler::adapter::PLACEMENT_ANNOTATION;
+use gantry_scheduler::controller::{GANG_SIZE_ANNOTATION, SCHEDULING_GATE};
 use gantry_scheduler::identity::{identify, Identity, Source};
-use gantry_scheduler::pod::{parse_pod, quantity, GPU_MILLI_ANNOTATION, GPU_RESOURCE};
+use gantry_scheduler::pod::{parse_pod, quantity, GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION, GPU_RESOURCE};
 use serde_json::Value;
 
 /// Decides one validating review. `request.object` should already carry its namespace.
 pub fn validate(policy: &Policy, request: &Request) -> Decision {
+    if request.is_pod_update() {
+        return update(policy, request);
+    }
     if !request.is_pod_create() {
         return Decision::allow();
     }
@@ -57,6 +66,61 @@ pub fn validate(policy: &Policy, request: &Request) -> Decision {
         true => Decision { warnings: check.warnings, ..Decision::allow() },
         false => Decision { warnings: check.warnings, ..Decision::deny(check.denials.join("\n")) },
     }
+}
+
+/// The keys nobody but the queue controller may change after a pod is created: what the mutating
+/// webhook wrote, what the queue reads, and the placement record.
+const FIXED: [(&str, &str); 8] = [
+    ("labels", TENANT_LABEL),
+    ("labels", KIND_LABEL),
+    ("annotations", WORKLOAD_ANNOTATION),
+    ("annotations", PRIORITY_CLASS_ANNOTATION),
+    ("annotations", GANG_SIZE_ANNOTATION),
+    ("annotations", GPU_MODELS_ANNOTATION),
+    ("annotations", GPU_MILLI_ANNOTATION),
+    ("annotations", PLACEMENT_ANNOTATION),
+];
+
+/// Decides an update of a pod: the queue controller may do anything; others may not lift the
+/// gate, change a key in [`FIXED`] or change the workload keys the gang is read from.
+pub fn update(policy: &Policy, request: &Request) -> Decision {
+    let (old, new) = (&request.old_object, &request.object);
+    if policy.tenant_of(&request.namespace).is_none() || is_mirror(old) || policy.queue_controllers.iter().any(|u| *u == request.user) {
+        return Decision::allow();
+    }
+    let mut denials = Vec::new();
+    if has_gate(old) && !has_gate(new) {
+        denials.push(format!(
+            "spec.schedulingGates: only Gantry's queue controller removes {SCHEDULING_GATE}; the pod starts when its workload \
+             is admitted (`kubectl describe pod` says why it waits)"
+        ));
+    }
+    for (map, key) in FIXED {
+        let (was, now) = (meta(old, map, key), meta(new, map, key));
+        if was != now {
+            let shown = |v: Option<&str>| v.map_or("absent".to_string(), |v| format!("{v:?}"));
+            denials.push(format!(
+                "metadata.{map}[{key}] cannot change after the pod is created (was {}, now {}); restore it, or create a new pod",
+                shown(was),
+                shown(now)
+            ));
+        }
+    }
+    let (was, now) = (identify(old).key, identify(new).key);
+    if was != now {
+        denials.push(format!(
+            "metadata: this change moves the pod from workload {was} to {now}; restore its workload labels and owner: a pod cannot move to another workload"
+        ));
+    }
+    match denials.is_empty() {
+        true => Decision::allow(),
+        false => Decision::deny(denials.join("\n")),
+    }
+}
+
+fn has_gate(pod: &Value) -> bool {
+    let gates = pod.get("spec").and_then(|s| s.get("schedulingGates")).and_then(Value::as_array);
+    gates.is_some_and(|g| g.iter().any(|g| g.get("name").and_then(Value::as_str) == Some(SCHEDULING_GATE)))
 }
 
 struct Check<'a> {

@@ -184,3 +184,54 @@ fn near_quota_is_a_warning_not_a_denial() {
         assert_eq!(reply["response"], json!({"uid": "uid-1", "allowed": true}));
     }
 }
+
+#[test]
+fn updates_cannot_start_work_past_the_queue_or_change_what_the_queue_read() {
+    let w = webhook(None);
+    let user = "alice@example.com";
+    let controller = gantry_admission_webhook::policy::QUEUE_CONTROLLER;
+    // A gated training pod as the mutating webhook left it.
+    let created = pod(json!({"training.kubeflow.org/job-name": "bert"}), json!({}), json!({"nvidia.com/gpu": 2}));
+    let (_, reply) = call(&w, Path::Mutate, &review("colin-coder", created.clone()));
+    let gated = apply(&created, &reply);
+    let edit = |f: &dyn Fn(&mut Value)| {
+        let mut p = gated.clone();
+        f(&mut p);
+        p
+    };
+    let ungated = edit(&|p| p["spec"]["schedulingGates"] = json!([]));
+    let placed = edit(&|p| {
+        p["spec"]["schedulingGates"] = json!([]);
+        p["metadata"]["annotations"]["gantry.dev/placement"] = json!("gpu-0:0,1");
+    });
+    let cases: Vec<(&str, &str, Value, Value, &str)> = vec![
+        // (namespace, user, old, new, denial or "" for allowed)
+        ("colin-coder", user, gated.clone(), edit(&|p| p["metadata"]["labels"]["team"] = json!("nlp")), ""),
+        ("colin-coder", user, gated.clone(), edit(&|p| p["metadata"]["finalizers"] = json!([])), ""),
+        ("colin-coder", controller, gated.clone(), placed.clone(), ""),
+        ("default", user, gated.clone(), ungated.clone(), ""),
+        ("colin-coder", user, gated.clone(), ungated.clone(),
+         "spec.schedulingGates: only Gantry's queue controller removes gantry.dev/admission; the pod starts when its workload is admitted (`kubectl describe pod` says why it waits)"),
+        ("colin-coder", user, gated.clone(), edit(&|p| p["metadata"]["annotations"]["gantry.dev/priority-class"] = json!("serving")),
+         "metadata.annotations[gantry.dev/priority-class] cannot change after the pod is created (was \"training\", now \"serving\"); restore it, or create a new pod"),
+        ("colin-coder", user, gated.clone(), edit(&|p| p["metadata"]["labels"]["gantry.dev/tenant"] = json!("search")),
+         "metadata.labels[gantry.dev/tenant] cannot change after the pod is created (was \"coder\", now \"search\"); restore it, or create a new pod"),
+        ("colin-coder", user, gated.clone(), edit(&|p| p["metadata"]["annotations"]["gantry.dev/gang-size"] = json!("1")),
+         "metadata.annotations[gantry.dev/gang-size] cannot change after the pod is created (was absent, now \"1\"); restore it, or create a new pod"),
+        ("colin-coder", user, gated.clone(), edit(&|p| p["metadata"]["labels"]["training.kubeflow.org/job-name"] = json!("other")),
+         "metadata: this change moves the pod from workload colin-coder/trainingjob/bert to colin-coder/trainingjob/other; restore its workload labels and owner: a pod cannot move to another workload"),
+        ("colin-coder", user, gated.clone(), placed.clone(),
+         "spec.schedulingGates: only Gantry's queue controller removes gantry.dev/admission; the pod starts when its workload is admitted (`kubectl describe pod` says why it waits)\n\
+          metadata.annotations[gantry.dev/placement] cannot change after the pod is created (was absent, now \"gpu-0:0,1\"); restore it, or create a new pod"),
+    ];
+    for (namespace, who, old, new, message) in cases {
+        let (status, reply) = call(&w, Path::Validate, &update_review(namespace, who, old, new.clone()));
+        assert_eq!(status, 200);
+        assert_eq!(reply["response"]["uid"], "uid-2");
+        assert_eq!(denial(&reply), message, "{namespace} {who}: {new}");
+        assert_eq!(reply["response"]["allowed"], message.is_empty());
+        // Updates are not mutated.
+        let (_, mutated) = call(&w, Path::Mutate, &update_review(namespace, who, gated.clone(), new));
+        assert!(mutated["response"].get("patch").is_none() && mutated["response"]["allowed"] == true);
+    }
+}

@@ -1,5 +1,6 @@
 //! `gantry webhook`, run as a user would: over a tenants file with no API server, answering the
-//! real GKE Pod CREATE review over plain HTTP; and the clear error of a wrong start.
+//! real GKE Pod CREATE review over plain HTTP; the clear error of a wrong start; the deploy
+//! example's arguments.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -82,4 +83,28 @@ fn a_missing_tenants_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/tenants.yaml: cannot read the tenants file"), "{err}");
+}
+
+#[test]
+fn without_a_tenants_file_it_needs_a_cluster_and_says_so() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["webhook", "--listen", "127.0.0.1:0"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach the Kubernetes API server") && err.contains("--tenants FILE"), "{err}");
+}
+
+/// `deploy/webhook/webhook.yaml`'s arguments are ones `gantry` accepts.
+#[test]
+fn the_deployment_arguments_are_accepted() {
+    let text = std::fs::read_to_string(repo("deploy/webhook/webhook.yaml")).unwrap();
+    let line = text.lines().find(|l| l.trim_start().starts_with("args:")).expect("an args line");
+    let args: Vec<String> = serde_json::from_str(line.split_once(':').unwrap().1.trim()).expect("args as a JSON-style list");
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry")).args(&args).arg("--help").output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }

@@ -10,7 +10,8 @@
 //! - [`adapter`]: carrying those actions out against the API server;
 //! - [`extender`]: the decisions, over an in-memory node cache;
 //! - [`server`]: the HTTP service with health, readiness and Prometheus metrics;
-//! - [`runner`]: in a cluster, watchers feeding the caches, leader election, admission cycles.
+//! - [`runner`]: in a cluster, watchers feeding the caches, leader election, admission cycles;
+//! - [`tenants`]: Gantry's Tenant, Cohort and GpuFlavor objects as the tenancy (shared with the webhook).
 //!
 //! Without a cluster (`gantry scheduler --standalone`) the node cache comes from a node list file.
 
@@ -22,4 +23,5 @@ pub mod node;
 pub mod pod;
 pub mod runner;
 pub mod server;
+pub mod tenants;
 pub mod wire;

@@ -24,7 +24,8 @@ use gantry_core::model::{Cluster, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::{Seconds, Settings, Tenancy};
 use gantry_core::{PolicyKind, Scale, Scheduler};
-use gantry_crds::{Cohort, GpuFlavor, Tenant, TenantStatus};
+use crate::tenants::TenantObjects;
+use gantry_crds::{Tenant, TenantStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
@@ -65,7 +66,7 @@ pub struct RunConfig {
 pub struct Stores {
     pub nodes: Store<Node>,
     pub pods: Store<Pod>,
-    pub tenants: Option<(Store<Tenant>, Store<Cohort>, Store<GpuFlavor>)>,
+    pub tenants: Option<TenantObjects>,
 }
 
 /// What the watchers and the control loop share.
@@ -267,19 +268,7 @@ fn to_value<T: serde::Serialize>(o: &T) -> Result<Value, String> {
 fn tenancy_now(stores: &Stores, tenants: &Tenants) -> Result<Tenancy, String> {
     match (tenants, &stores.tenants) {
         (Tenants::File(t), _) => Ok(t.clone()),
-        (Tenants::Cluster(settings), Some((tenants, cohorts, flavors))) => {
-            fn all<K>(store: &Store<K>) -> Vec<K>
-            where
-                K: Resource + Clone + 'static,
-                K::DynamicType: Eq + Hash + Clone,
-            {
-                store.state().iter().map(|o| (**o).clone()).collect()
-            }
-            gantry_crds::tenancy_from(settings, &all(flavors), &all(cohorts), &all(tenants)).map_err(|errors| {
-                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                format!("the tenant objects are not valid; the queue keeps its last good tenants until they are fixed:\n  {}", list.join("\n  "))
-            })
-        }
+        (Tenants::Cluster(settings), Some(objects)) => objects.tenancy(settings),
         (Tenants::Cluster(_), None) => Err("tenants come from the cluster but their objects are not watched".into()),
     }
 }
@@ -306,7 +295,7 @@ fn strip_pod(pod: &mut Pod) {
 }
 
 /// What a watch event means to Gantry, for one kind of object.
-enum Change<K> {
+pub(crate) enum Change<K> {
     Applied(K),
     Deleted(K),
     /// A full list arrived; `true` after the first one (a relist: deletions may have been missed).
@@ -315,7 +304,7 @@ enum Change<K> {
 
 /// A watcher of `api` that keeps `writer`'s store and yields changes (errors are logged and the
 /// watch retried with backoff).
-fn follow<K>(api: Api<K>, writer: reflector::store::Writer<K>, strip: fn(&mut K)) -> impl Stream<Item = Change<K>>
+pub(crate) fn follow<K>(api: Api<K>, writer: reflector::store::Writer<K>, strip: fn(&mut K)) -> impl Stream<Item = Change<K>>
 where
     K: Resource + Clone + Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -328,7 +317,7 @@ where
             Ok(watcher::Event::InitDone) => Some(Change::Listed(std::mem::replace(&mut listed, true))),
             Ok(watcher::Event::Init) => None,
             Err(e) => {
-                eprintln!("gantry scheduler: watching {}: {e}; retrying", K::kind(&Default::default()));
+                eprintln!("gantry: watching {}: {e}; retrying", K::kind(&Default::default()));
                 None
             }
         };
@@ -396,23 +385,13 @@ pub fn watch(client: &Client, live: &Arc<Live>, from_cluster: bool) -> Stores {
         l.wake.notify_one();
         std::future::ready(())
     }));
+    let l = live.clone();
     let tenants = from_cluster.then(|| {
-        fn objects<K>(client: &Client, live: &Arc<Live>) -> Store<K>
-        where
-            K: Resource<Scope = kube::core::ClusterResourceScope> + Clone + Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-            K::DynamicType: Default + Eq + Hash + Clone,
-        {
-            let (store, writer) = reflector::store::<K>();
-            let l = live.clone();
-            tokio::spawn(follow(Api::<K>::all(client.clone()), writer, |o| o.managed_fields_mut().clear()).for_each(move |_| {
-                // Any change to a tenant, cohort or flavor rebuilds the queue's tenancy.
-                l.resync.store(true, Ordering::SeqCst);
-                l.wake.notify_one();
-                std::future::ready(())
-            }));
-            store
-        }
-        (objects::<Tenant>(client, live), objects::<Cohort>(client, live), objects::<GpuFlavor>(client, live))
+        // Any change to a tenant, cohort or flavor rebuilds the queue's tenancy.
+        TenantObjects::watch(client, move || {
+            l.resync.store(true, Ordering::SeqCst);
+            l.wake.notify_one();
+        })
     });
     Stores { nodes, pods, tenants }
 }
@@ -496,10 +475,8 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
     let ready = async {
         stores.nodes.wait_until_ready().await?;
         stores.pods.wait_until_ready().await?;
-        if let Some((t, c, f)) = &stores.tenants {
-            t.wait_until_ready().await?;
-            c.wait_until_ready().await?;
-            f.wait_until_ready().await?;
+        if let Some(objects) = &stores.tenants {
+            objects.wait_until_ready().await?;
         }
         Ok::<(), reflector::store::WriterDropped>(())
     };

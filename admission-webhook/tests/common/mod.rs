@@ -28,6 +28,16 @@ pub fn review(namespace: &str, pod: Value) -> String {
     .to_string()
 }
 
+/// A Pod UPDATE review from `old` to `new` in `namespace`, made by `user`.
+pub fn update_review(namespace: &str, user: &str, old: Value, new: Value) -> String {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "uid-2", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "namespace": namespace, "operation": "UPDATE", "userInfo": {"username": user},
+        "object": new, "oldObject": old}})
+    .to_string()
+}
+
 /// A pod in `colin-coder` with `labels`, `annotations`, owners and one container's limits.
 pub fn pod(labels: Value, annotations: Value, limits: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",

@@ -1,0 +1,41 @@
+//! In a cluster, the policy follows Gantry's Tenant, Cohort and GpuFlavor objects through a watch
+//! (the same reading as the queue controller's, `gantry_scheduler::tenants`), so a request never
+//! waits on the API server: it reads the policy last built.
+//!
+//! Until the objects have been listed the webhook is not ready (`/readyz` fails, reviews get 503
+//! and the API server applies `failurePolicy`). A change that makes the objects invalid is
+//! logged and the last good policy stays in force.
+
+use crate::{Policy, Webhook};
+use gantry_core::tenancy::{Settings, Tenancy};
+use gantry_scheduler::tenants::TenantObjects;
+use kube::Client;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Keeps `webhook`'s policy equal to the cluster's tenant objects. `settings` are the
+/// cluster-wide settings (priority classes) the objects refer to; `policy` makes the policy of a
+/// tenancy (adding the webhook's own options). Returns only if the watchers stop before listing.
+pub async fn follow(client: Client, settings: Settings, policy: impl Fn(Tenancy) -> Result<Policy, String>, webhook: Arc<Webhook>) -> Result<(), String> {
+    let changed = Arc::new(Notify::new());
+    let notify = changed.clone();
+    let objects = TenantObjects::watch(&client, move || notify.notify_one());
+    objects.wait_until_ready().await.map_err(|e| format!("a tenant watcher stopped before listing: {e}"))?;
+    loop {
+        match objects.tenancy(&settings) {
+            // Events that change nothing the policy reads (a status update) change nothing.
+            Ok(t) if webhook.policy().is_some_and(|p| p.tenancy == t) => {}
+            Ok(t) => match policy(t) {
+                Ok(p) => {
+                    let tenants = p.tenancy.tenants.len();
+                    webhook.set_policy(p);
+                    eprintln!("gantry webhook: policy from the cluster's objects: {tenants} tenants");
+                }
+                Err(e) => eprintln!("gantry webhook: {e}"),
+            },
+            Err(e) => eprintln!("gantry webhook: {e}"),
+        }
+        // Events that arrive together wake this once.
+        changed.notified().await;
+    }
+}

@@ -1,0 +1,67 @@
+//! Gantry's Tenant, Cohort and GpuFlavor objects from the API server, kept in reflector stores
+//! and turned into the core's tenancy by the same validation as the tenants file. The queue
+//! controller and the admission webhook both read tenants this way, so they never disagree on
+//! what a tenant may hold.
+
+use crate::runner::follow;
+use futures::StreamExt;
+use gantry_core::tenancy::{Settings, Tenancy};
+use gantry_crds::{Cohort, GpuFlavor, Tenant};
+use kube::api::Api;
+use kube::runtime::reflector::{self, store::WriterDropped, Store};
+use kube::{Client, Resource, ResourceExt};
+use std::fmt::Debug;
+use std::hash::Hash;
+
+/// The tenant objects as last seen.
+#[derive(Clone)]
+pub struct TenantObjects {
+    pub tenants: Store<Tenant>,
+    pub cohorts: Store<Cohort>,
+    pub flavors: Store<GpuFlavor>,
+}
+
+impl TenantObjects {
+    /// Starts one watcher per kind; `changed` runs after every event of any of them.
+    pub fn watch(client: &Client, changed: impl Fn() + Clone + Send + 'static) -> TenantObjects {
+        fn objects<K>(client: &Client, changed: impl Fn() + Send + 'static) -> Store<K>
+        where
+            K: Resource<Scope = kube::core::ClusterResourceScope> + Clone + Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+            K::DynamicType: Default + Eq + Hash + Clone,
+        {
+            let (store, writer) = reflector::store::<K>();
+            tokio::spawn(follow(Api::<K>::all(client.clone()), writer, |o| o.managed_fields_mut().clear()).for_each(move |_| {
+                changed();
+                std::future::ready(())
+            }));
+            store
+        }
+        TenantObjects {
+            tenants: objects(client, changed.clone()),
+            cohorts: objects(client, changed.clone()),
+            flavors: objects(client, changed),
+        }
+    }
+
+    /// Waits until each kind has been listed once.
+    pub async fn wait_until_ready(&self) -> Result<(), WriterDropped> {
+        self.tenants.wait_until_ready().await?;
+        self.cohorts.wait_until_ready().await?;
+        self.flavors.wait_until_ready().await
+    }
+
+    /// The tenancy the objects define now, or every problem with them, one per line.
+    pub fn tenancy(&self, settings: &Settings) -> Result<Tenancy, String> {
+        fn all<K>(store: &Store<K>) -> Vec<K>
+        where
+            K: Resource + Clone + 'static,
+            K::DynamicType: Eq + Hash + Clone,
+        {
+            store.state().iter().map(|o| (**o).clone()).collect()
+        }
+        gantry_crds::tenancy_from(settings, &all(&self.flavors), &all(&self.cohorts), &all(&self.tenants)).map_err(|errors| {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            format!("the tenant objects are not valid; the last good tenants stay in force until they are fixed:\n  {}", list.join("\n  "))
+        })
+    }
+}
