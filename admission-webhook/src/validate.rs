@@ -85,7 +85,7 @@ const FIXED: [(&str, &str); 8] = [
 /// gate, change a key in [`FIXED`] or change the workload keys the gang is read from.
 pub fn update(policy: &Policy, request: &Request) -> Decision {
     let (old, new) = (&request.old_object, &request.object);
-    if policy.tenant_of(&request.namespace).is_none() || is_mirror(old) || policy.queue_controllers.iter().any(|u| *u == request.user) {
+    if policy.tenant_of(&request.namespace).is_none() || is_mirror(old) || policy.queue_controllers.contains(&request.user) {
         return Decision::allow();
     }
     let mut denials = Vec::new();
