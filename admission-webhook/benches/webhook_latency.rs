@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo bench -p gantry-admission-webhook --bench webhook_latency
 //! # shorter or other rates: WEBHOOK_BENCH_SECS=5 WEBHOOK_BENCH_RATE=2000 WEBHOOK_BENCH_CONNS=4
+//! # WEBHOOK_BENCH_PIN=1 pins the server and the client to one CPU each
 //! ```
 //!
 //! The real router ([`gantry_admission_webhook::router`], the test tenancy of
@@ -17,14 +18,17 @@
 //! connections take from (an idle connection takes the next request, as a client pool does).
 //! Each latency runs from the request's *intended* send time to the end of its reply, so a
 //! stalled server shows up as the queueing it causes (no coordinated omission). Each case has
-//! a 1 s warm-up that is not recorded. Client and server share the machine's cores.
+//! a 1 s warm-up that is not recorded; then the cases run in turn in 0.5 s slices until each has
+//! run its time, so that the shared machine's bursts of load fall on every case alike. Client
+//! and server share the machine's cores (`WEBHOOK_BENCH_PIN=1`: the server on CPU 0, the client
+//! on CPU 1). Last, each handler is timed alone, in process, with no HTTP or TLS.
 
 use axum::body::Body;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
-use gantry_admission_webhook::{router, Policy, Webhook};
+use gantry_admission_webhook::{router, Path, Policy, Webhook};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -39,6 +43,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const FIXTURE: &str = include_str!("../tests/fixtures/kube-rs.AdmissionReview-v1.pod-create.json");
 const TENANTS: &str = include_str!("../tests/fixtures/tenants.yaml");
+/// Each case runs in slices of this length, in turn, until it has run its time.
+const SLICE: Duration = Duration::from_millis(500);
 /// The baseline's fixed reply (the fixture's uid).
 const ALLOW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"0c9a8d74-9cb7-44dd-b98e-09fd62def2f4","allowed":true}}"#;
 
@@ -53,8 +59,16 @@ fn main() -> Result<(), BoxError> {
     let rate: f64 = env_or("WEBHOOK_BENCH_RATE", 1000.0);
     let conns: usize = env_or("WEBHOOK_BENCH_CONNS", 4);
 
+    // WEBHOOK_BENCH_PIN=1: the server on CPU 0 (one worker), the client and pacer on CPU 1, as
+    // in a cluster where the API server does not share the webhook pod's cores.
+    let pinned = env_or("WEBHOOK_BENCH_PIN", 0) == 1;
+
     // The server: its own runtime, as `gantry webhook` runs it (a multi-thread runtime).
-    let server_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if pinned {
+        builder.worker_threads(1).on_thread_start(|| pin(0));
+    }
+    let server_rt = builder.enable_all().build()?;
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
     let dir = tempfile::tempdir()?;
     let files = gantry_serve::TlsFiles::new(dir.path().join("tls.crt"), dir.path().join("tls.key"));
@@ -62,7 +76,7 @@ fn main() -> Result<(), BoxError> {
     std::fs::write(&files.key, cert.signing_key.serialize_pem())?;
     let tenancy = gantry_core::tenancy::file::parse("tenants.yaml", TENANTS).map_err(|e| format!("{e:?}"))?;
     let webhook = Arc::new(Webhook::new(Policy::new(tenancy, Some("gantry".into()))?)?);
-    let app: Router = router(webhook).route("/allow", post(allow_all));
+    let app: Router = router(webhook.clone()).route("/allow", post(allow_all));
     let listener = server_rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -70,30 +84,48 @@ fn main() -> Result<(), BoxError> {
         let _ = stop_rx.await;
     }));
 
-    // The client: one thread, its own runtime.
+    // The client: one thread, its own runtime (the pacer it starts inherits its CPU).
+    if pinned {
+        pin(1);
+    }
     let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let tls = tls_client(cert.cert.der().clone())?;
     let body = Bytes::from_static(FIXTURE.as_bytes());
 
     println!(
-        "webhook latency over loopback TLS (HTTP/1.1, {conns} keep-alive connections), open loop at {rate} req/s, {secs} s per case, {} CPUs",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "webhook latency over loopback TLS (HTTP/1.1, {conns} keep-alive connections), open loop at {rate} req/s, {secs} s per case, {} CPUs{}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if pinned { " (server pinned to CPU 0, client to CPU 1)" } else { "" }
     );
     println!();
     println!("| case | requests | errors | achieved req/s | p50 | p90 | p99 | p99.9 | max |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (case, path) in [("allow-all (baseline)", "/allow"), ("mutate", "/mutate"), ("validate", "/validate")] {
-        if !filter.is_empty() && !filter.iter().any(|f| path.contains(f.as_str()) || case.contains(f.as_str())) {
-            continue;
-        }
+    let cases: Vec<(&str, &str)> = [("allow-all (baseline)", "/allow"), ("mutate", "/mutate"), ("validate", "/validate")]
+        .into_iter()
+        .filter(|(case, path)| filter.is_empty() || filter.iter().any(|f| path.contains(f.as_str()) || case.contains(f.as_str())))
+        .collect();
+    for (_, path) in &cases {
         client_rt.block_on(check(addr, &tls, path, body.clone()))?;
         client_rt.block_on(run(addr, &tls, path, body.clone(), rate, Duration::from_secs(1), conns))?;
-        let r = client_rt.block_on(run(addr, &tls, path, body.clone(), rate, Duration::from_secs_f64(secs), conns))?;
+    }
+    // Interleaved slices, so that the machine's bursts of load fall on every case alike.
+    let rounds = (secs / SLICE.as_secs_f64()).ceil().max(1.0) as usize;
+    let mut outcomes: Vec<Outcome> = cases.iter().map(|_| Outcome::default()).collect();
+    for _ in 0..rounds {
+        for ((_, path), total) in cases.iter().zip(&mut outcomes) {
+            let r = client_rt.block_on(run(addr, &tls, path, body.clone(), rate, SLICE, conns))?;
+            total.samples.extend(r.samples);
+            total.errors += r.errors;
+            total.elapsed += r.elapsed;
+        }
+    }
+    for ((case, _), mut r) in cases.iter().zip(outcomes) {
+        r.samples.sort_unstable();
         println!(
             "| {case} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
             r.samples.len(),
             r.errors,
-            r.achieved,
+            r.samples.len() as f64 / r.elapsed.as_secs_f64().max(1e-9),
             ms(r.quantile(0.50)),
             ms(r.quantile(0.90)),
             ms(r.quantile(0.99)),
@@ -101,9 +133,35 @@ fn main() -> Result<(), BoxError> {
             ms(r.quantile(1.0)),
         );
     }
+    // The handlers alone, in process: what the webhook itself adds to the transport.
+    println!();
+    println!("| decide only (no HTTP, no TLS) | calls | p50 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|");
+    for (case, path) in [("mutate", Path::Mutate), ("validate", Path::Validate)] {
+        let mut r = Outcome::default();
+        for _ in 0..20_000 {
+            let start = Instant::now();
+            std::hint::black_box(webhook.review(path, FIXTURE.as_bytes()));
+            r.samples.push(start.elapsed());
+        }
+        r.samples.sort_unstable();
+        println!("| {case} | {} | {} | {} | {} |", r.samples.len(), ms(r.quantile(0.5)), ms(r.quantile(0.99)), ms(r.quantile(1.0)));
+    }
     let _ = stop_tx.send(());
     server_rt.block_on(server)??;
     Ok(())
+}
+
+/// Pins the calling thread (and threads it starts later) to CPU `cpu`.
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it; the call only
+    // reads it. A failure leaves the thread unpinned, which the printed header does not hide.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
 }
 
 /// The baseline: reads the body (so the connection stays usable), parses nothing.
@@ -171,12 +229,13 @@ async fn check(addr: SocketAddr, tls: &tokio_rustls::TlsConnector, path: &str, b
     Ok(())
 }
 
+#[derive(Default)]
 struct Outcome {
-    /// Sorted latencies from the intended send time.
+    /// Latencies from the intended send time (sorted before quantiles are read).
     samples: Vec<Duration>,
     errors: usize,
-    /// Replies per second from the first intended send to the last reply.
-    achieved: f64,
+    /// From the first intended send to the last reply.
+    elapsed: Duration,
 }
 
 impl Outcome {
@@ -250,7 +309,7 @@ async fn run(
             }
         }
     });
-    let mut outcome = Outcome { samples: Vec::with_capacity(total as usize), errors: 0, achieved: 0.0 };
+    let mut outcome = Outcome { samples: Vec::with_capacity(total as usize), ..Outcome::default() };
     let mut end = t0;
     for worker in workers {
         let (samples, errors, last) = worker.await?;
@@ -259,7 +318,6 @@ async fn run(
         end = end.max(last);
     }
     pacer.join().map_err(|_| "the pacer panicked")?;
-    outcome.samples.sort_unstable();
-    outcome.achieved = outcome.samples.len() as f64 / (end - t0).as_secs_f64().max(1e-9);
+    outcome.elapsed = end - t0;
     Ok(outcome)
 }
