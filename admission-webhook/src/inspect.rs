@@ -14,6 +14,9 @@
 //! | `gantry.dev/gang-size` | annotation | pods in the gang, when the framework says it |
 //! | `gantry.dev/admission` | scheduling gate | held until the queue admits the workload |
 
+use crate::policy::Policy;
+use crate::review::{Decision, Request};
+use gantry_core::tenancy::TenantId;
 use gantry_scheduler::identity::Source;
 use gantry_scheduler::pod::{quantity, GPU_MODELS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE};
 use serde_json::Value;
@@ -55,6 +58,18 @@ pub fn spec_str<'a>(pod: &'a Value, field: &str) -> Option<&'a str> {
 
 pub fn is_mirror(pod: &Value) -> bool {
     annotation(pod, MIRROR_ANNOTATION).is_some()
+}
+
+/// Whether both handlers act on `request`: `Ok(Some(tenant))` for the creation of a pod in a
+/// tenant's namespace; `Ok(None)` for what they allow untouched (other requests, other
+/// namespaces, mirror pods); `Err` with the denial of a pod that fails [`screen`].
+pub fn created_pod(policy: &Policy, request: &Request) -> Result<Option<TenantId>, Decision> {
+    if !request.is_pod_create() {
+        return Ok(None);
+    }
+    let Some(tenant) = policy.tenant_of(&request.namespace) else { return Ok(None) };
+    screen(&request.object).map_err(Decision::bad_request)?;
+    Ok((!is_mirror(&request.object)).then_some(tenant))
 }
 
 /// Puts `namespace` into the pod's metadata when absent (on CREATE only `request.namespace` is

@@ -35,17 +35,12 @@ const DEFAULT_SCHEDULER: &str = "default-scheduler";
 /// Decides one mutating review. `request.object` should already carry its namespace (see
 /// [`crate::inspect::set_namespace`]).
 pub fn mutate(policy: &Policy, request: &Request) -> Decision {
-    if !request.is_pod_create() {
-        return Decision::allow();
-    }
-    let Some(tenant) = policy.tenant_of(&request.namespace) else { return Decision::allow() };
+    let tenant = match created_pod(policy, request) {
+        Ok(Some(tenant)) => tenant,
+        Ok(None) => return Decision::allow(),
+        Err(denial) => return denial,
+    };
     let pod = &request.object;
-    if let Err(message) = screen(pod) {
-        return Decision::bad_request(message);
-    }
-    if is_mirror(pod) {
-        return Decision::allow();
-    }
     let identity = identify(pod);
     let mut labels = vec![(KIND_LABEL, identity.kind.name().to_string())];
     if label(pod, TENANT_LABEL).is_none() {

@@ -44,17 +44,12 @@ pub fn validate(policy: &Policy, request: &Request) -> Decision {
     if request.is_pod_update() {
         return update(policy, request);
     }
-    if !request.is_pod_create() {
-        return Decision::allow();
-    }
-    let Some(tenant) = policy.tenant_of(&request.namespace) else { return Decision::allow() };
+    let tenant = match created_pod(policy, request) {
+        Ok(Some(tenant)) => tenant,
+        Ok(None) => return Decision::allow(),
+        Err(denial) => return denial,
+    };
     let pod = &request.object;
-    if let Err(message) = screen(pod) {
-        return Decision::bad_request(message);
-    }
-    if is_mirror(pod) {
-        return Decision::allow();
-    }
     let identity = identify(pod);
     let mut check = Check { policy, tenant, pod, denials: Vec::new(), warnings: Vec::new() };
     check.tenant_label(&request.namespace);

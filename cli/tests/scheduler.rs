@@ -1,60 +1,14 @@
 //! `gantry scheduler`, run as a user would: standalone over the bundled Venus cluster and tenants,
 //! answering over HTTP; and the clear errors of a wrong start.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
-
-/// A running `gantry scheduler`, killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the scheduler on a free port and waits for its start line (which names the address).
-fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["scheduler", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the gantry binary runs");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = lines.next().expect("a start line").unwrap();
-    let addr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
-}
-
-/// One HTTP/1.1 request; the status code and body.
-fn call(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
+mod common;
+use common::*;
 
 #[test]
 fn standalone_with_tenants_serves_the_extender_and_the_quotas() {
     let nodes = repo("examples/clusters/venus-968.csv");
     let tenants = repo("examples/tenants/venus.yaml");
-    let server = start(&["--standalone", "--nodes", nodes.to_str().unwrap(), "--tenants", tenants.to_str().unwrap()]);
+    let server = start("scheduler", &["--standalone", "--nodes", nodes.to_str().unwrap(), "--tenants", tenants.to_str().unwrap()]);
     assert_eq!(call(&server.addr, "GET", "/readyz", "").0, 200);
 
     let (status, metrics) = call(&server.addr, "GET", "/metrics", "");
@@ -102,7 +56,7 @@ items:
 ",
     )
     .unwrap();
-    let server = start(&["--standalone", "--nodes", nodes.to_str().unwrap()]);
+    let server = start("scheduler", &["--standalone", "--nodes", nodes.to_str().unwrap()]);
     let (_, metrics) = call(&server.addr, "GET", "/metrics", "");
     assert!(metrics.contains("gantry_nodes 2\n"), "{metrics}");
     assert!(metrics.contains("gantry_gpus 8\n"), "{metrics}");
@@ -119,18 +73,7 @@ items:
 
 #[test]
 fn a_wrong_start_says_what_to_fix() {
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
-            .arg("scheduler")
-            .args(args)
-            .env("KUBECONFIG", "/nonexistent/kubeconfig")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env("HOME", "/nonexistent")
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{args:?} should fail");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let run = |args: &[&str]| fails_without_cluster(&[&["scheduler"], args].concat());
     let nodes = repo("examples/clusters/venus-968.csv");
     let nodes = nodes.to_str().unwrap();
     let err = run(&["--standalone"]);
@@ -158,9 +101,5 @@ fn a_wrong_start_says_what_to_fix() {
 /// The deploy example's arguments are ones `gantry` accepts.
 #[test]
 fn the_deployment_arguments_are_accepted() {
-    let text = std::fs::read_to_string(repo("deploy/scheduler/deployment.yaml")).unwrap();
-    let line = text.lines().find(|l| l.trim_start().starts_with("args:")).expect("an args line");
-    let args: Vec<String> = serde_json::from_str(line.split_once(':').unwrap().1.trim()).expect("args as a JSON-style list");
-    let out = Command::new(env!("CARGO_BIN_EXE_gantry")).args(&args).arg("--help").output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert_accepted(&deployment_args("deploy/scheduler/deployment.yaml"));
 }

@@ -11,22 +11,8 @@ use serde_json::{json, Value};
 
 const T0: i64 = 1_793_491_200;
 
-const TENANTS: &str = "
-timing: {reclaimWindow: 5m, minRuntime: 10m}
-flavors:
-  - name: A100
-cohorts:
-  - name: pool
-tenants:
-  - name: team-a
-    namespaces: [team-a]
-    cohort: pool
-    quotas: {A100: {nominal: 8}}
-  - name: team-b
-    namespaces: [team-b]
-    cohort: pool
-    quotas: {A100: {nominal: 8}}
-";
+/// Two teams of 8 A100 each in one cohort.
+const TENANTS: &str = include_str!("fixtures/two-teams.yaml");
 
 /// Two nodes of 8 A100.
 fn controller() -> Controller {

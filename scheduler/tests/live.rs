@@ -20,21 +20,8 @@ use std::time::Duration;
 
 const T0: i64 = 1_793_491_200;
 
-const TENANTS: &str = "
-flavors:
-  - name: A100
-cohorts:
-  - name: pool
-tenants:
-  - name: team-a
-    namespaces: [team-a]
-    cohort: pool
-    quotas: {A100: {nominal: 8}}
-  - name: team-b
-    namespaces: [team-b]
-    cohort: pool
-    quotas: {A100: {nominal: 8}}
-";
+/// Two teams of 8 A100 each in one cohort.
+const TENANTS: &str = include_str!("fixtures/two-teams.yaml");
 
 fn node(name: &str, gpus: u32) -> Value {
     json!({"apiVersion": "v1", "kind": "Node",

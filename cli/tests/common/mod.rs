@@ -1,0 +1,78 @@
+//! Running `gantry` services as a user would: start one on a free port, call it over HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+pub fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// A running `gantry` service, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `gantry <command> --listen 127.0.0.1:0 <args>` and waits for its start line (which
+/// names the address).
+pub fn start(command: &str, args: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([command, "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the gantry binary runs");
+    let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+    let line = lines.next().expect("a start line").expect("text");
+    let addr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, addr }
+}
+
+/// One HTTP/1.1 request; the status code and body.
+pub fn call(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("the server listens");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).expect("sent");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("a reply");
+    let status = out[9..12].parse().expect("a status code");
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The `args: [...]` line of a deploy manifest, as `gantry` would get it.
+pub fn deployment_args(manifest: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo(manifest)).expect("the manifest");
+    let line = text.lines().find(|l| l.trim_start().starts_with("args:")).expect("an args line");
+    serde_json::from_str(line.split_once(':').expect("args:").1.trim()).expect("args as a JSON-style list")
+}
+
+/// `gantry <args> --help` succeeds: the arguments are ones `gantry` accepts.
+pub fn assert_accepted(args: &[String]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry")).args(args).arg("--help").output().expect("gantry runs");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs `gantry <args>` where no cluster can be reached; its stderr (it must fail).
+pub fn fails_without_cluster(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(args)
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("gantry runs");
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
