@@ -2,6 +2,7 @@
 
 mod multi;
 mod scheduler;
+mod node_agent;
 mod webhook;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -45,6 +46,10 @@ enum Command {
     /// allowed, with the fix), plus /healthz, /readyz and /metrics. Plain HTTP unless certificate
     /// files are given; no API server needed.
     Webhook(webhook::WebhookArgs),
+    /// Run the node agent: read the GPUs through NVML (or replay a capture), judge their health,
+    /// publish the node's GPU inventory for the scheduler, and serve Prometheus metrics and
+    /// per-pod GPU utilization.
+    NodeAgent(node_agent::NodeAgentArgs),
 }
 
 #[derive(clap::Args)]
@@ -132,6 +137,7 @@ fn main() -> ExitCode {
         Command::Scheduler(args) => scheduler::run(args),
         Command::Crd(args) => run_crd(args),
         Command::Webhook(args) => webhook::run(args),
+        Command::NodeAgent(args) => node_agent::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

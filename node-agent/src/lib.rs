@@ -1,4 +1,20 @@
-//! Gantry's node agent: a DaemonSet that reads GPU inventory, telemetry and health through NVML,
-//! publishes them for the scheduler and exports Prometheus metrics.
+//! Gantry's node agent: reads each GPU through NVML (or a recorded capture), judges its health,
+//! publishes the node's GPU inventory for the scheduler, and serves Prometheus metrics and
+//! per-pod GPU utilization.
 //!
-//! Not built yet: this crate only reserves the component's place in the workspace.
+//! - [`sample`]: one pass over the GPUs in NVML's units; also the replay capture format;
+//! - [`source`]: the source trait and the replay source; [`nvml`]: the NVML source (the product);
+//! - [`health`]: healthy, degraded or failed per GPU, from XIDs, ECC and row remapping;
+//! - [`inventory`]: the Node labels and annotations the scheduler reads, patched on change only;
+//! - [`metrics`]: `gantry_gpu_*` families and, behind a flag, dcgm-exporter's;
+//! - [`podresources`]: who holds each GPU, from the kubelet's pod-resources socket;
+//! - [`agent`]: the sampling loop and the HTTP service.
+
+pub mod agent;
+pub mod health;
+pub mod inventory;
+pub mod metrics;
+pub mod nvml;
+pub mod podresources;
+pub mod sample;
+pub mod source;

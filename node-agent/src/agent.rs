@@ -1,0 +1,297 @@
+//! The agent: a sampling thread, the state it feeds, and the HTTP service over that state.
+//!
+//! 1. **Sample**: one thread owns the GPU source (NVML handles are not `Send`) and takes a pass
+//!    every interval, handing each frame to the async side.
+//! 2. **Judge**: [`State::take`] updates health, XID counts and the latest frame.
+//! 3. **Attribute**: who holds each GPU, from the kubelet's pod-resources socket (when present).
+//! 4. **Publish**: the Node inventory, patched only on change ([`crate::inventory::Publisher`]).
+//! 5. **Serve**: `/metrics`, `/v1/gpus` (inventory and health), `/v1/utilization` (per-pod GPU
+//!    use for the quota API's idle-but-allocated cost), `/healthz`, `/readyz` (after the first pass).
+
+use crate::health::{Tracker, Transition};
+use crate::inventory::{desired, Desired};
+use crate::metrics::{render, Options, Owners, Snapshot};
+use crate::sample::Frame;
+use crate::source::GpuSource;
+use axum::extract::State as Axum;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What the agent knows, as of the last pass.
+#[derive(Default)]
+pub struct State {
+    pub frame: Frame,
+    pub health: Tracker,
+    /// XID events since start, by (uuid, xid).
+    pub xids: BTreeMap<(String, u64), u64>,
+    pub last_xid: HashMap<String, u64>,
+    pub owners: Owners,
+    pub driver_version: Option<String>,
+    /// Unix seconds of the last pass; 0 before the first.
+    pub taken_at: i64,
+    pub passes: u64,
+}
+
+impl State {
+    /// Takes in one pass at `now` (unix seconds); returns the health changes.
+    pub fn take(&mut self, frame: Frame, now: i64) -> Vec<Transition> {
+        for x in &frame.xids {
+            *self.xids.entry((x.uuid.clone(), x.xid)).or_default() += 1;
+            self.last_xid.insert(x.uuid.clone(), x.xid);
+        }
+        let changes = self.health.observe(&frame, now);
+        self.frame = frame;
+        self.taken_at = now;
+        self.passes += 1;
+        changes
+    }
+
+    pub fn metrics(&self, options: &Options) -> String {
+        let snapshot = Snapshot {
+            frame: &self.frame,
+            health: &self.health,
+            xids: &self.xids,
+            last_xid: &self.last_xid,
+            owners: &self.owners,
+            driver_version: self.driver_version.as_deref(),
+            taken_at: self.taken_at,
+        };
+        render(&snapshot, options)
+    }
+
+    pub fn inventory(&self) -> Desired {
+        desired(&self.frame, &self.health)
+    }
+
+    /// Each GPU's use and who holds it: what the quota API charges as idle-but-allocated.
+    pub fn utilization(&self, node: &str) -> Utilization {
+        let gpus = self
+            .frame
+            .gpus
+            .iter()
+            .map(|g| {
+                let owner = self.owners.get(&g.uuid);
+                GpuUse {
+                    index: g.index,
+                    uuid: g.uuid.clone(),
+                    model: g.model.clone(),
+                    namespace: owner.map(|o| o.0.clone()),
+                    pod: owner.map(|o| o.1.clone()),
+                    container: owner.map(|o| o.2.clone()),
+                    utilization_percent: g.gpu_utilization_percent,
+                    memory_used_bytes: g.memory_used_bytes,
+                    memory_total_bytes: g.memory_total_bytes,
+                }
+            })
+            .collect();
+        Utilization { node: node.to_string(), taken_at: self.taken_at, gpus }
+    }
+}
+
+/// `GET /v1/utilization`.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Utilization {
+    pub node: String,
+    pub taken_at: i64,
+    pub gpus: Vec<GpuUse>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuUse {
+    pub index: u32,
+    pub uuid: String,
+    pub model: String,
+    /// The pod holding the GPU (from pod-resources); absent when none does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub utilization_percent: Option<u32>,
+    pub memory_used_bytes: Option<u64>,
+    pub memory_total_bytes: Option<u64>,
+}
+
+/// The shared state and how it is shown.
+pub struct Shared {
+    pub state: Mutex<State>,
+    pub options: Options,
+}
+
+impl Shared {
+    pub fn new(options: Options) -> Arc<Shared> {
+        Arc::new(Shared { state: Mutex::new(State::default()), options })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change to the state leaves it consistent, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Sampling passes as they arrive (a pass's error is for that pass only).
+pub type Frames = mpsc::Receiver<Result<Frame, String>>;
+
+/// Starts the sampling thread. `make` builds the source on that thread; its error (NVML cannot
+/// load) is returned here, before anything is served. Frames (or a pass's error) arrive on the
+/// channel every `interval`; the thread ends when the receiver is dropped.
+pub fn start_sampler<F>(make: F, interval: Duration) -> Result<(Frames, Option<String>), String>
+where
+    F: FnOnce() -> Result<Box<dyn GpuSource>, String> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(4);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("gpu-sampler".into())
+        .spawn(move || {
+            let mut source = match make() {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(source.driver_version()));
+            let mut next = std::time::Instant::now();
+            loop {
+                if tx.blocking_send(source.sample()).is_err() {
+                    return;
+                }
+                next += interval;
+                let now = std::time::Instant::now();
+                match next.checked_duration_since(now) {
+                    Some(wait) => std::thread::sleep(wait),
+                    // A pass took longer than the interval: start the next one now, without a burst.
+                    None => next = now,
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the sampling thread: {e}"))?;
+    let driver = ready_rx.recv().map_err(|_| "the sampling thread stopped before starting".to_string())??;
+    Ok((rx, driver))
+}
+
+/// The HTTP routes over `shared`; `node` names the node in `/v1/utilization`.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/v1/gpus", get(gpus))
+        .route("/v1/utilization", get(utilization))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(shared)
+}
+
+async fn metrics(Axum(shared): Axum<Arc<Shared>>) -> Response {
+    let text = shared.lock().metrics(&shared.options);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+fn json<T: Serialize>(value: &T) -> Response {
+    match serde_json::to_string(value) {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write JSON: {e}\n")).into_response(),
+    }
+}
+
+async fn gpus(Axum(shared): Axum<Arc<Shared>>) -> Response {
+    let inventory = shared.lock().inventory();
+    let text = inventory.annotations.get(crate::inventory::INVENTORY_ANNOTATION).cloned().flatten().unwrap_or_else(|| "{\"gpus\":[]}".into());
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+async fn utilization(Axum(shared): Axum<Arc<Shared>>) -> Response {
+    let u = shared.lock().utilization(&shared.options.node);
+    json(&u)
+}
+
+async fn readyz(Axum(shared): Axum<Arc<Shared>>) -> Response {
+    match shared.lock().passes {
+        0 => (StatusCode::SERVICE_UNAVAILABLE, "no sampling pass yet\n").into_response(),
+        _ => "ok\n".into_response(),
+    }
+}
+
+/// Where the agent's outputs go besides HTTP.
+pub struct Outputs {
+    /// Writes the inventory on the Node (in a cluster).
+    pub publisher: Option<crate::inventory::Publisher>,
+    /// The kubelet's pod-resources socket, for attribution.
+    pub pod_resources: Option<std::path::PathBuf>,
+    /// Print the inventory to stdout when it changes (no cluster needed).
+    pub print_inventory: bool,
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// Takes frames in until the sampler stops or `shutdown` resolves: steps 2-4 of the cycle.
+pub async fn run(shared: Arc<Shared>, mut frames: Frames, mut out: Outputs, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut printed: Option<Desired> = None;
+    let mut said = String::new();
+    loop {
+        let frame = tokio::select! {
+            () = &mut shutdown => return,
+            f = frames.recv() => match f {
+                Some(f) => f,
+                None => return,
+            },
+        };
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("gantry node-agent: sampling failed: {e}");
+                continue;
+            }
+        };
+        let owners = match &out.pod_resources {
+            Some(socket) => match crate::podresources::list(socket, Duration::from_secs(1)).await {
+                Ok(a) => Some(crate::podresources::gpu_owners(&a)),
+                Err(e) => {
+                    // Said once per distinct problem, not every second.
+                    let text = e.to_string();
+                    if text != said {
+                        eprintln!("gantry node-agent: no pod attribution: {text}");
+                        said = text;
+                    }
+                    None
+                }
+            },
+            None => None,
+        };
+        let inventory = {
+            let mut state = shared.lock();
+            for t in state.take(frame, now()) {
+                eprintln!("gantry node-agent: GPU {} ({}): {} -> {}: {}", t.index, t.uuid, t.from.name(), t.to.name(), t.reason);
+            }
+            if let Some(o) = owners {
+                state.owners = o;
+            }
+            state.inventory()
+        };
+        if out.print_inventory && printed.as_ref() != Some(&inventory) {
+            if let Some(Some(text)) = inventory.annotations.get(crate::inventory::INVENTORY_ANNOTATION) {
+                println!("{text}");
+            }
+            printed = Some(inventory.clone());
+        }
+        if let Some(p) = out.publisher.as_mut() {
+            if let Err(e) = p.publish(&inventory).await {
+                eprintln!("gantry node-agent: {e}; retrying with backoff");
+            }
+        }
+    }
+}
