@@ -84,3 +84,9 @@ fn wrong_starts_say_what_to_fix() {
     std::fs::write(&bad, "{\"frames\": []}").unwrap();
     assert!(run(&["--source", &format!("replay:{}", bad.display())]).contains("the capture has no frames"));
 }
+
+/// `deploy/node-agent/daemonset.yaml`'s arguments are ones `gantry` accepts.
+#[test]
+fn the_daemonset_arguments_are_accepted() {
+    assert_accepted(&deployment_args("deploy/node-agent/daemonset.yaml"));
+}
