@@ -9,6 +9,9 @@
 //! - CPU and memory: `status.allocatable.cpu` and `.memory`;
 //! - GPU health: the annotation `gantry.dev/gpu-unhealthy`, a comma-separated list of GPU indexes
 //!   the node agent has found failed (XID, double-bit ECC, lost). Those GPUs are never offered.
+//!   The node's GPUs are `status.capacity` (falling back to allocatable); when the device plugin
+//!   allocates fewer, the highest healthy GPUs are held back too, so a GPU both name is counted
+//!   out once and no more is offered than can be allocated.
 //!
 //! Documented for users in `docs/node-inventory.md`.
 
@@ -36,8 +39,16 @@ pub fn parse_node(v: &Value, models: &mut ModelCatalog) -> Result<NodeView, Stri
     };
     let cpu = u32::try_from(field("cpu", 1000)?).map_err(|_| format!("node {name}: allocatable cpu is too large"))?;
     let memory = field("memory", 1)?.div_ceil(1 << 20);
-    let gpus = field(GPU_RESOURCE, 1)?;
-    let gpus = u32::try_from(gpus).map_err(|_| format!("node {name}: {gpus} GPUs is not a plausible count"))?;
+    let count = |n: u64| u32::try_from(n).map_err(|_| format!("node {name}: {n} GPUs is not a plausible count"));
+    let allocatable_gpus = count(field(GPU_RESOURCE, 1)?)?;
+    // The GPUs the node has (capacity); the device plugin withholds the ones it found unhealthy
+    // from allocatable, and those must not be counted out twice.
+    let capacity = v.get("status").and_then(|s| s.get("capacity")).and_then(|c| c.get(GPU_RESOURCE));
+    let capacity_gpus = match capacity {
+        Some(q) => count(quantity(q, 1).map_err(|e| format!("node {name}: status.capacity.{GPU_RESOURCE} {e}"))?)?,
+        None => allocatable_gpus,
+    };
+    let gpus = capacity_gpus.max(allocatable_gpus);
     let label = v.get("metadata").and_then(|m| m.get("labels")).and_then(|l| l.get(GPU_PRODUCT_LABEL)).and_then(Value::as_str);
     let model = match (gpus, label) {
         (0, _) => None,
@@ -58,9 +69,24 @@ pub fn parse_node(v: &Value, models: &mut ModelCatalog) -> Result<NodeView, Stri
     }
     let mut node = Node::new(name, cpu, memory, gpus, model);
     // A failed GPU is taken out of what can be offered: it is never free.
-    for &i in &unhealthy {
-        let free = std::mem::take(&mut node.gpu_free[i as usize]);
+    let mut withhold = |i: usize| {
+        let free = std::mem::take(&mut node.gpu_free[i]);
         node.gpu_free_total -= free;
+    };
+    for &i in &unhealthy {
+        withhold(i as usize);
+    }
+    // Never offer more than the device plugin allocates: withhold the highest healthy GPUs too
+    // when it has excluded some the node agent has not named (it may judge health sooner).
+    let mut offered = gpus as usize - unhealthy.len();
+    for i in (0..gpus as usize).rev() {
+        if offered <= allocatable_gpus as usize {
+            break;
+        }
+        if !unhealthy.contains(&(i as u32)) {
+            withhold(i);
+            offered -= 1;
+        }
     }
     Ok(NodeView { node, unhealthy })
 }
@@ -86,6 +112,23 @@ mod tests {
         assert_eq!((v.node.gpu_free[3], v.node.gpu_free[5], v.node.gpu_free_total), (0, 0, 6000));
         let cpu = json!({"metadata": {"name": "c"}, "status": {"allocatable": {"cpu": "16", "memory": "64Gi"}}});
         assert_eq!(parse_node(&cpu, &mut models).unwrap().node.model, None);
+    }
+
+    #[test]
+    fn gpus_the_device_plugin_withholds_are_not_counted_out_twice() {
+        let with = |unhealthy: &str, capacity: &str, allocatable: &str| {
+            let mut n = node(json!({"nvidia.com/gpu.product": "A100"}), json!({"gantry.dev/gpu-unhealthy": unhealthy}), allocatable);
+            n["status"]["capacity"] = json!({"nvidia.com/gpu": capacity});
+            parse_node(&n, &mut ModelCatalog::default()).map(|v| (v.node.gpu_count(), v.node.gpu_free.iter().map(|&f| u8::from(f > 0)).collect::<Vec<_>>()))
+        };
+        // GPU 3 fell off the bus: the agent names it, the device plugin no longer allocates it.
+        assert_eq!(with("3", "4", "3"), Ok((4, vec![1, 1, 1, 0])));
+        assert_eq!(with("1", "4", "3"), Ok((4, vec![1, 0, 1, 1])), "the same GPU, not one more");
+        // The device plugin saw it first: the highest GPU is held back until the agent says which.
+        assert_eq!(with("", "4", "3"), Ok((4, vec![1, 1, 1, 0])));
+        assert_eq!(with("0", "4", "2"), Ok((4, vec![0, 1, 1, 0])));
+        assert_eq!(with("", "4", "4"), Ok((4, vec![1, 1, 1, 1])));
+        assert!(with("4", "4", "3").unwrap_err().contains("from 0 to 3"));
     }
 
     #[test]
