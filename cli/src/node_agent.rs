@@ -98,13 +98,10 @@ pub fn run(args: NodeAgentArgs) -> Result<(), String> {
         eprintln!("gantry node-agent: source {}, every {}s, inventory {target}; metrics at {scheme}://{addr}/metrics", args.source, args.interval);
         let tls = args.tls_cert.clone().zip(args.tls_key.clone()).map(|(c, k)| TlsFiles::new(c, k));
         let outputs = Outputs { publisher, pod_resources, print_inventory: args.print_inventory };
-        let stop = || async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        let server = gantry_serve::serve(listener, agent::router(shared.clone()), tls, stop());
+        let server = gantry_serve::serve(listener, agent::router(shared.clone()), tls, gantry_serve::stop_signal());
         tokio::select! {
             r = server => r.map_err(|e| e.to_string()),
-            () = agent::run(shared, frames, outputs, stop()) => Ok(()),
+            () = agent::run(shared, frames, outputs, gantry_serve::stop_signal()) => Ok(()),
         }
     })
 }

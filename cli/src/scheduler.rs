@@ -102,9 +102,7 @@ async fn serve(args: &SchedulerArgs, state: std::sync::Arc<AppState>, what: &str
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
     eprintln!("gantry scheduler: {what}; extender at {scheme}://{addr}{}/{{filter,prioritize,bind,preempt}}; metrics at {scheme}://{addr}/metrics", args.prefix);
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    let shutdown = gantry_serve::stop_signal();
     gantry_serve::serve(listener, router_for(state, &args.prefix), tls(args), shutdown).await.map_err(|e| e.to_string())
 }
 
@@ -183,9 +181,7 @@ async fn in_cluster(args: SchedulerArgs) -> Result<(), String> {
     let live = Live::new(state.clone());
     let what = format!("in cluster as {}", config.identity);
     let server = serve(&args, state, &what);
-    let controller = runner::run(client, live, config, async {
-        let _ = tokio::signal::ctrl_c().await;
-    });
+    let controller = runner::run(client, live, config, gantry_serve::stop_signal());
     // Either ending ends the process; the other is dropped (its connections close).
     tokio::select! {
         r = server => r,

@@ -89,9 +89,7 @@ pub fn run(args: WebhookArgs) -> Result<(), String> {
         };
         eprintln!("gantry webhook: {what}; mutate at {scheme}://{addr}/mutate, validate at {scheme}://{addr}/validate, metrics at {scheme}://{addr}/metrics");
         let tls = args.tls_cert.clone().zip(args.tls_key.clone()).map(|(c, k)| TlsFiles::new(c, k));
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
+        let shutdown = gantry_serve::stop_signal();
         let server = gantry_serve::serve(listener, router(webhook.clone()), tls, shutdown);
         match source {
             Source::File(_) => server.await.map_err(|e| e.to_string()),

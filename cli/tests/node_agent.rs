@@ -36,6 +36,9 @@ fn replays_a_capture_and_serves_metrics_inventory_and_utilization() {
     let (_, u) = call(&server.addr, "GET", "/v1/utilization", "");
     let u: serde_json::Value = serde_json::from_str(&u).unwrap();
     assert_eq!(u["gpus"].as_array().unwrap().len(), 3, "{u}");
+    // SIGTERM, as the kubelet stops a pod: a clean exit.
+    let mut server = server;
+    assert!(server.terminate().is_some_and(|s| s.success()), "a clean exit on SIGTERM");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::process::Command;
 #[test]
 fn serves_the_gke_review_over_http() {
     let tenants = repo("admission-webhook/tests/fixtures/tenants.yaml");
-    let server = start("webhook", &["--tenants", tenants.to_str().unwrap(), "--scheduler-name", "gantry-scheduler"]);
+    let mut server = start("webhook", &["--tenants", tenants.to_str().unwrap(), "--scheduler-name", "gantry-scheduler"]);
     assert_eq!(call(&server.addr, "GET", "/readyz", "").0, 200);
     let review = std::fs::read_to_string(repo("admission-webhook/tests/fixtures/kube-rs.AdmissionReview-v1.pod-create.json")).unwrap();
 
@@ -33,6 +33,7 @@ fn serves_the_gke_review_over_http() {
 
     let (_, metrics) = call(&server.addr, "GET", "/metrics", "");
     assert!(metrics.contains("gantry_webhook_decisions_total{decision=\"denied\",path=\"validate\"} 1"), "{metrics}");
+    assert!(server.terminate().is_some_and(|s| s.success()), "a clean exit on SIGTERM");
 }
 
 #[test]

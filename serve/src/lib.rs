@@ -6,10 +6,7 @@
 //! # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
 //! let tls = Some(gantry_serve::TlsFiles::in_secret_dir("/etc/gantry/tls"));
-//! let shutdown = async {
-//!     let _ = tokio::signal::ctrl_c().await;
-//! };
-//! gantry_serve::serve(listener, app, tls, shutdown).await?;
+//! gantry_serve::serve(listener, app, tls, gantry_serve::stop_signal()).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -23,6 +20,31 @@
 //! Messages go to standard error, as elsewhere in Gantry.
 
 mod certs;
+
+/// Resolves on SIGTERM (what the kubelet sends a pod that is stopping) or SIGINT (Ctrl-C), the
+/// shutdown every Gantry service waits for. Where a handler cannot be installed it waits for
+/// the other signal alone.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
 
 pub use certs::{CertError, CertResolver, ReloadOutcome, ReloadStatus, TlsFiles};
 
