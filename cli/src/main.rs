@@ -2,6 +2,7 @@
 
 mod multi;
 mod scheduler;
+mod ledger;
 mod node_agent;
 mod webhook;
 
@@ -50,6 +51,8 @@ enum Command {
     /// publish the node's GPU inventory for the scheduler, and serve Prometheus metrics and
     /// per-pod GPU utilization.
     NodeAgent(node_agent::NodeAgentArgs),
+    /// The cost ledger file: import accruals (JSON lines, idempotent), print totals.
+    Ledger(ledger::LedgerArgs),
 }
 
 #[derive(clap::Args)]
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
         Command::Crd(args) => run_crd(args),
         Command::Webhook(args) => webhook::run(args),
         Command::NodeAgent(args) => node_agent::run(args),
+        Command::Ledger(args) => ledger::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

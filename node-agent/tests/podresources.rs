@@ -151,17 +151,16 @@ fn owner(ns: &str, pod: &str, container: &str) -> (String, String, String) {
     (ns.to_string(), pod.to_string(), container.to_string())
 }
 
+/// What `list` returns from a fake kubelet holding [`two_gpu_pods`].
+async fn list_two_gpu_pods() -> Vec<Assignment> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = serve(dir.path(), FakeKubelet { pods: Some(two_gpu_pods()) });
+    podresources::list(&socket, TIMEOUT).await.expect("list")
+}
+
 #[tokio::test]
 async fn list_returns_each_containers_devices_per_resource() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let socket = serve(
-        dir.path(),
-        FakeKubelet {
-            pods: Some(two_gpu_pods()),
-        },
-    );
-
-    let assignments = podresources::list(&socket, TIMEOUT).await.expect("list");
+    let assignments = list_two_gpu_pods().await;
 
     assert_eq!(
         assignments,
@@ -200,14 +199,7 @@ async fn list_returns_each_containers_devices_per_resource() {
 
 #[tokio::test]
 async fn gpu_owners_maps_gpu_and_mig_uuids_to_their_containers() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let socket = serve(
-        dir.path(),
-        FakeKubelet {
-            pods: Some(two_gpu_pods()),
-        },
-    );
-    let assignments = podresources::list(&socket, TIMEOUT).await.expect("list");
+    let assignments = list_two_gpu_pods().await;
 
     let owners = podresources::gpu_owners(&assignments);
 

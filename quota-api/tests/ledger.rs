@@ -1,0 +1,95 @@
+//! The ledger's rules: idempotent appends, conflicting figures refused, invalid accruals refused
+//! with the reason, rollups that add up exactly across hour and day boundaries, retention that
+//! keeps the rollups, and migrations that refuse a newer schema.
+
+use gantry_quota_api::ledger::{Ledger, LedgerError, Record, Step, Sums};
+
+fn record(tenant: &str, start: i64, end: i64, guaranteed: u64) -> Record {
+    Record { tenant: tenant.into(), flavor: "A100".into(), start, end, guaranteed, borrowed: 0, idle: 0, price_micros: 2_000_000 }
+}
+
+const DAY: i64 = 86_400;
+const T: i64 = 1_796_083_200; // a UTC midnight
+
+#[test]
+fn appends_are_idempotent_and_conflicts_are_refused() {
+    let mut l = Ledger::in_memory().unwrap();
+    let a = record("team-a", T, T + 3600, 3_600_000);
+    assert_eq!(l.append(&[a.clone()]).unwrap(), 1);
+    assert_eq!(l.append(&[a.clone(), a.clone()]).unwrap(), 0, "the same accrual again changes nothing");
+    assert_eq!(l.totals().unwrap().0, 1);
+    let other = Record { guaranteed: 7, ..a.clone() };
+    let err = l.append(&[record("team-b", T, T + 60, 60_000), other]).unwrap_err();
+    assert!(matches!(err, LedgerError::Conflict { .. }));
+    assert_eq!(err.to_string(), "ledger: accrual team-a/A100/1796083200/1796086800 is already recorded with other figures; two writers disagree about the same interval, fix the source before replaying");
+    assert_eq!(l.totals().unwrap().0, 1, "a refused batch writes nothing");
+    for (bad, why) in [
+        (record("team-a", T, T, 0), "end must be after start"),
+        (record("", T, T + 1, 0), "tenant and flavor must be named"),
+        (record("team-a", T, T + 1, u64::MAX), "more use than a million units over the interval"),
+    ] {
+        assert_eq!(l.append(&[bad.clone()]).unwrap_err().to_string(), format!("ledger: accrual {} is not valid: {why}", bad.key()));
+    }
+}
+
+#[test]
+fn rollups_split_across_hours_and_days_and_add_up() {
+    let mut l = Ledger::in_memory().unwrap();
+    // 2 GPUs from 23:30 to 01:15 the next day: 105 minutes.
+    let r = Record { idle: 1_000_001, borrowed: 333, ..record("team-a", T + DAY - 1800, T + DAY + 4500, 2 * 1000 * 6300) };
+    l.append(&[r.clone()]).unwrap();
+    let hours = l.buckets(Step::Hour, Some("team-a"), 0, i64::MAX).unwrap();
+    assert_eq!(hours.iter().map(|b| b.at).collect::<Vec<_>>(), [T + DAY - 3600, T + DAY, T + DAY + 3600]);
+    assert_eq!(hours.iter().map(|b| b.sums.guaranteed).collect::<Vec<_>>(), [3_600_000, 7_200_000, 1_800_000]);
+    let days = l.buckets(Step::Day, None, 0, i64::MAX).unwrap();
+    assert_eq!(days.iter().map(|b| (b.at, b.sums.guaranteed)).collect::<Vec<_>>(), [(T, 3_600_000), (T + DAY, 9_000_000)]);
+    let total = |b: &[gantry_quota_api::ledger::Bucket]| b.iter().fold(Sums::default(), |mut s, b| {
+        s.guaranteed += b.sums.guaranteed;
+        s.borrowed += b.sums.borrowed;
+        s.idle += b.sums.idle;
+        s.guaranteed_cost += b.sums.guaranteed_cost;
+        s.idle_cost += b.sums.idle_cost;
+        s
+    });
+    for b in [&hours[..], &days[..]] {
+        let s = total(b);
+        assert_eq!((s.guaranteed, s.borrowed, s.idle), (r.guaranteed, r.borrowed, r.idle), "odd figures split without a unit lost");
+        assert_eq!(s.guaranteed_cost, r.cost(r.guaranteed));
+        assert_eq!(s.guaranteed_cost, 7_000_000, "3.5 GPU-hours at 2.00");
+        assert_eq!(s.idle_cost, r.cost(r.idle));
+    }
+    // Tenants and ranges filter.
+    assert!(l.buckets(Step::Hour, Some("team-b"), 0, i64::MAX).unwrap().is_empty());
+    assert_eq!(l.buckets(Step::Hour, None, T + DAY, T + DAY + 1).unwrap().len(), 1);
+}
+
+#[test]
+fn retention_drops_raw_accruals_and_keeps_the_rollups() {
+    let mut l = Ledger::in_memory().unwrap();
+    l.append(&[record("team-a", T, T + 3600, 3_600_000), record("team-a", T + 10 * DAY, T + 10 * DAY + 60, 60_000)]).unwrap();
+    assert_eq!(l.retain(T + DAY).unwrap(), 1);
+    assert_eq!(l.totals().unwrap().0, 1);
+    assert_eq!(l.buckets(Step::Day, None, 0, i64::MAX).unwrap().len(), 2, "the rollups stay");
+}
+
+#[test]
+fn the_schema_is_versioned_and_a_newer_one_is_refused() {
+    let dir = std::env::temp_dir().join(format!("gantry-ledger-schema-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ledger.db");
+    let _ = std::fs::remove_file(&path);
+    {
+        let mut l = Ledger::open(&path).unwrap();
+        assert_eq!(l.version().unwrap(), 1);
+        l.append(&[record("team-a", T, T + 60, 60_000)]).unwrap();
+    }
+    // Opening again runs no migration and keeps the data.
+    assert_eq!(Ledger::open(&path).unwrap().totals().unwrap().0, 1);
+    // A file from a newer Gantry.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = Ledger::open(&path).err().unwrap().to_string();
+    assert_eq!(err, "ledger: the file has schema version 99, newer than this Gantry knows (1); run the newer Gantry, or restore a backup");
+    let _ = std::fs::remove_dir_all(&dir);
+}
