@@ -15,7 +15,7 @@ const T: i64 = 1_796_083_200; // a UTC midnight
 fn appends_are_idempotent_and_conflicts_are_refused() {
     let mut l = Ledger::in_memory().unwrap();
     let a = record("team-a", T, T + 3600, 3_600_000);
-    assert_eq!(l.append(&[a.clone()]).unwrap(), 1);
+    assert_eq!(l.append(std::slice::from_ref(&a)).unwrap(), 1);
     assert_eq!(l.append(&[a.clone(), a.clone()]).unwrap(), 0, "the same accrual again changes nothing");
     assert_eq!(l.totals().unwrap().0, 1);
     let other = Record { guaranteed: 7, ..a.clone() };
@@ -28,7 +28,7 @@ fn appends_are_idempotent_and_conflicts_are_refused() {
         (record("", T, T + 1, 0), "tenant and flavor must be named"),
         (record("team-a", T, T + 1, u64::MAX), "more use than a million units over the interval"),
     ] {
-        assert_eq!(l.append(&[bad.clone()]).unwrap_err().to_string(), format!("ledger: accrual {} is not valid: {why}", bad.key()));
+        assert_eq!(l.append(std::slice::from_ref(&bad)).unwrap_err().to_string(), format!("ledger: accrual {} is not valid: {why}", bad.key()));
     }
 }
 
@@ -37,7 +37,7 @@ fn rollups_split_across_hours_and_days_and_add_up() {
     let mut l = Ledger::in_memory().unwrap();
     // 2 GPUs from 23:30 to 01:15 the next day: 105 minutes.
     let r = Record { idle: 1_000_001, borrowed: 333, ..record("team-a", T + DAY - 1800, T + DAY + 4500, 2 * 1000 * 6300) };
-    l.append(&[r.clone()]).unwrap();
+    l.append(std::slice::from_ref(&r)).unwrap();
     let hours = l.buckets(Step::Hour, Some("team-a"), 0, i64::MAX).unwrap();
     assert_eq!(hours.iter().map(|b| b.at).collect::<Vec<_>>(), [T + DAY - 3600, T + DAY, T + DAY + 3600]);
     assert_eq!(hours.iter().map(|b| b.sums.guaranteed).collect::<Vec<_>>(), [3_600_000, 7_200_000, 1_800_000]);
