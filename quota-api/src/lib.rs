@@ -3,9 +3,16 @@
 //!
 //! - [`ledger`]: the SQLite cost ledger (WAL, full sync, idempotent accruals, hourly and daily
 //!   rollups, retention, versioned migrations);
-//! - [`import`]: accruals as JSON lines into the ledger, acknowledged only once on disk.
+//! - [`import`]: accruals as JSON lines into the ledger, acknowledged only once on disk;
+//! - [`view`]: what the API shows of the queue, a pure function of the core's queue and the time;
+//! - [`auth`]: bearer tokens and what each caller may see;
+//! - [`api`]: the REST API and its OpenAPI document.
 //!
-//! Not built yet: the REST API, access control, the dashboard and metrics (issue 7).
+//! Not built yet: TokenReview/SubjectAccessReview in a cluster, the dashboard, metrics, and
+//! `gantry simulate --serve` (issue 7).
 
+pub mod api;
+pub mod auth;
 pub mod import;
 pub mod ledger;
+pub mod view;

@@ -1,0 +1,323 @@
+//! The REST API (`/api/v1`, JSON; the OpenAPI document at `/openapi.json`, checked in as
+//! `quota-api/openapi.json` and tested against [`ROUTES`]).
+//!
+//! Every `/api/v1` call needs `Authorization: Bearer TOKEN`: without a valid one the answer is
+//! 401; asking for a tenant the caller may not see is 403; lists hold only what the caller may
+//! see. Times are unix seconds or RFC 3339; use is in unit-hours (GPU-hours for GPU flavors),
+//! money in the tenancy's currency.
+
+use crate::auth::{Authenticator, Identity};
+use crate::ledger::{Bucket, Ledger, Step, Sums};
+use crate::view::View;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Every route, as the OpenAPI document must list it.
+pub const ROUTES: [&str; 10] = [
+    "/api/v1/tenants",
+    "/api/v1/tenants/{tenant}",
+    "/api/v1/usage",
+    "/api/v1/cost",
+    "/api/v1/cost.csv",
+    "/api/v1/budgets",
+    "/api/v1/queue",
+    "/api/v1/workloads/{id}",
+    "/openapi.json",
+    "/healthz",
+];
+
+/// The OpenAPI document, as checked in.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// The API's state: the latest view of the queue, the ledger, and who may see what.
+pub struct Api {
+    view: RwLock<Arc<View>>,
+    ledger: Mutex<Ledger>,
+    auth: Box<dyn Authenticator>,
+}
+
+impl Api {
+    pub fn new(view: View, ledger: Ledger, auth: Box<dyn Authenticator>) -> Arc<Api> {
+        Arc::new(Api { view: RwLock::new(Arc::new(view)), ledger: Mutex::new(ledger), auth })
+    }
+
+    /// Puts a newer view in force.
+    pub fn set_view(&self, view: View) {
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
+    }
+
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The ledger, for writers (the accrual feed) and readers alike.
+    pub fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An answer that is not a success, with a JSON body `{"error": message}`.
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized(String),
+    Forbidden(String),
+    BadRequest(String),
+    NotFound(String),
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
+        };
+        let body = axum::Json(json!({"error": message, "status": status.as_u16()}));
+        if status == StatusCode::UNAUTHORIZED {
+            (status, [(header::WWW_AUTHENTICATE, "Bearer realm=\"gantry\"")], body).into_response()
+        } else {
+            (status, body).into_response()
+        }
+    }
+}
+
+type Answer<T> = Result<T, ApiError>;
+
+/// The caller, from the bearer token.
+fn who(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
+    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(token) = value.and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty()) else {
+        return Err(ApiError::Unauthorized("no bearer token; send Authorization: Bearer TOKEN (a service account token, or one from the token file)".into()));
+    };
+    api.auth.identify(token).ok_or_else(|| ApiError::Unauthorized("the bearer token is not valid or has expired; get a new one".into()))
+}
+
+/// Tenants the caller asked for (`tenant=`, or all they may see), checked.
+fn tenants_asked(view: &View, id: &Identity, asked: Option<&String>) -> Answer<Vec<String>> {
+    match asked {
+        Some(t) if !id.scope.sees(t) => Err(ApiError::Forbidden(format!("{} may not read tenant {t}; ask a platform admin for access", id.user))),
+        Some(t) if !view.tenants.iter().any(|x| &x.name == t) => Err(ApiError::NotFound(format!("no tenant {t}"))),
+        Some(t) => Ok(vec![t.clone()]),
+        None => Ok(view.tenants.iter().filter(|t| id.scope.sees(&t.name)).map(|t| t.name.clone()).collect()),
+    }
+}
+
+/// A time parameter: unix seconds or RFC 3339.
+fn time(params: &HashMap<String, String>, key: &str, default: i64) -> Answer<i64> {
+    let Some(v) = params.get(key) else { return Ok(default) };
+    if let Ok(s) = v.parse::<i64>() {
+        return Ok(s);
+    }
+    v.parse::<jiff::Timestamp>()
+        .map(|t| t.as_second())
+        .map_err(|_| ApiError::BadRequest(format!("{key}={v:?} is not a time; give unix seconds or RFC 3339 (2026-11-01T00:00:00Z)")))
+}
+
+/// `from`, `to` (default: the 7 days before the view's time) and `step`.
+fn period(view: &View, params: &HashMap<String, String>) -> Answer<(i64, i64, Step)> {
+    let to = time(params, "to", view.at)?;
+    let from = time(params, "from", to - 7 * 86_400)?;
+    if from >= to {
+        return Err(ApiError::BadRequest(format!("from ({from}) must be before to ({to})")));
+    }
+    let step = match params.get("step").map(String::as_str) {
+        None | Some("hour") => Step::Hour,
+        Some("day") => Step::Day,
+        Some(other) => return Err(ApiError::BadRequest(format!("step={other:?} is not a step; use hour or day"))),
+    };
+    Ok((from, to, step))
+}
+
+fn hours(milli_seconds: u64) -> f64 {
+    milli_seconds as f64 / 3.6e6
+}
+
+fn money(micros: u64) -> f64 {
+    micros as f64 / 1e6
+}
+
+/// The rollup rows of `tenants` in `[from, to)`.
+fn buckets(api: &Api, step: Step, tenants: &[String], from: i64, to: i64) -> Answer<Vec<Bucket>> {
+    let ledger = api.ledger();
+    let mut out = Vec::new();
+    for t in tenants {
+        out.extend(ledger.buckets(step, Some(t), from.div_euclid(step.seconds()) * step.seconds(), to).map_err(|e| ApiError::Internal(e.to_string()))?);
+    }
+    Ok(out)
+}
+
+/// The service's routes over `api`.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/api/v1/tenants", get(tenants))
+        .route("/api/v1/tenants/{tenant}", get(tenant))
+        .route("/api/v1/usage", get(usage))
+        .route("/api/v1/cost", get(cost))
+        .route("/api/v1/cost.csv", get(cost_csv))
+        .route("/api/v1/budgets", get(budgets))
+        .route("/api/v1/queue", get(queue))
+        .route("/api/v1/workloads/{id}", get(workload))
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(api)
+}
+
+type Params = Query<HashMap<String, String>>;
+
+async fn tenants(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer<Response> {
+    let id = who(&api, &headers)?;
+    let view = api.view();
+    let list: Vec<_> = view.tenants.iter().filter(|t| id.scope.sees(&t.name)).collect();
+    Ok(axum::Json(json!({"at": view.at, "flavors": view.flavors, "tenants": list})).into_response())
+}
+
+async fn tenant(State(api): State<Arc<Api>>, headers: HeaderMap, Path(name): Path<String>) -> Answer<Response> {
+    let id = who(&api, &headers)?;
+    let view = api.view();
+    tenants_asked(&view, &id, Some(&name))?;
+    let t = view.tenants.iter().find(|t| t.name == name).ok_or_else(|| ApiError::NotFound(format!("no tenant {name}")))?;
+    Ok(axum::Json(t).into_response())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UsagePoint<'a> {
+    tenant: &'a str,
+    flavor: &'a str,
+    at: i64,
+    guaranteed_hours: f64,
+    borrowed_hours: f64,
+    idle_hours: f64,
+}
+
+async fn usage(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
+    let id = who(&api, &headers)?;
+    let view = api.view();
+    let (from, to, step) = period(&view, &params)?;
+    let asked = tenants_asked(&view, &id, params.get("tenant"))?;
+    let rows = buckets(&api, step, &asked, from, to)?;
+    let points: Vec<UsagePoint> = rows
+        .iter()
+        .map(|b| UsagePoint { tenant: &b.tenant, flavor: &b.flavor, at: b.at, guaranteed_hours: hours(b.sums.guaranteed), borrowed_hours: hours(b.sums.borrowed), idle_hours: hours(b.sums.idle) })
+        .collect();
+    let step = if step == Step::Hour { "hour" } else { "day" };
+    Ok(axum::Json(json!({"from": from, "to": to, "step": step, "points": points})).into_response())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CostLine {
+    tenant: String,
+    flavor: String,
+    guaranteed_hours: f64,
+    borrowed_hours: f64,
+    idle_hours: f64,
+    guaranteed_cost: f64,
+    borrowed_cost: f64,
+    idle_cost: f64,
+    /// Guaranteed plus borrowed: idle time is part of them, shown apart for efficiency.
+    total_cost: f64,
+}
+
+/// Cost lines per tenant and flavor over the period.
+fn cost_lines(api: &Api, id: &Identity, params: &HashMap<String, String>) -> Answer<(i64, i64, Vec<CostLine>)> {
+    let view = api.view();
+    let (from, to, _) = period(&view, params)?;
+    let asked = tenants_asked(&view, id, params.get("tenant"))?;
+    let mut sums: BTreeMap<(String, String), Sums> = BTreeMap::new();
+    for b in buckets(api, Step::Hour, &asked, from, to)? {
+        let s = sums.entry((b.tenant, b.flavor)).or_default();
+        s.guaranteed += b.sums.guaranteed;
+        s.borrowed += b.sums.borrowed;
+        s.idle += b.sums.idle;
+        s.guaranteed_cost += b.sums.guaranteed_cost;
+        s.borrowed_cost += b.sums.borrowed_cost;
+        s.idle_cost += b.sums.idle_cost;
+    }
+    let lines = sums
+        .into_iter()
+        .map(|((tenant, flavor), s)| CostLine {
+            tenant,
+            flavor,
+            guaranteed_hours: hours(s.guaranteed),
+            borrowed_hours: hours(s.borrowed),
+            idle_hours: hours(s.idle),
+            guaranteed_cost: money(s.guaranteed_cost),
+            borrowed_cost: money(s.borrowed_cost),
+            idle_cost: money(s.idle_cost),
+            total_cost: money(s.guaranteed_cost + s.borrowed_cost),
+        })
+        .collect();
+    Ok((from, to, lines))
+}
+
+async fn cost(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
+    let id = who(&api, &headers)?;
+    let (from, to, lines) = cost_lines(&api, &id, &params)?;
+    Ok(axum::Json(json!({"from": from, "to": to, "currency": api.view().currency, "lines": lines})).into_response())
+}
+
+async fn cost_csv(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
+    let id = who(&api, &headers)?;
+    let (from, to, lines) = cost_lines(&api, &id, &params)?;
+    let currency = api.view().currency.clone();
+    let mut csv = String::from("from,to,tenant,flavor,guaranteed_hours,borrowed_hours,idle_hours,guaranteed_cost,borrowed_cost,idle_cost,total_cost,currency\n");
+    for l in lines {
+        csv.push_str(&format!(
+            "{from},{to},{},{},{:.3},{:.3},{:.3},{:.2},{:.2},{:.2},{:.2},{currency}\n",
+            l.tenant, l.flavor, l.guaranteed_hours, l.borrowed_hours, l.idle_hours, l.guaranteed_cost, l.borrowed_cost, l.idle_cost, l.total_cost
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"gantry-cost.csv\"")], csv).into_response())
+}
+
+async fn budgets(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer<Response> {
+    let id = who(&api, &headers)?;
+    let view = api.view();
+    let list: Vec<_> = view
+        .tenants
+        .iter()
+        .filter(|t| id.scope.sees(&t.name))
+        .filter_map(|t| {
+            let b = t.budget.as_ref()?;
+            let burn = if b.gpu_hours_per_month > 0.0 { b.used_gpu_hours / b.gpu_hours_per_month } else { 0.0 };
+            Some(json!({"tenant": t.name, "gpuHoursPerMonth": b.gpu_hours_per_month, "usedGpuHours": b.used_gpu_hours, "burn": burn, "whenExhausted": b.when_exhausted}))
+        })
+        .collect();
+    Ok(axum::Json(json!({"at": view.at, "budgets": list})).into_response())
+}
+
+async fn queue(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
+    let id = who(&api, &headers)?;
+    let view = api.view();
+    let asked = tenants_asked(&view, &id, params.get("tenant"))?;
+    let waiting: Vec<_> = view.queue.iter().filter(|w| asked.contains(&w.tenant)).collect();
+    Ok(axum::Json(json!({"at": view.at, "waiting": waiting})).into_response())
+}
+
+async fn workload(State(api): State<Arc<Api>>, headers: HeaderMap, Path(wid): Path<String>) -> Answer<Response> {
+    let id = who(&api, &headers)?;
+    let view = api.view();
+    let n: u64 = wid.parse().map_err(|_| ApiError::BadRequest(format!("{wid:?} is not a workload id; ids are whole numbers (see /api/v1/queue)")))?;
+    let (tenant, body) = if let Some(w) = view.waiting(n) {
+        (w.tenant.clone(), json!({"state": "waiting", "workload": w}))
+    } else if let Some(r) = view.running.iter().find(|r| r.id == n) {
+        (r.tenant.clone(), json!({"state": "running", "workload": r}))
+    } else {
+        return Err(ApiError::NotFound(format!("no waiting or running workload {n}")));
+    };
+    if !id.scope.sees(&tenant) {
+        return Err(ApiError::Forbidden(format!("{} may not read tenant {tenant}'s workloads", id.user)));
+    }
+    Ok(axum::Json(body).into_response())
+}

@@ -1,0 +1,218 @@
+//! Every endpoint over a small queue (two tenants on one 8-GPU node, one workload running and
+//! two waiting, a day of accruals), the tenant isolation (a tenant's token cannot read another
+//! tenant; no or a wrong token is 401, another tenant is 403, with bodies that say what to do),
+//! and the OpenAPI document matching the routes.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
+use gantry_core::queue::{PodSet, Workload};
+use gantry_core::queue::{Mode, Queue};
+use gantry_core::tenancy::{file, Kind};
+use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_quota_api::api::{router, Api, ROUTES};
+use gantry_quota_api::auth::StaticTokens;
+use gantry_quota_api::ledger::{Ledger, Record};
+use gantry_quota_api::view::View;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const T0: i64 = 1_796_083_200; // 2026-12-01T00:00:00Z
+
+const TENANTS: &str = "
+currency: EUR
+flavors:
+  - {name: A100, price: 2.00}
+cohorts:
+  - name: all
+tenants:
+  - name: team-a
+    namespaces: [team-a]
+    cohort: all
+    quotas: {A100: {nominal: 4}}
+    budget: {gpuHoursPerMonth: 1000}
+  - name: team-b
+    namespaces: [team-b]
+    cohort: all
+    quotas: {A100: {nominal: 4}}
+";
+
+const TOKENS: &str = "
+tokens:
+  - {token: admin-token-1, user: alice, admin: true}
+  - {token: team-a-token-1, user: bob, tenants: [team-a]}
+";
+
+fn workload(id: u64, tenant: usize, gpus: u32, at: i64) -> Workload {
+    Workload {
+        id,
+        name: format!("job-{id}"),
+        tenant,
+        kind: Kind::Training,
+        priority_class: None,
+        pod_sets: vec![PodSet { name: "worker".into(), count: 1, request: PodRequest::whole_gpus(1000 * gpus, 1024, gpus) }],
+        min_members: 1,
+        submitted: at,
+        models: None,
+        expected_runtime: Some(3600),
+    }
+}
+
+fn api() -> std::sync::Arc<Api> {
+    let tenancy = file::parse("tenants.yaml", TENANTS).expect("tenancy");
+    let mut models = ModelCatalog::default();
+    let m = models.intern("A100").unwrap();
+    let cluster = Cluster::new(models, vec![Node::new("n0", 64_000, 512 * 1024, 8, Some(m))]);
+    let scheduler = Scheduler::new(PolicyKind::BestFit.build(Scale::of(&cluster), &[]));
+    let mut q = Queue::new(tenancy, cluster, scheduler, Mode::Quota, T0).unwrap();
+    q.submit(workload(1, 0, 6, T0), T0).unwrap(); // team-a borrows 2
+    q.submit(workload(2, 1, 4, T0 + 1), T0 + 1).unwrap(); // waits for team-b's quota back
+    q.submit(workload(3, 0, 4, T0 + 2), T0 + 2).unwrap(); // team-a would exceed what the node has
+    q.cycle(T0 + 10);
+    let mut ledger = Ledger::in_memory().unwrap();
+    // A day of team-a at 6 GPUs (4 guaranteed, 2 borrowed, 1 of them idle) and team-b at 2.
+    let day: Vec<Record> = (0..24)
+        .flat_map(|h| {
+            let (s, e) = (T0 - 86_400 + h * 3600, T0 - 86_400 + (h + 1) * 3600);
+            [
+                Record { tenant: "team-a".into(), flavor: "A100".into(), start: s, end: e, guaranteed: 4 * 3_600_000, borrowed: 2 * 3_600_000, idle: 3_600_000, price_micros: 2_000_000 },
+                Record { tenant: "team-b".into(), flavor: "A100".into(), start: s, end: e, guaranteed: 2 * 3_600_000, borrowed: 0, idle: 0, price_micros: 2_000_000 },
+            ]
+        })
+        .collect();
+    ledger.append(&day).unwrap();
+    Api::new(View::of(&q, T0 + 60), ledger, Box::new(StaticTokens::parse("tokens.yaml", TOKENS).unwrap()))
+}
+
+async fn get(api: &std::sync::Arc<Api>, path: &str, token: Option<&str>) -> (StatusCode, Value, String) {
+    let mut req = Request::get(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = router(api.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+}
+
+const ADMIN: Option<&str> = Some("admin-token-1");
+const TEAM_A: Option<&str> = Some("team-a-token-1");
+
+#[tokio::test]
+async fn tenants_queue_and_workloads() {
+    let api = api();
+    let (s, v, _) = get(&api, "/api/v1/tenants", ADMIN).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["tenants"].as_array().unwrap().len(), 2);
+    let a = &v["tenants"][0];
+    assert_eq!((a["name"].clone(), a["cohort"].clone()), (json!("team-a"), json!("all")));
+    assert_eq!(a["quotas"][0], json!({"flavor": "A100", "nominal": 4.0, "borrowingLimit": null, "used": 6.0, "borrowed": 2.0, "ceiling": 8.0}));
+    assert_eq!((a["running"].clone(), a["pending"].clone()), (json!(1), json!(1)));
+    assert_eq!(v["flavors"][0], json!({"name": "A100", "capacity": 8.0, "price": 2.0}));
+    // The queue: each waiting workload with position, reason, message and estimated start.
+    let (_, v, _) = get(&api, "/api/v1/queue", ADMIN).await;
+    let waiting = v["waiting"].as_array().unwrap();
+    assert_eq!(waiting.iter().map(|w| w["id"].as_u64().unwrap()).collect::<Vec<_>>(), [3, 2]);
+    let b = &waiting[1];
+    assert_eq!((b["tenant"].clone(), b["position"].clone(), b["queueLength"].clone()), (json!("team-b"), json!(1), json!(1)));
+    assert!(b["reason"]["reason"].is_string() && !b["message"].as_str().unwrap().is_empty(), "{b}");
+    let (s, v, _) = get(&api, "/api/v1/workloads/2", ADMIN).await;
+    assert_eq!((s, v["state"].clone(), v["workload"]["name"].clone()), (StatusCode::OK, json!("waiting"), json!("job-2")));
+    let (_, v, _) = get(&api, "/api/v1/workloads/1", ADMIN).await;
+    assert_eq!((v["state"].clone(), v["workload"]["units"].clone()), (json!("running"), json!(6.0)));
+    let (s, v, _) = get(&api, "/api/v1/workloads/99", ADMIN).await;
+    assert_eq!((s, v["error"].clone()), (StatusCode::NOT_FOUND, json!("no waiting or running workload 99")));
+    let (s, v, _) = get(&api, "/api/v1/workloads/x", ADMIN).await;
+    assert_eq!((s, v["error"].clone()), (StatusCode::BAD_REQUEST, json!("\"x\" is not a workload id; ids are whole numbers (see /api/v1/queue)")));
+    let (_, v, _) = get(&api, "/api/v1/tenants/team-b", ADMIN).await;
+    assert_eq!(v["name"], "team-b");
+    let (s, _, _) = get(&api, "/api/v1/tenants/team-z", ADMIN).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn usage_cost_csv_and_budgets() {
+    let api = api();
+    let (s, v, _) = get(&api, &format!("/api/v1/usage?tenant=team-a&from={}&to={T0}&step=day", T0 - 86_400), ADMIN).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["points"], json!([{"tenant": "team-a", "flavor": "A100", "at": T0 - 86_400, "guaranteedHours": 96.0, "borrowedHours": 48.0, "idleHours": 24.0}]));
+    let (_, v, _) = get(&api, &format!("/api/v1/usage?from={}&to={}", T0 - 3600, T0), ADMIN).await;
+    assert_eq!(v["points"].as_array().unwrap().len(), 2, "one hour, two tenants: {v}");
+    // Cost: 2.00 EUR per GPU-hour.
+    let (_, v, _) = get(&api, &format!("/api/v1/cost?from=2026-11-30T00:00:00Z&to={T0}"), ADMIN).await;
+    assert_eq!(v["currency"], "EUR");
+    assert_eq!(
+        v["lines"][0],
+        json!({"tenant": "team-a", "flavor": "A100", "guaranteedHours": 96.0, "borrowedHours": 48.0, "idleHours": 24.0,
+               "guaranteedCost": 192.0, "borrowedCost": 96.0, "idleCost": 48.0, "totalCost": 288.0})
+    );
+    assert_eq!(v["lines"][1]["totalCost"], 96.0);
+    let (s, _, csv) = get(&api, &format!("/api/v1/cost.csv?tenant=team-b&from={}&to={T0}", T0 - 86_400), ADMIN).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        csv,
+        format!("from,to,tenant,flavor,guaranteed_hours,borrowed_hours,idle_hours,guaranteed_cost,borrowed_cost,idle_cost,total_cost,currency\n{},{T0},team-b,A100,48.000,0.000,0.000,96.00,0.00,0.00,96.00,EUR\n", T0 - 86_400)
+    );
+    let (_, v, _) = get(&api, "/api/v1/budgets", ADMIN).await;
+    assert_eq!(v["budgets"].as_array().unwrap().len(), 1);
+    assert_eq!((v["budgets"][0]["tenant"].clone(), v["budgets"][0]["gpuHoursPerMonth"].clone()), (json!("team-a"), json!(1000.0)));
+    // Bad parameters say what to fix.
+    for (q, message) in [
+        ("step=week", "step=\"week\" is not a step; use hour or day"),
+        ("from=yesterday", "from=\"yesterday\" is not a time; give unix seconds or RFC 3339 (2026-11-01T00:00:00Z)"),
+        ("from=10&to=5", "from (10) must be before to (5)"),
+    ] {
+        let (s, v, _) = get(&api, &format!("/api/v1/usage?{q}"), ADMIN).await;
+        assert_eq!((s, v["error"].as_str().unwrap()), (StatusCode::BAD_REQUEST, message));
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_sees_only_its_own_and_strangers_see_nothing() {
+    let api = api();
+    for path in ["/api/v1/tenants", "/api/v1/queue", "/api/v1/usage", "/api/v1/cost", "/api/v1/cost.csv", "/api/v1/budgets", "/api/v1/workloads/1", "/api/v1/tenants/team-a"] {
+        let (s, v, _) = get(&api, path, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(v["error"], "no bearer token; send Authorization: Bearer TOKEN (a service account token, or one from the token file)");
+        let (s, v, _) = get(&api, path, Some("not-a-token")).await;
+        assert_eq!((s, v["error"].as_str().unwrap()), (StatusCode::UNAUTHORIZED, "the bearer token is not valid or has expired; get a new one"), "{path}");
+    }
+    let (_, v, _) = get(&api, "/api/v1/tenants", TEAM_A).await;
+    assert_eq!(v["tenants"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect::<Vec<_>>(), [json!("team-a")]);
+    let (_, v, _) = get(&api, "/api/v1/queue", TEAM_A).await;
+    assert!(v["waiting"].as_array().unwrap().iter().all(|w| w["tenant"] == "team-a"));
+    let (_, v, _) = get(&api, &format!("/api/v1/cost?from={}&to={T0}", T0 - 86_400), TEAM_A).await;
+    assert_eq!(v["lines"].as_array().unwrap().len(), 1);
+    for path in ["/api/v1/tenants/team-b", "/api/v1/queue?tenant=team-b", "/api/v1/usage?tenant=team-b", "/api/v1/cost?tenant=team-b", "/api/v1/cost.csv?tenant=team-b", "/api/v1/workloads/2"] {
+        let (s, v, _) = get(&api, path, TEAM_A).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}");
+        assert!(v["error"].as_str().unwrap().starts_with("bob may not read tenant team-b"), "{path}: {v}");
+    }
+    // A tenant that does not exist is not revealed to a tenant's user either.
+    assert_eq!(get(&api, "/api/v1/usage?tenant=team-z", TEAM_A).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes() {
+    let api = api();
+    let (s, doc, _) = get(&api, "/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut routes = ROUTES.to_vec();
+    paths.sort_unstable();
+    routes.sort_unstable();
+    assert_eq!(paths, routes);
+    // Every route is served (an unknown one is 404 with no body).
+    for route in ROUTES {
+        let path = route.replace("{tenant}", "team-a").replace("{id}", "1");
+        let (s, _, _) = get(&api, &path, ADMIN).await;
+        assert_eq!(s, StatusCode::OK, "{route}");
+        let op = &doc["paths"][route]["get"];
+        assert!(op["responses"]["200"].is_object(), "{route} documents its answer");
+        if route.starts_with("/api/") {
+            assert!(op["responses"]["401"].is_object() && op.get("security").is_none(), "{route} documents that it needs a token");
+        }
+    }
+}
