@@ -3,6 +3,7 @@
 mod multi;
 mod scheduler;
 mod ledger;
+mod serve_sim;
 mod node_agent;
 mod webhook;
 
@@ -118,6 +119,14 @@ struct MultiArgs {
     /// Generated workloads: offered GPU time as a fraction of capacity (default 1.0).
     #[arg(long, value_name = "RATIO")]
     load: Option<f64>,
+    /// Serve the quota API and dashboard at ADDR over Gantry's run as the virtual clock runs
+    /// (prints the address with an admin token), and keep serving after it ends.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<String>,
+    /// With --serve: simulated seconds per real second (default 21600: a day in 4 s); 0 runs
+    /// as fast as it can.
+    #[arg(long, value_name = "N", requires = "serve")]
+    speed: Option<f64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,7 +4,7 @@ use crate::{Format, MultiArgs, WorkloadSource};
 use gantry_core::tenancy::file;
 use gantry_core::PolicyKind;
 use gantry_sim::multi::generate::{generate, GenSpec};
-use gantry_sim::multi::timeline::Setup;
+use gantry_sim::multi::timeline::{Setup, TimelineSpec};
 use gantry_sim::multi::{openb, simulate_tenants, MultiSpec, DEFAULT_START};
 use gantry_sim::trace::{parse_nodes, parse_pods, Trace};
 use gantry_sim::bundled;
@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 impl MultiArgs {
     /// The first multi-tenant option given without `--tenants`, if any.
     pub fn stray_flag(&self) -> Option<&'static str> {
-        let MultiArgs { tenants: _, workload, compare, workloads, days, load } = self;
+        let MultiArgs { tenants: _, workload, compare, workloads, days, load, serve, speed: _ } = self;
         [
+            (serve.is_some(), "--serve"),
             (workload.is_some(), "--workload"),
             (compare.is_some(), "--compare"),
             (workloads.is_some(), "--workloads"),
@@ -117,6 +118,10 @@ pub fn run(
             (w, format!("{} pods of {pods_name} (tenants drawn with seed {seed})", trace.pods.len()), end)
         }
     };
+    if let Some(addr) = &args.serve {
+        let timeline = TimelineSpec { setup: Setup::Gantry, policy: policies[0], start, end, sample_every: 3600 };
+        return crate::serve_sim::run(&tenancy, &models, &node_list, &workloads, &timeline, addr, args.speed.unwrap_or(21_600.0));
+    }
     let spec = MultiSpec {
         workload: describe,
         tenants_file: tenants.display().to_string(),

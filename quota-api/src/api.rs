@@ -169,6 +169,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/workloads/{id}", get(workload))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(crate::dashboard::routes())
         .with_state(api)
 }
 
@@ -198,6 +199,8 @@ struct UsagePoint<'a> {
     guaranteed_hours: f64,
     borrowed_hours: f64,
     idle_hours: f64,
+    /// Money for the guaranteed and borrowed time (idle time is part of them).
+    cost: f64,
 }
 
 async fn usage(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
@@ -208,7 +211,15 @@ async fn usage(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): P
     let rows = buckets(&api, step, &asked, from, to)?;
     let points: Vec<UsagePoint> = rows
         .iter()
-        .map(|b| UsagePoint { tenant: &b.tenant, flavor: &b.flavor, at: b.at, guaranteed_hours: hours(b.sums.guaranteed), borrowed_hours: hours(b.sums.borrowed), idle_hours: hours(b.sums.idle) })
+        .map(|b| UsagePoint {
+            tenant: &b.tenant,
+            flavor: &b.flavor,
+            at: b.at,
+            guaranteed_hours: hours(b.sums.guaranteed),
+            borrowed_hours: hours(b.sums.borrowed),
+            idle_hours: hours(b.sums.idle),
+            cost: money(b.sums.guaranteed_cost + b.sums.borrowed_cost),
+        })
         .collect();
     let step = if step == Step::Hour { "hour" } else { "day" };
     Ok(axum::Json(json!({"from": from, "to": to, "step": step, "points": points})).into_response())

@@ -6,13 +6,14 @@
 //! - [`import`]: accruals as JSON lines into the ledger, acknowledged only once on disk;
 //! - [`view`]: what the API shows of the queue, a pure function of the core's queue and the time;
 //! - [`auth`]: bearer tokens and what each caller may see;
-//! - [`api`]: the REST API and its OpenAPI document.
+//! - [`api`]: the REST API and its OpenAPI document;
+//! - [`dashboard`]: the web page for platform teams, embedded in the binary.
 //!
-//! Not built yet: TokenReview/SubjectAccessReview in a cluster, the dashboard, metrics, and
-//! `gantry simulate --serve` (issue 7).
+//! Not built yet: TokenReview/SubjectAccessReview in a cluster, and metrics (issue 7).
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod import;
 pub mod ledger;
 pub mod view;

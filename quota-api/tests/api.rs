@@ -136,7 +136,7 @@ async fn usage_cost_csv_and_budgets() {
     let api = api();
     let (s, v, _) = get(&api, &format!("/api/v1/usage?tenant=team-a&from={}&to={T0}&step=day", T0 - 86_400), ADMIN).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(v["points"], json!([{"tenant": "team-a", "flavor": "A100", "at": T0 - 86_400, "guaranteedHours": 96.0, "borrowedHours": 48.0, "idleHours": 24.0}]));
+    assert_eq!(v["points"], json!([{"tenant": "team-a", "flavor": "A100", "at": T0 - 86_400, "guaranteedHours": 96.0, "borrowedHours": 48.0, "idleHours": 24.0, "cost": 288.0}]));
     let (_, v, _) = get(&api, &format!("/api/v1/usage?from={}&to={}", T0 - 3600, T0), ADMIN).await;
     assert_eq!(v["points"].as_array().unwrap().len(), 2, "one hour, two tenants: {v}");
     // Cost: 2.00 EUR per GPU-hour.

@@ -12,7 +12,7 @@
 
 use super::SimWorkload;
 use gantry_core::model::{Cluster, ModelCatalog, Node};
-use gantry_core::queue::{cost_micros, Mode, Queue, WorkloadId};
+use gantry_core::queue::{cost_micros, Accrual, Mode, Queue, WorkloadId};
 use gantry_core::tenancy::{civil_month, FlavorId, Kind, Milli, Seconds, Tenancy, MILLI_GPU_SECONDS_PER_GPU_HOUR};
 use gantry_core::{PolicyKind, Scale, Scheduler};
 use std::cmp::Reverse;
@@ -150,6 +150,23 @@ pub struct Outcome {
 
 /// Runs one simulation.
 pub fn run(tenancy: &Tenancy, models: &ModelCatalog, nodes: &[Node], workloads: &[SimWorkload], spec: &TimelineSpec) -> Result<Outcome, String> {
+    run_observed(tenancy, models, nodes, workloads, spec, &mut |_, _, _| {})
+}
+
+/// What an observer of the simulation sees after each step: the queue, the virtual time, and
+/// the usage records closed since the previous step (`gantry simulate --serve` feeds its API
+/// and ledger from them).
+pub type Observer<'o> = dyn FnMut(&Queue, Seconds, &[Accrual]) + 'o;
+
+/// [`run`], calling `observer` after every step.
+pub fn run_observed(
+    tenancy: &Tenancy,
+    models: &ModelCatalog,
+    nodes: &[Node],
+    workloads: &[SimWorkload],
+    spec: &TimelineSpec,
+    observer: &mut Observer,
+) -> Result<Outcome, String> {
     let started = Instant::now();
     let cluster = Cluster::new(models.clone(), nodes.to_vec());
     let expected: Vec<_> = workloads.iter().flat_map(|w| w.workload.pod_sets.iter().map(|s| s.request)).collect();
@@ -161,8 +178,9 @@ pub fn run(tenancy: &Tenancy, models: &ModelCatalog, nodes: &[Node], workloads: 
     };
     let mut q = Queue::new(rules, cluster, scheduler, mode, spec.start)?;
     let mut sim = Loop::new(&q, tenancy, workloads, spec);
-    sim.run(&mut q);
-    Ok(sim.finish(q, started))
+    sim.run(&mut q, observer);
+    let outcome = sim.finish(q, started);
+    Ok(outcome)
 }
 
 /// The loop's state and running measurements.
@@ -198,6 +216,8 @@ struct Loop<'a> {
     now: Seconds,
     next_sample: Seconds,
     gpu_flavor: Vec<bool>,
+    /// Usage records closed since the observer last looked.
+    fresh: Vec<Accrual>,
 }
 
 impl<'a> Loop<'a> {
@@ -263,6 +283,7 @@ impl<'a> Loop<'a> {
             jain_time: 0.0,
             alloc_integral: 0.0,
             ledger_ms: vec![0; nt * nf],
+            fresh: Vec::new(),
             month_ms: HashMap::new(),
             now: spec.start,
             next_sample: spec.start,
@@ -270,7 +291,7 @@ impl<'a> Loop<'a> {
         }
     }
 
-    fn run(&mut self, q: &mut Queue) {
+    fn run(&mut self, q: &mut Queue, observer: &mut Observer) {
         let mut next_arrival = 0;
         loop {
             let arrival = self.workloads.get(next_arrival).map(|w| w.workload.submitted.max(self.spec.start));
@@ -302,8 +323,13 @@ impl<'a> Loop<'a> {
             // 3. one admission cycle
             self.cycle(q);
             self.check_overdue(q);
+            observer(q, self.now, &std::mem::take(&mut self.fresh));
         }
         self.advance(q, self.spec.end);
+        // Close every meter at the end, so the last observation carries all the use.
+        q.ledger_mut().close_all(self.spec.end);
+        self.drain_ledger(q);
+        observer(q, self.now, &std::mem::take(&mut self.fresh));
     }
 
     /// Accumulates the time-weighted figures from `self.now` to `t`.
@@ -343,6 +369,7 @@ impl<'a> Loop<'a> {
     fn drain_ledger(&mut self, q: &mut Queue) {
         let nf = self.tenancy.flavors.len();
         for a in q.ledger_mut().drain() {
+            self.fresh.push(a);
             self.ledger_ms[a.tenant * nf + a.flavor] += a.total() as u128;
             // The ledger cuts intervals at month starts, so each record is in one month.
             *self.month_ms.entry((a.tenant, a.flavor, civil_month(a.start))).or_default() += a.total() as u128;

@@ -1,0 +1,104 @@
+//! `gantry simulate --tenants FILE --serve ADDR`: the quota API and dashboard over Gantry's run
+//! of the multi-tenant simulation, fed as the virtual clock runs: after every step the closed
+//! usage records go into an in-memory ledger, and a few times a second the view of the queue is
+//! renewed. The clock is paced at `speed` simulated seconds per real second, so a newcomer
+//! watches quotas fill, queues form and cost accrue; the service stays up after the run ends.
+
+use gantry_core::model::{ModelCatalog, Node};
+use gantry_core::queue::{Accrual, Queue};
+use gantry_core::tenancy::{Seconds, Tenancy};
+use gantry_quota_api::api::{router, Api};
+use gantry_quota_api::auth::StaticTokens;
+use gantry_quota_api::ledger::{Ledger, Record};
+use gantry_quota_api::view::View;
+use gantry_sim::multi::timeline::{run_observed, TimelineSpec};
+use gantry_sim::multi::SimWorkload;
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+/// A token for this run only: 128 random bits from the standard library's hasher keys.
+fn token() -> String {
+    let part = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(Instant::now().elapsed().as_nanos());
+        h.finish()
+    };
+    format!("{:016x}{:016x}", part(), part())
+}
+
+/// The ledger's records of the core's accruals (names instead of indexes; no idle time: the
+/// simulation has no utilization).
+fn records(tenancy: &Tenancy, accruals: &[Accrual]) -> Vec<Record> {
+    accruals
+        .iter()
+        .filter(|a| a.end > a.start)
+        .map(|a| Record {
+            tenant: tenancy.tenants[a.tenant].name.clone(),
+            flavor: tenancy.flavors[a.flavor].name.clone(),
+            start: a.start,
+            end: a.end,
+            guaranteed: a.guaranteed,
+            borrowed: a.borrowed,
+            idle: 0,
+            price_micros: a.price_micros,
+        })
+        .collect()
+}
+
+pub fn run(tenancy: &Tenancy, models: &ModelCatalog, nodes: &[Node], workloads: &[SimWorkload], spec: &TimelineSpec, addr: &str, speed: f64) -> Result<(), String> {
+    if !(speed.is_finite() && speed >= 0.0) {
+        return Err(format!("--speed {speed} is not a speed; give simulated seconds per real second (0: as fast as it can)"));
+    }
+    let token = token();
+    let tokens = StaticTokens::parse("simulate --serve", &format!("tokens:\n  - {{token: \"{token}\", user: admin, admin: true}}\n"))?;
+    let empty = View { at: spec.start, currency: tenancy.currency.clone(), flavors: vec![], tenants: vec![], queue: vec![], running: vec![] };
+    let api = Api::new(empty, Ledger::in_memory().map_err(|e| e.to_string())?, Box::new(tokens));
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let days = (spec.end - spec.start) as f64 / 86_400.0;
+    let real = if speed > 0.0 { format!("about {:.0} s", (spec.end - spec.start) as f64 / speed) } else { "as fast as it can".into() };
+    eprintln!("gantry simulate: {} tenants, {} workloads, {days:.1} days at {speed}x ({real})", tenancy.tenants.len(), workloads.len());
+    eprintln!("gantry simulate: dashboard at http://{local}/#token={token}");
+    eprintln!("gantry simulate: API at http://{local}/api/v1 (Authorization: Bearer {token}); OpenAPI at http://{local}/openapi.json");
+    let server = runtime.spawn(gantry_serve::serve(listener, router(api.clone()), None, gantry_serve::stop_signal()));
+
+    let started = Instant::now();
+    let mut shown = Instant::now();
+    let mut failed: Option<String> = None;
+    let mut observe = |q: &Queue, now: Seconds, accruals: &[Accrual]| {
+        if failed.is_some() {
+            return;
+        }
+        if !accruals.is_empty() {
+            if let Err(e) = api.ledger().append(&records(tenancy, accruals)) {
+                failed = Some(e.to_string());
+            }
+        }
+        if speed > 0.0 {
+            let due = Duration::from_secs_f64((now - spec.start).max(0) as f64 / speed);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                api.set_view(View::of(q, now));
+                std::thread::sleep(wait.min(Duration::from_secs(5)));
+                shown = Instant::now();
+                return;
+            }
+        }
+        if shown.elapsed() >= Duration::from_millis(250) || now >= spec.end {
+            api.set_view(View::of(q, now));
+            shown = Instant::now();
+        }
+    };
+    let outcome = run_observed(tenancy, models, nodes, workloads, spec, &mut observe)?;
+    if let Some(e) = failed {
+        return Err(format!("the simulation's usage could not be recorded: {e}"));
+    }
+    eprintln!(
+        "gantry simulate: done in {:.1} s: {} admitted, {} finished, {} waiting at the end; still serving (Ctrl-C to stop)",
+        started.elapsed().as_secs_f64(),
+        outcome.admitted,
+        outcome.finished,
+        outcome.waiting_at_end
+    );
+    runtime.block_on(server).map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+}
