@@ -156,6 +156,22 @@ fn buckets(api: &Api, step: Step, tenants: &[String], from: i64, to: i64) -> Ans
     Ok(out)
 }
 
+/// The rollup rows that cover `[from, to)` (to the hour): whole days from the daily rollup, the
+/// hours before the first and after the last whole day from the hourly one. A year of one tenant
+/// is then about 400 rows instead of 8,760.
+fn covering(api: &Api, tenants: &[String], from: i64, to: i64) -> Answer<Vec<Bucket>> {
+    const DAY: i64 = 86_400;
+    let from = from.div_euclid(3600) * 3600;
+    let (first_day, last_day) = ((from + DAY - 1).div_euclid(DAY) * DAY, to.div_euclid(DAY) * DAY);
+    if first_day >= last_day {
+        return buckets(api, Step::Hour, tenants, from, to);
+    }
+    let mut rows = buckets(api, Step::Hour, tenants, from, first_day)?;
+    rows.extend(buckets(api, Step::Day, tenants, first_day, last_day)?);
+    rows.extend(buckets(api, Step::Hour, tenants, last_day, to)?);
+    Ok(rows)
+}
+
 /// The service's routes over `api`.
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
@@ -246,14 +262,8 @@ fn cost_lines(api: &Api, id: &Identity, params: &HashMap<String, String>) -> Ans
     let (from, to, _) = period(&view, params)?;
     let asked = tenants_asked(&view, id, params.get("tenant"))?;
     let mut sums: BTreeMap<(String, String), Sums> = BTreeMap::new();
-    for b in buckets(api, Step::Hour, &asked, from, to)? {
-        let s = sums.entry((b.tenant, b.flavor)).or_default();
-        s.guaranteed += b.sums.guaranteed;
-        s.borrowed += b.sums.borrowed;
-        s.idle += b.sums.idle;
-        s.guaranteed_cost += b.sums.guaranteed_cost;
-        s.borrowed_cost += b.sums.borrowed_cost;
-        s.idle_cost += b.sums.idle_cost;
+    for b in covering(api, &asked, from, to)? {
+        sums.entry((b.tenant, b.flavor)).or_default().add(&b.sums);
     }
     let lines = sums
         .into_iter()

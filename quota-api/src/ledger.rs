@@ -49,7 +49,7 @@ impl Record {
 
     /// Money in micro-units for `milli_seconds` at this record's price, rounded down.
     pub fn cost(&self, milli_seconds: u64) -> u64 {
-        (u128::from(milli_seconds) * u128::from(self.price_micros) / 3_600_000) as u64
+        cost_micros(milli_seconds, self.price_micros)
     }
 
     fn check(&self) -> Result<(), LedgerError> {
@@ -69,6 +69,11 @@ impl Record {
         }
         Ok(())
     }
+}
+
+/// Money in micro-units for `milli_seconds` of use at `price_micros` per unit-hour, rounded down.
+pub fn cost_micros(milli_seconds: u64, price_micros: u64) -> u64 {
+    (u128::from(milli_seconds) * u128::from(price_micros) / 3_600_000) as u64
 }
 
 /// What went wrong, naming the file or record and the fix.
@@ -169,7 +174,7 @@ pub struct Sums {
 }
 
 impl Sums {
-    fn add(&mut self, o: &Sums) {
+    pub fn add(&mut self, o: &Sums) {
         self.guaranteed += o.guaranteed;
         self.borrowed += o.borrowed;
         self.idle += o.idle;
@@ -279,25 +284,28 @@ impl Ledger {
     }
 
     /// Rollup rows of `tenant` (all tenants when `None`) with buckets starting in `[from, to)`.
+    /// With a tenant the read is a range of the table's primary key (tenant, at, flavor).
     pub fn buckets(&self, step: Step, tenant: Option<&str>, from: i64, to: i64) -> Result<Vec<Bucket>, LedgerError> {
+        let filter = if tenant.is_some() { "tenant = ?1 AND at >= ?2 AND at < ?3" } else { "at >= ?1 AND at < ?2" };
         let query = format!(
-            "SELECT tenant, flavor, at, guaranteed, borrowed, idle, guaranteed_cost, borrowed_cost, idle_cost FROM {} \
-             WHERE (?1 IS NULL OR tenant = ?1) AND at >= ?2 AND at < ?3 ORDER BY tenant, at, flavor",
+            "SELECT tenant, flavor, at, guaranteed, borrowed, idle, guaranteed_cost, borrowed_cost, idle_cost FROM {} WHERE {filter} ORDER BY tenant, at, flavor",
             step.table()
         );
         let mut stmt = self.conn.prepare_cached(&query).map_err(sql("cannot read the rollups"))?;
-        let rows = stmt
-            .query_map(params![tenant, from, to], |row| {
-                let n = |i: usize| row.get::<_, i64>(i).map(|v| v as u64);
-                Ok(Bucket {
-                    tenant: row.get(0)?,
-                    flavor: row.get(1)?,
-                    at: row.get(2)?,
-                    sums: Sums { guaranteed: n(3)?, borrowed: n(4)?, idle: n(5)?, guaranteed_cost: n(6)?, borrowed_cost: n(7)?, idle_cost: n(8)? },
-                })
+        let read = |row: &rusqlite::Row| {
+            let n = |i: usize| row.get::<_, i64>(i).map(|v| v as u64);
+            Ok(Bucket {
+                tenant: row.get(0)?,
+                flavor: row.get(1)?,
+                at: row.get(2)?,
+                sums: Sums { guaranteed: n(3)?, borrowed: n(4)?, idle: n(5)?, guaranteed_cost: n(6)?, borrowed_cost: n(7)?, idle_cost: n(8)? },
             })
-            .map_err(sql("cannot read the rollups"))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(sql("cannot read the rollups"))
+        };
+        let rows: Result<Vec<Bucket>, rusqlite::Error> = match tenant {
+            Some(t) => stmt.query_map(params![t, from, to], read).and_then(|r| r.collect()),
+            None => stmt.query_map(params![from, to], read).and_then(|r| r.collect()),
+        };
+        rows.map_err(sql("cannot read the rollups"))
     }
 
     /// Whether an accrual with this key is recorded.
@@ -312,10 +320,10 @@ impl Ledger {
         let mut rows = stmt.query([]).map_err(sql("cannot read accruals"))?;
         let (mut n, mut sums) = (0, Sums::default());
         while let Some(row) = rows.next().map_err(sql("cannot read accruals"))? {
-            let v = |i: usize| row.get::<_, i64>(i).map(|v| v as u64);
-            let (g, b, i, p) = (v(0).map_err(sql("a row"))?, v(1).map_err(sql("a row"))?, v(2).map_err(sql("a row"))?, v(3).map_err(sql("a row"))?);
-            let r = Record { tenant: String::new(), flavor: String::new(), start: 0, end: 1, guaranteed: g, borrowed: b, idle: i, price_micros: p };
-            sums.add(&Sums { guaranteed: g, borrowed: b, idle: i, guaranteed_cost: r.cost(g), borrowed_cost: r.cost(b), idle_cost: r.cost(i) });
+            let v = |i: usize| row.get::<_, i64>(i).map(|v| v as u64).map_err(sql("cannot read an accrual"));
+            let (g, b, i, p) = (v(0)?, v(1)?, v(2)?, v(3)?);
+            let cost = |m: u64| cost_micros(m, p);
+            sums.add(&Sums { guaranteed: g, borrowed: b, idle: i, guaranteed_cost: cost(g), borrowed_cost: cost(b), idle_cost: cost(i) });
             n += 1;
         }
         Ok((n, sums))

@@ -216,3 +216,17 @@ async fn the_openapi_document_lists_exactly_the_routes() {
         }
     }
 }
+
+#[tokio::test]
+async fn cost_over_any_period_equals_the_hours_in_it() {
+    // Periods that start and end inside a day, span whole days, or fall within one day: the
+    // answer (whole days from the daily rollup, edges from the hourly one) is the hourly sum.
+    let api = api();
+    for (from, to) in [(T0 - 86_400, T0), (T0 - 86_400 + 5 * 3600, T0), (T0 - 86_400 + 3600, T0 - 3600), (T0 - 2 * 86_400, T0 + 86_400), (T0 - 50_000, T0 - 40_000)] {
+        let (_, v, _) = get(&api, &format!("/api/v1/cost?tenant=team-a&from={from}&to={to}"), ADMIN).await;
+        let first = from.div_euclid(3600) * 3600;
+        let hours = (first.max(T0 - 86_400)..to.min(T0)).step_by(3600).count() as f64;
+        assert_eq!(v["lines"][0]["guaranteedHours"].as_f64().unwrap_or(0.0), 4.0 * hours, "{from}..{to}");
+        assert_eq!(v["lines"][0]["totalCost"].as_f64().unwrap_or(0.0), 12.0 * hours, "{from}..{to}");
+    }
+}

@@ -43,14 +43,12 @@ fn rollups_split_across_hours_and_days_and_add_up() {
     assert_eq!(hours.iter().map(|b| b.sums.guaranteed).collect::<Vec<_>>(), [3_600_000, 7_200_000, 1_800_000]);
     let days = l.buckets(Step::Day, None, 0, i64::MAX).unwrap();
     assert_eq!(days.iter().map(|b| (b.at, b.sums.guaranteed)).collect::<Vec<_>>(), [(T, 3_600_000), (T + DAY, 9_000_000)]);
-    let total = |b: &[gantry_quota_api::ledger::Bucket]| b.iter().fold(Sums::default(), |mut s, b| {
-        s.guaranteed += b.sums.guaranteed;
-        s.borrowed += b.sums.borrowed;
-        s.idle += b.sums.idle;
-        s.guaranteed_cost += b.sums.guaranteed_cost;
-        s.idle_cost += b.sums.idle_cost;
-        s
-    });
+    let total = |b: &[gantry_quota_api::ledger::Bucket]| {
+        b.iter().fold(Sums::default(), |mut s, b| {
+            s.add(&b.sums);
+            s
+        })
+    };
     for b in [&hours[..], &days[..]] {
         let s = total(b);
         assert_eq!((s.guaranteed, s.borrowed, s.idle), (r.guaranteed, r.borrowed, r.idle), "odd figures split without a unit lost");
