@@ -185,7 +185,8 @@ fn main() -> Result<(), BoxError> {
         Case::new("usage, one tenant, 30 days by day", each(&|t| format!("/api/v1/usage?tenant={t}&from={}&to={END}&step=day", END - 30 * day))),
         Case::new("cost, one tenant, a year", each(&|t| format!("/api/v1/cost?tenant={t}&from={START}&to={END}"))),
         Case::new("cost, one tenant, 30 days, mid-day edges", each(&|t| format!("/api/v1/cost?tenant={t}&from={}&to={}", END - 30 * day - 5 * 3600, END - 7 * 3600))),
-        Case::new("cost, all 100 tenants, 30 days", vec![format!("/api/v1/cost?from={}&to={END}", END - 30 * day)]),
+        Case::new("cost, all 100 tenants, 30 whole days", (1..=10).map(|k| format!("/api/v1/cost?from={}&to={}", END - (30 + k) * day, END - k * day)).collect()),
+        Case::new("cost, all 100 tenants, 30 days, mid-day edges", (1..=10).map(|k| format!("/api/v1/cost?from={}&to={}", END - (30 + k) * day - 5 * 3600, END - k * day - 7 * 3600)).collect()),
     ];
     println!("quota API over loopback HTTP/1.1, 8 connections, open loop at {rate} req/s, {secs} s per case; {TENANTS} tenants x a year of hourly accruals x 2 flavors");
     for c in &cases {

@@ -78,16 +78,36 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
     let _ = std::fs::remove_file(&path);
     {
         let mut l = Ledger::open(&path).unwrap();
-        assert_eq!(l.version().unwrap(), 1);
+        assert_eq!(l.version().unwrap(), 2);
         l.append(&[record("team-a", T, T + 60, 60_000)]).unwrap();
     }
-    // Opening again runs no migration and keeps the data.
-    assert_eq!(Ledger::open(&path).unwrap().totals().unwrap().0, 1);
+    // Opening again runs no migration and keeps the data; the daily sums read from memory equal
+    // the daily rollup on disk.
+    {
+        let mut l = Ledger::open(&path).unwrap();
+        assert_eq!(l.totals().unwrap().0, 1);
+        l.append(&[record("team-a", T + DAY - 60, T + DAY + 60, 120_000), record("team-b", T, T + 7200, 7_200_000)]).unwrap();
+        let from_disk = |l: &Ledger, step: Step, from: i64| {
+            let mut m: std::collections::BTreeMap<(String, String), Sums> = Default::default();
+            for b in l.buckets(step, None, from, i64::MAX).unwrap() {
+                m.entry((b.tenant, b.flavor)).or_default().add(&b.sums);
+            }
+            m.into_iter().map(|((t, f), s)| (t, f, s)).collect::<Vec<_>>()
+        };
+        // Days, and the recent hours (within gantry_quota_api::ledger::RECENT of the newest).
+        for (step, from) in [(Step::Day, 0), (Step::Hour, T)] {
+            assert_eq!(l.sums(step, None, from, i64::MAX).unwrap(), from_disk(&l, step, from), "{step:?}");
+            let again = Ledger::open(&path).unwrap();
+            assert_eq!(again.sums(step, None, from, i64::MAX).unwrap(), from_disk(&again, step, from), "{step:?} after reopening");
+        }
+        let again = Ledger::open(&path).unwrap();
+        assert_eq!(again.sums(Step::Day, Some("team-a"), T, T + DAY).unwrap()[0].2.guaranteed, 60_000 + 60_000, "the day's share of each record");
+    }
     // A file from a newer Gantry.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     let err = Ledger::open(&path).err().unwrap().to_string();
-    assert_eq!(err, "ledger: the file has schema version 99, newer than this Gantry knows (1); run the newer Gantry, or restore a backup");
+    assert_eq!(err, "ledger: the file has schema version 99, newer than this Gantry knows (2); run the newer Gantry, or restore a backup");
     let _ = std::fs::remove_dir_all(&dir);
 }
