@@ -53,6 +53,8 @@ pub fn run(tenancy: &Tenancy, models: &ModelCatalog, nodes: &[Node], workloads: 
     let tokens = StaticTokens::parse("simulate --serve", &format!("tokens:\n  - {{token: \"{token}\", user: admin, admin: true}}\n"))?;
     let empty = View { at: spec.start, currency: tenancy.currency.clone(), flavors: vec![], tenants: vec![], queue: vec![], running: vec![] };
     let api = Api::new(empty, Ledger::in_memory().map_err(|e| e.to_string())?, Box::new(tokens));
+    // No scheduler runs here: the API exports the queue's metrics itself.
+    api.export_queue_metrics(true);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;

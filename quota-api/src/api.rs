@@ -17,10 +17,11 @@ use axum::Router;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Every route, as the OpenAPI document must list it.
-pub const ROUTES: [&str; 10] = [
+pub const ROUTES: [&str; 11] = [
     "/api/v1/tenants",
     "/api/v1/tenants/{tenant}",
     "/api/v1/usage",
@@ -31,6 +32,7 @@ pub const ROUTES: [&str; 10] = [
     "/api/v1/workloads/{id}",
     "/openapi.json",
     "/healthz",
+    "/metrics",
 ];
 
 /// The OpenAPI document, as checked in.
@@ -41,11 +43,19 @@ pub struct Api {
     view: RwLock<Arc<View>>,
     ledger: Mutex<Ledger>,
     auth: Box<dyn Authenticator>,
+    /// Also export the queue's metrics (when no scheduler does: `gantry simulate --serve`).
+    queue_metrics: AtomicBool,
 }
 
 impl Api {
     pub fn new(view: View, ledger: Ledger, auth: Box<dyn Authenticator>) -> Arc<Api> {
-        Arc::new(Api { view: RwLock::new(Arc::new(view)), ledger: Mutex::new(ledger), auth })
+        Arc::new(Api { view: RwLock::new(Arc::new(view)), ledger: Mutex::new(ledger), auth, queue_metrics: AtomicBool::new(false) })
+    }
+
+    /// Whether `/metrics` also carries quota, use, borrowing and queue lengths (the scheduler's
+    /// families), for when no scheduler exports them.
+    pub fn export_queue_metrics(&self, on: bool) {
+        self.queue_metrics.store(on, Ordering::Relaxed);
     }
 
     /// Puts a newer view in force.
@@ -195,6 +205,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/workloads/{id}", get(workload))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
         .merge(crate::dashboard::routes())
         .with_state(api)
 }
@@ -347,4 +358,10 @@ async fn workload(State(api): State<Arc<Api>>, headers: HeaderMap, Path(wid): Pa
         return Err(ApiError::Forbidden(format!("{} may not read tenant {tenant}'s workloads", id.user)));
     }
     Ok(axum::Json(body).into_response())
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Answer<Response> {
+    let cost = api.ledger().sums(Step::Day, None, i64::MIN, i64::MAX).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let text = crate::metrics::render(&api.view(), &cost, api.queue_metrics.load(Ordering::Relaxed));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }

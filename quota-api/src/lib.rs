@@ -7,13 +7,15 @@
 //! - [`view`]: what the API shows of the queue, a pure function of the core's queue and the time;
 //! - [`auth`]: bearer tokens and what each caller may see;
 //! - [`api`]: the REST API and its OpenAPI document;
-//! - [`dashboard`]: the web page for platform teams, embedded in the binary.
+//! - [`dashboard`]: the web page for platform teams, embedded in the binary;
+//! - [`metrics`]: Prometheus metrics of cost and budgets (and of the queue without a scheduler).
 //!
-//! Not built yet: TokenReview/SubjectAccessReview in a cluster, and metrics (issue 7).
+//! Not built yet: TokenReview/SubjectAccessReview and the accrual feed in a cluster (issue 7).
 
 pub mod api;
 pub mod auth;
 pub mod dashboard;
 pub mod import;
 pub mod ledger;
+pub mod metrics;
 pub mod view;

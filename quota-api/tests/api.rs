@@ -230,3 +230,42 @@ async fn cost_over_any_period_equals_the_hours_in_it() {
         assert_eq!(v["lines"][0]["totalCost"].as_f64().unwrap_or(0.0), 12.0 * hours, "{from}..{to}");
     }
 }
+
+#[tokio::test]
+async fn metrics_carry_cost_budgets_and_the_queue_and_feed_the_grafana_dashboard() {
+    let api = api();
+    let (s, _, text) = get(&api, "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format");
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        scrape.samples.iter().find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v))).map(|x| match x.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+    };
+    // A day of team-a: 96 guaranteed and 48 borrowed GPU-hours at 2.00, 24 of them idle.
+    assert_eq!(value("gantry_tenant_cost_total", &[("tenant", "team-a"), ("kind", "guaranteed")]), Some(192.0));
+    assert_eq!(value("gantry_tenant_cost_total", &[("tenant", "team-a"), ("kind", "borrowed")]), Some(96.0));
+    assert_eq!(value("gantry_tenant_usage_hours_total", &[("tenant", "team-a"), ("kind", "idle")]), Some(24.0));
+    assert_eq!(value("gantry_tenant_budget_gpu_hours", &[("tenant", "team-a")]), Some(1000.0));
+    // The queue's families are the scheduler's, written here only when no scheduler runs.
+    assert_eq!(value("gantry_tenant_usage_milli", &[("tenant", "team-a")]), None);
+    api.export_queue_metrics(true);
+    let (_, _, text) = get(&api, "/metrics", None).await;
+    assert!(text.contains("gantry_tenant_usage_milli{tenant=\"team-a\",flavor=\"A100\"} 6000\n"), "{text}");
+    assert!(text.contains("gantry_queue_pending_workloads{tenant=\"team-b\"} 1\n"));
+    // Every metric the Grafana dashboard queries is one Gantry writes.
+    let path = format!("{}/../deploy/grafana/gantry-tenants.json", env!("CARGO_MANIFEST_DIR"));
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut queried = Vec::new();
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            queried.extend(expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("gantry_")).map(str::to_string));
+        }
+    }
+    assert!(queried.len() >= 6);
+    for name in queried {
+        assert!(text.contains(&format!("\n# TYPE {name} ")), "the dashboard queries {name}, which nothing writes");
+    }
+}

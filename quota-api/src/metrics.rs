@@ -1,0 +1,73 @@
+//! `/metrics` (Prometheus text format 0.0.4) of the quota API: accrued cost per tenant, flavor
+//! and kind from the ledger, and budgets. Quota, use, borrowing and queue lengths are the
+//! scheduler leader's metrics in a cluster; with `with_queue` (no scheduler: `gantry simulate
+//! --serve`) they are written here under the scheduler's very names, so the same Grafana
+//! dashboard (`deploy/grafana/gantry-tenants.json`) works on both.
+
+use crate::ledger::Sums;
+use crate::view::View;
+use std::fmt::Write;
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Renders the metrics: `cost` is the all-time sums per (tenant, flavor) from the ledger.
+pub fn render(view: &View, cost: &[(String, String, Sums)], with_queue: bool) -> String {
+    let mut out = String::with_capacity(4096);
+    family(&mut out, "gantry_tenant_cost_total", "counter", &format!("Money accrued per tenant, flavor and kind (guaranteed, borrowed; idle is the allocated-but-idle part of them), in {}.", view.currency));
+    for (t, f, s) in cost {
+        for (kind, micros) in [("guaranteed", s.guaranteed_cost), ("borrowed", s.borrowed_cost), ("idle", s.idle_cost)] {
+            let _ = writeln!(out, "gantry_tenant_cost_total{{tenant=\"{}\",flavor=\"{}\",kind=\"{kind}\"}} {}", escape(t), escape(f), micros as f64 / 1e6);
+        }
+    }
+    family(&mut out, "gantry_tenant_usage_hours_total", "counter", "Unit-hours accrued per tenant, flavor and kind (GPU-hours; core-hours for cpu).");
+    for (t, f, s) in cost {
+        for (kind, ms) in [("guaranteed", s.guaranteed), ("borrowed", s.borrowed), ("idle", s.idle)] {
+            let _ = writeln!(out, "gantry_tenant_usage_hours_total{{tenant=\"{}\",flavor=\"{}\",kind=\"{kind}\"}} {}", escape(t), escape(f), ms as f64 / 3.6e6);
+        }
+    }
+    family(&mut out, "gantry_tenant_budget_gpu_hours", "gauge", "Monthly GPU-hour budget per tenant.");
+    family(&mut out, "gantry_tenant_budget_used_gpu_hours", "gauge", "GPU-hours used this month (UTC) per tenant with a budget.");
+    for t in &view.tenants {
+        if let Some(b) = &t.budget {
+            let _ = writeln!(out, "gantry_tenant_budget_gpu_hours{{tenant=\"{}\"}} {}", escape(&t.name), b.gpu_hours_per_month);
+            let _ = writeln!(out, "gantry_tenant_budget_used_gpu_hours{{tenant=\"{}\"}} {}", escape(&t.name), b.used_gpu_hours);
+        }
+    }
+    if with_queue {
+        queue(&mut out, view);
+    }
+    out
+}
+
+/// The scheduler leader's queue families, from the view (milli-units, as it writes them).
+fn queue(out: &mut String, view: &View) {
+    let milli = |x: f64| (x * 1000.0).round() as i64;
+    let per_flavor: [(&str, &str, fn(&crate::view::QuotaView) -> f64); 3] = [
+        ("gantry_tenant_usage_milli", "Quota in use per tenant and flavor, in milli-GPU (milli-CPU for cpu).", |q| q.used),
+        ("gantry_tenant_nominal_milli", "Nominal quota per tenant and flavor, in milli-GPU (milli-CPU for cpu).", |q| q.nominal),
+        ("gantry_tenant_borrowed_milli", "Quota in use above nominal, borrowed from the cohort.", |q| q.borrowed),
+    ];
+    for (name, help, get) in per_flavor {
+        family(out, name, "gauge", help);
+        for t in &view.tenants {
+            for q in &t.quotas {
+                let _ = writeln!(out, "{name}{{tenant=\"{}\",flavor=\"{}\"}} {}", escape(&t.name), escape(&q.flavor), milli(get(q)));
+            }
+        }
+    }
+    family(out, "gantry_queue_pending_workloads", "gauge", "Workloads waiting in each tenant's queue.");
+    for t in &view.tenants {
+        let _ = writeln!(out, "gantry_queue_pending_workloads{{tenant=\"{}\"}} {}", escape(&t.name), t.pending);
+    }
+    family(out, "gantry_queue_running_workloads", "gauge", "Admitted workloads per tenant.");
+    for t in &view.tenants {
+        let _ = writeln!(out, "gantry_queue_running_workloads{{tenant=\"{}\"}} {}", escape(&t.name), t.running);
+    }
+}
+
