@@ -5,7 +5,7 @@
 //! dashboard (`deploy/grafana/gantry-tenants.json`) works on both.
 
 use crate::ledger::Sums;
-use crate::view::View;
+use crate::view::{QuotaView, View};
 use std::fmt::Write;
 
 fn escape(v: &str) -> String {
@@ -48,7 +48,8 @@ pub fn render(view: &View, cost: &[(String, String, Sums)], with_queue: bool) ->
 /// The scheduler leader's queue families, from the view (milli-units, as it writes them).
 fn queue(out: &mut String, view: &View) {
     let milli = |x: f64| (x * 1000.0).round() as i64;
-    let per_flavor: [(&str, &str, fn(&crate::view::QuotaView) -> f64); 3] = [
+    type Read = fn(&QuotaView) -> f64;
+    let per_flavor: [(&str, &str, Read); 3] = [
         ("gantry_tenant_usage_milli", "Quota in use per tenant and flavor, in milli-GPU (milli-CPU for cpu).", |q| q.used),
         ("gantry_tenant_nominal_milli", "Nominal quota per tenant and flavor, in milli-GPU (milli-CPU for cpu).", |q| q.nominal),
         ("gantry_tenant_borrowed_milli", "Quota in use above nominal, borrowed from the cohort.", |q| q.borrowed),
