@@ -104,12 +104,13 @@ impl IntoResponse for ApiError {
 type Answer<T> = Result<T, ApiError>;
 
 /// The caller, from the bearer token.
-fn who(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
+async fn who(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let Some(token) = value.and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty()) else {
         return Err(ApiError::Unauthorized("no bearer token; send Authorization: Bearer TOKEN (a service account token, or one from the token file)".into()));
     };
-    api.auth.identify(token).ok_or_else(|| ApiError::Unauthorized("the bearer token is not valid or has expired; get a new one".into()))
+    let tenants: Vec<String> = api.view().tenants.iter().map(|t| t.name.clone()).collect();
+    api.auth.identify(token, &tenants).await.ok_or_else(|| ApiError::Unauthorized("the bearer token is not valid or has expired; get a new one".into()))
 }
 
 /// Tenants the caller asked for (`tenant=`, or all they may see), checked.
@@ -213,14 +214,14 @@ pub fn router(api: Arc<Api>) -> Router {
 type Params = Query<HashMap<String, String>>;
 
 async fn tenants(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer<Response> {
-    let id = who(&api, &headers)?;
+    let id = who(&api, &headers).await?;
     let view = api.view();
     let list: Vec<_> = view.tenants.iter().filter(|t| id.scope.sees(&t.name)).collect();
     Ok(axum::Json(json!({"at": view.at, "flavors": view.flavors, "tenants": list})).into_response())
 }
 
 async fn tenant(State(api): State<Arc<Api>>, headers: HeaderMap, Path(name): Path<String>) -> Answer<Response> {
-    let id = who(&api, &headers)?;
+    let id = who(&api, &headers).await?;
     let view = api.view();
     tenants_asked(&view, &id, Some(&name))?;
     let t = view.tenants.iter().find(|t| t.name == name).ok_or_else(|| ApiError::NotFound(format!("no tenant {name}")))?;
@@ -241,7 +242,7 @@ struct UsagePoint<'a> {
 }
 
 async fn usage(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
-    let id = who(&api, &headers)?;
+    let id = who(&api, &headers).await?;
     let view = api.view();
     let (from, to, step) = period(&view, &params)?;
     let asked = tenants_asked(&view, &id, params.get("tenant"))?;
@@ -300,13 +301,13 @@ fn cost_lines(api: &Api, id: &Identity, params: &HashMap<String, String>) -> Ans
 }
 
 async fn cost(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
-    let id = who(&api, &headers)?;
+    let id = who(&api, &headers).await?;
     let (from, to, lines) = cost_lines(&api, &id, &params)?;
     Ok(axum::Json(json!({"from": from, "to": to, "currency": api.view().currency, "lines": lines})).into_response())
 }
 
 async fn cost_csv(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
-    let id = who(&api, &headers)?;
+    let id = who(&api, &headers).await?;
     let (from, to, lines) = cost_lines(&api, &id, &params)?;
     let currency = api.view().currency.clone();
     let mut csv = String::from("from,to,tenant,flavor,guaranteed_hours,borrowed_hours,idle_hours,guaranteed_cost,borrowed_cost,idle_cost,total_cost,currency\n");
@@ -320,7 +321,7 @@ async fn cost_csv(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params)
 }
 
 async fn budgets(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer<Response> {
-    let id = who(&api, &headers)?;
+    let id = who(&api, &headers).await?;
     let view = api.view();
     let list: Vec<_> = view
         .tenants
@@ -336,7 +337,7 @@ async fn budgets(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer<Resp
 }
 
 async fn queue(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
-    let id = who(&api, &headers)?;
+    let id = who(&api, &headers).await?;
     let view = api.view();
     let asked = tenants_asked(&view, &id, params.get("tenant"))?;
     let waiting: Vec<_> = view.queue.iter().filter(|w| asked.contains(&w.tenant)).collect();
@@ -344,7 +345,7 @@ async fn queue(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): P
 }
 
 async fn workload(State(api): State<Arc<Api>>, headers: HeaderMap, Path(wid): Path<String>) -> Answer<Response> {
-    let id = who(&api, &headers)?;
+    let id = who(&api, &headers).await?;
     let view = api.view();
     let n: u64 = wid.parse().map_err(|_| ApiError::BadRequest(format!("{wid:?} is not a workload id; ids are whole numbers (see /api/v1/queue)")))?;
     let (tenant, body) = if let Some(w) = view.waiting(n) {

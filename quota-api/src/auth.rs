@@ -3,7 +3,7 @@
 //! user asking for a tenant not theirs gets 403, each with a body that says what to do.
 //!
 //! In development the tokens come from a file ([`StaticTokens`]); in a cluster they are checked
-//! with TokenReview and SubjectAccessReview (not built yet).
+//! with TokenReview and SubjectAccessReview ([`crate::kube_auth::KubeAuth`]).
 
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -33,10 +33,14 @@ pub struct Identity {
     pub scope: Scope,
 }
 
+/// What [`Authenticator::identify`] returns.
+pub type Identified<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Identity>> + Send + 'a>>;
+
 /// Checks bearer tokens.
 pub trait Authenticator: Send + Sync {
-    /// The identity behind `token`, or `None` when it is not valid.
-    fn identify(&self, token: &str) -> Option<Identity>;
+    /// The identity behind `token` and what it may see of `tenants`, or `None` when the token is
+    /// not valid.
+    fn identify<'a>(&'a self, token: &'a str, tenants: &'a [String]) -> Identified<'a>;
 }
 
 #[derive(Deserialize)]
@@ -93,7 +97,8 @@ impl StaticTokens {
 }
 
 impl Authenticator for StaticTokens {
-    fn identify(&self, token: &str) -> Option<Identity> {
-        self.by_token.get(token).cloned()
+    fn identify<'a>(&'a self, token: &'a str, _tenants: &'a [String]) -> Identified<'a> {
+        let found = self.by_token.get(token).cloned();
+        Box::pin(std::future::ready(found))
     }
 }

@@ -1,0 +1,64 @@
+//! Tokens in a cluster against a mocked API server (tower-test): TokenReview says who, a
+//! SubjectAccessReview for `list tenants.gantry.dev` makes an admin, one `get` per named Tenant
+//! makes a tenant's user; invalid tokens are refused; answers are cached per token.
+
+use gantry_quota_api::auth::{Authenticator, Scope};
+use gantry_quota_api::kube_auth::KubeAuth;
+use http::{Method, Request, Response};
+use kube::client::Body;
+use kube::Client;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+#[tokio::test]
+async fn reviews_decide_who_sees_what_and_are_cached() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let calls: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let seen = calls.clone();
+    tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            assert_eq!(request.method(), Method::POST);
+            let path = request.uri().path().to_string();
+            let body: Value = serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
+            seen.lock().unwrap().push((path.clone(), body.clone()));
+            let reply = if path == "/apis/authentication.k8s.io/v1/tokenreviews" {
+                let user = match body["spec"]["token"].as_str().unwrap() {
+                    "alice-token" => json!({"authenticated": true, "user": {"username": "alice", "groups": ["platform"]}}),
+                    "bob-token" => json!({"authenticated": true, "user": {"username": "bob", "groups": ["team-a"]}}),
+                    _ => json!({"authenticated": false, "error": "invalid bearer token"}),
+                };
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": body["spec"], "status": user})
+            } else {
+                assert_eq!(path, "/apis/authorization.k8s.io/v1/subjectaccessreviews");
+                let s = &body["spec"];
+                let a = &s["resourceAttributes"];
+                assert_eq!((a["group"].as_str(), a["resource"].as_str()), (Some("gantry.dev"), Some("tenants")));
+                let allowed = match (s["user"].as_str().unwrap(), a["verb"].as_str().unwrap(), a["name"].as_str()) {
+                    ("alice", "list", None) => true,
+                    ("bob", "get", Some("team-a")) => true,
+                    _ => false,
+                };
+                json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": s, "status": {"allowed": allowed}})
+            };
+            send.send_response(Response::builder().status(201).body(Body::from(serde_json::to_vec(&reply).unwrap())).unwrap());
+        }
+    });
+    let auth = KubeAuth::new(Client::new(service, "default"));
+    let tenants = ["team-a".to_string(), "team-b".to_string()];
+
+    let alice = auth.identify("alice-token", &tenants).await.unwrap();
+    assert_eq!((alice.user.as_str(), alice.scope), ("alice", Scope::Admin));
+    let bob = auth.identify("bob-token", &tenants).await.unwrap();
+    assert_eq!((bob.user.as_str(), bob.scope), ("bob", Scope::Tenants(vec!["team-a".into()])));
+    assert_eq!(auth.identify("stolen", &tenants).await, None);
+    let made = calls.lock().unwrap().len();
+    // alice: review + list; bob: review + list + 2 gets; stolen: review.
+    assert_eq!(made, 2 + 4 + 1);
+    // The SubjectAccessReview carries the user's groups as the TokenReview gave them.
+    assert_eq!(calls.lock().unwrap()[3].1["spec"]["groups"], json!(["team-a"]));
+
+    // Within a minute, nothing is asked again.
+    assert_eq!(auth.identify("bob-token", &tenants).await.unwrap().scope, Scope::Tenants(vec!["team-a".into()]));
+    assert_eq!(auth.identify("stolen", &tenants).await, None);
+    assert_eq!(calls.lock().unwrap().len(), made);
+}
