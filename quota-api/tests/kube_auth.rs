@@ -33,11 +33,10 @@ async fn reviews_decide_who_sees_what_and_are_cached() {
                 let s = &body["spec"];
                 let a = &s["resourceAttributes"];
                 assert_eq!((a["group"].as_str(), a["resource"].as_str()), (Some("gantry.dev"), Some("tenants")));
-                let allowed = match (s["user"].as_str().unwrap(), a["verb"].as_str().unwrap(), a["name"].as_str()) {
-                    ("alice", "list", None) => true,
-                    ("bob", "get", Some("team-a")) => true,
-                    _ => false,
-                };
+                let allowed = matches!(
+                    (s["user"].as_str().unwrap(), a["verb"].as_str().unwrap(), a["name"].as_str()),
+                    ("alice", "list", None) | ("bob", "get", Some("team-a"))
+                );
                 json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": s, "status": {"allowed": allowed}})
             };
             send.send_response(Response::builder().status(201).body(Body::from(serde_json::to_vec(&reply).unwrap())).unwrap());
