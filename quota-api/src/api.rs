@@ -7,12 +7,14 @@
 //! money in the tenancy's currency.
 
 use crate::auth::{Authenticator, Identity, Scope};
-use crate::ledger::{Bucket, Ledger, Step, Sums};
+use crate::import::ImportError;
+use crate::ledger::{Bucket, Ledger, LedgerError, Step, Sums};
 use crate::view::View;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
 use axum::Router;
 use serde::Serialize;
 use serde_json::json;
@@ -21,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Every route, as the OpenAPI document must list it.
-pub const ROUTES: [&str; 11] = [
+pub const ROUTES: [&str; 13] = [
     "/api/v1/tenants",
     "/api/v1/tenants/{tenant}",
     "/api/v1/usage",
@@ -33,7 +35,12 @@ pub const ROUTES: [&str; 11] = [
     "/openapi.json",
     "/healthz",
     "/metrics",
+    "/internal/v1/accruals",
+    "/internal/v1/view",
 ];
+
+/// The largest accrual batch or view accepted.
+pub const INGEST_LIMIT: usize = 16 << 20;
 
 /// The OpenAPI document, as checked in.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -80,6 +87,7 @@ pub enum ApiError {
     Forbidden(String),
     BadRequest(String),
     NotFound(String),
+    Conflict(String),
     Internal(String),
 }
 
@@ -90,6 +98,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
         };
         let body = axum::Json(json!({"error": message, "status": status.as_u16()}));
@@ -207,6 +216,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .route("/internal/v1/accruals", post(accruals).layer(DefaultBodyLimit::max(INGEST_LIMIT)))
+        .route("/internal/v1/view", put(put_view).layer(DefaultBodyLimit::max(INGEST_LIMIT)))
         .merge(crate::dashboard::routes())
         .with_state(api)
 }
@@ -365,4 +376,35 @@ async fn metrics(State(api): State<Arc<Api>>) -> Answer<Response> {
     let cost = api.ledger().sums(Step::Day, None, i64::MIN, i64::MAX).map_err(|e| ApiError::Internal(e.to_string()))?;
     let text = crate::metrics::render(&api.view(), &cost, api.queue_metrics.load(Ordering::Relaxed));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
+}
+
+/// The caller, who must be a writer (the scheduler's leader).
+async fn writer(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
+    let id = who(api, headers).await?;
+    if !id.writer {
+        return Err(ApiError::Forbidden(format!("{} may not write to the ledger; only Gantry's scheduler does (create accruals.gantry.dev)", id.user)));
+    }
+    Ok(id)
+}
+
+/// `POST /internal/v1/accruals`: JSON lines of accruals, appended durably before the answer;
+/// records already present are skipped, so the sender retries safely.
+async fn accruals(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Bytes) -> Answer<Response> {
+    writer(&api, &headers).await?;
+    let done = crate::import::import(&mut api.ledger(), body.as_ref(), std::io::sink()).map_err(|e| match e {
+        ImportError::Ledger(e @ LedgerError::Conflict { .. }) => ApiError::Conflict(e.to_string()),
+        ImportError::Ledger(e @ LedgerError::Invalid { .. }) => ApiError::BadRequest(e.to_string()),
+        ImportError::Ledger(e) => ApiError::Internal(e.to_string()),
+        ImportError::Input(m) => ApiError::BadRequest(m),
+    })?;
+    Ok(axum::Json(json!({"read": done.read, "new": done.new})).into_response())
+}
+
+/// `PUT /internal/v1/view`: the queue as the scheduler's leader sees it now.
+async fn put_view(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Bytes) -> Answer<Response> {
+    writer(&api, &headers).await?;
+    let view: View = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not a view ({e}); send the JSON the scheduler's View has")))?;
+    let at = view.at;
+    api.set_view(view);
+    Ok(axum::Json(json!({"at": at})).into_response())
 }

@@ -31,6 +31,8 @@ impl Scope {
 pub struct Identity {
     pub user: String,
     pub scope: Scope,
+    /// May write accruals and the view (the scheduler's leader).
+    pub writer: bool,
 }
 
 /// What [`Authenticator::identify`] returns.
@@ -58,6 +60,9 @@ struct TokenEntry {
     admin: bool,
     #[serde(default)]
     tenants: Vec<String>,
+    /// May write accruals and the view (the scheduler).
+    #[serde(default)]
+    writer: bool,
 }
 
 /// Tokens from a file, for development:
@@ -66,6 +71,7 @@ struct TokenEntry {
 /// tokens:
 ///   - {token: "s3cr3t-admin", user: "alice", admin: true}
 ///   - {token: "s3cr3t-team-a", user: "bob", tenants: [team-a]}
+///   - {token: "s3cr3t-scheduler", user: "scheduler", writer: true}
 /// ```
 pub struct StaticTokens {
     by_token: HashMap<String, Identity>,
@@ -79,11 +85,11 @@ impl StaticTokens {
             if t.token.len() < 8 {
                 return Err(format!("{name}: tokens[{i}] ({}) is shorter than 8 characters; use a long random token", t.user));
             }
-            if !t.admin && t.tenants.is_empty() {
-                return Err(format!("{name}: tokens[{i}] ({}) sees nothing; give it tenants: [...] or admin: true", t.user));
+            if !t.admin && !t.writer && t.tenants.is_empty() {
+                return Err(format!("{name}: tokens[{i}] ({}) may do nothing; give it tenants: [...], admin: true or writer: true", t.user));
             }
             let scope = if t.admin { Scope::Admin } else { Scope::Tenants(t.tenants) };
-            if by_token.insert(t.token, Identity { user: t.user.clone(), scope }).is_some() {
+            if by_token.insert(t.token, Identity { user: t.user.clone(), scope, writer: t.writer }).is_some() {
                 return Err(format!("{name}: tokens[{i}] ({}) repeats another entry's token", t.user));
             }
         }

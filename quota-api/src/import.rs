@@ -3,7 +3,7 @@
 //! killed at any point and started again on the same stream loses nothing and counts nothing
 //! twice: acknowledged records are on disk, and replayed ones are recognised by their key.
 
-use crate::ledger::{Ledger, Record};
+use crate::ledger::{Ledger, LedgerError, Record};
 use std::io::{BufRead, Write};
 
 /// Records per transaction: each commit waits for the disk, so batching sets the throughput.
@@ -16,28 +16,46 @@ pub struct Imported {
     pub new: usize,
 }
 
+/// Why an import stopped.
+#[derive(Debug)]
+pub enum ImportError {
+    /// The input (a line that is not an accrual, or a read or acknowledgement that failed).
+    Input(String),
+    /// The ledger refused a batch or could not write it.
+    Ledger(LedgerError),
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImportError::Input(m) => f.write_str(m),
+            ImportError::Ledger(e) => e.fmt(f),
+        }
+    }
+}
+
 /// Reads JSON-lines accruals from `input` and appends them to `ledger`, acknowledging each on
 /// `acks` after its commit. A line that is not an accrual stops the import, naming the line.
-pub fn import(ledger: &mut Ledger, input: impl BufRead, mut acks: impl Write) -> Result<Imported, String> {
+pub fn import(ledger: &mut Ledger, input: impl BufRead, mut acks: impl Write) -> Result<Imported, ImportError> {
     let mut done = Imported::default();
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
-    let mut flush = |batch: &mut Vec<Record>, done: &mut Imported, acks: &mut dyn Write| -> Result<(), String> {
+    let mut flush = |batch: &mut Vec<Record>, done: &mut Imported, acks: &mut dyn Write| -> Result<(), ImportError> {
         if batch.is_empty() {
             return Ok(());
         }
-        done.new += ledger.append(batch).map_err(|e| e.to_string())?;
+        done.new += ledger.append(batch).map_err(ImportError::Ledger)?;
         for r in batch.drain(..) {
-            writeln!(acks, "ok {}", r.key()).map_err(|e| format!("cannot acknowledge: {e}"))?;
+            writeln!(acks, "ok {}", r.key()).map_err(|e| ImportError::Input(format!("cannot acknowledge: {e}")))?;
         }
-        acks.flush().map_err(|e| format!("cannot acknowledge: {e}"))
+        acks.flush().map_err(|e| ImportError::Input(format!("cannot acknowledge: {e}")))
     };
     for (n, line) in input.lines().enumerate() {
-        let line = line.map_err(|e| format!("line {}: cannot read: {e}", n + 1))?;
+        let line = line.map_err(|e| ImportError::Input(format!("line {}: cannot read: {e}", n + 1)))?;
         if line.trim().is_empty() {
             continue;
         }
         let record: Record = serde_json::from_str(&line).map_err(|e| {
-            format!("line {}: not an accrual ({e}); expected {{\"tenant\", \"flavor\", \"start\", \"end\", \"guaranteed\", \"borrowed\", \"idle\", \"priceMicros\"}}", n + 1)
+            ImportError::Input(format!("line {}: not an accrual ({e}); expected {{\"tenant\", \"flavor\", \"start\", \"end\", \"guaranteed\", \"borrowed\", \"idle\", \"priceMicros\"}}", n + 1))
         })?;
         batch.push(record);
         done.read += 1;

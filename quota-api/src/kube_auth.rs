@@ -3,7 +3,9 @@
 //!
 //! - a platform admin may `list` `tenants.gantry.dev`: every tenant;
 //! - a tenant's user may `get` the Tenant object of their tenant (a Role or ClusterRole rule
-//!   with `resourceNames: [team-a]`): that tenant.
+//!   with `resourceNames: [team-a]`): that tenant;
+//! - a writer (the scheduler's leader) may `create` `accruals.gantry.dev`, a resource that exists
+//!   only in RBAC rules, for this check.
 //!
 //! Answers are kept for a minute per token (hashed, never stored), so a dashboard polling every
 //! few seconds costs the API server a handful of reviews a minute. The quota API's account needs
@@ -57,8 +59,8 @@ impl KubeAuth {
         Some(User { name: user.username?, uid: user.uid, groups: user.groups, extra: user.extra })
     }
 
-    /// Whether `user` may `verb` `tenants.gantry.dev` (named `name`, if given).
-    async fn may(&self, user: &User, verb: &str, name: Option<&str>) -> bool {
+    /// Whether `user` may `verb` `RESOURCE.gantry.dev` (named `name`, if given).
+    async fn may(&self, user: &User, verb: &str, resource: &str, name: Option<&str>) -> bool {
         let sar = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
                 user: Some(user.name.clone()),
@@ -67,7 +69,7 @@ impl KubeAuth {
                 extra: user.extra.clone(),
                 resource_attributes: Some(ResourceAttributes {
                     group: Some("gantry.dev".into()),
-                    resource: Some("tenants".into()),
+                    resource: Some(resource.into()),
                     verb: Some(verb.into()),
                     name: name.map(str::to_string),
                     ..Default::default()
@@ -87,16 +89,17 @@ impl KubeAuth {
 
     async fn identity(&self, token: &str, tenants: &[String]) -> Option<Identity> {
         let user = self.review(token).await?;
-        if self.may(&user, "list", None).await {
-            return Some(Identity { user: user.name, scope: Scope::Admin });
+        let writer = self.may(&user, "create", "accruals", None).await;
+        if self.may(&user, "list", "tenants", None).await {
+            return Some(Identity { user: user.name, scope: Scope::Admin, writer });
         }
         let mut visible = Vec::new();
         for t in tenants {
-            if self.may(&user, "get", Some(t)).await {
+            if self.may(&user, "get", "tenants", Some(t)).await {
                 visible.push(t.clone());
             }
         }
-        Some(Identity { user: user.name, scope: Scope::Tenants(visible) })
+        Some(Identity { user: user.name, scope: Scope::Tenants(visible), writer })
     }
 }
 

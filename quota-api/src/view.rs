@@ -1,19 +1,20 @@
 //! What the API shows of the queue at one moment: tenants with their quotas and use, the waiting
 //! workloads with position, reason and estimated start, and the running ones. Built from the
 //! core's [`Queue`] by a pure function of the queue and the time, so `gantry simulate --serve`
-//! and the scheduler's leader show the same thing for the same state.
+//! and the scheduler's leader show the same thing for the same state. In a cluster the leader
+//! sends it to the quota API (`PUT /internal/v1/view`) as JSON.
 
 use gantry_core::queue::{Explanation, Reason};
 use gantry_core::queue::Queue;
 use gantry_core::tenancy::{Milli, Seconds, WhenExhausted};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Milli-units as units (GPUs, cores), as JSON shows them.
 fn units(m: Milli) -> f64 {
     m as f64 / 1000.0
 }
 
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct View {
     /// Unix seconds of the snapshot.
@@ -25,7 +26,7 @@ pub struct View {
     pub running: Vec<RunningView>,
 }
 
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FlavorView {
     pub name: String,
@@ -35,7 +36,7 @@ pub struct FlavorView {
     pub price: f64,
 }
 
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantView {
     pub name: String,
@@ -48,7 +49,7 @@ pub struct TenantView {
     pub budget: Option<BudgetView>,
 }
 
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct QuotaView {
     pub flavor: String,
@@ -61,7 +62,7 @@ pub struct QuotaView {
     pub ceiling: f64,
 }
 
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BudgetView {
     pub gpu_hours_per_month: f64,
@@ -70,7 +71,7 @@ pub struct BudgetView {
     pub when_exhausted: String,
 }
 
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Waiting {
     pub id: u64,
@@ -86,7 +87,7 @@ pub struct Waiting {
     pub estimated_start: Option<Seconds>,
 }
 
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RunningView {
     pub id: u64,

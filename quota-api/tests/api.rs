@@ -42,6 +42,7 @@ const TOKENS: &str = "
 tokens:
   - {token: admin-token-1, user: alice, admin: true}
   - {token: team-a-token-1, user: bob, tenants: [team-a]}
+  - {token: scheduler-token-1, user: system:serviceaccount:gantry-system:gantry-scheduler, writer: true}
 ";
 
 fn workload(id: u64, tenant: usize, gpus: u32, at: i64) -> Workload {
@@ -204,16 +205,21 @@ async fn the_openapi_document_lists_exactly_the_routes() {
     paths.sort_unstable();
     routes.sort_unstable();
     assert_eq!(paths, routes);
-    // Every route is served (an unknown one is 404 with no body).
+    // Every route is served with the method documented (the scheduler's writes are tested below).
     for route in ROUTES {
+        let (method, op) = doc["paths"][route].as_object().unwrap().iter().next().unwrap();
+        assert!(op["responses"]["200"].is_object(), "{route} documents its answer");
+        if route.starts_with("/api/") || route.starts_with("/internal/") {
+            assert!(op["responses"]["401"].is_object() && op.get("security").is_none(), "{route} documents that it needs a token");
+        }
+        if route.starts_with("/internal/") {
+            assert_eq!(method, if route.ends_with("/view") { "put" } else { "post" });
+            continue;
+        }
+        assert_eq!(method, "get");
         let path = route.replace("{tenant}", "team-a").replace("{id}", "1");
         let (s, _, _) = get(&api, &path, ADMIN).await;
         assert_eq!(s, StatusCode::OK, "{route}");
-        let op = &doc["paths"][route]["get"];
-        assert!(op["responses"]["200"].is_object(), "{route} documents its answer");
-        if route.starts_with("/api/") {
-            assert!(op["responses"]["401"].is_object() && op.get("security").is_none(), "{route} documents that it needs a token");
-        }
     }
 }
 
@@ -268,4 +274,48 @@ async fn metrics_carry_cost_budgets_and_the_queue_and_feed_the_grafana_dashboard
     for name in queried {
         assert!(text.contains(&format!("\n# TYPE {name} ")), "the dashboard queries {name}, which nothing writes");
     }
+}
+
+async fn send(api: &std::sync::Arc<Api>, method: &str, path: &str, token: Option<&str>, body: String) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = router(api.clone()).oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_scheduler_writes_accruals_and_the_view_and_nobody_else_does() {
+    let api = api();
+    const SCHEDULER: Option<&str> = Some("scheduler-token-1");
+    let line = |start: i64, g: u64| json!({"tenant": "team-b", "flavor": "A100", "start": start, "end": start + 3600, "guaranteed": g, "borrowed": 0, "priceMicros": 2_000_000}).to_string();
+    let batch = format!("{}\n{}\n", line(T0, 3_600_000), line(T0 + 3600, 7_200_000));
+    let (s, v) = send(&api, "POST", "/internal/v1/accruals", SCHEDULER, batch.clone()).await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"read": 2, "new": 2})));
+    let (s, v) = send(&api, "POST", "/internal/v1/accruals", SCHEDULER, batch).await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"read": 2, "new": 0})), "a retry changes nothing");
+    let (_, cost, _) = get(&api, &format!("/api/v1/cost?tenant=team-b&from={T0}&to={}", T0 + 7200), ADMIN).await;
+    assert_eq!(cost["lines"][0]["guaranteedHours"], 3.0);
+    // Other figures for a recorded interval, and a line that is no accrual.
+    let (s, v) = send(&api, "POST", "/internal/v1/accruals", SCHEDULER, line(T0, 1)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (s, v) = send(&api, "POST", "/internal/v1/accruals", SCHEDULER, format!("{}\nnot json\n", line(T0 + 7200, 1))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().starts_with("line 2: not an accrual"), "{v}");
+    // Readers, even admins, may not write; nobody without a token.
+    let (s, v) = send(&api, "POST", "/internal/v1/accruals", ADMIN, line(T0 + 9000, 1)).await;
+    assert_eq!((s, v["error"].as_str().unwrap()), (StatusCode::FORBIDDEN, "alice may not write to the ledger; only Gantry's scheduler does (create accruals.gantry.dev)"));
+    assert_eq!(send(&api, "PUT", "/internal/v1/view", None, "{}".into()).await.0, StatusCode::UNAUTHORIZED);
+    // A new view from the scheduler is what readers see next.
+    let mut view = serde_json::to_value(api.view().as_ref()).unwrap();
+    view["at"] = json!(T0 + 999);
+    let (s, _) = send(&api, "PUT", "/internal/v1/view", SCHEDULER, view.to_string()).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v, _) = get(&api, "/api/v1/queue", ADMIN).await;
+    assert_eq!((v["at"].clone(), v["waiting"].as_array().unwrap().len()), (json!(T0 + 999), 2), "the view round-trips through JSON");
+    let (s, v) = send(&api, "PUT", "/internal/v1/view", SCHEDULER, "{\"at\": 1}".into()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
 }

@@ -1,6 +1,6 @@
 //! Tokens in a cluster against a mocked API server (tower-test): TokenReview says who, a
 //! SubjectAccessReview for `list tenants.gantry.dev` makes an admin, one `get` per named Tenant
-//! makes a tenant's user; invalid tokens are refused; answers are cached per token.
+//! makes a tenant's user, `create accruals.gantry.dev` a writer; invalid tokens are refused; answers are cached per token.
 
 use gantry_quota_api::auth::{Authenticator, Scope};
 use gantry_quota_api::kube_auth::KubeAuth;
@@ -25,6 +25,7 @@ async fn reviews_decide_who_sees_what_and_are_cached() {
                 let user = match body["spec"]["token"].as_str().unwrap() {
                     "alice-token" => json!({"authenticated": true, "user": {"username": "alice", "groups": ["platform"]}}),
                     "bob-token" => json!({"authenticated": true, "user": {"username": "bob", "groups": ["team-a"]}}),
+                    "scheduler-token" => json!({"authenticated": true, "user": {"username": "scheduler"}}),
                     _ => json!({"authenticated": false, "error": "invalid bearer token"}),
                 };
                 json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": body["spec"], "status": user})
@@ -32,10 +33,10 @@ async fn reviews_decide_who_sees_what_and_are_cached() {
                 assert_eq!(path, "/apis/authorization.k8s.io/v1/subjectaccessreviews");
                 let s = &body["spec"];
                 let a = &s["resourceAttributes"];
-                assert_eq!((a["group"].as_str(), a["resource"].as_str()), (Some("gantry.dev"), Some("tenants")));
+                assert_eq!(a["group"].as_str(), Some("gantry.dev"));
                 let allowed = matches!(
-                    (s["user"].as_str().unwrap(), a["verb"].as_str().unwrap(), a["name"].as_str()),
-                    ("alice", "list", None) | ("bob", "get", Some("team-a"))
+                    (s["user"].as_str().unwrap(), a["verb"].as_str().unwrap(), a["resource"].as_str().unwrap(), a["name"].as_str()),
+                    ("alice", "list", "tenants", None) | ("bob", "get", "tenants", Some("team-a")) | ("scheduler", "create", "accruals", None)
                 );
                 json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": s, "status": {"allowed": allowed}})
             };
@@ -46,15 +47,18 @@ async fn reviews_decide_who_sees_what_and_are_cached() {
     let tenants = ["team-a".to_string(), "team-b".to_string()];
 
     let alice = auth.identify("alice-token", &tenants).await.unwrap();
-    assert_eq!((alice.user.as_str(), alice.scope), ("alice", Scope::Admin));
+    assert_eq!((alice.user.as_str(), alice.scope, alice.writer), ("alice", Scope::Admin, false));
     let bob = auth.identify("bob-token", &tenants).await.unwrap();
-    assert_eq!((bob.user.as_str(), bob.scope), ("bob", Scope::Tenants(vec!["team-a".into()])));
+    assert_eq!((bob.user.as_str(), bob.scope, bob.writer), ("bob", Scope::Tenants(vec!["team-a".into()]), false));
+    let scheduler = auth.identify("scheduler-token", &tenants).await.unwrap();
+    assert_eq!((scheduler.scope, scheduler.writer), (Scope::Tenants(vec![]), true));
     assert_eq!(auth.identify("stolen", &tenants).await, None);
     let made = calls.lock().unwrap().len();
-    // alice: review + list; bob: review + list + 2 gets; stolen: review.
-    assert_eq!(made, 2 + 4 + 1);
-    // The SubjectAccessReview carries the user's groups as the TokenReview gave them.
-    assert_eq!(calls.lock().unwrap()[3].1["spec"]["groups"], json!(["team-a"]));
+    // alice: review + create + list; bob: review + create + list + 2 gets; the scheduler: the
+    // same as bob; stolen: review.
+    assert_eq!(made, 3 + 5 + 5 + 1);
+    // The SubjectAccessReviews carry the user's groups as the TokenReview gave them.
+    assert_eq!(calls.lock().unwrap()[4].1["spec"]["groups"], json!(["team-a"]));
 
     // Within a minute, nothing is asked again.
     assert_eq!(auth.identify("bob-token", &tenants).await.unwrap().scope, Scope::Tenants(vec!["team-a".into()]));

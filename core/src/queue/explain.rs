@@ -7,11 +7,11 @@
 
 use super::{GangMisfit, Mode, Queue, State, Workload, WorkloadId};
 use crate::tenancy::{civil_month, next_month_start, FlavorId, Milli, Seconds, TenantId, MILLI_GPU_SECONDS_PER_GPU_HOUR};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 
 /// The structured reason a workload is not running.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "kebab-case")]
 pub enum Reason {
     /// Not looked at yet: other workloads of its tenant are ahead of it.
