@@ -5,6 +5,7 @@ mod scheduler;
 mod ledger;
 mod serve_sim;
 mod node_agent;
+mod quota_api;
 mod webhook;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -54,6 +55,9 @@ enum Command {
     NodeAgent(node_agent::NodeAgentArgs),
     /// The cost ledger file: import accruals (JSON lines, idempotent), print totals.
     Ledger(ledger::LedgerArgs),
+    /// Serve the quota API and dashboard over a ledger file: usage, cost, queue and budgets per
+    /// tenant; the scheduler's leader sends accruals and the view of the queue.
+    QuotaApi(quota_api::QuotaApiArgs),
 }
 
 #[derive(clap::Args)]
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
         Command::Webhook(args) => webhook::run(args),
         Command::NodeAgent(args) => node_agent::run(args),
         Command::Ledger(args) => ledger::run(args),
+        Command::QuotaApi(args) => quota_api::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
