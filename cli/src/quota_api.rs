@@ -23,6 +23,10 @@ pub struct QuotaApiArgs {
     /// with the API server (TokenReview, SubjectAccessReview).
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
+    /// Drop raw accruals older than this many days, at start and daily (the hourly and daily
+    /// rollups, which every answer reads, are kept). Default: keep everything.
+    #[arg(long, value_name = "DAYS")]
+    keep_days: Option<u32>,
     /// Serve HTTPS with this certificate (PEM); reloaded when the file changes.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -49,6 +53,20 @@ pub fn run(args: QuotaApiArgs) -> Result<(), String> {
         // Nothing to show of the queue until the scheduler's leader sends its view.
         let empty = View { at: jiff::Timestamp::now().as_second(), currency: String::new(), flavors: vec![], tenants: vec![], queue: vec![], running: vec![] };
         let api = Api::new(empty, ledger, auth);
+        if let Some(days) = args.keep_days {
+            let api = api.clone();
+            tokio::spawn(async move {
+                loop {
+                    let before = jiff::Timestamp::now().as_second() - i64::from(days) * 86_400;
+                    match api.ledger().retain(before) {
+                        Ok(n) if n > 0 => eprintln!("gantry quota-api: retention dropped {n} raw accruals older than {days} days"),
+                        Ok(_) => {}
+                        Err(e) => eprintln!("gantry quota-api: {e}"),
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(86_400)).await;
+                }
+            });
+        }
         let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let scheme = if args.tls_cert.is_some() { "https" } else { "http" };

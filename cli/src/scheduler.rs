@@ -59,6 +59,10 @@ pub struct SchedulerArgs {
     /// This replica's identity in the Lease. Default: $POD_NAME, else the host name.
     #[arg(long, value_name = "NAME")]
     identity: Option<String>,
+    /// The quota API the leader sends usage records and the view of the queue to, e.g.
+    /// http://gantry-quota-api.gantry-system.svc (with the pod's service account token).
+    #[arg(long, value_name = "URL")]
+    quota_api: Option<String>,
     /// Longest time between admission cycles, in seconds (cycles also follow every change).
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     cycle_every: u64,
@@ -175,6 +179,7 @@ async fn in_cluster(args: SchedulerArgs) -> Result<(), String> {
         policy: args.policy,
         expected: expected(&args, &Default::default())?,
         cycle_every: Duration::from_secs(args.cycle_every.max(1)),
+        quota_api: args.quota_api.clone(),
     };
     let state = AppState::new(Extender::new(Cluster::default(), Scheduler::new(args.policy.build(Scale::of(&Cluster::default()), &config.expected))))?;
     state.set_ready(false);

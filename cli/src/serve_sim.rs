@@ -9,7 +9,7 @@ use gantry_core::queue::{Accrual, Queue};
 use gantry_core::tenancy::{Seconds, Tenancy};
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
-use gantry_quota_api::ledger::{Ledger, Record};
+use gantry_quota_api::ledger::{records_of, Ledger};
 use gantry_quota_api::view::View;
 use gantry_sim::multi::timeline::{run_observed, TimelineSpec};
 use gantry_sim::multi::SimWorkload;
@@ -24,25 +24,6 @@ fn token() -> String {
         h.finish()
     };
     format!("{:016x}{:016x}", part(), part())
-}
-
-/// The ledger's records of the core's accruals (names instead of indexes; no idle time: the
-/// simulation has no utilization).
-fn records(tenancy: &Tenancy, accruals: &[Accrual]) -> Vec<Record> {
-    accruals
-        .iter()
-        .filter(|a| a.end > a.start)
-        .map(|a| Record {
-            tenant: tenancy.tenants[a.tenant].name.clone(),
-            flavor: tenancy.flavors[a.flavor].name.clone(),
-            start: a.start,
-            end: a.end,
-            guaranteed: a.guaranteed,
-            borrowed: a.borrowed,
-            idle: 0,
-            price_micros: a.price_micros,
-        })
-        .collect()
 }
 
 pub fn run(tenancy: &Tenancy, models: &ModelCatalog, nodes: &[Node], workloads: &[SimWorkload], spec: &TimelineSpec, addr: &str, speed: f64) -> Result<(), String> {
@@ -73,7 +54,7 @@ pub fn run(tenancy: &Tenancy, models: &ModelCatalog, nodes: &[Node], workloads: 
             return;
         }
         if !accruals.is_empty() {
-            if let Err(e) = api.ledger().append(&records(tenancy, accruals)) {
+            if let Err(e) = api.ledger().append(&records_of(tenancy, accruals)) {
                 failed = Some(e.to_string());
             }
         }

@@ -23,8 +23,9 @@ fn serves_a_ledger_file_that_survives_a_restart() {
     std::fs::write(&tokens, "tokens:\n  - {token: admin-token-1, user: alice, admin: true}\n  - {token: scheduler-token-1, user: scheduler, writer: true}\n").unwrap();
     let ledger = dir.join("ledger.db");
     let args = ["--ledger", ledger.to_str().unwrap(), "--tokens", tokens.to_str().unwrap()];
-    let line = r#"{"tenant": "team-a", "flavor": "A100", "start": 1796083200, "end": 1796086800, "guaranteed": 7200000, "borrowed": 0, "priceMicros": 2000000}"#;
-    let cost = "/api/v1/cost.csv?from=1796083200&to=1796090000";
+    // 2026-11-01, in the past for the retention below.
+    let line = r#"{"tenant": "team-a", "flavor": "A100", "start": 1793491200, "end": 1793494800, "guaranteed": 7200000, "borrowed": 0, "priceMicros": 2000000}"#;
+    let cost = "/api/v1/cost.csv?from=1793491200&to=1793498400";
 
     let mut server = start("quota-api", &args);
     let (status, body) = request(&server.addr, "POST", "/internal/v1/accruals", "scheduler-token-1", line);
@@ -34,11 +35,15 @@ fn serves_a_ledger_file_that_survives_a_restart() {
     assert!(csv.contains("team-a,A100,2.000,0.000,0.000,4.00,0.00,0.00,4.00,"), "{csv}");
     assert!(server.terminate().is_some_and(|s| s.success()), "a clean exit on SIGTERM");
 
-    let server = start("quota-api", &args);
+    // Restarted with retention: the raw accrual goes, its cost stays, and a replay of it is
+    // refused rather than counted again.
+    let retained = [&args[..], &["--keep-days", "1"]].concat();
+    let server = start("quota-api", &retained);
     let (_, again) = request(&server.addr, "GET", cost, "admin-token-1", "");
-    assert_eq!(again, csv, "the ledger file kept the accrual");
-    let (_, body) = request(&server.addr, "POST", "/internal/v1/accruals", "scheduler-token-1", line);
-    assert_eq!(body, r#"{"new":0,"read":1}"#, "the scheduler's retry changes nothing");
+    assert_eq!(again, csv, "the ledger file kept the accrual's cost");
+    let (status, body) = request(&server.addr, "POST", "/internal/v1/accruals", "scheduler-token-1", line);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("retention dropped raw accruals"), "{body}");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -67,4 +72,15 @@ fn the_deployment_keeps_the_ledger_on_its_volume() {
     // The account is bound to nothing else: the only binding names the auth delegator.
     assert_eq!(text.matches("kind: ClusterRoleBinding").count(), 1);
     assert_eq!(text.matches("kind: RoleBinding").count(), 0);
+}
+
+/// The scheduler's deploy example sends its reports to the quota API's Service.
+#[test]
+fn the_scheduler_reports_to_the_quota_api_service() {
+    let args = deployment_args("deploy/scheduler/deployment.yaml");
+    let url = args.iter().position(|a| a == "--quota-api").map(|i| args[i + 1].clone()).expect("--quota-api in the scheduler's args");
+    let text = std::fs::read_to_string(repo("deploy/quota-api/quota-api.yaml")).unwrap();
+    let service = text.split("\n---\n").find(|d| d.contains("kind: Service\n")).expect("a Service");
+    assert!(service.contains("name: gantry-quota-api\n  namespace: gantry-system") && service.contains("port: 80,"), "{service}");
+    assert_eq!(url, "http://gantry-quota-api.gantry-system.svc");
 }

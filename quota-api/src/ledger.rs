@@ -72,6 +72,27 @@ impl Record {
     }
 }
 
+/// The ledger's records of the core's accruals: names instead of indexes, empty intervals left
+/// out. Idle time is not the core's to know (the node agent measures it): 0 here.
+pub fn records_of(tenancy: &gantry_core::tenancy::Tenancy, accruals: &[gantry_core::queue::Accrual]) -> Vec<Record> {
+    accruals
+        .iter()
+        .filter(|a| a.end > a.start)
+        .filter_map(|a| {
+            Some(Record {
+                tenant: tenancy.tenants.get(a.tenant)?.name.clone(),
+                flavor: tenancy.flavors.get(a.flavor)?.name.clone(),
+                start: a.start,
+                end: a.end,
+                guaranteed: a.guaranteed,
+                borrowed: a.borrowed,
+                idle: 0,
+                price_micros: a.price_micros,
+            })
+        })
+        .collect()
+}
+
 /// Money in micro-units for `milli_seconds` of use at `price_micros` per unit-hour, rounded down.
 pub fn cost_micros(milli_seconds: u64, price_micros: u64) -> u64 {
     (u128::from(milli_seconds) * u128::from(price_micros) / 3_600_000) as u64
@@ -114,7 +135,7 @@ fn sql(what: &str) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
 }
 
 /// Schema migrations, in order; `user_version` is how many have run.
-const MIGRATIONS: [&str; 2] = ["
+const MIGRATIONS: [&str; 3] = ["
     CREATE TABLE accruals (
         key TEXT PRIMARY KEY,
         tenant TEXT NOT NULL,
@@ -142,6 +163,10 @@ const MIGRATIONS: [&str; 2] = ["
 ", "
     -- 2: periods over every tenant read the hourly rollup by time (days are kept in memory).
     CREATE INDEX hourly_by_time ON hourly (at);
+", "
+    -- 3: where retention dropped raw accruals: older ones cannot be told from replays any more.
+    CREATE TABLE retention (dropped_before INTEGER NOT NULL);
+    INSERT INTO retention VALUES (-9223372036854775808);
 "];
 
 /// Rollup granularities.
@@ -217,6 +242,9 @@ pub struct Ledger {
     recent: Series,
     /// The newest hour in the hourly rollup.
     newest: i64,
+    /// Raw accruals ending at or before this were dropped by retention: such accruals are refused,
+    /// as they cannot be told from replays.
+    dropped_before: i64,
 }
 
 /// How far back the hourly rollup is also kept in memory: 62 days, so "the last 30 days" and
@@ -276,7 +304,8 @@ impl Ledger {
             tx.commit().map_err(sql("cannot commit the schema migration"))?;
         }
         let newest: Option<i64> = conn.query_row("SELECT MAX(at) FROM hourly", [], |r| r.get(0)).map_err(sql(what))?;
-        let mut ledger = Ledger { conn, daily: HashMap::new(), recent: HashMap::new(), newest: newest.unwrap_or(i64::MIN) };
+        let dropped_before: i64 = conn.query_row("SELECT dropped_before FROM retention", [], |r| r.get(0)).map_err(sql(what))?;
+        let mut ledger = Ledger { conn, daily: HashMap::new(), recent: HashMap::new(), newest: newest.unwrap_or(i64::MIN), dropped_before };
         for b in ledger.buckets(Step::Day, None, i64::MIN, i64::MAX)? {
             ledger.daily.entry((b.tenant, b.flavor)).or_default().insert(b.at, b.sums);
         }
@@ -296,6 +325,12 @@ impl Ledger {
     pub fn append(&mut self, records: &[Record]) -> Result<usize, LedgerError> {
         for r in records {
             r.check()?;
+            if r.end <= self.dropped_before {
+                return Err(LedgerError::Invalid {
+                    key: r.key(),
+                    why: format!("it ends before {}, where retention dropped raw accruals, so it may be counted already", self.dropped_before),
+                });
+            }
         }
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("cannot begin a write"))?;
         let mut new = 0;
@@ -429,9 +464,17 @@ impl Ledger {
         Ok((n, sums))
     }
 
-    /// Drops raw accruals that ended before `before` (their rollups stay); returns how many.
+    /// Drops raw accruals that ended at or before `before` (their rollups stay); returns how
+    /// many. From then on accruals ending that early are refused: their keys are gone, so a
+    /// replay of one could not be recognised.
     pub fn retain(&mut self, before: i64) -> Result<usize, LedgerError> {
-        self.conn.execute("DELETE FROM accruals WHERE end <= ?1", params![before]).map_err(sql("cannot apply retention"))
+        let before = before.max(self.dropped_before);
+        let tx = self.conn.transaction().map_err(sql("cannot apply retention"))?;
+        tx.execute("UPDATE retention SET dropped_before = ?1", params![before]).map_err(sql("cannot apply retention"))?;
+        let n = tx.execute("DELETE FROM accruals WHERE end <= ?1", params![before]).map_err(sql("cannot apply retention"))?;
+        tx.commit().map_err(sql("cannot apply retention"))?;
+        self.dropped_before = before;
+        Ok(n)
     }
 }
 

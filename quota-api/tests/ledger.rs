@@ -68,6 +68,10 @@ fn retention_drops_raw_accruals_and_keeps_the_rollups() {
     assert_eq!(l.retain(T + DAY).unwrap(), 1);
     assert_eq!(l.totals().unwrap().0, 1);
     assert_eq!(l.buckets(Step::Day, None, 0, i64::MAX).unwrap().len(), 2, "the rollups stay");
+    // A replay of a dropped accrual could not be recognised: accruals that old are refused.
+    let err = l.append(&[record("team-a", T, T + 3600, 3_600_000)]).unwrap_err().to_string();
+    assert_eq!(err, format!("ledger: accrual team-a/A100/{T}/{} is not valid: it ends before {}, where retention dropped raw accruals, so it may be counted already", T + 3600, T + DAY));
+    assert_eq!(l.buckets(Step::Day, None, 0, i64::MAX).unwrap()[0].sums.guaranteed, 3_600_000, "nothing counted twice");
 }
 
 #[test]
@@ -78,7 +82,7 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
     let _ = std::fs::remove_file(&path);
     {
         let mut l = Ledger::open(&path).unwrap();
-        assert_eq!(l.version().unwrap(), 2);
+        assert_eq!(l.version().unwrap(), 3);
         l.append(&[record("team-a", T, T + 60, 60_000)]).unwrap();
     }
     // Opening again runs no migration and keeps the data; the daily sums read from memory equal
@@ -108,6 +112,6 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     let err = Ledger::open(&path).err().unwrap().to_string();
-    assert_eq!(err, "ledger: the file has schema version 99, newer than this Gantry knows (2); run the newer Gantry, or restore a backup");
+    assert_eq!(err, "ledger: the file has schema version 99, newer than this Gantry knows (3); run the newer Gantry, or restore a backup");
     let _ = std::fs::remove_dir_all(&dir);
 }

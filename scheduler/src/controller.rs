@@ -83,6 +83,12 @@ impl Controller {
         &self.queue
     }
 
+    /// Takes the usage records the queue closed since the last call (for the quota API's
+    /// ledger; taken even when nobody keeps them, so they never pile up).
+    pub fn drain_accruals(&mut self) -> Vec<gantry_core::queue::Accrual> {
+        self.queue.ledger_mut().drain()
+    }
+
     /// A pod carrying Gantry's scheduling gate was seen (added or updated).
     pub fn pod_gated(&mut self, pod: &Value, now: Seconds) -> Vec<Action> {
         let view = match parse_pod(pod, &self.queue.cluster().models) {

@@ -11,6 +11,7 @@
 //! - [`extender`]: the decisions, over an in-memory node cache;
 //! - [`server`]: the HTTP service with health, readiness and Prometheus metrics;
 //! - [`runner`]: in a cluster, watchers feeding the caches, leader election, admission cycles;
+//! - [`report`]: the leader's accruals and view of the queue, sent to the quota API;
 //! - [`tenants`]: Gantry's Tenant, Cohort and GpuFlavor objects as the tenancy (shared with the webhook).
 //!
 //! Without a cluster (`gantry scheduler --standalone`) the node cache comes from a node list file.
@@ -21,6 +22,7 @@ pub mod extender;
 pub mod identity;
 pub mod node;
 pub mod pod;
+pub mod report;
 pub mod runner;
 pub mod server;
 pub mod tenants;

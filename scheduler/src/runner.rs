@@ -24,6 +24,7 @@ use gantry_core::model::{Cluster, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::{Seconds, Settings, Tenancy};
 use gantry_core::{PolicyKind, Scale, Scheduler};
+use crate::report::{QuotaReport, TOKEN_FILE};
 use crate::tenants::TenantObjects;
 use gantry_crds::{Tenant, TenantStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
@@ -37,7 +38,10 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The shortest time between two reports to the quota API.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
 use tokio::sync::Notify;
 
 /// Where the tenants come from.
@@ -59,6 +63,8 @@ pub struct RunConfig {
     pub expected: Vec<PodRequest>,
     /// The longest time between admission cycles (time-based rules need cycles with no events).
     pub cycle_every: Duration,
+    /// The quota API to send accruals and the view to (the leader only), if any.
+    pub quota_api: Option<String>,
 }
 
 /// The reflector stores: what the API server has, as last seen.
@@ -227,6 +233,23 @@ impl Live {
         actions.extend(c.reconcile(now));
         self.state.metrics.record_cycle(c.queue(), &actions);
         actions
+    }
+
+    /// When leading: the view of the queue and the usage records closed since the last call,
+    /// for the quota API. The records are taken even when nobody sends them.
+    pub fn report(&self, now: Seconds) -> Option<(gantry_quota_api::view::View, Vec<gantry_quota_api::ledger::Record>)> {
+        let mut guard = lock(&self.controller);
+        let c = guard.as_mut()?;
+        let accruals = c.drain_accruals();
+        let records = gantry_quota_api::ledger::records_of(&c.queue().tenancy, &accruals);
+        Some((gantry_quota_api::view::View::of(c.queue(), now), records))
+    }
+
+    /// Drops the closed usage records when there is no quota API to keep them.
+    pub fn discard_accruals(&self) {
+        if let Some(c) = lock(&self.controller).as_mut() {
+            c.drain_accruals();
+        }
     }
 
     /// Each tenant's status as `kubectl get tenants` shows it, when leading.
@@ -500,6 +523,7 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
     let (mut leader, lease_task) = lease.watch().await;
     let statuses = matches!(config.tenants, Tenants::Cluster(_)).then(|| (Api::<Tenant>::all(client.clone()), HashMap::new()));
     let mut executor = Executor { adapter: Adapter::new(client, Some(config.identity.clone())), said: HashMap::new(), retry: Vec::new(), statuses };
+    let mut quota = config.quota_api.as_deref().map(|url| (QuotaReport::new(url, TOKEN_FILE.into()), String::new(), Instant::now()));
     loop {
         tokio::select! {
             () = &mut shutdown => break,
@@ -538,6 +562,24 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
         let actions = live.cycle(now());
         executor.run(actions, &stores.pods).await;
         executor.publish(live.tenant_statuses()).await;
+        // The quota API hears from the leader at most every few seconds.
+        match quota.as_mut() {
+            Some((report, said, last)) if last.elapsed() >= REPORT_EVERY => {
+                *last = Instant::now();
+                if let Some((view, records)) = live.report(now()) {
+                    match report.send(&view, records).await {
+                        Ok(()) => said.clear(),
+                        Err(e) if e != *said => {
+                            eprintln!("gantry scheduler: {e}; {} usage records kept for the next try", report.pending());
+                            *said = e;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            Some(_) => {}
+            None => live.discard_accruals(),
+        }
         // Let events gather a little before the next cycle.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -76,6 +76,7 @@ fn rbac_is_least_privilege() {
         ("gantry.dev", "cohorts", &["list", "watch"]),
         ("gantry.dev", "gpuflavors", &["list", "watch"]),
         ("gantry.dev", "tenants/status", &["patch"]),
+        ("gantry.dev", "accruals", &["create"]),
         ("coordination.k8s.io", "leases", &["get", "create", "patch"]),
     ];
     let mut granted = Vec::new();

@@ -169,6 +169,7 @@ fn config() -> RunConfig {
         policy: PolicyKind::Gantry,
         expected: vec![PodRequest::whole_gpus(8000, 65536, 1)],
         cycle_every: Duration::from_secs(10),
+        quota_api: None,
     }
 }
 
@@ -209,9 +210,20 @@ fn a_new_leader_rebuilds_from_the_stores_and_admits_nothing_twice() {
     assert!(text.contains("gantry_tenant_usage_milli{flavor=\"A100\",tenant=\"team-a\"} 8000"), "{text}");
     assert!(text.contains("gantry_admitted_pods_total{tenant=\"team-b\"}"), "{text}");
 
+    // team-a's workload ends: its use is a usage record for the quota API, taken once, with the
+    // view of the queue.
+    live.pod_deleted("team-a-run", T0 + 3600);
+    let (view, records) = live.report(T0 + 3600).expect("the leader reports");
+    let a = records.iter().find(|r| r.tenant == "team-a").expect("team-a's record");
+    assert_eq!((a.flavor.as_str(), a.end, a.guaranteed, a.borrowed), ("A100", T0 + 3600, 8000 * (a.end - a.start) as u64, 0));
+    assert_eq!(view.at, T0 + 3600);
+    assert!(view.tenants.iter().any(|t| t.name == "team-b" && t.running == 1));
+    assert!(live.report(T0 + 3600).unwrap().1.is_empty(), "taken once");
+
     // Losing the lease stops admissions at once.
     live.step_down();
     assert!(live.cycle(T0 + 2).is_empty());
+    assert!(live.report(T0 + 3601).is_none(), "only the leader reports");
 }
 
 #[test]

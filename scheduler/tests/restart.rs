@@ -106,6 +106,7 @@ async fn a_restart_lists_rebuilds_and_admits_only_what_waited() {
         policy: PolicyKind::Gantry,
         expected,
         cycle_every: Duration::from_secs(10),
+        quota_api: None,
     };
     let stores = runner::watch(&client, &live, false);
     tokio::time::timeout(Duration::from_secs(10), async {
