@@ -195,18 +195,14 @@ async fn connect(addr: SocketAddr, tls: &tokio_rustls::TlsConnector) -> Result<S
     Ok(sender)
 }
 
-fn request(path: &str, body: Bytes) -> hyper::Request<Full<Bytes>> {
-    hyper::Request::post(path)
-        .header(header::HOST, "localhost")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body))
-        .expect("a valid request")
+fn request(path: &str, body: Bytes) -> Result<hyper::Request<Full<Bytes>>, BoxError> {
+    Ok(hyper::Request::post(path).header(header::HOST, "localhost").header(header::CONTENT_TYPE, "application/json").body(Full::new(body))?)
 }
 
 /// Sends one request and reads the whole reply: its status and body.
 async fn exchange(sender: &mut Sender, path: &str, body: Bytes) -> Result<(u16, Bytes), BoxError> {
     sender.ready().await?;
-    let response = sender.send_request(request(path, body)).await?;
+    let response = sender.send_request(request(path, body)?).await?;
     let status = response.status().as_u16();
     Ok((status, response.into_body().collect().await?.to_bytes()))
 }

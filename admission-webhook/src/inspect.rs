@@ -60,16 +60,19 @@ pub fn is_mirror(pod: &Value) -> bool {
     annotation(pod, MIRROR_ANNOTATION).is_some()
 }
 
-/// Whether both handlers act on `request`: `Ok(Some(tenant))` for the creation of a pod in a
-/// tenant's namespace; `Ok(None)` for what they allow untouched (other requests, other
-/// namespaces, mirror pods); `Err` with the denial of a pod that fails [`screen`].
-pub fn created_pod(policy: &Policy, request: &Request) -> Result<Option<TenantId>, Decision> {
+/// The tenant whose pod `request` creates, when both handlers act on it; otherwise the answer to
+/// give: allow untouched (other requests, other namespaces, mirror pods), or deny a pod that
+/// fails [`screen`].
+pub fn created_pod(policy: &Policy, request: &Request) -> Result<TenantId, Decision> {
     if !request.is_pod_create() {
-        return Ok(None);
+        return Err(Decision::allow());
     }
-    let Some(tenant) = policy.tenant_of(&request.namespace) else { return Ok(None) };
+    let tenant = policy.tenant_of(&request.namespace).ok_or_else(Decision::allow)?;
     screen(&request.object).map_err(Decision::bad_request)?;
-    Ok((!is_mirror(&request.object)).then_some(tenant))
+    if is_mirror(&request.object) {
+        return Err(Decision::allow());
+    }
+    Ok(tenant)
 }
 
 /// Puts `namespace` into the pod's metadata when absent (on CREATE only `request.namespace` is

@@ -36,9 +36,8 @@ const DEFAULT_SCHEDULER: &str = "default-scheduler";
 /// [`crate::inspect::set_namespace`]).
 pub fn mutate(policy: &Policy, request: &Request) -> Decision {
     let tenant = match created_pod(policy, request) {
-        Ok(Some(tenant)) => tenant,
-        Ok(None) => return Decision::allow(),
-        Err(denial) => return denial,
+        Ok(tenant) => tenant,
+        Err(answer) => return answer,
     };
     let pod = &request.object;
     let identity = identify(pod);

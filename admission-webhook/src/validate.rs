@@ -45,9 +45,8 @@ pub fn validate(policy: &Policy, request: &Request) -> Decision {
         return update(policy, request);
     }
     let tenant = match created_pod(policy, request) {
-        Ok(Some(tenant)) => tenant,
-        Ok(None) => return Decision::allow(),
-        Err(denial) => return denial,
+        Ok(tenant) => tenant,
+        Err(answer) => return answer,
     };
     let pod = &request.object;
     let identity = identify(pod);

@@ -47,7 +47,8 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// The API's state: the latest view of the queue, the ledger, and who may see what.
 pub struct Api {
-    view: RwLock<Arc<View>>,
+    /// The view in force, and its tenants' names (what the authenticator checks access to).
+    view: RwLock<(Arc<View>, Arc<[String]>)>,
     ledger: Mutex<Ledger>,
     auth: Box<dyn Authenticator>,
     /// Also export the queue's metrics (when no scheduler does: `gantry simulate --serve`).
@@ -56,7 +57,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(view: View, ledger: Ledger, auth: Box<dyn Authenticator>) -> Arc<Api> {
-        Arc::new(Api { view: RwLock::new(Arc::new(view)), ledger: Mutex::new(ledger), auth, queue_metrics: AtomicBool::new(false) })
+        Arc::new(Api { view: RwLock::new(current(view)), ledger: Mutex::new(ledger), auth, queue_metrics: AtomicBool::new(false) })
     }
 
     /// Whether `/metrics` also carries quota, use, borrowing and queue lengths (the scheduler's
@@ -67,17 +68,27 @@ impl Api {
 
     /// Puts a newer view in force.
     pub fn set_view(&self, view: View) {
-        *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = current(view);
     }
 
     pub fn view(&self) -> Arc<View> {
-        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.view.read().unwrap_or_else(|p| p.into_inner()).0.clone()
+    }
+
+    fn tenant_names(&self) -> Arc<[String]> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).1.clone()
     }
 
     /// The ledger, for writers (the accrual feed) and readers alike.
     pub fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A view with its tenants' names, computed once per view rather than per request.
+fn current(view: View) -> (Arc<View>, Arc<[String]>) {
+    let names: Arc<[String]> = view.tenants.iter().map(|t| t.name.clone()).collect();
+    (Arc::new(view), names)
 }
 
 /// An answer that is not a success, with a JSON body `{"error": message}`.
@@ -118,7 +129,7 @@ async fn who(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
     let Some(token) = value.and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty()) else {
         return Err(ApiError::Unauthorized("no bearer token; send Authorization: Bearer TOKEN (a service account token, or one from the token file)".into()));
     };
-    let tenants: Vec<String> = api.view().tenants.iter().map(|t| t.name.clone()).collect();
+    let tenants = api.tenant_names();
     api.auth.identify(token, &tenants).await.ok_or_else(|| ApiError::Unauthorized("the bearer token is not valid or has expired; get a new one".into()))
 }
 
