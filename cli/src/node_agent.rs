@@ -3,6 +3,7 @@
 
 use clap::Args;
 use gantry_node_agent::agent::{self, Outputs, Shared};
+use gantry_node_agent::idle;
 use gantry_node_agent::inventory::Publisher;
 use gantry_node_agent::metrics::Options;
 use gantry_node_agent::nvml::NvmlSource;
@@ -47,6 +48,17 @@ pub struct NodeAgentArgs {
     /// Passes to record with --record.
     #[arg(long, value_name = "N")]
     passes: Option<u32>,
+    /// Send idle-but-allocated GPU time per namespace to the quota API at this base URL, e.g.
+    /// http://gantry-quota-api.gantry-system.svc (needs --pod-resources-socket to know who
+    /// holds each GPU). Off without it.
+    #[arg(long, value_name = "URL")]
+    quota_api: Option<String>,
+    /// The bearer token for --quota-api: the pod's service account token, read at every send.
+    #[arg(long, value_name = "FILE", default_value = gantry_serve::client::TOKEN_FILE)]
+    quota_api_token: PathBuf,
+    /// Seconds per idle-time window sent to the quota API.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    idle_window: u32,
     /// Serve HTTPS with this certificate (PEM); reloaded when the file changes.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -74,6 +86,7 @@ pub fn run(args: NodeAgentArgs) -> Result<(), String> {
     }
     let node = args.node.clone().or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()));
     let options = Options { node: node.clone().unwrap_or_else(hostname), dcgm: args.dcgm_compat, dcgm_hostname_label: args.dcgm_hostname_label.clone() };
+    let options_node = options.node.clone();
     let spec = args.source.clone();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
@@ -91,13 +104,27 @@ pub fn run(args: NodeAgentArgs) -> Result<(), String> {
             None => None,
         };
         let pod_resources = (args.pod_resources_socket != "none").then(|| PathBuf::from(&args.pod_resources_socket));
+        let idle = match &args.quota_api {
+            Some(url) => {
+                if pod_resources.is_none() {
+                    return Err("--quota-api needs the pod-resources socket to know whose GPUs are idle; drop --pod-resources-socket none".to_string());
+                }
+                let (tx, rx) = tokio::sync::mpsc::channel(64);
+                let caller = gantry_serve::client::Caller::new(url, args.quota_api_token.clone());
+                tokio::spawn(idle::send(caller, options_node.clone(), rx, idle::RETRY, gantry_serve::stop_signal()));
+                // A stalled agent is charged for at most three passes (and 5 s) between two.
+                let max_gap = (3.0 * args.interval).ceil().max(5.0) as i64;
+                Some((idle::IdleMeter::new(i64::from(args.idle_window.max(1)), max_gap), tx))
+            }
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
         let target = node.as_deref().map_or("not published (no --node)".to_string(), |n| format!("published on Node {n}"));
         eprintln!("gantry node-agent: source {}, every {}s, inventory {target}; metrics at {scheme}://{addr}/metrics", args.source, args.interval);
         let tls = args.tls_cert.clone().zip(args.tls_key.clone()).map(|(c, k)| TlsFiles::new(c, k));
-        let outputs = Outputs { publisher, pod_resources, print_inventory: args.print_inventory };
+        let outputs = Outputs { publisher, pod_resources, print_inventory: args.print_inventory, idle };
         let server = gantry_serve::serve(listener, agent::router(shared.clone()), tls, gantry_serve::stop_signal());
         tokio::select! {
             r = server => r.map_err(|e| e.to_string()),

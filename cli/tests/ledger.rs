@@ -28,6 +28,7 @@ fn stream(n: usize) -> Vec<Record> {
                 borrowed: used / 4,
                 idle: if i % 5 == 0 { used / 10 } else { 0 },
                 price_micros: if i % 3 == 0 { 4_000_000 } else { 2_000_000 },
+                node: None,
             }
         })
         .collect()

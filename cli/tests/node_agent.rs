@@ -83,6 +83,9 @@ fn wrong_starts_say_what_to_fix() {
     assert!(run(&["--source", "gpu"]).contains("use nvml, or replay:FILE"));
     assert!(run(&["--source", "replay:/nonexistent/c.json"]).contains("/nonexistent/c.json: cannot read the capture"));
     assert!(run(&["--interval", "0"]).contains("--interval 0 is too short"));
+    let capture = capture();
+    let replay = format!("replay:{capture}");
+    assert!(run(&["--source", &replay, "--pod-resources-socket", "none", "--quota-api", "http://127.0.0.1:1"]).contains("--quota-api needs the pod-resources socket"));
     let bad = std::env::temp_dir().join(format!("gantry-bad-capture-{}.json", std::process::id()));
     std::fs::write(&bad, "{\"frames\": []}").unwrap();
     assert!(run(&["--source", &format!("replay:{}", bad.display())]).contains("the capture has no frames"));

@@ -41,7 +41,7 @@ fn measure(interval: Duration, secs: u64) -> Result<(f64, u64), String> {
         let server = tokio::spawn(gantry_serve::serve(listener, agent::router(shared.clone()), None, async {
             let _ = stop_rx.await;
         }));
-        let outputs = Outputs { publisher: None, pod_resources: None, print_inventory: false };
+        let outputs = Outputs { publisher: None, pod_resources: None, print_inventory: false, idle: None };
         let run = tokio::spawn(agent::run(shared.clone(), frames, outputs, std::future::pending()));
         // A Prometheus-like scraper on its own thread.
         let scraper = std::thread::spawn(move || {

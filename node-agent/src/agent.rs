@@ -230,6 +230,9 @@ pub struct Outputs {
     pub pod_resources: Option<std::path::PathBuf>,
     /// Print the inventory to stdout when it changes (no cluster needed).
     pub print_inventory: bool,
+    /// Meter idle-but-allocated time and hand each closed window's lines to the sender
+    /// ([`crate::idle::send`]).
+    pub idle: Option<(crate::idle::IdleMeter, mpsc::Sender<Vec<gantry_quota_api::idle::IdleLine>>)>,
 }
 
 /// Unix seconds now.
@@ -272,13 +275,21 @@ pub async fn run(shared: Arc<Shared>, mut frames: Frames, mut out: Outputs, shut
             },
             None => None,
         };
+        let at = now();
         let inventory = {
             let mut state = shared.lock();
-            for t in state.take(frame, now()) {
+            for t in state.take(frame, at) {
                 eprintln!("gantry node-agent: GPU {} ({}): {} -> {}: {}", t.index, t.uuid, t.from.name(), t.to.name(), t.reason);
             }
             if let Some(o) = owners {
                 state.owners = o;
+            }
+            if let Some((meter, tx)) = out.idle.as_mut() {
+                meter.observe(at, &state.utilization(&shared.options.node).gpus);
+                let lines = meter.close(at);
+                if !lines.is_empty() && tx.try_send(lines).is_err() {
+                    eprintln!("gantry node-agent: the idle-time sender is stuck; a window's lines were dropped");
+                }
             }
             state.inventory()
         };

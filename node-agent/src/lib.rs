@@ -8,10 +8,12 @@
 //! - [`inventory`]: the Node labels and annotations the scheduler reads, patched on change only;
 //! - [`metrics`]: `gantry_gpu_*` families and, behind a flag, dcgm-exporter's;
 //! - [`podresources`]: who holds each GPU, from the kubelet's pod-resources socket;
+//! - [`idle`]: idle-but-allocated GPU time per namespace, sent to the quota API;
 //! - [`agent`]: the sampling loop and the HTTP service.
 
 pub mod agent;
 pub mod health;
+pub mod idle;
 pub mod inventory;
 pub mod metrics;
 pub mod nvml;

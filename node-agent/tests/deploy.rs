@@ -20,8 +20,9 @@ fn the_daemonset_runs_on_gpu_nodes_with_least_privilege() {
     let docs = docs();
     let account = kind(&docs, "ServiceAccount")["metadata"]["name"].as_str().unwrap().to_string();
     let user = format!("system:serviceaccount:gantry-system:{account}");
-    // RBAC: exactly what inventory.rs does (get its Node, patch it).
-    assert_eq!(kind(&docs, "ClusterRole")["rules"], json!([{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}]));
+    // RBAC: exactly what inventory.rs does (get its Node, patch it), and the writer check the
+    // quota API makes before taking idle time (idle.rs).
+    assert_eq!(kind(&docs, "ClusterRole")["rules"], json!([{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}, {"apiGroups": ["gantry.dev"], "resources": ["accruals"], "verbs": ["create"]}]));
     assert_eq!(kind(&docs, "ClusterRoleBinding")["subjects"][0]["name"], account);
     // The admission policy binds to this account and compares the token's node with the Node.
     let policy = kind(&docs, "ValidatingAdmissionPolicy");
@@ -44,6 +45,8 @@ fn the_daemonset_runs_on_gpu_nodes_with_least_privilege() {
     assert!(arg("--pod-resources-socket").starts_with(mount["mountPath"].as_str().unwrap()));
     let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
     assert_eq!(volume["hostPath"]["path"], "/var/lib/kubelet/pod-resources");
+    // Idle time goes to the quota API's Service.
+    assert_eq!(arg("--quota-api"), "http://gantry-quota-api.gantry-system.svc");
     // The inventory goes on this pod's node.
     let env = c["env"].as_array().unwrap().iter().find(|e| e["name"] == "NODE_NAME").unwrap();
     assert_eq!(env["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");

@@ -1,98 +1,21 @@
 //! The PodResources client against a fake kubelet: a tonic server implementing the generated
 //! `PodResourcesLister` trait on a Unix socket in a temporary directory.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gantry_node_agent::podresources::proto::pod_resources_lister_server::{
-    PodResourcesLister, PodResourcesListerServer,
-};
-use gantry_node_agent::podresources::proto::{
-    AllocatableResourcesRequest, AllocatableResourcesResponse, ContainerDevices,
-    ContainerResources, GetPodResourcesRequest, GetPodResourcesResponse, ListPodResourcesRequest,
-    ListPodResourcesResponse, NumaNode, PodResources, TopologyInfo,
-};
+use common::{container, device, pod, serve, FakeKubelet};
+use gantry_node_agent::podresources::proto::{ContainerDevices, ListPodResourcesResponse};
 use gantry_node_agent::podresources::{self, Assignment, PodResourcesError};
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::{Request, Response, Status};
 
 const GPU_A0: &str = "GPU-8a2f6c1e-3b4d-4e5f-9a6b-7c8d9e0f1a2b";
 const GPU_A1: &str = "GPU-1c9e4b7a-2d3f-4a5b-8c6d-9e0f1a2b3c4d";
 const GPU_B0: &str = "GPU-5d7b2e9f-4c1a-4b3d-a6e8-0f1a2b3c4d5e";
 const MIG_B: &str = "MIG-0e4f8a2c-6b1d-5c3e-b7f9-1a2b3c4d5e6f";
 const TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A kubelet that answers `List` with a fixed response, or with `Unavailable` when it has none.
-struct FakeKubelet {
-    pods: Option<ListPodResourcesResponse>,
-}
-
-#[tonic::async_trait]
-impl PodResourcesLister for FakeKubelet {
-    async fn list(
-        &self,
-        _: Request<ListPodResourcesRequest>,
-    ) -> Result<Response<ListPodResourcesResponse>, Status> {
-        match &self.pods {
-            Some(pods) => Ok(Response::new(pods.clone())),
-            None => Err(Status::unavailable("kubelet is shutting down")),
-        }
-    }
-
-    async fn get_allocatable_resources(
-        &self,
-        _: Request<AllocatableResourcesRequest>,
-    ) -> Result<Response<AllocatableResourcesResponse>, Status> {
-        Err(Status::unimplemented("not faked"))
-    }
-
-    async fn get(
-        &self,
-        _: Request<GetPodResourcesRequest>,
-    ) -> Result<Response<GetPodResourcesResponse>, Status> {
-        Err(Status::unimplemented("not faked"))
-    }
-}
-
-/// Serves `kubelet` on `dir/kubelet.sock` until the test's runtime ends; returns the socket path.
-fn serve(dir: &Path, kubelet: FakeKubelet) -> PathBuf {
-    let socket = dir.join("kubelet.sock");
-    let listener = UnixListener::bind(&socket).expect("bind the fake kubelet's socket");
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(PodResourcesListerServer::new(kubelet))
-            .serve_with_incoming(UnixListenerStream::new(listener)),
-    );
-    socket
-}
-
-/// Like the kubelet, one `ContainerDevices` entry per device, each with its NUMA node.
-fn device(resource: &str, id: &str, numa: i64) -> ContainerDevices {
-    ContainerDevices {
-        resource_name: resource.to_string(),
-        device_ids: vec![id.to_string()],
-        topology: Some(TopologyInfo {
-            nodes: vec![NumaNode { id: numa }],
-        }),
-    }
-}
-
-fn container(name: &str, devices: Vec<ContainerDevices>) -> ContainerResources {
-    ContainerResources {
-        name: name.to_string(),
-        devices,
-        ..Default::default()
-    }
-}
-
-fn pod(namespace: &str, name: &str, containers: Vec<ContainerResources>) -> PodResources {
-    PodResources {
-        name: name.to_string(),
-        namespace: namespace.to_string(),
-        containers,
-    }
-}
 
 /// Two GPU pods, one with an RDMA device beside its GPUs and a sidecar without devices, and a pod
 /// holding nothing but an empty device entry.

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Every route, as the OpenAPI document must list it.
-pub const ROUTES: [&str; 13] = [
+pub const ROUTES: [&str; 14] = [
     "/api/v1/tenants",
     "/api/v1/tenants/{tenant}",
     "/api/v1/usage",
@@ -37,6 +37,7 @@ pub const ROUTES: [&str; 13] = [
     "/metrics",
     "/internal/v1/accruals",
     "/internal/v1/view",
+    "/internal/v1/idle",
 ];
 
 /// The largest accrual batch or view accepted.
@@ -99,6 +100,8 @@ pub enum ApiError {
     BadRequest(String),
     NotFound(String),
     Conflict(String),
+    /// Not yet able to answer; the caller should try again later.
+    Unavailable(String),
     Internal(String),
 }
 
@@ -110,6 +113,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
         };
         let body = axum::Json(json!({"error": message, "status": status.as_u16()}));
@@ -229,6 +233,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/metrics", get(metrics))
         .route("/internal/v1/accruals", post(accruals).layer(DefaultBodyLimit::max(INGEST_LIMIT)))
         .route("/internal/v1/view", put(put_view).layer(DefaultBodyLimit::max(INGEST_LIMIT)))
+        .route("/internal/v1/idle", post(idle).layer(DefaultBodyLimit::max(INGEST_LIMIT)))
         .merge(crate::dashboard::routes())
         .with_state(api)
 }
@@ -389,13 +394,22 @@ async fn metrics(State(api): State<Arc<Api>>) -> Answer<Response> {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
-/// The caller, who must be a writer (the scheduler's leader).
+/// The caller, who must be a writer (the scheduler's leader or a node agent).
 async fn writer(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
     let id = who(api, headers).await?;
     if !id.writer {
-        return Err(ApiError::Forbidden(format!("{} may not write to the ledger; only Gantry's scheduler does (create accruals.gantry.dev)", id.user)));
+        return Err(ApiError::Forbidden(format!("{} may not write to the ledger; only Gantry's scheduler and node agents do (create accruals.gantry.dev)", id.user)));
     }
     Ok(id)
+}
+
+/// How a ledger refusal is answered.
+fn ledger_error(e: LedgerError) -> ApiError {
+    match e {
+        e @ LedgerError::Conflict { .. } => ApiError::Conflict(e.to_string()),
+        e @ LedgerError::Invalid { .. } => ApiError::BadRequest(e.to_string()),
+        e => ApiError::Internal(e.to_string()),
+    }
 }
 
 /// `POST /internal/v1/accruals`: JSON lines of accruals, appended durably before the answer;
@@ -403,9 +417,7 @@ async fn writer(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
 async fn accruals(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Bytes) -> Answer<Response> {
     writer(&api, &headers).await?;
     let done = crate::import::import(&mut api.ledger(), body.as_ref(), std::io::sink()).map_err(|e| match e {
-        ImportError::Ledger(e @ LedgerError::Conflict { .. }) => ApiError::Conflict(e.to_string()),
-        ImportError::Ledger(e @ LedgerError::Invalid { .. }) => ApiError::BadRequest(e.to_string()),
-        ImportError::Ledger(e) => ApiError::Internal(e.to_string()),
+        ImportError::Ledger(e) => ledger_error(e),
         ImportError::Input(m) => ApiError::BadRequest(m),
     })?;
     Ok(axum::Json(json!({"read": done.read, "new": done.new})).into_response())
@@ -418,4 +430,21 @@ async fn put_view(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::b
     let at = view.at;
     api.set_view(view);
     Ok(axum::Json(json!({"at": at})).into_response())
+}
+
+/// `POST /internal/v1/idle`: a node agent's closed windows of idle-but-allocated time
+/// ([`crate::idle`]), charged to tenants with the view in force and appended durably before the
+/// answer. Until the scheduler has sent a view with tenants the answer is 503, and the agent
+/// keeps the windows and sends them again.
+async fn idle(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Bytes) -> Answer<Response> {
+    writer(&api, &headers).await?;
+    let report: crate::idle::IdleReport =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not an idle report ({e}); send {{\"node\": NAME, \"lines\": [...]}} as the node agent does")))?;
+    let view = api.view();
+    if view.tenants.is_empty() {
+        return Err(ApiError::Unavailable("no tenants known yet: the scheduler has not sent its view; send the report again later".into()));
+    }
+    let (records, skipped) = crate::idle::records(&view, &report).map_err(ApiError::BadRequest)?;
+    let new = api.ledger().append(&records).map_err(ledger_error)?;
+    Ok(axum::Json(json!({"read": report.lines.len(), "records": records.len(), "new": new, "skipped": skipped})).into_response())
 }

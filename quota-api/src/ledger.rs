@@ -22,7 +22,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// One accrual: a tenant's use of a flavor over `[start, end)`, split by kind. As JSON (one per
-/// line for `gantry ledger import`): camelCase keys, `idle` optional.
+/// line for `gantry ledger import`): camelCase keys, `idle` and `node` optional.
+///
+/// Two sources write accruals: the scheduler's leader (guaranteed and borrowed time, no `node`)
+/// and, through the quota API, each node agent (idle-but-allocated time only, with its `node`,
+/// which is part of the key so the two never collide).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Record {
@@ -40,12 +44,18 @@ pub struct Record {
     pub idle: u64,
     /// Price per unit-hour in micro-units of the currency, at the time of use.
     pub price_micros: u64,
+    /// The node whose agent measured this idle time; absent on the scheduler's records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Record {
     /// The idempotency key.
     pub fn key(&self) -> String {
-        format!("{}/{}/{}/{}", self.tenant, self.flavor, self.start, self.end)
+        match &self.node {
+            None => format!("{}/{}/{}/{}", self.tenant, self.flavor, self.start, self.end),
+            Some(node) => format!("{}/{}/{}/{}/idle@{node}", self.tenant, self.flavor, self.start, self.end),
+        }
     }
 
     /// Money in micro-units for `milli_seconds` at this record's price, rounded down.
@@ -60,6 +70,12 @@ impl Record {
         }
         if self.end <= self.start {
             return bad("end must be after start");
+        }
+        if self.node.as_deref() == Some("") {
+            return bad("node, when given, must be named");
+        }
+        if self.node.is_some() && (self.guaranteed > 0 || self.borrowed > 0) {
+            return bad("a node's record carries idle time only; guaranteed and borrowed time come from the scheduler");
         }
         let most = u64::try_from(self.end - self.start).unwrap_or(u64::MAX).saturating_mul(1_000_000_000);
         if self.guaranteed.saturating_add(self.borrowed) > most || self.idle > most {
@@ -88,6 +104,7 @@ pub fn records_of(tenancy: &gantry_core::tenancy::Tenancy, accruals: &[gantry_co
                 borrowed: a.borrowed,
                 idle: 0,
                 price_micros: a.price_micros,
+                node: None,
             })
         })
         .collect()

@@ -4,18 +4,18 @@
 //! - [`ledger`]: the SQLite cost ledger (WAL, full sync, idempotent accruals, hourly and daily
 //!   rollups, retention, versioned migrations);
 //! - [`import`]: accruals as JSON lines into the ledger, acknowledged only once on disk;
+//! - [`idle`]: the node agents' idle-but-allocated GPU time, charged to tenants;
 //! - [`view`]: what the API shows of the queue, a pure function of the core's queue and the time;
 //! - [`auth`]: bearer tokens and what each caller may see; [`kube_auth`]: the same from
 //!   TokenReview and SubjectAccessReview in a cluster;
 //! - [`api`]: the REST API and its OpenAPI document;
 //! - [`dashboard`]: the web page for platform teams, embedded in the binary;
 //! - [`metrics`]: Prometheus metrics of cost and budgets (and of the queue without a scheduler).
-//!
-//! Not built yet: the accrual feed from the scheduler's leader in a cluster (issue 7).
 
 pub mod api;
 pub mod auth;
 pub mod dashboard;
+pub mod idle;
 pub mod import;
 pub mod kube_auth;
 pub mod ledger;

@@ -60,6 +60,10 @@ pub struct QuotaView {
     pub borrowed: f64,
     /// The most it could hold with nothing else running.
     pub ceiling: f64,
+    /// The tenant's price per unit-hour of this flavor in micro-units (the flavor's own price
+    /// unless the tenant has another): what its idle time is charged at.
+    #[serde(default)]
+    pub price_micros: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -144,6 +148,7 @@ impl View {
                         used: units(tree.usage(ti, f)),
                         borrowed: units(tree.borrowed(ti, f)),
                         ceiling: units(tree.ceiling(ti, f).max(0) as Milli),
+                        price_micros: tn.prices_micros.get(f).copied().unwrap_or(t.flavors[f].price_micros),
                     })
                     .collect(),
                 pending: q.pending_of(ti),

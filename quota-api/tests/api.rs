@@ -77,8 +77,8 @@ fn api() -> std::sync::Arc<Api> {
         .flat_map(|h| {
             let (s, e) = (T0 - 86_400 + h * 3600, T0 - 86_400 + (h + 1) * 3600);
             [
-                Record { tenant: "team-a".into(), flavor: "A100".into(), start: s, end: e, guaranteed: 4 * 3_600_000, borrowed: 2 * 3_600_000, idle: 3_600_000, price_micros: 2_000_000 },
-                Record { tenant: "team-b".into(), flavor: "A100".into(), start: s, end: e, guaranteed: 2 * 3_600_000, borrowed: 0, idle: 0, price_micros: 2_000_000 },
+                Record { tenant: "team-a".into(), flavor: "A100".into(), start: s, end: e, guaranteed: 4 * 3_600_000, borrowed: 2 * 3_600_000, idle: 3_600_000, price_micros: 2_000_000, node: None },
+                Record { tenant: "team-b".into(), flavor: "A100".into(), start: s, end: e, guaranteed: 2 * 3_600_000, borrowed: 0, idle: 0, price_micros: 2_000_000, node: None },
             ]
         })
         .collect();
@@ -108,7 +108,7 @@ async fn tenants_queue_and_workloads() {
     assert_eq!(v["tenants"].as_array().unwrap().len(), 2);
     let a = &v["tenants"][0];
     assert_eq!((a["name"].clone(), a["cohort"].clone()), (json!("team-a"), json!("all")));
-    assert_eq!(a["quotas"][0], json!({"flavor": "A100", "nominal": 4.0, "borrowingLimit": null, "used": 6.0, "borrowed": 2.0, "ceiling": 8.0}));
+    assert_eq!(a["quotas"][0], json!({"flavor": "A100", "nominal": 4.0, "borrowingLimit": null, "used": 6.0, "borrowed": 2.0, "ceiling": 8.0, "priceMicros": 2_000_000}));
     assert_eq!((a["running"].clone(), a["pending"].clone()), (json!(1), json!(1)));
     assert_eq!(v["flavors"][0], json!({"name": "A100", "capacity": 8.0, "price": 2.0}));
     // The queue: each waiting workload with position, reason, message and estimated start.
@@ -307,7 +307,7 @@ async fn the_scheduler_writes_accruals_and_the_view_and_nobody_else_does() {
     assert!(v["error"].as_str().unwrap().starts_with("line 2: not an accrual"), "{v}");
     // Readers, even admins, may not write; nobody without a token.
     let (s, v) = send(&api, "POST", "/internal/v1/accruals", ADMIN, line(T0 + 9000, 1)).await;
-    assert_eq!((s, v["error"].as_str().unwrap()), (StatusCode::FORBIDDEN, "alice may not write to the ledger; only Gantry's scheduler does (create accruals.gantry.dev)"));
+    assert_eq!((s, v["error"].as_str().unwrap()), (StatusCode::FORBIDDEN, "alice may not write to the ledger; only Gantry's scheduler and node agents do (create accruals.gantry.dev)"));
     assert_eq!(send(&api, "PUT", "/internal/v1/view", None, "{}".into()).await.0, StatusCode::UNAUTHORIZED);
     // A new view from the scheduler is what readers see next.
     let mut view = serde_json::to_value(api.view().as_ref()).unwrap();
@@ -318,4 +318,50 @@ async fn the_scheduler_writes_accruals_and_the_view_and_nobody_else_does() {
     assert_eq!((v["at"].clone(), v["waiting"].as_array().unwrap().len()), (json!(T0 + 999), 2), "the view round-trips through JSON");
     let (s, v) = send(&api, "PUT", "/internal/v1/view", SCHEDULER, "{\"at\": 1}".into()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[tokio::test]
+async fn node_agents_add_idle_time_once_per_window_and_node() {
+    let api = api();
+    const AGENT: Option<&str> = Some("scheduler-token-1");
+    let report = |node: &str, idle: u64| {
+        json!({"node": node, "lines": [
+            {"start": T0, "end": T0 + 60, "namespace": "team-b", "model": "A100", "idle": idle},
+            {"start": T0, "end": T0 + 60, "namespace": "kube-system", "model": "A100", "idle": 60_000},
+            {"start": T0, "end": T0 + 60, "namespace": "team-b", "model": "T4", "idle": 60_000},
+        ]})
+        .to_string()
+    };
+    let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, report("gpu-1", 90_000)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!((v["read"].clone(), v["records"].clone(), v["new"].clone()), (json!(3), json!(1), json!(1)));
+    let why: Vec<&str> = v["skipped"].as_array().unwrap().iter().map(|s| s["why"].as_str().unwrap()).collect();
+    assert_eq!(why, ["no tenant owns namespace kube-system; its idle time is not charged", "no flavor is GPU model T4; add a GpuFlavor named after it to charge it"]);
+    // The same window again (a retry after a lost answer) changes nothing; another node's adds.
+    let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, report("gpu-1", 90_000)).await;
+    assert_eq!((s, v["new"].clone()), (StatusCode::OK, json!(0)));
+    let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, report("gpu-2", 90_000)).await;
+    assert_eq!((s, v["new"].clone()), (StatusCode::OK, json!(1)));
+    // The same window and node with other figures is refused.
+    let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, report("gpu-1", 1)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    // 3 idle minutes at team-b's price: 0.05 GPU-hours, 0.10 EUR, within (not on top of) the total.
+    let (_, cost, _) = get(&api, &format!("/api/v1/cost?tenant=team-b&from={T0}&to={}", T0 + 3600), ADMIN).await;
+    assert_eq!(cost["lines"].as_array().unwrap().len(), 1, "{cost}");
+    let line = &cost["lines"][0];
+    assert_eq!((line["idleHours"].clone(), line["idleCost"].clone(), line["totalCost"].clone()), (json!(0.05), json!(0.1), json!(0.0)));
+    // Only writers, and a body that says what it is.
+    assert_eq!(send(&api, "POST", "/internal/v1/idle", Some("team-a-token-1"), report("gpu-3", 1)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&api, "POST", "/internal/v1/idle", None, report("gpu-3", 1)).await.0, StatusCode::UNAUTHORIZED);
+    let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, "{\"lines\": []}".into()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().starts_with("the body is not an idle report"), "{v}");
+    let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, json!({"node": "gpu-1", "lines": [{"start": T0, "end": T0, "namespace": "team-b", "model": "A100", "idle": 1}]}).to_string()).await;
+    assert_eq!((s, v["error"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "line team-b/A100 [1796083200, 1796083200): end must be after start"));
+    // Before the scheduler has said which tenants exist, the agent is told to come back.
+    let mut view = (*api.view()).clone();
+    view.tenants.clear();
+    api.set_view(view);
+    let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, report("gpu-3", 1)).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
 }

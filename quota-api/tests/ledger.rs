@@ -5,7 +5,7 @@
 use gantry_quota_api::ledger::{Ledger, LedgerError, Record, Step, Sums};
 
 fn record(tenant: &str, start: i64, end: i64, guaranteed: u64) -> Record {
-    Record { tenant: tenant.into(), flavor: "A100".into(), start, end, guaranteed, borrowed: 0, idle: 0, price_micros: 2_000_000 }
+    Record { tenant: tenant.into(), flavor: "A100".into(), start, end, guaranteed, borrowed: 0, idle: 0, price_micros: 2_000_000, node: None }
 }
 
 const DAY: i64 = 86_400;

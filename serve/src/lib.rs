@@ -20,6 +20,7 @@
 //! Messages go to standard error, as elsewhere in Gantry.
 
 mod certs;
+pub mod client;
 
 /// Resolves on SIGTERM (what the kubelet sends a pod that is stopping) or SIGINT (Ctrl-C), the
 /// shutdown every Gantry service waits for. Where a handler cannot be installed it waits for

@@ -1,0 +1,90 @@
+//! Idle-but-allocated GPU time, as the node agents measure it (`POST /internal/v1/idle`).
+//!
+//! Each node agent meters, per pass, how long each GPU held by a pod ran no kernel, sums that per
+//! namespace and GPU model over fixed windows, and sends each closed window here. The quota API
+//! turns those lines into ledger records with the view the scheduler last sent: the namespace's
+//! tenant, the model's flavor (a GPU flavor is named after its model) and the tenant's price.
+//! The node is part of each record's key, so a window sent twice is counted once, and the
+//! agents' records never collide with the scheduler's.
+//!
+//! Idle time is part of the guaranteed and borrowed time the scheduler records; the API shows it
+//! apart (hours and money) so platform teams see what reserved GPUs did nothing.
+
+use crate::ledger::Record;
+use crate::view::View;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One node's closed windows.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdleReport {
+    pub node: String,
+    pub lines: Vec<IdleLine>,
+}
+
+/// Idle time of one namespace's pods on one GPU model over `[start, end)`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdleLine {
+    /// Unix seconds.
+    pub start: i64,
+    pub end: i64,
+    pub namespace: String,
+    /// As the node's `nvidia.com/gpu.product` label spells it.
+    pub model: String,
+    /// Milli-GPU-seconds allocated to the namespace's pods and idle.
+    pub idle: u64,
+}
+
+/// A line not charged, and why.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub namespace: String,
+    pub model: String,
+    pub why: String,
+}
+
+/// The ledger records of `report` under `view`, one per tenant, flavor and window (a tenant's
+/// namespaces are summed), and the lines no tenant or flavor owns. Lines with no idle time make
+/// no record.
+pub fn records(view: &View, report: &IdleReport) -> Result<(Vec<Record>, Vec<Skipped>), String> {
+    if report.node.is_empty() {
+        return Err("the report names no node; send the node agent's node name".into());
+    }
+    let mut sums: BTreeMap<(&str, &str, i64, i64), (u64, u64)> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for l in &report.lines {
+        if l.end <= l.start {
+            return Err(format!("line {}/{} [{}, {}): end must be after start", l.namespace, l.model, l.start, l.end));
+        }
+        let skip = |why: String| Skipped { namespace: l.namespace.clone(), model: l.model.clone(), why };
+        let Some(tenant) = view.tenants.iter().find(|t| t.namespaces.contains(&l.namespace)) else {
+            skipped.push(skip(format!("no tenant owns namespace {}; its idle time is not charged", l.namespace)));
+            continue;
+        };
+        let Some(flavor) = view.flavors.iter().find(|f| f.name == l.model) else {
+            skipped.push(skip(format!("no flavor is GPU model {}; add a GpuFlavor named after it to charge it", l.model)));
+            continue;
+        };
+        let price = tenant.quotas.iter().find(|q| q.flavor == flavor.name).map_or((flavor.price * 1e6).round() as u64, |q| q.price_micros);
+        let e = sums.entry((&tenant.name, &flavor.name, l.start, l.end)).or_insert((0, price));
+        e.0 = e.0.saturating_add(l.idle);
+    }
+    let records = sums
+        .into_iter()
+        .filter(|(_, (idle, _))| *idle > 0)
+        .map(|((tenant, flavor, start, end), (idle, price_micros))| Record {
+            tenant: tenant.to_string(),
+            flavor: flavor.to_string(),
+            start,
+            end,
+            guaranteed: 0,
+            borrowed: 0,
+            idle,
+            price_micros,
+            node: Some(report.node.clone()),
+        })
+        .collect();
+    Ok((records, skipped))
+}

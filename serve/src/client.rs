@@ -1,0 +1,55 @@
+//! Calls from one Gantry component to another's internal API (the scheduler's leader and the node
+//! agents to the quota API) with the pod's service account token, read again at every call
+//! because the kubelet rotates it.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a pod finds its service account token.
+pub const TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// How long one call may take before it counts as failed (and is retried by the caller).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A plain-HTTP client for one base URL, sending `Authorization: Bearer` from a token file.
+pub struct Caller {
+    base: String,
+    token: PathBuf,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Caller {
+    /// `base`: e.g. `http://gantry-quota-api.gantry-system.svc`; `token`: the file holding the
+    /// bearer token ([`TOKEN_FILE`] in a pod).
+    pub fn new(base: &str, token: PathBuf) -> Caller {
+        Caller { base: base.trim_end_matches('/').to_string(), token, client: Client::builder(TokioExecutor::new()).build_http() }
+    }
+
+    /// Sends `body` to `path`; a non-2xx answer is an error carrying the status and body.
+    pub async fn call(&self, method: &str, path: &str, content_type: &str, body: String) -> Result<(), String> {
+        let url = format!("{}{path}", self.base);
+        let token = std::fs::read_to_string(&self.token).map_err(|e| format!("cannot read the bearer token {}: {e}", self.token.display()))?;
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("authorization", format!("Bearer {}", token.trim()))
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("cannot build the request to {url}: {e}"))?;
+        let response = tokio::time::timeout(CALL_TIMEOUT, self.client.request(request))
+            .await
+            .map_err(|_| format!("{url}: no answer within {} s", CALL_TIMEOUT.as_secs()))?
+            .map_err(|e| format!("cannot reach {url}: {e}"))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        Err(format!("{url} answered {status}: {}", String::from_utf8_lossy(&bytes).trim()))
+    }
+}
