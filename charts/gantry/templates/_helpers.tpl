@@ -1,0 +1,142 @@
+{{/*
+Names. Gantry is one per cluster (its CRDs, webhooks and scheduler name are cluster-wide), so
+object names do not carry the release name: "gantry-<component>", or fullnameOverride.
+*/}}
+{{- define "gantry.fullname" -}}
+{{- default "gantry" .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "gantry.name" -}}
+{{- printf "%s-%s" (include "gantry.fullname" .root) .component -}}
+{{- end -}}
+
+{{/* Labels on every object; selectorLabels is the stable subset Deployments select on. */}}
+{{- define "gantry.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: gantry
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/part-of: gantry
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end -}}
+
+{{- define "gantry.selectorLabels" -}}
+app.kubernetes.io/name: gantry
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The `gantry` image. */}}
+{{- define "gantry.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* A component's service account, as Kubernetes names it in tokens. */}}
+{{- define "gantry.serviceAccountUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .root.Release.Namespace (include "gantry.name" .) -}}
+{{- end -}}
+
+{{/* The quota API's in-cluster base URL (empty when it is not installed). */}}
+{{- define "gantry.quotaApiUrl" -}}
+{{- if .Values.quotaApi.enabled -}}
+{{- printf "http://%s.%s.svc:%v" (include "gantry.name" (dict "root" . "component" "quota-api")) .Release.Namespace .Values.quotaApi.service.port -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod and container security contexts: non-root, read-only root, nothing to escalate. */}}
+{{- define "gantry.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile: {type: RuntimeDefault}
+{{- end -}}
+
+{{- define "gantry.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities: {drop: [ALL]}
+{{- end -}}
+
+{{/* Scheduling constraints of a component's pods: nodeSelector, tolerations, affinity, spread. */}}
+{{- define "gantry.placement" -}}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if gt (int (default 1 .values.replicas)) 1 }}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "gantry.selectorLabels" . | nindent 8 }}
+{{- end }}
+{{- end -}}
+
+{{/* A PodDisruptionBudget keeping one pod of a replicated component through drains. */}}
+{{- define "gantry.pdb" -}}
+{{- if and .values.podDisruptionBudget.enabled (gt (int .values.replicas) 1) }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "gantry.name" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "gantry.labels" . | nindent 4 }}
+spec:
+  minAvailable: {{ .values.podDisruptionBudget.minAvailable }}
+  selector:
+    matchLabels:
+      {{- include "gantry.selectorLabels" . | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A NetworkPolicy letting in only `from` peers on `port` (and metrics scrapers on `metricsPort`).
+Egress is left open: the API server's address cannot be selected portably.
+*/}}
+{{- define "gantry.networkPolicy" -}}
+{{- if .root.Values.networkPolicy.enabled }}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "gantry.name" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "gantry.labels" . | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "gantry.selectorLabels" . | nindent 6 }}
+  policyTypes: [Ingress]
+  ingress:
+    {{- if .port }}
+    - ports:
+        - {port: {{ .port }}, protocol: TCP}
+      {{- if .from }}
+      from:
+        {{- toYaml .from | nindent 8 }}
+      {{- end }}
+    {{- end }}
+    {{- if and .metricsPort .root.Values.networkPolicy.metricsFrom }}
+    - ports:
+        - {port: {{ .metricsPort }}, protocol: TCP}
+      from:
+        {{- toYaml .root.Values.networkPolicy.metricsFrom | nindent 8 }}
+    {{- end }}
+{{- end }}
+{{- end -}}
