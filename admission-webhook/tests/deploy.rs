@@ -18,7 +18,7 @@ fn docs() -> Vec<Node> {
 fn file_docs(name: &str) -> Vec<Node> {
     let path = format!("{}/../deploy/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.split("\n---\n").map(|d| marked_yaml::parse_yaml(0, d).unwrap_or_else(|e| panic!("{path}: {e}"))).collect()
+    text.split("\n---\n").map(|d| marked_yaml::parse_yaml(0, d).unwrap_or_else(|e| panic!("{path}: {e}"))).filter(|d| d.as_mapping().is_some()).collect()
 }
 
 fn get<'a>(n: &'a Node, key: &str) -> &'a Node {
@@ -126,12 +126,14 @@ fn the_deployment_serves_the_service_as_the_account_rbac_grants_only_reads() {
     assert_eq!(text(get(get(service, "metadata"), "name")), "gantry-webhook");
     let sp = &get(get(service, "spec"), "ports").as_sequence().unwrap()[0];
     assert_eq!((text(get(sp, "port")), text(get(sp, "targetPort"))), ("443".to_string(), port_name));
-    // The certificate files are in the mounted Secret.
+    // The certificate the webhook makes is written where its in-memory volume is mounted.
     let mount = text(get(&get(container, "volumeMounts").as_sequence().unwrap()[0], "mountPath"));
-    assert!(arg("--tls-cert").starts_with(&mount) && arg("--tls-key").starts_with(&mount));
+    assert!(args.contains(&"--self-signed-tls".to_string()));
+    assert_eq!(arg("--tls-dir"), mount);
+    assert_eq!(arg("--service"), "gantry-webhook");
     // GPU pods go to the kube-scheduler profile that calls the extender.
-    let profile = std::fs::read_to_string(format!("{}/../deploy/scheduler/kube-scheduler-config.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    assert!(profile.contains(&format!("- schedulerName: {}\n", arg("--scheduler-name"))), "--scheduler-name must be a profile of kube-scheduler-config.yaml");
+    let profile = std::fs::read_to_string(format!("{}/../deploy/scheduler/kube-scheduler.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    assert!(profile.contains(&format!("- schedulerName: {}\n", arg("--scheduler-name"))), "--scheduler-name must be a profile of the kube-scheduler configuration");
     // The queue controller the webhook trusts is the scheduler's account.
     let scheduler_rbac = std::fs::read_to_string(format!("{}/../deploy/scheduler/rbac.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
     assert!(scheduler_rbac.contains("kind: ServiceAccount\nmetadata:\n  name: gantry-scheduler\n  namespace: gantry-system\n"));

@@ -82,5 +82,5 @@ fn the_scheduler_reports_to_the_quota_api_service() {
     let text = std::fs::read_to_string(repo("deploy/quota-api/quota-api.yaml")).unwrap();
     let service = text.split("\n---\n").find(|d| d.contains("kind: Service\n")).expect("a Service");
     assert!(service.contains("name: gantry-quota-api\n  namespace: gantry-system") && service.contains("port: 80,"), "{service}");
-    assert_eq!(url, "http://gantry-quota-api.gantry-system.svc");
+    assert_eq!(url, "http://gantry-quota-api.gantry-system.svc:80");
 }

@@ -1,16 +1,16 @@
-//! The committed definitions (`deploy/crds/gantry-crds.yaml`, what the chart ships) are exactly
+//! The committed definitions (`charts/gantry/crds/gantry-crds.yaml`, what the chart ships) are exactly
 //! what the Rust types generate, and have the shape the API server needs.
 
 use serde_json::Value;
 
-const COMMITTED: &str = include_str!("../../deploy/crds/gantry-crds.yaml");
+const COMMITTED: &str = include_str!("../../charts/gantry/crds/gantry-crds.yaml");
 
 #[test]
 fn committed_definitions_match_the_types() {
     let generated = gantry_crds::definitions_yaml().unwrap();
     assert!(
         generated == COMMITTED,
-        "deploy/crds/gantry-crds.yaml is out of date; regenerate it with\n  cargo run -p gantry -- crd > deploy/crds/gantry-crds.yaml"
+        "charts/gantry/crds/gantry-crds.yaml is out of date; regenerate it with\n  cargo run -p gantry -- crd > charts/gantry/crds/gantry-crds.yaml"
     );
 }
 

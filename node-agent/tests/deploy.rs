@@ -46,7 +46,7 @@ fn the_daemonset_runs_on_gpu_nodes_with_least_privilege() {
     let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
     assert_eq!(volume["hostPath"]["path"], "/var/lib/kubelet/pod-resources");
     // Idle time goes to the quota API's Service.
-    assert_eq!(arg("--quota-api"), "http://gantry-quota-api.gantry-system.svc");
+    assert_eq!(arg("--quota-api"), "http://gantry-quota-api.gantry-system.svc:80");
     // The inventory goes on this pod's node.
     let env = c["env"].as_array().unwrap().iter().find(|e| e["name"] == "NODE_NAME").unwrap();
     assert_eq!(env["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");

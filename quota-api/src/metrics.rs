@@ -2,7 +2,7 @@
 //! and kind from the ledger, and budgets. Quota, use, borrowing and queue lengths are the
 //! scheduler leader's metrics in a cluster; with `with_queue` (no scheduler: `gantry simulate
 //! --serve`) they are written here under the scheduler's very names, so the same Grafana
-//! dashboard (`deploy/grafana/gantry-tenants.json`) works on both.
+//! dashboard (`charts/gantry/dashboards/gantry-tenants.json`) works on both.
 
 use crate::ledger::Sums;
 use crate::view::{QuotaView, View};

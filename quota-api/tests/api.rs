@@ -261,7 +261,7 @@ async fn metrics_carry_cost_budgets_and_the_queue_and_feed_the_grafana_dashboard
     assert!(text.contains("gantry_tenant_usage_milli{tenant=\"team-a\",flavor=\"A100\"} 6000\n"), "{text}");
     assert!(text.contains("gantry_queue_pending_workloads{tenant=\"team-b\"} 1\n"));
     // Every metric the Grafana dashboard queries is one Gantry writes.
-    let path = format!("{}/../deploy/grafana/gantry-tenants.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../charts/gantry/dashboards/gantry-tenants.json", env!("CARGO_MANIFEST_DIR"));
     let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let mut queried = Vec::new();
     for p in dashboard["panels"].as_array().unwrap() {

@@ -66,11 +66,16 @@ pub fn call(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     (status, body)
 }
 
-/// The `args: [...]` line of a deploy manifest, as `gantry` would get it.
+/// The first container's `args:` block list in a deploy manifest, as `gantry` would get it.
 pub fn deployment_args(manifest: &str) -> Vec<String> {
     let text = std::fs::read_to_string(repo(manifest)).expect("the manifest");
-    let line = text.lines().find(|l| l.trim_start().starts_with("args:")).expect("an args line");
-    serde_json::from_str(line.split_once(':').expect("args:").1.trim()).expect("args as a JSON-style list")
+    let mut lines = text.lines().skip_while(|l| l.trim_start() != "args:");
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let head = lines.next().expect("an args: block list (the chart's rendering)");
+    lines
+        .take_while(|l| indent(l) > indent(head) && l.trim_start().starts_with("- "))
+        .map(|l| l.trim_start()[2..].trim().trim_matches('"').to_string())
+        .collect()
 }
 
 /// `gantry <args> --help` succeeds: the arguments are ones `gantry` accepts.
