@@ -8,7 +8,9 @@
 //!   of hostile pods;
 //! - [`mutate`] and [`validate`]: the two handlers, pure functions of the policy and the request;
 //! - [`server`]: the HTTP service (body limit, time budget, health and Prometheus metrics);
-//! - [`live`]: in a cluster, the policy kept equal to the Tenant, Cohort and GpuFlavor objects.
+//! - [`live`]: in a cluster, the policy kept equal to the Tenant, Cohort and GpuFlavor objects;
+//! - [`selfcert`]: without cert-manager, the webhook's own CA and serving certificate, shared by
+//!   its replicas through a Secret, put into the webhook configurations' `caBundle` and renewed.
 //!
 //! Workload identity (`identify`), pod reading (`parse_pod`, `quantity`) and the gate and gang
 //! keys come from `gantry-scheduler`, so that the webhook tags pods exactly as the queue
@@ -20,6 +22,7 @@ pub mod mutate;
 pub mod patch;
 pub mod policy;
 pub mod review;
+pub mod selfcert;
 pub mod server;
 pub mod validate;
 

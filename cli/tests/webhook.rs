@@ -55,3 +55,46 @@ fn without_a_tenants_file_it_needs_a_cluster_and_says_so() {
 fn the_deployment_arguments_are_accepted() {
     assert_accepted(&deployment_args("deploy/webhook/webhook.yaml"));
 }
+
+/// `--self-signed-tls` needs the namespace (for its Secret and certificate names) and no
+/// certificate files; each wrong start says what to fix before anything is contacted.
+#[test]
+fn self_signed_tls_wrong_starts_are_clear_errors() {
+    let gantry = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gantry"));
+        c.env_remove("POD_NAMESPACE").env("KUBECONFIG", "/nonexistent/kubeconfig").env_remove("KUBERNETES_SERVICE_HOST").env("HOME", "/nonexistent");
+        c
+    };
+    let stderr = |c: &mut Command| {
+        let out = c.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let err = stderr(gantry().args(["webhook", "--listen", "127.0.0.1:0", "--self-signed-tls"]));
+    assert!(err.contains("--self-signed-tls needs the webhook's namespace in $POD_NAMESPACE") && err.contains("fieldRef metadata.namespace"), "{err}");
+
+    let err = stderr(gantry().args(["webhook", "--self-signed-tls", "--tls-cert", "a.crt", "--tls-key", "a.key"]));
+    assert!(err.contains("the argument '--self-signed-tls' cannot be used with"), "{err}");
+
+    let err = stderr(gantry().args(["webhook", "--ca-bundle-for", "mutating:gantry-webhook"]));
+    assert!(err.contains("required arguments were not provided") && err.contains("--self-signed-tls"), "{err}");
+
+    let err = stderr(gantry().env("POD_NAMESPACE", "gantry-system").args(["webhook", "--self-signed-tls", "--ca-bundle-for", "gantry-webhook"]));
+    assert!(err.contains("write mutating:NAME or validating:NAME"), "{err}");
+
+    let err = stderr(gantry().env("POD_NAMESPACE", "gantry-system").args(["webhook", "--self-signed-tls", "--service", "Gantry_Webhook"]));
+    assert!(err.contains("--service \"Gantry_Webhook\" is not a valid Service name"), "{err}");
+
+    // Even with a tenants file, the certificate lives in the cluster.
+    let tenants = repo("admission-webhook/tests/fixtures/tenants.yaml");
+    let err = stderr(gantry().env("POD_NAMESPACE", "gantry-system").args(["webhook", "--listen", "127.0.0.1:0", "--self-signed-tls", "--tenants", tenants.to_str().unwrap()]));
+    assert!(err.contains("cannot reach the Kubernetes API server") && err.contains("--tls-cert and --tls-key instead of --self-signed-tls"), "{err}");
+}
+
+/// The flags the Helm chart passes are accepted.
+#[test]
+fn the_self_signed_tls_flags_are_accepted() {
+    let args = "webhook --self-signed-tls --tls-secret gantry-webhook-tls --tls-dir /run/gantry/tls --service gantry-webhook --ca-bundle-for mutating:gantry-webhook --ca-bundle-for validating:gantry-webhook";
+    assert_accepted(&args.split(' ').map(str::to_string).collect::<Vec<_>>());
+}
