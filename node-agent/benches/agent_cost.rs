@@ -3,7 +3,9 @@
 //! - `pass`: taking one sampling pass in (health, XID counts) and computing the Node inventory,
 //!   against the baseline `clone`, copying the frame (the least any pass does);
 //! - `render`: `/metrics` with Gantry's and dcgm-exporter's families and pod labels, against
-//!   the baseline `json`, serializing the same frame with serde_json.
+//!   the baseline `json`, serializing the same frame with serde_json;
+//! - `idle`: metering idle-but-allocated time for the quota API, against the baseline
+//!   `utilization`, building the per-GPU holders and use the meter reads.
 //!
 //! ```sh
 //! cargo bench -p gantry-node-agent --bench agent_cost
@@ -66,6 +68,18 @@ fn costs(c: &mut Criterion) {
     });
     g.bench_function("render/baseline-json", |b| b.iter(|| black_box(serde_json::to_string(&frame))));
     g.bench_function("render", |b| b.iter(|| black_box(state.metrics(&options))));
+    // Idle-but-allocated metering per pass (--quota-api): the GPUs' holders and use, then the
+    // meter's share of it; a window closes every 60 passes.
+    g.bench_function("idle/baseline-utilization", |b| b.iter(|| black_box(state.utilization("gpu-node-1"))));
+    g.bench_function("idle", |b| {
+        let mut meter = gantry_node_agent::idle::IdleMeter::new(60, 5);
+        let mut t = 1_800_000_000;
+        b.iter(|| {
+            t += 1;
+            meter.observe(t, &state.utilization("gpu-node-1").gpus);
+            black_box(meter.close(t))
+        })
+    });
     g.finish();
 }
 

@@ -60,6 +60,7 @@ fn ledger() -> Result<Ledger, BoxError> {
                     borrowed: used / 4,
                     idle: used / 10,
                     price_micros: price,
+                    node: None,
                 })
             })
             .collect();
