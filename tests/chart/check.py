@@ -21,6 +21,7 @@ import copy
 import glob
 import json
 import os
+import re
 import sys
 
 import helm_python
@@ -252,6 +253,12 @@ def check_scheduler_config(case, objects, values, notes):
     pinned = values.get("kubeScheduler", {}).get("image", {}).get("tag")
     if pinned:
         check(case, tag == pinned, f"kube-scheduler runs {tag}, not the pinned {pinned}")
+        cluster = re.search(r"Your cluster runs Kubernetes v(\d+)\.(\d+)\.", notes)
+        pin = re.match(r"v?(\d+)\.(\d+)\.\d+$", pinned)
+        if check(case, cluster is not None, "NOTES does not name the cluster's version") and pin:
+            (cm, cn), (pm, pn) = map(int, cluster.groups()), map(int, pin.groups())
+            skewed = pm != cm or not (cn - 1 <= pn <= cn)
+            check(case, ("WARNING: kube-scheduler" in notes) == skewed, f"NOTES must warn exactly when {pinned} is outside the skew for v{cm}.{cn}")
     else:
         # Helm renders for the cluster's version; NOTES.txt says which one it was.
         check(case, f"Your cluster runs Kubernetes {tag};" in notes and f"runs kube-scheduler {tag}." in notes, f"kube-scheduler {tag} is not the cluster's version in NOTES: {notes[:300]!r}")
