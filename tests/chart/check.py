@@ -391,6 +391,14 @@ def pod_annotations(objects, name):
     return found[0]["spec"]["template"]["metadata"].get("annotations", {}) if found else {}
 
 
+def check_upgrades(selectors):
+    """A workload's selector is immutable in Kubernetes: switching values files (an upgrade from the
+    defaults to HA, to cert-manager...) must never change one, or `helm upgrade` fails."""
+    for (kind, name), by_case in sorted(selectors.items()):
+        distinct = {json.dumps(v, sort_keys=True) for v in by_case.values()}
+        check("upgrades", len(distinct) == 1, f"{kind} {name} has different selectors across values files: {by_case}")
+
+
 def check_rollouts(chart):
     """A change of configuration changes the pod template of exactly the pods that read it."""
     case = "checksums"
@@ -449,6 +457,7 @@ def main():
     cases = sorted(glob.glob(os.path.join(chart, "ci", "*-values.yaml")))
     check("cases", len(cases) >= 4, f"expected at least 4 values files in ci/, found {len(cases)}")
     summary = []
+    selectors = {}
     for path in cases:
         case = os.path.basename(path)[: -len("-values.yaml")]
         values = load_values(path)
@@ -480,6 +489,8 @@ def main():
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 with open(dest, "w") as f:
                     f.write(text.lstrip("\n"))
+        for w in workloads(objects):
+            selectors.setdefault((w["kind"], w["metadata"]["name"]), {})[case] = w["spec"]["selector"]
         kinds = sorted({o["kind"] for o in objects})
         summary.append(f"{case}: {len(objects)} objects ({', '.join(kinds)})")
 
@@ -489,6 +500,7 @@ def main():
                 if doc:
                     validate_k8s(f"example {os.path.basename(path)}", doc, schemas)
 
+    check_upgrades(selectors)
     check_rollouts(chart)
     negative_controls(chart, schemas)
 
