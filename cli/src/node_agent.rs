@@ -53,8 +53,9 @@ pub struct NodeAgentArgs {
     /// holds each GPU). Off without it.
     #[arg(long, value_name = "URL")]
     quota_api: Option<String>,
-    /// The bearer token for --quota-api: the pod's service account token, read at every send.
-    #[arg(long, value_name = "FILE", default_value = gantry_serve::client::TOKEN_FILE)]
+    /// The bearer token for --quota-api, read at every send: a service account token for the
+    /// audience gantry-quota-api (the chart projects it here).
+    #[arg(long, value_name = "FILE", default_value = gantry_serve::client::QUOTA_API_TOKEN_FILE)]
     quota_api_token: PathBuf,
     /// Seconds per idle-time window sent to the quota API.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]

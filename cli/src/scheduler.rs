@@ -60,9 +60,13 @@ pub struct SchedulerArgs {
     #[arg(long, value_name = "NAME")]
     identity: Option<String>,
     /// The quota API the leader sends usage records and the view of the queue to, e.g.
-    /// http://gantry-quota-api.gantry-system.svc (with the pod's service account token).
+    /// http://gantry-quota-api.gantry-system.svc.
     #[arg(long, value_name = "URL")]
     quota_api: Option<String>,
+    /// The bearer token for --quota-api, read at every send: a service account token for the
+    /// audience gantry-quota-api (the chart projects it here).
+    #[arg(long, value_name = "FILE", default_value = gantry_serve::client::QUOTA_API_TOKEN_FILE)]
+    quota_api_token: PathBuf,
     /// Longest time between admission cycles, in seconds (cycles also follow every change).
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     cycle_every: u64,
@@ -179,7 +183,7 @@ async fn in_cluster(args: SchedulerArgs) -> Result<(), String> {
         policy: args.policy,
         expected: expected(&args, &Default::default())?,
         cycle_every: Duration::from_secs(args.cycle_every.max(1)),
-        quota_api: args.quota_api.clone(),
+        quota_api: args.quota_api.clone().map(|url| (url, args.quota_api_token.clone())),
     };
     let state = AppState::new(Extender::new(Cluster::default(), Scheduler::new(args.policy.build(Scale::of(&Cluster::default()), &config.expected))))?;
     state.set_ready(false);

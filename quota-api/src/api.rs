@@ -398,7 +398,7 @@ async fn metrics(State(api): State<Arc<Api>>) -> Answer<Response> {
 async fn writer(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
     let id = who(api, headers).await?;
     if !id.writer {
-        return Err(ApiError::Forbidden(format!("{} may not write to the ledger; only Gantry's scheduler and node agents do (create accruals.gantry.dev)", id.user)));
+        return Err(ApiError::Forbidden(format!("{} may not write to the ledger; only Gantry's scheduler and node agents do (create accruals.gantry.dev, with a token for the audience gantry-quota-api)", id.user)));
     }
     Ok(id)
 }

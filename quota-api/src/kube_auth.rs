@@ -4,8 +4,11 @@
 //! - a platform admin may `list` `tenants.gantry.dev`: every tenant;
 //! - a tenant's user may `get` the Tenant object of their tenant (a Role or ClusterRole rule
 //!   with `resourceNames: [team-a]`): that tenant;
-//! - a writer (the scheduler's leader) may `create` `accruals.gantry.dev`, a resource that exists
-//!   only in RBAC rules, for this check.
+//! - a writer (the scheduler's leader, the node agents) may `create` `accruals.gantry.dev`, a
+//!   resource that exists only in RBAC rules, for this check, **and** sends a token bound to the
+//!   audience [`AUDIENCE`] (a projected service account token). Writers call over the pod
+//!   network, where a token might be seen; one for this audience is good for nothing else, as the
+//!   API server refuses it. Readers may send any token the API server accepts.
 //!
 //! Answers are kept for a minute per token (hashed, never stored), so a dashboard polling every
 //! few seconds costs the API server a handful of reviews a minute. The quota API's account needs
@@ -24,6 +27,9 @@ use std::time::{Duration, Instant};
 
 /// How long an answer is kept.
 pub const CACHE_FOR: Duration = Duration::from_secs(60);
+
+/// The audience of the tokens writers send (projected into their pods by the chart).
+pub const AUDIENCE: &str = "gantry-quota-api";
 
 pub struct KubeAuth {
     client: Client,
@@ -45,8 +51,9 @@ impl KubeAuth {
         KubeAuth { client, hasher: RandomState::new(), cache: Mutex::new(HashMap::new()) }
     }
 
-    async fn review(&self, token: &str) -> Option<User> {
-        let review = TokenReview { spec: TokenReviewSpec { token: token.to_string(), ..Default::default() }, ..Default::default() };
+    /// Who `token` is, if it is valid for one of `audiences` (`None`: the API server's own).
+    async fn review(&self, token: &str, audiences: Option<Vec<String>>) -> Option<User> {
+        let review = TokenReview { spec: TokenReviewSpec { token: token.to_string(), audiences }, ..Default::default() };
         let answer = Api::<TokenReview>::all(self.client.clone()).create(&PostParams::default(), &review).await;
         let status = match answer {
             Ok(r) => r.status?,
@@ -88,8 +95,12 @@ impl KubeAuth {
     }
 
     async fn identity(&self, token: &str, tenants: &[String]) -> Option<Identity> {
-        let user = self.review(token).await?;
-        let writer = self.may(&user, "create", "accruals", None).await;
+        // A token for Gantry's audience first (the writers'), then any the API server takes.
+        let (user, bound) = match self.review(token, Some(vec![AUDIENCE.to_string()])).await {
+            Some(user) => (user, true),
+            None => (self.review(token, None).await?, false),
+        };
+        let writer = bound && self.may(&user, "create", "accruals", None).await;
         if self.may(&user, "list", "tenants", None).await {
             return Some(Identity { user: user.name, scope: Scope::Admin, writer });
         }

@@ -307,7 +307,7 @@ async fn the_scheduler_writes_accruals_and_the_view_and_nobody_else_does() {
     assert!(v["error"].as_str().unwrap().starts_with("line 2: not an accrual"), "{v}");
     // Readers, even admins, may not write; nobody without a token.
     let (s, v) = send(&api, "POST", "/internal/v1/accruals", ADMIN, line(T0 + 9000, 1)).await;
-    assert_eq!((s, v["error"].as_str().unwrap()), (StatusCode::FORBIDDEN, "alice may not write to the ledger; only Gantry's scheduler and node agents do (create accruals.gantry.dev)"));
+    assert_eq!((s, v["error"].as_str().unwrap()), (StatusCode::FORBIDDEN, "alice may not write to the ledger; only Gantry's scheduler and node agents do (create accruals.gantry.dev, with a token for the audience gantry-quota-api)"));
     assert_eq!(send(&api, "PUT", "/internal/v1/view", None, "{}".into()).await.0, StatusCode::UNAUTHORIZED);
     // A new view from the scheduler is what readers see next.
     let mut view = serde_json::to_value(api.view().as_ref()).unwrap();

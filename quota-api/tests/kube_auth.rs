@@ -1,9 +1,10 @@
 //! Tokens in a cluster against a mocked API server (tower-test): TokenReview says who, a
 //! SubjectAccessReview for `list tenants.gantry.dev` makes an admin, one `get` per named Tenant
-//! makes a tenant's user, `create accruals.gantry.dev` a writer; invalid tokens are refused; answers are cached per token.
+//! makes a tenant's user, `create accruals.gantry.dev` a writer when its token is bound to Gantry's
+//! audience; invalid tokens are refused; answers are cached per token.
 
 use gantry_quota_api::auth::{Authenticator, Scope};
-use gantry_quota_api::kube_auth::KubeAuth;
+use gantry_quota_api::kube_auth::{KubeAuth, AUDIENCE};
 use http::{Method, Request, Response};
 use kube::client::Body;
 use kube::Client;
@@ -22,10 +23,15 @@ async fn reviews_decide_who_sees_what_and_are_cached() {
             let body: Value = serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
             seen.lock().unwrap().push((path.clone(), body.clone()));
             let reply = if path == "/apis/authentication.k8s.io/v1/tokenreviews" {
-                let user = match body["spec"]["token"].as_str().unwrap() {
-                    "alice-token" => json!({"authenticated": true, "user": {"username": "alice", "groups": ["platform"]}}),
-                    "bob-token" => json!({"authenticated": true, "user": {"username": "bob", "groups": ["team-a"]}}),
-                    "scheduler-token" => json!({"authenticated": true, "user": {"username": "scheduler"}}),
+                // As the API server does: a token is valid only for the audiences it was made for.
+                let gantry_audience = body["spec"]["audiences"] == json!([AUDIENCE]);
+                let user = match (body["spec"]["token"].as_str().unwrap(), gantry_audience) {
+                    ("alice-token", false) => json!({"authenticated": true, "user": {"username": "alice", "groups": ["platform"]}}),
+                    ("bob-token", false) => json!({"authenticated": true, "user": {"username": "bob", "groups": ["team-a"]}}),
+                    ("scheduler-token", true) => json!({"authenticated": true, "user": {"username": "scheduler"}, "audiences": [AUDIENCE]}),
+                    // The scheduler's account with a token for the API server, as one sniffed or
+                    // taken from its default mount would be: may read what its RBAC allows, never write.
+                    ("scheduler-default-token", false) => json!({"authenticated": true, "user": {"username": "scheduler"}}),
                     _ => json!({"authenticated": false, "error": "invalid bearer token"}),
                 };
                 json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": body["spec"], "status": user})
@@ -52,13 +58,16 @@ async fn reviews_decide_who_sees_what_and_are_cached() {
     assert_eq!((bob.user.as_str(), bob.scope, bob.writer), ("bob", Scope::Tenants(vec!["team-a".into()]), false));
     let scheduler = auth.identify("scheduler-token", &tenants).await.unwrap();
     assert_eq!((scheduler.scope, scheduler.writer), (Scope::Tenants(vec![]), true));
+    let unbound = auth.identify("scheduler-default-token", &tenants).await.unwrap();
+    assert_eq!((unbound.user.as_str(), unbound.writer), ("scheduler", false), "writing needs a token for Gantry's audience");
     assert_eq!(auth.identify("stolen", &tenants).await, None);
     let made = calls.lock().unwrap().len();
-    // alice: review + create + list; bob: review + create + list + 2 gets; the scheduler: the
-    // same as bob; stolen: review.
-    assert_eq!(made, 3 + 5 + 5 + 1);
+    // alice: 2 reviews (Gantry's audience, then the API server's) + list; bob: 2 reviews + list +
+    // 2 gets; the scheduler: 1 review + create + list + 2 gets; its default token: 2 reviews +
+    // list + 2 gets (no create: it could not write anyway); stolen: 2 reviews.
+    assert_eq!(made, 3 + 5 + 5 + 5 + 2);
     // The SubjectAccessReviews carry the user's groups as the TokenReview gave them.
-    assert_eq!(calls.lock().unwrap()[4].1["spec"]["groups"], json!(["team-a"]));
+    assert_eq!(calls.lock().unwrap()[5].1["spec"]["groups"], json!(["team-a"]));
 
     // Within a minute, nothing is asked again.
     assert_eq!(auth.identify("bob-token", &tenants).await.unwrap().scope, Scope::Tenants(vec!["team-a".into()]));

@@ -25,7 +25,6 @@ use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::{Seconds, Settings, Tenancy};
 use gantry_core::{PolicyKind, Scale, Scheduler};
 use crate::report::QuotaReport;
-use gantry_serve::client::TOKEN_FILE;
 use crate::tenants::TenantObjects;
 use gantry_crds::{Tenant, TenantStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
@@ -64,8 +63,9 @@ pub struct RunConfig {
     pub expected: Vec<PodRequest>,
     /// The longest time between admission cycles (time-based rules need cycles with no events).
     pub cycle_every: Duration,
-    /// The quota API to send accruals and the view to (the leader only), if any.
-    pub quota_api: Option<String>,
+    /// The quota API to send accruals and the view to (the leader only), if any, and the file
+    /// holding the bearer token to send.
+    pub quota_api: Option<(String, std::path::PathBuf)>,
 }
 
 /// The reflector stores: what the API server has, as last seen.
@@ -524,7 +524,7 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
     let (mut leader, lease_task) = lease.watch().await;
     let statuses = matches!(config.tenants, Tenants::Cluster(_)).then(|| (Api::<Tenant>::all(client.clone()), HashMap::new()));
     let mut executor = Executor { adapter: Adapter::new(client, Some(config.identity.clone())), said: HashMap::new(), retry: Vec::new(), statuses };
-    let mut quota = config.quota_api.as_deref().map(|url| (QuotaReport::new(url, TOKEN_FILE.into()), String::new(), Instant::now()));
+    let mut quota = config.quota_api.as_ref().map(|(url, token)| (QuotaReport::new(url, token.clone()), String::new(), Instant::now()));
     loop {
         tokio::select! {
             () = &mut shutdown => break,

@@ -1,6 +1,6 @@
 //! Calls from one Gantry component to another's internal API (the scheduler's leader and the node
-//! agents to the quota API) with the pod's service account token, read again at every call
-//! because the kubelet rotates it.
+//! agents to the quota API) with a bearer token read again at every call, because the kubelet
+//! rotates it.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -10,8 +10,10 @@ use hyper_util::rt::TokioExecutor;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Where a pod finds its service account token.
-pub const TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+/// Where Gantry's pods find the token they send to the quota API: a projected service account
+/// token for the audience `gantry-quota-api` (charts/gantry mounts it), which the API server
+/// refuses for anything else, so one seen on the pod network opens nothing but the quota API.
+pub const QUOTA_API_TOKEN_FILE: &str = "/var/run/secrets/gantry/quota-api/token";
 
 /// How long one call may take before it counts as failed (and is retried by the caller).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,7 +27,7 @@ pub struct Caller {
 
 impl Caller {
     /// `base`: e.g. `http://gantry-quota-api.gantry-system.svc`; `token`: the file holding the
-    /// bearer token ([`TOKEN_FILE`] in a pod).
+    /// bearer token ([`QUOTA_API_TOKEN_FILE`] in Gantry's pods).
     pub fn new(base: &str, token: PathBuf) -> Caller {
         Caller { base: base.trim_end_matches('/').to_string(), token, client: Client::builder(TokioExecutor::new()).build_http() }
     }

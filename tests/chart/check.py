@@ -355,6 +355,15 @@ def check_components(case, objects, values):
     a = args_of(sched["spec"]["template"]["spec"]["containers"][0])
     url = f"http://gantry-quota-api.{NAMESPACE}.svc:80"
     check(case, a.get("--quota-api") == ([url] if quota else None), f"the scheduler's --quota-api is {a.get('--quota-api')}")
+    writers = [sched] + find(objects, "DaemonSet", "gantry-node-agent")
+    for w in writers if quota else []:
+        # The token writers send is projected for Gantry's audience, where the binary reads it.
+        pod = w["spec"]["template"]["spec"]
+        vol = next((v for v in pod.get("volumes", []) if v["name"] == "quota-api-token"), {})
+        src = (vol.get("projected", {}).get("sources") or [{}])[0].get("serviceAccountToken", {})
+        check(case, src.get("audience") == "gantry-quota-api", f"{w['metadata']['name']}: no token for the quota API's audience")
+        mount = next((m for m in pod["containers"][0].get("volumeMounts", []) if m["name"] == "quota-api-token"), {})
+        check(case, f"{mount.get('mountPath')}/{src.get('path')}" == "/var/run/secrets/gantry/quota-api/token", f"{w['metadata']['name']}: the token is not where gantry reads it")
     if agent:
         ds = one(case, objects, "DaemonSet", "gantry-node-agent")
         pod = ds["spec"]["template"]["spec"]

@@ -44,6 +44,22 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+The token Gantry's writers send to the quota API: projected for the audience gantry-quota-api
+(quota-api/src/kube_auth.rs AUDIENCE), so the API server refuses it for anything else and one seen
+on the pod network opens nothing but the quota API. Rotated by the kubelet; read at every send.
+*/}}
+{{- define "gantry.quotaApiTokenMount" -}}
+- {name: quota-api-token, mountPath: /var/run/secrets/gantry/quota-api, readOnly: true}
+{{- end -}}
+
+{{- define "gantry.quotaApiTokenVolume" -}}
+- name: quota-api-token
+  projected:
+    sources:
+      - serviceAccountToken: {audience: gantry-quota-api, expirationSeconds: 3600, path: token}
+{{- end -}}
+
 {{/* Pod and container security contexts: non-root, read-only root, nothing to escalate. */}}
 {{- define "gantry.podSecurityContext" -}}
 runAsNonRoot: true
