@@ -54,11 +54,13 @@ pub struct Api {
     auth: Box<dyn Authenticator>,
     /// Also export the queue's metrics (when no scheduler does: `gantry simulate --serve`).
     queue_metrics: AtomicBool,
+    /// What the writers sent, for `/metrics`.
+    ingest: Mutex<crate::metrics::Ingest>,
 }
 
 impl Api {
     pub fn new(view: View, ledger: Ledger, auth: Box<dyn Authenticator>) -> Arc<Api> {
-        Arc::new(Api { view: RwLock::new(current(view)), ledger: Mutex::new(ledger), auth, queue_metrics: AtomicBool::new(false) })
+        Arc::new(Api { view: RwLock::new(current(view)), ledger: Mutex::new(ledger), auth, queue_metrics: AtomicBool::new(false), ingest: Mutex::default() })
     }
 
     /// Whether `/metrics` also carries quota, use, borrowing and queue lengths (the scheduler's
@@ -78,6 +80,11 @@ impl Api {
 
     fn tenant_names(&self) -> Arc<[String]> {
         self.view.read().unwrap_or_else(|p| p.into_inner()).1.clone()
+    }
+
+    /// Counts a write accepted from `source` that added `new` records, now.
+    fn wrote(&self, source: &'static str, new: usize) {
+        self.ingest.lock().unwrap_or_else(|p| p.into_inner()).wrote(source, new, jiff::Timestamp::now().as_second());
     }
 
     /// The ledger, for writers (the accrual feed) and readers alike.
@@ -390,7 +397,8 @@ async fn workload(State(api): State<Arc<Api>>, headers: HeaderMap, Path(wid): Pa
 
 async fn metrics(State(api): State<Arc<Api>>) -> Answer<Response> {
     let cost = api.ledger().sums(Step::Day, None, i64::MIN, i64::MAX).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let text = crate::metrics::render(&api.view(), &cost, api.queue_metrics.load(Ordering::Relaxed));
+    let mut text = crate::metrics::render(&api.view(), &cost, api.queue_metrics.load(Ordering::Relaxed));
+    api.ingest.lock().unwrap_or_else(|p| p.into_inner()).render(&mut text);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
@@ -420,6 +428,7 @@ async fn accruals(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::b
         ImportError::Ledger(e) => ledger_error(e),
         ImportError::Input(m) => ApiError::BadRequest(m),
     })?;
+    api.wrote("scheduler", done.new);
     Ok(axum::Json(json!({"read": done.read, "new": done.new})).into_response())
 }
 
@@ -429,6 +438,7 @@ async fn put_view(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::b
     let view: View = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not a view ({e}); send the JSON the scheduler's View has")))?;
     let at = view.at;
     api.set_view(view);
+    api.wrote("view", 0);
     Ok(axum::Json(json!({"at": at})).into_response())
 }
 
@@ -446,5 +456,7 @@ async fn idle(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body:
     }
     let (records, skipped) = crate::idle::records(&view, &report).map_err(ApiError::BadRequest)?;
     let new = api.ledger().append(&records).map_err(ledger_error)?;
+    api.wrote("node-agent", new);
+    api.ingest.lock().unwrap_or_else(|p| p.into_inner()).skipped(&skipped);
     Ok(axum::Json(json!({"read": report.lines.len(), "records": records.len(), "new": new, "skipped": skipped})).into_response())
 }

@@ -42,6 +42,8 @@ pub struct IdleLine {
 pub struct Skipped {
     pub namespace: String,
     pub model: String,
+    /// `no-tenant` or `no-flavor` (the label of `gantry_quota_api_idle_lines_skipped_total`).
+    pub reason: &'static str,
     pub why: String,
 }
 
@@ -58,13 +60,13 @@ pub fn records(view: &View, report: &IdleReport) -> Result<(Vec<Record>, Vec<Ski
         if l.end <= l.start {
             return Err(format!("line {}/{} [{}, {}): end must be after start", l.namespace, l.model, l.start, l.end));
         }
-        let skip = |why: String| Skipped { namespace: l.namespace.clone(), model: l.model.clone(), why };
+        let skip = |reason, why: String| Skipped { namespace: l.namespace.clone(), model: l.model.clone(), reason, why };
         let Some(tenant) = view.tenants.iter().find(|t| t.namespaces.contains(&l.namespace)) else {
-            skipped.push(skip(format!("no tenant owns namespace {}; its idle time is not charged", l.namespace)));
+            skipped.push(skip("no-tenant", format!("no tenant owns namespace {}; its idle time is not charged", l.namespace)));
             continue;
         };
         let Some(flavor) = view.flavors.iter().find(|f| f.name == l.model) else {
-            skipped.push(skip(format!("no flavor is GPU model {}; add a GpuFlavor named after it to charge it", l.model)));
+            skipped.push(skip("no-flavor", format!("no flavor is GPU model {}; add a GpuFlavor named after it to charge it", l.model)));
             continue;
         };
         let price = tenant.quotas.iter().find(|q| q.flavor == flavor.name).map_or((flavor.price * 1e6).round() as u64, |q| q.price_micros);

@@ -4,7 +4,9 @@
 //! --serve`) they are written here under the scheduler's very names, so the same Grafana
 //! dashboard (`charts/gantry/dashboards/gantry-tenants.json`) works on both.
 
+use crate::idle::Skipped;
 use crate::ledger::Sums;
+use std::collections::BTreeMap;
 use crate::view::{QuotaView, View};
 use std::fmt::Write;
 
@@ -43,6 +45,50 @@ pub fn render(view: &View, cost: &[(String, String, Sums)], with_queue: bool) ->
         queue(&mut out, view);
     }
     out
+}
+
+/// What the writers sent since start: is the ledger still fed? (`gantry_quota_api_*`)
+#[derive(Default)]
+pub struct Ingest {
+    /// Per source (`scheduler`: accruals, `view`: the queue's view, `node-agent`: idle time):
+    /// accepted writes, new records, unix seconds of the last write.
+    sources: BTreeMap<&'static str, (u64, u64, i64)>,
+    /// Idle lines charged to nobody, per reason.
+    skipped: BTreeMap<&'static str, u64>,
+}
+
+impl Ingest {
+    pub fn wrote(&mut self, source: &'static str, new: usize, now: i64) {
+        let e = self.sources.entry(source).or_default();
+        e.0 += 1;
+        e.1 += new as u64;
+        e.2 = now;
+    }
+
+    pub fn skipped(&mut self, lines: &[Skipped]) {
+        for s in lines {
+            *self.skipped.entry(s.reason).or_default() += 1;
+        }
+    }
+
+    pub fn render(&self, out: &mut String) {
+        type Read = fn(&(u64, u64, i64)) -> f64;
+        let per_source: [(&str, &str, &str, Read); 3] = [
+            ("gantry_quota_api_writes_total", "counter", "Writes accepted per source (scheduler: accruals; view: the queue; node-agent: idle time).", |s| s.0 as f64),
+            ("gantry_quota_api_records_written_total", "counter", "New ledger records per source (retries of records already there are not counted).", |s| s.1 as f64),
+            ("gantry_quota_api_last_write_timestamp_seconds", "gauge", "When each source last wrote (unix seconds); alert when it stops.", |s| s.2 as f64),
+        ];
+        for (name, kind, help, get) in per_source {
+            family(out, name, kind, help);
+            for (source, s) in &self.sources {
+                let _ = writeln!(out, "{name}{{source=\"{source}\"}} {}", get(s));
+            }
+        }
+        family(out, "gantry_quota_api_idle_lines_skipped_total", "counter", "Idle-time lines charged to nobody: no-tenant (a namespace no tenant owns) or no-flavor (a GPU model no flavor names).");
+        for (reason, n) in &self.skipped {
+            let _ = writeln!(out, "gantry_quota_api_idle_lines_skipped_total{{reason=\"{reason}\"}} {n}");
+        }
+    }
 }
 
 /// The scheduler leader's queue families, from the view (milli-units, as it writes them).

@@ -358,6 +358,18 @@ async fn node_agents_add_idle_time_once_per_window_and_node() {
     assert!(v["error"].as_str().unwrap().starts_with("the body is not an idle report"), "{v}");
     let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, json!({"node": "gpu-1", "lines": [{"start": T0, "end": T0, "namespace": "team-b", "model": "A100", "idle": 1}]}).to_string()).await;
     assert_eq!((s, v["error"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "line team-b/A100 [1796083200, 1796083200): end must be after start"));
+    // Operators see the feed: accepted writes, new records and skipped lines (the refused ones
+    // are not counted).
+    let (_, _, text) = get(&api, "/metrics", None).await;
+    for line in [
+        "gantry_quota_api_writes_total{source=\"node-agent\"} 3\n",
+        "gantry_quota_api_records_written_total{source=\"node-agent\"} 2\n",
+        "gantry_quota_api_idle_lines_skipped_total{reason=\"no-tenant\"} 3\n",
+        "gantry_quota_api_idle_lines_skipped_total{reason=\"no-flavor\"} 3\n",
+    ] {
+        assert!(text.contains(line), "{line} not in {text}");
+    }
+    assert!(text.contains("gantry_quota_api_last_write_timestamp_seconds{source=\"node-agent\"} 1"), "{text}");
     // Before the scheduler has said which tenants exist, the agent is told to come back.
     let mut view = (*api.view()).clone();
     view.tenants.clear();

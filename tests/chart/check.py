@@ -34,7 +34,7 @@ NAMESPACE = "gantry-system"
 RELEASE = "gantry"
 THIRD_PARTY = {
     "cert-manager.io/v1": {"Issuer", "Certificate", "ClusterIssuer"},
-    "monitoring.coreos.com/v1": {"ServiceMonitor", "PodMonitor"},
+    "monitoring.coreos.com/v1": {"ServiceMonitor", "PodMonitor", "PrometheusRule"},
     "kubeflow.org/v1": {"PyTorchJob", "Notebook"},
     "serving.kserve.io/v1beta1": {"InferenceService"},
 }
@@ -383,6 +383,8 @@ def check_components(case, objects, values):
             check(case, "scheduler" in peers and "node-agent" in peers, f"the quota API does not let the scheduler and node agents in: {peers}")
     monitors = values.get("metrics", {}).get("serviceMonitor", {}).get("enabled")
     check(case, bool(find(objects, "ServiceMonitor")) == bool(monitors), "ServiceMonitors exactly when enabled")
+    rules = values.get("metrics", {}).get("prometheusRule", {}).get("enabled")
+    check(case, bool(find(objects, "PrometheusRule")) == bool(rules), "alert rules exactly when enabled")
     dashboards = values.get("metrics", {}).get("grafanaDashboards", {}).get("enabled")
     cms = find(objects, "ConfigMap", "gantry-grafana-dashboards")
     check(case, bool(cms) == bool(dashboards), "Grafana dashboards exactly when enabled")

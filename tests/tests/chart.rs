@@ -159,3 +159,26 @@ fn the_image_recipe_runs_gantry_as_the_user_the_chart_expects() {
         }
     }
 }
+
+/// Every `gantry_*` metric an alert rule queries is a string literal somewhere in the services'
+/// sources: a name Gantry writes (the Grafana dashboard's are checked in quota-api/tests/api.rs).
+#[test]
+fn the_alerts_query_metrics_gantry_writes() {
+    let mut sources = String::new();
+    for dir in ["scheduler/src", "node-agent/src", "quota-api/src", "admission-webhook/src"] {
+        for f in files(&repo().join(dir)) {
+            sources.push_str(&std::fs::read_to_string(repo().join(dir).join(f)).expect("a source file"));
+        }
+    }
+    let objects = objects("cert-manager");
+    let rule = object(&objects, "PrometheusRule", "gantry-alerts");
+    let mut queried = Vec::new();
+    for r in rule["spec"]["groups"][0]["rules"].as_array().expect("rules") {
+        let expr = r["expr"].as_str().expect("an expression");
+        queried.extend(expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("gantry_")).map(str::to_string));
+    }
+    assert!(queried.len() >= 4, "{queried:?}");
+    for name in queried {
+        assert!(sources.contains(&format!("\"{name}\"")), "an alert queries {name}, which no Gantry code writes");
+    }
+}
