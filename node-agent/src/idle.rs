@@ -15,7 +15,7 @@
 use crate::agent::GpuUse;
 use crate::inventory::product_label;
 use gantry_quota_api::idle::{IdleLine, IdleReport};
-use gantry_serve::client::Caller;
+use gantry_serve::client::{CallError, Caller};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -108,28 +108,52 @@ pub async fn send(caller: Caller, node: String, mut lines: mpsc::Receiver<Vec<Id
         if pending.is_empty() {
             continue;
         }
-        let report = IdleReport { node: node.clone(), lines: pending };
-        let body = match serde_json::to_string(&report) {
-            Ok(b) => b,
+        let (lines, result) = post(&caller, &node, std::mem::take(&mut pending)).await;
+        match result {
+            Ok(()) => said.clear(),
+            // Refused for good (e.g. a window resent after a lost answer, with figures changed
+            // since): each window alone, so that only the refused ones are dropped and no window
+            // waits behind them.
+            Err(e) if e.refused() => {
+                let mut windows: BTreeMap<(i64, i64), Vec<IdleLine>> = BTreeMap::new();
+                for l in lines {
+                    windows.entry((l.start, l.end)).or_default().push(l);
+                }
+                let mut dropped = 0;
+                for (_, window) in windows {
+                    let (window, result) = post(&caller, &node, window).await;
+                    match result {
+                        Ok(()) => {}
+                        Err(e) if e.refused() => {
+                            dropped += window.len();
+                            eprintln!("gantry node-agent: the quota API refused a window of idle time, dropped: {e}");
+                        }
+                        Err(_) => pending.extend(window),
+                    }
+                }
+                if dropped == 0 {
+                    eprintln!("gantry node-agent: the quota API refused a report but took each window alone: {e}");
+                }
+            }
             Err(e) => {
-                eprintln!("gantry node-agent: cannot write the idle report: {e}");
-                pending = report.lines;
-                continue;
+                pending = lines;
+                if e.message != said {
+                    eprintln!("gantry node-agent: idle time not sent yet ({} lines kept): {e}", pending.len());
+                    said = e.message;
+                }
             }
-        };
-        pending = report.lines;
-        match caller.call("POST", "/internal/v1/idle", "application/json", body).await {
-            Ok(()) => {
-                pending.clear();
-                said.clear();
-            }
-            Err(e) if e != said => {
-                eprintln!("gantry node-agent: idle time not sent yet ({} lines kept): {e}", pending.len());
-                said = e;
-            }
-            Err(_) => {}
         }
     }
+}
+
+/// One report of `lines`; the lines come back with the answer.
+async fn post(caller: &Caller, node: &str, lines: Vec<IdleLine>) -> (Vec<IdleLine>, Result<(), CallError>) {
+    let report = IdleReport { node: node.to_string(), lines };
+    let result = match serde_json::to_string(&report) {
+        Ok(body) => caller.call("POST", "/internal/v1/idle", "application/json", body).await,
+        Err(e) => Err(CallError { status: None, message: format!("cannot write the idle report: {e}") }),
+    };
+    (report.lines, result)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Idle-but-allocated time from the GPUs to the quota API's ledger, over the real parts: the
 //! agent's loop on a replayed capture, a fake kubelet saying who holds which GPU, the agent's
-//! sender, and the quota API served on loopback with a token file.
+//! sender, and the quota API served on loopback with a token file. A window the quota API refuses
+//! for good is dropped alone; the others land.
 
 mod common;
 
@@ -12,7 +13,8 @@ use gantry_node_agent::podresources::proto::ListPodResourcesResponse;
 use gantry_node_agent::source::{GpuSource, Replay};
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
-use gantry_quota_api::ledger::{Ledger, Step};
+use gantry_quota_api::idle::IdleLine;
+use gantry_quota_api::ledger::{Ledger, Record, Step};
 use gantry_quota_api::view::View;
 use gantry_serve::client::Caller;
 use serde_json::json;
@@ -96,4 +98,37 @@ async fn idle_gpus_reach_the_ledger_once_even_when_the_quota_api_was_not_ready()
     let exact = total * 2_500_000 / 3_600_000;
     assert!(sums.idle_cost <= exact && sums.idle_cost + total / 1030 >= exact, "{} micro-EUR for {total}", sums.idle_cost);
     assert_eq!((sums.guaranteed, sums.borrowed), (0, 0), "agents write idle time only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_refused_for_good_is_dropped_and_the_others_land() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let tokens = "tokens:\n  - {token: agent-token, user: agent, writer: true}\n";
+    let api = Api::new(view(true), Ledger::in_memory().expect("a ledger"), Box::new(StaticTokens::parse("tokens.yaml", tokens).expect("tokens")));
+    // The ledger already holds window 60-120 of this node with other figures (an earlier send
+    // whose answer was lost, at a price changed since).
+    let model = "NVIDIA-A100-SXM4-40GB";
+    let held = Record { tenant: "team-a".into(), flavor: model.into(), start: 60, end: 120, guaranteed: 0, borrowed: 0, idle: 5, price_micros: 2_000_000, node: Some("gpu-node-1".into()) };
+    api.ledger().append(&[held]).expect("the held record");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let url = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(gantry_serve::serve(listener, router(api.clone()), None, std::future::pending()));
+    let token = dir.path().join("token");
+    std::fs::write(&token, "agent-token\n").expect("the token file");
+
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(idle::send(Caller::new(&url, token), "gpu-node-1".into(), rx, Duration::from_secs(3600), std::future::pending()));
+    let line = |start: i64, idle: u64| IdleLine { start, end: start + 60, namespace: "team-a".into(), model: model.into(), idle };
+    tx.send(vec![line(0, 1000), line(60, 2000), line(120, 3000)]).await.expect("sent");
+    tx.send(vec![line(180, 4000)]).await.expect("sent");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let total: u64 = idle_of(&api).iter().map(|(_, i)| i).sum();
+        // 5 held + the windows at 0, 120 and 180; the refused one (2,000) is not there.
+        if total == 5 + 1000 + 3000 + 4000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the other windows did not land: {total}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

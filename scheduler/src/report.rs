@@ -9,7 +9,7 @@
 
 use gantry_quota_api::ledger::Record;
 use gantry_quota_api::view::View;
-use gantry_serve::client::Caller;
+use gantry_serve::client::{CallError, Caller};
 use std::path::PathBuf;
 
 /// Records kept while the quota API cannot be reached (a few days of a large cluster); beyond
@@ -33,6 +33,10 @@ impl QuotaReport {
     }
 
     /// Sends what is pending plus `records`, then `view`. On failure the records stay pending.
+    /// When the quota API refuses the batch for good (a record the ledger holds with other
+    /// figures, a malformed one), the records are sent one by one and only those refused are
+    /// dropped, with an error that says how many: one bad record must neither block every later
+    /// one nor take the others with it.
     pub async fn send(&mut self, view: &View, records: Vec<Record>) -> Result<(), String> {
         self.pending.extend(records);
         if self.pending.len() > MAX_PENDING {
@@ -41,15 +45,48 @@ impl QuotaReport {
             eprintln!("gantry scheduler: the quota API has been unreachable too long; {dropped} usage records dropped");
         }
         if !self.pending.is_empty() {
-            let mut lines = String::with_capacity(self.pending.len() * 160);
-            for r in &self.pending {
-                lines.push_str(&serde_json::to_string(r).map_err(|e| e.to_string())?);
-                lines.push('\n');
+            match self.post(&self.pending).await {
+                Ok(()) => self.pending.clear(),
+                Err(e) if e.refused() => self.one_by_one().await?,
+                Err(e) => return Err(e.message),
             }
-            self.caller.call("POST", "/internal/v1/accruals", "application/x-ndjson", lines).await?;
-            self.pending.clear();
         }
         let body = serde_json::to_string(view).map_err(|e| e.to_string())?;
-        self.caller.call("PUT", "/internal/v1/view", "application/json", body).await
+        self.caller.call("PUT", "/internal/v1/view", "application/json", body).await.map_err(|e| e.message)
+    }
+
+    async fn post(&self, records: &[Record]) -> Result<(), CallError> {
+        let mut lines = String::with_capacity(records.len() * 160);
+        for r in records {
+            let line = serde_json::to_string(r).map_err(|e| CallError { status: None, message: format!("cannot write a usage record: {e}") })?;
+            lines.push_str(&line);
+            lines.push('\n');
+        }
+        self.caller.call("POST", "/internal/v1/accruals", "application/x-ndjson", lines).await
+    }
+
+    /// The pending records one at a time after a refused batch; those refused are dropped.
+    async fn one_by_one(&mut self) -> Result<(), String> {
+        let batch = std::mem::take(&mut self.pending);
+        let (mut refused, mut why) = (0usize, String::new());
+        for (i, r) in batch.iter().enumerate() {
+            match self.post(std::slice::from_ref(r)).await {
+                Ok(()) => {}
+                Err(e) if e.refused() => {
+                    refused += 1;
+                    if why.is_empty() {
+                        why = e.message;
+                    }
+                }
+                Err(e) => {
+                    self.pending = batch[i..].to_vec();
+                    return Err(e.message);
+                }
+            }
+        }
+        match refused {
+            0 => Ok(()),
+            n => Err(format!("the quota API refused {n} usage records, dropped: {why}")),
+        }
     }
 }

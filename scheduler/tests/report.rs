@@ -1,7 +1,7 @@
 //! The leader's report to the quota API, against the real quota API service on loopback: usage
 //! records and the view arrive with the service account token; when the quota API cannot be
 //! reached the records wait and go with the next report, counted once; a token the quota API
-//! refuses is an error that says so.
+//! refuses is an error that says so; records it refuses for good are dropped, not retried forever.
 
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
@@ -56,5 +56,16 @@ async fn records_and_the_view_reach_the_quota_api_once() {
     let err = report.send(&view(4), vec![record(180)]).await.unwrap_err();
     assert!(err.contains("/internal/v1/accruals answered 401 Unauthorized") && err.contains("not valid"), "{err}");
     assert_eq!(report.pending(), 1, "kept for the next try");
+
+    // A record the ledger holds with other figures is refused for good: dropped with an error
+    // that says so, while the good record sent with it lands, and nothing waits behind it.
+    std::fs::write(&token, "scheduler-token-1\n").unwrap();
+    let conflicting = Record { guaranteed: 1, ..record(0) };
+    let err = report.send(&view(5), vec![conflicting]).await.unwrap_err();
+    assert!(err.starts_with("the quota API refused 1 usage records, dropped:") && err.contains("409"), "{err}");
+    assert_eq!(report.pending(), 0);
+    assert_eq!(api.ledger().totals().unwrap().0, 4, "record(180) landed");
+    report.send(&view(6), vec![record(240)]).await.unwrap();
+    assert_eq!(api.ledger().totals().unwrap().0, 5);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,6 +18,32 @@ pub const QUOTA_API_TOKEN_FILE: &str = "/var/run/secrets/gantry/quota-api/token"
 /// How long one call may take before it counts as failed (and is retried by the caller).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// The answer's status, when there was an answer.
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl CallError {
+    /// The other side understood the request and will never take it (400 malformed, 409 conflict
+    /// with what it holds, 413 too large, 422 unprocessable): sending it again cannot help, so the
+    /// caller should drop it, say so, and go on. Anything else (no answer, 401/403 while RBAC is
+    /// being fixed, 5xx, 503 not ready) may pass later.
+    pub fn refused(&self) -> bool {
+        matches!(self.status, Some(400 | 409 | 413 | 422))
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CallError {}
+
 /// A plain-HTTP client for one base URL, sending `Authorization: Bearer` from a token file.
 pub struct Caller {
     base: String,
@@ -33,25 +59,26 @@ impl Caller {
     }
 
     /// Sends `body` to `path`; a non-2xx answer is an error carrying the status and body.
-    pub async fn call(&self, method: &str, path: &str, content_type: &str, body: String) -> Result<(), String> {
+    pub async fn call(&self, method: &str, path: &str, content_type: &str, body: String) -> Result<(), CallError> {
         let url = format!("{}{path}", self.base);
-        let token = std::fs::read_to_string(&self.token).map_err(|e| format!("cannot read the bearer token {}: {e}", self.token.display()))?;
+        let failed = |message: String| CallError { status: None, message };
+        let token = std::fs::read_to_string(&self.token).map_err(|e| failed(format!("cannot read the bearer token {}: {e}", self.token.display())))?;
         let request = hyper::Request::builder()
             .method(method)
             .uri(&url)
             .header("authorization", format!("Bearer {}", token.trim()))
             .header("content-type", content_type)
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| format!("cannot build the request to {url}: {e}"))?;
+            .map_err(|e| failed(format!("cannot build the request to {url}: {e}")))?;
         let response = tokio::time::timeout(CALL_TIMEOUT, self.client.request(request))
             .await
-            .map_err(|_| format!("{url}: no answer within {} s", CALL_TIMEOUT.as_secs()))?
-            .map_err(|e| format!("cannot reach {url}: {e}"))?;
+            .map_err(|_| failed(format!("{url}: no answer within {} s", CALL_TIMEOUT.as_secs())))?
+            .map_err(|e| failed(format!("cannot reach {url}: {e}")))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
         let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        Err(format!("{url} answered {status}: {}", String::from_utf8_lossy(&bytes).trim()))
+        Err(CallError { status: Some(status.as_u16()), message: format!("{url} answered {status}: {}", String::from_utf8_lossy(&bytes).trim()) })
     }
 }
