@@ -160,25 +160,39 @@ fn the_image_recipe_runs_gantry_as_the_user_the_chart_expects() {
     }
 }
 
-/// Every `gantry_*` metric an alert rule queries is a string literal somewhere in the services'
-/// sources: a name Gantry writes (the Grafana dashboard's are checked in quota-api/tests/api.rs).
+/// Every `gantry_*` metric an alert rule or a Grafana dashboard queries is a string literal in
+/// the services' sources (histograms by their base name): a name Gantry writes.
 #[test]
-fn the_alerts_query_metrics_gantry_writes() {
+fn the_alerts_and_dashboards_query_metrics_gantry_writes() {
     let mut sources = String::new();
     for dir in ["scheduler/src", "node-agent/src", "quota-api/src", "admission-webhook/src"] {
         for f in files(&repo().join(dir)) {
             sources.push_str(&std::fs::read_to_string(repo().join(dir).join(f)).expect("a source file"));
         }
     }
+    let names = |expr: &str| -> Vec<String> {
+        expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("gantry_"))
+            .map(|w| w.strip_suffix("_bucket").unwrap_or(w).to_string())
+            .collect()
+    };
     let objects = objects("cert-manager");
     let rule = object(&objects, "PrometheusRule", "gantry-alerts");
     let mut queried = Vec::new();
     for r in rule["spec"]["groups"][0]["rules"].as_array().expect("rules") {
-        let expr = r["expr"].as_str().expect("an expression");
-        queried.extend(expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("gantry_")).map(str::to_string));
+        queried.extend(names(r["expr"].as_str().expect("an expression")).into_iter().map(|n| ("the alerts".to_string(), n)));
     }
-    assert!(queried.len() >= 4, "{queried:?}");
-    for name in queried {
-        assert!(sources.contains(&format!("\"{name}\"")), "an alert queries {name}, which no Gantry code writes");
+    let dashboards = object(&objects, "ConfigMap", "gantry-grafana-dashboards");
+    let data = dashboards["data"].as_object().expect("dashboards");
+    assert!(data.len() >= 2, "the tenants and the GPU fleet dashboards");
+    for (file, text) in data {
+        let dashboard: Value = serde_json::from_str(text.as_str().expect("JSON text")).expect("a dashboard");
+        let mut exprs: Vec<&str> = dashboard["panels"].as_array().expect("panels").iter().flat_map(|p| p["targets"].as_array().into_iter().flatten()).filter_map(|t| t["expr"].as_str()).collect();
+        exprs.extend(dashboard["templating"]["list"].as_array().into_iter().flatten().filter_map(|v| v["query"].as_str()));
+        queried.extend(exprs.into_iter().flat_map(names).map(|n| (file.clone(), n)));
+    }
+    assert!(queried.len() >= 20, "{queried:?}");
+    for (what, name) in queried {
+        assert!(sources.contains(&format!("\"{name}\"")), "{what} queries {name}, which no Gantry code writes");
     }
 }
