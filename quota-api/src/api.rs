@@ -82,9 +82,14 @@ impl Api {
         self.view.read().unwrap_or_else(|p| p.into_inner()).1.clone()
     }
 
+    /// What the writers sent so far.
+    fn ingest(&self) -> std::sync::MutexGuard<'_, crate::metrics::Ingest> {
+        self.ingest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Counts a write accepted from `source` that added `new` records, now.
     fn wrote(&self, source: &'static str, new: usize) {
-        self.ingest.lock().unwrap_or_else(|p| p.into_inner()).wrote(source, new, jiff::Timestamp::now().as_second());
+        self.ingest().wrote(source, new, jiff::Timestamp::now().as_second());
     }
 
     /// The ledger, for writers (the accrual feed) and readers alike.
@@ -398,7 +403,7 @@ async fn workload(State(api): State<Arc<Api>>, headers: HeaderMap, Path(wid): Pa
 async fn metrics(State(api): State<Arc<Api>>) -> Answer<Response> {
     let cost = api.ledger().sums(Step::Day, None, i64::MIN, i64::MAX).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut text = crate::metrics::render(&api.view(), &cost, api.queue_metrics.load(Ordering::Relaxed));
-    api.ingest.lock().unwrap_or_else(|p| p.into_inner()).render(&mut text);
+    api.ingest().render(&mut text);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
@@ -457,6 +462,6 @@ async fn idle(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body:
     let (records, skipped) = crate::idle::records(&view, &report).map_err(ApiError::BadRequest)?;
     let new = api.ledger().append(&records).map_err(ledger_error)?;
     api.wrote("node-agent", new);
-    api.ingest.lock().unwrap_or_else(|p| p.into_inner()).skipped(&skipped);
+    api.ingest().skipped(&skipped);
     Ok(axum::Json(json!({"read": report.lines.len(), "records": records.len(), "new": new, "skipped": skipped})).into_response())
 }
