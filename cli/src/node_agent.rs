@@ -87,7 +87,6 @@ pub fn run(args: NodeAgentArgs) -> Result<(), String> {
     }
     let node = args.node.clone().or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()));
     let options = Options { node: node.clone().unwrap_or_else(hostname), dcgm: args.dcgm_compat, dcgm_hostname_label: args.dcgm_hostname_label.clone() };
-    let options_node = options.node.clone();
     let spec = args.source.clone();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
@@ -112,7 +111,7 @@ pub fn run(args: NodeAgentArgs) -> Result<(), String> {
                 }
                 let (tx, rx) = tokio::sync::mpsc::channel(64);
                 let caller = gantry_serve::client::Caller::new(url, args.quota_api_token.clone());
-                tokio::spawn(idle::send(caller, options_node.clone(), rx, idle::RETRY, gantry_serve::stop_signal()));
+                tokio::spawn(idle::send(caller, shared.options.node.clone(), rx, idle::RETRY, gantry_serve::stop_signal()));
                 // A stalled agent is charged for at most three passes (and 5 s) between two.
                 let max_gap = (3.0 * args.interval).ceil().max(5.0) as i64;
                 Some((idle::IdleMeter::new(i64::from(args.idle_window.max(1)), max_gap), tx))
