@@ -17,18 +17,10 @@
 use crate::policy::Policy;
 use crate::review::{Decision, Request};
 use gantry_core::tenancy::TenantId;
-use gantry_scheduler::identity::Source;
-use gantry_scheduler::pod::{quantity, GPU_MODELS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE};
+use gantry_api::identity::Source;
+use gantry_api::keys::{GPU_MODELS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE, MIRROR_ANNOTATION};
+use gantry_api::pod::{annotation, quantity};
 use serde_json::Value;
-
-pub const TENANT_LABEL: &str = "gantry.dev/tenant";
-pub const KIND_LABEL: &str = "gantry.dev/kind";
-pub const WORKLOAD_ANNOTATION: &str = "gantry.dev/workload";
-pub const PRIORITY_CLASS_ANNOTATION: &str = "gantry.dev/priority-class";
-/// Kueue's plain-pod group size, which Gantry copies into `gantry.dev/gang-size`.
-pub const KUEUE_TOTAL_COUNT: &str = "kueue.x-k8s.io/pod-group-total-count";
-/// Static pods' mirrors carry this; they are never touched.
-pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
 /// More containers than any real pod has; beyond it a pod is refused.
 pub const MAX_CONTAINERS: usize = 256;
@@ -38,19 +30,6 @@ pub const MAX_LABEL_VALUE: usize = 63;
 pub const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
 /// The largest gang Gantry accepts.
 pub const MAX_GANG: u32 = 10_000;
-
-/// `metadata.{map}[key]` as a string.
-pub fn meta<'a>(pod: &'a Value, map: &str, key: &str) -> Option<&'a str> {
-    pod.get("metadata")?.get(map)?.get(key)?.as_str()
-}
-
-pub fn label<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
-    meta(pod, "labels", key)
-}
-
-pub fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
-    meta(pod, "annotations", key)
-}
 
 pub fn spec_str<'a>(pod: &'a Value, field: &str) -> Option<&'a str> {
     pod.get("spec")?.get(field)?.as_str().filter(|s| !s.is_empty())

@@ -1,5 +1,5 @@
 //! In a cluster, the policy follows Gantry's Tenant, Cohort and GpuFlavor objects through a watch
-//! (the same reading as the queue controller's, `gantry_scheduler::tenants`), so a request never
+//! (the same reading as the queue controller's, `gantry_api::tenants`), so a request never
 //! waits on the API server: it reads the policy last built.
 //!
 //! Until the objects have been listed the webhook is not ready (`/readyz` fails, reviews get 503
@@ -8,7 +8,7 @@
 
 use crate::{Policy, Webhook};
 use gantry_core::tenancy::{Settings, Tenancy};
-use gantry_scheduler::tenants::TenantObjects;
+use gantry_api::tenants::TenantObjects;
 use kube::Client;
 use std::sync::Arc;
 use tokio::sync::Notify;

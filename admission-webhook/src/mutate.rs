@@ -26,8 +26,9 @@ use crate::inspect::*;
 use crate::patch::Patch;
 use crate::policy::Policy;
 use crate::review::{Decision, Request};
-use gantry_scheduler::controller::{GANG_SIZE_ANNOTATION, SCHEDULING_GATE};
-use gantry_scheduler::identity::identify;
+use gantry_api::identity::identify;
+use gantry_api::keys::*;
+use gantry_api::pod::{annotation, label};
 
 /// The scheduler the API server fills in when a pod names none.
 const DEFAULT_SCHEDULER: &str = "default-scheduler";
@@ -56,7 +57,7 @@ pub fn mutate(policy: &Policy, request: &Request) -> Decision {
         }
     }
     if annotation(pod, GANG_SIZE_ANNOTATION).is_none() {
-        let kueue = annotation(pod, KUEUE_TOTAL_COUNT).and_then(|n| n.trim().parse::<u32>().ok());
+        let kueue = annotation(pod, KUEUE_TOTAL_COUNT_ANNOTATION).and_then(|n| n.trim().parse::<u32>().ok());
         if let Some(n) = kueue.filter(|n| (1..=MAX_GANG).contains(n)) {
             annotations.push((GANG_SIZE_ANNOTATION, n.to_string()));
         }

@@ -567,7 +567,7 @@ pub async fn ensure_secret(api: &Api<Secret>, name: &str, id: &Identity, now: Sy
                     metadata: ObjectMeta {
                         name: Some(name.to_string()),
                         namespace: Some(ns.clone()),
-                        annotations: Some(BTreeMap::from([("gantry.dev/generated-by".to_string(), "gantry webhook --self-signed-tls".to_string())])),
+                        annotations: Some(BTreeMap::from([(gantry_api::keys::GENERATED_BY_ANNOTATION.to_string(), "gantry webhook --self-signed-tls".to_string())])),
                         ..ObjectMeta::default()
                     },
                     type_: Some("kubernetes.io/tls".into()),

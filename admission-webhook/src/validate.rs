@@ -33,10 +33,9 @@ use crate::inspect::*;
 use crate::policy::{gpus, Policy};
 use crate::review::{Decision, Request};
 use gantry_core::tenancy::{Milli, TenantId};
-use gantry_scheduler::adapter::PLACEMENT_ANNOTATION;
-use gantry_scheduler::controller::{GANG_SIZE_ANNOTATION, SCHEDULING_GATE};
-use gantry_scheduler::identity::{identify, Identity, Source};
-use gantry_scheduler::pod::{parse_pod, quantity, GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION, GPU_RESOURCE};
+use gantry_api::identity::{identify, Identity, Source};
+use gantry_api::keys::*;
+use gantry_api::pod::{annotation, gated, label, meta, parse_pod, quantity};
 use serde_json::Value;
 
 /// Decides one validating review. `request.object` should already carry its namespace.
@@ -83,7 +82,7 @@ pub fn update(policy: &Policy, request: &Request) -> Decision {
         return Decision::allow();
     }
     let mut denials = Vec::new();
-    if has_gate(old) && !has_gate(new) {
+    if gated(old) && !gated(new) {
         denials.push(format!(
             "spec.schedulingGates: only Gantry's queue controller removes {SCHEDULING_GATE}; the pod starts when its workload \
              is admitted (`kubectl describe pod` says why it waits)"
@@ -110,11 +109,6 @@ pub fn update(policy: &Policy, request: &Request) -> Decision {
         true => Decision::allow(),
         false => Decision::deny(denials.join("\n")),
     }
-}
-
-fn has_gate(pod: &Value) -> bool {
-    let gates = pod.get("spec").and_then(|s| s.get("schedulingGates")).and_then(Value::as_array);
-    gates.is_some_and(|g| g.iter().any(|g| g.get("name").and_then(Value::as_str) == Some(SCHEDULING_GATE)))
 }
 
 struct Check<'a> {
@@ -253,9 +247,9 @@ impl Check<'_> {
                 return;
             }
         };
-        if let Some(kueue) = annotation(self.pod, KUEUE_TOTAL_COUNT).filter(|k| k.trim().parse::<u32>().ok() != Some(size)) {
+        if let Some(kueue) = annotation(self.pod, KUEUE_TOTAL_COUNT_ANNOTATION).filter(|k| k.trim().parse::<u32>().ok() != Some(size)) {
             self.denials.push(format!(
-                "{field} is {size} but {KUEUE_TOTAL_COUNT} is {kueue:?}; remove {GANG_SIZE_ANNOTATION}: Gantry copies Kueue's count"
+                "{field} is {size} but {KUEUE_TOTAL_COUNT_ANNOTATION} is {kueue:?}; remove {GANG_SIZE_ANNOTATION}: Gantry copies Kueue's count"
             ));
         }
         if size > 1 && identity.source == Source::Pod {

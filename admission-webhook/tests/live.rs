@@ -46,8 +46,8 @@ fn denial_of(w: &Webhook, gpus: u32) -> String {
 async fn the_policy_follows_the_tenant_objects() {
     let (tenancy, settings) = file::parse_with_settings("tenants.yaml", &fixture("tenants.yaml")).unwrap();
     // The objects `gantry crd --from-tenants` writes for the test tenancy.
-    let (flavors, cohorts, tenants) = gantry_crds::tenancy_to_objects(&tenancy, &settings).unwrap();
-    let yaml = gantry_crds::objects_yaml(&flavors, &cohorts, &tenants).unwrap();
+    let (flavors, cohorts, tenants) = gantry_api::crds::tenancy_to_objects(&tenancy, &settings).unwrap();
+    let yaml = gantry_api::crds::objects_yaml(&flavors, &cohorts, &tenants).unwrap();
     let objects: Vec<Value> = yaml.split("\n---\n").skip(1).map(|d| serde_json::from_str(d).unwrap()).collect();
     let of_kind = |kind: &str| -> Vec<Value> {
         let mut v: Vec<Value> = objects.iter().filter(|o| o["kind"] == kind).cloned().collect();

@@ -168,14 +168,14 @@ fn main() -> ExitCode {
 
 fn run_crd(args: CrdArgs) -> Result<(), String> {
     let Some(file) = args.from_tenants else {
-        let yaml = gantry_crds::definitions_yaml().map_err(|e| format!("cannot render the definitions: {e}"))?;
+        let yaml = gantry_api::crds::definitions_yaml().map_err(|e| format!("cannot render the definitions: {e}"))?;
         print!("{yaml}");
         return Ok(());
     };
     let (tenancy, settings) = gantry_core::tenancy::file::load_with_settings(&file).map_err(|e| e.to_string())?;
     let (flavors, cohorts, tenants) =
-        gantry_crds::tenancy_to_objects(&tenancy, &settings).map_err(|e| format!("{}: {e}", file.display()))?;
-    let yaml = gantry_crds::objects_yaml(&flavors, &cohorts, &tenants)
+        gantry_api::crds::tenancy_to_objects(&tenancy, &settings).map_err(|e| format!("{}: {e}", file.display()))?;
+    let yaml = gantry_api::crds::objects_yaml(&flavors, &cohorts, &tenants)
         .map_err(|e| format!("cannot render the objects: {e}"))?;
     print!("{yaml}");
     eprintln!(

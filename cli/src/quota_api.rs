@@ -7,7 +7,7 @@ use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::{Authenticator, StaticTokens};
 use gantry_quota_api::kube_auth::KubeAuth;
 use gantry_quota_api::ledger::Ledger;
-use gantry_quota_api::view::View;
+use gantry_api::view::View;
 use gantry_serve::TlsFiles;
 use std::path::PathBuf;
 

@@ -136,7 +136,7 @@ fn load_nodes(path: &PathBuf) -> Result<Cluster, String> {
     };
     let mut cluster = Cluster::default();
     for (i, item) in items.iter().enumerate() {
-        let view = gantry_scheduler::node::parse_node(item, &mut cluster.models).map_err(|e| format!("{name}: item {i}: {e}"))?;
+        let view = gantry_api::node::parse_node(item, &mut cluster.models).map_err(|e| format!("{name}: item {i}: {e}"))?;
         cluster.upsert_node(view.node).map_err(|e| format!("{name}: item {i}: {e}"))?;
     }
     if cluster.nodes.is_empty() {

@@ -10,7 +10,7 @@ use gantry_core::tenancy::{Seconds, Tenancy};
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
 use gantry_quota_api::ledger::{records_of, Ledger};
-use gantry_quota_api::view::View;
+use gantry_api::view::View;
 use gantry_sim::multi::timeline::{run_observed, TimelineSpec};
 use gantry_sim::multi::SimWorkload;
 use std::hash::{BuildHasher, Hasher};

@@ -206,7 +206,7 @@ fn json<T: Serialize>(value: &T) -> Response {
 
 async fn gpus(Axum(shared): Axum<Arc<Shared>>) -> Response {
     let inventory = shared.lock().inventory();
-    let text = inventory.annotations.get(crate::inventory::INVENTORY_ANNOTATION).cloned().flatten().unwrap_or_else(|| "{\"gpus\":[]}".into());
+    let text = inventory.annotations.get(gantry_api::keys::GPU_INVENTORY_ANNOTATION).cloned().flatten().unwrap_or_else(|| "{\"gpus\":[]}".into());
     ([(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
@@ -232,7 +232,7 @@ pub struct Outputs {
     pub print_inventory: bool,
     /// Meter idle-but-allocated time and hand each closed window's lines to the sender
     /// ([`crate::idle::send`]).
-    pub idle: Option<(crate::idle::IdleMeter, mpsc::Sender<Vec<gantry_quota_api::idle::IdleLine>>)>,
+    pub idle: Option<(crate::idle::IdleMeter, mpsc::Sender<Vec<gantry_api::quota::IdleLine>>)>,
 }
 
 /// Unix seconds now.
@@ -294,7 +294,7 @@ pub async fn run(shared: Arc<Shared>, mut frames: Frames, mut out: Outputs, shut
             state.inventory()
         };
         if out.print_inventory && printed.as_ref() != Some(&inventory) {
-            if let Some(Some(text)) = inventory.annotations.get(crate::inventory::INVENTORY_ANNOTATION) {
+            if let Some(Some(text)) = inventory.annotations.get(gantry_api::keys::GPU_INVENTORY_ANNOTATION) {
                 println!("{text}");
             }
             printed = Some(inventory.clone());

@@ -14,7 +14,7 @@
 
 use crate::agent::GpuUse;
 use crate::inventory::product_label;
-use gantry_quota_api::idle::{IdleLine, IdleReport};
+use gantry_api::quota::{IdleLine, IdleReport};
 use gantry_serve::client::{CallError, Caller};
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -13,6 +13,7 @@
 
 use crate::health::{State, Tracker};
 use crate::sample::Frame;
+use gantry_api::keys::{GPU_INVENTORY_ANNOTATION, GPU_PRODUCT_LABEL, GPU_UNHEALTHY_ANNOTATION};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
@@ -20,9 +21,6 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-pub const PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
-pub const UNHEALTHY_ANNOTATION: &str = "gantry.dev/gpu-unhealthy";
-pub const INVENTORY_ANNOTATION: &str = "gantry.dev/gpu-inventory";
 
 /// What the agent wants on its Node: each key's value, `None` to remove it.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -44,13 +42,13 @@ pub fn desired(frame: &Frame, health: &Tracker) -> Desired {
     // The model of the lowest index, as GPU Feature Discovery does; a node with no GPU listed
     // keeps whatever label it has.
     if let Some(first) = gpus.first().filter(|g| !g.model.is_empty()) {
-        d.labels.insert(PRODUCT_LABEL.into(), Some(product_label(&first.model)));
+        d.labels.insert(GPU_PRODUCT_LABEL.into(), Some(product_label(&first.model)));
     }
     let mut failed: Vec<u32> = health.health().filter(|(_, _, h)| h.state == State::Failed).map(|(_, i, _)| i).collect();
     failed.sort_unstable();
     failed.dedup();
     let list: Vec<String> = failed.iter().map(u32::to_string).collect();
-    d.annotations.insert(UNHEALTHY_ANNOTATION.into(), (!list.is_empty()).then(|| list.join(",")));
+    d.annotations.insert(GPU_UNHEALTHY_ANNOTATION.into(), (!list.is_empty()).then(|| list.join(",")));
 
     let by_bus: BTreeMap<&str, u32> = gpus.iter().filter_map(|g| Some((g.pci_bus_id.as_deref()?, g.index))).collect();
     let mut items: Vec<Value> = gpus
@@ -81,7 +79,7 @@ pub fn desired(frame: &Frame, health: &Tracker) -> Desired {
     for (uuid, index, h) in health.health().filter(|(u, _, _)| !gpus.iter().any(|g| g.uuid == *u)) {
         items.push(json!({"index": index, "uuid": uuid, "health": h.state.name(), "reason": h.reason, "since": h.since}));
     }
-    d.annotations.insert(INVENTORY_ANNOTATION.into(), Some(json!({"gpus": items}).to_string()));
+    d.annotations.insert(GPU_INVENTORY_ANNOTATION.into(), Some(json!({"gpus": items}).to_string()));
     d
 }
 

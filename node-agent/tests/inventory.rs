@@ -3,7 +3,8 @@
 //! failed call instead of retrying every pass.
 
 use gantry_node_agent::agent::State;
-use gantry_node_agent::inventory::{Publisher, INVENTORY_ANNOTATION, PRODUCT_LABEL, UNHEALTHY_ANNOTATION};
+use gantry_api::keys::{GPU_INVENTORY_ANNOTATION, GPU_PRODUCT_LABEL, GPU_UNHEALTHY_ANNOTATION};
+use gantry_node_agent::inventory::Publisher;
 use gantry_node_agent::sample::{Frame, XidEvent};
 use gantry_node_agent::source::{GpuSource, Replay};
 use http::{Method, Request, Response, StatusCode};
@@ -68,10 +69,10 @@ async fn patches_only_what_changed_and_backs_off_after_a_failure() {
         assert_eq!((&c[0].0, c[0].1.as_str()), (&Method::GET, "/api/v1/nodes/gpu-node-1"));
         assert_eq!((&c[1].0, c[1].1.as_str(), c[1].2.as_str()), (&Method::PATCH, "/api/v1/nodes/gpu-node-1", "application/merge-patch+json"));
         let patch = &c[1].3["metadata"];
-        assert_eq!(patch["labels"], json!({PRODUCT_LABEL: "NVIDIA-A100-SXM4-40GB"}));
-        let inventory: Value = serde_json::from_str(patch["annotations"][INVENTORY_ANNOTATION].as_str().unwrap()).unwrap();
+        assert_eq!(patch["labels"], json!({GPU_PRODUCT_LABEL: "NVIDIA-A100-SXM4-40GB"}));
+        let inventory: Value = serde_json::from_str(patch["annotations"][GPU_INVENTORY_ANNOTATION].as_str().unwrap()).unwrap();
         assert_eq!(inventory["gpus"].as_array().unwrap().len(), 4);
-        assert!(patch["annotations"].get(UNHEALTHY_ANNOTATION).is_none());
+        assert!(patch["annotations"].get(GPU_UNHEALTHY_ANNOTATION).is_none());
     }
     // The same inventory again (utilization changed, the inventory did not): no call at all.
     state.take(replay.sample().unwrap(), 2);
@@ -87,8 +88,8 @@ async fn patches_only_what_changed_and_backs_off_after_a_failure() {
         let c = calls.lock().unwrap();
         assert_eq!(c.len(), 3);
         let annotations = c[2].3["metadata"]["annotations"].as_object().unwrap();
-        assert_eq!(annotations[UNHEALTHY_ANNOTATION], "2");
-        assert!(annotations[INVENTORY_ANNOTATION].as_str().unwrap().contains("XID 48: double-bit ECC error"));
+        assert_eq!(annotations[GPU_UNHEALTHY_ANNOTATION], "2");
+        assert!(annotations[GPU_INVENTORY_ANNOTATION].as_str().unwrap().contains("XID 48: double-bit ECC error"));
         assert!(c[2].3["metadata"].get("labels").is_none(), "the label did not change");
     }
 
@@ -106,5 +107,5 @@ async fn patches_only_what_changed_and_backs_off_after_a_failure() {
     assert_eq!(publisher.publish(&state.inventory()).await, Ok(true));
     let c = calls.lock().unwrap();
     assert_eq!(c[before].0, Method::GET);
-    assert_eq!(c[before + 1].3["metadata"]["annotations"][UNHEALTHY_ANNOTATION], "2,3");
+    assert_eq!(c[before + 1].3["metadata"]["annotations"][GPU_UNHEALTHY_ANNOTATION], "2,3");
 }

@@ -4,7 +4,8 @@
 
 use gantry_node_agent::agent::State;
 use gantry_node_agent::health::{xid_effect, State as H, Tracker};
-use gantry_node_agent::inventory::{diff, INVENTORY_ANNOTATION, PRODUCT_LABEL, UNHEALTHY_ANNOTATION};
+use gantry_api::keys::{GPU_INVENTORY_ANNOTATION, GPU_PRODUCT_LABEL, GPU_UNHEALTHY_ANNOTATION};
+use gantry_node_agent::inventory::diff;
 use gantry_node_agent::metrics::Options;
 use gantry_node_agent::sample::{EccCounts, Frame, GpuSample, RemappedRows, XidEvent};
 use gantry_node_agent::source::{GpuSource, Replay};
@@ -227,9 +228,9 @@ fn a_gpu_that_falls_off_the_bus_is_failed_and_never_offered() {
     assert_eq!(transitions.len(), 1, "{transitions:?}");
     assert_eq!((transitions[0].index, transitions[0].to), (3, H::Failed));
     let inventory = state.inventory();
-    assert_eq!(inventory.annotations[UNHEALTHY_ANNOTATION].as_deref(), Some("3"));
-    assert_eq!(inventory.labels[PRODUCT_LABEL].as_deref(), Some("NVIDIA-A100-SXM4-40GB"));
-    let gpus: Value = serde_json::from_str(inventory.annotations[INVENTORY_ANNOTATION].as_deref().unwrap()).unwrap();
+    assert_eq!(inventory.annotations[GPU_UNHEALTHY_ANNOTATION].as_deref(), Some("3"));
+    assert_eq!(inventory.labels[GPU_PRODUCT_LABEL].as_deref(), Some("NVIDIA-A100-SXM4-40GB"));
+    let gpus: Value = serde_json::from_str(inventory.annotations[GPU_INVENTORY_ANNOTATION].as_deref().unwrap()).unwrap();
     assert_eq!(gpus["gpus"][0]["nvlinkPeers"], json!([1, 2]), "GPU 3's links are gone with it");
     assert_eq!(gpus["gpus"][0]["memoryMiB"], 40960);
     assert_eq!(gpus["gpus"][3], json!({"index": 3, "uuid": "GPU-d1e4f6a8-3c5e-4d7f-a0b1-2c3d4e5f6a83", "health": "failed",
@@ -247,12 +248,12 @@ fn the_inventory_diff_names_only_what_changed() {
     let want = state.inventory();
     let empty = json!({"metadata": {"name": "gpu-node-1"}});
     let patch = diff(&empty, &want).unwrap();
-    assert_eq!(patch["metadata"]["labels"][PRODUCT_LABEL], "NVIDIA-A100-SXM4-40GB");
-    assert!(patch["metadata"]["annotations"].get(UNHEALTHY_ANNOTATION).is_none(), "nothing to remove on a node that never had it");
+    assert_eq!(patch["metadata"]["labels"][GPU_PRODUCT_LABEL], "NVIDIA-A100-SXM4-40GB");
+    assert!(patch["metadata"]["annotations"].get(GPU_UNHEALTHY_ANNOTATION).is_none(), "nothing to remove on a node that never had it");
     let applied = json!({"metadata": {"labels": patch["metadata"]["labels"], "annotations": patch["metadata"]["annotations"]}});
     assert_eq!(diff(&applied, &want), None);
-    let stale = json!({"metadata": {"labels": patch["metadata"]["labels"], "annotations": {INVENTORY_ANNOTATION: want.annotations[INVENTORY_ANNOTATION], UNHEALTHY_ANNOTATION: "2"}}});
-    assert_eq!(diff(&stale, &want), Some(json!({"metadata": {"annotations": {UNHEALTHY_ANNOTATION: null}}})), "a healed GPU's entry is removed");
+    let stale = json!({"metadata": {"labels": patch["metadata"]["labels"], "annotations": {GPU_INVENTORY_ANNOTATION: want.annotations[GPU_INVENTORY_ANNOTATION], GPU_UNHEALTHY_ANNOTATION: "2"}}});
+    assert_eq!(diff(&stale, &want), Some(json!({"metadata": {"annotations": {GPU_UNHEALTHY_ANNOTATION: null}}})), "a healed GPU's entry is removed");
 }
 
 #[test]

@@ -13,7 +13,7 @@
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
 use gantry_quota_api::ledger::{Ledger, Record};
-use gantry_quota_api::view::{TenantView, View};
+use gantry_api::view::{TenantView, View};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;

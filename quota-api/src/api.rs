@@ -9,7 +9,7 @@
 use crate::auth::{Authenticator, Identity, Scope};
 use crate::import::ImportError;
 use crate::ledger::{Bucket, Ledger, LedgerError, Step, Sums};
-use crate::view::View;
+use gantry_api::view::View;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -453,7 +453,7 @@ async fn put_view(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::b
 /// keeps the windows and sends them again.
 async fn idle(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Bytes) -> Answer<Response> {
     writer(&api, &headers).await?;
-    let report: crate::idle::IdleReport =
+    let report: gantry_api::quota::IdleReport =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not an idle report ({e}); send {{\"node\": NAME, \"lines\": [...]}} as the node agent does")))?;
     let view = api.view();
     if view.tenants.is_empty() {

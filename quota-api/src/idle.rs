@@ -10,32 +10,10 @@
 //! Idle time is part of the guaranteed and borrowed time the scheduler records; the API shows it
 //! apart (hours and money) so platform teams see what reserved GPUs did nothing.
 
-use crate::ledger::Record;
-use crate::view::View;
-use serde::{Deserialize, Serialize};
+use gantry_api::quota::{IdleReport, Record};
+use gantry_api::view::View;
+use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// One node's closed windows.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct IdleReport {
-    pub node: String,
-    pub lines: Vec<IdleLine>,
-}
-
-/// Idle time of one namespace's pods on one GPU model over `[start, end)`.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct IdleLine {
-    /// Unix seconds.
-    pub start: i64,
-    pub end: i64,
-    pub namespace: String,
-    /// As the node's `nvidia.com/gpu.product` label spells it.
-    pub model: String,
-    /// Milli-GPU-seconds allocated to the namespace's pods and idle.
-    pub idle: u64,
-}
 
 /// A line not charged, and why.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]

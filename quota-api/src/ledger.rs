@@ -21,99 +21,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// One accrual: a tenant's use of a flavor over `[start, end)`, split by kind. As JSON (one per
-/// line for `gantry ledger import`): camelCase keys, `idle` and `node` optional.
-///
-/// Two sources write accruals: the scheduler's leader (guaranteed and borrowed time, no `node`)
-/// and, through the quota API, each node agent (idle-but-allocated time only, with its `node`,
-/// which is part of the key so the two never collide).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Record {
-    pub tenant: String,
-    pub flavor: String,
-    /// Unix seconds.
-    pub start: i64,
-    pub end: i64,
-    /// Milli-unit-seconds within the tenant's nominal quota.
-    pub guaranteed: u64,
-    /// Milli-unit-seconds borrowed from the cohort.
-    pub borrowed: u64,
-    /// Milli-unit-seconds allocated but idle (the node agent's per-pod utilization).
-    #[serde(default)]
-    pub idle: u64,
-    /// Price per unit-hour in micro-units of the currency, at the time of use.
-    pub price_micros: u64,
-    /// The node whose agent measured this idle time; absent on the scheduler's records.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-}
-
-impl Record {
-    /// The idempotency key.
-    pub fn key(&self) -> String {
-        match &self.node {
-            None => format!("{}/{}/{}/{}", self.tenant, self.flavor, self.start, self.end),
-            Some(node) => format!("{}/{}/{}/{}/idle@{node}", self.tenant, self.flavor, self.start, self.end),
-        }
-    }
-
-    /// Money in micro-units for `milli_seconds` at this record's price, rounded down.
-    pub fn cost(&self, milli_seconds: u64) -> u64 {
-        cost_micros(milli_seconds, self.price_micros)
-    }
-
-    fn check(&self) -> Result<(), LedgerError> {
-        let bad = |why: &str| Err(LedgerError::Invalid { key: self.key(), why: why.to_string() });
-        if self.tenant.is_empty() || self.flavor.is_empty() {
-            return bad("tenant and flavor must be named");
-        }
-        if self.end <= self.start {
-            return bad("end must be after start");
-        }
-        if self.node.as_deref() == Some("") {
-            return bad("node, when given, must be named");
-        }
-        if self.node.is_some() && (self.guaranteed > 0 || self.borrowed > 0) {
-            return bad("a node's record carries idle time only; guaranteed and borrowed time come from the scheduler");
-        }
-        let most = u64::try_from(self.end - self.start).unwrap_or(u64::MAX).saturating_mul(1_000_000_000);
-        if self.guaranteed.saturating_add(self.borrowed) > most || self.idle > most {
-            return bad("more use than a million units over the interval");
-        }
-        if [self.guaranteed, self.borrowed, self.idle, self.price_micros].iter().any(|&v| v > i64::MAX as u64) {
-            return bad("a figure does not fit a 64-bit signed integer");
-        }
-        Ok(())
-    }
-}
-
-/// The ledger's records of the core's accruals: names instead of indexes, empty intervals left
-/// out. Idle time is not the core's to know (the node agent measures it): 0 here.
-pub fn records_of(tenancy: &gantry_core::tenancy::Tenancy, accruals: &[gantry_core::queue::Accrual]) -> Vec<Record> {
-    accruals
-        .iter()
-        .filter(|a| a.end > a.start)
-        .filter_map(|a| {
-            Some(Record {
-                tenant: tenancy.tenants.get(a.tenant)?.name.clone(),
-                flavor: tenancy.flavors.get(a.flavor)?.name.clone(),
-                start: a.start,
-                end: a.end,
-                guaranteed: a.guaranteed,
-                borrowed: a.borrowed,
-                idle: 0,
-                price_micros: a.price_micros,
-                node: None,
-            })
-        })
-        .collect()
-}
-
-/// Money in micro-units for `milli_seconds` of use at `price_micros` per unit-hour, rounded down.
-pub fn cost_micros(milli_seconds: u64, price_micros: u64) -> u64 {
-    (u128::from(milli_seconds) * u128::from(price_micros) / 3_600_000) as u64
-}
+pub use gantry_api::quota::{cost_micros, records_of, Record};
 
 /// What went wrong, naming the file or record and the fix.
 #[derive(Debug)]
@@ -146,6 +54,31 @@ impl std::fmt::Display for LedgerError {
 }
 
 impl std::error::Error for LedgerError {}
+
+/// Refuses a record that cannot be true, naming its key and why.
+fn check(r: &Record) -> Result<(), LedgerError> {
+    let bad = |why: &str| Err(LedgerError::Invalid { key: r.key(), why: why.to_string() });
+    if r.tenant.is_empty() || r.flavor.is_empty() {
+        return bad("tenant and flavor must be named");
+    }
+    if r.end <= r.start {
+        return bad("end must be after start");
+    }
+    if r.node.as_deref() == Some("") {
+        return bad("node, when given, must be named");
+    }
+    if r.node.is_some() && (r.guaranteed > 0 || r.borrowed > 0) {
+        return bad("a node's record carries idle time only; guaranteed and borrowed time come from the scheduler");
+    }
+    let most = u64::try_from(r.end - r.start).unwrap_or(u64::MAX).saturating_mul(1_000_000_000);
+    if r.guaranteed.saturating_add(r.borrowed) > most || r.idle > most {
+        return bad("more use than a million units over the interval");
+    }
+    if [r.guaranteed, r.borrowed, r.idle, r.price_micros].iter().any(|&v| v > i64::MAX as u64) {
+        return bad("a figure does not fit a 64-bit signed integer");
+    }
+    Ok(())
+}
 
 fn sql(what: &str) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
     move |source| LedgerError::Sqlite { what: what.to_string(), source }
@@ -341,7 +274,7 @@ impl Ledger {
     /// present with the same figures are skipped; with other figures the whole batch is refused.
     pub fn append(&mut self, records: &[Record]) -> Result<usize, LedgerError> {
         for r in records {
-            r.check()?;
+            check(r)?;
             if r.end <= self.dropped_before {
                 return Err(LedgerError::Invalid {
                     key: r.key(),

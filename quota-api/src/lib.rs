@@ -5,7 +5,7 @@
 //!   rollups, retention, versioned migrations);
 //! - [`import`]: accruals as JSON lines into the ledger, acknowledged only once on disk;
 //! - [`idle`]: the node agents' idle-but-allocated GPU time, charged to tenants;
-//! - [`view`]: what the API shows of the queue, a pure function of the core's queue and the time;
+//! - the view of the queue it serves is `gantry_api::view` (the scheduler sends it);
 //! - [`auth`]: bearer tokens and what each caller may see; [`kube_auth`]: the same from
 //!   TokenReview and SubjectAccessReview in a cluster;
 //! - [`api`]: the REST API and its OpenAPI document;
@@ -20,4 +20,3 @@ pub mod import;
 pub mod kube_auth;
 pub mod ledger;
 pub mod metrics;
-pub mod view;

@@ -7,7 +7,7 @@
 use crate::idle::Skipped;
 use crate::ledger::Sums;
 use std::collections::BTreeMap;
-use crate::view::{QuotaView, View};
+use gantry_api::view::{QuotaView, View};
 use std::fmt::Write;
 
 fn escape(v: &str) -> String {

@@ -13,7 +13,7 @@ use gantry_core::{PolicyKind, Scale, Scheduler};
 use gantry_quota_api::api::{router, Api, ROUTES};
 use gantry_quota_api::auth::StaticTokens;
 use gantry_quota_api::ledger::{Ledger, Record};
-use gantry_quota_api::view::View;
+use gantry_api::view::View;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;

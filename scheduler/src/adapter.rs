@@ -13,18 +13,14 @@
 //! The run loop calls `apply` only when a pod's message changes, so a waiting pod costs no API
 //! calls per cycle.
 
-use crate::controller::{Action, PodRef, SCHEDULING_GATE};
+use crate::controller::{Action, PodRef};
+use gantry_api::keys::{ADMITTED_CONDITION, PLACEMENT_ANNOTATION, SCHEDULING_GATE};
+use gantry_api::placement::Planned;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{Api, EvictParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
 use serde_json::json;
-
-/// Where the planned placement is recorded: `node` or `node:gpu,gpu`.
-pub const PLACEMENT_ANNOTATION: &str = "gantry.dev/placement";
-
-/// The pod condition that says whether Gantry's queue has admitted the pod, and why not yet.
-pub const ADMITTED_CONDITION: &str = "gantry.dev/admitted";
 
 /// The controller's name in Events and field managers.
 pub const MANAGER: &str = "gantry-scheduler";
@@ -59,29 +55,6 @@ fn reference(pod: &PodRef) -> ObjectReference {
     }
 }
 
-/// The placement annotation's value.
-pub fn placement_value(node: &str, gpus: &[u32]) -> String {
-    if gpus.is_empty() {
-        node.to_string()
-    } else {
-        format!("{node}:{}", gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
-    }
-}
-
-/// Reads the placement annotation's value back: the node and the GPU indexes.
-pub fn parse_placement(value: &str) -> Result<(&str, Vec<u32>), String> {
-    let (node, gpus) = value.split_once(':').unwrap_or((value, ""));
-    if node.is_empty() {
-        return Err(format!("{PLACEMENT_ANNOTATION} {value:?} names no node"));
-    }
-    let gpus = gpus
-        .split(',')
-        .filter(|g| !g.is_empty())
-        .map(|g| g.trim().parse::<u32>().map_err(|_| format!("{PLACEMENT_ANNOTATION} {value:?}: GPU index {g:?} is not a number")))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((node, gpus))
-}
-
 impl Adapter {
     pub fn new(client: Client, instance: Option<String>) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance });
@@ -114,7 +87,7 @@ impl Adapter {
             Action::Ungate { pod, node, gpus } => {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
                 let patch = json!({
-                    "metadata": {"annotations": {PLACEMENT_ANNOTATION: placement_value(node, gpus)}},
+                    "metadata": {"annotations": {PLACEMENT_ANNOTATION: Planned::value(node, gpus)}},
                     "spec": {"schedulingGates": [{"$patch": "delete", "name": SCHEDULING_GATE}]},
                 });
                 api.patch(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))

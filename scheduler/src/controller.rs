@@ -3,7 +3,7 @@
 //! says what to do to the API server as [`Action`]s. The Kubernetes adapter (watchers, patches,
 //! evictions, events, leader election) carries the actions out; tests check them directly.
 //!
-//! 1. `pod_gated`: a gated pod joins its workload (see [`crate::identity`]); when all its members
+//! 1. `pod_gated`: a gated pod joins its workload (see [`gantry_api::identity`]); when all its members
 //!    are there (the `gantry.dev/gang-size` annotation, 1 by default), the workload is queued;
 //! 2. `reconcile`: one admission cycle; admitted workloads get [`Action::Ungate`] per pod with the
 //!    planned node, preempted ones [`Action::Evict`] per pod, and waiting ones
@@ -16,20 +16,17 @@
 //! An evicted workload is withdrawn: its framework recreates the pods, gated, as a new workload
 //! (which queues with a new submission time).
 
-use crate::identity::identify;
-use crate::node::parse_node;
-use crate::pod::{parse_pod, pod_finished};
+use gantry_api::identity::identify;
+use gantry_api::node::parse_node;
+use gantry_api::keys::PLACEMENT_ANNOTATION;
+use gantry_api::placement::Planned;
+use gantry_api::pod::{annotated_gang_size, annotation, gated, parse_pod, planned, pod_finished};
 use gantry_core::model::Placement;
 use gantry_core::queue::{PodSet, Queue, Workload, WorkloadId};
 use gantry_core::tenancy::Seconds;
 use serde_json::Value;
 use std::collections::HashMap;
 
-/// The scheduling gate the admission webhook puts on GPU pods of managed namespaces.
-pub const SCHEDULING_GATE: &str = "gantry.dev/admission";
-/// How many pods a gang has, set by the webhook from the framework's spec. Pods of a
-/// scheduler-plugins PodGroup without it take the PodGroup's `minMember`.
-pub const GANG_SIZE_ANNOTATION: &str = "gantry.dev/gang-size";
 
 /// A pod the controller acts on.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -160,10 +157,7 @@ impl Controller {
             if gated(pod) {
                 continue;
             }
-            let Some(placement) = pod.get("metadata").and_then(|m| m.get("annotations")).and_then(|a| a.get(crate::adapter::PLACEMENT_ANNOTATION)) else {
-                continue;
-            };
-            if !placement.is_string() {
+            if annotation(pod, PLACEMENT_ANNOTATION).is_none() {
                 continue;
             }
             let key = self.gang_key(pod);
@@ -195,7 +189,7 @@ impl Controller {
             return n;
         }
         let identity = identify(pod);
-        if identity.source == crate::identity::Source::PodGroup {
+        if identity.source == gantry_api::identity::Source::PodGroup {
             return self.pod_groups.get(&identity.key).copied().unwrap_or(UNKNOWN_SIZE);
         }
         1
@@ -240,9 +234,8 @@ impl Controller {
         let tenant = self.queue.tenancy.tenant_of_namespace(ns).ok_or_else(|| format!("namespace {ns} belongs to no tenant"))?;
         let mut placements = Vec::new();
         for (pod, view) in members.iter().zip(&views) {
-            let value = pod["metadata"]["annotations"][crate::adapter::PLACEMENT_ANNOTATION].as_str().unwrap_or_default();
-            let (node_name, gpus) = crate::adapter::parse_placement(value)?;
-            let node = self.queue.cluster().node_id(node_name).ok_or_else(|| format!("pod {}/{} is placed on unknown node {node_name}", view.namespace, view.name))?;
+            let Planned { node: node_name, gpus } = planned(pod)?.ok_or_else(|| format!("pod {}/{} has no {PLACEMENT_ANNOTATION}", view.namespace, view.name))?;
+            let node = self.queue.cluster().node_id(&node_name).ok_or_else(|| format!("pod {}/{} is placed on unknown node {node_name}", view.namespace, view.name))?;
             placements.push(Placement { node, gpus: gpus.into_iter().map(|g| (g, view.request.gpu_milli)).collect() });
         }
         let id = self.next_id;
@@ -394,26 +387,8 @@ impl Controller {
     }
 }
 
-/// The gang size a pod's annotation declares.
-fn annotated_gang_size(pod: &Value) -> Option<u32> {
-    pod.get("metadata")
-        .and_then(|m| m.get("annotations"))
-        .and_then(|a| a.get(GANG_SIZE_ANNOTATION))
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse::<u32>().ok())
-        .filter(|&n| n > 0)
-}
-
 /// The size of a gang whose PodGroup has not been seen: never complete.
 const UNKNOWN_SIZE: u32 = u32::MAX;
-
-/// Whether Gantry's scheduling gate holds the pod.
-fn gated(pod: &Value) -> bool {
-    pod.get("spec")
-        .and_then(|s| s.get("schedulingGates"))
-        .and_then(Value::as_array)
-        .is_some_and(|g| g.iter().any(|g| g.get("name").and_then(Value::as_str) == Some(SCHEDULING_GATE)))
-}
 
 fn pod_ref(pod: &Value) -> PodRef {
     let s = |k: &str| pod.get("metadata").and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default().to_string();

@@ -12,8 +12,9 @@
 //! the queue controller admitted carry their planned node (`gantry.dev/placement`) and pass only
 //! there.
 
-use crate::node::parse_node;
-use crate::pod::{parse_pod, pod_finished, PodView};
+use gantry_api::node::parse_node;
+use gantry_api::placement::Planned;
+use gantry_api::pod::{parse_pod, planned, pod_finished, PodView};
 use crate::wire::*;
 use gantry_core::model::{could_ever_fit, fits, Cluster, NodeId, Placement, PodRequest};
 use gantry_core::policy::ScoreCx;
@@ -53,7 +54,7 @@ impl Extender {
         self.scheduler = scheduler;
     }
 
-    /// A node was added or changed in the API server (see [`crate::node`] for what is read).
+    /// A node was added or changed in the API server (see [`gantry_api::node`] for what is read).
     pub fn node_applied(&mut self, node: &Value) -> Result<(), String> {
         let view = parse_node(node, &mut self.cluster.models)?;
         let name = view.node.name.clone();
@@ -89,9 +90,8 @@ impl Extender {
             return Err(format!("{who} runs on node {node_name}, which Gantry has not seen; it is counted once the node is"));
         };
         let request = view.request;
-        let planned = pod["metadata"]["annotations"][crate::adapter::PLACEMENT_ANNOTATION].as_str().map(crate::adapter::parse_placement).transpose()?;
-        let gpus = match planned {
-            Some((node, gpus)) if node == node_name && gpus.len() == request.gpu_count as usize && request.wants_gpu() => {
+        let gpus = match planned(pod)? {
+            Some(Planned { node, gpus }) if node == node_name && gpus.len() == request.gpu_count as usize && request.wants_gpu() => {
                 gpus.into_iter().map(|g| (g, request.gpu_milli)).collect()
             }
             _ => self.scheduler.policy().pick_gpus(&self.cluster.nodes[id], &request, ScoreCx { node: id, salt: 0 }).unwrap_or_default(),
@@ -154,8 +154,11 @@ impl Extender {
         let mut unresolvable = BTreeMap::new();
         // A pod of an admitted workload goes where the queue controller planned it: its room was
         // reserved with the whole gang's.
-        let planned = args.pod["metadata"]["annotations"][crate::adapter::PLACEMENT_ANNOTATION].as_str().map(|v| v.split(':').next().unwrap_or(v));
-        if let Some(node) = planned {
+        let plan = match planned(&args.pod) {
+            Ok(p) => p,
+            Err(e) => return failure(e),
+        };
+        if let Some(Planned { node, .. }) = &plan {
             for (i, name) in names.iter().enumerate() {
                 if node == name {
                     passing.push(i);

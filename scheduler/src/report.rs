@@ -7,8 +7,8 @@
 //! those it already has, so a retry after a lost answer counts nothing twice. A new leader starts
 //! its meters when it rebuilds the queue, so use is recorded from then on.
 
-use gantry_quota_api::ledger::Record;
-use gantry_quota_api::view::View;
+use gantry_api::quota::Record;
+use gantry_api::view::View;
 use gantry_serve::client::{CallError, Caller};
 use std::path::PathBuf;
 

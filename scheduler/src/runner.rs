@@ -19,14 +19,15 @@ use crate::adapter::{Adapter, MANAGER};
 use crate::controller::{Action, Controller};
 use crate::extender::Extender;
 use crate::server::AppState;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
+use gantry_api::watch::{follow, Change};
 use gantry_core::model::{Cluster, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::{Seconds, Settings, Tenancy};
 use gantry_core::{PolicyKind, Scale, Scheduler};
 use crate::report::QuotaReport;
-use crate::tenants::TenantObjects;
-use gantry_crds::{Tenant, TenantStatus};
+use gantry_api::tenants::TenantObjects;
+use gantry_api::crds::{Tenant, TenantStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
@@ -238,12 +239,12 @@ impl Live {
 
     /// When leading: the view of the queue and the usage records closed since the last call,
     /// for the quota API. The records are taken even when nobody sends them.
-    pub fn report(&self, now: Seconds) -> Option<(gantry_quota_api::view::View, Vec<gantry_quota_api::ledger::Record>)> {
+    pub fn report(&self, now: Seconds) -> Option<(gantry_api::view::View, Vec<gantry_api::quota::Record>)> {
         let mut guard = lock(&self.controller);
         let c = guard.as_mut()?;
         let accruals = c.drain_accruals();
-        let records = gantry_quota_api::ledger::records_of(&c.queue().tenancy, &accruals);
-        Some((gantry_quota_api::view::View::of(c.queue(), now), records))
+        let records = gantry_api::quota::records_of(&c.queue().tenancy, &accruals);
+        Some((gantry_api::view::View::of(c.queue(), now), records))
     }
 
     /// Drops the closed usage records when there is no quota API to keep them.
@@ -316,37 +317,6 @@ fn strip_pod(pod: &mut Pod) {
             c.startup_probe = None;
         }
     }
-}
-
-/// What a watch event means to Gantry, for one kind of object.
-pub(crate) enum Change<K> {
-    Applied(K),
-    Deleted(K),
-    /// A full list arrived; `true` after the first one (a relist: deletions may have been missed).
-    Listed(bool),
-}
-
-/// A watcher of `api` that keeps `writer`'s store and yields changes (errors are logged and the
-/// watch retried with backoff).
-pub(crate) fn follow<K>(api: Api<K>, writer: reflector::store::Writer<K>, strip: fn(&mut K)) -> impl Stream<Item = Change<K>>
-where
-    K: Resource + Clone + Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
-{
-    let mut listed = false;
-    watcher(api, watcher::Config::default()).modify(strip).reflect(writer).default_backoff().filter_map(move |event| {
-        let change = match event {
-            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Some(Change::Applied(o)),
-            Ok(watcher::Event::Delete(o)) => Some(Change::Deleted(o)),
-            Ok(watcher::Event::InitDone) => Some(Change::Listed(std::mem::replace(&mut listed, true))),
-            Ok(watcher::Event::Init) => None,
-            Err(e) => {
-                eprintln!("gantry: watching {}: {e}; retrying", K::kind(&Default::default()));
-                None
-            }
-        };
-        std::future::ready(change)
-    })
 }
 
 /// Follows `api` into `writer`'s store and hands each applied (`Ok`) or deleted (`Err`) object

@@ -1,7 +1,8 @@
 //! The exact API calls the adapter makes, against a mocked API server (tower-test): one scenario
 //! per action.
 
-use gantry_scheduler::adapter::{Adapter, PLACEMENT_ANNOTATION};
+use gantry_api::keys::PLACEMENT_ANNOTATION;
+use gantry_scheduler::adapter::Adapter;
 use gantry_scheduler::controller::{Action, PodRef};
 use http::{Method, Request, Response};
 use kube::client::Body;

@@ -139,7 +139,7 @@ fn after_ungate(pod: &Value, actions: &[Action]) -> Value {
     };
     let mut p = pod.clone();
     p["spec"]["schedulingGates"] = json!([]);
-    p["metadata"]["annotations"]["gantry.dev/placement"] = json!(gantry_scheduler::adapter::placement_value(&node, &gpus));
+    p["metadata"]["annotations"]["gantry.dev/placement"] = json!(gantry_api::placement::Planned::value(&node, &gpus));
     p
 }
 

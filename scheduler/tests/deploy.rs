@@ -7,7 +7,7 @@ use axum::http::{Request, StatusCode};
 use gantry_core::model::{Cluster, ModelCatalog};
 use gantry_core::{PolicyKind, Scale, Scheduler};
 use gantry_scheduler::extender::Extender;
-use gantry_scheduler::pod::GPU_RESOURCE;
+use gantry_api::keys::GPU_RESOURCE;
 use gantry_scheduler::server::router;
 use marked_yaml::Node;
 use tower::ServiceExt;

@@ -6,7 +6,7 @@
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
 use gantry_quota_api::ledger::{Ledger, Record};
-use gantry_quota_api::view::View;
+use gantry_api::view::View;
 use gantry_scheduler::report::QuotaReport;
 use std::sync::Arc;
 

@@ -14,7 +14,7 @@
 //! [`tenancy_to_objects`] goes the other way, for moving a tenants file into a cluster, and
 //! [`objects_yaml`] renders the objects for `kubectl apply -f`.
 
-use crate::{Budget, Cohort, CohortSpec, FlavorQuota, GpuFlavor, GpuFlavorSpec, Tenant, TenantSpec};
+use crate::crds::{Budget, Cohort, CohortSpec, FlavorQuota, GpuFlavor, GpuFlavorSpec, Tenant, TenantSpec};
 use gantry_core::tenancy::build::{
     self, At, Declared, Form, Origin, RawBudget, RawCohort, RawFlavor, RawList, RawQuota, RawTenant, Refusal, Val,
 };

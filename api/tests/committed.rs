@@ -7,7 +7,7 @@ const COMMITTED: &str = include_str!("../../charts/gantry/crds/gantry-crds.yaml"
 
 #[test]
 fn committed_definitions_match_the_types() {
-    let generated = gantry_crds::definitions_yaml().unwrap();
+    let generated = gantry_api::crds::definitions_yaml().unwrap();
     assert!(
         generated == COMMITTED,
         "charts/gantry/crds/gantry-crds.yaml is out of date; regenerate it with\n  cargo run -p gantry -- crd > charts/gantry/crds/gantry-crds.yaml"

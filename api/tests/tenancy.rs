@@ -5,7 +5,7 @@
 
 use gantry_core::tenancy::file::{self, parse_settings, parse_with_settings};
 use gantry_core::tenancy::{PriorityClass, Settings, Tenancy, Timing};
-use gantry_crds::{
+use gantry_api::crds::{
     objects_yaml, tenancy_from, tenancy_to_objects, Budget, Cohort, CohortSpec, FlavorQuota, GpuFlavor,
     GpuFlavorSpec, Tenant, TenantSpec,
 };
@@ -532,7 +532,7 @@ fn same_words_as_the_tenants_file() {
 
 #[test]
 fn flavor_object_names() {
-    use gantry_crds::flavor_object_name as name;
+    use gantry_api::crds::flavor_object_name as name;
     assert_eq!(name("A100"), "a100");
     assert_eq!(name("V100M32"), "v100m32");
     assert_eq!(name("NVIDIA A100-SXM4-80GB"), "nvidia-a100-sxm4-80gb");

@@ -15,12 +15,10 @@
 //!
 //! Documented for users in `docs/node-inventory.md`.
 
-use crate::pod::{quantity, GPU_PRODUCT_LABEL, GPU_RESOURCE};
+use crate::keys::{GPU_PRODUCT_LABEL, GPU_RESOURCE, GPU_UNHEALTHY_ANNOTATION};
+use crate::pod::quantity;
 use gantry_core::model::{ModelCatalog, Node};
 use serde_json::Value;
-
-/// The annotation listing failed GPU indexes.
-pub const GPU_UNHEALTHY_ANNOTATION: &str = "gantry.dev/gpu-unhealthy";
 
 /// A node read from the API, with the GPUs Gantry must not offer.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,10 +8,11 @@
 use gantry_core::model::{ModelCatalog, ModelSet, PodRequest, GPU_MILLI};
 use serde_json::Value;
 
-pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
-pub const GPU_MILLI_ANNOTATION: &str = "gantry.dev/gpu-milli";
-pub const GPU_MODELS_ANNOTATION: &str = "gantry.dev/gpu-models";
-pub const GPU_PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
+use crate::keys::{
+    GANG_SIZE_ANNOTATION, GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE, PLACEMENT_ANNOTATION,
+    SCHEDULING_GATE,
+};
+use crate::placement::Planned;
 
 /// A pod as the extender sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,9 +30,43 @@ impl PodView {
     }
 }
 
+/// Whether Gantry's scheduling gate holds the pod.
+pub fn gated(pod: &Value) -> bool {
+    pod.get("spec")
+        .and_then(|s| s.get("schedulingGates"))
+        .and_then(Value::as_array)
+        .is_some_and(|g| g.iter().any(|g| g.get("name").and_then(Value::as_str) == Some(SCHEDULING_GATE)))
+}
+
+/// Where the queue planned the pod ([`PLACEMENT_ANNOTATION`]): `None` when it carries no plan,
+/// an error when the annotation cannot be read.
+pub fn planned(pod: &Value) -> Result<Option<Planned>, String> {
+    annotation(pod, PLACEMENT_ANNOTATION).map(Planned::parse).transpose()
+}
+
+/// The gang size the pod's [`GANG_SIZE_ANNOTATION`] declares, when it is a count above zero.
+pub fn annotated_gang_size(pod: &Value) -> Option<u32> {
+    annotation(pod, GANG_SIZE_ANNOTATION).and_then(|s| s.parse::<u32>().ok()).filter(|&n| n > 0)
+}
+
 /// Whether the pod has ended (`Succeeded` or `Failed`): it holds no room any more.
 pub fn pod_finished(pod: &Value) -> bool {
     matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+}
+
+/// `metadata.{map}[key]` as a string, exactly as set (an empty value is `Some("")`).
+pub fn meta<'a>(obj: &'a Value, map: &str, key: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(map)?.get(key)?.as_str()
+}
+
+/// A label's value.
+pub fn label<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    meta(obj, "labels", key)
+}
+
+/// An annotation's value.
+pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    meta(obj, "annotations", key)
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {

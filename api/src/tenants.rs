@@ -3,10 +3,10 @@
 //! controller and the admission webhook both read tenants this way, so they never disagree on
 //! what a tenant may hold.
 
-use crate::runner::follow;
+use crate::crds::{Cohort, GpuFlavor, Tenant};
+use crate::watch::follow;
 use futures::StreamExt;
 use gantry_core::tenancy::{Settings, Tenancy};
-use gantry_crds::{Cohort, GpuFlavor, Tenant};
 use kube::api::Api;
 use kube::runtime::reflector::{self, store::WriterDropped, Store};
 use kube::{Client, Resource, ResourceExt};
@@ -59,7 +59,7 @@ impl TenantObjects {
         {
             store.state().iter().map(|o| (**o).clone()).collect()
         }
-        gantry_crds::tenancy_from(settings, &all(&self.flavors), &all(&self.cohorts), &all(&self.tenants)).map_err(|errors| {
+        crate::crds::tenancy_from(settings, &all(&self.flavors), &all(&self.cohorts), &all(&self.tenants)).map_err(|errors| {
             let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
             format!("the tenant objects are not valid; the last good tenants stay in force until they are fixed:\n  {}", list.join("\n  "))
         })

@@ -7,6 +7,8 @@
 //! Pipelines); then the pod's controller owner; a pod with none is a workload of its own.
 //! The admission webhook uses the same rules to tag pods.
 
+use crate::keys::*;
+use crate::pod;
 use gantry_core::tenancy::Kind;
 use serde_json::Value;
 
@@ -35,12 +37,13 @@ pub struct Identity {
     pub source: Source,
 }
 
+/// A label's value when set and not empty: an empty value is no key.
 fn label<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
-    meta(pod, "labels", key)
+    pod::label(pod, key).filter(|s| !s.is_empty())
 }
 
-fn meta<'a>(pod: &'a Value, map: &str, key: &str) -> Option<&'a str> {
-    pod.get("metadata")?.get(map)?.get(key)?.as_str().filter(|s| !s.is_empty())
+fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
+    pod::annotation(pod, key).filter(|s| !s.is_empty())
 }
 
 /// Identifies a pod's workload. Never fails: a pod with no known keys is its own workload.
@@ -49,30 +52,30 @@ pub fn identify(pod: &Value) -> Identity {
     let name = pod.get("metadata").and_then(|m| m.get("name").or_else(|| m.get("generateName"))).and_then(Value::as_str).unwrap_or("");
     let id = |what: &str, value: &str, kind: Kind, source: Source| Identity { key: format!("{ns}/{what}/{value}"), kind, source };
     // 1. explicit gang keys
-    if let Some(g) = label(pod, "scheduling.x-k8s.io/pod-group") {
+    if let Some(g) = label(pod, POD_GROUP_LABEL) {
         return id("pod-group", g, Kind::Training, Source::PodGroup);
     }
-    if let Some(g) = meta(pod, "annotations", "scheduling.k8s.io/group-name").or_else(|| meta(pod, "annotations", "scheduling.volcano.sh/group-name")) {
+    if let Some(g) = annotation(pod, VOLCANO_GROUP_ANNOTATION).or_else(|| annotation(pod, VOLCANO_GROUP_ANNOTATION_OLD)) {
         return id("volcano-group", g, Kind::Training, Source::VolcanoGroup);
     }
-    if let Some(g) = label(pod, "kueue.x-k8s.io/pod-group-name") {
+    if let Some(g) = label(pod, KUEUE_POD_GROUP_LABEL) {
         return id("kueue-pod-group", g, Kind::Training, Source::KueuePodGroup);
     }
     // 2. framework labels
-    if let Some(job) = label(pod, "training.kubeflow.org/job-name") {
+    if let Some(job) = label(pod, TRAINING_JOB_NAME_LABEL) {
         let kind = owner(pod).map_or("trainingjob".to_string(), |(k, _)| k.to_ascii_lowercase());
         return id(&kind, job, Kind::Training, Source::KubeflowTraining);
     }
-    if let Some(js) = label(pod, "jobset.sigs.k8s.io/jobset-name") {
+    if let Some(js) = label(pod, JOBSET_NAME_LABEL) {
         return id("jobset", js, Kind::Training, Source::JobSet);
     }
-    if let Some(isvc) = label(pod, "serving.kserve.io/inferenceservice").or_else(|| label(pod, "serving.kubeflow.org/inferenceservice")) {
+    if let Some(isvc) = label(pod, KSERVE_ISVC_LABEL).or_else(|| label(pod, KFSERVING_ISVC_LABEL)) {
         return id("inferenceservice", isvc, Kind::Serving, Source::KServe);
     }
-    if let Some(nb) = label(pod, "notebook-name") {
+    if let Some(nb) = label(pod, NOTEBOOK_NAME_LABEL) {
         return id("notebook", nb, Kind::Notebook, Source::Notebook);
     }
-    if let Some(wf) = label(pod, "workflows.argoproj.io/workflow") {
+    if let Some(wf) = label(pod, ARGO_WORKFLOW_LABEL) {
         // Each step is admitted on its own: the workflow names the run, the pod the step.
         return id(&format!("workflow/{wf}"), name, Kind::PipelineStep, Source::PipelineStep);
     }

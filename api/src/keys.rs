@@ -1,0 +1,78 @@
+//! Every label, annotation, scheduling gate, condition and resource name Gantry reads or writes
+//! on Kubernetes objects, defined once. A test (`tests/keys.rs`) fails when a key is defined
+//! anywhere else in the workspace.
+//!
+//! Gantry's own keys are under `gantry.dev/`; the others are the names other projects chose
+//! (NVIDIA's device plugin and GPU Feature Discovery, the ML frameworks' controllers, Kubernetes
+//! itself), spelled exactly as their controllers write them.
+
+// --- Gantry's own keys on pods ---------------------------------------------------------------
+
+/// Scheduling gate the admission webhook puts on GPU pods of managed namespaces; the queue
+/// controller removes it when the pod's workload is admitted.
+pub const SCHEDULING_GATE: &str = "gantry.dev/admission";
+/// Label: the tenant owning the pod's namespace (the tenant is the queue).
+pub const TENANT_LABEL: &str = "gantry.dev/tenant";
+/// Label: the kind of work (`training`, `pipeline-step`, `notebook`, `serving`, `batch`).
+pub const KIND_LABEL: &str = "gantry.dev/kind";
+/// Annotation: the workload (gang) key, e.g. `team-a/pod-group/pg1`.
+pub const WORKLOAD_ANNOTATION: &str = "gantry.dev/workload";
+/// Annotation: Gantry's priority class of the workload.
+pub const PRIORITY_CLASS_ANNOTATION: &str = "gantry.dev/priority-class";
+/// Annotation: how many pods the gang has, when the framework says it.
+pub const GANG_SIZE_ANNOTATION: &str = "gantry.dev/gang-size";
+/// Annotation: a pod's share of one GPU in milli-GPU (1-999).
+pub const GPU_MILLI_ANNOTATION: &str = "gantry.dev/gpu-milli";
+/// Annotation: the GPU models a pod accepts, comma-separated.
+pub const GPU_MODELS_ANNOTATION: &str = "gantry.dev/gpu-models";
+/// Annotation: where the queue planned the pod, `node` or `node:gpu,gpu` (see
+/// [`crate::placement`]).
+pub const PLACEMENT_ANNOTATION: &str = "gantry.dev/placement";
+/// Pod condition: whether Gantry's queue has admitted the pod, and why not yet.
+pub const ADMITTED_CONDITION: &str = "gantry.dev/admitted";
+
+// --- Gantry's own keys on nodes --------------------------------------------------------------
+
+/// Annotation: comma-separated indexes of the GPUs the node agent found failed.
+pub const GPU_UNHEALTHY_ANNOTATION: &str = "gantry.dev/gpu-unhealthy";
+/// Annotation: the node agent's GPU inventory (JSON).
+pub const GPU_INVENTORY_ANNOTATION: &str = "gantry.dev/gpu-inventory";
+
+// --- Gantry's own keys on other objects ------------------------------------------------------
+
+/// Annotation on the Secret the webhook keeps its own certificate in: who made it.
+pub const GENERATED_BY_ANNOTATION: &str = "gantry.dev/generated-by";
+
+// --- NVIDIA ----------------------------------------------------------------------------------
+
+/// The device plugin's extended resource: whole GPUs.
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+/// GPU Feature Discovery's node label naming the GPU model.
+pub const GPU_PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
+
+// --- Kubernetes ------------------------------------------------------------------------------
+
+/// Static pods' mirrors carry this; Gantry never touches them.
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+// --- Workload identity: the keys the frameworks put on their pods -----------------------------
+
+/// scheduler-plugins coscheduling: the PodGroup a pod belongs to.
+pub const POD_GROUP_LABEL: &str = "scheduling.x-k8s.io/pod-group";
+/// Volcano's group annotation, as Volcano writes it today and as it wrote it before.
+pub const VOLCANO_GROUP_ANNOTATION: &str = "scheduling.k8s.io/group-name";
+pub const VOLCANO_GROUP_ANNOTATION_OLD: &str = "scheduling.volcano.sh/group-name";
+/// Kueue's plain-pod group and its size (copied into [`GANG_SIZE_ANNOTATION`]).
+pub const KUEUE_POD_GROUP_LABEL: &str = "kueue.x-k8s.io/pod-group-name";
+pub const KUEUE_TOTAL_COUNT_ANNOTATION: &str = "kueue.x-k8s.io/pod-group-total-count";
+/// Kubeflow training operator v1: the job a pod belongs to.
+pub const TRAINING_JOB_NAME_LABEL: &str = "training.kubeflow.org/job-name";
+/// JobSet: the JobSet a pod belongs to.
+pub const JOBSET_NAME_LABEL: &str = "jobset.sigs.k8s.io/jobset-name";
+/// KServe: the InferenceService, and the same label of KFServing before the rename.
+pub const KSERVE_ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
+pub const KFSERVING_ISVC_LABEL: &str = "serving.kubeflow.org/inferenceservice";
+/// Kubeflow's notebook controller: the Notebook a pod belongs to.
+pub const NOTEBOOK_NAME_LABEL: &str = "notebook-name";
+/// Argo Workflows (and so Kubeflow Pipelines): the workflow a step pod belongs to.
+pub const ARGO_WORKFLOW_LABEL: &str = "workflows.argoproj.io/workflow";

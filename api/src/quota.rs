@@ -1,0 +1,100 @@
+//! The quota API's wire types, shared by its writers (the scheduler's leader and the node
+//! agents) and the quota API itself: ledger [`Record`]s (`POST /internal/v1/accruals`, and the
+//! lines of `gantry ledger import`), the node agents' [`IdleReport`]s (`POST
+//! /internal/v1/idle`), and the view of the queue (`PUT /internal/v1/view`, [`crate::view`]).
+//! Writers link these types, not the ledger (SQLite stays inside `gantry-quota-api`).
+
+use serde::{Deserialize, Serialize};
+
+/// One accrual: a tenant's use of a flavor over `[start, end)`, split by kind. As JSON (one per
+/// line for `gantry ledger import`): camelCase keys, `idle` and `node` optional.
+///
+/// Two sources write accruals: the scheduler's leader (guaranteed and borrowed time, no `node`)
+/// and, through the quota API, each node agent (idle-but-allocated time only, with its `node`,
+/// which is part of the key so the two never collide).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Record {
+    pub tenant: String,
+    pub flavor: String,
+    /// Unix seconds.
+    pub start: i64,
+    pub end: i64,
+    /// Milli-unit-seconds within the tenant's nominal quota.
+    pub guaranteed: u64,
+    /// Milli-unit-seconds borrowed from the cohort.
+    pub borrowed: u64,
+    /// Milli-unit-seconds allocated but idle (the node agent's per-pod utilization).
+    #[serde(default)]
+    pub idle: u64,
+    /// Price per unit-hour in micro-units of the currency, at the time of use.
+    pub price_micros: u64,
+    /// The node whose agent measured this idle time; absent on the scheduler's records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+impl Record {
+    /// The idempotency key.
+    pub fn key(&self) -> String {
+        match &self.node {
+            None => format!("{}/{}/{}/{}", self.tenant, self.flavor, self.start, self.end),
+            Some(node) => format!("{}/{}/{}/{}/idle@{node}", self.tenant, self.flavor, self.start, self.end),
+        }
+    }
+
+    /// Money in micro-units for `milli_seconds` at this record's price, rounded down.
+    pub fn cost(&self, milli_seconds: u64) -> u64 {
+        cost_micros(milli_seconds, self.price_micros)
+    }
+}
+
+/// The ledger's records of the core's accruals: names instead of indexes, empty intervals left
+/// out. Idle time is not the core's to know (the node agent measures it): 0 here.
+pub fn records_of(tenancy: &gantry_core::tenancy::Tenancy, accruals: &[gantry_core::queue::Accrual]) -> Vec<Record> {
+    accruals
+        .iter()
+        .filter(|a| a.end > a.start)
+        .filter_map(|a| {
+            Some(Record {
+                tenant: tenancy.tenants.get(a.tenant)?.name.clone(),
+                flavor: tenancy.flavors.get(a.flavor)?.name.clone(),
+                start: a.start,
+                end: a.end,
+                guaranteed: a.guaranteed,
+                borrowed: a.borrowed,
+                idle: 0,
+                price_micros: a.price_micros,
+                node: None,
+            })
+        })
+        .collect()
+}
+
+/// Money in micro-units for `milli_seconds` of use at `price_micros` per unit-hour, rounded down.
+pub fn cost_micros(milli_seconds: u64, price_micros: u64) -> u64 {
+    (u128::from(milli_seconds) * u128::from(price_micros) / 3_600_000) as u64
+}
+
+
+/// One node's closed windows.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdleReport {
+    pub node: String,
+    pub lines: Vec<IdleLine>,
+}
+
+/// Idle time of one namespace's pods on one GPU model over `[start, end)`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdleLine {
+    /// Unix seconds.
+    pub start: i64,
+    pub end: i64,
+    pub namespace: String,
+    /// As the node's `nvidia.com/gpu.product` label spells it.
+    pub model: String,
+    /// Milli-GPU-seconds allocated to the namespace's pods and idle.
+    pub idle: u64,
+}
