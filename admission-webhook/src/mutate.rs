@@ -10,11 +10,15 @@
 //! - annotations `gantry.dev/workload` (the gang key), `gantry.dev/priority-class` (when absent:
 //!   the pod's `spec.priorityClassName` if it names one of Gantry's classes, else the tenant's
 //!   class for the kind) and `gantry.dev/gang-size` (when absent, from Kueue's
-//!   `kueue.x-k8s.io/pod-group-total-count`; PodGroup `minMember`, Volcano and JobSet/Kubeflow
-//!   replica counts are not on the pod, and the scheduler reads PodGroups itself);
-//! - for pods that ask for `nvidia.com/gpu` and are not already bound (`spec.nodeName`): the
-//!   scheduling gate `gantry.dev/admission`, and `spec.schedulerName` when `--scheduler-name` is
-//!   set and the pod uses the default scheduler (a pod that chose another scheduler keeps it).
+//!   `kueue.x-k8s.io/pod-group-total-count`; the frameworks' replica counts are not on the pod:
+//!   the scheduler reads them from the objects that create the pods, `gantry_api::gang`);
+//! - for pods that ask for `nvidia.com/gpu`, and for every member of a gang (a pod whose
+//!   framework defines gangs, or with a gang size above 1: an MPIJob's CPU-only launcher must
+//!   start with its GPU workers, never before them), when not already bound (`spec.nodeName`):
+//!   the scheduling gate `gantry.dev/admission`, and `spec.schedulerName` when
+//!   `--scheduler-name` is set and the pod uses the default scheduler (a pod that chose another
+//!   scheduler keeps it). A gang none of whose pods asks for a GPU is released by the queue as
+//!   soon as it is whole.
 //!
 //! The spec's priority is not changed: the API server resolved `priorityClassName` before
 //! mutating webhooks run, so Gantry's class is recorded as an annotation the queue reads.
@@ -65,7 +69,8 @@ pub fn mutate(policy: &Policy, request: &Request) -> Decision {
     let mut patch = Patch::default();
     patch.set_metadata(pod, "labels", &labels);
     patch.set_metadata(pod, "annotations", &annotations);
-    if wants_gpu(pod) && spec_str(pod, "nodeName").is_none() {
+    let gang_member = identity.owner.is_some() || gang_size(pod, &annotations).is_some_and(|n| n > 1);
+    if (wants_gpu(pod) || gang_member) && spec_str(pod, "nodeName").is_none() {
         patch.add_scheduling_gate(pod, SCHEDULING_GATE);
         if let Some(name) = &policy.scheduler_name {
             if spec_str(pod, "schedulerName").is_none_or(|s| s == DEFAULT_SCHEDULER) {
@@ -74,4 +79,10 @@ pub fn mutate(policy: &Policy, request: &Request) -> Decision {
         }
     }
     Decision { patch: patch.into_ops(), ..Decision::allow() }
+}
+
+/// The gang size the pod will carry: its own annotation, or the one this mutation adds.
+fn gang_size(pod: &serde_json::Value, adding: &[(&str, String)]) -> Option<u32> {
+    let added = adding.iter().find(|(k, _)| *k == GANG_SIZE_ANNOTATION).map(|(_, v)| v.as_str());
+    annotation(pod, GANG_SIZE_ANNOTATION).or(added).and_then(|n| n.trim().parse().ok())
 }

@@ -259,7 +259,7 @@ impl Check<'_> {
                 size - 1
             ));
         }
-        for key in ["training.kubeflow.org/replica-index", "jobset.sigs.k8s.io/job-global-index"] {
+        for key in [TRAINING_REPLICA_INDEX_LABEL, JOBSET_GLOBAL_INDEX_LABEL] {
             if let Some(index) = label(self.pod, key).and_then(|i| i.trim().parse::<u64>().ok()).filter(|&i| i >= u64::from(size)) {
                 self.denials.push(format!(
                     "{field} is {size}, but the pod's {key} is {index}, so the gang has more members; set {GANG_SIZE_ANNOTATION} to the gang's pod count"

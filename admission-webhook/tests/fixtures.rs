@@ -45,7 +45,7 @@ fn the_gke_pod_is_classified_and_patched() {
         vec![
             json!({"op": "add", "path": "/metadata/labels/gantry.dev~1kind", "value": "batch"}),
             json!({"op": "add", "path": "/metadata/labels/gantry.dev~1tenant", "value": "coder"}),
-            json!({"op": "add", "path": "/metadata/annotations/gantry.dev~1workload", "value": "colin-coder/pod/echo-pod"}),
+            json!({"op": "add", "path": "/metadata/annotations/gantry.dev~1workload", "value": "colin-coder/pod"}),
             json!({"op": "add", "path": "/metadata/annotations/gantry.dev~1priority-class", "value": "batch"}),
         ]
     );
@@ -53,7 +53,7 @@ fn the_gke_pod_is_classified_and_patched() {
     let patched = apply(pod, &reply);
     let mut want = pod.clone();
     want["metadata"]["labels"] = json!({"app": "echo-server", "gantry.dev/kind": "batch", "gantry.dev/tenant": "coder"});
-    want["metadata"]["annotations"]["gantry.dev/workload"] = json!("colin-coder/pod/echo-pod");
+    want["metadata"]["annotations"]["gantry.dev/workload"] = json!("colin-coder/pod");
     want["metadata"]["annotations"]["gantry.dev/priority-class"] = json!("batch");
     assert_eq!(patched, want);
 

@@ -24,10 +24,10 @@ fn every_classification_key_is_recorded_on_the_pod() {
         (json!({"serving.kserve.io/inferenceservice": "sk"}), none.clone(), owner("ReplicaSet", "sk-1"), "serving", "colin-coder/inferenceservice/sk", "serving"),
         (json!({"notebook-name": "nb"}), none.clone(), owner("StatefulSet", "nb"), "notebook", "colin-coder/notebook/nb", "notebook"),
         (json!({"workflows.argoproj.io/workflow": "run-1", "pipelines.kubeflow.org/v2_component": "true"}), none.clone(), owner("Workflow", "run-1"),
-         "pipeline-step", "colin-coder/workflow/run-1/w-", "pipeline-step"),
+         "pipeline-step", "colin-coder/workflow/run-1", "pipeline-step"),
         (none.clone(), none.clone(), owner("Job", "etl"), "batch", "colin-coder/job/etl", "batch"),
         (none.clone(), none.clone(), owner("ReplicaSet", "web-5d8"), "serving", "colin-coder/replicaset/web-5d8", "serving"),
-        (none.clone(), none.clone(), json!([]), "batch", "colin-coder/pod/w-", "batch"),
+        (none.clone(), none.clone(), json!([]), "batch", "colin-coder/pod", "batch"),
     ];
     for (labels, annotations, owners, kind, workload, class) in cases {
         let mut p = pod(labels.clone(), annotations, json!({"nvidia.com/gpu": 1}));
@@ -69,9 +69,19 @@ fn mutation_details() {
     let out = mutate(&kueue, "colin-coder");
     assert_eq!(out["metadata"]["annotations"]["gantry.dev/gang-size"], "4");
     assert_eq!(out["metadata"]["annotations"]["gantry.dev/workload"], "colin-coder/kueue-pod-group/g");
-    // CPU pods: tagged, not gated, scheduler unchanged.
-    assert!(out["spec"].get("schedulingGates").is_none());
-    assert_eq!(out["spec"]["schedulerName"], "default-scheduler");
+    // A CPU pod of a gang is held with it (it must not start before the GPU members).
+    assert_eq!(out["spec"]["schedulingGates"], json!([{"name": "gantry.dev/admission"}]));
+    assert_eq!(out["spec"]["schedulerName"], "gantry-scheduler");
+    // A CPU pod of a framework gang too: an MPIJob's launcher, with no GPU.
+    let mut launcher = pod(json!({"training.kubeflow.org/job-name": "pi", "training.kubeflow.org/job-role": "launcher", "training.kubeflow.org/operator-name": "mpi-operator"}), json!({}), json!({}));
+    launcher["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "pi-launcher", "uid": "j", "controller": true}]);
+    let out = mutate(&launcher, "colin-coder");
+    assert_eq!(out["metadata"]["annotations"]["gantry.dev/workload"], "colin-coder/mpijob/pi");
+    assert_eq!(out["spec"]["schedulingGates"], json!([{"name": "gantry.dev/admission"}]));
+    // CPU pods that are no gang's: tagged, not gated, scheduler unchanged.
+    let cpu = mutate(&pod(json!({}), json!({}), json!({})), "colin-coder");
+    assert!(cpu["spec"].get("schedulingGates").is_none());
+    assert_eq!(cpu["spec"]["schedulerName"], "default-scheduler");
     // No labels or annotations at all: the maps are created.
     let mut bare = pod(json!({}), json!({}), json!({"nvidia.com/gpu": "1"}));
     let meta = bare["metadata"].as_object_mut().unwrap();

@@ -21,6 +21,8 @@ pub const WORKLOAD_ANNOTATION: &str = "gantry.dev/workload";
 pub const PRIORITY_CLASS_ANNOTATION: &str = "gantry.dev/priority-class";
 /// Annotation: how many pods the gang has, when the framework says it.
 pub const GANG_SIZE_ANNOTATION: &str = "gantry.dev/gang-size";
+/// Pod label: `"true"` makes the pods of a batch Job with `completionMode: Indexed` one gang.
+pub const GANG_OPT_IN_LABEL: &str = "gantry.dev/gang";
 /// Annotation: a pod's share of one GPU in milli-GPU (1-999).
 pub const GPU_MILLI_ANNOTATION: &str = "gantry.dev/gpu-milli";
 /// Annotation: the GPU models a pod accepts, comma-separated.
@@ -65,10 +67,23 @@ pub const VOLCANO_GROUP_ANNOTATION_OLD: &str = "scheduling.volcano.sh/group-name
 /// Kueue's plain-pod group and its size (copied into [`GANG_SIZE_ANNOTATION`]).
 pub const KUEUE_POD_GROUP_LABEL: &str = "kueue.x-k8s.io/pod-group-name";
 pub const KUEUE_TOTAL_COUNT_ANNOTATION: &str = "kueue.x-k8s.io/pod-group-total-count";
-/// Kubeflow training operator v1: the job a pod belongs to.
+/// Kubeflow training operator v1 and the MPI operator: the job a pod belongs to, the operator
+/// that made it (`pytorchjob-controller`, `mpi-operator`, ...) and the pod's index in its
+/// replica type.
 pub const TRAINING_JOB_NAME_LABEL: &str = "training.kubeflow.org/job-name";
+pub const TRAINING_OPERATOR_NAME_LABEL: &str = "training.kubeflow.org/operator-name";
+pub const TRAINING_REPLICA_INDEX_LABEL: &str = "training.kubeflow.org/replica-index";
 /// JobSet: the JobSet a pod belongs to.
 pub const JOBSET_NAME_LABEL: &str = "jobset.sigs.k8s.io/jobset-name";
+/// JobSet: the pod's Job's index over the whole JobSet.
+pub const JOBSET_GLOBAL_INDEX_LABEL: &str = "jobset.sigs.k8s.io/job-global-index";
+/// KubeRay: the RayCluster a pod belongs to (RayJob and RayService pods too, through theirs).
+pub const RAY_CLUSTER_LABEL: &str = "ray.io/cluster";
+/// LeaderWorkerSet: the set a pod belongs to, its index in its group (0: the leader), and on
+/// workers the name of their group's leader pod.
+pub const LWS_NAME_LABEL: &str = "leaderworkerset.sigs.k8s.io/name";
+pub const LWS_WORKER_INDEX_LABEL: &str = "leaderworkerset.sigs.k8s.io/worker-index";
+pub const LWS_LEADER_NAME_ANNOTATION: &str = "leaderworkerset.sigs.k8s.io/leader-name";
 /// KServe: the InferenceService, and the same label of KFServing before the rename.
 pub const KSERVE_ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
 pub const KFSERVING_ISVC_LABEL: &str = "serving.kubeflow.org/inferenceservice";

@@ -7,6 +7,7 @@
 //!   placement), with the errors that name the field and the fix;
 //! - [`identity`]: which workload (gang) a pod belongs to, from the frameworks' keys: one function
 //!   that the webhook's annotation and the queue controller's key both come from;
+//! - [`gang`]: each framework's gang size, read from the object that creates the pods;
 //! - [`node`]: the node GPU inventory contract (what the node agent publishes on a `v1.Node`);
 //! - [`placement`]: the record of where the queue planned a pod;
 //! - [`watch`] and [`tenants`]: following objects from the API server, and the tenant objects as
@@ -15,6 +16,7 @@
 //!   agents.
 
 pub mod crds;
+pub mod gang;
 pub mod identity;
 pub mod keys;
 pub mod node;

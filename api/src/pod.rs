@@ -59,6 +59,11 @@ pub fn meta<'a>(obj: &'a Value, map: &str, key: &str) -> Option<&'a str> {
     obj.get("metadata")?.get(map)?.get(key)?.as_str()
 }
 
+/// `metadata.{field}` as a string, when set and not empty.
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str().filter(|s| !s.is_empty())
+}
+
 /// A label's value.
 pub fn label<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
     meta(obj, "labels", key)

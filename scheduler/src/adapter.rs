@@ -3,6 +3,8 @@
 //!
 //! - `Ungate`: one strategic-merge patch per pod that records the planned node and GPUs in the
 //!   `gantry.dev/placement` annotation and deletes Gantry's scheduling gate (gates merge by name);
+//! - `Release`: the same patch without a placement record, for pods that are not Gantry's to
+//!   queue (a gang with no GPU pod), and the condition True saying so;
 //! - `Evict`: the Eviction API, so PodDisruptionBudgets are honoured, then an Event saying why;
 //! - `Pending`: the pod condition `gantry.dev/admitted` = False with the core's explanation (on
 //!   the `pods/status` subresource; conditions merge by type), and an Event through kube-runtime's
@@ -94,6 +96,14 @@ impl Adapter {
                     .await
                     .map_err(|source| AdapterError::Ungate { ns: pod.namespace.clone(), name: pod.name.clone(), source })?;
                 self.condition(pod, "True", "Admitted", &format!("admitted by Gantry's queue; planned for node {node}")).await
+            }
+            Action::Release { pod, message } => {
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+                let patch = json!({"spec": {"schedulingGates": [{"$patch": "delete", "name": SCHEDULING_GATE}]}});
+                api.patch(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))
+                    .await
+                    .map_err(|source| AdapterError::Ungate { ns: pod.namespace.clone(), name: pod.name.clone(), source })?;
+                self.condition(pod, "True", "Released", message).await
             }
             Action::Evict { pod, message } => {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);

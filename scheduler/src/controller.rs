@@ -3,12 +3,25 @@
 //! says what to do to the API server as [`Action`]s. The Kubernetes adapter (watchers, patches,
 //! evictions, events, leader election) carries the actions out; tests check them directly.
 //!
-//! 1. `pod_gated`: a gated pod joins its workload (see [`gantry_api::identity`]); when all its members
-//!    are there (the `gantry.dev/gang-size` annotation, 1 by default), the workload is queued;
+//! 1. `pod_gated`: a gated pod is read once ([`gantry_api::pod::parse_pod`]) and joins its
+//!    workload ([`gantry_api::identity`]). How many pods a gang has comes from, in order: the
+//!    pod's `gantry.dev/gang-size` annotation (set by users, or copied from Kueue's count by the
+//!    webhook); the object that created it ([`Controller::owner_applied`], each framework's rule
+//!    in [`gantry_api::gang`]); otherwise the pod is a workload of its own. A gang whose object
+//!    has not been read yet waits whole, and its pods say so. When all its pods are there the
+//!    workload is queued, with the fewest that may start together as its `min_members`;
 //! 2. `reconcile`: one admission cycle; admitted workloads get [`Action::Ungate`] per pod with the
 //!    planned node, preempted ones [`Action::Evict`] per pod, and waiting ones
-//!    [`Action::Pending`] with the core's explanation;
+//!    [`Action::Pending`] with the core's explanation (or why the gang is not complete);
 //! 3. `pod_gone`: a pod ended; its workload's quota is released when its last pod ends.
+//!
+//! Members of a gang may differ in shape (an MPIJob's CPU-only launcher and 8-GPU workers, a Ray
+//! head without GPUs): each is charged and placed by its own request. A gang none of whose pods
+//! asks for a GPU is not Gantry's to queue: its pods are released at once ([`Action::Release`]).
+//!
+//! Pods that arrive for a gang already queued or running (a restarted worker, an elastic
+//! scale-up, an MPIJob launcher created once its workers run), and members left out when only
+//! `min_members` could start, are workloads of their own, as with a PodGroup's `minMember`.
 //!
 //! After a restart, [`Controller::rebuild`] takes running workloads back from their pods'
 //! placement records, so no quota leaks and nothing is admitted twice.
@@ -16,17 +29,17 @@
 //! An evicted workload is withdrawn: its framework recreates the pods, gated, as a new workload
 //! (which queues with a new submission time).
 
-use gantry_api::identity::identify;
-use gantry_api::node::parse_node;
+use gantry_api::gang::{GangSpec, Size};
+use gantry_api::identity::{admission_key, identify, GangOwner, Identity};
 use gantry_api::keys::PLACEMENT_ANNOTATION;
+use gantry_api::node::parse_node;
 use gantry_api::placement::Planned;
-use gantry_api::pod::{annotated_gang_size, annotation, gated, parse_pod, planned, pod_finished};
-use gantry_core::model::Placement;
+use gantry_api::pod::{annotated_gang_size, annotation, gated, parse_pod, planned, pod_finished, PodView};
+use gantry_core::model::{ModelSet, Placement};
 use gantry_core::queue::{PodSet, Queue, Workload, WorkloadId};
-use gantry_core::tenancy::Seconds;
+use gantry_core::tenancy::{Kind, Seconds};
 use serde_json::Value;
-use std::collections::HashMap;
-
+use std::collections::{HashMap, HashSet};
 
 /// A pod the controller acts on.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -41,6 +54,9 @@ pub struct PodRef {
 pub enum Action {
     /// Record the planned node on the pod and remove the scheduling gate.
     Ungate { pod: PodRef, node: String, gpus: Vec<u32> },
+    /// Remove the scheduling gate with no plan: the pod is not Gantry's to queue (`message`
+    /// says why).
+    Release { pod: PodRef, message: String },
     /// Evict the pod (Eviction API) to make room; `message` says for whom.
     Evict { pod: PodRef, message: String },
     /// Set the pod's condition and a deduplicated Event: why its workload waits.
@@ -49,10 +65,30 @@ pub enum Action {
     Refused { pod: PodRef, message: String },
 }
 
+/// A gated pod, read once.
+struct Member {
+    pod: PodRef,
+    view: PodView,
+}
+
+/// How many pods a gang has, as far as is known.
+#[derive(Clone, Debug, PartialEq)]
+enum GangSize {
+    Known(Size),
+    /// Its object has not been read: the gang waits whole.
+    Unread(String),
+    /// Its object cannot be read into a size: the gang never starts (the message says why).
+    Refused(String),
+}
+
 struct Gang {
     id: WorkloadId,
-    size: u32,
-    pods: Vec<(PodRef, Value)>,
+    kind: Kind,
+    /// The object giving its size, when it has one.
+    owner: Option<GangOwner>,
+    /// The size its pods' annotation declares, when they do.
+    annotated: Option<u32>,
+    pods: Vec<Member>,
     queued: bool,
 }
 
@@ -67,13 +103,22 @@ pub struct Controller {
     /// Pods the queue does not manage that hold room on a node: UID → the queue's external id.
     external: HashMap<String, u64>,
     next_external: u64,
-    /// PodGroup gang key (`namespace/pod-group/name`) → `minMember`.
-    pod_groups: HashMap<String, u32>,
+    /// Gang sizes read from the frameworks' objects, by owner key ([`GangOwner::key`]).
+    owners: HashMap<String, Result<GangSpec, String>>,
 }
 
 impl Controller {
     pub fn new(queue: Queue) -> Self {
-        Controller { queue, gangs: HashMap::new(), by_id: HashMap::new(), by_uid: HashMap::new(), next_id: 1, external: HashMap::new(), next_external: 0, pod_groups: HashMap::new() }
+        Controller {
+            queue,
+            gangs: HashMap::new(),
+            by_id: HashMap::new(),
+            by_uid: HashMap::new(),
+            next_id: 1,
+            external: HashMap::new(),
+            next_external: 0,
+            owners: HashMap::new(),
+        }
     }
 
     pub fn queue(&self) -> &Queue {
@@ -86,6 +131,25 @@ impl Controller {
         self.queue.ledger_mut().drain()
     }
 
+    fn size_of(&self, gang: &Gang) -> GangSize {
+        if let Some(n) = gang.annotated {
+            return GangSize::Known(Size { total: n, min: n });
+        }
+        match &gang.owner {
+            None => GangSize::Known(Size { total: 1, min: 1 }),
+            Some(owner) => match self.owners.get(&owner.key()) {
+                Some(Ok(spec)) => GangSize::Known(spec.size),
+                Some(Err(e)) => GangSize::Refused(e.clone()),
+                None => GangSize::Unread(owner.describe()),
+            },
+        }
+    }
+
+    /// Whether a pod with this identity is one of a gang (else a workload of its own).
+    fn is_gang(identity: &Identity, annotated: Option<u32>) -> bool {
+        annotated.map_or(identity.owner.is_some(), |n| n > 1)
+    }
+
     /// A pod carrying Gantry's scheduling gate was seen (added or updated).
     pub fn pod_gated(&mut self, pod: &Value, now: Seconds) -> Vec<Action> {
         let view = match parse_pod(pod, &self.queue.cluster().models) {
@@ -93,47 +157,73 @@ impl Controller {
             Err(message) => return vec![Action::Refused { pod: pod_ref(pod), message }],
         };
         let r = PodRef { namespace: view.namespace.clone(), name: view.name.clone(), uid: view.uid.clone() };
-        let size = self.gang_size(pod);
-        let key = self.gang_key(pod);
+        if self.by_uid.contains_key(&r.uid) {
+            return Vec::new();
+        }
+        let identity = identify(pod);
+        let annotated = annotated_gang_size(pod);
+        let gang = Self::is_gang(&identity, annotated);
+        let mut key = admission_key(&identity, gang, &r.uid);
+        if self.gangs.get(&key).is_some_and(|g| g.queued) {
+            // A gang already queued or running: this pod starts on its own.
+            key = admission_key(&identity, false, &r.uid);
+        }
+        let fresh = !self.gangs.contains_key(&key);
         let next_id = &mut self.next_id;
-        let gang = self.gangs.entry(key.clone()).or_insert_with(|| {
+        let g = self.gangs.entry(key.clone()).or_insert_with(|| {
             let id = *next_id;
             *next_id += 1;
-            Gang { id, size, pods: Vec::new(), queued: false }
+            let owner = if gang { identity.owner.clone() } else { None };
+            Gang { id, kind: identity.kind, owner, annotated: annotated.filter(|_| gang), pods: Vec::new(), queued: false }
         });
-        if gang.pods.iter().any(|(p, _)| p.uid == r.uid) || gang.queued {
+        g.pods.push(Member { pod: r.clone(), view });
+        let id = g.id;
+        if fresh {
+            self.by_id.insert(id, key.clone());
+        }
+        self.by_uid.insert(r.uid, key.clone());
+        self.try_submit(&key, now)
+    }
+
+    /// Queues a gang when all its pods are there; refuses it when it can never run as asked.
+    fn try_submit(&mut self, key: &str, now: Seconds) -> Vec<Action> {
+        let Some(gang) = self.gangs.get(key) else { return Vec::new() };
+        if gang.queued {
             return Vec::new();
         }
-        gang.pods.push((r.clone(), pod.clone()));
-        self.by_uid.insert(r.uid.clone(), key.clone());
-        self.by_id.insert(gang.id, key.clone());
-        if (gang.pods.len() as u32) < gang.size {
-            return Vec::new();
+        match self.size_of(gang) {
+            GangSize::Known(size) if gang.pods.len() as u32 >= size.total => self.submit_gang(key, size, now),
+            GangSize::Refused(message) => gang.pods.iter().map(|m| Action::Refused { pod: m.pod.clone(), message: message.clone() }).collect(),
+            _ => Vec::new(),
         }
-        self.submit_gang(&key, now)
     }
 
     /// Queues a whole gang, or says why it can never run as asked. A refused gang stays known,
     /// unqueued, and is submitted again when nodes change (room that did not exist may appear).
-    fn submit_gang(&mut self, key: &str, now: Seconds) -> Vec<Action> {
+    fn submit_gang(&mut self, key: &str, size: Size, now: Seconds) -> Vec<Action> {
         let Some(gang) = self.gangs.get_mut(key) else { return Vec::new() };
-        let Some(r) = gang.pods.first().map(|(p, _)| p.clone()) else { return Vec::new() };
-        let Some(tenant) = self.queue.tenancy.tenant_of_namespace(&r.namespace) else {
-            let message = format!("namespace {} belongs to no tenant; ask a platform admin to add it to one", r.namespace);
-            return gang.pods.iter().map(|(p, _)| Action::Refused { pod: p.clone(), message: message.clone() }).collect();
+        let Some(first) = gang.pods.first() else { return Vec::new() };
+        let namespace = first.pod.namespace.clone();
+        if !gang.pods.iter().any(|m| m.view.request.wants_gpu()) {
+            // Only GPU pods are Gantry's to queue; a gang with none starts as Kubernetes places it.
+            gang.queued = true;
+            let message = "released by Gantry's queue: no pod of this workload asks for a GPU".to_string();
+            return gang.pods.iter().map(|m| Action::Release { pod: m.pod.clone(), message: message.clone() }).collect();
+        }
+        let Some(tenant) = self.queue.tenancy.tenant_of_namespace(&namespace) else {
+            let message = format!("namespace {namespace} belongs to no tenant; ask a platform admin to add it to one");
+            return gang.pods.iter().map(|m| Action::Refused { pod: m.pod.clone(), message: message.clone() }).collect();
         };
-        let requests: Vec<_> = gang.pods.iter().filter_map(|(_, v)| parse_pod(v, &self.queue.cluster().models).ok()).collect();
-        let models = requests.first().and_then(|p| p.request.allowed_models);
         let workload = Workload {
             id: gang.id,
             name: key.to_string(),
             tenant,
-            kind: identify(&gang.pods[0].1).kind,
+            kind: gang.kind,
             priority_class: None,
-            pod_sets: requests.iter().map(|p| PodSet { name: p.name.clone(), count: 1, request: p.request }).collect(),
-            min_members: gang.size,
+            pod_sets: gang.pods.iter().map(|m| PodSet { name: m.view.name.clone(), count: 1, request: m.view.request }).collect(),
+            min_members: size.min.min(gang.pods.len() as u32),
             submitted: now,
-            models,
+            models: models_of(&gang.pods),
             expected_runtime: None,
         };
         match self.queue.submit(workload, now) {
@@ -141,7 +231,7 @@ impl Controller {
                 gang.queued = true;
                 Vec::new()
             }
-            Err(refusal) => gang.pods.iter().map(|(p, _)| Action::Refused { pod: p.clone(), message: refusal.0.clone() }).collect(),
+            Err(refusal) => gang.pods.iter().map(|m| Action::Refused { pod: m.pod.clone(), message: refusal.0.clone() }).collect(),
         }
     }
 
@@ -149,18 +239,17 @@ impl Controller {
     /// gate that carry its placement annotation are running workloads, taken back at their
     /// placements (so their quota is counted and nothing is admitted twice); gated pods queue
     /// again; other pods running on nodes take their room. Their minimum runtime counts from the
-    /// restart. Nodes must have been given first ([`Controller::node_applied`]).
+    /// restart. Nodes and owner objects must have been given first ([`Controller::node_applied`],
+    /// [`Controller::owner_applied`]).
     pub fn rebuild(&mut self, pods: &[Value], now: Seconds) -> Vec<Action> {
         let mut actions = Vec::new();
         let mut admitted: Vec<(String, Vec<&Value>)> = Vec::new();
         for pod in pods {
-            if gated(pod) {
+            if gated(pod) || annotation(pod, PLACEMENT_ANNOTATION).is_none() || pod_finished(pod) {
                 continue;
             }
-            if annotation(pod, PLACEMENT_ANNOTATION).is_none() {
-                continue;
-            }
-            let key = self.gang_key(pod);
+            let identity = identify(pod);
+            let key = admission_key(&identity, Self::is_gang(&identity, annotated_gang_size(pod)), &pod_ref(pod).uid);
             match admitted.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, members)) => members.push(pod),
                 None => admitted.push((key, vec![pod])),
@@ -181,50 +270,22 @@ impl Controller {
         actions
     }
 
-    /// A pod's gang size: Gantry's annotation (set by the admission webhook), else the
-    /// `minMember` of its scheduler-plugins PodGroup. A pod of a PodGroup not seen yet gets
-    /// [`UNKNOWN_SIZE`]: its gang waits, whole or not, until the PodGroup arrives.
-    fn gang_size(&self, pod: &Value) -> u32 {
-        if let Some(n) = annotated_gang_size(pod) {
-            return n;
-        }
-        let identity = identify(pod);
-        if identity.source == gantry_api::identity::Source::PodGroup {
-            return self.pod_groups.get(&identity.key).copied().unwrap_or(UNKNOWN_SIZE);
-        }
-        1
-    }
-
-    /// A scheduler-plugins PodGroup (`scheduling.x-k8s.io/v1alpha1`) was added or changed: its
-    /// `minMember` is the size of the gang of its pods. A gang that was waiting for it is queued
-    /// once it has that many pods.
-    pub fn pod_group_applied(&mut self, namespace: &str, name: &str, min_member: u32, now: Seconds) -> Vec<Action> {
-        let key = format!("{namespace}/pod-group/{name}");
-        self.pod_groups.insert(key.clone(), min_member.max(1));
-        let Some(gang) = self.gangs.get_mut(&key) else { return Vec::new() };
-        if gang.queued {
+    /// A framework's object that gives gang sizes was added or changed (read with
+    /// [`gantry_api::gang::read`]; `Err` when its counts make no sense, under its key). Gangs that
+    /// were waiting for it are queued once they have all their pods, or refused.
+    pub fn owner_applied(&mut self, key: &str, spec: Result<GangSpec, String>, now: Seconds) -> Vec<Action> {
+        if self.owners.get(key) == Some(&spec) {
             return Vec::new();
         }
-        gang.size = min_member.max(1);
-        if (gang.pods.len() as u32) < gang.size {
-            return Vec::new();
-        }
-        self.submit_gang(&key, now)
+        self.owners.insert(key.to_string(), spec);
+        let waiting: Vec<String> =
+            self.gangs.iter().filter(|(_, g)| !g.queued && g.owner.as_ref().is_some_and(|o| o.key() == key)).map(|(k, _)| k.clone()).collect();
+        waiting.iter().flat_map(|k| self.try_submit(k, now)).collect()
     }
 
-    /// A PodGroup was deleted.
-    pub fn pod_group_deleted(&mut self, namespace: &str, name: &str) {
-        self.pod_groups.remove(&format!("{namespace}/pod-group/{name}"));
-    }
-
-    fn gang_key(&self, pod: &Value) -> String {
-        let identity = identify(pod);
-        let size = self.gang_size(pod);
-        if size == 1 {
-            format!("{}/{}", identity.key, pod_ref(pod).uid)
-        } else {
-            identity.key
-        }
+    /// A framework's object was deleted: gangs of it that still wait, wait for it again.
+    pub fn owner_deleted(&mut self, key: &str) {
+        self.owners.remove(key);
     }
 
     fn restore(&mut self, key: &str, members: &[&Value], now: Seconds) -> Result<(), String> {
@@ -234,16 +295,22 @@ impl Controller {
         let tenant = self.queue.tenancy.tenant_of_namespace(ns).ok_or_else(|| format!("namespace {ns} belongs to no tenant"))?;
         let mut placements = Vec::new();
         for (pod, view) in members.iter().zip(&views) {
-            let Planned { node: node_name, gpus } = planned(pod)?.ok_or_else(|| format!("pod {}/{} has no {PLACEMENT_ANNOTATION}", view.namespace, view.name))?;
-            let node = self.queue.cluster().node_id(&node_name).ok_or_else(|| format!("pod {}/{} is placed on unknown node {node_name}", view.namespace, view.name))?;
+            let Planned { node: node_name, gpus } =
+                planned(pod)?.ok_or_else(|| format!("pod {}/{} has no {PLACEMENT_ANNOTATION}", view.namespace, view.name))?;
+            let node = self
+                .queue
+                .cluster()
+                .node_id(&node_name)
+                .ok_or_else(|| format!("pod {}/{} is placed on unknown node {node_name}", view.namespace, view.name))?;
             placements.push(Placement { node, gpus: gpus.into_iter().map(|g| (g, view.request.gpu_milli)).collect() });
         }
+        let identity = identify(members[0]);
         let id = self.next_id;
         let workload = Workload {
             id,
             name: key.to_string(),
             tenant,
-            kind: identify(members[0]).kind,
+            kind: identity.kind,
             priority_class: None,
             pod_sets: views.iter().map(|v| PodSet { name: v.name.clone(), count: 1, request: v.request }).collect(),
             min_members: views.len() as u32,
@@ -253,12 +320,15 @@ impl Controller {
         };
         self.queue.restore(workload, placements, now, now).map_err(|r| r.0)?;
         self.next_id += 1;
-        let pods: Vec<(PodRef, Value)> =
-            members.iter().zip(&views).map(|(p, v)| (PodRef { namespace: v.namespace.clone(), name: v.name.clone(), uid: v.uid.clone() }, (*p).clone())).collect();
-        for (p, _) in &pods {
-            self.by_uid.insert(p.uid.clone(), key.to_string());
+        let pods: Vec<Member> = views
+            .into_iter()
+            .map(|v| Member { pod: PodRef { namespace: v.namespace.clone(), name: v.name.clone(), uid: v.uid.clone() }, view: v })
+            .collect();
+        for m in &pods {
+            self.by_uid.insert(m.pod.uid.clone(), key.to_string());
         }
-        self.gangs.insert(key.to_string(), Gang { id, size: views.len() as u32, pods, queued: true });
+        let annotated = annotated_gang_size(members[0]);
+        self.gangs.insert(key.to_string(), Gang { id, kind: identity.kind, owner: identity.owner, annotated, pods, queued: true });
         self.by_id.insert(id, key.to_string());
         Ok(())
     }
@@ -271,39 +341,58 @@ impl Controller {
             let Some(gang) = self.by_id.get(&p.victim).and_then(|k| self.gangs.get(k)) else { continue };
             let by = self.by_id.get(&p.by).cloned().unwrap_or_default();
             let why = if p.reclaim { "to reclaim borrowed capacity for" } else { "for higher-priority work" };
-            for (pod, _) in &gang.pods {
-                actions.push(Action::Evict { pod: pod.clone(), message: format!("preempted by Gantry {why} {by}") });
+            for m in &gang.pods {
+                actions.push(Action::Evict { pod: m.pod.clone(), message: format!("preempted by Gantry {why} {by}") });
             }
         }
         // Evicted pods are deleted and their framework recreates them, gated again, as a new
         // workload; the core's copy of a victim is withdrawn (even if this very cycle found it
         // another place, since its pods are still running where they were).
-        let victims: std::collections::HashSet<WorkloadId> = out.preempted.iter().map(|p| p.victim).collect();
+        let victims: HashSet<WorkloadId> = out.preempted.iter().map(|p| p.victim).collect();
+        let mut left_out = Vec::new();
         for a in &out.admitted {
             if victims.contains(&a.workload) {
                 continue;
             }
-            let Some(gang) = self.by_id.get(&a.workload).and_then(|k| self.gangs.get(k)) else { continue };
-            // Members were placed in the order of the workload's member requests (largest
-            // first); pods are matched to placements by request size the same way.
-            let mut pods: Vec<&(PodRef, Value)> = gang.pods.iter().collect();
-            let size = |v: &Value| parse_pod(v, &self.queue.cluster().models).map(|p| (p.request.gpu_total(), p.request.cpu_milli)).unwrap_or_default();
-            pods.sort_by_key(|(_, v)| std::cmp::Reverse(size(v)));
-            for ((pod, _), (_, placement)) in pods.into_iter().zip(&a.pods) {
+            let Some(key) = self.by_id.get(&a.workload) else { continue };
+            let Some(gang) = self.gangs.get(key) else { continue };
+            // The core starts the first `members` in pod-set order and places them largest
+            // first (a stable sort); the same pods, sorted the same way, take the placements.
+            let started = (a.members as usize).min(gang.pods.len());
+            let mut pods: Vec<&Member> = gang.pods[..started].iter().collect();
+            pods.sort_by_key(|m| std::cmp::Reverse((m.view.request.gpu_total(), m.view.request.cpu_milli)));
+            for (m, (_, placement)) in pods.into_iter().zip(&a.pods) {
                 let Placement { node, gpus } = placement;
                 actions.push(Action::Ungate {
-                    pod: pod.clone(),
+                    pod: m.pod.clone(),
                     node: self.queue.cluster().nodes[*node].name.clone(),
                     gpus: gpus.iter().map(|&(g, _)| g).collect(),
                 });
+            }
+            if started < gang.pods.len() {
+                left_out.push((key.clone(), started));
+            }
+        }
+        // Members left out of a partial start become workloads of their own.
+        for (key, started) in left_out {
+            let Some(gang) = self.gangs.get_mut(&key) else { continue };
+            let (kind, rest) = (gang.kind, gang.pods.split_off(started));
+            for m in rest {
+                let single = format!("{key}/{}", m.pod.uid);
+                let id = self.next_id;
+                self.next_id += 1;
+                self.by_uid.insert(m.pod.uid.clone(), single.clone());
+                self.by_id.insert(id, single.clone());
+                self.gangs.insert(single.clone(), Gang { id, kind, owner: None, annotated: None, pods: vec![m], queued: false });
+                actions.extend(self.try_submit(&single, now));
             }
         }
         for id in victims {
             self.queue.finish(id, now);
             if let Some(key) = self.by_id.remove(&id) {
                 if let Some(gang) = self.gangs.remove(&key) {
-                    for (p, _) in gang.pods {
-                        self.by_uid.remove(&p.uid);
+                    for m in gang.pods {
+                        self.by_uid.remove(&m.pod.uid);
                     }
                 }
             }
@@ -312,11 +401,36 @@ impl Controller {
         waiting.sort_unstable();
         for id in waiting {
             let (Some(e), Some(gang)) = (self.queue.explain(id, now), self.by_id.get(&id).and_then(|k| self.gangs.get(k))) else { continue };
-            for (pod, _) in &gang.pods {
-                actions.push(Action::Pending { pod: pod.clone(), message: e.message.clone() });
+            for m in &gang.pods {
+                actions.push(Action::Pending { pod: m.pod.clone(), message: e.message.clone() });
             }
         }
+        actions.extend(self.incomplete());
         actions
+    }
+
+    /// Why gangs not yet queued wait: their object is unread, or pods are missing.
+    fn incomplete(&self) -> Vec<Action> {
+        let mut out = Vec::new();
+        let mut keys: Vec<&String> = self.gangs.iter().filter(|(_, g)| !g.queued).map(|(k, _)| k).collect();
+        keys.sort_unstable();
+        for key in keys {
+            let gang = &self.gangs[key];
+            let message = match self.size_of(gang) {
+                GangSize::Unread(owner) => format!(
+                    "waiting for {owner} to be read: Gantry takes the gang's size from it, and starts the gang whole ({} pods here so far)",
+                    gang.pods.len()
+                ),
+                GangSize::Known(size) if (gang.pods.len() as u32) < size.total => format!(
+                    "waiting for the rest of gang {key}: {} of its {} pods exist; it starts whole once all are created",
+                    gang.pods.len(),
+                    size.total
+                ),
+                _ => continue,
+            };
+            out.extend(gang.pods.iter().map(|m| Action::Pending { pod: m.pod.clone(), message: message.clone() }));
+        }
+        out
     }
 
     /// A node was added or changed in the API server. Its GPU model is taken into the queue's
@@ -327,8 +441,13 @@ impl Controller {
         let mut view = parse_node(node, &mut models)?;
         view.node.model = view.node.model.map(|m| self.queue.intern_model(models.name(m))).transpose()?;
         self.queue.upsert_node(view.node)?;
-        let refused: Vec<String> = self.gangs.iter().filter(|(_, g)| !g.queued && g.pods.len() as u32 >= g.size).map(|(k, _)| k.clone()).collect();
-        Ok(refused.iter().flat_map(|k| self.submit_gang(k, now)).collect())
+        let refused: Vec<String> = self
+            .gangs
+            .iter()
+            .filter(|(_, g)| !g.queued && matches!(self.size_of(g), GangSize::Known(s) if g.pods.len() as u32 >= s.total))
+            .map(|(k, _)| k.clone())
+            .collect();
+        Ok(refused.iter().flat_map(|k| self.try_submit(k, now)).collect())
     }
 
     /// A node was deleted.
@@ -377,7 +496,7 @@ impl Controller {
     pub fn pod_gone(&mut self, uid: &str, now: Seconds) {
         let Some(key) = self.by_uid.remove(uid) else { return };
         let Some(gang) = self.gangs.get_mut(&key) else { return };
-        gang.pods.retain(|(p, _)| p.uid != uid);
+        gang.pods.retain(|m| m.pod.uid != uid);
         if gang.pods.is_empty() {
             let id = gang.id;
             self.gangs.remove(&key);
@@ -387,8 +506,10 @@ impl Controller {
     }
 }
 
-/// The size of a gang whose PodGroup has not been seen: never complete.
-const UNKNOWN_SIZE: u32 = u32::MAX;
+/// The GPU models every member accepts (members that name none accept any).
+fn models_of(pods: &[Member]) -> Option<ModelSet> {
+    pods.iter().filter_map(|m| m.view.request.allowed_models).reduce(|a, b| ModelSet(a.0 & b.0))
+}
 
 fn pod_ref(pod: &Value) -> PodRef {
     let s = |k: &str| pod.get("metadata").and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default().to_string();

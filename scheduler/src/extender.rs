@@ -6,11 +6,17 @@
 //! - **prioritize**: the placement policy's scores, mapped linearly onto 0..10;
 //! - **bind**: allocates the pod (choosing its GPUs) in the cache; a second bind for the last free
 //!   GPU fails with an error, so racing pods never share it;
-//! - **preempt**: Gantry agrees with kube-scheduler's victims and returns them as UIDs.
+//! - **preempt**: only victims on a pod's planned node that Gantry's queue is evicting for its
+//!   plan; none for a pod the queue has not admitted (see [`Extender::preempt`]).
 //!
 //! Pods that ask for no GPU pass through untouched: every node passes, every score is 0. Pods
 //! the queue controller admitted carry their planned node (`gantry.dev/placement`) and pass only
-//! there.
+//! there: every other node is unresolvable, so kube-scheduler never preempts there for them.
+//!
+//! How the two preemptions divide the work: Gantry's queue chooses victims for the workloads it
+//! admits (whole gangs, by tenant guarantees and priority) and evicts them itself through the
+//! Eviction API; kube-scheduler's preemption, which knows neither gangs nor tenants, may only
+//! finish that work on the planned node (a victim still terminating when the pod is scheduled).
 
 use gantry_api::node::parse_node;
 use gantry_api::placement::Planned;
@@ -35,13 +41,15 @@ pub struct Extender {
     seen: HashMap<String, PodRequest>,
     /// Bound pods: UID → cluster pod id.
     bound: HashMap<String, u64>,
+    /// Pods the queue controller is evicting (see [`Extender::preempt`]).
+    evicting: std::collections::HashSet<String>,
     next_pod: u64,
 }
 
 impl Extender {
     pub fn new(cluster: Cluster, scheduler: Scheduler) -> Self {
         let by_name = cluster.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
-        Extender { cluster, scheduler, by_name, resolved: Resolved::default(), seen: HashMap::new(), bound: HashMap::new(), next_pod: 1 }
+        Extender { cluster, scheduler, by_name, resolved: Resolved::default(), seen: HashMap::new(), bound: HashMap::new(), evicting: Default::default(), next_pod: 1 }
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -106,6 +114,7 @@ impl Extender {
 
     /// A pod was deleted (or ended): its room is free again.
     pub fn pod_deleted(&mut self, uid: &str) {
+        self.evicting.remove(uid);
         if let Some(id) = self.bound.remove(uid) {
             // Bound pods are always placed; a miss would only mean there is nothing to free.
             let _ = self.cluster.release(id);
@@ -163,7 +172,8 @@ impl Extender {
                 if node == name {
                     passing.push(i);
                 } else {
-                    failed.insert(name.to_string(), format!("Gantry planned this pod for node {node}"));
+                    // Unresolvable: preempting pods there would never let this pod in.
+                    unresolvable.insert(name.to_string(), format!("Gantry planned this pod for node {node}"));
                 }
             }
         } else if !pod.managed() {
@@ -253,23 +263,47 @@ impl Extender {
         ExtenderBindingResult::default()
     }
 
+    /// Victims kube-scheduler may evict for the pod: only those on its planned node that
+    /// Gantry's queue is itself evicting for its plan. A pod the queue has not admitted (no plan)
+    /// gets none: the queue decides preemption for the workloads it governs, whole gangs at a
+    /// time, and kube-scheduler's dry run ignores extender filters, so its own candidates could be
+    /// pods on nodes the pod may never use.
     pub fn preempt(&mut self, args: &ExtenderPreemptionArgs) -> Result<ExtenderPreemptionResult, String> {
-        if let Some(meta) = &args.node_name_to_meta_victims {
-            return Ok(ExtenderPreemptionResult { node_name_to_meta_victims: meta.clone() });
-        }
+        let Some(plan) = planned(&args.pod)? else { return Ok(ExtenderPreemptionResult::default()) };
         let mut out = BTreeMap::new();
-        for (node, v) in args.node_name_to_victims.iter().flatten() {
-            let pods = v
-                .pods
-                .iter()
-                .map(|p| {
-                    let uid = p.get("metadata").and_then(|m| m.get("uid")).and_then(Value::as_str);
-                    uid.map(|u| MetaPod { uid: u.to_string() }).ok_or_else(|| format!("a victim on node {node} has no metadata.uid"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            out.insert(node.clone(), MetaVictims { pods, num_pdb_violations: v.num_pdb_violations });
+        let mut keep = |node: &str, uids: Vec<String>, num_pdb_violations: i64| {
+            let pods: Vec<MetaPod> = uids.into_iter().filter(|u| self.evicting.contains(u)).map(|uid| MetaPod { uid }).collect();
+            if node == plan.node && !pods.is_empty() {
+                out.insert(node.to_string(), MetaVictims { pods, num_pdb_violations });
+            }
+        };
+        if let Some(meta) = &args.node_name_to_meta_victims {
+            for (node, v) in meta {
+                keep(node, v.pods.iter().map(|p| p.uid.clone()).collect(), v.num_pdb_violations);
+            }
+        } else {
+            for (node, v) in args.node_name_to_victims.iter().flatten() {
+                let uids = v
+                    .pods
+                    .iter()
+                    .map(|p| {
+                        let uid = p.get("metadata").and_then(|m| m.get("uid")).and_then(Value::as_str);
+                        uid.map(str::to_string).ok_or_else(|| format!("a victim on node {node} has no metadata.uid"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                keep(node, uids, v.num_pdb_violations);
+            }
         }
         Ok(ExtenderPreemptionResult { node_name_to_meta_victims: out })
+    }
+
+    /// Pods the queue controller is evicting to make room for its plans (until they are gone):
+    /// the only victims [`Extender::preempt`] lets kube-scheduler take.
+    pub fn note_evicting(&mut self, uid: &str) {
+        if self.evicting.len() > 100_000 {
+            self.evicting.clear();
+        }
+        self.evicting.insert(uid.to_string());
     }
 }
 

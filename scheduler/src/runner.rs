@@ -17,6 +17,7 @@
 
 use crate::adapter::{Adapter, MANAGER};
 use crate::controller::{Action, Controller};
+use gantry_api::gang::{self, GangSpec};
 use crate::extender::Extender;
 use crate::server::AppState;
 use futures::StreamExt;
@@ -84,8 +85,8 @@ pub struct Live {
     controller: Mutex<Option<Controller>>,
     /// Actions produced outside a cycle (a pod refused on arrival), for the next cycle.
     queued: Mutex<Vec<Action>>,
-    /// scheduler-plugins PodGroups: (namespace, name) → minMember.
-    pod_groups: Mutex<HashMap<(String, String), u32>>,
+    /// Gang sizes from the frameworks' objects, by owner key (see [`gantry_api::gang`]).
+    owners: Mutex<HashMap<String, Result<GangSpec, String>>>,
     /// A watch relisted or the tenants changed: rebuild from the stores.
     resync: AtomicBool,
     wake: Notify,
@@ -107,7 +108,7 @@ impl Live {
             state,
             controller: Mutex::new(None),
             queued: Mutex::new(Vec::new()),
-            pod_groups: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
             resync: AtomicBool::new(false),
             wake: Notify::new(),
         })
@@ -156,20 +157,24 @@ impl Live {
         }
     }
 
-    /// A PodGroup was added or changed (`None`: deleted).
-    pub fn pod_group(&self, namespace: &str, name: &str, min_member: Option<u32>) {
-        let key = (namespace.to_string(), name.to_string());
-        match min_member {
-            Some(n) => lock(&self.pod_groups).insert(key, n),
-            None => lock(&self.pod_groups).remove(&key),
+    /// A framework's object that sizes gangs was added or changed (`Some`) or deleted (`None`).
+    /// An object whose counts make no sense is logged, naming it, and its gangs are refused.
+    pub fn owner(&self, key: &str, spec: Option<Result<GangSpec, String>>) {
+        match &spec {
+            Some(Err(e)) if lock(&self.owners).get(key) != spec.as_ref() => eprintln!("gantry scheduler: {e}"),
+            _ => {}
+        }
+        match spec.clone() {
+            Some(s) => lock(&self.owners).insert(key.to_string(), s),
+            None => lock(&self.owners).remove(key),
         };
         if let Some(c) = lock(&self.controller).as_mut() {
-            match min_member {
-                Some(n) => {
-                    let actions = c.pod_group_applied(namespace, name, n, now());
+            match spec {
+                Some(s) => {
+                    let actions = c.owner_applied(key, s, now());
                     lock(&self.queued).extend(actions);
                 }
-                None => c.pod_group_deleted(namespace, name),
+                None => c.owner_deleted(key),
             }
         }
     }
@@ -211,8 +216,8 @@ impl Live {
                 eprintln!("gantry scheduler: queue: {e}");
             }
         }
-        for ((ns, name), n) in lock(&self.pod_groups).iter() {
-            c.pod_group_applied(ns, name, *n, now);
+        for (key, spec) in lock(&self.owners).iter() {
+            c.owner_applied(key, spec.clone(), now);
         }
         let pods: Vec<Value> = stores.pods.state().iter().filter_map(|p| to_value(&**p).ok()).collect();
         let actions = c.rebuild(&pods, now);
@@ -233,6 +238,14 @@ impl Live {
         let Some(c) = guard.as_mut() else { return Vec::new() };
         let mut actions = std::mem::take(&mut *lock(&self.queued));
         actions.extend(c.reconcile(now));
+        // The extender lets kube-scheduler take only the victims the queue itself evicts.
+        let evicting: Vec<&str> = actions.iter().filter_map(|a| if let Action::Evict { pod, .. } = a { Some(pod.uid.as_str()) } else { None }).collect();
+        if !evicting.is_empty() {
+            let mut extender = self.state.extender();
+            for uid in evicting {
+                extender.note_evicting(uid);
+            }
+        }
         self.state.metrics.record_cycle(c.queue(), &actions);
         actions
     }
@@ -363,22 +376,8 @@ pub fn watch(client: &Client, live: &Arc<Live>, from_cluster: bool) -> Stores {
         }
         Err(p) => l.pod_deleted(&p.uid().unwrap_or_default(), now()),
     });
-    // Gang sizes from scheduler-plugins PodGroups, where that CRD is installed (where it is not,
-    // the watch fails and retries with backoff, and gangs size themselves by annotation).
-    let l = live.clone();
-    let group = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk("scheduling.x-k8s.io", "v1alpha1", "PodGroup"));
-    let groups = Api::<kube::api::DynamicObject>::all_with(client.clone(), &group);
-    tokio::spawn(watcher(groups, watcher::Config::default()).default_backoff().for_each(move |event| {
-        let min_member = |o: &kube::api::DynamicObject| o.data["spec"]["minMember"].as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(1);
-        match event {
-            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => l.pod_group(&o.namespace().unwrap_or_default(), &o.name_any(), Some(min_member(&o))),
-            Ok(watcher::Event::Delete(o)) => l.pod_group(&o.namespace().unwrap_or_default(), &o.name_any(), None),
-            Ok(_) => {}
-            Err(e) => eprintln!("gantry scheduler: watching PodGroups (scheduling.x-k8s.io/v1alpha1): {e}; retrying"),
-        }
-        l.wake.notify_one();
-        std::future::ready(())
-    }));
+    // Gang sizes from the frameworks' objects, for the kinds the API server serves.
+    tokio::spawn(follow_frameworks(client.clone(), live.clone()));
     let l = live.clone();
     let tenants = from_cluster.then(|| {
         // Any change to a tenant, cohort or flavor rebuilds the queue's tenancy.
@@ -388,6 +387,92 @@ pub fn watch(client: &Client, live: &Arc<Live>, from_cluster: bool) -> Stores {
         })
     });
     Stores { nodes, pods, tenants }
+}
+
+/// How often the API server is asked again for frameworks it did not serve (a CRD installed
+/// after Gantry started is followed from then on).
+const DISCOVER_EVERY: Duration = Duration::from_secs(60);
+
+/// Follows the objects of every framework in [`gang::FRAMEWORKS`] that the API server serves,
+/// found by discovery and looked for again every [`DISCOVER_EVERY`]: each object's gang size goes
+/// to [`Live::owner`]. Only the size is kept, never the object.
+async fn follow_frameworks(client: Client, live: Arc<Live>) {
+    let mut followed: Vec<&'static gang::Framework> = Vec::new();
+    loop {
+        // Resources per group and version, asked once a round.
+        let mut served: HashMap<String, Vec<String>> = HashMap::new();
+        for &f in gang::FRAMEWORKS.iter() {
+            if followed.contains(&f) {
+                continue;
+            }
+            if let Some(version) = served_version(&client, f, &mut served).await {
+                followed.push(f);
+                tokio::spawn(follow_framework(client.clone(), live.clone(), f, version));
+            }
+        }
+        if followed.len() == gang::FRAMEWORKS.len() {
+            return;
+        }
+        tokio::time::sleep(DISCOVER_EVERY).await;
+    }
+}
+
+/// The first of `f`'s versions whose resource the API server serves (`served` keeps what each
+/// group and version was found to serve, so each is asked once).
+async fn served_version(client: &Client, f: &gang::Framework, served: &mut HashMap<String, Vec<String>>) -> Option<&'static str> {
+    for &version in f.versions {
+        let gv = format!("{}/{version}", f.group);
+        if !served.contains_key(&gv) {
+            let names = match client.list_api_group_resources(&gv).await {
+                Ok(list) => list.resources.into_iter().map(|r| r.name).collect(),
+                Err(_) => Vec::new(),
+            };
+            served.insert(gv.clone(), names);
+        }
+        if served[&gv].iter().any(|r| r == f.plural) {
+            return Some(version);
+        }
+    }
+    None
+}
+
+/// Watches one framework's objects. After each (re)list, objects no longer there are forgotten.
+async fn follow_framework(client: Client, live: Arc<Live>, f: &'static gang::Framework, version: &'static str) {
+    let resource = kube::api::ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk(f.group, version, f.kind), f.plural);
+    let api = Api::<kube::api::DynamicObject>::all_with(client, &resource);
+    let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut listing: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let key_of = |o: &kube::api::DynamicObject| gang::owner_key(f, &o.namespace().unwrap_or_default(), &o.name_any());
+    let read = |o: &kube::api::DynamicObject| match serde_json::to_value(o) {
+        Ok(v) => gang::read(f, &v),
+        Err(e) => Err(format!("{} {}/{}: cannot be read: {e}", f.kind, o.namespace().unwrap_or_default(), o.name_any())),
+    };
+    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Init) => listing.clear(),
+            Ok(watcher::Event::InitApply(o)) => {
+                listing.insert(key_of(&o));
+                live.owner(&key_of(&o), Some(read(&o)));
+            }
+            Ok(watcher::Event::InitDone) => {
+                for gone in known.difference(&listing) {
+                    live.owner(gone, None);
+                }
+                known = std::mem::take(&mut listing);
+            }
+            Ok(watcher::Event::Apply(o)) => {
+                known.insert(key_of(&o));
+                live.owner(&key_of(&o), Some(read(&o)));
+            }
+            Ok(watcher::Event::Delete(o)) => {
+                known.remove(&key_of(&o));
+                live.owner(&key_of(&o), None);
+            }
+            Err(e) => eprintln!("gantry scheduler: watching {} ({}/{version}): {e}; retrying", f.kind, f.group),
+        }
+        live.wake.notify_one();
+    }
 }
 
 /// Carries actions out, saying each waiting pod's message once, and retrying failed calls.
@@ -430,7 +515,7 @@ impl Executor {
                     }
                     self.said.insert(pod.uid.clone(), message.clone());
                 }
-                Action::Ungate { pod, .. } | Action::Evict { pod, .. } => {
+                Action::Ungate { pod, .. } | Action::Release { pod, .. } | Action::Evict { pod, .. } => {
                     self.said.remove(&pod.uid);
                 }
             }
@@ -458,7 +543,11 @@ impl Executor {
 
 fn pod_of(a: &Action) -> &crate::controller::PodRef {
     match a {
-        Action::Ungate { pod, .. } | Action::Evict { pod, .. } | Action::Pending { pod, .. } | Action::Refused { pod, .. } => pod,
+        Action::Ungate { pod, .. }
+        | Action::Release { pod, .. }
+        | Action::Evict { pod, .. }
+        | Action::Pending { pod, .. }
+        | Action::Refused { pod, .. } => pod,
     }
 }
 

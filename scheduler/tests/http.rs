@@ -13,6 +13,11 @@ use tower::ServiceExt;
 
 /// n0, n1: 8 A100 each; n2: 1 A100; c0: no GPUs.
 fn app() -> Router {
+    app_evicting(&[])
+}
+
+/// The same, with the queue controller evicting the pods `evicting` (by UID).
+fn app_evicting(evicting: &[&str]) -> Router {
     let mut models = ModelCatalog::default();
     let a100 = models.intern("A100").unwrap();
     let nodes = vec![
@@ -24,7 +29,11 @@ fn app() -> Router {
     let cluster = Cluster::new(models, nodes);
     let expected = [PodRequest::whole_gpus(8000, 65536, 1), PodRequest::whole_gpus(16000, 131072, 2), PodRequest::shared_gpu(4000, 16384, 500)];
     let scheduler = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&cluster), &expected));
-    router(Extender::new(cluster, scheduler), "/scheduler").unwrap()
+    let mut extender = Extender::new(cluster, scheduler);
+    for uid in evicting {
+        extender.note_evicting(uid);
+    }
+    router(extender, "/scheduler").unwrap()
 }
 
 fn gpu_pod(uid: &str, gpus: u32) -> Value {
@@ -142,17 +151,35 @@ async fn bind_errors_name_the_problem() {
     assert!(r["Error"].as_str().unwrap().contains("node ghost is not in Gantry's node cache"), "{r}");
 }
 
+/// kube-scheduler's extender semantics (`pkg/scheduler/framework/extender.go`,
+/// `ProcessPreemption`): the nodes of the reply are the only candidates left, each with the
+/// victims the extender accepts, as UIDs.
 #[tokio::test]
-async fn preempt_returns_victims_as_uids() {
-    let app = app();
-    let victim = json!({"metadata": {"name": "v", "uid": "uid-v"}});
-    let args = json!({"Pod": gpu_pod("p", 1), "NodeNameToVictims": {"n0": {"Pods": [victim], "NumPDBViolations": 0}}, "NodeNameToMetaVictims": null});
-    let (status, r) = post(&app, "preempt", args).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(r, json!({"NodeNameToMetaVictims": {"n0": {"Pods": [{"UID": "uid-v"}], "NumPDBViolations": 0}}}));
-    let meta = json!({"Pod": gpu_pod("p", 1), "NodeNameToMetaVictims": {"n1": {"Pods": [{"UID": "u"}], "NumPDBViolations": 1}}});
-    let (_, r) = post(&app, "preempt", meta).await;
-    assert_eq!(r["NodeNameToMetaVictims"]["n1"]["NumPDBViolations"], 1);
+async fn preempt_lets_kube_scheduler_take_only_the_victims_the_queue_evicts_on_the_planned_node() {
+    // The queue evicts uid-v (on n0) for a pod it planned on n0.
+    let app = app_evicting(&["uid-v"]);
+    let victim = |uid: &str| json!({"metadata": {"name": uid, "uid": uid}});
+    let proposed = json!({"n0": {"Pods": [victim("uid-v"), victim("uid-bystander")], "NumPDBViolations": 1}, "n1": {"Pods": [victim("uid-v2")], "NumPDBViolations": 0}});
+    let mut planned = gpu_pod("p", 8);
+    planned["metadata"]["annotations"] = json!({"gantry.dev/placement": "n0:0,1,2,3,4,5,6,7"});
+    let cases = [
+        // (pod, victims as sent, expected reply)
+        ("a planned pod: its node, the queue's victim only", planned.clone(), json!({"NodeNameToVictims": proposed}),
+         json!({"n0": {"Pods": [{"UID": "uid-v"}], "NumPDBViolations": 1}})),
+        ("the same with a node cache (UIDs)", planned.clone(),
+         json!({"NodeNameToMetaVictims": {"n0": {"Pods": [{"UID": "uid-v"}, {"UID": "x"}], "NumPDBViolations": 0}, "n1": {"Pods": [{"UID": "uid-v"}], "NumPDBViolations": 0}}}),
+         json!({"n0": {"Pods": [{"UID": "uid-v"}], "NumPDBViolations": 0}})),
+        ("a planned pod whose node has no victim of the queue's: no candidate", planned.clone(),
+         json!({"NodeNameToVictims": {"n0": {"Pods": [victim("uid-bystander")], "NumPDBViolations": 0}}}), json!({})),
+        ("a pod the queue has not admitted: none", gpu_pod("q", 1), json!({"NodeNameToVictims": proposed}), json!({})),
+    ];
+    for (what, pod, victims, want) in cases {
+        let mut args = victims.clone();
+        args["Pod"] = pod;
+        let (status, r) = post(&app, "preempt", args).await;
+        assert_eq!(status, StatusCode::OK, "{what}");
+        assert_eq!(r, json!({"NodeNameToMetaVictims": want}), "{what}");
+    }
 }
 
 #[tokio::test]
@@ -203,5 +230,7 @@ async fn admitted_pods_pass_only_on_their_planned_node() {
     p["metadata"]["annotations"] = json!({"gantry.dev/placement": "n1:0,1,2,3,4,5,6,7"});
     let (_, r) = post(&app, "filter", json!({"Pod": p, "NodeNames": ["n0", "n1"]})).await;
     assert_eq!(r["NodeNames"], json!(["n1"]));
-    assert_eq!(r["FailedNodes"]["n0"], "Gantry planned this pod for node n1");
+    // Unresolvable, so that kube-scheduler never tries preemption there for it.
+    assert_eq!(r["FailedAndUnresolvableNodes"]["n0"], "Gantry planned this pod for node n1");
+    assert_eq!(r["FailedNodes"], json!({}));
 }

@@ -242,7 +242,9 @@ fn a_pod_group_sizes_its_gang_and_nothing_starts_before_it_is_known() {
     }
     assert!(ungated(&c.reconcile(T0)).is_empty());
     // The PodGroup says four: still waiting for the fourth member.
-    assert!(c.pod_group_applied("team-a", "bert", 4, T0).is_empty());
+    let group = json!({"metadata": {"namespace": "team-a", "name": "bert"}, "spec": {"minMember": 4}});
+    let spec = gantry_api::gang::read(&gantry_api::gang::POD_GROUP, &group);
+    assert!(c.owner_applied("team-a/pod-group/bert", spec, T0).is_empty());
     assert!(ungated(&c.reconcile(T0)).is_empty());
     c.pod_applied(&member(3), T0);
     assert_eq!(ungated(&c.reconcile(T0)).len(), 4, "the whole gang starts at once");

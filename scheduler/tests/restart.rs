@@ -60,10 +60,12 @@ fn list(kind: &str, items: Vec<Value>) -> Value {
 async fn a_restart_lists_rebuilds_and_admits_only_what_waited() {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    // The API server: lists answer at once; watches stay open with nothing to say; PodGroups are
-    // not installed; anything else is recorded (method, path, body) and answered with the pod.
+    // The API server: lists answer at once; watches stay open with nothing to say; no framework
+    // (PodGroups, training jobs, ...) is installed, which discovery is told; anything else is
+    // recorded (method, path, body) and answered with the pod.
     let calls: Arc<Mutex<Vec<(Method, String, Value)>>> = Arc::default();
-    let recorded = calls.clone();
+    let discovered: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (recorded, asked) = (calls.clone(), discovered.clone());
     tokio::spawn(async move {
         let mut open = Vec::new();
         while let Some((request, send)) = handle.next_request().await {
@@ -79,10 +81,13 @@ async fn a_restart_lists_rebuilds_and_admits_only_what_waited() {
                     StatusCode::OK,
                     list("PodList", vec![pod("team-a", "before", false, Some("gpu-0:0,1,2,3,4,5,6,7")), pod("team-b", "waiting", true, None)]),
                 )),
-                (Method::GET, p) if p.starts_with("/apis/scheduling.x-k8s.io/") => send.send_response(reply(
+                (Method::GET, p) if p.starts_with("/apis/") && p.matches('/').count() == 3 => {
+                    asked.lock().unwrap().push(p.to_string());
+                    send.send_response(reply(
                     StatusCode::NOT_FOUND,
                     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "the server could not find the requested resource"}),
-                )),
+                ))
+                }
                 _ => {
                     let bytes = request.into_body().collect_bytes().await.unwrap();
                     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -143,4 +148,13 @@ async fn a_restart_lists_rebuilds_and_admits_only_what_waited() {
     assert_eq!(calls[0].2["metadata"]["annotations"]["gantry.dev/placement"], "gpu-1:0,1,2,3,4,5,6,7");
     assert!(actions.iter().all(|a| !matches!(a, Action::Evict { .. })));
     assert_eq!(state.extender().bound_pods(), 1, "the pod admitted before the restart holds its room in the cache");
+    // Discovery asked once for each framework's group and version, and read nothing it lacks.
+    let mut asked = discovered.lock().unwrap().clone();
+    let n = asked.len();
+    asked.sort();
+    asked.dedup();
+    assert_eq!(n, asked.len(), "each group and version asked once: {asked:?}");
+    for f in gantry_api::gang::FRAMEWORKS {
+        assert!(asked.contains(&format!("/apis/{}/{}", f.group, f.versions[0])), "{} not looked for: {asked:?}", f.kind);
+    }
 }
