@@ -2,16 +2,8 @@
 //! pods a distributed job has; Gantry reads it there, so that no manifest needs a PodGroup or an
 //! annotation to start whole.
 //!
-//! | framework | object (group/version) | pods in the gang (`total`) | fewest that may start (`min`) |
-//! |---|---|---|---|
-//! | Kubeflow training operator v1 | PyTorchJob, TFJob, XGBoostJob, PaddleJob, JAXJob (`kubeflow.org/v1`) | Σ `spec.<kind>ReplicaSpecs.*.replicas` (absent: 1) | `spec.runPolicy.schedulingPolicy.minAvailable`, else `total`; an elastic PyTorchJob: the other replicas + `spec.elasticPolicy.minReplicas` |
-//! | MPI operator | MPIJob (`kubeflow.org/v2beta1`) | `Worker.replicas` (absent: 0) + 1 launcher; the launcher is left out when `spec.launcherCreationPolicy` is `WaitForWorkersReady` (it is created only once the workers run) | `spec.runPolicy.schedulingPolicy.minAvailable`, else `total` |
-//! | JobSet (and Trainer v2 TrainJob, whose pods are a JobSet's) | JobSet (`jobset.x-k8s.io/v1alpha2`) | Σ over the replicated Jobs created at once of `replicas` (absent: 1) × pods per Job: `parallelism` (absent: 1), at most `completions`. Created at once: those without `dependsOn`; with `startupPolicy.startupPolicyOrder: InOrder`, the first only | `total` |
-//! | Volcano (Job or PodGroup) | PodGroup (`scheduling.volcano.sh/v1beta1`), which every Volcano Job creates | `spec.minMember` | `spec.minMember` |
-//! | scheduler-plugins coscheduling | PodGroup (`scheduling.x-k8s.io/v1alpha1`) | `spec.minMember` | `spec.minMember` |
-//! | KubeRay (RayCluster, and RayJob / RayService through their RayCluster) | RayCluster (`ray.io/v1`) | 1 head + Σ `workerGroupSpecs[*]`: `replicas` (absent: 0) kept within `minReplicas` (absent: 0) and `maxReplicas`, × `numOfHosts` (absent or below 1: 1) | 1 head + Σ `minReplicas` × `numOfHosts` |
-//! | LeaderWorkerSet (one gang per group: a leader and its workers) | LeaderWorkerSet (`leaderworkerset.x-k8s.io/v1`) | `spec.leaderWorkerTemplate.size` (absent: 1); 1 with `startupPolicy: LeaderReady` (the workers are created once the leader is ready) | `total` |
-//! | batch Job, opted in with the pod label `gantry.dev/gang: "true"` | Job (`batch/v1`) with `completionMode: Indexed` | `parallelism` (absent: 1), at most `completions` less `status.succeeded` | `total` |
+//! Each framework's rule is the function named after it below, and the table in
+//! `docs/gangs.md` (which a test holds to [`FRAMEWORKS`]).
 //!
 //! Pods beyond `min` that the queue could not start with the rest start one by one as room
 //! appears, as with a PodGroup's `minMember`; so do pods that join a gang already running (a

@@ -162,10 +162,11 @@ impl Controller {
         }
         let identity = identify(pod);
         let annotated = annotated_gang_size(pod);
-        let gang = Self::is_gang(&identity, annotated);
+        let mut gang = Self::is_gang(&identity, annotated);
         let mut key = admission_key(&identity, gang, &r.uid);
         if self.gangs.get(&key).is_some_and(|g| g.queued) {
             // A gang already queued or running: this pod starts on its own.
+            gang = false;
             key = admission_key(&identity, false, &r.uid);
         }
         let fresh = !self.gangs.contains_key(&key);
