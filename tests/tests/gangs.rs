@@ -326,3 +326,30 @@ fn json_of(node: &marked_yaml::Node) -> Value {
         marked_yaml::Node::Mapping(map) => Value::Object(map.iter().map(|(k, v)| (k.as_str().to_string(), json_of(v))).collect()),
     }
 }
+
+/// An elastic job whose size changes: while it waits, its gang takes the new size; once it runs,
+/// a worker added by a scale-up starts on its own, and the gang's running pods stay.
+#[test]
+fn a_job_that_changes_size_is_planned_again() {
+    let job = frameworks::pytorch_job();
+    let t = tenancy(64);
+    let pods = created(&job, &t);
+    let mut c = controller(t);
+    let (key, spec) = read_owner(&job);
+    c.owner_applied(&key, spec, T0);
+    // Three of four pods exist when the job is scaled to 1 master + 2 workers.
+    for p in &pods[..3] {
+        c.pod_gated(p, T0);
+    }
+    assert!(ungates(&c.reconcile(T0)).is_empty(), "3 of 4: waits whole");
+    let mut smaller = job.owner.clone();
+    smaller["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = json!(2);
+    c.owner_applied(&key, gang::read(job.framework, &smaller), T0 + 1);
+    assert_eq!(ungates(&c.reconcile(T0 + 1)).len(), 3, "the gang of 3 starts whole");
+    // Scaled up again: the new worker starts on its own; nothing running is touched.
+    c.owner_applied(&key, gang::read(job.framework, &job.owner), T0 + 2);
+    let actions = c.pod_gated(&pods[3], T0 + 2).into_iter().chain(c.reconcile(T0 + 2)).collect::<Vec<_>>();
+    assert_eq!(ungates(&actions).iter().map(|u| u.0.as_str()).collect::<Vec<_>>(), [pods[3]["metadata"]["name"].as_str().unwrap()], "{actions:?}");
+    assert!(actions.iter().all(|a| !matches!(a, Action::Evict { .. })));
+    c.queue().check_invariants().unwrap();
+}
