@@ -21,6 +21,8 @@ pub struct PodView {
     pub name: String,
     pub uid: String,
     pub request: PodRequest,
+    /// `metadata.creationTimestamp` in Unix seconds, when set: when the pod started waiting.
+    pub created: Option<i64>,
 }
 
 impl PodView {
@@ -150,7 +152,8 @@ pub fn parse_pod(pod: &Value, models: &ModelCatalog) -> Result<PodView, String> 
         }
         request.allowed_models = (!set.is_empty()).then_some(set);
     }
-    Ok(PodView { namespace, name, uid, request })
+    let created = str_at(pod, &["metadata", "creationTimestamp"]).and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| t.as_second());
+    Ok(PodView { namespace, name, uid, request, created })
 }
 
 /// A Kubernetes quantity (`"500m"`, `"2"`, `"1.5"`, `"16Gi"`, `"1e3"`) times `scale`, rounded up:

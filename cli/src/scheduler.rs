@@ -105,12 +105,11 @@ fn tls(args: &SchedulerArgs) -> Option<TlsFiles> {
     Some(TlsFiles::new(args.tls_cert.clone()?, args.tls_key.clone()?))
 }
 
-async fn serve(args: &SchedulerArgs, state: std::sync::Arc<AppState>, what: &str) -> Result<(), String> {
+async fn serve(args: &SchedulerArgs, state: std::sync::Arc<AppState>, what: &str, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
     eprintln!("gantry scheduler: {what}; extender at {scheme}://{addr}{}/{{filter,prioritize,bind,preempt}}; metrics at {scheme}://{addr}/metrics", args.prefix);
-    let shutdown = gantry_serve::stop_signal();
     gantry_serve::serve(listener, router_for(state, &args.prefix), tls(args), shutdown).await.map_err(|e| e.to_string())
 }
 
@@ -161,7 +160,7 @@ async fn standalone(args: SchedulerArgs) -> Result<(), String> {
         state.metrics.record_cycle(&queue, &[]);
         what.push_str(&format!(", {tenants} tenants"));
     }
-    serve(&args, state, &what).await
+    serve(&args, state, &what, gantry_serve::stop_signal()).await
 }
 
 async fn in_cluster(args: SchedulerArgs) -> Result<(), String> {
@@ -189,11 +188,22 @@ async fn in_cluster(args: SchedulerArgs) -> Result<(), String> {
     state.set_ready(false);
     let live = Live::new(state.clone());
     let what = format!("in cluster as {}", config.identity);
-    let server = serve(&args, state, &what);
+    // On SIGTERM the controller stops first (no more admissions, the Lease released and its
+    // release confirmed), then the HTTP server drains: kube-scheduler keeps its extender until
+    // the end, and the next replica takes over at once.
+    let (stop_server, server_stops) = tokio::sync::oneshot::channel::<()>();
+    let server = serve(&args, state, &what, async {
+        let _ = server_stops.await;
+    });
+    let mut server = std::pin::pin!(server);
     let controller = runner::run(client, live, config, gantry_serve::stop_signal());
-    // Either ending ends the process; the other is dropped (its connections close).
-    tokio::select! {
-        r = server => r,
+    let stopped = tokio::select! {
+        // The server ended on its own (it could not listen): nothing to hand over.
+        r = &mut server => return r.and(Err("the HTTP server stopped".into())),
         r = controller => r,
-    }
+    };
+    let _ = stop_server.send(());
+    let served = server.await;
+    eprintln!("gantry scheduler: HTTP server drained; exiting");
+    stopped.and(served)
 }

@@ -70,32 +70,41 @@ impl Adapter {
         self.recorder.publish(&ev, &reference(pod)).await.map_err(|source| AdapterError::Event { ns: pod.namespace.clone(), name: pod.name.clone(), source })
     }
 
-    /// Sets the `gantry.dev/admitted` condition (status "True" or "False").
-    async fn condition(&self, pod: &PodRef, status: &str, reason: &str, message: &str) -> Result<(), AdapterError> {
+    /// Sets the `gantry.dev/admitted` condition (status "True" or "False"). `was` is its status
+    /// now, if known: `lastTransitionTime` is written only when the status changes (conditions
+    /// merge by type, so the time already there stays).
+    async fn condition(&self, pod: &PodRef, status: &str, reason: &str, message: &str, was: Option<&str>) -> Result<(), AdapterError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
-        let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now());
-        let patch = json!({"status": {"conditions": [{
-            "type": ADMITTED_CONDITION, "status": status, "reason": reason,
-            "message": message.chars().take(1000).collect::<String>(), "lastTransitionTime": now.to_string(),
-        }]}});
+        let mut condition = json!({"type": ADMITTED_CONDITION, "status": status, "reason": reason, "message": message.chars().take(1000).collect::<String>()});
+        if was != Some(status) {
+            let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now());
+            condition["lastTransitionTime"] = json!(now.to_string());
+        }
+        let patch = json!({"status": {"conditions": [condition]}});
         api.patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))
             .await
             .map(|_| ())
             .map_err(|source| AdapterError::Condition { ns: pod.namespace.clone(), name: pod.name.clone(), source })
     }
 
+    /// Carries `action` out, not knowing the pod's condition (its transition time is set anew).
     pub async fn apply(&self, action: &Action) -> Result<(), AdapterError> {
+        self.apply_to(action, None).await
+    }
+
+    /// Carries `action` out on a pod whose `gantry.dev/admitted` condition has status `was`.
+    pub async fn apply_to(&self, action: &Action, was: Option<&str>) -> Result<(), AdapterError> {
         match action {
-            Action::Ungate { pod, node, gpus } => {
+            Action::Ungate { pod, node, gpus, at } => {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
                 let patch = json!({
-                    "metadata": {"annotations": {PLACEMENT_ANNOTATION: Planned::value(node, gpus)}},
+                    "metadata": {"annotations": {PLACEMENT_ANNOTATION: Planned::value(node, gpus, *at)}},
                     "spec": {"schedulingGates": [{"$patch": "delete", "name": SCHEDULING_GATE}]},
                 });
                 api.patch(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))
                     .await
                     .map_err(|source| AdapterError::Ungate { ns: pod.namespace.clone(), name: pod.name.clone(), source })?;
-                self.condition(pod, "True", "Admitted", &format!("admitted by Gantry's queue; planned for node {node}")).await
+                self.condition(pod, "True", "Admitted", &format!("admitted by Gantry's queue; planned for node {node}"), was).await
             }
             Action::Release { pod, message } => {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
@@ -103,7 +112,7 @@ impl Adapter {
                 api.patch(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))
                     .await
                     .map_err(|source| AdapterError::Ungate { ns: pod.namespace.clone(), name: pod.name.clone(), source })?;
-                self.condition(pod, "True", "Released", message).await
+                self.condition(pod, "True", "Released", message, was).await
             }
             Action::Evict { pod, message } => {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
@@ -113,7 +122,7 @@ impl Adapter {
                 self.event(pod, EventType::Normal, "GantryPreempted", message).await
             }
             Action::Pending { pod, message } => {
-                self.condition(pod, "False", "Waiting", message).await?;
+                self.condition(pod, "False", "Waiting", message, was).await?;
                 self.event(pod, EventType::Normal, "GantryWaiting", message).await
             }
             Action::Refused { pod, message } => self.event(pod, EventType::Warning, "GantryRefused", message).await,

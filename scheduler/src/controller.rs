@@ -52,8 +52,8 @@ pub struct PodRef {
 /// What the adapter must do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    /// Record the planned node on the pod and remove the scheduling gate.
-    Ungate { pod: PodRef, node: String, gpus: Vec<u32> },
+    /// Record the planned node on the pod, with the admission time, and remove the scheduling gate.
+    Ungate { pod: PodRef, node: String, gpus: Vec<u32>, at: Seconds },
     /// Remove the scheduling gate with no plan: the pod is not Gantry's to queue (`message`
     /// says why).
     Release { pod: PodRef, message: String },
@@ -123,6 +123,12 @@ impl Controller {
 
     pub fn queue(&self) -> &Queue {
         &self.queue
+    }
+
+    /// Closes every open usage meter at `now` (before this controller is replaced), so that what
+    /// it metered is in the next [`Controller::drain_accruals`].
+    pub fn close_accruals(&mut self, now: Seconds) {
+        self.queue.ledger_mut().close_all(now);
     }
 
     /// Takes the usage records the queue closed since the last call (for the quota API's
@@ -223,7 +229,7 @@ impl Controller {
             priority_class: None,
             pod_sets: gang.pods.iter().map(|m| PodSet { name: m.view.name.clone(), count: 1, request: m.view.request }).collect(),
             min_members: size.min.min(gang.pods.len() as u32),
-            submitted: now,
+            submitted: submitted_at(&gang.pods.iter().map(|m| m.view.clone()).collect::<Vec<_>>(), now),
             models: models_of(&gang.pods),
             expected_runtime: None,
         };
@@ -261,7 +267,12 @@ impl Controller {
                 actions.extend(members.iter().map(|p| Action::Refused { pod: pod_ref(p), message: message.clone() }));
             }
         }
-        for pod in pods.iter().filter(|p| gated(p)) {
+        // Waiting pods join in the order they were created (then by name), so that workload ids,
+        // which break ties between equal submission times, come out the same at every rebuild.
+        let mut waiting: Vec<&Value> = pods.iter().filter(|p| gated(p)).collect();
+        let order = |p: &Value| (p["metadata"]["creationTimestamp"].as_str().map(str::to_string), pod_ref(p));
+        waiting.sort_by_cached_key(|p| order(p));
+        for pod in waiting {
             actions.extend(self.pod_gated(pod, now));
         }
         // Everything else running on a node takes room, not quota.
@@ -295,8 +306,11 @@ impl Controller {
         let ns = &views[0].namespace;
         let tenant = self.queue.tenancy.tenant_of_namespace(ns).ok_or_else(|| format!("namespace {ns} belongs to no tenant"))?;
         let mut placements = Vec::new();
+        // When it was admitted (the earliest time its records give), so that its minimum runtime
+        // does not start again at a restart.
+        let mut admitted = now;
         for (pod, view) in members.iter().zip(&views) {
-            let Planned { node: node_name, gpus } =
+            let Planned { node: node_name, gpus, at } =
                 planned(pod)?.ok_or_else(|| format!("pod {}/{} has no {PLACEMENT_ANNOTATION}", view.namespace, view.name))?;
             let node = self
                 .queue
@@ -304,6 +318,7 @@ impl Controller {
                 .node_id(&node_name)
                 .ok_or_else(|| format!("pod {}/{} is placed on unknown node {node_name}", view.namespace, view.name))?;
             placements.push(Placement { node, gpus: gpus.into_iter().map(|g| (g, view.request.gpu_milli)).collect() });
+            admitted = admitted.min(at.unwrap_or(now));
         }
         let identity = identify(members[0]);
         let id = self.next_id;
@@ -315,11 +330,11 @@ impl Controller {
             priority_class: None,
             pod_sets: views.iter().map(|v| PodSet { name: v.name.clone(), count: 1, request: v.request }).collect(),
             min_members: views.len() as u32,
-            submitted: now,
+            submitted: submitted_at(&views, admitted),
             models: None,
             expected_runtime: None,
         };
-        self.queue.restore(workload, placements, now, now).map_err(|r| r.0)?;
+        self.queue.restore(workload, placements, admitted, now).map_err(|r| r.0)?;
         self.next_id += 1;
         let pods: Vec<Member> = views
             .into_iter()
@@ -368,6 +383,7 @@ impl Controller {
                     pod: m.pod.clone(),
                     node: self.queue.cluster().nodes[*node].name.clone(),
                     gpus: gpus.iter().map(|&(g, _)| g).collect(),
+                    at: now,
                 });
             }
             if started < gang.pods.len() {
@@ -505,6 +521,13 @@ impl Controller {
             self.queue.finish(id, now);
         }
     }
+}
+
+/// When a workload was submitted: its earliest pod's creation, never after `now` (a clock
+/// ahead of the API server's must not put it behind later work). Its queue position and its
+/// reclaim window count from there, across restarts and new leaders.
+fn submitted_at(views: &[PodView], now: Seconds) -> Seconds {
+    views.iter().filter_map(|v| v.created).min().map_or(now, |c| c.min(now))
 }
 
 /// The GPU models every member accepts (members that name none accept any).

@@ -99,7 +99,7 @@ impl Extender {
         };
         let request = view.request;
         let gpus = match planned(pod)? {
-            Some(Planned { node, gpus }) if node == node_name && gpus.len() == request.gpu_count as usize && request.wants_gpu() => {
+            Some(Planned { node, gpus, .. }) if node == node_name && gpus.len() == request.gpu_count as usize && request.wants_gpu() => {
                 gpus.into_iter().map(|g| (g, request.gpu_milli)).collect()
             }
             _ => self.scheduler.policy().pick_gpus(&self.cluster.nodes[id], &request, ScoreCx { node: id, salt: 0 }).unwrap_or_default(),

@@ -16,6 +16,7 @@
 //!    condition and an Event only when what they say changed. Failed calls are retried.
 
 use crate::adapter::{Adapter, MANAGER};
+use gantry_api::keys::ADMITTED_CONDITION;
 use crate::controller::{Action, Controller};
 use gantry_api::gang::{self, GangSpec};
 use crate::extender::Extender;
@@ -41,6 +42,9 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// How long a stopping leader waits for the API server to confirm the Lease's release.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// The shortest time between two reports to the quota API.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -87,8 +91,17 @@ pub struct Live {
     queued: Mutex<Vec<Action>>,
     /// Gang sizes from the frameworks' objects, by owner key (see [`gantry_api::gang`]).
     owners: Mutex<HashMap<String, Result<GangSpec, String>>>,
-    /// A watch relisted or the tenants changed: rebuild from the stores.
-    resync: AtomicBool,
+    /// A watch relisted (deletions may have been missed): rebuild from the stores.
+    relisted: AtomicBool,
+    /// A Tenant, Cohort or GpuFlavor event: rebuild only if the tenancy they define changed
+    /// (the leader's own status writes change nothing it reads).
+    tenants_changed: AtomicBool,
+    /// The node and pod stores have listed and the cache was built from them: events before
+    /// that are in the stores and need no handling of their own (nor error lines about nodes
+    /// not seen yet).
+    synced: AtomicBool,
+    /// Usage records of a controller that was replaced, not yet sent.
+    carried: Mutex<Vec<gantry_api::quota::Record>>,
     wake: Notify,
 }
 
@@ -109,7 +122,10 @@ impl Live {
             controller: Mutex::new(None),
             queued: Mutex::new(Vec::new()),
             owners: Mutex::new(HashMap::new()),
-            resync: AtomicBool::new(false),
+            relisted: AtomicBool::new(false),
+            tenants_changed: AtomicBool::new(false),
+            synced: AtomicBool::new(false),
+            carried: Mutex::new(Vec::new()),
             wake: Notify::new(),
         })
     }
@@ -121,6 +137,9 @@ impl Live {
 
     /// A node was added or changed.
     pub fn node_applied(&self, node: &Value) {
+        if !self.synced.load(Ordering::SeqCst) {
+            return;
+        }
         if let Err(e) = self.state.extender().node_applied(node) {
             eprintln!("gantry scheduler: {e}");
         }
@@ -133,6 +152,9 @@ impl Live {
     }
 
     pub fn node_deleted(&self, name: &str) {
+        if !self.synced.load(Ordering::SeqCst) {
+            return;
+        }
         self.state.extender().node_deleted(name);
         if let Some(c) = lock(&self.controller).as_mut() {
             c.node_deleted(name);
@@ -141,6 +163,9 @@ impl Live {
 
     /// A pod was added or changed.
     pub fn pod_applied(&self, pod: &Value, now: Seconds) {
+        if !self.synced.load(Ordering::SeqCst) {
+            return;
+        }
         if let Err(e) = self.state.extender().pod_applied(pod) {
             eprintln!("gantry scheduler: {e}");
         }
@@ -151,6 +176,9 @@ impl Live {
     }
 
     pub fn pod_deleted(&self, uid: &str, now: Seconds) {
+        if !self.synced.load(Ordering::SeqCst) {
+            return;
+        }
         self.state.extender().pod_deleted(uid);
         if let Some(c) = lock(&self.controller).as_mut() {
             c.pod_deleted(uid, now);
@@ -198,15 +226,24 @@ impl Live {
             }
         }
         *guard = fresh;
+        self.synced.store(true, Ordering::SeqCst);
     }
 
     /// Builds the queue controller from the stores alone: the tenants as they are now, every
     /// node, then every pod (admitted workloads are taken back at their recorded placements).
     /// Like [`Live::rebuild_cache`], under the lock, so that no event falls between the stores'
     /// snapshot and the new controller.
-    pub fn rebuild_controller(&self, stores: &Stores, config: &RunConfig, now: Seconds) -> Result<(), String> {
+    pub fn rebuild_controller(&self, stores: &Stores, config: &RunConfig, now: Seconds, cause: &str) -> Result<(), String> {
         let mut guard = lock(&self.controller);
         let tenancy = tenancy_now(stores, &config.tenants)?;
+        self.state.metrics.rebuilds.with_label_values(&[cause]).inc();
+        // What the replaced controller metered is closed and kept for the quota API.
+        if let Some(old) = guard.as_mut() {
+            old.close_accruals(now);
+            let accruals = old.drain_accruals();
+            let records = gantry_api::quota::records_of(&old.queue().tenancy, &accruals);
+            lock(&self.carried).extend(records);
+        }
         let scale = Scale::of(self.state.extender().cluster());
         let scheduler = Scheduler::new(config.policy.build(scale, &config.expected));
         let mut c = Controller::new(Queue::new_live(tenancy, Cluster::default(), scheduler, Mode::Quota, now));
@@ -256,12 +293,36 @@ impl Live {
         let mut guard = lock(&self.controller);
         let c = guard.as_mut()?;
         let accruals = c.drain_accruals();
-        let records = gantry_api::quota::records_of(&c.queue().tenancy, &accruals);
+        let mut records = std::mem::take(&mut *lock(&self.carried));
+        records.extend(gantry_api::quota::records_of(&c.queue().tenancy, &accruals));
         Some((gantry_api::view::View::of(c.queue(), now), records))
+    }
+
+    /// A Tenant, Cohort or GpuFlavor event arrived (any: the next cycle looks at what changed).
+    pub fn tenant_objects_changed(&self) {
+        self.tenants_changed.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Whether the tenant objects now define another tenancy than the running queue's (a spec
+    /// change, not a status write); clears the mark either way.
+    pub fn tenancy_changed(&self, stores: &Stores, tenants: &Tenants) -> bool {
+        if !self.tenants_changed.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        let Some(c) = lock(&self.controller).as_ref().map(|c| c.queue().tenancy.clone()) else { return false };
+        match tenancy_now(stores, tenants) {
+            Ok(t) => t != c,
+            Err(e) => {
+                eprintln!("gantry scheduler: {e}");
+                false
+            }
+        }
     }
 
     /// Drops the closed usage records when there is no quota API to keep them.
     pub fn discard_accruals(&self) {
+        lock(&self.carried).clear();
         if let Some(c) = lock(&self.controller).as_mut() {
             c.drain_accruals();
         }
@@ -315,7 +376,9 @@ fn tenancy_now(stores: &Stores, tenants: &Tenants) -> Result<Tenancy, String> {
 fn strip_pod(pod: &mut Pod) {
     pod.managed_fields_mut().clear();
     if let Some(status) = pod.status.take() {
-        pod.status = Some(PodStatus { phase: status.phase, ..Default::default() });
+        // Gantry's own condition stays: its transition time is kept when the status is the same.
+        let ours = status.conditions.map(|c| c.into_iter().filter(|c| c.type_ == ADMITTED_CONDITION).collect::<Vec<_>>()).filter(|c| !c.is_empty());
+        pod.status = Some(PodStatus { phase: status.phase, conditions: ours, ..Default::default() });
     }
     if let Some(spec) = pod.spec.as_mut() {
         spec.volumes = None;
@@ -347,7 +410,7 @@ where
             Change::Deleted(o) => apply(&l, Err(o)),
             Change::Listed(relist) => {
                 if relist {
-                    l.resync.store(true, Ordering::SeqCst);
+                    l.relisted.store(true, Ordering::SeqCst);
                 }
             }
         }
@@ -380,11 +443,9 @@ pub fn watch(client: &Client, live: &Arc<Live>, from_cluster: bool) -> Stores {
     tokio::spawn(follow_frameworks(client.clone(), live.clone()));
     let l = live.clone();
     let tenants = from_cluster.then(|| {
-        // Any change to a tenant, cohort or flavor rebuilds the queue's tenancy.
-        TenantObjects::watch(client, move || {
-            l.resync.store(true, Ordering::SeqCst);
-            l.wake.notify_one();
-        })
+        // A change to a tenant, cohort or flavor is looked at in the next cycle: the queue is
+        // rebuilt only if the tenancy they define changed.
+        TenantObjects::watch(client, move || l.tenant_objects_changed())
     });
     Stores { nodes, pods, tenants }
 }
@@ -521,12 +582,29 @@ impl Executor {
             }
             todo.push((a, 5));
         }
-        // A pod the API server no longer has needs nothing more.
-        let present: std::collections::HashSet<String> = pods.state().iter().filter_map(|p| p.uid()).collect();
-        todo.retain(|(a, _)| present.contains(&pod_of(a).uid));
-        self.said.retain(|uid, _| present.contains(uid));
+        // A pod the API server no longer has needs nothing more; the others' condition status, so
+        // that its transition time moves only when the status does.
+        let present: HashMap<String, Option<String>> = pods
+            .state()
+            .iter()
+            .filter_map(|p| {
+                let conditions = p.status.as_ref().and_then(|s| s.conditions.as_ref());
+                let status = conditions.and_then(|c| c.iter().find(|c| c.type_ == ADMITTED_CONDITION)).map(|c| c.status.clone());
+                Some((p.uid()?, status))
+            })
+            .collect();
+        todo.retain(|(a, _)| present.contains_key(&pod_of(a).uid));
+        self.said.retain(|uid, _| present.contains_key(uid));
         let adapter = &self.adapter;
-        let results: Vec<_> = futures::stream::iter(todo).map(|(a, left)| async move { (adapter.apply(&a).await, a, left) }).buffer_unordered(16).collect().await;
+        let present = &present;
+        let results: Vec<_> = futures::stream::iter(todo)
+            .map(|(a, left)| async move {
+                let was = present.get(&pod_of(&a).uid).cloned().flatten();
+                (adapter.apply_to(&a, was.as_deref()).await, a, left)
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
         for (result, action, left) in results {
             if let Err(e) = result {
                 eprintln!("gantry scheduler: {e}");
@@ -583,6 +661,8 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
     let (mut leader, lease_task) = lease.watch().await;
     let statuses = matches!(config.tenants, Tenants::Cluster(_)).then(|| (Api::<Tenant>::all(client.clone()), HashMap::new()));
     let mut executor = Executor { adapter: Adapter::new(client, Some(config.identity.clone())), said: HashMap::new(), retry: Vec::new(), statuses };
+    // Whether this replica has led before (a rebuild then is for a new leadership, not the start).
+    let mut started = false;
     let mut quota = config.quota_api.as_ref().map(|(url, token)| (QuotaReport::new(url, token.clone()), String::new(), Instant::now()));
     loop {
         tokio::select! {
@@ -597,8 +677,8 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
         }
         let leads = *leader.borrow();
         live.state.metrics.leader.set(i64::from(leads));
-        let resync = live.resync.swap(false, Ordering::SeqCst);
-        if resync {
+        let relisted = live.relisted.swap(false, Ordering::SeqCst);
+        if relisted {
             live.rebuild_cache(&stores, config.policy, &config.expected);
         }
         if !leads {
@@ -608,9 +688,19 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
             }
             continue;
         }
-        if !live.leading() || resync {
-            match live.rebuild_controller(&stores, &config, now()) {
-                Ok(()) => eprintln!("gantry scheduler: {} leads; queue rebuilt from the API server", config.identity),
+        let cause = if !live.leading() {
+            Some(if started { "leader" } else { "start" })
+        } else if relisted {
+            Some("relist")
+        } else if live.tenancy_changed(&stores, &config.tenants) {
+            Some("tenants")
+        } else {
+            None
+        };
+        if let Some(cause) = cause {
+            started = true;
+            match live.rebuild_controller(&stores, &config, now(), cause) {
+                Ok(()) => eprintln!("gantry scheduler: {} leads; queue rebuilt from the API server ({cause})", config.identity),
                 Err(e) => {
                     eprintln!("gantry scheduler: {e}");
                     if !live.leading() {
@@ -643,9 +733,14 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
         // Let events gather a little before the next cycle.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Dropping the receiver releases the Lease, so another replica takes over at once.
+    // Stop admitting, then release the Lease (dropping the receiver) and wait for the API
+    // server's answer, so another replica takes over at once rather than at expiry.
+    live.step_down();
     drop(leader);
-    let _ = lease_task.await;
+    match tokio::time::timeout(RELEASE_WAIT, lease_task).await {
+        Ok(_) => eprintln!("gantry scheduler: {} released the lease", config.identity),
+        Err(_) => eprintln!("gantry scheduler: the lease release got no answer in {RELEASE_WAIT:?}; another replica takes over at its expiry"),
+    }
     eprintln!("gantry scheduler: {MANAGER} stopped");
     Ok(())
 }

@@ -40,6 +40,9 @@ pub struct Metrics {
     borrowed: IntGaugeVec,
     admitted: IntCounterVec,
     evicted: IntCounterVec,
+    /// Queue rebuilds from the API server's state, by cause (`start`, `leader`, `relist`,
+    /// `tenants`): a rebuild is needed only when state was lost or the tenants' rules changed.
+    pub rebuilds: IntCounterVec,
 }
 
 impl Metrics {
@@ -64,7 +67,12 @@ impl Metrics {
         let borrowed = flavor("gantry_tenant_borrowed_milli", "Quota in use above nominal, borrowed from the cohort.")?;
         let admitted = IntCounterVec::new(Opts::new("gantry_admitted_pods_total", "Pods the queue admitted (ungated), per tenant."), &["tenant"])?;
         let evicted = IntCounterVec::new(Opts::new("gantry_preempted_pods_total", "Pods the queue evicted to make room, per tenant."), &["tenant"])?;
+        let rebuilds = IntCounterVec::new(
+            Opts::new("gantry_queue_rebuilds_total", "Times the queue was rebuilt from the API server's state, by cause (start, leader, relist, tenants)."),
+            &["cause"],
+        )?;
         let all: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(rebuilds.clone()),
             Box::new(duration.clone()),
             Box::new(requests.clone()),
             Box::new(nodes.clone()),
@@ -82,7 +90,7 @@ impl Metrics {
         for c in all {
             registry.register(c)?;
         }
-        Ok(Metrics { registry, duration, requests, nodes, gpus, gpus_allocated, leader, pending, running, usage, nominal, borrowed, admitted, evicted })
+        Ok(Metrics { registry, duration, requests, nodes, gpus, gpus_allocated, leader, pending, running, usage, nominal, borrowed, admitted, evicted, rebuilds })
     }
 
     /// Every metric in the Prometheus text format.

@@ -52,7 +52,7 @@ async fn ungating_records_the_placement_and_deletes_only_gantrys_gate() {
         (bodies, conditions)
     });
     for (name, node) in [("w-0", "gpu-0"), ("w-1", "gpu-1")] {
-        adapter.apply(&Action::Ungate { pod: pod_ref(name), node: node.into(), gpus: vec![0, 1, 2, 3] }).await.unwrap();
+        adapter.apply(&Action::Ungate { pod: pod_ref(name), node: node.into(), gpus: vec![0, 1, 2, 3], at: 1_793_491_200 }).await.unwrap();
     }
     let (bodies, conditions) = server.await.unwrap();
     let condition = &conditions[0]["status"]["conditions"][0];
@@ -61,10 +61,10 @@ async fn ungating_records_the_placement_and_deletes_only_gantrys_gate() {
     assert!(condition["lastTransitionTime"].as_str().unwrap().ends_with('Z'));
     assert_eq!(
         bodies[0],
-        json!({"metadata": {"annotations": {PLACEMENT_ANNOTATION: "gpu-0:0,1,2,3"}},
+        json!({"metadata": {"annotations": {PLACEMENT_ANNOTATION: "gpu-0:0,1,2,3@1793491200"}},
                "spec": {"schedulingGates": [{"$patch": "delete", "name": "gantry.dev/admission"}]}})
     );
-    assert_eq!(bodies[1]["metadata"]["annotations"][PLACEMENT_ANNOTATION], "gpu-1:0,1,2,3");
+    assert_eq!(bodies[1]["metadata"]["annotations"][PLACEMENT_ANNOTATION], "gpu-1:0,1,2,3@1793491200");
 }
 
 #[tokio::test]
@@ -111,8 +111,39 @@ async fn api_errors_name_the_pod_and_the_call() {
         let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "pods \"gone\" not found", "reason": "NotFound", "code": 404});
         send.send_response(Response::builder().status(404).body(Body::from(serde_json::to_vec(&status).unwrap())).unwrap());
     });
-    let err = adapter.apply(&Action::Ungate { pod: pod_ref("gone"), node: "gpu-0".into(), gpus: vec![] }).await.unwrap_err();
+    let err = adapter.apply(&Action::Ungate { pod: pod_ref("gone"), node: "gpu-0".into(), gpus: vec![], at: 1_793_491_200 }).await.unwrap_err();
     server.await.unwrap();
     let text = err.to_string();
     assert!(text.contains("cannot ungate pod team-a/gone") && text.contains("not found"), "{text}");
+}
+
+#[tokio::test]
+async fn a_condition_keeps_its_transition_time_while_its_status_stays() {
+    let (adapter, mut handle) = setup();
+    let server = tokio::spawn(async move {
+        // The condition, then the Event (created, then its count patched for the repeat).
+        let mut conditions = Vec::new();
+        while let Some((request, send)) = handle.next_request().await {
+            let path = request.uri().path().to_string();
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let reply = if path.ends_with("/status") {
+                conditions.push(body);
+                pod_json("w-0")
+            } else {
+                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e", "namespace": "team-a"}, "eventTime": null})
+            };
+            send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&reply).unwrap())).unwrap());
+        }
+        conditions
+    });
+    let waiting = Action::Pending { pod: pod_ref("w-0"), message: "waiting for quota".into() };
+    // Already waiting (False): the time stays; it was admitted (True): the time moves.
+    adapter.apply_to(&waiting, Some("False")).await.unwrap();
+    adapter.apply_to(&waiting, Some("True")).await.unwrap();
+    drop(adapter);
+    let conditions = server.await.unwrap();
+    let first = &conditions[0]["status"]["conditions"][0];
+    assert_eq!((&first["status"], first.get("lastTransitionTime")), (&json!("False"), None), "{first}");
+    assert!(conditions[1]["status"]["conditions"][0]["lastTransitionTime"].as_str().is_some());
 }

@@ -132,14 +132,14 @@ fn pods_that_can_never_run_are_refused_with_the_reason() {
 fn after_ungate(pod: &Value, actions: &[Action]) -> Value {
     let name = pod["metadata"]["name"].as_str().unwrap();
     let Some((node, gpus)) = actions.iter().find_map(|a| match a {
-        Action::Ungate { pod, node, gpus } if pod.name == name => Some((node.clone(), gpus.clone())),
+        Action::Ungate { pod, node, gpus, .. } if pod.name == name => Some((node.clone(), gpus.clone())),
         _ => None,
     }) else {
         return pod.clone();
     };
     let mut p = pod.clone();
     p["spec"]["schedulingGates"] = json!([]);
-    p["metadata"]["annotations"]["gantry.dev/placement"] = json!(gantry_api::placement::Planned::value(&node, &gpus));
+    p["metadata"]["annotations"]["gantry.dev/placement"] = json!(gantry_api::placement::Planned::value(&node, &gpus, T0));
     p
 }
 

@@ -110,7 +110,7 @@ async fn served_frameworks_are_discovered_and_followed_and_their_sizes_gate_the_
     .expect("the watchers list within 10 s");
 
     live.rebuild_cache(&stores, config.policy, &config.expected);
-    live.rebuild_controller(&stores, &config, runner::now()).unwrap();
+    live.rebuild_controller(&stores, &config, runner::now(), "start").unwrap();
     let actions = live.cycle(runner::now());
     let mut started: Vec<&str> = actions.iter().filter_map(|a| if let Action::Ungate { pod, .. } = a { Some(pod.name.as_str()) } else { None }).collect();
     started.sort_unstable();

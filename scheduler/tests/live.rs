@@ -189,14 +189,14 @@ fn a_new_leader_rebuilds_from_the_stores_and_admits_nothing_twice() {
     live.rebuild_cache(&s, cfg.policy, &cfg.expected);
     assert_eq!(state.extender().bound_pods(), 2, "the cache counts both running pods");
     assert!(!live.leading());
-    live.rebuild_controller(&s, &cfg, T0).unwrap();
+    live.rebuild_controller(&s, &cfg, T0, "start").unwrap();
     assert!(live.leading());
 
     // team-a's workload is not admitted again; team-b's goes to the one empty node.
     let actions = live.cycle(T0);
     assert_eq!(ungated(&actions), ["wait@gpu-2"], "{actions:?}");
     // Rebuilding again (a relist, a second new leader) changes nothing: no second admission.
-    live.rebuild_controller(&s, &cfg, T0 + 1).unwrap();
+    live.rebuild_controller(&s, &cfg, T0 + 1, "leader").unwrap();
     let again = live.cycle(T0 + 1);
     assert_eq!(ungated(&again), ["wait@gpu-2"], "still gated in the store: admitted once more at the same place, never elsewhere");
 
@@ -214,8 +214,12 @@ fn a_new_leader_rebuilds_from_the_stores_and_admits_nothing_twice() {
     // view of the queue.
     live.pod_deleted("team-a-run", T0 + 3600);
     let (view, records) = live.report(T0 + 3600).expect("the leader reports");
-    let a = records.iter().find(|r| r.tenant == "team-a").expect("team-a's record");
-    assert_eq!((a.flavor.as_str(), a.end, a.guaranteed, a.borrowed), ("A100", T0 + 3600, 8000 * (a.end - a.start) as u64, 0));
+    // The first controller's meter, closed when it was replaced, and the second's: the whole
+    // hour, once, with no gap.
+    let a: Vec<_> = records.iter().filter(|r| r.tenant == "team-a").collect();
+    assert_eq!((a[0].start, a[a.len() - 1].end), (T0, T0 + 3600), "{a:?}");
+    assert!(a.windows(2).all(|w| w[0].end == w[1].start), "{a:?}");
+    assert_eq!((a.iter().map(|r| r.guaranteed).sum::<u64>(), a.iter().map(|r| r.borrowed).sum::<u64>()), (8000 * 3600, 0));
     assert_eq!(view.at, T0 + 3600);
     assert!(view.tenants.iter().any(|t| t.name == "team-b" && t.running == 1));
     assert!(live.report(T0 + 3600).unwrap().1.is_empty(), "taken once");
@@ -249,4 +253,101 @@ fn a_pod_group_sizes_its_gang_and_nothing_starts_before_it_is_known() {
     c.pod_applied(&member(3), T0);
     assert_eq!(ungated(&c.reconcile(T0)).len(), 4, "the whole gang starts at once");
     c.queue().check_invariants().unwrap();
+}
+
+/// A pod created `ago` seconds before T0.
+fn created(mut p: Value, ago: i64) -> Value {
+    p["metadata"]["creationTimestamp"] = json!(jiff::Timestamp::from_second(T0 - ago).unwrap().to_string());
+    p
+}
+
+#[test]
+fn a_rebuild_keeps_the_queue_order_submission_times_and_running_clocks() {
+    // gpu-0 is full with team-a's workload admitted 100 s before T0; three team-a workloads wait,
+    // created 50, 40 and 30 s before T0, and the store lists them in another order.
+    let mut running = created(pod("team-a", "run", 8, false, Some("gpu-0")), 120);
+    running["metadata"]["annotations"] = json!({"gantry.dev/placement": format!("gpu-0:0,1,2,3,4,5,6,7@{}", T0 - 100)});
+    let waiting = [("late", 30), ("early", 50), ("mid", 40)].map(|(name, ago)| created(pod("team-a", name, 8, true, None), ago));
+    let mut all = vec![running];
+    all.extend(waiting);
+    let s = stores(&[node("gpu-0", 8)], &all);
+    let state = AppState::new(Extender::new(Cluster::default(), scheduler(&Cluster::default()))).unwrap();
+    let live = Live::new(state.clone());
+    let cfg = config();
+    live.rebuild_cache(&s, cfg.policy, &cfg.expected);
+    let snapshot = |now: i64| {
+        live.cycle(now);
+        let (view, _) = live.report(now).unwrap();
+        let mut queue: Vec<(String, i64, usize)> = view.queue.iter().map(|w| (w.name.clone(), w.submitted, w.position)).collect();
+        queue.sort_by_key(|q| q.2);
+        let running: Vec<(String, i64)> = view.running.iter().map(|r| (r.name.clone(), r.since)).collect();
+        (queue, running)
+    };
+    live.rebuild_controller(&s, &cfg, T0, "start").unwrap();
+    let first = snapshot(T0);
+    let names: Vec<&str> = first.0.iter().map(|q| q.0.rsplit('/').next().unwrap()).collect();
+    assert_eq!(names, ["team-a-early", "team-a-mid", "team-a-late"], "first created, first in line: {first:?}");
+    assert_eq!(first.0.iter().map(|q| q.1).collect::<Vec<_>>(), [T0 - 50, T0 - 40, T0 - 30], "submitted when created");
+    assert_eq!(first.1.iter().map(|r| r.1).collect::<Vec<_>>(), [T0 - 100], "running since its recorded admission");
+    // A new leader, ten minutes later: the same order, the same times, the same clocks.
+    live.step_down();
+    live.rebuild_controller(&s, &cfg, T0 + 600, "leader").unwrap();
+    assert_eq!(snapshot(T0 + 600), first);
+    let text = String::from_utf8(state.metrics.render().unwrap()).unwrap();
+    for cause in ["start", "leader"] {
+        assert!(text.contains(&format!("gantry_queue_rebuilds_total{{cause=\"{cause}\"}} 1")), "{text}");
+    }
+}
+
+/// Stores whose tenant objects are those of the tenants file `TENANTS`; the writer of the Tenant
+/// store, to change them.
+fn stores_with_tenant_objects(nodes: &[Value], pods: &[Value]) -> (Stores, reflector::store::Writer<gantry_api::crds::Tenant>) {
+    let settings = gantry_core::tenancy::Settings::default();
+    let tenancy = file::parse("tenants.yaml", TENANTS).unwrap();
+    let (flavors, cohorts, tenants) = gantry_api::crds::tenancy_to_objects(&tenancy, &settings).unwrap();
+    let (tenant_store, mut tenant_writer) = reflector::store::<gantry_api::crds::Tenant>();
+    let (cohort_store, mut cohort_writer) = reflector::store::<gantry_api::crds::Cohort>();
+    let (flavor_store, mut flavor_writer) = reflector::store::<gantry_api::crds::GpuFlavor>();
+    for t in tenants {
+        tenant_writer.apply_watcher_event(&Event::Apply(t));
+    }
+    for c in cohorts {
+        cohort_writer.apply_watcher_event(&Event::Apply(c));
+    }
+    for f in flavors {
+        flavor_writer.apply_watcher_event(&Event::Apply(f));
+    }
+    let mut s = stores(nodes, pods);
+    s.tenants = Some(gantry_api::tenants::TenantObjects { tenants: tenant_store, cohorts: cohort_store, flavors: flavor_store });
+    (s, tenant_writer)
+}
+
+#[test]
+fn the_leaders_own_status_writes_never_rebuild_the_queue_and_a_spec_change_does() {
+    let waiting = [("early", 50), ("late", 30)].map(|(name, ago)| created(pod("team-a", name, 8, true, None), ago));
+    let blocker = pod("team-b", "run", 8, false, Some("gpu-0"));
+    let mut all = vec![blocker];
+    all.extend(waiting);
+    let (s, mut tenants) = stores_with_tenant_objects(&[node("gpu-0", 8)], &all);
+    let state = AppState::new(Extender::new(Cluster::default(), scheduler(&Cluster::default()))).unwrap();
+    let live = Live::new(state.clone());
+    let mut cfg = config();
+    cfg.tenants = Tenants::Cluster(gantry_core::tenancy::Settings::default());
+    live.rebuild_cache(&s, cfg.policy, &cfg.expected);
+    live.rebuild_controller(&s, &cfg, T0, "start").unwrap();
+    // 100 status writes (as the leader's Executor::publish makes): no rebuild.
+    for i in 0..100 {
+        let mut t = s.tenants.as_ref().unwrap().tenants.state().iter().find(|t| t.metadata.name.as_deref() == Some("team-a")).unwrap().as_ref().clone();
+        t.status = Some(gantry_api::crds::TenantStatus { pending_workloads: i, ..Default::default() });
+        tenants.apply_watcher_event(&Event::Apply(t));
+        live.tenant_objects_changed();
+        assert!(!live.tenancy_changed(&s, &cfg.tenants), "status write {i}");
+    }
+    // A real change to team-a's quota is one.
+    let mut t = s.tenants.as_ref().unwrap().tenants.state().iter().find(|t| t.metadata.name.as_deref() == Some("team-a")).unwrap().as_ref().clone();
+    t.spec.quotas.values_mut().next().expect("a quota").nominal = "16".into();
+    tenants.apply_watcher_event(&Event::Apply(t));
+    live.tenant_objects_changed();
+    assert!(live.tenancy_changed(&s, &cfg.tenants));
+    assert!(!live.tenancy_changed(&s, &cfg.tenants), "seen once");
 }

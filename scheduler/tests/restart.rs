@@ -128,7 +128,7 @@ async fn a_restart_lists_rebuilds_and_admits_only_what_waited() {
     assert!(stores.nodes.state().iter().all(|n| n.metadata.managed_fields.as_ref().is_none_or(Vec::is_empty)));
 
     live.rebuild_cache(&stores, config.policy, &config.expected);
-    live.rebuild_controller(&stores, &config, runner::now()).unwrap();
+    live.rebuild_controller(&stores, &config, runner::now(), "start").unwrap();
     let actions = live.cycle(runner::now());
     let adapter = Adapter::new(client.clone(), Some("gantry-1".into()));
     for a in &actions {
@@ -145,7 +145,9 @@ async fn a_restart_lists_rebuilds_and_admits_only_what_waited() {
         ],
         "only the waiting pod is ungated, on the free node: {actions:?}"
     );
-    assert_eq!(calls[0].2["metadata"]["annotations"]["gantry.dev/placement"], "gpu-1:0,1,2,3,4,5,6,7");
+    let placed = gantry_api::placement::Planned::parse(calls[0].2["metadata"]["annotations"]["gantry.dev/placement"].as_str().unwrap()).unwrap();
+    assert_eq!((placed.node.as_str(), placed.gpus.as_slice()), ("gpu-1", &[0, 1, 2, 3, 4, 5, 6, 7][..]));
+    assert!(placed.at.is_some_and(|at| (at - runner::now()).abs() < 60), "the admission time is recorded: {placed:?}");
     assert!(actions.iter().all(|a| !matches!(a, Action::Evict { .. })));
     assert_eq!(state.extender().bound_pods(), 1, "the pod admitted before the restart holds its room in the cache");
     // Discovery asked once for each framework's group and version, and read nothing it lacks.

@@ -107,7 +107,7 @@ fn ungates(actions: &[Action]) -> Vec<(String, String, Vec<u32>)> {
     let mut v: Vec<_> = actions
         .iter()
         .filter_map(|a| match a {
-            Action::Ungate { pod, node, gpus } => Some((pod.name.clone(), node.clone(), gpus.clone())),
+            Action::Ungate { pod, node, gpus, .. } => Some((pod.name.clone(), node.clone(), gpus.clone())),
             _ => None,
         })
         .collect();
@@ -201,7 +201,7 @@ async fn every_framework_starts_whole_when_its_quota_holds_the_gang_and_not_befo
         let mut ext = Extender::new(cl, s);
         for (name, node, gpus) in &started {
             let mut p = pods.iter().find(|p| p["metadata"]["name"] == json!(name)).unwrap().clone();
-            p["metadata"]["annotations"]["gantry.dev/placement"] = json!(gantry_api::placement::Planned::value(node, gpus));
+            p["metadata"]["annotations"]["gantry.dev/placement"] = json!(gantry_api::placement::Planned::value(node, gpus, T0));
             p["spec"].as_object_mut().unwrap().remove("schedulingGates");
             let body = serde_json::to_vec(&json!({"Pod": p, "NodeNames": NODES})).unwrap();
             let args = ExtenderArgs::parse(&body).unwrap();
