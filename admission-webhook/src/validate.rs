@@ -32,7 +32,7 @@
 use crate::inspect::*;
 use crate::policy::{gpus, Policy};
 use crate::review::{Decision, Request};
-use gantry_core::tenancy::{Milli, TenantId};
+use gantry_core::tenancy::{FlavorId, Milli, TenantId};
 use gantry_api::identity::{identify, Identity, Source};
 use gantry_api::keys::*;
 use gantry_api::pod::{annotation, gated, label, meta, parse_pod, quantity};
@@ -53,7 +53,9 @@ pub fn validate(policy: &Policy, request: &Request) -> Decision {
     check.tenant_label(&request.namespace);
     check.kind_label(&identity);
     check.priority_class();
+    check.held();
     let demand = check.gpus();
+    check.sharing();
     check.gang(&identity, demand);
     match check.denials.is_empty() {
         true => Decision { warnings: check.warnings, ..Decision::allow() },
@@ -167,6 +169,49 @@ impl Check<'_> {
             self.denials.push(format!(
                 "{field}: tenant {} may not use priority class {class}; use one of {usable}, or ask a platform admin to allow it",
                 self.tenant_name()
+            ));
+        }
+    }
+
+    /// A GPU pod in a tenant's namespace runs only through Gantry's queue: it must carry the gate
+    /// (the mutating webhook puts it there; it fails open, so a pod it never saw comes here
+    /// without it) and must not name its node (Kubernetes refuses gates with `spec.nodeName`,
+    /// and a bound pod would hold GPUs outside its tenant's quota and cost).
+    fn held(&mut self) {
+        if !wants_gpu(self.pod) {
+            return;
+        }
+        if let Some(node) = spec_str(self.pod, "nodeName") {
+            self.denials.push(format!(
+                "spec.nodeName is {node:?}: GPU pods of tenant {} are placed by Gantry's queue, within the tenant's quota; \
+                 remove spec.nodeName (use a node selector or affinity to choose nodes)",
+                self.tenant_name()
+            ));
+        } else if !gated(self.pod) {
+            self.denials.push(format!(
+                "spec.schedulingGates: this GPU pod lacks Gantry's gate {SCHEDULING_GATE}, so Gantry's mutating webhook did not see \
+                 it (it may have been unavailable); create the pod again"
+            ));
+        }
+    }
+
+    /// A share of a GPU (`gantry.dev/gpu-milli`) is granted by the platform, per flavor: every
+    /// GPU model the pod accepts must be a flavor with `sharing: true`.
+    fn sharing(&mut self) {
+        let Some(share) = annotation(self.pod, GPU_MILLI_ANNOTATION) else { return };
+        let accepted: Vec<FlavorId> = match gpu_models(self.pod) {
+            Some((_, models)) => models.iter().filter_map(|m| self.policy.gpu_flavor(m)).collect(),
+            None => self.policy.gpu_flavors().to_vec(),
+        };
+        let flavors = &self.policy.tenancy.flavors;
+        let unshared: Vec<&str> = accepted.iter().filter(|&&f| !flavors[f].sharing).map(|&f| flavors[f].name.as_str()).collect();
+        if !unshared.is_empty() {
+            let shared: Vec<&str> = flavors.iter().filter(|f| f.sharing).map(|f| f.name.as_str()).collect();
+            self.denials.push(format!(
+                "metadata.annotations[{GPU_MILLI_ANNOTATION}] is {share:?}, but GPUs of {} are not shared (the device plugin gives the pod \
+                 a whole GPU); remove the annotation, or name only flavors with sharing in {GPU_MODELS_ANNOTATION} ({})",
+                unshared.join(", "),
+                if shared.is_empty() { "this cluster has none".to_string() } else { shared.join(", ") }
             ));
         }
     }

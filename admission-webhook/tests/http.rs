@@ -53,6 +53,7 @@ async fn bodies_over_8_mib_are_refused_before_they_are_read_whole() {
     assert_eq!(text, "the body is larger than 8388608 bytes or could not be read\n");
     // Just under the limit, a real review (decided on the blocking pool) still gets its answer.
     let mut p = pod(json!({}), json!({}), json!({"nvidia.com/gpu": 1}));
+    p["spec"]["schedulingGates"] = json!([{"name": "gantry.dev/admission"}]);
     p["spec"]["containers"][0]["env"] = json!([{"name": "PAD", "value": "z".repeat(7 << 20)}]);
     let (status, reply) = send(&app, "POST", "/validate", review("colin-coder", p).into_bytes()).await;
     assert_eq!(status, 200);

@@ -38,7 +38,7 @@ async fn until(w: &Webhook, what: &str, check: impl Fn(&Webhook) -> bool) {
 }
 
 fn denial_of(w: &Webhook, gpus: u32) -> String {
-    let (_, reply) = call(w, Path::Validate, &review("colin-coder", pod(json!({}), json!({"gantry.dev/gpu-models": "A100"}), json!({"nvidia.com/gpu": gpus}))));
+    let (_, reply) = call(w, Path::Validate, &review("colin-coder", held(pod(json!({}), json!({"gantry.dev/gpu-models": "A100"}), json!({"nvidia.com/gpu": gpus})))));
     denial(&reply)
 }
 

@@ -147,7 +147,7 @@ fn every_denial_says_which_field_and_what_to_do() {
          "spec.containers: the pod asks for 16 nvidia.com/gpu, but tenant coder can never hold more than 8 of the models it accepts (nominal plus borrowing: A100 8, V100 4); ask for at most 8, or ask a platform admin to raise the quota"),
         (pod(json!({}), json!({"gantry.dev/gpu-models": "V100"}), gpu(json!(5))),
          "spec.containers: the pod asks for 5 nvidia.com/gpu, but tenant coder can never hold more than 4 of the models it accepts (nominal plus borrowing: V100 4); ask for at most 4, or ask a platform admin to raise the quota"),
-        (pod(json!({}), json!({"gantry.dev/gpu-milli": "1500"}), gpu(json!(1))),
+        (pod(json!({}), json!({"gantry.dev/gpu-milli": "1500", "gantry.dev/gpu-models": "V100"}), gpu(json!(1))),
          "pod colin-coder/: gantry.dev/gpu-milli is \"1500\"; give milli-GPU from 1 to 999"),
         (pod(json!({"scheduling.x-k8s.io/pod-group": "pg"}), json!({"gantry.dev/gang-size": "lots"}), json!({})),
          "metadata.annotations[gantry.dev/gang-size] is \"lots\"; give the number of pods in the gang, a whole number from 1 to 10000"),
@@ -159,7 +159,7 @@ fn every_denial_says_which_field_and_what_to_do() {
          "metadata.annotations[gantry.dev/gang-size] is 4, but the pod's jobset.sigs.k8s.io/job-global-index is 4, so the gang has more members; set gantry.dev/gang-size to the gang's pod count"),
     ];
     for (p, message) in cases {
-        let (status, reply) = call(&w, Path::Validate, &review("colin-coder", p.clone()));
+        let (status, reply) = call(&w, Path::Validate, &review("colin-coder", held(p.clone())));
         assert_eq!(status, 200);
         assert_eq!(reply["response"]["allowed"], false, "{p}");
         assert_eq!(reply["response"]["status"]["code"], 403, "{p}");
@@ -167,8 +167,23 @@ fn every_denial_says_which_field_and_what_to_do() {
     }
     // Several problems: all of them, one per line.
     let both = pod(json!({"gantry.dev/tenant": "search"}), json!({}), gpu(json!("0.5")));
-    let (_, reply) = call(&w, Path::Validate, &review("colin-coder", both));
+    let (_, reply) = call(&w, Path::Validate, &review("colin-coder", held(both)));
     assert_eq!(denial(&reply).lines().count(), 2, "{reply}");
+    // GPU pods outside Gantry's queue: bound to a node, or never seen by the mutating webhook.
+    let bound = with(held(pod(json!({}), json!({}), gpu(json!(1)))), &["spec", "nodeName"], json!("gpu-7"));
+    let ungated = pod(json!({}), json!({}), gpu(json!(1)));
+    let shared_a100 = held(pod(json!({}), json!({"gantry.dev/gpu-milli": "1", "gantry.dev/gpu-models": "A100"}), gpu(json!(1))));
+    let sidecar = held(with(pod(json!({}), json!({}), json!({})), &["spec", "initContainers"],
+        json!([{"name": "side", "restartPolicy": "Always", "resources": {"limits": {"nvidia.com/gpu": "64"}}}])));
+    for (p, message) in [
+        (bound, "spec.nodeName is \"gpu-7\": GPU pods of tenant coder are placed by Gantry's queue, within the tenant's quota; remove spec.nodeName (use a node selector or affinity to choose nodes)"),
+        (ungated, "spec.schedulingGates: this GPU pod lacks Gantry's gate gantry.dev/admission, so Gantry's mutating webhook did not see it (it may have been unavailable); create the pod again"),
+        (shared_a100, "metadata.annotations[gantry.dev/gpu-milli] is \"1\", but GPUs of A100 are not shared (the device plugin gives the pod a whole GPU); remove the annotation, or name only flavors with sharing in gantry.dev/gpu-models (V100)"),
+        (sidecar, "spec.containers: the pod asks for 64 nvidia.com/gpu, but tenant coder can never hold more than 8 of the models it accepts (nominal plus borrowing: A100 8, V100 4); ask for at most 8, or ask a platform admin to raise the quota"),
+    ] {
+        let (_, reply) = call(&w, Path::Validate, &review("colin-coder", p.clone()));
+        assert_eq!(denial(&reply), message, "{p}");
+    }
 }
 
 #[test]
@@ -180,14 +195,14 @@ fn near_quota_is_a_warning_not_a_denial() {
          "if all 4 gang members ask 4 GPUs like this one, the gang needs 16, above tenant coder's ceiling 8"),
     ];
     for (p, warning) in cases {
-        let (_, reply) = call(&w, Path::Validate, &review("colin-coder", p.clone()));
+        let (_, reply) = call(&w, Path::Validate, &review("colin-coder", held(p.clone())));
         assert_eq!(reply["response"]["allowed"], true, "{reply}");
         assert_eq!(reply["response"]["warnings"], json!([warning]), "{p}");
     }
     // Within nominal, a shared GPU, and a pod of an unmanaged namespace: no warning.
     for (ns, p) in [
-        ("colin-coder", pod(json!({}), json!({}), json!({"nvidia.com/gpu": 4}))),
-        ("colin-coder", pod(json!({}), json!({"gantry.dev/gpu-milli": "250"}), json!({"nvidia.com/gpu": 1}))),
+        ("colin-coder", held(pod(json!({}), json!({}), json!({"nvidia.com/gpu": 4})))),
+        ("colin-coder", held(pod(json!({}), json!({"gantry.dev/gpu-milli": "250", "gantry.dev/gpu-models": "V100"}), json!({"nvidia.com/gpu": 1})))),
         ("elsewhere", pod(json!({"gantry.dev/tenant": "search"}), json!({}), json!({"nvidia.com/gpu": "0.5"}))),
     ] {
         let (_, reply) = call(&w, Path::Validate, &review(ns, p));

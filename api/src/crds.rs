@@ -131,6 +131,10 @@ pub struct GpuFlavorSpec {
     /// List price per GPU-hour (per core-hour for `cpu`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<String>,
+    /// Whether pods may share one GPU (`gantry.dev/gpu-milli`): for GPUs the device plugin shares
+    /// (time-slicing, MPS). Absent: false, each pod is charged and placed as whole GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharing: Option<bool>,
 }
 
 /// Every definition, as one multi-document YAML stream (what `gantry crd` prints).

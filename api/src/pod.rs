@@ -80,6 +80,74 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_str)
 }
 
+/// A pod's effective requests of the resources Gantry counts, as the kubelet and kube-scheduler
+/// compute them (`resource.PodRequests` in `k8s.io/component-helpers`, KEP-753 sidecars):
+///
+/// ```text
+/// effective = max( Σ containers + Σ sidecars,
+///                  max over init containers i (not sidecars): request(i) + Σ sidecars before i )
+///             + spec.overhead
+/// ```
+///
+/// A sidecar is an init container with `restartPolicy: Always`: it keeps running beside the app
+/// containers. A container's request of a resource is its `requests` value, else its `limits`
+/// value (Kubernetes defaults one to the other; extended resources must have them equal).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub cpu_milli: u64,
+    pub memory_bytes: u64,
+    pub gpus_milli: u64,
+}
+
+impl Requests {
+    fn add(self, o: Requests) -> Requests {
+        Requests {
+            cpu_milli: self.cpu_milli.saturating_add(o.cpu_milli),
+            memory_bytes: self.memory_bytes.saturating_add(o.memory_bytes),
+            gpus_milli: self.gpus_milli.saturating_add(o.gpus_milli),
+        }
+    }
+
+    fn max(self, o: Requests) -> Requests {
+        Requests { cpu_milli: self.cpu_milli.max(o.cpu_milli), memory_bytes: self.memory_bytes.max(o.memory_bytes), gpus_milli: self.gpus_milli.max(o.gpus_milli) }
+    }
+}
+
+/// One container's (or the overhead's) requests: `requests`, else `limits`, per resource.
+fn container_requests(requests: Option<&Value>, limits: Option<&Value>, field: &str) -> Result<Requests, String> {
+    let get = |k: &str| requests.and_then(|r| r.get(k)).or_else(|| limits.and_then(|l| l.get(k)));
+    let q = |k: &str, scale: u64| get(k).map_or(Ok(0), |v| quantity(v, scale).map_err(|e| format!("{field}[{k}] {e}")));
+    Ok(Requests { cpu_milli: q("cpu", 1000)?, memory_bytes: q("memory", 1)?, gpus_milli: q(GPU_RESOURCE, 1000)? })
+}
+
+/// The pod's effective requests (see [`Requests`]). Errors name the field.
+pub fn effective_requests(pod: &Value) -> Result<Requests, String> {
+    let spec = pod.get("spec");
+    let list = |k: &str| spec.and_then(|s| s.get(k)).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let of = |c: &Value, field: String| {
+        let r = c.get("resources");
+        container_requests(r.and_then(|r| r.get("requests")), r.and_then(|r| r.get("limits")), &field)
+    };
+    let mut apps = Requests::default();
+    for (i, c) in list("containers").iter().enumerate() {
+        apps = apps.add(of(c, format!("spec.containers[{i}].resources"))?);
+    }
+    let mut sidecars = Requests::default();
+    let mut init_peak = Requests::default();
+    for (i, c) in list("initContainers").iter().enumerate() {
+        let r = of(c, format!("spec.initContainers[{i}].resources"))?;
+        if c.get("restartPolicy").and_then(Value::as_str) == Some("Always") {
+            sidecars = sidecars.add(r);
+            // A sidecar starts before the init containers after it, and stays.
+            init_peak = init_peak.max(sidecars);
+        } else {
+            init_peak = init_peak.max(r.add(sidecars));
+        }
+    }
+    let overhead = container_requests(spec.and_then(|s| s.get("overhead")), None, "spec.overhead")?;
+    Ok(apps.add(sidecars).max(init_peak).add(overhead))
+}
+
 /// Reads a pod. Errors name the field and the fix.
 pub fn parse_pod(pod: &Value, models: &ModelCatalog) -> Result<PodView, String> {
     if !pod.is_object() {
@@ -89,30 +157,14 @@ pub fn parse_pod(pod: &Value, models: &ModelCatalog) -> Result<PodView, String> 
     let namespace = str_at(pod, &["metadata", "namespace"]).unwrap_or("default").to_string();
     let uid = str_at(pod, &["metadata", "uid"]).unwrap_or_default().to_string();
     let who = format!("pod {namespace}/{name}");
-    let (mut cpu, mut mem, mut gpus) = (0u64, 0u64, 0u64);
-    let containers = pod.get("spec").and_then(|s| s.get("containers")).and_then(Value::as_array);
-    for c in containers.into_iter().flatten() {
-        let resources = c.get("resources");
-        let requests = resources.and_then(|r| r.get("requests"));
-        let limits = resources.and_then(|r| r.get("limits"));
-        // Kubernetes defaults requests to limits; extended resources must have them equal.
-        let get = |k: &str| requests.and_then(|r| r.get(k)).or_else(|| limits.and_then(|l| l.get(k)));
-        if let Some(q) = get("cpu") {
-            cpu += quantity(q, 1000).map_err(|e| format!("{who}: cpu request {e}"))?;
-        }
-        if let Some(q) = get("memory") {
-            mem += quantity(q, 1).map_err(|e| format!("{who}: memory request {e}"))?.div_ceil(1 << 20);
-        }
-        if let Some(q) = get(GPU_RESOURCE) {
-            let milli = quantity(q, 1000).map_err(|e| format!("{who}: {GPU_RESOURCE} {e}"))?;
-            if milli % 1000 != 0 {
-                return Err(format!(
-                    "{who}: {GPU_RESOURCE} must be a whole number; to share a GPU ask for 1 and set the annotation {GPU_MILLI_ANNOTATION}"
-                ));
-            }
-            gpus += milli / 1000;
-        }
+    let effective = effective_requests(pod).map_err(|e| format!("{who}: {e}"))?;
+    let (cpu, mem) = (effective.cpu_milli, effective.memory_bytes.div_ceil(1 << 20));
+    if effective.gpus_milli % 1000 != 0 {
+        return Err(format!(
+            "{who}: {GPU_RESOURCE} must be a whole number; to share a GPU ask for 1 and set the annotation {GPU_MILLI_ANNOTATION}"
+        ));
     }
+    let gpus = effective.gpus_milli / 1000;
     let annotations = pod.get("metadata").and_then(|m| m.get("annotations"));
     let share = annotations.and_then(|a| a.get(GPU_MILLI_ANNOTATION)).and_then(Value::as_str);
     let gpu_milli = match share {

@@ -125,8 +125,8 @@ fn objects_of_the_rich_file() {
     let (flavors, cohorts, tenants) = tenancy_to_objects(&tenancy, &settings).unwrap();
     let names = |v: Vec<Option<String>>| v.into_iter().map(Option::unwrap).collect::<Vec<_>>();
     assert_eq!(names(flavors.iter().map(|f| f.metadata.name.clone()).collect()), ["a100", "cpu", "v100m32"]);
-    assert_eq!(flavors[0].spec, GpuFlavorSpec { model: "A100".into(), price: Some("2.5".into()) });
-    assert_eq!(flavors[2].spec, GpuFlavorSpec { model: "V100M32".into(), price: None });
+    assert_eq!(flavors[0].spec, GpuFlavorSpec { model: "A100".into(), price: Some("2.5".into()), sharing: None });
+    assert_eq!(flavors[2].spec, GpuFlavorSpec { model: "V100M32".into(), price: None, sharing: None });
     assert_eq!(cohorts[1].spec.parent.as_deref(), Some("research"));
     let quota = |n: &str, b: Option<&str>, l: Option<&str>| FlavorQuota {
         nominal: n.into(),
@@ -255,7 +255,7 @@ struct Objects {
 }
 
 fn flavor(name: &str, model: &str, price: Option<&str>) -> GpuFlavor {
-    GpuFlavor::new(name, GpuFlavorSpec { model: model.into(), price: price.map(Into::into) })
+    GpuFlavor::new(name, GpuFlavorSpec { model: model.into(), price: price.map(Into::into), sharing: None })
 }
 
 fn cohort(name: &str, parent: Option<&str>) -> Cohort {

@@ -45,6 +45,11 @@ pub struct Flavor {
     /// Price per GPU-hour (per CPU-core-hour for `cpu`) in micro-units of the currency, unless a
     /// tenant sets its own.
     pub price_micros: u64,
+    /// Whether pods may share one GPU of this flavor (`gantry.dev/gpu-milli`): granted by the
+    /// platform for GPUs set up for it (time-slicing or MPS, whose models GPU Feature Discovery
+    /// names with a `-SHARED` suffix), never by a pod. On other flavors a pod is charged and placed
+    /// as a whole GPU.
+    pub sharing: bool,
 }
 
 impl Flavor {

@@ -57,9 +57,9 @@ fn good_file_parses_to_exact_values() {
     let class = |name: &str, value| PriorityClass { name: name.into(), value };
     let expected = Tenancy {
         flavors: vec![
-            Flavor { name: "A100".into(), price_micros: 2_500_000 },
-            Flavor { name: "V100M32".into(), price_micros: 0 },
-            Flavor { name: "cpu".into(), price_micros: 30_000 },
+            Flavor { name: "A100".into(), price_micros: 2_500_000, sharing: false },
+            Flavor { name: "V100M32".into(), price_micros: 0, sharing: false },
+            Flavor { name: "cpu".into(), price_micros: 30_000, sharing: false },
         ],
         cohorts: vec![
             Cohort { name: "research".into(), parent: None },

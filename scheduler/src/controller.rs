@@ -35,7 +35,8 @@ use gantry_api::keys::PLACEMENT_ANNOTATION;
 use gantry_api::node::parse_node;
 use gantry_api::placement::Planned;
 use gantry_api::pod::{annotated_gang_size, annotation, gated, parse_pod, planned, pod_finished, PodView};
-use gantry_core::model::{ModelSet, Placement};
+use gantry_api::keys::{GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION};
+use gantry_core::model::{ModelSet, Placement, GPU_MILLI};
 use gantry_core::queue::{PodSet, Queue, Workload, WorkloadId};
 use gantry_core::tenancy::{Kind, Seconds};
 use serde_json::Value;
@@ -221,6 +222,21 @@ impl Controller {
             let message = format!("namespace {namespace} belongs to no tenant; ask a platform admin to add it to one");
             return gang.pods.iter().map(|m| Action::Refused { pod: m.pod.clone(), message: message.clone() }).collect();
         };
+        let mut models = models_of(&gang.pods);
+        if gang.pods.iter().any(|m| m.view.request.gpu_count > 0 && m.view.request.gpu_milli < GPU_MILLI) {
+            // A share of a GPU is the platform's to grant: only on flavors with sharing.
+            let (shared, names) = sharing_models(&self.queue);
+            let allowed = ModelSet(models.map_or(shared.0, |m| m.0 & shared.0));
+            if allowed.is_empty() {
+                let message = format!(
+                    "{GPU_MILLI_ANNOTATION} asks for a share of a GPU, but no GPU model this pod accepts is a flavor with sharing \
+                     (flavors with sharing: {}); ask for whole GPUs, or for a model of such a flavor in {GPU_MODELS_ANNOTATION}",
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                );
+                return gang.pods.iter().map(|m| Action::Refused { pod: m.pod.clone(), message: message.clone() }).collect();
+            }
+            models = Some(allowed);
+        }
         let workload = Workload {
             id: gang.id,
             name: key.to_string(),
@@ -230,7 +246,7 @@ impl Controller {
             pod_sets: gang.pods.iter().map(|m| PodSet { name: m.view.name.clone(), count: 1, request: m.view.request }).collect(),
             min_members: size.min.min(gang.pods.len() as u32),
             submitted: submitted_at(&gang.pods.iter().map(|m| m.view.clone()).collect::<Vec<_>>(), now),
-            models: models_of(&gang.pods),
+            models,
             expected_runtime: None,
         };
         match self.queue.submit(workload, now) {
@@ -489,9 +505,14 @@ impl Controller {
         let Some(node_name) = pod["spec"]["nodeName"].as_str() else { return Vec::new() };
         let Some(node) = self.queue.cluster().node_id(node_name) else { return Vec::new() };
         let Ok(view) = parse_pod(pod, &self.queue.cluster().models) else { return Vec::new() };
-        // The GPUs are not known (the device plugin picks them); any free ones stand in.
+        // The GPUs are not known (the device plugin picks them); any free ones stand in. A share
+        // of a GPU counts as a whole one unless the node's model is a flavor with sharing.
         let mut request = view.request;
         request.allowed_models = None;
+        let model = self.queue.cluster().nodes[node].model;
+        if request.gpu_count > 0 && !model.is_some_and(|m| sharing_models(&self.queue).0.contains(m)) {
+            request.gpu_milli = GPU_MILLI;
+        }
         let gpus = gantry_core::model::lowest_index_gpus(&self.queue.cluster().nodes[node], &request).unwrap_or_default();
         let id = self.next_external;
         if self.queue.place_external(id, &request, Placement { node, gpus }).is_ok() {
@@ -528,6 +549,19 @@ impl Controller {
 /// reclaim window count from there, across restarts and new leaders.
 fn submitted_at(views: &[PodView], now: Seconds) -> Seconds {
     views.iter().filter_map(|v| v.created).min().map_or(now, |c| c.min(now))
+}
+
+/// The models of the flavors that allow GPU sharing (those with nodes), and the flavors' names.
+fn sharing_models(queue: &Queue) -> (ModelSet, Vec<String>) {
+    let mut set = ModelSet::default();
+    let mut names = Vec::new();
+    for f in queue.tenancy.flavors.iter().filter(|f| f.sharing) {
+        names.push(f.name.clone());
+        if let Some(m) = queue.cluster().models.get(&f.name) {
+            set.insert(m);
+        }
+    }
+    (set, names)
 }
 
 /// The GPU models every member accepts (members that name none accept any).

@@ -45,6 +45,12 @@ pub fn pod(labels: Value, annotations: Value, limits: Value) -> Value {
         "spec": {"containers": [{"name": "main", "image": "x", "resources": {"limits": limits}}], "schedulerName": "default-scheduler"}})
 }
 
+/// `pod` as the mutating webhook leaves a GPU pod: held by Gantry's gate (what `/validate` sees).
+pub fn held(mut pod: Value) -> Value {
+    pod["spec"]["schedulingGates"] = json!([{"name": "gantry.dev/admission"}]);
+    pod
+}
+
 /// Posts `body` to `path`; the HTTP status and the reply as JSON (a string for non-JSON replies).
 pub fn call(w: &Webhook, path: Path, body: &str) -> (u16, Value) {
     let (status, text, _) = w.review(path, body.as_bytes());

@@ -129,6 +129,7 @@ fn raw_flavor(name: &str, spec: &GpuFlavorSpec) -> RawFlavor {
         name: Val::new(&spec.model, at("spec.model")),
         key: Some(Val::new(name, at("metadata.name"))),
         price: spec.price.as_ref().map(|p| Val::new(p, at("spec.price"))),
+        sharing: spec.sharing.map(|s| Val::new(s.to_string(), at("spec.sharing"))),
     }
 }
 
@@ -247,7 +248,7 @@ pub fn tenancy_to_objects(
         .zip(&keys)
         .map(|(f, key)| {
             let price = (f.price_micros != 0).then(|| build::micro_text(f.price_micros));
-            GpuFlavor::new(key, GpuFlavorSpec { model: f.name.clone(), price })
+            GpuFlavor::new(key, GpuFlavorSpec { model: f.name.clone(), price, sharing: f.sharing.then_some(true) })
         })
         .collect();
     let cohort_name = |c: Option<usize>| c.and_then(|c| tenancy.cohorts.get(c)).map(|c| c.name.clone());

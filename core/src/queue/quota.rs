@@ -178,7 +178,7 @@ mod tests {
 
     fn tenancy(quotas: &[TenantQuota], cohorts: &[Option<usize>]) -> Tenancy {
         Tenancy {
-            flavors: vec![Flavor { name: "A100".into(), price_micros: 0 }],
+            flavors: vec![Flavor { name: "A100".into(), price_micros: 0, sharing: false }],
             cohorts: cohorts.iter().enumerate().map(|(i, &parent)| Cohort { name: format!("c{i}"), parent }).collect(),
             tenants: quotas
                 .iter()

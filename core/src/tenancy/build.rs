@@ -119,6 +119,8 @@ pub struct RawFlavor {
     /// object name).
     pub key: Option<Val>,
     pub price: Option<Val>,
+    /// `true` or `false` (absent: false): whether pods may share its GPUs.
+    pub sharing: Option<Val>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -319,7 +321,13 @@ fn build_flavors(raw: &[RawFlavor], refusals: &mut Refusals) -> (Vec<Flavor>, Ve
             refusals.keep(keys.add(key, &flavor.at, name_text));
         }
         let price = flavor.price.as_ref().map_or(Some(0), |p| refusals.keep(amount(p, "price", &PRICE)));
-        flavors.push(Flavor { name: flavor.name.s().to_string(), price_micros: price.unwrap_or_default() });
+        let sharing = flavor.sharing.as_ref().map_or(Ok(false), |v| match v.s() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => refuse(&v.at, format!("sharing is {other:?}; write true (pods may share its GPUs) or false")),
+        });
+        let sharing = refusals.keep(sharing).unwrap_or(false);
+        flavors.push(Flavor { name: flavor.name.s().to_string(), price_micros: price.unwrap_or_default(), sharing });
         flavor_keys.push(flavor.key.as_ref().unwrap_or(&flavor.name).s().to_string());
     }
     (flavors, flavor_keys)

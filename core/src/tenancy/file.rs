@@ -368,8 +368,8 @@ fn flavors(top: &Obj) -> Res<Vec<RawFlavor>> {
     let items = nonempty_list(top.req("flavors", hint)?, "flavors", hint)?;
     let mut flavors = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let obj = Obj::new(item, &format!("flavors[{i}]"), &["name", "price"])?;
-        flavors.push(RawFlavor { at: obj.at(), name: obj.name("flavor")?, key: None, price: obj.opt_val("price")? });
+        let obj = Obj::new(item, &format!("flavors[{i}]"), &["name", "price", "sharing"])?;
+        flavors.push(RawFlavor { at: obj.at(), name: obj.name("flavor")?, key: None, price: obj.opt_val("price")?, sharing: obj.opt_val("sharing")? });
     }
     Ok(flavors)
 }

@@ -78,6 +78,7 @@ impl TenancyBuilder {
                     .map(|n| Flavor {
                         name: n.to_string(),
                         price_micros: 1_000_000,
+                        sharing: false,
                     })
                     .collect(),
                 cohorts: Vec::new(),

@@ -560,9 +560,9 @@ mod tests {
     /// Flavors A100, V100M32 (models 0 and 1) and, if `cpu`, cpu; quotas in GPUs and cores.
     fn tenancy(quotas: &[(u64, u64, u64)], cpu: bool) -> (Tenancy, FlavorMap) {
         let mut flavors =
-            vec![Flavor { name: "A100".into(), price_micros: 0 }, Flavor { name: "V100M32".into(), price_micros: 0 }];
+            vec![Flavor { name: "A100".into(), price_micros: 0, sharing: true }, Flavor { name: "V100M32".into(), price_micros: 0, sharing: true }];
         if cpu {
-            flavors.push(Flavor { name: "cpu".into(), price_micros: 0 });
+            flavors.push(Flavor { name: "cpu".into(), price_micros: 0, sharing: false });
         }
         let nf = flavors.len();
         let tenants = quotas
