@@ -6,6 +6,19 @@
 //! `timeoutSeconds` of the configurations); a call that runs out of it gets a 503, which the API
 //! server handles by `failurePolicy` (mutating: ignore, validating: fail). Deciding runs on the
 //! blocking pool for large bodies so that one huge request does not stall the others.
+//!
+//! Memory is bounded whatever arrives, at any concurrency (the validating webhook fails closed,
+//! so an out-of-memory kill would stop pod creation in every tenant namespace):
+//!
+//! - at most [`LARGE_BODIES`] bodies above [`INLINE_LIMIT`] are read and decided at once, the
+//!   permit taken from `Content-Length` *before* the body is read (a body without it counts as
+//!   large); the others wait in their sockets within the time budget, then get a 503;
+//! - before a body is parsed, one pass without allocating counts its JSON values: more than
+//!   [`MAX_VALUES`] (a real 3 MiB pod has a few hundred thousand at most) is refused with 413,
+//!   so `[[],[],…]` can never be inflated into a tree tens of times its size.
+//!
+//! Worst case: `LARGE_BODIES × (BODY_LIMIT + the tree of MAX_VALUES values)` plus the small
+//! reviews, measured in BENCHMARKS.md (§ memory).
 
 use crate::inspect::set_namespace;
 use crate::policy::Policy;
@@ -24,8 +37,12 @@ use std::time::{Duration, Instant};
 /// The largest body accepted: the API server caps requests at 3 MiB, and an UPDATE review carries
 /// the object twice (RELIABILITY.md §0).
 pub const BODY_LIMIT: usize = 8 << 20;
-/// Bodies above this are decided on the blocking pool.
-const INLINE_LIMIT: usize = 64 << 10;
+/// Bodies above this are decided on the blocking pool, [`LARGE_BODIES`] at a time.
+pub const INLINE_LIMIT: usize = 64 << 10;
+/// Large bodies read and decided at once.
+pub const LARGE_BODIES: usize = 2;
+/// The most JSON values (objects, arrays, scalars) a review may hold.
+pub const MAX_VALUES: usize = 1_000_000;
 
 /// The webhook: its policy, time budget and metrics.
 pub struct Webhook {
@@ -34,6 +51,8 @@ pub struct Webhook {
     /// Time to read the body and decide; default 1 s (the configurations time out at 2-3 s).
     pub budget: Duration,
     metrics: Metrics,
+    /// Permits to read and decide a large body (see the module docs).
+    large: tokio::sync::Semaphore,
 }
 
 struct Metrics {
@@ -88,7 +107,7 @@ impl Webhook {
     /// [`Webhook::set_policy`], so the API server applies the configurations' `failurePolicy`.
     pub fn unready() -> Result<Webhook, String> {
         let metrics = Metrics::new().map_err(|e| format!("cannot register the metrics: {e}"))?;
-        Ok(Webhook { policy: RwLock::new(None), budget: Duration::from_secs(1), metrics })
+        Ok(Webhook { policy: RwLock::new(None), budget: Duration::from_secs(1), metrics, large: tokio::sync::Semaphore::new(LARGE_BODIES) })
     }
 
     /// Puts `policy` in force for the next request (requests already deciding keep theirs).
@@ -107,6 +126,13 @@ impl Webhook {
         let Some(policy) = self.policy() else {
             return (StatusCode::SERVICE_UNAVAILABLE, "the webhook has not read the tenant objects yet; retry shortly".to_string(), "error");
         };
+        if let Err(n) = count_values(body, MAX_VALUES) {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body holds more than {n} JSON values; a review of a real pod holds far fewer"),
+                "bad_request",
+            );
+        }
         let mut request = match decode(body) {
             Ok(r) => r,
             Err(e) => {
@@ -138,17 +164,64 @@ impl Webhook {
 /// The service's routes over a shared [`Webhook`].
 pub fn router(webhook: Arc<Webhook>) -> Router {
     Router::new()
-        .route("/mutate", post(|s: State<Arc<Webhook>>, b: Body| handle(s, Path::Mutate, b)))
-        .route("/validate", post(|s: State<Arc<Webhook>>, b: Body| handle(s, Path::Validate, b)))
+        .route("/mutate", post(|s: State<Arc<Webhook>>, h: axum::http::HeaderMap, b: Body| handle(s, Path::Mutate, h, b)))
+        .route("/validate", post(|s: State<Arc<Webhook>>, h: axum::http::HeaderMap, b: Body| handle(s, Path::Validate, h, b)))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(webhook)
 }
 
-async fn handle(State(webhook): State<Arc<Webhook>>, path: Path, body: Body) -> Response {
+/// Counts the JSON values of `bytes` without parsing them (a value starts at each `[`, `{` or
+/// `,` outside strings, plus the first); stops with `Err(limit)` once past `limit`. Malformed
+/// JSON is left for the parser to name.
+pub fn count_values(bytes: &[u8], limit: usize) -> Result<usize, usize> {
+    let (mut n, mut in_string, mut escaped) = (1usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' | b',' => {
+                n += 1;
+                if n > limit {
+                    return Err(limit);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(n)
+}
+
+async fn handle(State(webhook): State<Arc<Webhook>>, path: Path, headers: axum::http::HeaderMap, body: Body) -> Response {
     let start = Instant::now();
     let deadline = start + webhook.budget;
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    // A large body (or one of unknown size) waits for a permit before it is read.
+    let _permit = match length {
+        Some(n) if n <= INLINE_LIMIT => None,
+        Some(n) if n > BODY_LIMIT => {
+            webhook.count(path, "bad_request");
+            let text = format!("the body is larger than {BODY_LIMIT} bytes or could not be read\n");
+            return (StatusCode::PAYLOAD_TOO_LARGE, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
+        }
+        _ => match tokio::time::timeout_at(deadline.into(), webhook.large.acquire()).await {
+            Ok(Ok(permit)) => Some(permit),
+            _ => {
+                webhook.count(path, "error");
+                let text = "the webhook is busy with other large reviews; retry\n";
+                return (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
+            }
+        },
+    };
     let (status, text, decision) = match tokio::time::timeout_at(deadline.into(), axum::body::to_bytes(body, BODY_LIMIT)).await {
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the request body did not arrive within the time budget".to_string(), "error"),
         Ok(Err(_)) => (StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {BODY_LIMIT} bytes or could not be read"), "bad_request"),

@@ -54,6 +54,7 @@ pub fn validate(policy: &Policy, request: &Request) -> Decision {
     check.kind_label(&identity);
     check.priority_class();
     check.held();
+    check.other_accelerators();
     let demand = check.gpus();
     check.sharing();
     check.gang(&identity, demand);
@@ -192,6 +193,33 @@ impl Check<'_> {
                 "spec.schedulingGates: this GPU pod lacks Gantry's gate {SCHEDULING_GATE}, so Gantry's mutating webhook did not see \
                  it (it may have been unavailable); create the pod again"
             ));
+        }
+    }
+
+    /// GPUs asked for in a form Gantry does not count (MIG slices `nvidia.com/mig-*`, dynamic
+    /// resource claims) would run outside the tenant's quota and cost: refused in a tenant's
+    /// namespace, naming the field and what to ask for instead.
+    fn other_accelerators(&mut self) {
+        let spec = self.pod.get("spec");
+        if spec.and_then(|s| s.get("resourceClaims")).and_then(Value::as_array).is_some_and(|c| !c.is_empty()) {
+            self.denials.push(format!(
+                "spec.resourceClaims: devices from resource claims (DRA) are not counted by Gantry's quota in tenant namespaces; \
+                 ask for {GPU_RESOURCE} instead"
+            ));
+        }
+        for list in ["containers", "initContainers"] {
+            let containers = spec.and_then(|s| s.get(list)).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+            for (i, c) in containers.iter().enumerate().take(MAX_CONTAINERS) {
+                for part in ["requests", "limits"] {
+                    let Some(map) = c.get("resources").and_then(|r| r.get(part)).and_then(Value::as_object) else { continue };
+                    if let Some(key) = map.keys().find(|k| k.starts_with(MIG_RESOURCE_PREFIX)) {
+                        self.denials.push(format!(
+                            "spec.{list}[{i}].resources.{part}[{key}]: MIG slices are not counted by Gantry's quota in tenant namespaces; \
+                             ask for {GPU_RESOURCE} (a MIG slice as a flavor of its own is not supported yet)"
+                        ));
+                    }
+                }
+            }
         }
     }
 

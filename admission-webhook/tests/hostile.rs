@@ -91,3 +91,22 @@ fn bodies_that_are_not_reviews() {
         assert_eq!(reply["response"]["status"]["code"], 400, "{object}");
     }
 }
+
+/// Finding 5 of the security review: `[[],[],…]` inflates into a tree tens of times its size.
+/// A body with more JSON values than any pod review is refused before it is parsed.
+#[test]
+fn a_body_of_millions_of_tiny_values_is_refused_before_it_is_parsed() {
+    let w = webhook(None);
+    let mut body = String::from("[");
+    body.push_str(&"[],".repeat(1_200_000));
+    body.push_str("[]]");
+    for path in [Path::Mutate, Path::Validate] {
+        let (status, text) = call(&w, path, &body);
+        assert_eq!(status, 413, "{text}");
+        assert!(text.as_str().unwrap().contains("more than 1000000 JSON values"), "{text}");
+    }
+    // Brackets and commas inside strings are not values; a real review passes the count.
+    let review = review("colin-coder", held(pod(json!({"a": "[,{"}), json!({"b": "\\\"],,"}), json!({"nvidia.com/gpu": 1}))));
+    assert_eq!(gantry_admission_webhook::server::count_values(review.as_bytes(), 1_000_000).map(|n| n < 100), Ok(true));
+    assert_eq!(call(&w, Path::Validate, &review).0, 200);
+}

@@ -175,7 +175,11 @@ fn every_denial_says_which_field_and_what_to_do() {
     let shared_a100 = held(pod(json!({}), json!({"gantry.dev/gpu-milli": "1", "gantry.dev/gpu-models": "A100"}), gpu(json!(1))));
     let sidecar = held(with(pod(json!({}), json!({}), json!({})), &["spec", "initContainers"],
         json!([{"name": "side", "restartPolicy": "Always", "resources": {"limits": {"nvidia.com/gpu": "64"}}}])));
+    let mig = held(pod(json!({}), json!({}), json!({"nvidia.com/mig-1g.10gb": 7})));
+    let claims = held(with(pod(json!({}), json!({}), json!({})), &["spec", "resourceClaims"], json!([{"name": "gpu", "resourceClaimTemplateName": "a100"}])));
     for (p, message) in [
+        (mig, "spec.containers[0].resources.limits[nvidia.com/mig-1g.10gb]: MIG slices are not counted by Gantry's quota in tenant namespaces; ask for nvidia.com/gpu (a MIG slice as a flavor of its own is not supported yet)"),
+        (claims, "spec.resourceClaims: devices from resource claims (DRA) are not counted by Gantry's quota in tenant namespaces; ask for nvidia.com/gpu instead"),
         (bound, "spec.nodeName is \"gpu-7\": GPU pods of tenant coder are placed by Gantry's queue, within the tenant's quota; remove spec.nodeName (use a node selector or affinity to choose nodes)"),
         (ungated, "spec.schedulingGates: this GPU pod lacks Gantry's gate gantry.dev/admission, so Gantry's mutating webhook did not see it (it may have been unavailable); create the pod again"),
         (shared_a100, "metadata.annotations[gantry.dev/gpu-milli] is \"1\", but GPUs of A100 are not shared (the device plugin gives the pod a whole GPU); remove the annotation, or name only flavors with sharing in gantry.dev/gpu-models (V100)"),

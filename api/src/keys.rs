@@ -49,6 +49,8 @@ pub const GENERATED_BY_ANNOTATION: &str = "gantry.dev/generated-by";
 
 /// The device plugin's extended resource: whole GPUs.
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+/// The device plugin's MIG slices under the `mixed` strategy: `nvidia.com/mig-1g.10gb`, ...
+pub const MIG_RESOURCE_PREFIX: &str = "nvidia.com/mig-";
 /// GPU Feature Discovery's node label naming the GPU model.
 pub const GPU_PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
 

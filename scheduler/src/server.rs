@@ -22,6 +22,8 @@ use std::time::Instant;
 
 /// The largest request body accepted: a full `NodeList` of 5,000 nodes is about 25 MiB.
 pub const BODY_LIMIT: usize = 64 << 20;
+/// Requests with a body above 1 MiB handled at once (a 20,000-node filter by name is ~0.6 MiB).
+pub const LARGE_BODIES: usize = 4;
 
 /// The scheduler's metrics: extender calls, the node cache, and (on the leader) the queue.
 pub struct Metrics {
@@ -179,7 +181,11 @@ pub fn router_for(state: Arc<AppState>, prefix: &str) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text));
     let app = if prefix.is_empty() { app.merge(verbs) } else { app.nest(prefix, verbs) };
-    app.layer(DefaultBodyLimit::max(BODY_LIMIT)).with_state(state)
+    // At most LARGE_BODIES bodies above 1 MiB at once: with BODY_LIMIT each, memory stays
+    // bounded at any concurrency (BENCHMARKS.md, memory).
+    app.layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(gantry_serve::bodies::LargeBodies::new(LARGE_BODIES, 1 << 20, std::time::Duration::from_secs(1)))
+        .with_state(state)
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {

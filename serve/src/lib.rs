@@ -19,6 +19,7 @@
 //! [`ServeOptions::handshake_timeout`], so a slow or silent client holds only its own task.
 //! Messages go to standard error, as elsewhere in Gantry.
 
+pub mod bodies;
 mod certs;
 pub mod client;
 
