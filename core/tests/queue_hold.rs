@@ -47,14 +47,15 @@ fn freed_capacity_is_held_for_an_overdue_owed_workload() {
 
     // With B1 gone, B2 slides below b's nominal quota: only B3 and B4 are borrowed, and they
     // are protected until t1 + 600. Then A1 takes node 1; the hold ends, and node 0's free half
-    // goes to the oldest of b's waiting work: B3, back in the queue with its submission time.
+    // goes to b's waiting work that was not stopped in this very cycle: B5 (B3 and B4, back in
+    // the queue with their submission times, are not restarted in the cycle that stopped them).
     assert!(q.cycle(NOV1 + 600).admitted.is_empty());
     let out = q.cycle(t1 + 600);
     assert_eq!(
         out.preempted,
         vec![Preemption { victim: 3, by: 10, reclaim: true }, Preemption { victim: 4, by: 10, reclaim: true }]
     );
-    assert_eq!(admitted_ids(&out), vec![10, 3]);
-    assert!(q.running(4).is_none() && q.running(5).is_none());
+    assert_eq!(admitted_ids(&out), vec![10, 5]);
+    assert!(q.running(3).is_none() && q.running(4).is_none());
     assert_consistent(&q);
 }

@@ -370,13 +370,18 @@ impl Sim {
             prop_assert!(self.q.workload(p.by).is_some());
         }
         for a in &out.admitted {
+            prop_assert!(
+                !out.preempted.iter().any(|p| p.victim == a.workload),
+                "workload {} was stopped and started again in one cycle",
+                a.workload
+            );
             let w = self
                 .q
                 .workload(a.workload)
                 .expect("admitted workloads exist");
             prop_assert!(
-                a.members == w.members() || a.members == w.min_members,
-                "workload {} started {} of {} members (min {})",
+                (w.min_members..=w.members()).contains(&a.members),
+                "workload {} started {} of {} members (min {}): a partial start takes between the minimum and the whole",
                 w.id,
                 a.members,
                 w.members(),
@@ -503,7 +508,7 @@ impl Sim {
         for (w, r) in q.running_workloads() {
             let n = r.pods.len() as u32;
             prop_assert!(
-                n == w.members() || n == w.min_members,
+                (w.min_members..=w.members()).contains(&n),
                 "workload {} runs {} of {} members",
                 w.id,
                 n,

@@ -165,6 +165,9 @@ pub struct Queue {
     preempt_budget: usize,
     /// (tenant, priority, flavor, members) for which preemption found no room this cycle.
     no_room: HashSet<(TenantId, i32, FlavorId, u64)>,
+    /// Workloads stopped in this cycle: they are not started again in it (a victim restarted at
+    /// once elsewhere would lose its progress for nothing).
+    stopped: HashSet<WorkloadId>,
     /// Running workloads per (tenant, flavor) by priority: how many, and their demand. Tells
     /// cheaply how much a tenant's higher-priority work could free by preempting.
     running_priorities: Vec<std::collections::BTreeMap<i32, (u32, Milli)>>,
@@ -218,6 +221,7 @@ impl Queue {
             external: HashSet::new(),
             failed: HashSet::new(),
             no_room: HashSet::new(),
+            stopped: HashSet::new(),
             running_priorities: vec![Default::default(); nt * nf],
             preempt_budget: 0,
             held: Vec::new(),
@@ -440,6 +444,7 @@ impl Queue {
         self.dirty = false;
         self.wake = None;
         self.no_room.clear();
+        self.stopped.clear();
         self.preempt_budget = preempt::CYCLE_BUDGET;
         // 1. heads
         let mut turns: BTreeSet<(u64, Key, usize)> = BTreeSet::new();
@@ -501,6 +506,9 @@ impl Queue {
 
     /// Budget, quota, placement and preemption for one workload (steps 2a-2d).
     fn try_admit(&mut self, id: WorkloadId, now: Seconds, may_preempt: bool, out: &mut CycleOutcome) -> Result<Admission, Reason> {
+        if self.stopped.contains(&id) {
+            return Err(Reason::Preempted);
+        }
         let w = self.entries[&id].w.clone();
         let priority = self.entries[&id].priority;
         // a. budget
@@ -516,33 +524,29 @@ impl Queue {
                 }
             }
         }
-        let counts: Vec<u32> = if w.min_members < w.members() { vec![w.members(), w.min_members] } else { vec![w.members()] };
+        // All members; else (a gang that may start partly) the largest count from its minimum
+        // up that fits, found by halving (fewer members always fit where more do).
         let mut first_reason = None;
-        for &n in &counts {
-            let members = w.member_requests(n);
-            let demand = w.demand(n);
-            for f in self.candidate_flavors(&w) {
-                // b. quota, and no borrowing where capacity is held for overdue owed work
-                if self.mode == Mode::Quota && (self.quota.available(w.tenant, f) as i128) < demand as i128 {
-                    first_reason.get_or_insert_with(|| explain::quota_reason(self, &w, f, demand));
-                    continue;
+        if let Some((f, pods)) = self.fit_members(&w, w.members(), opportunistic, &mut first_reason) {
+            return Ok(self.admit(&w, f, w.members(), w.demand(w.members()), priority, opportunistic, pods, now));
+        }
+        let (mut lo, mut hi) = (w.min_members, w.members() - 1);
+        let mut best = None;
+        while lo <= hi && lo >= 1 {
+            let n = lo + (hi - lo) / 2;
+            match self.fit_members(&w, n, opportunistic, &mut first_reason) {
+                Some((_, pods)) => {
+                    // A probe: taken back, so that larger counts are tried on the same room.
+                    self.unplace(pods);
+                    best = Some(n);
+                    lo = n + 1;
                 }
-                let borrows = opportunistic || self.quota.usage(w.tenant, f) + demand > self.quota.nominal(w.tenant, f);
-                if self.mode == Mode::Quota && borrows && self.is_held(f, id) {
-                    first_reason.get_or_insert_with(|| explain::held_reason(self, f));
-                    continue;
-                }
-                // c. placement (not even tried when the flavor lacks the free GPUs)
-                if preempt::free(self, f) < demand || !self.idle_gpus_suffice(f, &members) {
-                    first_reason.get_or_insert_with(|| explain::no_fit_reason(self, f, members.len(), explain::NoFit::TooFewFree));
-                    continue;
-                }
-                match self.place(&w, f, &members, true) {
-                    Ok(pods) => return Ok(self.admit(&w, f, n, demand, priority, opportunistic, pods, now)),
-                    Err(reason) => {
-                        first_reason.get_or_insert(reason);
-                    }
-                }
+                None => hi = n - 1,
+            }
+        }
+        if let Some(n) = best {
+            if let Some((f, pods)) = self.fit_members(&w, n, opportunistic, &mut first_reason) {
+                return Ok(self.admit(&w, f, n, w.demand(n), priority, opportunistic, pods, now));
             }
         }
         // d. preemption (work on an exhausted budget never preempts)
@@ -658,6 +662,46 @@ impl Queue {
         self.charge(tenant, f, demand as i64, now);
         self.dirty = true;
         Ok(())
+    }
+
+    /// Quota and a placement for the first `n` members of `w` on some flavor (steps 2b-2c): the
+    /// flavor and the pods placed (allocated), or `None` with the first reason noted.
+    fn fit_members(&mut self, w: &Workload, n: u32, opportunistic: bool, first_reason: &mut Option<Reason>) -> Option<(FlavorId, Vec<(u64, Placement)>)> {
+        let members = w.member_requests(n);
+        let demand = w.demand(n);
+        for f in self.candidate_flavors(w) {
+            // b. quota, and no borrowing where capacity is held for overdue owed work
+            if self.mode == Mode::Quota && (self.quota.available(w.tenant, f) as i128) < demand as i128 {
+                first_reason.get_or_insert_with(|| explain::quota_reason(self, w, f, demand));
+                continue;
+            }
+            let borrows = opportunistic || self.quota.usage(w.tenant, f) + demand > self.quota.nominal(w.tenant, f);
+            if self.mode == Mode::Quota && borrows && self.is_held(f, w.id) {
+                first_reason.get_or_insert_with(|| explain::held_reason(self, f));
+                continue;
+            }
+            // c. placement (not even tried when the flavor lacks the free GPUs)
+            if preempt::free(self, f) < demand || !self.idle_gpus_suffice(f, &members) {
+                first_reason.get_or_insert_with(|| explain::no_fit_reason(self, f, members.len(), explain::NoFit::TooFewFree));
+                continue;
+            }
+            match self.place(w, f, &members, true) {
+                Ok(pods) => return Some((f, pods)),
+                Err(reason) => {
+                    first_reason.get_or_insert(reason);
+                }
+            }
+        }
+        None
+    }
+
+    /// Takes back pods placed by [`Queue::fit_members`] that will not start.
+    fn unplace(&mut self, pods: Vec<(u64, Placement)>) {
+        for (pod, _) in pods {
+            if let Ok(p) = self.cluster.release(pod) {
+                self.touch(p.node);
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -8,9 +8,16 @@
 //!   in admission order and those that reach above its nominal quota are the borrowed ones (plus
 //!   any admitted under an exhausted `idle-only` budget).
 //!
-//! Work younger than the minimum runtime is never stopped. Victims are taken lowest priority
-//! first, then smallest, then newest, until the workload fits both quota and a concrete
-//! placement; then every victim that can be put back without disturbing it is restored.
+//! A workload *fits its tenant's nominal quota* when the tenant's use, less its own work of lower
+//! priority (which the workload may stop), plus the workload's demand is within nominal: a tenant
+//! below nominal may stop its own lower-priority work *and* reclaim borrowed work together to get
+//! back to its nominal quota.
+//!
+//! Work younger than the minimum runtime is never stopped. Victims are taken in two groups: first
+//! other tenants' borrowed work (reclaim), then the tenant's own lower-priority work; within each,
+//! lowest priority first, then smallest, then newest; until the workload fits both quota and a
+//! concrete placement; then every victim that can be put back without disturbing it is restored.
+//! A victim is not started again in the cycle that stopped it.
 //!
 //! **No preemption loop.** A workload admitted by reclaim fits in its tenant's nominal quota at
 //! admission, so it sits below nominal in its tenant's stack; later admissions stack above it and
@@ -51,9 +58,9 @@ pub(super) fn make_room(q: &mut Queue, w: &Workload, priority: i32, now: Seconds
         }
         // Cheap test first: with nothing to reclaim yet, stopping all of the tenant's
         // lower-priority work must free enough quota and GPUs.
-        let owed = q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
-        let may_reclaim = owed && now >= w.submitted + q.tenancy.timing.reclaim_window;
         let lower = q.running_below(w.tenant, f, priority);
+        let owed = fits_nominal(q, w.tenant, f, demand, lower);
+        let may_reclaim = owed && now >= w.submitted + q.tenancy.timing.reclaim_window;
         let quota_after = q.quota.available(w.tenant, f) as i128 + lower as i128;
         if !may_reclaim && (lower == 0 || free(q, f) + lower < demand || quota_after < demand as i128) {
             if owed {
@@ -155,7 +162,7 @@ fn candidates(
 ) -> Vec<(WorkloadId, bool, bool)> {
     let demand: Milli = members.iter().map(|m| if w.wants_gpu() { m.gpu_total() } else { m.cpu_milli as Milli }).sum();
     let timing = q.tenancy.timing;
-    let owed = q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
+    let owed = fits_nominal(q, w.tenant, f, demand, q.running_below(w.tenant, f, priority));
     let window_over = what_if || now >= w.submitted + timing.reclaim_window;
     if owed && !window_over {
         q.wake_at(w.submitted + timing.reclaim_window);
@@ -198,13 +205,13 @@ fn candidates(
                 protected_until = Some(protected_until.map_or(until, |p: Seconds| p.min(until)));
                 continue;
             }
-            eligible.push((!r.opportunistic, r.priority, r.demand, std::cmp::Reverse(r.at), id, !same));
+            eligible.push((same, !r.opportunistic, r.priority, r.demand, std::cmp::Reverse(r.at), id, !same));
         }
     }
     if let Some(t) = protected_until {
         q.wake_at(t);
     }
-    let freeable: Milli = eligible.iter().map(|e| e.2).sum();
+    let freeable: Milli = eligible.iter().map(|e| e.3).sum();
     if free(q, f) + freeable < demand {
         return Vec::new();
     }
@@ -214,21 +221,29 @@ fn candidates(
     }
     if !w.wants_gpu() {
         let n = eligible.len();
-        return eligible.into_iter().enumerate().map(|(i, e)| (e.4, e.5, i + 1 == n)).collect();
+        return eligible.into_iter().enumerate().map(|(i, e)| (e.5, e.6, i + 1 == n)).collect();
     }
     by_node(q, eligible, members)
 }
 
-/// A possible victim: (not opportunistic, priority, demand, newest first, id, reclaim). Sorting
-/// puts opportunistic work first, then lowest priority, smallest, newest.
-type Eligible = (bool, i32, Milli, std::cmp::Reverse<Seconds>, WorkloadId, bool);
+/// A possible victim: (own tenant's, not opportunistic, priority, demand, newest first, id,
+/// reclaim). Sorting puts other tenants' borrowed work first (opportunistic work first among it),
+/// then the tenant's own; within each, lowest priority, smallest, newest.
+type Eligible = (bool, bool, i32, Milli, std::cmp::Reverse<Seconds>, WorkloadId, bool);
 
-/// Per node: victims' GPU milli on it, the most protected victim (not opportunistic, priority),
-/// the newest victim's start, and the victims (indexes into the eligible list) in order.
-type NodeVictims = (Milli, (bool, i32), Seconds, Vec<usize>);
+/// Whether `demand` fits tenant `t`'s nominal quota of `f` once `own_lower` (its running work of
+/// lower priority than the workload's, which the workload may stop) is set aside.
+fn fits_nominal(q: &Queue, t: usize, f: FlavorId, demand: Milli, own_lower: Milli) -> bool {
+    q.quota.usage(t, f).saturating_sub(own_lower) + demand <= q.quota.nominal(t, f)
+}
+
+/// Per node: victims' GPU milli on it, the most protected victim (own tenant's, not
+/// opportunistic, priority), the newest victim's start, and the victims (indexes into the
+/// eligible list) in order.
+type NodeVictims = (Milli, (bool, bool, i32), Seconds, Vec<usize>);
 /// Sort key of a node: cannot hold the largest member even when cleared, most protected victim,
 /// GPUs to free, newest first, node.
-type NodeOrder = (bool, (bool, i32), Milli, std::cmp::Reverse<Seconds>, usize);
+type NodeOrder = (bool, (bool, bool, i32), Milli, std::cmp::Reverse<Seconds>, usize);
 
 /// Orders GPU victims node by node (see [`candidates`]).
 fn by_node(q: &Queue, eligible: Vec<Eligible>, members: &[PodRequest]) -> Vec<(WorkloadId, bool, bool)> {
@@ -236,12 +251,12 @@ fn by_node(q: &Queue, eligible: Vec<Eligible>, members: &[PodRequest]) -> Vec<(W
     let largest = members.iter().map(PodRequest::gpu_total).max().unwrap_or(0);
     let mut nodes: HashMap<usize, NodeVictims> = HashMap::new();
     for (i, e) in eligible.iter().enumerate() {
-        let Some(r) = q.running(e.4) else { continue };
+        let Some(r) = q.running(e.5) else { continue };
         for (pod, req) in &r.pods {
             if let Some(p) = q.cluster.placement(*pod) {
-                let slot = nodes.entry(p.node).or_insert((0, (false, i32::MIN), Seconds::MIN, Vec::new()));
+                let slot = nodes.entry(p.node).or_insert((0, (false, false, i32::MIN), Seconds::MIN, Vec::new()));
                 slot.0 += req.gpu_total();
-                slot.1 = slot.1.max((e.0, e.1));
+                slot.1 = slot.1.max((e.0, e.1, e.2));
                 slot.2 = slot.2.max(r.at);
                 if slot.3.last() != Some(&i) {
                     slot.3.push(i);
@@ -262,7 +277,7 @@ fn by_node(q: &Queue, eligible: Vec<Eligible>, members: &[PodRequest]) -> Vec<(W
                 if free + cost >= largest {
                     break;
                 }
-                cost += eligible[i].2;
+                cost += eligible[i].3;
             }
             (room < largest, *prot, cost, std::cmp::Reverse(*newest), n)
         })
@@ -275,7 +290,7 @@ fn by_node(q: &Queue, eligible: Vec<Eligible>, members: &[PodRequest]) -> Vec<(W
         for &i in victims {
             if !seen[i] {
                 seen[i] = true;
-                out.push((eligible[i].4, eligible[i].5, false));
+                out.push((eligible[i].5, eligible[i].6, false));
             }
         }
         if let Some(last) = out.last_mut() {
@@ -374,5 +389,6 @@ fn requeue(q: &mut Queue, id: WorkloadId, now: Seconds) {
     q.stacks[tenant * nf + r.flavor].remove(&(r.seq, id));
     q.charge(tenant, r.flavor, -(r.demand as i64), now);
     q.forget_failures(r.flavor);
+    q.stopped.insert(id);
     q.set_pending(id, super::Reason::Preempted);
 }
