@@ -3,13 +3,12 @@
 //! size gates its gang; a second PyTorchJob whose counts make no sense is refused, naming it.
 //! Kinds the API server does not serve are never listed.
 
-use gantry_core::model::{Cluster, PodRequest};
+mod common;
+
+use gantry_core::model::PodRequest;
 use gantry_core::tenancy::file;
-use gantry_core::{PolicyKind, Scale, Scheduler};
 use gantry_scheduler::controller::Action;
-use gantry_scheduler::extender::Extender;
-use gantry_scheduler::runner::{self, Live, RunConfig, Tenants};
-use gantry_scheduler::server::AppState;
+use gantry_scheduler::runner;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use kube::Client;
@@ -81,21 +80,8 @@ async fn served_frameworks_are_discovered_and_followed_and_their_sizes_gate_the_
         }
     });
 
-    let tenancy = file::parse("tenants.yaml", TENANTS).unwrap();
-    let expected = vec![PodRequest::whole_gpus(4000, 32768, 4)];
-    let empty = Cluster::default();
-    let state = AppState::new(Extender::new(Cluster::default(), Scheduler::new(PolicyKind::Gantry.build(Scale::of(&empty), &expected)))).unwrap();
-    let live = Live::new(state.clone());
-    let config = RunConfig {
-        lease_namespace: "gantry-system".into(),
-        lease_name: "gantry-scheduler".into(),
-        identity: "gantry-1".into(),
-        tenants: Tenants::File(tenancy),
-        policy: PolicyKind::Gantry,
-        expected,
-        cycle_every: Duration::from_secs(10),
-        quota_api: None,
-    };
+    let config = common::config(file::parse("tenants.yaml", TENANTS).unwrap(), vec![PodRequest::whole_gpus(4000, 32768, 4)]);
+    let (_, live) = common::replica(&config);
     let stores = runner::watch(&client, &live, false);
     tokio::time::timeout(Duration::from_secs(10), async {
         stores.nodes.wait_until_ready().await.unwrap();

@@ -3,14 +3,13 @@
 //! makes are for the workload that was waiting: the one admitted before the restart is not
 //! admitted again, and nobody is evicted.
 
-use gantry_core::model::{Cluster, PodRequest};
+mod common;
+
+use gantry_core::model::PodRequest;
 use gantry_core::tenancy::file;
-use gantry_core::{PolicyKind, Scale, Scheduler};
 use gantry_scheduler::adapter::Adapter;
 use gantry_scheduler::controller::Action;
-use gantry_scheduler::extender::Extender;
-use gantry_scheduler::runner::{self, Live, RunConfig, Tenants};
-use gantry_scheduler::server::AppState;
+use gantry_scheduler::runner;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use kube::Client;
@@ -98,21 +97,8 @@ async fn a_restart_lists_rebuilds_and_admits_only_what_waited() {
         }
     });
 
-    let tenancy = file::parse("tenants.yaml", TENANTS).unwrap();
-    let expected = vec![PodRequest::whole_gpus(8000, 65536, 1)];
-    let empty = Cluster::default();
-    let state = AppState::new(Extender::new(Cluster::default(), Scheduler::new(PolicyKind::Gantry.build(Scale::of(&empty), &expected)))).unwrap();
-    let live = Live::new(state.clone());
-    let config = RunConfig {
-        lease_namespace: "gantry-system".into(),
-        lease_name: "gantry-scheduler".into(),
-        identity: "gantry-1".into(),
-        tenants: Tenants::File(tenancy),
-        policy: PolicyKind::Gantry,
-        expected,
-        cycle_every: Duration::from_secs(10),
-        quota_api: None,
-    };
+    let config = common::config(file::parse("tenants.yaml", TENANTS).unwrap(), vec![PodRequest::whole_gpus(8000, 65536, 1)]);
+    let (state, live) = common::replica(&config);
     let stores = runner::watch(&client, &live, false);
     tokio::time::timeout(Duration::from_secs(10), async {
         stores.nodes.wait_until_ready().await.unwrap();
