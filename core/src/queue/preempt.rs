@@ -89,8 +89,12 @@ pub(super) fn make_room(q: &mut Queue, w: &Workload, priority: i32, now: Seconds
             }
             q.preempt_budget -= 1;
             attempts += 1;
-            if let Ok(pods) = q.place(w, f, &members, false) {
-                keep_only_needed(q, w, f, demand, &mut removed);
+            if let Ok(mut pods) = q.place(w, f, &members, false) {
+                if removed.len() > 1 && removed.len() <= MINIMIZE_UP_TO {
+                    pods = minimal_victims(q, w, f, demand, &members, &mut removed, pods);
+                } else {
+                    keep_only_needed(q, w, f, demand, &mut removed);
+                }
                 let victims = removed.iter().map(|s| (s.id, s.reclaim)).collect();
                 for s in removed {
                     requeue(q, s.id, now);
@@ -360,6 +364,55 @@ fn restore(q: &mut Queue, s: &Suspended) {
     if !ok {
         requeue(q, s.id, q.now);
     }
+}
+
+/// Victim sets up to this size are made minimal (see [`minimal_victims`]); larger ones keep only
+/// what still fits beside the placed workload.
+const MINIMIZE_UP_TO: usize = 16;
+
+/// Makes the victim set minimal: with `w` taken off again, each victim (latest first) is put back
+/// and stays back if `w` still fits without it. `w` is then placed on what the needed victims
+/// alone free, so it never lands on the GPUs of a victim it did not need (which would then have
+/// to stop for nothing). Returns `w`'s pods.
+fn minimal_victims(
+    q: &mut Queue,
+    w: &Workload,
+    f: FlavorId,
+    demand: Milli,
+    members: &[PodRequest],
+    removed: &mut Vec<Suspended>,
+    pods: Vec<(u64, Placement)>,
+) -> Vec<(u64, Placement)> {
+    q.unplace(pods);
+    let mut kept: Vec<(WorkloadId, bool)> = Vec::new();
+    let mut i = removed.len();
+    while i > 0 {
+        i -= 1;
+        if !try_restore(q, &removed[i]) {
+            continue;
+        }
+        let fits = (q.quota.available(w.tenant, f) as i128) >= demand as i128 && free(q, f) >= demand;
+        match fits.then(|| q.place(w, f, members, false)) {
+            Some(Ok(probe)) => {
+                q.unplace(probe);
+                let s = removed.remove(i);
+                kept.push((s.id, s.reclaim));
+            }
+            _ => {
+                let s = suspend(q, removed[i].id, removed[i].reclaim);
+                removed[i] = s;
+            }
+        }
+    }
+    // Placement is deterministic, so this is the placement the last probe found; should it ever
+    // differ, the victims put back are stopped again, which is where `w` was first placed.
+    if let Ok(pods) = q.place(w, f, members, false) {
+        return pods;
+    }
+    for (id, reclaim) in kept {
+        removed.push(suspend(q, id, reclaim));
+    }
+    q.place(w, f, members, false).unwrap_or_default()
 }
 
 /// With `w` placed, restores every victim (latest first) that still fits beside it.
