@@ -58,10 +58,13 @@ pub fn run(args: QuotaApiArgs) -> Result<(), String> {
             tokio::spawn(async move {
                 loop {
                     let before = jiff::Timestamp::now().as_second() - i64::from(days) * 86_400;
-                    match api.ledger().retain(before) {
-                        Ok(n) if n > 0 => eprintln!("gantry quota-api: retention dropped {n} raw accruals older than {days} days"),
-                        Ok(_) => {}
-                        Err(e) => eprintln!("gantry quota-api: {e}"),
+                    // Ledger work blocks: off the async workers, so requests keep being answered.
+                    let held = api.clone();
+                    match tokio::task::spawn_blocking(move || held.ledger().retain(before)).await {
+                        Ok(Ok(n)) if n > 0 => eprintln!("gantry quota-api: retention dropped {n} raw accruals older than {days} days"),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => eprintln!("gantry quota-api: {e}"),
+                        Err(e) => eprintln!("gantry quota-api: retention failed: {e}"),
                     }
                     tokio::time::sleep(std::time::Duration::from_secs(86_400)).await;
                 }

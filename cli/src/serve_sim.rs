@@ -42,7 +42,7 @@ pub fn run(tenancy: &Tenancy, models: &ModelCatalog, nodes: &[Node], workloads: 
     let days = (spec.end - spec.start) as f64 / 86_400.0;
     let real = if speed > 0.0 { format!("about {:.0} s", (spec.end - spec.start) as f64 / speed) } else { "as fast as it can".into() };
     eprintln!("gantry simulate: {} tenants, {} workloads, {days:.1} days at {speed}x ({real})", tenancy.tenants.len(), workloads.len());
-    eprintln!("gantry simulate: dashboard at http://{local}/#token={token}");
+    eprintln!("gantry simulate: dashboard at http://{local}/ (sign in with the token below)");
     eprintln!("gantry simulate: API at http://{local}/api/v1 (Authorization: Bearer {token}); OpenAPI at http://{local}/openapi.json");
     let server = runtime.spawn(gantry_serve::serve(listener, router(api.clone()), None, gantry_serve::stop_signal()));
 

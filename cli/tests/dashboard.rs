@@ -1,6 +1,8 @@
 //! The dashboard in a real browser: `gantry simulate --serve` runs a small, crowded simulation;
-//! headless Chromium (Debian's package, installed here when missing) loads the page with the
-//! printed token; the rendered page shows the tenants, quota bars with the API's figures, the
+//! headless Chromium (Debian's package, installed here when missing) loads the page and signs in
+//! through its form with the printed token (a same-origin proxy in the test adds a script that
+//! types the token and submits the form, as a person would; the page never takes a token from its
+//! address, which the test checks too); the rendered page shows the tenants, quota bars with the API's figures, the
 //! queue with each waiting workload's reason, and a cost chart whose bars add up to the API's
 //! cost. A screenshot is saved as a test artifact (`target/tmp/dashboard.png`).
 
@@ -64,15 +66,17 @@ fn simulate() -> Sim {
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.split("dashboard at http://").nth(1) {
-            let (a, t) = rest.split_once("/#token=").unwrap();
-            (addr, token) = (a.to_string(), t.trim().to_string());
+            addr = rest.split('/').next().unwrap().trim().to_string();
+        }
+        if let Some(rest) = line.split("(Authorization: Bearer ").nth(1) {
+            token = rest.split(')').next().unwrap().trim().to_string();
         }
         if line.contains(": done in ") {
             break;
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    assert!(!addr.is_empty(), "the address line");
+    assert!(!addr.is_empty() && !token.is_empty(), "the address and token lines");
     Sim { child, addr, token }
 }
 
@@ -97,12 +101,72 @@ fn attr(tag: &str, name: &str) -> Option<String> {
     Some(tag[start..].split('"').next()?.to_string())
 }
 
+/// The test's script: types `token` into the sign-in form and submits it.
+const SIGN_IN: &str = "/test-sign-in.js";
+
+/// A proxy on another port of loopback (its own origin) in front of `upstream`: every request is
+/// passed on as it is, except that the page gets the [`SIGN_IN`] script after its own, served
+/// from the same origin (the page's Content-Security-Policy allows only that). Returns its address.
+fn sign_in_proxy(upstream: &str, token: &str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (upstream, token) = (upstream.to_string(), token.to_string());
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let (upstream, token) = (upstream.clone(), token.clone());
+            std::thread::spawn(move || {
+                // The browser only GETs: the request is its head.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                if path == SIGN_IN {
+                    let script = format!(
+                        "document.getElementById(\"token-input\").value = {};\ndocument.getElementById(\"signin\").requestSubmit();\n",
+                        serde_json::to_string(&token).unwrap()
+                    );
+                    let _ = write!(client, "HTTP/1.1 200 OK\r\nContent-Type: text/javascript\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{script}", script.len());
+                    return;
+                }
+                let auth = head.lines().find(|l| l.to_ascii_lowercase().starts_with("authorization:")).map(|l| format!("{l}\r\n")).unwrap_or_default();
+                let mut up = std::net::TcpStream::connect(&upstream).unwrap();
+                write!(up, "GET {path} HTTP/1.1\r\nHost: {upstream}\r\n{auth}Connection: close\r\n\r\n").unwrap();
+                let mut answer = Vec::new();
+                up.read_to_end(&mut answer).unwrap();
+                if path == "/" {
+                    let text = String::from_utf8(answer).unwrap();
+                    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+                    let body = body.replace("</body>", &format!("<script src=\"{SIGN_IN}\"></script>\n</body>"));
+                    let head: Vec<&str> = head.lines().filter(|l| !l.to_ascii_lowercase().starts_with("content-length:")).collect();
+                    answer = format!("{}\r\ncontent-length: {}\r\n\r\n{body}", head.join("\r\n"), body.len()).into_bytes();
+                }
+                let _ = client.write_all(&answer);
+            });
+        }
+    });
+    addr
+}
+
 #[test]
 fn the_dashboard_shows_the_simulated_tenants_queue_and_cost() {
     let sim = simulate();
-    let url = format!("http://{}/#token={}", sim.addr, sim.token);
+    // A token in the address is never taken: the page asks to sign in, and loads nothing.
+    let dom = browse(&["--dump-dom"], &format!("http://{}/#token={}", sim.addr, sim.token));
+    assert!(!dom.contains("data-loaded=\"true\""), "the page took a token from its address");
+    assert!(dom.contains("id=\"signin\"") && !dom.contains("id=\"signin\" class=\"signin\" hidden"), "the sign-in form is shown: {}", &dom[..dom.len().min(2000)]);
+    // Signed in through the form.
+    let url = format!("http://{}/", sign_in_proxy(&sim.addr, &sim.token));
     let dom = browse(&["--dump-dom"], &url);
     assert!(dom.contains("data-loaded=\"true\""), "the page loaded its data: {}", &dom[..dom.len().min(2000)]);
+    assert!(!dom.contains(&sim.token), "the token is nowhere in the page");
 
     // Tenants and their quota bars, with the API's figures.
     let tenants = api(&sim, "/api/v1/tenants");

@@ -20,9 +20,9 @@ fn the_daemonset_runs_on_gpu_nodes_with_least_privilege() {
     let docs = docs();
     let account = kind(&docs, "ServiceAccount")["metadata"]["name"].as_str().unwrap().to_string();
     let user = format!("system:serviceaccount:gantry-system:{account}");
-    // RBAC: exactly what inventory.rs does (get its Node, patch it), and the writer check the
-    // quota API makes before taking idle time (idle.rs).
-    assert_eq!(kind(&docs, "ClusterRole")["rules"], json!([{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}, {"apiGroups": ["gantry.dev"], "resources": ["accruals"], "verbs": ["create"]}]));
+    // RBAC: exactly what inventory.rs does (get its Node, patch it), and the check the quota API
+    // makes before taking idle time (idle.rs): idlereports, never the scheduler's accruals.
+    assert_eq!(kind(&docs, "ClusterRole")["rules"], json!([{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}, {"apiGroups": ["gantry.dev"], "resources": ["idlereports"], "verbs": ["create"]}]));
     assert_eq!(kind(&docs, "ClusterRoleBinding")["subjects"][0]["name"], account);
     // The admission policy binds to this account and compares the token's node with the Node.
     let policy = kind(&docs, "ValidatingAdmissionPolicy");

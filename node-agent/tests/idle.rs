@@ -60,7 +60,7 @@ async fn idle_gpus_reach_the_ledger_once_even_when_the_quota_api_was_not_ready()
     };
     let socket = serve(dir.path(), kubelet);
 
-    let tokens = "tokens:\n  - {token: agent-token, user: 'system:serviceaccount:gantry-system:gantry-node-agent', writer: true}\n";
+    let tokens = "tokens:\n  - {token: agent-token, user: 'system:serviceaccount:gantry-system:gantry-node-agent', node: gpu-node-1}\n";
     let api = Api::new(view(false), Ledger::in_memory().expect("a ledger"), Box::new(StaticTokens::parse("tokens.yaml", tokens).expect("tokens")));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let url = format!("http://{}", listener.local_addr().expect("an address"));
@@ -103,7 +103,7 @@ async fn idle_gpus_reach_the_ledger_once_even_when_the_quota_api_was_not_ready()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_refused_for_good_is_dropped_and_the_others_land() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let tokens = "tokens:\n  - {token: agent-token, user: agent, writer: true}\n";
+    let tokens = "tokens:\n  - {token: agent-token, user: agent, node: gpu-node-1}\n";
     let api = Api::new(view(true), Ledger::in_memory().expect("a ledger"), Box::new(StaticTokens::parse("tokens.yaml", tokens).expect("tokens")));
     // The ledger already holds window 60-120 of this node with other figures (an earlier send
     // whose answer was lost, at a price changed since).

@@ -1,6 +1,7 @@
 // Gantry's dashboard: quota against use and borrowing, the queue with reasons and estimated
-// starts, cost over time and budget burn, from the quota API. The bearer token comes from the
-// URL fragment (#token=…, as `gantry simulate --serve` prints it) and stays in this tab only.
+// starts, cost over time and budget burn, from the quota API. The bearer token is typed or pasted
+// into the sign-in form and kept in this tab's sessionStorage only: never in the address, so
+// never in the browser's history.
 "use strict";
 
 const state = { token: "", at: 0, flavors: [], tenants: [] };
@@ -8,16 +9,35 @@ const $ = (id) => document.getElementById(id);
 const palette = ["#3a6fd8", "#d8743a", "#3aa874", "#a83a9d", "#c9b037", "#3ab4c9", "#7d5a3a", "#5a5a5a"];
 
 function takeToken() {
-  const m = location.hash.match(/token=([^&]+)/);
-  if (m) {
-    sessionStorage.setItem("gantry-token", decodeURIComponent(m[1]));
-    history.replaceState(null, "", location.pathname);
-  }
+  // Nothing is read from the address; whatever was put in it is taken out of this entry.
+  if (location.hash || location.search) history.replaceState(null, "", location.pathname);
   state.token = sessionStorage.getItem("gantry-token") || "";
+}
+
+function signIn(event) {
+  event.preventDefault();
+  const token = $("token-input").value.trim();
+  $("token-input").value = "";
+  if (!token) return;
+  sessionStorage.setItem("gantry-token", token);
+  state.token = token;
+  $("signin").hidden = true;
+  $("signout").hidden = false;
+  refresh();
+}
+
+function signOut(message) {
+  sessionStorage.removeItem("gantry-token");
+  state.token = "";
+  $("signin-message").textContent = message || "";
+  $("signin").hidden = false;
+  $("signout").hidden = true;
+  $("token-input").focus();
 }
 
 async function api(path) {
   const r = await fetch(path, { headers: { Authorization: "Bearer " + state.token } });
+  if (r.status === 401) signOut("The token was refused (not valid, or expired): sign in with a new one.");
   if (!r.ok) {
     let msg = r.status + " " + r.statusText;
     try { msg = (await r.json()).error || msg; } catch (_) {}
@@ -139,6 +159,7 @@ function renderBudgets(budgets) {
 }
 
 async function refresh() {
+  if (!state.token) return;
   try {
     const t = await json("/api/v1/tenants");
     state.at = t.at; state.flavors = t.flavors; state.tenants = t.tenants;
@@ -165,7 +186,8 @@ async function refresh() {
     $("error").hidden = true;
     document.body.dataset.loaded = "true";
   } catch (e) {
-    $("error").textContent = e.message + (state.token ? "" : " — open the address `gantry simulate --serve` printed, with its #token=…");
+    if (!state.token) return;
+    $("error").textContent = e.message;
     $("error").hidden = false;
   }
 }
@@ -178,6 +200,9 @@ async function exportCsv() {
 }
 
 takeToken();
+$("signin").addEventListener("submit", signIn);
+$("signout").addEventListener("click", () => signOut(""));
+if (state.token) { $("signin").hidden = true; $("signout").hidden = false; } else signOut("");
 $("tenant").addEventListener("change", refresh);
 $("period").addEventListener("change", refresh);
 $("export").addEventListener("click", () => exportCsv().catch((e) => { $("error").textContent = e.message; $("error").hidden = false; }));

@@ -3,17 +3,36 @@
 //!
 //! Every `/api/v1` call needs `Authorization: Bearer TOKEN`: without a valid one the answer is
 //! 401; asking for a tenant the caller may not see is 403; lists hold only what the caller may
-//! see. Times are unix seconds or RFC 3339; use is in unit-hours (GPU-hours for GPU flavors),
-//! money in the tenancy's currency.
+//! see; a workload of a tenant the caller may not see is 404, as a missing one (its owner is not
+//! told). Times are unix seconds or RFC 3339, between 1970 and 2200; use is in unit-hours
+//! (GPU-hours for GPU flavors), money in the tenancy's currency.
+//!
+//! **Writers** (`/internal/v1/*`) are authenticated from the `Authorization` header before a byte
+//! of the body is read: an unknown caller gets 401 and costs nothing but the header. The
+//! scheduler's leader sends accruals and the view; node agents send idle time, each of its own
+//! node only ([`crate::auth::Identity`]).
+//!
+//! **Ledger work never runs on the async workers**: each request's reads or writes run on a
+//! blocking thread ([`tokio::task::spawn_blocking`]), taking turns first come, first served, and a
+//! batch of accruals is written in chunks of [`crate::import::BATCH`] with other requests'
+//! turns in between; every record is bounded ([`crate::ledger`]: times, spans, money), so no
+//! turn is long. `/healthz` touches no ledger and answers throughout.
+//!
+//! **`/metrics`** shows per-tenant series (cost, use, budgets, the queue) only to a token that
+//! may read every tenant (a platform admin's). Without a token, or with one that may read only
+//! some tenants, it shows aggregates: cost and use per flavor and kind over all tenants
+//! (`gantry_cost_total`, `gantry_usage_hours_total`) and the writers' feed
+//! (`gantry_quota_api_*`), which is what the chart's alerts read; no tenant's name or cost. A
+//! Prometheus that should chart per-tenant cost scrapes with a bearer token of an account bound
+//! to the `gantry-quota-admin` ClusterRole.
 
-use crate::auth::{Authenticator, Identity, Scope};
+use crate::auth::{Authenticator, Identity, Refused, Scope};
 use crate::import::ImportError;
-use crate::ledger::{Bucket, Ledger, LedgerError, Step, Sums};
+use crate::ledger::{Bucket, Ledger, LedgerError, Record, Step, Sums, EARLIEST, LATEST};
 use gantry_api::view::View;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
 use serde::Serialize;
@@ -48,6 +67,8 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// The API's state: the latest view of the queue, the ledger, and who may see what.
 pub struct Api {
+    /// Requests take turns on the ledger in the order they came (tokio's mutex is fair).
+    turn: tokio::sync::Mutex<()>,
     /// The view in force, and its tenants' names (what the authenticator checks access to).
     view: RwLock<(Arc<View>, Arc<[String]>)>,
     ledger: Mutex<Ledger>,
@@ -60,7 +81,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(view: View, ledger: Ledger, auth: Box<dyn Authenticator>) -> Arc<Api> {
-        Arc::new(Api { view: RwLock::new(current(view)), ledger: Mutex::new(ledger), auth, queue_metrics: AtomicBool::new(false), ingest: Mutex::default() })
+        Arc::new(Api { turn: tokio::sync::Mutex::new(()), view: RwLock::new(current(view)), ledger: Mutex::new(ledger), auth, queue_metrics: AtomicBool::new(false), ingest: Mutex::default() })
     }
 
     /// Whether `/metrics` also carries quota, use, borrowing and queue lengths (the scheduler's
@@ -92,9 +113,30 @@ impl Api {
         self.ingest().wrote(source, new, jiff::Timestamp::now().as_second());
     }
 
-    /// The ledger, for writers (the accrual feed) and readers alike.
+    /// The ledger, for writers (the accrual feed) and readers alike. It blocks while another
+    /// holds it: from async code, use it inside [`tokio::task::spawn_blocking`].
     pub fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the ledger on a blocking thread when this request's turn comes, never on the
+    /// async workers.
+    async fn with_ledger<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&mut Ledger) -> T + Send + 'static) -> Answer<T> {
+        let _turn = self.turn.lock().await;
+        let api = self.clone();
+        tokio::task::spawn_blocking(move || f(&mut api.ledger())).await.map_err(|e| ApiError::Internal(format!("the ledger task failed: {e}")))
+    }
+
+    /// Appends `records` in chunks of [`crate::import::BATCH`], each in its own turn; how many
+    /// were new.
+    async fn append(self: &Arc<Self>, records: Vec<Record>) -> Answer<usize> {
+        let mut new = 0;
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let chunk: Vec<Record> = records.by_ref().take(crate::import::BATCH).collect();
+            new += self.with_ledger(move |l| l.append(&chunk)).await?.map_err(ledger_error)?;
+        }
+        Ok(new)
     }
 }
 
@@ -112,6 +154,10 @@ pub enum ApiError {
     BadRequest(String),
     NotFound(String),
     Conflict(String),
+    /// The body is larger than [`INGEST_LIMIT`].
+    TooLarge(String),
+    /// Too many new tokens to check right now; try again in a second.
+    TooMany(String),
     /// Not yet able to answer; the caller should try again later.
     Unavailable(String),
     Internal(String),
@@ -125,12 +171,16 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
+            ApiError::TooMany(m) => (StatusCode::TOO_MANY_REQUESTS, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
         };
         let body = axum::Json(json!({"error": message, "status": status.as_u16()}));
         if status == StatusCode::UNAUTHORIZED {
             (status, [(header::WWW_AUTHENTICATE, "Bearer realm=\"gantry\"")], body).into_response()
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
+            (status, [(header::RETRY_AFTER, "1")], body).into_response()
         } else {
             (status, body).into_response()
         }
@@ -146,7 +196,10 @@ async fn who(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
         return Err(ApiError::Unauthorized("no bearer token; send Authorization: Bearer TOKEN (a service account token, or one from the token file)".into()));
     };
     let tenants = api.tenant_names();
-    api.auth.identify(token, &tenants).await.ok_or_else(|| ApiError::Unauthorized("the bearer token is not valid or has expired; get a new one".into()))
+    api.auth.identify(token, &tenants).await.map_err(|r| match r {
+        Refused::Invalid => ApiError::Unauthorized("the bearer token is not valid or has expired; get a new one".into()),
+        Refused::Busy => ApiError::TooMany("too many new bearer tokens to check at once; send the request again in a second".into()),
+    })
 }
 
 /// Tenants the caller asked for (`tenant=`, or all they may see), checked.
@@ -162,12 +215,17 @@ fn tenants_asked(view: &View, id: &Identity, asked: Option<&String>) -> Answer<V
 /// A time parameter: unix seconds or RFC 3339.
 fn time(params: &HashMap<String, String>, key: &str, default: i64) -> Answer<i64> {
     let Some(v) = params.get(key) else { return Ok(default) };
-    if let Ok(s) = v.parse::<i64>() {
-        return Ok(s);
+    let t = match v.parse::<i64>() {
+        Ok(s) => s,
+        Err(_) => v
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.as_second())
+            .map_err(|_| ApiError::BadRequest(format!("{key}={v:?} is not a time; give unix seconds or RFC 3339 (2026-11-01T00:00:00Z)")))?,
+    };
+    if !(EARLIEST..=LATEST).contains(&t) {
+        return Err(ApiError::BadRequest(format!("{key}={v:?} is out of range; give a time between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z (unix seconds {EARLIEST} to {LATEST})")));
     }
-    v.parse::<jiff::Timestamp>()
-        .map(|t| t.as_second())
-        .map_err(|_| ApiError::BadRequest(format!("{key}={v:?} is not a time; give unix seconds or RFC 3339 (2026-11-01T00:00:00Z)")))
+    Ok(t)
 }
 
 /// `from`, `to` (default: the 7 days before the view's time) and `step`.
@@ -194,8 +252,7 @@ fn money(micros: u64) -> f64 {
 }
 
 /// The rollup rows of `tenants` in `[from, to)`.
-fn buckets(api: &Api, step: Step, tenants: &[String], from: i64, to: i64) -> Answer<Vec<Bucket>> {
-    let ledger = api.ledger();
+fn buckets(ledger: &Ledger, step: Step, tenants: &[String], from: i64, to: i64) -> Answer<Vec<Bucket>> {
     let mut out = Vec::new();
     for t in tenants {
         out.extend(ledger.buckets(step, Some(t), from.div_euclid(step.seconds()) * step.seconds(), to).map_err(|e| ApiError::Internal(e.to_string()))?);
@@ -206,7 +263,8 @@ fn buckets(api: &Api, step: Step, tenants: &[String], from: i64, to: i64) -> Ans
 /// Sums per tenant and flavor over `[from, to)` (to the hour): whole days from the daily
 /// rollup, the hours before the first and after the last whole day from the hourly one, summed
 /// by SQLite. A year of one tenant reads about 400 rows; every tenant is one query per range.
-fn covering(api: &Api, id: &Identity, tenants: &[String], from: i64, to: i64) -> Answer<BTreeMap<(String, String), Sums>> {
+/// `all`: the tenants are every tenant (an admin asking for all), read by time once per range.
+fn covering(ledger: &Ledger, all: bool, tenants: &[String], from: i64, to: i64) -> Answer<BTreeMap<(String, String), Sums>> {
     const DAY: i64 = 86_400;
     let from = from.div_euclid(3600) * 3600;
     let (first_day, last_day) = ((from + DAY - 1).div_euclid(DAY) * DAY, to.div_euclid(DAY) * DAY);
@@ -215,9 +273,6 @@ fn covering(api: &Api, id: &Identity, tenants: &[String], from: i64, to: i64) ->
     } else {
         vec![(Step::Hour, from, first_day), (Step::Day, first_day, last_day), (Step::Hour, last_day, to)]
     };
-    // An admin asking for every tenant reads the rollups by time, once per range.
-    let all = id.scope == Scope::Admin && tenants.len() == api.view().tenants.len();
-    let ledger = api.ledger();
     let mut out: BTreeMap<(String, String), Sums> = BTreeMap::new();
     for (step, a, b) in ranges.into_iter().filter(|(_, a, b)| a < b) {
         let one = |t: Option<&str>| ledger.sums(step, t, a, b).map_err(|e| ApiError::Internal(e.to_string()));
@@ -243,9 +298,9 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .route("/internal/v1/accruals", post(accruals).layer(DefaultBodyLimit::max(INGEST_LIMIT)))
-        .route("/internal/v1/view", put(put_view).layer(DefaultBodyLimit::max(INGEST_LIMIT)))
-        .route("/internal/v1/idle", post(idle).layer(DefaultBodyLimit::max(INGEST_LIMIT)))
+        .route("/internal/v1/accruals", post(accruals))
+        .route("/internal/v1/view", put(put_view))
+        .route("/internal/v1/idle", post(idle))
         .merge(crate::dashboard::routes())
         .with_state(api)
 }
@@ -285,7 +340,7 @@ async fn usage(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): P
     let view = api.view();
     let (from, to, step) = period(&view, &params)?;
     let asked = tenants_asked(&view, &id, params.get("tenant"))?;
-    let rows = buckets(&api, step, &asked, from, to)?;
+    let rows = api.with_ledger(move |l| buckets(l, step, &asked, from, to)).await??;
     let points: Vec<UsagePoint> = rows
         .iter()
         .map(|b| UsagePoint {
@@ -295,7 +350,7 @@ async fn usage(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): P
             guaranteed_hours: hours(b.sums.guaranteed),
             borrowed_hours: hours(b.sums.borrowed),
             idle_hours: hours(b.sums.idle),
-            cost: money(b.sums.guaranteed_cost + b.sums.borrowed_cost),
+            cost: money(b.sums.guaranteed_cost.saturating_add(b.sums.borrowed_cost)),
         })
         .collect();
     let step = if step == Step::Hour { "hour" } else { "day" };
@@ -318,11 +373,14 @@ struct CostLine {
 }
 
 /// Cost lines per tenant and flavor over the period.
-fn cost_lines(api: &Api, id: &Identity, params: &HashMap<String, String>) -> Answer<(i64, i64, Vec<CostLine>)> {
+async fn cost_lines(api: &Arc<Api>, id: &Identity, params: &HashMap<String, String>) -> Answer<(i64, i64, Vec<CostLine>)> {
     let view = api.view();
     let (from, to, _) = period(&view, params)?;
     let asked = tenants_asked(&view, id, params.get("tenant"))?;
-    let lines = covering(api, id, &asked, from, to)?
+    let all = id.scope == Scope::Admin && asked.len() == view.tenants.len();
+    let lines = api
+        .with_ledger(move |l| covering(l, all, &asked, from, to))
+        .await??
         .into_iter()
         .map(|((tenant, flavor), s)| CostLine {
             tenant,
@@ -333,7 +391,7 @@ fn cost_lines(api: &Api, id: &Identity, params: &HashMap<String, String>) -> Ans
             guaranteed_cost: money(s.guaranteed_cost),
             borrowed_cost: money(s.borrowed_cost),
             idle_cost: money(s.idle_cost),
-            total_cost: money(s.guaranteed_cost + s.borrowed_cost),
+            total_cost: money(s.guaranteed_cost.saturating_add(s.borrowed_cost)),
         })
         .collect();
     Ok((from, to, lines))
@@ -341,22 +399,35 @@ fn cost_lines(api: &Api, id: &Identity, params: &HashMap<String, String>) -> Ans
 
 async fn cost(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
     let id = who(&api, &headers).await?;
-    let (from, to, lines) = cost_lines(&api, &id, &params)?;
+    let (from, to, lines) = cost_lines(&api, &id, &params).await?;
     Ok(axum::Json(json!({"from": from, "to": to, "currency": api.view().currency, "lines": lines})).into_response())
 }
 
 async fn cost_csv(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
     let id = who(&api, &headers).await?;
-    let (from, to, lines) = cost_lines(&api, &id, &params)?;
-    let currency = api.view().currency.clone();
+    let (from, to, lines) = cost_lines(&api, &id, &params).await?;
+    let currency = csv_field(&api.view().currency);
     let mut csv = String::from("from,to,tenant,flavor,guaranteed_hours,borrowed_hours,idle_hours,guaranteed_cost,borrowed_cost,idle_cost,total_cost,currency\n");
     for l in lines {
         csv.push_str(&format!(
             "{from},{to},{},{},{:.3},{:.3},{:.3},{:.2},{:.2},{:.2},{:.2},{currency}\n",
-            l.tenant, l.flavor, l.guaranteed_hours, l.borrowed_hours, l.idle_hours, l.guaranteed_cost, l.borrowed_cost, l.idle_cost, l.total_cost
+            csv_field(&l.tenant), csv_field(&l.flavor), l.guaranteed_hours, l.borrowed_hours, l.idle_hours, l.guaranteed_cost, l.borrowed_cost, l.idle_cost, l.total_cost
         ));
     }
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"gantry-cost.csv\"")], csv).into_response())
+}
+
+/// A text field of `cost.csv`: quoted per RFC 4180 when it holds a comma, a quote or a line
+/// break, and one that a spreadsheet would take for a formula (starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return) is prefixed with a single quote, and quoted.
+pub fn csv_field(v: &str) -> String {
+    let formula = v.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let v = if formula { format!("'{v}") } else { v.to_string() };
+    if formula || v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
+    }
 }
 
 async fn budgets(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer<Response> {
@@ -395,25 +466,36 @@ async fn workload(State(api): State<Arc<Api>>, headers: HeaderMap, Path(wid): Pa
         return Err(ApiError::NotFound(format!("no waiting or running workload {n}")));
     };
     if !id.scope.sees(&tenant) {
-        return Err(ApiError::Forbidden(format!("{} may not read tenant {tenant}'s workloads", id.user)));
+        // As for a missing id: the answer must not tell who owns it.
+        return Err(ApiError::NotFound(format!("no waiting or running workload {n}")));
     }
     Ok(axum::Json(body).into_response())
 }
 
-async fn metrics(State(api): State<Arc<Api>>) -> Answer<Response> {
-    let cost = api.ledger().sums(Step::Day, None, i64::MIN, i64::MAX).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut text = crate::metrics::render(&api.view(), &cost, api.queue_metrics.load(Ordering::Relaxed));
+/// `/metrics`: per-tenant series for a token that may read every tenant, aggregates otherwise
+/// (see the module's documentation).
+async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer<Response> {
+    let per_tenant = if headers.contains_key(header::AUTHORIZATION) { who(&api, &headers).await?.scope == Scope::Admin } else { false };
+    let cost = api.with_ledger(|l| l.sums(Step::Day, None, i64::MIN, i64::MAX)).await?.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut text = crate::metrics::render(&api.view(), &cost, api.queue_metrics.load(Ordering::Relaxed), per_tenant);
     api.ingest().render(&mut text);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
-/// The caller, who must be a writer (the scheduler's leader or a node agent).
+/// The caller, who must be the scheduler's leader (accruals and the view).
 async fn writer(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
     let id = who(api, headers).await?;
     if !id.writer {
-        return Err(ApiError::Forbidden(format!("{} may not write to the ledger; only Gantry's scheduler and node agents do (create accruals.gantry.dev, with a token for the audience gantry-quota-api)", id.user)));
+        return Err(ApiError::Forbidden(format!("{} may not write accruals or the view; only Gantry's scheduler does (create accruals.gantry.dev, with a token for the audience gantry-quota-api)", id.user)));
     }
     Ok(id)
+}
+
+/// The body of a writer's request, read only once the caller is known, up to [`INGEST_LIMIT`].
+async fn body_of(body: axum::body::Body) -> Answer<axum::body::Bytes> {
+    axum::body::to_bytes(body, INGEST_LIMIT)
+        .await
+        .map_err(|e| ApiError::TooLarge(format!("the body could not be read within the limit of {} MiB ({e}); send smaller batches", INGEST_LIMIT >> 20)))
 }
 
 /// How a ledger refusal is answered.
@@ -427,21 +509,28 @@ fn ledger_error(e: LedgerError) -> ApiError {
 
 /// `POST /internal/v1/accruals`: JSON lines of accruals, appended durably before the answer;
 /// records already present are skipped, so the sender retries safely.
-async fn accruals(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Bytes) -> Answer<Response> {
+async fn accruals(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Body) -> Answer<Response> {
     writer(&api, &headers).await?;
-    let done = crate::import::import(&mut api.ledger(), body.as_ref(), std::io::sink()).map_err(|e| match e {
+    let body = body_of(body).await?;
+    let records = crate::import::records(body.as_ref()).map_err(|e| match e {
         ImportError::Ledger(e) => ledger_error(e),
         ImportError::Input(m) => ApiError::BadRequest(m),
     })?;
-    api.wrote("scheduler", done.new);
-    Ok(axum::Json(json!({"read": done.read, "new": done.new})).into_response())
+    let read = records.len();
+    let new = api.append(records).await?;
+    api.wrote("scheduler", new);
+    Ok(axum::Json(json!({"read": read, "new": new})).into_response())
 }
 
 /// `PUT /internal/v1/view`: the queue as the scheduler's leader sees it now.
-async fn put_view(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Bytes) -> Answer<Response> {
+async fn put_view(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Body) -> Answer<Response> {
     writer(&api, &headers).await?;
+    let body = body_of(body).await?;
     let view: View = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not a view ({e}); send the JSON the scheduler's View has")))?;
     let at = view.at;
+    if !(EARLIEST..LATEST).contains(&at) {
+        return Err(ApiError::BadRequest(format!("the view's at ({at}) is out of range; send the scheduler's time, between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z")));
+    }
     api.set_view(view);
     api.wrote("view", 0);
     Ok(axum::Json(json!({"at": at})).into_response())
@@ -451,17 +540,31 @@ async fn put_view(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::b
 /// ([`crate::idle`]), charged to tenants with the view in force and appended durably before the
 /// answer. Until the scheduler has sent a view with tenants the answer is 503, and the agent
 /// keeps the windows and sends them again.
-async fn idle(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Bytes) -> Answer<Response> {
-    writer(&api, &headers).await?;
+async fn idle(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Body) -> Answer<Response> {
+    let id = who(&api, &headers).await?;
+    if !id.idle_writer {
+        return Err(ApiError::Forbidden(format!("{} may not send idle time; only Gantry's node agents do (create idlereports.gantry.dev, with a token for the audience gantry-quota-api)", id.user)));
+    }
+    let Some(own) = id.node.clone() else {
+        return Err(ApiError::Forbidden(format!(
+            "{}'s token names no node, so it may send no node's idle time; node agents need a pod-bound service account token, which names the node from Kubernetes 1.32",
+            id.user
+        )));
+    };
+    let body = body_of(body).await?;
     let report: gantry_api::quota::IdleReport =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not an idle report ({e}); send {{\"node\": NAME, \"lines\": [...]}} as the node agent does")))?;
+    if report.node != own {
+        return Err(ApiError::Forbidden(format!("{} may send idle time only for node {own}, the node its token was issued to, not for node {}", id.user, report.node)));
+    }
     let view = api.view();
     if view.tenants.is_empty() {
         return Err(ApiError::Unavailable("no tenants known yet: the scheduler has not sent its view; send the report again later".into()));
     }
     let (records, skipped) = crate::idle::records(&view, &report).map_err(ApiError::BadRequest)?;
-    let new = api.ledger().append(&records).map_err(ledger_error)?;
+    let count = records.len();
+    let new = api.append(records).await?;
     api.wrote("node-agent", new);
     api.ingest().skipped(&skipped);
-    Ok(axum::Json(json!({"read": report.lines.len(), "records": records.len(), "new": new, "skipped": skipped})).into_response())
+    Ok(axum::Json(json!({"read": report.lines.len(), "records": count, "new": new, "skipped": skipped})).into_response())
 }

@@ -1,6 +1,11 @@
 //! Who is asking, and what they may see. A bearer token names a user; an admin sees every
 //! tenant, a tenant's user only their own tenants. Missing or unknown tokens get 401, a known
-//! user asking for a tenant not theirs gets 403, each with a body that says what to do.
+//! user asking for a tenant not theirs gets 403 (404 for a workload, so that its owner is not
+//! told), each with a body that says what to do.
+//!
+//! Writers each have their own endpoint: the scheduler's leader ([`Identity::writer`]) sends
+//! accruals and the view; a node agent ([`Identity::idle_writer`]) sends idle time, of its own
+//! node only ([`Identity::node`]).
 //!
 //! In development the tokens come from a file ([`StaticTokens`]); in a cluster they are checked
 //! with TokenReview and SubjectAccessReview ([`crate::kube_auth::KubeAuth`]).
@@ -33,15 +38,28 @@ pub struct Identity {
     pub scope: Scope,
     /// May write accruals and the view (the scheduler's leader).
     pub writer: bool,
+    /// May send idle time (a node agent): only for [`Identity::node`].
+    pub idle_writer: bool,
+    /// The node the token was issued to (a node agent's pod-bound token), the one node whose
+    /// idle time it may send.
+    pub node: Option<String>,
+}
+
+/// Why a token got no identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Not a valid token (401).
+    Invalid,
+    /// Too many new tokens to check right now (429): the caller should try again shortly.
+    Busy,
 }
 
 /// What [`Authenticator::identify`] returns.
-pub type Identified<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Identity>> + Send + 'a>>;
+pub type Identified<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Identity, Refused>> + Send + 'a>>;
 
 /// Checks bearer tokens.
 pub trait Authenticator: Send + Sync {
-    /// The identity behind `token` and what it may see of `tenants`, or `None` when the token is
-    /// not valid.
+    /// The identity behind `token` and what it may see of `tenants`, or why there is none.
     fn identify<'a>(&'a self, token: &'a str, tenants: &'a [String]) -> Identified<'a>;
 }
 
@@ -63,6 +81,9 @@ struct TokenEntry {
     /// May write accruals and the view (the scheduler).
     #[serde(default)]
     writer: bool,
+    /// A node agent's token: may send idle time of this node only.
+    #[serde(default)]
+    node: Option<String>,
 }
 
 /// Tokens from a file, for development:
@@ -72,6 +93,7 @@ struct TokenEntry {
 ///   - {token: "s3cr3t-admin", user: "alice", admin: true}
 ///   - {token: "s3cr3t-team-a", user: "bob", tenants: [team-a]}
 ///   - {token: "s3cr3t-scheduler", user: "scheduler", writer: true}
+///   - {token: "s3cr3t-agent-gpu-1", user: "node-agent", node: gpu-1}
 /// ```
 pub struct StaticTokens {
     by_token: HashMap<String, Identity>,
@@ -85,11 +107,15 @@ impl StaticTokens {
             if t.token.len() < 8 {
                 return Err(format!("{name}: tokens[{i}] ({}) is shorter than 8 characters; use a long random token", t.user));
             }
-            if !t.admin && !t.writer && t.tenants.is_empty() {
-                return Err(format!("{name}: tokens[{i}] ({}) may do nothing; give it tenants: [...], admin: true or writer: true", t.user));
+            if !t.admin && !t.writer && t.node.is_none() && t.tenants.is_empty() {
+                return Err(format!("{name}: tokens[{i}] ({}) may do nothing; give it tenants: [...], admin: true, writer: true or node: NODE", t.user));
+            }
+            if t.node.as_deref() == Some("") {
+                return Err(format!("{name}: tokens[{i}] ({}) has an empty node; name the node whose idle time the token sends", t.user));
             }
             let scope = if t.admin { Scope::Admin } else { Scope::Tenants(t.tenants) };
-            if by_token.insert(t.token, Identity { user: t.user.clone(), scope, writer: t.writer }).is_some() {
+            let id = Identity { user: t.user.clone(), scope, writer: t.writer, idle_writer: t.node.is_some(), node: t.node };
+            if by_token.insert(t.token, id).is_some() {
                 return Err(format!("{name}: tokens[{i}] ({}) repeats another entry's token", t.user));
             }
         }
@@ -104,7 +130,7 @@ impl StaticTokens {
 
 impl Authenticator for StaticTokens {
     fn identify<'a>(&'a self, token: &'a str, _tenants: &'a [String]) -> Identified<'a> {
-        let found = self.by_token.get(token).cloned();
+        let found = self.by_token.get(token).cloned().ok_or(Refused::Invalid);
         Box::pin(std::future::ready(found))
     }
 }

@@ -1,6 +1,8 @@
 //! The dashboard: one page, its script and style, embedded in the binary (no build step, no
 //! third-party code) and served next to the API they read. The page holds no data: it asks the
-//! API with the bearer token from its URL fragment, so it shows only what that token may see.
+//! API with the bearer token typed into its sign-in form, kept in the tab's sessionStorage only
+//! (never in the address, which browsers keep in their history), so it shows only what that
+//! token may see.
 
 use axum::http::header;
 use axum::response::IntoResponse;

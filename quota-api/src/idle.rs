@@ -35,8 +35,8 @@ pub fn records(view: &View, report: &IdleReport) -> Result<(Vec<Record>, Vec<Ski
     let mut sums: BTreeMap<(&str, &str, i64, i64), (u64, u64)> = BTreeMap::new();
     let mut skipped = Vec::new();
     for l in &report.lines {
-        if l.end <= l.start {
-            return Err(format!("line {}/{} [{}, {}): end must be after start", l.namespace, l.model, l.start, l.end));
+        if let Some(why) = crate::ledger::window_error(l.start, l.end, true) {
+            return Err(format!("line {}/{} [{}, {}): {why}", l.namespace, l.model, l.start, l.end));
         }
         let skip = |reason, why: String| Skipped { namespace: l.namespace.clone(), model: l.model.clone(), reason, why };
         let Some(tenant) = view.tenants.iter().find(|t| t.namespaces.contains(&l.namespace)) else {

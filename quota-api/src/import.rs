@@ -34,6 +34,26 @@ impl std::fmt::Display for ImportError {
     }
 }
 
+/// Line `n` (from 0) as an accrual.
+fn parse(n: usize, line: &str) -> Result<Record, ImportError> {
+    serde_json::from_str(line).map_err(|e| {
+        ImportError::Input(format!("line {}: not an accrual ({e}); expected {{\"tenant\", \"flavor\", \"start\", \"end\", \"guaranteed\", \"borrowed\", \"idle\", \"priceMicros\"}}", n + 1))
+    })
+}
+
+/// Every accrual of JSON lines `input`, read before any is written (the quota API's batches); a
+/// line that is not an accrual refuses the whole input, naming the line.
+pub fn records(input: &[u8]) -> Result<Vec<Record>, ImportError> {
+    let mut out = Vec::new();
+    for (n, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| ImportError::Input(format!("line {}: cannot read: {e}", n + 1)))?;
+        if !line.trim().is_empty() {
+            out.push(parse(n, &line)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Reads JSON-lines accruals from `input` and appends them to `ledger`, acknowledging each on
 /// `acks` after its commit. A line that is not an accrual stops the import, naming the line.
 pub fn import(ledger: &mut Ledger, input: impl BufRead, mut acks: impl Write) -> Result<Imported, ImportError> {
@@ -54,10 +74,7 @@ pub fn import(ledger: &mut Ledger, input: impl BufRead, mut acks: impl Write) ->
         if line.trim().is_empty() {
             continue;
         }
-        let record: Record = serde_json::from_str(&line).map_err(|e| {
-            ImportError::Input(format!("line {}: not an accrual ({e}); expected {{\"tenant\", \"flavor\", \"start\", \"end\", \"guaranteed\", \"borrowed\", \"idle\", \"priceMicros\"}}", n + 1))
-        })?;
-        batch.push(record);
+        batch.push(parse(n, &line)?);
         done.read += 1;
         if batch.len() == BATCH {
             flush(&mut batch, &mut done, &mut acks)?;

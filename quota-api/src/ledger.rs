@@ -14,6 +14,15 @@
 //! - **Migrations**: numbered, applied in order inside a transaction, recorded in
 //!   `PRAGMA user_version`; a ledger written by a newer Gantry is refused, not downgraded.
 //!
+//! - **One writer**: [`Ledger::open`] takes an exclusive lock (`flock`) on `FILE.lock` next to
+//!   the file, held as long as the ledger is open; a second process opening the same file is
+//!   refused, naming it, rather than both accepting writes and serving diverging totals.
+//! - **Bounded records**: every time lies in [`EARLIEST`, `LATEST`), an accrual spans at most
+//!   [`MAX_ACCRUAL`] (the scheduler closes accruals at month starts) and a node's idle window at
+//!   most [`MAX_IDLE_WINDOW`], so one record adds at most a few hundred rollup rows; money is
+//!   computed with checked arithmetic, and a record whose cost, or whose tenant's totals, would
+//!   not fit a 64-bit signed integer is refused.
+//!
 //! Units are integers throughout: milli-unit-seconds of use (1 GPU for 1 s = 1000) and
 //! micro-units of money, as in the core's ledger (`gantry_core::queue::ledger`).
 
@@ -34,6 +43,8 @@ pub enum LedgerError {
     Invalid { key: String, why: String },
     /// The same key already holds different figures.
     Conflict { key: String },
+    /// Another process has the file open for writing.
+    Locked { path: String, why: String },
 }
 
 impl std::fmt::Display for LedgerError {
@@ -45,6 +56,10 @@ impl std::fmt::Display for LedgerError {
                 "ledger: the file has schema version {found}, newer than this Gantry knows ({known}); run the newer Gantry, or restore a backup"
             ),
             LedgerError::Invalid { key, why } => write!(f, "ledger: accrual {key} is not valid: {why}"),
+            LedgerError::Locked { path, why } => write!(
+                f,
+                "ledger: {path} is in use: {why}; only one quota API (or `gantry ledger import`) may write a ledger at a time: stop the other one, or give this one another --ledger file"
+            ),
             LedgerError::Conflict { key } => write!(
                 f,
                 "ledger: accrual {key} is already recorded with other figures; two writers disagree about the same interval, fix the source before replaying"
@@ -55,14 +70,61 @@ impl std::fmt::Display for LedgerError {
 
 impl std::error::Error for LedgerError {}
 
+/// The earliest time a record may hold: 1970-01-01T00:00:00Z (unix seconds).
+pub const EARLIEST: i64 = 0;
+
+/// The time every record must end before: 2200-01-01T00:00:00Z (unix seconds).
+pub const LATEST: i64 = 7_258_118_400;
+
+/// The longest accrual: 32 days (the scheduler closes every accrual at a month start, so none
+/// spans more than 31).
+pub const MAX_ACCRUAL: i64 = 32 * 86_400;
+
+/// The longest idle window a node agent may report: one day (the agent's windows are a minute).
+pub const MAX_IDLE_WINDOW: i64 = 86_400;
+
+/// `t` (unix seconds) as RFC 3339, for messages.
+fn date(t: i64) -> String {
+    jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |d| d.to_string())
+}
+
+/// Why a record's times are out of bounds, if they are.
+pub fn window_error(start: i64, end: i64, idle_window: bool) -> Option<String> {
+    if end <= start {
+        return Some("end must be after start".into());
+    }
+    if start < EARLIEST || end > LATEST {
+        return Some(format!("start and end must lie between {} and {} (unix seconds {EARLIEST} to {LATEST}); send the interval's real times", date(EARLIEST), date(LATEST)));
+    }
+    let (most, what) = if idle_window { (MAX_IDLE_WINDOW, "an idle window may span at most 1 day; send shorter windows") } else { (MAX_ACCRUAL, "an accrual may span at most 32 days; close accruals at month starts, as the scheduler does") };
+    if end - start > most {
+        return Some(format!("it spans {} s: {what}", end - start));
+    }
+    None
+}
+
+/// The record's cost of each kind (guaranteed, borrowed, idle) in micro-units, or why it does not
+/// fit a 64-bit signed integer.
+fn costs(r: &Record) -> Result<[u64; 3], String> {
+    let mut out = [0; 3];
+    for (i, (what, v)) in [("guaranteed", r.guaranteed), ("borrowed", r.borrowed), ("idle", r.idle)].into_iter().enumerate() {
+        let cost = u128::from(v).checked_mul(u128::from(r.price_micros)).map(|m| m / 3_600_000);
+        out[i] = match cost.and_then(|c| u64::try_from(c).ok()).filter(|&c| c <= i64::MAX as u64) {
+            Some(c) => c,
+            None => return Err(format!("its {what} cost ({v} milli-unit-seconds at priceMicros {}) does not fit a 64-bit signed integer; check the price", r.price_micros)),
+        };
+    }
+    Ok(out)
+}
+
 /// Refuses a record that cannot be true, naming its key and why.
 fn check(r: &Record) -> Result<(), LedgerError> {
     let bad = |why: &str| Err(LedgerError::Invalid { key: r.key(), why: why.to_string() });
     if r.tenant.is_empty() || r.flavor.is_empty() {
         return bad("tenant and flavor must be named");
     }
-    if r.end <= r.start {
-        return bad("end must be after start");
+    if let Some(why) = window_error(r.start, r.end, r.node.is_some()) {
+        return bad(&why);
     }
     if r.node.as_deref() == Some("") {
         return bad("node, when given, must be named");
@@ -77,7 +139,7 @@ fn check(r: &Record) -> Result<(), LedgerError> {
     if [r.guaranteed, r.borrowed, r.idle, r.price_micros].iter().any(|&v| v > i64::MAX as u64) {
         return bad("a figure does not fit a 64-bit signed integer");
     }
-    Ok(())
+    costs(r).map(|_| ()).or_else(|why| bad(&why))
 }
 
 fn sql(what: &str) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
@@ -153,13 +215,28 @@ pub struct Sums {
 }
 
 impl Sums {
+    /// Adds `o` (saturating: the ledger keeps every tenant's totals within `i64::MAX`, so only
+    /// sums over many tenants could reach the limit).
     pub fn add(&mut self, o: &Sums) {
-        self.guaranteed += o.guaranteed;
-        self.borrowed += o.borrowed;
-        self.idle += o.idle;
-        self.guaranteed_cost += o.guaranteed_cost;
-        self.borrowed_cost += o.borrowed_cost;
-        self.idle_cost += o.idle_cost;
+        self.guaranteed = self.guaranteed.saturating_add(o.guaranteed);
+        self.borrowed = self.borrowed.saturating_add(o.borrowed);
+        self.idle = self.idle.saturating_add(o.idle);
+        self.guaranteed_cost = self.guaranteed_cost.saturating_add(o.guaranteed_cost);
+        self.borrowed_cost = self.borrowed_cost.saturating_add(o.borrowed_cost);
+        self.idle_cost = self.idle_cost.saturating_add(o.idle_cost);
+    }
+
+    /// `self + o`, if every figure stays within `i64::MAX` (what SQLite stores).
+    pub fn checked_add(&self, o: &Sums) -> Option<Sums> {
+        let f = |a: u64, b: u64| a.checked_add(b).filter(|&v| v <= i64::MAX as u64);
+        Some(Sums {
+            guaranteed: f(self.guaranteed, o.guaranteed)?,
+            borrowed: f(self.borrowed, o.borrowed)?,
+            idle: f(self.idle, o.idle)?,
+            guaranteed_cost: f(self.guaranteed_cost, o.guaranteed_cost)?,
+            borrowed_cost: f(self.borrowed_cost, o.borrowed_cost)?,
+            idle_cost: f(self.idle_cost, o.idle_cost)?,
+        })
     }
 }
 
@@ -195,6 +272,34 @@ pub struct Ledger {
     /// Raw accruals ending at or before this were dropped by retention: such accruals are refused,
     /// as they cannot be told from replays.
     dropped_before: i64,
+    /// The lock file held while the ledger is open (none in memory).
+    _lock: Option<std::fs::File>,
+}
+
+/// Takes the exclusive lock on `FILE.lock` for `path`, or says who holds it.
+fn lock(path: &Path) -> Result<std::fs::File, LedgerError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| LedgerError::Locked {
+        path: path.display().to_string(),
+        why: format!("cannot open the lock file {}: {e}", lock_path.display()),
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor this function owns; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            let why = if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                format!("another process holds {} and writes this ledger", lock_path.display())
+            } else {
+                format!("cannot lock {}: {e}", lock_path.display())
+            };
+            return Err(LedgerError::Locked { path: path.display().to_string(), why });
+        }
+    }
+    Ok(file)
 }
 
 /// How far back the hourly rollup is also kept in memory: 62 days, so "the last 30 days" and
@@ -229,8 +334,11 @@ impl Ledger {
     /// Opens (creating if needed) the ledger at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
         let what = format!("cannot open {}", path.display());
+        let lock = lock(path)?;
         let conn = Connection::open(path).map_err(sql(&what))?;
-        Ledger::setup(conn, &what)
+        let mut ledger = Ledger::setup(conn, &what)?;
+        ledger._lock = Some(lock);
+        Ok(ledger)
     }
 
     /// A ledger in memory (tests, `gantry simulate --serve`).
@@ -255,7 +363,7 @@ impl Ledger {
         }
         let newest: Option<i64> = conn.query_row("SELECT MAX(at) FROM hourly", [], |r| r.get(0)).map_err(sql(what))?;
         let dropped_before: i64 = conn.query_row("SELECT dropped_before FROM retention", [], |r| r.get(0)).map_err(sql(what))?;
-        let mut ledger = Ledger { conn, daily: HashMap::new(), recent: HashMap::new(), newest: newest.unwrap_or(i64::MIN), dropped_before };
+        let mut ledger = Ledger { conn, daily: HashMap::new(), recent: HashMap::new(), newest: newest.unwrap_or(i64::MIN), dropped_before, _lock: None };
         for b in ledger.buckets(Step::Day, None, i64::MIN, i64::MAX)? {
             ledger.daily.entry((b.tenant, b.flavor)).or_default().insert(b.at, b.sums);
         }
@@ -273,8 +381,25 @@ impl Ledger {
     /// Appends `records` in one durable transaction; returns how many were new. Records already
     /// present with the same figures are skipped; with other figures the whole batch is refused.
     pub fn append(&mut self, records: &[Record]) -> Result<usize, LedgerError> {
+        // Every (tenant, flavor)'s all-time totals, with this batch, must fit what SQLite stores:
+        // then so does every rollup row and every sum the API reads.
+        let mut totals: HashMap<(&str, &str), Sums> = HashMap::new();
         for r in records {
             check(r)?;
+            let [gc, bc, ic] = costs(r).map_err(|why| LedgerError::Invalid { key: r.key(), why })?;
+            let add = Sums { guaranteed: r.guaranteed, borrowed: r.borrowed, idle: r.idle, guaranteed_cost: gc, borrowed_cost: bc, idle_cost: ic };
+            let key = (r.tenant.as_str(), r.flavor.as_str());
+            let total = totals.entry(key).or_insert_with(|| {
+                let mut s = Sums::default();
+                for d in self.daily.get(&(r.tenant.clone(), r.flavor.clone())).into_iter().flat_map(|m| m.values()) {
+                    s.add(d);
+                }
+                s
+            });
+            *total = total.checked_add(&add).ok_or_else(|| LedgerError::Invalid {
+                key: r.key(),
+                why: format!("tenant {}'s totals of flavor {} would no longer fit a 64-bit signed integer; check the figures and the price", r.tenant, r.flavor),
+            })?;
             if r.end <= self.dropped_before {
                 return Err(LedgerError::Invalid {
                     key: r.key(),

@@ -2,7 +2,9 @@
 //! and kind from the ledger, and budgets. Quota, use, borrowing and queue lengths are the
 //! scheduler leader's metrics in a cluster; with `with_queue` (no scheduler: `gantry simulate
 //! --serve`) they are written here under the scheduler's very names, so the same Grafana
-//! dashboard (`charts/gantry/dashboards/gantry-tenants.json`) works on both.
+//! dashboard (`charts/gantry/dashboards/gantry-tenants.json`) works on both. Per-tenant series
+//! are written only for a caller who may read every tenant; others get aggregates
+//! (`crate::api`'s documentation).
 
 use crate::idle::Skipped;
 use crate::ledger::Sums;
@@ -18,9 +20,30 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// Renders the metrics: `cost` is the all-time sums per (tenant, flavor) from the ledger.
-pub fn render(view: &View, cost: &[(String, String, Sums)], with_queue: bool) -> String {
+/// Renders the metrics: `cost` is the all-time sums per (tenant, flavor) from the ledger. Without
+/// `per_tenant` (a caller who may not read every tenant) only aggregates over all tenants are
+/// written: no tenant's name, cost, use, budget or queue.
+pub fn render(view: &View, cost: &[(String, String, Sums)], with_queue: bool, per_tenant: bool) -> String {
     let mut out = String::with_capacity(4096);
+    let mut by_flavor: BTreeMap<&str, Sums> = BTreeMap::new();
+    for (_, f, s) in cost {
+        by_flavor.entry(f).or_default().add(s);
+    }
+    family(&mut out, "gantry_cost_total", "counter", &format!("Money accrued over all tenants per flavor and kind (guaranteed, borrowed; idle is the allocated-but-idle part of them), in {}.", view.currency));
+    for (f, s) in &by_flavor {
+        for (kind, micros) in [("guaranteed", s.guaranteed_cost), ("borrowed", s.borrowed_cost), ("idle", s.idle_cost)] {
+            let _ = writeln!(out, "gantry_cost_total{{flavor=\"{}\",kind=\"{kind}\"}} {}", escape(f), micros as f64 / 1e6);
+        }
+    }
+    family(&mut out, "gantry_usage_hours_total", "counter", "Unit-hours accrued over all tenants per flavor and kind (GPU-hours; core-hours for cpu).");
+    for (f, s) in &by_flavor {
+        for (kind, ms) in [("guaranteed", s.guaranteed), ("borrowed", s.borrowed), ("idle", s.idle)] {
+            let _ = writeln!(out, "gantry_usage_hours_total{{flavor=\"{}\",kind=\"{kind}\"}} {}", escape(f), ms as f64 / 3.6e6);
+        }
+    }
+    if !per_tenant {
+        return out;
+    }
     family(&mut out, "gantry_tenant_cost_total", "counter", &format!("Money accrued per tenant, flavor and kind (guaranteed, borrowed; idle is the allocated-but-idle part of them), in {}.", view.currency));
     for (t, f, s) in cost {
         for (kind, micros) in [("guaranteed", s.guaranteed_cost), ("borrowed", s.borrowed_cost), ("idle", s.idle_cost)] {

@@ -1,6 +1,7 @@
 //! Every endpoint over a small queue (two tenants on one 8-GPU node, one workload running and
 //! two waiting, a day of accruals), the tenant isolation (a tenant's token cannot read another
-//! tenant; no or a wrong token is 401, another tenant is 403, with bodies that say what to do),
+//! tenant; no or a wrong token is 401, another tenant is 403 (404 for its workloads), with
+//! bodies that say what to do),
 //! and the OpenAPI document matching the routes.
 
 use axum::body::Body;
@@ -43,6 +44,8 @@ tokens:
   - {token: admin-token-1, user: alice, admin: true}
   - {token: team-a-token-1, user: bob, tenants: [team-a]}
   - {token: scheduler-token-1, user: system:serviceaccount:gantry-system:gantry-scheduler, writer: true}
+  - {token: agent-gpu-1-token, user: system:serviceaccount:gantry-system:gantry-node-agent, node: gpu-1}
+  - {token: agent-gpu-2-token, user: system:serviceaccount:gantry-system:gantry-node-agent, node: gpu-2}
 ";
 
 fn workload(id: u64, tenant: usize, gpus: u32, at: i64) -> Workload {
@@ -185,11 +188,13 @@ async fn a_tenant_sees_only_its_own_and_strangers_see_nothing() {
     assert!(v["waiting"].as_array().unwrap().iter().all(|w| w["tenant"] == "team-a"));
     let (_, v, _) = get(&api, &format!("/api/v1/cost?from={}&to={T0}", T0 - 86_400), TEAM_A).await;
     assert_eq!(v["lines"].as_array().unwrap().len(), 1);
-    for path in ["/api/v1/tenants/team-b", "/api/v1/queue?tenant=team-b", "/api/v1/usage?tenant=team-b", "/api/v1/cost?tenant=team-b", "/api/v1/cost.csv?tenant=team-b", "/api/v1/workloads/2"] {
+    for path in ["/api/v1/tenants/team-b", "/api/v1/queue?tenant=team-b", "/api/v1/usage?tenant=team-b", "/api/v1/cost?tenant=team-b", "/api/v1/cost.csv?tenant=team-b"] {
         let (s, v, _) = get(&api, path, TEAM_A).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{path}");
         assert!(v["error"].as_str().unwrap().starts_with("bob may not read tenant team-b"), "{path}: {v}");
     }
+    // Another tenant's workload is as missing (security.rs).
+    assert_eq!(get(&api, "/api/v1/workloads/2", TEAM_A).await.0, StatusCode::NOT_FOUND);
     // A tenant that does not exist is not revealed to a tenant's user either.
     assert_eq!(get(&api, "/api/v1/usage?tenant=team-z", TEAM_A).await.0, StatusCode::FORBIDDEN);
 }
@@ -240,7 +245,8 @@ async fn cost_over_any_period_equals_the_hours_in_it() {
 #[tokio::test]
 async fn metrics_carry_cost_budgets_and_the_queue_and_feed_the_grafana_dashboard() {
     let api = api();
-    let (s, _, text) = get(&api, "/metrics", None).await;
+    // Per-tenant series for a token that may read every tenant (see security.rs for the rest).
+    let (s, _, text) = get(&api, "/metrics", ADMIN).await;
     assert_eq!(s, StatusCode::OK);
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format");
     let value = |name: &str, labels: &[(&str, &str)]| {
@@ -257,7 +263,7 @@ async fn metrics_carry_cost_budgets_and_the_queue_and_feed_the_grafana_dashboard
     // The queue's families are the scheduler's, written here only when no scheduler runs.
     assert_eq!(value("gantry_tenant_usage_milli", &[("tenant", "team-a")]), None);
     api.export_queue_metrics(true);
-    let (_, _, text) = get(&api, "/metrics", None).await;
+    let (_, _, text) = get(&api, "/metrics", ADMIN).await;
     assert!(text.contains("gantry_tenant_usage_milli{tenant=\"team-a\",flavor=\"A100\"} 6000\n"), "{text}");
     assert!(text.contains("gantry_queue_pending_workloads{tenant=\"team-b\"} 1\n"));
     // Every metric the Grafana dashboard queries is one Gantry writes.
@@ -307,7 +313,10 @@ async fn the_scheduler_writes_accruals_and_the_view_and_nobody_else_does() {
     assert!(v["error"].as_str().unwrap().starts_with("line 2: not an accrual"), "{v}");
     // Readers, even admins, may not write; nobody without a token.
     let (s, v) = send(&api, "POST", "/internal/v1/accruals", ADMIN, line(T0 + 9000, 1)).await;
-    assert_eq!((s, v["error"].as_str().unwrap()), (StatusCode::FORBIDDEN, "alice may not write to the ledger; only Gantry's scheduler and node agents do (create accruals.gantry.dev, with a token for the audience gantry-quota-api)"));
+    assert_eq!((s, v["error"].as_str().unwrap()), (StatusCode::FORBIDDEN, "alice may not write accruals or the view; only Gantry's scheduler does (create accruals.gantry.dev, with a token for the audience gantry-quota-api)"));
+    // Nor may a node agent: it sends idle time only.
+    assert_eq!(send(&api, "POST", "/internal/v1/accruals", Some("agent-gpu-1-token"), line(T0 + 9000, 1)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&api, "PUT", "/internal/v1/view", Some("agent-gpu-1-token"), "{}".into()).await.0, StatusCode::FORBIDDEN);
     assert_eq!(send(&api, "PUT", "/internal/v1/view", None, "{}".into()).await.0, StatusCode::UNAUTHORIZED);
     // A new view from the scheduler is what readers see next.
     let mut view = serde_json::to_value(api.view().as_ref()).unwrap();
@@ -323,7 +332,7 @@ async fn the_scheduler_writes_accruals_and_the_view_and_nobody_else_does() {
 #[tokio::test]
 async fn node_agents_add_idle_time_once_per_window_and_node() {
     let api = api();
-    const AGENT: Option<&str> = Some("scheduler-token-1");
+    const AGENT: Option<&str> = Some("agent-gpu-1-token");
     let report = |node: &str, idle: u64| {
         json!({"node": node, "lines": [
             {"start": T0, "end": T0 + 60, "namespace": "team-b", "model": "A100", "idle": idle},
@@ -340,7 +349,7 @@ async fn node_agents_add_idle_time_once_per_window_and_node() {
     // The same window again (a retry after a lost answer) changes nothing; another node's adds.
     let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, report("gpu-1", 90_000)).await;
     assert_eq!((s, v["new"].clone()), (StatusCode::OK, json!(0)));
-    let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, report("gpu-2", 90_000)).await;
+    let (s, v) = send(&api, "POST", "/internal/v1/idle", Some("agent-gpu-2-token"), report("gpu-2", 90_000)).await;
     assert_eq!((s, v["new"].clone()), (StatusCode::OK, json!(1)));
     // The same window and node with other figures is refused.
     let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, report("gpu-1", 1)).await;
@@ -350,8 +359,9 @@ async fn node_agents_add_idle_time_once_per_window_and_node() {
     assert_eq!(cost["lines"].as_array().unwrap().len(), 1, "{cost}");
     let line = &cost["lines"][0];
     assert_eq!((line["idleHours"].clone(), line["idleCost"].clone(), line["totalCost"].clone()), (json!(0.05), json!(0.1), json!(0.0)));
-    // Only writers, and a body that says what it is.
+    // Only node agents (not the scheduler), and a body that says what it is.
     assert_eq!(send(&api, "POST", "/internal/v1/idle", Some("team-a-token-1"), report("gpu-3", 1)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&api, "POST", "/internal/v1/idle", Some("scheduler-token-1"), report("gpu-1", 1)).await.0, StatusCode::FORBIDDEN);
     assert_eq!(send(&api, "POST", "/internal/v1/idle", None, report("gpu-3", 1)).await.0, StatusCode::UNAUTHORIZED);
     let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, "{\"lines\": []}".into()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
@@ -374,6 +384,6 @@ async fn node_agents_add_idle_time_once_per_window_and_node() {
     let mut view = (*api.view()).clone();
     view.tenants.clear();
     api.set_view(view);
-    let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, report("gpu-3", 1)).await;
+    let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, report("gpu-1", 1)).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
 }

@@ -3,7 +3,7 @@
 //! makes a tenant's user, `create accruals.gantry.dev` a writer when its token is bound to Gantry's
 //! audience; invalid tokens are refused; answers are cached per token.
 
-use gantry_quota_api::auth::{Authenticator, Scope};
+use gantry_quota_api::auth::{Authenticator, Refused, Scope};
 use gantry_quota_api::kube_auth::{KubeAuth, AUDIENCE};
 use http::{Method, Request, Response};
 use kube::client::Body;
@@ -57,20 +57,21 @@ async fn reviews_decide_who_sees_what_and_are_cached() {
     let bob = auth.identify("bob-token", &tenants).await.unwrap();
     assert_eq!((bob.user.as_str(), bob.scope, bob.writer), ("bob", Scope::Tenants(vec!["team-a".into()]), false));
     let scheduler = auth.identify("scheduler-token", &tenants).await.unwrap();
-    assert_eq!((scheduler.scope, scheduler.writer), (Scope::Tenants(vec![]), true));
+    assert_eq!((scheduler.scope, scheduler.writer, scheduler.idle_writer), (Scope::Tenants(vec![]), true, false));
     let unbound = auth.identify("scheduler-default-token", &tenants).await.unwrap();
     assert_eq!((unbound.user.as_str(), unbound.writer), ("scheduler", false), "writing needs a token for Gantry's audience");
-    assert_eq!(auth.identify("stolen", &tenants).await, None);
+    assert_eq!(auth.identify("stolen", &tenants).await, Err(Refused::Invalid));
     let made = calls.lock().unwrap().len();
     // alice: 2 reviews (Gantry's audience, then the API server's) + list; bob: 2 reviews + list +
-    // 2 gets; the scheduler: 1 review + create + list + 2 gets; its default token: 2 reviews +
-    // list + 2 gets (no create: it could not write anyway); stolen: 2 reviews.
-    assert_eq!(made, 3 + 5 + 5 + 5 + 2);
+    // 2 gets; the scheduler: 1 review + 2 creates (accruals, idlereports) + list + 2 gets; its
+    // default token: 2 reviews + list + 2 gets (no create: it could not write anyway); stolen: 2
+    // reviews.
+    assert_eq!(made, 3 + 5 + 6 + 5 + 2);
     // The SubjectAccessReviews carry the user's groups as the TokenReview gave them.
     assert_eq!(calls.lock().unwrap()[5].1["spec"]["groups"], json!(["team-a"]));
 
     // Within a minute, nothing is asked again.
     assert_eq!(auth.identify("bob-token", &tenants).await.unwrap().scope, Scope::Tenants(vec!["team-a".into()]));
-    assert_eq!(auth.identify("stolen", &tenants).await, None);
+    assert_eq!(auth.identify("stolen", &tenants).await, Err(Refused::Invalid));
     assert_eq!(calls.lock().unwrap().len(), made);
 }

@@ -285,8 +285,9 @@ def check_rbac(case, objects, values):
     if values.get("nodeAgent", {}).get("enabled", True):
         role = one(case, objects, "ClusterRole", "gantry-node-agent")
         rules = [(tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r["verbs"])) for r in role.get("rules", [])]
-        allowed = {(("",), ("nodes",), ("get", "patch")), (("gantry.dev",), ("accruals",), ("create",))}
-        check(case, set(rules) <= allowed, f"the node agent may do more than read and patch Nodes: {rules}")
+        # Idle time only (idlereports, of its own node): never the scheduler's accruals and view.
+        allowed = {(("",), ("nodes",), ("get", "patch")), (("gantry.dev",), ("idlereports",), ("create",))}
+        check(case, set(rules) <= allowed, f"the node agent may do more than read and patch Nodes and send idle time: {rules}")
         policy = one(case, objects, "ValidatingAdmissionPolicy", "gantry-node-agent-own-node")
         expr = policy.get("spec", {}).get("matchConditions", [{}])[0].get("expression", "")
         check(case, f"system:serviceaccount:{NAMESPACE}:gantry-node-agent" in expr, "the own-node policy does not name the node agent")

@@ -168,6 +168,9 @@ pub struct Queue {
     /// Workloads stopped in this cycle: they are not started again in it (a victim restarted at
     /// once elsewhere would lose its progress for nothing).
     stopped: HashSet<WorkloadId>,
+    /// Workloads started in this cycle: they are no victim in it (started and stopped at once,
+    /// they would hold the room for nothing).
+    started: HashSet<WorkloadId>,
     /// Running workloads per (tenant, flavor) by priority: how many, and their demand. Tells
     /// cheaply how much a tenant's higher-priority work could free by preempting.
     running_priorities: Vec<std::collections::BTreeMap<i32, (u32, Milli)>>,
@@ -222,6 +225,7 @@ impl Queue {
             failed: HashSet::new(),
             no_room: HashSet::new(),
             stopped: HashSet::new(),
+            started: HashSet::new(),
             running_priorities: vec![Default::default(); nt * nf],
             preempt_budget: 0,
             held: Vec::new(),
@@ -445,6 +449,7 @@ impl Queue {
         self.wake = None;
         self.no_room.clear();
         self.stopped.clear();
+        self.started.clear();
         self.preempt_budget = preempt::CYCLE_BUDGET;
         // 1. heads
         let mut turns: BTreeSet<(u64, Key, usize)> = BTreeSet::new();
@@ -733,6 +738,7 @@ impl Queue {
             pods: pods.iter().map(|(id, _)| *id).zip(requests).collect(),
         };
         entry.state = State::Running(running);
+        self.started.insert(w.id);
         let nf = self.tenancy.flavors.len();
         self.stacks[w.tenant * nf + f].insert((self.seq, w.id));
         self.count_priority(w.tenant, f, priority, demand, true);
@@ -767,6 +773,11 @@ impl Queue {
     }
 
     /// Demand of the tenant's running work on a flavor with priority below `priority`.
+    /// The quota a running workload holds (0 if it does not run).
+    fn running_demand(&self, id: WorkloadId) -> Milli {
+        self.running(id).map_or(0, |r| r.demand)
+    }
+
     fn running_below(&self, t: TenantId, f: FlavorId, priority: i32) -> Milli {
         self.running_priorities[t * self.tenancy.flavors.len() + f].range(..priority).map(|(_, &(_, d))| d).sum()
     }

@@ -17,7 +17,8 @@
 //! other tenants' borrowed work (reclaim), then the tenant's own lower-priority work; within each,
 //! lowest priority first, then smallest, then newest; until the workload fits both quota and a
 //! concrete placement; then every victim that can be put back without disturbing it is restored.
-//! A victim is not started again in the cycle that stopped it.
+//! A victim is not started again in the cycle that stopped it, and work started in a cycle is no
+//! victim in it.
 //!
 //! **No preemption loop.** A workload admitted by reclaim fits in its tenant's nominal quota at
 //! admission, so it sits below nominal in its tenant's stack; later admissions stack above it and
@@ -81,7 +82,12 @@ pub(super) fn make_room(q: &mut Queue, w: &Workload, priority: i32, now: Seconds
             removed.push(suspend(q, id, reclaim));
             // Try to place at node boundaries and doubling counts, a bounded number of times.
             let due = i == last || (attempts < MAX_ATTEMPTS && (node_done || (i + 1).is_power_of_two()));
-            if !due || (q.quota.available(w.tenant, f) as i128) < demand as i128 || free(q, f) < demand || !q.idle_gpus_suffice(f, &members) {
+            if !due
+                || (q.quota.available(w.tenant, f) as i128) < demand as i128
+                || !reclaim_lands_within_nominal(q, w, f, demand, &removed)
+                || free(q, f) < demand
+                || !q.idle_gpus_suffice(f, &members)
+            {
                 continue;
             }
             if q.preempt_budget == 0 {
@@ -186,13 +192,17 @@ fn candidates(
         if !same && usage <= nominal && !may_be_opportunistic {
             continue;
         }
+        // In a tenant's stack (admission order) the newest work is the borrowed part: taking it
+        // from the top keeps the no-loop argument above (taking a borrower's lowest-priority
+        // work instead, wherever it sits, lets two workloads take turns; the property test
+        // finds such loops).
         let stack: Vec<WorkloadId> = q.stack(t, f).collect();
         let mut above: Milli = 0; // demand of the workloads after this one in the stack
         for &id in stack.iter().rev() {
             let Some(r) = q.running(id) else { continue };
             let borrowed = usage - above > nominal;
             above += r.demand;
-            if q.on_closed_node(id) {
+            if q.on_closed_node(id) || q.started.contains(&id) {
                 continue;
             }
             // Within a tenant only priority counts, so no pair can take turns; opportunistic work
@@ -366,6 +376,13 @@ fn restore(q: &mut Queue, s: &Suspended) {
     }
 }
 
+/// A workload that reclaims other tenants' work must land within its tenant's nominal quota (its
+/// own lower-priority work stopped as needed): above it, it would be borrowed work itself, which
+/// its victims could reclaim in turn (a loop).
+fn reclaim_lands_within_nominal(q: &Queue, w: &Workload, f: FlavorId, demand: Milli, removed: &[Suspended]) -> bool {
+    !removed.iter().any(|s| s.reclaim) || q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f)
+}
+
 /// Victim sets up to this size are made minimal (see [`minimal_victims`]); larger ones keep only
 /// what still fits beside the placed workload.
 const MINIMIZE_UP_TO: usize = 16;
@@ -391,7 +408,9 @@ fn minimal_victims(
         if !try_restore(q, &removed[i]) {
             continue;
         }
-        let fits = (q.quota.available(w.tenant, f) as i128) >= demand as i128 && free(q, f) >= demand;
+        let others: Vec<&Suspended> = removed.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, s)| s).collect();
+        let lands = !others.iter().any(|s| s.reclaim) || q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
+        let fits = lands && (q.quota.available(w.tenant, f) as i128) >= demand as i128 && free(q, f) >= demand;
         match fits.then(|| q.place(w, f, members, false)) {
             Some(Ok(probe)) => {
                 q.unplace(probe);
@@ -421,6 +440,12 @@ fn keep_only_needed(q: &mut Queue, w: &Workload, f: FlavorId, demand: Milli, rem
     let mut i = removed.len();
     while i > 0 {
         i -= 1;
+        // The tenant's own work comes back only while a reclaimer stays within nominal.
+        let own = !removed[i].reclaim;
+        let reclaims = removed.iter().any(|s| s.reclaim);
+        if own && reclaims && q.quota.usage(w.tenant, f) + q.running_demand(removed[i].id) > q.quota.nominal(w.tenant, f) {
+            continue;
+        }
         if try_restore(q, &removed[i]) {
             removed.remove(i);
         }
