@@ -7,6 +7,7 @@
 //! - [`adapter`]: carrying those actions out against the API server;
 //! - [`extender`]: the decisions, over an in-memory node cache;
 //! - [`server`]: the HTTP service with health, readiness and Prometheus metrics;
+//! - [`lease`]: leader election on a Lease, released on a clean stop;
 //! - [`runner`]: in a cluster, watchers feeding the caches, leader election, admission cycles;
 //! - [`report`]: the leader's accruals and view of the queue, sent to the quota API;
 //!
@@ -18,6 +19,7 @@
 pub mod adapter;
 pub mod controller;
 pub mod extender;
+pub mod lease;
 pub mod report;
 pub mod runner;
 pub mod server;

@@ -8,7 +8,7 @@
 //! 2. **Every event** updates this replica's extender cache, and the queue controller when this
 //!    replica leads. Applying an event twice changes nothing, so a controller built from the
 //!    stores while events flow misses nothing and counts nothing twice.
-//! 3. **One leader** holds a Lease (kube-lease-manager). On becoming leader, whenever the tenants
+//! 3. **One leader** holds a Lease (see [`crate::lease`]). On becoming leader, whenever the tenants
 //!    change, and after a watch had to relist, the controller is rebuilt from the stores alone:
 //!    the restart path (admitted = ungated pods carrying Gantry's placement record).
 //! 4. **Each cycle** (soon after a change, and at least every `cycle_every`) the leader runs one
@@ -650,15 +650,9 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
     live.state.set_ready(true);
     eprintln!("gantry scheduler: caches ready: {} nodes, {} pods", stores.nodes.state().len(), stores.pods.state().len());
 
-    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &config.lease_name)
-        .with_namespace(&config.lease_namespace)
-        .with_identity(&config.identity)
-        .with_duration(15)
-        .with_grace(5)
-        .build()
-        .await
-        .map_err(|e| format!("cannot set up leader election (Lease {}/{}): {e}", config.lease_namespace, config.lease_name))?;
-    let (mut leader, lease_task) = lease.watch().await;
+    let elector = crate::lease::Elector::new(Api::namespaced(client.clone(), &config.lease_namespace), &config.lease_name, &config.identity);
+    let (stop_election, election_stops) = tokio::sync::watch::channel(false);
+    let (mut leader, lease_task) = elector.spawn(election_stops);
     let statuses = matches!(config.tenants, Tenants::Cluster(_)).then(|| (Api::<Tenant>::all(client.clone()), HashMap::new()));
     let mut executor = Executor { adapter: Adapter::new(client, Some(config.identity.clone())), said: HashMap::new(), retry: Vec::new(), statuses };
     // Whether this replica has led before (a rebuild then is for a new leadership, not the start).
@@ -733,13 +727,14 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
         // Let events gather a little before the next cycle.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Stop admitting, then release the Lease (dropping the receiver) and wait for the API
-    // server's answer, so another replica takes over at once rather than at expiry.
+    // Stop admitting, then release the Lease and wait for the API server's answer, so another
+    // replica takes over at once rather than at expiry.
     live.step_down();
-    drop(leader);
+    let _ = stop_election.send(true);
     match tokio::time::timeout(RELEASE_WAIT, lease_task).await {
-        Ok(_) => eprintln!("gantry scheduler: {} released the lease", config.identity),
-        Err(_) => eprintln!("gantry scheduler: the lease release got no answer in {RELEASE_WAIT:?}; another replica takes over at its expiry"),
+        Ok(Ok(Ok(()))) => eprintln!("gantry scheduler: {} released the lease", config.identity),
+        Ok(Ok(Err(e))) => eprintln!("gantry scheduler: cannot release the lease ({e}); another replica takes over at its expiry"),
+        Ok(Err(_)) | Err(_) => eprintln!("gantry scheduler: the lease release got no answer in {RELEASE_WAIT:?}; another replica takes over at its expiry"),
     }
     eprintln!("gantry scheduler: {MANAGER} stopped");
     Ok(())
