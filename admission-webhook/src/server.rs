@@ -41,8 +41,9 @@ pub const BODY_LIMIT: usize = 8 << 20;
 pub const INLINE_LIMIT: usize = 64 << 10;
 /// Large bodies read and decided at once.
 pub const LARGE_BODIES: usize = 2;
-/// The most JSON values (objects, arrays, scalars) a review may hold.
-pub const MAX_VALUES: usize = 1_000_000;
+/// The most JSON values (objects, arrays, scalars) a review may hold: etcd stores objects of at
+/// most 1.5 MiB, and an UPDATE review carries two; a pod that large holds ~150,000 values.
+pub const MAX_VALUES: usize = 400_000;
 
 /// The webhook: its policy, time budget and metrics.
 pub struct Webhook {
@@ -126,7 +127,7 @@ impl Webhook {
         let Some(policy) = self.policy() else {
             return (StatusCode::SERVICE_UNAVAILABLE, "the webhook has not read the tenant objects yet; retry shortly".to_string(), "error");
         };
-        if let Err(n) = count_values(body, MAX_VALUES) {
+        if let Err(n) = gantry_serve::bodies::count_json_values(body, MAX_VALUES) {
             return (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body holds more than {n} JSON values; a review of a real pod holds far fewer"),
@@ -170,35 +171,6 @@ pub fn router(webhook: Arc<Webhook>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(webhook)
-}
-
-/// Counts the JSON values of `bytes` without parsing them (a value starts at each `[`, `{` or
-/// `,` outside strings, plus the first); stops with `Err(limit)` once past `limit`. Malformed
-/// JSON is left for the parser to name.
-pub fn count_values(bytes: &[u8], limit: usize) -> Result<usize, usize> {
-    let (mut n, mut in_string, mut escaped) = (1usize, false, false);
-    for &b in bytes {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' | b',' => {
-                n += 1;
-                if n > limit {
-                    return Err(limit);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(n)
 }
 
 async fn handle(State(webhook): State<Arc<Webhook>>, path: Path, headers: axum::http::HeaderMap, body: Body) -> Response {

@@ -10,7 +10,8 @@
 //!   the `pods/status` subresource; conditions merge by type), and an Event through kube-runtime's
 //!   recorder, which folds repeats into a count. `kubectl describe pod` shows both. On admission
 //!   the condition turns True;
-//! - `Refused`: a Warning Event saying why the pod can never run as asked.
+//! - `Refused`: the condition `gantry.dev/admitted` = False (reason `Refused`) and a Warning
+//!   Event, both saying why the pod can never run as asked.
 //!
 //! The run loop calls `apply` only when a pod's message changes, so a waiting pod costs no API
 //! calls per cycle.
@@ -125,7 +126,10 @@ impl Adapter {
                 self.condition(pod, "False", "Waiting", message, was).await?;
                 self.event(pod, EventType::Normal, "GantryWaiting", message).await
             }
-            Action::Refused { pod, message } => self.event(pod, EventType::Warning, "GantryRefused", message).await,
+            Action::Refused { pod, message } => {
+                self.condition(pod, "False", "Refused", message, was).await?;
+                self.event(pod, EventType::Warning, "GantryRefused", message).await
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ use std::time::Instant;
 /// The largest request body accepted: a full `NodeList` of 5,000 nodes is about 25 MiB.
 pub const BODY_LIMIT: usize = 64 << 20;
 /// Requests with a body above 1 MiB handled at once (a 20,000-node filter by name is ~0.6 MiB).
-pub const LARGE_BODIES: usize = 4;
+pub const LARGE_BODIES: usize = 1;
 
 /// The scheduler's metrics: extender calls, the node cache, and (on the leader) the queue.
 pub struct Metrics {

@@ -34,6 +34,7 @@ pub struct ExtenderArgs<'a> {
 impl<'a> ExtenderArgs<'a> {
     /// Parses a filter or prioritize body. The error names the request type and the problem.
     pub fn parse(body: &'a [u8]) -> Result<Self, String> {
+        too_many_values(body, "ExtenderArgs")?;
         // One UTF-8 check of the whole body is cheaper than one per node name.
         let text = std::str::from_utf8(body).map_err(|e| format!("the body is not valid JSON for ExtenderArgs: it is not UTF-8 ({e})"))?;
         if let Some(args) = Self::parse_plain(text) {
@@ -370,9 +371,22 @@ pub struct ExtenderPreemptionResult {
     pub node_name_to_meta_victims: BTreeMap<String, MetaVictims>,
 }
 
+/// The most JSON values a request may hold: a filter naming 100,000 nodes, or full objects of a
+/// few thousand. Counted (without parsing) only in bodies above 1 MiB, which smaller ones cannot
+/// exceed by much; a body of tiny values would otherwise become a tree tens of times its size.
+pub const MAX_VALUES: usize = 2_000_000;
+
+fn too_many_values(body: &[u8], what: &str) -> Result<(), String> {
+    if body.len() > 1 << 20 && gantry_serve::bodies::count_json_values(body, MAX_VALUES).is_err() {
+        return Err(format!("the body holds more than {MAX_VALUES} JSON values, more than any {what} kube-scheduler sends"));
+    }
+    Ok(())
+}
+
 /// Parses a request body, matching top-level keys case-insensitively as Go does. The error names
 /// the request type and what is wrong.
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8], canonical: &[&str], what: &str) -> Result<T, String> {
+    too_many_values(body, what)?;
     let value: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON for {what}: {e}"))?;
     let Value::Object(map) = value else {
         return Err(format!("{what} must be a JSON object"));

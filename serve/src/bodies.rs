@@ -84,3 +84,32 @@ where
         })
     }
 }
+
+/// Counts the JSON values of `bytes` without parsing them (a value starts at each `[`, `{` or
+/// `,` outside strings, plus the first); stops with `Err(limit)` once past `limit`. Malformed
+/// JSON is left for the parser to name.
+pub fn count_json_values(bytes: &[u8], limit: usize) -> Result<usize, usize> {
+    let (mut n, mut in_string, mut escaped) = (1usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' | b',' => {
+                n += 1;
+                if n > limit {
+                    return Err(limit);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(n)
+}
