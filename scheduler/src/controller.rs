@@ -278,6 +278,13 @@ impl Controller {
                 None => admitted.push((key, vec![pod])),
             }
         }
+        // Restored in the order they were admitted (the time in their placement records, then
+        // their key), so that each tenant's stack, whose newest work is its borrowed part, is the
+        // same at every rebuild.
+        admitted.sort_by_cached_key(|(key, members)| {
+            let at = members.iter().filter_map(|p| planned(p).ok().flatten().and_then(|p| p.at)).min().unwrap_or(now);
+            (at, key.clone())
+        });
         for (key, members) in admitted {
             if let Err(message) = self.restore(&key, &members, now) {
                 actions.extend(members.iter().map(|p| Action::Refused { pod: pod_ref(p), message: message.clone() }));

@@ -351,3 +351,49 @@ fn the_leaders_own_status_writes_never_rebuild_the_queue_and_a_spec_change_does(
     assert!(live.tenancy_changed(&s, &cfg.tenants));
     assert!(!live.tenancy_changed(&s, &cfg.tenants), "seen once");
 }
+
+#[test]
+fn reclaim_happens_within_the_window_while_tenants_and_pods_churn() {
+    // team-b borrows all of gpu-1 (8 beyond its nominal 8 on gpu-0); team-a (owed 8) waits. Every
+    // 1.5 s team-b's CPU pods come and go and the leader writes Tenant statuses, as in a live
+    // cluster: none of it restarts the reclaim window (5 min in the fixture).
+    let mut b0 = created(pod("team-b", "b0", 8, false, Some("gpu-0")), 900);
+    b0["metadata"]["annotations"] = json!({"gantry.dev/placement": format!("gpu-0:0,1,2,3,4,5,6,7@{}", T0 - 900)});
+    let mut b1 = created(pod("team-b", "b1", 8, false, Some("gpu-1")), 900);
+    b1["metadata"]["annotations"] = json!({"gantry.dev/placement": format!("gpu-1:0,1,2,3,4,5,6,7@{}", T0 - 800)});
+    let owed = created(pod("team-a", "owed", 8, true, None), 0);
+    let (s, mut tenants) = stores_with_tenant_objects(&[node("gpu-0", 8), node("gpu-1", 8)], &[b0, b1, owed]);
+    let state = AppState::new(Extender::new(Cluster::default(), scheduler(&Cluster::default()))).unwrap();
+    let live = Live::new(state.clone());
+    let mut cfg = config();
+    cfg.tenants = Tenants::Cluster(gantry_core::tenancy::Settings::default());
+    live.rebuild_cache(&s, cfg.policy, &cfg.expected);
+    live.rebuild_controller(&s, &cfg, T0, "start").unwrap();
+    let window = 300;
+    let mut evicted_at = None;
+    let mut t = T0;
+    let mut i = 0;
+    while t <= T0 + window + 30 && evicted_at.is_none() {
+        // Churn: a CPU pod of team-b comes and goes; the leader writes a Tenant status.
+        let cpu = pod("team-b", &format!("etl-{i}"), 0, false, Some("gpu-0"));
+        live.pod_applied(&cpu, t);
+        live.pod_deleted(&format!("team-b-etl-{i}"), t);
+        let mut tn = s.tenants.as_ref().unwrap().tenants.state().iter().find(|x| x.metadata.name.as_deref() == Some("team-b")).unwrap().as_ref().clone();
+        tn.status = Some(gantry_api::crds::TenantStatus { pending_workloads: i, ..Default::default() });
+        tenants.apply_watcher_event(&Event::Apply(tn));
+        live.tenant_objects_changed();
+        assert!(!live.tenancy_changed(&s, &cfg.tenants), "a status write is no tenancy change");
+        let actions = live.cycle(t);
+        if actions.iter().any(|a| matches!(a, Action::Evict { pod, .. } if pod.namespace == "team-b")) {
+            evicted_at = Some(t);
+        }
+        t += 1;
+        i += 1;
+        // 1.5 s apart, in whole seconds: alternate 1 and 2.
+        t += i % 2;
+    }
+    let at = evicted_at.unwrap_or_else(|| panic!("team-b's borrowed workload is reclaimed: {:?}", live.report(t).map(|v| (v.0.queue, v.0.running))));
+    assert!(at <= T0 + window + 2, "reclaimed at +{} s: within the window plus one cycle", at - T0);
+    let text = String::from_utf8(state.metrics.render().unwrap()).unwrap();
+    assert!(!text.contains("gantry_queue_rebuilds_total{cause=\"tenants\"}"), "{text}");
+}
