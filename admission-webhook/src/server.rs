@@ -40,7 +40,7 @@ pub const BODY_LIMIT: usize = 8 << 20;
 /// Bodies above this are decided on the blocking pool, [`LARGE_BODIES`] at a time.
 pub const INLINE_LIMIT: usize = 64 << 10;
 /// Large bodies read and decided at once.
-pub const LARGE_BODIES: usize = 2;
+pub const LARGE_BODIES: usize = 1;
 /// The most JSON values (objects, arrays, scalars) a review may hold: etcd stores objects of at
 /// most 1.5 MiB, and an UPDATE review carries two; a pod that large holds ~150,000 values.
 pub const MAX_VALUES: usize = 400_000;

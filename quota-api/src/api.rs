@@ -77,11 +77,20 @@ pub struct Api {
     queue_metrics: AtomicBool,
     /// What the writers sent, for `/metrics`.
     ingest: Mutex<crate::metrics::Ingest>,
+    /// Writers' bodies read and handled at once ([`BODIES`]): memory stays bounded whatever a
+    /// compromised writer sends (BENCHMARKS.md, memory).
+    bodies: tokio::sync::Semaphore,
 }
+
+/// Writers' bodies (up to [`INGEST_LIMIT`] each) read and handled at once; the others wait up to
+/// [`BODY_WAIT`], then get 503 and send again (the scheduler and the node agents keep what was
+/// not taken).
+pub const BODIES: usize = 2;
+const BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Api {
     pub fn new(view: View, ledger: Ledger, auth: Box<dyn Authenticator>) -> Arc<Api> {
-        Arc::new(Api { turn: tokio::sync::Mutex::new(()), view: RwLock::new(current(view)), ledger: Mutex::new(ledger), auth, queue_metrics: AtomicBool::new(false), ingest: Mutex::default() })
+        Arc::new(Api { turn: tokio::sync::Mutex::new(()), view: RwLock::new(current(view)), ledger: Mutex::new(ledger), auth, queue_metrics: AtomicBool::new(false), ingest: Mutex::default(), bodies: tokio::sync::Semaphore::new(BODIES) })
     }
 
     /// Whether `/metrics` also carries quota, use, borrowing and queue lengths (the scheduler's
@@ -491,11 +500,17 @@ async fn writer(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
     Ok(id)
 }
 
-/// The body of a writer's request, read only once the caller is known, up to [`INGEST_LIMIT`].
-async fn body_of(body: axum::body::Body) -> Answer<axum::body::Bytes> {
-    axum::body::to_bytes(body, INGEST_LIMIT)
+/// The body of a writer's request, read only once the caller is known, up to [`INGEST_LIMIT`],
+/// with one of the [`BODIES`] permits, held while the body is handled.
+async fn body_of(api: &Api, body: axum::body::Body) -> Answer<(tokio::sync::SemaphorePermit<'_>, axum::body::Bytes)> {
+    let permit = match tokio::time::timeout(BODY_WAIT, api.bodies.acquire()).await {
+        Ok(Ok(p)) => p,
+        _ => return Err(ApiError::Unavailable("busy with other writers' batches; send again shortly".into())),
+    };
+    let bytes = axum::body::to_bytes(body, INGEST_LIMIT)
         .await
-        .map_err(|e| ApiError::TooLarge(format!("the body could not be read within the limit of {} MiB ({e}); send smaller batches", INGEST_LIMIT >> 20)))
+        .map_err(|e| ApiError::TooLarge(format!("the body could not be read within the limit of {} MiB ({e}); send smaller batches", INGEST_LIMIT >> 20)))?;
+    Ok((permit, bytes))
 }
 
 /// How a ledger refusal is answered.
@@ -511,7 +526,7 @@ fn ledger_error(e: LedgerError) -> ApiError {
 /// records already present are skipped, so the sender retries safely.
 async fn accruals(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Body) -> Answer<Response> {
     writer(&api, &headers).await?;
-    let body = body_of(body).await?;
+    let (_permit, body) = body_of(&api, body).await?;
     let records = crate::import::records(body.as_ref()).map_err(|e| match e {
         ImportError::Ledger(e) => ledger_error(e),
         ImportError::Input(m) => ApiError::BadRequest(m),
@@ -525,7 +540,7 @@ async fn accruals(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::b
 /// `PUT /internal/v1/view`: the queue as the scheduler's leader sees it now.
 async fn put_view(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Body) -> Answer<Response> {
     writer(&api, &headers).await?;
-    let body = body_of(body).await?;
+    let (_permit, body) = body_of(&api, body).await?;
     let view: View = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not a view ({e}); send the JSON the scheduler's View has")))?;
     let at = view.at;
     if !(EARLIEST..LATEST).contains(&at) {
@@ -551,7 +566,7 @@ async fn idle(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body:
             id.user
         )));
     };
-    let body = body_of(body).await?;
+    let (_permit, body) = body_of(&api, body).await?;
     let report: gantry_api::quota::IdleReport =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not an idle report ({e}); send {{\"node\": NAME, \"lines\": [...]}} as the node agent does")))?;
     if report.node != own {
