@@ -100,10 +100,14 @@ fn main() -> Result<(), BoxError> {
     println!();
     println!("| case | requests | errors | achieved req/s | p50 | p90 | p99 | p99.9 | max |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let cases: Vec<(&str, &str)> = [("allow-all (baseline)", "/allow"), ("mutate", "/mutate"), ("validate", "/validate")]
-        .into_iter()
-        .filter(|(case, path)| filter.is_empty() || filter.iter().any(|f| path.contains(f.as_str()) || case.contains(f.as_str())))
-        .collect();
+    let cases: Vec<(&str, &str)> =
+        [("allow-all (baseline)", "/allow"), ("mutate", "/mutate"), ("validate", "/validate")]
+            .into_iter()
+            .filter(|(case, path)| {
+                filter.is_empty()
+                    || filter.iter().any(|f| path.contains(f.as_str()) || case.contains(f.as_str()))
+            })
+            .collect();
     for (_, path) in &cases {
         client_rt.block_on(check(addr, &tls, path, body.clone()))?;
         client_rt.block_on(run(addr, &tls, path, body.clone(), rate, Duration::from_secs(1), conns))?;
@@ -145,7 +149,13 @@ fn main() -> Result<(), BoxError> {
             r.samples.push(start.elapsed());
         }
         r.samples.sort_unstable();
-        println!("| {case} | {} | {} | {} | {} |", r.samples.len(), ms(r.quantile(0.5)), ms(r.quantile(0.99)), ms(r.quantile(1.0)));
+        println!(
+            "| {case} | {} | {} | {} | {} |",
+            r.samples.len(),
+            ms(r.quantile(0.5)),
+            ms(r.quantile(0.99)),
+            ms(r.quantile(1.0))
+        );
     }
     let _ = stop_tx.send(());
     server_rt.block_on(server)??;
@@ -173,10 +183,11 @@ async fn allow_all(body: Body) -> impl IntoResponse {
 fn tls_client(ca: CertificateDer<'static>) -> Result<tokio_rustls::TlsConnector, BoxError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca)?;
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
@@ -196,7 +207,10 @@ async fn connect(addr: SocketAddr, tls: &tokio_rustls::TlsConnector) -> Result<S
 }
 
 fn request(path: &str, body: Bytes) -> Result<hyper::Request<Full<Bytes>>, BoxError> {
-    Ok(hyper::Request::post(path).header(header::HOST, "localhost").header(header::CONTENT_TYPE, "application/json").body(Full::new(body))?)
+    Ok(hyper::Request::post(path)
+        .header(header::HOST, "localhost")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))?)
 }
 
 /// Sends one request and reads the whole reply: its status and body.
@@ -208,7 +222,12 @@ async fn exchange(sender: &mut Sender, path: &str, body: Bytes) -> Result<(u16, 
 }
 
 /// Makes sure each path answers what it should before timing it.
-async fn check(addr: SocketAddr, tls: &tokio_rustls::TlsConnector, path: &str, body: Bytes) -> Result<(), BoxError> {
+async fn check(
+    addr: SocketAddr,
+    tls: &tokio_rustls::TlsConnector,
+    path: &str,
+    body: Bytes,
+) -> Result<(), BoxError> {
     let mut sender = connect(addr, tls).await?;
     let (status, reply) = exchange(&mut sender, path, body).await?;
     let reply: serde_json::Value = serde_json::from_slice(&reply)?;

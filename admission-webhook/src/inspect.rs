@@ -16,10 +16,10 @@
 
 use crate::policy::Policy;
 use crate::review::{Decision, Request};
-use gantry_core::tenancy::TenantId;
 use gantry_api::identity::Source;
 use gantry_api::keys::{GPU_MODELS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE, MIRROR_ANNOTATION};
 use gantry_api::pod::{annotation, quantity};
+use gantry_core::tenancy::TenantId;
 use serde_json::Value;
 
 /// More containers than any real pod has; beyond it a pod is refused.
@@ -72,7 +72,9 @@ pub fn gpu_fields(pod: &Value) -> Vec<(String, &Value)> {
         let containers = pod.get("spec").and_then(|s| s.get(list)).and_then(Value::as_array);
         for (i, c) in containers.into_iter().flatten().enumerate().take(MAX_CONTAINERS) {
             for part in ["requests", "limits"] {
-                if let Some(v) = c.get("resources").and_then(|r| r.get(part)).and_then(|r| r.get(GPU_RESOURCE)) {
+                if let Some(v) =
+                    c.get("resources").and_then(|r| r.get(part)).and_then(|r| r.get(GPU_RESOURCE))
+                {
                     out.push((format!("spec.{list}[{i}].resources.{part}[{GPU_RESOURCE}]"), v));
                 }
             }
@@ -128,7 +130,8 @@ pub fn screen(pod: &Value) -> Result<(), String> {
     if !pod.get("metadata").is_some_and(Value::is_object) {
         return Err("metadata is missing; a pod always has metadata".into());
     }
-    let count = |list: &str| pod.get("spec").and_then(|s| s.get(list)).and_then(Value::as_array).map_or(0, Vec::len);
+    let count =
+        |list: &str| pod.get("spec").and_then(|s| s.get(list)).and_then(Value::as_array).map_or(0, Vec::len);
     let containers = count("containers") + count("initContainers");
     if containers > MAX_CONTAINERS {
         return Err(format!("spec.containers: the pod has {containers} containers and init containers; Gantry accepts at most {MAX_CONTAINERS}"));

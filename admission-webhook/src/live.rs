@@ -7,8 +7,8 @@
 //! logged and the last good policy stays in force.
 
 use crate::{Policy, Webhook};
-use gantry_core::tenancy::{Settings, Tenancy};
 use gantry_api::tenants::TenantObjects;
+use gantry_core::tenancy::{Settings, Tenancy};
 use kube::Client;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -16,7 +16,12 @@ use tokio::sync::Notify;
 /// Keeps `webhook`'s policy equal to the cluster's tenant objects. `settings` are the
 /// cluster-wide settings (priority classes) the objects refer to; `policy` makes the policy of a
 /// tenancy (adding the webhook's own options). Returns only if the watchers stop before listing.
-pub async fn follow(client: Client, settings: Settings, policy: impl Fn(Tenancy) -> Result<Policy, String>, webhook: Arc<Webhook>) -> Result<(), String> {
+pub async fn follow(
+    client: Client,
+    settings: Settings,
+    policy: impl Fn(Tenancy) -> Result<Policy, String>,
+    webhook: Arc<Webhook>,
+) -> Result<(), String> {
     let changed = Arc::new(Notify::new());
     let notify = changed.clone();
     let objects = TenantObjects::watch(&client, move || notify.notify_one());

@@ -49,8 +49,12 @@ impl Patch {
     pub fn add_scheduling_gate(&mut self, pod: &Value, name: &str) {
         match pod.get("spec").and_then(|s| s.get("schedulingGates")).and_then(Value::as_array) {
             Some(gates) if gates.iter().any(|g| g.get("name").and_then(Value::as_str) == Some(name)) => {}
-            Some(_) => self.ops.push(json!({"op": "add", "path": "/spec/schedulingGates/-", "value": {"name": name}})),
-            None => self.ops.push(json!({"op": "add", "path": "/spec/schedulingGates", "value": [{"name": name}]})),
+            Some(_) => self
+                .ops
+                .push(json!({"op": "add", "path": "/spec/schedulingGates/-", "value": {"name": name}})),
+            None => self
+                .ops
+                .push(json!({"op": "add", "path": "/spec/schedulingGates", "value": [{"name": name}]})),
         }
     }
 
@@ -80,7 +84,11 @@ mod tests {
         let mut p = Patch::default();
         p.set_metadata(&json!({"metadata": {}}), "labels", &[("gantry.dev/kind", "batch".into())]);
         let pod = json!({"metadata": {"labels": {"gantry.dev/kind": "batch", "gantry.dev/tenant": "x"}}});
-        p.set_metadata(&pod, "labels", &[("gantry.dev/kind", "batch".into()), ("gantry.dev/tenant", "y".into()), ("a/b", "c".into())]);
+        p.set_metadata(
+            &pod,
+            "labels",
+            &[("gantry.dev/kind", "batch".into()), ("gantry.dev/tenant", "y".into()), ("a/b", "c".into())],
+        );
         assert_eq!(
             p.into_ops(),
             vec![

@@ -37,12 +37,22 @@ impl Policy {
         let ceilings = (0..tenancy.tenants.len())
             .map(|t| (0..tenancy.flavors.len()).map(|f| tree.ceiling(t, f).max(0) as Milli).collect())
             .collect();
-        let gpu_flavors: Vec<FlavorId> = (0..tenancy.flavors.len()).filter(|&f| !tenancy.flavors[f].is_cpu()).collect();
+        let gpu_flavors: Vec<FlavorId> =
+            (0..tenancy.flavors.len()).filter(|&f| !tenancy.flavors[f].is_cpu()).collect();
         let mut models = ModelCatalog::default();
         for &f in &gpu_flavors {
-            models.intern(&tenancy.flavors[f].name).map_err(|e| format!("flavor {}: {e}", tenancy.flavors[f].name))?;
+            models
+                .intern(&tenancy.flavors[f].name)
+                .map_err(|e| format!("flavor {}: {e}", tenancy.flavors[f].name))?;
         }
-        Ok(Policy { tenancy, ceilings, gpu_flavors, models, scheduler_name, queue_controllers: vec![QUEUE_CONTROLLER.to_string()] })
+        Ok(Policy {
+            tenancy,
+            ceilings,
+            gpu_flavors,
+            models,
+            scheduler_name,
+            queue_controllers: vec![QUEUE_CONTROLLER.to_string()],
+        })
     }
 
     /// The tenant that owns `namespace`: pods of other namespaces are not Gantry's.
@@ -91,12 +101,20 @@ impl Policy {
     /// Whether tenant `t` may use priority class `class` (an empty allow list allows all).
     pub fn may_use(&self, t: TenantId, class: &str) -> bool {
         let Some(c) = self.tenancy.class(class) else { return false };
-        self.tenancy.tenants.get(t).is_some_and(|x| x.allowed_classes.is_empty() || x.allowed_classes.contains(&c))
+        self.tenancy
+            .tenants
+            .get(t)
+            .is_some_and(|x| x.allowed_classes.is_empty() || x.allowed_classes.contains(&c))
     }
 
     /// The classes tenant `t` may use, by name.
     pub fn usable_classes(&self, t: TenantId) -> Vec<&str> {
-        self.tenancy.priority_classes.iter().filter(|c| self.may_use(t, &c.name)).map(|c| c.name.as_str()).collect()
+        self.tenancy
+            .priority_classes
+            .iter()
+            .filter(|c| self.may_use(t, &c.name))
+            .map(|c| c.name.as_str())
+            .collect()
     }
 
     /// All of Gantry's priority classes, by name.

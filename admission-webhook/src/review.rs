@@ -70,7 +70,10 @@ pub fn decode(body: &[u8]) -> Result<Request, DecodeError> {
         fail(None, format!("the body is not JSON ({e}); send an AdmissionReview ({API_VERSION})"))
     })?;
     let Some(request) = review.get("request").filter(|r| r.is_object()) else {
-        return Err(fail(None, format!("the body has no \"request\" object; send an AdmissionReview ({API_VERSION})")));
+        return Err(fail(
+            None,
+            format!("the body has no \"request\" object; send an AdmissionReview ({API_VERSION})"),
+        ));
     };
     let Some(uid) = request.get("uid").and_then(Value::as_str).filter(|u| !u.is_empty()) else {
         return Err(fail(None, "request.uid is missing or empty; the API server always sends one".into()));
@@ -84,7 +87,9 @@ pub fn decode(body: &[u8]) -> Result<Request, DecodeError> {
     }
     let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
     // Take the object out rather than copy it: it is most of the body.
-    let mut take = |field: &str| review.get_mut("request").and_then(|r| r.get_mut(field)).map(Value::take).unwrap_or(Value::Null);
+    let mut take = |field: &str| {
+        review.get_mut("request").and_then(|r| r.get_mut(field)).map(Value::take).unwrap_or(Value::Null)
+    };
     let object = take("object");
     let old_object = take("oldObject");
     let request = review.get("request").unwrap_or(&Value::Null);
@@ -146,7 +151,8 @@ pub fn reply(uid: &str, decision: &Decision, mutating: bool) -> Value {
     if let Some(message) = &decision.denial {
         let reason = if decision.code == 400 { "BadRequest" } else { "Forbidden" };
         let message = truncate(message, MAX_MESSAGE);
-        response.insert("status".into(), json!({"code": decision.code, "reason": reason, "message": message}));
+        response
+            .insert("status".into(), json!({"code": decision.code, "reason": reason, "message": message}));
     }
     if mutating && decision.allowed() && !decision.patch.is_empty() {
         let bytes = serde_json::to_vec(&decision.patch).unwrap_or_default();

@@ -39,13 +39,18 @@
 //!   `caBundle`), limited by `resourceNames` to the configurations named by `--ca-bundle-for`. A
 //!   ClusterRole (the configurations are cluster-scoped).
 
-use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use kube::api::{Api, PostParams};
 use kube::Client;
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
@@ -130,7 +135,9 @@ impl FromStr for ConfigRef {
 
     /// `mutating:NAME` or `validating:NAME`.
     fn from_str(s: &str) -> Result<ConfigRef, String> {
-        let (kind, name) = s.split_once(':').ok_or_else(|| format!("{s:?} is not KIND:NAME; write mutating:NAME or validating:NAME"))?;
+        let (kind, name) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?} is not KIND:NAME; write mutating:NAME or validating:NAME"))?;
         let kind = match kind {
             "mutating" => Kind::Mutating,
             "validating" => Kind::Validating,
@@ -139,7 +146,9 @@ impl FromStr for ConfigRef {
             )),
         };
         if !is_dns_subdomain(name) {
-            return Err(format!("{name:?} in {s:?} is not a valid object name; use lower-case letters, digits, '-' and '.'"));
+            return Err(format!(
+                "{name:?} in {s:?} is not a valid object name; use lower-case letters, digits, '-' and '.'"
+            ));
         }
         Ok(ConfigRef { kind, name: name.to_string() })
     }
@@ -169,7 +178,10 @@ pub fn is_dns_subdomain(name: &str) -> bool {
 
 /// A Service name (RFC 1035 label): what `--service` must be.
 pub fn is_dns_label(name: &str) -> bool {
-    name.len() <= 63 && !name.contains('.') && is_dns_subdomain(name) && name.starts_with(|c: char| c.is_ascii_lowercase())
+    name.len() <= 63
+        && !name.contains('.')
+        && is_dns_subdomain(name)
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
 /// What to do with what the Secret holds.
@@ -203,7 +215,12 @@ pub struct Material {
 impl Material {
     /// The material in a Secret's data, if `ca.crt`, `tls.crt` and `tls.key` are there as text.
     pub fn from_data(data: &BTreeMap<String, ByteString>) -> Option<Material> {
-        Some(Material { ca_crt: text(data, CA_CRT)?, ca_key: text(data, CA_KEY), tls_crt: text(data, TLS_CRT)?, tls_key: text(data, TLS_KEY)? })
+        Some(Material {
+            ca_crt: text(data, CA_CRT)?,
+            ca_key: text(data, CA_KEY),
+            tls_crt: text(data, TLS_CRT)?,
+            tls_key: text(data, TLS_KEY)?,
+        })
     }
 
     /// The Secret's data for this material.
@@ -245,7 +262,10 @@ pub fn assess(now: SystemTime, id: &Identity, data: Option<&BTreeMap<String, Byt
         return (Plan::Create, format!("its CA expired on {}", date(ca.not_after)));
     }
     if ca.not_before > now + SKEW {
-        return (Plan::Create, format!("its CA is not valid before {} (check the clocks)", date(ca.not_before)));
+        return (
+            Plan::Create,
+            format!("its CA is not valid before {} (check the clocks)", date(ca.not_before)),
+        );
     }
     if ca.not_after - now < secs(CA_RENEW_BEFORE) {
         return (Plan::NewCa, format!("its CA expires on {}, in under a year", date(ca.not_after)));
@@ -254,13 +274,17 @@ pub fn assess(now: SystemTime, id: &Identity, data: Option<&BTreeMap<String, Byt
     match leaf_problem(now, id, data, ca) {
         None => (Plan::Keep, String::new()),
         Some(why) if signer => (Plan::RenewLeaf, why),
-        Some(why) => (Plan::NewCa, format!("{why}, and its {CA_KEY} (to sign a new one with) is missing or not the CA's key")),
+        Some(why) => (
+            Plan::NewCa,
+            format!("{why}, and its {CA_KEY} (to sign a new one with) is missing or not the CA's key"),
+        ),
     }
 }
 
 /// Why the serving certificate in `data` must be renewed, if it must.
 fn leaf_problem(now: i64, id: &Identity, data: &BTreeMap<String, ByteString>, ca: &Cert) -> Option<String> {
-    let Some(leaf) = data.get(TLS_CRT).and_then(|p| parse_certs(&p.0).ok()).map(|mut v| v.swap_remove(0)) else {
+    let Some(leaf) = data.get(TLS_CRT).and_then(|p| parse_certs(&p.0).ok()).map(|mut v| v.swap_remove(0))
+    else {
         return Some(format!("its {TLS_CRT} is missing or not a PEM certificate"));
     };
     if data.get(TLS_KEY).and_then(|k| key_of(&k.0, &leaf)).is_none() {
@@ -277,11 +301,17 @@ fn leaf_problem(now: i64, id: &Identity, data: &BTreeMap<String, ByteString>, ca
         return Some(format!("its {TLS_CRT} is for {}, not {}", have.join(", "), want.join(", ")));
     }
     if leaf.not_before > now + SKEW {
-        return Some(format!("its {TLS_CRT} is not valid before {} (check the clocks)", date(leaf.not_before)));
+        return Some(format!(
+            "its {TLS_CRT} is not valid before {} (check the clocks)",
+            date(leaf.not_before)
+        ));
     }
     // More than a third of its lifetime left, or renew.
     if (leaf.not_after - now).saturating_mul(3) <= leaf.not_after - leaf.not_before {
-        return Some(format!("its {TLS_CRT} expires on {}, within the last third of its lifetime", date(leaf.not_after)));
+        return Some(format!(
+            "its {TLS_CRT} expires on {}, within the last third of its lifetime",
+            date(leaf.not_after)
+        ));
     }
     None
 }
@@ -289,7 +319,12 @@ fn leaf_problem(now: i64, id: &Identity, data: &BTreeMap<String, ByteString>, ca
 /// The material for `plan` at `now`: for [`Plan::Keep`] what `data` holds; otherwise new
 /// certificates (new keys), with the CA of `data` for [`Plan::RenewLeaf`] and its CAs still valid
 /// after the new one in `ca.crt` for [`Plan::NewCa`].
-pub fn issue(now: SystemTime, id: &Identity, plan: Plan, data: Option<&BTreeMap<String, ByteString>>) -> Result<Material, String> {
+pub fn issue(
+    now: SystemTime,
+    id: &Identity,
+    plan: Plan,
+    data: Option<&BTreeMap<String, ByteString>>,
+) -> Result<Material, String> {
     let t = unix(now);
     // The old bundle's certificates still valid at `now`, re-encoded as this module writes them.
     let old_bundle = || -> String {
@@ -297,7 +332,9 @@ pub fn issue(now: SystemTime, id: &Identity, plan: Plan, data: Option<&BTreeMap<
         certs.iter().filter(|c| c.not_after > t).map(|c| pem_encode("CERTIFICATE", &c.der)).collect()
     };
     match plan {
-        Plan::Keep => data.and_then(Material::from_data).ok_or_else(|| format!("the Secret has no {CA_CRT}, {TLS_CRT} and {TLS_KEY} to keep")),
+        Plan::Keep => data
+            .and_then(Material::from_data)
+            .ok_or_else(|| format!("the Secret has no {CA_CRT}, {TLS_CRT} and {TLS_KEY} to keep")),
         Plan::Create | Plan::NewCa => {
             let key = new_key()?;
             let mut params = CertificateParams::default();
@@ -305,7 +342,11 @@ pub fn issue(now: SystemTime, id: &Identity, plan: Plan, data: Option<&BTreeMap<
             dn.push(DnType::CommonName, CA_COMMON_NAME);
             params.distinguished_name = dn;
             params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
             params.not_before = odt(t - BACKDATE)?;
             let ca_not_after = t + secs(CA_VALIDITY);
             params.not_after = odt(ca_not_after)?;
@@ -327,9 +368,12 @@ pub fn issue(now: SystemTime, id: &Identity, plan: Plan, data: Option<&BTreeMap<
                 .and_then(|p| parse_certs(&p.0).ok())
                 .map(|mut v| v.swap_remove(0))
                 .ok_or(format!("the Secret's {CA_CRT} is not a certificate"))?;
-            let key_pem = text(data, CA_KEY).ok_or(format!("the Secret has no {CA_KEY} to sign a new certificate with"))?;
-            let key = key_of(key_pem.as_bytes(), &ca).ok_or(format!("the Secret's {CA_KEY} is not the key of its CA"))?;
-            let issuer = Issuer::from_ca_cert_der(&ca.der.as_slice().into(), key).map_err(|e| format!("cannot sign with the Secret's CA: {e}"))?;
+            let key_pem = text(data, CA_KEY)
+                .ok_or(format!("the Secret has no {CA_KEY} to sign a new certificate with"))?;
+            let key = key_of(key_pem.as_bytes(), &ca)
+                .ok_or(format!("the Secret's {CA_KEY} is not the key of its CA"))?;
+            let issuer = Issuer::from_ca_cert_der(&ca.der.as_slice().into(), key)
+                .map_err(|e| format!("cannot sign with the Secret's CA: {e}"))?;
             let (tls_crt, tls_key) = new_leaf(t, id, &issuer, ca.not_after)?;
             Ok(Material { ca_crt: old_bundle(), ca_key: Some(key_pem), tls_crt, tls_key })
         }
@@ -337,13 +381,20 @@ pub fn issue(now: SystemTime, id: &Identity, plan: Plan, data: Option<&BTreeMap<
 }
 
 fn new_key() -> Result<KeyPair, String> {
-    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| format!("cannot generate an ECDSA P-256 key: {e}"))
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| format!("cannot generate an ECDSA P-256 key: {e}"))
 }
 
 /// A serving certificate for `id`'s names from `issuer`, ending no later than the CA.
-fn new_leaf(now: i64, id: &Identity, issuer: &Issuer<'_, KeyPair>, ca_not_after: i64) -> Result<(String, String), String> {
+fn new_leaf(
+    now: i64,
+    id: &Identity,
+    issuer: &Issuer<'_, KeyPair>,
+    ca_not_after: i64,
+) -> Result<(String, String), String> {
     let key = new_key()?;
-    let mut params = CertificateParams::new(id.dns_names()).map_err(|e| format!("--service {:?} makes invalid DNS names: {e}", id.service))?;
+    let mut params = CertificateParams::new(id.dns_names())
+        .map_err(|e| format!("--service {:?} makes invalid DNS names: {e}", id.service))?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, format!("{}.{}.svc", id.service, id.namespace));
     params.distinguished_name = dn;
@@ -353,7 +404,8 @@ fn new_leaf(now: i64, id: &Identity, issuer: &Issuer<'_, KeyPair>, ca_not_after:
     params.use_authority_key_identifier_extension = true;
     params.not_before = odt(now - BACKDATE)?;
     params.not_after = odt((now + secs(LEAF_VALIDITY)).min(ca_not_after))?;
-    let cert = params.signed_by(&key, issuer).map_err(|e| format!("cannot make the serving certificate: {e}"))?;
+    let cert =
+        params.signed_by(&key, issuer).map_err(|e| format!("cannot make the serving certificate: {e}"))?;
     Ok((pem_encode("CERTIFICATE", cert.der()), key.serialize_pem()))
 }
 
@@ -418,7 +470,9 @@ fn key_of(pem: &[u8], cert: &Cert) -> Option<KeyPair> {
 /// Whether `ca`'s key signed `leaf`.
 fn signed_by(leaf: &Cert, ca: &Cert) -> bool {
     match (x509_parser::parse_x509_certificate(&leaf.der), x509_parser::parse_x509_certificate(&ca.der)) {
-        (Ok((_, leaf)), Ok((_, ca))) => leaf.issuer() == ca.subject() && leaf.verify_signature(Some(ca.public_key())).is_ok(),
+        (Ok((_, leaf)), Ok((_, ca))) => {
+            leaf.issuer() == ca.subject() && leaf.verify_signature(Some(ca.public_key())).is_ok()
+        }
         _ => false,
     }
 }
@@ -448,7 +502,8 @@ fn secs(d: Duration) -> i64 {
 }
 
 fn odt(t: i64) -> Result<time::OffsetDateTime, String> {
-    time::OffsetDateTime::from_unix_timestamp(t).map_err(|e| format!("the clock reads an impossible time: {e}"))
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map_err(|e| format!("the clock reads an impossible time: {e}"))
 }
 
 /// `YYYY-MM-DD` (UTC), for the log.
@@ -466,10 +521,15 @@ fn expiry(pem: &str) -> String {
 
 /// Sets `caBundle` to `bundle` on every client configuration that calls `id`'s Service. Returns
 /// how many call it and whether any changed.
-pub fn set_ca_bundle<'a>(configs: impl IntoIterator<Item = &'a mut WebhookClientConfig>, id: &Identity, bundle: &[u8]) -> (usize, bool) {
+pub fn set_ca_bundle<'a>(
+    configs: impl IntoIterator<Item = &'a mut WebhookClientConfig>,
+    id: &Identity,
+    bundle: &[u8],
+) -> (usize, bool) {
     let (mut ours, mut changed) = (0, false);
     for config in configs {
-        let calls_us = config.service.as_ref().is_some_and(|s| s.name == id.service && s.namespace == id.namespace);
+        let calls_us =
+            config.service.as_ref().is_some_and(|s| s.name == id.service && s.namespace == id.namespace);
         if !calls_us {
             continue;
         }
@@ -501,8 +561,10 @@ pub fn write_files(dir: &Path, material: &Material) -> Result<bool, String> {
         }
         let tmp = dir.join(format!(".{name}.tmp"));
         let hint = "--tls-dir must be a folder this user can write (an emptyDir volume)";
-        write_private(&tmp, content.as_bytes()).map_err(|e| format!("cannot write {}: {e}; {hint}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| format!("cannot rename {} to {}: {e}; {hint}", tmp.display(), path.display()))?;
+        write_private(&tmp, content.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}; {hint}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| format!("cannot rename {} to {}: {e}; {hint}", tmp.display(), path.display()))?;
         changed = true;
     }
     Ok(changed)
@@ -548,12 +610,20 @@ fn is_conflict(e: &kube::Error) -> bool {
 /// Step 1: the material in Secret `name` (of `api`'s namespace) at `now`, made and stored first
 /// when [`plan`] says so. On 409 Conflict the Secret is read again and planned anew, so a Secret
 /// another replica just wrote is used as it is.
-pub async fn ensure_secret(api: &Api<Secret>, name: &str, id: &Identity, now: SystemTime) -> Result<(Material, Stored), String> {
+pub async fn ensure_secret(
+    api: &Api<Secret>,
+    name: &str,
+    id: &Identity,
+    now: SystemTime,
+) -> Result<(Material, Stored), String> {
     let ns = &id.namespace;
     let get_rule = format!("get on secrets (resourceNames [{name}]) in namespace {ns}");
     let mut raced = false;
     for _ in 0..TRIES {
-        let current = api.get_opt(name).await.map_err(|e| format!("cannot read Secret {ns}/{name}: {}", hint_403(&e, &get_rule)))?;
+        let current = api
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("cannot read Secret {ns}/{name}: {}", hint_403(&e, &get_rule)))?;
         let data = current.as_ref().and_then(|s| s.data.as_ref());
         let (plan, why) = assess(now, id, data);
         if plan == Plan::Keep {
@@ -567,7 +637,10 @@ pub async fn ensure_secret(api: &Api<Secret>, name: &str, id: &Identity, now: Sy
                     metadata: ObjectMeta {
                         name: Some(name.to_string()),
                         namespace: Some(ns.clone()),
-                        annotations: Some(BTreeMap::from([(gantry_api::keys::GENERATED_BY_ANNOTATION.to_string(), "gantry webhook --self-signed-tls".to_string())])),
+                        annotations: Some(BTreeMap::from([(
+                            gantry_api::keys::GENERATED_BY_ANNOTATION.to_string(),
+                            "gantry webhook --self-signed-tls".to_string(),
+                        )])),
                         ..ObjectMeta::default()
                     },
                     type_: Some("kubernetes.io/tls".into()),
@@ -575,10 +648,9 @@ pub async fn ensure_secret(api: &Api<Secret>, name: &str, id: &Identity, now: Sy
                     ..Secret::default()
                 };
                 let rule = format!("create on secrets in namespace {ns}");
-                api.create(&PostParams::default(), &secret)
-                    .await
-                    .map(|_| Stored::Created)
-                    .map_err(|e| (is_conflict(&e), format!("cannot create Secret {ns}/{name}: {}", hint_403(&e, &rule))))
+                api.create(&PostParams::default(), &secret).await.map(|_| Stored::Created).map_err(|e| {
+                    (is_conflict(&e), format!("cannot create Secret {ns}/{name}: {}", hint_403(&e, &rule)))
+                })
             }
             Some(mut secret) => {
                 // Other keys, labels and the type stay as they are; `metadata.resourceVersion`
@@ -591,7 +663,12 @@ pub async fn ensure_secret(api: &Api<Secret>, name: &str, id: &Identity, now: Sy
                 api.replace(name, &PostParams::default(), &secret)
                     .await
                     .map(|_| Stored::Replaced { plan, why })
-                    .map_err(|e| (is_conflict(&e), format!("cannot update Secret {ns}/{name}: {}", hint_403(&e, &rule))))
+                    .map_err(|e| {
+                        (
+                            is_conflict(&e),
+                            format!("cannot update Secret {ns}/{name}: {}", hint_403(&e, &rule)),
+                        )
+                    })
             }
         };
         match written {
@@ -614,7 +691,11 @@ pub enum Patched {
 
 /// The two configuration types, for [`patch_ca_bundle`].
 trait Configuration:
-    kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope> + Clone + fmt::Debug + serde::de::DeserializeOwned + serde::Serialize
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+    + Clone
+    + fmt::Debug
+    + serde::de::DeserializeOwned
+    + serde::Serialize
 {
     fn client_configs(&mut self) -> Vec<&mut WebhookClientConfig>;
 }
@@ -633,19 +714,30 @@ impl Configuration for ValidatingWebhookConfiguration {
 
 /// Step 2: sets `caBundle` to `bundle` on the webhooks of `config` that call `id`'s Service,
 /// replacing the configuration only when that changes it (read again on 409 Conflict).
-pub async fn patch_ca_bundle(client: &Client, config: &ConfigRef, id: &Identity, bundle: &[u8]) -> Result<Patched, String> {
+pub async fn patch_ca_bundle(
+    client: &Client,
+    config: &ConfigRef,
+    id: &Identity,
+    bundle: &[u8],
+) -> Result<Patched, String> {
     match config.kind {
         Kind::Mutating => patch_one::<MutatingWebhookConfiguration>(client, config, id, bundle).await,
         Kind::Validating => patch_one::<ValidatingWebhookConfiguration>(client, config, id, bundle).await,
     }
 }
 
-async fn patch_one<K: Configuration>(client: &Client, config: &ConfigRef, id: &Identity, bundle: &[u8]) -> Result<Patched, String> {
+async fn patch_one<K: Configuration>(
+    client: &Client,
+    config: &ConfigRef,
+    id: &Identity,
+    bundle: &[u8],
+) -> Result<Patched, String> {
     let api: Api<K> = Api::all(client.clone());
     let name = &config.name;
     let resource = K::plural(&()).into_owned();
     for _ in 0..TRIES {
-        let rule = format!("get and update on {resource}.admissionregistration.k8s.io (resourceNames [{name}])");
+        let rule =
+            format!("get and update on {resource}.admissionregistration.k8s.io (resourceNames [{name}])");
         let mut object = match api.get_opt(name).await {
             Ok(Some(o)) => o,
             Ok(None) => {
@@ -754,7 +846,10 @@ impl SelfSigned {
         for config in &self.config.configs {
             match patch_ca_bundle(&self.client, config, &id, material.ca_crt.as_bytes()).await {
                 Ok(Patched::Updated(n)) => {
-                    eprintln!("gantry webhook: set the caBundle of {config} ({n} webhooks call Service {}/{})", id.namespace, id.service)
+                    eprintln!(
+                        "gantry webhook: set the caBundle of {config} ({n} webhooks call Service {}/{})",
+                        id.namespace, id.service
+                    )
                 }
                 Ok(Patched::Unchanged) => {}
                 Err(e) => problems.push(e),
@@ -808,11 +903,19 @@ impl SelfSigned {
     /// has been written there. Fails only when the folder cannot be written.
     pub async fn start(&mut self) -> Result<(), String> {
         let dir = &self.config.dir;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create --tls-dir {}: {e}; use a folder this user can write (an emptyDir volume)", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "cannot create --tls-dir {}: {e}; use a folder this user can write (an emptyDir volume)",
+                dir.display()
+            )
+        })?;
         let probe = dir.join(".gantry-write-test");
-        write_private(&probe, b"")
-            .map_err(|e| format!("cannot write in --tls-dir {}: {e}; use a folder this user can write (an emptyDir volume)", dir.display()))?;
+        write_private(&probe, b"").map_err(|e| {
+            format!(
+                "cannot write in --tls-dir {}: {e}; use a folder this user can write (an emptyDir volume)",
+                dir.display()
+            )
+        })?;
         let _ = std::fs::remove_file(&probe);
         loop {
             let result = self.step(SystemTime::now()).await;
@@ -837,6 +940,8 @@ impl SelfSigned {
 
 /// Whether the CA that signed `material`'s certificate is in `bundle`.
 fn issuer_in(material: &Material, bundle: &str) -> bool {
-    let (Ok(new), Ok(old)) = (parse_certs(material.ca_crt.as_bytes()), parse_certs(bundle.as_bytes())) else { return false };
+    let (Ok(new), Ok(old)) = (parse_certs(material.ca_crt.as_bytes()), parse_certs(bundle.as_bytes())) else {
+        return false;
+    };
     old.iter().any(|c| c.der == new[0].der)
 }

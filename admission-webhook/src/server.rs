@@ -66,12 +66,18 @@ impl Metrics {
     fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let duration = HistogramVec::new(
-            HistogramOpts::new("gantry_webhook_request_duration_seconds", "Time to answer one admission review, by path.")
-                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0]),
+            HistogramOpts::new(
+                "gantry_webhook_request_duration_seconds",
+                "Time to answer one admission review, by path.",
+            )
+            .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0]),
             &["path"],
         )?;
         let decisions = IntCounterVec::new(
-            Opts::new("gantry_webhook_decisions_total", "Admission reviews by path and decision: allowed, patched, denied, bad_request, error."),
+            Opts::new(
+                "gantry_webhook_decisions_total",
+                "Admission reviews by path and decision: allowed, patched, denied, bad_request, error.",
+            ),
             &["path", "decision"],
         )?;
         registry.register(Box::new(duration.clone()))?;
@@ -108,7 +114,12 @@ impl Webhook {
     /// [`Webhook::set_policy`], so the API server applies the configurations' `failurePolicy`.
     pub fn unready() -> Result<Webhook, String> {
         let metrics = Metrics::new().map_err(|e| format!("cannot register the metrics: {e}"))?;
-        Ok(Webhook { policy: RwLock::new(None), budget: Duration::from_secs(1), metrics, large: tokio::sync::Semaphore::new(LARGE_BODIES) })
+        Ok(Webhook {
+            policy: RwLock::new(None),
+            budget: Duration::from_secs(1),
+            metrics,
+            large: tokio::sync::Semaphore::new(LARGE_BODIES),
+        })
     }
 
     /// Puts `policy` in force for the next request (requests already deciding keep theirs).
@@ -125,7 +136,11 @@ impl Webhook {
     /// label: allowed, patched, denied or bad_request). Never panics on any input.
     pub fn review(&self, path: Path, body: &[u8]) -> (StatusCode, String, &'static str) {
         let Some(policy) = self.policy() else {
-            return (StatusCode::SERVICE_UNAVAILABLE, "the webhook has not read the tenant objects yet; retry shortly".to_string(), "error");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the webhook has not read the tenant objects yet; retry shortly".to_string(),
+                "error",
+            );
         };
         if let Err(n) = gantry_serve::bodies::count_json_values(body, MAX_VALUES) {
             return (
@@ -138,7 +153,11 @@ impl Webhook {
             Ok(r) => r,
             Err(e) => {
                 return match e.uid {
-                    Some(uid) => (StatusCode::OK, reply(&uid, &Decision::bad_request(e.message), false).to_string(), "bad_request"),
+                    Some(uid) => (
+                        StatusCode::OK,
+                        reply(&uid, &Decision::bad_request(e.message), false).to_string(),
+                        "bad_request",
+                    ),
                     None => (StatusCode::BAD_REQUEST, e.message, "bad_request"),
                 };
             }
@@ -165,49 +184,88 @@ impl Webhook {
 /// The service's routes over a shared [`Webhook`].
 pub fn router(webhook: Arc<Webhook>) -> Router {
     Router::new()
-        .route("/mutate", post(|s: State<Arc<Webhook>>, h: axum::http::HeaderMap, b: Body| handle(s, Path::Mutate, h, b)))
-        .route("/validate", post(|s: State<Arc<Webhook>>, h: axum::http::HeaderMap, b: Body| handle(s, Path::Validate, h, b)))
+        .route(
+            "/mutate",
+            post(|s: State<Arc<Webhook>>, h: axum::http::HeaderMap, b: Body| handle(s, Path::Mutate, h, b)),
+        )
+        .route(
+            "/validate",
+            post(|s: State<Arc<Webhook>>, h: axum::http::HeaderMap, b: Body| handle(s, Path::Validate, h, b)),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(webhook)
 }
 
-async fn handle(State(webhook): State<Arc<Webhook>>, path: Path, headers: axum::http::HeaderMap, body: Body) -> Response {
+async fn handle(
+    State(webhook): State<Arc<Webhook>>,
+    path: Path,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
     let start = Instant::now();
     let deadline = start + webhook.budget;
-    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     // A large body (or one of unknown size) waits for a permit before it is read.
     let _permit = match length {
         Some(n) if n <= INLINE_LIMIT => None,
         Some(n) if n > BODY_LIMIT => {
             webhook.count(path, "bad_request");
             let text = format!("the body is larger than {BODY_LIMIT} bytes or could not be read\n");
-            return (StatusCode::PAYLOAD_TOO_LARGE, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                text,
+            )
+                .into_response();
         }
         _ => match tokio::time::timeout_at(deadline.into(), webhook.large.acquire()).await {
             Ok(Ok(permit)) => Some(permit),
             _ => {
                 webhook.count(path, "error");
                 let text = "the webhook is busy with other large reviews; retry\n";
-                return (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    text,
+                )
+                    .into_response();
             }
         },
     };
-    let (status, text, decision) = match tokio::time::timeout_at(deadline.into(), axum::body::to_bytes(body, BODY_LIMIT)).await {
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the request body did not arrive within the time budget".to_string(), "error"),
-        Ok(Err(_)) => (StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {BODY_LIMIT} bytes or could not be read"), "bad_request"),
-        Ok(Ok(bytes)) if bytes.len() <= INLINE_LIMIT => webhook.review(path, &bytes),
-        Ok(Ok(bytes)) => {
-            let w = webhook.clone();
-            let job = tokio::task::spawn_blocking(move || w.review(path, &bytes));
-            match tokio::time::timeout_at(deadline.into(), job).await {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "the review failed".to_string(), "error"),
-                Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the review did not finish within the time budget".to_string(), "error"),
+    let (status, text, decision) =
+        match tokio::time::timeout_at(deadline.into(), axum::body::to_bytes(body, BODY_LIMIT)).await {
+            Err(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the request body did not arrive within the time budget".to_string(),
+                "error",
+            ),
+            Ok(Err(_)) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {BODY_LIMIT} bytes or could not be read"),
+                "bad_request",
+            ),
+            Ok(Ok(bytes)) if bytes.len() <= INLINE_LIMIT => webhook.review(path, &bytes),
+            Ok(Ok(bytes)) => {
+                let w = webhook.clone();
+                let job = tokio::task::spawn_blocking(move || w.review(path, &bytes));
+                match tokio::time::timeout_at(deadline.into(), job).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(_)) => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, "the review failed".to_string(), "error")
+                    }
+                    Err(_) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the review did not finish within the time budget".to_string(),
+                        "error",
+                    ),
+                }
             }
-        }
-    };
+        };
     webhook.metrics.duration.with_label_values(&[path.name()]).observe(start.elapsed().as_secs_f64());
     webhook.count(path, decision);
     if status == StatusCode::OK {
@@ -228,6 +286,8 @@ async fn metrics(State(webhook): State<Arc<Webhook>>) -> Response {
     let mut buf = Vec::new();
     match TextEncoder::new().encode(&webhook.metrics.registry.gather(), &mut buf) {
         Ok(()) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], buf).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render the metrics: {e}\n")).into_response(),
+        Err(e) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render the metrics: {e}\n")).into_response()
+        }
     }
 }

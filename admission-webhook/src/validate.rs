@@ -32,10 +32,10 @@
 use crate::inspect::*;
 use crate::policy::{gpus, Policy};
 use crate::review::{Decision, Request};
-use gantry_core::tenancy::{FlavorId, Milli, TenantId};
 use gantry_api::identity::{identify, Identity, Source};
 use gantry_api::keys::*;
 use gantry_api::pod::{annotation, gated, label, meta, parse_pod, quantity};
+use gantry_core::tenancy::{FlavorId, Milli, TenantId};
 use serde_json::Value;
 
 /// Decides one validating review. `request.object` should already carry its namespace.
@@ -81,7 +81,10 @@ const FIXED: [(&str, &str); 8] = [
 /// gate, change a key in [`FIXED`] or change the workload keys the gang is read from.
 pub fn update(policy: &Policy, request: &Request) -> Decision {
     let (old, new) = (&request.old_object, &request.object);
-    if policy.tenant_of(&request.namespace).is_none() || is_mirror(old) || policy.queue_controllers.contains(&request.user) {
+    if policy.tenant_of(&request.namespace).is_none()
+        || is_mirror(old)
+        || policy.queue_controllers.contains(&request.user)
+    {
         return Decision::allow();
     }
     let mut denials = Vec::new();
@@ -201,17 +204,22 @@ impl Check<'_> {
     /// namespace, naming the field and what to ask for instead.
     fn other_accelerators(&mut self) {
         let spec = self.pod.get("spec");
-        if spec.and_then(|s| s.get("resourceClaims")).and_then(Value::as_array).is_some_and(|c| !c.is_empty()) {
+        if spec.and_then(|s| s.get("resourceClaims")).and_then(Value::as_array).is_some_and(|c| !c.is_empty())
+        {
             self.denials.push(format!(
                 "spec.resourceClaims: devices from resource claims (DRA) are not counted by Gantry's quota in tenant namespaces; \
                  ask for {GPU_RESOURCE} instead"
             ));
         }
         for list in ["containers", "initContainers"] {
-            let containers = spec.and_then(|s| s.get(list)).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+            let containers =
+                spec.and_then(|s| s.get(list)).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
             for (i, c) in containers.iter().enumerate().take(MAX_CONTAINERS) {
                 for part in ["requests", "limits"] {
-                    let Some(map) = c.get("resources").and_then(|r| r.get(part)).and_then(Value::as_object) else { continue };
+                    let Some(map) = c.get("resources").and_then(|r| r.get(part)).and_then(Value::as_object)
+                    else {
+                        continue;
+                    };
                     if let Some(key) = map.keys().find(|k| k.starts_with(MIG_RESOURCE_PREFIX)) {
                         self.denials.push(format!(
                             "spec.{list}[{i}].resources.{part}[{key}]: MIG slices are not counted by Gantry's quota in tenant namespaces; \
@@ -232,7 +240,8 @@ impl Check<'_> {
             None => self.policy.gpu_flavors().to_vec(),
         };
         let flavors = &self.policy.tenancy.flavors;
-        let unshared: Vec<&str> = accepted.iter().filter(|&&f| !flavors[f].sharing).map(|&f| flavors[f].name.as_str()).collect();
+        let unshared: Vec<&str> =
+            accepted.iter().filter(|&&f| !flavors[f].sharing).map(|&f| flavors[f].name.as_str()).collect();
         if !unshared.is_empty() {
             let shared: Vec<&str> = flavors.iter().filter(|f| f.sharing).map(|f| f.name.as_str()).collect();
             self.denials.push(format!(
@@ -264,8 +273,12 @@ impl Check<'_> {
                 match self.policy.gpu_flavor(m) {
                     Some(f) => flavors.push(f),
                     None => {
-                        let known: Vec<&str> = self.policy.gpu_flavors().iter().map(|&f| self.policy.flavor_name(f)).collect();
-                        self.denials.push(format!("{field}: GPU model {m:?} is not in this cluster (models: {}); name one of them", known.join(", ")));
+                        let known: Vec<&str> =
+                            self.policy.gpu_flavors().iter().map(|&f| self.policy.flavor_name(f)).collect();
+                        self.denials.push(format!(
+                            "{field}: GPU model {m:?} is not in this cluster (models: {}); name one of them",
+                            known.join(", ")
+                        ));
                     }
                 }
             }
@@ -284,7 +297,8 @@ impl Check<'_> {
         let demand = Milli::from(view.request.gpu_count) * Milli::from(view.request.gpu_milli);
         let per_flavor = |of: &dyn Fn(usize) -> Milli| -> (Milli, String) {
             let best = flavors.iter().map(|&f| of(f)).max().unwrap_or(0);
-            let list: Vec<String> = flavors.iter().map(|&f| format!("{} {}", self.policy.flavor_name(f), gpus(of(f)))).collect();
+            let list: Vec<String> =
+                flavors.iter().map(|&f| format!("{} {}", self.policy.flavor_name(f), gpus(of(f)))).collect();
             (best, list.join(", "))
         };
         let (ceiling, ceilings) = per_flavor(&|f| self.policy.ceiling(self.tenant, f));
@@ -320,7 +334,9 @@ impl Check<'_> {
                 return;
             }
         };
-        if let Some(kueue) = annotation(self.pod, KUEUE_TOTAL_COUNT_ANNOTATION).filter(|k| k.trim().parse::<u32>().ok() != Some(size)) {
+        if let Some(kueue) = annotation(self.pod, KUEUE_TOTAL_COUNT_ANNOTATION)
+            .filter(|k| k.trim().parse::<u32>().ok() != Some(size))
+        {
             self.denials.push(format!(
                 "{field} is {size} but {KUEUE_TOTAL_COUNT_ANNOTATION} is {kueue:?}; remove {GANG_SIZE_ANNOTATION}: Gantry copies Kueue's count"
             ));
@@ -333,7 +349,10 @@ impl Check<'_> {
             ));
         }
         for key in [TRAINING_REPLICA_INDEX_LABEL, JOBSET_GLOBAL_INDEX_LABEL] {
-            if let Some(index) = label(self.pod, key).and_then(|i| i.trim().parse::<u64>().ok()).filter(|&i| i >= u64::from(size)) {
+            if let Some(index) = label(self.pod, key)
+                .and_then(|i| i.trim().parse::<u64>().ok())
+                .filter(|&i| i >= u64::from(size))
+            {
                 self.denials.push(format!(
                     "{field} is {size}, but the pod's {key} is {index}, so the gang has more members; set {GANG_SIZE_ANNOTATION} to the gang's pod count"
                 ));

@@ -18,7 +18,10 @@ fn docs() -> Vec<Node> {
 fn file_docs(name: &str) -> Vec<Node> {
     let path = format!("{}/../deploy/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.split("\n---\n").map(|d| marked_yaml::parse_yaml(0, d).unwrap_or_else(|e| panic!("{path}: {e}"))).filter(|d| d.as_mapping().is_some()).collect()
+    text.split("\n---\n")
+        .map(|d| marked_yaml::parse_yaml(0, d).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .filter(|d| d.as_mapping().is_some())
+        .collect()
 }
 
 fn get<'a>(n: &'a Node, key: &str) -> &'a Node {
@@ -65,19 +68,33 @@ async fn configurations_fail_safe_and_call_what_is_served() {
             assert_eq!(rules.len(), 1);
             let operations = texts(get(&rules[0], "operations"));
             assert_eq!(texts(get(&rules[0], "apiGroups")), [""]);
-            assert_eq!(texts(get(&rules[0], "resources")), ["pods"], "{name}: pods only, never their subresources");
+            assert_eq!(
+                texts(get(&rules[0], "resources")),
+                ["pods"],
+                "{name}: pods only, never their subresources"
+            );
             // Updates fail closed, so the control plane and the queue controller must skip them.
             let conditions = h.as_mapping().unwrap().get_node("matchConditions");
             if operations == ["UPDATE"] {
-                let cel = text(get(&conditions.expect("matchConditions on updates").as_sequence().unwrap()[0], "expression"));
-                for user in ["'system:serviceaccount:kube-system:'", "'system:node:'", &format!("'{QUEUE_CONTROLLER}'")] {
+                let cel = text(get(
+                    &conditions.expect("matchConditions on updates").as_sequence().unwrap()[0],
+                    "expression",
+                ));
+                for user in [
+                    "'system:serviceaccount:kube-system:'",
+                    "'system:node:'",
+                    &format!("'{QUEUE_CONTROLLER}'"),
+                ] {
                     assert!(cel.contains(user), "{name}: {user} must skip the update webhook: {cel}");
                 }
             } else {
                 assert!(conditions.is_none(), "{name}");
             }
             let service = get(get(&h, "clientConfig"), "service");
-            assert_eq!((text(get(service, "namespace")), text(get(service, "name")), text(get(service, "port"))), ("gantry-system".into(), "gantry-webhook".into(), "443".into()));
+            assert_eq!(
+                (text(get(service, "namespace")), text(get(service, "name")), text(get(service, "port"))),
+                ("gantry-system".into(), "gantry-webhook".into(), "443".into())
+            );
             let path = text(get(service, "path"));
             assert_eq!(path, if mutating { "/mutate" } else { "/validate" });
             let req = Request::builder().method("POST").uri(&path).body(Body::from("{}")).unwrap();
@@ -85,7 +102,11 @@ async fn configurations_fail_safe_and_call_what_is_served() {
             seen.push((name, operations));
         }
     }
-    let expected = [("mutate.gantry.dev", "CREATE"), ("validate.gantry.dev", "CREATE"), ("validate-update.gantry.dev", "UPDATE")];
+    let expected = [
+        ("mutate.gantry.dev", "CREATE"),
+        ("validate.gantry.dev", "CREATE"),
+        ("validate-update.gantry.dev", "UPDATE"),
+    ];
     assert_eq!(seen, expected.map(|(n, o)| (n.to_string(), vec![o.to_string()])));
 }
 
@@ -131,7 +152,13 @@ fn the_deployment_serves_the_service_as_the_account_rbac_grants_what_the_code_us
     assert_eq!(text(get(pod, "serviceAccountName")), account);
     let container = &get(pod, "containers").as_sequence().unwrap()[0];
     let args = texts(get(container, "args"));
-    let arg = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| panic!("no {flag} in {args:?}"));
+    let arg = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {flag} in {args:?}"))
+    };
     assert_eq!(args[0], "webhook");
     assert!(!args.contains(&"--tenants".to_string()), "in a cluster the policy follows the tenant objects");
     let port = arg("--listen").rsplit(':').next().unwrap().to_string();
@@ -149,11 +176,21 @@ fn the_deployment_serves_the_service_as_the_account_rbac_grants_what_the_code_us
     assert_eq!(arg("--tls-dir"), mount);
     assert_eq!(arg("--service"), "gantry-webhook");
     // GPU pods go to the kube-scheduler profile that calls the extender.
-    let profile = std::fs::read_to_string(format!("{}/../deploy/scheduler/kube-scheduler.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    assert!(profile.contains(&format!("- schedulerName: {}\n", arg("--scheduler-name"))), "--scheduler-name must be a profile of the kube-scheduler configuration");
+    let profile = std::fs::read_to_string(format!(
+        "{}/../deploy/scheduler/kube-scheduler.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert!(
+        profile.contains(&format!("- schedulerName: {}\n", arg("--scheduler-name"))),
+        "--scheduler-name must be a profile of the kube-scheduler configuration"
+    );
     // The queue controller the webhook trusts is the scheduler's account.
-    let scheduler_rbac = std::fs::read_to_string(format!("{}/../deploy/scheduler/rbac.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    assert!(scheduler_rbac.contains("kind: ServiceAccount\nmetadata:\n  name: gantry-scheduler\n  namespace: gantry-system\n"));
+    let scheduler_rbac =
+        std::fs::read_to_string(format!("{}/../deploy/scheduler/rbac.yaml", env!("CARGO_MANIFEST_DIR")))
+            .unwrap();
+    assert!(scheduler_rbac
+        .contains("kind: ServiceAccount\nmetadata:\n  name: gantry-scheduler\n  namespace: gantry-system\n"));
     assert_eq!(QUEUE_CONTROLLER, "system:serviceaccount:gantry-system:gantry-scheduler");
     assert_eq!(text(get(get(kind(&docs, "PodDisruptionBudget"), "spec"), "minAvailable")), "1");
 }

@@ -52,7 +52,8 @@ fn the_gke_pod_is_classified_and_patched() {
     let pod = &review["request"]["object"];
     let patched = apply(pod, &reply);
     let mut want = pod.clone();
-    want["metadata"]["labels"] = json!({"app": "echo-server", "gantry.dev/kind": "batch", "gantry.dev/tenant": "coder"});
+    want["metadata"]["labels"] =
+        json!({"app": "echo-server", "gantry.dev/kind": "batch", "gantry.dev/tenant": "coder"});
     want["metadata"]["annotations"]["gantry.dev/workload"] = json!("colin-coder/pod");
     want["metadata"]["annotations"]["gantry.dev/priority-class"] = json!("batch");
     assert_eq!(patched, want);
@@ -68,10 +69,14 @@ fn the_gke_pod_is_classified_and_patched() {
 #[test]
 fn the_gke_pod_asking_for_gpus_is_gated_and_sent_to_gantrys_scheduler() {
     let w = webhook(Some("gantry-scheduler"));
-    let (pod, body) = with_pod(|p| p["spec"]["containers"][0]["resources"] = json!({"limits": {"nvidia.com/gpu": "2"}}));
+    let (pod, body) =
+        with_pod(|p| p["spec"]["containers"][0]["resources"] = json!({"limits": {"nvidia.com/gpu": "2"}}));
     let (_, reply) = call(&w, Path::Mutate, &body);
     let ops = patch_of(&reply);
-    assert_eq!(ops[4], json!({"op": "add", "path": "/spec/schedulingGates", "value": [{"name": "gantry.dev/admission"}]}));
+    assert_eq!(
+        ops[4],
+        json!({"op": "add", "path": "/spec/schedulingGates", "value": [{"name": "gantry.dev/admission"}]})
+    );
     assert_eq!(ops[5], json!({"op": "replace", "path": "/spec/schedulerName", "value": "gantry-scheduler"}));
     assert_eq!(ops.len(), 6);
     let patched = apply(&pod, &reply);
@@ -87,9 +92,12 @@ fn the_gke_pod_asking_for_gpus_is_gated_and_sent_to_gantrys_scheduler() {
 
 #[test]
 fn replies_have_the_fields_and_shapes_the_api_server_reads() {
-    let golden: Value = serde_json::from_str(&fixture("k8s-api-testdata.admission.k8s.io.v1.AdmissionReview.json")).unwrap();
-    let grafana_patch: Value = serde_json::from_str(&fixture("grafana-app-sdk.response.jsonpatch.json")).unwrap();
-    let grafana_reject: Value = serde_json::from_str(&fixture("grafana-app-sdk.response.reject-409.json")).unwrap();
+    let golden: Value =
+        serde_json::from_str(&fixture("k8s-api-testdata.admission.k8s.io.v1.AdmissionReview.json")).unwrap();
+    let grafana_patch: Value =
+        serde_json::from_str(&fixture("grafana-app-sdk.response.jsonpatch.json")).unwrap();
+    let grafana_reject: Value =
+        serde_json::from_str(&fixture("grafana-app-sdk.response.reject-409.json")).unwrap();
     let allow: Value = serde_json::from_str(&fixture("controller-runtime.response.allow-v1.json")).unwrap();
     let w = webhook(None);
 
@@ -102,7 +110,10 @@ fn replies_have_the_fields_and_shapes_the_api_server_reads() {
 
     for reply in [&patched, &denied, &allowed] {
         keys_within(reply, &golden, "");
-        assert_eq!((reply["apiVersion"].as_str(), reply["kind"].as_str()), (allow["apiVersion"].as_str(), allow["kind"].as_str()));
+        assert_eq!(
+            (reply["apiVersion"].as_str(), reply["kind"].as_str()),
+            (allow["apiVersion"].as_str(), allow["kind"].as_str())
+        );
         assert_eq!(reply["response"]["uid"], gke()["request"]["uid"], "the uid is echoed");
         assert!(reply["response"]["allowed"].is_boolean());
     }
@@ -114,12 +125,18 @@ fn replies_have_the_fields_and_shapes_the_api_server_reads() {
     assert_eq!(denied["response"]["allowed"], false);
     assert_eq!((status["code"].as_i64(), status["reason"].as_str()), (Some(403), Some("Forbidden")));
     for key in ["code", "reason", "message"] {
-        assert!(grafana_reject["response"]["status"].get(key).is_some() && status.get(key).is_some(), "{key}");
+        assert!(
+            grafana_reject["response"]["status"].get(key).is_some() && status.get(key).is_some(),
+            "{key}"
+        );
     }
     // Validating replies never carry patch fields; an unmanaged namespace's pod is untouched.
     for reply in [&denied, &allowed] {
         assert!(reply["response"].get("patch").is_none() && reply["response"].get("patchType").is_none());
     }
     let (_, untouched) = call(&w, Path::Mutate, &other.to_string());
-    assert_eq!(untouched["response"], json!({"uid": "0c9a8d74-9cb7-44dd-b98e-09fd62def2f4", "allowed": true}));
+    assert_eq!(
+        untouched["response"],
+        json!({"uid": "0c9a8d74-9cb7-44dd-b98e-09fd62def2f4", "allowed": true})
+    );
 }

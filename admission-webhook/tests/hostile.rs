@@ -41,7 +41,11 @@ fn quantities_that_are_not_gpu_counts() {
         (json!("lots"), "\"lots\" is not a quantity like \"500m\", \"2\" or \"16Gi\""),
         (json!(true), "true is not a quantity"),
     ] {
-        denied_fast(&gpu_pod(q.clone()), &format!("{field}: {why}; give a whole number of GPUs, e.g. \"1\""), second);
+        denied_fast(
+            &gpu_pod(q.clone()),
+            &format!("{field}: {why}; give a whole number of GPUs, e.g. \"1\""),
+            second,
+        );
     }
 }
 
@@ -50,7 +54,11 @@ fn thousands_of_containers() {
     let mut p = pod(json!({}), json!({}), json!({"nvidia.com/gpu": 1}));
     let c = p["spec"]["containers"][0].clone();
     p["spec"]["containers"] = Value::Array(vec![c; 5000]);
-    denied_fast(&review("colin-coder", p), "spec.containers: the pod has 5000 containers and init containers; Gantry accepts at most 256", Duration::from_secs(1));
+    denied_fast(
+        &review("colin-coder", p),
+        "spec.containers: the pod has 5000 containers and init containers; Gantry accepts at most 256",
+        Duration::from_secs(1),
+    );
 }
 
 #[test]
@@ -58,7 +66,11 @@ fn huge_labels_and_annotations() {
     let p = pod(json!({"scheduling.x-k8s.io/pod-group": "x".repeat(1 << 20)}), json!({}), json!({}));
     denied_fast(&review("colin-coder", p), "metadata.labels[scheduling.x-k8s.io/pod-group] is 1048576 characters long; label values are at most 63", Duration::from_secs(1));
     let p = pod(json!({}), json!({"a": "y".repeat(300 << 10)}), json!({}));
-    denied_fast(&review("colin-coder", p), "metadata.annotations: 307201 bytes in all; Kubernetes allows at most 262144", Duration::from_secs(1));
+    denied_fast(
+        &review("colin-coder", p),
+        "metadata.annotations: 307201 bytes in all; Kubernetes allows at most 262144",
+        Duration::from_secs(1),
+    );
     // A denial never echoes megabytes: the message is cut.
     let w = webhook(None);
     let (_, reply) = call(&w, Path::Validate, &gpu_pod(json!("9".repeat(1 << 20))));
@@ -80,7 +92,8 @@ fn bodies_that_are_not_reviews() {
         }
     }
     // A readable uid: the answer is a review that denies, naming the problem.
-    let (status, reply) = call(&w, Path::Validate, r#"{"apiVersion": "admission.k8s.io/v1beta1", "request": {"uid": "u"}}"#);
+    let (status, reply) =
+        call(&w, Path::Validate, r#"{"apiVersion": "admission.k8s.io/v1beta1", "request": {"uid": "u"}}"#);
     assert_eq!(status, 200);
     assert_eq!(denial(&reply), "apiVersion \"admission.k8s.io/v1beta1\" is not supported; set admissionReviewVersions: [v1] in the webhook configuration");
     for object in [json!(null), json!("pod"), json!({"spec": {}})] {
@@ -106,7 +119,13 @@ fn a_body_of_millions_of_tiny_values_is_refused_before_it_is_parsed() {
         assert!(text.as_str().unwrap().contains("more than 400000 JSON values"), "{text}");
     }
     // Brackets and commas inside strings are not values; a real review passes the count.
-    let review = review("colin-coder", held(pod(json!({"a": "[,{"}), json!({"b": "\\\"],,"}), json!({"nvidia.com/gpu": 1}))));
-    assert_eq!(gantry_serve::bodies::count_json_values(review.as_bytes(), 1_000_000).map(|n| n < 100), Ok(true));
+    let review = review(
+        "colin-coder",
+        held(pod(json!({"a": "[,{"}), json!({"b": "\\\"],,"}), json!({"nvidia.com/gpu": 1}))),
+    );
+    assert_eq!(
+        gantry_serve::bodies::count_json_values(review.as_bytes(), 1_000_000).map(|n| n < 100),
+        Ok(true)
+    );
     assert_eq!(call(&w, Path::Validate, &review).0, 200);
 }

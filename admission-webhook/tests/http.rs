@@ -11,7 +11,12 @@ use std::sync::Arc;
 use tower::ServiceExt;
 
 async fn send(app: &axum::Router, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, String) {
-    let req = Request::builder().method(method).uri(uri).header("content-type", "application/json").body(Body::from(body)).unwrap();
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
@@ -21,7 +26,8 @@ async fn send(app: &axum::Router, method: &str, uri: &str, body: Vec<u8>) -> (St
 #[tokio::test]
 async fn serves_reviews_health_and_metrics() {
     let app = router(Arc::new(webhook(None)));
-    let body = review("colin-coder", pod(json!({}), json!({}), json!({"nvidia.com/gpu": "0.5"}))).into_bytes();
+    let body =
+        review("colin-coder", pod(json!({}), json!({}), json!({"nvidia.com/gpu": "0.5"}))).into_bytes();
     let (status, reply) = send(&app, "POST", "/mutate", body.clone()).await;
     assert_eq!(status, 200);
     assert!(reply.contains("\"patchType\":\"JSONPatch\""), "{reply}");

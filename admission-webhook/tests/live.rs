@@ -38,7 +38,14 @@ async fn until(w: &Webhook, what: &str, check: impl Fn(&Webhook) -> bool) {
 }
 
 fn denial_of(w: &Webhook, gpus: u32) -> String {
-    let (_, reply) = call(w, Path::Validate, &review("colin-coder", held(pod(json!({}), json!({"gantry.dev/gpu-models": "A100"}), json!({"nvidia.com/gpu": gpus})))));
+    let (_, reply) = call(
+        w,
+        Path::Validate,
+        &review(
+            "colin-coder",
+            held(pod(json!({}), json!({"gantry.dev/gpu-models": "A100"}), json!({"nvidia.com/gpu": gpus}))),
+        ),
+    );
     denial(&reply)
 }
 
@@ -48,7 +55,8 @@ async fn the_policy_follows_the_tenant_objects() {
     // The objects `gantry crd --from-tenants` writes for the test tenancy.
     let (flavors, cohorts, tenants) = gantry_api::crds::tenancy_to_objects(&tenancy, &settings).unwrap();
     let yaml = gantry_api::crds::objects_yaml(&flavors, &cohorts, &tenants).unwrap();
-    let objects: Vec<Value> = yaml.split("\n---\n").skip(1).map(|d| serde_json::from_str(d).unwrap()).collect();
+    let objects: Vec<Value> =
+        yaml.split("\n---\n").skip(1).map(|d| serde_json::from_str(d).unwrap()).collect();
     let of_kind = |kind: &str| -> Vec<Value> {
         let mut v: Vec<Value> = objects.iter().filter(|o| o["kind"] == kind).cloned().collect();
         v.iter_mut().for_each(|o| o["metadata"]["resourceVersion"] = json!("1"));
@@ -96,19 +104,28 @@ async fn the_policy_follows_the_tenant_objects() {
     let app = router(webhook.clone());
     let get = |path: &'static str| {
         let app = app.clone();
-        async move { app.oneshot(http::Request::get(path).body(AxumBody::empty()).unwrap()).await.unwrap().status() }
+        async move {
+            app.oneshot(http::Request::get(path).body(AxumBody::empty()).unwrap()).await.unwrap().status()
+        }
     };
     // Before the objects are read: not ready, and reviews are refused with 503 (failurePolicy).
     assert_eq!(get("/readyz").await, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(get("/healthz").await, StatusCode::OK);
-    assert_eq!(call(&webhook, Path::Validate, &review("colin-coder", pod(json!({}), json!({}), json!({})))).0, 503);
+    assert_eq!(
+        call(&webhook, Path::Validate, &review("colin-coder", pod(json!({}), json!({}), json!({})))).0,
+        503
+    );
 
     tokio::spawn(follow(client, settings, |t| Policy::new(t, None), webhook.clone()));
     until(&webhook, "the policy is read from the objects", |w| w.policy().is_some()).await;
     assert_eq!(get("/readyz").await, StatusCode::OK);
     // The same decisions as from the file: coder holds at most 8 A100.
     assert_eq!(denial_of(&webhook, 8), "");
-    assert!(denial_of(&webhook, 12).contains("can never hold more than 8 of the models it accepts"), "{}", denial_of(&webhook, 12));
+    assert!(
+        denial_of(&webhook, 12).contains("can never hold more than 8 of the models it accepts"),
+        "{}",
+        denial_of(&webhook, 12)
+    );
 
     // A platform admin raises coder's A100 quota: the next review sees it.
     let mut coder = tenants.iter().find(|t| t["metadata"]["name"] == "coder").unwrap().clone();

@@ -6,8 +6,8 @@
 
 use base64::Engine;
 use gantry_admission_webhook::selfcert::{
-    assess, issue, next_backoff, plan, set_ca_bundle, write_files, Config, ConfigRef, Identity, Kind, Material, Plan, SelfSigned, BACKOFF_MAX, CA_CRT, CA_KEY,
-    TLS_CRT, TLS_KEY,
+    assess, issue, next_backoff, plan, set_ca_bundle, write_files, Config, ConfigRef, Identity, Kind,
+    Material, Plan, SelfSigned, BACKOFF_MAX, CA_CRT, CA_KEY, TLS_CRT, TLS_KEY,
 };
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::admissionregistration::v1::{ServiceReference, WebhookClientConfig};
@@ -27,7 +27,8 @@ const SECRET: &str = "gantry-webhook-tls";
 const SECRET_PATH: &str = "/api/v1/namespaces/gantry-system/secrets/gantry-webhook-tls";
 const SECRETS: &str = "/api/v1/namespaces/gantry-system/secrets";
 const MUTATING: &str = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/gantry-webhook";
-const VALIDATING: &str = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/gantry-webhook";
+const VALIDATING: &str =
+    "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/gantry-webhook";
 
 fn id() -> Identity {
     Identity::new("gantry-webhook", NS)
@@ -78,20 +79,38 @@ fn plan_decides_from_the_clock_and_what_the_secret_holds() {
         ("leaf with 125 days left", Some(ours.clone()), t0() + days(240), Plan::Keep),
         ("leaf with 115 days left", Some(ours.clone()), t0() + days(250), Plan::RenewLeaf),
         ("leaf expired", Some(ours.clone()), t0() + days(400), Plan::RenewLeaf),
-        ("leaf for another Service", Some(with(&ours, TLS_CRT, Some(&field(&other_service, TLS_CRT)))), t0(), Plan::RenewLeaf),
+        (
+            "leaf for another Service",
+            Some(with(&ours, TLS_CRT, Some(&field(&other_service, TLS_CRT)))),
+            t0(),
+            Plan::RenewLeaf,
+        ),
         (
             "leaf for another Service, with its key",
-            Some(with(&with(&ours, TLS_CRT, Some(&field(&other_service, TLS_CRT))), TLS_KEY, Some(&field(&other_service, TLS_KEY)))),
+            Some(with(
+                &with(&ours, TLS_CRT, Some(&field(&other_service, TLS_CRT))),
+                TLS_KEY,
+                Some(&field(&other_service, TLS_KEY)),
+            )),
             t0(),
             Plan::RenewLeaf,
         ),
         (
             "leaf and key from another CA",
-            Some(with(&with(&ours, TLS_CRT, Some(&field(&other_ca, TLS_CRT))), TLS_KEY, Some(&field(&other_ca, TLS_KEY)))),
+            Some(with(
+                &with(&ours, TLS_CRT, Some(&field(&other_ca, TLS_CRT))),
+                TLS_KEY,
+                Some(&field(&other_ca, TLS_KEY)),
+            )),
             t0(),
             Plan::RenewLeaf,
         ),
-        ("leaf key is another certificate's", Some(with(&ours, TLS_KEY, Some(&field(&other_ca, TLS_KEY)))), t0(), Plan::RenewLeaf),
+        (
+            "leaf key is another certificate's",
+            Some(with(&ours, TLS_KEY, Some(&field(&other_ca, TLS_KEY)))),
+            t0(),
+            Plan::RenewLeaf,
+        ),
         ("garbage tls.crt", Some(with(&ours, TLS_CRT, Some(garbage))), t0(), Plan::RenewLeaf),
         ("no tls.key", Some(with(&ours, TLS_KEY, None)), t0(), Plan::RenewLeaf),
         // CA lifetime 3650 days: under a year left from day 3286.
@@ -105,7 +124,12 @@ fn plan_decides_from_the_clock_and_what_the_secret_holds() {
         // Without the CA's key a good leaf is kept, but a renewal needs a new CA.
         ("no ca.key, leaf good", Some(with(&ours, CA_KEY, None)), t0(), Plan::Keep),
         ("no ca.key, leaf expiring", Some(with(&ours, CA_KEY, None)), t0() + days(250), Plan::NewCa),
-        ("ca.key of another CA, leaf expiring", Some(with(&ours, CA_KEY, Some(&field(&other_ca, CA_KEY)))), t0() + days(250), Plan::NewCa),
+        (
+            "ca.key of another CA, leaf expiring",
+            Some(with(&ours, CA_KEY, Some(&field(&other_ca, CA_KEY)))),
+            t0() + days(250),
+            Plan::NewCa,
+        ),
     ];
     for (what, data, now, want) in cases {
         let (got, why) = assess(now, &id(), data.as_ref());
@@ -118,7 +142,9 @@ fn plan_decides_from_the_clock_and_what_the_secret_holds() {
 #[test]
 fn every_plan_issues_a_secret_that_is_then_kept() {
     let stored = fresh(t0(), &id());
-    for (plan, now) in [(Plan::Create, t0()), (Plan::RenewLeaf, t0() + days(250)), (Plan::NewCa, t0() + days(3286))] {
+    for (plan, now) in
+        [(Plan::Create, t0()), (Plan::RenewLeaf, t0() + days(250)), (Plan::NewCa, t0() + days(3286))]
+    {
         let m = issue(now, &id(), plan, Some(&stored)).unwrap();
         assert_eq!(assess(now, &id(), Some(&m.to_data())), (Plan::Keep, String::new()), "{plan:?}");
     }
@@ -134,11 +160,17 @@ fn the_serving_certificate_has_the_names_and_chains_to_the_ca() {
     let (_, leaf) = x509_parser::parse_x509_certificate(leaf_der).unwrap();
     assert!(ca.is_ca());
     assert_eq!(ca.subject().to_string(), "CN=gantry-webhook-ca");
-    assert_eq!(ca.validity().not_after.timestamp() - ca.validity().not_before.timestamp(), (3650 * DAY + 300) as i64);
+    assert_eq!(
+        ca.validity().not_after.timestamp() - ca.validity().not_before.timestamp(),
+        (3650 * DAY + 300) as i64
+    );
     assert!(!leaf.is_ca());
     assert_eq!(leaf.issuer(), ca.subject());
     leaf.verify_signature(Some(ca.public_key())).unwrap();
-    assert_eq!(leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp(), (365 * DAY + 300) as i64);
+    assert_eq!(
+        leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp(),
+        (365 * DAY + 300) as i64
+    );
     let names: Vec<String> = leaf
         .subject_alternative_name()
         .unwrap()
@@ -151,7 +183,15 @@ fn the_serving_certificate_has_the_names_and_chains_to_the_ca() {
             other => panic!("unexpected name {other:?}"),
         })
         .collect();
-    assert_eq!(names, ["gantry-webhook", "gantry-webhook.gantry-system", "gantry-webhook.gantry-system.svc", "gantry-webhook.gantry-system.svc.cluster.local"]);
+    assert_eq!(
+        names,
+        [
+            "gantry-webhook",
+            "gantry-webhook.gantry-system",
+            "gantry-webhook.gantry-system.svc",
+            "gantry-webhook.gantry-system.svc.cluster.local"
+        ]
+    );
     let eku = leaf.extended_key_usage().unwrap().unwrap().value;
     assert!(eku.server_auth);
     // ECDSA P-256 keys.
@@ -190,11 +230,12 @@ fn client(ca_pem: &str) -> tokio_rustls::TlsConnector {
     for der in pem_certs(ca_pem) {
         roots.add(CertificateDer::from(der)).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
@@ -250,7 +291,12 @@ async fn during_a_ca_rollover_the_bundle_trusts_the_old_and_the_new_certificates
 #[test]
 fn the_ca_bundle_goes_only_to_the_webhooks_that_call_our_service() {
     let service = |name: &str, ns: &str| WebhookClientConfig {
-        service: Some(ServiceReference { name: name.into(), namespace: ns.into(), path: Some("/mutate".into()), port: Some(443) }),
+        service: Some(ServiceReference {
+            name: name.into(),
+            namespace: ns.into(),
+            path: Some("/mutate".into()),
+            port: Some(443),
+        }),
         ..WebhookClientConfig::default()
     };
     let mut configs = [
@@ -261,9 +307,14 @@ fn the_ca_bundle_goes_only_to_the_webhooks_that_call_our_service() {
         service("gantry-webhook", NS),
     ];
     assert_eq!(set_ca_bundle(configs.iter_mut(), &id(), b"CA"), (2, true));
-    let bundles: Vec<Option<&[u8]>> = configs.iter().map(|c| c.ca_bundle.as_ref().map(|b| b.0.as_slice())).collect();
+    let bundles: Vec<Option<&[u8]>> =
+        configs.iter().map(|c| c.ca_bundle.as_ref().map(|b| b.0.as_slice())).collect();
     assert_eq!(bundles, [Some(&b"CA"[..]), None, None, None, Some(&b"CA"[..])]);
-    assert_eq!(set_ca_bundle(configs.iter_mut(), &id(), b"CA"), (2, false), "nothing to change the second time");
+    assert_eq!(
+        set_ca_bundle(configs.iter_mut(), &id(), b"CA"),
+        (2, false),
+        "nothing to change the second time"
+    );
     assert_eq!(set_ca_bundle(configs.iter_mut(), &Identity::new("nobody", NS), b"CA"), (0, false));
 }
 
@@ -281,8 +332,14 @@ fn backoff_doubles_from_one_second_to_five_minutes() {
 
 #[test]
 fn ca_bundle_for_reads_kind_and_name() {
-    assert_eq!("mutating:gantry-webhook".parse::<ConfigRef>().unwrap(), ConfigRef { kind: Kind::Mutating, name: "gantry-webhook".into() });
-    assert_eq!("validating:a.b".parse::<ConfigRef>().unwrap(), ConfigRef { kind: Kind::Validating, name: "a.b".into() });
+    assert_eq!(
+        "mutating:gantry-webhook".parse::<ConfigRef>().unwrap(),
+        ConfigRef { kind: Kind::Mutating, name: "gantry-webhook".into() }
+    );
+    assert_eq!(
+        "validating:a.b".parse::<ConfigRef>().unwrap(),
+        ConfigRef { kind: Kind::Validating, name: "a.b".into() }
+    );
     assert!("gantry-webhook".parse::<ConfigRef>().unwrap_err().contains("mutating:NAME or validating:NAME"));
     assert!("Mutating:x".parse::<ConfigRef>().unwrap_err().contains("unknown kind"));
     assert!("mutating:Bad_Name".parse::<ConfigRef>().unwrap_err().contains("not a valid object name"));
@@ -298,13 +355,19 @@ fn files_are_replaced_whole_and_the_key_is_private() {
     assert!(write_files(dir.path(), &b).unwrap());
     assert_eq!(std::fs::read_to_string(dir.path().join("tls.crt")).unwrap(), b.tls_crt);
     assert_eq!(std::fs::read_to_string(dir.path().join("tls.key")).unwrap(), b.tls_key);
-    let mut names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["tls.crt", "tls.key"], "no temporary file left");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(dir.path().join("tls.key")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("tls.key")).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     let err = write_files(&dir.path().join("missing/deeper"), &a).unwrap_err();
     assert!(err.contains("--tls-dir must be a folder this user can write"), "{err}");
@@ -328,7 +391,10 @@ struct Cluster {
 }
 
 fn status(code: StatusCode, reason: &str) -> (StatusCode, Value) {
-    (code, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code.as_u16(), "message": reason}))
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code.as_u16(), "message": reason}),
+    )
 }
 
 impl Cluster {
@@ -355,7 +421,9 @@ impl Cluster {
                 (StatusCode::CREATED, o)
             }
             Method::PUT => {
-                let Some(stored) = self.objects.get(path) else { return status(StatusCode::NOT_FOUND, "NotFound") };
+                let Some(stored) = self.objects.get(path) else {
+                    return status(StatusCode::NOT_FOUND, "NotFound");
+                };
                 if body["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"] {
                     return status(StatusCode::CONFLICT, "Conflict");
                 }
@@ -386,7 +454,12 @@ fn fake_api(cluster: Arc<Mutex<Cluster>>) -> Client {
             let bytes = request.into_body().collect_bytes().await.unwrap();
             let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
             let (code, reply) = cluster.lock().unwrap().answer(&method, &path, body);
-            send.send_response(Response::builder().status(code).body(Body::from(serde_json::to_vec(&reply).unwrap())).unwrap());
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
         }
     });
     Client::new(service, "default")
@@ -398,7 +471,8 @@ fn secret(data: &BTreeMap<String, ByteString>, version: &str) -> Value {
 }
 
 fn webhook(name: &str, service: &str, ca_bundle: Option<&str>) -> Value {
-    let mut client_config = json!({"service": {"name": service, "namespace": NS, "path": "/mutate", "port": 443}});
+    let mut client_config =
+        json!({"service": {"name": service, "namespace": NS, "path": "/mutate", "port": 443}});
     if let Some(b) = ca_bundle {
         client_config["caBundle"] = json!(base64::engine::general_purpose::STANDARD.encode(b));
     }
@@ -432,7 +506,10 @@ fn keeper(cluster: &Arc<Mutex<Cluster>>, dir: &std::path::Path, configs: &[&str]
 }
 
 fn on_disk(dir: &std::path::Path) -> (String, String) {
-    (std::fs::read_to_string(dir.join("tls.crt")).unwrap(), std::fs::read_to_string(dir.join("tls.key")).unwrap())
+    (
+        std::fs::read_to_string(dir.join("tls.crt")).unwrap(),
+        std::fs::read_to_string(dir.join("tls.key")).unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -444,11 +521,19 @@ async fn without_a_secret_it_creates_one_and_sets_the_ca_bundles() {
             MUTATING.into(),
             configuration(
                 "MutatingWebhookConfiguration",
-                vec![webhook("mutate.gantry.dev", "gantry-webhook", None), webhook("other.example.com", "other", Some("THEIRS"))],
+                vec![
+                    webhook("mutate.gantry.dev", "gantry-webhook", None),
+                    webhook("other.example.com", "other", Some("THEIRS")),
+                ],
             ),
         );
-        c.objects
-            .insert(VALIDATING.into(), configuration("ValidatingWebhookConfiguration", vec![webhook("validate.gantry.dev", "gantry-webhook", Some("STALE"))]));
+        c.objects.insert(
+            VALIDATING.into(),
+            configuration(
+                "ValidatingWebhookConfiguration",
+                vec![webhook("validate.gantry.dev", "gantry-webhook", Some("STALE"))],
+            ),
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let mut keeper = keeper(&cluster, dir.path(), &["mutating:gantry-webhook", "validating:gantry-webhook"]);
@@ -475,7 +560,11 @@ async fn without_a_secret_it_creates_one_and_sets_the_ca_bundles() {
     let ca = field(&data, CA_CRT);
     let mutating = &c.objects[MUTATING];
     assert_eq!(ca_bundle_of(mutating, 0).as_deref(), Some(ca.as_str()));
-    assert_eq!(ca_bundle_of(mutating, 1).as_deref(), Some("THEIRS"), "another service's webhook is left alone");
+    assert_eq!(
+        ca_bundle_of(mutating, 1).as_deref(),
+        Some("THEIRS"),
+        "another service's webhook is left alone"
+    );
     assert_eq!(ca_bundle_of(&c.objects[VALIDATING], 0).as_deref(), Some(ca.as_str()));
     assert_eq!(on_disk(dir.path()), (field(&data, TLS_CRT), field(&data, TLS_KEY)));
     assert!(keeper.ready());
@@ -489,7 +578,13 @@ async fn a_valid_secret_and_ca_bundle_mean_no_writes() {
     {
         let mut c = cluster.lock().unwrap();
         c.objects.insert(SECRET_PATH.into(), secret(&stored, "5"));
-        c.objects.insert(MUTATING.into(), configuration("MutatingWebhookConfiguration", vec![webhook("mutate.gantry.dev", "gantry-webhook", Some(&ca))]));
+        c.objects.insert(
+            MUTATING.into(),
+            configuration(
+                "MutatingWebhookConfiguration",
+                vec![webhook("mutate.gantry.dev", "gantry-webhook", Some(&ca))],
+            ),
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let mut keeper = keeper(&cluster, dir.path(), &["mutating:gantry-webhook"]);
@@ -518,9 +613,16 @@ async fn losing_the_create_race_uses_the_winners_certificate() {
     let mut keeper = keeper(&cluster, dir.path(), &[]);
     keeper.step(t0()).await.unwrap();
     let c = cluster.lock().unwrap();
-    assert_eq!(c.paths(), [format!("GET {SECRET_PATH}"), format!("POST {SECRETS}"), format!("GET {SECRET_PATH}")]);
+    assert_eq!(
+        c.paths(),
+        [format!("GET {SECRET_PATH}"), format!("POST {SECRETS}"), format!("GET {SECRET_PATH}")]
+    );
     assert_eq!(c.objects[SECRET_PATH], secret(&winner, "9"), "the winner's Secret is not overwritten");
-    assert_eq!(on_disk(dir.path()), (field(&winner, TLS_CRT), field(&winner, TLS_KEY)), "this replica serves the winner's certificate");
+    assert_eq!(
+        on_disk(dir.path()),
+        (field(&winner, TLS_CRT), field(&winner, TLS_KEY)),
+        "this replica serves the winner's certificate"
+    );
 }
 
 #[tokio::test]
@@ -533,16 +635,29 @@ async fn an_expiring_leaf_is_renewed_at_the_version_read_with_the_same_ca() {
         let mut s = secret(&stored, "7");
         s["metadata"]["labels"] = json!({"app.kubernetes.io/part-of": "gantry"});
         c.objects.insert(SECRET_PATH.into(), s);
-        c.objects.insert(MUTATING.into(), configuration("MutatingWebhookConfiguration", vec![webhook("mutate.gantry.dev", "gantry-webhook", Some(&ca))]));
+        c.objects.insert(
+            MUTATING.into(),
+            configuration(
+                "MutatingWebhookConfiguration",
+                vec![webhook("mutate.gantry.dev", "gantry-webhook", Some(&ca))],
+            ),
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let mut keeper = keeper(&cluster, dir.path(), &["mutating:gantry-webhook"]);
     keeper.step(t0() + days(250)).await.unwrap();
     let c = cluster.lock().unwrap();
-    assert_eq!(c.paths(), [format!("GET {SECRET_PATH}"), format!("PUT {SECRET_PATH}"), format!("GET {MUTATING}")], "the caBundle is already right");
+    assert_eq!(
+        c.paths(),
+        [format!("GET {SECRET_PATH}"), format!("PUT {SECRET_PATH}"), format!("GET {MUTATING}")],
+        "the caBundle is already right"
+    );
     let put = &c.calls[1].2;
     assert_eq!(put["metadata"]["resourceVersion"], "7");
-    assert_eq!(put["metadata"]["labels"]["app.kubernetes.io/part-of"], "gantry", "the rest of the Secret stays");
+    assert_eq!(
+        put["metadata"]["labels"]["app.kubernetes.io/part-of"], "gantry",
+        "the rest of the Secret stays"
+    );
     let data = data_of(put);
     assert_eq!(field(&data, CA_CRT), ca);
     assert_eq!(field(&data, CA_KEY), field(&stored, CA_KEY));
@@ -558,7 +673,13 @@ async fn a_configuration_updated_meanwhile_is_read_again() {
     {
         let mut c = cluster.lock().unwrap();
         c.objects.insert(SECRET_PATH.into(), secret(&stored, "5"));
-        c.objects.insert(VALIDATING.into(), configuration("ValidatingWebhookConfiguration", vec![webhook("validate.gantry.dev", "gantry-webhook", None)]));
+        c.objects.insert(
+            VALIDATING.into(),
+            configuration(
+                "ValidatingWebhookConfiguration",
+                vec![webhook("validate.gantry.dev", "gantry-webhook", None)],
+            ),
+        );
         // Helm upgrades the configuration between this replica's read and its write, once.
         let mut once = true;
         c.before = Some(Box::new(move |method, path, objects| {
@@ -575,7 +696,13 @@ async fn a_configuration_updated_meanwhile_is_read_again() {
     let c = cluster.lock().unwrap();
     assert_eq!(
         c.paths(),
-        [format!("GET {SECRET_PATH}"), format!("GET {VALIDATING}"), format!("PUT {VALIDATING}"), format!("GET {VALIDATING}"), format!("PUT {VALIDATING}")]
+        [
+            format!("GET {SECRET_PATH}"),
+            format!("GET {VALIDATING}"),
+            format!("PUT {VALIDATING}"),
+            format!("GET {VALIDATING}"),
+            format!("PUT {VALIDATING}")
+        ]
     );
     let config = &c.objects[VALIDATING];
     assert_eq!(ca_bundle_of(config, 0), Some(field(&stored, CA_CRT)));
@@ -592,11 +719,13 @@ async fn a_configuration_created_later_gets_its_ca_bundle_then() {
     assert!(keeper.ready(), "the certificate is served meanwhile");
     let served = on_disk(dir.path());
 
-    cluster
-        .lock()
-        .unwrap()
-        .objects
-        .insert(MUTATING.into(), configuration("MutatingWebhookConfiguration", vec![webhook("mutate.gantry.dev", "gantry-webhook", None)]));
+    cluster.lock().unwrap().objects.insert(
+        MUTATING.into(),
+        configuration(
+            "MutatingWebhookConfiguration",
+            vec![webhook("mutate.gantry.dev", "gantry-webhook", None)],
+        ),
+    );
     keeper.step(t0() + Duration::from_secs(1)).await.unwrap();
     let c = cluster.lock().unwrap();
     let ca = field(&data_of(&c.objects[SECRET_PATH]), CA_CRT);
@@ -608,11 +737,13 @@ async fn a_configuration_created_later_gets_its_ca_bundle_then() {
 #[tokio::test]
 async fn a_new_ca_is_served_only_once_the_ca_bundle_holds_it() {
     let cluster = Arc::new(Mutex::new(Cluster::default()));
-    cluster
-        .lock()
-        .unwrap()
-        .objects
-        .insert(MUTATING.into(), configuration("MutatingWebhookConfiguration", vec![webhook("mutate.gantry.dev", "gantry-webhook", None)]));
+    cluster.lock().unwrap().objects.insert(
+        MUTATING.into(),
+        configuration(
+            "MutatingWebhookConfiguration",
+            vec![webhook("mutate.gantry.dev", "gantry-webhook", None)],
+        ),
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut keeper = keeper(&cluster, dir.path(), &["mutating:gantry-webhook"]);
     keeper.step(t0()).await.unwrap();
@@ -639,11 +770,22 @@ async fn a_forbidden_read_names_the_missing_rule() {
     tokio::spawn(async move {
         while let Some((_, send)) = handle.next_request().await {
             let (code, body) = status(StatusCode::FORBIDDEN, "Forbidden");
-            send.send_response(Response::builder().status(code).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            );
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let config = Config { identity: id(), secret: SECRET.into(), dir: dir.path().into(), configs: vec![], every: Duration::from_secs(3600) };
+    let config = Config {
+        identity: id(),
+        secret: SECRET.into(),
+        dir: dir.path().into(),
+        configs: vec![],
+        every: Duration::from_secs(3600),
+    };
     let mut keeper = SelfSigned::new(Client::new(service, "default"), config);
     let err = keeper.step(t0()).await.unwrap_err();
     assert!(

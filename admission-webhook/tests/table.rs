@@ -16,17 +16,79 @@ fn every_classification_key_is_recorded_on_the_pod() {
     let none = json!({});
     let cases = [
         // (labels, annotations, owners, kind, workload, priority class)
-        (json!({"scheduling.x-k8s.io/pod-group": "pg1"}), none.clone(), json!([]), "training", "colin-coder/pod-group/pg1", "training"),
-        (none.clone(), json!({"scheduling.k8s.io/group-name": "podgroup-x"}), json!([]), "training", "colin-coder/volcano-group/podgroup-x", "training"),
-        (json!({"kueue.x-k8s.io/pod-group-name": "g"}), none.clone(), json!([]), "training", "colin-coder/kueue-pod-group/g", "training"),
-        (json!({"training.kubeflow.org/job-name": "bert"}), none.clone(), owner("PyTorchJob", "bert"), "training", "colin-coder/pytorchjob/bert", "training"),
-        (json!({"jobset.sigs.k8s.io/jobset-name": "llm"}), none.clone(), owner("Job", "llm-node-0"), "training", "colin-coder/jobset/llm", "training"),
-        (json!({"serving.kserve.io/inferenceservice": "sk"}), none.clone(), owner("ReplicaSet", "sk-1"), "serving", "colin-coder/inferenceservice/sk", "serving"),
-        (json!({"notebook-name": "nb"}), none.clone(), owner("StatefulSet", "nb"), "notebook", "colin-coder/notebook/nb", "notebook"),
-        (json!({"workflows.argoproj.io/workflow": "run-1", "pipelines.kubeflow.org/v2_component": "true"}), none.clone(), owner("Workflow", "run-1"),
-         "pipeline-step", "colin-coder/workflow/run-1", "pipeline-step"),
+        (
+            json!({"scheduling.x-k8s.io/pod-group": "pg1"}),
+            none.clone(),
+            json!([]),
+            "training",
+            "colin-coder/pod-group/pg1",
+            "training",
+        ),
+        (
+            none.clone(),
+            json!({"scheduling.k8s.io/group-name": "podgroup-x"}),
+            json!([]),
+            "training",
+            "colin-coder/volcano-group/podgroup-x",
+            "training",
+        ),
+        (
+            json!({"kueue.x-k8s.io/pod-group-name": "g"}),
+            none.clone(),
+            json!([]),
+            "training",
+            "colin-coder/kueue-pod-group/g",
+            "training",
+        ),
+        (
+            json!({"training.kubeflow.org/job-name": "bert"}),
+            none.clone(),
+            owner("PyTorchJob", "bert"),
+            "training",
+            "colin-coder/pytorchjob/bert",
+            "training",
+        ),
+        (
+            json!({"jobset.sigs.k8s.io/jobset-name": "llm"}),
+            none.clone(),
+            owner("Job", "llm-node-0"),
+            "training",
+            "colin-coder/jobset/llm",
+            "training",
+        ),
+        (
+            json!({"serving.kserve.io/inferenceservice": "sk"}),
+            none.clone(),
+            owner("ReplicaSet", "sk-1"),
+            "serving",
+            "colin-coder/inferenceservice/sk",
+            "serving",
+        ),
+        (
+            json!({"notebook-name": "nb"}),
+            none.clone(),
+            owner("StatefulSet", "nb"),
+            "notebook",
+            "colin-coder/notebook/nb",
+            "notebook",
+        ),
+        (
+            json!({"workflows.argoproj.io/workflow": "run-1", "pipelines.kubeflow.org/v2_component": "true"}),
+            none.clone(),
+            owner("Workflow", "run-1"),
+            "pipeline-step",
+            "colin-coder/workflow/run-1",
+            "pipeline-step",
+        ),
         (none.clone(), none.clone(), owner("Job", "etl"), "batch", "colin-coder/job/etl", "batch"),
-        (none.clone(), none.clone(), owner("ReplicaSet", "web-5d8"), "serving", "colin-coder/replicaset/web-5d8", "serving"),
+        (
+            none.clone(),
+            none.clone(),
+            owner("ReplicaSet", "web-5d8"),
+            "serving",
+            "colin-coder/replicaset/web-5d8",
+            "serving",
+        ),
         (none.clone(), none.clone(), json!([]), "batch", "colin-coder/pod", "batch"),
     ];
     for (labels, annotations, owners, kind, workload, class) in cases {
@@ -55,16 +117,27 @@ fn mutation_details() {
         apply(p, &reply)
     };
     // The tenant's class per kind: search's serving pods get urgent.
-    let serving = pod(json!({"serving.kserve.io/inferenceservice": "sk"}), json!({}), json!({"nvidia.com/gpu": 1}));
+    let serving =
+        pod(json!({"serving.kserve.io/inferenceservice": "sk"}), json!({}), json!({"nvidia.com/gpu": 1}));
     let mut in_search = serving.clone();
     in_search["metadata"]["namespace"] = json!("search");
-    assert_eq!(mutate(&in_search, "search")["metadata"]["annotations"]["gantry.dev/priority-class"], "urgent");
+    assert_eq!(
+        mutate(&in_search, "search")["metadata"]["annotations"]["gantry.dev/priority-class"],
+        "urgent"
+    );
     // A Gantry class in spec.priorityClassName is recorded; a user's annotation is kept.
     let mut named = serving.clone();
     named["spec"]["priorityClassName"] = json!("batch");
-    assert_eq!(mutate(&named, "colin-coder")["metadata"]["annotations"]["gantry.dev/priority-class"], "batch");
+    assert_eq!(
+        mutate(&named, "colin-coder")["metadata"]["annotations"]["gantry.dev/priority-class"],
+        "batch"
+    );
     // Kueue's group size becomes the gang size; an absent namespace in the object is filled in.
-    let mut kueue = pod(json!({"kueue.x-k8s.io/pod-group-name": "g"}), json!({"kueue.x-k8s.io/pod-group-total-count": "4"}), json!({}));
+    let mut kueue = pod(
+        json!({"kueue.x-k8s.io/pod-group-name": "g"}),
+        json!({"kueue.x-k8s.io/pod-group-total-count": "4"}),
+        json!({}),
+    );
     kueue["metadata"].as_object_mut().unwrap().remove("namespace");
     let out = mutate(&kueue, "colin-coder");
     assert_eq!(out["metadata"]["annotations"]["gantry.dev/gang-size"], "4");
@@ -73,7 +146,11 @@ fn mutation_details() {
     assert_eq!(out["spec"]["schedulingGates"], json!([{"name": "gantry.dev/admission"}]));
     assert_eq!(out["spec"]["schedulerName"], "gantry-scheduler");
     // A CPU pod of a framework gang too: an MPIJob's launcher, with no GPU.
-    let mut launcher = pod(json!({"training.kubeflow.org/job-name": "pi", "training.kubeflow.org/job-role": "launcher", "training.kubeflow.org/operator-name": "mpi-operator"}), json!({}), json!({}));
+    let mut launcher = pod(
+        json!({"training.kubeflow.org/job-name": "pi", "training.kubeflow.org/job-role": "launcher", "training.kubeflow.org/operator-name": "mpi-operator"}),
+        json!({}),
+        json!({}),
+    );
     launcher["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "pi-launcher", "uid": "j", "controller": true}]);
     let out = mutate(&launcher, "colin-coder");
     assert_eq!(out["metadata"]["annotations"]["gantry.dev/workload"], "colin-coder/mpijob/pi");
@@ -172,11 +249,22 @@ fn every_denial_says_which_field_and_what_to_do() {
     // GPU pods outside Gantry's queue: bound to a node, or never seen by the mutating webhook.
     let bound = with(held(pod(json!({}), json!({}), gpu(json!(1)))), &["spec", "nodeName"], json!("gpu-7"));
     let ungated = pod(json!({}), json!({}), gpu(json!(1)));
-    let shared_a100 = held(pod(json!({}), json!({"gantry.dev/gpu-milli": "1", "gantry.dev/gpu-models": "A100"}), gpu(json!(1))));
-    let sidecar = held(with(pod(json!({}), json!({}), json!({})), &["spec", "initContainers"],
-        json!([{"name": "side", "restartPolicy": "Always", "resources": {"limits": {"nvidia.com/gpu": "64"}}}])));
+    let shared_a100 = held(pod(
+        json!({}),
+        json!({"gantry.dev/gpu-milli": "1", "gantry.dev/gpu-models": "A100"}),
+        gpu(json!(1)),
+    ));
+    let sidecar = held(with(
+        pod(json!({}), json!({}), json!({})),
+        &["spec", "initContainers"],
+        json!([{"name": "side", "restartPolicy": "Always", "resources": {"limits": {"nvidia.com/gpu": "64"}}}]),
+    ));
     let mig = held(pod(json!({}), json!({}), json!({"nvidia.com/mig-1g.10gb": 7})));
-    let claims = held(with(pod(json!({}), json!({}), json!({})), &["spec", "resourceClaims"], json!([{"name": "gpu", "resourceClaimTemplateName": "a100"}])));
+    let claims = held(with(
+        pod(json!({}), json!({}), json!({})),
+        &["spec", "resourceClaims"],
+        json!([{"name": "gpu", "resourceClaimTemplateName": "a100"}]),
+    ));
     for (p, message) in [
         (mig, "spec.containers[0].resources.limits[nvidia.com/mig-1g.10gb]: MIG slices are not counted by Gantry's quota in tenant namespaces; ask for nvidia.com/gpu (a MIG slice as a flavor of its own is not supported yet)"),
         (claims, "spec.resourceClaims: devices from resource claims (DRA) are not counted by Gantry's quota in tenant namespaces; ask for nvidia.com/gpu instead"),
@@ -206,8 +294,18 @@ fn near_quota_is_a_warning_not_a_denial() {
     // Within nominal, a shared GPU, and a pod of an unmanaged namespace: no warning.
     for (ns, p) in [
         ("colin-coder", held(pod(json!({}), json!({}), json!({"nvidia.com/gpu": 4})))),
-        ("colin-coder", held(pod(json!({}), json!({"gantry.dev/gpu-milli": "250", "gantry.dev/gpu-models": "V100"}), json!({"nvidia.com/gpu": 1})))),
-        ("elsewhere", pod(json!({"gantry.dev/tenant": "search"}), json!({}), json!({"nvidia.com/gpu": "0.5"}))),
+        (
+            "colin-coder",
+            held(pod(
+                json!({}),
+                json!({"gantry.dev/gpu-milli": "250", "gantry.dev/gpu-models": "V100"}),
+                json!({"nvidia.com/gpu": 1}),
+            )),
+        ),
+        (
+            "elsewhere",
+            pod(json!({"gantry.dev/tenant": "search"}), json!({}), json!({"nvidia.com/gpu": "0.5"})),
+        ),
     ] {
         let (_, reply) = call(&w, Path::Validate, &review(ns, p));
         assert_eq!(reply["response"], json!({"uid": "uid-1", "allowed": true}));
@@ -220,7 +318,8 @@ fn updates_cannot_start_work_past_the_queue_or_change_what_the_queue_read() {
     let user = "alice@example.com";
     let controller = gantry_admission_webhook::policy::QUEUE_CONTROLLER;
     // A gated training pod as the mutating webhook left it.
-    let created = pod(json!({"training.kubeflow.org/job-name": "bert"}), json!({}), json!({"nvidia.com/gpu": 2}));
+    let created =
+        pod(json!({"training.kubeflow.org/job-name": "bert"}), json!({}), json!({"nvidia.com/gpu": 2}));
     let (_, reply) = call(&w, Path::Mutate, &review("colin-coder", created.clone()));
     let gated = apply(&created, &reply);
     let edit = |f: &dyn Fn(&mut Value)| {

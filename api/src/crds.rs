@@ -15,7 +15,9 @@
 
 mod convert;
 
-pub use convert::{flavor_object_name, objects_yaml, tenancy_from, tenancy_to_objects, CrdError, TenancyObjects};
+pub use convert::{
+    flavor_object_name, objects_yaml, tenancy_from, tenancy_to_objects, CrdError, TenancyObjects,
+};
 
 use kube::CustomResource;
 use schemars::JsonSchema;

@@ -49,18 +49,44 @@ impl PartialEq for Framework {
 
 impl Eq for Framework {}
 
-const fn training(kind: &'static str, key_kind: &'static str, operator_names: &'static [&'static str], rule: fn(&Value) -> Result<Size, String>) -> Framework {
+const fn training(
+    kind: &'static str,
+    key_kind: &'static str,
+    operator_names: &'static [&'static str],
+    rule: fn(&Value) -> Result<Size, String>,
+) -> Framework {
     Framework { group: "kubeflow.org", versions: &["v1"], kind, plural: "", key_kind, operator_names, rule }
 }
 
-pub static PYTORCH_JOB: Framework = Framework { plural: "pytorchjobs", ..training("PyTorchJob", "pytorchjob", &["pytorchjob-controller"], pytorch_job) };
-pub static TF_JOB: Framework = Framework { plural: "tfjobs", ..training("TFJob", "tfjob", &["tfjob-controller"], |o| replica_specs(o, "tfReplicaSpecs", None)) };
-pub static XGBOOST_JOB: Framework =
-    Framework { plural: "xgboostjobs", ..training("XGBoostJob", "xgboostjob", &["xgboostjob-controller"], |o| replica_specs(o, "xgbReplicaSpecs", None)) };
-pub static PADDLE_JOB: Framework =
-    Framework { plural: "paddlejobs", ..training("PaddleJob", "paddlejob", &["paddlejob-controller"], |o| replica_specs(o, "paddleReplicaSpecs", None)) };
-pub static JAX_JOB: Framework = Framework { plural: "jaxjobs", ..training("JAXJob", "jaxjob", &["jaxjob-controller"], |o| replica_specs(o, "jaxReplicaSpecs", None)) };
-pub static MPI_JOB: Framework = Framework { versions: &["v2beta1"], plural: "mpijobs", ..training("MPIJob", "mpijob", &["mpi-operator", "mpijob-controller"], mpi_job) };
+pub static PYTORCH_JOB: Framework = Framework {
+    plural: "pytorchjobs",
+    ..training("PyTorchJob", "pytorchjob", &["pytorchjob-controller"], pytorch_job)
+};
+pub static TF_JOB: Framework = Framework {
+    plural: "tfjobs",
+    ..training("TFJob", "tfjob", &["tfjob-controller"], |o| replica_specs(o, "tfReplicaSpecs", None))
+};
+pub static XGBOOST_JOB: Framework = Framework {
+    plural: "xgboostjobs",
+    ..training("XGBoostJob", "xgboostjob", &["xgboostjob-controller"], |o| {
+        replica_specs(o, "xgbReplicaSpecs", None)
+    })
+};
+pub static PADDLE_JOB: Framework = Framework {
+    plural: "paddlejobs",
+    ..training("PaddleJob", "paddlejob", &["paddlejob-controller"], |o| {
+        replica_specs(o, "paddleReplicaSpecs", None)
+    })
+};
+pub static JAX_JOB: Framework = Framework {
+    plural: "jaxjobs",
+    ..training("JAXJob", "jaxjob", &["jaxjob-controller"], |o| replica_specs(o, "jaxReplicaSpecs", None))
+};
+pub static MPI_JOB: Framework = Framework {
+    versions: &["v2beta1"],
+    plural: "mpijobs",
+    ..training("MPIJob", "mpijob", &["mpi-operator", "mpijob-controller"], mpi_job)
+};
 
 /// The training operators' job kinds.
 pub static TRAINING: [&Framework; 6] = [&PYTORCH_JOB, &TF_JOB, &XGBOOST_JOB, &PADDLE_JOB, &JAX_JOB, &MPI_JOB];
@@ -110,8 +136,15 @@ pub static LEADER_WORKER_SET: Framework = Framework {
     operator_names: &[],
     rule: leader_worker_set,
 };
-pub static INDEXED_JOB: Framework =
-    Framework { group: "batch", versions: &["v1"], kind: "Job", plural: "jobs", key_kind: "job", operator_names: &[], rule: indexed_job };
+pub static INDEXED_JOB: Framework = Framework {
+    group: "batch",
+    versions: &["v1"],
+    kind: "Job",
+    plural: "jobs",
+    key_kind: "job",
+    operator_names: &[],
+    rule: indexed_job,
+};
 
 /// Every framework whose objects give gang sizes.
 pub static FRAMEWORKS: [&Framework; 12] = [
@@ -146,7 +179,8 @@ pub struct GangSpec {
 /// Reads `obj`, an object of `f`'s kind, into its gang size. The error names the object, the field
 /// and the fix.
 pub fn read(f: &Framework, obj: &Value) -> Result<GangSpec, String> {
-    let meta = |k: &str| obj.get("metadata").and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default();
+    let meta =
+        |k: &str| obj.get("metadata").and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default();
     let (ns, name) = (meta("namespace"), meta("name"));
     let owner = format!("{} {ns}/{name}", f.kind);
     let size = (f.rule)(obj).map_err(|e| format!("{owner}: {e}"))?;
@@ -154,9 +188,16 @@ pub fn read(f: &Framework, obj: &Value) -> Result<GangSpec, String> {
         return Err(format!("{owner}: the gang has no pods; give its replicas a count of at least 1"));
     }
     if size.total > MAX_GANG {
-        return Err(format!("{owner}: the gang has {} pods; Gantry admits gangs of at most {MAX_GANG}", size.total));
+        return Err(format!(
+            "{owner}: the gang has {} pods; Gantry admits gangs of at most {MAX_GANG}",
+            size.total
+        ));
     }
-    Ok(GangSpec { key: owner_key(f, ns, name), owner, size: Size { total: size.total, min: size.min.min(size.total) } })
+    Ok(GangSpec {
+        key: owner_key(f, ns, name),
+        owner,
+        size: Size { total: size.total, min: size.min.min(size.total) },
+    })
 }
 
 /// A count at `path` under `v`: absent gives `default`; a value that is not a whole number from 0
@@ -176,7 +217,9 @@ fn sum(parts: impl IntoIterator<Item = Result<u32, String>>) -> Result<u32, Stri
     parts.into_iter().try_fold(0u32, |acc, n| {
         let total = acc.saturating_add(n?);
         if total > MAX_GANG {
-            return Err(format!("the gang has more than {MAX_GANG} pods; Gantry admits gangs of at most {MAX_GANG}"));
+            return Err(format!(
+                "the gang has more than {MAX_GANG} pods; Gantry admits gangs of at most {MAX_GANG}"
+            ));
         }
         Ok(total)
     })
@@ -192,10 +235,15 @@ fn min_available(obj: &Value) -> Result<Option<u32>, String> {
 /// Training operator v1: replica specs by type, `replicas` absent meaning 1. `skip` leaves one
 /// replica type out of the gang.
 fn replica_specs(obj: &Value, field: &str, skip: Option<&str>) -> Result<Size, String> {
-    let specs = obj.get("spec").and_then(|s| s.get(field)).and_then(Value::as_object).ok_or_else(|| format!("spec.{field} is missing"))?;
-    let total = sum(specs.iter().filter(|(t, _)| Some(t.as_str()) != skip).map(|(t, s)| {
-        count(s, &["replicas"], 1).map_err(|e| format!("spec.{field}.{t}.{e}"))
-    }))?;
+    let specs = obj
+        .get("spec")
+        .and_then(|s| s.get(field))
+        .and_then(Value::as_object)
+        .ok_or_else(|| format!("spec.{field} is missing"))?;
+    let total = sum(specs
+        .iter()
+        .filter(|(t, _)| Some(t.as_str()) != skip)
+        .map(|(t, s)| count(s, &["replicas"], 1).map_err(|e| format!("spec.{field}.{t}.{e}"))))?;
     let min = min_available(obj)?.unwrap_or(total);
     Ok(Size { total, min })
 }
@@ -203,7 +251,9 @@ fn replica_specs(obj: &Value, field: &str, skip: Option<&str>) -> Result<Size, S
 fn pytorch_job(obj: &Value) -> Result<Size, String> {
     let mut size = replica_specs(obj, "pytorchReplicaSpecs", None)?;
     let elastic_min = ["spec", "elasticPolicy", "minReplicas"];
-    if elastic_min.iter().try_fold(obj, |v, k| v.get(k)).is_some_and(|v| !v.is_null()) && min_available(obj)?.is_none() {
+    if elastic_min.iter().try_fold(obj, |v, k| v.get(k)).is_some_and(|v| !v.is_null())
+        && min_available(obj)?.is_none()
+    {
         // Elastic training scales the workers between minReplicas and maxReplicas.
         let workers = count(obj, &["spec", "pytorchReplicaSpecs", "Worker", "replicas"], 1)?;
         let min_workers = count(obj, &elastic_min, 1)?.min(workers);
@@ -220,25 +270,40 @@ fn mpi_job(obj: &Value) -> Result<Size, String> {
     // The operator defaults workers to 0 and makes one launcher. With WaitForWorkersReady the
     // launcher is created once the workers run: it cannot be waited for, and joins the running gang.
     let workers = count(obj, &["spec", "mpiReplicaSpecs", "Worker", "replicas"], 0)?;
-    let waits = obj.get("spec").and_then(|s| s.get("launcherCreationPolicy")).and_then(Value::as_str) == Some("WaitForWorkersReady");
+    let waits = obj.get("spec").and_then(|s| s.get("launcherCreationPolicy")).and_then(Value::as_str)
+        == Some("WaitForWorkersReady");
     let total = workers + u32::from(!waits);
     let min = min_available(obj)?.unwrap_or(total);
     Ok(Size { total, min })
 }
 
 fn jobset(obj: &Value) -> Result<Size, String> {
-    let jobs = obj.get("spec").and_then(|s| s.get("replicatedJobs")).and_then(Value::as_array).ok_or("spec.replicatedJobs is missing")?;
+    let jobs = obj
+        .get("spec")
+        .and_then(|s| s.get("replicatedJobs"))
+        .and_then(Value::as_array)
+        .ok_or("spec.replicatedJobs is missing")?;
     let in_order = obj["spec"]["startupPolicy"]["startupPolicyOrder"].as_str() == Some("InOrder");
     // Jobs created later (in order, or once the jobs they depend on are ready or done) cannot be
     // waited for: they join the running gang.
-    let at_start = jobs.iter().enumerate().filter(|(i, j)| if in_order { *i == 0 } else { j.get("dependsOn").and_then(Value::as_array).is_none_or(Vec::is_empty) });
+    let at_start = jobs.iter().enumerate().filter(|(i, j)| {
+        if in_order {
+            *i == 0
+        } else {
+            j.get("dependsOn").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        }
+    });
     let total = sum(at_start.map(|(i, j)| {
         let at = |e: String| format!("spec.replicatedJobs[{i}].{e}");
         let replicas = count(j, &["replicas"], 1).map_err(at)?;
         let spec = j.get("template").and_then(|t| t.get("spec")).unwrap_or(&Value::Null);
         let parallelism = count(spec, &["parallelism"], 1).map_err(|e| at(format!("template.spec.{e}")))?;
-        let completions = count(spec, &["completions"], parallelism).map_err(|e| at(format!("template.spec.{e}")))?;
-        replicas.checked_mul(parallelism.min(completions)).filter(|&n| n <= MAX_GANG).ok_or_else(|| at(format!("replicas × parallelism is above {MAX_GANG}")))
+        let completions =
+            count(spec, &["completions"], parallelism).map_err(|e| at(format!("template.spec.{e}")))?;
+        replicas
+            .checked_mul(parallelism.min(completions))
+            .filter(|&n| n <= MAX_GANG)
+            .ok_or_else(|| at(format!("replicas × parallelism is above {MAX_GANG}")))
     }))?;
     Ok(Size { total, min: total })
 }
@@ -249,7 +314,11 @@ fn min_member(obj: &Value) -> Result<Size, String> {
 }
 
 fn ray_cluster(obj: &Value) -> Result<Size, String> {
-    let groups = obj.get("spec").and_then(|s| s.get("workerGroupSpecs")).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let groups = obj
+        .get("spec")
+        .and_then(|s| s.get("workerGroupSpecs"))
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
     let mut total = Ok(1);
     let mut min = Ok(1);
     for (i, g) in groups.iter().enumerate() {
@@ -260,7 +329,11 @@ fn ray_cluster(obj: &Value) -> Result<Size, String> {
         let most = count(g, &["maxReplicas"], MAX_GANG).or_else(|_| Ok::<u32, String>(MAX_GANG))?;
         let replicas = count(g, &["replicas"], 0).map_err(at)?.min(most).max(least);
         let hosts = count(g, &["numOfHosts"], 1).map_err(at)?.max(1);
-        let pods = |n: u32| n.checked_mul(hosts).filter(|&p| p <= MAX_GANG).ok_or_else(|| at(format!("replicas × numOfHosts is above {MAX_GANG}")));
+        let pods = |n: u32| {
+            n.checked_mul(hosts)
+                .filter(|&p| p <= MAX_GANG)
+                .ok_or_else(|| at(format!("replicas × numOfHosts is above {MAX_GANG}")))
+        };
         total = sum([total, pods(replicas)]);
         min = sum([min, pods(least)]);
     }
@@ -277,9 +350,11 @@ fn leader_worker_set(obj: &Value) -> Result<Size, String> {
 fn indexed_job(obj: &Value) -> Result<Size, String> {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     if spec.get("completionMode").and_then(Value::as_str) != Some("Indexed") {
-        return Err("its pods opt in to a gang (label gantry.dev/gang), but spec.completionMode is not Indexed; \
+        return Err(
+            "its pods opt in to a gang (label gantry.dev/gang), but spec.completionMode is not Indexed; \
                     set completionMode: Indexed, or remove the label"
-            .into());
+                .into(),
+        );
     }
     let parallelism = count(spec, &["parallelism"], 1).map_err(|e| format!("spec.{e}"))?;
     let completions = count(spec, &["completions"], parallelism).map_err(|e| format!("spec.{e}"))?;
@@ -300,24 +375,89 @@ mod tests {
     #[test]
     fn each_framework_reads_its_gang_size() {
         let cases: [(&Framework, Value, u32, u32); 19] = [
-            (&PYTORCH_JOB, json!({"pytorchReplicaSpecs": {"Master": {"replicas": 1}, "Worker": {"replicas": 3}}}), 4, 4),
-            (&PYTORCH_JOB, json!({"pytorchReplicaSpecs": {"Master": {}, "Worker": {"replicas": 3}}, "runPolicy": {"schedulingPolicy": {"minAvailable": 2}}}), 4, 2),
-            (&PYTORCH_JOB, json!({"pytorchReplicaSpecs": {"Worker": {"replicas": 4}}, "elasticPolicy": {"minReplicas": 2, "maxReplicas": 4}}), 4, 2),
-            (&TF_JOB, json!({"tfReplicaSpecs": {"Chief": {"replicas": 1}, "PS": {"replicas": 2}, "Worker": {"replicas": 4}}}), 7, 7),
-            (&XGBOOST_JOB, json!({"xgbReplicaSpecs": {"Master": {"replicas": 1}, "Worker": {"replicas": 2}}}), 3, 3),
+            (
+                &PYTORCH_JOB,
+                json!({"pytorchReplicaSpecs": {"Master": {"replicas": 1}, "Worker": {"replicas": 3}}}),
+                4,
+                4,
+            ),
+            (
+                &PYTORCH_JOB,
+                json!({"pytorchReplicaSpecs": {"Master": {}, "Worker": {"replicas": 3}}, "runPolicy": {"schedulingPolicy": {"minAvailable": 2}}}),
+                4,
+                2,
+            ),
+            (
+                &PYTORCH_JOB,
+                json!({"pytorchReplicaSpecs": {"Worker": {"replicas": 4}}, "elasticPolicy": {"minReplicas": 2, "maxReplicas": 4}}),
+                4,
+                2,
+            ),
+            (
+                &TF_JOB,
+                json!({"tfReplicaSpecs": {"Chief": {"replicas": 1}, "PS": {"replicas": 2}, "Worker": {"replicas": 4}}}),
+                7,
+                7,
+            ),
+            (
+                &XGBOOST_JOB,
+                json!({"xgbReplicaSpecs": {"Master": {"replicas": 1}, "Worker": {"replicas": 2}}}),
+                3,
+                3,
+            ),
             (&PADDLE_JOB, json!({"paddleReplicaSpecs": {"Worker": {"replicas": 2}}}), 2, 2),
             (&JAX_JOB, json!({"jaxReplicaSpecs": {"Worker": {"replicas": 8}}}), 8, 8),
-            (&MPI_JOB, json!({"mpiReplicaSpecs": {"Launcher": {"replicas": 1}, "Worker": {"replicas": 2}}}), 3, 3),
+            (
+                &MPI_JOB,
+                json!({"mpiReplicaSpecs": {"Launcher": {"replicas": 1}, "Worker": {"replicas": 2}}}),
+                3,
+                3,
+            ),
             (&MPI_JOB, json!({"mpiReplicaSpecs": {"Launcher": {}}}), 1, 1),
-            (&MPI_JOB, json!({"launcherCreationPolicy": "WaitForWorkersReady", "mpiReplicaSpecs": {"Launcher": {"replicas": 1}, "Worker": {"replicas": 2}}}), 2, 2),
-            (&JOBSET, json!({"replicatedJobs": [{"replicas": 2, "template": {"spec": {"parallelism": 4, "completions": 4}}}, {"template": {"spec": {}}}]}), 9, 9),
-            (&JOBSET, json!({"replicatedJobs": [{"name": "init", "template": {"spec": {}}}, {"name": "node", "replicas": 4, "dependsOn": [{"name": "init", "status": "Complete"}], "template": {"spec": {}}}]}), 1, 1),
-            (&JOBSET, json!({"startupPolicy": {"startupPolicyOrder": "InOrder"}, "replicatedJobs": [{"replicas": 2, "template": {"spec": {}}}, {"replicas": 4, "template": {"spec": {}}}]}), 2, 2),
+            (
+                &MPI_JOB,
+                json!({"launcherCreationPolicy": "WaitForWorkersReady", "mpiReplicaSpecs": {"Launcher": {"replicas": 1}, "Worker": {"replicas": 2}}}),
+                2,
+                2,
+            ),
+            (
+                &JOBSET,
+                json!({"replicatedJobs": [{"replicas": 2, "template": {"spec": {"parallelism": 4, "completions": 4}}}, {"template": {"spec": {}}}]}),
+                9,
+                9,
+            ),
+            (
+                &JOBSET,
+                json!({"replicatedJobs": [{"name": "init", "template": {"spec": {}}}, {"name": "node", "replicas": 4, "dependsOn": [{"name": "init", "status": "Complete"}], "template": {"spec": {}}}]}),
+                1,
+                1,
+            ),
+            (
+                &JOBSET,
+                json!({"startupPolicy": {"startupPolicyOrder": "InOrder"}, "replicatedJobs": [{"replicas": 2, "template": {"spec": {}}}, {"replicas": 4, "template": {"spec": {}}}]}),
+                2,
+                2,
+            ),
             (&VOLCANO_POD_GROUP, json!({"minMember": 3}), 3, 3),
-            (&RAY_CLUSTER, json!({"headGroupSpec": {}, "workerGroupSpecs": [{"replicas": 2, "minReplicas": 1}, {"replicas": 1, "minReplicas": 1, "numOfHosts": 4}]}), 7, 6),
-            (&RAY_CLUSTER, json!({"headGroupSpec": {}, "workerGroupSpecs": [{"replicas": 9, "maxReplicas": 3}, {"minReplicas": 2, "numOfHosts": 0}]}), 6, 3),
+            (
+                &RAY_CLUSTER,
+                json!({"headGroupSpec": {}, "workerGroupSpecs": [{"replicas": 2, "minReplicas": 1}, {"replicas": 1, "minReplicas": 1, "numOfHosts": 4}]}),
+                7,
+                6,
+            ),
+            (
+                &RAY_CLUSTER,
+                json!({"headGroupSpec": {}, "workerGroupSpecs": [{"replicas": 9, "maxReplicas": 3}, {"minReplicas": 2, "numOfHosts": 0}]}),
+                6,
+                3,
+            ),
             (&LEADER_WORKER_SET, json!({"replicas": 3, "leaderWorkerTemplate": {"size": 4}}), 4, 4),
-            (&LEADER_WORKER_SET, json!({"startupPolicy": "LeaderReady", "leaderWorkerTemplate": {"size": 4}}), 1, 1),
+            (
+                &LEADER_WORKER_SET,
+                json!({"startupPolicy": "LeaderReady", "leaderWorkerTemplate": {"size": 4}}),
+                1,
+                1,
+            ),
             (&INDEXED_JOB, json!({"completionMode": "Indexed", "parallelism": 4, "completions": 8}), 4, 4),
         ];
         for (f, spec, total, min) in cases {
@@ -330,15 +470,39 @@ mod tests {
     #[test]
     fn nonsense_counts_are_refused_naming_the_object_and_field() {
         let cases = [
-            (&PYTORCH_JOB, json!({"pytorchReplicaSpecs": {"Worker": {"replicas": -1}}}), "PyTorchJob team-a/x: spec.pytorchReplicaSpecs.Worker.replicas is -1"),
-            (&PYTORCH_JOB, json!({"pytorchReplicaSpecs": {"Worker": {"replicas": 0}}}), "the gang has no pods"),
-            (&PYTORCH_JOB, json!({"pytorchReplicaSpecs": {"Worker": {"replicas": 4_000_000_000u64}}}), "from 0 to 10000"),
+            (
+                &PYTORCH_JOB,
+                json!({"pytorchReplicaSpecs": {"Worker": {"replicas": -1}}}),
+                "PyTorchJob team-a/x: spec.pytorchReplicaSpecs.Worker.replicas is -1",
+            ),
+            (
+                &PYTORCH_JOB,
+                json!({"pytorchReplicaSpecs": {"Worker": {"replicas": 0}}}),
+                "the gang has no pods",
+            ),
+            (
+                &PYTORCH_JOB,
+                json!({"pytorchReplicaSpecs": {"Worker": {"replicas": 4_000_000_000u64}}}),
+                "from 0 to 10000",
+            ),
             (&PYTORCH_JOB, json!({"pytorchReplicaSpecs": {"Worker": {"replicas": "3"}}}), "is \"3\""),
             (&PYTORCH_JOB, json!({}), "spec.pytorchReplicaSpecs is missing"),
-            (&TF_JOB, json!({"tfReplicaSpecs": {"A": {"replicas": 6000}, "B": {"replicas": 6000}}}), "more than 10000 pods"),
-            (&JOBSET, json!({"replicatedJobs": [{"replicas": 10000, "template": {"spec": {"parallelism": 10000}}}]}), "replicas × parallelism is above"),
+            (
+                &TF_JOB,
+                json!({"tfReplicaSpecs": {"A": {"replicas": 6000}, "B": {"replicas": 6000}}}),
+                "more than 10000 pods",
+            ),
+            (
+                &JOBSET,
+                json!({"replicatedJobs": [{"replicas": 10000, "template": {"spec": {"parallelism": 10000}}}]}),
+                "replicas × parallelism is above",
+            ),
             (&VOLCANO_POD_GROUP, json!({"minMember": 0}), "the gang has no pods"),
-            (&RAY_CLUSTER, json!({"workerGroupSpecs": [{"replicas": 1.5}]}), "spec.workerGroupSpecs[0].replicas is 1.5"),
+            (
+                &RAY_CLUSTER,
+                json!({"workerGroupSpecs": [{"replicas": 1.5}]}),
+                "spec.workerGroupSpecs[0].replicas is 1.5",
+            ),
             (&INDEXED_JOB, json!({"parallelism": 4}), "completionMode is not Indexed"),
         ];
         for (f, spec, want) in cases {

@@ -92,7 +92,12 @@ fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
 /// Identifies a pod's workload. Never fails: a pod with no known keys is its own workload.
 pub fn identify(pod: &Value) -> Identity {
     let ns = pod::meta_str(pod, "namespace").unwrap_or("default");
-    let id = |what: &str, value: &str, kind: Kind, source: Source| Identity { key: format!("{ns}/{what}/{value}"), kind, source, owner: None };
+    let id = |what: &str, value: &str, kind: Kind, source: Source| Identity {
+        key: format!("{ns}/{what}/{value}"),
+        kind,
+        source,
+        owner: None,
+    };
     let owned = |mut i: Identity, framework: &'static Framework, name: &str| {
         i.owner = Some(GangOwner { framework, namespace: ns.to_string(), name: name.to_string() });
         i
@@ -101,8 +106,14 @@ pub fn identify(pod: &Value) -> Identity {
     if let Some(g) = label(pod, POD_GROUP_LABEL) {
         return owned(id("pod-group", g, Kind::Training, Source::PodGroup), &gang::POD_GROUP, g);
     }
-    if let Some(g) = annotation(pod, VOLCANO_GROUP_ANNOTATION).or_else(|| annotation(pod, VOLCANO_GROUP_ANNOTATION_OLD)) {
-        return owned(id("volcano-group", g, Kind::Training, Source::VolcanoGroup), &gang::VOLCANO_POD_GROUP, g);
+    if let Some(g) =
+        annotation(pod, VOLCANO_GROUP_ANNOTATION).or_else(|| annotation(pod, VOLCANO_GROUP_ANNOTATION_OLD))
+    {
+        return owned(
+            id("volcano-group", g, Kind::Training, Source::VolcanoGroup),
+            &gang::VOLCANO_POD_GROUP,
+            g,
+        );
     }
     if let Some(g) = label(pod, KUEUE_POD_GROUP_LABEL) {
         return id("kueue-pod-group", g, Kind::Training, Source::KueuePodGroup);
@@ -110,7 +121,9 @@ pub fn identify(pod: &Value) -> Identity {
     // 2. framework labels
     if let Some(job) = label(pod, TRAINING_JOB_NAME_LABEL) {
         return match training_framework(pod) {
-            Some(f) => owned(id(&f.kind.to_ascii_lowercase(), job, Kind::Training, Source::KubeflowTraining), f, job),
+            Some(f) => {
+                owned(id(&f.kind.to_ascii_lowercase(), job, Kind::Training, Source::KubeflowTraining), f, job)
+            }
             // An operator Gantry does not know: the job is named, its size is not.
             None => id("trainingjob", job, Kind::Training, Source::KubeflowTraining),
         };
@@ -126,9 +139,17 @@ pub fn identify(pod: &Value) -> Identity {
         // leader's name; the leader (worker index 0) is named by its StatefulSet, `<lws>-<group>`,
         // at creation (the group-index label comes later, from LWS's own webhook).
         let leader = annotation(pod, LWS_LEADER_NAME_ANNOTATION)
-            .or_else(|| (label(pod, LWS_WORKER_INDEX_LABEL) == Some("0")).then(|| pod::meta_str(pod, "name")).flatten())
+            .or_else(|| {
+                (label(pod, LWS_WORKER_INDEX_LABEL) == Some("0"))
+                    .then(|| pod::meta_str(pod, "name"))
+                    .flatten()
+            })
             .unwrap_or(lws);
-        return owned(id("leaderworkerset", &format!("{lws}/{leader}"), Kind::Serving, Source::LeaderWorkerSet), &gang::LEADER_WORKER_SET, lws);
+        return owned(
+            id("leaderworkerset", &format!("{lws}/{leader}"), Kind::Serving, Source::LeaderWorkerSet),
+            &gang::LEADER_WORKER_SET,
+            lws,
+        );
     }
     if let Some(isvc) = label(pod, KSERVE_ISVC_LABEL).or_else(|| label(pod, KFSERVING_ISVC_LABEL)) {
         return id("inferenceservice", isvc, Kind::Serving, Source::KServe);
@@ -143,7 +164,11 @@ pub fn identify(pod: &Value) -> Identity {
     // 3. the controller owner
     if let Some((kind, owner_name)) = owner(pod) {
         if kind == "Job" && label(pod, GANG_OPT_IN_LABEL) == Some("true") {
-            return owned(id("job", owner_name, Kind::Training, Source::IndexedJob), &gang::INDEXED_JOB, owner_name);
+            return owned(
+                id("job", owner_name, Kind::Training, Source::IndexedJob),
+                &gang::INDEXED_JOB,
+                owner_name,
+            );
         }
         let work = match kind {
             "Job" | "CronJob" => Kind::Batch,
@@ -206,33 +231,169 @@ mod tests {
         let none = json!({});
         let cases = [
             // (labels, annotations, owners, key, kind, source, owner kind)
-            (json!({"scheduling.x-k8s.io/pod-group": "pg1", "training.kubeflow.org/job-name": "bert"}), none.clone(), json!([]),
-             "team-a/pod-group/pg1", Kind::Training, Source::PodGroup, Some("PodGroup")),
-            (none.clone(), json!({"scheduling.k8s.io/group-name": "job-1-0a1b"}), owner("Job", "job-1"), "team-a/volcano-group/job-1-0a1b", Kind::Training, Source::VolcanoGroup, Some("PodGroup")),
-            (json!({"kueue.x-k8s.io/pod-group-name": "g"}), none.clone(), json!([]), "team-a/kueue-pod-group/g", Kind::Training, Source::KueuePodGroup, None),
-            (json!({"training.kubeflow.org/job-name": "bert", "training.kubeflow.org/replica-type": "worker", "training.kubeflow.org/operator-name": "pytorchjob-controller"}),
-             none.clone(), owner("PyTorchJob", "bert"), "team-a/pytorchjob/bert", Kind::Training, Source::KubeflowTraining, Some("PyTorchJob")),
-            (json!({"training.kubeflow.org/job-name": "bert", "training.kubeflow.org/job-role": "worker", "training.kubeflow.org/operator-name": "mpi-operator"}),
-             none.clone(), owner("MPIJob", "bert"), "team-a/mpijob/bert", Kind::Training, Source::KubeflowTraining, Some("MPIJob")),
+            (
+                json!({"scheduling.x-k8s.io/pod-group": "pg1", "training.kubeflow.org/job-name": "bert"}),
+                none.clone(),
+                json!([]),
+                "team-a/pod-group/pg1",
+                Kind::Training,
+                Source::PodGroup,
+                Some("PodGroup"),
+            ),
+            (
+                none.clone(),
+                json!({"scheduling.k8s.io/group-name": "job-1-0a1b"}),
+                owner("Job", "job-1"),
+                "team-a/volcano-group/job-1-0a1b",
+                Kind::Training,
+                Source::VolcanoGroup,
+                Some("PodGroup"),
+            ),
+            (
+                json!({"kueue.x-k8s.io/pod-group-name": "g"}),
+                none.clone(),
+                json!([]),
+                "team-a/kueue-pod-group/g",
+                Kind::Training,
+                Source::KueuePodGroup,
+                None,
+            ),
+            (
+                json!({"training.kubeflow.org/job-name": "bert", "training.kubeflow.org/replica-type": "worker", "training.kubeflow.org/operator-name": "pytorchjob-controller"}),
+                none.clone(),
+                owner("PyTorchJob", "bert"),
+                "team-a/pytorchjob/bert",
+                Kind::Training,
+                Source::KubeflowTraining,
+                Some("PyTorchJob"),
+            ),
+            (
+                json!({"training.kubeflow.org/job-name": "bert", "training.kubeflow.org/job-role": "worker", "training.kubeflow.org/operator-name": "mpi-operator"}),
+                none.clone(),
+                owner("MPIJob", "bert"),
+                "team-a/mpijob/bert",
+                Kind::Training,
+                Source::KubeflowTraining,
+                Some("MPIJob"),
+            ),
             // The MPI operator's launcher runs in the batch Job <name>-launcher: same gang as its workers.
-            (json!({"training.kubeflow.org/job-name": "bert", "training.kubeflow.org/job-role": "launcher", "training.kubeflow.org/operator-name": "mpi-operator"}),
-             none.clone(), owner("Job", "bert-launcher"), "team-a/mpijob/bert", Kind::Training, Source::KubeflowTraining, Some("MPIJob")),
-            (json!({"training.kubeflow.org/job-name": "bert"}), none.clone(), owner("Job", "bert-launcher"), "team-a/mpijob/bert", Kind::Training, Source::KubeflowTraining, Some("MPIJob")),
-            (json!({"training.kubeflow.org/job-name": "x"}), none.clone(), json!([]), "team-a/trainingjob/x", Kind::Training, Source::KubeflowTraining, None),
-            (json!({"jobset.sigs.k8s.io/jobset-name": "llm"}), none.clone(), owner("Job", "llm-node-0"), "team-a/jobset/llm", Kind::Training, Source::JobSet, Some("JobSet")),
-            (json!({"ray.io/cluster": "rc", "ray.io/node-type": "head"}), none.clone(), owner("RayCluster", "rc"), "team-a/raycluster/rc", Kind::Training, Source::Ray, Some("RayCluster")),
-            (json!({"leaderworkerset.sigs.k8s.io/name": "vllm", "leaderworkerset.sigs.k8s.io/worker-index": "0"}), none.clone(), owner("StatefulSet", "vllm"),
-             "team-a/leaderworkerset/vllm/p", Kind::Serving, Source::LeaderWorkerSet, Some("LeaderWorkerSet")),
-            (json!({"leaderworkerset.sigs.k8s.io/name": "vllm"}), json!({"leaderworkerset.sigs.k8s.io/leader-name": "vllm-1"}), owner("StatefulSet", "vllm-1"),
-             "team-a/leaderworkerset/vllm/vllm-1", Kind::Serving, Source::LeaderWorkerSet, Some("LeaderWorkerSet")),
-            (json!({"serving.kserve.io/inferenceservice": "sk", "component": "predictor"}), none.clone(), owner("ReplicaSet", "sk-predictor-1"),
-             "team-a/inferenceservice/sk", Kind::Serving, Source::KServe, None),
-            (json!({"notebook-name": "nb", "statefulset": "nb"}), none.clone(), owner("StatefulSet", "nb"), "team-a/notebook/nb", Kind::Notebook, Source::Notebook, None),
-            (json!({"workflows.argoproj.io/workflow": "run-1", "pipelines.kubeflow.org/v2_component": "true"}), none.clone(), owner("Workflow", "run-1"),
-             "team-a/workflow/run-1", Kind::PipelineStep, Source::PipelineStep, None),
-            (json!({"gantry.dev/gang": "true", "batch.kubernetes.io/job-name": "sweep"}), none.clone(), owner("Job", "sweep"), "team-a/job/sweep", Kind::Training, Source::IndexedJob, Some("Job")),
-            (none.clone(), none.clone(), owner("Job", "etl"), "team-a/job/etl", Kind::Batch, Source::Owner, None),
-            (none.clone(), none.clone(), owner("ReplicaSet", "web-5d8"), "team-a/replicaset/web-5d8", Kind::Serving, Source::Owner, None),
+            (
+                json!({"training.kubeflow.org/job-name": "bert", "training.kubeflow.org/job-role": "launcher", "training.kubeflow.org/operator-name": "mpi-operator"}),
+                none.clone(),
+                owner("Job", "bert-launcher"),
+                "team-a/mpijob/bert",
+                Kind::Training,
+                Source::KubeflowTraining,
+                Some("MPIJob"),
+            ),
+            (
+                json!({"training.kubeflow.org/job-name": "bert"}),
+                none.clone(),
+                owner("Job", "bert-launcher"),
+                "team-a/mpijob/bert",
+                Kind::Training,
+                Source::KubeflowTraining,
+                Some("MPIJob"),
+            ),
+            (
+                json!({"training.kubeflow.org/job-name": "x"}),
+                none.clone(),
+                json!([]),
+                "team-a/trainingjob/x",
+                Kind::Training,
+                Source::KubeflowTraining,
+                None,
+            ),
+            (
+                json!({"jobset.sigs.k8s.io/jobset-name": "llm"}),
+                none.clone(),
+                owner("Job", "llm-node-0"),
+                "team-a/jobset/llm",
+                Kind::Training,
+                Source::JobSet,
+                Some("JobSet"),
+            ),
+            (
+                json!({"ray.io/cluster": "rc", "ray.io/node-type": "head"}),
+                none.clone(),
+                owner("RayCluster", "rc"),
+                "team-a/raycluster/rc",
+                Kind::Training,
+                Source::Ray,
+                Some("RayCluster"),
+            ),
+            (
+                json!({"leaderworkerset.sigs.k8s.io/name": "vllm", "leaderworkerset.sigs.k8s.io/worker-index": "0"}),
+                none.clone(),
+                owner("StatefulSet", "vllm"),
+                "team-a/leaderworkerset/vllm/p",
+                Kind::Serving,
+                Source::LeaderWorkerSet,
+                Some("LeaderWorkerSet"),
+            ),
+            (
+                json!({"leaderworkerset.sigs.k8s.io/name": "vllm"}),
+                json!({"leaderworkerset.sigs.k8s.io/leader-name": "vllm-1"}),
+                owner("StatefulSet", "vllm-1"),
+                "team-a/leaderworkerset/vllm/vllm-1",
+                Kind::Serving,
+                Source::LeaderWorkerSet,
+                Some("LeaderWorkerSet"),
+            ),
+            (
+                json!({"serving.kserve.io/inferenceservice": "sk", "component": "predictor"}),
+                none.clone(),
+                owner("ReplicaSet", "sk-predictor-1"),
+                "team-a/inferenceservice/sk",
+                Kind::Serving,
+                Source::KServe,
+                None,
+            ),
+            (
+                json!({"notebook-name": "nb", "statefulset": "nb"}),
+                none.clone(),
+                owner("StatefulSet", "nb"),
+                "team-a/notebook/nb",
+                Kind::Notebook,
+                Source::Notebook,
+                None,
+            ),
+            (
+                json!({"workflows.argoproj.io/workflow": "run-1", "pipelines.kubeflow.org/v2_component": "true"}),
+                none.clone(),
+                owner("Workflow", "run-1"),
+                "team-a/workflow/run-1",
+                Kind::PipelineStep,
+                Source::PipelineStep,
+                None,
+            ),
+            (
+                json!({"gantry.dev/gang": "true", "batch.kubernetes.io/job-name": "sweep"}),
+                none.clone(),
+                owner("Job", "sweep"),
+                "team-a/job/sweep",
+                Kind::Training,
+                Source::IndexedJob,
+                Some("Job"),
+            ),
+            (
+                none.clone(),
+                none.clone(),
+                owner("Job", "etl"),
+                "team-a/job/etl",
+                Kind::Batch,
+                Source::Owner,
+                None,
+            ),
+            (
+                none.clone(),
+                none.clone(),
+                owner("ReplicaSet", "web-5d8"),
+                "team-a/replicaset/web-5d8",
+                Kind::Serving,
+                Source::Owner,
+                None,
+            ),
             (none.clone(), none.clone(), json!([]), "team-a/pod", Kind::Batch, Source::Pod, None),
         ];
         for (labels, annotations, owners, key, kind, source, owner_kind) in cases {
@@ -248,7 +409,8 @@ mod tests {
 
     #[test]
     fn the_owner_key_is_the_key_its_object_is_read_under() {
-        let p = pod(json!({"training.kubeflow.org/job-name": "bert"}), json!({}), owner("PyTorchJob", "bert"));
+        let p =
+            pod(json!({"training.kubeflow.org/job-name": "bert"}), json!({}), owner("PyTorchJob", "bert"));
         let owner = identify(&p).owner.expect("a gang owner");
         let object = json!({"metadata": {"namespace": "team-a", "name": "bert"}, "spec": {"pytorchReplicaSpecs": {"Worker": {"replicas": 2}}}});
         assert_eq!(owner.key(), gang::read(owner.framework, &object).unwrap().key);

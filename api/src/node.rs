@@ -29,25 +29,39 @@ pub struct NodeView {
 
 /// Reads a node; new GPU models are added to `models`. Errors name the node, field and fix.
 pub fn parse_node(v: &Value, models: &mut ModelCatalog) -> Result<NodeView, String> {
-    let name = v.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).ok_or("a node has no metadata.name")?;
+    let name = v
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .ok_or("a node has no metadata.name")?;
     let allocatable = v.get("status").and_then(|s| s.get("allocatable"));
     let get = |k: &str| allocatable.and_then(|a| a.get(k));
     let field = |k: &str, scale: u64| -> Result<u64, String> {
-        get(k).map_or(Ok(0), |q| quantity(q, scale).map_err(|e| format!("node {name}: status.allocatable.{k} {e}")))
+        get(k).map_or(Ok(0), |q| {
+            quantity(q, scale).map_err(|e| format!("node {name}: status.allocatable.{k} {e}"))
+        })
     };
-    let cpu = u32::try_from(field("cpu", 1000)?).map_err(|_| format!("node {name}: allocatable cpu is too large"))?;
+    let cpu = u32::try_from(field("cpu", 1000)?)
+        .map_err(|_| format!("node {name}: allocatable cpu is too large"))?;
     let memory = field("memory", 1)?.div_ceil(1 << 20);
-    let count = |n: u64| u32::try_from(n).map_err(|_| format!("node {name}: {n} GPUs is not a plausible count"));
+    let count =
+        |n: u64| u32::try_from(n).map_err(|_| format!("node {name}: {n} GPUs is not a plausible count"));
     let allocatable_gpus = count(field(GPU_RESOURCE, 1)?)?;
     // The GPUs the node has (capacity); the device plugin withholds the ones it found unhealthy
     // from allocatable, and those must not be counted out twice.
     let capacity = v.get("status").and_then(|s| s.get("capacity")).and_then(|c| c.get(GPU_RESOURCE));
     let capacity_gpus = match capacity {
-        Some(q) => count(quantity(q, 1).map_err(|e| format!("node {name}: status.capacity.{GPU_RESOURCE} {e}"))?)?,
+        Some(q) => {
+            count(quantity(q, 1).map_err(|e| format!("node {name}: status.capacity.{GPU_RESOURCE} {e}"))?)?
+        }
         None => allocatable_gpus,
     };
     let gpus = capacity_gpus.max(allocatable_gpus);
-    let label = v.get("metadata").and_then(|m| m.get("labels")).and_then(|l| l.get(GPU_PRODUCT_LABEL)).and_then(Value::as_str);
+    let label = v
+        .get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(|l| l.get(GPU_PRODUCT_LABEL))
+        .and_then(Value::as_str);
     let model = match (gpus, label) {
         (0, _) => None,
         (_, Some(product)) => Some(models.intern(product).map_err(|e| format!("node {name}: {e}"))?),
@@ -58,11 +72,20 @@ pub fn parse_node(v: &Value, models: &mut ModelCatalog) -> Result<NodeView, Stri
         }
     };
     let mut unhealthy = Vec::new();
-    let annotation = v.get("metadata").and_then(|m| m.get("annotations")).and_then(|a| a.get(GPU_UNHEALTHY_ANNOTATION)).and_then(Value::as_str);
+    let annotation = v
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(GPU_UNHEALTHY_ANNOTATION))
+        .and_then(Value::as_str);
     for part in annotation.unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.parse::<u32>() {
             Ok(i) if i < gpus => unhealthy.push(i),
-            _ => return Err(format!("node {name}: {GPU_UNHEALTHY_ANNOTATION} names GPU {part:?}; give indexes from 0 to {}", gpus.saturating_sub(1))),
+            _ => {
+                return Err(format!(
+                    "node {name}: {GPU_UNHEALTHY_ANNOTATION} names GPU {part:?}; give indexes from 0 to {}",
+                    gpus.saturating_sub(1)
+                ))
+            }
         }
     }
     let mut node = Node::new(name, cpu, memory, gpus, model);
@@ -102,22 +125,41 @@ mod tests {
     #[test]
     fn gpu_nodes_cpu_nodes_and_failed_gpus() {
         let mut models = ModelCatalog::default();
-        let v = parse_node(&node(json!({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}), json!({}), "8"), &mut models).unwrap();
+        let v = parse_node(
+            &node(json!({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}), json!({}), "8"),
+            &mut models,
+        )
+        .unwrap();
         assert_eq!((v.node.cpu_capacity, v.node.memory_capacity, v.node.gpu_count()), (95500, 768 * 1024, 8));
         assert_eq!(models.name(v.node.model.unwrap()), "NVIDIA-A100-SXM4-80GB");
-        let v = parse_node(&node(json!({"nvidia.com/gpu.product": "A100"}), json!({"gantry.dev/gpu-unhealthy": "3, 5"}), "8"), &mut models).unwrap();
+        let v = parse_node(
+            &node(
+                json!({"nvidia.com/gpu.product": "A100"}),
+                json!({"gantry.dev/gpu-unhealthy": "3, 5"}),
+                "8",
+            ),
+            &mut models,
+        )
+        .unwrap();
         assert_eq!(v.unhealthy, [3, 5]);
         assert_eq!((v.node.gpu_free[3], v.node.gpu_free[5], v.node.gpu_free_total), (0, 0, 6000));
-        let cpu = json!({"metadata": {"name": "c"}, "status": {"allocatable": {"cpu": "16", "memory": "64Gi"}}});
+        let cpu =
+            json!({"metadata": {"name": "c"}, "status": {"allocatable": {"cpu": "16", "memory": "64Gi"}}});
         assert_eq!(parse_node(&cpu, &mut models).unwrap().node.model, None);
     }
 
     #[test]
     fn gpus_the_device_plugin_withholds_are_not_counted_out_twice() {
         let with = |unhealthy: &str, capacity: &str, allocatable: &str| {
-            let mut n = node(json!({"nvidia.com/gpu.product": "A100"}), json!({"gantry.dev/gpu-unhealthy": unhealthy}), allocatable);
+            let mut n = node(
+                json!({"nvidia.com/gpu.product": "A100"}),
+                json!({"gantry.dev/gpu-unhealthy": unhealthy}),
+                allocatable,
+            );
             n["status"]["capacity"] = json!({"nvidia.com/gpu": capacity});
-            parse_node(&n, &mut ModelCatalog::default()).map(|v| (v.node.gpu_count(), v.node.gpu_free.iter().map(|&f| u8::from(f > 0)).collect::<Vec<_>>()))
+            parse_node(&n, &mut ModelCatalog::default()).map(|v| {
+                (v.node.gpu_count(), v.node.gpu_free.iter().map(|&f| u8::from(f > 0)).collect::<Vec<_>>())
+            })
         };
         // GPU 3 fell off the bus: the agent names it, the device plugin no longer allocates it.
         assert_eq!(with("3", "4", "3"), Ok((4, vec![1, 1, 1, 0])));
@@ -132,8 +174,13 @@ mod tests {
     #[test]
     fn bad_nodes_name_the_fix() {
         let mut m = ModelCatalog::default();
-        assert!(parse_node(&node(json!({}), json!({}), "8"), &mut m).unwrap_err().contains("GPU Feature Discovery"));
-        let bad = parse_node(&node(json!({"nvidia.com/gpu.product": "A100"}), json!({"gantry.dev/gpu-unhealthy": "9"}), "8"), &mut m);
+        assert!(parse_node(&node(json!({}), json!({}), "8"), &mut m)
+            .unwrap_err()
+            .contains("GPU Feature Discovery"));
+        let bad = parse_node(
+            &node(json!({"nvidia.com/gpu.product": "A100"}), json!({"gantry.dev/gpu-unhealthy": "9"}), "8"),
+            &mut m,
+        );
         assert!(bad.unwrap_err().contains("from 0 to 7"));
         assert!(parse_node(&json!({"status": {}}), &mut m).unwrap_err().contains("metadata.name"));
     }

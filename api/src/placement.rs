@@ -34,7 +34,9 @@ impl Planned {
     pub fn parse(value: &str) -> Result<Planned, String> {
         let (place, at) = match value.rsplit_once('@') {
             Some((place, at)) => {
-                let at = at.trim().parse::<i64>().map_err(|_| format!("{PLACEMENT_ANNOTATION} {value:?}: the time {at:?} is not Unix seconds"))?;
+                let at = at.trim().parse::<i64>().map_err(|_| {
+                    format!("{PLACEMENT_ANNOTATION} {value:?}: the time {at:?} is not Unix seconds")
+                })?;
                 (place, Some(at))
             }
             None => (value, None),

@@ -9,8 +9,8 @@ use gantry_core::model::{ModelCatalog, ModelSet, PodRequest, GPU_MILLI};
 use serde_json::Value;
 
 use crate::keys::{
-    GANG_SIZE_ANNOTATION, GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE, PLACEMENT_ANNOTATION,
-    SCHEDULING_GATE,
+    GANG_SIZE_ANNOTATION, GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE,
+    PLACEMENT_ANNOTATION, SCHEDULING_GATE,
 };
 use crate::placement::Planned;
 
@@ -109,15 +109,29 @@ impl Requests {
     }
 
     fn max(self, o: Requests) -> Requests {
-        Requests { cpu_milli: self.cpu_milli.max(o.cpu_milli), memory_bytes: self.memory_bytes.max(o.memory_bytes), gpus_milli: self.gpus_milli.max(o.gpus_milli) }
+        Requests {
+            cpu_milli: self.cpu_milli.max(o.cpu_milli),
+            memory_bytes: self.memory_bytes.max(o.memory_bytes),
+            gpus_milli: self.gpus_milli.max(o.gpus_milli),
+        }
     }
 }
 
 /// One container's (or the overhead's) requests: `requests`, else `limits`, per resource.
-fn container_requests(requests: Option<&Value>, limits: Option<&Value>, field: &str) -> Result<Requests, String> {
+fn container_requests(
+    requests: Option<&Value>,
+    limits: Option<&Value>,
+    field: &str,
+) -> Result<Requests, String> {
     let get = |k: &str| requests.and_then(|r| r.get(k)).or_else(|| limits.and_then(|l| l.get(k)));
-    let q = |k: &str, scale: u64| get(k).map_or(Ok(0), |v| quantity(v, scale).map_err(|e| format!("{field}[{k}] {e}")));
-    Ok(Requests { cpu_milli: q("cpu", 1000)?, memory_bytes: q("memory", 1)?, gpus_milli: q(GPU_RESOURCE, 1000)? })
+    let q = |k: &str, scale: u64| {
+        get(k).map_or(Ok(0), |v| quantity(v, scale).map_err(|e| format!("{field}[{k}] {e}")))
+    };
+    Ok(Requests {
+        cpu_milli: q("cpu", 1000)?,
+        memory_bytes: q("memory", 1)?,
+        gpus_milli: q(GPU_RESOURCE, 1000)?,
+    })
 }
 
 /// The pod's effective requests (see [`Requests`]). Errors name the field.
@@ -177,7 +191,8 @@ pub fn parse_pod(pod: &Value, models: &ModelCatalog) -> Result<PodView, String> 
             _ => return Err(format!("{who}: {GPU_MILLI_ANNOTATION} is {s:?}; give milli-GPU from 1 to 999")),
         },
     };
-    let gpu_count = u32::try_from(gpus).map_err(|_| format!("{who}: {gpus} GPUs is not a request any node can hold"))?;
+    let gpu_count =
+        u32::try_from(gpus).map_err(|_| format!("{who}: {gpus} GPUs is not a request any node can hold"))?;
     let mut request = PodRequest {
         cpu_milli: u32::try_from(cpu).map_err(|_| format!("{who}: the cpu request is too large"))?,
         memory_mib: mem,
@@ -204,7 +219,9 @@ pub fn parse_pod(pod: &Value, models: &ModelCatalog) -> Result<PodView, String> 
         }
         request.allowed_models = (!set.is_empty()).then_some(set);
     }
-    let created = str_at(pod, &["metadata", "creationTimestamp"]).and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| t.as_second());
+    let created = str_at(pod, &["metadata", "creationTimestamp"])
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| t.as_second());
     Ok(PodView { namespace, name, uid, request, created })
 }
 
@@ -217,7 +234,9 @@ pub fn quantity(q: &Value, scale: u64) -> Result<u64, String> {
         _ => return Err(format!("{q} is not a quantity")),
     };
     let bad = || format!("{s:?} is not a quantity like \"500m\", \"2\" or \"16Gi\"");
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-' || c == 'e' || c == 'E')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-' || c == 'e' || c == 'E'))
+        .unwrap_or(s.len());
     // "1e3" is a number with an exponent; "1E" would be exa. Only treat e/E as part of the number
     // when digits follow.
     let (num, suffix) = {
@@ -297,8 +316,14 @@ mod tests {
                 {"resources": {"requests": {"cpu": "500m"}}}]}});
         let v = parse_pod(&pod, &models()).unwrap();
         assert_eq!((v.namespace.as_str(), v.name.as_str(), v.uid.as_str()), ("ns", "p", "u1"));
-        assert_eq!((v.request.cpu_milli, v.request.memory_mib, v.request.gpu_count, v.request.gpu_milli), (4500, 16384, 2, 1000));
-        assert_eq!(v.request.allowed_models, Some([ModelCatalog::get(&models(), "A100").unwrap()].into_iter().collect()));
+        assert_eq!(
+            (v.request.cpu_milli, v.request.memory_mib, v.request.gpu_count, v.request.gpu_milli),
+            (4500, 16384, 2, 1000)
+        );
+        assert_eq!(
+            v.request.allowed_models,
+            Some([ModelCatalog::get(&models(), "A100").unwrap()].into_iter().collect())
+        );
         let shared = json!({"metadata": {"name": "s", "annotations": {"gantry.dev/gpu-milli": "250"}},
             "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": 1}}}]}});
         let v = parse_pod(&shared, &models()).unwrap();

@@ -51,7 +51,10 @@ impl Record {
 
 /// The ledger's records of the core's accruals: names instead of indexes, empty intervals left
 /// out. Idle time is not the core's to know (the node agent measures it): 0 here.
-pub fn records_of(tenancy: &gantry_core::tenancy::Tenancy, accruals: &[gantry_core::queue::Accrual]) -> Vec<Record> {
+pub fn records_of(
+    tenancy: &gantry_core::tenancy::Tenancy,
+    accruals: &[gantry_core::queue::Accrual],
+) -> Vec<Record> {
     accruals
         .iter()
         .filter(|a| a.end > a.start)
@@ -75,7 +78,6 @@ pub fn records_of(tenancy: &gantry_core::tenancy::Tenancy, accruals: &[gantry_co
 pub fn cost_micros(milli_seconds: u64, price_micros: u64) -> u64 {
     (u128::from(milli_seconds) * u128::from(price_micros) / 3_600_000) as u64
 }
-
 
 /// One node's closed windows.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -26,14 +26,24 @@ impl TenantObjects {
     pub fn watch(client: &Client, changed: impl Fn() + Clone + Send + 'static) -> TenantObjects {
         fn objects<K>(client: &Client, changed: impl Fn() + Send + 'static) -> Store<K>
         where
-            K: Resource<Scope = kube::core::ClusterResourceScope> + Clone + Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+            K: Resource<Scope = kube::core::ClusterResourceScope>
+                + Clone
+                + Debug
+                + serde::de::DeserializeOwned
+                + Send
+                + Sync
+                + 'static,
             K::DynamicType: Default + Eq + Hash + Clone,
         {
             let (store, writer) = reflector::store::<K>();
-            tokio::spawn(follow(Api::<K>::all(client.clone()), writer, |o| o.managed_fields_mut().clear()).for_each(move |_| {
-                changed();
-                std::future::ready(())
-            }));
+            tokio::spawn(
+                follow(Api::<K>::all(client.clone()), writer, |o| o.managed_fields_mut().clear()).for_each(
+                    move |_| {
+                        changed();
+                        std::future::ready(())
+                    },
+                ),
+            );
             store
         }
         TenantObjects {

@@ -4,8 +4,8 @@
 //! and the scheduler's leader show the same thing for the same state. In a cluster the leader
 //! sends it to the quota API (`PUT /internal/v1/view`) as JSON.
 
-use gantry_core::queue::{Explanation, Reason};
 use gantry_core::queue::Queue;
+use gantry_core::queue::{Explanation, Reason};
 use gantry_core::tenancy::{Milli, Seconds, WhenExhausted};
 use serde::{Deserialize, Serialize};
 
@@ -112,7 +112,11 @@ impl View {
             .flavors
             .iter()
             .enumerate()
-            .map(|(f, fl)| FlavorView { name: fl.name.clone(), capacity: units(q.capacity(f)), price: fl.price_micros as f64 / 1e6 })
+            .map(|(f, fl)| FlavorView {
+                name: fl.name.clone(),
+                capacity: units(q.capacity(f)),
+                price: fl.price_micros as f64 / 1e6,
+            })
             .collect();
         let mut running_of = vec![0usize; t.tenants.len()];
         let mut running: Vec<RunningView> = q
@@ -140,7 +144,12 @@ impl View {
                 cohort: tn.cohort.and_then(|c| t.cohorts.get(c)).map(|c| c.name.clone()),
                 namespaces: tn.namespaces.clone(),
                 quotas: (0..t.flavors.len())
-                    .filter(|&f| tn.quotas.get(f).is_some_and(|q| q.nominal > 0 || q.borrowing_limit.is_some_and(|b| b > 0)) || tree.usage(ti, f) > 0)
+                    .filter(|&f| {
+                        tn.quotas
+                            .get(f)
+                            .is_some_and(|q| q.nominal > 0 || q.borrowing_limit.is_some_and(|b| b > 0))
+                            || tree.usage(ti, f) > 0
+                    })
                     .map(|f| QuotaView {
                         flavor: t.flavors[f].name.clone(),
                         nominal: units(tree.nominal(ti, f)),
@@ -167,9 +176,21 @@ impl View {
         let mut queue: Vec<Waiting> = q
             .pending_ids()
             .filter_map(|id| {
-                let Explanation { tenant, reason, position, queue_length, estimated_start, message, .. } = q.explain(id, now)?;
+                let Explanation { tenant, reason, position, queue_length, estimated_start, message, .. } =
+                    q.explain(id, now)?;
                 let w = q.workload(id)?;
-                Some(Waiting { id, name: w.name.clone(), tenant, kind: w.kind.name().to_string(), submitted: w.submitted, position, queue_length, reason, message, estimated_start })
+                Some(Waiting {
+                    id,
+                    name: w.name.clone(),
+                    tenant,
+                    kind: w.kind.name().to_string(),
+                    submitted: w.submitted,
+                    position,
+                    queue_length,
+                    reason,
+                    message,
+                    estimated_start,
+                })
             })
             .collect();
         queue.sort_by(|a, b| (&a.tenant, a.position).cmp(&(&b.tenant, b.position)));

@@ -20,23 +20,29 @@ pub enum Change<K> {
 
 /// A watcher of `api` that keeps `writer`'s store and yields changes (errors are logged and the
 /// watch retried with backoff).
-pub fn follow<K>(api: Api<K>, writer: reflector::store::Writer<K>, strip: fn(&mut K)) -> impl Stream<Item = Change<K>>
+pub fn follow<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    strip: fn(&mut K),
+) -> impl Stream<Item = Change<K>>
 where
     K: Resource + Clone + Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let mut listed = false;
-    watcher(api, watcher::Config::default()).modify(strip).reflect(writer).default_backoff().filter_map(move |event| {
-        let change = match event {
-            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Some(Change::Applied(o)),
-            Ok(watcher::Event::Delete(o)) => Some(Change::Deleted(o)),
-            Ok(watcher::Event::InitDone) => Some(Change::Listed(std::mem::replace(&mut listed, true))),
-            Ok(watcher::Event::Init) => None,
-            Err(e) => {
-                eprintln!("gantry: watching {}: {e}; retrying", K::kind(&Default::default()));
-                None
-            }
-        };
-        std::future::ready(change)
-    })
+    watcher(api, watcher::Config::default()).modify(strip).reflect(writer).default_backoff().filter_map(
+        move |event| {
+            let change = match event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Some(Change::Applied(o)),
+                Ok(watcher::Event::Delete(o)) => Some(Change::Deleted(o)),
+                Ok(watcher::Event::InitDone) => Some(Change::Listed(std::mem::replace(&mut listed, true))),
+                Ok(watcher::Event::Init) => None,
+                Err(e) => {
+                    eprintln!("gantry: watching {}: {e}; retrying", K::kind(&Default::default()));
+                    None
+                }
+            };
+            std::future::ready(change)
+        },
+    )
 }

@@ -16,7 +16,11 @@ fn committed_definitions_match_the_types() {
 
 #[test]
 fn definitions_are_cluster_scoped_with_schemas_and_printer_columns() {
-    let docs: Vec<Value> = COMMITTED.split("\n---\n").skip(1).map(|d| serde_json::from_str(d).expect("each document is JSON")).collect();
+    let docs: Vec<Value> = COMMITTED
+        .split("\n---\n")
+        .skip(1)
+        .map(|d| serde_json::from_str(d).expect("each document is JSON"))
+        .collect();
     let names: Vec<&str> = docs.iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["tenants.gantry.dev", "cohorts.gantry.dev", "gpuflavors.gantry.dev"]);
     for d in &docs {
@@ -29,7 +33,12 @@ fn definitions_are_cluster_scoped_with_schemas_and_printer_columns() {
         assert_eq!(v["schema"]["openAPIV3Schema"]["type"], "object");
     }
     let tenant = &docs[0]["spec"]["versions"][0];
-    let columns: Vec<&str> = tenant["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let columns: Vec<&str> = tenant["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(columns, ["Cohort", "GPUs used", "GPUs nominal", "Borrowed", "Pending", "Age"]);
     assert!(tenant["subresources"]["status"].is_object(), "status is a subresource");
     let spec = &tenant["schema"]["openAPIV3Schema"]["properties"]["spec"];

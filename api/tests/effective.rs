@@ -100,5 +100,9 @@ fn a_sidecar_asking_for_gpus_is_counted() {
     let init = json!({"metadata": {"name": "p"}, "spec": {
         "initContainers": [{"name": "warm", "resources": {"limits": {"nvidia.com/gpu": "8"}}}],
         "containers": [{"name": "main", "resources": {"limits": {"nvidia.com/gpu": "2"}}}]}});
-    assert_eq!(parse_pod(&init, &ModelCatalog::default()).unwrap().request.gpu_count, 8, "an init container's GPUs are held while it runs");
+    assert_eq!(
+        parse_pod(&init, &ModelCatalog::default()).unwrap().request.gpu_count,
+        8,
+        "an init container's GPUs are held while it runs"
+    );
 }

@@ -9,7 +9,9 @@ const KEYS: &str = include_str!("../src/keys.rs");
 /// The values of the `pub const NAME: &str = "value";` lines of keys.rs.
 fn key_values() -> Vec<String> {
     KEYS.lines()
-        .filter_map(|l| l.trim().strip_prefix("pub const ")?.split_once("= \"")?.1.strip_suffix("\";").map(str::to_string))
+        .filter_map(|l| {
+            l.trim().strip_prefix("pub const ")?.split_once("= \"")?.1.strip_suffix("\";").map(str::to_string)
+        })
         .collect()
 }
 
@@ -35,7 +37,11 @@ fn non_test(text: &str) -> &str {
 #[test]
 fn every_key_is_defined_once_in_keys_rs() {
     let values = key_values();
-    assert!(values.len() >= 25, "keys.rs lists its keys as `pub const NAME: &str = \"value\";` ({} found)", values.len());
+    assert!(
+        values.len() >= 25,
+        "keys.rs lists its keys as `pub const NAME: &str = \"value\";` ({} found)",
+        values.len()
+    );
     let mut seen = std::collections::HashSet::new();
     for v in &values {
         assert!(seen.insert(v), "keys.rs defines {v:?} twice");
@@ -55,7 +61,11 @@ fn every_key_is_defined_once_in_keys_rs() {
             for v in &values {
                 let quoted = format!("\"{v}\"");
                 if line.contains("const ") && line.contains(&quoted) {
-                    problems.push(format!("{}:{}: defines {v:?} again; use gantry_api::keys", file.display(), n + 1));
+                    problems.push(format!(
+                        "{}:{}: defines {v:?} again; use gantry_api::keys",
+                        file.display(),
+                        n + 1
+                    ));
                 }
             }
         }
@@ -64,11 +74,19 @@ fn every_key_is_defined_once_in_keys_rs() {
                 let code = line.split("//").next().unwrap_or_default();
                 for v in &values {
                     if code.contains(&format!("\"{v}\"")) {
-                        problems.push(format!("{}:{}: spells {v:?}; use the constant from gantry_api::keys", file.display(), n + 1));
+                        problems.push(format!(
+                            "{}:{}: spells {v:?}; use the constant from gantry_api::keys",
+                            file.display(),
+                            n + 1
+                        ));
                     }
                 }
             }
         }
     }
-    assert!(problems.is_empty(), "keys defined or spelled outside api/src/keys.rs:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "keys defined or spelled outside api/src/keys.rs:\n  {}",
+        problems.join("\n  ")
+    );
 }

@@ -3,12 +3,12 @@
 //! the tenants file's rules and words, naming object and field; no objects is an empty tenancy
 //! with the settings file's globals; the settings file itself.
 
-use gantry_core::tenancy::file::{self, parse_settings, parse_with_settings};
-use gantry_core::tenancy::{PriorityClass, Settings, Tenancy, Timing};
 use gantry_api::crds::{
     objects_yaml, tenancy_from, tenancy_to_objects, Budget, Cohort, CohortSpec, FlavorQuota, GpuFlavor,
     GpuFlavorSpec, Tenant, TenantSpec,
 };
+use gantry_core::tenancy::file::{self, parse_settings, parse_with_settings};
+use gantry_core::tenancy::{PriorityClass, Settings, Tenancy, Timing};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -89,7 +89,8 @@ fn round_trip(name: &str, text: &str) {
         (tenancy.flavors.len(), tenancy.cohorts.len(), tenancy.tenants.len()),
         "{name}"
     );
-    let direct = tenancy_from(&settings, &flavors, &cohorts, &tenants).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    let direct =
+        tenancy_from(&settings, &flavors, &cohorts, &tenants).unwrap_or_else(|e| panic!("{name}: {e:?}"));
     // The file declares things in its own order, the objects come in name order.
     assert_eq!(direct.sorted_by_name(), tenancy.sorted_by_name(), "{name}");
 
@@ -125,7 +126,10 @@ fn objects_of_the_rich_file() {
     let (flavors, cohorts, tenants) = tenancy_to_objects(&tenancy, &settings).unwrap();
     let names = |v: Vec<Option<String>>| v.into_iter().map(Option::unwrap).collect::<Vec<_>>();
     assert_eq!(names(flavors.iter().map(|f| f.metadata.name.clone()).collect()), ["a100", "cpu", "v100m32"]);
-    assert_eq!(flavors[0].spec, GpuFlavorSpec { model: "A100".into(), price: Some("2.5".into()), sharing: None });
+    assert_eq!(
+        flavors[0].spec,
+        GpuFlavorSpec { model: "A100".into(), price: Some("2.5".into()), sharing: None }
+    );
     assert_eq!(flavors[2].spec, GpuFlavorSpec { model: "V100M32".into(), price: None, sharing: None });
     assert_eq!(cohorts[1].spec.parent.as_deref(), Some("research"));
     let quota = |n: &str, b: Option<&str>, l: Option<&str>| FlavorQuota {
@@ -148,11 +152,17 @@ fn objects_of_the_rich_file() {
         ]),
         // cpu's 0.03 is the list price, so left out
         prices: map(&[("a100", "3.1")]),
-        budget: Some(Budget { gpu_hours_per_month: "5000.125".into(), when_exhausted: Some("refuse".into()) }),
+        budget: Some(Budget {
+            gpu_hours_per_month: "5000.125".into(),
+            when_exhausted: Some("refuse".into()),
+        }),
     };
     assert_eq!(tenants[0].metadata.name.as_deref(), Some("team-a"));
     assert_eq!(tenants[0].spec, expected);
-    assert_eq!(tenants[1].spec.budget, Some(Budget { gpu_hours_per_month: "0.5".into(), when_exhausted: None }));
+    assert_eq!(
+        tenants[1].spec.budget,
+        Some(Budget { gpu_hours_per_month: "0.5".into(), when_exhausted: None })
+    );
     assert_eq!(tenants[1].spec.weight, None);
     assert_eq!(tenants[1].spec.priority_classes, None);
 }
@@ -199,7 +209,10 @@ fn no_objects_is_an_empty_tenancy_with_the_settings() {
     };
     assert_eq!(empty, expected);
     let empty = tenancy_from(&Settings::default(), &[], &[], &[]).unwrap();
-    assert_eq!((empty.currency.as_str(), empty.timing, empty.priority_classes.len()), ("USD", Timing::default(), 5));
+    assert_eq!(
+        (empty.currency.as_str(), empty.timing, empty.priority_classes.len()),
+        ("USD", Timing::default(), 5)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -263,7 +276,10 @@ fn cohort(name: &str, parent: Option<&str>) -> Cohort {
 }
 
 fn tenant(name: &str, namespaces: &[&str]) -> Tenant {
-    Tenant::new(name, TenantSpec { namespaces: namespaces.iter().map(|n| n.to_string()).collect(), ..Default::default() })
+    Tenant::new(
+        name,
+        TenantSpec { namespaces: namespaces.iter().map(|n| n.to_string()).collect(), ..Default::default() },
+    )
 }
 
 fn quota(nominal: &str) -> FlavorQuota {
@@ -457,15 +473,17 @@ const BAD: &[Bad] = &[
 #[test]
 fn refused_objects_name_object_field_problem_and_fix() {
     let ok = valid();
-    tenancy_from(&Settings::default(), &ok.flavors, &ok.cohorts, &ok.tenants).expect("the valid set is valid");
+    tenancy_from(&Settings::default(), &ok.flavors, &ok.cohorts, &ok.tenants)
+        .expect("the valid set is valid");
     assert!(BAD.len() >= 12);
     for case in BAD {
         let mut objects = valid();
         (case.change)(&mut objects);
-        let errors = match tenancy_from(&Settings::default(), &objects.flavors, &objects.cohorts, &objects.tenants) {
-            Ok(_) => panic!("{}: accepted", case.name),
-            Err(e) => e,
-        };
+        let errors =
+            match tenancy_from(&Settings::default(), &objects.flavors, &objects.cohorts, &objects.tenants) {
+                Ok(_) => panic!("{}: accepted", case.name),
+                Err(e) => e,
+            };
         let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(got, case.messages, "{}", case.name);
     }
@@ -492,22 +510,48 @@ fn same_words_as_the_tenants_file() {
     /// declare a missing name) the start they share.
     type Case = (&'static str, fn(&mut Objects), &'static str);
     let cases: &[Case] = &[
-        ("    quotas: {a100: {nominal: 8, borrowingLimit: -2}}", |o| a100_quota(o).borrowing_limit = Some("-2".into()), ""),
-        ("    quotas: {a100: {nominal: 8, lendingLimit: 9.5}}", |o| a100_quota(o).lending_limit = Some("9.5".into()), ""),
+        (
+            "    quotas: {a100: {nominal: 8, borrowingLimit: -2}}",
+            |o| a100_quota(o).borrowing_limit = Some("-2".into()),
+            "",
+        ),
+        (
+            "    quotas: {a100: {nominal: 8, lendingLimit: 9.5}}",
+            |o| a100_quota(o).lending_limit = Some("9.5".into()),
+            "",
+        ),
         ("    quotas: {a100: {nominal: 2.0001}}", |o| a100_quota(o).nominal = "2.0001".into(), ""),
-        ("    quotas: {h100: {nominal: 8}}", |o| {
-            let q = team_a(o).quotas.remove("a100").unwrap();
-            team_a(o).quotas.insert("h100".into(), q);
-        }, "unknown flavor `h100` (did you mean `a100`?); declared: a100, cpu; "),
+        (
+            "    quotas: {h100: {nominal: 8}}",
+            |o| {
+                let q = team_a(o).quotas.remove("a100").unwrap();
+                team_a(o).quotas.insert("h100".into(), q);
+            },
+            "unknown flavor `h100` (did you mean `a100`?); declared: a100, cpu; ",
+        ),
         ("    weight: -3", |o| team_a(o).weight = Some(-3.0), ""),
-        ("    cohort: visoin", |o| team_a(o).cohort = Some("visoin".into()), "unknown cohort `visoin` (did you mean `vision`?); declared: research, vision; "),
-        ("    budget: {gpuHoursPerMonth: 1e3}", |o| {
-            team_a(o).budget = Some(Budget { gpu_hours_per_month: "1e3".into(), when_exhausted: None })
-        }, ""),
-        ("    priorityClasses: [batch, batch]", |o| team_a(o).priority_classes = Some(vec!["batch".into(), "batch".into()]), ""),
-        ("    prices: {cpu: 1.0000001}", |o| {
-            team_a(o).prices.insert("cpu".into(), "1.0000001".into());
-        }, ""),
+        (
+            "    cohort: visoin",
+            |o| team_a(o).cohort = Some("visoin".into()),
+            "unknown cohort `visoin` (did you mean `vision`?); declared: research, vision; ",
+        ),
+        (
+            "    budget: {gpuHoursPerMonth: 1e3}",
+            |o| team_a(o).budget = Some(Budget { gpu_hours_per_month: "1e3".into(), when_exhausted: None }),
+            "",
+        ),
+        (
+            "    priorityClasses: [batch, batch]",
+            |o| team_a(o).priority_classes = Some(vec!["batch".into(), "batch".into()]),
+            "",
+        ),
+        (
+            "    prices: {cpu: 1.0000001}",
+            |o| {
+                team_a(o).prices.insert("cpu".into(), "1.0000001".into());
+            },
+            "",
+        ),
     ];
     for (line, change, prefix) in cases {
         // the file's line replaces its `cohort:` line when it sets the cohort
@@ -519,13 +563,18 @@ fn same_words_as_the_tenants_file() {
         let from_file = file::parse("t.yaml", &text).unwrap_err().problem;
         let mut o = valid();
         change(&mut o);
-        let from_objects = tenancy_from(&Settings::default(), &o.flavors, &o.cohorts, &o.tenants).unwrap_err();
+        let from_objects =
+            tenancy_from(&Settings::default(), &o.flavors, &o.cohorts, &o.tenants).unwrap_err();
         assert_eq!(from_objects.len(), 1, "{line}: {from_objects:?}");
         if prefix.is_empty() {
             assert_eq!(from_objects[0].problem, from_file, "{line}");
         } else {
             // Only the way to declare the missing name differs.
-            assert!(from_file.starts_with(prefix) && from_objects[0].problem.starts_with(prefix), "{line}: {from_file} / {}", from_objects[0].problem);
+            assert!(
+                from_file.starts_with(prefix) && from_objects[0].problem.starts_with(prefix),
+                "{line}: {from_file} / {}",
+                from_objects[0].problem
+            );
         }
     }
 }
@@ -550,7 +599,8 @@ fn tenancies_that_cannot_be_objects() {
         "flavors `A100` and `a100` would both be the GpuFlavor `a100` (object names are lowercase letters, digits \
          and '-'); rename one of them"
     );
-    let text = "flavors: [{name: A100}]\ncohorts: [{name: Research Org}]\ntenants: [{name: a, namespaces: [a]}]\n";
+    let text =
+        "flavors: [{name: A100}]\ncohorts: [{name: Research Org}]\ntenants: [{name: a, namespaces: [a]}]\n";
     let (t, s) = parse_with_settings("t.yaml", text).unwrap();
     assert_eq!(
         tenancy_to_objects(&t, &s).unwrap_err(),

@@ -31,8 +31,14 @@ pub fn run(args: LedgerArgs) -> Result<(), String> {
     match args.command {
         LedgerCommand::Import { ledger } => {
             let mut l = Ledger::open(&ledger).map_err(|e| e.to_string())?;
-            let done = import(&mut l, std::io::stdin().lock(), std::io::stdout().lock()).map_err(|e| e.to_string())?;
-            eprintln!("gantry ledger: {} accruals read, {} new, in {}", done.read, done.new, ledger.display());
+            let done = import(&mut l, std::io::stdin().lock(), std::io::stdout().lock())
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "gantry ledger: {} accruals read, {} new, in {}",
+                done.read,
+                done.new,
+                ledger.display()
+            );
             Ok(())
         }
         LedgerCommand::Totals { ledger } => {

@@ -1,11 +1,11 @@
 //! The `gantry` command line.
 
-mod multi;
-mod scheduler;
 mod ledger;
-mod serve_sim;
+mod multi;
 mod node_agent;
 mod quota_api;
+mod scheduler;
+mod serve_sim;
 mod webhook;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -168,13 +168,15 @@ fn main() -> ExitCode {
 
 fn run_crd(args: CrdArgs) -> Result<(), String> {
     let Some(file) = args.from_tenants else {
-        let yaml = gantry_api::crds::definitions_yaml().map_err(|e| format!("cannot render the definitions: {e}"))?;
+        let yaml = gantry_api::crds::definitions_yaml()
+            .map_err(|e| format!("cannot render the definitions: {e}"))?;
         print!("{yaml}");
         return Ok(());
     };
-    let (tenancy, settings) = gantry_core::tenancy::file::load_with_settings(&file).map_err(|e| e.to_string())?;
-    let (flavors, cohorts, tenants) =
-        gantry_api::crds::tenancy_to_objects(&tenancy, &settings).map_err(|e| format!("{}: {e}", file.display()))?;
+    let (tenancy, settings) =
+        gantry_core::tenancy::file::load_with_settings(&file).map_err(|e| e.to_string())?;
+    let (flavors, cohorts, tenants) = gantry_api::crds::tenancy_to_objects(&tenancy, &settings)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
     let yaml = gantry_api::crds::objects_yaml(&flavors, &cohorts, &tenants)
         .map_err(|e| format!("cannot render the objects: {e}"))?;
     print!("{yaml}");
@@ -202,7 +204,9 @@ fn run_simulate(args: SimulateArgs) -> Result<(), String> {
         return multi::run(tenants, multi, nodes, pods, policies, seeds[0], format);
     }
     if let Some(flag) = multi.stray_flag() {
-        return Err(format!("{flag} needs --tenants FILE (the multi-tenant simulation); see examples/tenants/"));
+        return Err(format!(
+            "{flag} needs --tenants FILE (the multi-tenant simulation); see examples/tenants/"
+        ));
     }
     if !(inflate.is_finite() && inflate > 0.0 && inflate <= 10.0) {
         return Err(format!("--inflate {inflate} is out of range; give a ratio in (0, 10], e.g. 1.3"));
@@ -214,11 +218,13 @@ fn run_simulate(args: SimulateArgs) -> Result<(), String> {
         (None, None) => bundled::default_trace(),
         (Some(n), Some(p)) => Trace::load(&n, &p),
         (Some(n), None) => {
-            let nodes = std::fs::read_to_string(&n).map_err(|e| format!("{}: cannot read: {e}", n.display()))?;
+            let nodes =
+                std::fs::read_to_string(&n).map_err(|e| format!("{}: cannot read: {e}", n.display()))?;
             Trace::parse(&n.display().to_string(), &nodes, bundled::PODS_NAME, bundled::PODS)
         }
         (None, Some(p)) => {
-            let pods = std::fs::read_to_string(&p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+            let pods =
+                std::fs::read_to_string(&p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
             Trace::parse(bundled::NODES_NAME, bundled::NODES, &p.display().to_string(), &pods)
         }
     }

@@ -3,11 +3,11 @@
 use crate::{Format, MultiArgs, WorkloadSource};
 use gantry_core::tenancy::file;
 use gantry_core::PolicyKind;
+use gantry_sim::bundled;
 use gantry_sim::multi::generate::{generate, GenSpec};
 use gantry_sim::multi::timeline::{Setup, TimelineSpec};
 use gantry_sim::multi::{openb, simulate_tenants, MultiSpec, DEFAULT_START};
 use gantry_sim::trace::{parse_nodes, parse_pods, Trace};
-use gantry_sim::bundled;
 use std::path::{Path, PathBuf};
 
 impl MultiArgs {
@@ -58,7 +58,9 @@ pub fn run(
     let setups = parse_compare(args.compare.as_deref().unwrap_or("strict-quota,fifo"))?;
     let source = args.workload.unwrap_or(WorkloadSource::Generated);
     if source == WorkloadSource::Openb && (args.workloads.is_some() || args.load.is_some()) {
-        return Err("--workloads and --load shape generated workloads; leave them out with --workload openb".into());
+        return Err(
+            "--workloads and --load shape generated workloads; leave them out with --workload openb".into()
+        );
     }
     if source == WorkloadSource::Generated && pods.is_some() {
         return Err("--pods gives openb-style pods; add --workload openb to replay them".into());
@@ -70,7 +72,9 @@ pub fn run(
     }
     let (nodes_name, nodes_text) = match (&nodes, source) {
         (Some(p), _) => (p.display().to_string(), read(p)?),
-        (None, WorkloadSource::Generated) => (bundled::VENUS_NODES_NAME.to_string(), bundled::VENUS_NODES.to_string()),
+        (None, WorkloadSource::Generated) => {
+            (bundled::VENUS_NODES_NAME.to_string(), bundled::VENUS_NODES.to_string())
+        }
         (None, WorkloadSource::Openb) => (bundled::NODES_NAME.to_string(), bundled::NODES.to_string()),
     };
     let (models, node_list) = parse_nodes(&nodes_name, &nodes_text).map_err(|e| e.to_string())?;
@@ -119,8 +123,17 @@ pub fn run(
         }
     };
     if let Some(addr) = &args.serve {
-        let timeline = TimelineSpec { setup: Setup::Gantry, policy: policies[0], start, end, sample_every: 3600 };
-        return crate::serve_sim::run(&tenancy, &models, &node_list, &workloads, &timeline, addr, args.speed.unwrap_or(21_600.0));
+        let timeline =
+            TimelineSpec { setup: Setup::Gantry, policy: policies[0], start, end, sample_every: 3600 };
+        return crate::serve_sim::run(
+            &tenancy,
+            &models,
+            &node_list,
+            &workloads,
+            &timeline,
+            addr,
+            args.speed.unwrap_or(21_600.0),
+        );
     }
     let spec = MultiSpec {
         workload: describe,

@@ -73,22 +73,32 @@ fn source(spec: &str) -> Result<Box<dyn GpuSource>, String> {
     match spec.split_once(':') {
         None if spec == "nvml" => Ok(Box::new(NvmlSource::new()?)),
         Some(("replay", file)) if !file.is_empty() => Ok(Box::new(Replay::load(std::path::Path::new(file))?)),
-        _ => Err(format!("--source {spec:?} is not a source; use nvml, or replay:FILE with a capture recorded by --record")),
+        _ => Err(format!(
+            "--source {spec:?} is not a source; use nvml, or replay:FILE with a capture recorded by --record"
+        )),
     }
 }
 
 pub fn run(args: NodeAgentArgs) -> Result<(), String> {
     if !(args.interval.is_finite() && args.interval >= 0.05) {
-        return Err(format!("--interval {} is too short or not a number; give seconds, at least 0.05", args.interval));
+        return Err(format!(
+            "--interval {} is too short or not a number; give seconds, at least 0.05",
+            args.interval
+        ));
     }
     let interval = Duration::from_secs_f64(args.interval);
     if let Some(file) = &args.record {
         return record(&args.source, file, args.passes.unwrap_or(1).max(1), interval);
     }
     let node = args.node.clone().or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()));
-    let options = Options { node: node.clone().unwrap_or_else(hostname), dcgm: args.dcgm_compat, dcgm_hostname_label: args.dcgm_hostname_label.clone() };
+    let options = Options {
+        node: node.clone().unwrap_or_else(hostname),
+        dcgm: args.dcgm_compat,
+        dcgm_hostname_label: args.dcgm_hostname_label.clone(),
+    };
     let spec = args.source.clone();
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         // NVML is loaded before anything is served, so a node without the driver fails at once.
         let (frames, driver) = agent::start_sampler(move || source(&spec), interval)?;
@@ -136,7 +146,11 @@ pub fn run(args: NodeAgentArgs) -> Result<(), String> {
 /// `--record FILE --passes N`: a capture for the replay source and the tests.
 fn record(spec: &str, file: &PathBuf, passes: u32, interval: Duration) -> Result<(), String> {
     let mut src = source(spec)?;
-    let mut capture = Capture { description: format!("recorded by gantry node-agent on {} at {}", hostname(), jiff::Timestamp::now()), driver_version: src.driver_version(), frames: Vec::new() };
+    let mut capture = Capture {
+        description: format!("recorded by gantry node-agent on {} at {}", hostname(), jiff::Timestamp::now()),
+        driver_version: src.driver_version(),
+        frames: Vec::new(),
+    };
     for i in 0..passes {
         if i > 0 {
             std::thread::sleep(interval);
@@ -144,11 +158,16 @@ fn record(spec: &str, file: &PathBuf, passes: u32, interval: Duration) -> Result
         capture.frames.push(src.sample()?);
     }
     let text = serde_json::to_string_pretty(&capture).map_err(|e| e.to_string())?;
-    std::fs::write(file, format!("{text}\n")).map_err(|e| format!("{}: cannot write the capture: {e}", file.display()))?;
+    std::fs::write(file, format!("{text}\n"))
+        .map_err(|e| format!("{}: cannot write the capture: {e}", file.display()))?;
     println!("{text}");
     Ok(())
 }
 
 fn hostname() -> String {
-    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string())).unwrap_or_else(|| "localhost".into())
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -3,11 +3,11 @@
 //! cluster with TokenReview and SubjectAccessReview.
 
 use clap::Args;
+use gantry_api::view::View;
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::{Authenticator, StaticTokens};
 use gantry_quota_api::kube_auth::KubeAuth;
 use gantry_quota_api::ledger::Ledger;
-use gantry_api::view::View;
 use gantry_serve::TlsFiles;
 use std::path::PathBuf;
 
@@ -39,7 +39,8 @@ pub fn run(args: QuotaApiArgs) -> Result<(), String> {
     let ledger = Ledger::open(&args.ledger).map_err(|e| e.to_string())?;
     let (records, _) = ledger.totals().map_err(|e| e.to_string())?;
     let file_tokens = args.tokens.as_ref().map(|p| StaticTokens::load(p)).transpose()?;
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         let (auth, how): (Box<dyn Authenticator>, String) = match file_tokens {
             Some(t) => (Box::new(t), format!("tokens from {}", args.tokens.as_ref().map_or(String::new(), |p| p.display().to_string()))),

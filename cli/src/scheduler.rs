@@ -74,7 +74,8 @@ pub struct SchedulerArgs {
 
 /// The workload assumed when none is given.
 fn default_expected() -> Vec<PodRequest> {
-    let mut v: Vec<PodRequest> = [1, 2, 4, 8].iter().map(|&g| PodRequest::whole_gpus(8000 * g, 65536 * g as u64, g)).collect();
+    let mut v: Vec<PodRequest> =
+        [1, 2, 4, 8].iter().map(|&g| PodRequest::whole_gpus(8000 * g, 65536 * g as u64, g)).collect();
     v.push(PodRequest::shared_gpu(4000, 32768, 500));
     v
 }
@@ -84,7 +85,8 @@ fn read(p: &PathBuf) -> Result<String, String> {
 }
 
 pub fn run(args: SchedulerArgs) -> Result<(), String> {
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         if args.standalone {
             standalone(args).await
@@ -94,9 +96,16 @@ pub fn run(args: SchedulerArgs) -> Result<(), String> {
     })
 }
 
-fn expected(args: &SchedulerArgs, models: &gantry_core::model::ModelCatalog) -> Result<Vec<PodRequest>, String> {
+fn expected(
+    args: &SchedulerArgs,
+    models: &gantry_core::model::ModelCatalog,
+) -> Result<Vec<PodRequest>, String> {
     match &args.pods {
-        Some(p) => Ok(parse_pods(&p.display().to_string(), &read(p)?, models).map_err(|e| e.to_string())?.into_iter().map(|p| p.request).collect()),
+        Some(p) => Ok(parse_pods(&p.display().to_string(), &read(p)?, models)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|p| p.request)
+            .collect()),
         None => Ok(default_expected()),
     }
 }
@@ -105,12 +114,21 @@ fn tls(args: &SchedulerArgs) -> Option<TlsFiles> {
     Some(TlsFiles::new(args.tls_cert.clone()?, args.tls_key.clone()?))
 }
 
-async fn serve(args: &SchedulerArgs, state: std::sync::Arc<AppState>, what: &str, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+async fn serve(
+    args: &SchedulerArgs,
+    state: std::sync::Arc<AppState>,
+    what: &str,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
     eprintln!("gantry scheduler: {what}; extender at {scheme}://{addr}{}/{{filter,prioritize,bind,preempt}}; metrics at {scheme}://{addr}/metrics", args.prefix);
-    gantry_serve::serve(listener, router_for(state, &args.prefix), tls(args), shutdown).await.map_err(|e| e.to_string())
+    gantry_serve::serve(listener, router_for(state, &args.prefix), tls(args), shutdown)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Nodes from a CSV node list, or from Node objects (a `List`/`NodeList`, or one Node) in YAML or
@@ -135,7 +153,8 @@ fn load_nodes(path: &PathBuf) -> Result<Cluster, String> {
     };
     let mut cluster = Cluster::default();
     for (i, item) in items.iter().enumerate() {
-        let view = gantry_api::node::parse_node(item, &mut cluster.models).map_err(|e| format!("{name}: item {i}: {e}"))?;
+        let view = gantry_api::node::parse_node(item, &mut cluster.models)
+            .map_err(|e| format!("{name}: item {i}: {e}"))?;
         cluster.upsert_node(view.node).map_err(|e| format!("{name}: item {i}: {e}"))?;
     }
     if cluster.nodes.is_empty() {
@@ -145,7 +164,10 @@ fn load_nodes(path: &PathBuf) -> Result<Cluster, String> {
 }
 
 async fn standalone(args: SchedulerArgs) -> Result<(), String> {
-    let nodes = args.nodes.as_ref().ok_or("--standalone needs --nodes FILE (a node list CSV, or Node objects in YAML or JSON)")?;
+    let nodes = args
+        .nodes
+        .as_ref()
+        .ok_or("--standalone needs --nodes FILE (a node list CSV, or Node objects in YAML or JSON)")?;
     let cluster = load_nodes(nodes)?;
     let expected = expected(&args, &cluster.models)?;
     let scheduler = || Scheduler::new(args.policy.build(Scale::of(&cluster), &expected));
@@ -156,7 +178,9 @@ async fn standalone(args: SchedulerArgs) -> Result<(), String> {
     if let Some(t) = tenancy {
         let tenants = t.tenants.len();
         // The same check the queue makes: every flavor's model must exist among the nodes.
-        let queue = Queue::new(t, cluster.clone(), scheduler(), Mode::Quota, runner::now()).map_err(|e| format!("{}: {e}", args.tenants.as_ref().map_or(String::new(), |p| p.display().to_string())))?;
+        let queue = Queue::new(t, cluster.clone(), scheduler(), Mode::Quota, runner::now()).map_err(|e| {
+            format!("{}: {e}", args.tenants.as_ref().map_or(String::new(), |p| p.display().to_string()))
+        })?;
         state.metrics.record_cycle(&queue, &[]);
         what.push_str(&format!(", {tenants} tenants"));
     }
@@ -173,9 +197,18 @@ async fn in_cluster(args: SchedulerArgs) -> Result<(), String> {
         (None, None) => Tenants::Cluster(Default::default()),
     };
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let identity = args.identity.clone().or_else(|| env("POD_NAME")).or_else(|| env("HOSTNAME")).unwrap_or_else(|| "gantry-scheduler".into());
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| env("POD_NAME"))
+        .or_else(|| env("HOSTNAME"))
+        .unwrap_or_else(|| "gantry-scheduler".into());
     let config = RunConfig {
-        lease_namespace: args.lease_namespace.clone().or_else(|| env("POD_NAMESPACE")).unwrap_or_else(|| "gantry-system".into()),
+        lease_namespace: args
+            .lease_namespace
+            .clone()
+            .or_else(|| env("POD_NAMESPACE"))
+            .unwrap_or_else(|| "gantry-system".into()),
         lease_name: args.lease_name.clone(),
         identity,
         tenants,
@@ -184,7 +217,10 @@ async fn in_cluster(args: SchedulerArgs) -> Result<(), String> {
         cycle_every: Duration::from_secs(args.cycle_every.max(1)),
         quota_api: args.quota_api.clone().map(|url| (url, args.quota_api_token.clone())),
     };
-    let state = AppState::new(Extender::new(Cluster::default(), Scheduler::new(args.policy.build(Scale::of(&Cluster::default()), &config.expected))))?;
+    let state = AppState::new(Extender::new(
+        Cluster::default(),
+        Scheduler::new(args.policy.build(Scale::of(&Cluster::default()), &config.expected)),
+    ))?;
     state.set_ready(false);
     let live = Live::new(state.clone());
     let what = format!("in cluster as {}", config.identity);

@@ -4,13 +4,13 @@
 //! renewed. The clock is paced at `speed` simulated seconds per real second, so a newcomer
 //! watches quotas fill, queues form and cost accrue; the service stays up after the run ends.
 
+use gantry_api::view::View;
 use gantry_core::model::{ModelCatalog, Node};
 use gantry_core::queue::{Accrual, Queue};
 use gantry_core::tenancy::{Seconds, Tenancy};
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
 use gantry_quota_api::ledger::{records_of, Ledger};
-use gantry_api::view::View;
 use gantry_sim::multi::timeline::{run_observed, TimelineSpec};
 use gantry_sim::multi::SimWorkload;
 use std::hash::{BuildHasher, Hasher};
@@ -26,25 +26,57 @@ fn token() -> String {
     format!("{:016x}{:016x}", part(), part())
 }
 
-pub fn run(tenancy: &Tenancy, models: &ModelCatalog, nodes: &[Node], workloads: &[SimWorkload], spec: &TimelineSpec, addr: &str, speed: f64) -> Result<(), String> {
+pub fn run(
+    tenancy: &Tenancy,
+    models: &ModelCatalog,
+    nodes: &[Node],
+    workloads: &[SimWorkload],
+    spec: &TimelineSpec,
+    addr: &str,
+    speed: f64,
+) -> Result<(), String> {
     if !(speed.is_finite() && speed >= 0.0) {
-        return Err(format!("--speed {speed} is not a speed; give simulated seconds per real second (0: as fast as it can)"));
+        return Err(format!(
+            "--speed {speed} is not a speed; give simulated seconds per real second (0: as fast as it can)"
+        ));
     }
     let token = token();
-    let tokens = StaticTokens::parse("simulate --serve", &format!("tokens:\n  - {{token: \"{token}\", user: admin, admin: true}}\n"))?;
-    let empty = View { at: spec.start, currency: tenancy.currency.clone(), flavors: vec![], tenants: vec![], queue: vec![], running: vec![] };
+    let tokens = StaticTokens::parse(
+        "simulate --serve",
+        &format!("tokens:\n  - {{token: \"{token}\", user: admin, admin: true}}\n"),
+    )?;
+    let empty = View {
+        at: spec.start,
+        currency: tenancy.currency.clone(),
+        flavors: vec![],
+        tenants: vec![],
+        queue: vec![],
+        running: vec![],
+    };
     let api = Api::new(empty, Ledger::in_memory().map_err(|e| e.to_string())?, Box::new(tokens));
     // No scheduler runs here: the API exports the queue's metrics itself.
     api.export_queue_metrics(true);
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let days = (spec.end - spec.start) as f64 / 86_400.0;
-    let real = if speed > 0.0 { format!("about {:.0} s", (spec.end - spec.start) as f64 / speed) } else { "as fast as it can".into() };
-    eprintln!("gantry simulate: {} tenants, {} workloads, {days:.1} days at {speed}x ({real})", tenancy.tenants.len(), workloads.len());
+    let real = if speed > 0.0 {
+        format!("about {:.0} s", (spec.end - spec.start) as f64 / speed)
+    } else {
+        "as fast as it can".into()
+    };
+    eprintln!(
+        "gantry simulate: {} tenants, {} workloads, {days:.1} days at {speed}x ({real})",
+        tenancy.tenants.len(),
+        workloads.len()
+    );
     eprintln!("gantry simulate: dashboard at http://{local}/ (sign in with the token below)");
     eprintln!("gantry simulate: API at http://{local}/api/v1 (Authorization: Bearer {token}); OpenAPI at http://{local}/openapi.json");
-    let server = runtime.spawn(gantry_serve::serve(listener, router(api.clone()), None, gantry_serve::stop_signal()));
+    let server =
+        runtime.spawn(gantry_serve::serve(listener, router(api.clone()), None, gantry_serve::stop_signal()));
 
     let started = Instant::now();
     let mut shown = Instant::now();

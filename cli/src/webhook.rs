@@ -65,7 +65,9 @@ pub struct WebhookArgs {
 
 pub fn run(args: WebhookArgs) -> Result<(), String> {
     if let Some(name) = &args.scheduler_name {
-        let ok = !name.is_empty() && name.len() <= 253 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
         if !ok {
             return Err(format!("--scheduler-name {name:?} is not a valid scheduler name; use lower-case letters, digits, '-' and '.'"));
         }
@@ -95,7 +97,10 @@ pub fn run(args: WebhookArgs) -> Result<(), String> {
     let controllers = match args.queue_controller.is_empty() {
         false => args.queue_controller.clone(),
         true => {
-            let namespace = std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| "gantry-system".into());
+            let namespace = std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "gantry-system".into());
             vec![format!("system:serviceaccount:{namespace}:gantry-scheduler")]
         }
     };
@@ -110,8 +115,14 @@ pub fn run(args: WebhookArgs) -> Result<(), String> {
         Some(p) => Some(policy(file::load(p).map_err(|e| e.to_string())?)?),
         None => None,
     };
-    let settings = args.settings.as_ref().map(|p| file::load_settings(p).map_err(|e| e.to_string())).transpose()?.unwrap_or_default();
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let settings = args
+        .settings
+        .as_ref()
+        .map(|p| file::load_settings(p).map_err(|e| e.to_string()))
+        .transpose()?
+        .unwrap_or_default();
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         let client = match from_file.is_none() || self_signed.is_some() {
             true => Some(kube::Client::try_default().await.map_err(|e| {

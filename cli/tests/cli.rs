@@ -18,7 +18,13 @@ const PODS_HEADER: &str = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\
 
 /// A mix of CPU-only, sharing, whole-GPU and model-restricted pods, about 60 % of the GPUs.
 fn pods_csv() -> String {
-    let shapes = ["4000,8192,0,0,", "6000,12288,1,460,", "8000,16384,1,1000,", "2000,4096,1,250,T4", "16000,65536,2,1000,V100"];
+    let shapes = [
+        "4000,8192,0,0,",
+        "6000,12288,1,460,",
+        "8000,16384,1,1000,",
+        "2000,4096,1,250,T4",
+        "16000,65536,2,1000,V100",
+    ];
     let mut s = String::from(PODS_HEADER);
     for i in 0..30 {
         s += &format!("pod-{i:03},{}\n", shapes[i % shapes.len()]);
@@ -43,7 +49,11 @@ fn write_trace(dir: &Path, pods: &str) -> (PathBuf, PathBuf) {
 }
 
 fn gantry_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gantry")).args(args).current_dir(dir).output().expect("the gantry binary runs")
+    Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the gantry binary runs")
 }
 
 /// `gantry simulate --nodes .. --pods ..` plus `args`, on the small trace.
@@ -74,7 +84,8 @@ fn assert_fails(out: &Output, words: &[&str]) {
 
 #[test]
 fn json_output_parses() {
-    let (out, _) = simulate("json", &pods_csv(), &["--policies", "fgd,best-fit", "--seeds", "42", "--format", "json"]);
+    let (out, _) =
+        simulate("json", &pods_csv(), &["--policies", "fgd,best-fit", "--seeds", "42", "--format", "json"]);
     assert_ok(&out);
     let v: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     assert_eq!(v["trace"]["name"], "tiny");
@@ -86,7 +97,12 @@ fn json_output_parses() {
     let names: Vec<&str> = results.iter().map(|r| r["policy"].as_str().unwrap()).collect();
     assert_eq!(names, ["fgd", "best-fit"]);
     for r in results {
-        let at100 = r["unallocated_gpu_pct"].as_array().unwrap().iter().find(|p| p["arrived"] == 100).expect("a value at 100 %");
+        let at100 = r["unallocated_gpu_pct"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["arrived"] == 100)
+            .expect("a value at 100 %");
         let mean = at100["mean"].as_f64().unwrap();
         assert!((0.0..=100.0).contains(&mean), "{r}");
     }
@@ -94,7 +110,8 @@ fn json_output_parses() {
 
 #[test]
 fn csv_output_has_a_header_and_a_row_per_point() {
-    let (out, _) = simulate("csv", &pods_csv(), &["--policies", "fgd,best-fit", "--seeds", "42,43", "--format", "csv"]);
+    let (out, _) =
+        simulate("csv", &pods_csv(), &["--policies", "fgd,best-fit", "--seeds", "42,43", "--format", "csv"]);
     assert_ok(&out);
     let stdout = text(&out.stdout);
     let mut lines = stdout.lines();
@@ -108,7 +125,10 @@ fn csv_output_has_a_header_and_a_row_per_point() {
         assert!(row.starts_with("tiny,fgd,2,") || row.starts_with("tiny,best-fit,2,"), "{row}");
         assert_eq!(row.split(',').count(), 10, "{row}");
     }
-    assert!(rows.iter().any(|r| r.starts_with("tiny,fgd,2,100,")) && rows.iter().any(|r| r.starts_with("tiny,best-fit,2,100,")));
+    assert!(
+        rows.iter().any(|r| r.starts_with("tiny,fgd,2,100,"))
+            && rows.iter().any(|r| r.starts_with("tiny,best-fit,2,100,"))
+    );
 }
 
 #[test]
@@ -116,7 +136,10 @@ fn table_is_the_default_format() {
     let (out, _) = simulate("table", &pods_csv(), &["--policies", "random,packing", "--seeds", "1-3"]);
     assert_ok(&out);
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("Trace tiny: 6 nodes, 27 GPUs, 30 pods") && stdout.contains("3 seeds (1-3)"), "{stdout}");
+    assert!(
+        stdout.contains("Trace tiny: 6 nodes, 27 GPUs, 30 pods") && stdout.contains("3 seeds (1-3)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("random") && stdout.contains("packing"), "{stdout}");
 }
 
@@ -140,7 +163,8 @@ fn bad_csv_names_file_and_line() {
     assert_fails(&out, &[&format!("{}:2: node n1 has 2 GPUs but no model", n.display())]);
 
     let missing = dir.join("nope.csv");
-    let out = gantry_in(&dir, &["simulate", "--nodes", missing.to_str().unwrap(), "--pods", p.to_str().unwrap()]);
+    let out =
+        gantry_in(&dir, &["simulate", "--nodes", missing.to_str().unwrap(), "--pods", p.to_str().unwrap()]);
     assert_fails(&out, &[&missing.display().to_string(), "cannot read"]);
 }
 
@@ -165,7 +189,11 @@ fn bad_arguments_exit_2_with_a_reason() {
 
 #[test]
 fn plot_writes_svg() {
-    let (out, dir) = simulate("plot-svg", &pods_csv(), &["--policies", "fgd,best-fit", "--seeds", "42", "--plot", "out.svg"]);
+    let (out, dir) = simulate(
+        "plot-svg",
+        &pods_csv(),
+        &["--policies", "fgd,best-fit", "--seeds", "42", "--plot", "out.svg"],
+    );
     assert_ok(&out);
     let svg = std::fs::read_to_string(dir.join("out.svg")).expect("out.svg is written");
     assert!(svg.trim_start().starts_with("<svg") || svg.contains("<svg "), "{}", &svg[..svg.len().min(200)]);
@@ -185,8 +213,21 @@ fn plot_refuses_png() {
 #[test]
 fn nodes_only_uses_the_bundled_pods_from_any_directory() {
     let dir = scratch("nodes-only");
-    let nodes = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../traces/openb/openb_node_list_gpu_node.csv");
-    let args = ["simulate", "--nodes", nodes.to_str().unwrap(), "--policies", "random", "--seeds", "42", "--inflate", "0.1", "--format", "json"];
+    let nodes =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../traces/openb/openb_node_list_gpu_node.csv");
+    let args = [
+        "simulate",
+        "--nodes",
+        nodes.to_str().unwrap(),
+        "--policies",
+        "random",
+        "--seeds",
+        "42",
+        "--inflate",
+        "0.1",
+        "--format",
+        "json",
+    ];
     let out = gantry_in(&dir, &args);
     assert_ok(&out);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -197,7 +238,19 @@ fn nodes_only_uses_the_bundled_pods_from_any_directory() {
 fn pods_only_uses_the_bundled_nodes() {
     let dir = scratch("pods-only");
     let (_, p) = write_trace(&dir, &pods_csv().replace(",V100\n", ",V100M16\n"));
-    let args = ["simulate", "--pods", p.to_str().unwrap(), "--policies", "best-fit", "--seeds", "42", "--inflate", "0.01", "--format", "json"];
+    let args = [
+        "simulate",
+        "--pods",
+        p.to_str().unwrap(),
+        "--policies",
+        "best-fit",
+        "--seeds",
+        "42",
+        "--inflate",
+        "0.01",
+        "--format",
+        "json",
+    ];
     let out = gantry_in(&dir, &args);
     assert_ok(&out);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -211,11 +264,21 @@ fn pods_only_uses_the_bundled_nodes() {
 #[test]
 fn cpu_only_pod_list_finishes() {
     let dir = scratch("cpu-only");
-    let pods: String = PODS_HEADER.to_string() + &(0..10).map(|i| format!("c{i},1000,1024,0,0,\n")).collect::<String>();
+    let pods: String =
+        PODS_HEADER.to_string() + &(0..10).map(|i| format!("c{i},1000,1024,0,0,\n")).collect::<String>();
     let (n, p) = write_trace(&dir, &pods);
     let script = r#"ulimit -v 1048576; exec "$0" "$@""#;
     let mut child = Command::new("sh")
-        .args(["-c", script, env!("CARGO_BIN_EXE_gantry"), "simulate", "--nodes", n.to_str().unwrap(), "--pods", p.to_str().unwrap()])
+        .args([
+            "-c",
+            script,
+            env!("CARGO_BIN_EXE_gantry"),
+            "simulate",
+            "--nodes",
+            n.to_str().unwrap(),
+            "--pods",
+            p.to_str().unwrap(),
+        ])
         .args(["--policies", "best-fit", "--seeds", "42", "--format", "json"])
         .current_dir(&dir)
         .stdout(Stdio::piped())

@@ -26,9 +26,19 @@ fn chromium() -> PathBuf {
 
 /// Runs headless Chromium on `url` with `extra` arguments; its standard output.
 fn browse(extra: &[&str], url: &str) -> String {
-    let profile = std::env::temp_dir().join(format!("gantry-chromium-{}-{}", std::process::id(), extra.len()));
+    let profile =
+        std::env::temp_dir().join(format!("gantry-chromium-{}-{}", std::process::id(), extra.len()));
     let out = Command::new(chromium())
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(["--virtual-time-budget=8000", "--window-size=1400,1700"])
         .args(extra)
@@ -57,7 +67,21 @@ impl Drop for Sim {
 fn simulate() -> Sim {
     let tenants = repo("examples/tenants/venus.yaml");
     let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["simulate", "--tenants", tenants.to_str().unwrap(), "--workloads", "600", "--days", "2", "--load", "3", "--serve", "127.0.0.1:0", "--speed", "0"])
+        .args([
+            "simulate",
+            "--tenants",
+            tenants.to_str().unwrap(),
+            "--workloads",
+            "600",
+            "--days",
+            "2",
+            "--load",
+            "3",
+            "--serve",
+            "127.0.0.1:0",
+            "--speed",
+            "0",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -83,7 +107,12 @@ fn simulate() -> Sim {
 fn api(sim: &Sim, path: &str) -> Value {
     let mut s = std::net::TcpStream::connect(&sim.addr).unwrap();
     use std::io::{Read, Write};
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n", sim.token).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        sim.token
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
@@ -136,17 +165,27 @@ fn sign_in_proxy(upstream: &str, token: &str) -> String {
                     let _ = write!(client, "HTTP/1.1 200 OK\r\nContent-Type: text/javascript\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{script}", script.len());
                     return;
                 }
-                let auth = head.lines().find(|l| l.to_ascii_lowercase().starts_with("authorization:")).map(|l| format!("{l}\r\n")).unwrap_or_default();
+                let auth = head
+                    .lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                    .map(|l| format!("{l}\r\n"))
+                    .unwrap_or_default();
                 let mut up = std::net::TcpStream::connect(&upstream).unwrap();
-                write!(up, "GET {path} HTTP/1.1\r\nHost: {upstream}\r\n{auth}Connection: close\r\n\r\n").unwrap();
+                write!(up, "GET {path} HTTP/1.1\r\nHost: {upstream}\r\n{auth}Connection: close\r\n\r\n")
+                    .unwrap();
                 let mut answer = Vec::new();
                 up.read_to_end(&mut answer).unwrap();
                 if path == "/" {
                     let text = String::from_utf8(answer).unwrap();
                     let (head, body) = text.split_once("\r\n\r\n").unwrap();
-                    let body = body.replace("</body>", &format!("<script src=\"{SIGN_IN}\"></script>\n</body>"));
-                    let head: Vec<&str> = head.lines().filter(|l| !l.to_ascii_lowercase().starts_with("content-length:")).collect();
-                    answer = format!("{}\r\ncontent-length: {}\r\n\r\n{body}", head.join("\r\n"), body.len()).into_bytes();
+                    let body =
+                        body.replace("</body>", &format!("<script src=\"{SIGN_IN}\"></script>\n</body>"));
+                    let head: Vec<&str> = head
+                        .lines()
+                        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+                        .collect();
+                    answer = format!("{}\r\ncontent-length: {}\r\n\r\n{body}", head.join("\r\n"), body.len())
+                        .into_bytes();
                 }
                 let _ = client.write_all(&answer);
             });
@@ -161,11 +200,19 @@ fn the_dashboard_shows_the_simulated_tenants_queue_and_cost() {
     // A token in the address is never taken: the page asks to sign in, and loads nothing.
     let dom = browse(&["--dump-dom"], &format!("http://{}/#token={}", sim.addr, sim.token));
     assert!(!dom.contains("data-loaded=\"true\""), "the page took a token from its address");
-    assert!(dom.contains("id=\"signin\"") && !dom.contains("id=\"signin\" class=\"signin\" hidden"), "the sign-in form is shown: {}", &dom[..dom.len().min(2000)]);
+    assert!(
+        dom.contains("id=\"signin\"") && !dom.contains("id=\"signin\" class=\"signin\" hidden"),
+        "the sign-in form is shown: {}",
+        &dom[..dom.len().min(2000)]
+    );
     // Signed in through the form.
     let url = format!("http://{}/", sign_in_proxy(&sim.addr, &sim.token));
     let dom = browse(&["--dump-dom"], &url);
-    assert!(dom.contains("data-loaded=\"true\""), "the page loaded its data: {}", &dom[..dom.len().min(2000)]);
+    assert!(
+        dom.contains("data-loaded=\"true\""),
+        "the page loaded its data: {}",
+        &dom[..dom.len().min(2000)]
+    );
     assert!(!dom.contains(&sim.token), "the token is nowhere in the page");
 
     // Tenants and their quota bars, with the API's figures.
@@ -177,11 +224,18 @@ fn the_dashboard_shows_the_simulated_tenants_queue_and_cost() {
         assert!(dom.contains(&format!(">{name}<")), "tenant {name} is shown");
         for q in t["quotas"].as_array().unwrap() {
             let flavor = q["flavor"].as_str().unwrap();
-            let bar = bars.iter().find(|b| attr(b, "data-tenant").as_deref() == Some(name) && attr(b, "data-flavor").as_deref() == Some(flavor));
+            let bar = bars.iter().find(|b| {
+                attr(b, "data-tenant").as_deref() == Some(name)
+                    && attr(b, "data-flavor").as_deref() == Some(flavor)
+            });
             let bar = bar.unwrap_or_else(|| panic!("a quota bar for {name} {flavor}"));
             let used: f64 = attr(bar, "data-used").unwrap().parse().unwrap();
             let nominal: f64 = attr(bar, "data-nominal").unwrap().parse().unwrap();
-            assert_eq!((used, nominal), (q["used"].as_f64().unwrap(), q["nominal"].as_f64().unwrap()), "{name} {flavor}");
+            assert_eq!(
+                (used, nominal),
+                (q["used"].as_f64().unwrap(), q["nominal"].as_f64().unwrap()),
+                "{name} {flavor}"
+            );
             checked += 1;
         }
     }
@@ -194,10 +248,16 @@ fn the_dashboard_shows_the_simulated_tenants_queue_and_cost() {
     let rows = attributes(&dom, "data-workload=");
     assert_eq!(rows.len(), waiting.len());
     for w in waiting {
-        let row = rows.iter().find(|r| attr(r, "data-workload") == Some(w["id"].to_string())).unwrap_or_else(|| panic!("row for {}", w["id"]));
+        let row = rows
+            .iter()
+            .find(|r| attr(r, "data-workload") == Some(w["id"].to_string()))
+            .unwrap_or_else(|| panic!("row for {}", w["id"]));
         assert_eq!(attr(row, "data-reason").as_deref(), w["reason"]["reason"].as_str());
         let message = w["message"].as_str().unwrap();
-        assert!(dom.contains(&message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")), "the message is shown: {message}");
+        assert!(
+            dom.contains(&message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")),
+            "the message is shown: {message}"
+        );
     }
 
     // The cost chart: its bars add up, per tenant, to the API's cost over the same period.
@@ -207,10 +267,15 @@ fn the_dashboard_shows_the_simulated_tenants_queue_and_cost() {
     assert!(!rects.is_empty(), "the cost chart has bars");
     let mut by_tenant: std::collections::BTreeMap<String, f64> = Default::default();
     for l in cost["lines"].as_array().unwrap() {
-        *by_tenant.entry(l["tenant"].as_str().unwrap().to_string()).or_default() += l["totalCost"].as_f64().unwrap();
+        *by_tenant.entry(l["tenant"].as_str().unwrap().to_string()).or_default() +=
+            l["totalCost"].as_f64().unwrap();
     }
     for (tenant, total) in by_tenant.iter().filter(|(_, c)| **c > 0.0) {
-        let drawn: f64 = rects.iter().filter(|r| attr(r, "data-tenant").as_deref() == Some(tenant)).map(|r| attr(r, "data-cost").unwrap().parse::<f64>().unwrap()).sum();
+        let drawn: f64 = rects
+            .iter()
+            .filter(|r| attr(r, "data-tenant").as_deref() == Some(tenant))
+            .map(|r| attr(r, "data-cost").unwrap().parse::<f64>().unwrap())
+            .sum();
         assert!((drawn - total).abs() <= 0.01 * 3.0 + 1e-6 * total, "{tenant}: chart {drawn} vs API {total}");
     }
 

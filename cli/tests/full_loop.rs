@@ -45,7 +45,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gantry_api::keys::{ADMITTED_CONDITION as ADMITTED, PLACEMENT_ANNOTATION as PLACEMENT, SCHEDULING_GATE as GATE};
+use gantry_api::keys::{
+    ADMITTED_CONDITION as ADMITTED, PLACEMENT_ANNOTATION as PLACEMENT, SCHEDULING_GATE as GATE,
+};
 /// The Lease's duration.
 const LEASE_SECONDS: u64 = gantry_scheduler::lease::DURATION.as_secs();
 
@@ -80,7 +82,17 @@ impl Scheduler {
     fn start(api: &ApiServer, dir: &Path, identity: &str, tenants: Option<&Path>) -> Scheduler {
         let kubeconfig = api.write_kubeconfig(dir, identity);
         let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
-        command.args(["scheduler", "--listen", "127.0.0.1:0", "--identity", identity, "--lease-namespace", "gantry-system", "--cycle-every", "1"]);
+        command.args([
+            "scheduler",
+            "--listen",
+            "127.0.0.1:0",
+            "--identity",
+            identity,
+            "--lease-namespace",
+            "gantry-system",
+            "--cycle-every",
+            "1",
+        ]);
         if let Some(t) = tenants {
             command.arg("--tenants").arg(t);
         }
@@ -113,7 +125,10 @@ impl Scheduler {
         });
         let addr = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(addr) => addr,
-            Err(_) => panic!("{identity} printed no start line in 20 s; stderr:\n{}", stderr.lock().unwrap().join("\n")),
+            Err(_) => panic!(
+                "{identity} printed no start line in 20 s; stderr:\n{}",
+                stderr.lock().unwrap().join("\n")
+            ),
         };
         Scheduler { child, identity: identity.to_string(), addr, stderr }
     }
@@ -130,14 +145,19 @@ impl Scheduler {
                 return Instant::now();
             }
             if Instant::now() > deadline {
-                panic!("{} did not print {needle:?} within {timeout:?}; stderr:\n{}", self.identity, self.stderr());
+                panic!(
+                    "{} did not print {needle:?} within {timeout:?}; stderr:\n{}",
+                    self.identity,
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill runs");
+        let status =
+            Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill runs");
         assert!(status.success(), "kill {signal} {}", self.identity);
     }
 
@@ -260,10 +280,21 @@ fn pytorch_job(ns: &str, name: &str, workers: u32) -> Value {
 fn ungates(api: &ApiServer) -> Vec<(String, String, String, Duration)> {
     api.writes()
         .into_iter()
-        .filter(|r| r.method == "PATCH" && r.status == 200 && r.path.starts_with("/api/v1/namespaces/") && !r.path.ends_with("/status") && r.body["spec"]["schedulingGates"].is_array())
+        .filter(|r| {
+            r.method == "PATCH"
+                && r.status == 200
+                && r.path.starts_with("/api/v1/namespaces/")
+                && !r.path.ends_with("/status")
+                && r.body["spec"]["schedulingGates"].is_array()
+        })
         .map(|r| {
             let parts: Vec<&str> = r.path.split('/').collect();
-            (parts[4].to_string(), parts[6].to_string(), r.body["metadata"]["annotations"][PLACEMENT].as_str().unwrap_or_default().to_string(), r.at)
+            (
+                parts[4].to_string(),
+                parts[6].to_string(),
+                r.body["metadata"]["annotations"][PLACEMENT].as_str().unwrap_or_default().to_string(),
+                r.at,
+            )
         })
         .collect()
 }
@@ -280,17 +311,35 @@ fn still_gated(api: &ApiServer, ns: &str, name: &str) -> bool {
 
 /// No request was refused for want of a permission, and none hit something the server lacks.
 fn assert_no_refusals(api: &ApiServer) {
-    let refused: Vec<String> = api.requests().iter().filter(|r| matches!(r.status, 401 | 403 | 405 | 415 | 422)).map(|r| r.to_string()).collect();
-    assert!(refused.is_empty(), "requests refused by the API server (RBAC, method or validation):\n{}", refused.join("\n"));
+    let refused: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|r| matches!(r.status, 401 | 403 | 405 | 415 | 422))
+        .map(|r| r.to_string())
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "requests refused by the API server (RBAC, method or validation):\n{}",
+        refused.join("\n")
+    );
 }
 
 fn lease_holder(api: &ApiServer) -> Option<String> {
-    api.get(&LEASES, "gantry-system", "gantry-scheduler").and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    api.get(&LEASES, "gantry-system", "gantry-scheduler")
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
 }
 
 /// The stderr lines that report a problem (everything but the expected progress lines).
 fn error_lines(s: &Scheduler) -> Vec<String> {
-    let fine = ["extender at", "caches ready", "leads; queue rebuilt", "released the lease", "stopped", "HTTP server drained", "lost the lease"];
+    let fine = [
+        "extender at",
+        "caches ready",
+        "leads; queue rebuilt",
+        "released the lease",
+        "stopped",
+        "HTTP server drained",
+        "lost the lease",
+    ];
     s.stderr.lock().unwrap().iter().filter(|l| !fine.iter().any(|f| l.contains(f))).cloned().collect()
 }
 
@@ -308,9 +357,12 @@ fn start_up_admits_a_gated_pod_once() {
     let tenants = tenants_file(&dir, 8);
     let s = Scheduler::start(&api, &dir, "gantry-0", Some(&tenants));
 
-    api.wait_for("train-0 bound to a node", Duration::from_secs(20), || api.with(|i| i.binds.iter().find(|b| b.name == "train-0").cloned()));
+    api.wait_for("train-0 bound to a node", Duration::from_secs(20), || {
+        api.with(|i| i.binds.iter().find(|b| b.name == "train-0").cloned())
+    });
     let pod = api.get(&PODS, "team-a", "train-0").unwrap();
-    let placement = pod["metadata"]["annotations"][PLACEMENT].as_str().expect("a placement annotation").to_string();
+    let placement =
+        pod["metadata"]["annotations"][PLACEMENT].as_str().expect("a placement annotation").to_string();
     let (node, rest) = placement.split_once(':').expect("node:gpus@time");
     assert!(["gpu-0", "gpu-1"].contains(&node), "placement {placement} names a node that exists");
     assert_eq!(rest.split('@').next().unwrap().split(',').count(), 1, "one GPU in {placement}");
@@ -318,7 +370,8 @@ fn start_up_admits_a_gated_pod_once() {
 
     // Two more cycles: nothing more is written for the running pod.
     observe(Duration::from_millis(2500));
-    let ours: Vec<(String, String, String, Duration)> = ungates(&api).into_iter().filter(|u| u.1 == "train-0").collect();
+    let ours: Vec<(String, String, String, Duration)> =
+        ungates(&api).into_iter().filter(|u| u.1 == "train-0").collect();
     assert_eq!(ours.len(), 1, "ungated exactly once: {ours:?}");
     let cond = condition(&api, "team-a", "train-0").expect("the admitted condition");
     assert_eq!(cond["status"], "True", "{cond}");
@@ -327,8 +380,14 @@ fn start_up_admits_a_gated_pod_once() {
     // The Lease is held by the one replica.
     assert_eq!(lease_holder(&api).as_deref(), Some("gantry-0"));
     assert_no_refusals(&api);
-    let errors: Vec<String> = error_lines(&s).into_iter().filter(|l| l.contains("node") || l.contains("model")).collect();
-    assert!(errors.is_empty(), "error lines about nodes or models:\n{}\nall stderr:\n{}", errors.join("\n"), s.stderr());
+    let errors: Vec<String> =
+        error_lines(&s).into_iter().filter(|l| l.contains("node") || l.contains("model")).collect();
+    assert!(
+        errors.is_empty(),
+        "error lines about nodes or models:\n{}\nall stderr:\n{}",
+        errors.join("\n"),
+        s.stderr()
+    );
     dump(&api);
     // The only pod writes: the ungate patch (strategic merge) and the condition (status).
     for w in api.writes().iter().filter(|w| w.path.contains("/pods/")) {
@@ -355,7 +414,11 @@ fn observe(d: Duration) {
 fn parse_placement(p: &str) -> (String, Vec<u32>, String) {
     let (place, at) = p.rsplit_once('@').unwrap_or_else(|| panic!("placement {p:?} has no time"));
     let (node, gpus) = place.split_once(':').unwrap_or((place, ""));
-    (node.to_string(), gpus.split(',').filter(|g| !g.is_empty()).map(|g| g.parse().unwrap()).collect(), at.to_string())
+    (
+        node.to_string(),
+        gpus.split(',').filter(|g| !g.is_empty()).map(|g| g.parse().unwrap()).collect(),
+        at.to_string(),
+    )
 }
 
 /// 2. A gang: a PyTorchJob's four pods (its size read from the PyTorchJob, found by discovery)
@@ -378,31 +441,49 @@ fn a_pytorchjob_gang_is_admitted_whole() {
     // The three wait, whole, and say why.
     let names = ["bert-master-0", "bert-worker-0", "bert-worker-1", "bert-worker-2"];
     api.wait_for("the three pods to say they wait for the rest of the gang", Duration::from_secs(20), || {
-        names[..3].iter().all(|n| condition(&api, "team-a", n).is_some_and(|c| c["status"] == "False" && c["message"].as_str().unwrap_or_default().contains("3 of its 4 pods"))).then_some(())
+        names[..3]
+            .iter()
+            .all(|n| {
+                condition(&api, "team-a", n).is_some_and(|c| {
+                    c["status"] == "False"
+                        && c["message"].as_str().unwrap_or_default().contains("3 of its 4 pods")
+                })
+            })
+            .then_some(())
     });
     observe(Duration::from_millis(1500));
     assert!(ungates(&api).is_empty(), "a subset of the gang was ungated: {:?}", ungates(&api));
 
     api.create(pytorch_pod("team-a", "bert", &job_uid, 3));
-    api.wait_for("all four pods bound", Duration::from_secs(20), || api.with(|i| (i.binds.len() == 4).then_some(())));
+    api.wait_for("all four pods bound", Duration::from_secs(20), || {
+        api.with(|i| (i.binds.len() == 4).then_some(()))
+    });
     let admitted = ungates(&api);
     assert_eq!(admitted.len(), 4, "each pod ungated once: {admitted:?}");
     let mut got: Vec<&str> = admitted.iter().map(|u| u.1.as_str()).collect();
     got.sort_unstable();
     assert_eq!(got, names, "the gang's four pods");
     // One admission: the same admission time, within one burst of writes, on distinct GPUs.
-    let placements: Vec<(String, Vec<u32>, String)> = admitted.iter().map(|u| parse_placement(&u.2)).collect();
+    let placements: Vec<(String, Vec<u32>, String)> =
+        admitted.iter().map(|u| parse_placement(&u.2)).collect();
     assert!(placements.iter().all(|p| p.2 == placements[0].2), "one admission time: {placements:?}");
     let spread = admitted.iter().map(|u| u.3).max().unwrap() - admitted.iter().map(|u| u.3).min().unwrap();
     assert!(spread < Duration::from_millis(500), "the four ungates are one cycle's writes, {spread:?} apart");
-    let mut used: Vec<(String, u32)> = placements.iter().flat_map(|(n, g, _)| g.iter().map(move |g| (n.clone(), *g))).collect();
+    let mut used: Vec<(String, u32)> =
+        placements.iter().flat_map(|(n, g, _)| g.iter().map(move |g| (n.clone(), *g))).collect();
     used.sort_unstable();
     used.dedup();
     assert_eq!(used.len(), 4, "four distinct GPUs: {placements:?}");
     // The size came from the PyTorchJob, found by discovery and listed and watched.
     let requests = api.requests();
-    assert!(requests.iter().any(|r| r.path == "/apis/kubeflow.org/v1" && r.status == 200), "discovery of kubeflow.org/v1");
-    assert!(requests.iter().any(|r| r.path == "/apis/kubeflow.org/v1/pytorchjobs" && r.verb == "watch"), "a watch of pytorchjobs");
+    assert!(
+        requests.iter().any(|r| r.path == "/apis/kubeflow.org/v1" && r.status == 200),
+        "discovery of kubeflow.org/v1"
+    );
+    assert!(
+        requests.iter().any(|r| r.path == "/apis/kubeflow.org/v1/pytorchjobs" && r.verb == "watch"),
+        "a watch of pytorchjobs"
+    );
     assert_no_refusals(&api);
     dump(&api);
     drop(s);
@@ -425,7 +506,12 @@ fn a_gang_one_gpu_over_quota_is_refused_whole_and_says_why() {
     let tenants = tenants_file(&dir, 3);
     let s = Scheduler::start(&api, &dir, "gantry-0", Some(&tenants));
     let refused = |n: &str, events: &[Value]| {
-        events.iter().any(|e| e["regarding"]["name"] == n && e["regarding"]["kind"] == "Pod" && e["type"] == "Warning" && e["reason"] == "GantryRefused")
+        events.iter().any(|e| {
+            e["regarding"]["name"] == n
+                && e["regarding"]["kind"] == "Pod"
+                && e["type"] == "Warning"
+                && e["reason"] == "GantryRefused"
+        })
     };
     api.wait_for("a Warning Event on every pod", Duration::from_secs(20), || {
         let events: Vec<Value> = api.with(|i| i.objects(&EVENTS).cloned().collect());
@@ -444,11 +530,18 @@ fn a_gang_one_gpu_over_quota_is_refused_whole_and_says_why() {
     let event_writes: Vec<_> = writes.iter().filter(|w| w.path.contains("/events")).collect();
     assert_eq!(event_writes.len(), 4, "{event_writes:?}");
     for w in &event_writes {
-        assert_eq!((w.method.as_str(), w.path.as_str(), w.status), ("POST", "/apis/events.k8s.io/v1/namespaces/team-a/events", 201), "{w}");
+        assert_eq!(
+            (w.method.as_str(), w.path.as_str(), w.status),
+            ("POST", "/apis/events.k8s.io/v1/namespaces/team-a/events", 201),
+            "{w}"
+        );
     }
     let conditions: Vec<_> = writes.iter().filter(|w| w.path.ends_with("/status")).collect();
     assert_eq!(conditions.len(), 4, "one condition per pod: {conditions:?}");
-    assert!(writes.iter().all(|w| !w.path.contains("/pods/") || w.path.ends_with("/status")), "no pod is started or changed otherwise");
+    assert!(
+        writes.iter().all(|w| !w.path.contains("/pods/") || w.path.ends_with("/status")),
+        "no pod is started or changed otherwise"
+    );
     assert_no_refusals(&api);
     dump(&api);
     drop(s);
@@ -469,7 +562,9 @@ fn a_restart_admits_nothing_twice_and_keeps_the_order() {
     let tenants = tenants_file(&dir, 1);
     let mut first = Scheduler::start(&api, &dir, "gantry-0", Some(&tenants));
     api.wait_for("a-0 bound, a-1 and a-2 waiting", Duration::from_secs(20), || {
-        let waiting = ["a-1", "a-2"].iter().all(|n| condition(&api, "team-a", n).is_some_and(|c| c["status"] == "False"));
+        let waiting = ["a-1", "a-2"]
+            .iter()
+            .all(|n| condition(&api, "team-a", n).is_some_and(|c| c["status"] == "False"));
         (api.binds().iter().any(|b| b.name == "a-0") && waiting).then_some(())
     });
     let before = condition(&api, "team-a", "a-1").unwrap();
@@ -483,17 +578,24 @@ fn a_restart_admits_nothing_twice_and_keeps_the_order() {
     observe(Duration::from_millis(2500));
     // A relist (the watch expired) rebuilds the queue again, from the same pods.
     api.expire_watches();
-    api.wait_for("a relist rebuild", Duration::from_secs(15), || (metric(&second.metrics(), "gantry_queue_rebuilds_total{cause=\"relist\"}") >= 1.0).then_some(()));
+    api.wait_for("a relist rebuild", Duration::from_secs(15), || {
+        (metric(&second.metrics(), "gantry_queue_rebuilds_total{cause=\"relist\"}") >= 1.0).then_some(())
+    });
     observe(Duration::from_millis(1500));
     let after: Vec<_> = ungates(&api).into_iter().filter(|u| u.3 > restarted).collect();
     assert!(after.is_empty(), "the new scheduler ungated again: {after:?}");
     assert!(still_gated(&api, "team-a", "a-1") && still_gated(&api, "team-a", "a-2"));
     let kept = condition(&api, "team-a", "a-1").unwrap();
-    assert_eq!(kept["lastTransitionTime"], before["lastTransitionTime"], "a waiting pod's condition keeps its transition time: {before} then {kept}");
+    assert_eq!(
+        kept["lastTransitionTime"], before["lastTransitionTime"],
+        "a waiting pod's condition keeps its transition time: {before} then {kept}"
+    );
 
     // a-0 ends: a-1, the older, goes next; a-2 still waits.
     api.delete(&PODS, "team-a", "a-0");
-    api.wait_for("a-1 bound", Duration::from_secs(15), || api.with(|i| i.binds.iter().any(|b| b.name == "a-1").then_some(())));
+    api.wait_for("a-1 bound", Duration::from_secs(15), || {
+        api.with(|i| i.binds.iter().any(|b| b.name == "a-1").then_some(()))
+    });
     observe(Duration::from_millis(1500));
     let after: Vec<String> = ungates(&api).into_iter().filter(|u| u.3 > restarted).map(|u| u.1).collect();
     assert_eq!(after, ["a-1"], "only a-1 admitted after the restart");
@@ -516,24 +618,33 @@ fn two_replicas_one_leads_and_the_other_takes_over() {
     let (mut leader, follower) = if leader == "gantry-a" { (a, b) } else { (b, a) };
     leader.wait_line("leads", Duration::from_secs(10));
     api.wait_for("both report who leads", Duration::from_secs(10), || {
-        (metric(&leader.metrics(), "gantry_leader") == 1.0 && metric(&follower.metrics(), "gantry_leader") == 0.0).then_some(())
+        (metric(&leader.metrics(), "gantry_leader") == 1.0
+            && metric(&follower.metrics(), "gantry_leader") == 0.0)
+            .then_some(())
     });
     api.create(gated_pod("team-a", "p-0", 1, None));
-    api.wait_for("p-0 bound", Duration::from_secs(15), || api.with(|i| i.binds.iter().any(|b| b.name == "p-0").then_some(())));
+    api.wait_for("p-0 bound", Duration::from_secs(15), || {
+        api.with(|i| i.binds.iter().any(|b| b.name == "p-0").then_some(()))
+    });
 
     // SIGKILL: no release; the follower takes over at the Lease's expiry.
     leader.signal("-KILL");
     let killed = Instant::now();
     leader.wait_exit(Duration::from_secs(5));
-    api.wait_for("the follower holds the Lease", Duration::from_secs(LEASE_SECONDS + 10), || (lease_holder(&api).as_deref() == Some(follower.identity.as_str())).then_some(()));
+    api.wait_for("the follower holds the Lease", Duration::from_secs(LEASE_SECONDS + 10), || {
+        (lease_holder(&api).as_deref() == Some(follower.identity.as_str())).then_some(())
+    });
     follower.wait_line(&format!("{} leads", follower.identity), Duration::from_secs(5));
     let takeover = killed.elapsed();
     eprintln!("takeover after SIGKILL: {takeover:?}");
     assert!(takeover <= Duration::from_secs(LEASE_SECONDS + 3), "takeover after SIGKILL took {takeover:?}");
     api.create(gated_pod("team-a", "p-1", 1, None));
-    api.wait_for("p-1 bound", Duration::from_secs(15), || api.with(|i| i.binds.iter().any(|b| b.name == "p-1").then_some(())));
+    api.wait_for("p-1 bound", Duration::from_secs(15), || {
+        api.with(|i| i.binds.iter().any(|b| b.name == "p-1").then_some(()))
+    });
     // Only leaders wrote pods, and the new one did not ungate p-0 again.
-    let pod_writers: Vec<(String, String)> = api.writes().into_iter().filter(|w| w.path.contains("/pods/")).map(|w| (w.client, w.path)).collect();
+    let pod_writers: Vec<(String, String)> =
+        api.writes().into_iter().filter(|w| w.path.contains("/pods/")).map(|w| (w.client, w.path)).collect();
     for (client, path) in &pod_writers {
         let expected = if path.contains("p-0") { &leader.identity } else { &follower.identity };
         assert_eq!(client, expected, "{path} written by {client}");
@@ -557,7 +668,9 @@ fn sigterm_handovers(rounds: usize, limit: Duration) -> Vec<Duration> {
     api.create(node("gpu-0", 8));
     let tenants = tenants_file(&dir, 8);
     let mut replicas = vec![Scheduler::start(&api, &dir, "gantry-h0", Some(&tenants))];
-    api.wait_for("gantry-h0 leads", Duration::from_secs(20), || (lease_holder(&api).as_deref() == Some("gantry-h0")).then_some(()));
+    api.wait_for("gantry-h0 leads", Duration::from_secs(20), || {
+        (lease_holder(&api).as_deref() == Some("gantry-h0")).then_some(())
+    });
     let mut times = Vec::new();
     for round in 1..=rounds {
         let next = Scheduler::start(&api, &dir, &format!("gantry-h{round}"), Some(&tenants));
@@ -622,9 +735,16 @@ fn fifo_holds_across_tenant_status_writes_and_changes() {
     let s = Scheduler::start(&api, &dir, "gantry-0", None);
     api.wait_for("r running, team-a's status written", Duration::from_secs(20), || {
         let status = api.get(&TENANTS, "", "team-a")?["status"].clone();
-        (api.binds().iter().any(|b| b.name == "r") && status["gpusUsed"] == "1" && status["pendingWorkloads"] == 2).then_some(())
+        (api.binds().iter().any(|b| b.name == "r")
+            && status["gpusUsed"] == "1"
+            && status["pendingWorkloads"] == 2)
+            .then_some(())
     });
-    let status_write = api.writes().into_iter().find(|w| w.path == "/apis/gantry.dev/v1alpha1/tenants/team-a/status").expect("a status write");
+    let status_write = api
+        .writes()
+        .into_iter()
+        .find(|w| w.path == "/apis/gantry.dev/v1alpha1/tenants/team-a/status")
+        .expect("a status write");
     assert!(status_write.content_type.starts_with("application/merge-patch+json"), "{status_write}");
     assert_eq!(status_write.body["status"]["gpusNominal"], "1", "{status_write}");
 
@@ -635,15 +755,23 @@ fn fifo_holds_across_tenant_status_writes_and_changes() {
     }
     observe(Duration::from_millis(2000));
     let page = s.metrics();
-    assert_eq!(metric(&page, "gantry_queue_rebuilds_total{cause=\"tenants\"}"), 0.0, "status writes rebuilt the queue:\n{page}");
+    assert_eq!(
+        metric(&page, "gantry_queue_rebuilds_total{cause=\"tenants\"}"),
+        0.0,
+        "status writes rebuilt the queue:\n{page}"
+    );
     assert_eq!(metric(&page, "gantry_queue_rebuilds_total{cause=\"start\"}"), 1.0, "{page}");
     assert!(still_gated(&api, "team-a", "old") && still_gated(&api, "team-a", "new"));
 
     // A spec change is a tenancy change: one rebuild; the order holds through it.
     api.update(&TENANTS, "", "team-b", |o| o["spec"]["weight"] = json!(2.0)).unwrap();
-    api.wait_for("one tenants rebuild", Duration::from_secs(10), || (metric(&s.metrics(), "gantry_queue_rebuilds_total{cause=\"tenants\"}") == 1.0).then_some(()));
+    api.wait_for("one tenants rebuild", Duration::from_secs(10), || {
+        (metric(&s.metrics(), "gantry_queue_rebuilds_total{cause=\"tenants\"}") == 1.0).then_some(())
+    });
     api.delete(&PODS, "team-a", "r");
-    api.wait_for("old bound", Duration::from_secs(15), || api.with(|i| i.binds.iter().any(|b| b.name == "old").then_some(())));
+    api.wait_for("old bound", Duration::from_secs(15), || {
+        api.with(|i| i.binds.iter().any(|b| b.name == "old").then_some(()))
+    });
     observe(Duration::from_millis(1500));
     let order: Vec<String> = ungates(&api).into_iter().map(|u| u.1).collect();
     assert_eq!(order, ["r", "old"], "the older waiting pod first, the newer still waiting");

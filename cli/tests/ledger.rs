@@ -100,7 +100,11 @@ fn a_writer_killed_at_random_points_loses_nothing_and_counts_nothing_twice() {
             assert!(ledger.has(key).unwrap(), "round {round}: acknowledged {key} is missing");
         }
         let (n, _) = ledger.totals().unwrap();
-        assert!(n >= acked.len() && n <= records.len(), "round {round}: {n} accruals for {} acknowledged", acked.len());
+        assert!(
+            n >= acked.len() && n <= records.len(),
+            "round {round}: {n} accruals for {} acknowledged",
+            acked.len()
+        );
     }
     assert!(acked.len() > 100, "the kills fell inside the stream: {} acknowledged", acked.len());
 
@@ -111,15 +115,28 @@ fn a_writer_killed_at_random_points_loses_nothing_and_counts_nothing_twice() {
         let ledger = Ledger::open(&db).unwrap();
         let (n, s) = ledger.totals().unwrap();
         assert_eq!(n, records.len());
-        assert_eq!((s.guaranteed, s.borrowed, s.idle), (expect(|r| r.guaranteed), expect(|r| r.borrowed), expect(|r| r.idle)));
+        assert_eq!(
+            (s.guaranteed, s.borrowed, s.idle),
+            (expect(|r| r.guaranteed), expect(|r| r.borrowed), expect(|r| r.idle))
+        );
         assert_eq!(s.guaranteed_cost, expect(|r| r.cost(r.guaranteed)));
         assert_eq!(s.borrowed_cost, expect(|r| r.cost(r.borrowed)));
         // The rollups add up to the same figures, hourly and daily.
         for step in [gantry_quota_api::ledger::Step::Hour, gantry_quota_api::ledger::Step::Day] {
             let buckets = ledger.buckets(step, None, 0, i64::MAX).unwrap();
-            let sum = |f: fn(&gantry_quota_api::ledger::Sums) -> u64| buckets.iter().map(|b| f(&b.sums)).sum::<u64>();
-            assert_eq!((sum(|s| s.guaranteed), sum(|s| s.borrowed), sum(|s| s.idle)), (s.guaranteed, s.borrowed, s.idle), "{step:?}");
-            assert_eq!((sum(|s| s.guaranteed_cost), sum(|s| s.idle_cost)), (s.guaranteed_cost, s.idle_cost), "{step:?}");
+            let sum = |f: fn(&gantry_quota_api::ledger::Sums) -> u64| {
+                buckets.iter().map(|b| f(&b.sums)).sum::<u64>()
+            };
+            assert_eq!(
+                (sum(|s| s.guaranteed), sum(|s| s.borrowed), sum(|s| s.idle)),
+                (s.guaranteed, s.borrowed, s.idle),
+                "{step:?}"
+            );
+            assert_eq!(
+                (sum(|s| s.guaranteed_cost), sum(|s| s.idle_cost)),
+                (s.guaranteed_cost, s.idle_cost),
+                "{step:?}"
+            );
         }
         s
     };

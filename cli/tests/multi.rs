@@ -9,7 +9,11 @@ fn repo() -> PathBuf {
 }
 
 fn gantry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gantry")).current_dir(repo()).args(args).output().expect("the gantry binary runs")
+    Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .current_dir(repo())
+        .args(args)
+        .output()
+        .expect("the gantry binary runs")
 }
 
 fn text(b: &[u8]) -> String {
@@ -24,7 +28,8 @@ fn fails_with(out: &Output, words: &[&str]) {
     }
 }
 
-const SMALL: &[&str] = &["simulate", "--tenants", "examples/tenants/venus.yaml", "--workloads", "1500", "--days", "2"];
+const SMALL: &[&str] =
+    &["simulate", "--tenants", "examples/tenants/venus.yaml", "--workloads", "1500", "--days", "2"];
 
 #[test]
 fn json_report_compares_gantry_with_both_baselines() {
@@ -49,7 +54,12 @@ fn json_report_compares_gantry_with_both_baselines() {
         assert!(n("admitted") <= n("submitted") - n("refused"));
     }
     let alloc = |i: usize| setups[i]["mean_allocated_pct"].as_f64().unwrap();
-    assert!(alloc(0) > alloc(1), "borrowing uses more of the cluster than strict quotas: {} vs {}", alloc(0), alloc(1));
+    assert!(
+        alloc(0) > alloc(1),
+        "borrowing uses more of the cluster than strict quotas: {} vs {}",
+        alloc(0),
+        alloc(1)
+    );
     assert_eq!(setups[2]["preemptions"].as_u64(), Some(0), "FIFO never preempts");
 }
 
@@ -68,7 +78,19 @@ fn table_names_each_setup_and_tenant() {
 
 #[test]
 fn openb_workload_runs_with_the_openb_tenants() {
-    let out = gantry(&["simulate", "--tenants", "examples/tenants/openb.yaml", "--workload", "openb", "--days", "20", "--compare", "none", "--format", "json"]);
+    let out = gantry(&[
+        "simulate",
+        "--tenants",
+        "examples/tenants/openb.yaml",
+        "--workload",
+        "openb",
+        "--days",
+        "20",
+        "--compare",
+        "none",
+        "--format",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["setups"].as_array().unwrap().len(), 1);
@@ -78,13 +100,28 @@ fn openb_workload_runs_with_the_openb_tenants() {
 #[test]
 fn bad_multi_tenant_arguments_say_what_to_fix() {
     fails_with(&gantry(&["simulate", "--compare", "fifo"]), &["--compare needs --tenants"]);
-    fails_with(&gantry(&["simulate", "--tenants", "examples/tenants/venus.yaml", "--compare", "lottery"]), &["lottery", "strict-quota or fifo"]);
-    fails_with(&gantry(&["simulate", "--tenants", "examples/tenants/venus.yaml", "--format", "csv"]), &["table or json"]);
-    fails_with(&gantry(&["simulate", "--tenants", "examples/tenants/venus.yaml", "--load", "0"]), &["--load"]);
-    fails_with(&gantry(&["simulate", "--tenants", "examples/tenants/venus.yaml", "--days", "0"]), &["--days"]);
+    fails_with(
+        &gantry(&["simulate", "--tenants", "examples/tenants/venus.yaml", "--compare", "lottery"]),
+        &["lottery", "strict-quota or fifo"],
+    );
+    fails_with(
+        &gantry(&["simulate", "--tenants", "examples/tenants/venus.yaml", "--format", "csv"]),
+        &["table or json"],
+    );
+    fails_with(
+        &gantry(&["simulate", "--tenants", "examples/tenants/venus.yaml", "--load", "0"]),
+        &["--load"],
+    );
+    fails_with(
+        &gantry(&["simulate", "--tenants", "examples/tenants/venus.yaml", "--days", "0"]),
+        &["--days"],
+    );
     fails_with(&gantry(&["simulate", "--tenants", "no/such.yaml"]), &["no/such.yaml", "cannot read"]);
     // The openb tenants name GPU models the Venus cluster does not have.
-    fails_with(&gantry(&["simulate", "--tenants", "examples/tenants/openb.yaml"]), &["openb.yaml", "flavor", "not the GPU model of any node"]);
+    fails_with(
+        &gantry(&["simulate", "--tenants", "examples/tenants/openb.yaml"]),
+        &["openb.yaml", "flavor", "not the GPU model of any node"],
+    );
 }
 
 #[test]

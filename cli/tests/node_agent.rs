@@ -13,7 +13,10 @@ fn capture() -> String {
 #[test]
 fn replays_a_capture_and_serves_metrics_inventory_and_utilization() {
     let source = format!("replay:{}", capture());
-    let server = start("node-agent", &["--source", &source, "--interval", "0.1", "--pod-resources-socket", "none", "--dcgm-compat"]);
+    let server = start(
+        "node-agent",
+        &["--source", &source, "--interval", "0.1", "--pod-resources-socket", "none", "--dcgm-compat"],
+    );
     // Ready after the first pass.
     let mut ready = 0;
     for _ in 0..50 {
@@ -47,12 +50,23 @@ fn records_a_capture_that_replays_the_same() {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("capture.json");
     let run = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["node-agent", "--source", &format!("replay:{}", capture()), "--record", out.to_str().unwrap(), "--passes", "2", "--interval", "0.05"])
+        .args([
+            "node-agent",
+            "--source",
+            &format!("replay:{}", capture()),
+            "--record",
+            out.to_str().unwrap(),
+            "--passes",
+            "2",
+            "--interval",
+            "0.05",
+        ])
         .output()
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let recorded: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    let original: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(capture()).unwrap()).unwrap();
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(capture()).unwrap()).unwrap();
     assert_eq!(recorded["frames"].as_array().unwrap()[..], original["frames"].as_array().unwrap()[..2]);
     assert_eq!(recorded["driverVersion"], "550.90.07");
 }
@@ -62,14 +76,25 @@ fn records_a_capture_that_replays_the_same() {
 #[test]
 fn nvml_loads_or_says_why_not() {
     let out = std::env::temp_dir().join(format!("gantry-nvml-{}.json", std::process::id()));
-    let run = Command::new(env!("CARGO_BIN_EXE_gantry")).args(["node-agent", "--record", out.to_str().unwrap(), "--passes", "1"]).output().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["node-agent", "--record", out.to_str().unwrap(), "--passes", "1"])
+        .output()
+        .unwrap();
     if run.status.success() {
         let c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-        assert!(c["frames"][0]["gpus"].as_array().is_some_and(|g| g.iter().all(|g| g["uuid"].as_str().is_some_and(|u| u.starts_with("GPU-") || u.starts_with("MIG-")))), "{c}");
+        assert!(
+            c["frames"][0]["gpus"].as_array().is_some_and(|g| g
+                .iter()
+                .all(|g| g["uuid"].as_str().is_some_and(|u| u.starts_with("GPU-") || u.starts_with("MIG-")))),
+            "{c}"
+        );
     } else {
         assert_eq!(run.status.code(), Some(2));
         let err = String::from_utf8_lossy(&run.stderr);
-        assert!(err.contains("NVML") && (err.contains("--source replay:FILE") || err.contains("driver")), "{err}");
+        assert!(
+            err.contains("NVML") && (err.contains("--source replay:FILE") || err.contains("driver")),
+            "{err}"
+        );
     }
 }
 
@@ -81,11 +106,20 @@ fn wrong_starts_say_what_to_fix() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     assert!(run(&["--source", "gpu"]).contains("use nvml, or replay:FILE"));
-    assert!(run(&["--source", "replay:/nonexistent/c.json"]).contains("/nonexistent/c.json: cannot read the capture"));
+    assert!(run(&["--source", "replay:/nonexistent/c.json"])
+        .contains("/nonexistent/c.json: cannot read the capture"));
     assert!(run(&["--interval", "0"]).contains("--interval 0 is too short"));
     let capture = capture();
     let replay = format!("replay:{capture}");
-    assert!(run(&["--source", &replay, "--pod-resources-socket", "none", "--quota-api", "http://127.0.0.1:1"]).contains("--quota-api needs the pod-resources socket"));
+    assert!(run(&[
+        "--source",
+        &replay,
+        "--pod-resources-socket",
+        "none",
+        "--quota-api",
+        "http://127.0.0.1:1"
+    ])
+    .contains("--quota-api needs the pod-resources socket"));
     let bad = std::env::temp_dir().join(format!("gantry-bad-capture-{}.json", std::process::id()));
     std::fs::write(&bad, "{\"frames\": []}").unwrap();
     assert!(run(&["--source", &format!("replay:{}", bad.display())]).contains("the capture has no frames"));

@@ -51,7 +51,13 @@ fn serves_a_ledger_file_that_survives_a_restart() {
 #[test]
 fn without_tokens_it_needs_a_cluster_and_says_so() {
     let ledger = std::env::temp_dir().join(format!("gantry-quota-api-nocluster-{}.db", std::process::id()));
-    let err = fails_without_cluster(&["quota-api", "--ledger", ledger.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let err = fails_without_cluster(&[
+        "quota-api",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert!(err.contains("cannot reach the Kubernetes API server") && err.contains("--tokens FILE"), "{err}");
     let _ = std::fs::remove_file(&ledger);
 }
@@ -65,9 +71,16 @@ fn the_deployment_keeps_the_ledger_on_its_volume() {
     assert!(!args.contains(&"--tokens".to_string()), "in a cluster tokens are reviewed by the API server");
     let ledger = args.iter().position(|a| a == "--ledger").map(|i| args[i + 1].clone()).unwrap();
     let text = std::fs::read_to_string(repo("deploy/quota-api/quota-api.yaml")).unwrap();
-    assert!(text.contains("- {name: ledger, mountPath: /var/lib/gantry}") && ledger.starts_with("/var/lib/gantry/"), "{ledger}");
+    assert!(
+        text.contains("- {name: ledger, mountPath: /var/lib/gantry}")
+            && ledger.starts_with("/var/lib/gantry/"),
+        "{ledger}"
+    );
     assert!(text.contains("persistentVolumeClaim: {claimName: gantry-ledger}"));
-    assert!(text.contains("replicas: 1\n  strategy: {type: Recreate}"), "SQLite has one writer: never two pods");
+    assert!(
+        text.contains("replicas: 1\n  strategy: {type: Recreate}"),
+        "SQLite has one writer: never two pods"
+    );
     assert!(text.contains("name: system:auth-delegator"));
     // The account is bound to nothing else: the only binding names the auth delegator.
     assert_eq!(text.matches("kind: ClusterRoleBinding").count(), 1);
@@ -78,9 +91,17 @@ fn the_deployment_keeps_the_ledger_on_its_volume() {
 #[test]
 fn the_scheduler_reports_to_the_quota_api_service() {
     let args = deployment_args("deploy/scheduler/deployment.yaml");
-    let url = args.iter().position(|a| a == "--quota-api").map(|i| args[i + 1].clone()).expect("--quota-api in the scheduler's args");
+    let url = args
+        .iter()
+        .position(|a| a == "--quota-api")
+        .map(|i| args[i + 1].clone())
+        .expect("--quota-api in the scheduler's args");
     let text = std::fs::read_to_string(repo("deploy/quota-api/quota-api.yaml")).unwrap();
     let service = text.split("\n---\n").find(|d| d.contains("kind: Service\n")).expect("a Service");
-    assert!(service.contains("name: gantry-quota-api\n  namespace: gantry-system") && service.contains("port: 80,"), "{service}");
+    assert!(
+        service.contains("name: gantry-quota-api\n  namespace: gantry-system")
+            && service.contains("port: 80,"),
+        "{service}"
+    );
     assert_eq!(url, "http://gantry-quota-api.gantry-system.svc:80");
 }

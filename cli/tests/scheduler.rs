@@ -8,7 +8,10 @@ use common::*;
 fn standalone_with_tenants_serves_the_extender_and_the_quotas() {
     let nodes = repo("examples/clusters/venus-968.csv");
     let tenants = repo("examples/tenants/venus.yaml");
-    let server = start("scheduler", &["--standalone", "--nodes", nodes.to_str().unwrap(), "--tenants", tenants.to_str().unwrap()]);
+    let server = start(
+        "scheduler",
+        &["--standalone", "--nodes", nodes.to_str().unwrap(), "--tenants", tenants.to_str().unwrap()],
+    );
     assert_eq!(call(&server.addr, "GET", "/readyz", "").0, 200);
 
     let (status, metrics) = call(&server.addr, "GET", "/metrics", "");
@@ -62,12 +65,22 @@ items:
     assert!(metrics.contains("gantry_gpus 8\n"), "{metrics}");
     // GPU 7 failed: a pod asking for all 8 does not fit there.
     let pod = r#"{"metadata": {"name": "p", "uid": "u"}, "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "8"}}}]}}"#;
-    let (_, reply) = call(&server.addr, "POST", "/scheduler/filter", &format!(r#"{{"Pod": {pod}, "NodeNames": ["h100-0"]}}"#));
+    let (_, reply) = call(
+        &server.addr,
+        "POST",
+        "/scheduler/filter",
+        &format!(r#"{{"Pod": {pod}, "NodeNames": ["h100-0"]}}"#),
+    );
     let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
     assert_eq!(reply["NodeNames"], serde_json::json!([]), "{reply}");
     assert_eq!(reply["FailedNodes"]["h100-0"], "insufficient free GPU", "{reply}");
     let seven = pod.replace("\"8\"", "\"7\"");
-    let (_, reply) = call(&server.addr, "POST", "/scheduler/filter", &format!(r#"{{"Pod": {seven}, "NodeNames": ["h100-0"]}}"#));
+    let (_, reply) = call(
+        &server.addr,
+        "POST",
+        "/scheduler/filter",
+        &format!(r#"{{"Pod": {seven}, "NodeNames": ["h100-0"]}}"#),
+    );
     assert!(reply.contains(r#""NodeNames":["h100-0"]"#), "{reply}");
 }
 
@@ -80,7 +93,17 @@ fn a_wrong_start_says_what_to_fix() {
     assert!(err.contains("--nodes"), "{err}");
     let err = run(&["--standalone", "--nodes", nodes, "--tls-cert", "/nonexistent/tls.crt"]);
     assert!(err.contains("--tls-key"), "{err}");
-    let err = run(&["--standalone", "--nodes", nodes, "--listen", "127.0.0.1:0", "--tls-cert", "/nonexistent/tls.crt", "--tls-key", "/nonexistent/tls.key"]);
+    let err = run(&[
+        "--standalone",
+        "--nodes",
+        nodes,
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        "/nonexistent/tls.crt",
+        "--tls-key",
+        "/nonexistent/tls.key",
+    ]);
     assert!(err.contains("/nonexistent/tls.crt"), "{err}");
     // Tenants whose GPU models the node list lacks.
     let dir = std::env::temp_dir().join(format!("gantry-scheduler-cli-{}", std::process::id()));
@@ -90,9 +113,16 @@ fn a_wrong_start_says_what_to_fix() {
     let err = run(&["--standalone", "--nodes", nodes, "--tenants", tenants.to_str().unwrap()]);
     assert!(err.contains("H100") && err.contains("tenants.yaml"), "{err}");
     let bad = dir.join("nodes.yaml");
-    std::fs::write(&bad, "kind: List\nitems:\n- metadata: {name: g}\n  status: {allocatable: {nvidia.com/gpu: \"4\"}}\n").unwrap();
+    std::fs::write(
+        &bad,
+        "kind: List\nitems:\n- metadata: {name: g}\n  status: {allocatable: {nvidia.com/gpu: \"4\"}}\n",
+    )
+    .unwrap();
     let err = run(&["--standalone", "--nodes", bad.to_str().unwrap()]);
-    assert!(err.contains("nodes.yaml: item 0: node g has 4 nvidia.com/gpu but no nvidia.com/gpu.product label"), "{err}");
+    assert!(
+        err.contains("nodes.yaml: item 0: node g has 4 nvidia.com/gpu but no nvidia.com/gpu.product label"),
+        "{err}"
+    );
     // In a cluster, without one.
     let err = run(&[]);
     assert!(err.contains("cannot reach the Kubernetes API server") && err.contains("--standalone"), "{err}");

@@ -105,9 +105,12 @@ impl Bench {
 fn admission(c: &mut Criterion) {
     let mut g = c.benchmark_group("admission-cycle");
     g.sample_size(20);
-    for &(nodes, pending) in &[(1000, 10_000), (5000, 10_000), (20_000, 10_000), (5000, 1000), (5000, 50_000)] {
+    for &(nodes, pending) in &[(1000, 10_000), (5000, 10_000), (20_000, 10_000), (5000, 1000), (5000, 50_000)]
+    {
         let mut b = setup(nodes, pending);
-        g.bench_function(BenchmarkId::new(format!("nodes-{nodes}"), format!("pending-{pending}")), |bench| bench.iter(|| b.step()));
+        g.bench_function(BenchmarkId::new(format!("nodes-{nodes}"), format!("pending-{pending}")), |bench| {
+            bench.iter(|| b.step())
+        });
     }
     g.finish();
 }

@@ -85,7 +85,8 @@ impl Csv {
         let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
         let (_, header) = lines.next().unwrap_or_else(|| panic!("{} is empty", path.display()));
         let header = header.split(',').map(|s| s.trim().to_string()).collect();
-        let rows = lines.map(|(i, l)| (i + 1, l.split(',').map(|s| s.trim().to_string()).collect())).collect();
+        let rows =
+            lines.map(|(i, l)| (i + 1, l.split(',').map(|s| s.trim().to_string()).collect())).collect();
         Csv { path, header, rows }
     }
 
@@ -106,14 +107,21 @@ impl Csv {
         T::Err: std::fmt::Display,
     {
         let text = self.field(line, row, col);
-        text.parse().unwrap_or_else(|e| panic!("{}:{line}: {} is {text:?}: {e}", self.path.display(), self.header[col]))
+        text.parse().unwrap_or_else(|e| {
+            panic!("{}:{line}: {} is {text:?}: {e}", self.path.display(), self.header[col])
+        })
     }
 }
 
 fn load_trace() -> Trace {
     let csv = Csv::read(trace_path("openb_node_list_gpu_node.csv"));
-    let (c_name, c_cpu, c_mem, c_gpu, c_model) =
-        (csv.column("sn"), csv.column("cpu_milli"), csv.column("memory_mib"), csv.column("gpu"), csv.column("model"));
+    let (c_name, c_cpu, c_mem, c_gpu, c_model) = (
+        csv.column("sn"),
+        csv.column("cpu_milli"),
+        csv.column("memory_mib"),
+        csv.column("gpu"),
+        csv.column("model"),
+    );
     let mut models = ModelCatalog::default();
     let mut nodes = Vec::with_capacity(csv.rows.len());
     for (line, row) in &csv.rows {
@@ -168,8 +176,9 @@ fn probe_pods(pods: &[PodRequest], k: usize) -> Vec<PodRequest> {
         *counts.entry(*p).or_default() += 1;
     }
     let mut by_count: Vec<(PodRequest, usize)> = counts.into_iter().collect();
-    let key =
-        |p: &PodRequest| (p.cpu_milli, p.memory_mib, p.gpu_count, p.gpu_milli, p.allowed_models.map_or(0, |m| m.0));
+    let key = |p: &PodRequest| {
+        (p.cpu_milli, p.memory_mib, p.gpu_count, p.gpu_milli, p.allowed_models.map_or(0, |m| m.0))
+    };
     by_count.sort_by(|(pa, ca), (pb, cb)| cb.cmp(ca).then_with(|| key(pa).cmp(&key(pb))));
     by_count.into_iter().take(k).map(|(p, _)| p).collect()
 }
@@ -337,8 +346,9 @@ fn placement(c: &mut Criterion) {
         let label = format!("synthetic-{n}");
         let mut group = c.benchmark_group(&label);
         let loaded = OnceCell::new();
-        let init =
-            || fill(&label, &trace.models, synthetic_nodes(&trace, n), &trace.pods, &probes, PolicyKind::BestFit);
+        let init = || {
+            fill(&label, &trace.models, synthetic_nodes(&trace, n), &trace.pods, &probes, PolicyKind::BestFit)
+        };
         for kind in PolicyKind::ALL {
             bench_cold(&mut group, kind, &trace, &probes, &loaded, init);
         }

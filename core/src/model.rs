@@ -178,7 +178,13 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(name: impl Into<String>, cpu_milli: u32, memory_mib: u64, gpus: u32, model: Option<ModelId>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        cpu_milli: u32,
+        memory_mib: u64,
+        gpus: u32,
+        model: Option<ModelId>,
+    ) -> Self {
         Node {
             name: name.into(),
             model: if gpus > 0 { model } else { None },
@@ -266,7 +272,8 @@ pub enum Misfit {
 }
 
 impl Misfit {
-    pub const ALL: [Misfit; 5] = [Misfit::NoGpus, Misfit::GpuModel, Misfit::Cpu, Misfit::Memory, Misfit::GpuCapacity];
+    pub const ALL: [Misfit; 5] =
+        [Misfit::NoGpus, Misfit::GpuModel, Misfit::Cpu, Misfit::Memory, Misfit::GpuCapacity];
 }
 
 impl fmt::Display for Misfit {
@@ -310,7 +317,8 @@ pub fn fits(node: &Node, pod: &PodRequest) -> Result<(), Misfit> {
 
 /// Could `node`, empty, ever hold `pod`? Used to tell "cluster is full" from "never fits".
 pub fn could_ever_fit(node: &Node, pod: &PodRequest) -> bool {
-    let empty = Node::new(String::new(), node.cpu_capacity, node.memory_capacity, node.gpu_count(), node.model);
+    let empty =
+        Node::new(String::new(), node.cpu_capacity, node.memory_capacity, node.gpu_count(), node.model);
     fits(&empty, pod).is_ok()
 }
 
@@ -462,7 +470,10 @@ fn check_node(node: &Node, models: &ModelCatalog) -> Result<(), ModelError> {
     }
     if let Some(m) = node.model.filter(|_| !node.gpu_free.is_empty()) {
         if usize::from(m.0) >= models.len() {
-            return bad(format!("GPU model #{} is not in the cluster's model catalog; intern its name first", m.0));
+            return bad(format!(
+                "GPU model #{} is not in the cluster's model catalog; intern its name first",
+                m.0
+            ));
         }
     }
     Ok(())
@@ -678,7 +689,11 @@ impl Cluster {
             return Err(misfit(m.to_string()));
         }
         if placement.gpus.len() != pod.gpu_count as usize * usize::from(pod.wants_gpu()) {
-            return Err(misfit(format!("pod wants {} GPUs, placement names {}", pod.gpu_count, placement.gpus.len())));
+            return Err(misfit(format!(
+                "pod wants {} GPUs, placement names {}",
+                pod.gpu_count,
+                placement.gpus.len()
+            )));
         }
         for (i, &(g, m)) in placement.gpus.iter().enumerate() {
             let free = *node.gpu_free.get(g as usize).ok_or_else(|| misfit(format!("no GPU {g}")))?;
@@ -686,7 +701,10 @@ impl Cluster {
                 return Err(misfit(format!("GPU {g} is named twice")));
             }
             if m != pod.gpu_milli || free < m {
-                return Err(misfit(format!("GPU {g} has {free} milli free; the pod needs {} on it", pod.gpu_milli)));
+                return Err(misfit(format!(
+                    "GPU {g} has {free} milli free; the pod needs {} on it",
+                    pod.gpu_milli
+                )));
             }
         }
         node.cpu_free -= pod.cpu_milli;
@@ -741,7 +759,9 @@ impl Cluster {
     pub fn check(&self) -> Result<(), String> {
         if self.books.len() != self.nodes.len() {
             // Nodes pushed directly: adopted with nothing placed on the next change.
-            if self.books.len() > self.nodes.len() || self.placed.values().any(|(_, p)| p.node >= self.books.len()) {
+            if self.books.len() > self.nodes.len()
+                || self.placed.values().any(|(_, p)| p.node >= self.books.len())
+            {
                 return Err(format!("{} node books for {} nodes", self.books.len(), self.nodes.len()));
             }
         }
@@ -756,9 +776,15 @@ impl Cluster {
         for (i, (node, book)) in self.nodes.iter().zip(&self.books).enumerate() {
             let name = &node.name;
             if node.gpu_free_total as u64 != node.gpu_free.iter().map(|&f| f as u64).sum::<u64>() {
-                return Err(format!("node {name}: gpu_free_total {} is not the sum of gpu_free {:?}", node.gpu_free_total, node.gpu_free));
+                return Err(format!(
+                    "node {name}: gpu_free_total {} is not the sum of gpu_free {:?}",
+                    node.gpu_free_total, node.gpu_free
+                ));
             }
-            if node.cpu_free > node.cpu_capacity || node.memory_free > node.memory_capacity || node.gpu_free.iter().any(|&f| f > GPU_MILLI) {
+            if node.cpu_free > node.cpu_capacity
+                || node.memory_free > node.memory_capacity
+                || node.gpu_free.iter().any(|&f| f > GPU_MILLI)
+            {
                 return Err(format!("node {name}: more free than its capacity"));
             }
             let h = &held[i];
@@ -778,17 +804,26 @@ impl Cluster {
             let mut expect = node.clone();
             let mut b = book.clone();
             b.refresh(&mut expect);
-            if (expect.cpu_free, expect.memory_free, &expect.gpu_free) != (node.cpu_free, node.memory_free, &node.gpu_free) {
+            if (expect.cpu_free, expect.memory_free, &expect.gpu_free)
+                != (node.cpu_free, node.memory_free, &node.gpu_free)
+            {
                 return Err(format!(
                     "node {name}: free cpu {} mem {} gpus {:?}, but offer less held is cpu {} mem {} gpus {:?}",
                     node.cpu_free, node.memory_free, node.gpu_free, expect.cpu_free, expect.memory_free, expect.gpu_free
                 ));
             }
             if book.in_service {
-                if book.base_cpu > node.cpu_capacity || book.base_memory > node.memory_capacity || book.base_gpu.len() != node.gpu_free.len() {
+                if book.base_cpu > node.cpu_capacity
+                    || book.base_memory > node.memory_capacity
+                    || book.base_gpu.len() != node.gpu_free.len()
+                {
                     return Err(format!("node {name}: its offer exceeds its capacity"));
                 }
-            } else if node.cpu_capacity != 0 || node.memory_capacity != 0 || !node.gpu_free.is_empty() || node.model.is_some() {
+            } else if node.cpu_capacity != 0
+                || node.memory_capacity != 0
+                || !node.gpu_free.is_empty()
+                || node.model.is_some()
+            {
                 return Err(format!("node {name} is removed but still has capacity"));
             }
             closed += usize::from(book.closed());

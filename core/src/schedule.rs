@@ -76,7 +76,12 @@ impl Scheduler {
     /// 2. score: the policy scores each of them (cached while the node is unchanged);
     /// 3. select: the highest score, ties to the lowest rank;
     /// 4. pick GPUs on the winner.
-    pub fn decide(&mut self, cluster: &Cluster, pod: &PodRequest, salt: u64) -> Result<Placement, Unschedulable> {
+    pub fn decide(
+        &mut self,
+        cluster: &Cluster,
+        pod: &PodRequest,
+        salt: u64,
+    ) -> Result<Placement, Unschedulable> {
         self.decide_among(cluster, pod, salt, 0..cluster.nodes.len())
     }
 
@@ -173,7 +178,12 @@ impl Scheduler {
     /// The policy's score of each node that can hold the pod now (`None` for the others and for
     /// `None` entries), from the same cache as [`Scheduler::decide`]: what an extender's
     /// prioritize needs.
-    pub fn scores(&mut self, cluster: &Cluster, pod: &PodRequest, nodes: &[Option<NodeId>]) -> Vec<Option<f64>> {
+    pub fn scores(
+        &mut self,
+        cluster: &Cluster,
+        pod: &PodRequest,
+        nodes: &[Option<NodeId>],
+    ) -> Vec<Option<f64>> {
         let n = cluster.nodes.len();
         let (cacheable, shape) = self.shape_slot(cluster, pod);
         nodes
@@ -190,7 +200,13 @@ impl Scheduler {
     }
 
     /// [`Scheduler::decide`], then allocates the pod as `id` on the cluster.
-    pub fn place(&mut self, cluster: &mut Cluster, id: u64, pod: &PodRequest, salt: u64) -> Result<Placement, PlaceError> {
+    pub fn place(
+        &mut self,
+        cluster: &mut Cluster,
+        id: u64,
+        pod: &PodRequest,
+        salt: u64,
+    ) -> Result<Placement, PlaceError> {
         let placement = self.decide(cluster, pod, salt).map_err(PlaceError::Unschedulable)?;
         cluster.allocate(id, pod, placement.clone()).map_err(PlaceError::Model)?;
         Ok(placement)
@@ -199,7 +215,14 @@ impl Scheduler {
 
 /// The policy's score of `node`, kept in `cache[slot]` and reused while the node's generation
 /// is unchanged; scored afresh without a slot (a policy that is not cacheable).
-fn cached_score(policy: &dyn Policy, cache: &mut [(u64, f64)], slot: Option<usize>, node: &Node, pod: &PodRequest, cx: ScoreCx) -> f64 {
+fn cached_score(
+    policy: &dyn Policy,
+    cache: &mut [(u64, f64)],
+    slot: Option<usize>,
+    node: &Node,
+    pod: &PodRequest,
+    cx: ScoreCx,
+) -> f64 {
     let Some(slot) = slot.and_then(|s| cache.get_mut(s)) else { return policy.score(node, pod, cx) };
     let key = node.generation.wrapping_add(1);
     if slot.0 != key {

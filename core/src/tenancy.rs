@@ -81,7 +81,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Training, Kind::PipelineStep, Kind::Notebook, Kind::Serving, Kind::Batch];
+    pub const ALL: [Kind; 5] =
+        [Kind::Training, Kind::PipelineStep, Kind::Notebook, Kind::Serving, Kind::Batch];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -391,7 +392,10 @@ mod tests {
         assert_eq!(civil_month(1_793_491_200), (2026, 11));
         assert_eq!(civil_month(1_793_491_199), (2026, 10));
         assert_eq!(next_month_start(1_793_491_200), days_from_civil(2026, 12, 1) * 86400);
-        assert_eq!(next_month_start(days_from_civil(2024, 12, 31) * 86400), days_from_civil(2025, 1, 1) * 86400);
+        assert_eq!(
+            next_month_start(days_from_civil(2024, 12, 31) * 86400),
+            days_from_civil(2025, 1, 1) * 86400
+        );
         assert_eq!(civil_month(days_from_civil(2024, 2, 29) * 86400 + 86399), (2024, 2));
     }
 }

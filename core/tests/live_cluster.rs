@@ -8,8 +8,8 @@ mod common;
 
 use common::*;
 use gantry_core::model::{
-    best_fit_gpus, fits, Cluster, ModelCatalog, ModelError, ModelSet, Node, NodeId, Placement,
-    PodRequest, GPU_MILLI,
+    best_fit_gpus, fits, Cluster, ModelCatalog, ModelError, ModelSet, Node, NodeId, Placement, PodRequest,
+    GPU_MILLI,
 };
 use gantry_core::queue::{
     pod_id, CycleOutcome, Mode, Queue, Workload, WorkloadId, EXTERNAL_POD_BIT, MAX_WORKLOAD_ID,
@@ -36,10 +36,7 @@ fn whole(count: u32) -> PodRequest {
 }
 
 fn on(node: NodeId, gpus: &[u32]) -> Placement {
-    Placement {
-        node,
-        gpus: gpus.iter().map(|&g| (g, GPU_MILLI)).collect(),
-    }
+    Placement { node, gpus: gpus.iter().map(|&g| (g, GPU_MILLI)).collect() }
 }
 
 /// `(cpu_free, memory_free, gpu_free)` of a node.
@@ -91,11 +88,7 @@ fn upserting_a_node_under_running_pods() {
             name: "unchanged",
             pods: vec![(whole(2), vec![0, 1])],
             after: node(CORES, MEM, 8),
-            free: (
-                CORES - 2000,
-                MEM - 1024,
-                vec![0, 0, 1000, 1000, 1000, 1000, 1000, 1000],
-            ),
+            free: (CORES - 2000, MEM - 1024, vec![0, 0, 1000, 1000, 1000, 1000, 1000, 1000]),
             overcommitted: false,
             fits_one_gpu: true,
             free_when_empty: (CORES, MEM, vec![1000; 8]),
@@ -104,11 +97,7 @@ fn upserting_a_node_under_running_pods() {
             name: "grows",
             pods: vec![(whole(2), vec![0, 1])],
             after: node(2 * CORES, 2 * MEM, 10),
-            free: (
-                2 * CORES - 2000,
-                2 * MEM - 1024,
-                [vec![0, 0], vec![1000; 8]].concat(),
-            ),
+            free: (2 * CORES - 2000, 2 * MEM - 1024, [vec![0, 0], vec![1000; 8]].concat()),
             overcommitted: false,
             fits_one_gpu: true,
             free_when_empty: (2 * CORES, 2 * MEM, vec![1000; 10]),
@@ -171,11 +160,7 @@ fn upserting_a_node_under_running_pods() {
             name: "a free GPU fails",
             pods: vec![(whole(1), vec![0])],
             after: failed_gpu,
-            free: (
-                CORES - 1000,
-                MEM - 1024,
-                [vec![0], vec![1000; 6], vec![0]].concat(),
-            ),
+            free: (CORES - 1000, MEM - 1024, [vec![0], vec![1000; 6], vec![0]].concat()),
             overcommitted: false,
             fits_one_gpu: true,
             free_when_empty: (CORES, MEM, [vec![1000; 7], vec![0]].concat()),
@@ -200,57 +185,30 @@ fn upserting_a_node_under_running_pods() {
         check(&c);
         let n = &c.nodes[0];
         assert_eq!(free(n), case.free, "{}: free after the upsert", case.name);
-        assert!(
-            n.generation > generation,
-            "{}: generation moves on",
-            case.name
-        );
+        assert!(n.generation > generation, "{}: generation moves on", case.name);
         assert_eq!(n.cpu_capacity, case.after.cpu_capacity, "{}", case.name);
         assert_eq!(n.gpu_count(), case.after.gpu_count(), "{}", case.name);
         assert_eq!(c.is_overcommitted(0), case.overcommitted, "{}", case.name);
         assert_eq!(c.is_open(0), !case.overcommitted, "{}", case.name);
-        assert_eq!(
-            fits(n, &whole(1)).is_ok(),
-            case.fits_one_gpu,
-            "{}",
-            case.name
-        );
-        assert_eq!(
-            c.placed_pods(),
-            case.pods.len(),
-            "{}: pods stay placed",
-            case.name
-        );
+        assert_eq!(fits(n, &whole(1)).is_ok(), case.fits_one_gpu, "{}", case.name);
+        assert_eq!(c.placed_pods(), case.pods.len(), "{}: pods stay placed", case.name);
         let kinds = n.gpu_pod_kinds.clone();
         for i in 0..case.pods.len() {
             c.release(i as u64).unwrap();
             check(&c);
         }
         assert!(c.is_open(0), "{}: open once its pods left", case.name);
-        assert_eq!(
-            free(&c.nodes[0]),
-            case.free_when_empty,
-            "{}: free when empty",
-            case.name
-        );
-        assert!(
-            c.nodes[0].gpu_pod_kinds.is_empty(),
-            "{}: pod kinds {kinds:?} counted out",
-            case.name
-        );
+        assert_eq!(free(&c.nodes[0]), case.free_when_empty, "{}: free when empty", case.name);
+        assert!(c.nodes[0].gpu_pod_kinds.is_empty(), "{}: pod kinds {kinds:?} counted out", case.name);
     }
 }
 
 #[test]
 fn an_overcommitted_node_takes_nothing_until_enough_pods_leave() {
     let a100 = Some(gantry_core::ModelId(0));
-    let mut c = Cluster::new(
-        catalog(&["A100"]),
-        vec![Node::new("n0", CORES, MEM, 8, a100)],
-    );
+    let mut c = Cluster::new(catalog(&["A100"]), vec![Node::new("n0", CORES, MEM, 8, a100)]);
     for i in 0..4u32 {
-        c.allocate(i as u64, &whole(2), on(0, &[2 * i, 2 * i + 1]))
-            .unwrap();
+        c.allocate(i as u64, &whole(2), on(0, &[2 * i, 2 * i + 1])).unwrap();
     }
     // 8 GPUs run; the node now has 4.
     c.upsert_node(Node::new("n0", CORES, MEM, 4, a100)).unwrap();
@@ -276,10 +234,7 @@ fn an_overcommitted_node_takes_nothing_until_enough_pods_leave() {
 fn removing_and_adding_a_node_back() {
     let mut models = catalog(&["A100", "H100"]);
     let (a100, h100) = (models.get("A100"), models.get("H100"));
-    let nodes = vec![
-        Node::new("n0", CORES, MEM, 8, a100),
-        Node::new("n1", CORES, MEM, 8, a100),
-    ];
+    let nodes = vec![Node::new("n0", CORES, MEM, 8, a100), Node::new("n1", CORES, MEM, 8, a100)];
     let mut c = Cluster::new(models.clone(), nodes);
     c.allocate(1, &whole(4), on(0, &[0, 1, 2, 3])).unwrap();
     assert_eq!(c.gpu_capacity(), 16_000);
@@ -291,17 +246,9 @@ fn removing_and_adding_a_node_back() {
     assert_eq!(c.remove_node("nope"), None);
     assert!(!c.in_service(0) && !c.is_open(0));
     assert_eq!(c.node_id("n0"), Some(0), "ids outlive removal");
-    assert_eq!(
-        c.gpu_capacity(),
-        8000,
-        "a removed node is left out of capacity"
-    );
+    assert_eq!(c.gpu_capacity(), 8000, "a removed node is left out of capacity");
     assert_eq!(c.gpu_allocated(), 0);
-    assert_eq!(
-        c.placement(1).map(|p| p.node),
-        Some(0),
-        "its pods stay placed"
-    );
+    assert_eq!(c.placement(1).map(|p| p.node), Some(0), "its pods stay placed");
     assert_eq!(
         c.allocate(2, &PodRequest::cpu_only(0, 0), on(0, &[])),
         Err(ModelError::NodeRemoved("n0".into())),
@@ -311,15 +258,10 @@ fn removing_and_adding_a_node_back() {
     let mut s = Scheduler::new(PolicyKind::BestFit.build(Scale::of(&c), &[]));
     let big = PodRequest::whole_gpus(1000, 1024, 8);
     assert_eq!(s.decide(&c, &big, 0).map(|p| p.node), Ok(1));
-    c.allocate(3, &big, on(1, &[0, 1, 2, 3, 4, 5, 6, 7]))
-        .unwrap();
+    c.allocate(3, &big, on(1, &[0, 1, 2, 3, 4, 5, 6, 7])).unwrap();
     let why = s.decide(&c, &whole(1), 0).unwrap_err();
     assert_eq!(why.nodes, 1, "{why}");
-    let scores = s.scores(
-        &c,
-        &PodRequest::cpu_only(0, 0),
-        &[Some(0), Some(1), Some(7), None],
-    );
+    let scores = s.scores(&c, &PodRequest::cpu_only(0, 0), &[Some(0), Some(1), Some(7), None]);
     assert!(
         scores[0].is_none() && scores[1].is_some() && scores[2].is_none() && scores[3].is_none(),
         "{scores:?}"
@@ -338,17 +280,11 @@ fn removing_and_adding_a_node_back() {
     assert_eq!(c.nodes[0].gpu_free, vec![1000; 4]);
     // A node of a new name gets the next id; a new model must be in the catalog first.
     let b200 = Node::new("n2", CORES, MEM, 8, Some(gantry_core::ModelId(2)));
-    assert!(matches!(
-        c.upsert_node(b200),
-        Err(ModelError::BadNode { .. })
-    ));
+    assert!(matches!(c.upsert_node(b200), Err(ModelError::BadNode { .. })));
     assert_eq!(c.nodes.len(), 2, "a refused node changes nothing");
     let b200 = models.intern("B200").unwrap();
     c.models = models;
-    assert_eq!(
-        c.upsert_node(Node::new("n2", CORES, MEM, 8, Some(b200))),
-        Ok(2)
-    );
+    assert_eq!(c.upsert_node(Node::new("n2", CORES, MEM, 8, Some(b200))), Ok(2));
     assert_eq!(c.node_id("n2"), Some(2));
     check(&c);
 }
@@ -377,10 +313,7 @@ fn inconsistent_nodes_are_refused() {
         let mut c = Cluster::new(catalog(&["A100"]), vec![base.clone()]);
         c.allocate(1, &whole(1), on(0, &[0])).unwrap();
         let before = c.nodes.clone();
-        assert!(
-            matches!(c.upsert_node(node), Err(ModelError::BadNode { .. })),
-            "{name}"
-        );
+        assert!(matches!(c.upsert_node(node), Err(ModelError::BadNode { .. })), "{name}");
         assert_eq!(c.nodes, before, "{name}: nothing changed");
         check(&c);
     }
@@ -404,10 +337,7 @@ fn cluster_new_keeps_nodes_as_given() {
     assert_eq!(c.nodes, nodes);
     check(&c);
     assert_eq!(c.closed_nodes(), 0);
-    assert_eq!(
-        (c.node_id("n0"), c.node_id("n1"), c.node_id("n2")),
-        (Some(0), Some(1), None)
-    );
+    assert_eq!((c.node_id("n0"), c.node_id("n1"), c.node_id("n2")), (Some(0), Some(1), None));
     // A node pushed directly is adopted as it is.
     let mut c = c;
     c.nodes.push(Node::new("n2", CORES, MEM, 2, a100));
@@ -423,16 +353,8 @@ fn cluster_new_keeps_nodes_as_given() {
 #[test]
 fn the_score_cache_follows_a_growing_cluster() {
     let a100 = Some(gantry_core::ModelId(0));
-    let c = Cluster::new(
-        catalog(&["A100"]),
-        vec![Node::new("n0", CORES, MEM, 8, a100)],
-    );
-    for kind in [
-        PolicyKind::BestFit,
-        PolicyKind::Fgd,
-        PolicyKind::Gantry,
-        PolicyKind::Packing,
-    ] {
+    let c = Cluster::new(catalog(&["A100"]), vec![Node::new("n0", CORES, MEM, 8, a100)]);
+    for kind in [PolicyKind::BestFit, PolicyKind::Fgd, PolicyKind::Gantry, PolicyKind::Packing] {
         let mut s = Scheduler::new(kind.build(Scale::of(&c), &[whole(1), whole(2)]));
         for pod in [whole(1), whole(2), PodRequest::shared_gpu(500, 512, 300)] {
             s.decide(&c, &pod, 1).unwrap();
@@ -441,14 +363,8 @@ fn the_score_cache_follows_a_growing_cluster() {
         // Nodes come one at a time, each tighter than the last; best-fit must find the newest.
         for i in 1..20u32 {
             let name = format!("n{i}");
-            c.upsert_node(Node::new(&name, CORES, MEM, 8, a100))
-                .unwrap();
-            c.allocate(
-                u64::from(i),
-                &whole(7),
-                on(i as usize, &[0, 1, 2, 3, 4, 5, 6]),
-            )
-            .unwrap();
+            c.upsert_node(Node::new(&name, CORES, MEM, 8, a100)).unwrap();
+            c.allocate(u64::from(i), &whole(7), on(i as usize, &[0, 1, 2, 3, 4, 5, 6])).unwrap();
             let p = s.decide(&c, &whole(1), 2).unwrap();
             assert!(c.in_service(p.node), "{kind}");
             let scores = s.scores(&c, &whole(1), &[Some(0), Some(i as usize)]);
@@ -462,13 +378,8 @@ fn the_score_cache_follows_a_growing_cluster() {
         // and is no choice any more.
         let target = best.node;
         let name = c.nodes[target].name.clone();
-        let used = c.nodes[target]
-            .gpu_free
-            .iter()
-            .filter(|&&f| f < GPU_MILLI)
-            .count() as u32;
-        c.upsert_node(Node::new(&name, CORES, MEM, used, a100))
-            .unwrap();
+        let used = c.nodes[target].gpu_free.iter().filter(|&&f| f < GPU_MILLI).count() as u32;
+        c.upsert_node(Node::new(&name, CORES, MEM, used, a100)).unwrap();
         check(&c);
         let again = s.decide(&c, &whole(1), 3).unwrap();
         assert_ne!(again.node, target, "{kind}: the full node is no choice");
@@ -481,9 +392,7 @@ fn the_score_cache_follows_a_growing_cluster() {
 
 fn one_tenant(flavors: &[&str], gpus: u64) -> Tenancy {
     let quotas: Vec<Q> = flavors.iter().map(|_| Q::n(gpus)).collect();
-    TenancyBuilder::new(flavors)
-        .tenant("alpha", None, &quotas)
-        .build()
+    TenancyBuilder::new(flavors).tenant("alpha", None, &quotas).build()
 }
 
 fn live_queue(tenancy: Tenancy, models: &[&str]) -> Queue {
@@ -513,8 +422,7 @@ fn a_flavor_starts_working_when_a_node_of_its_model_appears() {
 
     let mut q = live_queue(t, &["A100"]);
     let a100 = q.intern_model("A100").unwrap();
-    q.upsert_node(Node::new("a0", CORES, MEM, 8, Some(a100)))
-        .unwrap();
+    q.upsert_node(Node::new("a0", CORES, MEM, 8, Some(a100))).unwrap();
     consistent(&q);
     // Only A100 nodes: the H100 flavor is unbound, and GPU work goes to A100.
     assert_eq!(q.flavors.model_of(1), None);
@@ -532,16 +440,11 @@ fn a_flavor_starts_working_when_a_node_of_its_model_appears() {
 
     // H100 nodes appear: the same work is taken, and runs there.
     for i in 0..2 {
-        q.upsert_node(Node::new(format!("h{i}"), CORES, MEM, 8, Some(h100)))
-            .unwrap();
+        q.upsert_node(Node::new(format!("h{i}"), CORES, MEM, 8, Some(h100))).unwrap();
     }
     consistent(&q);
     let pinned = ModelSet::from_iter([h100]);
-    submit(
-        &mut q,
-        WB::new(3, 0).gpus(2, 8).models(pinned).build(),
-        NOV1 + 1,
-    );
+    submit(&mut q, WB::new(3, 0).gpus(2, 8).models(pinned).build(), NOV1 + 1);
     assert_eq!(admitted_ids(&q.cycle(NOV1 + 1)), vec![3]);
     assert_eq!(node_of(&q, 3), vec!["h0", "h1"]);
     assert_eq!(q.capacity(1), g(16));
@@ -582,14 +485,12 @@ fn a_node_that_gains_room_retries_shapes_that_failed_on_it() {
     q.upsert_node(Node::new("n0", CORES, MEM, 8, a100)).unwrap();
     // A pod of another namespace takes most of the CPU: the GPUs are idle, yet an 8-GPU pod
     // with 8 cores fits nowhere, and its shape is remembered as failed.
-    q.place_external(1, &PodRequest::cpu_only(CORES - 4000, 0), on(0, &[]))
-        .unwrap();
+    q.place_external(1, &PodRequest::cpu_only(CORES - 4000, 0), on(0, &[])).unwrap();
     submit(&mut q, WB::new(1, 0).gpus(1, 8).build(), NOV1);
     assert!(q.cycle(NOV1).admitted.is_empty());
     assert!(q.cycle(NOV1 + 60).admitted.is_empty());
     // The node gets more cores: the shape is tried again.
-    q.upsert_node(Node::new("n0", 2 * CORES, MEM, 8, a100))
-        .unwrap();
+    q.upsert_node(Node::new("n0", 2 * CORES, MEM, 8, a100)).unwrap();
     consistent(&q);
     assert_eq!(admitted_ids(&q.cycle(NOV1 + 61)), vec![1]);
     consistent(&q);
@@ -634,10 +535,7 @@ fn beta_borrows_everything() -> Queue {
     submit(&mut q, WB::new(1, 1).gpus(1, 8).build(), NOV1);
     submit(&mut q, WB::new(2, 1).gpus(1, 8).build(), NOV1);
     assert_eq!(admitted_ids(&q.cycle(NOV1)), vec![1, 2]);
-    assert_eq!(
-        (node_of(&q, 1), node_of(&q, 2)),
-        (vec!["n0".into()], vec!["n1".into()])
-    );
+    assert_eq!((node_of(&q, 1), node_of(&q, 2)), (vec!["n0".into()], vec!["n1".into()]));
     q
 }
 
@@ -653,23 +551,13 @@ fn work_on_a_removed_node_is_no_preemption_victim() {
     // quota but no room (and its pods could not be put back), so nothing is stopped.
     submit(&mut q, WB::new(3, 0).gpus(1, 8).build(), NOV1 + 1);
     let out = q.cycle(NOV1 + 1);
-    assert!(
-        out.admitted.is_empty() && out.preempted.is_empty(),
-        "{out:?}"
-    );
+    assert!(out.admitted.is_empty() && out.preempted.is_empty(), "{out:?}");
     consistent(&q);
     // The driver learns workload 2's pods are gone; n1 comes back, and alpha starts there.
     q.finish(2, NOV1 + 2);
     consistent(&q);
     assert!(q.cycle(NOV1 + 2).admitted.is_empty());
-    q.upsert_node(Node::new(
-        "n1",
-        CORES,
-        MEM,
-        8,
-        Some(gantry_core::ModelId(0)),
-    ))
-    .unwrap();
+    q.upsert_node(Node::new("n1", CORES, MEM, 8, Some(gantry_core::ModelId(0)))).unwrap();
     assert_eq!(admitted_ids(&q.cycle(NOV1 + 3)), vec![3]);
     assert_eq!(node_of(&q, 3), vec!["n1"]);
     consistent(&q);
@@ -683,22 +571,12 @@ fn reclaim_takes_work_on_the_nodes_in_service() {
     submit(&mut q, WB::new(3, 0).gpus(1, 8).build(), NOV1 + 1);
     let out = q.cycle(NOV1 + 1);
     assert_eq!(admitted_ids(&out), vec![3]);
-    assert_eq!(
-        out.preempted.iter().map(|p| p.victim).collect::<Vec<_>>(),
-        vec![2]
-    );
+    assert_eq!(out.preempted.iter().map(|p| p.victim).collect::<Vec<_>>(), vec![2]);
     assert_eq!(node_of(&q, 3), vec!["n1"]);
     consistent(&q);
     // Workload 1's pods are gone; n0 comes back and the preempted workload starts there.
     q.finish(1, NOV1 + 2);
-    q.upsert_node(Node::new(
-        "n0",
-        CORES,
-        MEM,
-        8,
-        Some(gantry_core::ModelId(0)),
-    ))
-    .unwrap();
+    q.upsert_node(Node::new("n0", CORES, MEM, 8, Some(gantry_core::ModelId(0)))).unwrap();
     assert_eq!(admitted_ids(&q.cycle(NOV1 + 3)), vec![2]);
     assert_eq!(node_of(&q, 2), vec!["n0"]);
     consistent(&q);
@@ -724,9 +602,7 @@ fn quota_charged_on_a_removed_node_does_not_hide_free_room() {
 
 #[test]
 fn external_pods_take_room_and_give_it_back() {
-    let t = TenancyBuilder::new(&["A100", "cpu"])
-        .tenant("alpha", None, &[Q::n(64), Q::n(256)])
-        .build();
+    let t = TenancyBuilder::new(&["A100", "cpu"]).tenant("alpha", None, &[Q::n(64), Q::n(256)]).build();
     let mut q = live_queue(t, &["A100"]);
     let a100 = Some(q.intern_model("A100").unwrap());
     q.upsert_node(Node::new("n0", CORES, MEM, 8, a100)).unwrap();
@@ -746,23 +622,10 @@ fn external_pods_take_room_and_give_it_back() {
     assert!(q.cycle(NOV1).admitted.is_empty());
     // Wrong uses fail and change nothing.
     let gpu5 = on(0, &[5]);
-    assert!(
-        q.place_external(same, &whole(1), gpu5.clone()).is_err(),
-        "id in use"
-    );
-    assert!(
-        q.place_external(EXTERNAL_POD_BIT | 3, &whole(1), gpu5.clone())
-            .is_err(),
-        "id too large"
-    );
-    assert!(
-        q.place_external(3, &whole(1), on(0, &[6])).is_err(),
-        "GPU taken"
-    );
-    assert!(
-        q.place_external(3, &whole(1), on(5, &[0])).is_err(),
-        "no such node"
-    );
+    assert!(q.place_external(same, &whole(1), gpu5.clone()).is_err(), "id in use");
+    assert!(q.place_external(EXTERNAL_POD_BIT | 3, &whole(1), gpu5.clone()).is_err(), "id too large");
+    assert!(q.place_external(3, &whole(1), on(0, &[6])).is_err(), "GPU taken");
+    assert!(q.place_external(3, &whole(1), on(5, &[0])).is_err(), "no such node");
     assert!(q.release_external(99).is_err(), "never placed");
     assert!(q.release_external(EXTERNAL_POD_BIT).is_err());
     assert_eq!(q.external_pods(), 2);
@@ -774,19 +637,13 @@ fn external_pods_take_room_and_give_it_back() {
     assert_eq!(admitted_ids(&out), vec![1]);
     assert_eq!(out.admitted[0].pods[0].0, same, "the queue's own pod id");
     assert_eq!(q.cluster().placement(same).map(|p| p.gpus.len()), Some(4));
-    assert_eq!(
-        q.cluster()
-            .placement(same | EXTERNAL_POD_BIT)
-            .map(|p| p.gpus.len()),
-        Some(2)
-    );
+    assert_eq!(q.cluster().placement(same | EXTERNAL_POD_BIT).map(|p| p.gpus.len()), Some(2));
     assert!(q.release_external(2).is_err(), "released already");
     consistent(&q);
 
     // A CPU pod that takes every core left blocks GPU work too, until it goes.
     let left = q.cluster().nodes[0].cpu_free;
-    q.place_external(7, &PodRequest::cpu_only(left, 0), on(0, &[]))
-        .unwrap();
+    q.place_external(7, &PodRequest::cpu_only(left, 0), on(0, &[])).unwrap();
     submit(&mut q, WB::new(2, 0).gpus(1, 1).build(), NOV1 + 2);
     assert!(q.cycle(NOV1 + 2).admitted.is_empty());
     assert!(q.cycle(NOV1 + 3).admitted.is_empty());
@@ -794,9 +651,7 @@ fn external_pods_take_room_and_give_it_back() {
     assert_eq!(admitted_ids(&q.cycle(NOV1 + 4)), vec![2]);
     // No external pod on a removed node; releasing one there works.
     q.remove_node("n0");
-    assert!(q
-        .place_external(8, &PodRequest::cpu_only(1, 0), on(0, &[]))
-        .is_err());
+    assert!(q.place_external(8, &PodRequest::cpu_only(1, 0), on(0, &[])).is_err());
     q.release_external(same).unwrap();
     assert_eq!(q.external_pods(), 0);
     consistent(&q);
@@ -808,9 +663,7 @@ fn workload_ids_leave_the_top_bit_to_external_pods() {
     let mut q = queue(t, a100s(1, 8), NOV1);
     let max = WB::new(MAX_WORKLOAD_ID, 0).gpus(1, 1).build();
     submit(&mut q, max, NOV1);
-    assert!(q
-        .submit(WB::new(MAX_WORKLOAD_ID + 1, 0).gpus(1, 1).build(), NOV1)
-        .is_err());
+    assert!(q.submit(WB::new(MAX_WORKLOAD_ID + 1, 0).gpus(1, 1).build(), NOV1).is_err());
     let out = q.cycle(NOV1);
     let pod = out.admitted[0].pods[0].0;
     assert_eq!(pod & EXTERNAL_POD_BIT, 0);
@@ -871,28 +724,10 @@ fn op() -> impl Strategy<Value = Op> {
             cores,
             failed_gpu,
         });
-    let external = (any::<usize>(), 0u32..=8_000, 0u32..=2, any::<bool>()).prop_map(
-        |(node, cores, gpus, shared)| Op::External {
-            node,
-            cores,
-            gpus,
-            shared,
-        },
-    );
-    let submit = (
-        0usize..2,
-        0usize..5,
-        1u32..=3,
-        0u32..=4,
-        prop::option::weighted(0.3, 0..MODELS.len()),
-    )
-        .prop_map(|(tenant, kind, members, gpus, pin)| Op::Submit {
-            tenant,
-            kind,
-            members,
-            gpus,
-            pin,
-        });
+    let external = (any::<usize>(), 0u32..=8_000, 0u32..=2, any::<bool>())
+        .prop_map(|(node, cores, gpus, shared)| Op::External { node, cores, gpus, shared });
+    let submit = (0usize..2, 0usize..5, 1u32..=3, 0u32..=4, prop::option::weighted(0.3, 0..MODELS.len()))
+        .prop_map(|(tenant, kind, members, gpus, pin)| Op::Submit { tenant, kind, members, gpus, pin });
     prop_oneof![
         3 => upsert,
         1 => (0..NAMES).prop_map(Op::Remove),
@@ -917,10 +752,7 @@ impl Held {
     fn within(&self, other: &Held) -> bool {
         self.cpu <= other.cpu
             && self.memory <= other.memory
-            && self
-                .gpu
-                .iter()
-                .all(|(g, &m)| m <= other.gpu.get(g).copied().unwrap_or(0))
+            && self.gpu.iter().all(|(g, &m)| m <= other.gpu.get(g).copied().unwrap_or(0))
     }
 }
 
@@ -942,9 +774,7 @@ fn offer(n: &Node, failed_gpu: bool) -> Held {
     Held {
         cpu: u64::from(n.cpu_capacity),
         memory: n.memory_capacity,
-        gpu: (0..n.gpu_count())
-            .map(|g| (g, if failed_gpu && g == 0 { 0 } else { GPU_MILLI }))
-            .collect(),
+        gpu: (0..n.gpu_count()).map(|g| (g, if failed_gpu && g == 0 { 0 } else { GPU_MILLI })).collect(),
     }
 }
 
@@ -973,10 +803,7 @@ fn tenancy() -> Tenancy {
 impl Live {
     fn new() -> Live {
         let cluster = Cluster::new(ModelCatalog::default(), vec![]);
-        let scale = Scale {
-            max_cpu: 64_000.0,
-            max_gpu_milli: 8_000.0,
-        };
+        let scale = Scale { max_cpu: 64_000.0, max_gpu_milli: 8_000.0 };
         let scheduler = Scheduler::new(PolicyKind::Gantry.build(scale, &[whole(1), whole(2)]));
         Live {
             q: Queue::new_live(tenancy(), cluster, scheduler, Mode::Quota, NOV1),
@@ -1012,13 +839,7 @@ impl Live {
 
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
         match *op {
-            Op::Upsert {
-                name,
-                model,
-                gpus,
-                cores,
-                failed_gpu,
-            } => {
+            Op::Upsert { name, model, gpus, cores, failed_gpu } => {
                 let m = self.q.intern_model(MODELS[model]).unwrap();
                 let mut node = Node::new(format!("n{name}"), cores, 256 * 1024, gpus, Some(m));
                 let failed_gpu = failed_gpu && gpus > 0;
@@ -1045,12 +866,7 @@ impl Live {
                     self.shrunk.remove(&id);
                 }
             }
-            Op::External {
-                node,
-                cores,
-                gpus,
-                shared,
-            } => {
+            Op::External { node, cores, gpus, shared } => {
                 let count = self.q.cluster().nodes.len();
                 if count == 0 {
                     return Ok(());
@@ -1085,13 +901,7 @@ impl Live {
                     prop_assert!(self.q.release_external(id).is_err());
                 }
             }
-            Op::Submit {
-                tenant,
-                kind,
-                members,
-                gpus,
-                pin,
-            } => {
+            Op::Submit { tenant, kind, members, gpus, pin } => {
                 let id = self.next_id;
                 self.next_id += 1;
                 let mut wb = WB::new(id, tenant).kind(Kind::ALL[kind]).at(self.now);
@@ -1137,11 +947,7 @@ impl Live {
                 self.shrunk.remove(&id);
                 prop_assert!(!c.is_overcommitted(id));
             } else {
-                prop_assert!(
-                    c.is_overcommitted(id),
-                    "node {} is over but not flagged",
-                    n.name
-                );
+                prop_assert!(c.is_overcommitted(id), "node {} is over but not flagged", n.name);
                 let at_shrink = self.shrunk.get(&id);
                 prop_assert!(
                     at_shrink.is_some_and(|s| h.within(s)),
@@ -1209,12 +1015,7 @@ proptest! {
 
 #[derive(Clone, Debug)]
 enum Step {
-    Submit {
-        tenant: usize,
-        members: u32,
-        gpus: u32,
-        pin: Option<usize>,
-    },
+    Submit { tenant: usize, members: u32, gpus: u32, pin: Option<usize> },
     Finish(usize),
     Tick(Seconds),
 }
@@ -1247,21 +1048,11 @@ fn decisions(q: &Queue, out: &CycleOutcome) -> Vec<Decision> {
 }
 
 fn workload(id: WorkloadId, s: &Step, now: Seconds, models: &ModelCatalog) -> Option<Workload> {
-    let Step::Submit {
-        tenant,
-        members,
-        gpus,
-        pin,
-    } = *s
-    else {
+    let Step::Submit { tenant, members, gpus, pin } = *s else {
         return None;
     };
     let mut wb = WB::new(id, tenant).at(now);
-    wb = if gpus == 0 {
-        wb.pods(members, PodRequest::cpu_only(4000, 1024))
-    } else {
-        wb.gpus(members, gpus)
-    };
+    wb = if gpus == 0 { wb.pods(members, PodRequest::cpu_only(4000, 1024)) } else { wb.gpus(members, gpus) };
     if let Some(m) = pin.and_then(|m| models.get(MODELS[m])) {
         wb = wb.models(ModelSet::from_iter([m]));
     }
@@ -1286,60 +1077,35 @@ fn equivalent(
     let scheduler = || Scheduler::new(kind.build(scale, &expected));
     let t = tenancy();
     let mut a = if strict {
-        Queue::new(t.clone(), full.clone(), scheduler(), Mode::Quota, NOV1)
-            .map_err(TestCaseError::fail)?
+        Queue::new(t.clone(), full.clone(), scheduler(), Mode::Quota, NOV1).map_err(TestCaseError::fail)?
     } else {
         Queue::new_live(t.clone(), full.clone(), scheduler(), Mode::Quota, NOV1)
     };
     let empty = Cluster::new(ModelCatalog::default(), vec![]);
     let mut b = Queue::new_live(t, empty, scheduler(), Mode::Quota, NOV1);
     let model_of = |b: &mut Queue, n: &Node| {
-        let name = n
-            .model
-            .map(|m| full.models.name(m).to_string())
-            .unwrap_or_default();
+        let name = n.model.map(|m| full.models.name(m).to_string()).unwrap_or_default();
         b.intern_model(&name).map_err(TestCaseError::fail)
     };
     for n in &full.nodes {
         let m = model_of(&mut b, n)?;
-        let small = Node::new(
-            n.name.clone(),
-            n.cpu_capacity / 2,
-            n.memory_capacity / 2,
-            1,
-            Some(m),
-        );
+        let small = Node::new(n.name.clone(), n.cpu_capacity / 2, n.memory_capacity / 2, 1, Some(m));
         b.upsert_node(small).map_err(TestCaseError::fail)?;
     }
     let m = model_of(&mut b, &full.nodes[0])?;
-    b.upsert_node(Node::new("extra", 64_000, 1 << 20, 8, Some(m)))
-        .map_err(TestCaseError::fail)?;
+    b.upsert_node(Node::new("extra", 64_000, 1 << 20, 8, Some(m))).map_err(TestCaseError::fail)?;
     b.check_invariants().map_err(TestCaseError::fail)?;
     for n in &full.nodes {
         let m = model_of(&mut b, n)?;
-        let real = Node::new(
-            n.name.clone(),
-            n.cpu_capacity,
-            n.memory_capacity,
-            n.gpu_count(),
-            Some(m),
-        );
-        prop_assert_eq!(
-            b.upsert_node(real),
-            Ok(a.cluster().node_id(&n.name).unwrap())
-        );
+        let real = Node::new(n.name.clone(), n.cpu_capacity, n.memory_capacity, n.gpu_count(), Some(m));
+        prop_assert_eq!(b.upsert_node(real), Ok(a.cluster().node_id(&n.name).unwrap()));
     }
     prop_assert_eq!(b.remove_node("extra"), Some(full.nodes.len()));
-    let same_nodes = a
-        .cluster()
-        .nodes
-        .iter()
-        .zip(&b.cluster().nodes)
-        .all(|(x, y)| {
-            let mut y = y.clone();
-            y.generation = x.generation;
-            *x == y
-        });
+    let same_nodes = a.cluster().nodes.iter().zip(&b.cluster().nodes).all(|(x, y)| {
+        let mut y = y.clone();
+        y.generation = x.generation;
+        *x == y
+    });
     prop_assert!(same_nodes);
     for f in 0..3 {
         prop_assert_eq!(a.capacity(f), b.capacity(f));

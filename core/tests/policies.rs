@@ -52,35 +52,56 @@ fn check_scores(policy: &dyn Policy, cases: &[(&str, Node, PodRequest, f64)]) {
 #[test]
 fn dot_product_scores() {
     // trunc(100 × (1 − (cpuFree/128000 · cpu/128000 + gpuFree/8000 · gpu/8000) / 2))
-    check_scores(&DotProduct { scale: SCALE }, &[
-        // 0.5·0.125 + 1·0.25 = 0.3125 → 84.375
-        ("2 GPUs on an idle 8-GPU node", node(64_000, &[1000; 8]), whole(16_000, 2), 84.0),
-        // 1·(100/128000): a pod asking no CPU counts as 100m → 99.96
-        ("CPU-only pod with cpu 0", node(128_000, &[0; 8]), cpu_only(0), 99.0),
-        // 0.25·0.25 + 0.5·(500/8000)=0.03125 → 0.09375 → 95.3125
-        ("sharing pod", node(32_000, &[1000, 1000, 1000, 1000, 0, 0, 0, 0]), share(32_000, 500), 95.0),
-        ("cpu free below the request scores 0", node(8_000, &[1000; 8]), whole(16_000, 1), 0.0),
-        ("cpu 0 counts as 100m against 50m free", node(50, &[1000; 8]), cpu_only(0), 0.0),
-    ]);
+    check_scores(
+        &DotProduct { scale: SCALE },
+        &[
+            // 0.5·0.125 + 1·0.25 = 0.3125 → 84.375
+            ("2 GPUs on an idle 8-GPU node", node(64_000, &[1000; 8]), whole(16_000, 2), 84.0),
+            // 1·(100/128000): a pod asking no CPU counts as 100m → 99.96
+            ("CPU-only pod with cpu 0", node(128_000, &[0; 8]), cpu_only(0), 99.0),
+            // 0.25·0.25 + 0.5·(500/8000)=0.03125 → 0.09375 → 95.3125
+            ("sharing pod", node(32_000, &[1000, 1000, 1000, 1000, 0, 0, 0, 0]), share(32_000, 500), 95.0),
+            ("cpu free below the request scores 0", node(8_000, &[1000; 8]), whole(16_000, 1), 0.0),
+            ("cpu 0 counts as 100m against 50m free", node(50, &[1000; 8]), cpu_only(0), 0.0),
+        ],
+    );
 }
 
 #[test]
 fn clustering_scores_each_affinity_case() {
     // base = floor(25 × (8000 − gpuFree) / 8000): 6000 free → floor(6.25) = 6.
     let used2 = [1000, 1000, 1000, 1000, 1000, 1000, 0, 0];
-    check_scores(&GpuClustering { scale: SCALE }, &[
-        ("CPU-only pod", with_kinds(node(1000, &used2), &[(0, 1)]), cpu_only(1000), 0.0),
-        ("only this kind", with_kinds(node(1000, &used2), &[(0, 3)]), share(1000, 300), 81.0),
-        ("this kind among others", with_kinds(node(1000, &used2), &[(2, 1), (0, 1)]), share(1000, 300), 56.0),
-        ("no GPU pod, idle 8 GPUs: base 0", node(1000, &[1000; 8]), share(1000, 300), 25.0),
-        // An idle 2-GPU node: floor(25 × 6000 / 8000) = 18, so small nodes score higher.
-        ("no GPU pod, idle 2 GPUs", node(1000, &[1000; 2]), share(1000, 300), 43.0),
-        ("only other kinds", with_kinds(node(1000, &used2), &[(2, 1)]), share(1000, 300), 6.0),
-        ("2-GPU pod, 2-GPU pods only", with_kinds(node(1000, &used2), &[(2, 1)]), whole(1000, 2), 81.0),
-        ("1-GPU pod is not a sharing pod", with_kinds(node(1000, &used2), &[(0, 2)]), whole(1000, 1), 6.0),
-        // 4700 free → floor(25 × 3300 / 8000) = floor(10.3125) = 10
-        ("base rounds down", with_kinds(node(1000, &[1000, 1000, 1000, 1000, 700, 0, 0, 0]), &[(1, 3), (0, 1)]), whole(1000, 1), 60.0),
-    ]);
+    check_scores(
+        &GpuClustering { scale: SCALE },
+        &[
+            ("CPU-only pod", with_kinds(node(1000, &used2), &[(0, 1)]), cpu_only(1000), 0.0),
+            ("only this kind", with_kinds(node(1000, &used2), &[(0, 3)]), share(1000, 300), 81.0),
+            (
+                "this kind among others",
+                with_kinds(node(1000, &used2), &[(2, 1), (0, 1)]),
+                share(1000, 300),
+                56.0,
+            ),
+            ("no GPU pod, idle 8 GPUs: base 0", node(1000, &[1000; 8]), share(1000, 300), 25.0),
+            // An idle 2-GPU node: floor(25 × 6000 / 8000) = 18, so small nodes score higher.
+            ("no GPU pod, idle 2 GPUs", node(1000, &[1000; 2]), share(1000, 300), 43.0),
+            ("only other kinds", with_kinds(node(1000, &used2), &[(2, 1)]), share(1000, 300), 6.0),
+            ("2-GPU pod, 2-GPU pods only", with_kinds(node(1000, &used2), &[(2, 1)]), whole(1000, 2), 81.0),
+            (
+                "1-GPU pod is not a sharing pod",
+                with_kinds(node(1000, &used2), &[(0, 2)]),
+                whole(1000, 1),
+                6.0,
+            ),
+            // 4700 free → floor(25 × 3300 / 8000) = floor(10.3125) = 10
+            (
+                "base rounds down",
+                with_kinds(node(1000, &[1000, 1000, 1000, 1000, 700, 0, 0, 0]), &[(1, 3), (0, 1)]),
+                whole(1000, 1),
+                60.0,
+            ),
+        ],
+    );
 }
 
 #[test]
@@ -90,38 +111,44 @@ fn packing_scores_each_tier() {
         g[0] = 0;
         g
     };
-    check_scores(&GpuPacking, &[
-        ("CPU-only pod", node(1000, &[1000, 500]), cpu_only(1000), 0.0),
-        // Tier 1, all GPUs idle: max(33 − n, n), CPU use does not matter.
-        ("idle 8-GPU node", node(1000, &[1000; 8]), share(1000, 100), 25.0),
-        ("idle 4-GPU node", node(128_000, &[1000; 4]), whole(1000, 2), 29.0),
-        ("idle 1-GPU node", node(5_000, &[1000]), whole(1000, 1), 32.0),
-        // Tier 2: the pod takes u idle GPUs on a used node: max(50 − u, 33).
-        ("share pod only fits an idle GPU", node(1000, &[200, 1000, 1000, 1000]), share(1000, 500), 49.0),
-        ("2 GPUs on a used node", node(1000, &[0, 1000, 1000, 500]), whole(1000, 2), 48.0),
-        ("18 idle GPUs: floor of 33", node(1000, &many), whole(1000, 18), 33.0),
-        // Tier 3: share pod into the used GPU with the least free that fits:
-        // 100 − floor(floor(L·100/1000)/10).
-        ("L = 350", node(1000, &[1000, 350, 600, 1000]), share(1000, 300), 97.0),
-        ("L = 700 (100 is too small)", node(1000, &[100, 700, 1000]), share(1000, 500), 93.0),
-        ("L = 999", node(1000, &[999, 1000]), share(1000, 1), 91.0),
-        ("L = 50, exact fit", node(1000, &[50, 1000]), share(1000, 50), 100.0),
-    ]);
+    check_scores(
+        &GpuPacking,
+        &[
+            ("CPU-only pod", node(1000, &[1000, 500]), cpu_only(1000), 0.0),
+            // Tier 1, all GPUs idle: max(33 − n, n), CPU use does not matter.
+            ("idle 8-GPU node", node(1000, &[1000; 8]), share(1000, 100), 25.0),
+            ("idle 4-GPU node", node(128_000, &[1000; 4]), whole(1000, 2), 29.0),
+            ("idle 1-GPU node", node(5_000, &[1000]), whole(1000, 1), 32.0),
+            // Tier 2: the pod takes u idle GPUs on a used node: max(50 − u, 33).
+            ("share pod only fits an idle GPU", node(1000, &[200, 1000, 1000, 1000]), share(1000, 500), 49.0),
+            ("2 GPUs on a used node", node(1000, &[0, 1000, 1000, 500]), whole(1000, 2), 48.0),
+            ("18 idle GPUs: floor of 33", node(1000, &many), whole(1000, 18), 33.0),
+            // Tier 3: share pod into the used GPU with the least free that fits:
+            // 100 − floor(floor(L·100/1000)/10).
+            ("L = 350", node(1000, &[1000, 350, 600, 1000]), share(1000, 300), 97.0),
+            ("L = 700 (100 is too small)", node(1000, &[100, 700, 1000]), share(1000, 500), 93.0),
+            ("L = 999", node(1000, &[999, 1000]), share(1000, 1), 91.0),
+            ("L = 50, exact fit", node(1000, &[50, 1000]), share(1000, 50), 100.0),
+        ],
+    );
 }
 
 #[test]
 fn best_fit_scores() {
     // trunc(100 × (1 − [0.5·(cpuFree − cpu)/128000 + 0.5·(gpuFree − gpu)/8000]))
-    check_scores(&BestFit { scale: SCALE }, &[
-        // 0.5·0.375 + 0.5·0.75 = 0.5625 → 43.75
-        ("2 GPUs", node(64_000, &[1000; 8]), whole(16_000, 2), 43.0),
-        // 0.5·28000/128000 + 0.5·1000/8000 = 0.171875 → 82.8125
-        ("sharing pod", node(32_000, &[1000, 500]), share(4_000, 500), 82.0),
-        // cpu 0 counts as 100m: nothing left anywhere → 100
-        ("CPU-only pod fills the node", node(100, &[0; 8]), cpu_only(0), 100.0),
-        // A CPU-only pod still prefers nodes with little free GPU: 0.5·0 + 0.5·1 → 50
-        ("CPU-only pod on idle GPUs", node(1_000, &[1000; 8]), cpu_only(1_000), 50.0),
-    ]);
+    check_scores(
+        &BestFit { scale: SCALE },
+        &[
+            // 0.5·0.375 + 0.5·0.75 = 0.5625 → 43.75
+            ("2 GPUs", node(64_000, &[1000; 8]), whole(16_000, 2), 43.0),
+            // 0.5·28000/128000 + 0.5·1000/8000 = 0.171875 → 82.8125
+            ("sharing pod", node(32_000, &[1000, 500]), share(4_000, 500), 82.0),
+            // cpu 0 counts as 100m: nothing left anywhere → 100
+            ("CPU-only pod fills the node", node(100, &[0; 8]), cpu_only(0), 100.0),
+            // A CPU-only pod still prefers nodes with little free GPU: 0.5·0 + 0.5·1 → 50
+            ("CPU-only pod on idle GPUs", node(1_000, &[1000; 8]), cpu_only(1_000), 50.0),
+        ],
+    );
 }
 
 // --- FGD ----------------------------------------------------------------------------------------
@@ -194,9 +221,24 @@ fn unusable_for_each_case() {
         ("not enough CPU: all of it", typical(9_000, 1, 500, 1.0), Some(0), 1800),
         ("1 GPU: the used GPUs", typical(1_000, 1, 1000, 1.0), Some(0), 800),
         ("2 GPUs: only 1 idle, all of it", typical(1_000, 2, 1000, 1.0), Some(0), 1800),
-        ("model allowed", TypicalPod { allowed_models: Some(only(0b01)), ..typical(1_000, 1, 500, 1.0) }, Some(0), 200),
-        ("model not allowed", TypicalPod { allowed_models: Some(only(0b10)), ..typical(1_000, 1, 500, 1.0) }, Some(0), 1800),
-        ("node without model", TypicalPod { allowed_models: Some(only(0b01)), ..typical(1_000, 1, 500, 1.0) }, None, 1800),
+        (
+            "model allowed",
+            TypicalPod { allowed_models: Some(only(0b01)), ..typical(1_000, 1, 500, 1.0) },
+            Some(0),
+            200,
+        ),
+        (
+            "model not allowed",
+            TypicalPod { allowed_models: Some(only(0b10)), ..typical(1_000, 1, 500, 1.0) },
+            Some(0),
+            1800,
+        ),
+        (
+            "node without model",
+            TypicalPod { allowed_models: Some(only(0b01)), ..typical(1_000, 1, 500, 1.0) },
+            None,
+            1800,
+        ),
     ];
     for (what, t, model, want) in cases {
         assert_eq!(unusable_for(t, *model, 8_000, &free), *want, "{what}");
@@ -226,13 +268,25 @@ type TypicalCase = (&'static str, Vec<PodRequest>, f64, Vec<(u32, u32, u32, f64)
 fn typical_pods_by_count_with_95_percent_cutoff() {
     let (a, b, c) = (share(1_000, 500), whole(2_000, 1), cpu_only(4_000));
     let cases: &[TypicalCase] = &[
-        ("everything at coverage 1", pods(&[(2, c), (5, a), (3, b)]), 1.0,
-            vec![(1_000, 1, 500, 0.5), (2_000, 1, 1000, 0.3), (4_000, 0, 0, 0.2)]),
+        (
+            "everything at coverage 1",
+            pods(&[(2, c), (5, a), (3, b)]),
+            1.0,
+            vec![(1_000, 1, 500, 0.5), (2_000, 1, 1000, 0.3), (4_000, 0, 0, 0.2)],
+        ),
         // 10 + 9 = 19 = 95 % of 20 exactly: the third shape is not needed.
-        ("cutoff reached exactly", pods(&[(10, a), (9, b), (1, c)]), 0.95,
-            vec![(1_000, 1, 500, 10.0 / 19.0), (2_000, 1, 1000, 9.0 / 19.0)]),
-        ("18 of 20 is short of 95 %", pods(&[(10, a), (8, b), (2, c)]), 0.95,
-            vec![(1_000, 1, 500, 0.5), (2_000, 1, 1000, 0.4), (4_000, 0, 0, 0.1)]),
+        (
+            "cutoff reached exactly",
+            pods(&[(10, a), (9, b), (1, c)]),
+            0.95,
+            vec![(1_000, 1, 500, 10.0 / 19.0), (2_000, 1, 1000, 9.0 / 19.0)],
+        ),
+        (
+            "18 of 20 is short of 95 %",
+            pods(&[(10, a), (8, b), (2, c)]),
+            0.95,
+            vec![(1_000, 1, 500, 0.5), (2_000, 1, 1000, 0.4), (4_000, 0, 0, 0.1)],
+        ),
         ("shortest prefix", pods(&[(5, a), (3, b), (2, c)]), 0.5, vec![(1_000, 1, 500, 1.0)]),
         ("coverage 0 keeps the top shape", pods(&[(5, a), (3, b)]), 0.0, vec![(1_000, 1, 500, 1.0)]),
         ("no pods", vec![], 0.95, vec![]),
@@ -254,17 +308,27 @@ fn typical_pods_tie_order_and_grouping() {
         (2, whole(2_000, 2)),
         (2, with(share(1_000, 500), 0b100)),
     ]);
-    let got: Vec<_> = Workload::typical(&ps, 1.0).typical.iter().map(|t| (t.cpu_milli, t.gpu_milli, t.gpu_count, t.allowed_models)).collect();
-    assert_eq!(got, vec![
-        (2_000, 1000, 2, None),
-        (2_000, 1000, 1, None),
-        (2_000, 300, 1, None),
-        (2_000, 100, 1, None),
-        (1_000, 500, 1, Some(ModelSet(0b100))),
-        (1_000, 500, 1, None),
-    ]);
+    let got: Vec<_> = Workload::typical(&ps, 1.0)
+        .typical
+        .iter()
+        .map(|t| (t.cpu_milli, t.gpu_milli, t.gpu_count, t.allowed_models))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (2_000, 1000, 2, None),
+            (2_000, 1000, 1, None),
+            (2_000, 300, 1, None),
+            (2_000, 100, 1, None),
+            (1_000, 500, 1, Some(ModelSet(0b100))),
+            (1_000, 500, 1, None),
+        ]
+    );
     // Memory is not part of the shape.
-    let w = Workload::typical(&[PodRequest::shared_gpu(1_000, 1, 500), PodRequest::shared_gpu(1_000, 2, 500)], 1.0);
+    let w = Workload::typical(
+        &[PodRequest::shared_gpu(1_000, 1, 500), PodRequest::shared_gpu(1_000, 2, 500)],
+        1.0,
+    );
     assert_eq!(shapes(&w), vec![(1_000, 1, 500, 1.0)]);
 }
 
@@ -323,8 +387,12 @@ fn unschedulable_lists_misfit_counts() {
     let why = s.decide(&c, &pod, 0).unwrap_err();
     use gantry_core::model::Misfit::*;
     assert_eq!(why.nodes, 6);
-    assert_eq!(why.misfits, BTreeMap::from([(NoGpus, 1), (GpuModel, 1), (Cpu, 2), (Memory, 1), (GpuCapacity, 1)]));
-    let text = "0/6 nodes can hold the pod: 2 insufficient CPU, 1 node has no GPUs, 1 GPU model not allowed, \
+    assert_eq!(
+        why.misfits,
+        BTreeMap::from([(NoGpus, 1), (GpuModel, 1), (Cpu, 2), (Memory, 1), (GpuCapacity, 1)])
+    );
+    let text =
+        "0/6 nodes can hold the pod: 2 insufficient CPU, 1 node has no GPUs, 1 GPU model not allowed, \
                 1 insufficient memory, 1 insufficient free GPU";
     assert_eq!(why.to_string(), text);
     let mut c = c;
@@ -388,7 +456,13 @@ fn gantry_picks_a_feasible_node_deterministically() {
     let mut nodes = Vec::new();
     for i in 0..12 {
         let gpus = [1, 2, 4, 8][i % 4];
-        let mut n = Node::new(format!("n{i}"), rng.gen_range(4..=64) * 1000, 1 << 20, gpus, Some(ModelId((i % 2) as u8)));
+        let mut n = Node::new(
+            format!("n{i}"),
+            rng.gen_range(4..=64) * 1000,
+            1 << 20,
+            gpus,
+            Some(ModelId((i % 2) as u8)),
+        );
         for f in n.gpu_free.iter_mut() {
             *f = [1000, 1000, 500, 0, 250][rng.gen_range(0..5)];
         }

@@ -8,7 +8,9 @@
 //! (c) a pod that names GPU models only lands on nodes of those models;
 //! (d) what `Scheduler::decide` returns always passes `Cluster::allocate`.
 
-use gantry_core::model::{fits, Cluster, Misfit, ModelCatalog, ModelId, ModelSet, Node, Placement, PodRequest};
+use gantry_core::model::{
+    fits, Cluster, Misfit, ModelCatalog, ModelId, ModelSet, Node, Placement, PodRequest,
+};
 use gantry_core::{PlaceError, PolicyKind, Scale, Scheduler, GPU_MILLI};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -25,7 +27,10 @@ struct NodeSpec {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Place { pod: PodRequest, salt: u64 },
+    Place {
+        pod: PodRequest,
+        salt: u64,
+    },
     /// Release the placed pod at this index (modulo the number placed).
     Release(usize),
 }
@@ -44,16 +49,12 @@ fn pod_with(models: impl Strategy<Value = Option<ModelSet>>) -> impl Strategy<Va
     let cpu = prop_oneof![Just(0u32), 1u32..=24_000];
     let mem = 0u64..=20_000;
     let gpu = prop_oneof![
-        Just((0u32, 0u32)),                      // CPU-only
-        (1u32..GPU_MILLI).prop_map(|m| (1, m)),  // sharing one GPU
+        Just((0u32, 0u32)),                                                     // CPU-only
+        (1u32..GPU_MILLI).prop_map(|m| (1, m)),                                 // sharing one GPU
         prop_oneof![4 => 1u32..=2, 1 => 3u32..=8].prop_map(|k| (k, GPU_MILLI)), // whole GPUs
     ];
-    (cpu, mem, gpu, models).prop_map(|(cpu_milli, memory_mib, (gpu_count, gpu_milli), allowed_models)| PodRequest {
-        cpu_milli,
-        memory_mib,
-        gpu_count,
-        gpu_milli,
-        allowed_models,
+    (cpu, mem, gpu, models).prop_map(|(cpu_milli, memory_mib, (gpu_count, gpu_milli), allowed_models)| {
+        PodRequest { cpu_milli, memory_mib, gpu_count, gpu_milli, allowed_models }
     })
 }
 
@@ -98,7 +99,12 @@ fn same_state(a: &Node, b: &Node) -> bool {
 fn check_accounting(cluster: &Cluster, ledger: &[(u64, PodRequest, Placement)]) -> Result<(), TestCaseError> {
     prop_assert_eq!(cluster.placed_pods(), ledger.len());
     for (i, node) in cluster.nodes.iter().enumerate() {
-        prop_assert!(node.cpu_free <= node.cpu_capacity, "{}: cpu_free {} > capacity", node.name, node.cpu_free);
+        prop_assert!(
+            node.cpu_free <= node.cpu_capacity,
+            "{}: cpu_free {} > capacity",
+            node.name,
+            node.cpu_free
+        );
         prop_assert!(node.memory_free <= node.memory_capacity, "{}: memory_free > capacity", node.name);
         for &f in &node.gpu_free {
             prop_assert!(f <= GPU_MILLI, "{}: a GPU has {} milli free", node.name, f);
@@ -129,12 +135,19 @@ fn check_accounting(cluster: &Cluster, ledger: &[(u64, PodRequest, Placement)]) 
         have.sort();
         prop_assert_eq!(have, kinds.into_iter().collect::<Vec<_>>(), "gpu_pod_kinds of {}", &node.name);
     }
-    prop_assert_eq!(cluster.gpu_allocated(), cluster.nodes.iter().map(|n| (n.gpu_capacity() - n.gpu_free_total) as u64).sum::<u64>());
+    prop_assert_eq!(
+        cluster.gpu_allocated(),
+        cluster.nodes.iter().map(|n| (n.gpu_capacity() - n.gpu_free_total) as u64).sum::<u64>()
+    );
     Ok(())
 }
 
 /// A failed decision must mean that no node passes the filter, and the counts must say why.
-fn check_unschedulable(cluster: &Cluster, pod: &PodRequest, why: &gantry_core::Unschedulable) -> Result<(), TestCaseError> {
+fn check_unschedulable(
+    cluster: &Cluster,
+    pod: &PodRequest,
+    why: &gantry_core::Unschedulable,
+) -> Result<(), TestCaseError> {
     prop_assert_eq!(why.nodes, cluster.nodes.len());
     let mut expect: BTreeMap<Misfit, usize> = BTreeMap::new();
     for node in &cluster.nodes {
@@ -164,7 +177,10 @@ fn replay(kind: PolicyKind, specs: &[NodeSpec], ops: &[Op], rank: &[u32]) -> Res
                         let node = &cluster.nodes[p.node];
                         // (c)
                         if let (true, Some(allowed)) = (pod.wants_gpu(), pod.allowed_models) {
-                            prop_assert!(node.model.is_some_and(|m| allowed.contains(m)), "{kind}: {pod:?} on {node:?}");
+                            prop_assert!(
+                                node.model.is_some_and(|m| allowed.contains(m)),
+                                "{kind}: {pod:?} on {node:?}"
+                            );
                         }
                         // Only the chosen node changed, and its generation moved on (score caches depend on it).
                         for (i, (a, b)) in before.iter().zip(&cluster.nodes).enumerate() {
@@ -178,12 +194,17 @@ fn replay(kind: PolicyKind, specs: &[NodeSpec], ops: &[Op], rank: &[u32]) -> Res
                         let mut undo = cluster.clone();
                         prop_assert_eq!(undo.release(id).unwrap(), p.clone());
                         for (a, b) in undo.nodes.iter().zip(&before) {
-                            prop_assert!(same_state(a, b), "{kind}: release did not restore {a:?}, was {b:?}");
+                            prop_assert!(
+                                same_state(a, b),
+                                "{kind}: release did not restore {a:?}, was {b:?}"
+                            );
                         }
                         ledger.push((id, pod, p));
                     }
                     Err(PlaceError::Unschedulable(why)) => check_unschedulable(&cluster, &pod, &why)?,
-                    Err(PlaceError::Model(e)) => prop_assert!(false, "{kind}: decide gave a placement allocate refused: {e}"),
+                    Err(PlaceError::Model(e)) => {
+                        prop_assert!(false, "{kind}: decide gave a placement allocate refused: {e}")
+                    }
                 }
             }
             Op::Release(i) if !ledger.is_empty() => {

@@ -53,7 +53,10 @@ fn freed_capacity_is_held_for_an_overdue_owed_workload() {
     let out = q.cycle(t1 + 600);
     assert_eq!(
         out.preempted,
-        vec![Preemption { victim: 3, by: 10, reclaim: true }, Preemption { victim: 4, by: 10, reclaim: true }]
+        vec![
+            Preemption { victim: 3, by: 10, reclaim: true },
+            Preemption { victim: 4, by: 10, reclaim: true }
+        ]
     );
     assert_eq!(admitted_ids(&out), vec![10, 5]);
     assert!(q.running(3).is_none() && q.running(4).is_none());

@@ -23,9 +23,7 @@ mod common;
 use common::*;
 use gantry_core::model::{ModelId, ModelSet, PodRequest};
 use gantry_core::queue::{CycleOutcome, Queue, Reason, Workload, WorkloadId};
-use gantry_core::tenancy::{
-    civil_month, days_from_civil, Kind, Milli, Seconds, Tenancy, WhenExhausted,
-};
+use gantry_core::tenancy::{civil_month, days_from_civil, Kind, Milli, Seconds, Tenancy, WhenExhausted};
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -83,25 +81,10 @@ enum Op {
 }
 
 fn tenant_spec() -> impl Strategy<Value = TenantSpec> {
-    let quota = (
-        0u64..=24,
-        prop::option::weighted(0.4, 0u64..=16),
-        prop::option::weighted(0.3, 0u64..=24),
-    )
+    let quota = (0u64..=24, prop::option::weighted(0.4, 0u64..=16), prop::option::weighted(0.3, 0u64..=24))
         .prop_map(|(n, b, l)| (n, b, l.map(|l| l.min(n))));
-    (
-        0u8..3,
-        quota.clone(),
-        quota,
-        1u8..=3,
-        prop::option::weighted(0.4, (1u64..=60, any::<bool>())),
-    )
-        .prop_map(|(cohort, q0, q1, weight, budget)| TenantSpec {
-            cohort,
-            quotas: [q0, q1],
-            weight,
-            budget,
-        })
+    (0u8..3, quota.clone(), quota, 1u8..=3, prop::option::weighted(0.4, (1u64..=60, any::<bool>())))
+        .prop_map(|(cohort, q0, q1, weight, budget)| TenantSpec { cohort, quotas: [q0, q1], weight, budget })
 }
 
 fn world() -> impl Strategy<Value = World> {
@@ -113,23 +96,14 @@ fn world() -> impl Strategy<Value = World> {
         0i64..=600,
         0i64..=1200,
     )
-        .prop_map(
-            |(flavors, mut nodes, tenants, strict, reclaim_window, min_runtime)| {
-                for n in nodes.iter_mut() {
-                    n.0 %= flavors;
-                }
-                nodes[0].0 = 0;
-                nodes[1].0 = flavors - 1;
-                World {
-                    flavors,
-                    nodes,
-                    tenants,
-                    strict,
-                    reclaim_window,
-                    min_runtime,
-                }
-            },
-        )
+        .prop_map(|(flavors, mut nodes, tenants, strict, reclaim_window, min_runtime)| {
+            for n in nodes.iter_mut() {
+                n.0 %= flavors;
+            }
+            nodes[0].0 = 0;
+            nodes[1].0 = flavors - 1;
+            World { flavors, nodes, tenants, strict, reclaim_window, min_runtime }
+        })
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -174,25 +148,11 @@ fn tenancy_of(w: &World) -> Tenancy {
         };
         let quotas: Vec<Q> = t.quotas[..w.flavors]
             .iter()
-            .map(|&(nominal, borrow, lend)| Q {
-                nominal,
-                borrow,
-                lend,
-            })
+            .map(|&(nominal, borrow, lend)| Q { nominal, borrow, lend })
             .collect();
-        b = b
-            .tenant(&name, cohort, &quotas)
-            .weight(&name, t.weight as f64);
+        b = b.tenant(&name, cohort, &quotas).weight(&name, t.weight as f64);
         if let Some((hours, refuse)) = t.budget {
-            b = b.budget(
-                &name,
-                hours,
-                if refuse {
-                    WhenExhausted::Refuse
-                } else {
-                    WhenExhausted::IdleOnly
-                },
-            );
+            b = b.budget(&name, hours, if refuse { WhenExhausted::Refuse } else { WhenExhausted::IdleOnly });
         }
     }
     let t = b.build();
@@ -271,10 +231,7 @@ impl Sim {
             Ask::Whole(k) => PodRequest::whole_gpus(1000 * k, 1024, k),
             Ask::Shared(m) => PodRequest::shared_gpu(500, 1024, m),
         };
-        let mut b = WB::new(id, tenant % nt)
-            .kind(Kind::ALL[kind % 5])
-            .at(self.now)
-            .pods(members, request);
+        let mut b = WB::new(id, tenant % nt).kind(Kind::ALL[kind % 5]).at(self.now).pods(members, request);
         if let Some(m) = elastic {
             b = b.min(m.min(members));
         }
@@ -286,23 +243,12 @@ impl Sim {
 
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
         match *op {
-            Op::Submit {
-                tenant,
-                kind,
-                members,
-                ask,
-                elastic,
-                pin,
-            } => {
+            Op::Submit { tenant, kind, members, ask, elastic, pin } => {
                 let w = self.workload(tenant, kind, members, ask, elastic, pin);
                 let (id, submitted) = (w.id, w.submitted);
                 if self.q.submit(w, self.now).is_ok() {
                     self.submitted.insert(id, submitted);
-                    prop_assert!(
-                        self.q.reason(id).is_some(),
-                        "submitted workload {} is not pending",
-                        id
-                    );
+                    prop_assert!(self.q.reason(id).is_some(), "submitted workload {} is not pending", id);
                 }
             }
             Op::Finish(i) => {
@@ -375,10 +321,7 @@ impl Sim {
                 "workload {} was stopped and started again in one cycle",
                 a.workload
             );
-            let w = self
-                .q
-                .workload(a.workload)
-                .expect("admitted workloads exist");
+            let w = self.q.workload(a.workload).expect("admitted workloads exist");
             prop_assert!(
                 (w.min_members..=w.members()).contains(&a.members),
                 "workload {} started {} of {} members (min {}): a partial start takes between the minimum and the whole",
@@ -399,26 +342,13 @@ impl Sim {
     /// Brings our record of running workloads in line with the queue. Everything a step changes
     /// happens at `now`, so an interval that ended in this step ended at `now`.
     fn reconcile(&mut self) {
-        let running: HashMap<WorkloadId, (usize, usize, Seconds, Milli)> = self
-            .q
-            .running_workloads()
-            .map(|(w, r)| (w.id, (w.tenant, r.flavor, r.at, r.demand)))
-            .collect();
-        let ended: Vec<WorkloadId> = self
-            .open
-            .iter()
-            .filter(|(id, v)| running.get(id) != Some(v))
-            .map(|(id, _)| *id)
-            .collect();
+        let running: HashMap<WorkloadId, (usize, usize, Seconds, Milli)> =
+            self.q.running_workloads().map(|(w, r)| (w.id, (w.tenant, r.flavor, r.at, r.demand))).collect();
+        let ended: Vec<WorkloadId> =
+            self.open.iter().filter(|(id, v)| running.get(id) != Some(v)).map(|(id, _)| *id).collect();
         for id in ended {
             let (tenant, flavor, start, demand) = self.open.remove(&id).unwrap();
-            self.closed.push(Interval {
-                tenant,
-                flavor,
-                start,
-                end: self.now,
-                demand,
-            });
+            self.closed.push(Interval { tenant, flavor, start, end: self.now, demand });
         }
         for (id, v) in running {
             self.open.entry(id).or_insert(v);
@@ -426,24 +356,21 @@ impl Sim {
     }
 
     fn intervals(&self, end: Seconds) -> impl Iterator<Item = Interval> + '_ {
-        self.closed.iter().copied().chain(self.open.values().map(
-            move |&(tenant, flavor, start, demand)| Interval {
+        self.closed.iter().copied().chain(
+            self.open.values().map(move |&(tenant, flavor, start, demand)| Interval {
                 tenant,
                 flavor,
                 start,
                 end,
                 demand,
-            },
-        ))
+            }),
+        )
     }
 
     fn check(&self) -> Result<(), TestCaseError> {
         let q = &self.q;
         if let Err(e) = q.check_invariants() {
-            return Err(TestCaseError::fail(format!(
-                "invariant at +{}s: {e}",
-                self.now - NOV1
-            )));
+            return Err(TestCaseError::fail(format!("invariant at +{}s: {e}", self.now - NOV1)));
         }
         // (a) quota
         let nt = q.tenancy.tenants.len();
@@ -453,13 +380,7 @@ impl Sim {
             for f in 0..nf {
                 let (usage, nominal) = (q.quota().usage(t, f), q.quota().nominal(t, f));
                 let available = q.quota().available(t, f);
-                prop_assert!(
-                    available >= 0,
-                    "tenant {} flavor {}: available {}",
-                    t,
-                    f,
-                    available
-                );
+                prop_assert!(available >= 0, "tenant {} flavor {}: available {}", t, f, available);
                 prop_assert!(
                     usage as i64 <= q.quota().ceiling(t, f),
                     "tenant {} flavor {}: usage {} above ceiling",
@@ -525,11 +446,7 @@ impl Sim {
             let e = e.unwrap();
             let tenant = &q.tenancy.tenants[q.workload(id).unwrap().tenant].name;
             prop_assert!(e.position >= 1 && e.position <= e.queue_length, "{:?}", e);
-            prop_assert!(
-                e.message.contains(&format!("in {tenant}'s queue")),
-                "{}",
-                e.message
-            );
+            prop_assert!(e.message.contains(&format!("in {tenant}'s queue")), "{}", e.message);
             if let Reason::Quota { flavor, .. } = &e.reason {
                 prop_assert!(e.message.contains(flavor.as_str()), "{}", e.message);
             }
@@ -544,13 +461,7 @@ impl Sim {
                     .map(|i| i.demand * (i.end.min(self.now) - i.start.max(floor)).max(0) as u64)
                     .sum();
                 let ledger = q.ledger().month_gpu_use(t, self.now);
-                prop_assert_eq!(
-                    ledger,
-                    ours,
-                    "tenant {} month GPU use at +{}s",
-                    t,
-                    self.now - NOV1
-                );
+                prop_assert_eq!(ledger, ours, "tenant {} month GPU use at +{}s", t, self.now - NOV1);
             }
         }
         Ok(())
@@ -646,22 +557,16 @@ struct BigGangs {
 
 fn big_gangs() -> impl Strategy<Value = BigGangs> {
     let gang = (0usize..4, 0usize..5, 0i64..=2000, 60i64..=5000);
-    let job = (
-        0usize..4,
-        0usize..5,
-        1u32..=2,
-        1u32..=4,
-        0i64..=3000,
-        60i64..=5000,
-    )
-        .prop_map(|(tenant, kind, members, gpus, submit_at, duration)| Job {
+    let job = (0usize..4, 0usize..5, 1u32..=2, 1u32..=4, 0i64..=3000, 60i64..=5000).prop_map(
+        |(tenant, kind, members, gpus, submit_at, duration)| Job {
             tenant,
             kind,
             members,
             gpus,
             submit_at,
             duration,
-        });
+        },
+    );
     (
         prop::collection::vec(prop::sample::select(vec![4u32, 8]), 4..=12),
         prop::collection::vec(1u64..=10, 2..=4),
@@ -671,16 +576,14 @@ fn big_gangs() -> impl Strategy<Value = BigGangs> {
         gang,
         prop::collection::vec(job, 0..=8),
     )
-        .prop_map(
-            |(nodes, shares, reclaim_window, min_runtime, g1, g2, background)| BigGangs {
-                nodes,
-                shares,
-                reclaim_window,
-                min_runtime,
-                gangs: [g1, g2],
-                background,
-            },
-        )
+        .prop_map(|(nodes, shares, reclaim_window, min_runtime, g1, g2, background)| BigGangs {
+            nodes,
+            shares,
+            reclaim_window,
+            min_runtime,
+            gangs: [g1, g2],
+            background,
+        })
 }
 
 /// Runs the big-gangs world on an event clock until everything submitted has finished: each
@@ -694,9 +597,7 @@ fn run_big_gangs(b: &BigGangs) -> Result<(), TestCaseError> {
     let mut nominal: Vec<u64> = b.shares.iter().map(|s| capacity * s / total).collect();
     let given: u64 = nominal.iter().sum();
     *nominal.last_mut().unwrap() += capacity - given;
-    let mut tb = TenancyBuilder::new(&["A100"])
-        .timing(b.reclaim_window, b.min_runtime)
-        .cohort("all", None);
+    let mut tb = TenancyBuilder::new(&["A100"]).timing(b.reclaim_window, b.min_runtime).cohort("all", None);
     for (i, n) in nominal.iter().enumerate() {
         tb = tb.tenant(&format!("t{i}"), Some("all"), &[Q::n(*n)]);
     }
@@ -718,10 +619,7 @@ fn run_big_gangs(b: &BigGangs) -> Result<(), TestCaseError> {
             duration,
         })
         .collect();
-    jobs.extend(b.background.iter().map(|j| Job {
-        tenant: j.tenant % nt,
-        ..*j
-    }));
+    jobs.extend(b.background.iter().map(|j| Job { tenant: j.tenant % nt, ..*j }));
     let ids: Vec<WorkloadId> = (1..=jobs.len() as u64).collect();
     let mut to_submit: Vec<usize> = (0..jobs.len()).collect();
     to_submit.sort_by_key(|&i| (jobs[i].submit_at, i));
@@ -737,11 +635,7 @@ fn run_big_gangs(b: &BigGangs) -> Result<(), TestCaseError> {
             }
             to_submit.pop_front();
             let j = &jobs[i];
-            let w = WB::new(ids[i], j.tenant)
-                .kind(Kind::ALL[j.kind])
-                .gpus(j.members, j.gpus)
-                .at(now)
-                .build();
+            let w = WB::new(ids[i], j.tenant).kind(Kind::ALL[j.kind]).gpus(j.members, j.gpus).at(now).build();
             match q.submit(w, now) {
                 Ok(()) => {
                     accepted.insert(ids[i]);
@@ -771,36 +665,21 @@ fn run_big_gangs(b: &BigGangs) -> Result<(), TestCaseError> {
         if let Err(e) = q.check_invariants() {
             return Err(TestCaseError::fail(e));
         }
-        if to_submit.is_empty() && q.pending_count() == 0 && q.running_workloads().next().is_none()
-        {
-            prop_assert!(
-                finished.contains(&1) && finished.contains(&2),
-                "both big gangs finished"
-            );
+        if to_submit.is_empty() && q.pending_count() == 0 && q.running_workloads().next().is_none() {
+            prop_assert!(finished.contains(&1) && finished.contains(&2), "both big gangs finished");
             prop_assert_eq!(&finished, &accepted);
             return Ok(());
         }
         let next_submit = to_submit.front().map(|&i| NOV1 + jobs[i].submit_at);
-        let next_end = q
-            .running_workloads()
-            .map(|(w, r)| r.at + jobs[(w.id - 1) as usize].duration)
-            .min();
+        let next_end = q.running_workloads().map(|(w, r)| r.at + jobs[(w.id - 1) as usize].duration).min();
         let next_wake = q.next_wakeup();
-        let next = [next_submit, next_end, next_wake]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [next_submit, next_end, next_wake].into_iter().flatten().min();
         match next {
             Some(t) => now = t.max(now + 1),
             None => {
                 let stuck: Vec<String> = q
                     .pending_ids()
-                    .map(|id| {
-                        format!(
-                            "{id}: {}",
-                            q.explain(id, now).map(|e| e.message).unwrap_or_default()
-                        )
-                    })
+                    .map(|id| format!("{id}: {}", q.explain(id, now).map(|e| e.message).unwrap_or_default()))
                     .collect();
                 return Err(TestCaseError::fail(format!(
                     "deadlock at +{}s: nothing runs, nothing is due; pending: {stuck:?}",

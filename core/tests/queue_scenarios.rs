@@ -14,18 +14,10 @@ use gantry_core::tenancy::{Kind, WhenExhausted};
 const A100: usize = 0;
 
 fn reclaim(victim: u64, by: u64) -> Preemption {
-    Preemption {
-        victim,
-        by,
-        reclaim: true,
-    }
+    Preemption { victim, by, reclaim: true }
 }
 fn priority(victim: u64, by: u64) -> Preemption {
-    Preemption {
-        victim,
-        by,
-        reclaim: false,
-    }
+    Preemption { victim, by, reclaim: false }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -34,9 +26,7 @@ fn priority(victim: u64, by: u64) -> Preemption {
 
 #[test]
 fn a_tenant_in_no_cohort_never_exceeds_its_nominal_quota() {
-    let t = TenancyBuilder::new(&["A100"])
-        .tenant("alpha", None, &[Q::n(2)])
-        .build();
+    let t = TenancyBuilder::new(&["A100"]).tenant("alpha", None, &[Q::n(2)]).build();
     let mut q = queue(t, a100s(1, 8), NOV1);
     for id in 1..=3 {
         submit(&mut q, WB::new(id, 0).gpus(1, 1).at(NOV1).build(), NOV1);
@@ -78,20 +68,12 @@ fn a_tenant_borrows_idle_quota_of_its_cohort() {
     assert_eq!(q.quota().usage(0, A100), g(6));
     assert_eq!(q.quota().borrowed(0, A100), g(2));
     assert_eq!(q.quota().available(0, A100), gi(2));
-    assert_eq!(
-        q.quota().available(1, A100),
-        gi(2),
-        "b's idle 4 are half lent out"
-    );
+    assert_eq!(q.quota().available(1, A100), gi(2), "b's idle 4 are half lent out");
     assert_eq!(q.quota().ceiling(0, A100), gi(8));
     assert_eq!(q.borrowed_share(0), 0.25);
     assert_eq!(q.borrowed_share(1), 0.0);
     // A second job of 3 GPUs does not fit what the cohort can still lend.
-    submit(
-        &mut q,
-        WB::new(2, 0).gpus(1, 3).at(NOV1 + 1).build(),
-        NOV1 + 1,
-    );
+    submit(&mut q, WB::new(2, 0).gpus(1, 3).at(NOV1 + 1).build(), NOV1 + 1);
     assert!(q.cycle(NOV1 + 1).admitted.is_empty());
     assert_eq!(
         q.reason(2),
@@ -125,11 +107,7 @@ fn a_borrowing_limit_caps_what_a_tenant_takes_above_nominal() {
     submit(&mut q, WB::new(2, 0).gpus(1, 2).at(NOV1 + 1).build(), NOV1);
     submit(&mut q, WB::new(3, 0).gpus(1, 1).at(NOV1 + 2).build(), NOV1);
     let out = q.cycle(NOV1);
-    assert_eq!(
-        admitted_ids(&out),
-        vec![1, 3],
-        "the 2-GPU job would borrow 2, above the limit of 1"
-    );
+    assert_eq!(admitted_ids(&out), vec![1, 3], "the 2-GPU job would borrow 2, above the limit of 1");
     assert_eq!(q.quota().usage(0, A100), g(5));
     assert_eq!(
         q.reason(2),
@@ -145,9 +123,7 @@ fn a_borrowing_limit_caps_what_a_tenant_takes_above_nominal() {
     let msg = q.explain(2, NOV1).unwrap().message;
     assert!(msg.starts_with("waiting for quota: needs 2 A100 GPUs; a uses 5 of its 4 nominal (borrowing limit 1) and cohort pool can lend 0 more"), "{msg}");
     // Refused at submission: 6 GPUs are above nominal plus borrowing limit.
-    let err = q
-        .submit(WB::new(4, 0).name("big").gpus(2, 3).build(), NOV1)
-        .unwrap_err();
+    let err = q.submit(WB::new(4, 0).name("big").gpus(2, 3).build(), NOV1).unwrap_err();
     assert_eq!(
         err,
         Refusal("workload big needs 6 but tenant a can hold at most 5 A100 GPUs (nominal quota plus borrowing); ask for less or for a larger quota".into())
@@ -163,10 +139,7 @@ fn strict_mode_caps_every_tenant_at_its_nominal_quota() {
         .tenant("b", Some("pool"), &[Q::n(4)])
         .build()
         .strict();
-    assert!(t
-        .tenants
-        .iter()
-        .all(|t| t.quotas[0].borrowing_limit == Some(0)));
+    assert!(t.tenants.iter().all(|t| t.quotas[0].borrowing_limit == Some(0)));
     let mut q = queue(t, a100s(2, 4), NOV1);
     assert_eq!(q.quota().ceiling(0, A100), gi(4));
     submit(&mut q, WB::new(1, 0).gpus(1, 4).build(), NOV1);
@@ -174,26 +147,13 @@ fn strict_mode_caps_every_tenant_at_its_nominal_quota() {
     let out = q.cycle(NOV1);
     assert_eq!(admitted_ids(&out), vec![1]);
     assert!(
-        matches!(
-            q.reason(2),
-            Some(Reason::Quota {
-                available: 0,
-                used: 4000,
-                nominal: 4000,
-                ..
-            })
-        ),
+        matches!(q.reason(2), Some(Reason::Quota { available: 0, used: 4000, nominal: 4000, .. })),
         "{:?}",
         q.reason(2)
     );
     assert_eq!(q.cluster().gpu_allocated(), g(4), "b's 4 GPUs stay idle");
-    let err = q
-        .submit(WB::new(3, 0).name("five").gpus(5, 1).build(), NOV1)
-        .unwrap_err();
-    assert!(
-        err.0.contains("tenant a can hold at most 4 A100 GPUs"),
-        "{err}"
-    );
+    let err = q.submit(WB::new(3, 0).name("five").gpus(5, 1).build(), NOV1).unwrap_err();
+    assert!(err.0.contains("tenant a can hold at most 4 A100 GPUs"), "{err}");
     assert_consistent(&q);
 }
 
@@ -209,32 +169,19 @@ fn a_lender_keeps_its_nominal_minus_lending_limit() {
     assert_eq!(q.quota().ceiling(1, A100), gi(4));
     assert_eq!(q.quota().ceiling(0, A100), gi(10));
     for id in 1..=5 {
-        submit(
-            &mut q,
-            WB::new(id, 1).gpus(1, 1).at(NOV1 + id as i64).build(),
-            NOV1,
-        );
+        submit(&mut q, WB::new(id, 1).gpus(1, 1).at(NOV1 + id as i64).build(), NOV1);
     }
     let out = q.cycle(NOV1);
     assert_eq!(admitted_ids(&out), vec![1, 2, 3, 4]);
     assert_eq!(q.quota().borrowed(1, A100), g(2));
-    assert!(matches!(
-        q.reason(5),
-        Some(Reason::Quota { available: 0, .. })
-    ));
+    assert!(matches!(q.reason(5), Some(Reason::Quota { available: 0, .. })));
     // a's kept 6 are free for it at once, with no reclaim needed.
     assert_eq!(q.quota().available(0, A100), gi(6));
-    submit(
-        &mut q,
-        WB::new(10, 0).gpus(1, 6).at(NOV1 + 10).build(),
-        NOV1 + 10,
-    );
+    submit(&mut q, WB::new(10, 0).gpus(1, 6).at(NOV1 + 10).build(), NOV1 + 10);
     let out = q.cycle(NOV1 + 10);
     assert_eq!(admitted_ids(&out), vec![10]);
     assert!(out.preempted.is_empty());
-    let err = q
-        .submit(WB::new(11, 1).name("b5").gpus(1, 5).build(), NOV1 + 10)
-        .unwrap_err();
+    let err = q.submit(WB::new(11, 1).name("b5").gpus(1, 5).build(), NOV1 + 10).unwrap_err();
     assert_eq!(
         err.0,
         "workload b5 needs 5 but tenant b can hold at most 4 A100 GPUs (nominal quota plus borrowing); ask for less or for a larger quota"
@@ -258,11 +205,7 @@ fn a_parent_cohort_lends_between_its_child_cohorts() {
     assert_eq!(q.quota().ceiling(0, A100), gi(8));
     submit(&mut q, WB::new(1, 0).gpus(2, 4).build(), NOV1);
     assert_eq!(admitted_ids(&q.cycle(NOV1)), vec![1]);
-    assert_eq!(
-        q.quota().borrowed(0, A100),
-        g(6),
-        "2 from a2 in ml, 4 from web through org"
-    );
+    assert_eq!(q.quota().borrowed(0, A100), g(6), "2 from a2 in ml, 4 from web through org");
     assert_eq!(q.quota().available(1, A100), 0);
     assert_eq!(q.quota().available(2, A100), 0);
     // b claims its nominal: after the reclaim window (and the gang's minimum runtime) it gets it.
@@ -277,14 +220,7 @@ fn a_parent_cohort_lends_between_its_child_cohorts() {
     // The gang (8) now waits: ml can only reach its own 4.
     assert!(q.cycle(t1 + 301).admitted.is_empty());
     assert!(
-        matches!(
-            q.reason(1),
-            Some(Reason::Quota {
-                requested: 8000,
-                available: 4000,
-                ..
-            })
-        ),
+        matches!(q.reason(1), Some(Reason::Quota { requested: 8000, available: 4000, .. })),
         "{:?}",
         q.reason(1)
     );
@@ -297,44 +233,26 @@ fn a_parent_cohort_lends_between_its_child_cohorts() {
 
 #[test]
 fn gangs_start_whole_or_not_at_all() {
-    let t = TenancyBuilder::new(&["A100"])
-        .tenant("t", None, &[Q::n(16)])
-        .build();
+    let t = TenancyBuilder::new(&["A100"]).tenant("t", None, &[Q::n(16)]).build();
     let mut q = queue(t, a100s(2, 4), NOV1);
     submit(&mut q, WB::new(1, 0).gpus(1, 4).build(), NOV1);
     let out = q.cycle(NOV1);
     assert_eq!(admitted_ids(&out), vec![1]);
     let free = |q: &gantry_core::queue::Queue| {
-        q.cluster()
-            .nodes
-            .iter()
-            .map(|n| (n.gpu_free_total, n.cpu_free, n.memory_free))
-            .collect::<Vec<_>>()
+        q.cluster().nodes.iter().map(|n| (n.gpu_free_total, n.cpu_free, n.memory_free)).collect::<Vec<_>>()
     };
     let free_before = free(&q);
 
     // Two members of 2 GPUs and 300 GiB each: 4 GPUs are free (on one node), the first member
     // fits there, the second does not (memory). Nothing of the gang may stay placed.
     let big_memory = PodRequest::whole_gpus(2000, 300 * 1024, 2);
-    submit(
-        &mut q,
-        WB::new(2, 0).pods(2, big_memory).at(NOV1 + 1).build(),
-        NOV1 + 1,
-    );
+    submit(&mut q, WB::new(2, 0).pods(2, big_memory).at(NOV1 + 1).build(), NOV1 + 1);
     let out = q.cycle(NOV1 + 1);
     assert!(out.admitted.is_empty());
-    assert_eq!(
-        q.cluster().placed_pods(),
-        1,
-        "no member of the gang was left placed"
-    );
+    assert_eq!(q.cluster().placed_pods(), 1, "no member of the gang was left placed");
     assert_eq!(free(&q), free_before, "GPUs, CPU and memory as before");
     match q.reason(2) {
-        Some(Reason::NoFit {
-            flavor,
-            pods,
-            detail,
-        }) => {
+        Some(Reason::NoFit { flavor, pods, detail }) => {
             assert_eq!((flavor.as_str(), *pods), ("A100", 2));
             assert!(detail.starts_with("pod 2 of 2 fits nowhere"), "{detail}");
         }
@@ -342,11 +260,7 @@ fn gangs_start_whole_or_not_at_all() {
     }
 
     // An elastic gang: 4 members of 2 GPUs, may start with 2. Only 4 GPUs are free.
-    submit(
-        &mut q,
-        WB::new(3, 0).gpus(4, 2).min(2).at(NOV1 + 2).build(),
-        NOV1 + 2,
-    );
+    submit(&mut q, WB::new(3, 0).gpus(4, 2).min(2).at(NOV1 + 2).build(), NOV1 + 2);
     let out = q.cycle(NOV1 + 2);
     assert_eq!(admitted_ids(&out), vec![3]);
     assert_eq!(out.admitted[0].members, 2);
@@ -406,77 +320,23 @@ fn fair_share_run(weight_a: f64) -> (Vec<u64>, f64, f64) {
 fn the_tenant_with_the_lowest_weighted_borrowed_share_goes_first() {
     let (order, share_a, share_b) = fair_share_run(1.0);
     assert_eq!((share_a, share_b), (0.25, 0.125));
-    assert_eq!(
-        order,
-        vec![21, 22],
-        "b borrows less, so b takes both free GPUs"
-    );
+    assert_eq!(order, vec![21, 22], "b borrows less, so b takes both free GPUs");
     let (order, share_a, share_b) = fair_share_run(4.0);
     assert_eq!((share_a, share_b), (0.0625, 0.125));
-    assert_eq!(
-        order,
-        vec![11, 12],
-        "with weight 4, a's weighted share is lower"
-    );
+    assert_eq!(order, vec![11, 12], "with weight 4, a's weighted share is lower");
 }
 
 #[test]
 fn a_tenants_queue_is_ordered_by_priority_then_submission_time() {
-    let t = TenancyBuilder::new(&["A100"])
-        .tenant("t", None, &[Q::n(8)])
-        .build();
+    let t = TenancyBuilder::new(&["A100"]).tenant("t", None, &[Q::n(8)]).build();
     let mut q = queue(t, a100s(1, 8), NOV1);
-    submit(
-        &mut q,
-        WB::new(1, 0).kind(Kind::Batch).gpus(1, 1).at(NOV1).build(),
-        NOV1,
-    );
-    submit(
-        &mut q,
-        WB::new(2, 0)
-            .kind(Kind::Training)
-            .gpus(1, 1)
-            .at(NOV1 + 1)
-            .build(),
-        NOV1 + 1,
-    );
-    submit(
-        &mut q,
-        WB::new(3, 0)
-            .kind(Kind::Training)
-            .gpus(1, 1)
-            .at(NOV1 + 2)
-            .build(),
-        NOV1 + 2,
-    );
-    submit(
-        &mut q,
-        WB::new(4, 0)
-            .kind(Kind::Serving)
-            .gpus(1, 1)
-            .at(NOV1 + 3)
-            .build(),
-        NOV1 + 3,
-    );
-    submit(
-        &mut q,
-        WB::new(5, 0)
-            .kind(Kind::Notebook)
-            .gpus(1, 1)
-            .at(NOV1 + 4)
-            .build(),
-        NOV1 + 4,
-    );
+    submit(&mut q, WB::new(1, 0).kind(Kind::Batch).gpus(1, 1).at(NOV1).build(), NOV1);
+    submit(&mut q, WB::new(2, 0).kind(Kind::Training).gpus(1, 1).at(NOV1 + 1).build(), NOV1 + 1);
+    submit(&mut q, WB::new(3, 0).kind(Kind::Training).gpus(1, 1).at(NOV1 + 2).build(), NOV1 + 2);
+    submit(&mut q, WB::new(4, 0).kind(Kind::Serving).gpus(1, 1).at(NOV1 + 3).build(), NOV1 + 3);
+    submit(&mut q, WB::new(5, 0).kind(Kind::Notebook).gpus(1, 1).at(NOV1 + 4).build(), NOV1 + 4);
     // An older training job submitted last (its submission time, not its arrival, orders it).
-    submit(
-        &mut q,
-        WB::new(6, 0)
-            .kind(Kind::Training)
-            .gpus(1, 1)
-            .at(NOV1 - 5)
-            .build(),
-        NOV1 + 5,
-    );
+    submit(&mut q, WB::new(6, 0).kind(Kind::Training).gpus(1, 1).at(NOV1 - 5).build(), NOV1 + 5);
     let out = q.cycle(NOV1 + 5);
     assert_eq!(admitted_ids(&out), vec![4, 5, 6, 2, 3, 1]);
     assert_consistent(&q);
@@ -484,49 +344,31 @@ fn a_tenants_queue_is_ordered_by_priority_then_submission_time() {
 
 #[test]
 fn explain_gives_the_position_in_the_tenants_queue() {
-    let t = TenancyBuilder::new(&["A100"])
-        .tenant("alpha", None, &[Q::n(4)])
-        .build();
+    let t = TenancyBuilder::new(&["A100"]).tenant("alpha", None, &[Q::n(4)]).build();
     let mut q = queue(t, a100s(1, 8), NOV1);
     submit(&mut q, WB::new(1, 0).gpus(1, 4).runtime(3600).build(), NOV1);
     q.cycle(NOV1);
     for id in 2..=4 {
-        submit(
-            &mut q,
-            WB::new(id, 0).gpus(1, 2).at(NOV1 + id as i64).build(),
-            NOV1 + 10,
-        );
+        submit(&mut q, WB::new(id, 0).gpus(1, 2).at(NOV1 + id as i64).build(), NOV1 + 10);
     }
     // Not looked at yet: queued.
     let e = q.explain(3, NOV1 + 10).unwrap();
-    assert_eq!(
-        (e.reason.clone(), e.position, e.queue_length),
-        (Reason::Queued, 2, 3)
-    );
+    assert_eq!((e.reason.clone(), e.position, e.queue_length), (Reason::Queued, 2, 3));
     assert_eq!(e.tenant, "alpha");
     assert!(
-        e.message.starts_with(
-            "queued behind 1 other workloads of alpha; position 2 of 3 in alpha's queue"
-        ),
+        e.message.starts_with("queued behind 1 other workloads of alpha; position 2 of 3 in alpha's queue"),
         "{}",
         e.message
     );
     q.cycle(NOV1 + 600);
     let e = q.explain(2, NOV1 + 600).unwrap();
     assert_eq!((e.position, e.queue_length), (1, 3));
-    assert_eq!(
-        e.estimated_start,
-        Some(NOV1 + 3600),
-        "job 1 declared one hour and frees the 4 GPUs"
-    );
+    assert_eq!(e.estimated_start, Some(NOV1 + 3600), "job 1 declared one hour and frees the 4 GPUs");
     assert_eq!(
         e.message,
         "waiting for quota: needs 2 A100 GPUs; alpha uses 4 of its 4 nominal and it has no cohort to borrow from, so 0 more; position 1 of 3 in alpha's queue; estimated start in 50m"
     );
-    assert!(
-        q.explain(1, NOV1 + 600).is_none(),
-        "running workloads have no explanation"
-    );
+    assert!(q.explain(1, NOV1 + 600).is_none(), "running workloads have no explanation");
     assert!(q.explain(99, NOV1 + 600).is_none());
 }
 
@@ -565,15 +407,7 @@ fn reclaim_waits_for_the_window_and_the_victims_minimum_runtime() {
         })
     );
     // Before the window ends nothing happens, also when other work arrives and the queue cycles.
-    submit(
-        &mut q,
-        WB::new(9, 1)
-            .kind(Kind::Batch)
-            .gpus(1, 1)
-            .at(t1 + 100)
-            .build(),
-        t1 + 100,
-    );
+    submit(&mut q, WB::new(9, 1).kind(Kind::Batch).gpus(1, 1).at(t1 + 100).build(), t1 + 100);
     assert!(q.cycle(t1 + 299).preempted.is_empty());
     q.finish(9, t1 + 299);
     assert_eq!(q.pending_of(1), 0, "a pending workload can be withdrawn");
@@ -582,11 +416,7 @@ fn reclaim_waits_for_the_window_and_the_victims_minimum_runtime() {
     assert!(out.preempted.is_empty());
     assert_eq!(q.next_wakeup(), Some(NOV1 + 600));
     let out = q.cycle(NOV1 + 600);
-    assert_eq!(
-        out.preempted,
-        vec![reclaim(2, 3)],
-        "b's borrowed job, not its nominal one"
-    );
+    assert_eq!(out.preempted, vec![reclaim(2, 3)], "b's borrowed job, not its nominal one");
     assert_eq!(admitted_ids(&out), vec![3]);
     assert_eq!(q.running(3).unwrap().at, NOV1 + 600);
     assert!(q.running(1).is_some());
@@ -596,8 +426,7 @@ fn reclaim_waits_for_the_window_and_the_victims_minimum_runtime() {
     let e = q.explain(2, NOV1 + 600).unwrap();
     assert_eq!(e.position, 1);
     assert!(
-        e.message
-            .starts_with("preempted to make room for other work; waiting to start again"),
+        e.message.starts_with("preempted to make room for other work; waiting to start again"),
         "{}",
         e.message
     );
@@ -622,27 +451,18 @@ fn reclaim_stops_only_the_victims_it_needs() {
     submit(&mut q, WB::new(5, 1).gpus(1, 1).build(), NOV1);
     assert_eq!(admitted_ids(&q.cycle(NOV1)), vec![1, 2, 3, 4, 5]);
     assert_eq!(q.cluster().gpu_allocated(), g(12));
-    let node_of =
-        |q: &gantry_core::queue::Queue, id: u64| q.cluster().placement(id << 16).unwrap().node;
+    let node_of = |q: &gantry_core::queue::Queue, id: u64| q.cluster().placement(id << 16).unwrap().node;
     assert_ne!(node_of(&q, 4), node_of(&q, 3));
     assert_ne!(node_of(&q, 5), node_of(&q, 3));
 
     // a wants one 4-GPU pod. Only freeing the 4-GPU node makes room: the 1-GPU jobs, though
     // smaller and as new, must keep running (if tried as victims, they are put back).
-    submit(
-        &mut q,
-        WB::new(10, 0).gpus(1, 4).at(NOV1 + 10).build(),
-        NOV1 + 10,
-    );
+    submit(&mut q, WB::new(10, 0).gpus(1, 4).at(NOV1 + 10).build(), NOV1 + 10);
     let out = q.cycle(NOV1 + 10);
     assert_eq!(out.preempted, vec![reclaim(3, 10)]);
     assert_eq!(admitted_ids(&out), vec![10]);
     assert_eq!(running_ids(&q), vec![1, 2, 4, 5, 10]);
-    assert_eq!(
-        q.running(4).unwrap().at,
-        NOV1,
-        "restored victims keep running undisturbed"
-    );
+    assert_eq!(q.running(4).unwrap().at, NOV1, "restored victims keep running undisturbed");
     assert_eq!(q.quota().usage(1, A100), g(8));
     assert_consistent(&q);
 }
@@ -667,11 +487,7 @@ fn reclaim_prefers_the_newest_of_equal_borrowed_jobs() {
         submit(&mut q, WB::new(id, 1).gpus(1, 4).at(at).build(), at);
         assert_eq!(admitted_ids(&q.cycle(at)), vec![id]);
     }
-    submit(
-        &mut q,
-        WB::new(10, 0).gpus(1, 4).at(NOV1 + 30).build(),
-        NOV1 + 30,
-    );
+    submit(&mut q, WB::new(10, 0).gpus(1, 4).at(NOV1 + 30).build(), NOV1 + 30);
     let out = q.cycle(NOV1 + 30);
     assert_eq!(
         out.preempted,
@@ -688,28 +504,12 @@ fn reclaim_prefers_the_smallest_sufficient_borrowed_job() {
     let mut q = queue(three_tenants_of_4(), a100s(3, 4), NOV1);
     submit(&mut q, WB::new(1, 1).gpus(1, 4).build(), NOV1);
     q.cycle(NOV1);
-    submit(
-        &mut q,
-        WB::new(2, 1).gpus(1, 2).at(NOV1 + 10).build(),
-        NOV1 + 10,
-    );
-    submit(
-        &mut q,
-        WB::new(3, 1).gpus(1, 2).at(NOV1 + 10).build(),
-        NOV1 + 10,
-    );
+    submit(&mut q, WB::new(2, 1).gpus(1, 2).at(NOV1 + 10).build(), NOV1 + 10);
+    submit(&mut q, WB::new(3, 1).gpus(1, 2).at(NOV1 + 10).build(), NOV1 + 10);
     assert_eq!(admitted_ids(&q.cycle(NOV1 + 10)), vec![2, 3]);
-    submit(
-        &mut q,
-        WB::new(4, 1).gpus(1, 4).at(NOV1 + 20).build(),
-        NOV1 + 20,
-    );
+    submit(&mut q, WB::new(4, 1).gpus(1, 4).at(NOV1 + 20).build(), NOV1 + 20);
     assert_eq!(admitted_ids(&q.cycle(NOV1 + 20)), vec![4]);
-    submit(
-        &mut q,
-        WB::new(10, 0).gpus(1, 2).at(NOV1 + 30).build(),
-        NOV1 + 30,
-    );
+    submit(&mut q, WB::new(10, 0).gpus(1, 2).at(NOV1 + 30).build(), NOV1 + 30);
     let out = q.cycle(NOV1 + 30);
     assert_eq!(out.preempted, vec![reclaim(2, 10)]);
     assert_eq!(running_ids(&q), vec![1, 3, 4, 10]);
@@ -728,43 +528,17 @@ fn higher_priority_work_preempts_its_own_tenants_lower_priority_work_only() {
         .tenant("c", Some("pool"), &[Q::n(8)])
         .build();
     let mut q = queue(t, a100s(4, 4), NOV1);
-    submit(
-        &mut q,
-        WB::new(1, 0).kind(Kind::Batch).gpus(1, 4).build(),
-        NOV1,
-    );
-    submit(
-        &mut q,
-        WB::new(2, 0).kind(Kind::Serving).gpus(1, 4).build(),
-        NOV1,
-    );
-    submit(
-        &mut q,
-        WB::new(3, 1).kind(Kind::Batch).gpus(1, 4).build(),
-        NOV1,
-    );
-    submit(
-        &mut q,
-        WB::new(4, 1).kind(Kind::Batch).gpus(1, 4).build(),
-        NOV1,
-    );
+    submit(&mut q, WB::new(1, 0).kind(Kind::Batch).gpus(1, 4).build(), NOV1);
+    submit(&mut q, WB::new(2, 0).kind(Kind::Serving).gpus(1, 4).build(), NOV1);
+    submit(&mut q, WB::new(3, 1).kind(Kind::Batch).gpus(1, 4).build(), NOV1);
+    submit(&mut q, WB::new(4, 1).kind(Kind::Batch).gpus(1, 4).build(), NOV1);
     assert_eq!(q.cycle(NOV1).admitted.len(), 4);
-    assert_eq!(
-        (q.quota().borrowed(0, A100), q.quota().borrowed(1, A100)),
-        (g(4), g(4))
-    );
+    assert_eq!((q.quota().borrowed(0, A100), q.quota().borrowed(1, A100)), (g(4), g(4)));
 
     let t1 = NOV1 + 100;
-    submit(
-        &mut q,
-        WB::new(5, 0).kind(Kind::Serving).gpus(1, 4).at(t1).build(),
-        t1,
-    );
+    submit(&mut q, WB::new(5, 0).kind(Kind::Serving).gpus(1, 4).at(t1).build(), t1);
     let out = q.cycle(t1);
-    assert!(
-        out.preempted.is_empty(),
-        "job 1 has not run its minimum runtime"
-    );
+    assert!(out.preempted.is_empty(), "job 1 has not run its minimum runtime");
     assert_eq!(q.next_wakeup(), Some(NOV1 + 600));
     let out = q.cycle(NOV1 + 600);
     assert_eq!(out.preempted, vec![priority(1, 5)]);
@@ -772,32 +546,13 @@ fn higher_priority_work_preempts_its_own_tenants_lower_priority_work_only() {
     assert_eq!(running_ids(&q), vec![2, 3, 4, 5]);
 
     // Another serving job of a: nothing of a is lower, and b's batch work is not a's to stop.
-    submit(
-        &mut q,
-        WB::new(6, 0)
-            .kind(Kind::Serving)
-            .gpus(1, 4)
-            .at(NOV1 + 700)
-            .build(),
-        NOV1 + 700,
-    );
+    submit(&mut q, WB::new(6, 0).kind(Kind::Serving).gpus(1, 4).at(NOV1 + 700).build(), NOV1 + 700);
     for now in [NOV1 + 700, NOV1 + 5000, NOV1 + 86_400] {
         let out = q.cycle(now);
-        assert!(
-            out.preempted.is_empty() && out.admitted.is_empty(),
-            "at {now}: {out:?}"
-        );
+        assert!(out.preempted.is_empty() && out.admitted.is_empty(), "at {now}: {out:?}");
     }
-    assert!(
-        matches!(q.reason(6), Some(Reason::Quota { .. })),
-        "{:?}",
-        q.reason(6)
-    );
-    assert!(
-        matches!(q.reason(1), Some(Reason::Quota { .. })),
-        "{:?}",
-        q.reason(1)
-    );
+    assert!(matches!(q.reason(6), Some(Reason::Quota { .. })), "{:?}", q.reason(6));
+    assert!(matches!(q.reason(1), Some(Reason::Quota { .. })), "{:?}", q.reason(1));
     assert_consistent(&q);
 }
 
@@ -820,52 +575,29 @@ fn a_reclaimer_is_never_reclaimed_by_its_victim() {
         .build();
     let mut q = queue(t, a100s(4, 4), NOV1);
     let (a0, bn, w, y, x) = (1, 2, 3, 4, 5);
-    submit(
-        &mut q,
-        WB::new(a0, 0).kind(Kind::Serving).gpus(1, 4).build(),
-        NOV1,
-    );
+    submit(&mut q, WB::new(a0, 0).kind(Kind::Serving).gpus(1, 4).build(), NOV1);
     submit(&mut q, WB::new(bn, 1).gpus(1, 4).build(), NOV1);
     submit(&mut q, WB::new(w, 1).gpus(2, 4).build(), NOV1);
     assert_eq!(q.cycle(NOV1).admitted.len(), 3);
     assert_eq!(q.quota().borrowed(1, A100), g(4));
 
-    submit(
-        &mut q,
-        WB::new(y, 0).gpus(1, 3).at(NOV1 + 1).build(),
-        NOV1 + 1,
-    );
+    submit(&mut q, WB::new(y, 0).gpus(1, 3).at(NOV1 + 1).build(), NOV1 + 1);
     assert!(q.cycle(NOV1 + 1).admitted.is_empty());
-    submit(
-        &mut q,
-        WB::new(x, 0).gpus(1, 2).at(NOV1 + 700).build(),
-        NOV1 + 700,
-    );
+    submit(&mut q, WB::new(x, 0).gpus(1, 2).at(NOV1 + 700).build(), NOV1 + 700);
     assert!(q.cycle(NOV1 + 700).preempted.is_empty());
     assert_eq!(q.next_wakeup(), Some(NOV1 + 1000));
 
     let t2 = NOV1 + 1000;
     let out = q.cycle(t2);
-    assert_eq!(
-        out.preempted,
-        vec![reclaim(w, x)],
-        "x, within a's nominal, reclaims b's borrowed gang"
-    );
-    assert_eq!(
-        admitted_ids(&out),
-        vec![x, y],
-        "x first, then y borrows what is left"
-    );
+    assert_eq!(out.preempted, vec![reclaim(w, x)], "x, within a's nominal, reclaims b's borrowed gang");
+    assert_eq!(admitted_ids(&out), vec![x, y], "x first, then y borrows what is left");
     assert_eq!(q.quota().usage(0, A100), g(9));
 
     // b's nominal job ends: w now fits b's nominal and, after the window, reclaims a's borrowed
     // work. a's borrowed work is y (admitted after x, above a's nominal of 6), not x.
     q.finish(bn, t2 + 100);
     let out = q.cycle(t2 + 100);
-    assert!(
-        out.preempted.is_empty(),
-        "a's jobs have not run their minimum runtime"
-    );
+    assert!(out.preempted.is_empty(), "a's jobs have not run their minimum runtime");
     let out = q.cycle(t2 + 600);
     assert!(
         !out.preempted.contains(&reclaim(x, w)),
@@ -888,11 +620,7 @@ fn a_refuse_budget_holds_work_and_refuses_submissions_until_next_month() {
     let mut q = queue(t, a100s(1, 8), NOV1);
     submit(&mut q, WB::new(1, 0).gpus(1, 2).build(), NOV1);
     assert_eq!(admitted_ids(&q.cycle(NOV1)), vec![1]);
-    submit(
-        &mut q,
-        WB::new(2, 0).gpus(1, 8).at(NOV1 + 10).build(),
-        NOV1 + 10,
-    );
+    submit(&mut q, WB::new(2, 0).gpus(1, 8).at(NOV1 + 10).build(), NOV1 + 10);
     q.cycle(NOV1 + 10);
     assert!(matches!(q.reason(2), Some(Reason::Quota { .. })));
 
@@ -917,9 +645,7 @@ fn a_refuse_budget_holds_work_and_refuses_submissions_until_next_month() {
         e.message,
         "held: alpha has used 2.0 of its 2 GPU-hour budget for 2026-11; waits until the budget resets in 29d 23h; position 1 of 1 in alpha's queue; estimated start in 29d 23h"
     );
-    let err = q
-        .submit(WB::new(3, 0).gpus(1, 1).at(t1).build(), t1)
-        .unwrap_err();
+    let err = q.submit(WB::new(3, 0).gpus(1, 1).at(t1).build(), t1).unwrap_err();
     assert_eq!(
         err.0,
         "tenant alpha has used 2.0 of its 2 GPU-hour budget for 2026-11 and its budget refuses new work until the month ends; ask a platform admin to raise the budget"
@@ -948,11 +674,7 @@ fn an_idle_only_budget_admits_at_the_lowest_priority_and_such_work_is_reclaimabl
     assert!(!q.running(1).unwrap().opportunistic);
     let t1 = NOV1 + 3600;
     q.finish(1, t1);
-    assert_eq!(
-        q.ledger().month_gpu_use(0, t1),
-        3_600_000,
-        "one GPU-hour: spent"
-    );
+    assert_eq!(q.ledger().month_gpu_use(0, t1), 3_600_000, "one GPU-hour: spent");
 
     // Accepted (not refused) and admitted, flagged opportunistic (reclaimable by others).
     submit(&mut q, WB::new(2, 0).gpus(1, 1).at(t1).build(), t1);
@@ -963,19 +685,11 @@ fn an_idle_only_budget_admits_at_the_lowest_priority_and_such_work_is_reclaimabl
         let r = q.running(id).unwrap();
         assert!(r.opportunistic, "job {id}");
     }
-    assert_eq!(
-        q.next_wakeup(),
-        Some(DEC1),
-        "the budget resets at the month start"
-    );
+    assert_eq!(q.next_wakeup(), Some(DEC1), "the budget resets at the month start");
 
     // b claims one GPU of its nominal. Job 2 is within a's nominal (1 of 2), but it runs on an
     // exhausted budget, so it is reclaimable; it is the smallest sufficient victim.
-    submit(
-        &mut q,
-        WB::new(10, 1).gpus(1, 1).at(t1 + 100).build(),
-        t1 + 100,
-    );
+    submit(&mut q, WB::new(10, 1).gpus(1, 1).at(t1 + 100).build(), t1 + 100);
     assert!(q.cycle(t1 + 100).preempted.is_empty());
     assert_eq!(q.next_wakeup(), Some(t1 + 400));
     assert!(q.cycle(t1 + 400).preempted.is_empty());
@@ -984,15 +698,7 @@ fn an_idle_only_budget_admits_at_the_lowest_priority_and_such_work_is_reclaimabl
     assert_eq!(out.preempted, vec![reclaim(2, 10)]);
 
     // Work on an exhausted budget never preempts, not even a's own lowest-priority work.
-    submit(
-        &mut q,
-        WB::new(4, 0)
-            .kind(Kind::Serving)
-            .gpus(1, 1)
-            .at(t1 + 700)
-            .build(),
-        t1 + 700,
-    );
+    submit(&mut q, WB::new(4, 0).kind(Kind::Serving).gpus(1, 1).at(t1 + 700).build(), t1 + 700);
     for now in [t1 + 700, t1 + 5000] {
         assert!(q.cycle(now).preempted.is_empty());
     }
@@ -1018,40 +724,18 @@ fn work_admitted_on_an_exhausted_budget_is_not_caught_in_a_preemption_loop_after
     let t1 = NOV1 + 3600;
     q.finish(1, t1);
     let (hi, lo) = (2, 3);
-    submit(
-        &mut q,
-        WB::new(hi, 0)
-            .kind(Kind::PipelineStep)
-            .gpus(1, 4)
-            .at(t1)
-            .build(),
-        t1,
-    );
+    submit(&mut q, WB::new(hi, 0).kind(Kind::PipelineStep).gpus(1, 4).at(t1).build(), t1);
     assert_eq!(admitted_ids(&q.cycle(t1)), vec![hi]);
     assert!(q.running(hi).unwrap().opportunistic);
-    submit(
-        &mut q,
-        WB::new(lo, 0)
-            .kind(Kind::Training)
-            .gpus(1, 4)
-            .at(t1 + 1)
-            .build(),
-        t1 + 1,
-    );
-    assert!(
-        q.cycle(t1 + 1).preempted.is_empty(),
-        "work on an exhausted budget never preempts"
-    );
+    submit(&mut q, WB::new(lo, 0).kind(Kind::Training).gpus(1, 4).at(t1 + 1).build(), t1 + 1);
+    assert!(q.cycle(t1 + 1).preempted.is_empty(), "work on an exhausted budget never preempts");
     let mut preempted = Vec::new();
     for now in [DEC1, DEC1 + 600, DEC1 + 1200, DEC1 + 1800] {
         preempted.extend(q.cycle(now).preempted);
         assert_consistent(&q);
     }
     let looped = preempted.contains(&priority(hi, lo)) && preempted.contains(&priority(lo, hi));
-    assert!(
-        !looped,
-        "hi and lo took turns preempting each other: {preempted:?}"
-    );
+    assert!(!looped, "hi and lo took turns preempting each other: {preempted:?}");
 }
 
 /// The monthly GPU use must count every interval of the month, also one that a meter opened in
@@ -1082,9 +766,7 @@ fn monthly_gpu_use_counts_a_meter_that_crossed_the_month_start() {
         "closing the meter must not lose December's use"
     );
     // 96 GPU-hours used against a budget of 10: refused.
-    assert!(q
-        .submit(WB::new(3, 0).gpus(1, 1).at(dec5).build(), dec5)
-        .is_err());
+    assert!(q.submit(WB::new(3, 0).gpus(1, 1).at(dec5).build(), dec5).is_err());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1093,31 +775,18 @@ fn monthly_gpu_use_counts_a_meter_that_crossed_the_month_start() {
 
 #[test]
 fn a_gang_that_fits_quota_but_no_nodes_is_explained_as_no_fit() {
-    let t = TenancyBuilder::new(&["A100"])
-        .tenant("t", None, &[Q::n(8)])
-        .build();
+    let t = TenancyBuilder::new(&["A100"]).tenant("t", None, &[Q::n(8)]).build();
     let mut q = queue(t, a100s(2, 4), NOV1);
     submit(&mut q, WB::new(1, 0).gpus(2, 3).runtime(3600).build(), NOV1);
     q.cycle(NOV1);
-    submit(
-        &mut q,
-        WB::new(2, 0).gpus(1, 2).at(NOV1 + 10).build(),
-        NOV1 + 10,
-    );
+    submit(&mut q, WB::new(2, 0).gpus(1, 2).at(NOV1 + 10).build(), NOV1 + 10);
     q.cycle(NOV1 + 10);
     // Two GPUs are free, one on each node: quota covers the 2-GPU pod, no node holds it. (The
     // detail's wording depends on which check finds it; both name the flavor.)
     let detail = match q.reason(2) {
-        Some(Reason::NoFit {
-            flavor,
-            pods,
-            detail,
-        }) => {
+        Some(Reason::NoFit { flavor, pods, detail }) => {
             assert_eq!((flavor.as_str(), *pods), ("A100", 1));
-            assert!(
-                detail.contains("fits nowhere") || detail.contains("A100"),
-                "{detail}"
-            );
+            assert!(detail.contains("fits nowhere") || detail.contains("A100"), "{detail}");
             detail.clone()
         }
         r => panic!("expected NoFit, got {r:?}"),
@@ -1142,56 +811,30 @@ fn submissions_that_could_never_run_are_refused_with_the_fix() {
         .build();
     let c = cluster(&[("A100", 8), ("A100", 8), ("H100", 4), ("H100", 4)]);
     let mut q = queue(t, c, NOV1);
-    let err = q
-        .submit(WB::new(1, 0).name("big").gpus(7, 1).build(), NOV1)
-        .unwrap_err();
+    let err = q.submit(WB::new(1, 0).name("big").gpus(7, 1).build(), NOV1).unwrap_err();
     assert_eq!(
         err.0,
         "workload big needs 7 but tenant a can hold at most 6 A100 GPUs or 2 H100 GPUs (nominal quota plus borrowing); ask for less or for a larger quota"
     );
-    let err = q
-        .submit(WB::new(2, 1).name("huge").gpus(1, 16).build(), NOV1)
-        .unwrap_err();
+    let err = q.submit(WB::new(2, 1).name("huge").gpus(1, 16).build(), NOV1).unwrap_err();
     assert_eq!(
         err.0,
         "workload huge: some of its pods are larger than any node of A100, H100 could hold even when empty; make the pods smaller or accept another GPU model"
     );
     // Limited to H100 (4-GPU nodes), an 8-GPU pod fits nowhere even though A100 nodes could hold it.
     let h100 = ModelSet::from_iter([q.cluster().models.get("H100").unwrap()]);
-    let err = q
-        .submit(
-            WB::new(3, 1).name("h8").gpus(1, 8).models(h100).build(),
-            NOV1,
-        )
-        .unwrap_err();
+    let err = q.submit(WB::new(3, 1).name("h8").gpus(1, 8).models(h100).build(), NOV1).unwrap_err();
     assert!(
-        err.0.starts_with(
-            "workload h8: some of its pods are larger than any node of H100 could hold"
-        ),
+        err.0.starts_with("workload h8: some of its pods are larger than any node of H100 could hold"),
         "{err}"
     );
     // Badly shaped requests are refused with what to change.
     let bad = WB::new(4, 1).name("bad").gpus(2, 1).min(3).build();
-    assert!(q
-        .submit(bad, NOV1)
-        .unwrap_err()
-        .0
-        .contains("set it between 1 and 2"));
+    assert!(q.submit(bad, NOV1).unwrap_err().0.contains("set it between 1 and 2"));
     let frac = WB::new(5, 1)
-        .pods(
-            1,
-            PodRequest {
-                gpu_count: 2,
-                gpu_milli: 500,
-                ..PodRequest::cpu_only(100, 1)
-            },
-        )
+        .pods(1, PodRequest { gpu_count: 2, gpu_milli: 500, ..PodRequest::cpu_only(100, 1) })
         .build();
-    assert!(q
-        .submit(frac, NOV1)
-        .unwrap_err()
-        .0
-        .contains("only a single GPU can be shared"));
+    assert!(q.submit(frac, NOV1).unwrap_err().0.contains("only a single GPU can be shared"));
     // A duplicate id is refused; a refused workload was never queued.
     submit(&mut q, WB::new(6, 1).gpus(1, 1).build(), NOV1);
     assert!(q
@@ -1225,31 +868,11 @@ fn fifo_mode_ignores_quota_priority_and_preemption() {
     assert_consistent(&q);
     // Submission order, not priority: the batch job submitted first starts first, and the serving
     // job never preempts it.
-    submit(
-        &mut q,
-        WB::new(2, 1)
-            .kind(Kind::Batch)
-            .gpus(1, 8)
-            .at(NOV1 + 1)
-            .build(),
-        NOV1 + 1,
-    );
-    submit(
-        &mut q,
-        WB::new(3, 0)
-            .kind(Kind::Serving)
-            .gpus(1, 8)
-            .at(NOV1 + 2)
-            .build(),
-        NOV1 + 2,
-    );
+    submit(&mut q, WB::new(2, 1).kind(Kind::Batch).gpus(1, 8).at(NOV1 + 1).build(), NOV1 + 1);
+    submit(&mut q, WB::new(3, 0).kind(Kind::Serving).gpus(1, 8).at(NOV1 + 2).build(), NOV1 + 2);
     assert!(q.cycle(NOV1 + 2).admitted.is_empty());
     let e = q.explain(3, NOV1 + 2).unwrap();
-    assert_eq!(
-        (e.position, e.queue_length),
-        (2, 2),
-        "one queue for all tenants"
-    );
+    assert_eq!((e.position, e.queue_length), (2, 2), "one queue for all tenants");
     q.finish(1, NOV1 + 10);
     let out = q.cycle(NOV1 + 10);
     assert_eq!(admitted_ids(&out), vec![2]);
@@ -1270,42 +893,18 @@ fn fifo_mode_ignores_quota_priority_and_preemption() {
 /// that work ends: releasing CPU on a node frees room for every flavor whose nodes include it.
 #[test]
 fn a_gpu_job_blocked_by_cpu_work_starts_when_the_cpu_work_ends() {
-    let t = TenancyBuilder::new(&["A100", "cpu"])
-        .tenant("t", None, &[Q::n(8), Q::n(64)])
-        .build();
+    let t = TenancyBuilder::new(&["A100", "cpu"]).tenant("t", None, &[Q::n(8), Q::n(64)]).build();
     let mut q = queue(t, a100s(1, 8), NOV1);
-    submit(
-        &mut q,
-        WB::new(1, 0)
-            .pods(1, PodRequest::cpu_only(64_000, 1024))
-            .build(),
-        NOV1,
-    );
+    submit(&mut q, WB::new(1, 0).pods(1, PodRequest::cpu_only(64_000, 1024)).build(), NOV1);
     let out = q.cycle(NOV1);
     assert_eq!(admitted_ids(&out), vec![1]);
-    assert_eq!(
-        out.admitted[0].flavor, 1,
-        "CPU-only work takes the cpu flavor"
-    );
-    submit(
-        &mut q,
-        WB::new(2, 0).gpus(1, 1).at(NOV1 + 1).build(),
-        NOV1 + 1,
-    );
+    assert_eq!(out.admitted[0].flavor, 1, "CPU-only work takes the cpu flavor");
+    submit(&mut q, WB::new(2, 0).gpus(1, 1).at(NOV1 + 1).build(), NOV1 + 1);
     assert!(q.cycle(NOV1 + 1).admitted.is_empty());
-    assert!(
-        matches!(q.reason(2), Some(Reason::NoFit { .. })),
-        "{:?}",
-        q.reason(2)
-    );
+    assert!(matches!(q.reason(2), Some(Reason::NoFit { .. })), "{:?}", q.reason(2));
     q.finish(1, NOV1 + 2);
     let out = q.cycle(NOV1 + 2);
-    assert_eq!(
-        admitted_ids(&out),
-        vec![2],
-        "the node is empty now; reason: {:?}",
-        q.reason(2)
-    );
+    assert_eq!(admitted_ids(&out), vec![2], "the node is empty now; reason: {:?}", q.reason(2));
 }
 
 /// The rules of issue "Guarantees that hold", as scenarios a platform engineer can read.
@@ -1314,7 +913,12 @@ fn a_tenant_below_nominal_stops_its_own_lower_priority_work_and_reclaims_togethe
     // a (nominal 8) runs a 4-GPU batch job; b (nominal 8) runs 8 within nominal and borrows 4.
     // a's 8-GPU serving job fits a's nominal only once a's own batch job is set aside: it may
     // stop that job *and* reclaim b's borrowed job, borrowed work first.
-    let t = TenancyBuilder::new(&["A100"]).timing(0, 0).cohort("pool", None).tenant("a", Some("pool"), &[Q::n(8)]).tenant("b", Some("pool"), &[Q::n(8)]).build();
+    let t = TenancyBuilder::new(&["A100"])
+        .timing(0, 0)
+        .cohort("pool", None)
+        .tenant("a", Some("pool"), &[Q::n(8)])
+        .tenant("b", Some("pool"), &[Q::n(8)])
+        .build();
     let mut q = queue(t, a100s(2, 8), NOV1);
     submit(&mut q, WB::new(1, 0).kind(Kind::Batch).gpus(1, 4).build(), NOV1);
     submit(&mut q, WB::new(2, 1).kind(Kind::Batch).gpus(1, 8).build(), NOV1);
@@ -1333,16 +937,28 @@ fn a_tenant_below_nominal_stops_its_own_lower_priority_work_and_reclaims_togethe
 fn a_gang_that_may_start_partly_starts_with_as_many_members_as_fit() {
     // 3 nodes of 8; 2 are taken. A gang of 6 × 4 GPUs that may start with 2 starts with 4 (all
     // that fit), not with its minimum of 2.
-    let t = TenancyBuilder::new(&["A100"]).timing(0, 0).tenant("a", None, &[Q::n(24)]).tenant("b", None, &[Q::n(24)]).build();
+    let t = TenancyBuilder::new(&["A100"])
+        .timing(0, 0)
+        .tenant("a", None, &[Q::n(24)])
+        .tenant("b", None, &[Q::n(24)])
+        .build();
     let mut q = queue(t, a100s(3, 8), NOV1);
     submit(&mut q, WB::new(1, 1).gpus(1, 8).build(), NOV1);
     submit(&mut q, WB::new(2, 1).gpus(1, 8).build(), NOV1);
     assert_eq!(admitted_ids(&q.cycle(NOV1)).len(), 2);
     submit(&mut q, WB::new(10, 0).gpus(6, 4).min(2).at(NOV1 + 1).build(), NOV1 + 1);
     let out = q.cycle(NOV1 + 1);
-    assert_eq!(out.admitted.iter().map(|a| (a.workload, a.members)).collect::<Vec<_>>(), vec![(10, 2)], "8 free GPUs hold 2 of 4 GPUs each");
+    assert_eq!(
+        out.admitted.iter().map(|a| (a.workload, a.members)).collect::<Vec<_>>(),
+        vec![(10, 2)],
+        "8 free GPUs hold 2 of 4 GPUs each"
+    );
     // With 16 free it would have been 4.
-    let t = TenancyBuilder::new(&["A100"]).timing(0, 0).tenant("a", None, &[Q::n(24)]).tenant("b", None, &[Q::n(24)]).build();
+    let t = TenancyBuilder::new(&["A100"])
+        .timing(0, 0)
+        .tenant("a", None, &[Q::n(24)])
+        .tenant("b", None, &[Q::n(24)])
+        .build();
     let mut q = queue(t, a100s(3, 8), NOV1);
     submit(&mut q, WB::new(1, 1).gpus(1, 8).build(), NOV1);
     q.cycle(NOV1);

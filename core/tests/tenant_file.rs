@@ -80,7 +80,10 @@ fn good_file_parses_to_exact_values() {
                 // training, pipeline-step, notebook (overridden), serving (file-wide), batch
                 kind_classes: [1, 1, 0, 2, 0],
                 prices_micros: vec![3_100_000, 0, 30_000],
-                budget: Some(Budget { milli_gpu_seconds: 5000 * 3_600_000, when_exhausted: WhenExhausted::Refuse }),
+                budget: Some(Budget {
+                    milli_gpu_seconds: 5000 * 3_600_000,
+                    when_exhausted: WhenExhausted::Refuse,
+                }),
             },
             Tenant {
                 name: "team-b".into(),
@@ -91,7 +94,10 @@ fn good_file_parses_to_exact_values() {
                 allowed_classes: vec![0, 1, 2],
                 kind_classes: [1, 1, 1, 2, 0],
                 prices_micros: vec![2_500_000, 0, 30_000],
-                budget: Some(Budget { milli_gpu_seconds: 1_800_000, when_exhausted: WhenExhausted::IdleOnly }),
+                budget: Some(Budget {
+                    milli_gpu_seconds: 1_800_000,
+                    when_exhausted: WhenExhausted::IdleOnly,
+                }),
             },
         ],
         priority_classes: vec![class("batch", 100), class("training", 300), class("high", 2000)],
@@ -114,7 +120,8 @@ fn defaults() {
     let t = parse("min.yaml", &with_head(&["  - {name: team-a, namespaces: [team-a]}"])).unwrap();
     assert_eq!(t.currency, "USD");
     assert_eq!(t.timing, Timing { reclaim_window: 300, min_runtime: 600 });
-    let builtin: Vec<(String, i32)> = Kind::ALL.iter().map(|k| (k.name().to_string(), k.default_priority())).collect();
+    let builtin: Vec<(String, i32)> =
+        Kind::ALL.iter().map(|k| (k.name().to_string(), k.default_priority())).collect();
     let got: Vec<(String, i32)> = t.priority_classes.iter().map(|c| (c.name.clone(), c.value)).collect();
     assert_eq!(got, builtin);
     let tenant = &t.tenants[0];
@@ -144,8 +151,10 @@ fn units_and_durations() {
     assert_eq!(t.tenants[0].quotas, vec![quota(2_500, Some(125), Some(2_500)), quota(64_000, None, None)]);
     assert_eq!(t.tenants[0].prices_micros, vec![1, 12_000_000]);
     assert_eq!(t.timing, Timing { reclaim_window: 300, min_runtime: 45 });
-    let t =
-        parse("d.yaml", &with_head(&["  - {name: a, namespaces: [a]}", "timing: {reclaimWindow: 1d, minRuntime: 3h}"]));
+    let t = parse(
+        "d.yaml",
+        &with_head(&["  - {name: a, namespaces: [a]}", "timing: {reclaimWindow: 1d, minRuntime: 3h}"]),
+    );
     assert_eq!(t.unwrap().timing, Timing { reclaim_window: 86_400, min_runtime: 10_800 });
 }
 
@@ -172,11 +181,23 @@ struct Bad {
     words: &'static [&'static str],
 }
 
-fn bad(name: &'static str, lines: &[&str], line: usize, field: &'static str, words: &'static [&'static str]) -> Bad {
+fn bad(
+    name: &'static str,
+    lines: &[&str],
+    line: usize,
+    field: &'static str,
+    words: &'static [&'static str],
+) -> Bad {
     Bad { name, text: with_head(lines), line: Some(line), field, words }
 }
 
-fn bad_raw(name: &'static str, text: &str, line: usize, field: &'static str, words: &'static [&'static str]) -> Bad {
+fn bad_raw(
+    name: &'static str,
+    text: &str,
+    line: usize,
+    field: &'static str,
+    words: &'static [&'static str],
+) -> Bad {
     Bad { name, text: text.to_string(), line: Some(line), field, words }
 }
 
@@ -204,7 +225,10 @@ fn bad_cases() -> Vec<Bad> {
             &[TEAM_A, NS_A, "    quotas:", "      A100: {nominal: 8, lendingLimit: 12}"],
             8,
             "tenants[0].quotas.A100.lendingLimit",
-            &["lendingLimit 12 is above nominal 8; a tenant can lend at most its nominal quota", "lower lendingLimit"],
+            &[
+                "lendingLimit 12 is above nominal 8; a tenant can lend at most its nominal quota",
+                "lower lendingLimit",
+            ],
         ),
         bad(
             "namespace in two tenants",
@@ -291,7 +315,13 @@ fn bad_cases() -> Vec<Bad> {
             &["expected a single value, found a list"],
         ),
         bad("weight zero", &[TEAM_A, NS_A, "    weight: 0"], 7, "tenants[0].weight", &["greater than 0"]),
-        bad("weight not finite", &[TEAM_A, NS_A, "    weight: inf"], 7, "tenants[0].weight", &["greater than 0"]),
+        bad(
+            "weight not finite",
+            &[TEAM_A, NS_A, "    weight: inf"],
+            7,
+            "tenants[0].weight",
+            &["greater than 0"],
+        ),
         bad(
             "duplicate tenant",
             &[TEAM_A, NS_A, "  - name: team-a", "    namespaces: [other]"],
@@ -457,7 +487,13 @@ fn bad_cases() -> Vec<Bad> {
             "name",
             &["key `name` appears twice", "line 5", "remove one"],
         ),
-        bad("yaml syntax", &[TEAM_A, "    namespaces: team-a: x"], 6, "", &["YAML syntax error", "indentation"]),
+        bad(
+            "yaml syntax",
+            &[TEAM_A, "    namespaces: team-a: x"],
+            6,
+            "",
+            &["YAML syntax error", "indentation"],
+        ),
         bad("yaml anchors", &[TEAM_A, "    namespaces: &ns [team-a]"], 6, "", &["anchors", "not supported"]),
         bad_raw(
             "duplicate flavor",
@@ -536,7 +572,15 @@ const EXAMPLES: &[(&str, &[(&str, u64)])] = &[
     ("venus.yaml", &[("A100", 616), ("V100M32", 352)]),
     (
         "openb.yaml",
-        &[("G2", 4392), ("T4", 842), ("G3", 312), ("P100", 265), ("V100M32", 204), ("V100M16", 195), ("A10", 2)],
+        &[
+            ("G2", 4392),
+            ("T4", 842),
+            ("G3", 312),
+            ("P100", 265),
+            ("V100M32", 204),
+            ("V100M16", 195),
+            ("A10", 2),
+        ],
     ),
     ("scale-100.yaml", &[("A100", 20_000), ("V100M32", 20_000)]),
 ];

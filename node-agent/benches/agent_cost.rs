@@ -41,8 +41,13 @@ pub fn node() -> Frame {
             remapped_rows: Some(RemappedRows::default()),
             pcie_replays: Some(0),
             mig_enabled: Some(false),
-            nvlinks: (0..18).map(|l| NvLink { link: l, remote_pci_bus_id: format!("00000000:{:02X}:00.0", 0xA0 + l % 4) }).collect(),
-            processes: (0..100u32).filter(|p| p % 8 == i).map(|p| GpuProcess { pid: 10_000 + p, used_memory_bytes: Some(600 << 20) }).collect(),
+            nvlinks: (0..18)
+                .map(|l| NvLink { link: l, remote_pci_bus_id: format!("00000000:{:02X}:00.0", 0xA0 + l % 4) })
+                .collect(),
+            processes: (0..100u32)
+                .filter(|p| p % 8 == i)
+                .map(|p| GpuProcess { pid: 10_000 + p, used_memory_bytes: Some(600 << 20) })
+                .collect(),
         })
         .collect();
     Frame { gpus, xids: Vec::new() }
@@ -53,7 +58,9 @@ fn costs(c: &mut Criterion) {
     let mut state = State::default();
     state.take(frame.clone(), 1);
     for g in &frame.gpus {
-        state.owners.insert(g.uuid.clone(), ("team-a".into(), format!("train-worker-{}", g.index), "pytorch".into()));
+        state
+            .owners
+            .insert(g.uuid.clone(), ("team-a".into(), format!("train-worker-{}", g.index), "pytorch".into()));
     }
     let options = Options { node: "gpu-node-1".into(), dcgm: true, dcgm_hostname_label: "Hostname".into() };
     let mut g = c.benchmark_group("agent");

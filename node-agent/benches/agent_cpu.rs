@@ -31,16 +31,28 @@ fn cpu() -> f64 {
 fn measure(interval: Duration, secs: u64) -> Result<(f64, u64), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let capture = Capture { description: String::new(), driver_version: Some("550.90.07".into()), frames: vec![cost::node()] };
-        let (frames, driver) = agent::start_sampler(move || Ok(Box::new(Replay::new(capture)?) as Box<dyn GpuSource>), interval)?;
-        let shared = Shared::new(Options { node: "gpu-node-1".into(), dcgm: true, dcgm_hostname_label: "Hostname".into() });
+        let capture = Capture {
+            description: String::new(),
+            driver_version: Some("550.90.07".into()),
+            frames: vec![cost::node()],
+        };
+        let (frames, driver) = agent::start_sampler(
+            move || Ok(Box::new(Replay::new(capture)?) as Box<dyn GpuSource>),
+            interval,
+        )?;
+        let shared = Shared::new(Options {
+            node: "gpu-node-1".into(),
+            dcgm: true,
+            dcgm_hostname_label: "Hostname".into(),
+        });
         shared.lock().driver_version = driver;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(gantry_serve::serve(listener, agent::router(shared.clone()), None, async {
-            let _ = stop_rx.await;
-        }));
+        let server =
+            tokio::spawn(gantry_serve::serve(listener, agent::router(shared.clone()), None, async {
+                let _ = stop_rx.await;
+            }));
         let outputs = Outputs { publisher: None, pod_resources: None, print_inventory: false, idle: None };
         let run = tokio::spawn(agent::run(shared.clone(), frames, outputs, std::future::pending()));
         // A Prometheus-like scraper on its own thread.
@@ -54,12 +66,16 @@ fn measure(interval: Duration, secs: u64) -> Result<(f64, u64), String> {
                     let _ = s.read_to_end(&mut out);
                     scrapes += 1;
                 }
-                std::thread::sleep(Duration::from_secs(15).min(Duration::from_secs(secs).saturating_sub(start.elapsed())));
+                std::thread::sleep(
+                    Duration::from_secs(15).min(Duration::from_secs(secs).saturating_sub(start.elapsed())),
+                );
             }
             scrapes
         });
         let (c0, t0) = (cpu(), Instant::now());
-        let scrapes = tokio::task::spawn_blocking(move || scraper.join().unwrap_or(0)).await.map_err(|e| e.to_string())?;
+        let scrapes = tokio::task::spawn_blocking(move || scraper.join().unwrap_or(0))
+            .await
+            .map_err(|e| e.to_string())?;
         let used = (cpu() - c0) / t0.elapsed().as_secs_f64();
         let passes = shared.lock().passes;
         run.abort();

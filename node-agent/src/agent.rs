@@ -206,7 +206,12 @@ fn json<T: Serialize>(value: &T) -> Response {
 
 async fn gpus(Axum(shared): Axum<Arc<Shared>>) -> Response {
     let inventory = shared.lock().inventory();
-    let text = inventory.annotations.get(gantry_api::keys::GPU_INVENTORY_ANNOTATION).cloned().flatten().unwrap_or_else(|| "{\"gpus\":[]}".into());
+    let text = inventory
+        .annotations
+        .get(gantry_api::keys::GPU_INVENTORY_ANNOTATION)
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| "{\"gpus\":[]}".into());
     ([(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
@@ -241,7 +246,12 @@ pub fn now() -> i64 {
 }
 
 /// Takes frames in until the sampler stops or `shutdown` resolves: steps 2-4 of the cycle.
-pub async fn run(shared: Arc<Shared>, mut frames: Frames, mut out: Outputs, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn run(
+    shared: Arc<Shared>,
+    mut frames: Frames,
+    mut out: Outputs,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut printed: Option<Desired> = None;
     let mut said = String::new();
@@ -279,7 +289,14 @@ pub async fn run(shared: Arc<Shared>, mut frames: Frames, mut out: Outputs, shut
         let inventory = {
             let mut state = shared.lock();
             for t in state.take(frame, at) {
-                eprintln!("gantry node-agent: GPU {} ({}): {} -> {}: {}", t.index, t.uuid, t.from.name(), t.to.name(), t.reason);
+                eprintln!(
+                    "gantry node-agent: GPU {} ({}): {} -> {}: {}",
+                    t.index,
+                    t.uuid,
+                    t.from.name(),
+                    t.to.name(),
+                    t.reason
+                );
             }
             if let Some(o) = owners {
                 state.owners = o;
@@ -288,7 +305,9 @@ pub async fn run(shared: Arc<Shared>, mut frames: Frames, mut out: Outputs, shut
                 meter.observe(at, &state.utilization(&shared.options.node).gpus);
                 let lines = meter.close(at);
                 if !lines.is_empty() && tx.try_send(lines).is_err() {
-                    eprintln!("gantry node-agent: the idle-time sender is stuck; a window's lines were dropped");
+                    eprintln!(
+                        "gantry node-agent: the idle-time sender is stuck; a window's lines were dropped"
+                    );
                 }
             }
             state.inventory()

@@ -113,7 +113,10 @@ impl Tracker {
             }
             if let Some(ecc) = sample.ecc {
                 if gpu.uncorrected.is_some_and(|before| ecc.uncorrected_volatile > before) {
-                    stick(State::Failed, format!("uncorrected ECC errors rose to {}", ecc.uncorrected_volatile));
+                    stick(
+                        State::Failed,
+                        format!("uncorrected ECC errors rose to {}", ecc.uncorrected_volatile),
+                    );
                 }
                 gpu.uncorrected = Some(ecc.uncorrected_volatile);
             }
@@ -159,7 +162,13 @@ fn now_state(sticky: Option<&(State, String)>, sample: &GpuSample) -> (State, St
 fn update(gpu: &mut Gpu, uuid: &str, state: State, reason: String, now: i64, changes: &mut Vec<Transition>) {
     if gpu.health.state != state || gpu.health.reason != reason {
         if gpu.health.state != state {
-            changes.push(Transition { uuid: uuid.to_string(), index: gpu.index, from: gpu.health.state, to: state, reason: reason.clone() });
+            changes.push(Transition {
+                uuid: uuid.to_string(),
+                index: gpu.index,
+                from: gpu.health.state,
+                to: state,
+                reason: reason.clone(),
+            });
             gpu.health.since = now;
         }
         gpu.health.state = state;

@@ -61,7 +61,8 @@ impl IdleMeter {
             while t < now {
                 let start = t.div_euclid(self.window) * self.window;
                 let end = (start + self.window).min(now);
-                *self.open.entry((start, namespace.clone(), model.clone())).or_default() += (end - t) as u64 * rate;
+                *self.open.entry((start, namespace.clone(), model.clone())).or_default() +=
+                    (end - t) as u64 * rate;
                 t = end;
             }
         }
@@ -71,7 +72,15 @@ impl IdleMeter {
     pub fn close(&mut self, now: i64) -> Vec<IdleLine> {
         let keep = self.open.split_off(&(now - self.window + 1, String::new(), String::new()));
         let done = std::mem::replace(&mut self.open, keep);
-        done.into_iter().map(|((start, namespace, model), idle)| IdleLine { start, end: start + self.window, namespace, model, idle }).collect()
+        done.into_iter()
+            .map(|((start, namespace, model), idle)| IdleLine {
+                start,
+                end: start + self.window,
+                namespace,
+                model,
+                idle,
+            })
+            .collect()
     }
 }
 
@@ -85,7 +94,13 @@ pub const RETRY: Duration = Duration::from_secs(30);
 /// Sends the closed windows arriving on `lines` to the quota API as `node`'s reports, keeping
 /// what could not be sent and trying again every `retry` (and with the next lines); returns when
 /// the channel closes or on `shutdown`, after a last try.
-pub async fn send(caller: Caller, node: String, mut lines: mpsc::Receiver<Vec<IdleLine>>, retry: Duration, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn send(
+    caller: Caller,
+    node: String,
+    mut lines: mpsc::Receiver<Vec<IdleLine>>,
+    retry: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut pending: Vec<IdleLine> = Vec::new();
     let mut said = String::new();
@@ -132,13 +147,18 @@ pub async fn send(caller: Caller, node: String, mut lines: mpsc::Receiver<Vec<Id
                     }
                 }
                 if dropped == 0 {
-                    eprintln!("gantry node-agent: the quota API refused a report but took each window alone: {e}");
+                    eprintln!(
+                        "gantry node-agent: the quota API refused a report but took each window alone: {e}"
+                    );
                 }
             }
             Err(e) => {
                 pending = lines;
                 if e.message != said {
-                    eprintln!("gantry node-agent: idle time not sent yet ({} lines kept): {e}", pending.len());
+                    eprintln!(
+                        "gantry node-agent: idle time not sent yet ({} lines kept): {e}",
+                        pending.len()
+                    );
                     said = e.message;
                 }
             }
@@ -175,7 +195,13 @@ mod tests {
     }
 
     fn line(start: i64, idle: u64) -> IdleLine {
-        IdleLine { start, end: start + 60, namespace: "team-a".into(), model: "NVIDIA-A100-SXM4-80GB".into(), idle }
+        IdleLine {
+            start,
+            end: start + 60,
+            namespace: "team-a".into(),
+            model: "NVIDIA-A100-SXM4-80GB".into(),
+            idle,
+        }
     }
 
     /// Two passes 10 s apart over one GPU: what each case charges.
@@ -187,7 +213,11 @@ mod tests {
             ("a quarter busy: three quarters", vec![gpu(0, Some("p"), Some(25))], 7_500),
             ("no holder: nothing reserved", vec![gpu(0, None, Some(0))], 0),
             ("utilization unknown: never guessed", vec![gpu(0, Some("p"), None)], 0),
-            ("two idle GPUs of one namespace add up", vec![gpu(0, Some("p"), Some(0)), gpu(1, Some("q"), Some(50))], 15_000),
+            (
+                "two idle GPUs of one namespace add up",
+                vec![gpu(0, Some("p"), Some(0)), gpu(1, Some("q"), Some(50))],
+                15_000,
+            ),
         ];
         for (what, gpus, idle) in cases {
             let mut m = IdleMeter::new(60, 30);

@@ -21,7 +21,6 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-
 /// What the agent wants on its Node: each key's value, `None` to remove it.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Desired {
@@ -44,17 +43,20 @@ pub fn desired(frame: &Frame, health: &Tracker) -> Desired {
     if let Some(first) = gpus.first().filter(|g| !g.model.is_empty()) {
         d.labels.insert(GPU_PRODUCT_LABEL.into(), Some(product_label(&first.model)));
     }
-    let mut failed: Vec<u32> = health.health().filter(|(_, _, h)| h.state == State::Failed).map(|(_, i, _)| i).collect();
+    let mut failed: Vec<u32> =
+        health.health().filter(|(_, _, h)| h.state == State::Failed).map(|(_, i, _)| i).collect();
     failed.sort_unstable();
     failed.dedup();
     let list: Vec<String> = failed.iter().map(u32::to_string).collect();
     d.annotations.insert(GPU_UNHEALTHY_ANNOTATION.into(), (!list.is_empty()).then(|| list.join(",")));
 
-    let by_bus: BTreeMap<&str, u32> = gpus.iter().filter_map(|g| Some((g.pci_bus_id.as_deref()?, g.index))).collect();
+    let by_bus: BTreeMap<&str, u32> =
+        gpus.iter().filter_map(|g| Some((g.pci_bus_id.as_deref()?, g.index))).collect();
     let mut items: Vec<Value> = gpus
         .iter()
         .map(|g| {
-            let mut peers: Vec<u32> = g.nvlinks.iter().filter_map(|l| by_bus.get(l.remote_pci_bus_id.as_str()).copied()).collect();
+            let mut peers: Vec<u32> =
+                g.nvlinks.iter().filter_map(|l| by_bus.get(l.remote_pci_bus_id.as_str()).copied()).collect();
             peers.sort_unstable();
             peers.dedup();
             let h = health.of(&g.uuid);
@@ -117,7 +119,13 @@ pub const MANAGER: &str = "gantry-node-agent";
 
 impl Publisher {
     pub fn new(client: Client, node: impl Into<String>) -> Publisher {
-        Publisher { api: Api::all(client), node: node.into(), known: None, backoff: Duration::from_secs(1), not_before: None }
+        Publisher {
+            api: Api::all(client),
+            node: node.into(),
+            known: None,
+            backoff: Duration::from_secs(1),
+            not_before: None,
+        }
     }
 
     /// Brings the Node in line with `desired`: reads it once, then patches only what differs.
@@ -145,7 +153,11 @@ impl Publisher {
         let known = match self.known.take() {
             Some(k) => k,
             None => {
-                let node = self.api.get_metadata(&self.node).await.map_err(|e| format!("cannot read Node {}: {e}", self.node))?;
+                let node = self
+                    .api
+                    .get_metadata(&self.node)
+                    .await
+                    .map_err(|e| format!("cannot read Node {}: {e}", self.node))?;
                 serde_json::to_value(&node).map_err(|e| e.to_string())?
             }
         };

@@ -114,16 +114,43 @@ pub fn render(s: &Snapshot, o: &Options) -> String {
     let mut f = Family { out: &mut out };
 
     let gauges: [(&str, &str, &str, Getter); 10] = [
-        ("gantry_gpu_utilization_ratio", "gauge", "Fraction of the last sample period a kernel ran on the GPU.", |g| g.gpu_utilization_percent.map(|p| f64::from(p) / 100.0)),
-        ("gantry_gpu_memory_utilization_ratio", "gauge", "Fraction of the last sample period GPU memory was read or written.", |g| g.memory_utilization_percent.map(|p| f64::from(p) / 100.0)),
-        ("gantry_gpu_memory_used_bytes", "gauge", "GPU memory in use.", |g| g.memory_used_bytes.map(|b| b as f64)),
-        ("gantry_gpu_memory_total_bytes", "gauge", "GPU memory in all.", |g| g.memory_total_bytes.map(|b| b as f64)),
-        ("gantry_gpu_temperature_celsius", "gauge", "GPU die temperature.", |g| g.temperature_celsius.map(f64::from)),
-        ("gantry_gpu_power_watts", "gauge", "GPU power draw (NVML reports milliwatts).", |g| g.power_milliwatts.map(|mw| f64::from(mw) / 1000.0)),
-        ("gantry_gpu_energy_joules_total", "counter", "GPU energy since the driver loaded (NVML reports millijoules).", |g| g.energy_millijoules.map(|mj| mj as f64 / 1000.0)),
+        (
+            "gantry_gpu_utilization_ratio",
+            "gauge",
+            "Fraction of the last sample period a kernel ran on the GPU.",
+            |g| g.gpu_utilization_percent.map(|p| f64::from(p) / 100.0),
+        ),
+        (
+            "gantry_gpu_memory_utilization_ratio",
+            "gauge",
+            "Fraction of the last sample period GPU memory was read or written.",
+            |g| g.memory_utilization_percent.map(|p| f64::from(p) / 100.0),
+        ),
+        ("gantry_gpu_memory_used_bytes", "gauge", "GPU memory in use.", |g| {
+            g.memory_used_bytes.map(|b| b as f64)
+        }),
+        ("gantry_gpu_memory_total_bytes", "gauge", "GPU memory in all.", |g| {
+            g.memory_total_bytes.map(|b| b as f64)
+        }),
+        ("gantry_gpu_temperature_celsius", "gauge", "GPU die temperature.", |g| {
+            g.temperature_celsius.map(f64::from)
+        }),
+        ("gantry_gpu_power_watts", "gauge", "GPU power draw (NVML reports milliwatts).", |g| {
+            g.power_milliwatts.map(|mw| f64::from(mw) / 1000.0)
+        }),
+        (
+            "gantry_gpu_energy_joules_total",
+            "counter",
+            "GPU energy since the driver loaded (NVML reports millijoules).",
+            |g| g.energy_millijoules.map(|mj| mj as f64 / 1000.0),
+        ),
         ("gantry_gpu_sm_clock_hertz", "gauge", "SM clock.", |g| g.sm_clock_mhz.map(|m| f64::from(m) * 1e6)),
-        ("gantry_gpu_memory_clock_hertz", "gauge", "Memory clock.", |g| g.memory_clock_mhz.map(|m| f64::from(m) * 1e6)),
-        ("gantry_gpu_pcie_replays_total", "counter", "PCIe replays since the driver loaded.", |g| g.pcie_replays.map(|r| r as f64)),
+        ("gantry_gpu_memory_clock_hertz", "gauge", "Memory clock.", |g| {
+            g.memory_clock_mhz.map(|m| f64::from(m) * 1e6)
+        }),
+        ("gantry_gpu_pcie_replays_total", "counter", "PCIe replays since the driver loaded.", |g| {
+            g.pcie_replays.map(|r| r as f64)
+        }),
     ];
     for (name, kind, help, get) in gauges {
         f.header(name, kind, help);
@@ -133,15 +160,24 @@ pub fn render(s: &Snapshot, o: &Options) -> String {
             }
         }
     }
-    f.header("gantry_gpu_ecc_errors_total", "counter", "ECC errors over the GPU's life, by type (corrected: single-bit; uncorrected: double-bit).");
+    f.header(
+        "gantry_gpu_ecc_errors_total",
+        "counter",
+        "ECC errors over the GPU's life, by type (corrected: single-bit; uncorrected: double-bit).",
+    );
     for (g, l, _) in &gpus {
         if let Some(e) = g.ecc {
-            for (kind, v) in [("corrected", e.corrected_aggregate), ("uncorrected", e.uncorrected_aggregate)] {
+            for (kind, v) in [("corrected", e.corrected_aggregate), ("uncorrected", e.uncorrected_aggregate)]
+            {
                 f.line("gantry_gpu_ecc_errors_total", &with(l, &[("type", kind)]), v as f64);
             }
         }
     }
-    f.header("gantry_gpu_remapped_rows", "gauge", "Memory rows remapped, by cause (correctable or uncorrectable errors).");
+    f.header(
+        "gantry_gpu_remapped_rows",
+        "gauge",
+        "Memory rows remapped, by cause (correctable or uncorrectable errors).",
+    );
     for (g, l, _) in &gpus {
         if let Some(r) = g.remapped_rows {
             for (cause, v) in [("correctable", r.correctable), ("uncorrectable", r.uncorrectable)] {
@@ -155,14 +191,22 @@ pub fn render(s: &Snapshot, o: &Options) -> String {
             f.line("gantry_gpu_mig_enabled", l, f64::from(u8::from(m)));
         }
     }
-    f.header("gantry_gpu_health", "gauge", "1 for the GPU's health state (healthy, degraded, failed), 0 for the others.");
+    f.header(
+        "gantry_gpu_health",
+        "gauge",
+        "1 for the GPU's health state (healthy, degraded, failed), 0 for the others.",
+    );
     for (g, l, _) in &gpus {
         let state = s.health.of(&g.uuid).map_or(State::Healthy, |h| h.state);
         for st in [State::Healthy, State::Degraded, State::Failed] {
             f.line("gantry_gpu_health", &with(l, &[("state", st.name())]), f64::from(u8::from(st == state)));
         }
     }
-    f.header("gantry_gpu_xid_errors_total", "counter", "XID errors NVML reported since the agent started, by XID.");
+    f.header(
+        "gantry_gpu_xid_errors_total",
+        "counter",
+        "XID errors NVML reported since the agent started, by XID.",
+    );
     for ((uuid, xid), n) in s.xids {
         if let Some((_, l, _)) = gpus.iter().find(|(g, _, _)| g.uuid == *uuid) {
             f.line("gantry_gpu_xid_errors_total", &with(l, &[("xid", &xid.to_string())]), *n as f64);
@@ -172,11 +216,19 @@ pub fn render(s: &Snapshot, o: &Options) -> String {
     for (g, l, _) in &gpus {
         for p in &g.processes {
             if let Some(b) = p.used_memory_bytes {
-                f.line("gantry_gpu_process_memory_used_bytes", &with(l, &[("pid", &p.pid.to_string())]), b as f64);
+                f.line(
+                    "gantry_gpu_process_memory_used_bytes",
+                    &with(l, &[("pid", &p.pid.to_string())]),
+                    b as f64,
+                );
             }
         }
     }
-    f.header("gantry_gpu_last_sample_timestamp_seconds", "gauge", "When the agent last read the GPUs (unix seconds).");
+    f.header(
+        "gantry_gpu_last_sample_timestamp_seconds",
+        "gauge",
+        "When the agent last read the GPUs (unix seconds).",
+    );
     let _ = writeln!(f.out, "gantry_gpu_last_sample_timestamp_seconds {}", s.taken_at);
 
     if o.dcgm {
@@ -199,17 +251,48 @@ fn with(labels: &str, extra: &[(&str, &str)]) -> String {
 fn dcgm(f: &mut Family, gpus: &[(&GpuSample, String, String)], s: &Snapshot) {
     let families: [(&str, &str, &str, Getter); 12] = [
         ("DCGM_FI_DEV_SM_CLOCK", "gauge", "SM clock frequency (in MHz).", |g| g.sm_clock_mhz.map(f64::from)),
-        ("DCGM_FI_DEV_MEM_CLOCK", "gauge", "Memory clock frequency (in MHz).", |g| g.memory_clock_mhz.map(f64::from)),
-        ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C).", |g| g.temperature_celsius.map(f64::from)),
-        ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", |g| g.power_milliwatts.map(|mw| f64::from(mw) / 1000.0)),
-        ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter", "Total energy consumption since boot (in mJ).", |g| g.energy_millijoules.map(|v| v as f64)),
-        ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "counter", "Total number of PCIe retries.", |g| g.pcie_replays.map(|v| v as f64)),
-        ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).", |g| g.gpu_utilization_percent.map(f64::from)),
-        ("DCGM_FI_DEV_MEM_COPY_UTIL", "gauge", "Memory utilization (in %).", |g| g.memory_utilization_percent.map(f64::from)),
-        ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB).", |g| Some(g.memory_total_bytes?.saturating_sub(g.memory_used_bytes?) as f64 / MIB)),
-        ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).", |g| g.memory_used_bytes.map(|b| b as f64 / MIB)),
-        ("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "counter", "Number of remapped rows for uncorrectable errors", |g| g.remapped_rows.map(|r| f64::from(r.uncorrectable))),
-        ("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "counter", "Number of remapped rows for correctable errors", |g| g.remapped_rows.map(|r| f64::from(r.correctable))),
+        ("DCGM_FI_DEV_MEM_CLOCK", "gauge", "Memory clock frequency (in MHz).", |g| {
+            g.memory_clock_mhz.map(f64::from)
+        }),
+        ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C).", |g| {
+            g.temperature_celsius.map(f64::from)
+        }),
+        ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", |g| {
+            g.power_milliwatts.map(|mw| f64::from(mw) / 1000.0)
+        }),
+        (
+            "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+            "counter",
+            "Total energy consumption since boot (in mJ).",
+            |g| g.energy_millijoules.map(|v| v as f64),
+        ),
+        ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "counter", "Total number of PCIe retries.", |g| {
+            g.pcie_replays.map(|v| v as f64)
+        }),
+        ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).", |g| {
+            g.gpu_utilization_percent.map(f64::from)
+        }),
+        ("DCGM_FI_DEV_MEM_COPY_UTIL", "gauge", "Memory utilization (in %).", |g| {
+            g.memory_utilization_percent.map(f64::from)
+        }),
+        ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB).", |g| {
+            Some(g.memory_total_bytes?.saturating_sub(g.memory_used_bytes?) as f64 / MIB)
+        }),
+        ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).", |g| {
+            g.memory_used_bytes.map(|b| b as f64 / MIB)
+        }),
+        (
+            "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+            "counter",
+            "Number of remapped rows for uncorrectable errors",
+            |g| g.remapped_rows.map(|r| f64::from(r.uncorrectable)),
+        ),
+        (
+            "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+            "counter",
+            "Number of remapped rows for correctable errors",
+            |g| g.remapped_rows.map(|r| f64::from(r.correctable)),
+        ),
     ];
     for (name, kind, help, get) in families {
         f.header(name, kind, help);

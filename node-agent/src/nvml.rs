@@ -18,7 +18,10 @@ use nvml_wrapper::enums::device::{SampleValue, UsedGpuMemory};
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::structs::device::FieldId;
-use nvml_wrapper::sys_exports::field_id::{NVML_FI_DEV_REMAPPED_COR, NVML_FI_DEV_REMAPPED_FAILURE, NVML_FI_DEV_REMAPPED_PENDING, NVML_FI_DEV_REMAPPED_UNC};
+use nvml_wrapper::sys_exports::field_id::{
+    NVML_FI_DEV_REMAPPED_COR, NVML_FI_DEV_REMAPPED_FAILURE, NVML_FI_DEV_REMAPPED_PENDING,
+    NVML_FI_DEV_REMAPPED_UNC,
+};
 use nvml_wrapper::{Device, EventSet, Nvml};
 
 /// NVLinks per GPU that NVML may report (NVML_NVLINK_MAX_LINKS).
@@ -119,7 +122,13 @@ fn read(device: &Device, index: u32) -> GpuSample {
     } else {
         None
     };
-    let ids = [NVML_FI_DEV_REMAPPED_COR, NVML_FI_DEV_REMAPPED_UNC, NVML_FI_DEV_REMAPPED_PENDING, NVML_FI_DEV_REMAPPED_FAILURE].map(FieldId);
+    let ids = [
+        NVML_FI_DEV_REMAPPED_COR,
+        NVML_FI_DEV_REMAPPED_UNC,
+        NVML_FI_DEV_REMAPPED_PENDING,
+        NVML_FI_DEV_REMAPPED_FAILURE,
+    ]
+    .map(FieldId);
     let remapped_rows = field(l, device.field_values_for(&ids)).and_then(|values| {
         let v: Vec<u64> = values
             .into_iter()
@@ -131,7 +140,12 @@ fn read(device: &Device, index: u32) -> GpuSample {
             })
             .collect::<Option<_>>()?;
         let [cor, unc, pending, failure] = v[..] else { return None };
-        Some(RemappedRows { correctable: cor as u32, uncorrectable: unc as u32, pending: pending != 0, failure: failure != 0 })
+        Some(RemappedRows {
+            correctable: cor as u32,
+            uncorrectable: unc as u32,
+            pending: pending != 0,
+            failure: failure != 0,
+        })
     });
     let nvlinks = (0..MAX_LINKS)
         .filter_map(|link| {
@@ -185,7 +199,12 @@ impl GpuSource for NvmlSource {
             match self.nvml.device_by_index(index) {
                 Ok(device) => gpus.push(read(&device, index)),
                 // A GPU that fell off the bus can no longer be opened: report it lost.
-                Err(NvmlError::GpuLost) => gpus.push(GpuSample { index, uuid: format!("GPU-index-{index}"), lost: true, ..Default::default() }),
+                Err(NvmlError::GpuLost) => gpus.push(GpuSample {
+                    index,
+                    uuid: format!("GPU-index-{index}"),
+                    lost: true,
+                    ..Default::default()
+                }),
                 Err(_) => {}
             }
         }

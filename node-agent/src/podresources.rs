@@ -114,11 +114,7 @@ pub async fn list(socket: &Path, timeout: Duration) -> Result<Vec<Assignment>, P
     let deadline = Instant::now() + timeout;
     match socket.try_exists() {
         Ok(true) => {}
-        Ok(false) => {
-            return Err(PodResourcesError::Missing {
-                socket: socket.to_path_buf(),
-            })
-        }
+        Ok(false) => return Err(PodResourcesError::Missing { socket: socket.to_path_buf() }),
         Err(err) => {
             return Err(PodResourcesError::Connect {
                 socket: socket.to_path_buf(),
@@ -127,8 +123,7 @@ pub async fn list(socket: &Path, timeout: Duration) -> Result<Vec<Assignment>, P
         }
     }
     let channel = connect(socket, deadline, timeout).await?;
-    let mut client =
-        PodResourcesListerClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let mut client = PodResourcesListerClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let request = proto::ListPodResourcesRequest {};
     let response = match timeout_at(deadline, client.list(request)).await {
         Ok(Ok(response)) => response.into_inner(),
@@ -155,18 +150,11 @@ pub async fn list(socket: &Path, timeout: Duration) -> Result<Vec<Assignment>, P
 /// pod holding a replica (the kubelet's order); likewise if one ID were reported twice.
 pub fn gpu_owners(assignments: &[Assignment]) -> HashMap<String, (String, String, String)> {
     let mut owners = HashMap::new();
-    for assignment in assignments
-        .iter()
-        .filter(|a| a.resource.starts_with(NVIDIA_PREFIX))
-    {
+    for assignment in assignments.iter().filter(|a| a.resource.starts_with(NVIDIA_PREFIX)) {
         for id in &assignment.device_ids {
             let gpu = id.split("::").next().unwrap_or(id);
             owners.entry(gpu.to_string()).or_insert_with(|| {
-                (
-                    assignment.namespace.clone(),
-                    assignment.pod.clone(),
-                    assignment.container.clone(),
-                )
+                (assignment.namespace.clone(), assignment.pod.clone(), assignment.container.clone())
             });
         }
     }
@@ -174,11 +162,7 @@ pub fn gpu_owners(assignments: &[Assignment]) -> HashMap<String, (String, String
 }
 
 /// Opens a gRPC channel over the Unix socket, giving up at `deadline`.
-async fn connect(
-    socket: &Path,
-    deadline: Instant,
-    timeout: Duration,
-) -> Result<Channel, PodResourcesError> {
+async fn connect(socket: &Path, deadline: Instant, timeout: Duration) -> Result<Channel, PodResourcesError> {
     let path = socket.to_path_buf();
     let connector = tower::service_fn(move |_: Uri| {
         let path = path.clone();
@@ -186,10 +170,7 @@ async fn connect(
     });
     // The URI only satisfies tonic's endpoint type: the connector ignores it and dials the socket.
     let endpoint = Endpoint::from_static("http://localhost").connect_timeout(timeout);
-    let failed = |message: String| PodResourcesError::Connect {
-        socket: socket.to_path_buf(),
-        message,
-    };
+    let failed = |message: String| PodResourcesError::Connect { socket: socket.to_path_buf(), message };
     match timeout_at(deadline, endpoint.connect_with_connector(connector)).await {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(err)) => Err(failed(error_chain(&err))),
@@ -205,14 +186,8 @@ fn assignments(response: proto::ListPodResourcesResponse) -> Vec<Assignment> {
     for pod in response.pod_resources {
         for container in pod.containers {
             let first = out.len();
-            for devices in container
-                .devices
-                .into_iter()
-                .filter(|d| !d.device_ids.is_empty())
-            {
-                let same = out[first..]
-                    .iter()
-                    .position(|a| a.resource == devices.resource_name);
+            for devices in container.devices.into_iter().filter(|d| !d.device_ids.is_empty()) {
+                let same = out[first..].iter().position(|a| a.resource == devices.resource_name);
                 match same {
                     Some(i) => out[first + i].device_ids.extend(devices.device_ids),
                     None => out.push(Assignment {

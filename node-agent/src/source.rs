@@ -33,7 +33,8 @@ impl Replay {
 
     /// Reads a capture file (JSON, as [`Capture`]).
     pub fn load(path: &Path) -> Result<Replay, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read the capture: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the capture: {e}", path.display()))?;
         let capture: Capture = serde_json::from_str(&text).map_err(|e| {
             format!("{}: not a GPU capture ({e}); expected {{\"frames\": [{{\"gpus\": [...]}}]}} as scripts/gpu-check.sh records", path.display())
         })?;

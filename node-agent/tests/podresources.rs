@@ -88,34 +88,10 @@ async fn list_returns_each_containers_devices_per_resource() {
     assert_eq!(
         assignments,
         vec![
-            assignment(
-                "team-a",
-                "train-llama-0",
-                "trainer",
-                "nvidia.com/gpu",
-                &[GPU_A0, GPU_A1]
-            ),
-            assignment(
-                "team-a",
-                "train-llama-0",
-                "trainer",
-                "rdma/hca_shared_devices_a",
-                &["mlx5_0"]
-            ),
-            assignment(
-                "team-b",
-                "infer-7f9c",
-                "server",
-                "nvidia.com/gpu",
-                &[GPU_B0]
-            ),
-            assignment(
-                "team-b",
-                "infer-7f9c",
-                "embedder",
-                "nvidia.com/mig-1g.10gb",
-                &[MIG_B]
-            ),
+            assignment("team-a", "train-llama-0", "trainer", "nvidia.com/gpu", &[GPU_A0, GPU_A1]),
+            assignment("team-a", "train-llama-0", "trainer", "rdma/hca_shared_devices_a", &["mlx5_0"]),
+            assignment("team-b", "infer-7f9c", "server", "nvidia.com/gpu", &[GPU_B0]),
+            assignment("team-b", "infer-7f9c", "embedder", "nvidia.com/mig-1g.10gb", &[MIG_B]),
         ]
     );
 }
@@ -138,9 +114,7 @@ async fn a_failed_list_call_is_a_call_error_with_the_status() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = serve(dir.path(), FakeKubelet { pods: None });
 
-    let err = podresources::list(&socket, TIMEOUT)
-        .await
-        .expect_err("kubelet refused");
+    let err = podresources::list(&socket, TIMEOUT).await.expect_err("kubelet refused");
 
     match &err {
         PodResourcesError::Call { message } => {
@@ -156,47 +130,31 @@ async fn a_missing_socket_is_reported_with_its_path_and_the_fix() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("pod-resources").join("kubelet.sock");
 
-    let err = podresources::list(&socket, TIMEOUT)
-        .await
-        .expect_err("no socket");
+    let err = podresources::list(&socket, TIMEOUT).await.expect_err("no socket");
 
     match &err {
         PodResourcesError::Missing { socket: reported } => assert_eq!(reported, &socket),
         other => panic!("expected Missing, got {other:?}"),
     }
     let message = err.to_string();
-    assert!(
-        message.starts_with(&socket.display().to_string()),
-        "{message}"
-    );
-    assert!(
-        message.contains("mount /var/lib/kubelet/pod-resources"),
-        "{message}"
-    );
+    assert!(message.starts_with(&socket.display().to_string()), "{message}");
+    assert!(message.contains("mount /var/lib/kubelet/pod-resources"), "{message}");
     assert!(message.contains("--pod-resources-socket"), "{message}");
 }
 
 /// Asserts that `list` on `socket` fails with a Connect error naming the path, well within `TIMEOUT`.
 async fn assert_connect_error(socket: &Path) {
     let started = Instant::now();
-    let err = podresources::list(socket, TIMEOUT)
-        .await
-        .expect_err("nobody listens");
+    let err = podresources::list(socket, TIMEOUT).await.expect_err("nobody listens");
     assert!(started.elapsed() < TIMEOUT, "took {:?}", started.elapsed());
     match &err {
-        PodResourcesError::Connect {
-            socket: reported,
-            message,
-        } => {
+        PodResourcesError::Connect { socket: reported, message } => {
             assert_eq!(reported, socket);
             assert!(!message.is_empty());
         }
         other => panic!("expected a Connect error, got {other:?}"),
     }
-    assert!(
-        err.to_string().contains(&socket.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&socket.display().to_string()), "{err}");
 }
 
 #[tokio::test]
@@ -204,10 +162,7 @@ async fn a_socket_left_by_a_dead_kubelet_is_a_connect_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("kubelet.sock");
     drop(UnixListener::bind(&socket).expect("bind"));
-    assert!(
-        socket.exists(),
-        "dropping the listener leaves the socket file behind"
-    );
+    assert!(socket.exists(), "dropping the listener leaves the socket file behind");
 
     assert_connect_error(&socket).await;
 }
@@ -230,20 +185,8 @@ async fn a_kubelet_that_never_answers_fails_within_the_timeout() {
     let timeout = Duration::from_millis(300);
 
     let started = Instant::now();
-    let err = podresources::list(&socket, timeout)
-        .await
-        .expect_err("silent kubelet");
+    let err = podresources::list(&socket, timeout).await.expect_err("silent kubelet");
 
-    assert!(
-        started.elapsed() < timeout + Duration::from_secs(1),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert!(
-        matches!(
-            err,
-            PodResourcesError::Connect { .. } | PodResourcesError::Call { .. }
-        ),
-        "{err:?}"
-    );
+    assert!(started.elapsed() < timeout + Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(matches!(err, PodResourcesError::Connect { .. } | PodResourcesError::Call { .. }), "{err:?}");
 }

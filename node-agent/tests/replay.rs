@@ -2,9 +2,9 @@
 //! independent Prometheus text-format parser), unsupported fields as missing samples, health for
 //! each critical XID and the other causes, a GPU that disappears mid-run, and the inventory.
 
+use gantry_api::keys::{GPU_INVENTORY_ANNOTATION, GPU_PRODUCT_LABEL, GPU_UNHEALTHY_ANNOTATION};
 use gantry_node_agent::agent::State;
 use gantry_node_agent::health::{xid_effect, State as H, Tracker};
-use gantry_api::keys::{GPU_INVENTORY_ANNOTATION, GPU_PRODUCT_LABEL, GPU_UNHEALTHY_ANNOTATION};
 use gantry_node_agent::inventory::diff;
 use gantry_node_agent::metrics::Options;
 use gantry_node_agent::sample::{EccCounts, Frame, GpuSample, RemappedRows, XidEvent};
@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 const T0: i64 = 1_796_000_000;
 
 fn capture() -> Replay {
-    Replay::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/node-agent/a100x4.json")).expect("the bundled capture loads")
+    Replay::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/node-agent/a100x4.json"))
+        .expect("the bundled capture loads")
 }
 
 fn options(dcgm: bool) -> Options {
@@ -30,7 +31,11 @@ fn parse(text: &str) -> Scrape {
 fn value(s: &Scrape, name: &str, gpu: &str, extra: &[(&str, &str)]) -> Option<f64> {
     s.samples
         .iter()
-        .find(|x| x.metric == name && x.labels.get("gpu") == Some(gpu) && extra.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .find(|x| {
+            x.metric == name
+                && x.labels.get("gpu") == Some(gpu)
+                && extra.iter().all(|(k, v)| x.labels.get(k) == Some(*v))
+        })
         .map(|x| match x.value {
             PValue::Gauge(v) | PValue::Counter(v) | PValue::Untyped(v) => v,
             _ => f64::NAN,
@@ -65,7 +70,10 @@ fn every_field_is_exported_in_its_unit() {
     assert_eq!(value(&s, "gantry_gpu_remapped_rows", "0", &[("cause", "uncorrectable")]), Some(0.0));
     assert_eq!(value(&s, "gantry_gpu_health", "0", &[("state", "healthy")]), Some(1.0));
     assert_eq!(value(&s, "gantry_gpu_health", "0", &[("state", "failed")]), Some(0.0));
-    assert_eq!(value(&s, "gantry_gpu_process_memory_used_bytes", "0", &[("pid", "48211")]), Some(31206.0 * 1048576.0));
+    assert_eq!(
+        value(&s, "gantry_gpu_process_memory_used_bytes", "0", &[("pid", "48211")]),
+        Some(31206.0 * 1048576.0)
+    );
     let labels = &s.samples.iter().find(|x| x.metric == "gantry_gpu_power_watts").unwrap().labels;
     assert_eq!(labels.get("uuid"), Some("GPU-2f6a1c3e-8b1d-4e5f-9a0b-7c1d2e3f4a50"));
     assert_eq!(labels.get("model"), Some("NVIDIA A100-SXM4-40GB"));
@@ -76,8 +84,14 @@ fn every_field_is_exported_in_its_unit() {
 #[test]
 fn dcgm_compatible_names_units_and_labels() {
     let mut state = first_pass();
-    state.owners.insert("GPU-2f6a1c3e-8b1d-4e5f-9a0b-7c1d2e3f4a50".into(), ("team-a".into(), "bert-worker-0".into(), "pytorch".into()));
-    assert!(!state.metrics(&options(false)).contains("DCGM_FI_"), "off unless asked: dcgm-exporter may already run");
+    state.owners.insert(
+        "GPU-2f6a1c3e-8b1d-4e5f-9a0b-7c1d2e3f4a50".into(),
+        ("team-a".into(), "bert-worker-0".into(), "pytorch".into()),
+    );
+    assert!(
+        !state.metrics(&options(false)).contains("DCGM_FI_"),
+        "off unless asked: dcgm-exporter may already run"
+    );
     let s = parse(&state.metrics(&options(true)));
     let d = |name: &str| value(&s, name, "0", &[]);
     assert_eq!(d("DCGM_FI_DEV_GPU_UTIL"), Some(97.0), "percent");
@@ -92,7 +106,11 @@ fn dcgm_compatible_names_units_and_labels() {
     assert_eq!(d("DCGM_FI_DEV_PCIE_REPLAY_COUNTER"), Some(0.0));
     assert_eq!(d("DCGM_FI_DEV_XID_ERRORS"), Some(0.0));
     assert_eq!(d("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS"), Some(0.0));
-    let x = s.samples.iter().find(|x| x.metric == "DCGM_FI_DEV_GPU_UTIL" && x.labels.get("gpu") == Some("0")).unwrap();
+    let x = s
+        .samples
+        .iter()
+        .find(|x| x.metric == "DCGM_FI_DEV_GPU_UTIL" && x.labels.get("gpu") == Some("0"))
+        .unwrap();
     for (k, v) in [
         ("UUID", "GPU-2f6a1c3e-8b1d-4e5f-9a0b-7c1d2e3f4a50"),
         ("pci_bus_id", "00000000:07:00.0"),
@@ -143,7 +161,11 @@ fn unsupported_fields_are_missing_samples_not_zeros() {
         assert!(s.samples.iter().all(|x| x.metric != missing), "{missing} must be absent, not 0");
     }
     assert_eq!(value(&s, "gantry_gpu_power_watts", "0", &[]), Some(27.981));
-    assert_eq!(value(&s, "gantry_gpu_health", "0", &[("state", "healthy")]), Some(1.0), "a missing field is not a fault");
+    assert_eq!(
+        value(&s, "gantry_gpu_health", "0", &[("state", "healthy")]),
+        Some(1.0),
+        "a missing field is not a fault"
+    );
 }
 
 fn healthy(uuid: &str) -> GpuSample {
@@ -173,7 +195,10 @@ fn each_critical_xid_changes_health_as_nvidia_documents() {
     for (xid, state, reason) in cases {
         let mut t = Tracker::default();
         t.observe(&Frame { gpus: vec![healthy("GPU-a")], xids: vec![] }, T0);
-        let changes = t.observe(&Frame { gpus: vec![healthy("GPU-a")], xids: vec![XidEvent { uuid: "GPU-a".into(), xid }] }, T0 + 5);
+        let changes = t.observe(
+            &Frame { gpus: vec![healthy("GPU-a")], xids: vec![XidEvent { uuid: "GPU-a".into(), xid }] },
+            T0 + 5,
+        );
         let h = t.of("GPU-a").unwrap();
         assert_eq!((h.state, h.reason.as_str()), (state, reason), "XID {xid}");
         assert_eq!(changes.len(), usize::from(state != H::Healthy), "XID {xid}");
@@ -191,7 +216,11 @@ fn ecc_remapping_and_lost_gpus() {
     let mut g = healthy("GPU-a");
     g.ecc = Some(EccCounts { uncorrected_volatile: 2, ..EccCounts::default() });
     t.observe(&Frame { gpus: vec![g.clone()], xids: vec![] }, T0);
-    assert_eq!(t.of("GPU-a").unwrap().state, H::Healthy, "errors from before the agent started are a baseline");
+    assert_eq!(
+        t.of("GPU-a").unwrap().state,
+        H::Healthy,
+        "errors from before the agent started are a baseline"
+    );
     g.ecc = Some(EccCounts { uncorrected_volatile: 3, ..EccCounts::default() });
     t.observe(&Frame { gpus: vec![g], xids: vec![] }, T0 + 1);
     assert_eq!(t.of("GPU-a").unwrap().reason, "uncorrected ECC errors rose to 3");
@@ -230,15 +259,23 @@ fn a_gpu_that_falls_off_the_bus_is_failed_and_never_offered() {
     let inventory = state.inventory();
     assert_eq!(inventory.annotations[GPU_UNHEALTHY_ANNOTATION].as_deref(), Some("3"));
     assert_eq!(inventory.labels[GPU_PRODUCT_LABEL].as_deref(), Some("NVIDIA-A100-SXM4-40GB"));
-    let gpus: Value = serde_json::from_str(inventory.annotations[GPU_INVENTORY_ANNOTATION].as_deref().unwrap()).unwrap();
+    let gpus: Value =
+        serde_json::from_str(inventory.annotations[GPU_INVENTORY_ANNOTATION].as_deref().unwrap()).unwrap();
     assert_eq!(gpus["gpus"][0]["nvlinkPeers"], json!([1, 2]), "GPU 3's links are gone with it");
     assert_eq!(gpus["gpus"][0]["memoryMiB"], 40960);
-    assert_eq!(gpus["gpus"][3], json!({"index": 3, "uuid": "GPU-d1e4f6a8-3c5e-4d7f-a0b1-2c3d4e5f6a83", "health": "failed",
-                                       "reason": "XID 79: GPU has fallen off the bus", "since": T0 + 2}));
+    assert_eq!(
+        gpus["gpus"][3],
+        json!({"index": 3, "uuid": "GPU-d1e4f6a8-3c5e-4d7f-a0b1-2c3d4e5f6a83", "health": "failed",
+                                       "reason": "XID 79: GPU has fallen off the bus", "since": T0 + 2})
+    );
     // The metrics no longer list it; its XID was counted once, though the last frame repeats.
     let s = parse(&state.metrics(&options(true)));
     assert!(value(&s, "gantry_gpu_power_watts", "3", &[]).is_none());
-    assert_eq!(s.samples.iter().filter(|x| x.metric == "gantry_gpu_xid_errors_total").count(), 0, "a GPU no longer listed has no series");
+    assert_eq!(
+        s.samples.iter().filter(|x| x.metric == "gantry_gpu_xid_errors_total").count(),
+        0,
+        "a GPU no longer listed has no series"
+    );
     assert_eq!(state.xids.values().sum::<u64>(), 1);
 }
 
@@ -249,17 +286,27 @@ fn the_inventory_diff_names_only_what_changed() {
     let empty = json!({"metadata": {"name": "gpu-node-1"}});
     let patch = diff(&empty, &want).unwrap();
     assert_eq!(patch["metadata"]["labels"][GPU_PRODUCT_LABEL], "NVIDIA-A100-SXM4-40GB");
-    assert!(patch["metadata"]["annotations"].get(GPU_UNHEALTHY_ANNOTATION).is_none(), "nothing to remove on a node that never had it");
+    assert!(
+        patch["metadata"]["annotations"].get(GPU_UNHEALTHY_ANNOTATION).is_none(),
+        "nothing to remove on a node that never had it"
+    );
     let applied = json!({"metadata": {"labels": patch["metadata"]["labels"], "annotations": patch["metadata"]["annotations"]}});
     assert_eq!(diff(&applied, &want), None);
     let stale = json!({"metadata": {"labels": patch["metadata"]["labels"], "annotations": {GPU_INVENTORY_ANNOTATION: want.annotations[GPU_INVENTORY_ANNOTATION], GPU_UNHEALTHY_ANNOTATION: "2"}}});
-    assert_eq!(diff(&stale, &want), Some(json!({"metadata": {"annotations": {GPU_UNHEALTHY_ANNOTATION: null}}})), "a healed GPU's entry is removed");
+    assert_eq!(
+        diff(&stale, &want),
+        Some(json!({"metadata": {"annotations": {GPU_UNHEALTHY_ANNOTATION: null}}})),
+        "a healed GPU's entry is removed"
+    );
 }
 
 #[test]
 fn per_pod_utilization_for_the_quota_api() {
     let mut state = first_pass();
-    state.owners.insert("GPU-2f6a1c3e-8b1d-4e5f-9a0b-7c1d2e3f4a50".into(), ("team-a".into(), "bert-worker-0".into(), "pytorch".into()));
+    state.owners.insert(
+        "GPU-2f6a1c3e-8b1d-4e5f-9a0b-7c1d2e3f4a50".into(),
+        ("team-a".into(), "bert-worker-0".into(), "pytorch".into()),
+    );
     let u = serde_json::to_value(state.utilization("gpu-node-1")).unwrap();
     assert_eq!(u["node"], "gpu-node-1");
     assert_eq!(u["takenAt"], T0);

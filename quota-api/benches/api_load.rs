@@ -10,10 +10,10 @@
 //! ```
 //! Latency runs from each request's intended send time (no coordinated omission).
 
+use gantry_api::view::{TenantView, View};
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
 use gantry_quota_api::ledger::{Ledger, Record};
-use gantry_api::view::{TenantView, View};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -72,7 +72,15 @@ fn ledger() -> Result<Ledger, BoxError> {
 
 fn view() -> View {
     let tenants = (0..TENANTS)
-        .map(|t| TenantView { name: tenant(t), cohort: None, namespaces: vec![tenant(t)], quotas: vec![], pending: 0, running: 0, budget: None })
+        .map(|t| TenantView {
+            name: tenant(t),
+            cohort: None,
+            namespaces: vec![tenant(t)],
+            quotas: vec![],
+            pending: 0,
+            running: 0,
+            budget: None,
+        })
         .collect();
     View { at: END, currency: "USD".into(), flavors: vec![], tenants, queue: vec![], running: vec![] }
 }
@@ -104,7 +112,13 @@ impl Case {
 }
 
 async fn get(sender: &mut Sender, path: &str) -> bool {
-    let Ok(req) = hyper::Request::get(path).header("host", "x").header("authorization", format!("Bearer {TOKEN}")).body(Empty::new()) else { return false };
+    let Ok(req) = hyper::Request::get(path)
+        .header("host", "x")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Empty::new())
+    else {
+        return false;
+    };
     match sender.send_request(req).await {
         Ok(resp) => {
             let ok = resp.status() == 200;
@@ -115,7 +129,13 @@ async fn get(sender: &mut Sender, path: &str) -> bool {
 }
 
 /// Sends `paths` in turn at `rate` for `length`, open loop, over `conns` connections.
-async fn run(addr: std::net::SocketAddr, paths: &[String], rate: f64, length: Duration, conns: usize) -> Result<(Vec<Duration>, usize), BoxError> {
+async fn run(
+    addr: std::net::SocketAddr,
+    paths: &[String],
+    rate: f64,
+    length: Duration,
+    conns: usize,
+) -> Result<(Vec<Duration>, usize), BoxError> {
     let (tx, rx) = mpsc::unbounded_channel::<(Instant, usize)>();
     let queue = Arc::new(Mutex::new(rx));
     let total = (rate * length.as_secs_f64()).round() as usize;
@@ -169,7 +189,10 @@ fn main() -> Result<(), BoxError> {
     let rate: f64 = std::env::var("API_BENCH_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(500.0);
     let secs: f64 = std::env::var("API_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(10.0);
     let ledger = ledger()?;
-    let tokens = StaticTokens::parse("bench", &format!("tokens:\n  - {{token: {TOKEN}, user: bench, admin: true}}\n"))?;
+    let tokens = StaticTokens::parse(
+        "bench",
+        &format!("tokens:\n  - {{token: {TOKEN}, user: bench, admin: true}}\n"),
+    )?;
     let api = Api::new(view(), ledger, Box::new(tokens));
     let server_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
@@ -179,15 +202,46 @@ fn main() -> Result<(), BoxError> {
 
     let day = 86_400;
     // Tenants in a scattered order, so consecutive requests do not hit the same rows.
-    let each = |f: &dyn Fn(String) -> String| (0..TENANTS).map(|i| f(tenant(i * 37 % TENANTS))).collect::<Vec<_>>();
+    let each =
+        |f: &dyn Fn(String) -> String| (0..TENANTS).map(|i| f(tenant(i * 37 % TENANTS))).collect::<Vec<_>>();
     let mut cases = vec![
         Case::new("baseline: /healthz", vec!["/healthz".into()]),
-        Case::new("usage, one tenant, 7 days by hour", each(&|t| format!("/api/v1/usage?tenant={t}&from={}&to={END}&step=hour", END - 7 * day))),
-        Case::new("usage, one tenant, 30 days by day", each(&|t| format!("/api/v1/usage?tenant={t}&from={}&to={END}&step=day", END - 30 * day))),
-        Case::new("cost, one tenant, a year", each(&|t| format!("/api/v1/cost?tenant={t}&from={START}&to={END}"))),
-        Case::new("cost, one tenant, 30 days, mid-day edges", each(&|t| format!("/api/v1/cost?tenant={t}&from={}&to={}", END - 30 * day - 5 * 3600, END - 7 * 3600))),
-        Case::new("cost, all 100 tenants, 30 whole days", (1..=10).map(|k| format!("/api/v1/cost?from={}&to={}", END - (30 + k) * day, END - k * day)).collect()),
-        Case::new("cost, all 100 tenants, 30 days, mid-day edges", (1..=10).map(|k| format!("/api/v1/cost?from={}&to={}", END - (30 + k) * day - 5 * 3600, END - k * day - 7 * 3600)).collect()),
+        Case::new(
+            "usage, one tenant, 7 days by hour",
+            each(&|t| format!("/api/v1/usage?tenant={t}&from={}&to={END}&step=hour", END - 7 * day)),
+        ),
+        Case::new(
+            "usage, one tenant, 30 days by day",
+            each(&|t| format!("/api/v1/usage?tenant={t}&from={}&to={END}&step=day", END - 30 * day)),
+        ),
+        Case::new(
+            "cost, one tenant, a year",
+            each(&|t| format!("/api/v1/cost?tenant={t}&from={START}&to={END}")),
+        ),
+        Case::new(
+            "cost, one tenant, 30 days, mid-day edges",
+            each(&|t| {
+                format!("/api/v1/cost?tenant={t}&from={}&to={}", END - 30 * day - 5 * 3600, END - 7 * 3600)
+            }),
+        ),
+        Case::new(
+            "cost, all 100 tenants, 30 whole days",
+            (1..=10)
+                .map(|k| format!("/api/v1/cost?from={}&to={}", END - (30 + k) * day, END - k * day))
+                .collect(),
+        ),
+        Case::new(
+            "cost, all 100 tenants, 30 days, mid-day edges",
+            (1..=10)
+                .map(|k| {
+                    format!(
+                        "/api/v1/cost?from={}&to={}",
+                        END - (30 + k) * day - 5 * 3600,
+                        END - k * day - 7 * 3600
+                    )
+                })
+                .collect(),
+        ),
     ];
     println!("quota API over loopback HTTP/1.1, 8 connections, open loop at {rate} req/s, {secs} s per case; {TENANTS} tenants x a year of hourly accruals x 2 flavors");
     for c in &cases {
@@ -208,7 +262,13 @@ fn main() -> Result<(), BoxError> {
     for c in cases.iter_mut() {
         c.samples.sort_unstable();
         let n = c.samples.len();
-        let q = |p: f64| if n == 0 { Duration::ZERO } else { c.samples[((p * n as f64).ceil() as usize).clamp(1, n) - 1] };
+        let q = |p: f64| {
+            if n == 0 {
+                Duration::ZERO
+            } else {
+                c.samples[((p * n as f64).ceil() as usize).clamp(1, n) - 1]
+            }
+        };
         println!("| {} | {} | {} | {} | {} | {} |", c.name, n, c.errors, ms(q(0.5)), ms(q(0.99)), ms(q(1.0)));
     }
     Ok(())

@@ -29,12 +29,12 @@
 use crate::auth::{Authenticator, Identity, Refused, Scope};
 use crate::import::ImportError;
 use crate::ledger::{Bucket, Ledger, LedgerError, Record, Step, Sums, EARLIEST, LATEST};
-use gantry_api::view::View;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
+use gantry_api::view::View;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -90,7 +90,15 @@ const BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Api {
     pub fn new(view: View, ledger: Ledger, auth: Box<dyn Authenticator>) -> Arc<Api> {
-        Arc::new(Api { turn: tokio::sync::Mutex::new(()), view: RwLock::new(current(view)), ledger: Mutex::new(ledger), auth, queue_metrics: AtomicBool::new(false), ingest: Mutex::default(), bodies: tokio::sync::Semaphore::new(BODIES) })
+        Arc::new(Api {
+            turn: tokio::sync::Mutex::new(()),
+            view: RwLock::new(current(view)),
+            ledger: Mutex::new(ledger),
+            auth,
+            queue_metrics: AtomicBool::new(false),
+            ingest: Mutex::default(),
+            bodies: tokio::sync::Semaphore::new(BODIES),
+        })
     }
 
     /// Whether `/metrics` also carries quota, use, borrowing and queue lengths (the scheduler's
@@ -130,10 +138,15 @@ impl Api {
 
     /// Runs `f` on the ledger on a blocking thread when this request's turn comes, never on the
     /// async workers.
-    async fn with_ledger<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&mut Ledger) -> T + Send + 'static) -> Answer<T> {
+    async fn with_ledger<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Ledger) -> T + Send + 'static,
+    ) -> Answer<T> {
         let _turn = self.turn.lock().await;
         let api = self.clone();
-        tokio::task::spawn_blocking(move || f(&mut api.ledger())).await.map_err(|e| ApiError::Internal(format!("the ledger task failed: {e}")))
+        tokio::task::spawn_blocking(move || f(&mut api.ledger()))
+            .await
+            .map_err(|e| ApiError::Internal(format!("the ledger task failed: {e}")))
     }
 
     /// Appends `records` in chunks of [`crate::import::BATCH`], each in its own turn; how many
@@ -201,21 +214,31 @@ type Answer<T> = Result<T, ApiError>;
 /// The caller, from the bearer token.
 async fn who(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let Some(token) = value.and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty()) else {
+    let Some(token) = value.and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty())
+    else {
         return Err(ApiError::Unauthorized("no bearer token; send Authorization: Bearer TOKEN (a service account token, or one from the token file)".into()));
     };
     let tenants = api.tenant_names();
     api.auth.identify(token, &tenants).await.map_err(|r| match r {
-        Refused::Invalid => ApiError::Unauthorized("the bearer token is not valid or has expired; get a new one".into()),
-        Refused::Busy => ApiError::TooMany("too many new bearer tokens to check at once; send the request again in a second".into()),
+        Refused::Invalid => {
+            ApiError::Unauthorized("the bearer token is not valid or has expired; get a new one".into())
+        }
+        Refused::Busy => ApiError::TooMany(
+            "too many new bearer tokens to check at once; send the request again in a second".into(),
+        ),
     })
 }
 
 /// Tenants the caller asked for (`tenant=`, or all they may see), checked.
 fn tenants_asked(view: &View, id: &Identity, asked: Option<&String>) -> Answer<Vec<String>> {
     match asked {
-        Some(t) if !id.scope.sees(t) => Err(ApiError::Forbidden(format!("{} may not read tenant {t}; ask a platform admin for access", id.user))),
-        Some(t) if !view.tenants.iter().any(|x| &x.name == t) => Err(ApiError::NotFound(format!("no tenant {t}"))),
+        Some(t) if !id.scope.sees(t) => Err(ApiError::Forbidden(format!(
+            "{} may not read tenant {t}; ask a platform admin for access",
+            id.user
+        ))),
+        Some(t) if !view.tenants.iter().any(|x| &x.name == t) => {
+            Err(ApiError::NotFound(format!("no tenant {t}")))
+        }
         Some(t) => Ok(vec![t.clone()]),
         None => Ok(view.tenants.iter().filter(|t| id.scope.sees(&t.name)).map(|t| t.name.clone()).collect()),
     }
@@ -226,10 +249,11 @@ fn time(params: &HashMap<String, String>, key: &str, default: i64) -> Answer<i64
     let Some(v) = params.get(key) else { return Ok(default) };
     let t = match v.parse::<i64>() {
         Ok(s) => s,
-        Err(_) => v
-            .parse::<jiff::Timestamp>()
-            .map(|t| t.as_second())
-            .map_err(|_| ApiError::BadRequest(format!("{key}={v:?} is not a time; give unix seconds or RFC 3339 (2026-11-01T00:00:00Z)")))?,
+        Err(_) => v.parse::<jiff::Timestamp>().map(|t| t.as_second()).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "{key}={v:?} is not a time; give unix seconds or RFC 3339 (2026-11-01T00:00:00Z)"
+            ))
+        })?,
     };
     if !(EARLIEST..=LATEST).contains(&t) {
         return Err(ApiError::BadRequest(format!("{key}={v:?} is out of range; give a time between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z (unix seconds {EARLIEST} to {LATEST})")));
@@ -247,7 +271,9 @@ fn period(view: &View, params: &HashMap<String, String>) -> Answer<(i64, i64, St
     let step = match params.get("step").map(String::as_str) {
         None | Some("hour") => Step::Hour,
         Some("day") => Step::Day,
-        Some(other) => return Err(ApiError::BadRequest(format!("step={other:?} is not a step; use hour or day"))),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!("step={other:?} is not a step; use hour or day")))
+        }
     };
     Ok((from, to, step))
 }
@@ -264,7 +290,11 @@ fn money(micros: u64) -> f64 {
 fn buckets(ledger: &Ledger, step: Step, tenants: &[String], from: i64, to: i64) -> Answer<Vec<Bucket>> {
     let mut out = Vec::new();
     for t in tenants {
-        out.extend(ledger.buckets(step, Some(t), from.div_euclid(step.seconds()) * step.seconds(), to).map_err(|e| ApiError::Internal(e.to_string()))?);
+        out.extend(
+            ledger
+                .buckets(step, Some(t), from.div_euclid(step.seconds()) * step.seconds(), to)
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
     }
     Ok(out)
 }
@@ -273,7 +303,13 @@ fn buckets(ledger: &Ledger, step: Step, tenants: &[String], from: i64, to: i64) 
 /// rollup, the hours before the first and after the last whole day from the hourly one, summed
 /// by SQLite. A year of one tenant reads about 400 rows; every tenant is one query per range.
 /// `all`: the tenants are every tenant (an admin asking for all), read by time once per range.
-fn covering(ledger: &Ledger, all: bool, tenants: &[String], from: i64, to: i64) -> Answer<BTreeMap<(String, String), Sums>> {
+fn covering(
+    ledger: &Ledger,
+    all: bool,
+    tenants: &[String],
+    from: i64,
+    to: i64,
+) -> Answer<BTreeMap<(String, String), Sums>> {
     const DAY: i64 = 86_400;
     let from = from.div_euclid(3600) * 3600;
     let (first_day, last_day) = ((from + DAY - 1).div_euclid(DAY) * DAY, to.div_euclid(DAY) * DAY);
@@ -285,7 +321,11 @@ fn covering(ledger: &Ledger, all: bool, tenants: &[String], from: i64, to: i64) 
     let mut out: BTreeMap<(String, String), Sums> = BTreeMap::new();
     for (step, a, b) in ranges.into_iter().filter(|(_, a, b)| a < b) {
         let one = |t: Option<&str>| ledger.sums(step, t, a, b).map_err(|e| ApiError::Internal(e.to_string()));
-        let rows = if all { one(None)? } else { tenants.iter().map(|t| one(Some(t))).collect::<Answer<Vec<_>>>()?.concat() };
+        let rows = if all {
+            one(None)?
+        } else {
+            tenants.iter().map(|t| one(Some(t))).collect::<Answer<Vec<_>>>()?.concat()
+        };
         for (tenant, flavor, s) in rows {
             out.entry((tenant, flavor)).or_default().add(&s);
         }
@@ -323,11 +363,19 @@ async fn tenants(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer<Resp
     Ok(axum::Json(json!({"at": view.at, "flavors": view.flavors, "tenants": list})).into_response())
 }
 
-async fn tenant(State(api): State<Arc<Api>>, headers: HeaderMap, Path(name): Path<String>) -> Answer<Response> {
+async fn tenant(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Answer<Response> {
     let id = who(&api, &headers).await?;
     let view = api.view();
     tenants_asked(&view, &id, Some(&name))?;
-    let t = view.tenants.iter().find(|t| t.name == name).ok_or_else(|| ApiError::NotFound(format!("no tenant {name}")))?;
+    let t = view
+        .tenants
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no tenant {name}")))?;
     Ok(axum::Json(t).into_response())
 }
 
@@ -382,7 +430,11 @@ struct CostLine {
 }
 
 /// Cost lines per tenant and flavor over the period.
-async fn cost_lines(api: &Arc<Api>, id: &Identity, params: &HashMap<String, String>) -> Answer<(i64, i64, Vec<CostLine>)> {
+async fn cost_lines(
+    api: &Arc<Api>,
+    id: &Identity,
+    params: &HashMap<String, String>,
+) -> Answer<(i64, i64, Vec<CostLine>)> {
     let view = api.view();
     let (from, to, _) = period(&view, params)?;
     let asked = tenants_asked(&view, id, params.get("tenant"))?;
@@ -409,10 +461,15 @@ async fn cost_lines(api: &Arc<Api>, id: &Identity, params: &HashMap<String, Stri
 async fn cost(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
     let id = who(&api, &headers).await?;
     let (from, to, lines) = cost_lines(&api, &id, &params).await?;
-    Ok(axum::Json(json!({"from": from, "to": to, "currency": api.view().currency, "lines": lines})).into_response())
+    Ok(axum::Json(json!({"from": from, "to": to, "currency": api.view().currency, "lines": lines}))
+        .into_response())
 }
 
-async fn cost_csv(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
+async fn cost_csv(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Answer<Response> {
     let id = who(&api, &headers).await?;
     let (from, to, lines) = cost_lines(&api, &id, &params).await?;
     let currency = csv_field(&api.view().currency);
@@ -420,10 +477,25 @@ async fn cost_csv(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params)
     for l in lines {
         csv.push_str(&format!(
             "{from},{to},{},{},{:.3},{:.3},{:.3},{:.2},{:.2},{:.2},{:.2},{currency}\n",
-            csv_field(&l.tenant), csv_field(&l.flavor), l.guaranteed_hours, l.borrowed_hours, l.idle_hours, l.guaranteed_cost, l.borrowed_cost, l.idle_cost, l.total_cost
+            csv_field(&l.tenant),
+            csv_field(&l.flavor),
+            l.guaranteed_hours,
+            l.borrowed_hours,
+            l.idle_hours,
+            l.guaranteed_cost,
+            l.borrowed_cost,
+            l.idle_cost,
+            l.total_cost
         ));
     }
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"gantry-cost.csv\"")], csv).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"gantry-cost.csv\""),
+        ],
+        csv,
+    )
+        .into_response())
 }
 
 /// A text field of `cost.csv`: quoted per RFC 4180 when it holds a comma, a quote or a line
@@ -463,10 +535,18 @@ async fn queue(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): P
     Ok(axum::Json(json!({"at": view.at, "waiting": waiting})).into_response())
 }
 
-async fn workload(State(api): State<Arc<Api>>, headers: HeaderMap, Path(wid): Path<String>) -> Answer<Response> {
+async fn workload(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(wid): Path<String>,
+) -> Answer<Response> {
     let id = who(&api, &headers).await?;
     let view = api.view();
-    let n: u64 = wid.parse().map_err(|_| ApiError::BadRequest(format!("{wid:?} is not a workload id; ids are whole numbers (see /api/v1/queue)")))?;
+    let n: u64 = wid.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "{wid:?} is not a workload id; ids are whole numbers (see /api/v1/queue)"
+        ))
+    })?;
     let (tenant, body) = if let Some(w) = view.waiting(n) {
         (w.tenant.clone(), json!({"state": "waiting", "workload": w}))
     } else if let Some(r) = view.running.iter().find(|r| r.id == n) {
@@ -484,9 +564,17 @@ async fn workload(State(api): State<Arc<Api>>, headers: HeaderMap, Path(wid): Pa
 /// `/metrics`: per-tenant series for a token that may read every tenant, aggregates otherwise
 /// (see the module's documentation).
 async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer<Response> {
-    let per_tenant = if headers.contains_key(header::AUTHORIZATION) { who(&api, &headers).await?.scope == Scope::Admin } else { false };
-    let cost = api.with_ledger(|l| l.sums(Step::Day, None, i64::MIN, i64::MAX)).await?.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut text = crate::metrics::render(&api.view(), &cost, api.queue_metrics.load(Ordering::Relaxed), per_tenant);
+    let per_tenant = if headers.contains_key(header::AUTHORIZATION) {
+        who(&api, &headers).await?.scope == Scope::Admin
+    } else {
+        false
+    };
+    let cost = api
+        .with_ledger(|l| l.sums(Step::Day, None, i64::MIN, i64::MAX))
+        .await?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut text =
+        crate::metrics::render(&api.view(), &cost, api.queue_metrics.load(Ordering::Relaxed), per_tenant);
     api.ingest().render(&mut text);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
@@ -502,14 +590,22 @@ async fn writer(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
 
 /// The body of a writer's request, read only once the caller is known, up to [`INGEST_LIMIT`],
 /// with one of the [`BODIES`] permits, held while the body is handled.
-async fn body_of(api: &Api, body: axum::body::Body) -> Answer<(tokio::sync::SemaphorePermit<'_>, axum::body::Bytes)> {
+async fn body_of(
+    api: &Api,
+    body: axum::body::Body,
+) -> Answer<(tokio::sync::SemaphorePermit<'_>, axum::body::Bytes)> {
     let permit = match tokio::time::timeout(BODY_WAIT, api.bodies.acquire()).await {
         Ok(Ok(p)) => p,
-        _ => return Err(ApiError::Unavailable("busy with other writers' batches; send again shortly".into())),
+        _ => {
+            return Err(ApiError::Unavailable("busy with other writers' batches; send again shortly".into()))
+        }
     };
-    let bytes = axum::body::to_bytes(body, INGEST_LIMIT)
-        .await
-        .map_err(|e| ApiError::TooLarge(format!("the body could not be read within the limit of {} MiB ({e}); send smaller batches", INGEST_LIMIT >> 20)))?;
+    let bytes = axum::body::to_bytes(body, INGEST_LIMIT).await.map_err(|e| {
+        ApiError::TooLarge(format!(
+            "the body could not be read within the limit of {} MiB ({e}); send smaller batches",
+            INGEST_LIMIT >> 20
+        ))
+    })?;
     Ok((permit, bytes))
 }
 
@@ -524,7 +620,11 @@ fn ledger_error(e: LedgerError) -> ApiError {
 
 /// `POST /internal/v1/accruals`: JSON lines of accruals, appended durably before the answer;
 /// records already present are skipped, so the sender retries safely.
-async fn accruals(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Body) -> Answer<Response> {
+async fn accruals(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Answer<Response> {
     writer(&api, &headers).await?;
     let (_permit, body) = body_of(&api, body).await?;
     let records = crate::import::records(body.as_ref()).map_err(|e| match e {
@@ -538,10 +638,16 @@ async fn accruals(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::b
 }
 
 /// `PUT /internal/v1/view`: the queue as the scheduler's leader sees it now.
-async fn put_view(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Body) -> Answer<Response> {
+async fn put_view(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Answer<Response> {
     writer(&api, &headers).await?;
     let (_permit, body) = body_of(&api, body).await?;
-    let view: View = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not a view ({e}); send the JSON the scheduler's View has")))?;
+    let view: View = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!("the body is not a view ({e}); send the JSON the scheduler's View has"))
+    })?;
     let at = view.at;
     if !(EARLIEST..LATEST).contains(&at) {
         return Err(ApiError::BadRequest(format!("the view's at ({at}) is out of range; send the scheduler's time, between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z")));
@@ -570,16 +676,22 @@ async fn idle(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body:
     let report: gantry_api::quota::IdleReport =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not an idle report ({e}); send {{\"node\": NAME, \"lines\": [...]}} as the node agent does")))?;
     if report.node != own {
-        return Err(ApiError::Forbidden(format!("{} may send idle time only for node {own}, the node its token was issued to, not for node {}", id.user, report.node)));
+        return Err(ApiError::Forbidden(format!(
+            "{} may send idle time only for node {own}, the node its token was issued to, not for node {}",
+            id.user, report.node
+        )));
     }
     let view = api.view();
     if view.tenants.is_empty() {
-        return Err(ApiError::Unavailable("no tenants known yet: the scheduler has not sent its view; send the report again later".into()));
+        return Err(ApiError::Unavailable(
+            "no tenants known yet: the scheduler has not sent its view; send the report again later".into(),
+        ));
     }
     let (records, skipped) = crate::idle::records(&view, &report).map_err(ApiError::BadRequest)?;
     let count = records.len();
     let new = api.append(records).await?;
     api.wrote("node-agent", new);
     api.ingest().skipped(&skipped);
-    Ok(axum::Json(json!({"read": report.lines.len(), "records": count, "new": new, "skipped": skipped})).into_response())
+    Ok(axum::Json(json!({"read": report.lines.len(), "records": count, "new": new, "skipped": skipped}))
+        .into_response())
 }

@@ -55,7 +55,8 @@ pub enum Refused {
 }
 
 /// What [`Authenticator::identify`] returns.
-pub type Identified<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Identity, Refused>> + Send + 'a>>;
+pub type Identified<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Identity, Refused>> + Send + 'a>>;
 
 /// Checks bearer tokens.
 pub trait Authenticator: Send + Sync {
@@ -101,11 +102,16 @@ pub struct StaticTokens {
 
 impl StaticTokens {
     pub fn parse(name: &str, text: &str) -> Result<StaticTokens, String> {
-        let file: TokenFile = marked_yaml::from_yaml(0, text).map_err(|e| format!("{name}: not a token file ({e}); expected tokens: [{{token, user, admin or tenants}}]"))?;
+        let file: TokenFile = marked_yaml::from_yaml(0, text).map_err(|e| {
+            format!("{name}: not a token file ({e}); expected tokens: [{{token, user, admin or tenants}}]")
+        })?;
         let mut by_token = HashMap::new();
         for (i, t) in file.tokens.into_iter().enumerate() {
             if t.token.len() < 8 {
-                return Err(format!("{name}: tokens[{i}] ({}) is shorter than 8 characters; use a long random token", t.user));
+                return Err(format!(
+                    "{name}: tokens[{i}] ({}) is shorter than 8 characters; use a long random token",
+                    t.user
+                ));
             }
             if !t.admin && !t.writer && t.node.is_none() && t.tenants.is_empty() {
                 return Err(format!("{name}: tokens[{i}] ({}) may do nothing; give it tenants: [...], admin: true, writer: true or node: NODE", t.user));
@@ -114,7 +120,13 @@ impl StaticTokens {
                 return Err(format!("{name}: tokens[{i}] ({}) has an empty node; name the node whose idle time the token sends", t.user));
             }
             let scope = if t.admin { Scope::Admin } else { Scope::Tenants(t.tenants) };
-            let id = Identity { user: t.user.clone(), scope, writer: t.writer, idle_writer: t.node.is_some(), node: t.node };
+            let id = Identity {
+                user: t.user.clone(),
+                scope,
+                writer: t.writer,
+                idle_writer: t.node.is_some(),
+                node: t.node,
+            };
             if by_token.insert(t.token, id).is_some() {
                 return Err(format!("{name}: tokens[{i}] ({}) repeats another entry's token", t.user));
             }
@@ -123,7 +135,8 @@ impl StaticTokens {
     }
 
     pub fn load(path: &Path) -> Result<StaticTokens, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read the token file: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the token file: {e}", path.display()))?;
         StaticTokens::parse(&path.display().to_string(), &text)
     }
 }

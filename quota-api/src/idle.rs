@@ -38,16 +38,31 @@ pub fn records(view: &View, report: &IdleReport) -> Result<(Vec<Record>, Vec<Ski
         if let Some(why) = crate::ledger::window_error(l.start, l.end, true) {
             return Err(format!("line {}/{} [{}, {}): {why}", l.namespace, l.model, l.start, l.end));
         }
-        let skip = |reason, why: String| Skipped { namespace: l.namespace.clone(), model: l.model.clone(), reason, why };
+        let skip = |reason, why: String| Skipped {
+            namespace: l.namespace.clone(),
+            model: l.model.clone(),
+            reason,
+            why,
+        };
         let Some(tenant) = view.tenants.iter().find(|t| t.namespaces.contains(&l.namespace)) else {
-            skipped.push(skip("no-tenant", format!("no tenant owns namespace {}; its idle time is not charged", l.namespace)));
+            skipped.push(skip(
+                "no-tenant",
+                format!("no tenant owns namespace {}; its idle time is not charged", l.namespace),
+            ));
             continue;
         };
         let Some(flavor) = view.flavors.iter().find(|f| f.name == l.model) else {
-            skipped.push(skip("no-flavor", format!("no flavor is GPU model {}; add a GpuFlavor named after it to charge it", l.model)));
+            skipped.push(skip(
+                "no-flavor",
+                format!("no flavor is GPU model {}; add a GpuFlavor named after it to charge it", l.model),
+            ));
             continue;
         };
-        let price = tenant.quotas.iter().find(|q| q.flavor == flavor.name).map_or((flavor.price * 1e6).round() as u64, |q| q.price_micros);
+        let price = tenant
+            .quotas
+            .iter()
+            .find(|q| q.flavor == flavor.name)
+            .map_or((flavor.price * 1e6).round() as u64, |q| q.price_micros);
         let e = sums.entry((&tenant.name, &flavor.name, l.start, l.end)).or_insert((0, price));
         e.0 = e.0.saturating_add(l.idle);
     }

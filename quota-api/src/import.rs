@@ -56,19 +56,25 @@ pub fn records(input: &[u8]) -> Result<Vec<Record>, ImportError> {
 
 /// Reads JSON-lines accruals from `input` and appends them to `ledger`, acknowledging each on
 /// `acks` after its commit. A line that is not an accrual stops the import, naming the line.
-pub fn import(ledger: &mut Ledger, input: impl BufRead, mut acks: impl Write) -> Result<Imported, ImportError> {
+pub fn import(
+    ledger: &mut Ledger,
+    input: impl BufRead,
+    mut acks: impl Write,
+) -> Result<Imported, ImportError> {
     let mut done = Imported::default();
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
-    let mut flush = |batch: &mut Vec<Record>, done: &mut Imported, acks: &mut dyn Write| -> Result<(), ImportError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        done.new += ledger.append(batch).map_err(ImportError::Ledger)?;
-        for r in batch.drain(..) {
-            writeln!(acks, "ok {}", r.key()).map_err(|e| ImportError::Input(format!("cannot acknowledge: {e}")))?;
-        }
-        acks.flush().map_err(|e| ImportError::Input(format!("cannot acknowledge: {e}")))
-    };
+    let mut flush =
+        |batch: &mut Vec<Record>, done: &mut Imported, acks: &mut dyn Write| -> Result<(), ImportError> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            done.new += ledger.append(batch).map_err(ImportError::Ledger)?;
+            for r in batch.drain(..) {
+                writeln!(acks, "ok {}", r.key())
+                    .map_err(|e| ImportError::Input(format!("cannot acknowledge: {e}")))?;
+            }
+            acks.flush().map_err(|e| ImportError::Input(format!("cannot acknowledge: {e}")))
+        };
     for (n, line) in input.lines().enumerate() {
         let line = line.map_err(|e| ImportError::Input(format!("line {}: cannot read: {e}", n + 1)))?;
         if line.trim().is_empty() {

@@ -71,7 +71,12 @@ struct User {
 
 impl KubeAuth {
     pub fn new(client: Client) -> KubeAuth {
-        KubeAuth { client, hasher: RandomState::new(), cache: Mutex::new(HashMap::new()), bucket: Mutex::new((f64::from(REVIEW_BURST), Instant::now())) }
+        KubeAuth {
+            client,
+            hasher: RandomState::new(),
+            cache: Mutex::new(HashMap::new()),
+            bucket: Mutex::new((f64::from(REVIEW_BURST), Instant::now())),
+        }
     }
 
     /// How many answers are kept now.
@@ -95,8 +100,12 @@ impl KubeAuth {
     /// Who `token` is, if it is valid for one of `audiences` (`None`: the API server's own).
     async fn review(&self, token: &str, audiences: Option<Vec<String>>) -> Option<User> {
         let asked = audiences.clone();
-        let review = TokenReview { spec: TokenReviewSpec { token: token.to_string(), audiences }, ..Default::default() };
-        let answer = Api::<TokenReview>::all(self.client.clone()).create(&PostParams::default(), &review).await;
+        let review = TokenReview {
+            spec: TokenReviewSpec { token: token.to_string(), audiences },
+            ..Default::default()
+        };
+        let answer =
+            Api::<TokenReview>::all(self.client.clone()).create(&PostParams::default(), &review).await;
         let status = match answer {
             Ok(r) => r.status?,
             Err(e) => {
@@ -135,7 +144,8 @@ impl KubeAuth {
             },
             ..Default::default()
         };
-        match Api::<SubjectAccessReview>::all(self.client.clone()).create(&PostParams::default(), &sar).await {
+        match Api::<SubjectAccessReview>::all(self.client.clone()).create(&PostParams::default(), &sar).await
+        {
             Ok(r) => r.status.is_some_and(|s| s.allowed),
             Err(e) => {
                 eprintln!("gantry quota API: SubjectAccessReview failed ({e}); access is refused");
@@ -152,7 +162,13 @@ impl KubeAuth {
         };
         let writer = bound && self.may(&user, "create", "accruals", None).await;
         let idle_writer = bound && self.may(&user, "create", "idlereports", None).await;
-        let node = user.extra.as_ref().and_then(|e| e.get(NODE_NAME_EXTRA)).and_then(|v| v.first()).filter(|n| !n.is_empty()).cloned();
+        let node = user
+            .extra
+            .as_ref()
+            .and_then(|e| e.get(NODE_NAME_EXTRA))
+            .and_then(|v| v.first())
+            .filter(|n| !n.is_empty())
+            .cloned();
         if self.may(&user, "list", "tenants", None).await {
             return Some(Identity { user: user.name, scope: Scope::Admin, writer, idle_writer, node });
         }
@@ -187,7 +203,9 @@ impl Authenticator for KubeAuth {
             }
             while cache.len() >= CACHE_MAX {
                 // Still full of live answers: the one expiring first goes.
-                let Some(oldest) = cache.iter().min_by_key(|(_, (_, until))| *until).map(|(k, _)| *k) else { break };
+                let Some(oldest) = cache.iter().min_by_key(|(_, (_, until))| *until).map(|(k, _)| *k) else {
+                    break;
+                };
                 cache.remove(&oldest);
             }
             cache.insert(key, (answer.clone(), now + CACHE_FOR));

@@ -96,7 +96,14 @@ pub fn window_error(start: i64, end: i64, idle_window: bool) -> Option<String> {
     if start < EARLIEST || end > LATEST {
         return Some(format!("start and end must lie between {} and {} (unix seconds {EARLIEST} to {LATEST}); send the interval's real times", date(EARLIEST), date(LATEST)));
     }
-    let (most, what) = if idle_window { (MAX_IDLE_WINDOW, "an idle window may span at most 1 day; send shorter windows") } else { (MAX_ACCRUAL, "an accrual may span at most 32 days; close accruals at month starts, as the scheduler does") };
+    let (most, what) = if idle_window {
+        (MAX_IDLE_WINDOW, "an idle window may span at most 1 day; send shorter windows")
+    } else {
+        (
+            MAX_ACCRUAL,
+            "an accrual may span at most 32 days; close accruals at month starts, as the scheduler does",
+        )
+    };
     if end - start > most {
         return Some(format!("it spans {} s: {what}", end - start));
     }
@@ -107,7 +114,9 @@ pub fn window_error(start: i64, end: i64, idle_window: bool) -> Option<String> {
 /// fit a 64-bit signed integer.
 fn costs(r: &Record) -> Result<[u64; 3], String> {
     let mut out = [0; 3];
-    for (i, (what, v)) in [("guaranteed", r.guaranteed), ("borrowed", r.borrowed), ("idle", r.idle)].into_iter().enumerate() {
+    for (i, (what, v)) in
+        [("guaranteed", r.guaranteed), ("borrowed", r.borrowed), ("idle", r.idle)].into_iter().enumerate()
+    {
         let cost = u128::from(v).checked_mul(u128::from(r.price_micros)).map(|m| m / 3_600_000);
         out[i] = match cost.and_then(|c| u64::try_from(c).ok()).filter(|&c| c <= i64::MAX as u64) {
             Some(c) => c,
@@ -130,7 +139,9 @@ fn check(r: &Record) -> Result<(), LedgerError> {
         return bad("node, when given, must be named");
     }
     if r.node.is_some() && (r.guaranteed > 0 || r.borrowed > 0) {
-        return bad("a node's record carries idle time only; guaranteed and borrowed time come from the scheduler");
+        return bad(
+            "a node's record carries idle time only; guaranteed and borrowed time come from the scheduler",
+        );
     }
     let most = u64::try_from(r.end - r.start).unwrap_or(u64::MAX).saturating_mul(1_000_000_000);
     if r.guaranteed.saturating_add(r.borrowed) > most || r.idle > most {
@@ -147,7 +158,8 @@ fn sql(what: &str) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
 }
 
 /// Schema migrations, in order; `user_version` is how many have run.
-const MIGRATIONS: [&str; 3] = ["
+const MIGRATIONS: [&str; 3] = [
+    "
     CREATE TABLE accruals (
         key TEXT PRIMARY KEY,
         tenant TEXT NOT NULL,
@@ -172,14 +184,17 @@ const MIGRATIONS: [&str; 3] = ["
         guaranteed_cost INTEGER NOT NULL, borrowed_cost INTEGER NOT NULL, idle_cost INTEGER NOT NULL,
         PRIMARY KEY (tenant, at, flavor)
     ) WITHOUT ROWID;
-", "
+",
+    "
     -- 2: periods over every tenant read the hourly rollup by time (days are kept in memory).
     CREATE INDEX hourly_by_time ON hourly (at);
-", "
+",
+    "
     -- 3: where retention dropped raw accruals: older ones cannot be told from replays any more.
     CREATE TABLE retention (dropped_before INTEGER NOT NULL);
     INSERT INTO retention VALUES (-9223372036854775808);
-"];
+",
+];
 
 /// Rollup granularities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,10 +296,13 @@ fn lock(path: &Path) -> Result<std::fs::File, LedgerError> {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
     let lock_path = std::path::PathBuf::from(name);
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| LedgerError::Locked {
-        path: path.display().to_string(),
-        why: format!("cannot open the lock file {}: {e}", lock_path.display()),
-    })?;
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(
+            |e| LedgerError::Locked {
+                path: path.display().to_string(),
+                why: format!("cannot open the lock file {}: {e}", lock_path.display()),
+            },
+        )?;
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
@@ -343,7 +361,10 @@ impl Ledger {
 
     /// A ledger in memory (tests, `gantry simulate --serve`).
     pub fn in_memory() -> Result<Ledger, LedgerError> {
-        Ledger::setup(Connection::open_in_memory().map_err(sql("cannot open an in-memory ledger"))?, "in memory")
+        Ledger::setup(
+            Connection::open_in_memory().map_err(sql("cannot open an in-memory ledger"))?,
+            "in memory",
+        )
     }
 
     fn setup(mut conn: Connection, what: &str) -> Result<Ledger, LedgerError> {
@@ -358,12 +379,22 @@ impl Ledger {
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive).map_err(sql(what))?;
             tx.execute_batch(migration).map_err(sql("cannot migrate the schema"))?;
-            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(sql("cannot record the schema version"))?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)
+                .map_err(sql("cannot record the schema version"))?;
             tx.commit().map_err(sql("cannot commit the schema migration"))?;
         }
-        let newest: Option<i64> = conn.query_row("SELECT MAX(at) FROM hourly", [], |r| r.get(0)).map_err(sql(what))?;
-        let dropped_before: i64 = conn.query_row("SELECT dropped_before FROM retention", [], |r| r.get(0)).map_err(sql(what))?;
-        let mut ledger = Ledger { conn, daily: HashMap::new(), recent: HashMap::new(), newest: newest.unwrap_or(i64::MIN), dropped_before, _lock: None };
+        let newest: Option<i64> =
+            conn.query_row("SELECT MAX(at) FROM hourly", [], |r| r.get(0)).map_err(sql(what))?;
+        let dropped_before: i64 =
+            conn.query_row("SELECT dropped_before FROM retention", [], |r| r.get(0)).map_err(sql(what))?;
+        let mut ledger = Ledger {
+            conn,
+            daily: HashMap::new(),
+            recent: HashMap::new(),
+            newest: newest.unwrap_or(i64::MIN),
+            dropped_before,
+            _lock: None,
+        };
         for b in ledger.buckets(Step::Day, None, i64::MIN, i64::MAX)? {
             ledger.daily.entry((b.tenant, b.flavor)).or_default().insert(b.at, b.sums);
         }
@@ -375,7 +406,9 @@ impl Ledger {
 
     /// The schema version.
     pub fn version(&self) -> Result<i64, LedgerError> {
-        self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql("cannot read the schema version"))
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql("cannot read the schema version"))
     }
 
     /// Appends `records` in one durable transaction; returns how many were new. Records already
@@ -387,11 +420,20 @@ impl Ledger {
         for r in records {
             check(r)?;
             let [gc, bc, ic] = costs(r).map_err(|why| LedgerError::Invalid { key: r.key(), why })?;
-            let add = Sums { guaranteed: r.guaranteed, borrowed: r.borrowed, idle: r.idle, guaranteed_cost: gc, borrowed_cost: bc, idle_cost: ic };
+            let add = Sums {
+                guaranteed: r.guaranteed,
+                borrowed: r.borrowed,
+                idle: r.idle,
+                guaranteed_cost: gc,
+                borrowed_cost: bc,
+                idle_cost: ic,
+            };
             let key = (r.tenant.as_str(), r.flavor.as_str());
             let total = totals.entry(key).or_insert_with(|| {
                 let mut s = Sums::default();
-                for d in self.daily.get(&(r.tenant.clone(), r.flavor.clone())).into_iter().flat_map(|m| m.values()) {
+                for d in
+                    self.daily.get(&(r.tenant.clone(), r.flavor.clone())).into_iter().flat_map(|m| m.values())
+                {
                     s.add(d);
                 }
                 s
@@ -407,13 +449,18 @@ impl Ledger {
                 });
             }
         }
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("cannot begin a write"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("cannot begin a write"))?;
         let mut new = 0;
         // Per new record: its index, and what it added to the hourly and the daily rollup.
         let mut parts: Vec<(usize, Parts, Parts)> = Vec::new();
         {
             let mut existing = tx
-                .prepare_cached("SELECT guaranteed, borrowed, idle, price_micros FROM accruals WHERE key = ?1")
+                .prepare_cached(
+                    "SELECT guaranteed, borrowed, idle, price_micros FROM accruals WHERE key = ?1",
+                )
                 .map_err(sql("cannot read accruals"))?;
             let mut insert = tx
                 .prepare_cached(
@@ -422,8 +469,10 @@ impl Ledger {
                 .map_err(sql("cannot write accruals"))?;
             for (i, r) in records.iter().enumerate() {
                 let key = r.key();
-                let found: Option<(i64, i64, i64, i64)> =
-                    existing.query_row(params![key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))).optional().map_err(sql("cannot read accruals"))?;
+                let found: Option<(i64, i64, i64, i64)> = existing
+                    .query_row(params![key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+                    .optional()
+                    .map_err(sql("cannot read accruals"))?;
                 let figures = (r.guaranteed as i64, r.borrowed as i64, r.idle as i64, r.price_micros as i64);
                 match found {
                     Some(f) if f == figures => continue,
@@ -431,7 +480,9 @@ impl Ledger {
                     None => {}
                 }
                 insert
-                    .execute(params![key, r.tenant, r.flavor, r.start, r.end, figures.0, figures.1, figures.2, figures.3])
+                    .execute(params![
+                        key, r.tenant, r.flavor, r.start, r.end, figures.0, figures.1, figures.2, figures.3
+                    ])
                     .map_err(sql("cannot write an accrual"))?;
                 parts.push((i, roll_up(&tx, Step::Hour, r)?, roll_up(&tx, Step::Day, r)?));
                 new += 1;
@@ -464,8 +515,15 @@ impl Ledger {
 
     /// Rollup rows of `tenant` (all tenants when `None`) with buckets starting in `[from, to)`.
     /// With a tenant the read is a range of the table's primary key (tenant, at, flavor).
-    pub fn buckets(&self, step: Step, tenant: Option<&str>, from: i64, to: i64) -> Result<Vec<Bucket>, LedgerError> {
-        let filter = if tenant.is_some() { "tenant = ?1 AND at >= ?2 AND at < ?3" } else { "at >= ?1 AND at < ?2" };
+    pub fn buckets(
+        &self,
+        step: Step,
+        tenant: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Bucket>, LedgerError> {
+        let filter =
+            if tenant.is_some() { "tenant = ?1 AND at >= ?2 AND at < ?3" } else { "at >= ?1 AND at < ?2" };
         let query = format!(
             "SELECT tenant, flavor, at, guaranteed, borrowed, idle, guaranteed_cost, borrowed_cost, idle_cost FROM {} WHERE {filter} ORDER BY tenant, at, flavor",
             step.table()
@@ -477,7 +535,14 @@ impl Ledger {
                 tenant: row.get(0)?,
                 flavor: row.get(1)?,
                 at: row.get(2)?,
-                sums: Sums { guaranteed: n(3)?, borrowed: n(4)?, idle: n(5)?, guaranteed_cost: n(6)?, borrowed_cost: n(7)?, idle_cost: n(8)? },
+                sums: Sums {
+                    guaranteed: n(3)?,
+                    borrowed: n(4)?,
+                    idle: n(5)?,
+                    guaranteed_cost: n(6)?,
+                    borrowed_cost: n(7)?,
+                    idle_cost: n(8)?,
+                },
             })
         };
         let rows: Result<Vec<Bucket>, rusqlite::Error> = match tenant {
@@ -489,13 +554,20 @@ impl Ledger {
 
     /// Sums per tenant and flavor over the `step` buckets starting in `[from, to)`, of `tenant`
     /// or of every tenant, sorted: days and recent hours from memory, older hours summed by SQLite.
-    pub fn sums(&self, step: Step, tenant: Option<&str>, from: i64, to: i64) -> Result<Vec<(String, String, Sums)>, LedgerError> {
+    pub fn sums(
+        &self,
+        step: Step,
+        tenant: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, String, Sums)>, LedgerError> {
         match step {
             Step::Day => return Ok(sum_series(&self.daily, tenant, from, to)),
             Step::Hour if from >= self.horizon() => return Ok(sum_series(&self.recent, tenant, from, to)),
             Step::Hour => {}
         }
-        let filter = if tenant.is_some() { "tenant = ?1 AND at >= ?2 AND at < ?3" } else { "at >= ?1 AND at < ?2" };
+        let filter =
+            if tenant.is_some() { "tenant = ?1 AND at >= ?2 AND at < ?3" } else { "at >= ?1 AND at < ?2" };
         let query = format!(
             "SELECT tenant, flavor, SUM(guaranteed), SUM(borrowed), SUM(idle), SUM(guaranteed_cost), SUM(borrowed_cost), SUM(idle_cost) \
              FROM {} WHERE {filter} GROUP BY tenant, flavor ORDER BY tenant, flavor",
@@ -504,7 +576,18 @@ impl Ledger {
         let mut stmt = self.conn.prepare_cached(&query).map_err(sql("cannot sum the rollups"))?;
         let read = |row: &rusqlite::Row| {
             let n = |i: usize| row.get::<_, i64>(i).map(|v| v as u64);
-            Ok((row.get(0)?, row.get(1)?, Sums { guaranteed: n(2)?, borrowed: n(3)?, idle: n(4)?, guaranteed_cost: n(5)?, borrowed_cost: n(6)?, idle_cost: n(7)? }))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                Sums {
+                    guaranteed: n(2)?,
+                    borrowed: n(3)?,
+                    idle: n(4)?,
+                    guaranteed_cost: n(5)?,
+                    borrowed_cost: n(6)?,
+                    idle_cost: n(7)?,
+                },
+            ))
         };
         let rows: Result<Vec<_>, rusqlite::Error> = match tenant {
             Some(t) => stmt.query_map(params![t, from, to], read).and_then(|r| r.collect()),
@@ -520,20 +603,33 @@ impl Ledger {
 
     /// Whether an accrual with this key is recorded.
     pub fn has(&self, key: &str) -> Result<bool, LedgerError> {
-        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM accruals WHERE key = ?1").map_err(sql("cannot read accruals"))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM accruals WHERE key = ?1")
+            .map_err(sql("cannot read accruals"))?;
         stmt.exists(params![key]).map_err(sql("cannot read accruals"))
     }
 
     /// Totals over every accrual recorded (for checks; the API reads rollups).
     pub fn totals(&self) -> Result<(usize, Sums), LedgerError> {
-        let mut stmt = self.conn.prepare("SELECT guaranteed, borrowed, idle, price_micros FROM accruals").map_err(sql("cannot read accruals"))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT guaranteed, borrowed, idle, price_micros FROM accruals")
+            .map_err(sql("cannot read accruals"))?;
         let mut rows = stmt.query([]).map_err(sql("cannot read accruals"))?;
         let (mut n, mut sums) = (0, Sums::default());
         while let Some(row) = rows.next().map_err(sql("cannot read accruals"))? {
             let v = |i: usize| row.get::<_, i64>(i).map(|v| v as u64).map_err(sql("cannot read an accrual"));
             let (g, b, i, p) = (v(0)?, v(1)?, v(2)?, v(3)?);
             let cost = |m: u64| cost_micros(m, p);
-            sums.add(&Sums { guaranteed: g, borrowed: b, idle: i, guaranteed_cost: cost(g), borrowed_cost: cost(b), idle_cost: cost(i) });
+            sums.add(&Sums {
+                guaranteed: g,
+                borrowed: b,
+                idle: i,
+                guaranteed_cost: cost(g),
+                borrowed_cost: cost(b),
+                idle_cost: cost(i),
+            });
             n += 1;
         }
         Ok((n, sums))
@@ -545,8 +641,11 @@ impl Ledger {
     pub fn retain(&mut self, before: i64) -> Result<usize, LedgerError> {
         let before = before.max(self.dropped_before);
         let tx = self.conn.transaction().map_err(sql("cannot apply retention"))?;
-        tx.execute("UPDATE retention SET dropped_before = ?1", params![before]).map_err(sql("cannot apply retention"))?;
-        let n = tx.execute("DELETE FROM accruals WHERE end <= ?1", params![before]).map_err(sql("cannot apply retention"))?;
+        tx.execute("UPDATE retention SET dropped_before = ?1", params![before])
+            .map_err(sql("cannot apply retention"))?;
+        let n = tx
+            .execute("DELETE FROM accruals WHERE end <= ?1", params![before])
+            .map_err(sql("cannot apply retention"))?;
         tx.commit().map_err(sql("cannot apply retention"))?;
         self.dropped_before = before;
         Ok(n)
@@ -580,8 +679,18 @@ fn roll_up(tx: &rusqlite::Transaction, step: Step, r: &Record) -> Result<Parts, 
             idle_cost: part(costs[2]),
         };
         let v = |x: u64| x as i64;
-        stmt.execute(params![r.tenant, r.flavor, at, v(p.guaranteed), v(p.borrowed), v(p.idle), v(p.guaranteed_cost), v(p.borrowed_cost), v(p.idle_cost)])
-            .map_err(sql("cannot write the rollups"))?;
+        stmt.execute(params![
+            r.tenant,
+            r.flavor,
+            at,
+            v(p.guaranteed),
+            v(p.borrowed),
+            v(p.idle),
+            v(p.guaranteed_cost),
+            v(p.borrowed_cost),
+            v(p.idle_cost)
+        ])
+        .map_err(sql("cannot write the rollups"))?;
         parts.push((at, p));
         at += size;
     }

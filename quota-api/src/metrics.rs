@@ -8,8 +8,8 @@
 
 use crate::idle::Skipped;
 use crate::ledger::Sums;
-use std::collections::BTreeMap;
 use gantry_api::view::{QuotaView, View};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 fn escape(v: &str) -> String {
@@ -31,14 +31,31 @@ pub fn render(view: &View, cost: &[(String, String, Sums)], with_queue: bool, pe
     }
     family(&mut out, "gantry_cost_total", "counter", &format!("Money accrued over all tenants per flavor and kind (guaranteed, borrowed; idle is the allocated-but-idle part of them), in {}.", view.currency));
     for (f, s) in &by_flavor {
-        for (kind, micros) in [("guaranteed", s.guaranteed_cost), ("borrowed", s.borrowed_cost), ("idle", s.idle_cost)] {
-            let _ = writeln!(out, "gantry_cost_total{{flavor=\"{}\",kind=\"{kind}\"}} {}", escape(f), micros as f64 / 1e6);
+        for (kind, micros) in
+            [("guaranteed", s.guaranteed_cost), ("borrowed", s.borrowed_cost), ("idle", s.idle_cost)]
+        {
+            let _ = writeln!(
+                out,
+                "gantry_cost_total{{flavor=\"{}\",kind=\"{kind}\"}} {}",
+                escape(f),
+                micros as f64 / 1e6
+            );
         }
     }
-    family(&mut out, "gantry_usage_hours_total", "counter", "Unit-hours accrued over all tenants per flavor and kind (GPU-hours; core-hours for cpu).");
+    family(
+        &mut out,
+        "gantry_usage_hours_total",
+        "counter",
+        "Unit-hours accrued over all tenants per flavor and kind (GPU-hours; core-hours for cpu).",
+    );
     for (f, s) in &by_flavor {
         for (kind, ms) in [("guaranteed", s.guaranteed), ("borrowed", s.borrowed), ("idle", s.idle)] {
-            let _ = writeln!(out, "gantry_usage_hours_total{{flavor=\"{}\",kind=\"{kind}\"}} {}", escape(f), ms as f64 / 3.6e6);
+            let _ = writeln!(
+                out,
+                "gantry_usage_hours_total{{flavor=\"{}\",kind=\"{kind}\"}} {}",
+                escape(f),
+                ms as f64 / 3.6e6
+            );
         }
     }
     if !per_tenant {
@@ -46,22 +63,56 @@ pub fn render(view: &View, cost: &[(String, String, Sums)], with_queue: bool, pe
     }
     family(&mut out, "gantry_tenant_cost_total", "counter", &format!("Money accrued per tenant, flavor and kind (guaranteed, borrowed; idle is the allocated-but-idle part of them), in {}.", view.currency));
     for (t, f, s) in cost {
-        for (kind, micros) in [("guaranteed", s.guaranteed_cost), ("borrowed", s.borrowed_cost), ("idle", s.idle_cost)] {
-            let _ = writeln!(out, "gantry_tenant_cost_total{{tenant=\"{}\",flavor=\"{}\",kind=\"{kind}\"}} {}", escape(t), escape(f), micros as f64 / 1e6);
+        for (kind, micros) in
+            [("guaranteed", s.guaranteed_cost), ("borrowed", s.borrowed_cost), ("idle", s.idle_cost)]
+        {
+            let _ = writeln!(
+                out,
+                "gantry_tenant_cost_total{{tenant=\"{}\",flavor=\"{}\",kind=\"{kind}\"}} {}",
+                escape(t),
+                escape(f),
+                micros as f64 / 1e6
+            );
         }
     }
-    family(&mut out, "gantry_tenant_usage_hours_total", "counter", "Unit-hours accrued per tenant, flavor and kind (GPU-hours; core-hours for cpu).");
+    family(
+        &mut out,
+        "gantry_tenant_usage_hours_total",
+        "counter",
+        "Unit-hours accrued per tenant, flavor and kind (GPU-hours; core-hours for cpu).",
+    );
     for (t, f, s) in cost {
         for (kind, ms) in [("guaranteed", s.guaranteed), ("borrowed", s.borrowed), ("idle", s.idle)] {
-            let _ = writeln!(out, "gantry_tenant_usage_hours_total{{tenant=\"{}\",flavor=\"{}\",kind=\"{kind}\"}} {}", escape(t), escape(f), ms as f64 / 3.6e6);
+            let _ = writeln!(
+                out,
+                "gantry_tenant_usage_hours_total{{tenant=\"{}\",flavor=\"{}\",kind=\"{kind}\"}} {}",
+                escape(t),
+                escape(f),
+                ms as f64 / 3.6e6
+            );
         }
     }
     family(&mut out, "gantry_tenant_budget_gpu_hours", "gauge", "Monthly GPU-hour budget per tenant.");
-    family(&mut out, "gantry_tenant_budget_used_gpu_hours", "gauge", "GPU-hours used this month (UTC) per tenant with a budget.");
+    family(
+        &mut out,
+        "gantry_tenant_budget_used_gpu_hours",
+        "gauge",
+        "GPU-hours used this month (UTC) per tenant with a budget.",
+    );
     for t in &view.tenants {
         if let Some(b) = &t.budget {
-            let _ = writeln!(out, "gantry_tenant_budget_gpu_hours{{tenant=\"{}\"}} {}", escape(&t.name), b.gpu_hours_per_month);
-            let _ = writeln!(out, "gantry_tenant_budget_used_gpu_hours{{tenant=\"{}\"}} {}", escape(&t.name), b.used_gpu_hours);
+            let _ = writeln!(
+                out,
+                "gantry_tenant_budget_gpu_hours{{tenant=\"{}\"}} {}",
+                escape(&t.name),
+                b.gpu_hours_per_month
+            );
+            let _ = writeln!(
+                out,
+                "gantry_tenant_budget_used_gpu_hours{{tenant=\"{}\"}} {}",
+                escape(&t.name),
+                b.used_gpu_hours
+            );
         }
     }
     if with_queue {
@@ -97,9 +148,24 @@ impl Ingest {
     pub fn render(&self, out: &mut String) {
         type Read = fn(&(u64, u64, i64)) -> f64;
         let per_source: [(&str, &str, &str, Read); 3] = [
-            ("gantry_quota_api_writes_total", "counter", "Writes accepted per source (scheduler: accruals; view: the queue; node-agent: idle time).", |s| s.0 as f64),
-            ("gantry_quota_api_records_written_total", "counter", "New ledger records per source (retries of records already there are not counted).", |s| s.1 as f64),
-            ("gantry_quota_api_last_write_timestamp_seconds", "gauge", "When each source last wrote (unix seconds); alert when it stops.", |s| s.2 as f64),
+            (
+                "gantry_quota_api_writes_total",
+                "counter",
+                "Writes accepted per source (scheduler: accruals; view: the queue; node-agent: idle time).",
+                |s| s.0 as f64,
+            ),
+            (
+                "gantry_quota_api_records_written_total",
+                "counter",
+                "New ledger records per source (retries of records already there are not counted).",
+                |s| s.1 as f64,
+            ),
+            (
+                "gantry_quota_api_last_write_timestamp_seconds",
+                "gauge",
+                "When each source last wrote (unix seconds); alert when it stops.",
+                |s| s.2 as f64,
+            ),
         ];
         for (name, kind, help, get) in per_source {
             family(out, name, kind, help);
@@ -119,25 +185,42 @@ fn queue(out: &mut String, view: &View) {
     let milli = |x: f64| (x * 1000.0).round() as i64;
     type Read = fn(&QuotaView) -> f64;
     let per_flavor: [(&str, &str, Read); 3] = [
-        ("gantry_tenant_usage_milli", "Quota in use per tenant and flavor, in milli-GPU (milli-CPU for cpu).", |q| q.used),
-        ("gantry_tenant_nominal_milli", "Nominal quota per tenant and flavor, in milli-GPU (milli-CPU for cpu).", |q| q.nominal),
-        ("gantry_tenant_borrowed_milli", "Quota in use above nominal, borrowed from the cohort.", |q| q.borrowed),
+        (
+            "gantry_tenant_usage_milli",
+            "Quota in use per tenant and flavor, in milli-GPU (milli-CPU for cpu).",
+            |q| q.used,
+        ),
+        (
+            "gantry_tenant_nominal_milli",
+            "Nominal quota per tenant and flavor, in milli-GPU (milli-CPU for cpu).",
+            |q| q.nominal,
+        ),
+        ("gantry_tenant_borrowed_milli", "Quota in use above nominal, borrowed from the cohort.", |q| {
+            q.borrowed
+        }),
     ];
     for (name, help, get) in per_flavor {
         family(out, name, "gauge", help);
         for t in &view.tenants {
             for q in &t.quotas {
-                let _ = writeln!(out, "{name}{{tenant=\"{}\",flavor=\"{}\"}} {}", escape(&t.name), escape(&q.flavor), milli(get(q)));
+                let _ = writeln!(
+                    out,
+                    "{name}{{tenant=\"{}\",flavor=\"{}\"}} {}",
+                    escape(&t.name),
+                    escape(&q.flavor),
+                    milli(get(q))
+                );
             }
         }
     }
     family(out, "gantry_queue_pending_workloads", "gauge", "Workloads waiting in each tenant's queue.");
     for t in &view.tenants {
-        let _ = writeln!(out, "gantry_queue_pending_workloads{{tenant=\"{}\"}} {}", escape(&t.name), t.pending);
+        let _ =
+            writeln!(out, "gantry_queue_pending_workloads{{tenant=\"{}\"}} {}", escape(&t.name), t.pending);
     }
     family(out, "gantry_queue_running_workloads", "gauge", "Admitted workloads per tenant.");
     for t in &view.tenants {
-        let _ = writeln!(out, "gantry_queue_running_workloads{{tenant=\"{}\"}} {}", escape(&t.name), t.running);
+        let _ =
+            writeln!(out, "gantry_queue_running_workloads{{tenant=\"{}\"}} {}", escape(&t.name), t.running);
     }
 }
-

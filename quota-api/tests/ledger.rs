@@ -5,7 +5,17 @@
 use gantry_quota_api::ledger::{Ledger, LedgerError, Record, Step, Sums};
 
 fn record(tenant: &str, start: i64, end: i64, guaranteed: u64) -> Record {
-    Record { tenant: tenant.into(), flavor: "A100".into(), start, end, guaranteed, borrowed: 0, idle: 0, price_micros: 2_000_000, node: None }
+    Record {
+        tenant: tenant.into(),
+        flavor: "A100".into(),
+        start,
+        end,
+        guaranteed,
+        borrowed: 0,
+        idle: 0,
+        price_micros: 2_000_000,
+        node: None,
+    }
 }
 
 const DAY: i64 = 86_400;
@@ -28,7 +38,10 @@ fn appends_are_idempotent_and_conflicts_are_refused() {
         (record("", T, T + 1, 0), "tenant and flavor must be named"),
         (record("team-a", T, T + 1, u64::MAX), "more use than a million units over the interval"),
     ] {
-        assert_eq!(l.append(std::slice::from_ref(&bad)).unwrap_err().to_string(), format!("ledger: accrual {} is not valid: {why}", bad.key()));
+        assert_eq!(
+            l.append(std::slice::from_ref(&bad)).unwrap_err().to_string(),
+            format!("ledger: accrual {} is not valid: {why}", bad.key())
+        );
     }
 }
 
@@ -36,13 +49,23 @@ fn appends_are_idempotent_and_conflicts_are_refused() {
 fn rollups_split_across_hours_and_days_and_add_up() {
     let mut l = Ledger::in_memory().unwrap();
     // 2 GPUs from 23:30 to 01:15 the next day: 105 minutes.
-    let r = Record { idle: 1_000_001, borrowed: 333, ..record("team-a", T + DAY - 1800, T + DAY + 4500, 2 * 1000 * 6300) };
+    let r = Record {
+        idle: 1_000_001,
+        borrowed: 333,
+        ..record("team-a", T + DAY - 1800, T + DAY + 4500, 2 * 1000 * 6300)
+    };
     l.append(std::slice::from_ref(&r)).unwrap();
     let hours = l.buckets(Step::Hour, Some("team-a"), 0, i64::MAX).unwrap();
     assert_eq!(hours.iter().map(|b| b.at).collect::<Vec<_>>(), [T + DAY - 3600, T + DAY, T + DAY + 3600]);
-    assert_eq!(hours.iter().map(|b| b.sums.guaranteed).collect::<Vec<_>>(), [3_600_000, 7_200_000, 1_800_000]);
+    assert_eq!(
+        hours.iter().map(|b| b.sums.guaranteed).collect::<Vec<_>>(),
+        [3_600_000, 7_200_000, 1_800_000]
+    );
     let days = l.buckets(Step::Day, None, 0, i64::MAX).unwrap();
-    assert_eq!(days.iter().map(|b| (b.at, b.sums.guaranteed)).collect::<Vec<_>>(), [(T, 3_600_000), (T + DAY, 9_000_000)]);
+    assert_eq!(
+        days.iter().map(|b| (b.at, b.sums.guaranteed)).collect::<Vec<_>>(),
+        [(T, 3_600_000), (T + DAY, 9_000_000)]
+    );
     let total = |b: &[gantry_quota_api::ledger::Bucket]| {
         b.iter().fold(Sums::default(), |mut s, b| {
             s.add(&b.sums);
@@ -51,7 +74,11 @@ fn rollups_split_across_hours_and_days_and_add_up() {
     };
     for b in [&hours[..], &days[..]] {
         let s = total(b);
-        assert_eq!((s.guaranteed, s.borrowed, s.idle), (r.guaranteed, r.borrowed, r.idle), "odd figures split without a unit lost");
+        assert_eq!(
+            (s.guaranteed, s.borrowed, s.idle),
+            (r.guaranteed, r.borrowed, r.idle),
+            "odd figures split without a unit lost"
+        );
         assert_eq!(s.guaranteed_cost, r.cost(r.guaranteed));
         assert_eq!(s.guaranteed_cost, 7_000_000, "3.5 GPU-hours at 2.00");
         assert_eq!(s.idle_cost, r.cost(r.idle));
@@ -64,14 +91,22 @@ fn rollups_split_across_hours_and_days_and_add_up() {
 #[test]
 fn retention_drops_raw_accruals_and_keeps_the_rollups() {
     let mut l = Ledger::in_memory().unwrap();
-    l.append(&[record("team-a", T, T + 3600, 3_600_000), record("team-a", T + 10 * DAY, T + 10 * DAY + 60, 60_000)]).unwrap();
+    l.append(&[
+        record("team-a", T, T + 3600, 3_600_000),
+        record("team-a", T + 10 * DAY, T + 10 * DAY + 60, 60_000),
+    ])
+    .unwrap();
     assert_eq!(l.retain(T + DAY).unwrap(), 1);
     assert_eq!(l.totals().unwrap().0, 1);
     assert_eq!(l.buckets(Step::Day, None, 0, i64::MAX).unwrap().len(), 2, "the rollups stay");
     // A replay of a dropped accrual could not be recognised: accruals that old are refused.
     let err = l.append(&[record("team-a", T, T + 3600, 3_600_000)]).unwrap_err().to_string();
     assert_eq!(err, format!("ledger: accrual team-a/A100/{T}/{} is not valid: it ends before {}, where retention dropped raw accruals, so it may be counted already", T + 3600, T + DAY));
-    assert_eq!(l.buckets(Step::Day, None, 0, i64::MAX).unwrap()[0].sums.guaranteed, 3_600_000, "nothing counted twice");
+    assert_eq!(
+        l.buckets(Step::Day, None, 0, i64::MAX).unwrap()[0].sums.guaranteed,
+        3_600_000,
+        "nothing counted twice"
+    );
 }
 
 #[test]
@@ -90,7 +125,11 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
     {
         let mut l = Ledger::open(&path).unwrap();
         assert_eq!(l.totals().unwrap().0, 1);
-        l.append(&[record("team-a", T + DAY - 60, T + DAY + 60, 120_000), record("team-b", T, T + 7200, 7_200_000)]).unwrap();
+        l.append(&[
+            record("team-a", T + DAY - 60, T + DAY + 60, 120_000),
+            record("team-b", T, T + 7200, 7_200_000),
+        ])
+        .unwrap();
         let from_disk = |l: &Ledger, step: Step, from: i64| {
             let mut m: std::collections::BTreeMap<(String, String), Sums> = Default::default();
             for b in l.buckets(step, None, from, i64::MAX).unwrap() {
@@ -106,10 +145,18 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
         drop(l);
         for (step, from) in [(Step::Day, 0), (Step::Hour, T)] {
             let again = Ledger::open(&path).unwrap();
-            assert_eq!(again.sums(step, None, from, i64::MAX).unwrap(), from_disk(&again, step, from), "{step:?} after reopening");
+            assert_eq!(
+                again.sums(step, None, from, i64::MAX).unwrap(),
+                from_disk(&again, step, from),
+                "{step:?} after reopening"
+            );
         }
         let again = Ledger::open(&path).unwrap();
-        assert_eq!(again.sums(Step::Day, Some("team-a"), T, T + DAY).unwrap()[0].2.guaranteed, 60_000 + 60_000, "the day's share of each record");
+        assert_eq!(
+            again.sums(Step::Day, Some("team-a"), T, T + DAY).unwrap()[0].2.guaranteed,
+            60_000 + 60_000,
+            "the day's share of each record"
+        );
     }
     // A file from a newer Gantry.
     let conn = rusqlite::Connection::open(&path).unwrap();

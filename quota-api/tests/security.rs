@@ -64,7 +64,11 @@ fn workload(id: u64, tenant: usize, gpus: u32, at: i64) -> Workload {
         tenant,
         kind: Kind::Training,
         priority_class: None,
-        pod_sets: vec![PodSet { name: "worker".into(), count: 1, request: PodRequest::whole_gpus(1000 * gpus, 1024, gpus) }],
+        pod_sets: vec![PodSet {
+            name: "worker".into(),
+            count: 1,
+            request: PodRequest::whole_gpus(1000 * gpus, 1024, gpus),
+        }],
         min_members: 1,
         submitted: at,
         models: None,
@@ -88,19 +92,40 @@ fn view() -> View {
 }
 
 fn record(tenant: &str, start: i64, end: i64, guaranteed: u64, price_micros: u64) -> Record {
-    Record { tenant: tenant.into(), flavor: "A100".into(), start, end, guaranteed, borrowed: 0, idle: 0, price_micros, node: None }
+    Record {
+        tenant: tenant.into(),
+        flavor: "A100".into(),
+        start,
+        end,
+        guaranteed,
+        borrowed: 0,
+        idle: 0,
+        price_micros,
+        node: None,
+    }
 }
 
 /// The API over the view above, an hour of each tenant at 2 GPUs, and the token file.
 fn api() -> Arc<Api> {
     let mut ledger = Ledger::in_memory().unwrap();
-    ledger.append(&[record("team-a", T0 - 3600, T0, 7_200_000, 2_000_000), record("team-b", T0 - 3600, T0, 7_200_000, 2_000_000)]).unwrap();
+    ledger
+        .append(&[
+            record("team-a", T0 - 3600, T0, 7_200_000, 2_000_000),
+            record("team-b", T0 - 3600, T0, 7_200_000, 2_000_000),
+        ])
+        .unwrap();
     Api::new(view(), ledger, Box::new(StaticTokens::parse("tokens.yaml", TOKENS).unwrap()))
 }
 
 /// Sends a request; the status, the body as JSON (null if not JSON), the body as text and the
 /// headers.
-async fn call(api: &Arc<Api>, method: &str, path: &str, token: Option<&str>, body: Body) -> (StatusCode, Value, String, axum::http::HeaderMap) {
+async fn call(
+    api: &Arc<Api>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Body,
+) -> (StatusCode, Value, String, axum::http::HeaderMap) {
     let mut req = Request::builder().method(method).uri(path);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
@@ -116,7 +141,13 @@ async fn get(api: &Arc<Api>, path: &str, token: Option<&str>) -> (StatusCode, Va
     (s, v, t)
 }
 
-async fn send(api: &Arc<Api>, method: &str, path: &str, token: Option<&str>, body: String) -> (StatusCode, Value) {
+async fn send(
+    api: &Arc<Api>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: String,
+) -> (StatusCode, Value) {
     let (s, v, _, _) = call(api, method, path, token, Body::from(body)).await;
     (s, v)
 }
@@ -130,7 +161,9 @@ fn idle_report(node: &str, start: i64, end: i64) -> String {
 }
 
 /// A mocked API server (tower-test): `reply(path, body)` answers each call; every call is kept.
-fn mock_api_server(reply: impl Fn(&str, &Value) -> Value + Send + 'static) -> (kube::Client, Arc<Mutex<Vec<(String, Value)>>>) {
+fn mock_api_server(
+    reply: impl Fn(&str, &Value) -> Value + Send + 'static,
+) -> (kube::Client, Arc<Mutex<Vec<(String, Value)>>>) {
     use kube::client::Body as KubeBody;
     let (service, mut handle) = tower_test::mock::pair::<http::Request<KubeBody>, http::Response<KubeBody>>();
     let calls: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
@@ -138,10 +171,16 @@ fn mock_api_server(reply: impl Fn(&str, &Value) -> Value + Send + 'static) -> (k
     tokio::spawn(async move {
         while let Some((request, send)) = handle.next_request().await {
             let path = request.uri().path().to_string();
-            let body: Value = serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
+            let body: Value =
+                serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
             let answer = reply(&path, &body);
             seen.lock().unwrap().push((path, body));
-            send.send_response(http::Response::builder().status(201).body(KubeBody::from(serde_json::to_vec(&answer).unwrap())).unwrap());
+            send.send_response(
+                http::Response::builder()
+                    .status(201)
+                    .body(KubeBody::from(serde_json::to_vec(&answer).unwrap()))
+                    .unwrap(),
+            );
         }
     });
     (kube::Client::new(service, "default"), calls)
@@ -170,27 +209,53 @@ async fn finding_6_unbounded_windows_hang_the_api() {
     let day = 86_400;
     // Out of bounds, each cheap enough for the old code to accept quickly.
     for (what, body, key) in [
-        ("an accrual of 40 days", accrual(T0, T0 + 40 * day, 1000, 2_000_000), format!("team-a/A100/{T0}/{}", T0 + 40 * day)),
-        ("an accrual before 1970", accrual(-7200, -3600, 1000, 2_000_000), "team-a/A100/-7200/-3600".to_string()),
-        ("an accrual after 2200", accrual(7_258_118_400, 7_258_122_000, 1000, 2_000_000), "team-a/A100/7258118400/7258122000".to_string()),
+        (
+            "an accrual of 40 days",
+            accrual(T0, T0 + 40 * day, 1000, 2_000_000),
+            format!("team-a/A100/{T0}/{}", T0 + 40 * day),
+        ),
+        (
+            "an accrual before 1970",
+            accrual(-7200, -3600, 1000, 2_000_000),
+            "team-a/A100/-7200/-3600".to_string(),
+        ),
+        (
+            "an accrual after 2200",
+            accrual(7_258_118_400, 7_258_122_000, 1000, 2_000_000),
+            "team-a/A100/7258118400/7258122000".to_string(),
+        ),
     ] {
         let (s, v) = send(&api, "POST", "/internal/v1/accruals", SCHEDULER, body).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{what}: {v}");
         let error = v["error"].as_str().unwrap();
-        assert!(error.contains(&key) && (error.contains("at most 32 days") || error.contains("between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z")), "{what}: {error}");
+        assert!(
+            error.contains(&key)
+                && (error.contains("at most 32 days")
+                    || error.contains("between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z")),
+            "{what}: {error}"
+        );
     }
     let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, idle_report("gpu-1", T0, T0 + 2 * day)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"].as_str().unwrap().contains("an idle window may span at most 1 day"), "{v}");
-    let (s, v) = send(&api, "POST", "/internal/v1/idle", AGENT, idle_report("gpu-1", i64::MIN, i64::MAX)).await;
+    let (s, v) =
+        send(&api, "POST", "/internal/v1/idle", AGENT, idle_report("gpu-1", i64::MIN, i64::MAX)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "the i64 range: {v}");
     // Times asked for are bounded too, and the view's.
-    assert_eq!(get(&api, &format!("/api/v1/cost?from={}&to={T0}", i64::MIN), ADMIN).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        get(&api, &format!("/api/v1/cost?from={}&to={T0}", i64::MIN), ADMIN).await.0,
+        StatusCode::BAD_REQUEST
+    );
     let mut bad_view = serde_json::to_value(api.view().as_ref()).unwrap();
     bad_view["at"] = json!(i64::MIN);
-    assert_eq!(send(&api, "PUT", "/internal/v1/view", SCHEDULER, bad_view.to_string()).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        send(&api, "PUT", "/internal/v1/view", SCHEDULER, bad_view.to_string()).await.0,
+        StatusCode::BAD_REQUEST
+    );
     // The most the bounds allow is taken: a 31-day accrual (a month).
-    let (s, v) = send(&api, "POST", "/internal/v1/accruals", SCHEDULER, accrual(T0, T0 + 31 * day, 1000, 2_000_000)).await;
+    let (s, v) =
+        send(&api, "POST", "/internal/v1/accruals", SCHEDULER, accrual(T0, T0 + 31 * day, 1000, 2_000_000))
+            .await;
     assert_eq!(s, StatusCode::OK, "{v}");
 
     // A long write holds the ledger (another thread, as a big batch would).
@@ -208,14 +273,26 @@ async fn finding_6_unbounded_windows_hang_the_api() {
     // A writer arrives and waits for the ledger...
     let writer = {
         let api = api.clone();
-        tokio::spawn(async move { send(&api, "POST", "/internal/v1/accruals", SCHEDULER, accrual(T0 + 40 * day, T0 + 40 * day + 3600, 1000, 2_000_000)).await })
+        tokio::spawn(async move {
+            send(
+                &api,
+                "POST",
+                "/internal/v1/accruals",
+                SCHEDULER,
+                accrual(T0 + 40 * day, T0 + 40 * day + 3600, 1000, 2_000_000),
+            )
+            .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     // ... while health and the queue are answered at once, on this runtime's only thread.
     assert_eq!(get(&api, "/healthz", None).await.0, StatusCode::OK);
     assert_eq!(get(&api, "/api/v1/queue", ADMIN).await.0, StatusCode::OK);
     let waited = started.elapsed();
-    assert!(waited < Duration::from_millis(1000), "health and reads waited {waited:?} for the ledger's writer");
+    assert!(
+        waited < Duration::from_millis(1000),
+        "health and reads waited {waited:?} for the ledger's writer"
+    );
     let (s, v) = writer.await.unwrap();
     assert_eq!(s, StatusCode::OK, "the writer's turn came: {v}");
     holder.join().unwrap();
@@ -227,17 +304,27 @@ async fn finding_6_unbounded_windows_hang_the_api() {
 #[tokio::test]
 async fn finding_7_bodies_are_read_before_the_token_is_checked() {
     let api = api();
-    for (method, path) in [("POST", "/internal/v1/accruals"), ("PUT", "/internal/v1/view"), ("POST", "/internal/v1/idle")] {
-        for (token, status) in [(None, StatusCode::UNAUTHORIZED), (Some("not-a-token"), StatusCode::UNAUTHORIZED), (TEAM_A, StatusCode::FORBIDDEN)] {
+    for (method, path) in
+        [("POST", "/internal/v1/accruals"), ("PUT", "/internal/v1/view"), ("POST", "/internal/v1/idle")]
+    {
+        for (token, status) in [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some("not-a-token"), StatusCode::UNAUTHORIZED),
+            (TEAM_A, StatusCode::FORBIDDEN),
+        ] {
             let read = Arc::new(AtomicBool::new(false));
             let flag = read.clone();
-            let body = http_body_util::Full::new(axum::body::Bytes::from(accrual(T0, T0 + 60, 1, 1))).map_frame(move |f| {
-                flag.store(true, Ordering::SeqCst);
-                f
-            });
+            let body = http_body_util::Full::new(axum::body::Bytes::from(accrual(T0, T0 + 60, 1, 1)))
+                .map_frame(move |f| {
+                    flag.store(true, Ordering::SeqCst);
+                    f
+                });
             let (s, v, _, _) = call(&api, method, path, token, Body::new(body)).await;
             assert_eq!(s, status, "{method} {path} {token:?}: {v}");
-            assert!(!read.load(Ordering::SeqCst), "{method} {path} with {token:?}: the body was read before the caller was refused");
+            assert!(
+                !read.load(Ordering::SeqCst),
+                "{method} {path} with {token:?}: the body was read before the caller was refused"
+            );
         }
     }
     // A writer's body is read, up to the limit.
@@ -260,13 +347,18 @@ async fn finding_8_random_tokens_cost_unbounded_token_reviews() {
     let started = Instant::now();
     let (mut unauthorized, mut busy) = (0, 0);
     for i in 0..(REVIEW_BURST as usize * 3) {
-        let (s, v, _, headers) = call(&api, "GET", "/api/v1/tenants", Some(&format!("random-token-{i}")), Body::empty()).await;
+        let (s, v, _, headers) =
+            call(&api, "GET", "/api/v1/tenants", Some(&format!("random-token-{i}")), Body::empty()).await;
         match s {
             StatusCode::UNAUTHORIZED => unauthorized += 1,
             StatusCode::TOO_MANY_REQUESTS => {
                 busy += 1;
                 assert_eq!(headers.get("retry-after").map(|h| h.to_str().unwrap()), Some("1"));
-                assert!(v["error"].as_str().unwrap().contains("try again") || v["error"].as_str().unwrap().contains("again in a second"), "{v}");
+                assert!(
+                    v["error"].as_str().unwrap().contains("try again")
+                        || v["error"].as_str().unwrap().contains("again in a second"),
+                    "{v}"
+                );
             }
             other => panic!("{other}: {v}"),
         }
@@ -277,7 +369,10 @@ async fn finding_8_random_tokens_cost_unbounded_token_reviews() {
     // Two reviews per token at most (Gantry's audience, then the API server's).
     assert!(made as f64 <= 2.0 * allowed, "{made} TokenReviews for {unauthorized} tokens reviewed");
     // A refused token is remembered: asking again costs no review.
-    assert_eq!(call(&api, "GET", "/api/v1/tenants", Some("random-token-0"), Body::empty()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&api, "GET", "/api/v1/tenants", Some("random-token-0"), Body::empty()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(reviews(&calls), made, "a refusal is cached");
 
     // The cache itself is bounded, whatever the rate.
@@ -304,8 +399,12 @@ async fn finding_9_node_agents_hold_the_schedulers_writer_permission() {
     let (s, v) = send(&api, "POST", "/internal/v1/accruals", AGENT, accrual(T0, T0 + 60, 1, 1)).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     let forged = serde_json::to_value(api.view().as_ref()).unwrap();
-    assert_eq!(send(&api, "PUT", "/internal/v1/view", AGENT, forged.to_string()).await.0, StatusCode::FORBIDDEN);
-    let (s, v) = send(&api, "POST", "/internal/v1/idle", SCHEDULER, idle_report("gpu-1", T0 + 60, T0 + 120)).await;
+    assert_eq!(
+        send(&api, "PUT", "/internal/v1/view", AGENT, forged.to_string()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, v) =
+        send(&api, "POST", "/internal/v1/idle", SCHEDULER, idle_report("gpu-1", T0 + 60, T0 + 120)).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "the scheduler sends no idle time: {v}");
     assert!(v["error"].as_str().unwrap().contains("create idlereports.gantry.dev"), "{v}");
 
@@ -314,16 +413,22 @@ async fn finding_9_node_agents_hold_the_schedulers_writer_permission() {
         if path.ends_with("/tokenreviews") {
             let bound = body["spec"]["audiences"] == json!([AUDIENCE]);
             let status = match (body["spec"]["token"].as_str().unwrap(), bound) {
-                ("agent-on-gpu-1", true) => json!({"authenticated": true, "audiences": [AUDIENCE], "user": {"username": "system:serviceaccount:gantry-system:gantry-node-agent",
-                    "extra": {"authentication.kubernetes.io/node-name": ["gpu-1"], "authentication.kubernetes.io/pod-name": ["gantry-node-agent-x"]}}}),
+                ("agent-on-gpu-1", true) => {
+                    json!({"authenticated": true, "audiences": [AUDIENCE], "user": {"username": "system:serviceaccount:gantry-system:gantry-node-agent",
+                    "extra": {"authentication.kubernetes.io/node-name": ["gpu-1"], "authentication.kubernetes.io/pod-name": ["gantry-node-agent-x"]}}})
+                }
                 // An older cluster: the token names no node.
-                ("agent-no-node", true) => json!({"authenticated": true, "audiences": [AUDIENCE], "user": {"username": "system:serviceaccount:gantry-system:gantry-node-agent"}}),
+                ("agent-no-node", true) => {
+                    json!({"authenticated": true, "audiences": [AUDIENCE], "user": {"username": "system:serviceaccount:gantry-system:gantry-node-agent"}})
+                }
                 _ => json!({"authenticated": false}),
             };
             token_review(&body["spec"], status)
         } else {
             let a = &body["spec"]["resourceAttributes"];
-            let allowed = body["spec"]["user"] == "system:serviceaccount:gantry-system:gantry-node-agent" && a["verb"] == "create" && a["resource"] == "idlereports";
+            let allowed = body["spec"]["user"] == "system:serviceaccount:gantry-system:gantry-node-agent"
+                && a["verb"] == "create"
+                && a["resource"] == "idlereports";
             access_review(&body["spec"], allowed)
         }
     });
@@ -331,19 +436,44 @@ async fn finding_9_node_agents_hold_the_schedulers_writer_permission() {
     let agent = auth.identify("agent-on-gpu-1", &[]).await.unwrap();
     assert_eq!((agent.writer, agent.idle_writer, agent.node.as_deref()), (false, true, Some("gpu-1")));
     let api = Api::new(view(), Ledger::in_memory().unwrap(), Box::new(auth));
-    assert_eq!(send(&api, "POST", "/internal/v1/idle", Some("agent-on-gpu-1"), idle_report("gpu-1", T0, T0 + 60)).await.0, StatusCode::OK);
-    assert_eq!(send(&api, "POST", "/internal/v1/idle", Some("agent-on-gpu-1"), idle_report("gpu-7", T0, T0 + 60)).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(send(&api, "POST", "/internal/v1/accruals", Some("agent-on-gpu-1"), accrual(T0, T0 + 60, 1, 1)).await.0, StatusCode::FORBIDDEN);
-    let (s, v) = send(&api, "POST", "/internal/v1/idle", Some("agent-no-node"), idle_report("gpu-1", T0, T0 + 60)).await;
+    assert_eq!(
+        send(&api, "POST", "/internal/v1/idle", Some("agent-on-gpu-1"), idle_report("gpu-1", T0, T0 + 60))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&api, "POST", "/internal/v1/idle", Some("agent-on-gpu-1"), idle_report("gpu-7", T0, T0 + 60))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&api, "POST", "/internal/v1/accruals", Some("agent-on-gpu-1"), accrual(T0, T0 + 60, 1, 1))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, v) =
+        send(&api, "POST", "/internal/v1/idle", Some("agent-no-node"), idle_report("gpu-1", T0, T0 + 60))
+            .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert!(v["error"].as_str().unwrap().contains("names no node"), "{v}");
 
     // The chart's rendering: idlereports for the agent, accruals for the scheduler alone.
-    let read = |path: &str| std::fs::read_to_string(format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let read =
+        |path: &str| std::fs::read_to_string(format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let agent = read("deploy/node-agent/daemonset.yaml");
     let scheduler = read("deploy/scheduler/rbac.yaml");
-    assert!(agent.contains("resources: [\"idlereports\"]") && !agent.contains("resources: [\"accruals\"]"), "the node agent's ClusterRole");
-    assert!(scheduler.contains("resources: [\"accruals\"]") && !scheduler.contains("resources: [\"idlereports\"]"), "the scheduler's ClusterRole");
+    assert!(
+        agent.contains("resources: [\"idlereports\"]") && !agent.contains("resources: [\"accruals\"]"),
+        "the node agent's ClusterRole"
+    );
+    assert!(
+        scheduler.contains("resources: [\"accruals\"]")
+            && !scheduler.contains("resources: [\"idlereports\"]"),
+        "the scheduler's ClusterRole"
+    );
 }
 
 /// Finding 10: `status.audiences` of the TokenReview was not checked. An API server that ignores
@@ -366,7 +496,10 @@ async fn finding_10_token_review_audiences_are_not_checked() {
     let (client, _) = mock_api_server(|path, body| {
         if path.ends_with("/tokenreviews") {
             let audiences = body["spec"]["audiences"].clone();
-            token_review(&body["spec"], json!({"authenticated": true, "audiences": audiences, "user": {"username": "scheduler"}}))
+            token_review(
+                &body["spec"],
+                json!({"authenticated": true, "audiences": audiences, "user": {"username": "scheduler"}}),
+            )
         } else {
             let a = &body["spec"]["resourceAttributes"];
             access_review(&body["spec"], a["verb"] == "create" && a["resource"] == "accruals")
@@ -383,21 +516,39 @@ async fn finding_11_cost_overflow_is_stored_silently() {
     let max = i64::MAX as u64;
     // 2 GPU-hours at i64::MAX: twice what fits; 10 hours: more than u64 holds.
     for hours in [2u64, 10] {
-        let (s, v) = send(&api, "POST", "/internal/v1/accruals", SCHEDULER, accrual(T0, T0 + 3600, hours * 3_600_000, max)).await;
+        let (s, v) = send(
+            &api,
+            "POST",
+            "/internal/v1/accruals",
+            SCHEDULER,
+            accrual(T0, T0 + 3600, hours * 3_600_000, max),
+        )
+        .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{hours} h: {v}");
         assert!(v["error"].as_str().unwrap().contains("does not fit a 64-bit signed integer"), "{v}");
     }
     // Each record fits, their sum would not: the third at that price is refused.
     for (i, ok) in [true, true, false].into_iter().enumerate() {
         let start = T0 + 3600 * (i as i64 + 1);
-        let (s, v) = send(&api, "POST", "/internal/v1/accruals", SCHEDULER, accrual(start, start + 3600, 1_700_000, max)).await;
+        let (s, v) = send(
+            &api,
+            "POST",
+            "/internal/v1/accruals",
+            SCHEDULER,
+            accrual(start, start + 3600, 1_700_000, max),
+        )
+        .await;
         assert_eq!(s == StatusCode::OK, ok, "record {i}: {s} {v}");
         if !ok {
-            assert!(v["error"].as_str().unwrap().contains("totals of flavor A100 would no longer fit"), "{v}");
+            assert!(
+                v["error"].as_str().unwrap().contains("totals of flavor A100 would no longer fit"),
+                "{v}"
+            );
         }
     }
     // What was taken reads back exactly, never wrapped.
-    let (_, v, _) = get(&api, &format!("/api/v1/cost?tenant=team-a&from={T0}&to={}", T0 + 4 * 3600), ADMIN).await;
+    let (_, v, _) =
+        get(&api, &format!("/api/v1/cost?tenant=team-a&from={T0}&to={}", T0 + 4 * 3600), ADMIN).await;
     let cost = v["lines"][0]["guaranteedCost"].as_f64().unwrap();
     let each = (1_700_000u128 * u128::from(max) / 3_600_000) as f64;
     assert!((cost - 2.0 * each / 1e6).abs() < 1e6 && cost > 0.0, "{cost}");
@@ -415,7 +566,10 @@ async fn finding_12_cost_csv_is_open_to_formula_injection() {
     view["tenants"][0]["name"] = json!(evil);
     view["tenants"][1]["name"] = json!(broken);
     api.set_view(serde_json::from_value(view).unwrap());
-    let with_flavor = |tenant: &str, flavor: &str| Record { flavor: flavor.into(), ..record(tenant, T0, T0 + 3600, 3_600_000, 2_000_000) };
+    let with_flavor = |tenant: &str, flavor: &str| Record {
+        flavor: flavor.into(),
+        ..record(tenant, T0, T0 + 3600, 3_600_000, 2_000_000)
+    };
     api.ledger().append(&[with_flavor(evil, "@SUM(A1)"), with_flavor(broken, "+A100")]).unwrap();
     let (s, _, text) = get(&api, &format!("/api/v1/cost.csv?from={T0}&to={}", T0 + 3600), ADMIN).await;
     assert_eq!(s, StatusCode::OK);
@@ -440,10 +594,16 @@ async fn finding_13_workload_ids_reveal_their_owner() {
     let api = api();
     assert_eq!(get(&api, "/api/v1/workloads/2", ADMIN).await.0, StatusCode::OK, "workload 2 is team-b's");
     let (s, v, text) = get(&api, "/api/v1/workloads/2", TEAM_A).await;
-    assert_eq!((s, v["error"].as_str().unwrap()), (StatusCode::NOT_FOUND, "no waiting or running workload 2"));
+    assert_eq!(
+        (s, v["error"].as_str().unwrap()),
+        (StatusCode::NOT_FOUND, "no waiting or running workload 2")
+    );
     assert!(!text.contains("team-b"), "{text}");
     let (s, missing, _) = get(&api, "/api/v1/workloads/99", TEAM_A).await;
-    assert_eq!((s, missing["error"].as_str().unwrap()), (StatusCode::NOT_FOUND, "no waiting or running workload 99"));
+    assert_eq!(
+        (s, missing["error"].as_str().unwrap()),
+        (StatusCode::NOT_FOUND, "no waiting or running workload 99")
+    );
 }
 
 /// Finding 14: two quota-api processes on one ledger file both accepted writes and served
@@ -457,7 +617,12 @@ fn finding_14_two_writers_share_one_ledger_file() {
     let path = dir.join("ledger.db");
     let first = Ledger::open(&path).expect("the first writer");
     let err = Ledger::open(&path).err().expect("a second writer is refused").to_string();
-    assert!(err.contains(&path.display().to_string()) && err.contains("is in use") && err.contains("only one quota API"), "{err}");
+    assert!(
+        err.contains(&path.display().to_string())
+            && err.contains("is in use")
+            && err.contains("only one quota API"),
+        "{err}"
+    );
     drop(first);
     let mut again = Ledger::open(&path).expect("once the first has gone, another may write");
     again.append(&[record("team-a", T0, T0 + 60, 60_000, 2_000_000)]).unwrap();
@@ -473,11 +638,25 @@ async fn finding_15_dashboard_tokens_in_urls_stay_in_history() {
     let api = api();
     let (s, _, page) = get(&api, "/", None).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(page.contains("<form id=\"signin\"") && page.contains("type=\"password\"") && page.contains("autocomplete=\"off\""), "{page}");
+    assert!(
+        page.contains("<form id=\"signin\"")
+            && page.contains("type=\"password\"")
+            && page.contains("autocomplete=\"off\""),
+        "{page}"
+    );
     let (_, _, script) = get(&api, "/dashboard.js", None).await;
-    assert!(script.contains("sessionStorage.setItem(\"gantry-token\""), "the token is kept in sessionStorage");
-    assert!(!script.contains("token=") && !script.contains("localStorage") && !script.contains("decodeURIComponent"), "the script reads no token from the address");
-    let read = |path: &str| std::fs::read_to_string(format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    assert!(
+        script.contains("sessionStorage.setItem(\"gantry-token\""),
+        "the token is kept in sessionStorage"
+    );
+    assert!(
+        !script.contains("token=")
+            && !script.contains("localStorage")
+            && !script.contains("decodeURIComponent"),
+        "the script reads no token from the address"
+    );
+    let read =
+        |path: &str| std::fs::read_to_string(format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     assert!(!read("README.md").contains("/#token=TOKEN"), "README.md");
     assert!(!read("charts/gantry/templates/NOTES.txt").contains("#token="), "NOTES.txt");
 }
@@ -494,13 +673,19 @@ async fn metrics_show_tenants_cost_only_to_a_token_that_reads_every_tenant() {
         requests.fetch_add(1, Ordering::SeqCst);
         let (s, _, text) = get(&api, "/metrics", token).await;
         assert_eq!(s, StatusCode::OK, "{token:?}");
-        assert!(!text.contains("team-a") && !text.contains("team-b") && !text.contains("tenant="), "{token:?}: {text}");
+        assert!(
+            !text.contains("team-a") && !text.contains("team-b") && !text.contains("tenant="),
+            "{token:?}: {text}"
+        );
         // Both tenants' hour at 2 GPUs and 2.00 EUR: 8.00 EUR and 4 GPU-hours, all tenants together.
         assert!(text.contains("gantry_cost_total{flavor=\"A100\",kind=\"guaranteed\"} 8\n"), "{text}");
         assert!(text.contains("gantry_usage_hours_total{flavor=\"A100\",kind=\"guaranteed\"} 4\n"), "{text}");
     }
     let (_, _, text) = get(&api, "/metrics", ADMIN).await;
-    assert!(text.contains("gantry_tenant_cost_total{tenant=\"team-b\",flavor=\"A100\",kind=\"guaranteed\"} 4\n"), "{text}");
+    assert!(
+        text.contains("gantry_tenant_cost_total{tenant=\"team-b\",flavor=\"A100\",kind=\"guaranteed\"} 4\n"),
+        "{text}"
+    );
     assert!(text.contains("gantry_queue_pending_workloads{tenant=\"team-b\"} 1\n"), "{text}");
     assert_eq!(get(&api, "/metrics", Some("not-a-token")).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(requests.load(Ordering::SeqCst), 2);
@@ -511,6 +696,7 @@ async fn metrics_show_tenants_cost_only_to_a_token_that_reads_every_tenant() {
 async fn a_refused_token_says_why() {
     let tokens = StaticTokens::parse("t", TOKENS).unwrap();
     assert_eq!(tokens.identify("nope", &[]).await, Err(Refused::Invalid));
-    let err = StaticTokens::parse("t", "tokens:\n  - {token: agent-token-1, user: a, node: ''}\n").err().unwrap();
+    let err =
+        StaticTokens::parse("t", "tokens:\n  - {token: agent-token-1, user: a, node: ''}\n").err().unwrap();
     assert_eq!(err, "t: tokens[0] (a) has an empty node; name the node whose idle time the token sends");
 }

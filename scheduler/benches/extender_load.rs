@@ -34,19 +34,30 @@ fn cluster(nodes: usize) -> Cluster {
     let mut models = ModelCatalog::default();
     let a = models.intern("A100").unwrap();
     let v = models.intern("V100M32").unwrap();
-    let list = (0..nodes).map(|i| Node::new(format!("node-{i:05}"), 96000, 786432, 8, Some(if i % 2 == 0 { a } else { v }))).collect();
+    let list = (0..nodes)
+        .map(|i| Node::new(format!("node-{i:05}"), 96000, 786432, 8, Some(if i % 2 == 0 { a } else { v })))
+        .collect();
     let mut c = Cluster::new(models, list);
     // A quarter of the GPUs in use: 2 of 8 on every node.
     for i in 0..nodes {
         let pod = PodRequest::whole_gpus(16000, 131072, 2);
-        c.allocate(i as u64 + 1, &pod, gantry_core::model::Placement { node: i, gpus: vec![(0, 1000), (1, 1000)] }).unwrap();
+        c.allocate(
+            i as u64 + 1,
+            &pod,
+            gantry_core::model::Placement { node: i, gpus: vec![(0, 1000), (1, 1000)] },
+        )
+        .unwrap();
     }
     c
 }
 
 fn gantry_app(nodes: usize) -> Router {
     let c = cluster(nodes);
-    let expected = [PodRequest::whole_gpus(8000, 65536, 1), PodRequest::whole_gpus(64000, 524288, 8), PodRequest::shared_gpu(4000, 32768, 500)];
+    let expected = [
+        PodRequest::whole_gpus(8000, 65536, 1),
+        PodRequest::whole_gpus(64000, 524288, 8),
+        PodRequest::shared_gpu(4000, 32768, 500),
+    ];
     let s = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&c), &expected));
     router(Extender::new(c, s), "/scheduler").unwrap()
 }
@@ -59,11 +70,25 @@ fn passthrough_app() -> Router {
     }
     async fn filter(body: Bytes) -> Response {
         let args = ExtenderArgs::parse(&body).unwrap_or_default();
-        json(ExtenderFilterResult { node_names: args.node_names, failed_nodes: Some(Default::default()), ..Default::default() }.to_json())
+        json(
+            ExtenderFilterResult {
+                node_names: args.node_names,
+                failed_nodes: Some(Default::default()),
+                ..Default::default()
+            }
+            .to_json(),
+        )
     }
     async fn prioritize(body: Bytes) -> Response {
         let args = ExtenderArgs::parse(&body).unwrap_or_default();
-        json(priorities_json(&args.node_names.unwrap_or_default().into_iter().map(|host| HostPriority { host, score: 0 }).collect::<Vec<_>>()))
+        json(priorities_json(
+            &args
+                .node_names
+                .unwrap_or_default()
+                .into_iter()
+                .map(|host| HostPriority { host, score: 0 })
+                .collect::<Vec<_>>(),
+        ))
     }
     Router::new().route("/scheduler/filter", post(filter)).route("/scheduler/prioritize", post(prioritize))
 }
@@ -77,7 +102,11 @@ struct Conn {
 /// A whole request (head and body), built once so that the client's own work stays out of the
 /// measurement (kube-scheduler serializes each request once, too).
 fn request(path: &str, body: &[u8]) -> Vec<u8> {
-    let mut r = format!("POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    let mut r = format!(
+        "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
     r.extend_from_slice(body);
     r
 }
@@ -103,7 +132,8 @@ impl Conn {
             .split(|&b| b == b'\n')
             .find_map(|l| {
                 let (name, value) = l.split_at_checked(15)?;
-                name.eq_ignore_ascii_case(b"content-length:").then(|| std::str::from_utf8(value).ok()?.trim().parse::<usize>().ok())?
+                name.eq_ignore_ascii_case(b"content-length:")
+                    .then(|| std::str::from_utf8(value).ok()?.trim().parse::<usize>().ok())?
             })
             .expect("content-length");
         while self.buf.len() < end + 4 + len {
@@ -176,20 +206,30 @@ async fn load(app: Router, nodes: usize, named: usize) -> Figures {
     server.abort();
     all.sort();
     let at = |q: f64| all[((q * all.len() as f64).ceil() as usize).clamp(1, all.len()) - 1];
-    Figures { pairs_per_second: all.len() as f64 / elapsed, p50: at(0.5), p99: at(0.99), max: *all.last().unwrap() }
+    Figures {
+        pairs_per_second: all.len() as f64 / elapsed,
+        p50: at(0.5),
+        p99: at(0.99),
+        max: *all.last().unwrap(),
+    }
 }
 
 /// Time of each stage of one pair in-process, without HTTP (`-- micro`).
 fn micro(nodes: usize) {
     use std::sync::Mutex;
     let c = cluster(nodes);
-    let expected = [PodRequest::whole_gpus(8000, 65536, 1), PodRequest::whole_gpus(64000, 524288, 8), PodRequest::shared_gpu(4000, 32768, 500)];
+    let expected = [
+        PodRequest::whole_gpus(8000, 65536, 1),
+        PodRequest::whole_gpus(64000, 524288, 8),
+        PodRequest::shared_gpu(4000, 32768, 500),
+    ];
     let s = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&c), &expected));
     let ext = Mutex::new(Extender::new(c, s));
     let names: Vec<String> = (0..nodes).map(|i| format!("node-{i:05}")).collect();
     let pod = serde_json::json!({"metadata": {"name": "p", "namespace": "bench", "uid": "p"},
         "spec": {"containers": [{"resources": {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"nvidia.com/gpu": 1}}}]}});
-    let body = serde_json::to_vec(&serde_json::json!({"Pod": pod, "Nodes": null, "NodeNames": names})).unwrap();
+    let body =
+        serde_json::to_vec(&serde_json::json!({"Pod": pod, "Nodes": null, "NodeNames": names})).unwrap();
     // The best of 10 rounds: the machine is shared.
     let n = 200;
     let time = |what: &str, f: &mut dyn FnMut()| {
@@ -213,7 +253,12 @@ fn micro(nodes: usize) {
     time("prioritize", &mut || drop(std::hint::black_box(ext.lock().unwrap().prioritize(&args).unwrap())));
     let p = ext.lock().unwrap().prioritize(&args).unwrap();
     time("priorities_json", &mut || drop(std::hint::black_box(priorities_json(&p))));
-    println!("{nodes:<6} bodies: request {} B, filter reply {} B, prioritize reply {} B", body.len(), f.to_json().len(), priorities_json(&p).len());
+    println!(
+        "{nodes:<6} bodies: request {} B, filter reply {} B, prioritize reply {} B",
+        body.len(),
+        f.to_json().len(),
+        priorities_json(&p).len()
+    );
 }
 
 fn main() {
@@ -228,7 +273,10 @@ fn main() {
     // thread of their own beside 2 or 1 server workers (measured).
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!("extender load: {CONCURRENCY} clients, {SECONDS} s per case, filter+prioritize pairs, nodeCacheCapable");
-    println!("{:<8} {:<8} {:<12} {:>10} {:>10} {:>10} {:>10}", "nodes", "named", "handler", "pairs/s", "p50 ms", "p99 ms", "max ms");
+    println!(
+        "{:<8} {:<8} {:<12} {:>10} {:>10} {:>10} {:>10}",
+        "nodes", "named", "handler", "pairs/s", "p50 ms", "p99 ms", "max ms"
+    );
     // Every node named, as when all nodes are feasible; and at 5,000 nodes the 500 that
     // kube-scheduler's default percentageOfNodesToScore stops at (max(100, n * (50 - n/125) / 100)).
     for (nodes, named) in [(1000, 1000), (5000, 5000), (5000, 500)] {

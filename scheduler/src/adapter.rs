@@ -64,28 +64,56 @@ impl Adapter {
         Adapter { client, recorder }
     }
 
-    async fn event(&self, pod: &PodRef, type_: EventType, reason: &str, note: &str) -> Result<(), AdapterError> {
+    async fn event(
+        &self,
+        pod: &PodRef,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+    ) -> Result<(), AdapterError> {
         // Event notes are limited to 1 kB.
         let note: String = note.chars().take(1000).collect();
-        let ev = Event { type_, reason: reason.into(), note: Some(note), action: "Admission".into(), secondary: None };
-        self.recorder.publish(&ev, &reference(pod)).await.map_err(|source| AdapterError::Event { ns: pod.namespace.clone(), name: pod.name.clone(), source })
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Admission".into(),
+            secondary: None,
+        };
+        self.recorder.publish(&ev, &reference(pod)).await.map_err(|source| AdapterError::Event {
+            ns: pod.namespace.clone(),
+            name: pod.name.clone(),
+            source,
+        })
     }
 
     /// Sets the `gantry.dev/admitted` condition (status "True" or "False"). `was` is its status
     /// now, if known: `lastTransitionTime` is written only when the status changes (conditions
     /// merge by type, so the time already there stays).
-    async fn condition(&self, pod: &PodRef, status: &str, reason: &str, message: &str, was: Option<&str>) -> Result<(), AdapterError> {
+    async fn condition(
+        &self,
+        pod: &PodRef,
+        status: &str,
+        reason: &str,
+        message: &str,
+        was: Option<&str>,
+    ) -> Result<(), AdapterError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         let mut condition = json!({"type": ADMITTED_CONDITION, "status": status, "reason": reason, "message": message.chars().take(1000).collect::<String>()});
         if was != Some(status) {
-            let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now());
+            let now =
+                jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now());
             condition["lastTransitionTime"] = json!(now.to_string());
         }
         let patch = json!({"status": {"conditions": [condition]}});
         api.patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))
             .await
             .map(|_| ())
-            .map_err(|source| AdapterError::Condition { ns: pod.namespace.clone(), name: pod.name.clone(), source })
+            .map_err(|source| AdapterError::Condition {
+                ns: pod.namespace.clone(),
+                name: pod.name.clone(),
+                source,
+            })
     }
 
     /// Carries `action` out, not knowing the pod's condition (its transition time is set anew).
@@ -102,24 +130,40 @@ impl Adapter {
                     "metadata": {"annotations": {PLACEMENT_ANNOTATION: Planned::value(node, gpus, *at)}},
                     "spec": {"schedulingGates": [{"$patch": "delete", "name": SCHEDULING_GATE}]},
                 });
-                api.patch(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))
-                    .await
-                    .map_err(|source| AdapterError::Ungate { ns: pod.namespace.clone(), name: pod.name.clone(), source })?;
-                self.condition(pod, "True", "Admitted", &format!("admitted by Gantry's queue; planned for node {node}"), was).await
+                api.patch(&pod.name, &PatchParams::default(), &Patch::Strategic(patch)).await.map_err(
+                    |source| AdapterError::Ungate {
+                        ns: pod.namespace.clone(),
+                        name: pod.name.clone(),
+                        source,
+                    },
+                )?;
+                self.condition(
+                    pod,
+                    "True",
+                    "Admitted",
+                    &format!("admitted by Gantry's queue; planned for node {node}"),
+                    was,
+                )
+                .await
             }
             Action::Release { pod, message } => {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
-                let patch = json!({"spec": {"schedulingGates": [{"$patch": "delete", "name": SCHEDULING_GATE}]}});
-                api.patch(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))
-                    .await
-                    .map_err(|source| AdapterError::Ungate { ns: pod.namespace.clone(), name: pod.name.clone(), source })?;
+                let patch =
+                    json!({"spec": {"schedulingGates": [{"$patch": "delete", "name": SCHEDULING_GATE}]}});
+                api.patch(&pod.name, &PatchParams::default(), &Patch::Strategic(patch)).await.map_err(
+                    |source| AdapterError::Ungate {
+                        ns: pod.namespace.clone(),
+                        name: pod.name.clone(),
+                        source,
+                    },
+                )?;
                 self.condition(pod, "True", "Released", message, was).await
             }
             Action::Evict { pod, message } => {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
-                api.evict(&pod.name, &EvictParams::default())
-                    .await
-                    .map_err(|source| AdapterError::Evict { ns: pod.namespace.clone(), name: pod.name.clone(), source })?;
+                api.evict(&pod.name, &EvictParams::default()).await.map_err(|source| {
+                    AdapterError::Evict { ns: pod.namespace.clone(), name: pod.name.clone(), source }
+                })?;
                 self.event(pod, EventType::Normal, "GantryPreempted", message).await
             }
             Action::Pending { pod, message } => {

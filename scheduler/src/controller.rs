@@ -32,10 +32,10 @@
 use gantry_api::gang::{GangSpec, Size};
 use gantry_api::identity::{admission_key, identify, GangOwner, Identity};
 use gantry_api::keys::PLACEMENT_ANNOTATION;
+use gantry_api::keys::{GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION};
 use gantry_api::node::parse_node;
 use gantry_api::placement::Planned;
 use gantry_api::pod::{annotated_gang_size, annotation, gated, parse_pod, planned, pod_finished, PodView};
-use gantry_api::keys::{GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION};
 use gantry_core::model::{ModelSet, Placement, GPU_MILLI};
 use gantry_core::queue::{PodSet, Queue, Workload, WorkloadId};
 use gantry_core::tenancy::{Kind, Seconds};
@@ -182,7 +182,14 @@ impl Controller {
             let id = *next_id;
             *next_id += 1;
             let owner = if gang { identity.owner.clone() } else { None };
-            Gang { id, kind: identity.kind, owner, annotated: annotated.filter(|_| gang), pods: Vec::new(), queued: false }
+            Gang {
+                id,
+                kind: identity.kind,
+                owner,
+                annotated: annotated.filter(|_| gang),
+                pods: Vec::new(),
+                queued: false,
+            }
         });
         g.pods.push(Member { pod: r.clone(), view });
         let id = g.id;
@@ -201,7 +208,11 @@ impl Controller {
         }
         match self.size_of(gang) {
             GangSize::Known(size) if gang.pods.len() as u32 >= size.total => self.submit_gang(key, size, now),
-            GangSize::Refused(message) => gang.pods.iter().map(|m| Action::Refused { pod: m.pod.clone(), message: message.clone() }).collect(),
+            GangSize::Refused(message) => gang
+                .pods
+                .iter()
+                .map(|m| Action::Refused { pod: m.pod.clone(), message: message.clone() })
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -216,11 +227,20 @@ impl Controller {
             // Only GPU pods are Gantry's to queue; a gang with none starts as Kubernetes places it.
             gang.queued = true;
             let message = "released by Gantry's queue: no pod of this workload asks for a GPU".to_string();
-            return gang.pods.iter().map(|m| Action::Release { pod: m.pod.clone(), message: message.clone() }).collect();
+            return gang
+                .pods
+                .iter()
+                .map(|m| Action::Release { pod: m.pod.clone(), message: message.clone() })
+                .collect();
         }
         let Some(tenant) = self.queue.tenancy.tenant_of_namespace(&namespace) else {
-            let message = format!("namespace {namespace} belongs to no tenant; ask a platform admin to add it to one");
-            return gang.pods.iter().map(|m| Action::Refused { pod: m.pod.clone(), message: message.clone() }).collect();
+            let message =
+                format!("namespace {namespace} belongs to no tenant; ask a platform admin to add it to one");
+            return gang
+                .pods
+                .iter()
+                .map(|m| Action::Refused { pod: m.pod.clone(), message: message.clone() })
+                .collect();
         };
         let mut models = models_of(&gang.pods);
         if gang.pods.iter().any(|m| m.view.request.gpu_count > 0 && m.view.request.gpu_milli < GPU_MILLI) {
@@ -233,7 +253,11 @@ impl Controller {
                      (flavors with sharing: {}); ask for whole GPUs, or for a model of such a flavor in {GPU_MODELS_ANNOTATION}",
                     if names.is_empty() { "none".to_string() } else { names.join(", ") }
                 );
-                return gang.pods.iter().map(|m| Action::Refused { pod: m.pod.clone(), message: message.clone() }).collect();
+                return gang
+                    .pods
+                    .iter()
+                    .map(|m| Action::Refused { pod: m.pod.clone(), message: message.clone() })
+                    .collect();
             }
             models = Some(allowed);
         }
@@ -243,7 +267,11 @@ impl Controller {
             tenant,
             kind: gang.kind,
             priority_class: None,
-            pod_sets: gang.pods.iter().map(|m| PodSet { name: m.view.name.clone(), count: 1, request: m.view.request }).collect(),
+            pod_sets: gang
+                .pods
+                .iter()
+                .map(|m| PodSet { name: m.view.name.clone(), count: 1, request: m.view.request })
+                .collect(),
             min_members: size.min.min(gang.pods.len() as u32),
             submitted: submitted_at(&gang.pods.iter().map(|m| m.view.clone()).collect::<Vec<_>>(), now),
             models,
@@ -254,7 +282,11 @@ impl Controller {
                 gang.queued = true;
                 Vec::new()
             }
-            Err(refusal) => gang.pods.iter().map(|m| Action::Refused { pod: m.pod.clone(), message: refusal.0.clone() }).collect(),
+            Err(refusal) => gang
+                .pods
+                .iter()
+                .map(|m| Action::Refused { pod: m.pod.clone(), message: refusal.0.clone() })
+                .collect(),
         }
     }
 
@@ -272,7 +304,11 @@ impl Controller {
                 continue;
             }
             let identity = identify(pod);
-            let key = admission_key(&identity, Self::is_gang(&identity, annotated_gang_size(pod)), &pod_ref(pod).uid);
+            let key = admission_key(
+                &identity,
+                Self::is_gang(&identity, annotated_gang_size(pod)),
+                &pod_ref(pod).uid,
+            );
             match admitted.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, members)) => members.push(pod),
                 None => admitted.push((key, vec![pod])),
@@ -282,12 +318,18 @@ impl Controller {
         // their key), so that each tenant's stack, whose newest work is its borrowed part, is the
         // same at every rebuild.
         admitted.sort_by_cached_key(|(key, members)| {
-            let at = members.iter().filter_map(|p| planned(p).ok().flatten().and_then(|p| p.at)).min().unwrap_or(now);
+            let at = members
+                .iter()
+                .filter_map(|p| planned(p).ok().flatten().and_then(|p| p.at))
+                .min()
+                .unwrap_or(now);
             (at, key.clone())
         });
         for (key, members) in admitted {
             if let Err(message) = self.restore(&key, &members, now) {
-                actions.extend(members.iter().map(|p| Action::Refused { pod: pod_ref(p), message: message.clone() }));
+                actions.extend(
+                    members.iter().map(|p| Action::Refused { pod: pod_ref(p), message: message.clone() }),
+                );
             }
         }
         // Waiting pods join in the order they were created (then by name), so that workload ids,
@@ -313,8 +355,12 @@ impl Controller {
             return Vec::new();
         }
         self.owners.insert(key.to_string(), spec);
-        let waiting: Vec<String> =
-            self.gangs.iter().filter(|(_, g)| !g.queued && g.owner.as_ref().is_some_and(|o| o.key() == key)).map(|(k, _)| k.clone()).collect();
+        let waiting: Vec<String> = self
+            .gangs
+            .iter()
+            .filter(|(_, g)| !g.queued && g.owner.as_ref().is_some_and(|o| o.key() == key))
+            .map(|(k, _)| k.clone())
+            .collect();
         waiting.iter().flat_map(|k| self.try_submit(k, now)).collect()
     }
 
@@ -327,20 +373,26 @@ impl Controller {
         let models = &self.queue.cluster().models;
         let views = members.iter().map(|p| parse_pod(p, models)).collect::<Result<Vec<_>, _>>()?;
         let ns = &views[0].namespace;
-        let tenant = self.queue.tenancy.tenant_of_namespace(ns).ok_or_else(|| format!("namespace {ns} belongs to no tenant"))?;
+        let tenant = self
+            .queue
+            .tenancy
+            .tenant_of_namespace(ns)
+            .ok_or_else(|| format!("namespace {ns} belongs to no tenant"))?;
         let mut placements = Vec::new();
         // When it was admitted (the earliest time its records give), so that its minimum runtime
         // does not start again at a restart.
         let mut admitted = now;
         for (pod, view) in members.iter().zip(&views) {
-            let Planned { node: node_name, gpus, at } =
-                planned(pod)?.ok_or_else(|| format!("pod {}/{} has no {PLACEMENT_ANNOTATION}", view.namespace, view.name))?;
-            let node = self
-                .queue
-                .cluster()
-                .node_id(&node_name)
-                .ok_or_else(|| format!("pod {}/{} is placed on unknown node {node_name}", view.namespace, view.name))?;
-            placements.push(Placement { node, gpus: gpus.into_iter().map(|g| (g, view.request.gpu_milli)).collect() });
+            let Planned { node: node_name, gpus, at } = planned(pod)?.ok_or_else(|| {
+                format!("pod {}/{} has no {PLACEMENT_ANNOTATION}", view.namespace, view.name)
+            })?;
+            let node = self.queue.cluster().node_id(&node_name).ok_or_else(|| {
+                format!("pod {}/{} is placed on unknown node {node_name}", view.namespace, view.name)
+            })?;
+            placements.push(Placement {
+                node,
+                gpus: gpus.into_iter().map(|g| (g, view.request.gpu_milli)).collect(),
+            });
             admitted = admitted.min(at.unwrap_or(now));
         }
         let identity = identify(members[0]);
@@ -351,7 +403,10 @@ impl Controller {
             tenant,
             kind: identity.kind,
             priority_class: None,
-            pod_sets: views.iter().map(|v| PodSet { name: v.name.clone(), count: 1, request: v.request }).collect(),
+            pod_sets: views
+                .iter()
+                .map(|v| PodSet { name: v.name.clone(), count: 1, request: v.request })
+                .collect(),
             min_members: views.len() as u32,
             submitted: submitted_at(&views, admitted),
             models: None,
@@ -361,13 +416,19 @@ impl Controller {
         self.next_id += 1;
         let pods: Vec<Member> = views
             .into_iter()
-            .map(|v| Member { pod: PodRef { namespace: v.namespace.clone(), name: v.name.clone(), uid: v.uid.clone() }, view: v })
+            .map(|v| Member {
+                pod: PodRef { namespace: v.namespace.clone(), name: v.name.clone(), uid: v.uid.clone() },
+                view: v,
+            })
             .collect();
         for m in &pods {
             self.by_uid.insert(m.pod.uid.clone(), key.to_string());
         }
         let annotated = annotated_gang_size(members[0]);
-        self.gangs.insert(key.to_string(), Gang { id, kind: identity.kind, owner: identity.owner, annotated, pods, queued: true });
+        self.gangs.insert(
+            key.to_string(),
+            Gang { id, kind: identity.kind, owner: identity.owner, annotated, pods, queued: true },
+        );
         self.by_id.insert(id, key.to_string());
         Ok(())
     }
@@ -381,7 +442,10 @@ impl Controller {
             let by = self.by_id.get(&p.by).cloned().unwrap_or_default();
             let why = if p.reclaim { "to reclaim borrowed capacity for" } else { "for higher-priority work" };
             for m in &gang.pods {
-                actions.push(Action::Evict { pod: m.pod.clone(), message: format!("preempted by Gantry {why} {by}") });
+                actions.push(Action::Evict {
+                    pod: m.pod.clone(),
+                    message: format!("preempted by Gantry {why} {by}"),
+                });
             }
         }
         // Evicted pods are deleted and their framework recreates them, gated again, as a new
@@ -423,7 +487,10 @@ impl Controller {
                 self.next_id += 1;
                 self.by_uid.insert(m.pod.uid.clone(), single.clone());
                 self.by_id.insert(id, single.clone());
-                self.gangs.insert(single.clone(), Gang { id, kind, owner: None, annotated: None, pods: vec![m], queued: false });
+                self.gangs.insert(
+                    single.clone(),
+                    Gang { id, kind, owner: None, annotated: None, pods: vec![m], queued: false },
+                );
                 actions.extend(self.try_submit(&single, now));
             }
         }
@@ -440,7 +507,11 @@ impl Controller {
         let mut waiting: Vec<WorkloadId> = self.queue.pending_ids().collect();
         waiting.sort_unstable();
         for id in waiting {
-            let (Some(e), Some(gang)) = (self.queue.explain(id, now), self.by_id.get(&id).and_then(|k| self.gangs.get(k))) else { continue };
+            let (Some(e), Some(gang)) =
+                (self.queue.explain(id, now), self.by_id.get(&id).and_then(|k| self.gangs.get(k)))
+            else {
+                continue;
+            };
             for m in &gang.pods {
                 actions.push(Action::Pending { pod: m.pod.clone(), message: e.message.clone() });
             }
@@ -468,7 +539,9 @@ impl Controller {
                 ),
                 _ => continue,
             };
-            out.extend(gang.pods.iter().map(|m| Action::Pending { pod: m.pod.clone(), message: message.clone() }));
+            out.extend(
+                gang.pods.iter().map(|m| Action::Pending { pod: m.pod.clone(), message: message.clone() }),
+            );
         }
         out
     }
@@ -484,7 +557,9 @@ impl Controller {
         let refused: Vec<String> = self
             .gangs
             .iter()
-            .filter(|(_, g)| !g.queued && matches!(self.size_of(g), GangSize::Known(s) if g.pods.len() as u32 >= s.total))
+            .filter(|(_, g)| {
+                !g.queued && matches!(self.size_of(g), GangSize::Known(s) if g.pods.len() as u32 >= s.total)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         Ok(refused.iter().flat_map(|k| self.try_submit(k, now)).collect())
@@ -520,7 +595,8 @@ impl Controller {
         if request.gpu_count > 0 && !model.is_some_and(|m| sharing_models(&self.queue).0.contains(m)) {
             request.gpu_milli = GPU_MILLI;
         }
-        let gpus = gantry_core::model::lowest_index_gpus(&self.queue.cluster().nodes[node], &request).unwrap_or_default();
+        let gpus = gantry_core::model::lowest_index_gpus(&self.queue.cluster().nodes[node], &request)
+            .unwrap_or_default();
         let id = self.next_external;
         if self.queue.place_external(id, &request, Placement { node, gpus }).is_ok() {
             self.next_external += 1;
@@ -577,6 +653,8 @@ fn models_of(pods: &[Member]) -> Option<ModelSet> {
 }
 
 fn pod_ref(pod: &Value) -> PodRef {
-    let s = |k: &str| pod.get("metadata").and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        pod.get("metadata").and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default().to_string()
+    };
     PodRef { namespace: s("namespace"), name: s("name"), uid: s("uid") }
 }

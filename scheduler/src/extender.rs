@@ -18,10 +18,10 @@
 //! Eviction API; kube-scheduler's preemption, which knows neither gangs nor tenants, may only
 //! finish that work on the planned node (a victim still terminating when the pod is scheduled).
 
+use crate::wire::*;
 use gantry_api::node::parse_node;
 use gantry_api::placement::Planned;
 use gantry_api::pod::{parse_pod, planned, pod_finished, PodView};
-use crate::wire::*;
 use gantry_core::model::{could_ever_fit, fits, Cluster, NodeId, Placement, PodRequest};
 use gantry_core::policy::ScoreCx;
 use gantry_core::Scheduler;
@@ -49,7 +49,16 @@ pub struct Extender {
 impl Extender {
     pub fn new(cluster: Cluster, scheduler: Scheduler) -> Self {
         let by_name = cluster.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
-        Extender { cluster, scheduler, by_name, resolved: Resolved::default(), seen: HashMap::new(), bound: HashMap::new(), evicting: Default::default(), next_pod: 1 }
+        Extender {
+            cluster,
+            scheduler,
+            by_name,
+            resolved: Resolved::default(),
+            seen: HashMap::new(),
+            bound: HashMap::new(),
+            evicting: Default::default(),
+            next_pod: 1,
+        }
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -95,17 +104,27 @@ impl Extender {
         let view = parse_pod(pod, &self.cluster.models)?;
         let who = format!("pod {}/{}", view.namespace, view.name);
         let Some(&id) = self.by_name.get(node_name) else {
-            return Err(format!("{who} runs on node {node_name}, which Gantry has not seen; it is counted once the node is"));
+            return Err(format!(
+                "{who} runs on node {node_name}, which Gantry has not seen; it is counted once the node is"
+            ));
         };
         let request = view.request;
         let gpus = match planned(pod)? {
-            Some(Planned { node, gpus, .. }) if node == node_name && gpus.len() == request.gpu_count as usize && request.wants_gpu() => {
+            Some(Planned { node, gpus, .. })
+                if node == node_name && gpus.len() == request.gpu_count as usize && request.wants_gpu() =>
+            {
                 gpus.into_iter().map(|g| (g, request.gpu_milli)).collect()
             }
-            _ => self.scheduler.policy().pick_gpus(&self.cluster.nodes[id], &request, ScoreCx { node: id, salt: 0 }).unwrap_or_default(),
+            _ => self
+                .scheduler
+                .policy()
+                .pick_gpus(&self.cluster.nodes[id], &request, ScoreCx { node: id, salt: 0 })
+                .unwrap_or_default(),
         };
         let pod_id = self.next_pod;
-        self.cluster.allocate(pod_id, &request, Placement { node: id, gpus }).map_err(|e| format!("{who} on {node_name}: {e}"))?;
+        self.cluster
+            .allocate(pod_id, &request, Placement { node: id, gpus })
+            .map_err(|e| format!("{who} on {node_name}: {e}"))?;
         self.next_pod += 1;
         self.bound.insert(uid.to_string(), pod_id);
         self.seen.remove(uid);
@@ -141,7 +160,10 @@ impl Extender {
     fn candidates<'a>(args: &'a ExtenderArgs<'_>) -> Result<Cow<'a, [Cow<'a, str>]>, String> {
         match (&args.node_names, &args.nodes) {
             (Some(names), _) => Ok(Cow::Borrowed(names)),
-            (None, Some(list)) => list.names().map(Cow::Owned).ok_or_else(|| "a node in Nodes.items has no metadata.name".to_string()),
+            (None, Some(list)) => list
+                .names()
+                .map(Cow::Owned)
+                .ok_or_else(|| "a node in Nodes.items has no metadata.name".to_string()),
             (None, None) => Ok(Cow::Borrowed(&[])),
         }
     }
@@ -182,7 +204,8 @@ impl Extender {
             let ids = self.resolved.ids(&self.by_name, &names);
             for (i, (name, &id)) in names.iter().zip(ids).enumerate() {
                 let Some(id) = id else {
-                    unresolvable.insert(name.to_string(), format!("node {name} is not in Gantry's node cache"));
+                    unresolvable
+                        .insert(name.to_string(), format!("node {name} is not in Gantry's node cache"));
                     continue;
                 };
                 let node = &self.cluster.nodes[id];
@@ -203,7 +226,12 @@ impl Extender {
             ..Default::default()
         };
         match (&args.node_names, &args.nodes) {
-            (None, Some(list)) => out.nodes = Some(NodeList { metadata: list.metadata, items: passing.iter().map(|&i| list.items[i]).collect() }),
+            (None, Some(list)) => {
+                out.nodes = Some(NodeList {
+                    metadata: list.metadata,
+                    items: passing.iter().map(|&i| list.items[i]).collect(),
+                })
+            }
             // Names borrowed from the request are copied as references.
             _ => out.node_names = Some(passing.iter().map(|&i| names[i].clone()).collect()),
         }
@@ -219,7 +247,10 @@ impl Extender {
         }
         let ids = self.resolved.ids(&self.by_name, &names);
         let raw = self.scheduler.scores(&self.cluster, &pod.request, ids);
-        let (lo, hi) = raw.iter().flatten().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+        let (lo, hi) = raw
+            .iter()
+            .flatten()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
         Ok(names
             .iter()
             .zip(raw)
@@ -246,13 +277,23 @@ impl Extender {
             return err(format!("cannot bind {who}: node {} is not in Gantry's node cache", args.node));
         };
         let Some(&request) = self.seen.get(&args.pod_uid) else {
-            return err(format!("cannot bind {who}: Gantry has not filtered a pod with uid {:?}; retry scheduling", args.pod_uid));
+            return err(format!(
+                "cannot bind {who}: Gantry has not filtered a pod with uid {:?}; retry scheduling",
+                args.pod_uid
+            ));
         };
         let node = &self.cluster.nodes[id];
         if let Err(m) = fits(node, &request) {
-            return err(format!("cannot bind {who} to {}: {m} (taken since filtering); retry scheduling", args.node));
+            return err(format!(
+                "cannot bind {who} to {}: {m} (taken since filtering); retry scheduling",
+                args.node
+            ));
         }
-        let gpus = self.scheduler.policy().pick_gpus(node, &request, ScoreCx { node: id, salt: 0 }).unwrap_or_default();
+        let gpus = self
+            .scheduler
+            .policy()
+            .pick_gpus(node, &request, ScoreCx { node: id, salt: 0 })
+            .unwrap_or_default();
         let pod_id = self.next_pod;
         if let Err(e) = self.cluster.allocate(pod_id, &request, Placement { node: id, gpus }) {
             return err(format!("cannot bind {who}: {e}"));
@@ -272,7 +313,8 @@ impl Extender {
         let Some(plan) = planned(&args.pod)? else { return Ok(ExtenderPreemptionResult::default()) };
         let mut out = BTreeMap::new();
         let mut keep = |node: &str, uids: Vec<String>, num_pdb_violations: i64| {
-            let pods: Vec<MetaPod> = uids.into_iter().filter(|u| self.evicting.contains(u)).map(|uid| MetaPod { uid }).collect();
+            let pods: Vec<MetaPod> =
+                uids.into_iter().filter(|u| self.evicting.contains(u)).map(|uid| MetaPod { uid }).collect();
             if node == plan.node && !pods.is_empty() {
                 out.insert(node.to_string(), MetaVictims { pods, num_pdb_violations });
             }
@@ -288,7 +330,8 @@ impl Extender {
                     .iter()
                     .map(|p| {
                         let uid = p.get("metadata").and_then(|m| m.get("uid")).and_then(Value::as_str);
-                        uid.map(str::to_string).ok_or_else(|| format!("a victim on node {node} has no metadata.uid"))
+                        uid.map(str::to_string)
+                            .ok_or_else(|| format!("a victim on node {node} has no metadata.uid"))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 keep(node, uids, v.num_pdb_violations);
@@ -353,13 +396,18 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if !(8..=16).contains(&n) {
         return a == b;
     }
-    let word = |s: &[u8], i: usize| s.get(i..i + 8).map(|w| u64::from_ne_bytes(w.try_into().unwrap_or_default()));
+    let word =
+        |s: &[u8], i: usize| s.get(i..i + 8).map(|w| u64::from_ne_bytes(w.try_into().unwrap_or_default()));
     word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
 }
 
 impl Resolved {
     /// The id of each name (`None` for unknown ones).
-    fn ids<S: std::hash::BuildHasher>(&mut self, by_name: &HashMap<String, NodeId, S>, names: &[Cow<'_, str>]) -> &[Option<NodeId>] {
+    fn ids<S: std::hash::BuildHasher>(
+        &mut self,
+        by_name: &HashMap<String, NodeId, S>,
+        names: &[Cow<'_, str>],
+    ) -> &[Option<NodeId>] {
         let known = by_name.len();
         let slot = match self.slots.iter().position(|s| s.holds(names, known)) {
             Some(i) => i,
@@ -403,7 +451,13 @@ mod tests {
         // A node added is found in a list resolved before.
         by_name.insert("node-c".into(), 2);
         assert_eq!(r.ids(&by_name, &ab), [Some(0), Some(1), Some(2)]);
-        for (a, b) in [("", ""), ("12345678", "12345678"), ("1234567890abcdef", "1234567890abcdeF"), ("123456789", "023456789"), ("x", "y")] {
+        for (a, b) in [
+            ("", ""),
+            ("12345678", "12345678"),
+            ("1234567890abcdef", "1234567890abcdeF"),
+            ("123456789", "023456789"),
+            ("x", "y"),
+        ] {
             assert_eq!(same_bytes(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");
         }
     }

@@ -116,7 +116,8 @@ impl Elector {
                     spec["acquireTime"] = json!(time);
                     spec["leaseTransitions"] = json!(transitions + 1);
                 }
-                let patch = json!({"metadata": {"resourceVersion": lease.metadata.resource_version}, "spec": spec});
+                let patch =
+                    json!({"metadata": {"resourceVersion": lease.metadata.resource_version}, "spec": spec});
                 match self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                     Ok(_) => Ok(true),
                     Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
@@ -139,7 +140,10 @@ impl Elector {
 
     /// Runs the candidacy until `stop` turns true; then releases the Lease if held. The receiver
     /// says whether this replica leads now.
-    pub fn spawn(self, mut stop: watch::Receiver<bool>) -> (watch::Receiver<bool>, JoinHandle<Result<(), kube::Error>>) {
+    pub fn spawn(
+        self,
+        mut stop: watch::Receiver<bool>,
+    ) -> (watch::Receiver<bool>, JoinHandle<Result<(), kube::Error>>) {
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             let mut last_renewal: Option<i64> = None;
@@ -153,7 +157,8 @@ impl Elector {
                     Err(e) => {
                         eprintln!("gantry scheduler: Lease {}: {e}; retrying", self.name);
                         // Still the leader until the Lease could have expired (less a margin).
-                        last_renewal.is_some_and(|t| now_ms() < t + (DURATION - RENEW_EVERY).as_millis() as i64)
+                        last_renewal
+                            .is_some_and(|t| now_ms() < t + (DURATION - RENEW_EVERY).as_millis() as i64)
                     }
                 };
                 if !leads {

@@ -58,7 +58,10 @@ impl QuotaReport {
     async fn post(&self, records: &[Record]) -> Result<(), CallError> {
         let mut lines = String::with_capacity(records.len() * 160);
         for r in records {
-            let line = serde_json::to_string(r).map_err(|e| CallError { status: None, message: format!("cannot write a usage record: {e}") })?;
+            let line = serde_json::to_string(r).map_err(|e| CallError {
+                status: None,
+                message: format!("cannot write a usage record: {e}"),
+            })?;
             lines.push_str(&line);
             lines.push('\n');
         }

@@ -16,20 +16,20 @@
 //!    condition and an Event only when what they say changed. Failed calls are retried.
 
 use crate::adapter::{Adapter, MANAGER};
-use gantry_api::keys::ADMITTED_CONDITION;
 use crate::controller::{Action, Controller};
-use gantry_api::gang::{self, GangSpec};
 use crate::extender::Extender;
+use crate::report::QuotaReport;
 use crate::server::AppState;
 use futures::StreamExt;
+use gantry_api::crds::{Tenant, TenantStatus};
+use gantry_api::gang::{self, GangSpec};
+use gantry_api::keys::ADMITTED_CONDITION;
+use gantry_api::tenants::TenantObjects;
 use gantry_api::watch::{follow, Change};
 use gantry_core::model::{Cluster, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::{Seconds, Settings, Tenancy};
 use gantry_core::{PolicyKind, Scale, Scheduler};
-use crate::report::QuotaReport;
-use gantry_api::tenants::TenantObjects;
-use gantry_api::crds::{Tenant, TenantStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
@@ -189,7 +189,9 @@ impl Live {
     /// An object whose counts make no sense is logged, naming it, and its gangs are refused.
     pub fn owner(&self, key: &str, spec: Option<Result<GangSpec, String>>) {
         match &spec {
-            Some(Err(e)) if lock(&self.owners).get(key) != spec.as_ref() => eprintln!("gantry scheduler: {e}"),
+            Some(Err(e)) if lock(&self.owners).get(key) != spec.as_ref() => {
+                eprintln!("gantry scheduler: {e}")
+            }
             _ => {}
         }
         match spec.clone() {
@@ -212,7 +214,10 @@ impl Live {
     /// applied to the new cache (applying one the snapshot already holds changes nothing).
     pub fn rebuild_cache(&self, stores: &Stores, policy: PolicyKind, expected: &[PodRequest]) {
         let mut guard = self.state.extender();
-        let mut fresh = Extender::new(Cluster::default(), Scheduler::new(policy.build(Scale::of(&Cluster::default()), expected)));
+        let mut fresh = Extender::new(
+            Cluster::default(),
+            Scheduler::new(policy.build(Scale::of(&Cluster::default()), expected)),
+        );
         for node in stores.nodes.state() {
             if let Err(e) = to_value(&*node).and_then(|v| fresh.node_applied(&v)) {
                 eprintln!("gantry scheduler: {e}");
@@ -233,7 +238,13 @@ impl Live {
     /// node, then every pod (admitted workloads are taken back at their recorded placements).
     /// Like [`Live::rebuild_cache`], under the lock, so that no event falls between the stores'
     /// snapshot and the new controller.
-    pub fn rebuild_controller(&self, stores: &Stores, config: &RunConfig, now: Seconds, cause: &str) -> Result<(), String> {
+    pub fn rebuild_controller(
+        &self,
+        stores: &Stores,
+        config: &RunConfig,
+        now: Seconds,
+        cause: &str,
+    ) -> Result<(), String> {
         let mut guard = lock(&self.controller);
         let tenancy = tenancy_now(stores, &config.tenants)?;
         self.state.metrics.rebuilds.with_label_values(&[cause]).inc();
@@ -246,7 +257,8 @@ impl Live {
         }
         let scale = Scale::of(self.state.extender().cluster());
         let scheduler = Scheduler::new(config.policy.build(scale, &config.expected));
-        let mut c = Controller::new(Queue::new_live(tenancy, Cluster::default(), scheduler, Mode::Quota, now));
+        let mut c =
+            Controller::new(Queue::new_live(tenancy, Cluster::default(), scheduler, Mode::Quota, now));
         for node in stores.nodes.state() {
             // No gang is known yet, so adding nodes refuses nothing.
             if let Err(e) = to_value(&*node).and_then(|v| c.node_applied(&v, now)) {
@@ -276,7 +288,10 @@ impl Live {
         let mut actions = std::mem::take(&mut *lock(&self.queued));
         actions.extend(c.reconcile(now));
         // The extender lets kube-scheduler take only the victims the queue itself evicts.
-        let evicting: Vec<&str> = actions.iter().filter_map(|a| if let Action::Evict { pod, .. } = a { Some(pod.uid.as_str()) } else { None }).collect();
+        let evicting: Vec<&str> = actions
+            .iter()
+            .filter_map(|a| if let Action::Evict { pod, .. } = a { Some(pod.uid.as_str()) } else { None })
+            .collect();
         if !evicting.is_empty() {
             let mut extender = self.state.extender();
             for uid in evicting {
@@ -310,7 +325,9 @@ impl Live {
         if !self.tenants_changed.swap(false, Ordering::SeqCst) {
             return false;
         }
-        let Some(c) = lock(&self.controller).as_ref().map(|c| c.queue().tenancy.clone()) else { return false };
+        let Some(c) = lock(&self.controller).as_ref().map(|c| c.queue().tenancy.clone()) else {
+            return false;
+        };
         match tenancy_now(stores, tenants) {
             Ok(t) => t != c,
             Err(e) => {
@@ -346,7 +363,9 @@ pub fn tenant_statuses(queue: &Queue) -> Vec<(String, TenantStatus)> {
         .iter()
         .enumerate()
         .map(|(t, tenant)| {
-            let sum = |f: &dyn Fn(usize) -> i64| (0..tenancy.flavors.len()).filter(|&f| !tenancy.flavors[f].is_cpu()).map(f).sum::<i64>();
+            let sum = |f: &dyn Fn(usize) -> i64| {
+                (0..tenancy.flavors.len()).filter(|&f| !tenancy.flavors[f].is_cpu()).map(f).sum::<i64>()
+            };
             let q = queue.quota();
             let status = TenantStatus {
                 gpus_used: Some(gpus(sum(&|f| q.usage(t, f) as i64))),
@@ -368,7 +387,9 @@ fn tenancy_now(stores: &Stores, tenants: &Tenants) -> Result<Tenancy, String> {
     match (tenants, &stores.tenants) {
         (Tenants::File(t), _) => Ok(t.clone()),
         (Tenants::Cluster(settings), Some(objects)) => objects.tenancy(settings),
-        (Tenants::Cluster(_), None) => Err("tenants come from the cluster but their objects are not watched".into()),
+        (Tenants::Cluster(_), None) => {
+            Err("tenants come from the cluster but their objects are not watched".into())
+        }
     }
 }
 
@@ -377,7 +398,10 @@ fn strip_pod(pod: &mut Pod) {
     pod.managed_fields_mut().clear();
     if let Some(status) = pod.status.take() {
         // Gantry's own condition stays: its transition time is kept when the status is the same.
-        let ours = status.conditions.map(|c| c.into_iter().filter(|c| c.type_ == ADMITTED_CONDITION).collect::<Vec<_>>()).filter(|c| !c.is_empty());
+        let ours = status
+            .conditions
+            .map(|c| c.into_iter().filter(|c| c.type_ == ADMITTED_CONDITION).collect::<Vec<_>>())
+            .filter(|c| !c.is_empty());
         pod.status = Some(PodStatus { phase: status.phase, conditions: ours, ..Default::default() });
     }
     if let Some(spec) = pod.spec.as_mut() {
@@ -398,8 +422,13 @@ fn strip_pod(pod: &mut Pod) {
 /// Follows `api` into `writer`'s store and hands each applied (`Ok`) or deleted (`Err`) object
 /// to `apply`; a relist marks the state for a rebuild (deletions may have been missed). Every
 /// change wakes the control loop.
-fn spawn_follow<K>(api: Api<K>, writer: reflector::store::Writer<K>, strip: fn(&mut K), live: &Arc<Live>, apply: fn(&Live, Result<K, K>))
-where
+fn spawn_follow<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    strip: fn(&mut K),
+    live: &Arc<Live>,
+    apply: fn(&Live, Result<K, K>),
+) where
     K: Resource + Clone + Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
@@ -423,14 +452,20 @@ where
 pub fn watch(client: &Client, live: &Arc<Live>, from_cluster: bool) -> Stores {
     let (nodes, node_writer) = reflector::store::<Node>();
     let (pods, pod_writer) = reflector::store::<Pod>();
-    spawn_follow(Api::<Node>::all(client.clone()), node_writer, |n| n.managed_fields_mut().clear(), live, |l, n| match n {
-        Ok(n) => {
-            if let Ok(v) = to_value(&n) {
-                l.node_applied(&v);
+    spawn_follow(
+        Api::<Node>::all(client.clone()),
+        node_writer,
+        |n| n.managed_fields_mut().clear(),
+        live,
+        |l, n| match n {
+            Ok(n) => {
+                if let Ok(v) = to_value(&n) {
+                    l.node_applied(&v);
+                }
             }
-        }
-        Err(n) => l.node_deleted(&n.name_any()),
-    });
+            Err(n) => l.node_deleted(&n.name_any()),
+        },
+    );
     spawn_follow(Api::<Pod>::all(client.clone()), pod_writer, strip_pod, live, |l, p| match p {
         Ok(p) => {
             if let Ok(v) = to_value(&p) {
@@ -480,7 +515,11 @@ async fn follow_frameworks(client: Client, live: Arc<Live>) {
 
 /// The first of `f`'s versions whose resource the API server serves (`served` keeps what each
 /// group and version was found to serve, so each is asked once).
-async fn served_version(client: &Client, f: &gang::Framework, served: &mut HashMap<String, Vec<String>>) -> Option<&'static str> {
+async fn served_version(
+    client: &Client,
+    f: &gang::Framework,
+    served: &mut HashMap<String, Vec<String>>,
+) -> Option<&'static str> {
     for &version in f.versions {
         let gv = format!("{}/{version}", f.group);
         if !served.contains_key(&gv) {
@@ -498,15 +537,29 @@ async fn served_version(client: &Client, f: &gang::Framework, served: &mut HashM
 }
 
 /// Watches one framework's objects. After each (re)list, objects no longer there are forgotten.
-async fn follow_framework(client: Client, live: Arc<Live>, f: &'static gang::Framework, version: &'static str) {
-    let resource = kube::api::ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk(f.group, version, f.kind), f.plural);
+async fn follow_framework(
+    client: Client,
+    live: Arc<Live>,
+    f: &'static gang::Framework,
+    version: &'static str,
+) {
+    let resource = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk(f.group, version, f.kind),
+        f.plural,
+    );
     let api = Api::<kube::api::DynamicObject>::all_with(client, &resource);
     let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut listing: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let key_of = |o: &kube::api::DynamicObject| gang::owner_key(f, &o.namespace().unwrap_or_default(), &o.name_any());
+    let key_of =
+        |o: &kube::api::DynamicObject| gang::owner_key(f, &o.namespace().unwrap_or_default(), &o.name_any());
     let read = |o: &kube::api::DynamicObject| match serde_json::to_value(o) {
         Ok(v) => gang::read(f, &v),
-        Err(e) => Err(format!("{} {}/{}: cannot be read: {e}", f.kind, o.namespace().unwrap_or_default(), o.name_any())),
+        Err(e) => Err(format!(
+            "{} {}/{}: cannot be read: {e}",
+            f.kind,
+            o.namespace().unwrap_or_default(),
+            o.name_any()
+        )),
     };
     let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
     while let Some(event) = events.next().await {
@@ -530,7 +583,9 @@ async fn follow_framework(client: Client, live: Arc<Live>, f: &'static gang::Fra
                 known.remove(&key_of(&o));
                 live.owner(&key_of(&o), None);
             }
-            Err(e) => eprintln!("gantry scheduler: watching {} ({}/{version}): {e}; retrying", f.kind, f.group),
+            Err(e) => {
+                eprintln!("gantry scheduler: watching {} ({}/{version}): {e}; retrying", f.kind, f.group)
+            }
         }
         live.wake.notify_one();
     }
@@ -557,7 +612,10 @@ impl Executor {
                 continue;
             }
             let patch = serde_json::json!({"status": status});
-            match api.patch_status(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await {
+            match api
+                .patch_status(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => {
                     last.insert(name, status);
                 }
@@ -589,7 +647,9 @@ impl Executor {
             .iter()
             .filter_map(|p| {
                 let conditions = p.status.as_ref().and_then(|s| s.conditions.as_ref());
-                let status = conditions.and_then(|c| c.iter().find(|c| c.type_ == ADMITTED_CONDITION)).map(|c| c.status.clone());
+                let status = conditions
+                    .and_then(|c| c.iter().find(|c| c.type_ == ADMITTED_CONDITION))
+                    .map(|c| c.status.clone());
                 Some((p.uid()?, status))
             })
             .collect();
@@ -631,7 +691,12 @@ fn pod_of(a: &Action) -> &crate::controller::PodRef {
 
 /// Runs the in-cluster scheduler until `shutdown`: watchers, leader election, admission cycles.
 /// The extender is served separately from the same [`AppState`].
-pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+pub async fn run(
+    client: Client,
+    live: Arc<Live>,
+    config: RunConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
     let stores = watch(&client, &live, matches!(config.tenants, Tenants::Cluster(_)));
     let ready = async {
         stores.nodes.wait_until_ready().await?;
@@ -648,16 +713,33 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
     }
     live.rebuild_cache(&stores, config.policy, &config.expected);
     live.state.set_ready(true);
-    eprintln!("gantry scheduler: caches ready: {} nodes, {} pods", stores.nodes.state().len(), stores.pods.state().len());
+    eprintln!(
+        "gantry scheduler: caches ready: {} nodes, {} pods",
+        stores.nodes.state().len(),
+        stores.pods.state().len()
+    );
 
-    let elector = crate::lease::Elector::new(Api::namespaced(client.clone(), &config.lease_namespace), &config.lease_name, &config.identity);
+    let elector = crate::lease::Elector::new(
+        Api::namespaced(client.clone(), &config.lease_namespace),
+        &config.lease_name,
+        &config.identity,
+    );
     let (stop_election, election_stops) = tokio::sync::watch::channel(false);
     let (mut leader, lease_task) = elector.spawn(election_stops);
-    let statuses = matches!(config.tenants, Tenants::Cluster(_)).then(|| (Api::<Tenant>::all(client.clone()), HashMap::new()));
-    let mut executor = Executor { adapter: Adapter::new(client, Some(config.identity.clone())), said: HashMap::new(), retry: Vec::new(), statuses };
+    let statuses = matches!(config.tenants, Tenants::Cluster(_))
+        .then(|| (Api::<Tenant>::all(client.clone()), HashMap::new()));
+    let mut executor = Executor {
+        adapter: Adapter::new(client, Some(config.identity.clone())),
+        said: HashMap::new(),
+        retry: Vec::new(),
+        statuses,
+    };
     // Whether this replica has led before (a rebuild then is for a new leadership, not the start).
     let mut started = false;
-    let mut quota = config.quota_api.as_ref().map(|(url, token)| (QuotaReport::new(url, token.clone()), String::new(), Instant::now()));
+    let mut quota = config
+        .quota_api
+        .as_ref()
+        .map(|(url, token)| (QuotaReport::new(url, token.clone()), String::new(), Instant::now()));
     loop {
         tokio::select! {
             () = &mut shutdown => break,
@@ -694,7 +776,10 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
         if let Some(cause) = cause {
             started = true;
             match live.rebuild_controller(&stores, &config, now(), cause) {
-                Ok(()) => eprintln!("gantry scheduler: {} leads; queue rebuilt from the API server ({cause})", config.identity),
+                Ok(()) => eprintln!(
+                    "gantry scheduler: {} leads; queue rebuilt from the API server ({cause})",
+                    config.identity
+                ),
                 Err(e) => {
                     eprintln!("gantry scheduler: {e}");
                     if !live.leading() {
@@ -714,7 +799,10 @@ pub async fn run(client: Client, live: Arc<Live>, config: RunConfig, shutdown: i
                     match report.send(&view, records).await {
                         Ok(()) => said.clear(),
                         Err(e) if e != *said => {
-                            eprintln!("gantry scheduler: {e}; {} usage records kept for the next try", report.pending());
+                            eprintln!(
+                                "gantry scheduler: {e}; {} usage records kept for the next try",
+                                report.pending()
+                            );
                             *said = e;
                         }
                         Err(_) => {}

@@ -5,6 +5,7 @@
 //! type and the problem; well-formed requests that Gantry cannot honour get the protocol's own
 //! `Error` field. Bodies above [`BODY_LIMIT`] are refused with 413 before they are read whole.
 
+use crate::controller::Action;
 use crate::extender::Extender;
 use crate::wire::*;
 use axum::body::Bytes;
@@ -13,9 +14,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use crate::controller::Action;
 use gantry_core::queue::Queue;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -51,24 +53,49 @@ impl Metrics {
     fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let duration = HistogramVec::new(
-            HistogramOpts::new("gantry_extender_request_duration_seconds", "Time to answer one extender call, by verb.")
-                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            HistogramOpts::new(
+                "gantry_extender_request_duration_seconds",
+                "Time to answer one extender call, by verb.",
+            )
+            .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
             &["verb"],
         )?;
-        let requests = IntCounterVec::new(Opts::new("gantry_extender_requests_total", "Extender calls by verb and result."), &["verb", "result"])?;
+        let requests = IntCounterVec::new(
+            Opts::new("gantry_extender_requests_total", "Extender calls by verb and result."),
+            &["verb", "result"],
+        )?;
         let nodes = IntGauge::new("gantry_nodes", "Nodes in Gantry's node cache.")?;
         let gpus = IntGauge::new("gantry_gpus", "GPUs in Gantry's node cache.")?;
-        let gpus_allocated = IntGauge::new("gantry_gpus_allocated_milli", "Milli-GPUs held by pods in Gantry's node cache.")?;
-        let leader = IntGauge::new("gantry_leader", "1 while this replica holds the Lease and runs the queue.")?;
+        let gpus_allocated =
+            IntGauge::new("gantry_gpus_allocated_milli", "Milli-GPUs held by pods in Gantry's node cache.")?;
+        let leader =
+            IntGauge::new("gantry_leader", "1 while this replica holds the Lease and runs the queue.")?;
         let tenant = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["tenant"]);
         let flavor = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["tenant", "flavor"]);
-        let pending = tenant("gantry_queue_pending_workloads", "Workloads waiting in each tenant's queue (leader only).")?;
-        let running = tenant("gantry_queue_running_workloads", "Admitted workloads per tenant (leader only).")?;
-        let usage = flavor("gantry_tenant_usage_milli", "Quota in use per tenant and flavor, in milli-GPU (milli-CPU for cpu).")?;
-        let nominal = flavor("gantry_tenant_nominal_milli", "Nominal quota per tenant and flavor, in milli-GPU (milli-CPU for cpu).")?;
-        let borrowed = flavor("gantry_tenant_borrowed_milli", "Quota in use above nominal, borrowed from the cohort.")?;
-        let admitted = IntCounterVec::new(Opts::new("gantry_admitted_pods_total", "Pods the queue admitted (ungated), per tenant."), &["tenant"])?;
-        let evicted = IntCounterVec::new(Opts::new("gantry_preempted_pods_total", "Pods the queue evicted to make room, per tenant."), &["tenant"])?;
+        let pending = tenant(
+            "gantry_queue_pending_workloads",
+            "Workloads waiting in each tenant's queue (leader only).",
+        )?;
+        let running =
+            tenant("gantry_queue_running_workloads", "Admitted workloads per tenant (leader only).")?;
+        let usage = flavor(
+            "gantry_tenant_usage_milli",
+            "Quota in use per tenant and flavor, in milli-GPU (milli-CPU for cpu).",
+        )?;
+        let nominal = flavor(
+            "gantry_tenant_nominal_milli",
+            "Nominal quota per tenant and flavor, in milli-GPU (milli-CPU for cpu).",
+        )?;
+        let borrowed =
+            flavor("gantry_tenant_borrowed_milli", "Quota in use above nominal, borrowed from the cohort.")?;
+        let admitted = IntCounterVec::new(
+            Opts::new("gantry_admitted_pods_total", "Pods the queue admitted (ungated), per tenant."),
+            &["tenant"],
+        )?;
+        let evicted = IntCounterVec::new(
+            Opts::new("gantry_preempted_pods_total", "Pods the queue evicted to make room, per tenant."),
+            &["tenant"],
+        )?;
         let rebuilds = IntCounterVec::new(
             Opts::new("gantry_queue_rebuilds_total", "Times the queue was rebuilt from the API server's state, by cause (start, leader, relist, tenants)."),
             &["cause"],
@@ -92,7 +119,23 @@ impl Metrics {
         for c in all {
             registry.register(c)?;
         }
-        Ok(Metrics { registry, duration, requests, nodes, gpus, gpus_allocated, leader, pending, running, usage, nominal, borrowed, admitted, evicted, rebuilds })
+        Ok(Metrics {
+            registry,
+            duration,
+            requests,
+            nodes,
+            gpus,
+            gpus_allocated,
+            leader,
+            pending,
+            running,
+            usage,
+            nominal,
+            borrowed,
+            admitted,
+            evicted,
+            rebuilds,
+        })
     }
 
     /// Every metric in the Prometheus text format.
@@ -127,7 +170,8 @@ impl Metrics {
                 Action::Evict { pod, .. } => (&self.evicted, pod),
                 _ => continue,
             };
-            let tenant = tenancy.tenant_of_namespace(&pod.namespace).map_or("", |t| tenancy.tenants[t].name.as_str());
+            let tenant =
+                tenancy.tenant_of_namespace(&pod.namespace).map_or("", |t| tenancy.tenants[t].name.as_str());
             counter.with_label_values(&[tenant]).inc();
         }
     }
@@ -184,7 +228,11 @@ pub fn router_for(state: Arc<AppState>, prefix: &str) -> Router {
     // At most LARGE_BODIES bodies above 1 MiB at once: with BODY_LIMIT each, memory stays
     // bounded at any concurrency (BENCHMARKS.md, memory).
     app.layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(gantry_serve::bodies::LargeBodies::new(LARGE_BODIES, 1 << 20, std::time::Duration::from_secs(1)))
+        .layer(gantry_serve::bodies::LargeBodies::new(
+            LARGE_BODIES,
+            1 << 20,
+            std::time::Duration::from_secs(1),
+        ))
         .with_state(state)
 }
 
@@ -220,7 +268,8 @@ fn answer<'a, A, R>(
     let response = match &result {
         Ok(r) => match encode(r) {
             Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the {verb} reply: {e}")).into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the {verb} reply: {e}"))
+                .into_response(),
         },
         Err(e) => (StatusCode::BAD_REQUEST, e.clone()).into_response(),
     };
@@ -229,19 +278,47 @@ fn answer<'a, A, R>(
 }
 
 async fn filter(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    answer(&s, "filter", &ExtenderArgs::parse(&body), |e, a| Ok(e.filter(a)), |r| Ok(r.to_json()), |r| r.error.is_empty())
+    answer(
+        &s,
+        "filter",
+        &ExtenderArgs::parse(&body),
+        |e, a| Ok(e.filter(a)),
+        |r| Ok(r.to_json()),
+        |r| r.error.is_empty(),
+    )
 }
 
 async fn prioritize(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    answer(&s, "prioritize", &ExtenderArgs::parse(&body), |e, a| e.prioritize(a), |r| Ok(priorities_json(r)), |_| true)
+    answer(
+        &s,
+        "prioritize",
+        &ExtenderArgs::parse(&body),
+        |e, a| e.prioritize(a),
+        |r| Ok(priorities_json(r)),
+        |_| true,
+    )
 }
 
 async fn bind(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    answer(&s, "bind", &parse(&body, BINDING_KEYS, "ExtenderBindingArgs"), |e, a: &ExtenderBindingArgs| Ok(e.bind(a)), serde_json::to_vec, |r| r.error.is_empty())
+    answer(
+        &s,
+        "bind",
+        &parse(&body, BINDING_KEYS, "ExtenderBindingArgs"),
+        |e, a: &ExtenderBindingArgs| Ok(e.bind(a)),
+        serde_json::to_vec,
+        |r| r.error.is_empty(),
+    )
 }
 
 async fn preempt(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    answer(&s, "preempt", &parse(&body, PREEMPTION_KEYS, "ExtenderPreemptionArgs"), |e, a: &ExtenderPreemptionArgs| e.preempt(a), serde_json::to_vec, |_| true)
+    answer(
+        &s,
+        "preempt",
+        &parse(&body, PREEMPTION_KEYS, "ExtenderPreemptionArgs"),
+        |e, a: &ExtenderPreemptionArgs| e.preempt(a),
+        serde_json::to_vec,
+        |_| true,
+    )
 }
 
 async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {

@@ -36,7 +36,8 @@ impl<'a> ExtenderArgs<'a> {
     pub fn parse(body: &'a [u8]) -> Result<Self, String> {
         too_many_values(body, "ExtenderArgs")?;
         // One UTF-8 check of the whole body is cheaper than one per node name.
-        let text = std::str::from_utf8(body).map_err(|e| format!("the body is not valid JSON for ExtenderArgs: it is not UTF-8 ({e})"))?;
+        let text = std::str::from_utf8(body)
+            .map_err(|e| format!("the body is not valid JSON for ExtenderArgs: it is not UTF-8 ({e})"))?;
         if let Some(args) = Self::parse_plain(text) {
             return Ok(args);
         }
@@ -288,7 +289,10 @@ impl NodeList<'_> {
             #[serde(borrow)]
             name: Cow<'a, str>,
         }
-        self.items.iter().map(|raw| serde_json::from_str::<Meta>(raw.get()).ok().map(|m| m.metadata.name)).collect()
+        self.items
+            .iter()
+            .map(|raw| serde_json::from_str::<Meta>(raw.get()).ok().map(|m| m.metadata.name))
+            .collect()
     }
 }
 
@@ -378,16 +382,23 @@ pub const MAX_VALUES: usize = 2_000_000;
 
 fn too_many_values(body: &[u8], what: &str) -> Result<(), String> {
     if body.len() > 1 << 20 && gantry_serve::bodies::count_json_values(body, MAX_VALUES).is_err() {
-        return Err(format!("the body holds more than {MAX_VALUES} JSON values, more than any {what} kube-scheduler sends"));
+        return Err(format!(
+            "the body holds more than {MAX_VALUES} JSON values, more than any {what} kube-scheduler sends"
+        ));
     }
     Ok(())
 }
 
 /// Parses a request body, matching top-level keys case-insensitively as Go does. The error names
 /// the request type and what is wrong.
-pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8], canonical: &[&str], what: &str) -> Result<T, String> {
+pub fn parse<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    canonical: &[&str],
+    what: &str,
+) -> Result<T, String> {
     too_many_values(body, what)?;
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON for {what}: {e}"))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON for {what}: {e}"))?;
     let Value::Object(map) = value else {
         return Err(format!("{what} must be a JSON object"));
     };
@@ -499,7 +510,20 @@ pub fn priorities_json(list: &[HostPriority<'_>]) -> Vec<u8> {
         push_str(&mut out, &h.host);
         match h.score {
             // Scores are 0..=10 but for a misbehaving caller.
-            d @ 0..=9 => out.extend_from_slice(&[b',', b'"', b'S', b'c', b'o', b'r', b'e', b'"', b':', b'0' + d as u8, b'}', b',']),
+            d @ 0..=9 => out.extend_from_slice(&[
+                b',',
+                b'"',
+                b'S',
+                b'c',
+                b'o',
+                b'r',
+                b'e',
+                b'"',
+                b':',
+                b'0' + d as u8,
+                b'}',
+                b',',
+            ]),
             10 => out.extend_from_slice(b",\"Score\":10},"),
             s => {
                 use std::io::Write;
@@ -565,7 +589,11 @@ mod tests {
         for text in left {
             assert!(ExtenderArgs::parse_plain(text).is_none(), "taken: {text}");
             // What serde makes of it is what parse answers.
-            assert_eq!(format!("{:?}", ExtenderArgs::parse(text.as_bytes())), format!("{:?}", ExtenderArgs::parse_serde(text)), "{text}");
+            assert_eq!(
+                format!("{:?}", ExtenderArgs::parse(text.as_bytes())),
+                format!("{:?}", ExtenderArgs::parse_serde(text)),
+                "{text}"
+            );
         }
     }
 

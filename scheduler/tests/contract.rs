@@ -31,8 +31,14 @@ macro_rules! round_trip_borrowed {
 
 #[test]
 fn replies_encode_upstream_golden_json_byte_for_byte() {
-    round_trip_borrowed!(ExtenderFilterResult, "k8s-types-test.ExtenderFilterResult.json", ExtenderFilterResult::to_json);
-    round_trip_borrowed!(Vec<HostPriority>, "simulator.HostPriorityList.json", |v: &Vec<HostPriority>| priorities_json(v));
+    round_trip_borrowed!(
+        ExtenderFilterResult,
+        "k8s-types-test.ExtenderFilterResult.json",
+        ExtenderFilterResult::to_json
+    );
+    round_trip_borrowed!(Vec<HostPriority>, "simulator.HostPriorityList.json", |v: &Vec<HostPriority>| {
+        priorities_json(v)
+    });
     round_trip::<HostPriority>("k8s-types-test.HostPriority.json");
     round_trip::<ExtenderBindingResult>("k8s-types-test.ExtenderBindingResult.json");
     round_trip::<ExtenderPreemptionResult>("k8s-types-test.ExtenderPreemptionResult.json");
@@ -56,20 +62,37 @@ fn requests_decode_in_any_key_casing() {
     for lower in [false, true] {
         let mut text = fixture("k8s-types-test.ExtenderArgs.json");
         if lower {
-            text = text.replace("\"Pod\"", "\"pod\"").replace("\"Nodes\"", "\"nodes\"").replace("\"NodeNames\"", "\"nodenames\"");
+            text = text
+                .replace("\"Pod\"", "\"pod\"")
+                .replace("\"Nodes\"", "\"nodes\"")
+                .replace("\"NodeNames\"", "\"nodenames\"");
         }
         let a = ExtenderArgs::parse(text.as_bytes()).unwrap();
         assert_eq!(a.pod["metadata"]["name"], "podname");
         assert_eq!(a.node_names, Some(vec!["node1".into()]));
         assert_eq!(a.nodes.unwrap().names(), Some(vec!["nodename".into()]));
     }
-    let b: ExtenderBindingArgs = parse(fixture("k8s-types-test.ExtenderBindingArgs.json").as_bytes(), BINDING_KEYS, "ExtenderBindingArgs").unwrap();
+    let b: ExtenderBindingArgs = parse(
+        fixture("k8s-types-test.ExtenderBindingArgs.json").as_bytes(),
+        BINDING_KEYS,
+        "ExtenderBindingArgs",
+    )
+    .unwrap();
     assert_eq!(
         b,
-        ExtenderBindingArgs { pod_name: "mypodname".into(), pod_namespace: "mypodnamespace".into(), pod_uid: "mypoduid".into(), node: "mynode".into() }
+        ExtenderBindingArgs {
+            pod_name: "mypodname".into(),
+            pod_namespace: "mypodnamespace".into(),
+            pod_uid: "mypoduid".into(),
+            node: "mynode".into()
+        }
     );
-    let p: ExtenderPreemptionArgs =
-        parse(fixture("k8s-types-test.ExtenderPreemptionArgs.json").as_bytes(), PREEMPTION_KEYS, "ExtenderPreemptionArgs").unwrap();
+    let p: ExtenderPreemptionArgs = parse(
+        fixture("k8s-types-test.ExtenderPreemptionArgs.json").as_bytes(),
+        PREEMPTION_KEYS,
+        "ExtenderPreemptionArgs",
+    )
+    .unwrap();
     assert_eq!(p.node_name_to_meta_victims.unwrap()["foo"].pods[0].uid, "myuid");
     assert_eq!(p.node_name_to_victims.unwrap()["foo"].num_pdb_violations, 1);
 }
@@ -87,7 +110,8 @@ fn malformed_requests_name_the_type_and_the_problem() {
     // Escaped names are decoded, not borrowed, and answered unescaped.
     let a = ExtenderArgs::parse(br#"{"nodenames": ["a\u002db", "plain"]}"#).unwrap();
     assert_eq!(a.node_names, Some(vec!["a-b".into(), "plain".into()]));
-    let e = parse::<ExtenderBindingArgs>(b"{\"PodName\": 7}", BINDING_KEYS, "ExtenderBindingArgs").unwrap_err();
+    let e =
+        parse::<ExtenderBindingArgs>(b"{\"PodName\": 7}", BINDING_KEYS, "ExtenderBindingArgs").unwrap_err();
     assert!(e.contains("ExtenderBindingArgs is malformed"), "{e}");
 }
 
@@ -99,18 +123,40 @@ fn hand_written_replies_equal_serde() {
     let body = r#"{"Nodes": {"metadata": {"resourceVersion": "7"}, "items": [{"metadata": {"name": "n\"1"}}, {"metadata":{"name":"ü"}}]}}"#;
     let args = ExtenderArgs::parse(body.as_bytes()).unwrap();
     let names = ["plain", "quo\"te", "back\\slash", "tab\t", "\u{1}ctl", "ünï", ""];
-    let maps = [None, Some(BTreeMap::new()), Some(names.iter().map(|n| (n.to_string(), format!("why {n}"))).collect())];
+    let maps = [
+        None,
+        Some(BTreeMap::new()),
+        Some(names.iter().map(|n| (n.to_string(), format!("why {n}"))).collect()),
+    ];
     for (i, map) in maps.iter().enumerate() {
         let cases = [
-            ExtenderFilterResult { node_names: Some(names.iter().map(|&n| n.into()).collect()), failed_nodes: map.clone(), ..Default::default() },
-            ExtenderFilterResult { nodes: args.nodes.clone(), failed_and_unresolvable_nodes: map.clone(), error: "oops \"x\"".into(), ..Default::default() },
-            ExtenderFilterResult { node_names: Some(vec![]), failed_nodes: map.clone(), failed_and_unresolvable_nodes: map.clone(), ..Default::default() },
+            ExtenderFilterResult {
+                node_names: Some(names.iter().map(|&n| n.into()).collect()),
+                failed_nodes: map.clone(),
+                ..Default::default()
+            },
+            ExtenderFilterResult {
+                nodes: args.nodes.clone(),
+                failed_and_unresolvable_nodes: map.clone(),
+                error: "oops \"x\"".into(),
+                ..Default::default()
+            },
+            ExtenderFilterResult {
+                node_names: Some(vec![]),
+                failed_nodes: map.clone(),
+                failed_and_unresolvable_nodes: map.clone(),
+                ..Default::default()
+            },
         ];
         for (j, r) in cases.iter().enumerate() {
             assert_eq!(r.to_json(), serde_json::to_vec(r).unwrap(), "map {i}, case {j}");
         }
     }
-    let scores: Vec<HostPriority> = names.iter().zip([0, 9, 10, -1, 1234567, i64::MIN, 5]).map(|(&h, score)| HostPriority { host: h.into(), score }).collect();
+    let scores: Vec<HostPriority> = names
+        .iter()
+        .zip([0, 9, 10, -1, 1234567, i64::MIN, 5])
+        .map(|(&h, score)| HostPriority { host: h.into(), score })
+        .collect();
     assert_eq!(priorities_json(&scores), serde_json::to_vec(&scores).unwrap());
     assert_eq!(priorities_json(&[]), b"[]");
 }

@@ -39,10 +39,13 @@ fn pod(ns: &str, name: &str, gpus: u32, gang: Option<(&str, u32)>) -> Value {
 }
 
 fn ungated(actions: &[Action]) -> Vec<(String, String)> {
-    let mut v: Vec<_> = actions.iter().filter_map(|a| match a {
-        Action::Ungate { pod, node, .. } => Some((pod.name.clone(), node.clone())),
-        _ => None,
-    }).collect();
+    let mut v: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Ungate { pod, node, .. } => Some((pod.name.clone(), node.clone())),
+            _ => None,
+        })
+        .collect();
     v.sort();
     v
 }
@@ -61,10 +64,13 @@ fn a_gang_is_ungated_only_when_whole() {
     let nodes: std::collections::BTreeSet<_> = placed.iter().map(|(_, n)| n.clone()).collect();
     assert_eq!(nodes.len(), 2, "12 GPUs need both nodes: {placed:?}");
     // Ungating names distinct GPUs on each node.
-    let mut used: Vec<(String, u32)> = actions.iter().flat_map(|a| match a {
-        Action::Ungate { node, gpus, .. } => gpus.iter().map(|&g| (node.clone(), g)).collect::<Vec<_>>(),
-        _ => Vec::new(),
-    }).collect();
+    let mut used: Vec<(String, u32)> = actions
+        .iter()
+        .flat_map(|a| match a {
+            Action::Ungate { node, gpus, .. } => gpus.iter().map(|&g| (node.clone(), g)).collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .collect();
     let n = used.len();
     used.sort();
     used.dedup();
@@ -81,22 +87,28 @@ fn waiting_pods_are_told_why_and_reclaim_evicts_whole_gangs() {
     // team-a asks for its nominal 8: it waits, and is told so.
     c.pod_gated(&pod("team-a", "a-0", 8, None), T0 + 60);
     let actions = c.reconcile(T0 + 60);
-    let pending: Vec<&String> = actions.iter().filter_map(|a| match a {
-        Action::Pending { pod, message } if pod.name == "a-0" => Some(message),
-        _ => None,
-    }).collect();
+    let pending: Vec<&String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Pending { pod, message } if pod.name == "a-0" => Some(message),
+            _ => None,
+        })
+        .collect();
     assert_eq!(pending.len(), 1, "{actions:?}");
     assert!(pending[0].contains("team-a") && pending[0].contains("A100"), "{}", pending[0]);
     // After the reclaim window and team-b's minimum runtime, one of team-b's pods is evicted
     // and a-0 gets its node.
     let actions = c.reconcile(T0 + 600);
-    let evicted: Vec<&PodRef> = actions.iter().filter_map(|a| match a {
-        Action::Evict { pod, message } => {
-            assert!(message.contains("reclaim"), "{message}");
-            Some(pod)
-        }
-        _ => None,
-    }).collect();
+    let evicted: Vec<&PodRef> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Evict { pod, message } => {
+                assert!(message.contains("reclaim"), "{message}");
+                Some(pod)
+            }
+            _ => None,
+        })
+        .collect();
     assert_eq!(evicted.len(), 1, "{actions:?}");
     assert_eq!(evicted[0].namespace, "team-b");
     assert_eq!(ungated(&actions).len(), 1);
@@ -123,7 +135,10 @@ fn quota_returns_when_the_last_pod_of_a_workload_is_gone() {
 fn pods_that_can_never_run_are_refused_with_the_reason() {
     let mut c = controller();
     let actions = c.pod_gated(&pod("nobody", "x", 1, None), T0);
-    assert!(matches!(&actions[..], [Action::Refused { message, .. }] if message.contains("belongs to no tenant")), "{actions:?}");
+    assert!(
+        matches!(&actions[..], [Action::Refused { message, .. }] if message.contains("belongs to no tenant")),
+        "{actions:?}"
+    );
     let actions = c.pod_gated(&pod("team-a", "huge", 16, None), T0);
     assert!(matches!(&actions[..], [Action::Refused { .. }]), "{actions:?}");
 }
@@ -139,7 +154,8 @@ fn after_ungate(pod: &Value, actions: &[Action]) -> Value {
     };
     let mut p = pod.clone();
     p["spec"]["schedulingGates"] = json!([]);
-    p["metadata"]["annotations"]["gantry.dev/placement"] = json!(gantry_api::placement::Planned::value(&node, &gpus, T0));
+    p["metadata"]["annotations"]["gantry.dev/placement"] =
+        json!(gantry_api::placement::Planned::value(&node, &gpus, T0));
     p
 }
 
@@ -160,10 +176,18 @@ fn a_restart_rebuilds_usage_from_the_pods_and_admits_nothing_twice() {
     let visible: Vec<Value> = pods.iter().map(|p| after_ungate(p, &actions)).collect();
 
     let mut after = controller();
-    let refused: Vec<_> = after.rebuild(&visible, T0 + 3600).into_iter().filter(|a| matches!(a, Action::Refused { .. })).collect();
+    let refused: Vec<_> = after
+        .rebuild(&visible, T0 + 3600)
+        .into_iter()
+        .filter(|a| matches!(a, Action::Refused { .. }))
+        .collect();
     assert!(refused.is_empty(), "{refused:?}");
     for (t, f) in [(0, 0), (1, 0)] {
-        assert_eq!(after.queue().quota().usage(t, f), before.queue().quota().usage(t, f), "tenant {t}: no quota leaks");
+        assert_eq!(
+            after.queue().quota().usage(t, f),
+            before.queue().quota().usage(t, f),
+            "tenant {t}: no quota leaks"
+        );
     }
     assert_eq!(after.queue().cluster().gpu_allocated(), before.queue().cluster().gpu_allocated());
     let again = after.reconcile(T0 + 3600);
@@ -172,7 +196,10 @@ fn a_restart_rebuilds_usage_from_the_pods_and_admits_nothing_twice() {
     // When the gang's pods end, its GPUs come back and b-1 starts.
     after.pod_gone("team-a-g-0", T0 + 3700);
     after.pod_gone("team-a-g-1", T0 + 3700);
-    assert_eq!(ungated(&after.reconcile(T0 + 3700)), [("b-1".to_string(), ungated(&actions).iter().find(|(n, _)| n == "g-0").unwrap().1.clone())]);
+    assert_eq!(
+        ungated(&after.reconcile(T0 + 3700)),
+        [("b-1".to_string(), ungated(&actions).iter().find(|(n, _)| n == "g-0").unwrap().1.clone())]
+    );
 }
 
 #[test]
@@ -186,7 +213,10 @@ fn two_gangs_competing_for_the_same_nodes_never_both_start_partially() {
     let actions = c.reconcile(T0);
     let started = ungated(&actions);
     let of = |prefix: &str| started.iter().filter(|(n, _)| n.starts_with(prefix)).count();
-    assert!(matches!((of("a-"), of("b-")), (3, 0) | (0, 3)), "one gang whole, the other not at all: {started:?}");
+    assert!(
+        matches!((of("a-"), of("b-")), (3, 0) | (0, 3)),
+        "one gang whole, the other not at all: {started:?}"
+    );
     let waiting = actions.iter().filter(|a| matches!(a, Action::Pending { .. })).count();
     assert_eq!(waiting, 3, "the other gang's three pods are told why they wait");
 }

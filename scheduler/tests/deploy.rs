@@ -4,10 +4,10 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use gantry_api::keys::GPU_RESOURCE;
 use gantry_core::model::{Cluster, ModelCatalog};
 use gantry_core::{PolicyKind, Scale, Scheduler};
 use gantry_scheduler::extender::Extender;
-use gantry_api::keys::GPU_RESOURCE;
 use gantry_scheduler::server::router;
 use marked_yaml::Node;
 use tower::ServiceExt;
@@ -18,7 +18,11 @@ fn read(name: &str) -> String {
 }
 
 fn docs(name: &str) -> Vec<Node> {
-    read(name).split("\n---\n").map(|d| marked_yaml::parse_yaml(0, d).unwrap_or_else(|e| panic!("{name}: {e}"))).filter(|d| d.as_mapping().is_some()).collect()
+    read(name)
+        .split("\n---\n")
+        .map(|d| marked_yaml::parse_yaml(0, d).unwrap_or_else(|e| panic!("{name}: {e}")))
+        .filter(|d| d.as_mapping().is_some())
+        .collect()
 }
 
 /// The KubeSchedulerConfiguration, from the second kube-scheduler's ConfigMap.
@@ -49,7 +53,11 @@ async fn the_scheduler_configuration_calls_what_the_extender_serves() {
     assert!(url.contains(":8888/"), "the default port of gantry scheduler: {url}");
     assert_eq!(text(get(ext, "nodeCacheCapable")), "true");
     assert_eq!(text(get(ext, "ignorable")), "false");
-    assert_eq!(text(get(ext, "httpTimeout")), "1s", "explicit and short: a stalled extender must not hold kube-scheduler");
+    assert_eq!(
+        text(get(ext, "httpTimeout")),
+        "1s",
+        "explicit and short: a stalled extender must not hold kube-scheduler"
+    );
     let managed = get(ext, "managedResources").as_sequence().unwrap();
     assert_eq!(text(get(&managed[0], "name")), GPU_RESOURCE);
     assert!(ext.as_mapping().unwrap().get_node("bindVerb").is_none(), "Gantry does not post bindings yet");
@@ -59,7 +67,11 @@ async fn the_scheduler_configuration_calls_what_the_extender_serves() {
     let app = router(Extender::new(cluster, scheduler), &path).unwrap();
     for key in ["filterVerb", "prioritizeVerb", "preemptVerb"] {
         let verb = text(get(ext, key));
-        let req = Request::builder().method("POST").uri(format!("{path}/{verb}")).body(Body::from("{\"Pod\": {}}")).unwrap();
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("{path}/{verb}"))
+            .body(Body::from("{\"Pod\": {}}"))
+            .unwrap();
         let status = app.clone().oneshot(req).await.unwrap().status();
         assert_ne!(status, StatusCode::NOT_FOUND, "{key}: {verb}");
     }
@@ -90,9 +102,14 @@ fn rbac_is_least_privilege() {
         let kind = text(get(&doc, "kind"));
         if kind == "ClusterRole" || kind == "Role" {
             for rule in get(&doc, "rules").as_sequence().unwrap().iter() {
-                let list = |k: &str| get(rule, k).as_sequence().unwrap().iter().map(text).collect::<Vec<String>>();
+                let list =
+                    |k: &str| get(rule, k).as_sequence().unwrap().iter().map(text).collect::<Vec<String>>();
                 let verbs = list("verbs");
-                assert_eq!(list("apiGroups").len(), 1, "one API group per rule, so each can be traced to its code");
+                assert_eq!(
+                    list("apiGroups").len(),
+                    1,
+                    "one API group per rule, so each can be traced to its code"
+                );
                 for resource in list("resources") {
                     granted.push((list("apiGroups")[0].clone(), resource, verbs.clone()));
                 }
@@ -100,11 +117,15 @@ fn rbac_is_least_privilege() {
         }
     }
     granted.sort();
-    let mut expected: Vec<(String, String, Vec<String>)> =
-        needed.iter().map(|(g, r, v)| (g.to_string(), r.to_string(), v.iter().map(|s| s.to_string()).collect())).collect();
+    let mut expected: Vec<(String, String, Vec<String>)> = needed
+        .iter()
+        .map(|(g, r, v)| (g.to_string(), r.to_string(), v.iter().map(|s| s.to_string()).collect()))
+        .collect();
     // Every framework whose objects give gang sizes is read (list and watch), and nothing else.
     let read = || vec!["list".to_string(), "watch".to_string()];
-    expected.extend(gantry_api::gang::FRAMEWORKS.iter().map(|f| (f.group.to_string(), f.plural.to_string(), read())));
+    expected.extend(
+        gantry_api::gang::FRAMEWORKS.iter().map(|f| (f.group.to_string(), f.plural.to_string(), read())),
+    );
     expected.sort();
     assert_eq!(granted, expected);
 }
@@ -116,9 +137,13 @@ fn the_deployment_serves_where_kube_scheduler_calls_as_the_account_rbac_grants()
     let all = docs("deployment.yaml");
     let deployment = all.iter().find(|d| text(get(d, "kind")) == "Deployment").unwrap();
     let service = all.iter().find(|d| text(get(d, "kind")) == "Service").unwrap();
-    let (name, ns) = (text(get(get(service, "metadata"), "name")), text(get(get(service, "metadata"), "namespace")));
+    let (name, ns) =
+        (text(get(get(service, "metadata"), "name")), text(get(get(service, "metadata"), "namespace")));
     let port = text(get(&get(get(service, "spec"), "ports").as_sequence().unwrap()[0], "port"));
-    assert!(url.starts_with(&format!("http://{name}.{ns}.svc:{port}/")), "{url} vs the Service {ns}/{name}:{port}");
+    assert!(
+        url.starts_with(&format!("http://{name}.{ns}.svc:{port}/")),
+        "{url} vs the Service {ns}/{name}:{port}"
+    );
     let pod = get(get(get(deployment, "spec"), "template"), "spec");
     let rbac = docs("rbac.yaml");
     let account = rbac.iter().find(|d| text(get(d, "kind")) == "ServiceAccount").unwrap();
@@ -126,7 +151,8 @@ fn the_deployment_serves_where_kube_scheduler_calls_as_the_account_rbac_grants()
     let container = &get(pod, "containers").as_sequence().unwrap()[0];
     let args: Vec<String> = get(container, "args").as_sequence().unwrap().iter().map(text).collect();
     assert!(args.windows(2).any(|w| w[0] == "--listen" && w[1].ends_with(&format!(":{port}"))), "{args:?}");
-    let env: Vec<String> = get(container, "env").as_sequence().unwrap().iter().map(|e| text(get(e, "name"))).collect();
+    let env: Vec<String> =
+        get(container, "env").as_sequence().unwrap().iter().map(|e| text(get(e, "name"))).collect();
     assert_eq!(env, ["POD_NAME", "POD_NAMESPACE"], "the Lease identity and namespace");
     assert!(text(get(get(deployment, "spec"), "replicas")).parse::<u32>().unwrap() >= 2);
 }

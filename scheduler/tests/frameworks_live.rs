@@ -60,14 +60,28 @@ async fn served_frameworks_are_discovered_and_followed_and_their_sizes_gate_the_
     tokio::spawn(async move {
         let mut open = Vec::new();
         while let Some((request, send)) = handle.next_request().await {
-            let (method, path, query) = (request.method().clone(), request.uri().path().to_string(), request.uri().query().unwrap_or("").to_string());
-            let reply = |status: StatusCode, body: Value| Response::builder().status(status).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap();
+            let (method, path, query) = (
+                request.method().clone(),
+                request.uri().path().to_string(),
+                request.uri().query().unwrap_or("").to_string(),
+            );
+            let reply = |status: StatusCode, body: Value| {
+                Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap()
+            };
             if method == Method::GET && query.contains("watch=true") {
                 open.push(send);
                 continue;
             }
             seen.lock().unwrap().push(path.clone());
-            let pods = vec![pod("bert", "master", 0), pod("bert", "worker", 0), pod("bert", "worker", 1), pod("bad", "master", 0)];
+            let pods = vec![
+                pod("bert", "master", 0),
+                pod("bert", "worker", 0),
+                pod("bert", "worker", 1),
+                pod("bad", "master", 0),
+            ];
             match path.as_str() {
                 "/api/v1/nodes" => send.send_response(reply(StatusCode::OK, list("v1", "NodeList", vec![node("gpu-0"), node("gpu-1")]))),
                 "/api/v1/pods" => send.send_response(reply(StatusCode::OK, list("v1", "PodList", pods))),
@@ -80,7 +94,10 @@ async fn served_frameworks_are_discovered_and_followed_and_their_sizes_gate_the_
         }
     });
 
-    let config = common::config(file::parse("tenants.yaml", TENANTS).unwrap(), vec![PodRequest::whole_gpus(4000, 32768, 4)]);
+    let config = common::config(
+        file::parse("tenants.yaml", TENANTS).unwrap(),
+        vec![PodRequest::whole_gpus(4000, 32768, 4)],
+    );
     let (_, live) = common::replica(&config);
     let stores = runner::watch(&client, &live, false);
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -98,14 +115,22 @@ async fn served_frameworks_are_discovered_and_followed_and_their_sizes_gate_the_
     live.rebuild_cache(&stores, config.policy, &config.expected);
     live.rebuild_controller(&stores, &config, runner::now(), "start").unwrap();
     let actions = live.cycle(runner::now());
-    let mut started: Vec<&str> = actions.iter().filter_map(|a| if let Action::Ungate { pod, .. } = a { Some(pod.name.as_str()) } else { None }).collect();
+    let mut started: Vec<&str> = actions
+        .iter()
+        .filter_map(|a| if let Action::Ungate { pod, .. } = a { Some(pod.name.as_str()) } else { None })
+        .collect();
     started.sort_unstable();
-    assert_eq!(started, ["bert-master-0", "bert-worker-0", "bert-worker-1"], "bert's gang of 3 starts whole: {actions:?}");
+    assert_eq!(
+        started,
+        ["bert-master-0", "bert-worker-0", "bert-worker-1"],
+        "bert's gang of 3 starts whole: {actions:?}"
+    );
     let refused: Vec<&Action> = actions.iter().filter(|a| matches!(a, Action::Refused { pod, message } if pod.name == "bad-master-0" && message.contains("PyTorchJob team-a/bad") && message.contains("-3"))).collect();
     assert_eq!(refused.len(), 1, "bad's pod is told its job's counts make no sense: {actions:?}");
 
     // Only served kinds are listed: the other frameworks were asked for by discovery alone.
     let paths = asked.lock().unwrap().clone();
-    let listed: Vec<&String> = paths.iter().filter(|p| p.starts_with("/apis/") && p.matches('/').count() > 3).collect();
+    let listed: Vec<&String> =
+        paths.iter().filter(|p| p.starts_with("/apis/") && p.matches('/').count() > 3).collect();
     assert_eq!(listed, [&"/apis/kubeflow.org/v1/pytorchjobs".to_string()], "{paths:?}");
 }

@@ -27,7 +27,11 @@ fn app_evicting(evicting: &[&str]) -> Router {
         Node::new("c0", 32000, 128 * 1024, 0, None),
     ];
     let cluster = Cluster::new(models, nodes);
-    let expected = [PodRequest::whole_gpus(8000, 65536, 1), PodRequest::whole_gpus(16000, 131072, 2), PodRequest::shared_gpu(4000, 16384, 500)];
+    let expected = [
+        PodRequest::whole_gpus(8000, 65536, 1),
+        PodRequest::whole_gpus(16000, 131072, 2),
+        PodRequest::shared_gpu(4000, 16384, 500),
+    ];
     let scheduler = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&cluster), &expected));
     let mut extender = Extender::new(cluster, scheduler);
     for uid in evicting {
@@ -46,21 +50,32 @@ fn pod_with_cpu(uid: &str, gpus: u32, cpu: &str) -> Value {
 }
 
 async fn call(app: &Router, method: &str, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let req = Request::builder().method(method).uri(path).header("content-type", "application/json").body(Body::from(body)).unwrap();
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     (status, res.into_body().collect().await.unwrap().to_bytes().to_vec())
 }
 
 async fn post(app: &Router, verb: &str, body: Value) -> (StatusCode, Value) {
-    let (status, bytes) = call(app, "POST", &format!("/scheduler/{verb}"), serde_json::to_vec(&body).unwrap()).await;
+    let (status, bytes) =
+        call(app, "POST", &format!("/scheduler/{verb}"), serde_json::to_vec(&body).unwrap()).await;
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())))
 }
 
 #[tokio::test]
 async fn filter_with_a_node_cache_returns_names_and_reasons() {
     let app = app();
-    let (status, r) = post(&app, "filter", json!({"Pod": gpu_pod("p1", 2), "Nodes": null, "NodeNames": ["n0", "n2", "c0", "ghost"]})).await;
+    let (status, r) = post(
+        &app,
+        "filter",
+        json!({"Pod": gpu_pod("p1", 2), "Nodes": null, "NodeNames": ["n0", "n2", "c0", "ghost"]}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(r["NodeNames"], json!(["n0"]));
     assert_eq!(r["Nodes"], Value::Null);
@@ -68,7 +83,10 @@ async fn filter_with_a_node_cache_returns_names_and_reasons() {
     let unresolvable = &r["FailedAndUnresolvableNodes"];
     assert_eq!(unresolvable["ghost"], "node ghost is not in Gantry's node cache");
     assert!(unresolvable["c0"].as_str().unwrap().contains("no GPUs"), "{r}");
-    assert!(unresolvable["n2"].as_str().unwrap().contains("even when empty"), "a 1-GPU node can never hold 2 GPUs: {r}");
+    assert!(
+        unresolvable["n2"].as_str().unwrap().contains("even when empty"),
+        "a 1-GPU node can never hold 2 GPUs: {r}"
+    );
     assert_eq!(r["FailedNodes"], json!({}));
 }
 
@@ -98,9 +116,15 @@ async fn prioritize_returns_a_bare_array_of_scores_from_0_to_10() {
     // A CPU-heavy pod takes 6 GPUs and 60 of n1's 64 cores: its last 2 GPUs are stranded for
     // the expected workload (8 cores per GPU), and a 2-GPU pod with few cores should use them.
     post(&app, "filter", json!({"Pod": pod_with_cpu("big", 6, "60"), "NodeNames": ["n1"]})).await;
-    let (_, b) = post(&app, "bind", json!({"PodName": "big", "PodNamespace": "team-a", "PodUID": "big", "Node": "n1"})).await;
+    let (_, b) = post(
+        &app,
+        "bind",
+        json!({"PodName": "big", "PodNamespace": "team-a", "PodUID": "big", "Node": "n1"}),
+    )
+    .await;
     assert_eq!(b, json!({"Error": ""}));
-    let (status, scores) = post(&app, "prioritize", json!({"Pod": gpu_pod("p2", 2), "NodeNames": ["n0", "n1", "c0"]})).await;
+    let (status, scores) =
+        post(&app, "prioritize", json!({"Pod": gpu_pod("p2", 2), "NodeNames": ["n0", "n1", "c0"]})).await;
     assert_eq!(status, StatusCode::OK);
     let list = scores.as_array().expect("a bare JSON array");
     assert_eq!(list.len(), 3);
@@ -118,7 +142,8 @@ async fn the_last_free_gpu_goes_to_exactly_one_of_many_racing_pods() {
     let app = app();
     // n2 has one GPU; 32 pods filter (all pass), then bind concurrently.
     for i in 0..32 {
-        let (_, r) = post(&app, "filter", json!({"Pod": gpu_pod(&format!("r{i}"), 1), "NodeNames": ["n2"]})).await;
+        let (_, r) =
+            post(&app, "filter", json!({"Pod": gpu_pod(&format!("r{i}"), 1), "NodeNames": ["n2"]})).await;
         assert_eq!(r["NodeNames"], json!(["n2"]));
     }
     let binds = (0..32).map(|i| {
@@ -144,10 +169,17 @@ async fn the_last_free_gpu_goes_to_exactly_one_of_many_racing_pods() {
 #[tokio::test]
 async fn bind_errors_name_the_problem() {
     let app = app();
-    let (_, r) = post(&app, "bind", json!({"PodName": "x", "PodNamespace": "ns", "PodUID": "never-seen", "Node": "n0"})).await;
+    let (_, r) = post(
+        &app,
+        "bind",
+        json!({"PodName": "x", "PodNamespace": "ns", "PodUID": "never-seen", "Node": "n0"}),
+    )
+    .await;
     assert!(r["Error"].as_str().unwrap().contains("has not filtered a pod"), "{r}");
     post(&app, "filter", json!({"Pod": gpu_pod("p", 1), "NodeNames": ["n0"]})).await;
-    let (_, r) = post(&app, "bind", json!({"PodName": "p", "PodNamespace": "team-a", "PodUID": "p", "Node": "ghost"})).await;
+    let (_, r) =
+        post(&app, "bind", json!({"PodName": "p", "PodNamespace": "team-a", "PodUID": "p", "Node": "ghost"}))
+            .await;
     assert!(r["Error"].as_str().unwrap().contains("node ghost is not in Gantry's node cache"), "{r}");
 }
 
@@ -164,14 +196,30 @@ async fn preempt_lets_kube_scheduler_take_only_the_victims_the_queue_evicts_on_t
     planned["metadata"]["annotations"] = json!({"gantry.dev/placement": "n0:0,1,2,3,4,5,6,7"});
     let cases = [
         // (pod, victims as sent, expected reply)
-        ("a planned pod: its node, the queue's victim only", planned.clone(), json!({"NodeNameToVictims": proposed}),
-         json!({"n0": {"Pods": [{"UID": "uid-v"}], "NumPDBViolations": 1}})),
-        ("the same with a node cache (UIDs)", planned.clone(),
-         json!({"NodeNameToMetaVictims": {"n0": {"Pods": [{"UID": "uid-v"}, {"UID": "x"}], "NumPDBViolations": 0}, "n1": {"Pods": [{"UID": "uid-v"}], "NumPDBViolations": 0}}}),
-         json!({"n0": {"Pods": [{"UID": "uid-v"}], "NumPDBViolations": 0}})),
-        ("a planned pod whose node has no victim of the queue's: no candidate", planned.clone(),
-         json!({"NodeNameToVictims": {"n0": {"Pods": [victim("uid-bystander")], "NumPDBViolations": 0}}}), json!({})),
-        ("a pod the queue has not admitted: none", gpu_pod("q", 1), json!({"NodeNameToVictims": proposed}), json!({})),
+        (
+            "a planned pod: its node, the queue's victim only",
+            planned.clone(),
+            json!({"NodeNameToVictims": proposed}),
+            json!({"n0": {"Pods": [{"UID": "uid-v"}], "NumPDBViolations": 1}}),
+        ),
+        (
+            "the same with a node cache (UIDs)",
+            planned.clone(),
+            json!({"NodeNameToMetaVictims": {"n0": {"Pods": [{"UID": "uid-v"}, {"UID": "x"}], "NumPDBViolations": 0}, "n1": {"Pods": [{"UID": "uid-v"}], "NumPDBViolations": 0}}}),
+            json!({"n0": {"Pods": [{"UID": "uid-v"}], "NumPDBViolations": 0}}),
+        ),
+        (
+            "a planned pod whose node has no victim of the queue's: no candidate",
+            planned.clone(),
+            json!({"NodeNameToVictims": {"n0": {"Pods": [victim("uid-bystander")], "NumPDBViolations": 0}}}),
+            json!({}),
+        ),
+        (
+            "a pod the queue has not admitted: none",
+            gpu_pod("q", 1),
+            json!({"NodeNameToVictims": proposed}),
+            json!({}),
+        ),
     ];
     for (what, pod, victims, want) in cases {
         let mut args = victims.clone();

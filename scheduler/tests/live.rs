@@ -51,7 +51,9 @@ fn scheduler(cluster: &Cluster) -> Scheduler {
 
 /// Filter a 1-GPU pod over `names`: the passing names.
 fn passing(ext: &mut Extender, names: &[&str], gpus: u32) -> Vec<String> {
-    let body = serde_json::to_vec(&json!({"Pod": pod("team-a", "probe", gpus, false, None), "NodeNames": names})).unwrap();
+    let body =
+        serde_json::to_vec(&json!({"Pod": pod("team-a", "probe", gpus, false, None), "NodeNames": names}))
+            .unwrap();
     let args = ExtenderArgs::parse(&body).unwrap();
     let r = ext.filter(&args);
     assert_eq!(r.error, "");
@@ -105,11 +107,26 @@ fn watch_events_keep_the_extender_cache() {
 
 fn controller() -> Controller {
     let tenancy = file::parse("tenants.yaml", TENANTS).unwrap();
-    Controller::new(Queue::new_live(tenancy, Cluster::default(), scheduler(&Cluster::default()), Mode::Quota, T0))
+    Controller::new(Queue::new_live(
+        tenancy,
+        Cluster::default(),
+        scheduler(&Cluster::default()),
+        Mode::Quota,
+        T0,
+    ))
 }
 
 fn ungated(actions: &[Action]) -> Vec<String> {
-    let mut v: Vec<String> = actions.iter().filter_map(|a| if let Action::Ungate { pod, node, .. } = a { Some(format!("{}@{node}", pod.name)) } else { None }).collect();
+    let mut v: Vec<String> = actions
+        .iter()
+        .filter_map(|a| {
+            if let Action::Ungate { pod, node, .. } = a {
+                Some(format!("{}@{node}", pod.name))
+            } else {
+                None
+            }
+        })
+        .collect();
     v.sort();
     v
 }
@@ -198,12 +215,19 @@ fn a_new_leader_rebuilds_from_the_stores_and_admits_nothing_twice() {
     // Rebuilding again (a relist, a second new leader) changes nothing: no second admission.
     live.rebuild_controller(&s, &cfg, T0 + 1, "leader").unwrap();
     let again = live.cycle(T0 + 1);
-    assert_eq!(ungated(&again), ["wait@gpu-2"], "still gated in the store: admitted once more at the same place, never elsewhere");
+    assert_eq!(
+        ungated(&again),
+        ["wait@gpu-2"],
+        "still gated in the store: admitted once more at the same place, never elsewhere"
+    );
 
     // What `kubectl get tenants` shows.
     let statuses = live.tenant_statuses();
     let a = &statuses.iter().find(|(n, _)| n == "team-a").unwrap().1;
-    assert_eq!((a.gpus_used.as_deref(), a.gpus_nominal.as_deref(), a.gpus_borrowed.as_deref(), a.pending_workloads), (Some("8"), Some("8"), Some("0"), 0));
+    assert_eq!(
+        (a.gpus_used.as_deref(), a.gpus_nominal.as_deref(), a.gpus_borrowed.as_deref(), a.pending_workloads),
+        (Some("8"), Some("8"), Some("0"), 0)
+    );
 
     // The queue's metrics are published.
     let text = String::from_utf8(state.metrics.render().unwrap()).unwrap();
@@ -219,7 +243,10 @@ fn a_new_leader_rebuilds_from_the_stores_and_admits_nothing_twice() {
     let a: Vec<_> = records.iter().filter(|r| r.tenant == "team-a").collect();
     assert_eq!((a[0].start, a[a.len() - 1].end), (T0, T0 + 3600), "{a:?}");
     assert!(a.windows(2).all(|w| w[0].end == w[1].start), "{a:?}");
-    assert_eq!((a.iter().map(|r| r.guaranteed).sum::<u64>(), a.iter().map(|r| r.borrowed).sum::<u64>()), (8000 * 3600, 0));
+    assert_eq!(
+        (a.iter().map(|r| r.guaranteed).sum::<u64>(), a.iter().map(|r| r.borrowed).sum::<u64>()),
+        (8000 * 3600, 0)
+    );
     assert_eq!(view.at, T0 + 3600);
     assert!(view.tenants.iter().any(|t| t.name == "team-b" && t.running == 1));
     assert!(live.report(T0 + 3600).unwrap().1.is_empty(), "taken once");
@@ -266,8 +293,10 @@ fn a_rebuild_keeps_the_queue_order_submission_times_and_running_clocks() {
     // gpu-0 is full with team-a's workload admitted 100 s before T0; three team-a workloads wait,
     // created 50, 40 and 30 s before T0, and the store lists them in another order.
     let mut running = created(pod("team-a", "run", 8, false, Some("gpu-0")), 120);
-    running["metadata"]["annotations"] = json!({"gantry.dev/placement": format!("gpu-0:0,1,2,3,4,5,6,7@{}", T0 - 100)});
-    let waiting = [("late", 30), ("early", 50), ("mid", 40)].map(|(name, ago)| created(pod("team-a", name, 8, true, None), ago));
+    running["metadata"]["annotations"] =
+        json!({"gantry.dev/placement": format!("gpu-0:0,1,2,3,4,5,6,7@{}", T0 - 100)});
+    let waiting = [("late", 30), ("early", 50), ("mid", 40)]
+        .map(|(name, ago)| created(pod("team-a", name, 8, true, None), ago));
     let mut all = vec![running];
     all.extend(waiting);
     let s = stores(&[node("gpu-0", 8)], &all);
@@ -278,7 +307,8 @@ fn a_rebuild_keeps_the_queue_order_submission_times_and_running_clocks() {
     let snapshot = |now: i64| {
         live.cycle(now);
         let (view, _) = live.report(now).unwrap();
-        let mut queue: Vec<(String, i64, usize)> = view.queue.iter().map(|w| (w.name.clone(), w.submitted, w.position)).collect();
+        let mut queue: Vec<(String, i64, usize)> =
+            view.queue.iter().map(|w| (w.name.clone(), w.submitted, w.position)).collect();
         queue.sort_by_key(|q| q.2);
         let running: Vec<(String, i64)> = view.running.iter().map(|r| (r.name.clone(), r.since)).collect();
         (queue, running)
@@ -286,9 +316,21 @@ fn a_rebuild_keeps_the_queue_order_submission_times_and_running_clocks() {
     live.rebuild_controller(&s, &cfg, T0, "start").unwrap();
     let first = snapshot(T0);
     let names: Vec<&str> = first.0.iter().map(|q| q.0.rsplit('/').next().unwrap()).collect();
-    assert_eq!(names, ["team-a-early", "team-a-mid", "team-a-late"], "first created, first in line: {first:?}");
-    assert_eq!(first.0.iter().map(|q| q.1).collect::<Vec<_>>(), [T0 - 50, T0 - 40, T0 - 30], "submitted when created");
-    assert_eq!(first.1.iter().map(|r| r.1).collect::<Vec<_>>(), [T0 - 100], "running since its recorded admission");
+    assert_eq!(
+        names,
+        ["team-a-early", "team-a-mid", "team-a-late"],
+        "first created, first in line: {first:?}"
+    );
+    assert_eq!(
+        first.0.iter().map(|q| q.1).collect::<Vec<_>>(),
+        [T0 - 50, T0 - 40, T0 - 30],
+        "submitted when created"
+    );
+    assert_eq!(
+        first.1.iter().map(|r| r.1).collect::<Vec<_>>(),
+        [T0 - 100],
+        "running since its recorded admission"
+    );
     // A new leader, ten minutes later: the same order, the same times, the same clocks.
     live.step_down();
     live.rebuild_controller(&s, &cfg, T0 + 600, "leader").unwrap();
@@ -301,7 +343,10 @@ fn a_rebuild_keeps_the_queue_order_submission_times_and_running_clocks() {
 
 /// Stores whose tenant objects are those of the tenants file `TENANTS`; the writer of the Tenant
 /// store, to change them.
-fn stores_with_tenant_objects(nodes: &[Value], pods: &[Value]) -> (Stores, reflector::store::Writer<gantry_api::crds::Tenant>) {
+fn stores_with_tenant_objects(
+    nodes: &[Value],
+    pods: &[Value],
+) -> (Stores, reflector::store::Writer<gantry_api::crds::Tenant>) {
     let settings = gantry_core::tenancy::Settings::default();
     let tenancy = file::parse("tenants.yaml", TENANTS).unwrap();
     let (flavors, cohorts, tenants) = gantry_api::crds::tenancy_to_objects(&tenancy, &settings).unwrap();
@@ -318,13 +363,18 @@ fn stores_with_tenant_objects(nodes: &[Value], pods: &[Value]) -> (Stores, refle
         flavor_writer.apply_watcher_event(&Event::Apply(f));
     }
     let mut s = stores(nodes, pods);
-    s.tenants = Some(gantry_api::tenants::TenantObjects { tenants: tenant_store, cohorts: cohort_store, flavors: flavor_store });
+    s.tenants = Some(gantry_api::tenants::TenantObjects {
+        tenants: tenant_store,
+        cohorts: cohort_store,
+        flavors: flavor_store,
+    });
     (s, tenant_writer)
 }
 
 #[test]
 fn the_leaders_own_status_writes_never_rebuild_the_queue_and_a_spec_change_does() {
-    let waiting = [("early", 50), ("late", 30)].map(|(name, ago)| created(pod("team-a", name, 8, true, None), ago));
+    let waiting =
+        [("early", 50), ("late", 30)].map(|(name, ago)| created(pod("team-a", name, 8, true, None), ago));
     let blocker = pod("team-b", "run", 8, false, Some("gpu-0"));
     let mut all = vec![blocker];
     all.extend(waiting);
@@ -337,14 +387,34 @@ fn the_leaders_own_status_writes_never_rebuild_the_queue_and_a_spec_change_does(
     live.rebuild_controller(&s, &cfg, T0, "start").unwrap();
     // 100 status writes (as the leader's Executor::publish makes): no rebuild.
     for i in 0..100 {
-        let mut t = s.tenants.as_ref().unwrap().tenants.state().iter().find(|t| t.metadata.name.as_deref() == Some("team-a")).unwrap().as_ref().clone();
+        let mut t = s
+            .tenants
+            .as_ref()
+            .unwrap()
+            .tenants
+            .state()
+            .iter()
+            .find(|t| t.metadata.name.as_deref() == Some("team-a"))
+            .unwrap()
+            .as_ref()
+            .clone();
         t.status = Some(gantry_api::crds::TenantStatus { pending_workloads: i, ..Default::default() });
         tenants.apply_watcher_event(&Event::Apply(t));
         live.tenant_objects_changed();
         assert!(!live.tenancy_changed(&s, &cfg.tenants), "status write {i}");
     }
     // A real change to team-a's quota is one.
-    let mut t = s.tenants.as_ref().unwrap().tenants.state().iter().find(|t| t.metadata.name.as_deref() == Some("team-a")).unwrap().as_ref().clone();
+    let mut t = s
+        .tenants
+        .as_ref()
+        .unwrap()
+        .tenants
+        .state()
+        .iter()
+        .find(|t| t.metadata.name.as_deref() == Some("team-a"))
+        .unwrap()
+        .as_ref()
+        .clone();
     t.spec.quotas.values_mut().next().expect("a quota").nominal = "16".into();
     tenants.apply_watcher_event(&Event::Apply(t));
     live.tenant_objects_changed();
@@ -358,9 +428,11 @@ fn reclaim_happens_within_the_window_while_tenants_and_pods_churn() {
     // 1.5 s team-b's CPU pods come and go and the leader writes Tenant statuses, as in a live
     // cluster: none of it restarts the reclaim window (5 min in the fixture).
     let mut b0 = created(pod("team-b", "b0", 8, false, Some("gpu-0")), 900);
-    b0["metadata"]["annotations"] = json!({"gantry.dev/placement": format!("gpu-0:0,1,2,3,4,5,6,7@{}", T0 - 900)});
+    b0["metadata"]["annotations"] =
+        json!({"gantry.dev/placement": format!("gpu-0:0,1,2,3,4,5,6,7@{}", T0 - 900)});
     let mut b1 = created(pod("team-b", "b1", 8, false, Some("gpu-1")), 900);
-    b1["metadata"]["annotations"] = json!({"gantry.dev/placement": format!("gpu-1:0,1,2,3,4,5,6,7@{}", T0 - 800)});
+    b1["metadata"]["annotations"] =
+        json!({"gantry.dev/placement": format!("gpu-1:0,1,2,3,4,5,6,7@{}", T0 - 800)});
     let owed = created(pod("team-a", "owed", 8, true, None), 0);
     let (s, mut tenants) = stores_with_tenant_objects(&[node("gpu-0", 8), node("gpu-1", 8)], &[b0, b1, owed]);
     let state = AppState::new(Extender::new(Cluster::default(), scheduler(&Cluster::default()))).unwrap();
@@ -378,7 +450,17 @@ fn reclaim_happens_within_the_window_while_tenants_and_pods_churn() {
         let cpu = pod("team-b", &format!("etl-{i}"), 0, false, Some("gpu-0"));
         live.pod_applied(&cpu, t);
         live.pod_deleted(&format!("team-b-etl-{i}"), t);
-        let mut tn = s.tenants.as_ref().unwrap().tenants.state().iter().find(|x| x.metadata.name.as_deref() == Some("team-b")).unwrap().as_ref().clone();
+        let mut tn = s
+            .tenants
+            .as_ref()
+            .unwrap()
+            .tenants
+            .state()
+            .iter()
+            .find(|x| x.metadata.name.as_deref() == Some("team-b"))
+            .unwrap()
+            .as_ref()
+            .clone();
         tn.status = Some(gantry_api::crds::TenantStatus { pending_workloads: i, ..Default::default() });
         tenants.apply_watcher_event(&Event::Apply(tn));
         live.tenant_objects_changed();
@@ -392,7 +474,12 @@ fn reclaim_happens_within_the_window_while_tenants_and_pods_churn() {
         // 1.5 s apart, in whole seconds: alternate 1 and 2.
         t += i % 2;
     }
-    let at = evicted_at.unwrap_or_else(|| panic!("team-b's borrowed workload is reclaimed: {:?}", live.report(t).map(|v| (v.0.queue, v.0.running))));
+    let at = evicted_at.unwrap_or_else(|| {
+        panic!(
+            "team-b's borrowed workload is reclaimed: {:?}",
+            live.report(t).map(|v| (v.0.queue, v.0.running))
+        )
+    });
     assert!(at <= T0 + window + 2, "reclaimed at +{} s: within the window plus one cycle", at - T0);
     let text = String::from_utf8(state.metrics.render().unwrap()).unwrap();
     assert!(!text.contains("gantry_queue_rebuilds_total{cause=\"tenants\"}"), "{text}");

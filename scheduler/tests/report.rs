@@ -3,10 +3,10 @@
 //! reached the records wait and go with the next report, counted once; a token the quota API
 //! refuses is an error that says so; records it refuses for good are dropped, not retried forever.
 
+use gantry_api::view::View;
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
 use gantry_quota_api::ledger::{Ledger, Record};
-use gantry_api::view::View;
 use gantry_scheduler::report::QuotaReport;
 use std::sync::Arc;
 
@@ -15,11 +15,25 @@ fn view(at: i64) -> View {
 }
 
 fn record(start: i64) -> Record {
-    Record { tenant: "team-a".into(), flavor: "A100".into(), start, end: start + 60, guaranteed: 60_000, borrowed: 0, idle: 0, price_micros: 2_000_000, node: None }
+    Record {
+        tenant: "team-a".into(),
+        flavor: "A100".into(),
+        start,
+        end: start + 60,
+        guaranteed: 60_000,
+        borrowed: 0,
+        idle: 0,
+        price_micros: 2_000_000,
+        node: None,
+    }
 }
 
 async fn quota_api() -> (Arc<Api>, String) {
-    let tokens = StaticTokens::parse("tokens", "tokens:\n  - {token: scheduler-token-1, user: scheduler, writer: true}\n").unwrap();
+    let tokens = StaticTokens::parse(
+        "tokens",
+        "tokens:\n  - {token: scheduler-token-1, user: scheduler, writer: true}\n",
+    )
+    .unwrap();
     let api = Api::new(view(0), Ledger::in_memory().unwrap(), Box::new(tokens));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -54,7 +68,10 @@ async fn records_and_the_view_reach_the_quota_api_once() {
     // A token the quota API does not accept.
     std::fs::write(&token, "stolen-token\n").unwrap();
     let err = report.send(&view(4), vec![record(180)]).await.unwrap_err();
-    assert!(err.contains("/internal/v1/accruals answered 401 Unauthorized") && err.contains("not valid"), "{err}");
+    assert!(
+        err.contains("/internal/v1/accruals answered 401 Unauthorized") && err.contains("not valid"),
+        "{err}"
+    );
     assert_eq!(report.pending(), 1, "kept for the next try");
 
     // A record the ledger holds with other figures is refused for good: dropped with an error
@@ -62,7 +79,10 @@ async fn records_and_the_view_reach_the_quota_api_once() {
     std::fs::write(&token, "scheduler-token-1\n").unwrap();
     let conflicting = Record { guaranteed: 1, ..record(0) };
     let err = report.send(&view(5), vec![conflicting]).await.unwrap_err();
-    assert!(err.starts_with("the quota API refused 1 usage records, dropped:") && err.contains("409"), "{err}");
+    assert!(
+        err.starts_with("the quota API refused 1 usage records, dropped:") && err.contains("409"),
+        "{err}"
+    );
     assert_eq!(report.pending(), 0);
     assert_eq!(api.ledger().totals().unwrap().0, 4, "record(180) landed");
     report.send(&view(6), vec![record(240)]).await.unwrap();

@@ -68,17 +68,35 @@ async fn a_restart_lists_rebuilds_and_admits_only_what_waited() {
     tokio::spawn(async move {
         let mut open = Vec::new();
         while let Some((request, send)) = handle.next_request().await {
-            let (method, path, query) = (request.method().clone(), request.uri().path().to_string(), request.uri().query().unwrap_or("").to_string());
-            let reply = |status: StatusCode, body: Value| Response::builder().status(status).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap();
+            let (method, path, query) = (
+                request.method().clone(),
+                request.uri().path().to_string(),
+                request.uri().query().unwrap_or("").to_string(),
+            );
+            let reply = |status: StatusCode, body: Value| {
+                Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap()
+            };
             if method == Method::GET && query.contains("watch=true") {
                 open.push(send);
                 continue;
             }
             match (method.clone(), path.as_str()) {
-                (Method::GET, "/api/v1/nodes") => send.send_response(reply(StatusCode::OK, list("NodeList", vec![node("gpu-0"), node("gpu-1")]))),
+                (Method::GET, "/api/v1/nodes") => send.send_response(reply(
+                    StatusCode::OK,
+                    list("NodeList", vec![node("gpu-0"), node("gpu-1")]),
+                )),
                 (Method::GET, "/api/v1/pods") => send.send_response(reply(
                     StatusCode::OK,
-                    list("PodList", vec![pod("team-a", "before", false, Some("gpu-0:0,1,2,3,4,5,6,7")), pod("team-b", "waiting", true, None)]),
+                    list(
+                        "PodList",
+                        vec![
+                            pod("team-a", "before", false, Some("gpu-0:0,1,2,3,4,5,6,7")),
+                            pod("team-b", "waiting", true, None),
+                        ],
+                    ),
                 )),
                 (Method::GET, p) if p.starts_with("/apis/") && p.matches('/').count() == 3 => {
                     asked.lock().unwrap().push(p.to_string());
@@ -97,7 +115,10 @@ async fn a_restart_lists_rebuilds_and_admits_only_what_waited() {
         }
     });
 
-    let config = common::config(file::parse("tenants.yaml", TENANTS).unwrap(), vec![PodRequest::whole_gpus(8000, 65536, 1)]);
+    let config = common::config(
+        file::parse("tenants.yaml", TENANTS).unwrap(),
+        vec![PodRequest::whole_gpus(8000, 65536, 1)],
+    );
     let (state, live) = common::replica(&config);
     let stores = runner::watch(&client, &live, false);
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -107,11 +128,16 @@ async fn a_restart_lists_rebuilds_and_admits_only_what_waited() {
     .await
     .expect("the watchers list within 10 s");
     // What the stores keep is stripped of what Gantry never reads.
-    let kept = stores.pods.state().into_iter().find(|p| p.metadata.name.as_deref() == Some("waiting")).unwrap();
+    let kept =
+        stores.pods.state().into_iter().find(|p| p.metadata.name.as_deref() == Some("waiting")).unwrap();
     let container = &kept.spec.as_ref().unwrap().containers[0];
     assert!(container.command.is_none() && container.env.is_none());
     assert_eq!(kept.status.as_ref().unwrap().conditions, None);
-    assert!(stores.nodes.state().iter().all(|n| n.metadata.managed_fields.as_ref().is_none_or(Vec::is_empty)));
+    assert!(stores.nodes.state().iter().all(|n| n
+        .metadata
+        .managed_fields
+        .as_ref()
+        .is_none_or(Vec::is_empty)));
 
     live.rebuild_cache(&stores, config.policy, &config.expected);
     live.rebuild_controller(&stores, &config, runner::now(), "start").unwrap();
@@ -131,11 +157,21 @@ async fn a_restart_lists_rebuilds_and_admits_only_what_waited() {
         ],
         "only the waiting pod is ungated, on the free node: {actions:?}"
     );
-    let placed = gantry_api::placement::Planned::parse(calls[0].2["metadata"]["annotations"]["gantry.dev/placement"].as_str().unwrap()).unwrap();
+    let placed = gantry_api::placement::Planned::parse(
+        calls[0].2["metadata"]["annotations"]["gantry.dev/placement"].as_str().unwrap(),
+    )
+    .unwrap();
     assert_eq!((placed.node.as_str(), placed.gpus.as_slice()), ("gpu-1", &[0, 1, 2, 3, 4, 5, 6, 7][..]));
-    assert!(placed.at.is_some_and(|at| (at - runner::now()).abs() < 60), "the admission time is recorded: {placed:?}");
+    assert!(
+        placed.at.is_some_and(|at| (at - runner::now()).abs() < 60),
+        "the admission time is recorded: {placed:?}"
+    );
     assert!(actions.iter().all(|a| !matches!(a, Action::Evict { .. })));
-    assert_eq!(state.extender().bound_pods(), 1, "the pod admitted before the restart holds its room in the cache");
+    assert_eq!(
+        state.extender().bound_pods(),
+        1,
+        "the pod admitted before the restart holds its room in the cache"
+    );
     // Discovery asked once for each framework's group and version, and read nothing it lacks.
     let mut asked = discovered.lock().unwrap().clone();
     let n = asked.len();
@@ -143,6 +179,10 @@ async fn a_restart_lists_rebuilds_and_admits_only_what_waited() {
     asked.dedup();
     assert_eq!(n, asked.len(), "each group and version asked once: {asked:?}");
     for f in gantry_api::gang::FRAMEWORKS {
-        assert!(asked.contains(&format!("/apis/{}/{}", f.group, f.versions[0])), "{} not looked for: {asked:?}", f.kind);
+        assert!(
+            asked.contains(&format!("/apis/{}/{}", f.group, f.versions[0])),
+            "{} not looked for: {asked:?}",
+            f.kind
+        );
     }
 }

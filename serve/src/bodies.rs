@@ -47,7 +47,10 @@ pub struct LargeBodiesService<S> {
 
 impl<S> tower_service::Service<Request<Body>> for LargeBodiesService<S>
 where
-    S: tower_service::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: tower_service::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response<Body>;
@@ -59,8 +62,13 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let length = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-        let bodiless = length.is_none() && matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+        let length = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let bodiless = length.is_none()
+            && matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
         if bodiless || length.is_some_and(|n| n <= self.limit.inline) {
             return Box::pin(self.inner.call(request));
         }

@@ -141,7 +141,8 @@ impl CertResolver {
         let (cert_pem, key_pem) = read_pair(&files)?;
         let key = parse_pair(&files, &cert_pem, &key_pem, &provider)?;
         let now = SystemTime::now();
-        let status = ReloadStatus { reloads: 0, failures: 0, last_error: None, loaded_at: now, last_check: now };
+        let status =
+            ReloadStatus { reloads: 0, failures: 0, last_error: None, loaded_at: now, last_check: now };
         Ok(Arc::new(CertResolver {
             files,
             provider,
@@ -264,10 +265,15 @@ fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, CertError> {
 }
 
 /// Parses the chain and key and checks that they belong together.
-fn parse_pair(files: &TlsFiles, cert_pem: &[u8], key_pem: &[u8], provider: &CryptoProvider) -> Result<CertifiedKey, CertError> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CertError::BadPem { what: "certificate", path: files.cert.clone(), detail: pem_detail(&e) })?;
+fn parse_pair(
+    files: &TlsFiles,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, CertError> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>().map_err(|e| {
+        CertError::BadPem { what: "certificate", path: files.cert.clone(), detail: pem_detail(&e) }
+    })?;
     if chain.is_empty() {
         let hint = if contains(cert_pem, b"PRIVATE KEY-----") {
             "; this file holds a private key: are the certificate and key paths swapped?"
@@ -288,7 +294,13 @@ fn parse_pair(files: &TlsFiles, cert_pem: &[u8], key_pem: &[u8], provider: &Cryp
             };
             return Err(CertError::NoPrivateKey { path: files.key.clone(), hint });
         }
-        Err(e) => return Err(CertError::BadPem { what: "private key", path: files.key.clone(), detail: pem_detail(&e) }),
+        Err(e) => {
+            return Err(CertError::BadPem {
+                what: "private key",
+                path: files.key.clone(),
+                detail: pem_detail(&e),
+            })
+        }
     };
     let signing_key = provider
         .key_provider
@@ -299,15 +311,21 @@ fn parse_pair(files: &TlsFiles, cert_pem: &[u8], key_pem: &[u8], provider: &Cryp
         Ok(()) => Ok(certified),
         // The key cannot tell its public half: nothing to compare, as rustls itself allows.
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(certified),
-        Err(rustls::Error::InconsistentKeys(_)) => Err(CertError::KeyMismatch { cert: files.cert.clone(), key: files.key.clone() }),
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            Err(CertError::KeyMismatch { cert: files.cert.clone(), key: files.key.clone() })
+        }
         Err(e) => Err(CertError::BadCertificate { path: files.cert.clone(), detail: e.to_string() }),
     }
 }
 
 fn pem_detail(e: &pem::Error) -> String {
     match e {
-        pem::Error::MissingSectionEnd { end_marker } => format!("missing the line {}", String::from_utf8_lossy(end_marker)),
-        pem::Error::IllegalSectionStart { line } => format!("malformed line {}", String::from_utf8_lossy(line)),
+        pem::Error::MissingSectionEnd { end_marker } => {
+            format!("missing the line {}", String::from_utf8_lossy(end_marker))
+        }
+        pem::Error::IllegalSectionStart { line } => {
+            format!("malformed line {}", String::from_utf8_lossy(line))
+        }
         other => other.to_string(),
     }
 }

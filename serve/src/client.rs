@@ -55,14 +55,25 @@ impl Caller {
     /// `base`: e.g. `http://gantry-quota-api.gantry-system.svc`; `token`: the file holding the
     /// bearer token ([`QUOTA_API_TOKEN_FILE`] in Gantry's pods).
     pub fn new(base: &str, token: PathBuf) -> Caller {
-        Caller { base: base.trim_end_matches('/').to_string(), token, client: Client::builder(TokioExecutor::new()).build_http() }
+        Caller {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
     }
 
     /// Sends `body` to `path`; a non-2xx answer is an error carrying the status and body.
-    pub async fn call(&self, method: &str, path: &str, content_type: &str, body: String) -> Result<(), CallError> {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> Result<(), CallError> {
         let url = format!("{}{path}", self.base);
         let failed = |message: String| CallError { status: None, message };
-        let token = std::fs::read_to_string(&self.token).map_err(|e| failed(format!("cannot read the bearer token {}: {e}", self.token.display())))?;
+        let token = std::fs::read_to_string(&self.token)
+            .map_err(|e| failed(format!("cannot read the bearer token {}: {e}", self.token.display())))?;
         let request = hyper::Request::builder()
             .method(method)
             .uri(&url)
@@ -79,6 +90,9 @@ impl Caller {
             return Ok(());
         }
         let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        Err(CallError { status: Some(status.as_u16()), message: format!("{url} answered {status}: {}", String::from_utf8_lossy(&bytes).trim()) })
+        Err(CallError {
+            status: Some(status.as_u16()),
+            message: format!("{url} answered {status}: {}", String::from_utf8_lossy(&bytes).trim()),
+        })
     }
 }

@@ -108,7 +108,12 @@ pub enum ServeError {
 /// files re-read every 10 s) and plain HTTP otherwise; then stops accepting, lets in-flight
 /// requests finish for up to 20 s and returns. See [`serve_with`] for other timings and for
 /// access to the reload status.
-pub async fn serve(listener: TcpListener, app: Router, tls: Option<TlsFiles>, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<TlsFiles>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let certs = tls.map(CertResolver::load).transpose()?;
     serve_with(listener, app, certs, ServeOptions::default(), shutdown).await
 }
@@ -169,7 +174,10 @@ pub async fn serve_with(
 
     drop(listener);
     stop_tx.send_replace(true);
-    let drained = tokio::time::timeout(options.shutdown_timeout, async { while connections.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(options.shutdown_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
         eprintln!(
             "gantry-serve: {} connection(s) still busy {:?} after shutdown began; closing them",
@@ -193,7 +201,10 @@ fn server_config(resolver: Arc<CertResolver>) -> Result<rustls::ServerConfig, ru
 
 /// Errors of one connection that `accept` reports; the listener is fine.
 fn is_connection_error(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset)
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
 }
 
 /// Aborts the task when dropped, so the reload task ends with the server.

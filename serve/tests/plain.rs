@@ -59,7 +59,11 @@ async fn an_idle_keep_alive_connection_does_not_delay_shutdown() {
     // The connection stays open and idle; shutdown closes it at once, well before the 20 s grace.
     let started = Instant::now();
     server.stop();
-    tokio::time::timeout(Duration::from_secs(5), &mut server.task).await.expect("shutdown waited on an idle connection").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), &mut server.task)
+        .await
+        .expect("shutdown waited on an idle connection")
+        .unwrap()
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     tokio::time::timeout(LIMIT, conn).await.expect("client connection not closed").unwrap().unwrap();
 }

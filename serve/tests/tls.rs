@@ -122,14 +122,22 @@ async fn bad_new_files_keep_the_old_certificate_and_show_the_error() {
     let served = || async { get_tls(server.addr, &ca.der(), &[], "/").await.unwrap().peer.unwrap() };
 
     // A broken key.
-    write_secret_version(dir.path(), "v2", &first.cert_pem, "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n");
+    write_secret_version(
+        dir.path(),
+        "v2",
+        &first.cert_pem,
+        "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n",
+    );
     let err = certs.reload_now().unwrap_err();
     assert!(matches!(err, CertError::BadPem { .. }), "{err}");
     assert_eq!(served().await, first.der);
     let status = certs.reload_status();
     assert_eq!((status.reloads, status.failures), (0, 1));
     let message = status.last_error.unwrap();
-    assert!(message.contains(&files.key.display().to_string()) && message.contains("not valid PEM"), "{message}");
+    assert!(
+        message.contains(&files.key.display().to_string()) && message.contains("not valid PEM"),
+        "{message}"
+    );
 
     // The same broken files again: still an error, but counted (and logged) once.
     assert!(certs.reload_now().is_err());
@@ -177,19 +185,38 @@ async fn start_up_errors_name_the_file_and_the_fix() {
     std::fs::write(path("key.pem"), &leaf.key_pem).unwrap();
     std::fs::write(path("other-key.pem"), &other.key_pem).unwrap();
     std::fs::write(path("empty.pem"), "").unwrap();
-    std::fs::write(path("encrypted.pem"), "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n").unwrap();
+    std::fs::write(
+        path("encrypted.pem"),
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
     std::fs::write(path("truncated.pem"), &leaf.cert_pem[..100]).unwrap();
-    std::fs::write(path("junk-cert.pem"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(path("junk-cert.pem"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        .unwrap();
 
-    let load = |cert: &str, key: &str| CertResolver::load(TlsFiles::new(path(cert), path(key))).unwrap_err().to_string();
+    let load = |cert: &str, key: &str| {
+        CertResolver::load(TlsFiles::new(path(cert), path(key))).unwrap_err().to_string()
+    };
     let cases: &[(&str, &str, &[&str])] = &[
-        ("missing.pem", "key.pem", &["cannot read the TLS certificate file", "missing.pem", "Secret volume is mounted"]),
+        (
+            "missing.pem",
+            "key.pem",
+            &["cannot read the TLS certificate file", "missing.pem", "Secret volume is mounted"],
+        ),
         ("cert.pem", "missing.pem", &["cannot read the TLS private key file", "missing.pem"]),
         ("empty.pem", "key.pem", &["no certificate in", "empty.pem", "BEGIN CERTIFICATE"]),
         ("key.pem", "cert.pem", &["no certificate in", "key.pem", "swapped"]),
         ("cert.pem", "empty.pem", &["no private key in", "empty.pem", "BEGIN PRIVATE KEY"]),
-        ("cert.pem", "encrypted.pem", &["no private key in", "encrypted.pem", "encrypted, which is not supported"]),
-        ("cert.pem", "other-key.pem", &["other-key.pem", "does not belong to the certificate in", "cert.pem"]),
+        (
+            "cert.pem",
+            "encrypted.pem",
+            &["no private key in", "encrypted.pem", "encrypted, which is not supported"],
+        ),
+        (
+            "cert.pem",
+            "other-key.pem",
+            &["other-key.pem", "does not belong to the certificate in", "cert.pem"],
+        ),
         ("truncated.pem", "key.pem", &["truncated.pem", "not valid PEM"]),
         ("junk-cert.pem", "key.pem", &["junk-cert.pem", "cannot be parsed"]),
         (".", "key.pem", &["is a folder", "tls.crt"]),
@@ -204,7 +231,10 @@ async fn start_up_errors_name_the_file_and_the_fix() {
     // Through `serve`: an error, at once, no panic, nothing served.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let files = TlsFiles::new(path("missing.pem"), path("key.pem"));
-    let result = tokio::time::timeout(LIMIT, serve(listener, app(Gate::new()), Some(files), std::future::pending())).await.unwrap();
+    let result =
+        tokio::time::timeout(LIMIT, serve(listener, app(Gate::new()), Some(files), std::future::pending()))
+            .await
+            .unwrap();
     let err = result.unwrap_err();
     assert!(matches!(err, ServeError::Cert(CertError::Read { .. })), "{err}");
     assert!(err.to_string().contains("missing.pem"), "{err}");
@@ -224,13 +254,17 @@ async fn a_silent_client_does_not_hold_up_others_and_is_dropped() {
     let mut stalled = TcpStream::connect(server.addr).await.unwrap();
     stalled.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).await.unwrap();
 
-    let reply = tokio::time::timeout(Duration::from_secs(1), get_tls(server.addr, &ca.der(), &[], "/")).await.expect("blocked by the silent clients").unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(1), get_tls(server.addr, &ca.der(), &[], "/"))
+        .await
+        .expect("blocked by the silent clients")
+        .unwrap();
     assert_eq!(reply.status, 200);
 
     // Both are dropped once the handshake timeout is up.
     for stream in [&mut silent, &mut stalled] {
         let mut buf = [0u8; 64];
-        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.expect("never dropped");
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.expect("never dropped");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     }
     server.stop_and_join(LIMIT).await.unwrap();
@@ -259,7 +293,10 @@ async fn graceful_shutdown_over_tls_lets_an_in_flight_request_finish() {
     gate.release();
     for (request, alpn) in [(h1, &b"http/1.1"[..]), (h2, b"h2")] {
         let reply = tokio::time::timeout(LIMIT, request).await.unwrap().unwrap().unwrap();
-        assert_eq!((reply.status, reply.body.as_str(), reply.alpn.as_deref()), (200, "slow done", Some(alpn)));
+        assert_eq!(
+            (reply.status, reply.body.as_str(), reply.alpn.as_deref()),
+            (200, "slow done", Some(alpn))
+        );
     }
     server.stop_and_join(LIMIT).await.unwrap();
 }

@@ -38,10 +38,18 @@ pub mod bundled {
 
 /// Runs every policy with every seed, in parallel over the rayon pool, and summarises.
 /// `on_pod` is called after every placed or dropped pod of every run (for progress bars).
-pub fn simulate(trace: &Trace, policies: &[PolicyKind], seeds: &[u64], inflate_to: f64, on_pod: &(dyn Fn() + Sync)) -> Report {
+pub fn simulate(
+    trace: &Trace,
+    policies: &[PolicyKind],
+    seeds: &[u64],
+    inflate_to: f64,
+    on_pod: &(dyn Fn() + Sync),
+) -> Report {
     let start = Instant::now();
-    let specs: Vec<RunSpec> =
-        policies.iter().flat_map(|&policy| seeds.iter().map(move |&seed| RunSpec { policy, seed, inflate_to })).collect();
+    let specs: Vec<RunSpec> = policies
+        .iter()
+        .flat_map(|&policy| seeds.iter().map(move |&seed| RunSpec { policy, seed, inflate_to }))
+        .collect();
     let runs: Vec<RunResult> = specs.par_iter().map(|&spec| replay::run(trace, spec, on_pod)).collect();
     let results = policies
         .iter()

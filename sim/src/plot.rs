@@ -8,7 +8,10 @@ use std::path::Path;
 pub fn check_target(path: &Path) -> Result<(), String> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     if ext != "svg" {
-        return Err(format!("cannot draw {}: only SVG output is supported; name the file *.svg", path.display()));
+        return Err(format!(
+            "cannot draw {}: only SVG output is supported; name the file *.svg",
+            path.display()
+        ));
     }
     Ok(())
 }
@@ -29,7 +32,10 @@ fn draw(report: &Report, path: &Path) -> Result<(), Box<dyn std::error::Error>> 
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Unallocated GPU vs arrived workload — trace {}", report.trace.name), ("sans-serif", 22))
+        .caption(
+            format!("Unallocated GPU vs arrived workload — trace {}", report.trace.name),
+            ("sans-serif", 22),
+        )
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(56)
@@ -42,7 +48,10 @@ fn draw(report: &Report, path: &Path) -> Result<(), Box<dyn std::error::Error>> 
     for (i, r) in report.results.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         chart
-            .draw_series(LineSeries::new(r.median_curve.iter().map(|&(a, v)| (a as f64, v)), color.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                r.median_curve.iter().map(|&(a, v)| (a as f64, v)),
+                color.stroke_width(2),
+            ))?
             .label(r.policy.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }

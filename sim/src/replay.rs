@@ -59,7 +59,13 @@ impl RunResult {
 }
 
 /// The pods of one run in arrival order: shuffled originals, then the inflation copies.
-pub fn arrival_order(pods: &[PodRequest], names: &[&str], capacity: u64, inflate_to: f64, rng: &mut impl Rng) -> Vec<PodRequest> {
+pub fn arrival_order(
+    pods: &[PodRequest],
+    names: &[&str],
+    capacity: u64,
+    inflate_to: f64,
+    rng: &mut impl Rng,
+) -> Vec<PodRequest> {
     let mut by_name: Vec<usize> = (0..pods.len()).collect();
     by_name.sort_by(|&a, &b| names[a].cmp(names[b]));
     let mut order: Vec<PodRequest> = by_name.iter().map(|&i| pods[i]).collect();
@@ -105,7 +111,8 @@ pub fn run(trace: &Trace, spec: RunSpec, mut on_pod: impl FnMut()) -> RunResult 
     let scale = Scale::of(&cluster);
     let mut scheduler = Scheduler::new(spec.policy.build(scale, &requests)).with_tie_break(rank);
     let measure = Workload::typical(&requests, Fgd::COVERAGE);
-    let fragmentation = |c: &Cluster| c.nodes.iter().map(|n| measure.fragment(n)).sum::<f64>() * 100.0 / capacity as f64;
+    let fragmentation =
+        |c: &Cluster| c.nodes.iter().map(|n| measure.fragment(n)).sum::<f64>() * 100.0 / capacity as f64;
 
     let mut never_fits: std::collections::HashMap<PodRequest, bool> = Default::default();
     let mut sums = vec![(0.0f64, 0u32); MAX_BUCKET + 2];
@@ -120,8 +127,9 @@ pub fn run(trace: &Trace, spec: RunSpec, mut on_pod: impl FnMut()) -> RunResult 
             Err(_) => {
                 failed += 1;
                 failed_gpu += pod.gpu_total();
-                let hopeless =
-                    *never_fits.entry(*pod).or_insert_with(|| !cluster.nodes.iter().any(|n| could_ever_fit(n, pod)));
+                let hopeless = *never_fits
+                    .entry(*pod)
+                    .or_insert_with(|| !cluster.nodes.iter().any(|n| could_ever_fit(n, pod)));
                 never += usize::from(hopeless);
             }
         }

@@ -22,7 +22,8 @@ impl Stats {
         }
         let n = values.len();
         let mean = values.iter().sum::<f64>() / n as f64;
-        let var = if n > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+        let var =
+            if n > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
         let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
@@ -92,7 +93,9 @@ pub struct PolicySummary {
 impl PolicySummary {
     pub fn of(trace: &str, policy: PolicyKind, runs: &[&RunResult]) -> PolicySummary {
         let at = |a: u32| runs.iter().filter_map(|r| r.unallocated_at(a)).collect::<Vec<_>>();
-        let stats = |f: &dyn Fn(&RunResult) -> Option<f64>| Stats::of(&runs.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
+        let stats = |f: &dyn Fn(&RunResult) -> Option<f64>| {
+            Stats::of(&runs.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
+        };
         let wall: f64 = runs.iter().map(|r| r.wall_seconds).sum();
         PolicySummary {
             policy: policy.name().to_string(),
@@ -197,9 +200,16 @@ impl Report {
             self.inflate_to * 100.0
         );
         if t.never_fit_pods > 0 {
-            let _ = writeln!(out, "{} pods of the trace fit no node even when the cluster is empty.", t.never_fit_pods);
+            let _ = writeln!(
+                out,
+                "{} pods of the trace fit no node even when the cluster is empty.",
+                t.never_fit_pods
+            );
         }
-        let _ = writeln!(out, "\nUnallocated GPU % (lower is better), mean ± sd over seeds, by % of capacity arrived:");
+        let _ = writeln!(
+            out,
+            "\nUnallocated GPU % (lower is better), mean ± sd over seeds, by % of capacity arrived:"
+        );
         let _ = write!(out, "{:<12}", "policy");
         for a in [80, 90, 95, 100, 110, 130] {
             let _ = write!(out, "{:>14}", format!("{a} %"));

@@ -68,12 +68,25 @@ impl Trace {
     }
 
     /// Parses a node list and a pod list already in memory; the names are used in errors.
-    pub fn parse(nodes_name: &str, nodes_csv: &str, pods_name: &str, pods_csv: &str) -> Result<Trace, TraceError> {
+    pub fn parse(
+        nodes_name: &str,
+        nodes_csv: &str,
+        pods_name: &str,
+        pods_csv: &str,
+    ) -> Result<Trace, TraceError> {
         let (models, nodes) = parse_nodes(nodes_name, nodes_csv)?;
         let pods = parse_pods(pods_name, pods_csv, &models)?;
-        let stem = Path::new(pods_name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem =
+            Path::new(pods_name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let name = stem.strip_prefix("openb_pod_list_").unwrap_or(&stem).to_string();
-        Ok(Trace { name, nodes_source: nodes_name.into(), pods_source: pods_name.into(), models, nodes, pods })
+        Ok(Trace {
+            name,
+            nodes_source: nodes_name.into(),
+            pods_source: pods_name.into(),
+            models,
+            nodes,
+            pods,
+        })
     }
 
     /// Total GPU capacity in milli-GPU.
@@ -97,7 +110,10 @@ impl<'a> Table<'a> {
     fn open(file: &'a str, text: &'a str, what: &str, example: &str) -> Result<Self, TraceError> {
         let err = |line, problem: String| TraceError { file: file.into(), line, problem };
         if text.trim().is_empty() {
-            return Err(err(None, format!("the file is empty; a {what} list starts with the header `{example}`")));
+            return Err(err(
+                None,
+                format!("the file is empty; a {what} list starts with the header `{example}`"),
+            ));
         }
         let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
         let header = reader
@@ -137,7 +153,10 @@ impl<'a> Table<'a> {
     }
 
     /// Calls `each` with every record and its line number.
-    fn rows(&mut self, mut each: impl FnMut(u64, &csv::StringRecord) -> Result<(), TraceError>) -> Result<usize, TraceError> {
+    fn rows(
+        &mut self,
+        mut each: impl FnMut(u64, &csv::StringRecord) -> Result<(), TraceError>,
+    ) -> Result<usize, TraceError> {
         let mut n = 0;
         let (newlines, text) = (&self.newlines, self.text);
         for rec in self.reader.records() {
@@ -192,7 +211,8 @@ impl Row<'_> {
     }
     fn number_u32(&self, col: usize) -> Result<u32, TraceError> {
         let n = self.number(col)?;
-        u32::try_from(n).map_err(|_| self.err(format!("{} is {n}, too large (at most {})", self.header[col], u32::MAX)))
+        u32::try_from(n)
+            .map_err(|_| self.err(format!("{} is {n}, too large (at most {})", self.header[col], u32::MAX)))
     }
 }
 
@@ -226,7 +246,9 @@ pub fn parse_nodes(file: &str, text: &str) -> Result<(ModelCatalog, Vec<Node>), 
         let model = match (gpus, model_name.is_empty()) {
             (0, _) => None,
             (_, true) => {
-                return Err(row.err(format!("node {name} has {gpus} GPUs but no model; fill the model column")))
+                return Err(
+                    row.err(format!("node {name} has {gpus} GPUs but no model; fill the model column"))
+                )
             }
             (_, false) => Some(models.intern(model_name).map_err(|e: ModelError| row.err(e.to_string()))?),
         };
@@ -234,7 +256,11 @@ pub fn parse_nodes(file: &str, text: &str) -> Result<(ModelCatalog, Vec<Node>), 
         Ok(())
     })?;
     if count == 0 {
-        return Err(TraceError { file: file.into(), line: None, problem: "no nodes: the file has a header but no rows".into() });
+        return Err(TraceError {
+            file: file.into(),
+            line: None,
+            problem: "no nodes: the file has a header but no rows".into(),
+        });
     }
     Ok((models, nodes))
 }
@@ -311,7 +337,11 @@ pub fn parse_pods(file: &str, text: &str, models: &ModelCatalog) -> Result<Vec<T
         Ok(())
     })?;
     if count == 0 {
-        return Err(TraceError { file: file.into(), line: None, problem: "no pods: the file has a header but no rows".into() });
+        return Err(TraceError {
+            file: file.into(),
+            line: None,
+            problem: "no pods: the file has a header but no rows".into(),
+        });
     }
     Ok(pods)
 }

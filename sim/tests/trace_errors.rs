@@ -16,7 +16,13 @@ p3,2000,4096,0,0,
 ";
 
 /// Asserts `got` is an error at `file:line` whose problem contains every one of `words`.
-fn expect(case: &str, got: Result<impl std::fmt::Debug, TraceError>, file: &str, line: Option<u64>, words: &[&str]) {
+fn expect(
+    case: &str,
+    got: Result<impl std::fmt::Debug, TraceError>,
+    file: &str,
+    line: Option<u64>,
+    words: &[&str],
+) {
     let e = got.expect_err(case);
     assert_eq!((e.file.as_str(), e.line), (file, line), "{case}: {e}");
     for w in words {
@@ -35,18 +41,73 @@ fn node_list_errors() {
         ("empty file", "", None, &["empty", "sn,cpu_milli,memory_mib,gpu,model"]),
         ("blank file", " \n\n", None, &["empty"]),
         ("header only", "sn,cpu_milli,memory_mib,gpu,model\n", None, &["no nodes"]),
-        ("missing column", "sn,cpu_milli,memory_mib,gpu\nn1,1000,1024,1\n", Some(1), &["missing column `model`", "sn,cpu_milli,memory_mib,gpu"]),
+        (
+            "missing column",
+            "sn,cpu_milli,memory_mib,gpu\nn1,1000,1024,1\n",
+            Some(1),
+            &["missing column `model`", "sn,cpu_milli,memory_mib,gpu"],
+        ),
         ("missing name column", "host,cpu_milli,memory_mib,gpu,model\n", Some(1), &["missing column `sn`"]),
-        ("too few fields", "sn,cpu_milli,memory_mib,gpu,model\nn1,1000,1024,1,V100\nn2,1000,1024,1\n", Some(3), &["malformed row", "4 fields", "header has 5"]),
-        ("too many fields", "sn,cpu_milli,memory_mib,gpu,model\nn1,1000,1024,1,V100,extra\n", Some(2), &["malformed row", "6 fields"]),
-        ("negative cpu", "sn,cpu_milli,memory_mib,gpu,model\nn1,-4000,1024,1,V100\n", Some(2), &["cpu_milli is -4000", "negative"]),
-        ("non-numeric memory", "sn,cpu_milli,memory_mib,gpu,model\nn1,4000,lots,1,V100\n", Some(2), &["memory_mib is \"lots\"", "whole number"]),
-        ("fractional gpu", "sn,cpu_milli,memory_mib,gpu,model\nn1,4000,1024,1.5,V100\n", Some(2), &["gpu is \"1.5\"", "whole number"]),
-        ("empty cpu", "sn,cpu_milli,memory_mib,gpu,model\nn1,,1024,1,V100\n", Some(2), &["cpu_milli is empty"]),
-        ("cpu beyond u32", "sn,cpu_milli,memory_mib,gpu,model\nn1,5000000000,1024,1,V100\n", Some(2), &["cpu_milli is 5000000000", "too large"]),
-        ("GPUs but no model", "sn,cpu_milli,memory_mib,gpu,model\nn1,4000,1024,1,V100\nn2,4000,1024,2,\n", Some(3), &["n2 has 2 GPUs but no model"]),
-        ("too many GPUs", "sn,cpu_milli,memory_mib,gpu,model\nn1,4000,1024,65,V100\n", Some(2), &["gpu is 65", "at most 64"]),
-        ("empty name", "sn,cpu_milli,memory_mib,gpu,model\n,4000,1024,1,V100\n", Some(2), &["node name is empty"]),
+        (
+            "too few fields",
+            "sn,cpu_milli,memory_mib,gpu,model\nn1,1000,1024,1,V100\nn2,1000,1024,1\n",
+            Some(3),
+            &["malformed row", "4 fields", "header has 5"],
+        ),
+        (
+            "too many fields",
+            "sn,cpu_milli,memory_mib,gpu,model\nn1,1000,1024,1,V100,extra\n",
+            Some(2),
+            &["malformed row", "6 fields"],
+        ),
+        (
+            "negative cpu",
+            "sn,cpu_milli,memory_mib,gpu,model\nn1,-4000,1024,1,V100\n",
+            Some(2),
+            &["cpu_milli is -4000", "negative"],
+        ),
+        (
+            "non-numeric memory",
+            "sn,cpu_milli,memory_mib,gpu,model\nn1,4000,lots,1,V100\n",
+            Some(2),
+            &["memory_mib is \"lots\"", "whole number"],
+        ),
+        (
+            "fractional gpu",
+            "sn,cpu_milli,memory_mib,gpu,model\nn1,4000,1024,1.5,V100\n",
+            Some(2),
+            &["gpu is \"1.5\"", "whole number"],
+        ),
+        (
+            "empty cpu",
+            "sn,cpu_milli,memory_mib,gpu,model\nn1,,1024,1,V100\n",
+            Some(2),
+            &["cpu_milli is empty"],
+        ),
+        (
+            "cpu beyond u32",
+            "sn,cpu_milli,memory_mib,gpu,model\nn1,5000000000,1024,1,V100\n",
+            Some(2),
+            &["cpu_milli is 5000000000", "too large"],
+        ),
+        (
+            "GPUs but no model",
+            "sn,cpu_milli,memory_mib,gpu,model\nn1,4000,1024,1,V100\nn2,4000,1024,2,\n",
+            Some(3),
+            &["n2 has 2 GPUs but no model"],
+        ),
+        (
+            "too many GPUs",
+            "sn,cpu_milli,memory_mib,gpu,model\nn1,4000,1024,65,V100\n",
+            Some(2),
+            &["gpu is 65", "at most 64"],
+        ),
+        (
+            "empty name",
+            "sn,cpu_milli,memory_mib,gpu,model\n,4000,1024,1,V100\n",
+            Some(2),
+            &["node name is empty"],
+        ),
     ];
     for (case, text, line, words) in cases {
         expect(case, parse_nodes("nodes.csv", text), "nodes.csv", *line, words);
@@ -65,9 +126,24 @@ fn line_numbers_match_the_file() {
         ("LF", format!("{h}n1,4000,1024,1,V100\nn2,-1,1024,1,V100\n"), 3, &["cpu_milli is -1"]),
         ("CRLF", crlf(format!("{h}n1,4000,1024,1,V100\nn2,-1,1024,1,V100\n")), 3, &["cpu_milli is -1"]),
         ("CRLF malformed row", crlf(format!("{h}n1,4000,1024,1,V100\nn2,4000\n")), 3, &["malformed row"]),
-        ("second row after a blank line", format!("{h}n1,4000,1024,1,V100\n\nn2,4000,1024,1,V100\nn3,x,1024,1,V100\n"), 5, &["\"x\""]),
-        ("first row after a blank line", format!("{h}n1,4000,1024,1,V100\n\nn2,x,1024,1,V100\n"), 4, &["\"x\""]),
-        ("malformed row after two blank lines", format!("{h}n1,4000,1024,1,V100\n\n\nn2,4000\n"), 5, &["malformed row"]),
+        (
+            "second row after a blank line",
+            format!("{h}n1,4000,1024,1,V100\n\nn2,4000,1024,1,V100\nn3,x,1024,1,V100\n"),
+            5,
+            &["\"x\""],
+        ),
+        (
+            "first row after a blank line",
+            format!("{h}n1,4000,1024,1,V100\n\nn2,x,1024,1,V100\n"),
+            4,
+            &["\"x\""],
+        ),
+        (
+            "malformed row after two blank lines",
+            format!("{h}n1,4000,1024,1,V100\n\n\nn2,4000\n"),
+            5,
+            &["malformed row"],
+        ),
     ];
     let mut wrong = Vec::new();
     for (case, text, line, words) in cases {
@@ -94,17 +170,57 @@ fn too_many_gpu_models() {
 fn pod_list_errors() {
     let h = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n";
     let cases: &[(&str, String, Option<u64>, &[&str])] = &[
-        ("empty file", String::new(), None, &["empty", "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec"]),
+        (
+            "empty file",
+            String::new(),
+            None,
+            &["empty", "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec"],
+        ),
         ("header only", h.into(), None, &["no pods"]),
-        ("missing column", "name,cpu_milli,memory_mib,gpu_milli\np1,1000,1024,500\n".into(), Some(1), &["missing column `num_gpu`"]),
-        ("wrong field count", format!("{h}p1,1000,1024,1,500,\np2,1000,1024,1\n"), Some(3), &["malformed row", "4 fields", "header has 6"]),
+        (
+            "missing column",
+            "name,cpu_milli,memory_mib,gpu_milli\np1,1000,1024,500\n".into(),
+            Some(1),
+            &["missing column `num_gpu`"],
+        ),
+        (
+            "wrong field count",
+            format!("{h}p1,1000,1024,1,500,\np2,1000,1024,1\n"),
+            Some(3),
+            &["malformed row", "4 fields", "header has 6"],
+        ),
         ("negative memory", format!("{h}p1,1000,-5,1,500,\n"), Some(2), &["memory_mib is -5", "negative"]),
         ("non-numeric gpu_milli", format!("{h}p1,1000,1024,1,half,\n"), Some(2), &["gpu_milli is \"half\""]),
-        ("gpu_milli over 1000", format!("{h}p1,1000,1024,1,500,\np2,1000,1024,1,1500,\n"), Some(3), &["gpu_milli is 1500", "at most 1000", "num_gpu"]),
-        ("unknown model", format!("{h}p1,1000,1024,1,500,V100|H100\n"), Some(2), &["\"H100\"", "no node has", "V100, T4"]),
-        ("milli without GPUs", format!("{h}p1,1000,1024,0,500,\n"), Some(2), &["gpu_milli is 500 but num_gpu is 0"]),
-        ("GPUs without milli", format!("{h}p1,1000,1024,2,0,\n"), Some(2), &["num_gpu is 2 but gpu_milli is 0"]),
-        ("fraction of several GPUs", format!("{h}p1,1000,1024,2,500,\n"), Some(2), &["num_gpu is 2 with gpu_milli 500", "single GPU"]),
+        (
+            "gpu_milli over 1000",
+            format!("{h}p1,1000,1024,1,500,\np2,1000,1024,1,1500,\n"),
+            Some(3),
+            &["gpu_milli is 1500", "at most 1000", "num_gpu"],
+        ),
+        (
+            "unknown model",
+            format!("{h}p1,1000,1024,1,500,V100|H100\n"),
+            Some(2),
+            &["\"H100\"", "no node has", "V100, T4"],
+        ),
+        (
+            "milli without GPUs",
+            format!("{h}p1,1000,1024,0,500,\n"),
+            Some(2),
+            &["gpu_milli is 500 but num_gpu is 0"],
+        ),
+        (
+            "GPUs without milli",
+            format!("{h}p1,1000,1024,2,0,\n"),
+            Some(2),
+            &["num_gpu is 2 but gpu_milli is 0"],
+        ),
+        (
+            "fraction of several GPUs",
+            format!("{h}p1,1000,1024,2,500,\n"),
+            Some(2),
+            &["num_gpu is 2 with gpu_milli 500", "single GPU"],
+        ),
         ("empty name", format!("{h},1000,1024,1,500,\n"), Some(2), &["pod name is empty"]),
     ];
     let (models, _) = parse_nodes("nodes.csv", NODES).unwrap();
@@ -128,7 +244,10 @@ fn good_files_parse() {
     assert_eq!(t.name, "small");
     assert_eq!(t.models.names(), ["V100", "T4"]);
     assert_eq!(t.nodes.len(), 3);
-    assert_eq!((t.nodes[1].cpu_capacity, t.nodes[1].gpu_count(), t.nodes[1].model), (96_000, 8, t.models.get("T4")));
+    assert_eq!(
+        (t.nodes[1].cpu_capacity, t.nodes[1].gpu_count(), t.nodes[1].model),
+        (96_000, 8, t.models.get("T4"))
+    );
     assert_eq!(t.nodes[2].model, None);
     assert_eq!(t.gpu_capacity(), 10_000);
     let r: Vec<_> = t.pods.iter().map(|p| (p.name.as_str(), p.request)).collect();
@@ -144,7 +263,10 @@ fn good_files_parse() {
     assert_eq!(t.pods[0].request, gantry_core::PodRequest::whole_gpus(500, 64, 2));
     // A gpu_spec on a CPU-only pod is ignored.
     let pods = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\nq,500,64,0,0,Nope\n";
-    assert_eq!(Trace::parse("nodes.csv", nodes, "pods.csv", pods).unwrap().pods[0].request.allowed_models, None);
+    assert_eq!(
+        Trace::parse("nodes.csv", nodes, "pods.csv", pods).unwrap().pods[0].request.allowed_models,
+        None
+    );
 }
 
 #[test]
@@ -163,10 +285,14 @@ fn bundled_trace_matches_its_description() {
         .map(|m| (m.as_str(), t.nodes.iter().filter(|n| n.model == t.models.get(m)).count()))
         .collect();
     by_model.sort_by_key(|m| std::cmp::Reverse(m.1));
-    assert_eq!(by_model, [("G2", 549), ("T4", 404), ("P100", 134), ("V100M16", 55), ("G3", 39), ("V100M32", 30), ("A10", 2)]);
+    assert_eq!(
+        by_model,
+        [("G2", 549), ("T4", 404), ("P100", 134), ("V100M16", 55), ("G3", 39), ("V100M32", 30), ("A10", 2)]
+    );
 
     assert_eq!(t.pods.len(), 8152);
-    let count = |f: &dyn Fn(&gantry_core::PodRequest) -> bool| t.pods.iter().filter(|p| f(&p.request)).count();
+    let count =
+        |f: &dyn Fn(&gantry_core::PodRequest) -> bool| t.pods.iter().filter(|p| f(&p.request)).count();
     assert_eq!(count(&|r| !r.wants_gpu()), 1088);
     assert_eq!(count(&|r| r.is_sharing()), 3078);
     let whole = |k: u32| count(&|r| r.gpu_milli == 1000 && r.gpu_count == k);

@@ -21,9 +21,18 @@ fn repo() -> PathBuf {
 fn python() -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("chart-venv");
     let python = venv.join("bin/python");
-    let ready = |p: &Path| Command::new(p).args(["-c", "import helm_python, kubernetes_validate"]).output().is_ok_and(|o| o.status.success());
+    let ready = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import helm_python, kubernetes_validate"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
     if !ready(&python) {
-        let made = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 runs (CPython 3.9 or newer is needed for the chart test)");
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 runs (CPython 3.9 or newer is needed for the chart test)");
         assert!(made.success(), "python3 -m venv {} failed", venv.display());
         let requirements = repo().join("tests/chart/requirements.txt");
         let pip = Command::new(&python)
@@ -53,7 +62,8 @@ fn rendered() -> PathBuf {
             .arg(&out)
             .output()
             .expect("the chart check runs");
-        let text = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
         assert!(run.status.success(), "the chart check failed:\n{text}");
         eprintln!("{text}");
         out
@@ -67,7 +77,10 @@ fn objects(case: &str) -> Vec<Value> {
 }
 
 fn object<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    objects.iter().find(|o| o["kind"] == kind && o["metadata"]["name"] == name).unwrap_or_else(|| panic!("no {kind} {name}"))
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
 #[test]
@@ -112,7 +125,8 @@ fn the_committed_deploy_manifests_are_the_charts_defaults() {
             std::fs::copy(rendered.join(f), dest).expect("copy");
         }
     }
-    let have: Vec<PathBuf> = files(&deploy).into_iter().filter(|f| f.extension().is_some_and(|e| e == "yaml")).collect();
+    let have: Vec<PathBuf> =
+        files(&deploy).into_iter().filter(|f| f.extension().is_some_and(|e| e == "yaml")).collect();
     assert_eq!(have, want, "deploy/ lists other manifests than the chart renders; regenerate with GANTRY_UPDATE_DEPLOY=1 cargo test -p gantry-tests --test chart");
     for f in &want {
         let a = std::fs::read_to_string(rendered.join(f)).expect("rendered");
@@ -129,8 +143,12 @@ fn the_settings_the_chart_writes_are_ones_gantry_reads() {
     let settings = gantry_core::tenancy::file::parse_settings("settings.yaml", text);
     assert!(settings.is_ok(), "{text}: {:?}", settings.err());
     for name in ["gantry-scheduler", "gantry-webhook"] {
-        let args = object(&ha, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["args"].clone();
-        assert!(args.as_array().expect("args").iter().any(|a| a == "--settings"), "{name} is not given the settings: {args}");
+        let args =
+            object(&ha, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+        assert!(
+            args.as_array().expect("args").iter().any(|a| a == "--settings"),
+            "{name} is not given the settings: {args}"
+        );
     }
 }
 
@@ -139,7 +157,10 @@ fn the_image_recipe_runs_gantry_as_the_user_the_chart_expects() {
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("the Dockerfile");
     let last_stage = dockerfile.rsplit("\nFROM ").next().expect("a stage");
     assert!(last_stage.contains("\nUSER 65532:65532\n"), "the image must run as uid 65532");
-    assert!(last_stage.contains("ENTRYPOINT [\"/usr/local/bin/gantry\"]"), "the chart passes subcommands as args to the gantry entrypoint");
+    assert!(
+        last_stage.contains("ENTRYPOINT [\"/usr/local/bin/gantry\"]"),
+        "the chart passes subcommands as args to the gantry entrypoint"
+    );
     assert!(dockerfile.contains("cargo build --release --locked -p gantry"));
     let values = std::fs::read_to_string(repo().join("charts/gantry/values.yaml")).expect("values");
     assert!(values.contains("repository: ghcr.io/gantry-dev/gantry\n"));
@@ -150,9 +171,14 @@ fn the_image_recipe_runs_gantry_as_the_user_the_chart_expects() {
             if !image.starts_with("ghcr.io/gantry-dev/gantry:") {
                 continue;
             }
-            let user = c.pointer("/securityContext/runAsUser").or_else(|| pod.pointer("/securityContext/runAsUser"));
+            let user =
+                c.pointer("/securityContext/runAsUser").or_else(|| pod.pointer("/securityContext/runAsUser"));
             let first = &c["args"][0];
-            assert!(c.get("command").is_none() && first.as_str().is_some_and(|a| !a.starts_with('-')), "{}: a subcommand first, for the entrypoint", o["metadata"]["name"]);
+            assert!(
+                c.get("command").is_none() && first.as_str().is_some_and(|a| !a.starts_with('-')),
+                "{}: a subcommand first, for the entrypoint",
+                o["metadata"]["name"]
+            );
             // The node agent alone runs as root (the kubelet's socket); the rest as the image's user.
             let want = if o["metadata"]["name"] == "gantry-node-agent" { 0 } else { 65532 };
             assert_eq!(user.and_then(Value::as_i64), Some(want), "{}", o["metadata"]["name"]);
@@ -180,19 +206,38 @@ fn the_alerts_and_dashboards_query_metrics_gantry_writes() {
     let rule = object(&objects, "PrometheusRule", "gantry-alerts");
     let mut queried = Vec::new();
     for r in rule["spec"]["groups"][0]["rules"].as_array().expect("rules") {
-        queried.extend(names(r["expr"].as_str().expect("an expression")).into_iter().map(|n| ("the alerts".to_string(), n)));
+        queried.extend(
+            names(r["expr"].as_str().expect("an expression"))
+                .into_iter()
+                .map(|n| ("the alerts".to_string(), n)),
+        );
     }
     let dashboards = object(&objects, "ConfigMap", "gantry-grafana-dashboards");
     let data = dashboards["data"].as_object().expect("dashboards");
     assert!(data.len() >= 2, "the tenants and the GPU fleet dashboards");
     for (file, text) in data {
         let dashboard: Value = serde_json::from_str(text.as_str().expect("JSON text")).expect("a dashboard");
-        let mut exprs: Vec<&str> = dashboard["panels"].as_array().expect("panels").iter().flat_map(|p| p["targets"].as_array().into_iter().flatten()).filter_map(|t| t["expr"].as_str()).collect();
-        exprs.extend(dashboard["templating"]["list"].as_array().into_iter().flatten().filter_map(|v| v["query"].as_str()));
+        let mut exprs: Vec<&str> = dashboard["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+            .filter_map(|t| t["expr"].as_str())
+            .collect();
+        exprs.extend(
+            dashboard["templating"]["list"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v["query"].as_str()),
+        );
         queried.extend(exprs.into_iter().flat_map(names).map(|n| (file.clone(), n)));
     }
     assert!(queried.len() >= 20, "{queried:?}");
     for (what, name) in queried {
-        assert!(sources.contains(&format!("\"{name}\"")), "{what} queries {name}, which no Gantry code writes");
+        assert!(
+            sources.contains(&format!("\"{name}\"")),
+            "{what} queries {name}, which no Gantry code writes"
+        );
     }
 }

@@ -38,7 +38,8 @@ fn tenancy(nominal_gpus: u64) -> Tenancy {
 fn cluster() -> Cluster {
     let mut models = ModelCatalog::default();
     let a100 = models.intern("A100").unwrap();
-    let mut nodes: Vec<Node> = (0..4).map(|i| Node::new(format!("gpu-{i}"), 64_000, 512 * 1024, 8, Some(a100))).collect();
+    let mut nodes: Vec<Node> =
+        (0..4).map(|i| Node::new(format!("gpu-{i}"), 64_000, 512 * 1024, 8, Some(a100))).collect();
     nodes.push(Node::new("cpu-0", 32_000, 128 * 1024, 0, None));
     Cluster::new(models, nodes)
 }
@@ -89,10 +90,16 @@ fn create(w: &Webhook, pod: &Value, n: usize) -> Value {
 fn created(job: &Job, t: &Tenancy) -> Vec<Value> {
     let w = Webhook::new(Policy::new(t.clone(), Some("gantry-scheduler".into())).unwrap()).unwrap();
     let pods: Vec<Value> = job.pods.iter().enumerate().map(|(i, p)| create(&w, p, i)).collect();
-    let keys: BTreeSet<&str> = pods.iter().map(|p| p["metadata"]["annotations"]["gantry.dev/workload"].as_str().unwrap()).collect();
+    let keys: BTreeSet<&str> =
+        pods.iter().map(|p| p["metadata"]["annotations"]["gantry.dev/workload"].as_str().unwrap()).collect();
     assert_eq!(keys.len(), 1, "{}: one workload key for the whole gang, got {keys:?}", job.name);
     for p in &pods {
-        assert_eq!(p["spec"]["schedulingGates"], json!([{"name": "gantry.dev/admission"}]), "{}: every member is held", p["metadata"]["name"]);
+        assert_eq!(
+            p["spec"]["schedulingGates"],
+            json!([{"name": "gantry.dev/admission"}]),
+            "{}: every member is held",
+            p["metadata"]["name"]
+        );
     }
     pods
 }
@@ -120,7 +127,9 @@ fn told(actions: &[Action]) -> std::collections::BTreeMap<String, String> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Pending { pod, message } | Action::Refused { pod, message } => Some((pod.name.clone(), message.clone())),
+            Action::Pending { pod, message } | Action::Refused { pod, message } => {
+                Some((pod.name.clone(), message.clone()))
+            }
             _ => None,
         })
         .collect()
@@ -139,8 +148,14 @@ async fn carry_out(actions: &[Action]) -> Vec<(Method, String, Value)> {
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             recorded.lock().unwrap().push((method, path, body.clone()));
             // Events and pods are echoed back: kube's client reads an object of the kind it wrote.
-            let reply = if body.is_null() { json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}) } else { body };
-            send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&reply).unwrap())).unwrap());
+            let reply = if body.is_null() {
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}})
+            } else {
+                body
+            };
+            send.send_response(
+                Response::builder().body(Body::from(serde_json::to_vec(&reply).unwrap())).unwrap(),
+            );
         }
     });
     let adapter = Adapter::new(Client::new(service, "default"), Some("gantry-0".into()));
@@ -165,11 +180,18 @@ async fn every_framework_starts_whole_when_its_quota_holds_the_gang_and_not_befo
             assert!(ungates(&c.pod_gated(p, T0)).is_empty(), "{framework}");
         }
         let actions = c.reconcile(T0);
-        assert!(ungates(&actions).is_empty(), "{framework}: nothing starts before the gang's size is known: {actions:?}");
+        assert!(
+            ungates(&actions).is_empty(),
+            "{framework}: nothing starts before the gang's size is known: {actions:?}"
+        );
         let said = told(&actions);
-        let owner = format!("{} {NS}/{}", job.framework.kind, job.owner["metadata"]["name"].as_str().unwrap());
+        let owner =
+            format!("{} {NS}/{}", job.framework.kind, job.owner["metadata"]["name"].as_str().unwrap());
         assert_eq!(said.len(), pods.len(), "{framework}: every pod is told: {said:?}");
-        assert!(said.values().all(|m| m.contains(&format!("waiting for {owner} to be read"))), "{framework}: {said:?}");
+        assert!(
+            said.values().all(|m| m.contains(&format!("waiting for {owner} to be read"))),
+            "{framework}: {said:?}"
+        );
 
         // Its object is read: the whole gang starts in one cycle.
         let (key, spec) = read_owner(&job);
@@ -191,7 +213,11 @@ async fn every_framework_starts_whole_when_its_quota_holds_the_gang_and_not_befo
         want.sort_by(|a, b| a.1.cmp(&b.1));
         assert_eq!(got, want, "{framework}");
         for (_, path, body) in calls.iter().filter(|(_, p, _)| !p.ends_with("/status")) {
-            assert_eq!(body["spec"]["schedulingGates"], json!([{"$patch": "delete", "name": "gantry.dev/admission"}]), "{path}");
+            assert_eq!(
+                body["spec"]["schedulingGates"],
+                json!([{"$patch": "delete", "name": "gantry.dev/admission"}]),
+                "{path}"
+            );
             assert!(body["metadata"]["annotations"]["gantry.dev/placement"].is_string(), "{path}: {body}");
         }
 
@@ -201,17 +227,31 @@ async fn every_framework_starts_whole_when_its_quota_holds_the_gang_and_not_befo
         let mut ext = Extender::new(cl, s);
         for (name, node, gpus) in &started {
             let mut p = pods.iter().find(|p| p["metadata"]["name"] == json!(name)).unwrap().clone();
-            p["metadata"]["annotations"]["gantry.dev/placement"] = json!(gantry_api::placement::Planned::value(node, gpus, T0));
+            p["metadata"]["annotations"]["gantry.dev/placement"] =
+                json!(gantry_api::placement::Planned::value(node, gpus, T0));
             p["spec"].as_object_mut().unwrap().remove("schedulingGates");
             let body = serde_json::to_vec(&json!({"Pod": p, "NodeNames": NODES})).unwrap();
             let args = ExtenderArgs::parse(&body).unwrap();
             let r = ext.filter(&args);
             assert_eq!(r.error, "", "{framework} {name}");
-            assert_eq!(r.node_names.unwrap().iter().map(|n| n.to_string()).collect::<Vec<_>>(), [node.clone()], "{framework} {name}");
+            assert_eq!(
+                r.node_names.unwrap().iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                [node.clone()],
+                "{framework} {name}"
+            );
             let unresolvable = r.failed_and_unresolvable_nodes.unwrap();
-            assert_eq!(unresolvable.len(), NODES.len() - 1, "{framework} {name}: every other node is unresolvable");
+            assert_eq!(
+                unresolvable.len(),
+                NODES.len() - 1,
+                "{framework} {name}: every other node is unresolvable"
+            );
             if frameworks::gpus_of(&p) > 0 {
-                let bound = ext.bind(&ExtenderBindingArgs { pod_name: name.clone(), pod_namespace: NS.into(), pod_uid: format!("uid-{name}"), node: node.clone() });
+                let bound = ext.bind(&ExtenderBindingArgs {
+                    pod_name: name.clone(),
+                    pod_namespace: NS.into(),
+                    pod_uid: format!("uid-{name}"),
+                    node: node.clone(),
+                });
                 assert_eq!(bound.error, "", "{framework} {name}");
             }
         }
@@ -235,14 +275,25 @@ async fn with_quota_for_one_pod_less_no_pod_of_any_framework_starts_and_every_po
         assert!(ungates(&actions).is_empty(), "{framework}: 0 partial starts: {actions:?}");
         let said = told(&actions);
         assert_eq!(said.len(), pods.len(), "{framework}: every pod is told why: {said:?}");
-        assert!(said.values().all(|m| m.contains("quota")), "{framework}: the reason names the quota: {said:?}");
+        assert!(
+            said.values().all(|m| m.contains("quota")),
+            "{framework}: the reason names the quota: {said:?}"
+        );
         // Each pod gets an Event saying why (and a waiting one its condition); no pod is
         // patched to start.
         let calls = carry_out(&actions).await;
-        assert!(calls.iter().all(|(m, p, _)| (*m == Method::PATCH && p.ends_with("/status")) || (*m == Method::POST && p.contains("/events"))), "{framework}: {calls:?}");
+        assert!(
+            calls.iter().all(|(m, p, _)| (*m == Method::PATCH && p.ends_with("/status"))
+                || (*m == Method::POST && p.contains("/events"))),
+            "{framework}: {calls:?}"
+        );
         for p in &pods {
             let name = p["metadata"]["name"].as_str().unwrap();
-            let event = calls.iter().any(|(m, _, body)| *m == Method::POST && body["regarding"]["name"] == json!(name) && body["note"].as_str().is_some_and(|n| n.contains("quota")));
+            let event = calls.iter().any(|(m, _, body)| {
+                *m == Method::POST
+                    && body["regarding"]["name"] == json!(name)
+                    && body["note"].as_str().is_some_and(|n| n.contains("quota"))
+            });
             assert!(event, "{framework} {name}: an Event says why: {calls:?}");
         }
     }
@@ -250,7 +301,12 @@ async fn with_quota_for_one_pod_less_no_pod_of_any_framework_starts_and_every_po
 
 #[test]
 fn an_owner_with_nonsense_counts_is_refused_naming_it_and_no_pod_starts() {
-    for (replicas, why) in [(json!(-1), "is -1"), (json!(0), "no pods"), (json!(1_000_000), "from 0 to 10000"), (json!("4"), "is \"4\"")] {
+    for (replicas, why) in [
+        (json!(-1), "is -1"),
+        (json!(0), "no pods"),
+        (json!(1_000_000), "from 0 to 10000"),
+        (json!("4"), "is \"4\""),
+    ] {
         let mut job = frameworks::pytorch_job();
         job.owner["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = replicas.clone();
         if replicas == json!(0) {
@@ -267,10 +323,17 @@ fn an_owner_with_nonsense_counts_is_refused_naming_it_and_no_pod_starts() {
         }
         actions.extend(c.reconcile(T0));
         assert!(ungates(&actions).is_empty(), "{replicas}: {actions:?}");
-        let refused: BTreeSet<String> = actions.iter().filter_map(|a| if let Action::Refused { pod, message } = a {
-            assert!(message.contains("PyTorchJob team-a/bert") && message.contains(why), "{message}");
-            Some(pod.name.clone())
-        } else { None }).collect();
+        let refused: BTreeSet<String> = actions
+            .iter()
+            .filter_map(|a| {
+                if let Action::Refused { pod, message } = a {
+                    assert!(message.contains("PyTorchJob team-a/bert") && message.contains(why), "{message}");
+                    Some(pod.name.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert_eq!(refused.len(), pods.len(), "{replicas}: every pod is told: {actions:?}");
         // Fixed: the gang starts whole.
         let (key, spec) = read_owner(&frameworks::pytorch_job());
@@ -288,14 +351,20 @@ fn an_mpijob_launcher_created_once_its_workers_run_starts_after_them() {
     let mut c = controller(t);
     let (key, spec) = read_owner(&job);
     c.owner_applied(&key, spec, T0);
-    let (launcher, workers): (Vec<&Value>, Vec<&Value>) = pods.iter().partition(|p| frameworks::gpus_of(p) == 0);
+    let (launcher, workers): (Vec<&Value>, Vec<&Value>) =
+        pods.iter().partition(|p| frameworks::gpus_of(p) == 0);
     for w in &workers {
         c.pod_gated(w, T0);
     }
-    assert_eq!(ungates(&c.reconcile(T0)).len(), 2, "the workers start without waiting for a launcher not yet created");
+    assert_eq!(
+        ungates(&c.reconcile(T0)).len(),
+        2,
+        "the workers start without waiting for a launcher not yet created"
+    );
     let mut actions = c.pod_gated(launcher[0], T0 + 30);
     actions.extend(c.reconcile(T0 + 30));
-    let released: Vec<&Action> = actions.iter().filter(|a| matches!(a, Action::Release { .. } | Action::Ungate { .. })).collect();
+    let released: Vec<&Action> =
+        actions.iter().filter(|a| matches!(a, Action::Release { .. } | Action::Ungate { .. })).collect();
     assert_eq!(released.len(), 1, "the CPU launcher joins the running gang: {actions:?}");
 }
 
@@ -309,7 +378,8 @@ fn the_examples_are_the_gangs_their_comments_say() {
         ("jobset.yaml", &gang::JOBSET, 4, 4),
     ] {
         let text = std::fs::read_to_string(format!("{examples}/{file}")).unwrap();
-        let mut object = json_of(&marked_yaml::parse_yaml(0, &text).unwrap_or_else(|e| panic!("{file}: {e}")));
+        let mut object =
+            json_of(&marked_yaml::parse_yaml(0, &text).unwrap_or_else(|e| panic!("{file}: {e}")));
         object["metadata"]["namespace"] = json!(NS);
         let spec = gang::read(framework, &object).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!((spec.size.total, spec.size.min), (pods, pods), "{file}");
@@ -321,9 +391,13 @@ fn the_examples_are_the_gangs_their_comments_say() {
 /// A YAML node as the API server would store it: plain integers as numbers.
 fn json_of(node: &marked_yaml::Node) -> Value {
     match node {
-        marked_yaml::Node::Scalar(s) => s.as_str().parse::<i64>().map_or_else(|_| json!(s.as_str()), |n| json!(n)),
+        marked_yaml::Node::Scalar(s) => {
+            s.as_str().parse::<i64>().map_or_else(|_| json!(s.as_str()), |n| json!(n))
+        }
         marked_yaml::Node::Sequence(items) => Value::Array(items.iter().map(json_of).collect()),
-        marked_yaml::Node::Mapping(map) => Value::Object(map.iter().map(|(k, v)| (k.as_str().to_string(), json_of(v))).collect()),
+        marked_yaml::Node::Mapping(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.as_str().to_string(), json_of(v))).collect())
+        }
     }
 }
 
@@ -349,7 +423,11 @@ fn a_job_that_changes_size_is_planned_again() {
     // Scaled up again: the new worker starts on its own; nothing running is touched.
     c.owner_applied(&key, gang::read(job.framework, &job.owner), T0 + 2);
     let actions = c.pod_gated(&pods[3], T0 + 2).into_iter().chain(c.reconcile(T0 + 2)).collect::<Vec<_>>();
-    assert_eq!(ungates(&actions).iter().map(|u| u.0.as_str()).collect::<Vec<_>>(), [pods[3]["metadata"]["name"].as_str().unwrap()], "{actions:?}");
+    assert_eq!(
+        ungates(&actions).iter().map(|u| u.0.as_str()).collect::<Vec<_>>(),
+        [pods[3]["metadata"]["name"].as_str().unwrap()],
+        "{actions:?}"
+    );
     assert!(actions.iter().all(|a| !matches!(a, Action::Evict { .. })));
     c.queue().check_invariants().unwrap();
 }

@@ -13,7 +13,8 @@ use gantry_sim::trace::parse_nodes;
 fn run(seed: u64) -> Vec<SetupSummary> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tenants/venus.yaml");
     let tenancy = file::load(std::path::Path::new(root)).expect("the shipped tenants file loads");
-    let (models, nodes) = parse_nodes(bundled::VENUS_NODES_NAME, bundled::VENUS_NODES).expect("the bundled cluster parses");
+    let (models, nodes) =
+        parse_nodes(bundled::VENUS_NODES_NAME, bundled::VENUS_NODES).expect("the bundled cluster parses");
     let flavors = tenancy.bind(&models).expect("venus flavors match the venus cluster");
     let capacity = nodes.iter().map(|n| n.gpu_capacity() as u64).sum();
     let days = 4.0;
@@ -38,10 +39,18 @@ fn guarantees_hold_idle_capacity_is_used_and_the_ledger_is_exact() {
         let s = run(seed);
         let (gantry, strict, fifo) = (&s[0], &s[1], &s[2]);
         for x in &s {
-            assert!(x.ledger_exact, "{:?} seed {seed}: accrued GPU time equals the integral of allocation", x.setup);
+            assert!(
+                x.ledger_exact,
+                "{:?} seed {seed}: accrued GPU time equals the integral of allocation",
+                x.setup
+            );
         }
         assert_eq!(gantry.violations, 0, "seed {seed}: {:?}", gantry.violation_examples);
-        assert!(gantry.worst_owed_wait <= 900, "seed {seed}: worst owed wait {} s is within window + minimum runtime", gantry.worst_owed_wait);
+        assert!(
+            gantry.worst_owed_wait <= 900,
+            "seed {seed}: worst owed wait {} s is within window + minimum runtime",
+            gantry.worst_owed_wait
+        );
         assert!(
             gantry.mean_allocated_pct > strict.mean_allocated_pct + 10.0,
             "seed {seed}: borrowing fills idle quota: {:.1} vs {:.1}",

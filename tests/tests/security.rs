@@ -21,9 +21,12 @@ fn webhook() -> Webhook {
 fn controller() -> Controller {
     let mut models = ModelCatalog::default();
     let (a100, v100) = (models.intern("A100").unwrap(), models.intern("V100-SHARED").unwrap());
-    let nodes = vec![Node::new("a", 64_000, 1 << 20, 8, Some(a100)), Node::new("v", 64_000, 1 << 20, 1, Some(v100))];
+    let nodes =
+        vec![Node::new("a", 64_000, 1 << 20, 8, Some(a100)), Node::new("v", 64_000, 1 << 20, 1, Some(v100))];
     let cluster = Cluster::new(models, nodes);
-    let s = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&cluster), &[PodRequest::whole_gpus(1000, 1024, 1)]));
+    let s = Scheduler::new(
+        PolicyKind::Gantry.build(Scale::of(&cluster), &[PodRequest::whole_gpus(1000, 1024, 1)]),
+    );
     Controller::new(Queue::new(file::parse("t.yaml", TENANTS).unwrap(), cluster, s, Mode::Quota, T0).unwrap())
 }
 
@@ -60,8 +63,16 @@ fn finding_1_a_gpu_pod_created_bound_to_a_node_is_refused() {
 
 #[test]
 fn finding_2_gpus_of_init_containers_and_sidecars_are_counted() {
-    let sidecar = pod("side", json!({}), json!({"initContainers": [{"name": "s", "restartPolicy": "Always", "resources": {"limits": {"nvidia.com/gpu": "64"}}}]}));
-    assert!(validate(&webhook(), &sidecar).contains("asks for 65 nvidia.com/gpu"), "{}", validate(&webhook(), &sidecar));
+    let sidecar = pod(
+        "side",
+        json!({}),
+        json!({"initContainers": [{"name": "s", "restartPolicy": "Always", "resources": {"limits": {"nvidia.com/gpu": "64"}}}]}),
+    );
+    assert!(
+        validate(&webhook(), &sidecar).contains("asks for 65 nvidia.com/gpu"),
+        "{}",
+        validate(&webhook(), &sidecar)
+    );
     // The controller counts it too (the webhook may not have run): never started.
     let mut c = controller();
     let mut actions = c.pod_gated(&sidecar, T0);
@@ -80,14 +91,32 @@ fn finding_3_a_gpu_pod_the_mutating_webhook_never_saw_is_refused() {
 #[test]
 fn finding_4_a_share_of_a_gpu_is_granted_by_the_platform_not_by_the_pod() {
     let w = webhook();
-    let on_a100 = pod("share", json!({"gantry.dev/gpu-milli": "1", "gantry.dev/gpu-models": "A100"}), json!({}));
+    let on_a100 =
+        pod("share", json!({"gantry.dev/gpu-milli": "1", "gantry.dev/gpu-models": "A100"}), json!({}));
     assert!(validate(&w, &on_a100).contains("GPUs of A100 are not shared"), "{}", validate(&w, &on_a100));
-    assert_eq!(validate(&w, &pod("ok", json!({"gantry.dev/gpu-milli": "250", "gantry.dev/gpu-models": "V100-SHARED"}), json!({}))), "");
+    assert_eq!(
+        validate(
+            &w,
+            &pod(
+                "ok",
+                json!({"gantry.dev/gpu-milli": "250", "gantry.dev/gpu-models": "V100-SHARED"}),
+                json!({})
+            )
+        ),
+        ""
+    );
     // In the controller: twenty 1-milli pods asking for A100 are refused, none placed.
     let mut c = controller();
     let mut actions = Vec::new();
     for i in 0..20 {
-        actions.extend(c.pod_gated(&pod(&format!("p{i}"), json!({"gantry.dev/gpu-milli": "1", "gantry.dev/gpu-models": "A100"}), json!({})), T0));
+        actions.extend(c.pod_gated(
+            &pod(
+                &format!("p{i}"),
+                json!({"gantry.dev/gpu-milli": "1", "gantry.dev/gpu-models": "A100"}),
+                json!({}),
+            ),
+            T0,
+        ));
     }
     actions.extend(c.reconcile(T0));
     assert_eq!(started(&actions), 0, "{actions:?}");
@@ -96,10 +125,15 @@ fn finding_4_a_share_of_a_gpu_is_granted_by_the_platform_not_by_the_pod() {
     let mut c = controller();
     let mut actions = Vec::new();
     for i in 0..5 {
-        actions.extend(c.pod_gated(&pod(&format!("q{i}"), json!({"gantry.dev/gpu-milli": "250"}), json!({})), T0));
+        actions.extend(
+            c.pod_gated(&pod(&format!("q{i}"), json!({"gantry.dev/gpu-milli": "250"}), json!({})), T0),
+        );
     }
     actions.extend(c.reconcile(T0));
-    let nodes: Vec<&str> = actions.iter().filter_map(|a| if let Action::Ungate { node, .. } = a { Some(node.as_str()) } else { None }).collect();
+    let nodes: Vec<&str> = actions
+        .iter()
+        .filter_map(|a| if let Action::Ungate { node, .. } = a { Some(node.as_str()) } else { None })
+        .collect();
     assert_eq!(nodes, ["v"; 4], "{actions:?}");
 }
 
@@ -114,6 +148,14 @@ fn finding_5_a_review_of_millions_of_tiny_values_is_refused_unparsed() {
 
 #[test]
 fn gpu_resources_gantry_does_not_count_are_refused_in_tenant_namespaces() {
-    let mig = pod("mig", json!({}), json!({"containers": [{"name": "m", "resources": {"limits": {"nvidia.com/mig-3g.40gb": "1"}}}]}));
-    assert!(validate(&webhook(), &mig).contains("MIG slices are not counted"), "{}", validate(&webhook(), &mig));
+    let mig = pod(
+        "mig",
+        json!({}),
+        json!({"containers": [{"name": "m", "resources": {"limits": {"nvidia.com/mig-3g.40gb": "1"}}}]}),
+    );
+    assert!(
+        validate(&webhook(), &mig).contains("MIG slices are not counted"),
+        "{}",
+        validate(&webhook(), &mig)
+    );
 }

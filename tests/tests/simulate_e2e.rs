@@ -11,14 +11,17 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 const SEEDS: [u64; 2] = [42, 43];
-const POLICIES: [PolicyKind; 4] = [PolicyKind::Random, PolicyKind::BestFit, PolicyKind::Fgd, PolicyKind::Gantry];
+const POLICIES: [PolicyKind; 4] =
+    [PolicyKind::Random, PolicyKind::BestFit, PolicyKind::Fgd, PolicyKind::Gantry];
 
 /// Every 10th node of the openb GPU node list and the first 800 pods of the default pod list.
 fn small_trace() -> &'static Trace {
     static TRACE: OnceLock<Trace> = OnceLock::new();
     TRACE.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../traces/openb");
-        let mut t = Trace::load(&dir.join("openb_node_list_gpu_node.csv"), &dir.join("openb_pod_list_default.csv")).unwrap();
+        let mut t =
+            Trace::load(&dir.join("openb_node_list_gpu_node.csv"), &dir.join("openb_pod_list_default.csv"))
+                .unwrap();
         t.nodes = t.nodes.into_iter().step_by(10).collect();
         t.pods.truncate(800);
         t
@@ -63,16 +66,26 @@ fn the_subset_is_what_we_asked_for() {
 fn report_has_every_policy_with_sane_values() {
     let r = report();
     assert_eq!(r.seeds, SEEDS);
-    assert_eq!(r.results.iter().map(|s| s.policy.as_str()).collect::<Vec<_>>(), ["random", "best-fit", "fgd", "gantry"]);
+    assert_eq!(
+        r.results.iter().map(|s| s.policy.as_str()).collect::<Vec<_>>(),
+        ["random", "best-fit", "fgd", "gantry"]
+    );
     for s in &r.results {
         let p = &s.policy;
         assert_eq!(s.seeds, SEEDS, "{p}");
         let arrived: Vec<u32> = s.unallocated_gpu_pct.iter().map(|c| c.arrived).collect();
-        assert!(arrived.iter().all(|a| REPORT_POINTS.contains(a)) && arrived.windows(2).all(|w| w[0] < w[1]), "{p}: {arrived:?}");
+        assert!(
+            arrived.iter().all(|a| REPORT_POINTS.contains(a)) && arrived.windows(2).all(|w| w[0] < w[1]),
+            "{p}: {arrived:?}"
+        );
         for c in &s.unallocated_gpu_pct {
             let st = c.stats;
             assert!((1..=2).contains(&st.n), "{p}@{}: n = {}", c.arrived, st.n);
-            assert!((0.0..=100.0).contains(&st.mean) && (0.0..=100.0).contains(&st.median) && st.sd >= 0.0, "{p}@{}: {st:?}", c.arrived);
+            assert!(
+                (0.0..=100.0).contains(&st.mean) && (0.0..=100.0).contains(&st.median) && st.sd >= 0.0,
+                "{p}@{}: {st:?}",
+                c.arrived
+            );
         }
         // Inflated to 130 %, every run passes 100 % arrived.
         let at100 = s.unallocated(100).unwrap_or_else(|| panic!("{p}: no value at 100 % arrived"));
@@ -120,7 +133,10 @@ fn runs_satisfy_accounting_facts_and_match_the_report() {
     let trace = small_trace();
     let before: u64 = trace.pods.iter().map(|p| p.request.gpu_total()).sum();
     for (i, &policy) in POLICIES.iter().enumerate() {
-        let runs: Vec<RunResult> = SEEDS.iter().map(|&seed| replay::run(trace, RunSpec { policy, seed, inflate_to: 1.3 }, || {})).collect();
+        let runs: Vec<RunResult> = SEEDS
+            .iter()
+            .map(|&seed| replay::run(trace, RunSpec { policy, seed, inflate_to: 1.3 }, || {}))
+            .collect();
         for r in &runs {
             check_run(r, trace);
             // Inflation appends copies when the trace asks for less than 130 %, and drops pods otherwise.
@@ -132,8 +148,16 @@ fn runs_satisfy_accounting_facts_and_match_the_report() {
         }
         // The report summarises exactly these runs.
         let s = &report().results[i];
-        assert_eq!(s.failed_pods_per_seed, runs.iter().map(|r| r.failed_pods).collect::<Vec<_>>(), "{policy}");
-        assert_eq!(s.never_fit_pods_per_seed, runs.iter().map(|r| r.never_fit_pods).collect::<Vec<_>>(), "{policy}");
+        assert_eq!(
+            s.failed_pods_per_seed,
+            runs.iter().map(|r| r.failed_pods).collect::<Vec<_>>(),
+            "{policy}"
+        );
+        assert_eq!(
+            s.never_fit_pods_per_seed,
+            runs.iter().map(|r| r.never_fit_pods).collect::<Vec<_>>(),
+            "{policy}"
+        );
         let mut at100: Vec<f64> = runs.iter().map(|r| r.unallocated_at(100).unwrap()).collect();
         at100.sort_by(f64::total_cmp);
         assert!((s.unallocated(100).unwrap().median - (at100[0] + at100[1]) / 2.0).abs() < 1e-9, "{policy}");
@@ -150,7 +174,10 @@ fn same_seeds_give_identical_results() {
     // And a single run repeated is the same run.
     let spec = RunSpec { policy: PolicyKind::Random, seed: 7, inflate_to: 1.3 };
     let (a, b) = (replay::run(small_trace(), spec, || {}), replay::run(small_trace(), spec, || {}));
-    assert_eq!((a.allocated_by_arrived, a.failed_pods, a.pods), (b.allocated_by_arrived, b.failed_pods, b.pods));
+    assert_eq!(
+        (a.allocated_by_arrived, a.failed_pods, a.pods),
+        (b.allocated_by_arrived, b.failed_pods, b.pods)
+    );
 }
 
 #[test]
@@ -185,7 +212,10 @@ fn json_csv_and_table_outputs() {
     }
 
     let table = r.to_table();
-    assert!(table.contains("122 nodes") && table.contains("800 pods") && table.contains("2 seeds (42-43)"), "{table}");
+    assert!(
+        table.contains("122 nodes") && table.contains("800 pods") && table.contains("2 seeds (42-43)"),
+        "{table}"
+    );
     for k in POLICIES {
         assert!(table.contains(k.name()), "{table}");
     }

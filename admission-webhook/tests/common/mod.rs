@@ -11,7 +11,8 @@ pub fn fixture(name: &str) -> String {
 }
 
 pub fn policy(scheduler_name: Option<&str>) -> Policy {
-    let tenancy = gantry_core::tenancy::file::parse("tenants.yaml", &fixture("tenants.yaml")).expect("the test tenancy loads");
+    let tenancy = gantry_core::tenancy::file::parse("tenants.yaml", &fixture("tenants.yaml"))
+        .expect("the test tenancy loads");
     Policy::new(tenancy, scheduler_name.map(str::to_string)).expect("a policy")
 }
 
@@ -70,7 +71,8 @@ pub fn patch_of(reply: &Value) -> Vec<Value> {
 
 /// Applies a reply's patch to `pod` as the API server would.
 pub fn apply(pod: &Value, reply: &Value) -> Value {
-    let patch: json_patch::Patch = serde_json::from_value(Value::Array(patch_of(reply))).expect("an RFC 6902 patch");
+    let patch: json_patch::Patch =
+        serde_json::from_value(Value::Array(patch_of(reply))).expect("an RFC 6902 patch");
     let mut out = pod.clone();
     json_patch::patch(&mut out, &patch).expect("the patch applies");
     out

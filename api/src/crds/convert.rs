@@ -16,7 +16,8 @@
 
 use crate::crds::{Budget, Cohort, CohortSpec, FlavorQuota, GpuFlavor, GpuFlavorSpec, Tenant, TenantSpec};
 use gantry_core::tenancy::build::{
-    self, At, Declared, Form, Origin, RawBudget, RawCohort, RawFlavor, RawList, RawQuota, RawTenant, Refusal, Val,
+    self, At, Declared, Form, Origin, RawBudget, RawCohort, RawFlavor, RawList, RawQuota, RawTenant, Refusal,
+    Val,
 };
 use gantry_core::tenancy::{self as core, Kind, Settings, Tenancy, WhenExhausted};
 use std::collections::BTreeMap;
@@ -58,7 +59,9 @@ impl Form for ObjectForm {
         match what {
             Declared::Flavor => "create a GpuFlavor of that name".to_string(),
             Declared::Cohort => "create a Cohort of that name".to_string(),
-            Declared::PriorityClass => "declare it under `priorityClasses` in Gantry's settings file".to_string(),
+            Declared::PriorityClass => {
+                "declare it under `priorityClasses` in Gantry's settings file".to_string()
+            }
         }
     }
 }
@@ -217,10 +220,7 @@ pub fn flavor_object_name(model: &str) -> String {
 ///
 /// Refused, naming what to rename in the tenants file: a cohort whose name cannot be an object
 /// name, two flavors whose models give the same object name.
-pub fn tenancy_to_objects(
-    tenancy: &Tenancy,
-    settings: &Settings,
-) -> Result<TenancyObjects, String> {
+pub fn tenancy_to_objects(tenancy: &Tenancy, settings: &Settings) -> Result<TenancyObjects, String> {
     let mut keys: Vec<String> = Vec::with_capacity(tenancy.flavors.len());
     for flavor in &tenancy.flavors {
         let key = flavor_object_name(&flavor.name);
@@ -248,7 +248,10 @@ pub fn tenancy_to_objects(
         .zip(&keys)
         .map(|(f, key)| {
             let price = (f.price_micros != 0).then(|| build::micro_text(f.price_micros));
-            GpuFlavor::new(key, GpuFlavorSpec { model: f.name.clone(), price, sharing: f.sharing.then_some(true) })
+            GpuFlavor::new(
+                key,
+                GpuFlavorSpec { model: f.name.clone(), price, sharing: f.sharing.then_some(true) },
+            )
         })
         .collect();
     let cohort_name = |c: Option<usize>| c.and_then(|c| tenancy.cohorts.get(c)).map(|c| c.name.clone());
@@ -277,12 +280,14 @@ fn tenant_spec(
 ) -> TenantSpec {
     let class_name = |classes: &[core::PriorityClass], i: usize| classes.get(i).map(|c| c.name.clone());
     let all: Vec<usize> = (0..tenancy.priority_classes.len()).collect();
-    let priority_classes = (t.allowed_classes != all)
-        .then(|| t.allowed_classes.iter().filter_map(|&c| class_name(&tenancy.priority_classes, c)).collect());
+    let priority_classes = (t.allowed_classes != all).then(|| {
+        t.allowed_classes.iter().filter_map(|&c| class_name(&tenancy.priority_classes, c)).collect()
+    });
     let mut kind_priorities = BTreeMap::new();
     for kind in Kind::ALL {
         let class = t.kind_classes.get(kind.index()).and_then(|&c| class_name(&tenancy.priority_classes, c));
-        let default = settings.kind_classes.get(kind.index()).and_then(|&c| class_name(&settings.priority_classes, c));
+        let default =
+            settings.kind_classes.get(kind.index()).and_then(|&c| class_name(&settings.priority_classes, c));
         if let Some(class) = class.filter(|c| Some(c) != default.as_ref()) {
             kind_priorities.insert(kind.name().to_string(), class);
         }

@@ -62,7 +62,14 @@ pub struct ResourceType {
     pub status: bool,
 }
 
-const fn rt(group: &'static str, version: &'static str, plural: &'static str, kind: &'static str, namespaced: bool, status: bool) -> ResourceType {
+const fn rt(
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    status: bool,
+) -> ResourceType {
     ResourceType { group, version, plural, kind, namespaced, status }
 }
 
@@ -153,7 +160,16 @@ impl Request {
 impl std::fmt::Display for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let q = if self.query.is_empty() { String::new() } else { format!("?{}", self.query) };
-        write!(f, "{:>7.3}s [{}] {} {}{} -> {}", self.at.as_secs_f64(), self.client, self.method, self.path, q, self.status)?;
+        write!(
+            f,
+            "{:>7.3}s [{}] {} {}{} -> {}",
+            self.at.as_secs_f64(),
+            self.client,
+            self.method,
+            self.path,
+            q,
+            self.status
+        )?;
         if !self.body.is_null() {
             write!(f, " {}", self.body)?;
         }
@@ -204,7 +220,13 @@ impl Inner {
     }
 
     /// Stores `object` (or deletes it with `None`) under a new resourceVersion and tells watches.
-    fn commit(&mut self, t: &ResourceType, namespace: &str, name: &str, object: Option<Value>) -> Option<Value> {
+    fn commit(
+        &mut self,
+        t: &ResourceType,
+        namespace: &str,
+        name: &str,
+        object: Option<Value>,
+    ) -> Option<Value> {
         self.rv += 1;
         let key = (t.key(), namespace.to_string(), name.to_string());
         let (kind, object) = match object {
@@ -220,7 +242,13 @@ impl Inner {
                 ("DELETED", o)
             }
         };
-        self.history.push(Change { rv: self.rv, resource: t.key(), namespace: namespace.to_string(), kind, object: object.clone() });
+        self.history.push(Change {
+            rv: self.rv,
+            resource: t.key(),
+            namespace: namespace.to_string(),
+            kind,
+            object: object.clone(),
+        });
         Some(object)
     }
 
@@ -293,9 +321,15 @@ impl ApiServer {
     /// Starts the server on 127.0.0.1 (a free port), with RBAC from the chart's rendering.
     pub fn start(options: Options) -> ApiServer {
         let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/scheduler/rbac.yaml");
-        let text = std::fs::read_to_string(&manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
-        let rbac = rbac::Rbac::from_manifests(&text, "gantry-system", "gantry-scheduler").unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+        let text =
+            std::fs::read_to_string(&manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+        let rbac = rbac::Rbac::from_manifests(&text, "gantry-system", "gantry-scheduler")
+            .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("a free port");
         let addr = listener.local_addr().expect("an address");
         let mut types = vec![NODES, PODS, NAMESPACES, EVENTS, LEASES, TENANTS, COHORTS, GPU_FLAVORS];
@@ -313,7 +347,13 @@ impl ApiServer {
             binds: Vec::new(),
         };
         let kubelet = options.kubelet;
-        let shared = Arc::new(Shared { inner: Mutex::new(inner), changed: Notify::new(), options, rbac, started: Instant::now() });
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(inner),
+            changed: Notify::new(),
+            options,
+            rbac,
+            started: Instant::now(),
+        });
         let app = axum::Router::new().fallback(handle).with_state(shared.clone());
         runtime.spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -345,8 +385,12 @@ impl ApiServer {
     }
 
     fn type_of(&self, object: &Value) -> ResourceType {
-        let (api_version, kind) = (object["apiVersion"].as_str().unwrap_or_default(), object["kind"].as_str().unwrap_or_default());
-        self.shared.lock().type_of(api_version, kind).unwrap_or_else(|| panic!("the test server does not serve {api_version} {kind}"))
+        let (api_version, kind) =
+            (object["apiVersion"].as_str().unwrap_or_default(), object["kind"].as_str().unwrap_or_default());
+        self.shared
+            .lock()
+            .type_of(api_version, kind)
+            .unwrap_or_else(|| panic!("the test server does not serve {api_version} {kind}"))
     }
 
     /// Creates an object as a user or controller would (kind and apiVersion say what it is);
@@ -354,7 +398,11 @@ impl ApiServer {
     pub fn create(&self, mut object: Value) -> Value {
         let t = self.type_of(&object);
         let name = object["metadata"]["name"].as_str().expect("metadata.name").to_string();
-        let namespace = if t.namespaced { object["metadata"]["namespace"].as_str().unwrap_or("default").to_string() } else { String::new() };
+        let namespace = if t.namespaced {
+            object["metadata"]["namespace"].as_str().unwrap_or("default").to_string()
+        } else {
+            String::new()
+        };
         if t == PODS {
             assert!(
                 !(gates(&object).next().is_some() && object["spec"]["nodeName"].is_string()),
@@ -362,7 +410,11 @@ impl ApiServer {
             );
         }
         let mut inner = self.shared.lock();
-        assert!(inner.object(&t, &namespace, &name).is_none(), "{} {namespace}/{name} already exists", t.kind);
+        assert!(
+            inner.object(&t, &namespace, &name).is_none(),
+            "{} {namespace}/{name} already exists",
+            t.kind
+        );
         inner.stamp(&t, &namespace, &mut object);
         let stored = inner.commit(&t, &namespace, &name, Some(object)).expect("stored");
         drop(inner);
@@ -371,7 +423,13 @@ impl ApiServer {
     }
 
     /// Changes an object in place (as another controller would); `None` when it is not there.
-    pub fn update(&self, t: &ResourceType, namespace: &str, name: &str, f: impl FnOnce(&mut Value)) -> Option<Value> {
+    pub fn update(
+        &self,
+        t: &ResourceType,
+        namespace: &str,
+        name: &str,
+        f: impl FnOnce(&mut Value),
+    ) -> Option<Value> {
         let mut inner = self.shared.lock();
         let mut object = inner.object(t, namespace, name)?.clone();
         f(&mut object);
@@ -429,8 +487,12 @@ impl ApiServer {
                 return v;
             }
             if Instant::now() > deadline {
-                let log: Vec<String> = self.requests().iter().filter(|r| r.verb != "watch").map(|r| r.to_string()).collect();
-                panic!("timed out after {timeout:?} waiting for {what}; requests so far:\n{}", log.join("\n"));
+                let log: Vec<String> =
+                    self.requests().iter().filter(|r| r.verb != "watch").map(|r| r.to_string()).collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; requests so far:\n{}",
+                    log.join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -461,25 +523,37 @@ fn failure(code: u16, reason: &str, message: impl Into<String>, details: Value) 
 }
 
 fn not_found(t: &ResourceType, name: &str) -> (u16, Value) {
-    failure(404, "NotFound", format!("{} \"{name}\" not found", t.qualified()), json!({"name": name, "group": t.group, "kind": t.plural}))
+    failure(
+        404,
+        "NotFound",
+        format!("{} \"{name}\" not found", t.qualified()),
+        json!({"name": name, "group": t.group, "kind": t.plural}),
+    )
 }
 
 /// What a request is about.
 enum Target {
     /// Discovery and version documents (no RBAC).
     Document(Value),
-    Resource { t: ResourceType, namespace: Option<String>, name: Option<String>, sub: Option<String> },
+    Resource {
+        t: ResourceType,
+        namespace: Option<String>,
+        name: Option<String>,
+        sub: Option<String>,
+    },
     Missing,
 }
 
 fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Option<Value> {
-    let served: Vec<&ResourceType> = types.iter().filter(|t| t.group == group && t.version == version).collect();
+    let served: Vec<&ResourceType> =
+        types.iter().filter(|t| t.group == group && t.version == version).collect();
     if served.is_empty() {
         return None;
     }
     let mut resources = Vec::new();
     for t in served {
-        let verbs = json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]);
+        let verbs =
+            json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]);
         resources.push(json!({"name": t.plural, "singularName": t.kind.to_lowercase(), "namespaced": t.namespaced, "kind": t.kind, "verbs": verbs}));
         if t.status {
             resources.push(json!({"name": format!("{}/status", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}));
@@ -495,10 +569,19 @@ fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Option<V
 fn target(types: &[ResourceType], path: &str) -> Target {
     let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest) = match segs.as_slice() {
-        ["version"] => return Target::Document(json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0", "platform": "linux/amd64"})),
-        ["api"] => return Target::Document(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})),
+        ["version"] => {
+            return Target::Document(
+                json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0", "platform": "linux/amd64"}),
+            )
+        }
+        ["api"] => {
+            return Target::Document(
+                json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+            )
+        }
         ["apis"] => {
-            let mut groups: Vec<(&str, &str)> = types.iter().filter(|t| !t.group.is_empty()).map(|t| (t.group, t.version)).collect();
+            let mut groups: Vec<(&str, &str)> =
+                types.iter().filter(|t| !t.group.is_empty()).map(|t| (t.group, t.version)).collect();
             groups.dedup();
             let groups: Vec<Value> = groups
                 .iter()
@@ -520,11 +603,20 @@ fn target(types: &[ResourceType], path: &str) -> Target {
         ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
         _ => (None, rest),
     };
-    let Some(t) = types.iter().copied().find(|t| t.group == group && t.version == version && t.plural == rest[0]) else { return Target::Missing };
+    let Some(t) =
+        types.iter().copied().find(|t| t.group == group && t.version == version && t.plural == rest[0])
+    else {
+        return Target::Missing;
+    };
     if namespace.is_some() && !t.namespaced || rest.len() > 3 {
         return Target::Missing;
     }
-    Target::Resource { t, namespace, name: rest.get(1).map(|s| s.to_string()), sub: rest.get(2).map(|s| s.to_string()) }
+    Target::Resource {
+        t,
+        namespace,
+        name: rest.get(1).map(|s| s.to_string()),
+        sub: rest.get(2).map(|s| s.to_string()),
+    }
 }
 
 fn query_map(query: &str) -> HashMap<String, String> {
@@ -545,7 +637,9 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -570,12 +664,16 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn handle(axum::extract::State(shared): axum::extract::State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+async fn handle(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    request: axum::extract::Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or_default().to_string();
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let content_type =
+        parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let body: Value = if bytes.is_empty() {
         Value::Null
     } else {
@@ -592,7 +690,11 @@ async fn handle(axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
     let target = target(&types, &path);
     let verb = match (&target, &parts.method) {
         (Target::Resource { name: Some(_), .. }, &Method::GET) => "get",
-        (Target::Resource { .. }, &Method::GET) if params.get("watch").is_some_and(|w| w == "true" || w == "1") => "watch",
+        (Target::Resource { .. }, &Method::GET)
+            if params.get("watch").is_some_and(|w| w == "true" || w == "1") =>
+        {
+            "watch"
+        }
         (Target::Resource { .. }, &Method::GET) => "list",
         (Target::Resource { .. }, &Method::POST) => "create",
         (Target::Resource { .. }, &Method::PUT) => "update",
@@ -615,12 +717,19 @@ async fn handle(axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
     };
     let (code, answer) = match (&user, &target) {
         (None, _) => failure(401, "Unauthorized", "Unauthorized", Value::Null),
-        (Some(_), Target::Missing) => failure(404, "NotFound", "the server could not find the requested resource", Value::Null),
+        (Some(_), Target::Missing) => {
+            failure(404, "NotFound", "the server could not find the requested resource", Value::Null)
+        }
         (Some(_), Target::Document(doc)) => {
             if parts.method == Method::GET {
                 (200, doc.clone())
             } else {
-                failure(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", Value::Null)
+                failure(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                    Value::Null,
+                )
             }
         }
         (Some(user), Target::Resource { t, namespace, name, sub }) => {
@@ -629,14 +738,31 @@ async fn handle(axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
                 None => t.plural.to_string(),
             };
             if !shared.rbac.allows(t.group, &resource, verb, namespace.as_deref()) {
-                let scope = namespace.as_ref().map_or("at the cluster scope".to_string(), |ns| format!("in the namespace \"{ns}\""));
+                let scope = namespace
+                    .as_ref()
+                    .map_or("at the cluster scope".to_string(), |ns| format!("in the namespace \"{ns}\""));
                 let message = format!("{} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{}\" {scope}", t.qualified(), t.group);
-                failure(403, "Forbidden", message, json!({"name": name.clone().unwrap_or_default(), "group": t.group, "kind": t.plural}))
+                failure(
+                    403,
+                    "Forbidden",
+                    message,
+                    json!({"name": name.clone().unwrap_or_default(), "group": t.group, "kind": t.plural}),
+                )
             } else if verb == "watch" {
                 shared.lock().requests.push(record(200));
                 return watch(shared.clone(), *t, namespace.clone(), &params);
             } else {
-                let (code, answer) = resource_call(&shared, verb, t, namespace.as_deref().unwrap_or_default(), name.as_deref(), sub.as_deref(), &params, &content_type, &body);
+                let (code, answer) = resource_call(
+                    &shared,
+                    verb,
+                    t,
+                    namespace.as_deref().unwrap_or_default(),
+                    name.as_deref(),
+                    sub.as_deref(),
+                    &params,
+                    &content_type,
+                    &body,
+                );
                 if code < 300 && verb != "get" && verb != "list" {
                     shared.changed.notify_waiters();
                 }
@@ -697,27 +823,67 @@ fn resource_call(
                     o
                 })
                 .collect();
-            (200, json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": {"resourceVersion": inner.rv.to_string()}, "items": items}))
+            (
+                200,
+                json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": {"resourceVersion": inner.rv.to_string()}, "items": items}),
+            )
         }
         ("create", None, None) => {
             let mut object = body.clone();
             if !object.is_object() {
-                return failure(400, "BadRequest", "the body of the request was in an unknown format", Value::Null);
+                return failure(
+                    400,
+                    "BadRequest",
+                    "the body of the request was in an unknown format",
+                    Value::Null,
+                );
             }
-            if object["apiVersion"].as_str().is_some_and(|v| v != t.api_version()) || object["kind"].as_str().is_some_and(|k| k != t.kind) {
-                return failure(400, "BadRequest", format!("the API version in the data ({}) does not match the expected API version ({})", object["apiVersion"], t.api_version()), Value::Null);
+            if object["apiVersion"].as_str().is_some_and(|v| v != t.api_version())
+                || object["kind"].as_str().is_some_and(|k| k != t.kind)
+            {
+                return failure(
+                    400,
+                    "BadRequest",
+                    format!(
+                        "the API version in the data ({}) does not match the expected API version ({})",
+                        object["apiVersion"],
+                        t.api_version()
+                    ),
+                    Value::Null,
+                );
             }
             if t.namespaced && object["metadata"]["namespace"].as_str().is_some_and(|ns| ns != namespace) {
-                return failure(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request", Value::Null);
+                return failure(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                    Value::Null,
+                );
             }
-            let name = match (object["metadata"]["name"].as_str(), object["metadata"]["generateName"].as_str()) {
-                (Some(n), _) if !n.is_empty() => n.to_string(),
-                (_, Some(prefix)) => format!("{prefix}{:05x}", inner.rv % 0xfffff),
-                _ => return failure(422, "Invalid", format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", t.kind), Value::Null),
-            };
+            let name =
+                match (object["metadata"]["name"].as_str(), object["metadata"]["generateName"].as_str()) {
+                    (Some(n), _) if !n.is_empty() => n.to_string(),
+                    (_, Some(prefix)) => format!("{prefix}{:05x}", inner.rv % 0xfffff),
+                    _ => {
+                        return failure(
+                            422,
+                            "Invalid",
+                            format!(
+                        "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                        t.kind
+                    ),
+                            Value::Null,
+                        )
+                    }
+                };
             object["metadata"]["name"] = json!(name);
             if inner.object(t, namespace, &name).is_some() {
-                return failure(409, "AlreadyExists", format!("{} \"{name}\" already exists", t.qualified()), json!({"name": name, "group": t.group, "kind": t.plural}));
+                return failure(
+                    409,
+                    "AlreadyExists",
+                    format!("{} \"{name}\" already exists", t.qualified()),
+                    json!({"name": name, "group": t.group, "kind": t.plural}),
+                );
             }
             // The server sets these; what a client sends is ignored.
             if let Some(m) = object["metadata"].as_object_mut() {
@@ -740,11 +906,19 @@ fn resource_call(
                 return failure(400, "BadRequest", "an Eviction naming the pod is expected", Value::Null);
             }
             inner.commit(t, namespace, name, None);
-            (201, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
+            (
+                201,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            )
         }
         ("update" | "patch", Some(name), None | Some("status")) => {
             if sub == Some("status") && !t.status {
-                return failure(404, "NotFound", "the server could not find the requested resource", Value::Null);
+                return failure(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                    Value::Null,
+                );
             }
             let key = (t.key(), namespace.to_string(), name.to_string());
             let apply = content_type.starts_with("application/apply-patch");
@@ -780,11 +954,25 @@ fn resource_call(
                 new = body.clone();
                 Ok(())
             } else if apply {
-                let conflicts = inner.owners.get(&key).map(|o| o.conflicts(&manager, &old, body)).unwrap_or_default();
+                let conflicts =
+                    inner.owners.get(&key).map(|o| o.conflicts(&manager, &old, body)).unwrap_or_default();
                 if !conflicts.is_empty() && params.get("force").map(String::as_str) != Some("true") {
-                    let list: Vec<String> = conflicts.iter().map(|(owner, path)| format!("conflict with \"{owner}\": {path}")).collect();
+                    let list: Vec<String> = conflicts
+                        .iter()
+                        .map(|(owner, path)| format!("conflict with \"{owner}\": {path}"))
+                        .collect();
                     let causes: Vec<Value> = conflicts.iter().map(|(owner, path)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{owner}\""), "field": path})).collect();
-                    return failure(409, "Conflict", format!("Apply failed with {} conflict{}: {}", list.len(), if list.len() == 1 { "" } else { "s" }, list.join(", ")), json!({"causes": causes}));
+                    return failure(
+                        409,
+                        "Conflict",
+                        format!(
+                            "Apply failed with {} conflict{}: {}",
+                            list.len(),
+                            if list.len() == 1 { "" } else { "s" },
+                            list.join(", ")
+                        ),
+                        json!({"causes": causes}),
+                    );
                 }
                 patch::strategic(&mut new, body)
             } else if content_type.starts_with("application/strategic-merge-patch+json") {
@@ -798,7 +986,12 @@ fn resource_call(
                 return failure(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"), Value::Null);
             };
             if let Err(e) = patched {
-                return failure(422, "Invalid", format!("{} \"{name}\" is invalid: {e}", t.kind), Value::Null);
+                return failure(
+                    422,
+                    "Invalid",
+                    format!("{} \"{name}\" is invalid: {e}", t.kind),
+                    Value::Null,
+                );
             }
             let new = match admit_update(t, sub, name, &old, new) {
                 Ok(v) => v,
@@ -817,15 +1010,31 @@ fn resource_call(
             Some(o) => (200, o),
             None => not_found(t, name),
         },
-        _ => failure(405, "MethodNotAllowed", format!("{verb} is not supported on {}", t.qualified()), Value::Null),
+        _ => failure(
+            405,
+            "MethodNotAllowed",
+            format!("{verb} is not supported on {}", t.qualified()),
+            Value::Null,
+        ),
     }
 }
 
 /// What the API server keeps of an update: the object's identity never changes; a write to the
 /// object keeps its status and a write to `status` keeps the rest; pods' rules.
-fn admit_update(t: &ResourceType, sub: Option<&str>, name: &str, old: &Value, mut new: Value) -> Result<Value, (u16, Value)> {
+fn admit_update(
+    t: &ResourceType,
+    sub: Option<&str>,
+    name: &str,
+    old: &Value,
+    mut new: Value,
+) -> Result<Value, (u16, Value)> {
     if !new.is_object() {
-        return Err(failure(400, "BadRequest", "the body of the request was in an unknown format", Value::Null));
+        return Err(failure(
+            400,
+            "BadRequest",
+            "the body of the request was in an unknown format",
+            Value::Null,
+        ));
     }
     if t.status {
         if sub == Some("status") {
@@ -895,8 +1104,14 @@ fn admit_update(t: &ResourceType, sub: Option<&str>, name: &str, old: &Value, mu
 }
 
 /// A watch: a chunked stream of JSON lines.
-fn watch(shared: Arc<Shared>, t: ResourceType, namespace: Option<String>, params: &HashMap<String, String>) -> Response {
-    let from: Option<u64> = params.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0").and_then(|v| v.parse().ok());
+fn watch(
+    shared: Arc<Shared>,
+    t: ResourceType,
+    namespace: Option<String>,
+    params: &HashMap<String, String>,
+) -> Response {
+    let from: Option<u64> =
+        params.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0").and_then(|v| v.parse().ok());
     let timeout = params.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).unwrap_or(1800);
     let bookmarks = params.get("allowWatchBookmarks").is_some_and(|v| v == "true");
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(256);
@@ -918,7 +1133,9 @@ fn watch(shared: Arc<Shared>, t: ResourceType, namespace: Option<String>, params
             let inner = shared.lock();
             match from {
                 Some(rv) if rv < inner.compacted || rv > inner.rv => None,
-                Some(rv) => Some((inner.history.partition_point(|c| c.rv <= rv), rv, inner.expirations, Vec::new())),
+                Some(rv) => {
+                    Some((inner.history.partition_point(|c| c.rv <= rv), rv, inner.expirations, Vec::new()))
+                }
                 None => {
                     // No version: the current objects as ADDED, then what follows.
                     let initial: Vec<Bytes> = inner
@@ -985,7 +1202,9 @@ fn watch(shared: Arc<Shared>, t: ResourceType, namespace: Option<String>, params
             }
         }
     });
-    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|b| b.map(Ok::<_, std::convert::Infallible>)));
+    let stream = futures::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|b| b.map(Ok::<_, std::convert::Infallible>))
+    });
     let mut r = Response::new(Body::from_stream(stream));
     r.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("a header"));
     r.into_response()
@@ -1002,10 +1221,15 @@ async fn run_kubelet(shared: Arc<Shared>) {
         notified.as_mut().enable();
         let bound = {
             let mut inner = shared.lock();
-            let first_node = inner.objects(&NODES).next().and_then(|n| n["metadata"]["name"].as_str()).map(str::to_string);
+            let first_node =
+                inner.objects(&NODES).next().and_then(|n| n["metadata"]["name"].as_str()).map(str::to_string);
             let waiting: Vec<Value> = inner
                 .objects(&PODS)
-                .filter(|p| gates(p).next().is_none() && !p["spec"]["nodeName"].is_string() && p["metadata"]["deletionTimestamp"].is_null())
+                .filter(|p| {
+                    gates(p).next().is_none()
+                        && !p["spec"]["nodeName"].is_string()
+                        && p["metadata"]["deletionTimestamp"].is_null()
+                })
                 .cloned()
                 .collect();
             let mut bound = false;
@@ -1016,12 +1240,18 @@ async fn run_kubelet(shared: Arc<Shared>) {
                     None => first_node.clone(),
                 };
                 let Some(node) = node.filter(|n| inner.object(&NODES, "", n).is_some()) else { continue };
-                let (ns, name) = (pod["metadata"]["namespace"].as_str().unwrap_or_default().to_string(), pod["metadata"]["name"].as_str().unwrap_or_default().to_string());
+                let (ns, name) = (
+                    pod["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
+                    pod["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                );
                 pod["spec"]["nodeName"] = json!(node);
                 let now = now_rfc3339();
                 pod["status"]["phase"] = json!("Running");
                 pod["status"]["startTime"] = json!(now);
-                let _ = patch::strategic(&mut pod["status"], &json!({"conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now}, {"type": "Ready", "status": "True", "lastTransitionTime": now}]}));
+                let _ = patch::strategic(
+                    &mut pod["status"],
+                    &json!({"conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now}, {"type": "Ready", "status": "True", "lastTransitionTime": now}]}),
+                );
                 inner.commit(&PODS, &ns, &name, Some(pod));
                 let at = shared.started.elapsed();
                 inner.binds.push(Bind { at, namespace: ns, name, node });

@@ -18,7 +18,14 @@ use std::collections::BTreeMap;
 /// by field name: only the lists Gantry and its libraries patch, plus the common pod ones.
 fn merge_key(field: &str) -> Option<&'static str> {
     Some(match field {
-        "schedulingGates" | "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "volumeMounts" | "imagePullSecrets" => "name",
+        "schedulingGates"
+        | "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "volumeMounts"
+        | "imagePullSecrets" => "name",
         "conditions" => "type",
         "ownerReferences" => "uid",
         "ports" => "containerPort",
@@ -51,7 +58,11 @@ pub fn strategic(target: &mut Value, patch: &Value) -> Result<(), String> {
 fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>) -> Result<(), String> {
     match patch.get("$patch").and_then(Value::as_str) {
         Some("replace") => {
-            *target = patch.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), v.clone())).collect();
+            *target = patch
+                .iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             return Ok(());
         }
         Some("delete") => {
@@ -97,8 +108,14 @@ fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>) -> Res
 fn merge_list(field: &str, mut existing: Vec<Value>, patch: &[Value]) -> Result<Vec<Value>, String> {
     if let Some(k) = merge_key(field) {
         for item in patch {
-            let Some(obj) = item.as_object() else { return Err(format!("{field}: an element of a list merged by {k:?} is not an object: {item}")) };
-            let Some(id) = obj.get(k) else { return Err(format!("{field}: an element has no merge key {k:?}: {item}")) };
+            let Some(obj) = item.as_object() else {
+                return Err(format!(
+                    "{field}: an element of a list merged by {k:?} is not an object: {item}"
+                ));
+            };
+            let Some(id) = obj.get(k) else {
+                return Err(format!("{field}: an element has no merge key {k:?}: {item}"));
+            };
             let at = existing.iter().position(|e| e.get(k) == Some(id));
             match obj.get("$patch").and_then(Value::as_str) {
                 Some("delete") => {
@@ -135,7 +152,8 @@ fn merge_list(field: &str, mut existing: Vec<Value>, patch: &[Value]) -> Result<
 
 /// RFC 6902 JSON patch.
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), String> {
-    let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| format!("not a JSON patch: {e}"))?;
+    let ops: json_patch::Patch =
+        serde_json::from_value(patch.clone()).map_err(|e| format!("not a JSON patch: {e}"))?;
     json_patch::patch(target, &ops).map_err(|e| e.to_string())
 }
 
@@ -156,7 +174,16 @@ pub fn leaves(value: &Value) -> BTreeMap<String, Value> {
     }
     let mut out = BTreeMap::new();
     walk(value, String::new(), &mut out);
-    for fixed in [".apiVersion", ".kind", ".metadata.name", ".metadata.namespace", ".metadata.resourceVersion", ".metadata.uid", ".metadata.creationTimestamp", ".metadata.generation"] {
+    for fixed in [
+        ".apiVersion",
+        ".kind",
+        ".metadata.name",
+        ".metadata.namespace",
+        ".metadata.resourceVersion",
+        ".metadata.uid",
+        ".metadata.creationTimestamp",
+        ".metadata.generation",
+    ] {
         out.remove(fixed);
     }
     out
@@ -220,8 +247,15 @@ mod tests {
         .unwrap();
         assert_eq!(pod["metadata"]["annotations"], json!({"a": "1", "b": "2"}));
         assert_eq!(pod["spec"]["schedulingGates"], json!([{"name": "other"}]));
-        assert_eq!(pod["spec"]["tolerations"], json!([{"key": "y"}]), "lists without a merge key are replaced");
-        assert_eq!(pod["status"]["conditions"][1], json!({"type": "gantry.dev/admitted", "status": "True", "lastTransitionTime": "t0"}));
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([{"key": "y"}]),
+            "lists without a merge key are replaced"
+        );
+        assert_eq!(
+            pod["status"]["conditions"][1],
+            json!({"type": "gantry.dev/admitted", "status": "True", "lastTransitionTime": "t0"})
+        );
         assert_eq!(pod["status"]["conditions"][0]["type"], "Ready");
     }
 
@@ -231,7 +265,10 @@ mod tests {
         let empty = json!({"spec": {}});
         let held = json!({"spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}});
         owners.updated("m-a", &empty, &held);
-        assert_eq!(owners.conflicts("m-b", &held, &json!({"spec": {"holderIdentity": "b"}})), vec![("m-a".to_string(), ".spec.holderIdentity".to_string())]);
+        assert_eq!(
+            owners.conflicts("m-b", &held, &json!({"spec": {"holderIdentity": "b"}})),
+            vec![("m-a".to_string(), ".spec.holderIdentity".to_string())]
+        );
         assert!(owners.conflicts("m-b", &held, &json!({"spec": {"leaseDurationSeconds": 15}})).is_empty());
         assert!(owners.conflicts("m-a", &held, &json!({"spec": {"holderIdentity": "z"}})).is_empty());
         // A release (nulls) by anyone frees the fields.

@@ -33,7 +33,8 @@ impl Rbac {
         for line in text.lines().chain(std::iter::once("---")) {
             if line.trim_end() == "---" {
                 if current.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')) {
-                    let doc: Value = marked_yaml::from_yaml(0, &current).map_err(|e| format!("RBAC manifest: {e}"))?;
+                    let doc: Value =
+                        marked_yaml::from_yaml(0, &current).map_err(|e| format!("RBAC manifest: {e}"))?;
                     docs.push(doc);
                 }
                 current.clear();
@@ -45,18 +46,34 @@ impl Rbac {
         let kind = |d: &Value| d["kind"].as_str().unwrap_or_default().to_string();
         let binds_sa = |d: &Value| {
             d["subjects"].as_array().is_some_and(|s| {
-                s.iter().any(|s| s["kind"] == "ServiceAccount" && s["name"] == sa_name && s["namespace"].as_str().unwrap_or(d["metadata"]["namespace"].as_str().unwrap_or_default()) == sa_namespace)
+                s.iter().any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && s["name"] == sa_name
+                        && s["namespace"]
+                            .as_str()
+                            .unwrap_or(d["metadata"]["namespace"].as_str().unwrap_or_default())
+                            == sa_namespace
+                })
             })
         };
         let mut grants = Vec::new();
-        for binding in docs.iter().filter(|d| matches!(kind(d).as_str(), "ClusterRoleBinding" | "RoleBinding") && binds_sa(d)) {
+        for binding in docs
+            .iter()
+            .filter(|d| matches!(kind(d).as_str(), "ClusterRoleBinding" | "RoleBinding") && binds_sa(d))
+        {
             let role_kind = binding["roleRef"]["kind"].as_str().unwrap_or_default();
             let role_name = binding["roleRef"]["name"].as_str().unwrap_or_default();
             let binding_ns = binding["metadata"]["namespace"].as_str().map(str::to_string);
             let Some(role) = docs.iter().find(|d| {
-                kind(d) == role_kind && d["metadata"]["name"] == role_name && (role_kind == "ClusterRole" || d["metadata"]["namespace"].as_str() == binding_ns.as_deref())
+                kind(d) == role_kind
+                    && d["metadata"]["name"] == role_name
+                    && (role_kind == "ClusterRole"
+                        || d["metadata"]["namespace"].as_str() == binding_ns.as_deref())
             }) else {
-                return Err(format!("RBAC manifest: {} binds {role_kind} {role_name}, which is not there", binding["metadata"]["name"]));
+                return Err(format!(
+                    "RBAC manifest: {} binds {role_kind} {role_name}, which is not there",
+                    binding["metadata"]["name"]
+                ));
             };
             // A ClusterRoleBinding grants everywhere; a RoleBinding only in its namespace.
             let namespace = if kind(binding) == "ClusterRoleBinding" { None } else { binding_ns.clone() };
@@ -64,7 +81,12 @@ impl Rbac {
                 for group in strings(&rule["apiGroups"]) {
                     for resource in strings(&rule["resources"]) {
                         for verb in strings(&rule["verbs"]) {
-                            grants.push(Grant { group: group.clone(), resource: resource.clone(), verb, namespace: namespace.clone() });
+                            grants.push(Grant {
+                                group: group.clone(),
+                                resource: resource.clone(),
+                                verb,
+                                namespace: namespace.clone(),
+                            });
                         }
                     }
                 }

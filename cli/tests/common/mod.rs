@@ -49,7 +49,12 @@ pub fn start(command: &str, args: &[&str]) -> Server {
         .expect("the gantry binary runs");
     let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
     let line = lines.next().expect("a start line").expect("text");
-    let addr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Server { child, addr }
@@ -80,7 +85,8 @@ pub fn deployment_args(manifest: &str) -> Vec<String> {
 
 /// `gantry <args> --help` succeeds: the arguments are ones `gantry` accepts.
 pub fn assert_accepted(args: &[String]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gantry")).args(args).arg("--help").output().expect("gantry runs");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_gantry")).args(args).arg("--help").output().expect("gantry runs");
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 

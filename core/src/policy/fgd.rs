@@ -34,7 +34,11 @@ impl Fgd {
 /// sharing pod tries each GPU it fits and keeps the best (the first by index on ties, compared
 /// after truncation); other pods take the fitting GPUs with the least free milli. Returns the
 /// score and, for a sharing pod, the chosen GPU.
-pub(crate) fn descend(node: &Node, pod: &PodRequest, frag: impl Fn(u32, u64, &[u32]) -> f64) -> (f64, Option<u32>) {
+pub(crate) fn descend(
+    node: &Node,
+    pod: &PodRequest,
+    frag: impl Fn(u32, u64, &[u32]) -> f64,
+) -> (f64, Option<u32>) {
     let before = frag(node.cpu_free, node.memory_free, &node.gpu_free);
     let cpu = node.cpu_free.saturating_sub(scoring_cpu(pod));
     let mem = node.memory_free.saturating_sub(pod.memory_mib);

@@ -64,7 +64,8 @@ impl GantryPolicy {
     /// Free GPU milli the expected workload could not reach with the CPU and memory left.
     pub fn balance(&self, cpu_free: u32, mem_free: u64, gpu_free: u32) -> f64 {
         let reach = |free: f64, per_gpu: f64| if per_gpu > 0.0 { free / per_gpu } else { f64::INFINITY };
-        let reachable = reach(cpu_free as f64, self.cpu_per_gpu).min(reach(mem_free as f64, self.mem_per_gpu));
+        let reachable =
+            reach(cpu_free as f64, self.cpu_per_gpu).min(reach(mem_free as f64, self.mem_per_gpu));
         (gpu_free as f64 - reachable).max(0.0)
     }
 

@@ -64,7 +64,8 @@ pub struct Scale {
 impl Scale {
     pub fn of(cluster: &Cluster) -> Scale {
         let max_cpu = cluster.nodes.iter().map(|n| n.cpu_capacity).max().unwrap_or(1).max(1);
-        let max_gpu = cluster.nodes.iter().map(|n| n.gpu_capacity()).max().unwrap_or(GPU_MILLI).max(GPU_MILLI);
+        let max_gpu =
+            cluster.nodes.iter().map(|n| n.gpu_capacity()).max().unwrap_or(GPU_MILLI).max(GPU_MILLI);
         Scale { max_cpu: max_cpu as f64, max_gpu_milli: max_gpu as f64 }
     }
 }

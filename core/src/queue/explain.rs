@@ -6,7 +6,9 @@
 //! declared allow it, an estimated start.
 
 use super::{GangMisfit, Mode, Queue, State, Workload, WorkloadId};
-use crate::tenancy::{civil_month, next_month_start, FlavorId, Milli, Seconds, TenantId, MILLI_GPU_SECONDS_PER_GPU_HOUR};
+use crate::tenancy::{
+    civil_month, next_month_start, FlavorId, Milli, Seconds, TenantId, MILLI_GPU_SECONDS_PER_GPU_HOUR,
+};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 
@@ -177,10 +179,26 @@ impl Queue {
         let estimated_start = self.estimate_start(w, reason, now);
         let tenant = self.tenancy.tenants[w.tenant].name.clone();
         let message = self.message(w, reason, position, queue_length, estimated_start, now);
-        Some(Explanation { workload: id, tenant, reason: reason.clone(), position, queue_length, estimated_start, message })
+        Some(Explanation {
+            workload: id,
+            tenant,
+            reason: reason.clone(),
+            position,
+            queue_length,
+            estimated_start,
+            message,
+        })
     }
 
-    fn message(&self, w: &Workload, reason: &Reason, position: usize, len: usize, eta: Option<Seconds>, now: Seconds) -> String {
+    fn message(
+        &self,
+        w: &Workload,
+        reason: &Reason,
+        position: usize,
+        len: usize,
+        eta: Option<Seconds>,
+        now: Seconds,
+    ) -> String {
         let tenant = &self.tenancy.tenants[w.tenant].name;
         let head = match reason {
             Reason::Queued => format!("queued behind {} other workloads of {tenant}", position - 1),
@@ -223,13 +241,17 @@ impl Queue {
     fn estimate_start(&self, w: &Workload, reason: &Reason, now: Seconds) -> Option<Seconds> {
         let (flavor, needed_now) = match reason {
             Reason::Budget { resets_at, .. } => return Some(*resets_at),
-            Reason::Quota { flavor, requested, available, .. } => (self.tenancy.flavor(flavor)?, requested.saturating_sub(*available)),
+            Reason::Quota { flavor, requested, available, .. } => {
+                (self.tenancy.flavor(flavor)?, requested.saturating_sub(*available))
+            }
             Reason::NoFit { flavor, pods: _, .. } => {
                 let f = self.tenancy.flavor(flavor)?;
                 (f, w.demand(w.members()))
             }
             Reason::Held { flavor, .. } => (self.tenancy.flavor(flavor)?, w.demand(w.members())),
-            Reason::Queued | Reason::Preempted => (*self.candidate_flavors(w).first()?, w.demand(w.members())),
+            Reason::Queued | Reason::Preempted => {
+                (*self.candidate_flavors(w).first()?, w.demand(w.members()))
+            }
         };
         let ahead: Milli = self.queues[if self.mode == Mode::Fifo { 0 } else { w.tenant }]
             .iter()
@@ -260,7 +282,8 @@ impl Queue {
                 eta = Some(end);
             }
         }
-        let owed = self.quota.usage(w.tenant, flavor) + w.demand(w.members()) <= self.quota.nominal(w.tenant, flavor);
+        let owed = self.quota.usage(w.tenant, flavor) + w.demand(w.members())
+            <= self.quota.nominal(w.tenant, flavor);
         if owed && self.mode == Mode::Quota {
             let t = self.tenancy.timing;
             let bound = (w.submitted + t.reclaim_window).max(now) + t.min_runtime;

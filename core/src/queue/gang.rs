@@ -68,7 +68,11 @@ mod tests {
     fn cluster(gpus: &[u32]) -> Cluster {
         let mut models = ModelCatalog::default();
         let a100 = models.intern("A100").unwrap();
-        let nodes = gpus.iter().enumerate().map(|(i, &g)| Node::new(format!("n{i}"), 64000, 512 * 1024, g, Some(a100))).collect();
+        let nodes = gpus
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| Node::new(format!("n{i}"), 64000, 512 * 1024, g, Some(a100)))
+            .collect();
         Cluster::new(models, nodes)
     }
 

@@ -57,7 +57,13 @@ pub struct Ledger {
 
 impl Ledger {
     /// `prices[t * flavors + f]`; `nominal` likewise; `gpu_flavor[f]` is false for `cpu`.
-    pub fn new(flavors: usize, nominal: Vec<Milli>, prices: Vec<u64>, gpu_flavor: Vec<bool>, now: Seconds) -> Self {
+    pub fn new(
+        flavors: usize,
+        nominal: Vec<Milli>,
+        prices: Vec<u64>,
+        gpu_flavor: Vec<bool>,
+        now: Seconds,
+    ) -> Self {
         let meters = nominal.iter().map(|&n| Meter { usage: 0, nominal: n, since: now }).collect();
         let tenants = nominal.len() / flavors.max(1);
         let month_end = next_month_start(now);

@@ -39,7 +39,13 @@ impl Queue {
     /// [`Queue::new`], except that a GPU flavor whose model the cluster's catalog does not know
     /// yet is not an error: it stays unbound, taking no workloads, until [`Queue::intern_model`]
     /// names its model, and has capacity once nodes of that model are upserted.
-    pub fn new_live(tenancy: Tenancy, cluster: Cluster, scheduler: Scheduler, mode: super::Mode, now: Seconds) -> Queue {
+    pub fn new_live(
+        tenancy: Tenancy,
+        cluster: Cluster,
+        scheduler: Scheduler,
+        mode: super::Mode,
+        now: Seconds,
+    ) -> Queue {
         let flavors = tenancy.bind_partial(&cluster.models);
         Queue::build(tenancy, flavors, cluster, scheduler, mode, now)
     }
@@ -179,7 +185,8 @@ impl Queue {
         if !rec.listed {
             return;
         }
-        let change = |x: &mut Milli, by: Milli| *x = if add { x.saturating_add(by) } else { x.saturating_sub(by) };
+        let change =
+            |x: &mut Milli, by: Milli| *x = if add { x.saturating_add(by) } else { x.saturating_sub(by) };
         if let Some(f) = rec.gpu_flavor {
             list(&mut self.flavor_nodes[f], id, add);
             change(&mut self.capacity[f], rec.gpu_capacity);
@@ -201,7 +208,12 @@ impl Queue {
             return;
         }
         let Some(node) = self.cluster.nodes.get(id) else { return };
-        let now = NodeIndex { idle: node.idle_gpus(), free_gpu: node.gpu_free_total as Milli, free_cpu: node.cpu_free as Milli, ..before };
+        let now = NodeIndex {
+            idle: node.idle_gpus(),
+            free_gpu: node.gpu_free_total as Milli,
+            free_cpu: node.cpu_free as Milli,
+            ..before
+        };
         if let Some(f) = before.gpu_flavor {
             bump(&mut self.idle_hist[f], before.idle, false);
             bump(&mut self.idle_hist[f], now.idle, true);
@@ -233,7 +245,9 @@ impl Queue {
             return false;
         }
         let Some(r) = self.running(id) else { return false };
-        r.pods.iter().any(|(pod, _)| self.cluster.placement(*pod).is_some_and(|p| !self.cluster.is_open(p.node)))
+        r.pods
+            .iter()
+            .any(|(pod, _)| self.cluster.placement(*pod).is_some_and(|p| !self.cluster.is_open(p.node)))
     }
 
     /// The live-cluster part of [`Queue::check_invariants`]: the cluster's own accounting, the
@@ -260,7 +274,11 @@ impl Queue {
             return Err("the flavor binding is stale: the catalog has models it does not map".into());
         }
         if self.node_index.len() != self.cluster.nodes.len() {
-            return Err(format!("{} node records for {} nodes", self.node_index.len(), self.cluster.nodes.len()));
+            return Err(format!(
+                "{} node records for {} nodes",
+                self.node_index.len(),
+                self.cluster.nodes.len()
+            ));
         }
         let nf = self.tenancy.flavors.len();
         let mut expect = Queue::empty_indexes(nf);
@@ -275,7 +293,10 @@ impl Queue {
         for f in 0..nf {
             let name = &self.tenancy.flavors[f].name;
             if self.flavor_nodes[f] != expect.flavor_nodes[f] {
-                return Err(format!("flavor {name}: nodes {:?}, expected {:?}", self.flavor_nodes[f], expect.flavor_nodes[f]));
+                return Err(format!(
+                    "flavor {name}: nodes {:?}, expected {:?}",
+                    self.flavor_nodes[f], expect.flavor_nodes[f]
+                ));
             }
             if self.capacity[f] != expect.capacity[f] || self.room[f] != expect.room[f] {
                 return Err(format!(
@@ -284,7 +305,10 @@ impl Queue {
                 ));
             }
             if trim(&self.idle_hist[f]) != trim(&expect.idle_hist[f]) {
-                return Err(format!("flavor {name}: idle-GPU counts {:?}, expected {:?}", self.idle_hist[f], expect.idle_hist[f]));
+                return Err(format!(
+                    "flavor {name}: idle-GPU counts {:?}, expected {:?}",
+                    self.idle_hist[f], expect.idle_hist[f]
+                ));
             }
         }
         for (key, _, _) in self.cluster.placements().filter(|(k, _, _)| k & EXTERNAL_POD_BIT == 0) {
@@ -297,7 +321,12 @@ impl Queue {
     }
 
     fn empty_indexes(nf: usize) -> Indexes {
-        Indexes { flavor_nodes: vec![Vec::new(); nf], capacity: vec![0; nf], room: vec![0; nf], idle_hist: vec![Vec::new(); nf] }
+        Indexes {
+            flavor_nodes: vec![Vec::new(); nf],
+            capacity: vec![0; nf],
+            room: vec![0; nf],
+            idle_hist: vec![Vec::new(); nf],
+        }
     }
 }
 

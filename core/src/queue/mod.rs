@@ -189,17 +189,32 @@ impl Queue {
     /// starts the ledger's meters. Fails when a GPU flavor names a model the cluster does not
     /// know (see [`Tenancy::bind`]); for a live cluster whose nodes of some model may come later,
     /// see [`Queue::new_live`].
-    pub fn new(tenancy: Tenancy, cluster: Cluster, scheduler: Scheduler, mode: Mode, now: Seconds) -> Result<Queue, String> {
+    pub fn new(
+        tenancy: Tenancy,
+        cluster: Cluster,
+        scheduler: Scheduler,
+        mode: Mode,
+        now: Seconds,
+    ) -> Result<Queue, String> {
         let flavors = tenancy.bind(&cluster.models)?;
         Ok(Queue::build(tenancy, flavors, cluster, scheduler, mode, now))
     }
 
-    fn build(tenancy: Tenancy, flavors: FlavorMap, cluster: Cluster, scheduler: Scheduler, mode: Mode, now: Seconds) -> Queue {
+    fn build(
+        tenancy: Tenancy,
+        flavors: FlavorMap,
+        cluster: Cluster,
+        scheduler: Scheduler,
+        mode: Mode,
+        now: Seconds,
+    ) -> Queue {
         let nf = tenancy.flavors.len();
         let nt = tenancy.tenants.len();
         let quota = QuotaTree::new(&tenancy);
-        let ceilings = (0..nt).flat_map(|t| (0..nf).map(move |f| (t, f))).map(|(t, f)| quota.ceiling(t, f)).collect();
-        let nominal = (0..nt).flat_map(|t| (0..nf).map(move |f| (t, f))).map(|(t, f)| quota.nominal(t, f)).collect();
+        let ceilings =
+            (0..nt).flat_map(|t| (0..nf).map(move |f| (t, f))).map(|(t, f)| quota.ceiling(t, f)).collect();
+        let nominal =
+            (0..nt).flat_map(|t| (0..nf).map(move |f| (t, f))).map(|(t, f)| quota.nominal(t, f)).collect();
         let prices = tenancy.tenants.iter().flat_map(|t| t.prices_micros.iter().copied()).collect();
         let gpu_flavor = tenancy.flavors.iter().map(|f| !f.is_cpu()).collect();
         let queues = vec![BTreeSet::new(); nt.max(1)];
@@ -313,7 +328,10 @@ impl Queue {
         self.now = now;
         w.validate().map_err(Refusal)?;
         if w.tenant >= self.tenancy.tenants.len() {
-            return Err(Refusal(format!("workload {} names tenant #{}, which does not exist", w.name, w.tenant)));
+            return Err(Refusal(format!(
+                "workload {} names tenant #{}, which does not exist",
+                w.name, w.tenant
+            )));
         }
         if self.entries.contains_key(&w.id) {
             return Err(Refusal(format!("workload id {} is already queued or running", w.id)));
@@ -331,7 +349,10 @@ impl Queue {
         if self.mode == Mode::Quota {
             self.refuse_if_never(&w)?;
             if let Some(b) = tenant.budget {
-                if b.when_exhausted == WhenExhausted::Refuse && self.ledger.month_gpu_use(w.tenant, now) >= b.milli_gpu_seconds && w.wants_gpu() {
+                if b.when_exhausted == WhenExhausted::Refuse
+                    && self.ledger.month_gpu_use(w.tenant, now) >= b.milli_gpu_seconds
+                    && w.wants_gpu()
+                {
                     return Err(Refusal(explain::budget_message(self, w.tenant, now)));
                 }
             }
@@ -352,7 +373,11 @@ impl Queue {
     fn refuse_if_no_node(&self, w: &Workload) -> Result<(), Refusal> {
         let flavors = self.candidate_flavors(w);
         let members = w.member_requests(w.min_members);
-        let fits_somewhere = |f: FlavorId| members.iter().all(|p| self.flavor_nodes[f].iter().any(|&n| could_ever_fit(&self.cluster.nodes[n], p)));
+        let fits_somewhere = |f: FlavorId| {
+            members
+                .iter()
+                .all(|p| self.flavor_nodes[f].iter().any(|&n| could_ever_fit(&self.cluster.nodes[n], p)))
+        };
         if flavors.iter().any(|&f| fits_somewhere(f)) {
             return Ok(());
         }
@@ -486,7 +511,10 @@ impl Queue {
         if self.queues[q].len() > SCAN_DEPTH {
             // The oldest work past its reclaim window, wherever it is in priority order.
             let overdue = self.by_age[q].iter().take_while(|&&(t, _)| now >= t + window).take(PREEMPT_DEPTH);
-            let extra: Vec<Key> = overdue.map(|&(t, id)| (Reverse(self.entries[&id].priority), t, id)).filter(|k| !keys.contains(k)).collect();
+            let extra: Vec<Key> = overdue
+                .map(|&(t, id)| (Reverse(self.entries[&id].priority), t, id))
+                .filter(|k| !keys.contains(k))
+                .collect();
             keys.extend(extra);
         }
         for (i, key) in keys.into_iter().enumerate() {
@@ -497,7 +525,8 @@ impl Queue {
                 Ok(a) => return Some(a),
                 Err(reason) => {
                     let blocks = matches!(reason, Reason::Budget { .. });
-                    if let Some(Entry { state: State::Pending { reason: r }, .. }) = self.entries.get_mut(&id) {
+                    if let Some(Entry { state: State::Pending { reason: r }, .. }) = self.entries.get_mut(&id)
+                    {
                         *r = reason;
                     }
                     if blocks {
@@ -510,7 +539,13 @@ impl Queue {
     }
 
     /// Budget, quota, placement and preemption for one workload (steps 2a-2d).
-    fn try_admit(&mut self, id: WorkloadId, now: Seconds, may_preempt: bool, out: &mut CycleOutcome) -> Result<Admission, Reason> {
+    fn try_admit(
+        &mut self,
+        id: WorkloadId,
+        now: Seconds,
+        may_preempt: bool,
+        out: &mut CycleOutcome,
+    ) -> Result<Admission, Reason> {
         if self.stopped.contains(&id) {
             return Err(Reason::Preempted);
         }
@@ -533,7 +568,16 @@ impl Queue {
         // up that fits, found by halving (fewer members always fit where more do).
         let mut first_reason = None;
         if let Some((f, pods)) = self.fit_members(&w, w.members(), opportunistic, &mut first_reason) {
-            return Ok(self.admit(&w, f, w.members(), w.demand(w.members()), priority, opportunistic, pods, now));
+            return Ok(self.admit(
+                &w,
+                f,
+                w.members(),
+                w.demand(w.members()),
+                priority,
+                opportunistic,
+                pods,
+                now,
+            ));
         }
         let (mut lo, mut hi) = (w.min_members, w.members() - 1);
         let mut best = None;
@@ -592,14 +636,27 @@ impl Queue {
 
     /// Places the members on flavor `f`. With `memo`, shapes that did not fit are remembered
     /// until the flavor frees capacity (admissions only take capacity, so they would fail again).
-    fn place(&mut self, w: &Workload, f: FlavorId, members: &[PodRequest], memo: bool) -> Result<Vec<(u64, Placement)>, Reason> {
+    fn place(
+        &mut self,
+        w: &Workload,
+        f: FlavorId,
+        members: &[PodRequest],
+        memo: bool,
+    ) -> Result<Vec<(u64, Placement)>, Reason> {
         let key = (f, members.to_vec());
         if memo && self.failed.contains(&key) {
             return Err(explain::no_fit_reason(self, f, members.len(), explain::NoFit::SameShapeFailed));
         }
         let ids: Vec<u64> = (0..members.len() as u64).map(|i| pod_id(w.id, i)).collect();
         let nodes = std::mem::take(&mut self.flavor_nodes[f]);
-        let placed = place_gang(&mut self.cluster, &mut self.scheduler, &nodes, members, &ids, w.id.wrapping_mul(0x9E37_79B9));
+        let placed = place_gang(
+            &mut self.cluster,
+            &mut self.scheduler,
+            &nodes,
+            members,
+            &ids,
+            w.id.wrapping_mul(0x9E37_79B9),
+        );
         self.flavor_nodes[f] = nodes;
         match placed {
             Ok(p) => {
@@ -621,22 +678,39 @@ impl Queue {
     /// the order of its pod sets), as after a restart: its pods are allocated exactly there and
     /// its quota is charged as it is, even above limits, since the pods run whatever the rules
     /// say. Fails, changing nothing, when a placement names no node or does not fit.
-    pub fn restore(&mut self, w: Workload, placements: Vec<Placement>, at: Seconds, now: Seconds) -> Result<(), Refusal> {
+    pub fn restore(
+        &mut self,
+        w: Workload,
+        placements: Vec<Placement>,
+        at: Seconds,
+        now: Seconds,
+    ) -> Result<(), Refusal> {
         w.validate().map_err(Refusal)?;
         if self.entries.contains_key(&w.id) || w.tenant >= self.tenancy.tenants.len() {
             return Err(Refusal(format!("workload {} is already known or names no tenant", w.name)));
         }
-        let requests: Vec<PodRequest> = w.pod_sets.iter().flat_map(|s| std::iter::repeat_n(s.request, s.count as usize)).collect();
+        let requests: Vec<PodRequest> =
+            w.pod_sets.iter().flat_map(|s| std::iter::repeat_n(s.request, s.count as usize)).collect();
         if requests.len() != placements.len() {
-            return Err(Refusal(format!("workload {}: {} pods but {} placements", w.name, requests.len(), placements.len())));
+            return Err(Refusal(format!(
+                "workload {}: {} pods but {} placements",
+                w.name,
+                requests.len(),
+                placements.len()
+            )));
         }
         let flavor = if w.wants_gpu() {
-            placements.iter().find_map(|p| self.cluster.nodes.get(p.node).and_then(|n| n.model).and_then(|m| self.flavors.of_model(m)))
+            placements.iter().find_map(|p| {
+                self.cluster.nodes.get(p.node).and_then(|n| n.model).and_then(|m| self.flavors.of_model(m))
+            })
         } else {
             self.flavors.cpu
         };
         let Some(f) = flavor else {
-            return Err(Refusal(format!("workload {} runs on nodes whose GPU model no flavor names", w.name)));
+            return Err(Refusal(format!(
+                "workload {} runs on nodes whose GPU model no flavor names",
+                w.name
+            )));
         };
         let ids: Vec<u64> = (0..requests.len() as u64).map(|i| pod_id(w.id, i)).collect();
         for (i, (r, p)) in requests.iter().zip(&placements).enumerate() {
@@ -671,7 +745,13 @@ impl Queue {
 
     /// Quota and a placement for the first `n` members of `w` on some flavor (steps 2b-2c): the
     /// flavor and the pods placed (allocated), or `None` with the first reason noted.
-    fn fit_members(&mut self, w: &Workload, n: u32, opportunistic: bool, first_reason: &mut Option<Reason>) -> Option<(FlavorId, Vec<(u64, Placement)>)> {
+    fn fit_members(
+        &mut self,
+        w: &Workload,
+        n: u32,
+        opportunistic: bool,
+        first_reason: &mut Option<Reason>,
+    ) -> Option<(FlavorId, Vec<(u64, Placement)>)> {
         let members = w.member_requests(n);
         let demand = w.demand(n);
         for f in self.candidate_flavors(w) {
@@ -680,14 +760,17 @@ impl Queue {
                 first_reason.get_or_insert_with(|| explain::quota_reason(self, w, f, demand));
                 continue;
             }
-            let borrows = opportunistic || self.quota.usage(w.tenant, f) + demand > self.quota.nominal(w.tenant, f);
+            let borrows =
+                opportunistic || self.quota.usage(w.tenant, f) + demand > self.quota.nominal(w.tenant, f);
             if self.mode == Mode::Quota && borrows && self.is_held(f, w.id) {
                 first_reason.get_or_insert_with(|| explain::held_reason(self, f));
                 continue;
             }
             // c. placement (not even tried when the flavor lacks the free GPUs)
             if preempt::free(self, f) < demand || !self.idle_gpus_suffice(f, &members) {
-                first_reason.get_or_insert_with(|| explain::no_fit_reason(self, f, members.len(), explain::NoFit::TooFewFree));
+                first_reason.get_or_insert_with(|| {
+                    explain::no_fit_reason(self, f, members.len(), explain::NoFit::TooFewFree)
+                });
                 continue;
             }
             match self.place(w, f, &members, true) {
@@ -779,7 +862,10 @@ impl Queue {
     }
 
     fn running_below(&self, t: TenantId, f: FlavorId, priority: i32) -> Milli {
-        self.running_priorities[t * self.tenancy.flavors.len() + f].range(..priority).map(|(_, &(_, d))| d).sum()
+        self.running_priorities[t * self.tenancy.flavors.len() + f]
+            .range(..priority)
+            .map(|(_, &(_, d))| d)
+            .sum()
     }
 
     /// Capacity of flavor `f` was freed: shapes that failed on its nodes may fit now. The `cpu`
@@ -876,13 +962,24 @@ impl Queue {
         for t in 0..self.tenancy.tenants.len() {
             for f in 0..nf {
                 if usage[t * nf + f] != self.quota.usage(t, f) {
-                    return Err(format!("tenant {t} flavor {f}: usage {} but running demand {}", self.quota.usage(t, f), usage[t * nf + f]));
+                    return Err(format!(
+                        "tenant {t} flavor {f}: usage {} but running demand {}",
+                        self.quota.usage(t, f),
+                        usage[t * nf + f]
+                    ));
                 }
                 if self.mode == Mode::Quota && usage[t * nf + f] as i64 > self.ceilings[t * nf + f] {
-                    return Err(format!("tenant {t} flavor {f}: usage {} above its ceiling {}", usage[t * nf + f], self.ceilings[t * nf + f]));
+                    return Err(format!(
+                        "tenant {t} flavor {f}: usage {} above its ceiling {}",
+                        usage[t * nf + f],
+                        self.ceilings[t * nf + f]
+                    ));
                 }
                 if self.mode == Mode::Quota && self.quota.available(t, f) < 0 {
-                    return Err(format!("tenant {t} flavor {f}: negative available quota {}", self.quota.available(t, f)));
+                    return Err(format!(
+                        "tenant {t} flavor {f}: negative available quota {}",
+                        self.quota.available(t, f)
+                    ));
                 }
             }
         }

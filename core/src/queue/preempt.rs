@@ -126,7 +126,8 @@ pub(super) fn room_after_reclaim(q: &mut Queue, w: &Workload, priority: i32, now
     let wake = q.wake;
     for f in q.candidate_flavors(w) {
         let victims = candidates(q, w, f, priority, &members, now, true);
-        let removed: Vec<Suspended> = victims.into_iter().map(|(id, reclaim, _)| suspend(q, id, reclaim)).collect();
+        let removed: Vec<Suspended> =
+            victims.into_iter().map(|(id, reclaim, _)| suspend(q, id, reclaim)).collect();
         let mut fits = false;
         if q.quota.available(w.tenant, f) as i128 >= demand as i128 || q.mode == super::Mode::Fifo {
             if let Ok(pods) = q.place(w, f, &members, false) {
@@ -170,7 +171,8 @@ fn candidates(
     now: Seconds,
     what_if: bool,
 ) -> Vec<(WorkloadId, bool, bool)> {
-    let demand: Milli = members.iter().map(|m| if w.wants_gpu() { m.gpu_total() } else { m.cpu_milli as Milli }).sum();
+    let demand: Milli =
+        members.iter().map(|m| if w.wants_gpu() { m.gpu_total() } else { m.cpu_milli as Milli }).sum();
     let timing = q.tenancy.timing;
     let owed = fits_nominal(q, w.tenant, f, demand, q.running_below(w.tenant, f, priority));
     let window_over = what_if || now >= w.submitted + timing.reclaim_window;
@@ -268,7 +270,8 @@ fn by_node(q: &Queue, eligible: Vec<Eligible>, members: &[PodRequest]) -> Vec<(W
         let Some(r) = q.running(e.5) else { continue };
         for (pod, req) in &r.pods {
             if let Some(p) = q.cluster.placement(*pod) {
-                let slot = nodes.entry(p.node).or_insert((0, (false, false, i32::MIN), Seconds::MIN, Vec::new()));
+                let slot =
+                    nodes.entry(p.node).or_insert((0, (false, false, i32::MIN), Seconds::MIN, Vec::new()));
                 slot.0 += req.gpu_total();
                 slot.1 = slot.1.max((e.0, e.1, e.2));
                 slot.2 = slot.2.max(r.at);
@@ -330,7 +333,8 @@ fn suspend(q: &mut Queue, id: WorkloadId, reclaim: bool) -> Suspended {
         let State::Running(r) = &e.state else { unreachable!("candidates are running") };
         (e.w.tenant, r.clone())
     };
-    let placements: Vec<(u64, Placement)> = r.pods.iter().filter_map(|(pod, _)| q.cluster.release(*pod).ok().map(|p| (*pod, p))).collect();
+    let placements: Vec<(u64, Placement)> =
+        r.pods.iter().filter_map(|(pod, _)| q.cluster.release(*pod).ok().map(|p| (*pod, p))).collect();
     for (_, p) in &placements {
         q.touch(p.node);
     }
@@ -379,7 +383,13 @@ fn restore(q: &mut Queue, s: &Suspended) {
 /// A workload that reclaims other tenants' work must land within its tenant's nominal quota (its
 /// own lower-priority work stopped as needed): above it, it would be borrowed work itself, which
 /// its victims could reclaim in turn (a loop).
-fn reclaim_lands_within_nominal(q: &Queue, w: &Workload, f: FlavorId, demand: Milli, removed: &[Suspended]) -> bool {
+fn reclaim_lands_within_nominal(
+    q: &Queue,
+    w: &Workload,
+    f: FlavorId,
+    demand: Milli,
+    removed: &[Suspended],
+) -> bool {
     !removed.iter().any(|s| s.reclaim) || q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f)
 }
 
@@ -408,9 +418,12 @@ fn minimal_victims(
         if !try_restore(q, &removed[i]) {
             continue;
         }
-        let others: Vec<&Suspended> = removed.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, s)| s).collect();
-        let lands = !others.iter().any(|s| s.reclaim) || q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
-        let fits = lands && (q.quota.available(w.tenant, f) as i128) >= demand as i128 && free(q, f) >= demand;
+        let others: Vec<&Suspended> =
+            removed.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, s)| s).collect();
+        let lands = !others.iter().any(|s| s.reclaim)
+            || q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
+        let fits =
+            lands && (q.quota.available(w.tenant, f) as i128) >= demand as i128 && free(q, f) >= demand;
         match fits.then(|| q.place(w, f, members, false)) {
             Some(Ok(probe)) => {
                 q.unplace(probe);
@@ -443,7 +456,10 @@ fn keep_only_needed(q: &mut Queue, w: &Workload, f: FlavorId, demand: Milli, rem
         // The tenant's own work comes back only while a reclaimer stays within nominal.
         let own = !removed[i].reclaim;
         let reclaims = removed.iter().any(|s| s.reclaim);
-        if own && reclaims && q.quota.usage(w.tenant, f) + q.running_demand(removed[i].id) > q.quota.nominal(w.tenant, f) {
+        if own
+            && reclaims
+            && q.quota.usage(w.tenant, f) + q.running_demand(removed[i].id) > q.quota.nominal(w.tenant, f)
+        {
             continue;
         }
         if try_restore(q, &removed[i]) {

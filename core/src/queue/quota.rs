@@ -179,7 +179,11 @@ mod tests {
     fn tenancy(quotas: &[TenantQuota], cohorts: &[Option<usize>]) -> Tenancy {
         Tenancy {
             flavors: vec![Flavor { name: "A100".into(), price_micros: 0, sharing: false }],
-            cohorts: cohorts.iter().enumerate().map(|(i, &parent)| Cohort { name: format!("c{i}"), parent }).collect(),
+            cohorts: cohorts
+                .iter()
+                .enumerate()
+                .map(|(i, &parent)| Cohort { name: format!("c{i}"), parent })
+                .collect(),
             tenants: quotas
                 .iter()
                 .enumerate()
@@ -213,7 +217,14 @@ mod tests {
     #[test]
     fn borrowing_and_lending_limits_in_a_cohort() {
         // t0 lends at most 2 of its 8; t1 may borrow at most 1 above its 4.
-        let t = tenancy(&[(8000, None, Some(2000), Some(0)), (4000, Some(1000), None, Some(0)), (4000, None, None, Some(0))], &[None]);
+        let t = tenancy(
+            &[
+                (8000, None, Some(2000), Some(0)),
+                (4000, Some(1000), None, Some(0)),
+                (4000, None, None, Some(0)),
+            ],
+            &[None],
+        );
         let mut q = QuotaTree::new(&t);
         // Pool: 2 from t0, 4 from t1, 4 from t2.
         assert_eq!(q.available(0, 0), 6000 + 10000);
@@ -231,7 +242,8 @@ mod tests {
     #[test]
     fn a_parent_cohort_lends_between_child_cohorts() {
         // root c0 with children c1 {t0} and c2 {t1}.
-        let t = tenancy(&[(4000, None, None, Some(1)), (4000, None, None, Some(2))], &[None, Some(0), Some(0)]);
+        let t =
+            tenancy(&[(4000, None, None, Some(1)), (4000, None, None, Some(2))], &[None, Some(0), Some(0)]);
         let mut q = QuotaTree::new(&t);
         assert_eq!(q.available(0, 0), 8000);
         q.add(1, 0, 6000);

@@ -91,14 +91,24 @@ impl Workload {
     /// Checks the shape; the message says what to fix.
     pub fn validate(&self) -> Result<(), String> {
         if self.id > MAX_WORKLOAD_ID {
-            return Err(format!("workload {} has id {}; ids must be at most {MAX_WORKLOAD_ID}", self.name, self.id));
+            return Err(format!(
+                "workload {} has id {}; ids must be at most {MAX_WORKLOAD_ID}",
+                self.name, self.id
+            ));
         }
         let members = self.members();
         if members == 0 {
-            return Err(format!("workload {} has no pods; give at least one pod set a count above 0", self.name));
+            return Err(format!(
+                "workload {} has no pods; give at least one pod set a count above 0",
+                self.name
+            ));
         }
         if members >= MAX_MEMBERS {
-            return Err(format!("workload {} has {members} pods; at most {} are supported", self.name, MAX_MEMBERS - 1));
+            return Err(format!(
+                "workload {} has {members} pods; at most {} are supported",
+                self.name,
+                MAX_MEMBERS - 1
+            ));
         }
         if self.min_members == 0 || self.min_members > members {
             return Err(format!(

@@ -15,8 +15,8 @@
 //! were handed over. A form that reports one refusal (the tenants file) reports the first.
 
 use super::{
-    Budget, Cohort, Flavor, FlavorQuota, Kind, Milli, PriorityClass, Seconds, Settings, Tenancy, Tenant, Timing,
-    WhenExhausted,
+    Budget, Cohort, Flavor, FlavorQuota, Kind, Milli, PriorityClass, Seconds, Settings, Tenancy, Tenant,
+    Timing, WhenExhausted,
 };
 use std::collections::HashMap;
 
@@ -227,7 +227,8 @@ pub fn settings(raw: &RawSettings, form: &dyn Form) -> Result<Settings, Vec<Refu
         None => "USD".to_string(),
     };
     let default = Timing::default();
-    let mut time = |v: &Option<Val>, default| v.as_ref().map_or(Some(default), |v| refusals.keep(duration(v)));
+    let mut time =
+        |v: &Option<Val>, default| v.as_ref().map_or(Some(default), |v| refusals.keep(duration(v)));
     let reclaim_window = time(&raw.reclaim_window, default.reclaim_window).unwrap_or_default();
     let min_runtime = time(&raw.min_runtime, default.min_runtime).unwrap_or_default();
     let priority_classes = classes(raw.priority_classes.as_ref(), &mut refusals);
@@ -267,14 +268,18 @@ pub fn tenancy(
 
 /// The built-in priority classes, one per [`Kind`] named after it, at its default priority.
 pub fn builtin_classes() -> Vec<PriorityClass> {
-    Kind::ALL.into_iter().map(|k| PriorityClass { name: k.name().to_string(), value: k.default_priority() }).collect()
+    Kind::ALL
+        .into_iter()
+        .map(|k| PriorityClass { name: k.name().to_string(), value: k.default_priority() })
+        .collect()
 }
 
 /// Per kind: the class named after it, else the class whose value is closest to the kind's
 /// default priority (ties to the lower value).
 pub fn default_kind_classes(classes: &[PriorityClass]) -> [usize; 5] {
     Kind::ALL.map(|kind| {
-        let distance = |c: &PriorityClass| ((i64::from(c.value) - i64::from(kind.default_priority())).abs(), c.value);
+        let distance =
+            |c: &PriorityClass| ((i64::from(c.value) - i64::from(kind.default_priority())).abs(), c.value);
         let closest = classes.iter().enumerate().min_by_key(|(_, c)| distance(c)).map(|(i, _)| i);
         classes.iter().position(|c| c.name == kind.name()).or(closest).unwrap_or(0)
     })
@@ -284,7 +289,8 @@ pub fn default_kind_classes(classes: &[PriorityClass]) -> [usize; 5] {
 fn classes(raw: Option<&RawList<RawClass>>, refusals: &mut Refusals) -> Vec<PriorityClass> {
     let Some(list) = raw else { return builtin_classes() };
     if list.items.is_empty() {
-        let problem = "the list is empty; list at least one class, or remove the key to use the built-in classes";
+        let problem =
+            "the list is empty; list at least one class, or remove the key to use the built-in classes";
         refusals.push(&list.at, problem);
     }
     let mut names = Names::new("priority class");
@@ -324,10 +330,16 @@ fn build_flavors(raw: &[RawFlavor], refusals: &mut Refusals) -> (Vec<Flavor>, Ve
         let sharing = flavor.sharing.as_ref().map_or(Ok(false), |v| match v.s() {
             "true" => Ok(true),
             "false" => Ok(false),
-            other => refuse(&v.at, format!("sharing is {other:?}; write true (pods may share its GPUs) or false")),
+            other => {
+                refuse(&v.at, format!("sharing is {other:?}; write true (pods may share its GPUs) or false"))
+            }
         });
         let sharing = refusals.keep(sharing).unwrap_or(false);
-        flavors.push(Flavor { name: flavor.name.s().to_string(), price_micros: price.unwrap_or_default(), sharing });
+        flavors.push(Flavor {
+            name: flavor.name.s().to_string(),
+            price_micros: price.unwrap_or_default(),
+            sharing,
+        });
         flavor_keys.push(flavor.key.as_ref().unwrap_or(&flavor.name).s().to_string());
     }
     (flavors, flavor_keys)
@@ -352,7 +364,8 @@ fn build_cohorts(raw: &[RawCohort], form: &dyn Form, refusals: &mut Refusals) ->
     }
     for (i, c) in raw.iter().enumerate() {
         let (Some(parent), Some(cycle)) = (&c.parent, cycle_from(&cohorts, i)) else { continue };
-        let names: Vec<&str> = cycle.iter().filter_map(|&c| cohorts.get(c)).map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> =
+            cycle.iter().filter_map(|&c| cohorts.get(c)).map(|c| c.name.as_str()).collect();
         refusals.push(&parent.at, format!("cohort cycle: {}; remove one parent", names.join(" -> ")));
     }
     cohorts
@@ -403,7 +416,8 @@ impl Shared<'_> {
     ) -> Vec<T> {
         for (flavor, raw) in entries {
             let keys = self.keys.iter().map(String::as_str);
-            let Some(f) = refusals.keep(lookup(flavor, keys, "flavor", self.form.declare(Declared::Flavor))) else {
+            let Some(f) = refusals.keep(lookup(flavor, keys, "flavor", self.form.declare(Declared::Flavor)))
+            else {
                 continue;
             };
             if let (Some(v), Some(slot)) = (refusals.keep(value(raw)), init.get_mut(f)) {
@@ -491,10 +505,15 @@ fn tenant(t: &RawTenant, namespaces: Vec<String>, shared: &Shared, refusals: &mu
 
 /// The classes the tenant may use; `None` when refused.
 fn allowed_classes(t: &RawTenant, shared: &Shared, refusals: &mut Refusals) -> Option<Vec<usize>> {
-    let Some(list) = &t.priority_classes else { return Some((0..shared.settings.priority_classes.len()).collect()) };
+    let Some(list) = &t.priority_classes else {
+        return Some((0..shared.settings.priority_classes.len()).collect());
+    };
     let before = refusals.0.len();
     if list.items.is_empty() {
-        refusals.push(&list.at, "the list is empty; list at least one class, or remove the key to allow them all");
+        refusals.push(
+            &list.at,
+            "the list is empty; list at least one class, or remove the key to allow them all",
+        );
     }
     let mut allowed = Vec::with_capacity(list.items.len());
     for item in &list.items {
@@ -509,7 +528,12 @@ fn allowed_classes(t: &RawTenant, shared: &Shared, refusals: &mut Refusals) -> O
 }
 
 /// The class per kind: the tenant's override, else the cluster-wide one; each must be allowed.
-fn kind_classes(t: &RawTenant, shared: &Shared, allowed: Option<&[usize]>, refusals: &mut Refusals) -> [usize; 5] {
+fn kind_classes(
+    t: &RawTenant,
+    shared: &Shared,
+    allowed: Option<&[usize]>,
+    refusals: &mut Refusals,
+) -> [usize; 5] {
     let mut kinds = shared.settings.kind_classes;
     let mut overrides: [Option<&At>; 5] = [None; 5];
     let mut refused = false;
@@ -524,7 +548,9 @@ fn kind_classes(t: &RawTenant, shared: &Shared, allowed: Option<&[usize]>, refus
         }
     }
     let Some(allowed) = allowed.filter(|_| !refused) else { return kinds };
-    let Some(kind) = Kind::ALL.into_iter().find(|k| !allowed.contains(&kinds[k.index()])) else { return kinds };
+    let Some(kind) = Kind::ALL.into_iter().find(|k| !allowed.contains(&kinds[k.index()])) else {
+        return kinds;
+    };
     let class = shared.class_name(kinds[kind.index()]);
     let names: Vec<&str> = allowed.iter().map(|&c| shared.class_name(c)).collect();
     let names = names.join(", ");
@@ -554,7 +580,8 @@ fn quota(raw: &RawQuota) -> One<FlavorQuota> {
     let nominal = amount(&raw.nominal, "nominal", &QUANTITY);
     let borrowing_limit = get(&raw.borrowing_limit, "borrowingLimit");
     let lending_limit = get(&raw.lending_limit, "lendingLimit");
-    let quota = FlavorQuota { nominal: nominal?, borrowing_limit: borrowing_limit?, lending_limit: lending_limit? };
+    let quota =
+        FlavorQuota { nominal: nominal?, borrowing_limit: borrowing_limit?, lending_limit: lending_limit? };
     match (quota.lending_limit, &raw.lending_limit) {
         (Some(lend), Some(v)) if lend > quota.nominal => {
             let problem = format!(
@@ -581,8 +608,9 @@ fn budget(raw: &RawBudget) -> One<Budget> {
             "idle-only" => WhenExhausted::IdleOnly,
             "refuse" => WhenExhausted::Refuse,
             other => {
-                let problem =
-                    format!("unknown value `{other}`; write `idle-only` (run only on idle capacity) or `refuse`");
+                let problem = format!(
+                    "unknown value `{other}`; write `idle-only` (run only on idle capacity) or `refuse`"
+                );
                 return refuse(&v.at, problem);
             }
         },
@@ -646,7 +674,12 @@ impl<'a> Names<'a> {
 
 /// Index of the item named by `v` in `names`; `what` names the kind of item and `declare` says
 /// how to declare one, for the error.
-fn lookup<'n>(v: &Val, names: impl Iterator<Item = &'n str> + Clone, what: &str, declare: String) -> One<usize> {
+fn lookup<'n>(
+    v: &Val,
+    names: impl Iterator<Item = &'n str> + Clone,
+    what: &str,
+    declare: String,
+) -> One<usize> {
     let name = v.s();
     if let Some(i) = names.clone().position(|n| n == name) {
         return Ok(i);

@@ -137,11 +137,21 @@ fn settings_tree(text: &str) -> Res<Settings> {
     build::settings(&settings_raw(&top)?, &FileForm).map_err(first)
 }
 
-const TOP_KEYS: &[&str] = &["currency", "timing", "flavors", "priorityClasses", "kindPriorities", "cohorts", "tenants"];
+const TOP_KEYS: &[&str] =
+    &["currency", "timing", "flavors", "priorityClasses", "kindPriorities", "cohorts", "tenants"];
 const SETTINGS_KEYS: &[&str] = &["currency", "timing", "priorityClasses", "kindPriorities"];
 const OBJECT_KEYS: &[&str] = &["flavors", "cohorts", "tenants"];
-const TENANT_KEYS: &[&str] =
-    &["name", "namespaces", "cohort", "weight", "priorityClasses", "kindPriorities", "quotas", "prices", "budget"];
+const TENANT_KEYS: &[&str] = &[
+    "name",
+    "namespaces",
+    "cohort",
+    "weight",
+    "priorityClasses",
+    "kindPriorities",
+    "quotas",
+    "prices",
+    "budget",
+];
 
 /// The file's words for declaring a missing name.
 struct FileForm;
@@ -198,21 +208,26 @@ fn join(parent: &str, key: &str) -> String {
 
 fn yaml_error(e: LoadError) -> TenantFileError {
     let (marker, problem) = match &e {
-        LoadError::ScanError(m, scan) => {
-            (Some(*m), format!("YAML syntax error: {}; check the indentation, colons and brackets", scan.info()))
-        }
+        LoadError::ScanError(m, scan) => (
+            Some(*m),
+            format!("YAML syntax error: {}; check the indentation, colons and brackets", scan.info()),
+        ),
         LoadError::DuplicateKey(dup) => {
             let first = key_line(&dup.prev_key).map_or(String::new(), |l| format!(" (first on line {l})"));
-            let problem = format!("key `{}` appears twice in the same mapping{first}; remove one", dup.key.as_str());
+            let problem =
+                format!("key `{}` appears twice in the same mapping{first}; remove one", dup.key.as_str());
             return err(key_line(&dup.key), dup.key.as_str(), problem);
         }
         LoadError::TopLevelMustBeMapping(m) | LoadError::TopLevelMustBeSequence(m) => {
             (Some(*m), "the file must be a mapping with keys such as `flavors:` and `tenants:`".to_string())
         }
-        LoadError::UnexpectedAnchor(m) => {
-            (Some(*m), "YAML anchors and aliases (&name, *name) are not supported; write the values out".to_string())
+        LoadError::UnexpectedAnchor(m) => (
+            Some(*m),
+            "YAML anchors and aliases (&name, *name) are not supported; write the values out".to_string(),
+        ),
+        LoadError::UnexpectedTag(m) => {
+            (Some(*m), "YAML tags (!name) are not supported; remove the tag".to_string())
         }
-        LoadError::UnexpectedTag(m) => (Some(*m), "YAML tags (!name) are not supported; remove the tag".to_string()),
         LoadError::MappingKeyMustBeScalar(m) => {
             (Some(*m), "mapping keys must be plain names, not lists or mappings".to_string())
         }
@@ -317,7 +332,8 @@ impl<'a> Obj<'a> {
 
     /// The value of a required key; `hint` says what to write.
     fn req(&self, key: &str, hint: &str) -> Res<&'a Node> {
-        let missing = || err(line(self.node), &self.field(key), format!("missing required key `{key}`; {hint}"));
+        let missing =
+            || err(line(self.node), &self.field(key), format!("missing required key `{key}`; {hint}"));
         self.opt(key).ok_or_else(missing)
     }
 
@@ -369,7 +385,13 @@ fn flavors(top: &Obj) -> Res<Vec<RawFlavor>> {
     let mut flavors = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let obj = Obj::new(item, &format!("flavors[{i}]"), &["name", "price", "sharing"])?;
-        flavors.push(RawFlavor { at: obj.at(), name: obj.name("flavor")?, key: None, price: obj.opt_val("price")?, sharing: obj.opt_val("sharing")? });
+        flavors.push(RawFlavor {
+            at: obj.at(),
+            name: obj.name("flavor")?,
+            key: None,
+            price: obj.opt_val("price")?,
+            sharing: obj.opt_val("sharing")?,
+        });
     }
     Ok(flavors)
 }
@@ -396,7 +418,8 @@ fn tenants(top: &Obj) -> Res<Vec<RawTenant>> {
 
 fn tenant(obj: &Obj) -> Res<RawTenant> {
     let name = obj.name("tenant")?;
-    let hint = "list the Kubernetes namespaces whose workloads belong to this tenant, e.g. `namespaces: [team-a]`";
+    let hint =
+        "list the Kubernetes namespaces whose workloads belong to this tenant, e.g. `namespaces: [team-a]`";
     let namespaces = val_list(obj.req("namespaces", hint)?, &obj.field("namespaces"))?;
     let map = |key: &str, value: fn(&Node, &str) -> Res<_>| {
         obj.opt(key).map_or(Ok(Vec::new()), |node| name_map(node, &obj.field(key), value))
@@ -407,9 +430,14 @@ fn tenant(obj: &Obj) -> Res<RawTenant> {
         namespaces,
         cohort: obj.opt_val("cohort")?,
         weight: obj.opt_val("weight")?,
-        priority_classes: obj.opt("priorityClasses").map(|n| val_list(n, &obj.field("priorityClasses"))).transpose()?,
+        priority_classes: obj
+            .opt("priorityClasses")
+            .map(|n| val_list(n, &obj.field("priorityClasses")))
+            .transpose()?,
         kind_priorities: map("kindPriorities", val)?,
-        quotas: obj.opt("quotas").map_or(Ok(Vec::new()), |node| name_map(node, &obj.field("quotas"), quota))?,
+        quotas: obj
+            .opt("quotas")
+            .map_or(Ok(Vec::new()), |node| name_map(node, &obj.field("quotas"), quota))?,
         prices: map("prices", val)?,
         budget: obj.opt("budget").map(|n| budget(n, &obj.field("budget"))).transpose()?,
     })
@@ -417,7 +445,8 @@ fn tenant(obj: &Obj) -> Res<RawTenant> {
 
 fn quota(node: &Node, field: &str) -> Res<RawQuota> {
     if let Node::Scalar(s) = node {
-        let problem = format!("expected a mapping, found a single value; write `{{nominal: {}}}`", s.as_str());
+        let problem =
+            format!("expected a mapping, found a single value; write `{{nominal: {}}}`", s.as_str());
         return fail(node, field, problem);
     }
     let obj = Obj::new(node, field, &["nominal", "borrowingLimit", "lendingLimit"])?;

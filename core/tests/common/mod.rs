@@ -38,11 +38,7 @@ pub struct Q {
 
 impl Q {
     pub fn n(nominal: u64) -> Q {
-        Q {
-            nominal,
-            borrow: None,
-            lend: None,
-        }
+        Q { nominal, borrow: None, lend: None }
     }
     pub fn borrow(mut self, limit: u64) -> Q {
         self.borrow = Some(limit);
@@ -75,11 +71,7 @@ impl TenancyBuilder {
             t: Tenancy {
                 flavors: flavors
                     .iter()
-                    .map(|n| Flavor {
-                        name: n.to_string(),
-                        price_micros: 1_000_000,
-                        sharing: false,
-                    })
+                    .map(|n| Flavor { name: n.to_string(), price_micros: 1_000_000, sharing: false })
                     .collect(),
                 cohorts: Vec::new(),
                 tenants: Vec::new(),
@@ -91,30 +83,20 @@ impl TenancyBuilder {
     }
 
     pub fn timing(mut self, reclaim_window: Seconds, min_runtime: Seconds) -> Self {
-        self.t.timing = Timing {
-            reclaim_window,
-            min_runtime,
-        };
+        self.t.timing = Timing { reclaim_window, min_runtime };
         self
     }
 
     /// A cohort, optionally under an already declared parent.
     pub fn cohort(mut self, name: &str, parent: Option<&str>) -> Self {
         let parent = parent.map(|p| self.cohort_id(p));
-        self.t.cohorts.push(Cohort {
-            name: name.into(),
-            parent,
-        });
+        self.t.cohorts.push(Cohort { name: name.into(), parent });
         self
     }
 
     /// A tenant with one quota per flavor (in flavor order), optionally in a declared cohort.
     pub fn tenant(mut self, name: &str, cohort: Option<&str>, quotas: &[Q]) -> Self {
-        assert_eq!(
-            quotas.len(),
-            self.t.flavors.len(),
-            "one quota per flavor for tenant {name}"
-        );
+        assert_eq!(quotas.len(), self.t.flavors.len(), "one quota per flavor for tenant {name}");
         let cohort = cohort.map(|c| self.cohort_id(c));
         self.t.tenants.push(Tenant {
             name: name.into(),
@@ -138,10 +120,8 @@ impl TenancyBuilder {
 
     pub fn budget(mut self, tenant: &str, gpu_hours: u64, when_exhausted: WhenExhausted) -> Self {
         let t = self.tenant_id(tenant);
-        self.t.tenants[t].budget = Some(Budget {
-            milli_gpu_seconds: gpu_hours * MILLI_GPU_SECONDS_PER_GPU_HOUR,
-            when_exhausted,
-        });
+        self.t.tenants[t].budget =
+            Some(Budget { milli_gpu_seconds: gpu_hours * MILLI_GPU_SECONDS_PER_GPU_HOUR, when_exhausted });
         self
     }
 
@@ -157,9 +137,7 @@ impl TenancyBuilder {
             .unwrap_or_else(|| panic!("declare cohort {name} first"))
     }
     fn tenant_id(&self, name: &str) -> TenantId {
-        self.t
-            .tenant(name)
-            .unwrap_or_else(|| panic!("declare tenant {name} first"))
+        self.t.tenant(name).unwrap_or_else(|| panic!("declare tenant {name} first"))
     }
 }
 
@@ -240,11 +218,7 @@ impl WB {
     }
     pub fn pods(mut self, count: u32, request: PodRequest) -> Self {
         let name = format!("set{}", self.w.pod_sets.len());
-        self.w.pod_sets.push(PodSet {
-            name,
-            count,
-            request,
-        });
+        self.w.pod_sets.push(PodSet { name, count, request });
         self
     }
     pub fn min(mut self, min_members: u32) -> Self {
@@ -291,9 +265,5 @@ pub fn assert_consistent(q: &Queue) {
         panic!("invariant broken: {e}");
     }
     let pods: usize = q.running_workloads().map(|(_, r)| r.pods.len()).sum();
-    assert_eq!(
-        q.cluster().placed_pods(),
-        pods,
-        "placed pods vs running pods"
-    );
+    assert_eq!(q.cluster().placed_pods(), pods, "placed pods vs running pods");
 }

@@ -8,9 +8,9 @@ use gantry_node_agent::podresources::proto::pod_resources_lister_server::{
     PodResourcesLister, PodResourcesListerServer,
 };
 use gantry_node_agent::podresources::proto::{
-    AllocatableResourcesRequest, AllocatableResourcesResponse, ContainerDevices,
-    ContainerResources, GetPodResourcesRequest, GetPodResourcesResponse, ListPodResourcesRequest,
-    ListPodResourcesResponse, NumaNode, PodResources, TopologyInfo,
+    AllocatableResourcesRequest, AllocatableResourcesResponse, ContainerDevices, ContainerResources,
+    GetPodResourcesRequest, GetPodResourcesResponse, ListPodResourcesRequest, ListPodResourcesResponse,
+    NumaNode, PodResources, TopologyInfo,
 };
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -65,24 +65,14 @@ pub fn device(resource: &str, id: &str, numa: i64) -> ContainerDevices {
     ContainerDevices {
         resource_name: resource.to_string(),
         device_ids: vec![id.to_string()],
-        topology: Some(TopologyInfo {
-            nodes: vec![NumaNode { id: numa }],
-        }),
+        topology: Some(TopologyInfo { nodes: vec![NumaNode { id: numa }] }),
     }
 }
 
 pub fn container(name: &str, devices: Vec<ContainerDevices>) -> ContainerResources {
-    ContainerResources {
-        name: name.to_string(),
-        devices,
-        ..Default::default()
-    }
+    ContainerResources { name: name.to_string(), devices, ..Default::default() }
 }
 
 pub fn pod(namespace: &str, name: &str, containers: Vec<ContainerResources>) -> PodResources {
-    PodResources {
-        name: name.to_string(),
-        namespace: namespace.to_string(),
-        containers,
-    }
+    PodResources { name: name.to_string(), namespace: namespace.to_string(), containers }
 }

@@ -47,12 +47,17 @@ impl Ca {
     }
 
     pub fn leaf(&self, serial: u64) -> Leaf {
-        let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         params.serial_number = Some(SerialNumber::from(serial));
         params.distinguished_name.push(DnType::CommonName, format!("gantry test server {serial}"));
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf { cert_pem: format!("{}{}", cert.pem(), self.issuer.pem()), key_pem: key.serialize_pem(), der: cert.der().clone() }
+        Leaf {
+            cert_pem: format!("{}{}", cert.pem(), self.issuer.pem()),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
     }
 }
 
@@ -96,7 +101,10 @@ impl Gate {
     }
 
     pub async fn wait_entered(&self) {
-        tokio::time::timeout(Duration::from_secs(5), self.entered.lock().await.recv()).await.expect("request never reached the handler").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), self.entered.lock().await.recv())
+            .await
+            .expect("request never reached the handler")
+            .unwrap();
     }
 
     pub fn release(&self) {
@@ -163,17 +171,23 @@ pub struct Reply {
 pub fn client_config(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
 }
 
 /// GET `path` over HTTPS on a new connection, trusting only `ca`, offering `alpn`.
-pub async fn get_tls(addr: SocketAddr, ca: &CertificateDer<'static>, alpn: &[&[u8]], path: &str) -> Result<Reply, BoxError> {
+pub async fn get_tls(
+    addr: SocketAddr,
+    ca: &CertificateDer<'static>,
+    alpn: &[&[u8]],
+    path: &str,
+) -> Result<Reply, BoxError> {
     let tcp = TcpStream::connect(addr).await?;
     let connector = tokio_rustls::TlsConnector::from(client_config(ca, alpn));
     let stream = connector.connect(ServerName::try_from("localhost")?, tcp).await?;
@@ -181,7 +195,8 @@ pub async fn get_tls(addr: SocketAddr, ca: &CertificateDer<'static>, alpn: &[&[u
     let peer = session.peer_certificates().and_then(|c| c.first()).map(|c| c.clone().into_owned());
     let negotiated = session.alpn_protocol().map(|p| p.to_vec());
     let (status, body) = if negotiated.as_deref() == Some(b"h2") {
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         request(&mut sender, addr, path).await?
     } else {
@@ -202,17 +217,27 @@ pub async fn get_plain(addr: SocketAddr, path: &str) -> Result<Reply, BoxError> 
 }
 
 fn build(addr: SocketAddr, path: &str) -> Result<hyper::Request<Empty<Bytes>>, BoxError> {
-    Ok(hyper::Request::get(format!("http://{addr}{path}")).header("host", addr.to_string()).body(Empty::new())?)
+    Ok(hyper::Request::get(format!("http://{addr}{path}"))
+        .header("host", addr.to_string())
+        .body(Empty::new())?)
 }
 
-pub async fn request1(sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>, addr: SocketAddr, path: &str) -> Result<(u16, String), BoxError> {
+pub async fn request1(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<(u16, String), BoxError> {
     let response = sender.send_request(build(addr, path)?).await?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, String::from_utf8(body.to_vec())?))
 }
 
-async fn request(sender: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>, addr: SocketAddr, path: &str) -> Result<(u16, String), BoxError> {
+async fn request(
+    sender: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<(u16, String), BoxError> {
     let response = sender.send_request(build(addr, path)?).await?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();

@@ -132,15 +132,23 @@ impl GenSpec {
             return Err(format!("days is {}; give an arrival window of at least one second", self.days));
         }
         if !(self.load.is_finite() && self.load > 0.0) {
-            return Err(format!("load is {}; give a positive fraction of the cluster's GPU capacity", self.load));
+            return Err(format!(
+                "load is {}; give a positive fraction of the cluster's GPU capacity",
+                self.load
+            ));
         }
         Ok(())
     }
 }
 
 /// Share of arrivals by kind, in percent (for tenants with GPU quota).
-pub const KIND_MIX: [(Kind, u32); 5] =
-    [(Kind::PipelineStep, 35), (Kind::Training, 25), (Kind::Batch, 20), (Kind::Notebook, 12), (Kind::Serving, 8)];
+pub const KIND_MIX: [(Kind, u32); 5] = [
+    (Kind::PipelineStep, 35),
+    (Kind::Training, 25),
+    (Kind::Batch, 20),
+    (Kind::Notebook, 12),
+    (Kind::Serving, 8),
+];
 
 /// Mean length of a tenant's active period, in days.
 pub const MEAN_ACTIVE_DAYS: f64 = 2.0;
@@ -196,7 +204,12 @@ pub fn runtime(kind: Kind) -> Runtime {
 /// # Panics
 ///
 /// When [`GenSpec::validate`] fails.
-pub fn generate(tenancy: &Tenancy, flavors: &FlavorMap, gpu_capacity_milli: u64, spec: &GenSpec) -> Vec<SimWorkload> {
+pub fn generate(
+    tenancy: &Tenancy,
+    flavors: &FlavorMap,
+    gpu_capacity_milli: u64,
+    spec: &GenSpec,
+) -> Vec<SimWorkload> {
     generate_with_scale(tenancy, flavors, gpu_capacity_milli, spec).0
 }
 
@@ -264,7 +277,8 @@ pub fn generate_with_scale(
 /// GPU-seconds the workloads ask for in all: Σ GPUs × duration over every pod (a shared GPU counts
 /// as its fraction).
 pub fn offered_gpu_seconds(workloads: &[SimWorkload]) -> f64 {
-    workloads.iter().map(|w| gpu_milli(&w.workload.pod_sets) as f64 * w.duration as f64).sum::<f64>() / GPU_MILLI as f64
+    workloads.iter().map(|w| gpu_milli(&w.workload.pod_sets) as f64 * w.duration as f64).sum::<f64>()
+        / GPU_MILLI as f64
 }
 
 fn gpu_milli(pod_sets: &[PodSet]) -> u64 {
@@ -318,7 +332,9 @@ fn apportion(n: usize, weights: &[f64]) -> Vec<usize> {
     let mut counts: Vec<usize> = exact.iter().map(|&e| e.floor() as usize).collect();
     let given: usize = counts.iter().sum();
     let mut order: Vec<usize> = (0..weights.len()).filter(|&i| exact[i] > 0.0).collect();
-    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b))
+    });
     for &i in order.iter().cycle().take(n.saturating_sub(given)) {
         counts[i] += 1;
     }
@@ -342,7 +358,8 @@ impl Schedule {
         let (mut t, mut total) = (0.0, 0.0);
         let (mut segments, mut mass) = (Vec::new(), Vec::new());
         while t < end {
-            let (mean, rate) = if active { (MEAN_ACTIVE_DAYS, ACTIVE_RATE_FACTOR) } else { (MEAN_QUIET_DAYS, 1.0) };
+            let (mean, rate) =
+                if active { (MEAN_ACTIVE_DAYS, ACTIVE_RATE_FACTOR) } else { (MEAN_QUIET_DAYS, 1.0) };
             let next = (t + exponential(rng, mean * DAY)).min(end);
             total += (next - t) * rate;
             segments.push((t, next, rate));
@@ -559,8 +576,10 @@ mod tests {
 
     /// Flavors A100, V100M32 (models 0 and 1) and, if `cpu`, cpu; quotas in GPUs and cores.
     fn tenancy(quotas: &[(u64, u64, u64)], cpu: bool) -> (Tenancy, FlavorMap) {
-        let mut flavors =
-            vec![Flavor { name: "A100".into(), price_micros: 0, sharing: true }, Flavor { name: "V100M32".into(), price_micros: 0, sharing: true }];
+        let mut flavors = vec![
+            Flavor { name: "A100".into(), price_micros: 0, sharing: true },
+            Flavor { name: "V100M32".into(), price_micros: 0, sharing: true },
+        ];
         if cpu {
             flavors.push(Flavor { name: "cpu".into(), price_micros: 0, sharing: false });
         }
@@ -704,14 +723,20 @@ mod tests {
         let max = ws.iter().map(|w| w.workload.members()).max().unwrap();
         assert_eq!(max, 32);
         for w in ws.iter().filter(|w| w.workload.members() == 32) {
-            assert_ne!(w.workload.models, Some(ModelSet::from_iter([V100])), "256 GPUs do not fit the V100 quota");
+            assert_ne!(
+                w.workload.models,
+                Some(ModelSet::from_iter([V100])),
+                "256 GPUs do not fit the V100 quota"
+            );
         }
     }
 
     #[test]
     fn offered_load_meets_target() {
         let (t, f) = venus();
-        for (n, days, load) in [(20_000, 23.0, 1.0), (20_000, 10.0, 1.0), (5_000, 60.0, 0.7), (2_000, 3.0, 1.5)] {
+        for (n, days, load) in
+            [(20_000, 23.0, 1.0), (20_000, 10.0, 1.0), (5_000, 60.0, 0.7), (2_000, 3.0, 1.5)]
+        {
             let s = GenSpec { load, ..spec(4, n, days) };
             let (ws, scale) = generate_with_scale(&t, &f, VENUS_GPU_MILLI, &s);
             let target = load * 968.0 * days * DAY;
@@ -753,7 +778,11 @@ mod tests {
         }
         for (i, &(a, v, _)) in VENUS.iter().enumerate() {
             let want = n as f64 * (a + v) as f64 / 968.0;
-            assert!((counts[i] as f64 - want).abs() <= 1.0, "tenant {i}: {} arrivals, want {want:.1}", counts[i]);
+            assert!(
+                (counts[i] as f64 - want).abs() <= 1.0,
+                "tenant {i}: {} arrivals, want {want:.1}",
+                counts[i]
+            );
         }
     }
 
@@ -786,7 +815,8 @@ mod tests {
         assert_eq!(by_tenant.get(&(0, v100)), None, "an A100-only tenant never needs a V100");
         assert_eq!(by_tenant.get(&(1, a100)), None);
         for tenant in 0..3 {
-            let pinned = by_tenant.get(&(tenant, a100)).unwrap_or(&0) + by_tenant.get(&(tenant, v100)).unwrap_or(&0);
+            let pinned =
+                by_tenant.get(&(tenant, a100)).unwrap_or(&0) + by_tenant.get(&(tenant, v100)).unwrap_or(&0);
             let any = by_tenant[&(tenant, None)];
             let share = pinned as f64 / (pinned + any) as f64;
             assert!((share - ONE_MODEL_SHARE).abs() < 0.04, "tenant {tenant}: {share:.3} pinned");
@@ -824,7 +854,8 @@ mod tests {
         assert!(GenSpec { load: 0.0, ..spec(1, 10, 1.0) }.validate().is_err());
         assert!(GenSpec { load: f64::NAN, ..spec(1, 10, 1.0) }.validate().is_err());
         // A tiny load leaves every run time at its lower clip.
-        let (ws, scale) = generate_with_scale(&t, &f, VENUS_GPU_MILLI, &GenSpec { load: 1e-6, ..spec(1, 500, 5.0) });
+        let (ws, scale) =
+            generate_with_scale(&t, &f, VENUS_GPU_MILLI, &GenSpec { load: 1e-6, ..spec(1, 500, 5.0) });
         assert_eq!(scale, 0.0);
         assert!(ws.iter().all(|w| w.duration == runtime(w.workload.kind).min as Seconds));
     }

@@ -49,18 +49,31 @@ pub struct MultiSpec {
 }
 
 /// Runs every setup over the same workloads (in parallel) and summarizes them.
-pub fn simulate_tenants(tenancy: &Tenancy, models: &ModelCatalog, nodes: &[Node], workloads: &[SimWorkload], spec: &MultiSpec) -> Result<MultiReport, String> {
+pub fn simulate_tenants(
+    tenancy: &Tenancy,
+    models: &ModelCatalog,
+    nodes: &[Node],
+    workloads: &[SimWorkload],
+    spec: &MultiSpec,
+) -> Result<MultiReport, String> {
     tenancy.bind(models)?;
     let outcomes: Vec<Result<timeline::Outcome, String>> = spec
         .setups
         .par_iter()
         .map(|&setup| {
-            let t = TimelineSpec { setup, policy: spec.policy, start: spec.start, end: spec.end, sample_every: spec.sample_every };
+            let t = TimelineSpec {
+                setup,
+                policy: spec.policy,
+                start: spec.start,
+                end: spec.end,
+                sample_every: spec.sample_every,
+            };
             timeline::run(tenancy, models, nodes, workloads, &t)
         })
         .collect();
     let span = spec.end - spec.start;
-    let setups = outcomes.into_iter().map(|o| o.map(|o| SetupSummary::of(o, span))).collect::<Result<Vec<_>, _>>()?;
+    let setups =
+        outcomes.into_iter().map(|o| o.map(|o| SetupSummary::of(o, span))).collect::<Result<Vec<_>, _>>()?;
     Ok(MultiReport {
         workload: spec.workload.clone(),
         tenants_file: spec.tenants_file.clone(),

@@ -28,10 +28,17 @@ pub fn kind_of_qos(qos: &str) -> Kind {
 }
 
 /// The trace's pods as workloads of the tenancy's tenants, sorted by submission time.
-pub fn workloads(trace: &Trace, tenancy: &Tenancy, seed: u64, start: Seconds) -> Result<Vec<SimWorkload>, String> {
+pub fn workloads(
+    trace: &Trace,
+    tenancy: &Tenancy,
+    seed: u64,
+    start: Seconds,
+) -> Result<Vec<SimWorkload>, String> {
     let total: f64 = tenancy.tenants.iter().map(|t| t.weight).sum();
     if tenancy.tenants.is_empty() || total.is_nan() || total <= 0.0 {
-        return Err("the tenants file has no tenant with a positive weight to give the trace's pods to".into());
+        return Err(
+            "the tenants file has no tenant with a positive weight to give the trace's pods to".into()
+        );
     }
     let mut order: Vec<usize> = (0..trace.pods.len()).collect();
     order.sort_by(|&a, &b| trace.pods[a].name.cmp(&trace.pods[b].name));
@@ -65,7 +72,9 @@ pub fn workloads(trace: &Trace, tenancy: &Tenancy, seed: u64, start: Seconds) ->
             duration,
         });
     }
-    out.sort_by(|a, b| a.workload.submitted.cmp(&b.workload.submitted).then(a.workload.name.cmp(&b.workload.name)));
+    out.sort_by(|a, b| {
+        a.workload.submitted.cmp(&b.workload.submitted).then(a.workload.name.cmp(&b.workload.name))
+    });
     for (i, w) in out.iter_mut().enumerate() {
         w.workload.id = i as u64 + 1;
     }

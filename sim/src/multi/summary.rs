@@ -124,7 +124,11 @@ impl SetupSummary {
                     guaranteed_gpu_hours: hours(t.guaranteed),
                     borrowed_gpu_hours: hours(t.borrowed),
                     cost: t.cost_micros as f64 / 1e6,
-                    months: t.months.iter().map(|(m, u)| (m.clone(), u.cost_micros as f64 / 1e6, hours(u.gpu_milli_seconds))).collect(),
+                    months: t
+                        .months
+                        .iter()
+                        .map(|(m, u)| (m.clone(), u.cost_micros as f64 / 1e6, hours(u.gpu_milli_seconds)))
+                        .collect(),
                     budget_gpu_hours: t.budget_gpu_hours,
                     budget_used_pct: t.budget_gpu_hours.filter(|&b| b > 0.0).map(|b| {
                         t.months.values().map(|u| 100.0 * hours(u.gpu_milli_seconds) / b).fold(0.0, f64::max)
@@ -141,7 +145,11 @@ impl SetupSummary {
             setup: o.setup,
             mean_allocated_pct: o.mean_allocated_pct,
             delays: Delays::of(all),
-            delays_by_kind: by_kind.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k, Delays::of(v))).collect(),
+            delays_by_kind: by_kind
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k, Delays::of(v)))
+                .collect(),
             submitted: o.submitted,
             admitted: o.admitted,
             finished: o.finished,
@@ -190,7 +198,21 @@ impl MultiReport {
         let _ = writeln!(
             s,
             "{:<13} {:>6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7} {:>8} {:>7} {:>6} {:>10} {:>10} {:>7} {:>6}",
-            "setup", "alloc%", "wait p50", "wait p95", "wait p99", "started", "waiting", "refused", "preempt", "reclaim", "owed", "violations", "worst owed", "no room", "jain"
+            "setup",
+            "alloc%",
+            "wait p50",
+            "wait p95",
+            "wait p99",
+            "started",
+            "waiting",
+            "refused",
+            "preempt",
+            "reclaim",
+            "owed",
+            "violations",
+            "worst owed",
+            "no room",
+            "jain"
         );
         for x in &self.setups {
             let _ = writeln!(
@@ -229,11 +251,21 @@ impl MultiReport {
 
     fn setup_detail(&self, s: &mut String, x: &SetupSummary) {
         let _ = writeln!(s, "{} - wait p95 by kind: {}", x.setup.name(), kinds(&x.delays_by_kind));
-        let _ = writeln!(s, "  alloc% over time ({}): {}", over_time_label(&x.samples), over_time(&x.samples));
+        let _ =
+            writeln!(s, "  alloc% over time ({}): {}", over_time_label(&x.samples), over_time(&x.samples));
         let _ = writeln!(
             s,
             "{:<16} {:>7} {:>6} {:>7} {:>11} {:>11} {:>12} {:>8} {:>8} {:>6}  wait p95 by kind",
-            "tenant", "weight%", "gpu%", "unmet%", "guar GPU-h", "borr GPU-h", format!("cost {}", self.currency), "preempt", "waiting", "refused"
+            "tenant",
+            "weight%",
+            "gpu%",
+            "unmet%",
+            "guar GPU-h",
+            "borr GPU-h",
+            format!("cost {}", self.currency),
+            "preempt",
+            "waiting",
+            "refused"
         );
         for t in &x.tenants {
             let _ = writeln!(

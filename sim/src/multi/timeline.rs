@@ -13,7 +13,9 @@
 use super::SimWorkload;
 use gantry_core::model::{Cluster, ModelCatalog, Node};
 use gantry_core::queue::{cost_micros, Accrual, Mode, Queue, WorkloadId};
-use gantry_core::tenancy::{civil_month, FlavorId, Kind, Milli, Seconds, Tenancy, MILLI_GPU_SECONDS_PER_GPU_HOUR};
+use gantry_core::tenancy::{
+    civil_month, FlavorId, Kind, Milli, Seconds, Tenancy, MILLI_GPU_SECONDS_PER_GPU_HOUR,
+};
 use gantry_core::{PolicyKind, Scale, Scheduler};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -149,7 +151,13 @@ pub struct Outcome {
 }
 
 /// Runs one simulation.
-pub fn run(tenancy: &Tenancy, models: &ModelCatalog, nodes: &[Node], workloads: &[SimWorkload], spec: &TimelineSpec) -> Result<Outcome, String> {
+pub fn run(
+    tenancy: &Tenancy,
+    models: &ModelCatalog,
+    nodes: &[Node],
+    workloads: &[SimWorkload],
+    spec: &TimelineSpec,
+) -> Result<Outcome, String> {
     run_observed(tenancy, models, nodes, workloads, spec, &mut |_, _, _| {})
 }
 
@@ -169,7 +177,8 @@ pub fn run_observed(
 ) -> Result<Outcome, String> {
     let started = Instant::now();
     let cluster = Cluster::new(models.clone(), nodes.to_vec());
-    let expected: Vec<_> = workloads.iter().flat_map(|w| w.workload.pod_sets.iter().map(|s| s.request)).collect();
+    let expected: Vec<_> =
+        workloads.iter().flat_map(|w| w.workload.pod_sets.iter().map(|s| s.request)).collect();
     let scheduler = Scheduler::new(spec.policy.build(Scale::of(&cluster), &expected));
     let (rules, mode) = match spec.setup {
         Setup::Gantry => (tenancy.clone(), Mode::Quota),
@@ -231,7 +240,13 @@ impl<'a> Loop<'a> {
             .map(|t| TenantOutcome {
                 name: t.name.clone(),
                 weight: t.weight,
-                nominal_gpu: t.quotas.iter().zip(&gpu_flavor).filter(|(_, g)| **g).map(|(q, _)| q.nominal).sum(),
+                nominal_gpu: t
+                    .quotas
+                    .iter()
+                    .zip(&gpu_flavor)
+                    .filter(|(_, g)| **g)
+                    .map(|(q, _)| q.nominal)
+                    .sum(),
                 ..TenantOutcome::default()
             })
             .collect();
@@ -372,7 +387,8 @@ impl<'a> Loop<'a> {
             self.fresh.push(a);
             self.ledger_ms[a.tenant * nf + a.flavor] += a.total() as u128;
             // The ledger cuts intervals at month starts, so each record is in one month.
-            *self.month_ms.entry((a.tenant, a.flavor, civil_month(a.start))).or_default() += a.total() as u128;
+            *self.month_ms.entry((a.tenant, a.flavor, civil_month(a.start))).or_default() +=
+                a.total() as u128;
             if self.gpu_flavor[a.flavor] {
                 let t = &mut self.out.tenants[a.tenant];
                 t.guaranteed += a.guaranteed as u128;
@@ -400,7 +416,10 @@ impl<'a> Loop<'a> {
         let nf = self.tenancy.flavors.len();
         let demand = wl.demand(wl.members());
         let flavors = self.flavors_of(q, w);
-        let owed = flavors.iter().any(|&f| q.quota().usage(t, f) + self.waiting_demand[t * nf + f] + demand <= self.tenancy.tenants[t].quotas[f].nominal);
+        let owed = flavors.iter().any(|&f| {
+            q.quota().usage(t, f) + self.waiting_demand[t * nf + f] + demand
+                <= self.tenancy.tenants[t].quotas[f].nominal
+        });
         if let Err(refusal) = q.submit(wl.clone(), self.now) {
             self.out.refused += 1;
             self.out.tenants[t].refused += 1;
@@ -505,7 +524,11 @@ impl<'a> Loop<'a> {
         let mut due: Vec<WorkloadId> = self
             .owed_waiting
             .iter()
-            .filter(|&(id, &sub)| self.now - sub > bound && !self.room_existed.contains(id) && self.checked_at.get(id).is_none_or(|&c| self.now >= c + every))
+            .filter(|&(id, &sub)| {
+                self.now - sub > bound
+                    && !self.room_existed.contains(id)
+                    && self.checked_at.get(id).is_none_or(|&c| self.now >= c + every)
+            })
             .map(|(&id, _)| id)
             .collect();
         due.sort_unstable();
@@ -533,7 +556,9 @@ impl<'a> Loop<'a> {
             "waited with no room even after reclaiming all borrowed work"
         };
         if self.out.violation_examples.len() < 5 {
-            self.out.violation_examples.push(format!("{name} {what}: waited {}", gantry_core::queue::explain::duration(wait)));
+            self.out
+                .violation_examples
+                .push(format!("{name} {what}: waited {}", gantry_core::queue::explain::duration(wait)));
         }
     }
 
@@ -541,7 +566,8 @@ impl<'a> Loop<'a> {
         q.ledger_mut().close_all(self.spec.end);
         self.drain_ledger(&mut q);
         let end = self.spec.end;
-        let mut still: Vec<(WorkloadId, Seconds)> = std::mem::take(&mut self.owed_waiting).into_iter().collect();
+        let mut still: Vec<(WorkloadId, Seconds)> =
+            std::mem::take(&mut self.owed_waiting).into_iter().collect();
         still.sort();
         for (id, submitted) in still {
             let name = self.workloads[self.by_id[&id]].workload.name.clone();
@@ -552,8 +578,12 @@ impl<'a> Loop<'a> {
         for (i, t) in self.out.tenants.iter_mut().enumerate() {
             t.mean_gpu /= span;
             t.waiting_at_end = self.waiting[i];
-            t.cost_micros = (0..nf).map(|f| cost_micros(self.ledger_ms[i * nf + f], self.tenancy.tenants[i].prices_micros[f])).sum();
-            t.budget_gpu_hours = self.tenancy.tenants[i].budget.map(|b| b.milli_gpu_seconds as f64 / MILLI_GPU_SECONDS_PER_GPU_HOUR as f64);
+            t.cost_micros = (0..nf)
+                .map(|f| cost_micros(self.ledger_ms[i * nf + f], self.tenancy.tenants[i].prices_micros[f]))
+                .sum();
+            t.budget_gpu_hours = self.tenancy.tenants[i]
+                .budget
+                .map(|b| b.milli_gpu_seconds as f64 / MILLI_GPU_SECONDS_PER_GPU_HOUR as f64);
         }
         for (&(t, f, (y, m)), &ms) in &self.month_ms {
             let month = self.out.tenants[t].months.entry(format!("{y}-{m:02}")).or_default();
@@ -562,13 +592,19 @@ impl<'a> Loop<'a> {
                 month.gpu_milli_seconds += ms;
             }
         }
-        self.out.mean_allocated_pct = 100.0 * self.alloc_integral / span / self.out.gpu_capacity.max(1) as f64;
+        self.out.mean_allocated_pct =
+            100.0 * self.alloc_integral / span / self.out.gpu_capacity.max(1) as f64;
         self.out.jain = (self.jain_time > 0.0).then(|| self.jain_weighted / self.jain_time);
         self.out.waiting_at_end = q.pending_count();
         self.out.running_at_end = self.running.len();
         let mut waiting: Vec<WorkloadId> = q.pending_ids().collect();
         waiting.sort();
-        self.out.waiting_examples = waiting.iter().take(5).filter_map(|&id| q.explain(id, end)).map(|e| format!("{}: {}", q.workload(e.workload).map_or("?", |w| w.name.as_str()), e.message)).collect();
+        self.out.waiting_examples = waiting
+            .iter()
+            .take(5)
+            .filter_map(|&id| q.explain(id, end))
+            .map(|e| format!("{}: {}", q.workload(e.workload).map_or("?", |w| w.name.as_str()), e.message))
+            .collect();
         self.out.wall_seconds = started.elapsed().as_secs_f64();
         self.out
     }

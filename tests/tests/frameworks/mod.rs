@@ -31,7 +31,12 @@ impl Job {
 }
 
 pub fn gpus_of(pod: &Value) -> u64 {
-    pod["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| c["resources"]["limits"]["nvidia.com/gpu"].as_str()?.parse::<u64>().ok()).sum()
+    pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["resources"]["limits"]["nvidia.com/gpu"].as_str()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn container(gpus: u32) -> Value {
@@ -46,8 +51,16 @@ fn controller_ref(api_version: &str, kind: &str, name: &str) -> Value {
     json!([{"apiVersion": api_version, "kind": kind, "name": name, "uid": format!("uid-{kind}-{name}").to_lowercase(), "controller": true, "blockOwnerDeletion": true}])
 }
 
-fn pod(name: Option<&str>, generate_name: Option<&str>, labels: Value, annotations: Value, owners: Value, gpus: u32) -> Value {
-    let mut meta = json!({"namespace": NS, "labels": labels, "annotations": annotations, "ownerReferences": owners});
+fn pod(
+    name: Option<&str>,
+    generate_name: Option<&str>,
+    labels: Value,
+    annotations: Value,
+    owners: Value,
+    gpus: u32,
+) -> Value {
+    let mut meta =
+        json!({"namespace": NS, "labels": labels, "annotations": annotations, "ownerReferences": owners});
     if let Some(n) = name {
         meta["name"] = json!(n);
     }
@@ -66,7 +79,14 @@ fn object(api_version: &str, kind: &str, name: &str, spec: Value) -> Value {
 /// `common/job_controller.go` `GenLabels`; name `GenGeneralName`): pods named
 /// `<job>-<replica type, lowercased>-<index>`, owned by the job, labelled with the operator,
 /// the job name, the replica type and index, and `job-role: master` on the master.
-fn training(kind: &str, operator: &str, field: &str, name: &'static str, f: &'static Framework, replicas: &[(&str, u32, u32)]) -> Job {
+fn training(
+    kind: &str,
+    operator: &str,
+    field: &str,
+    name: &'static str,
+    f: &'static Framework,
+    replicas: &[(&str, u32, u32)],
+) -> Job {
     let mut specs = serde_json::Map::new();
     let mut pods = Vec::new();
     for &(rtype, count, gpus) in replicas {
@@ -78,28 +98,64 @@ fn training(kind: &str, operator: &str, field: &str, name: &'static str, f: &'st
             if rtype == "Master" || rtype == "Chief" {
                 labels["training.kubeflow.org/job-role"] = json!("master");
             }
-            pods.push(pod(Some(&format!("{name}-{rt}-{i}")), None, labels, json!({}), controller_ref("kubeflow.org/v1", kind, name), gpus));
+            pods.push(pod(
+                Some(&format!("{name}-{rt}-{i}")),
+                None,
+                labels,
+                json!({}),
+                controller_ref("kubeflow.org/v1", kind, name),
+                gpus,
+            ));
         }
     }
-    let owner = object("kubeflow.org/v1", kind, name, json!({field: specs, "runPolicy": {"cleanPodPolicy": "None"}}));
+    let owner =
+        object("kubeflow.org/v1", kind, name, json!({field: specs, "runPolicy": {"cleanPodPolicy": "None"}}));
     Job { name, framework: f, owner, pods }
 }
 
 pub fn pytorch_job() -> Job {
-    training("PyTorchJob", "pytorchjob-controller", "pytorchReplicaSpecs", "bert", &gang::PYTORCH_JOB, &[("Master", 1, 4), ("Worker", 3, 4)])
+    training(
+        "PyTorchJob",
+        "pytorchjob-controller",
+        "pytorchReplicaSpecs",
+        "bert",
+        &gang::PYTORCH_JOB,
+        &[("Master", 1, 4), ("Worker", 3, 4)],
+    )
 }
 
 /// A TFJob with a CPU-only parameter server: a mixed gang.
 pub fn tf_job() -> Job {
-    training("TFJob", "tfjob-controller", "tfReplicaSpecs", "resnet", &gang::TF_JOB, &[("Chief", 1, 2), ("PS", 1, 0), ("Worker", 2, 4)])
+    training(
+        "TFJob",
+        "tfjob-controller",
+        "tfReplicaSpecs",
+        "resnet",
+        &gang::TF_JOB,
+        &[("Chief", 1, 2), ("PS", 1, 0), ("Worker", 2, 4)],
+    )
 }
 
 pub fn xgboost_job() -> Job {
-    training("XGBoostJob", "xgboostjob-controller", "xgbReplicaSpecs", "boost", &gang::XGBOOST_JOB, &[("Master", 1, 1), ("Worker", 2, 1)])
+    training(
+        "XGBoostJob",
+        "xgboostjob-controller",
+        "xgbReplicaSpecs",
+        "boost",
+        &gang::XGBOOST_JOB,
+        &[("Master", 1, 1), ("Worker", 2, 1)],
+    )
 }
 
 pub fn paddle_job() -> Job {
-    training("PaddleJob", "paddlejob-controller", "paddleReplicaSpecs", "ernie", &gang::PADDLE_JOB, &[("Worker", 2, 8)])
+    training(
+        "PaddleJob",
+        "paddlejob-controller",
+        "paddleReplicaSpecs",
+        "ernie",
+        &gang::PADDLE_JOB,
+        &[("Worker", 2, 8)],
+    )
 }
 
 pub fn jax_job() -> Job {
@@ -118,14 +174,31 @@ pub fn mpi_job() -> Job {
         .map(|i| {
             let mut l = labels("worker");
             l["training.kubeflow.org/replica-index"] = json!(i.to_string());
-            pod(Some(&format!("{name}-worker-{i}")), None, l, json!({}), controller_ref("kubeflow.org/v2beta1", "MPIJob", name), 8)
+            pod(
+                Some(&format!("{name}-worker-{i}")),
+                None,
+                l,
+                json!({}),
+                controller_ref("kubeflow.org/v2beta1", "MPIJob", name),
+                8,
+            )
         })
         .collect();
     let mut launcher = labels("launcher");
     launcher["batch.kubernetes.io/job-name"] = json!(format!("{name}-launcher"));
     launcher["job-name"] = json!(format!("{name}-launcher"));
     launcher["batch.kubernetes.io/controller-uid"] = json!("uid-job-pi-launcher");
-    pods.insert(0, pod(None, Some(&format!("{name}-launcher-")), launcher, json!({}), controller_ref("batch/v1", "Job", &format!("{name}-launcher")), 0));
+    pods.insert(
+        0,
+        pod(
+            None,
+            Some(&format!("{name}-launcher-")),
+            launcher,
+            json!({}),
+            controller_ref("batch/v1", "Job", &format!("{name}-launcher")),
+            0,
+        ),
+    );
     let spec = json!({"slotsPerWorker": 8, "launcherCreationPolicy": "AtStartup", "runPolicy": {"cleanPodPolicy": "Running"},
                       "mpiReplicaSpecs": {"Launcher": {"replicas": 1, "template": {"spec": {"containers": [container(0)]}}},
                                           "Worker": {"replicas": 2, "template": {"spec": {"containers": [container(8)]}}}}});
@@ -154,7 +227,14 @@ fn jobset_pods(js: &str, rjobs: &[(&str, u32, u32, u32)]) -> Vec<Value> {
                 labels["batch.kubernetes.io/job-completion-index"] = json!(p.to_string());
                 let mut annotations = keys;
                 annotations["batch.kubernetes.io/job-completion-index"] = json!(p.to_string());
-                pods.push(pod(None, Some(&format!("{job}-{p}-")), labels, annotations, controller_ref("batch/v1", "Job", &job), gpus));
+                pods.push(pod(
+                    None,
+                    Some(&format!("{job}-{p}-")),
+                    labels,
+                    annotations,
+                    controller_ref("batch/v1", "Job", &job),
+                    gpus,
+                ));
             }
             global_index += 1;
         }
@@ -174,7 +254,12 @@ fn jobset_spec(rjobs: &[(&str, u32, u32, u32)]) -> Value {
 
 pub fn jobset() -> Job {
     let rjobs = [("driver", 1, 1, 0), ("workers", 2, 2, 4)];
-    Job { name: "llm", framework: &gang::JOBSET, owner: object("jobset.x-k8s.io/v1alpha2", "JobSet", "llm", jobset_spec(&rjobs)), pods: jobset_pods("llm", &rjobs) }
+    Job {
+        name: "llm",
+        framework: &gang::JOBSET,
+        owner: object("jobset.x-k8s.io/v1alpha2", "JobSet", "llm", jobset_spec(&rjobs)),
+        pods: jobset_pods("llm", &rjobs),
+    }
 }
 
 /// Kubeflow Trainer v2: a TrainJob's runtime builds a JobSet with the TrainJob's own name,
@@ -183,7 +268,8 @@ pub fn jobset() -> Job {
 pub fn train_job() -> Job {
     let rjobs = [("node", 1, 3, 8)];
     let mut owner = object("jobset.x-k8s.io/v1alpha2", "JobSet", "tune", jobset_spec(&rjobs));
-    owner["metadata"]["ownerReferences"] = controller_ref("trainer.kubeflow.org/v1alpha1", "TrainJob", "tune");
+    owner["metadata"]["ownerReferences"] =
+        controller_ref("trainer.kubeflow.org/v1alpha1", "TrainJob", "tune");
     Job { name: "tune", framework: &gang::JOBSET, owner, pods: jobset_pods("tune", &rjobs) }
 }
 
@@ -203,7 +289,12 @@ pub fn volcano_job() -> Job {
             pod(Some(&format!("{name}-worker-{i}")), None, labels, annotations, controller_ref("batch.volcano.sh/v1alpha1", "Job", name), 2)
         })
         .collect();
-    let mut owner = object("scheduling.volcano.sh/v1beta1", "PodGroup", &group, json!({"minMember": 3, "queue": "default"}));
+    let mut owner = object(
+        "scheduling.volcano.sh/v1beta1",
+        "PodGroup",
+        &group,
+        json!({"minMember": 3, "queue": "default"}),
+    );
     owner["metadata"]["ownerReferences"] = controller_ref("batch.volcano.sh/v1alpha1", "Job", name);
     Job { name: "mnist", framework: &gang::VOLCANO_POD_GROUP, owner, pods }
 }
@@ -212,11 +303,23 @@ pub fn volcano_job() -> Job {
 /// PodGroup's `minMember` (here as the training operator makes them with its gang scheduler set:
 /// `SchedulerPluginsControl.DecoratePodTemplateSpec`).
 pub fn coscheduling() -> Job {
-    let mut job = training("PyTorchJob", "pytorchjob-controller", "pytorchReplicaSpecs", "gpt", &gang::POD_GROUP, &[("Master", 1, 2), ("Worker", 1, 2)]);
+    let mut job = training(
+        "PyTorchJob",
+        "pytorchjob-controller",
+        "pytorchReplicaSpecs",
+        "gpt",
+        &gang::POD_GROUP,
+        &[("Master", 1, 2), ("Worker", 1, 2)],
+    );
     for p in &mut job.pods {
         p["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] = json!("gpt");
     }
-    let mut owner = object("scheduling.x-k8s.io/v1alpha1", "PodGroup", "gpt", json!({"minMember": 2, "scheduleTimeoutSeconds": 0}));
+    let mut owner = object(
+        "scheduling.x-k8s.io/v1alpha1",
+        "PodGroup",
+        "gpt",
+        json!({"minMember": 2, "scheduleTimeoutSeconds": 0}),
+    );
     owner["metadata"]["ownerReferences"] = controller_ref("kubeflow.org/v1", "PyTorchJob", "gpt");
     job.owner = owner;
     job
@@ -228,13 +331,29 @@ pub fn coscheduling() -> Job {
 /// The head asks for no GPU. `rayjob` names the RayJob that created the cluster, if any
 /// (`<rayjob>-<5 random>`, owned by it).
 fn ray(cluster: &'static str, rayjob: Option<&str>) -> Job {
-    let labels = |node_type: &str, group: &str| json!({"ray.io/cluster": cluster, "ray.io/node-type": node_type, "ray.io/group": group,
+    let labels = |node_type: &str, group: &str| {
+        json!({"ray.io/cluster": cluster, "ray.io/node-type": node_type, "ray.io/group": group,
         "ray.io/is-ray-node": "yes", "ray.io/identifier": format!("{cluster}-{node_type}"), "app.kubernetes.io/name": "kuberay",
-        "app.kubernetes.io/created-by": "kuberay-operator"});
+        "app.kubernetes.io/created-by": "kuberay-operator"})
+    };
     let owners = controller_ref("ray.io/v1", "RayCluster", cluster);
-    let mut pods = vec![pod(None, Some(&format!("{cluster}-head-")), labels("head", "headgroup"), json!({}), owners.clone(), 0)];
+    let mut pods = vec![pod(
+        None,
+        Some(&format!("{cluster}-head-")),
+        labels("head", "headgroup"),
+        json!({}),
+        owners.clone(),
+        0,
+    )];
     for _ in 0..2 {
-        pods.push(pod(None, Some(&format!("{cluster}-gpu-group-worker-")), labels("worker", "gpu-group"), json!({}), owners.clone(), 4));
+        pods.push(pod(
+            None,
+            Some(&format!("{cluster}-gpu-group-worker-")),
+            labels("worker", "gpu-group"),
+            json!({}),
+            owners.clone(),
+            4,
+        ));
     }
     let spec = json!({"rayVersion": "2.40.0", "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [container(0)]}}},
         "workerGroupSpecs": [{"groupName": "gpu-group", "replicas": 2, "minReplicas": 2, "maxReplicas": 4, "rayStartParams": {},
@@ -242,7 +361,8 @@ fn ray(cluster: &'static str, rayjob: Option<&str>) -> Job {
     let mut owner = object("ray.io/v1", "RayCluster", cluster, spec);
     if let Some(job) = rayjob {
         owner["metadata"]["ownerReferences"] = controller_ref("ray.io/v1", "RayJob", job);
-        owner["metadata"]["labels"] = json!({"ray.io/originated-from-cr-name": job, "ray.io/originated-from-crd": "RayJob"});
+        owner["metadata"]["labels"] =
+            json!({"ray.io/originated-from-cr-name": job, "ray.io/originated-from-crd": "RayJob"});
     }
     Job { name: cluster, framework: &gang::RAY_CLUSTER, owner, pods }
 }
@@ -261,9 +381,15 @@ pub fn ray_job() -> Job {
 pub fn leader_worker_set() -> Job {
     let name = "vllm";
     let leader = format!("{name}-0");
-    let mut pods = vec![pod(Some(&leader), None, json!({"leaderworkerset.sigs.k8s.io/name": name, "leaderworkerset.sigs.k8s.io/worker-index": "0",
-        "leaderworkerset.sigs.k8s.io/template-revision-hash": "5d8f"}), json!({"leaderworkerset.sigs.k8s.io/size": "3"}),
-        controller_ref("apps/v1", "StatefulSet", name), 4)];
+    let mut pods = vec![pod(
+        Some(&leader),
+        None,
+        json!({"leaderworkerset.sigs.k8s.io/name": name, "leaderworkerset.sigs.k8s.io/worker-index": "0",
+        "leaderworkerset.sigs.k8s.io/template-revision-hash": "5d8f"}),
+        json!({"leaderworkerset.sigs.k8s.io/size": "3"}),
+        controller_ref("apps/v1", "StatefulSet", name),
+        4,
+    )];
     for w in 1..3 {
         pods.push(pod(Some(&format!("{leader}-{w}")), None, json!({"leaderworkerset.sigs.k8s.io/name": name, "leaderworkerset.sigs.k8s.io/group-index": "0",
             "leaderworkerset.sigs.k8s.io/template-revision-hash": "5d8f"}),
@@ -271,7 +397,12 @@ pub fn leader_worker_set() -> Job {
             controller_ref("apps/v1", "StatefulSet", &leader), 4));
     }
     let spec = json!({"replicas": 1, "startupPolicy": "LeaderCreated", "leaderWorkerTemplate": {"size": 3, "workerTemplate": {"spec": {"containers": [container(4)]}}}});
-    Job { name, framework: &gang::LEADER_WORKER_SET, owner: object("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", name, spec), pods }
+    Job {
+        name,
+        framework: &gang::LEADER_WORKER_SET,
+        owner: object("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", name, spec),
+        pods,
+    }
 }
 
 /// A batch Job with `completionMode: Indexed` whose pod template opts in with `gantry.dev/gang`
