@@ -23,6 +23,9 @@
 //! and server share the machine's cores (`WEBHOOK_BENCH_PIN=1`: the server on CPU 0, the client
 //! on CPU 1). Last, each handler is timed alone, in process, with no HTTP or TLS.
 
+// getrusage(2) for the process's CPU time: the one unsafe call, allowed here only.
+#![allow(unsafe_code)]
+
 use axum::body::Body;
 use axum::http::header;
 use axum::response::IntoResponse;

@@ -125,7 +125,7 @@ impl Policy {
 
 /// Milli-GPU as a user writes GPUs: `8`, `0.25`.
 pub fn gpus(milli: Milli) -> String {
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         (milli / 1000).to_string()
     } else {
         let s = format!("{}.{:03}", milli / 1000, milli % 1000);

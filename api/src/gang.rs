@@ -326,7 +326,7 @@ fn ray_cluster(obj: &Value) -> Result<Size, String> {
         // The operator's defaults: replicas 0, minReplicas 0, maxReplicas unbounded, numOfHosts 1
         // (below 1 read as 1); the desired count is replicas kept within min and max.
         let least = count(g, &["minReplicas"], 0).map_err(at)?;
-        let most = count(g, &["maxReplicas"], MAX_GANG).or_else(|_| Ok::<u32, String>(MAX_GANG))?;
+        let most = count(g, &["maxReplicas"], MAX_GANG).unwrap_or(MAX_GANG);
         let replicas = count(g, &["replicas"], 0).map_err(at)?.min(most).max(least);
         let hosts = count(g, &["numOfHosts"], 1).map_err(at)?.max(1);
         let pods = |n: u32| {

@@ -7,6 +7,9 @@
 //! cargo bench -p gantry-node-agent --bench agent_cpu
 //! ```
 
+// getrusage(2) for the process's CPU time: the one unsafe call, allowed here only.
+#![allow(unsafe_code)]
+
 use gantry_node_agent::agent::{self, Outputs, Shared};
 use gantry_node_agent::metrics::Options;
 use gantry_node_agent::sample::Capture;

@@ -52,11 +52,14 @@ pub const AUDIENCE: &str = "gantry-quota-api";
 /// Where a pod-bound service account token names its pod's node (Kubernetes 1.32+).
 pub const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
 
+/// A token's answer (a refusal too) and when it was given.
+type Cached = (Result<Identity, Refused>, Instant);
+
 pub struct KubeAuth {
     client: Client,
     hasher: RandomState,
     /// Hashed token → the answer and when it expires.
-    cache: Mutex<HashMap<u64, (Result<Identity, Refused>, Instant)>>,
+    cache: Mutex<HashMap<u64, Cached>>,
     /// Reviews of tokens not in the cache: (tokens left, when last refilled).
     bucket: Mutex<(f64, Instant)>,
 }

@@ -303,17 +303,15 @@ fn lock(path: &Path) -> Result<std::fs::File, LedgerError> {
                 why: format!("cannot open the lock file {}: {e}", lock_path.display()),
             },
         )?;
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a file descriptor this function owns; no memory is passed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = std::io::Error::last_os_error();
-            let why = if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                format!("another process holds {} and writes this ledger", lock_path.display())
-            } else {
-                format!("cannot lock {}: {e}", lock_path.display())
-            };
+    // std's file lock is flock(2) on Unix: held until the file is closed, also by a killed process.
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let why = format!("another process holds {} and writes this ledger", lock_path.display());
+            return Err(LedgerError::Locked { path: path.display().to_string(), why });
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            let why = format!("cannot lock {}: {e}", lock_path.display());
             return Err(LedgerError::Locked { path: path.display().to_string(), why });
         }
     }

@@ -160,10 +160,11 @@ fn idle_report(node: &str, start: i64, end: i64) -> String {
     json!({"node": node, "lines": [{"start": start, "end": end, "namespace": "team-a", "model": "A100", "idle": 1000}]}).to_string()
 }
 
+/// The requests a mocked API server saw: (path, body).
+type Recorded = Arc<Mutex<Vec<(String, Value)>>>;
+
 /// A mocked API server (tower-test): `reply(path, body)` answers each call; every call is kept.
-fn mock_api_server(
-    reply: impl Fn(&str, &Value) -> Value + Send + 'static,
-) -> (kube::Client, Arc<Mutex<Vec<(String, Value)>>>) {
+fn mock_api_server(reply: impl Fn(&str, &Value) -> Value + Send + 'static) -> (kube::Client, Recorded) {
     use kube::client::Body as KubeBody;
     let (service, mut handle) = tower_test::mock::pair::<http::Request<KubeBody>, http::Response<KubeBody>>();
     let calls: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();

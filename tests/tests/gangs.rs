@@ -236,7 +236,7 @@ async fn every_framework_starts_whole_when_its_quota_holds_the_gang_and_not_befo
             assert_eq!(r.error, "", "{framework} {name}");
             assert_eq!(
                 r.node_names.unwrap().iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-                [node.clone()],
+                std::slice::from_ref(node),
                 "{framework} {name}"
             );
             let unresolvable = r.failed_and_unresolvable_nodes.unwrap();

@@ -56,7 +56,7 @@ pub struct Explanation {
 
 /// Quantity of a flavor for people: GPUs (or cores) with up to three decimals.
 pub fn units(milli: Milli) -> String {
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         format!("{}", milli / 1000)
     } else {
         let s = format!("{:.3}", milli as f64 / 1000.0);
