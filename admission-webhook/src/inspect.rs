@@ -1,7 +1,7 @@
 //! What both handlers read from a pod, and the screening that refuses hostile pods before any
-//! policy runs (`shared/reference/RELIABILITY.md` §3): too many containers, oversized labels or
-//! annotations, and GPU quantities that are not quantities (`1e100`, `-9.5Gi`). Every check is
-//! O(size of the pod) and bounded, so a hostile pod gets a fast, clear denial.
+//! policy runs (see `docs/security.md`): too many containers, oversized labels or annotations,
+//! and GPU quantities that are not quantities (`1e100`, `-9.5Gi`). Every check is O(size of the
+//! pod) and bounded, so a hostile pod gets a fast, clear denial.
 //!
 //! The keys Gantry writes on pods (all under `gantry.dev/`):
 //!

@@ -1,4 +1,4 @@
-//! AdmissionReview v1 on the wire (`shared/reference/PROTOCOLS.md` §2): reading a request
+//! AdmissionReview v1 on the wire (`k8s.io/api/admission/v1`, the types the API server sends): reading a request
 //! leniently but safely, and writing the reply exactly as the API server requires.
 //!
 //! Requests are read as a `serde_json::Value` (serde_json refuses nesting deeper than 128, so a

@@ -1,4 +1,4 @@
-//! Hostile input (`shared/reference/RELIABILITY.md` §3) gets a fast, clear answer, never a panic:
+//! Hostile input (`docs/security.md`) gets a fast, clear answer, never a panic:
 //! bodies that are not reviews, huge bodies, thousands of containers, quantities like `1e100` and
 //! `-9.5Gi`, huge labels. Screening refuses such pods on both paths.
 

@@ -7,7 +7,11 @@
 //!   nodes or a live one (nodes added, changed and removed under running pods);
 //! - [`frag`]: the FGD paper's measure of GPU fragmentation against an expected workload;
 //! - [`policy`]: placement policies behind one trait;
-//! - [`schedule`]: the placement cycle (filter, score, select, pick GPUs).
+//! - [`schedule`]: the placement cycle (filter, score, select, pick GPUs);
+//! - [`tenancy`]: tenants, cohorts, GPU flavors, priority classes and their quotas, from the
+//!   tenants file or the custom resources (validated the same way);
+//! - [`queue`]: the admission queue over time: quota tree, whole-gang admission, fair share,
+//!   preemption and reclaim, the usage ledger and the explanation of every wait.
 
 pub mod frag;
 pub mod model;

@@ -3,8 +3,8 @@
 //! Gantry's own families are `gantry_gpu_*` with the unit in the name (bytes, watts, joules,
 //! hertz, celsius, ratios 0-1), labelled `gpu` (index), `uuid`, `model` and, when a pod holds
 //! the GPU, `namespace`, `pod`, `container`. Behind `--dcgm-compat` the agent also writes
-//! dcgm-exporter's names, units and labels for the same NVML fields
-//! (`shared/reference/STYLE-AND-ECOSYSTEM.md` §B1), so existing Grafana dashboards work: on
+//! dcgm-exporter's names, units and labels for the same NVML fields, so existing Grafana
+//! dashboards work: on
 //! clusters that already run dcgm-exporter leave it off, or every panel doubles.
 //!
 //! Rendering is by hand from a snapshot: GPUs that disappear vanish from the next scrape, with
