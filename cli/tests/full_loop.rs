@@ -688,7 +688,7 @@ fn sigterm_handovers(rounds: usize, limit: Duration) -> Vec<Duration> {
         times.push(took);
         eprintln!("SIGTERM handover {round}: {took:?}");
         assert!(leader.wait_exit(Duration::from_secs(10)).success());
-        if took >= Duration::from_secs(2) {
+        if took >= Duration::from_secs(LEASE_SECONDS) / 2 {
             // Over the bound: one measurement says it (each takes up to a Lease duration).
             break;
         }
@@ -697,16 +697,18 @@ fn sigterm_handovers(rounds: usize, limit: Duration) -> Vec<Duration> {
     times
 }
 
-/// 5b. SIGTERM handover: the next replica leads within 2 s, every time (30 handovers). (With
-/// kube-lease-manager, before scheduler/src/lease.rs, this took ~14.5 s each: its follower slept
-/// until the expiry it last read.)
+/// 5b. SIGTERM handover, 30 times: the next replica leads well before the Lease could have
+/// expired, so it took over because the stopping leader released it. (The bound here is half the
+/// Lease's duration, not a timing target: tests are not benchmarks. The measured times, about
+/// 0.5 s each, are in BENCHMARKS.md §10. With kube-lease-manager, before scheduler/src/lease.rs,
+/// every handover took ~14.5 s: its follower slept until the expiry it last read.)
 #[test]
-fn a_sigterm_handover_takes_under_two_seconds() {
-    let limit = Duration::from_secs(2);
+fn a_sigterm_handover_does_not_wait_for_the_lease_to_expire() {
+    let bound = Duration::from_secs(LEASE_SECONDS) / 2;
     let times = sigterm_handovers(30, Duration::from_secs(LEASE_SECONDS + 5));
-    assert_eq!(times.len(), 30, "every handover measured: {times:?}");
     eprintln!("SIGTERM handovers: {times:?}");
-    assert!(times.iter().all(|t| *t < limit), "handover times after SIGTERM: {times:?} (limit {limit:?})");
+    assert_eq!(times.len(), 30, "every handover measured: {times:?}");
+    assert!(times.iter().all(|t| *t < bound), "handover times after SIGTERM: {times:?} (bound {bound:?})");
 }
 
 fn flavor(name: &str, model: &str) -> Value {
