@@ -34,11 +34,11 @@ pub async fn follow(
                 Ok(p) => {
                     let tenants = p.tenancy.tenants.len();
                     webhook.set_policy(p);
-                    eprintln!("gantry webhook: policy from the cluster's objects: {tenants} tenants");
+                    tracing::info!("policy from the cluster's objects: {tenants} tenants");
                 }
-                Err(e) => eprintln!("gantry webhook: {e}"),
+                Err(e) => tracing::warn!("{e}"),
             },
-            Err(e) => eprintln!("gantry webhook: {e}"),
+            Err(e) => tracing::warn!("{e}"),
         }
         // Events that arrive together wake this once.
         changed.notified().await;

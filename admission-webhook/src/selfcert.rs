@@ -825,30 +825,36 @@ impl SelfSigned {
         let where_ = format!("Secret {}/{name}", id.namespace);
         match &stored {
             Stored::Kept => {}
-            Stored::Created => eprintln!(
-                "gantry webhook: created {where_} with a new CA (until {}) and a serving certificate for {} (until {})",
+            Stored::Created => tracing::info!(
+                "created {where_} with a new CA (until {}) and a serving certificate for {} (until {})",
                 expiry(&material.ca_crt),
                 id.dns_names().join(", "),
                 expiry(&material.tls_crt)
             ),
             Stored::Replaced { plan: Plan::RenewLeaf, why } => {
-                eprintln!("gantry webhook: renewed the serving certificate in {where_} (until {}), same CA: {why}", expiry(&material.tls_crt))
+                tracing::info!(
+                    "renewed the serving certificate in {where_} (until {}), same CA: {why}",
+                    expiry(&material.tls_crt)
+                )
             }
-            Stored::Replaced { why, .. } => eprintln!(
-                "gantry webhook: new CA (until {}) and serving certificate (until {}) in {where_}: {why}",
+            Stored::Replaced { why, .. } => tracing::info!(
+                "new CA (until {}) and serving certificate (until {}) in {where_}: {why}",
                 expiry(&material.ca_crt),
                 expiry(&material.tls_crt)
             ),
-            Stored::TookTheirs => eprintln!("gantry webhook: another replica wrote {where_} first; using its certificate"),
+            Stored::TookTheirs => {
+                tracing::info!("another replica wrote {where_} first; using its certificate")
+            }
         }
 
         let mut problems = Vec::new();
         for config in &self.config.configs {
             match patch_ca_bundle(&self.client, config, &id, material.ca_crt.as_bytes()).await {
                 Ok(Patched::Updated(n)) => {
-                    eprintln!(
-                        "gantry webhook: set the caBundle of {config} ({n} webhooks call Service {}/{})",
-                        id.namespace, id.service
+                    tracing::info!(
+                        "set the caBundle of {config} ({n} webhooks call Service {}/{})",
+                        id.namespace,
+                        id.service
                     )
                 }
                 Ok(Patched::Unchanged) => {}
@@ -865,8 +871,8 @@ impl SelfSigned {
             match write_files(&self.config.dir, &material) {
                 Ok(changed) => {
                     if changed {
-                        eprintln!(
-                            "gantry webhook: serving the certificate from {where_} (until {}) from {}",
+                        tracing::info!(
+                            "serving the certificate from {where_} (until {}) from {}",
                             expiry(&material.tls_crt),
                             self.config.dir.display()
                         );
@@ -894,7 +900,7 @@ impl SelfSigned {
             Err(e) => {
                 self.backoff = next_backoff(self.backoff);
                 self.wait = self.backoff;
-                eprintln!("gantry webhook: {e}; retrying in {} s", self.wait.as_secs());
+                tracing::warn!("{e}; retrying in {} s", self.wait.as_secs());
             }
         }
     }

@@ -135,6 +135,8 @@ impl Webhook {
     /// Answers one review body: the HTTP status, the body to send and the decision (the metrics'
     /// label: allowed, patched, denied or bad_request). Never panics on any input.
     pub fn review(&self, path: Path, body: &[u8]) -> (StatusCode, String, &'static str) {
+        let _span =
+            tracing::debug_span!("admission_review", path = path.name(), bytes = body.len()).entered();
         let Some(policy) = self.policy() else {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -38,7 +38,7 @@ where
                 Ok(watcher::Event::InitDone) => Some(Change::Listed(std::mem::replace(&mut listed, true))),
                 Ok(watcher::Event::Init) => None,
                 Err(e) => {
-                    eprintln!("gantry: watching {}: {e}; retrying", K::kind(&Default::default()));
+                    tracing::warn!("watching {}: {e}; retrying", K::kind(&Default::default()));
                     None
                 }
             };

@@ -90,3 +90,27 @@ fn every_key_is_defined_once_in_keys_rs() {
         problems.join("\n  ")
     );
 }
+
+/// Library crates log through `tracing` (the CLI installs one subscriber, filtered by
+/// `RUST_LOG`); only the CLI writes its user-facing messages to standard error itself.
+#[test]
+fn no_library_prints_to_standard_error() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for krate in ["api", "core", "sim", "scheduler", "admission-webhook", "node-agent", "quota-api", "serve"]
+    {
+        rust_files(&root.join(krate).join("src"), &mut files);
+    }
+    assert!(files.len() > 30, "the library sources are found ({})", files.len());
+    let mut problems = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("a source file");
+        for (n, line) in non_test(&text).lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            if code.contains("eprintln!(") || code.contains("eprint!(") {
+                problems.push(format!("{}:{}: use tracing (info!, warn!, error!)", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "libraries printing to standard error:\n  {}", problems.join("\n  "));
+}

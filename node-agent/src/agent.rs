@@ -266,7 +266,7 @@ pub async fn run(
         let frame = match frame {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("gantry node-agent: sampling failed: {e}");
+                tracing::warn!("sampling failed: {e}");
                 continue;
             }
         };
@@ -277,7 +277,7 @@ pub async fn run(
                     // Said once per distinct problem, not every second.
                     let text = e.to_string();
                     if text != said {
-                        eprintln!("gantry node-agent: no pod attribution: {text}");
+                        tracing::warn!("no pod attribution: {text}");
                         said = text;
                     }
                     None
@@ -289,8 +289,8 @@ pub async fn run(
         let inventory = {
             let mut state = shared.lock();
             for t in state.take(frame, at) {
-                eprintln!(
-                    "gantry node-agent: GPU {} ({}): {} -> {}: {}",
+                tracing::info!(
+                    "GPU {} ({}): {} -> {}: {}",
                     t.index,
                     t.uuid,
                     t.from.name(),
@@ -305,9 +305,7 @@ pub async fn run(
                 meter.observe(at, &state.utilization(&shared.options.node).gpus);
                 let lines = meter.close(at);
                 if !lines.is_empty() && tx.try_send(lines).is_err() {
-                    eprintln!(
-                        "gantry node-agent: the idle-time sender is stuck; a window's lines were dropped"
-                    );
+                    tracing::warn!("the idle-time sender is stuck; a window's lines were dropped");
                 }
             }
             state.inventory()
@@ -320,7 +318,7 @@ pub async fn run(
         }
         if let Some(p) = out.publisher.as_mut() {
             if let Err(e) = p.publish(&inventory).await {
-                eprintln!("gantry node-agent: {e}; retrying with backoff");
+                tracing::warn!("{e}; retrying with backoff");
             }
         }
     }

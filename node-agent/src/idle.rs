@@ -118,7 +118,7 @@ pub async fn send(
         if pending.len() > MAX_PENDING {
             let dropped = pending.len() - MAX_PENDING;
             pending.drain(..dropped);
-            eprintln!("gantry node-agent: the quota API has been unreachable too long; {dropped} idle-time lines dropped");
+            tracing::warn!("the quota API has been unreachable too long; {dropped} idle-time lines dropped");
         }
         if pending.is_empty() {
             continue;
@@ -141,24 +141,19 @@ pub async fn send(
                         Ok(()) => {}
                         Err(e) if e.refused() => {
                             dropped += window.len();
-                            eprintln!("gantry node-agent: the quota API refused a window of idle time, dropped: {e}");
+                            tracing::warn!("the quota API refused a window of idle time, dropped: {e}");
                         }
                         Err(_) => pending.extend(window),
                     }
                 }
                 if dropped == 0 {
-                    eprintln!(
-                        "gantry node-agent: the quota API refused a report but took each window alone: {e}"
-                    );
+                    tracing::warn!("the quota API refused a report but took each window alone: {e}");
                 }
             }
             Err(e) => {
                 pending = lines;
                 if e.message != said {
-                    eprintln!(
-                        "gantry node-agent: idle time not sent yet ({} lines kept): {e}",
-                        pending.len()
-                    );
+                    tracing::warn!("idle time not sent yet ({} lines kept): {e}", pending.len());
                     said = e.message;
                 }
             }

@@ -58,7 +58,10 @@ impl NvmlSource {
             events = match device.register_events(EventTypes::CRITICAL_XID_ERROR, set) {
                 Ok(set) => Some(set),
                 Err(e) => {
-                    eprintln!("gantry node-agent: GPU {i}: no XID events ({}); health follows ECC and row remapping only", e.error);
+                    tracing::warn!(
+                        "GPU {i}: no XID events ({}); health follows ECC and row remapping only",
+                        e.error
+                    );
                     nvml.create_event_set().ok()
                 }
             };

@@ -112,7 +112,7 @@ impl KubeAuth {
         let status = match answer {
             Ok(r) => r.status?,
             Err(e) => {
-                eprintln!("gantry quota API: TokenReview failed ({e}); the token is refused");
+                tracing::warn!("TokenReview failed ({e}); the token is refused");
                 return None;
             }
         };
@@ -151,7 +151,7 @@ impl KubeAuth {
         {
             Ok(r) => r.status.is_some_and(|s| s.allowed),
             Err(e) => {
-                eprintln!("gantry quota API: SubjectAccessReview failed ({e}); access is refused");
+                tracing::warn!("SubjectAccessReview failed ({e}); access is refused");
                 false
             }
         }

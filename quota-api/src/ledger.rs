@@ -412,6 +412,7 @@ impl Ledger {
     /// Appends `records` in one durable transaction; returns how many were new. Records already
     /// present with the same figures are skipped; with other figures the whole batch is refused.
     pub fn append(&mut self, records: &[Record]) -> Result<usize, LedgerError> {
+        let _span = tracing::debug_span!("ledger_write", records = records.len()).entered();
         // Every (tenant, flavor)'s all-time totals, with this batch, must fit what SQLite stores:
         // then so does every rollup row and every sum the API reads.
         let mut totals: HashMap<(&str, &str), Sums> = HashMap::new();

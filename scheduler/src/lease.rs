@@ -155,7 +155,7 @@ impl Elector {
                     }
                     Ok(false) => false,
                     Err(e) => {
-                        eprintln!("gantry scheduler: Lease {}: {e}; retrying", self.name);
+                        tracing::warn!("Lease {}: {e}; retrying", self.name);
                         // Still the leader until the Lease could have expired (less a margin).
                         last_renewal
                             .is_some_and(|t| now_ms() < t + (DURATION - RENEW_EVERY).as_millis() as i64)

@@ -42,7 +42,7 @@ impl QuotaReport {
         if self.pending.len() > MAX_PENDING {
             let dropped = self.pending.len() - MAX_PENDING;
             self.pending.drain(..dropped);
-            eprintln!("gantry scheduler: the quota API has been unreachable too long; {dropped} usage records dropped");
+            tracing::warn!("the quota API has been unreachable too long; {dropped} usage records dropped");
         }
         if !self.pending.is_empty() {
             match self.post(&self.pending).await {

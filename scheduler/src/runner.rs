@@ -141,12 +141,12 @@ impl Live {
             return;
         }
         if let Err(e) = self.state.extender().node_applied(node) {
-            eprintln!("gantry scheduler: {e}");
+            tracing::warn!("{e}");
         }
         if let Some(c) = lock(&self.controller).as_mut() {
             match c.node_applied(node, now()) {
                 Ok(actions) => lock(&self.queued).extend(actions),
-                Err(e) => eprintln!("gantry scheduler: queue: {e}"),
+                Err(e) => tracing::warn!("queue: {e}"),
             }
         }
     }
@@ -167,7 +167,7 @@ impl Live {
             return;
         }
         if let Err(e) = self.state.extender().pod_applied(pod) {
-            eprintln!("gantry scheduler: {e}");
+            tracing::warn!("{e}");
         }
         if let Some(c) = lock(&self.controller).as_mut() {
             let actions = c.pod_applied(pod, now);
@@ -190,7 +190,7 @@ impl Live {
     pub fn owner(&self, key: &str, spec: Option<Result<GangSpec, String>>) {
         match &spec {
             Some(Err(e)) if lock(&self.owners).get(key) != spec.as_ref() => {
-                eprintln!("gantry scheduler: {e}")
+                tracing::warn!("{e}")
             }
             _ => {}
         }
@@ -220,14 +220,14 @@ impl Live {
         );
         for node in stores.nodes.state() {
             if let Err(e) = to_value(&*node).and_then(|v| fresh.node_applied(&v)) {
-                eprintln!("gantry scheduler: {e}");
+                tracing::warn!("{e}");
             }
         }
         // Fragmentation-aware scores are normalised by the largest node.
         fresh.set_scheduler(Scheduler::new(policy.build(Scale::of(fresh.cluster()), expected)));
         for pod in stores.pods.state() {
             if let Err(e) = to_value(&*pod).and_then(|v| fresh.pod_applied(&v)) {
-                eprintln!("gantry scheduler: {e}");
+                tracing::warn!("{e}");
             }
         }
         *guard = fresh;
@@ -262,7 +262,7 @@ impl Live {
         for node in stores.nodes.state() {
             // No gang is known yet, so adding nodes refuses nothing.
             if let Err(e) = to_value(&*node).and_then(|v| c.node_applied(&v, now)) {
-                eprintln!("gantry scheduler: queue: {e}");
+                tracing::warn!("queue: {e}");
             }
         }
         for (key, spec) in lock(&self.owners).iter() {
@@ -283,6 +283,7 @@ impl Live {
 
     /// One admission cycle, when leading: the actions to carry out, and the metrics updated.
     pub fn cycle(&self, now: Seconds) -> Vec<Action> {
+        let _span = tracing::debug_span!("admission_cycle", now).entered();
         let mut guard = lock(&self.controller);
         let Some(c) = guard.as_mut() else { return Vec::new() };
         let mut actions = std::mem::take(&mut *lock(&self.queued));
@@ -331,7 +332,7 @@ impl Live {
         match tenancy_now(stores, tenants) {
             Ok(t) => t != c,
             Err(e) => {
-                eprintln!("gantry scheduler: {e}");
+                tracing::warn!("{e}");
                 false
             }
         }
@@ -584,7 +585,7 @@ async fn follow_framework(
                 live.owner(&key_of(&o), None);
             }
             Err(e) => {
-                eprintln!("gantry scheduler: watching {} ({}/{version}): {e}; retrying", f.kind, f.group)
+                tracing::warn!("watching {} ({}/{version}): {e}; retrying", f.kind, f.group)
             }
         }
         live.wake.notify_one();
@@ -619,7 +620,7 @@ impl Executor {
                 Ok(_) => {
                     last.insert(name, status);
                 }
-                Err(e) => eprintln!("gantry scheduler: cannot write the status of Tenant {name}: {e}"),
+                Err(e) => tracing::warn!("cannot write the status of Tenant {name}: {e}"),
             }
         }
     }
@@ -667,7 +668,7 @@ impl Executor {
             .await;
         for (result, action, left) in results {
             if let Err(e) = result {
-                eprintln!("gantry scheduler: {e}");
+                tracing::warn!("{e}");
                 if left > 1 {
                     self.retry.push((action, left - 1));
                 } else if let Action::Pending { pod, .. } | Action::Refused { pod, .. } = &action {
@@ -713,11 +714,7 @@ pub async fn run(
     }
     live.rebuild_cache(&stores, config.policy, &config.expected);
     live.state.set_ready(true);
-    eprintln!(
-        "gantry scheduler: caches ready: {} nodes, {} pods",
-        stores.nodes.state().len(),
-        stores.pods.state().len()
-    );
+    tracing::info!("caches ready: {} nodes, {} pods", stores.nodes.state().len(), stores.pods.state().len());
 
     let elector = crate::lease::Elector::new(
         Api::namespaced(client.clone(), &config.lease_namespace),
@@ -759,7 +756,7 @@ pub async fn run(
         }
         if !leads {
             if live.leading() {
-                eprintln!("gantry scheduler: {} lost the lease; no longer admitting", config.identity);
+                tracing::warn!("{} lost the lease; no longer admitting", config.identity);
                 live.step_down();
             }
             continue;
@@ -776,12 +773,11 @@ pub async fn run(
         if let Some(cause) = cause {
             started = true;
             match live.rebuild_controller(&stores, &config, now(), cause) {
-                Ok(()) => eprintln!(
-                    "gantry scheduler: {} leads; queue rebuilt from the API server ({cause})",
-                    config.identity
-                ),
+                Ok(()) => {
+                    tracing::info!("{} leads; queue rebuilt from the API server ({cause})", config.identity)
+                }
                 Err(e) => {
-                    eprintln!("gantry scheduler: {e}");
+                    tracing::warn!("{e}");
                     if !live.leading() {
                         continue;
                     }
@@ -799,10 +795,7 @@ pub async fn run(
                     match report.send(&view, records).await {
                         Ok(()) => said.clear(),
                         Err(e) if e != *said => {
-                            eprintln!(
-                                "gantry scheduler: {e}; {} usage records kept for the next try",
-                                report.pending()
-                            );
+                            tracing::warn!("{e}; {} usage records kept for the next try", report.pending());
                             *said = e;
                         }
                         Err(_) => {}
@@ -820,10 +813,14 @@ pub async fn run(
     live.step_down();
     let _ = stop_election.send(true);
     match tokio::time::timeout(RELEASE_WAIT, lease_task).await {
-        Ok(Ok(Ok(()))) => eprintln!("gantry scheduler: {} released the lease", config.identity),
-        Ok(Ok(Err(e))) => eprintln!("gantry scheduler: cannot release the lease ({e}); another replica takes over at its expiry"),
-        Ok(Err(_)) | Err(_) => eprintln!("gantry scheduler: the lease release got no answer in {RELEASE_WAIT:?}; another replica takes over at its expiry"),
+        Ok(Ok(Ok(()))) => tracing::info!("{} released the lease", config.identity),
+        Ok(Ok(Err(e))) => {
+            tracing::warn!("cannot release the lease ({e}); another replica takes over at its expiry")
+        }
+        Ok(Err(_)) | Err(_) => tracing::warn!(
+            "the lease release got no answer in {RELEASE_WAIT:?}; another replica takes over at its expiry"
+        ),
     }
-    eprintln!("gantry scheduler: {MANAGER} stopped");
+    tracing::info!("{MANAGER} stopped");
     Ok(())
 }

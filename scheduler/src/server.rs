@@ -256,6 +256,7 @@ fn answer<'a, A, R>(
     encode: impl FnOnce(&R) -> Result<Vec<u8>, serde_json::Error>,
     ok: impl FnOnce(&R) -> bool,
 ) -> Response {
+    let _span = tracing::debug_span!("extender_request", verb).entered();
     let started = Instant::now();
     let args = match parsed {
         Ok(a) => a,

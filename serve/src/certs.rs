@@ -199,8 +199,8 @@ impl CertResolver {
                 state.status.reloads += 1;
                 state.status.last_error = None;
                 state.status.loaded_at = SystemTime::now();
-                eprintln!(
-                    "gantry-serve: loaded the new TLS certificate from {} and key from {}; new connections use it",
+                tracing::info!(
+                    "loaded the new TLS certificate from {} and key from {}; new connections use it",
                     self.files.cert.display(),
                     self.files.key.display()
                 );
@@ -211,7 +211,9 @@ impl CertResolver {
                 let seen = matches!(&state.last_failure, Some((m, c, k)) if *m == message && *c == cert_pem && *k == key_pem);
                 if !seen {
                     state.status.failures += 1;
-                    eprintln!("gantry-serve: TLS certificate reload failed, still serving the previous certificate: {message}");
+                    tracing::warn!(
+                        "TLS certificate reload failed, still serving the previous certificate: {message}"
+                    );
                     state.last_failure = Some((message.clone(), cert_pem, key_pem));
                 }
                 state.status.last_error = Some(message);

@@ -162,7 +162,7 @@ pub async fn serve_with(
                 Err(e) if is_connection_error(&e) => {}
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
-                    eprintln!("gantry-serve: cannot accept connections: {e}; retrying in 1 s");
+                    tracing::warn!("cannot accept connections: {e}; retrying in 1 s");
                     tokio::select! {
                         () = &mut shutdown => break,
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -179,8 +179,8 @@ pub async fn serve_with(
     })
     .await;
     if drained.is_err() {
-        eprintln!(
-            "gantry-serve: {} connection(s) still busy {:?} after shutdown began; closing them",
+        tracing::info!(
+            "{} connection(s) still busy {:?} after shutdown began; closing them",
             connections.len(),
             options.shutdown_timeout
         );
