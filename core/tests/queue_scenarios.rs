@@ -907,32 +907,6 @@ fn a_gpu_job_blocked_by_cpu_work_starts_when_the_cpu_work_ends() {
     assert_eq!(admitted_ids(&out), vec![2], "the node is empty now; reason: {:?}", q.reason(2));
 }
 
-/// The rules of issue "Guarantees that hold", as scenarios a platform engineer can read.
-#[test]
-fn a_tenant_below_nominal_stops_its_own_lower_priority_work_and_reclaims_together() {
-    // a (nominal 8) runs a 4-GPU batch job; b (nominal 8) runs 8 within nominal and borrows 4.
-    // a's 8-GPU serving job fits a's nominal only once a's own batch job is set aside: it may
-    // stop that job *and* reclaim b's borrowed job, borrowed work first.
-    let t = TenancyBuilder::new(&["A100"])
-        .timing(0, 0)
-        .cohort("pool", None)
-        .tenant("a", Some("pool"), &[Q::n(8)])
-        .tenant("b", Some("pool"), &[Q::n(8)])
-        .build();
-    let mut q = queue(t, a100s(2, 8), NOV1);
-    submit(&mut q, WB::new(1, 0).kind(Kind::Batch).gpus(1, 4).build(), NOV1);
-    submit(&mut q, WB::new(2, 1).kind(Kind::Batch).gpus(1, 8).build(), NOV1);
-    assert_eq!(admitted_ids(&q.cycle(NOV1)), vec![1, 2]);
-    submit(&mut q, WB::new(3, 1).kind(Kind::Batch).gpus(1, 4).at(NOV1 + 10).build(), NOV1 + 10);
-    assert_eq!(admitted_ids(&q.cycle(NOV1 + 10)), vec![3], "b borrows the last 4 GPUs");
-    submit(&mut q, WB::new(10, 0).kind(Kind::Serving).gpus(1, 8).at(NOV1 + 20).build(), NOV1 + 20);
-    let out = q.cycle(NOV1 + 20);
-    assert_eq!(out.preempted, vec![reclaim(3, 10), priority(1, 10)], "borrowed work first, then a's own");
-    assert_eq!(admitted_ids(&out), vec![10]);
-    assert_eq!(q.quota().usage(0, A100), g(8), "a is back at its nominal quota, no further");
-    assert_consistent(&q);
-}
-
 #[test]
 fn a_gang_that_may_start_partly_starts_with_as_many_members_as_fit() {
     // 3 nodes of 8; 2 are taken. A gang of 6 × 4 GPUs that may start with 2 starts with 4 (all

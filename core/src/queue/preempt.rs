@@ -8,11 +8,6 @@
 //!   in admission order and those that reach above its nominal quota are the borrowed ones (plus
 //!   any admitted under an exhausted `idle-only` budget).
 //!
-//! A workload *fits its tenant's nominal quota* when the tenant's use, less its own work of lower
-//! priority (which the workload may stop), plus the workload's demand is within nominal: a tenant
-//! below nominal may stop its own lower-priority work *and* reclaim borrowed work together to get
-//! back to its nominal quota.
-//!
 //! Work younger than the minimum runtime is never stopped. Victims are taken in two groups: first
 //! other tenants' borrowed work (reclaim), then the tenant's own lower-priority work; within each,
 //! lowest priority first, then smallest, then newest; until the workload fits both quota and a
@@ -59,8 +54,8 @@ pub(super) fn make_room(q: &mut Queue, w: &Workload, priority: i32, now: Seconds
         }
         // Cheap test first: with nothing to reclaim yet, stopping all of the tenant's
         // lower-priority work must free enough quota and GPUs.
+        let owed = q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
         let lower = q.running_below(w.tenant, f, priority);
-        let owed = fits_nominal(q, w.tenant, f, demand, lower);
         let may_reclaim = owed && now >= w.submitted + q.tenancy.timing.reclaim_window;
         let quota_after = q.quota.available(w.tenant, f) as i128 + lower as i128;
         if !may_reclaim && (lower == 0 || free(q, f) + lower < demand || quota_after < demand as i128) {
@@ -174,7 +169,7 @@ fn candidates(
     let demand: Milli =
         members.iter().map(|m| if w.wants_gpu() { m.gpu_total() } else { m.cpu_milli as Milli }).sum();
     let timing = q.tenancy.timing;
-    let owed = fits_nominal(q, w.tenant, f, demand, q.running_below(w.tenant, f, priority));
+    let owed = q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
     let window_over = what_if || now >= w.submitted + timing.reclaim_window;
     if owed && !window_over {
         q.wake_at(w.submitted + timing.reclaim_window);
@@ -247,11 +242,6 @@ fn candidates(
 /// then the tenant's own; within each, lowest priority, smallest, newest.
 type Eligible = (bool, bool, i32, Milli, std::cmp::Reverse<Seconds>, WorkloadId, bool);
 
-/// Whether `demand` fits tenant `t`'s nominal quota of `f` once `own_lower` (its running work of
-/// lower priority than the workload's, which the workload may stop) is set aside.
-fn fits_nominal(q: &Queue, t: usize, f: FlavorId, demand: Milli, own_lower: Milli) -> bool {
-    q.quota.usage(t, f).saturating_sub(own_lower) + demand <= q.quota.nominal(t, f)
-}
 
 /// Per node: victims' GPU milli on it, the most protected victim (own tenant's, not
 /// opportunistic, priority), the newest victim's start, and the victims (indexes into the
