@@ -371,6 +371,30 @@ fn stores_with_tenant_objects(
     (s, tenant_writer)
 }
 
+/// A Tenant status write, as the leader's `Executor::publish` makes it.
+fn write_status(
+    s: &Stores,
+    tenants: &mut reflector::store::Writer<gantry_api::crds::Tenant>,
+    name: &str,
+    pending: i64,
+) {
+    let mut t = tenant(s, name);
+    t.status = Some(gantry_api::crds::TenantStatus { pending_workloads: pending, ..Default::default() });
+    tenants.apply_watcher_event(&Event::Apply(t));
+}
+
+/// The Tenant object `name` as the store has it.
+fn tenant(s: &Stores, name: &str) -> gantry_api::crds::Tenant {
+    let store = &s.tenants.as_ref().expect("tenant objects").tenants;
+    store
+        .state()
+        .iter()
+        .find(|t| t.metadata.name.as_deref() == Some(name))
+        .expect("the tenant")
+        .as_ref()
+        .clone()
+}
+
 #[test]
 fn the_leaders_own_status_writes_never_rebuild_the_queue_and_a_spec_change_does() {
     let waiting =
@@ -387,34 +411,12 @@ fn the_leaders_own_status_writes_never_rebuild_the_queue_and_a_spec_change_does(
     live.rebuild_controller(&s, &cfg, T0, "start").unwrap();
     // 100 status writes (as the leader's Executor::publish makes): no rebuild.
     for i in 0..100 {
-        let mut t = s
-            .tenants
-            .as_ref()
-            .unwrap()
-            .tenants
-            .state()
-            .iter()
-            .find(|t| t.metadata.name.as_deref() == Some("team-a"))
-            .unwrap()
-            .as_ref()
-            .clone();
-        t.status = Some(gantry_api::crds::TenantStatus { pending_workloads: i, ..Default::default() });
-        tenants.apply_watcher_event(&Event::Apply(t));
+        write_status(&s, &mut tenants, "team-a", i);
         live.tenant_objects_changed();
         assert!(!live.tenancy_changed(&s, &cfg.tenants), "status write {i}");
     }
     // A real change to team-a's quota is one.
-    let mut t = s
-        .tenants
-        .as_ref()
-        .unwrap()
-        .tenants
-        .state()
-        .iter()
-        .find(|t| t.metadata.name.as_deref() == Some("team-a"))
-        .unwrap()
-        .as_ref()
-        .clone();
+    let mut t = tenant(&s, "team-a");
     t.spec.quotas.values_mut().next().expect("a quota").nominal = "16".into();
     tenants.apply_watcher_event(&Event::Apply(t));
     live.tenant_objects_changed();
@@ -450,19 +452,7 @@ fn reclaim_happens_within_the_window_while_tenants_and_pods_churn() {
         let cpu = pod("team-b", &format!("etl-{i}"), 0, false, Some("gpu-0"));
         live.pod_applied(&cpu, t);
         live.pod_deleted(&format!("team-b-etl-{i}"), t);
-        let mut tn = s
-            .tenants
-            .as_ref()
-            .unwrap()
-            .tenants
-            .state()
-            .iter()
-            .find(|x| x.metadata.name.as_deref() == Some("team-b"))
-            .unwrap()
-            .as_ref()
-            .clone();
-        tn.status = Some(gantry_api::crds::TenantStatus { pending_workloads: i, ..Default::default() });
-        tenants.apply_watcher_event(&Event::Apply(tn));
+        write_status(&s, &mut tenants, "team-b", i);
         live.tenant_objects_changed();
         assert!(!live.tenancy_changed(&s, &cfg.tenants), "a status write is no tenancy change");
         let actions = live.cycle(t);

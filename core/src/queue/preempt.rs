@@ -242,7 +242,6 @@ fn candidates(
 /// then the tenant's own; within each, lowest priority, smallest, newest.
 type Eligible = (bool, bool, i32, Milli, std::cmp::Reverse<Seconds>, WorkloadId, bool);
 
-
 /// Per node: victims' GPU milli on it, the most protected victim (own tenant's, not
 /// opportunistic, priority), the newest victim's start, and the victims (indexes into the
 /// eligible list) in order.
