@@ -188,7 +188,7 @@ async fn standalone(args: SchedulerArgs) -> Result<(), String> {
 }
 
 async fn in_cluster(args: SchedulerArgs) -> Result<(), String> {
-    let client = kube::Client::try_default()
+    let clients = runner::Clients::infer()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API server ({e}); run in a pod with a service account, set KUBECONFIG, or use --standalone"))?;
     let tenants = match (&args.tenants, &args.settings) {
@@ -232,7 +232,7 @@ async fn in_cluster(args: SchedulerArgs) -> Result<(), String> {
         let _ = server_stops.await;
     });
     let mut server = std::pin::pin!(server);
-    let controller = runner::run(client, live, config, gantry_serve::stop_signal());
+    let controller = runner::run(clients, live, config, gantry_serve::stop_signal());
     let stopped = tokio::select! {
         // The server ended on its own (it could not listen): nothing to hand over.
         r = &mut server => return r.and(Err("the HTTP server stopped".into())),

@@ -8,8 +8,10 @@
 //! real cluster, e.g. kind):
 //! - admission: no mutating or validating webhooks (Gantry's own webhook never runs, so the tests
 //!   create pods already gated and labelled), no ValidatingAdmissionPolicies, no defaulting of
-//!   pod fields, no PodDisruptionBudgets behind the Eviction API (an eviction always deletes the
-//!   pod at once: no 429, no graceful termination, no `deletionTimestamp`);
+//!   pod fields; behind the Eviction API only PodDisruptionBudgets that select by `matchLabels`
+//!   with a `status.disruptionsAllowed` the test sets (no disruption controller computes it),
+//!   and an eviction allowed deletes the pod at once (no graceful termination, no
+//!   `deletionTimestamp`);
 //! - validation beyond the pod rules Gantry depends on (gates only removed, the rest of a pod's
 //!   spec immutable, `status` only through the subresource): objects are not checked against
 //!   their OpenAPI schemas or CRD schemas;
@@ -36,7 +38,7 @@
 
 mod apiserver;
 
-use apiserver::{ApiServer, Options, EVENTS, LEASES, PODS, PYTORCH_JOBS, TENANTS};
+use apiserver::{ApiServer, Options, EVENTS, LEASES, PDBS, PODS, PYTORCH_JOBS, TENANTS};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -80,6 +82,15 @@ impl Scheduler {
     /// Starts `gantry scheduler` against `api`, with tenants from `tenants` (a file) or, when
     /// `None`, from the Tenant objects; waits for its start line.
     fn start(api: &ApiServer, dir: &Path, identity: &str, tenants: Option<&Path>) -> Scheduler {
+        match tenants {
+            Some(t) => Scheduler::start_with(api, dir, identity, &["--tenants".as_ref(), t.as_os_str()]),
+            None => Scheduler::start_with(api, dir, identity, &[]),
+        }
+    }
+
+    /// Starts `gantry scheduler` against `api` with more arguments (`--tenants FILE`,
+    /// `--settings FILE`); waits for its start line.
+    fn start_with(api: &ApiServer, dir: &Path, identity: &str, args: &[&std::ffi::OsStr]) -> Scheduler {
         let kubeconfig = api.write_kubeconfig(dir, identity);
         let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
         command.args([
@@ -93,9 +104,7 @@ impl Scheduler {
             "--cycle-every",
             "1",
         ]);
-        if let Some(t) = tenants {
-            command.arg("--tenants").arg(t);
-        }
+        command.args(args);
         let mut child = command
             .env("KUBECONFIG", &kubeconfig)
             .env("HOME", dir)
@@ -725,14 +734,19 @@ fn flavor(name: &str, model: &str) -> Value {
     json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "GpuFlavor", "metadata": {"name": name}, "spec": {"model": model, "price": "2.4"}})
 }
 
+fn cohort(name: &str) -> Value {
+    json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "Cohort", "metadata": {"name": name}, "spec": {}})
+}
+
 fn tenant(name: &str, nominal: &str) -> Value {
     json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
            "spec": {"namespaces": [name], "quotas": {"a100": {"nominal": nominal}}}})
 }
 
 /// 6. Tenants from Tenant objects: the leader writes each Tenant's status (merge patch of the
-///    status subresource); status writes are not tenant changes (no rebuild); a spec change
-///    rebuilds once; through both the older of two waiting pods is admitted first.
+///    status subresource); status writes are not tenant changes; a weight change is taken in
+///    place, a namespace change rebuilds once; through all of it the older of two waiting pods
+///    is admitted first.
 #[test]
 fn fifo_holds_across_tenant_status_writes_and_changes() {
     let dir = scratch("tenant-objects");
@@ -775,8 +789,14 @@ fn fifo_holds_across_tenant_status_writes_and_changes() {
     assert_eq!(metric(&page, "gantry_queue_rebuilds_total{cause=\"start\"}"), 1.0, "{page}");
     assert!(still_gated(&api, "team-a", "old") && still_gated(&api, "team-a", "new"));
 
-    // A spec change is a tenancy change: one rebuild; the order holds through it.
+    // A weight change is taken into the queue in place; a namespace added to team-b changes
+    // which tenant pods belong to, so the queue is rebuilt once. The order holds through both.
     api.update(&TENANTS, "", "team-b", |o| o["spec"]["weight"] = json!(2.0)).unwrap();
+    api.wait_for("the weight taken in place", Duration::from_secs(10), || {
+        (metric(&s.metrics(), "gantry_tenancy_updates_total") == 1.0).then_some(())
+    });
+    api.update(&TENANTS, "", "team-b", |o| o["spec"]["namespaces"] = json!(["team-b", "team-b-dev"]))
+        .unwrap();
     api.wait_for("one tenants rebuild", Duration::from_secs(10), || {
         (metric(&s.metrics(), "gantry_queue_rebuilds_total{cause=\"tenants\"}") == 1.0).then_some(())
     });
@@ -788,7 +808,269 @@ fn fifo_holds_across_tenant_status_writes_and_changes() {
     let order: Vec<String> = ungates(&api).into_iter().map(|u| u.1).collect();
     assert_eq!(order, ["r", "old"], "the older waiting pod first, the newer still waiting");
     assert!(still_gated(&api, "team-a", "new"));
-    assert_eq!(metric(&s.metrics(), "gantry_queue_rebuilds_total{cause=\"tenants\"}"), 1.0);
+    let page = s.metrics();
+    assert_eq!(metric(&page, "gantry_queue_rebuilds_total{cause=\"tenants\"}"), 1.0, "{page}");
+    assert_eq!(metric(&page, "gantry_tenancy_updates_total"), 1.0, "{page}");
+    assert_no_refusals(&api);
+    dump(&api);
+}
+
+/// A pod already running where an earlier leader put it: ungated, bound to `node`, Running, its
+/// placement (GPUs 0.. of `node`) recorded `placed` seconds ago.
+fn running_pod(ns: &str, name: &str, gpus: u32, node: &str, placed: i64) -> Value {
+    let mut pod = gated_pod(ns, name, gpus, Some(&ago(placed + 5)));
+    pod["spec"].as_object_mut().unwrap().remove("schedulingGates");
+    pod["spec"]["nodeName"] = json!(node);
+    let devices: Vec<String> = (0..gpus).map(|g| g.to_string()).collect();
+    let at = jiff::Timestamp::now().as_second() - placed;
+    pod["metadata"]["annotations"] = json!({PLACEMENT: format!("{node}:{}@{at}", devices.join(","))});
+    pod["status"] = json!({"phase": "Running", "qosClass": "Burstable",
+                           "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}]});
+    pod
+}
+
+/// Every eviction the scheduler made: (namespace, pod, when).
+fn evictions(api: &ApiServer) -> Vec<(String, String, Duration)> {
+    api.writes()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/eviction") && r.status == 201)
+        .map(|r| {
+            let parts: Vec<&str> = r.path.split('/').collect();
+            (parts[4].to_string(), parts[6].to_string(), r.at)
+        })
+        .collect()
+}
+
+/// The notes of the Events about pod `ns/name` with `reason`.
+fn events_about(api: &ApiServer, ns: &str, name: &str, reason: &str) -> Vec<String> {
+    api.with(|i| {
+        i.objects(&EVENTS)
+            .filter(|e| {
+                e["regarding"]["namespace"] == ns && e["regarding"]["name"] == name && e["reason"] == reason
+            })
+            .map(|e| e["note"].as_str().unwrap_or_default().to_string())
+            .collect()
+    })
+}
+
+/// 7. Reclaim under churn: team-b borrows gpu-1 (8 GPUs beyond its nominal 8, from the cohort);
+///    team-a, owed 8 GPUs of its nominal quota, gets them back once its pod has waited the
+///    reclaim window (5 s here), although all along team-b's CPU pods come and go, another
+///    writer writes Tenant statuses, and team-c's weight changes (a tenancy change taken in
+///    place). None of it restarts the window: the borrowed workload, and only it, is evicted
+///    within the window plus one cycle, and team-a's pod runs in its place.
+#[test]
+fn reclaim_under_churn_comes_within_the_window_plus_one_cycle() {
+    let dir = scratch("reclaim-churn");
+    let api = ApiServer::start(Options::default());
+    api.create(node("gpu-0", 8));
+    api.create(node("gpu-1", 8));
+    api.create(flavor("a100", "A100"));
+    api.create(cohort("pool"));
+    for (name, nominal) in [("team-a", "8"), ("team-b", "8"), ("team-c", "0")] {
+        let mut t = tenant(name, nominal);
+        t["spec"]["cohort"] = json!("pool");
+        api.create(t);
+    }
+    api.create(running_pod("team-b", "b-0", 8, "gpu-0", 900));
+    api.create(running_pod("team-b", "b-1", 8, "gpu-1", 800));
+    let settings = dir.join("settings.yaml");
+    std::fs::write(&settings, "timing:\n  reclaimWindow: 5s\n  minRuntime: 0s\n").expect("settings file");
+    let s = Scheduler::start_with(&api, &dir, "gantry-0", &["--settings".as_ref(), settings.as_os_str()]);
+    api.wait_for("team-b's status: 8 borrowed", Duration::from_secs(20), || {
+        (api.get(&TENANTS, "", "team-b")?["status"]["gpusBorrowed"] == "8").then_some(())
+    });
+
+    let window = Duration::from_secs(5);
+    let cycle = Duration::from_secs(1);
+    let created = api.elapsed();
+    api.create(gated_pod("team-a", "owed", 8, None));
+    let mut churn = 0;
+    let evicted = loop {
+        if let Some(e) = evictions(&api).into_iter().next() {
+            break e;
+        }
+        assert!(
+            api.elapsed() < created + window + Duration::from_secs(15),
+            "no reclaim {:?} after team-a's pod was created; stderr:\n{}",
+            api.elapsed() - created,
+            s.stderr()
+        );
+        let etl = format!("etl-{churn}");
+        let mut cpu = gated_pod("team-b", &etl, 0, None);
+        cpu["spec"].as_object_mut().unwrap().remove("schedulingGates");
+        cpu["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "2", "memory": "4Gi"}});
+        api.create(cpu);
+        api.update(&TENANTS, "", "team-b", |o| o["status"]["observedWrites"] = json!(churn)).unwrap();
+        if churn % 3 == 0 {
+            let weight = 1.0 + f64::from(churn) / 10.0;
+            api.update(&TENANTS, "", "team-c", |o| o["spec"]["weight"] = json!(weight)).unwrap();
+        }
+        observe(Duration::from_millis(300));
+        api.delete(&PODS, "team-b", &etl);
+        churn += 1;
+    };
+    let took = evicted.2 - created;
+    eprintln!("reclaimed {took:?} after team-a's pod was created, through {churn} rounds of churn");
+    // Creation times are whole seconds (rounded), so the window may look up to a second shorter;
+    // the bound allows one cycle, and a second for the processes and HTTP in between.
+    assert!(took + Duration::from_secs(1) >= window, "reclaimed before the window: {took:?}");
+    assert!(took <= window + cycle + Duration::from_secs(1), "reclaimed only after {took:?}");
+    assert_eq!((evicted.0.as_str(), evicted.1.as_str()), ("team-b", "b-1"), "the borrowed workload");
+    api.wait_for("owed bound", Duration::from_secs(10), || {
+        api.binds().into_iter().find(|b| b.name == "owed").map(|b| b.node)
+    });
+    observe(Duration::from_millis(1500));
+    let all = evictions(&api);
+    assert_eq!(all.len(), 1, "one eviction, where one was enough: {all:?}");
+    let why = events_about(&api, "team-b", "b-1", "GantryPreempted");
+    assert!(
+        why.len() == 1 && why[0].contains("reclaim borrowed capacity") && why[0].contains("team-a"),
+        "the victim is told why: {why:?}"
+    );
+    assert_eq!(ungates(&api).into_iter().map(|u| u.1).collect::<Vec<_>>(), ["owed"]);
+    let page = s.metrics();
+    assert_eq!(metric(&page, "gantry_queue_rebuilds_total{cause=\"start\"}"), 1.0, "{page}");
+    for cause in ["leader", "relist", "tenants"] {
+        let series = format!("gantry_queue_rebuilds_total{{cause=\"{cause}\"}}");
+        assert_eq!(metric(&page, &series), 0.0, "{series}:\n{page}");
+    }
+    assert!(metric(&page, "gantry_tenancy_updates_total") >= 1.0, "team-c's weight changes: {page}");
+    assert_no_refusals(&api);
+    dump(&api);
+}
+
+/// 8. Preemption by priority within a tenant: team-a's batch pod holds all of gpu-0, team-a's
+///    whole quota; a notebook of team-a (priority 800 over batch's 100) asks for the 8 GPUs. The
+///    batch pod is evicted through the Eviction API and told why in an Event; the notebook's
+///    pod is ungated onto gpu-0; nothing else is written to pods.
+#[test]
+fn a_notebook_preempts_its_tenants_batch_work_through_the_eviction_api() {
+    let dir = scratch("preemption");
+    let api = ApiServer::start(Options::default());
+    api.create(node("gpu-0", 8));
+    api.create(running_pod("team-a", "etl", 8, "gpu-0", 3600));
+    let tenants = tenants_file(&dir, 8);
+    let s = Scheduler::start(&api, &dir, "gantry-0", Some(&tenants));
+    s.wait_line("gantry-0 leads", Duration::from_secs(20));
+    observe(Duration::from_millis(1500));
+    assert!(evictions(&api).is_empty(), "nothing to preempt for yet");
+
+    api.create(notebook_pod("team-a", "lab", 8));
+    api.wait_for("lab-0 bound", Duration::from_secs(15), || {
+        api.binds().into_iter().find(|b| b.name == "lab-0").map(|b| b.node)
+    });
+    observe(Duration::from_millis(1500));
+    let evicted = evictions(&api);
+    assert_eq!(
+        evicted.iter().map(|e| (e.0.as_str(), e.1.as_str())).collect::<Vec<_>>(),
+        [("team-a", "etl")],
+        "the batch pod, once"
+    );
+    let ungated = ungates(&api);
+    assert_eq!(ungated.iter().map(|u| u.1.as_str()).collect::<Vec<_>>(), ["lab-0"]);
+    assert!(ungated[0].3 >= evicted[0].2, "the victim is evicted before the notebook is let in");
+    assert_eq!(parse_placement(&ungated[0].2).0, "gpu-0");
+    let why = events_about(&api, "team-a", "etl", "GantryPreempted");
+    assert!(
+        why.len() == 1 && why[0].contains("higher-priority work") && why[0].contains("lab"),
+        "the victim is told why: {why:?}"
+    );
+    // Pod writes: the eviction, the notebook's ungate and the conditions (status), nothing more.
+    for w in api.writes().iter().filter(|w| w.path.contains("/pods/")) {
+        let ok = w.path.ends_with("/pods/etl/eviction")
+            || w.path.ends_with("/pods/lab-0")
+            || w.path.ends_with("/status");
+        assert!(ok, "unexpected pod write {w}");
+    }
+    assert_no_refusals(&api);
+    dump(&api);
+}
+
+/// 9. Tenants that cannot be read at start (a Tenant names a Cohort nobody created): the
+///    scheduler admits nothing, says why once (not every cycle), and leads as soon as the
+///    Cohort is created.
+#[test]
+fn tenants_that_cannot_be_read_are_said_once_and_fixing_them_starts_the_queue() {
+    let dir = scratch("bad-tenants");
+    let api = ApiServer::start(Options::default());
+    api.create(node("gpu-0", 8));
+    api.create(flavor("a100", "A100"));
+    let mut t = tenant("team-a", "8");
+    t["spec"]["cohort"] = json!("pool");
+    api.create(t);
+    api.create(gated_pod("team-a", "p-0", 1, None));
+    let s = Scheduler::start(&api, &dir, "gantry-0", None);
+    s.wait_line("unknown cohort `pool`", Duration::from_secs(20));
+    observe(Duration::from_millis(3000));
+    let said = s.stderr.lock().unwrap().iter().filter(|l| l.contains("unknown cohort `pool`")).count();
+    assert_eq!(said, 1, "said once over three cycles:\n{}", s.stderr());
+    assert!(ungates(&api).is_empty());
+
+    api.create(cohort("pool"));
+    s.wait_line("gantry-0 leads", Duration::from_secs(10));
+    api.wait_for("p-0 bound", Duration::from_secs(10), || {
+        api.binds().into_iter().find(|b| b.name == "p-0").map(|b| b.node)
+    });
+    assert_no_refusals(&api);
+}
+
+/// A notebook pod as the notebook controller makes it: its StatefulSet's pod `NAME-0`, with
+/// the `notebook-name` label, asking for `gpus` GPUs, gated by Gantry's webhook.
+fn notebook_pod(ns: &str, name: &str, gpus: u32) -> Value {
+    let mut pod = gated_pod(ns, &format!("{name}-0"), gpus, None);
+    pod["metadata"]["labels"] = json!({"notebook-name": name, "statefulset": name, "app": name});
+    pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name, "uid": "4f3c2a1e-0000-4000-8000-000000000001", "controller": true, "blockOwnerDeletion": true}]);
+    pod
+}
+
+/// 10. An eviction a PodDisruptionBudget refuses (429): the victim keeps running and stays
+///     counted (the queue is rebuilt from the API server once), the notebook it was to make
+///     room for is not let in and waits, and the queue does not ask again at once (the victim is
+///     no victim for a while); when the victim ends, the notebook starts.
+#[test]
+fn an_eviction_a_disruption_budget_refuses_leaves_the_victim_counted_and_the_notebook_waiting() {
+    let dir = scratch("pdb");
+    let api = ApiServer::start(Options { serve: vec![PDBS], ..Options::default() });
+    api.create(node("gpu-0", 8));
+    api.create(running_pod("team-a", "etl", 8, "gpu-0", 3600));
+    api.create(json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "etl", "namespace": "team-a"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "etl"}}},
+        "status": {"currentHealthy": 1, "desiredHealthy": 1, "disruptionsAllowed": 0, "expectedPods": 1, "observedGeneration": 1},
+    }));
+    let tenants = tenants_file(&dir, 8);
+    let s = Scheduler::start(&api, &dir, "gantry-0", Some(&tenants));
+    s.wait_line("gantry-0 leads", Duration::from_secs(20));
+    api.create(notebook_pod("team-a", "lab", 8));
+    api.wait_for("an eviction refused", Duration::from_secs(15), || {
+        api.requests().into_iter().find(|r| r.path.ends_with("/pods/etl/eviction") && r.status == 429)
+    });
+    api.wait_for("a rebuild for the refused eviction", Duration::from_secs(10), || {
+        (metric(&s.metrics(), "gantry_queue_rebuilds_total{cause=\"eviction\"}") == 1.0).then_some(())
+    });
+    observe(Duration::from_millis(3000));
+    let tries = api.requests().into_iter().filter(|r| r.path.ends_with("/eviction")).count();
+    assert_eq!(tries, 1, "asked once, not every cycle");
+    assert_eq!(metric(&s.metrics(), "gantry_queue_rebuilds_total{cause=\"eviction\"}"), 1.0);
+    assert!(api.get(&PODS, "team-a", "etl").is_some(), "the victim still runs");
+    assert!(ungates(&api).is_empty(), "the notebook was not let in: {:?}", ungates(&api));
+    assert!(still_gated(&api, "team-a", "lab-0"));
+    let page = s.metrics();
+    assert_eq!(
+        metric(&page, "gantry_tenant_usage_milli{flavor=\"A100\",tenant=\"team-a\"}"),
+        8000.0,
+        "the victim's 8 GPUs are counted, not the waiting notebook's:\n{page}"
+    );
+    assert!(events_about(&api, "team-a", "etl", "GantryPreempted").is_empty(), "no preemption was done");
+
+    // The batch job ends: the notebook starts in its place.
+    api.delete(&PODS, "team-a", "etl");
+    api.wait_for("lab-0 bound", Duration::from_secs(15), || {
+        api.binds().into_iter().find(|b| b.name == "lab-0").map(|b| b.node)
+    });
+    assert_eq!(ungates(&api).len(), 1);
     assert_no_refusals(&api);
     dump(&api);
 }

@@ -1179,3 +1179,146 @@ fn nodes_by_upsert_admit_the_same_as_a_queue_built_strictly() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Queue: a tenancy that changes while it runs
+// ---------------------------------------------------------------------------------------------
+
+/// alpha (nominal 8, no cohort) on two 8-GPU nodes runs workload 1 (8 GPUs); workloads 2 then 3
+/// (8 GPUs each) wait for quota.
+fn alpha_waits_for_quota() -> Queue {
+    let mut q = live_queue(one_tenant(&["A100"], 8), &["A100"]);
+    let a100 = Some(q.intern_model("A100").unwrap());
+    q.upsert_node(Node::new("n0", CORES, MEM, 8, a100)).unwrap();
+    q.upsert_node(Node::new("n1", CORES, MEM, 8, a100)).unwrap();
+    submit(&mut q, WB::new(1, 0).gpus(1, 8).build(), NOV1);
+    assert_eq!(admitted_ids(&q.cycle(NOV1)), vec![1]);
+    submit(&mut q, WB::new(2, 0).gpus(1, 8).build(), NOV1 + 1);
+    submit(&mut q, WB::new(3, 0).gpus(1, 8).build(), NOV1 + 2);
+    assert!(q.cycle(NOV1 + 3).admitted.is_empty());
+    q
+}
+
+#[test]
+fn a_quota_raised_in_place_admits_the_oldest_waiting_and_keeps_the_running_clocks() {
+    let mut q = alpha_waits_for_quota();
+    let started = q.running(1).unwrap().clone();
+    q.update_tenancy(one_tenant(&["A100"], 16), NOV1 + 100).expect("a quota change is taken in place");
+    consistent(&q);
+    assert_eq!(q.quota().nominal(0, 0), g(16));
+    // The next cycle admits the older of the two waiting workloads, and only it.
+    assert_eq!(admitted_ids(&q.cycle(NOV1 + 101)), vec![2]);
+    assert_eq!(q.running(1), Some(&started), "the running workload is untouched");
+    assert_eq!(q.pending_ids().collect::<Vec<_>>(), vec![3]);
+    // The ledger metered alpha's first 100 s at the old nominal quota: all 8 GPUs guaranteed.
+    q.ledger_mut().close_all(NOV1 + 200);
+    let records = q.ledger_mut().drain();
+    let before: u64 = records.iter().filter(|r| r.end <= NOV1 + 100).map(|r| r.guaranteed).sum();
+    assert_eq!(before, g(8) * 100);
+    let after: u64 = records.iter().filter(|r| r.start >= NOV1 + 101).map(|r| r.guaranteed).sum();
+    assert_eq!(after, g(16) * 99, "16 GPUs within the new nominal quota from the admission on");
+    assert!(records.iter().all(|r| r.borrowed == 0), "{records:?}");
+    consistent(&q);
+}
+
+#[test]
+fn a_price_changed_in_place_applies_from_the_change_on() {
+    let mut q = alpha_waits_for_quota();
+    let mut t = one_tenant(&["A100"], 8);
+    t.tenants[0].prices_micros = vec![3_000_000];
+    q.update_tenancy(t, NOV1 + 50).unwrap();
+    q.ledger_mut().close_all(NOV1 + 80);
+    let prices: Vec<(Seconds, Seconds, u64)> =
+        q.ledger_mut().drain().iter().map(|r| (r.start, r.end, r.price_micros)).collect();
+    assert_eq!(prices, vec![(NOV1, NOV1 + 50, 1_000_000), (NOV1 + 50, NOV1 + 80, 3_000_000)]);
+}
+
+#[test]
+fn a_quota_lowered_in_place_leaves_running_work_which_becomes_reclaimable() {
+    let mut q = beta_borrows_everything();
+    // beta's nominal quota goes to alpha: both of beta's workloads now run on borrowed quota.
+    let t = TenancyBuilder::new(&["A100"])
+        .timing(0, 0)
+        .cohort("all", None)
+        .tenant("alpha", Some("all"), &[Q::n(16)])
+        .tenant("beta", Some("all"), &[Q::n(0)])
+        .build();
+    q.update_tenancy(t, NOV1 + 1).unwrap();
+    consistent(&q);
+    assert_eq!(running_ids(&q), vec![1, 2], "nothing is stopped by the change itself");
+    assert_eq!(q.quota().borrowed(1, 0), g(16));
+    // alpha, owed its quota, reclaims one of beta's workloads: exactly the one it needs.
+    submit(&mut q, WB::new(3, 0).gpus(1, 8).build(), NOV1 + 2);
+    let out = q.cycle(NOV1 + 2);
+    assert_eq!(admitted_ids(&out), vec![3]);
+    assert_eq!(out.preempted.len(), 1, "{out:?}");
+    consistent(&q);
+}
+
+#[test]
+fn a_change_to_what_workloads_are_is_refused_and_changes_nothing() {
+    use gantry_core::queue::Restructure;
+    use gantry_core::tenancy::PriorityClass;
+    let base = || one_tenant(&["A100"], 8);
+    let cases: Vec<(&str, Tenancy, Restructure)> = vec![
+        ("another flavor", one_tenant(&["A100", "H100"], 8), Restructure::Flavors),
+        (
+            "a tenant added",
+            {
+                let mut t = base();
+                let mut b = t.tenants[0].clone();
+                b.name = "beta".into();
+                b.namespaces = vec!["beta".into()];
+                t.tenants.push(b);
+                t
+            },
+            Restructure::Tenants,
+        ),
+        (
+            "a namespace moved",
+            {
+                let mut t = base();
+                t.tenants[0].namespaces.push("gamma".into());
+                t
+            },
+            Restructure::Tenants,
+        ),
+        (
+            "a priority class added",
+            {
+                let mut t = base();
+                t.priority_classes.push(PriorityClass { name: "urgent".into(), value: 5000 });
+                t
+            },
+            Restructure::Priorities,
+        ),
+    ];
+    for (name, tenancy, why) in cases {
+        let mut q = alpha_waits_for_quota();
+        let before = q.tenancy.clone();
+        assert_eq!(q.update_tenancy(tenancy, NOV1 + 10), Err(why), "{name}");
+        assert_eq!(q.tenancy, before, "{name}: unchanged");
+        assert!(q.cycle(NOV1 + 11).admitted.is_empty(), "{name}");
+        consistent(&q);
+    }
+}
+
+#[test]
+fn work_the_cluster_refused_to_stop_is_no_victim_until_its_shield_ends() {
+    let mut q = beta_borrows_everything();
+    // Stopping beta's borrowed workload 2 was refused (a PodDisruptionBudget): shielded 60 s.
+    q.shield(2, NOV1 + 60);
+    submit(&mut q, WB::new(3, 0).gpus(1, 8).build(), NOV1 + 1);
+    let out = q.cycle(NOV1 + 1);
+    assert!(out.admitted.is_empty() && out.preempted.is_empty(), "{out:?}");
+    assert_eq!(q.next_wakeup(), Some(NOV1 + 60), "the queue wakes when the shield ends");
+    assert!(q.cycle(NOV1 + 59).preempted.is_empty());
+    let out = q.cycle(NOV1 + 60);
+    assert_eq!(admitted_ids(&out), vec![3]);
+    assert_eq!(out.preempted.iter().map(|p| p.victim).collect::<Vec<_>>(), vec![2]);
+    consistent(&q);
+    // An unknown workload is ignored; the next wake-up is not moved by it.
+    q.shield(99, NOV1 + 1000);
+    assert_ne!(q.next_wakeup(), Some(NOV1 + 1000));
+    consistent(&q);
+}

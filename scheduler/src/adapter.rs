@@ -41,9 +41,23 @@ pub enum AdapterError {
     Event { ns: String, name: String, source: kube::Error },
 }
 
+impl AdapterError {
+    /// An eviction the API server refused (a PodDisruptionBudget's 429, a permission, ...): the
+    /// pod still runs. A pod already gone (404) was not refused.
+    pub fn eviction_refused(&self) -> bool {
+        match self {
+            AdapterError::Evict { source: kube::Error::Api(e), .. } => e.code != 404,
+            AdapterError::Evict { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 /// Applies actions with one client.
 pub struct Adapter {
     client: Client,
+    /// For evictions: by default the same client (see [`Adapter::with_eviction_client`]).
+    evictions: Client,
     recorder: Recorder,
 }
 
@@ -61,7 +75,15 @@ fn reference(pod: &PodRef) -> ObjectReference {
 impl Adapter {
     pub fn new(client: Client, instance: Option<String>) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance });
-        Adapter { client, recorder }
+        Adapter { evictions: client.clone(), client, recorder }
+    }
+
+    /// Evictions through `client`: one that does not retry 429, for a PodDisruptionBudget's
+    /// refusal is an answer, which a retrying client would keep asking for minutes, holding up
+    /// every other action of the cycle.
+    pub fn with_eviction_client(mut self, client: Client) -> Self {
+        self.evictions = client;
+        self
     }
 
     async fn event(
@@ -160,7 +182,7 @@ impl Adapter {
                 self.condition(pod, "True", "Released", message, was).await
             }
             Action::Evict { pod, message } => {
-                let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+                let api: Api<Pod> = Api::namespaced(self.evictions.clone(), &pod.namespace);
                 api.evict(&pod.name, &EvictParams::default()).await.map_err(|source| {
                     AdapterError::Evict { ns: pod.namespace.clone(), name: pod.name.clone(), source }
                 })?;

@@ -37,8 +37,8 @@ use gantry_api::node::parse_node;
 use gantry_api::placement::Planned;
 use gantry_api::pod::{annotated_gang_size, annotation, gated, parse_pod, planned, pod_finished, PodView};
 use gantry_core::model::{ModelSet, Placement, GPU_MILLI};
-use gantry_core::queue::{PodSet, Queue, Workload, WorkloadId};
-use gantry_core::tenancy::{Kind, Seconds};
+use gantry_core::queue::{PodSet, Queue, Restructure, Workload, WorkloadId};
+use gantry_core::tenancy::{Kind, Seconds, Tenancy};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
@@ -124,6 +124,19 @@ impl Controller {
 
     pub fn queue(&self) -> &Queue {
         &self.queue
+    }
+
+    /// A changed tenancy, in place when it can be (see [`Queue::update_tenancy`]).
+    pub fn update_tenancy(&mut self, tenancy: Tenancy, now: Seconds) -> Result<(), Restructure> {
+        self.queue.update_tenancy(tenancy, now)
+    }
+
+    /// The pod's eviction was refused: its workload (taken back as running by a rebuild) is no
+    /// victim before `until`.
+    pub fn shield_pod(&mut self, uid: &str, until: Seconds) {
+        if let Some(gang) = self.by_uid.get(uid).and_then(|k| self.gangs.get(k)) {
+            self.queue.shield(gang.id, until);
+        }
     }
 
     /// Closes every open usage meter at `now` (before this controller is replaced), so that what

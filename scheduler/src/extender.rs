@@ -348,6 +348,11 @@ impl Extender {
         }
         self.evicting.insert(uid.to_string());
     }
+
+    /// The queue's eviction of a pod was refused: it stays, and is no victim for kube-scheduler.
+    pub fn eviction_refused(&mut self, uid: &str) {
+        self.evicting.remove(uid);
+    }
 }
 
 /// Candidate lists resolved to node ids. kube-scheduler sends prioritize the list that filter

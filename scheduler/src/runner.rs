@@ -48,6 +48,9 @@ const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// The shortest time between two reports to the quota API.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// How long a pod whose eviction was refused (a PodDisruptionBudget allows no disruption now)
+/// is no victim: the queue looks for other room meanwhile, then may ask again.
+pub const EVICTION_BACKOFF: Seconds = 30;
 use tokio::sync::Notify;
 
 /// Where the tenants come from.
@@ -102,6 +105,8 @@ pub struct Live {
     synced: AtomicBool,
     /// Usage records of a controller that was replaced, not yet sent.
     carried: Mutex<Vec<gantry_api::quota::Record>>,
+    /// Pods whose eviction the API server refused, by uid: no victim before the time given.
+    shields: Mutex<HashMap<String, Seconds>>,
     wake: Notify,
 }
 
@@ -126,6 +131,7 @@ impl Live {
             tenants_changed: AtomicBool::new(false),
             synced: AtomicBool::new(false),
             carried: Mutex::new(Vec::new()),
+            shields: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         })
     }
@@ -270,9 +276,27 @@ impl Live {
         }
         let pods: Vec<Value> = stores.pods.state().iter().filter_map(|p| to_value(&**p).ok()).collect();
         let actions = c.rebuild(&pods, now);
+        let mut shields = lock(&self.shields);
+        shields.retain(|_, until| *until > now);
+        for (uid, until) in shields.iter() {
+            c.shield_pod(uid, *until);
+        }
+        drop(shields);
         *lock(&self.queued) = actions;
         *guard = Some(c);
         Ok(())
+    }
+
+    /// Evictions the API server refused at `now`: those pods stay, so kube-scheduler may not
+    /// take them, and the queue (rebuilt by the caller, which takes them back as running) does
+    /// not choose them again for [`EVICTION_BACKOFF`].
+    pub fn evictions_refused(&self, uids: &[String], now: Seconds) {
+        let mut extender = self.state.extender();
+        let mut shields = lock(&self.shields);
+        for uid in uids {
+            extender.eviction_refused(uid);
+            shields.insert(uid.clone(), now + EVICTION_BACKOFF);
+        }
     }
 
     /// Stops running the queue (leadership lost).
@@ -320,20 +344,33 @@ impl Live {
         self.wake.notify_one();
     }
 
-    /// Whether the tenant objects now define another tenancy than the running queue's (a spec
-    /// change, not a status write); clears the mark either way.
-    pub fn tenancy_changed(&self, stores: &Stores, tenants: &Tenants) -> bool {
+    /// Takes a change of the tenant objects (a spec change, not a status write) into the
+    /// running queue: in place when only quotas, limits, cohorts, weights, prices or timing
+    /// changed; otherwise (tenants, namespaces, flavors or priority classes) `true`: the caller
+    /// rebuilds. Clears the mark either way.
+    pub fn take_tenancy_change(&self, stores: &Stores, tenants: &Tenants, now: Seconds) -> bool {
         if !self.tenants_changed.swap(false, Ordering::SeqCst) {
             return false;
         }
-        let Some(c) = lock(&self.controller).as_ref().map(|c| c.queue().tenancy.clone()) else {
-            return false;
-        };
-        match tenancy_now(stores, tenants) {
-            Ok(t) => t != c,
+        let mut guard = lock(&self.controller);
+        let Some(c) = guard.as_mut() else { return false };
+        let tenancy = match tenancy_now(stores, tenants) {
+            Ok(t) if t == c.queue().tenancy => return false,
+            Ok(t) => t,
             Err(e) => {
                 tracing::warn!("{e}");
+                return false;
+            }
+        };
+        match c.update_tenancy(tenancy, now) {
+            Ok(()) => {
+                self.state.metrics.tenancy_updates.inc();
+                tracing::info!("tenancy updated in place");
                 false
+            }
+            Err(why) => {
+                tracing::info!("{why}: the queue is rebuilt");
+                true
             }
         }
     }
@@ -625,7 +662,9 @@ impl Executor {
         }
     }
 
-    async fn run(&mut self, actions: Vec<Action>, pods: &Store<Pod>) {
+    /// Carries out one cycle's actions (and those to retry); the uids of pods whose eviction
+    /// the API server refused.
+    async fn run(&mut self, actions: Vec<Action>, pods: &Store<Pod>) -> Vec<String> {
         let mut todo: Vec<(Action, u32)> = std::mem::take(&mut self.retry);
         for a in actions {
             match &a {
@@ -656,17 +695,31 @@ impl Executor {
             .collect();
         todo.retain(|(a, _)| present.contains_key(&pod_of(a).uid));
         self.said.retain(|uid, _| present.contains_key(uid));
-        let adapter = &self.adapter;
-        let present = &present;
-        let results: Vec<_> = futures::stream::iter(todo)
-            .map(|(a, left)| async move {
-                let was = present.get(&pod_of(&a).uid).cloned().flatten();
-                (adapter.apply_to(&a, was.as_deref()).await, a, left)
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        for (result, action, left) in results {
+        // Evictions first: the work they make room for is let in only once they are done. An
+        // eviction refused (a PodDisruptionBudget, say) leaves its pod running while the queue
+        // counts it gone, so that cycle's admissions are held back and the caller rebuilds the
+        // queue from the API server, where the pod still runs and the other work still waits.
+        let (evictions, rest): (Vec<_>, Vec<_>) =
+            todo.into_iter().partition(|(a, _)| matches!(a, Action::Evict { .. }));
+        let mut refused = Vec::new();
+        for (result, action, _) in self.apply(evictions, &present).await {
+            match result {
+                Err(e) if e.eviction_refused() => {
+                    tracing::warn!(
+                        "{e}; the queue is rebuilt from the API server, and what it was evicted for waits"
+                    );
+                    refused.push(pod_of(&action).uid.clone());
+                }
+                // The pod is gone, or only its Event was not written.
+                Err(e) => tracing::warn!("{e}"),
+                Ok(()) => {}
+            }
+        }
+        let rest = rest
+            .into_iter()
+            .filter(|(a, _)| refused.is_empty() || !matches!(a, Action::Ungate { .. }))
+            .collect();
+        for (result, action, left) in self.apply(rest, &present).await {
             if let Err(e) = result {
                 tracing::warn!("{e}");
                 if left > 1 {
@@ -677,6 +730,24 @@ impl Executor {
                 }
             }
         }
+        refused
+    }
+
+    /// Carries out actions, 16 at a time; each with its result and its tries left.
+    async fn apply(
+        &self,
+        todo: Vec<(Action, u32)>,
+        present: &HashMap<String, Option<String>>,
+    ) -> Vec<(Result<(), crate::adapter::AdapterError>, Action, u32)> {
+        let adapter = &self.adapter;
+        futures::stream::iter(todo)
+            .map(|(a, left)| async move {
+                let was = present.get(&pod_of(&a).uid).cloned().flatten();
+                (adapter.apply_to(&a, was.as_deref()).await, a, left)
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await
     }
 }
 
@@ -692,12 +763,33 @@ fn pod_of(a: &Action) -> &crate::controller::PodRef {
 
 /// Runs the in-cluster scheduler until `shutdown`: watchers, leader election, admission cycles.
 /// The extender is served separately from the same [`AppState`].
+/// The API clients of a scheduler in cluster mode.
+pub struct Clients {
+    /// Lists, watches, the Lease, patches and Events; kube-rs retries 429, 503 and 504 for them.
+    pub main: Client,
+    /// Evictions alone, without retries (see [`Adapter::with_eviction_client`]).
+    pub evictions: Client,
+}
+
+impl Clients {
+    /// Both from the environment (in-cluster service account, or `KUBECONFIG`).
+    pub async fn infer() -> Result<Clients, kube::Error> {
+        let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+        let main = Client::try_from(config.clone())?;
+        let mut once = config;
+        once.default_retry = false;
+        let evictions = Client::try_from(once)?;
+        Ok(Clients { main, evictions })
+    }
+}
+
 pub async fn run(
-    client: Client,
+    clients: Clients,
     live: Arc<Live>,
     config: RunConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
+    let client = clients.main;
     let stores = watch(&client, &live, matches!(config.tenants, Tenants::Cluster(_)));
     let ready = async {
         stores.nodes.wait_until_ready().await?;
@@ -726,13 +818,17 @@ pub async fn run(
     let statuses = matches!(config.tenants, Tenants::Cluster(_))
         .then(|| (Api::<Tenant>::all(client.clone()), HashMap::new()));
     let mut executor = Executor {
-        adapter: Adapter::new(client, Some(config.identity.clone())),
+        adapter: Adapter::new(client, Some(config.identity.clone())).with_eviction_client(clients.evictions),
         said: HashMap::new(),
         retry: Vec::new(),
         statuses,
     };
     // Whether this replica has led before (a rebuild then is for a new leadership, not the start).
     let mut started = false;
+    // The last reason the tenants could not be read.
+    let mut invalid = String::new();
+    // An eviction was refused: the queue's state is not the cluster's.
+    let mut resync = false;
     let mut quota = config
         .quota_api
         .as_ref()
@@ -765,7 +861,9 @@ pub async fn run(
             Some(if started { "leader" } else { "start" })
         } else if relisted {
             Some("relist")
-        } else if live.tenancy_changed(&stores, &config.tenants) {
+        } else if std::mem::take(&mut resync) {
+            Some("eviction")
+        } else if live.take_tenancy_change(&stores, &config.tenants, now()) {
             Some("tenants")
         } else {
             None
@@ -774,10 +872,15 @@ pub async fn run(
             started = true;
             match live.rebuild_controller(&stores, &config, now(), cause) {
                 Ok(()) => {
+                    invalid.clear();
                     tracing::info!("{} leads; queue rebuilt from the API server ({cause})", config.identity)
                 }
                 Err(e) => {
-                    tracing::warn!("{e}");
+                    // Said once, not every cycle, until it changes.
+                    if e != invalid {
+                        tracing::warn!("{e}");
+                        invalid = e;
+                    }
                     if !live.leading() {
                         continue;
                     }
@@ -785,7 +888,11 @@ pub async fn run(
             }
         }
         let actions = live.cycle(now());
-        executor.run(actions, &stores.pods).await;
+        let refused = executor.run(actions, &stores.pods).await;
+        if !refused.is_empty() {
+            live.evictions_refused(&refused, now());
+            resync = true;
+        }
         executor.publish(live.tenant_statuses()).await;
         // The quota API hears from the leader at most every few seconds.
         match quota.as_mut() {

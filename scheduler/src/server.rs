@@ -45,8 +45,11 @@ pub struct Metrics {
     admitted: IntCounterVec,
     evicted: IntCounterVec,
     /// Queue rebuilds from the API server's state, by cause (`start`, `leader`, `relist`,
-    /// `tenants`): a rebuild is needed only when state was lost or the tenants' rules changed.
+    /// `tenants`, `eviction`): a rebuild is needed only when state was lost (an eviction refused
+    /// leaves a pod running that the queue let go) or which workloads there are changed.
     pub rebuilds: IntCounterVec,
+    /// Tenancy changes taken in place (quotas, weights, cohorts, prices): no rebuild.
+    pub tenancy_updates: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -97,11 +100,16 @@ impl Metrics {
             &["tenant"],
         )?;
         let rebuilds = IntCounterVec::new(
-            Opts::new("gantry_queue_rebuilds_total", "Times the queue was rebuilt from the API server's state, by cause (start, leader, relist, tenants)."),
+            Opts::new("gantry_queue_rebuilds_total", "Times the queue was rebuilt from the API server's state, by cause (start, leader, relist, tenants, eviction)."),
             &["cause"],
+        )?;
+        let tenancy_updates = prometheus::IntCounter::new(
+            "gantry_tenancy_updates_total",
+            "Tenancy changes (quotas, limits, cohorts, weights, prices) taken into the running queue in place.",
         )?;
         let all: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(rebuilds.clone()),
+            Box::new(tenancy_updates.clone()),
             Box::new(duration.clone()),
             Box::new(requests.clone()),
             Box::new(nodes.clone()),
@@ -135,6 +143,7 @@ impl Metrics {
             admitted,
             evicted,
             rebuilds,
+            tenancy_updates,
         })
     }
 

@@ -396,7 +396,8 @@ fn tenant(s: &Stores, name: &str) -> gantry_api::crds::Tenant {
 }
 
 #[test]
-fn the_leaders_own_status_writes_never_rebuild_the_queue_and_a_spec_change_does() {
+fn the_leaders_own_status_writes_change_nothing_a_quota_change_is_taken_in_place_and_a_namespace_change_rebuilds(
+) {
     let waiting =
         [("early", 50), ("late", 30)].map(|(name, ago)| created(pod("team-a", name, 8, true, None), ago));
     let blocker = pod("team-b", "run", 8, false, Some("gpu-0"));
@@ -413,15 +414,29 @@ fn the_leaders_own_status_writes_never_rebuild_the_queue_and_a_spec_change_does(
     for i in 0..100 {
         write_status(&s, &mut tenants, "team-a", i);
         live.tenant_objects_changed();
-        assert!(!live.tenancy_changed(&s, &cfg.tenants), "status write {i}");
+        assert!(!live.take_tenancy_change(&s, &cfg.tenants, T0), "status write {i}");
     }
-    // A real change to team-a's quota is one.
+    let updates = || state.metrics.tenancy_updates.get();
+    assert_eq!(updates(), 0, "status writes change no tenancy");
+    // A change to team-a's quota is taken in place: no rebuild, the queue's quota is the new one.
     let mut t = tenant(&s, "team-a");
     t.spec.quotas.values_mut().next().expect("a quota").nominal = "16".into();
     tenants.apply_watcher_event(&Event::Apply(t));
     live.tenant_objects_changed();
-    assert!(live.tenancy_changed(&s, &cfg.tenants));
-    assert!(!live.tenancy_changed(&s, &cfg.tenants), "seen once");
+    assert!(!live.take_tenancy_change(&s, &cfg.tenants, T0 + 1), "a quota change needs no rebuild");
+    assert_eq!(updates(), 1);
+    let nominal = |live: &Live| {
+        live.tenant_statuses().into_iter().find(|(n, _)| n == "team-a").and_then(|(_, st)| st.gpus_nominal)
+    };
+    assert_eq!(nominal(&live).as_deref(), Some("16"));
+    assert!(!live.take_tenancy_change(&s, &cfg.tenants, T0 + 2), "seen once");
+    // A namespace that moves to team-a changes which tenant pods belong to: a rebuild.
+    let mut t = tenant(&s, "team-a");
+    t.spec.namespaces.push("team-c".into());
+    tenants.apply_watcher_event(&Event::Apply(t));
+    live.tenant_objects_changed();
+    assert!(live.take_tenancy_change(&s, &cfg.tenants, T0 + 3), "a namespace change rebuilds");
+    assert_eq!(updates(), 1);
 }
 
 #[test]
@@ -454,7 +469,7 @@ fn reclaim_happens_within_the_window_while_tenants_and_pods_churn() {
         live.pod_deleted(&format!("team-b-etl-{i}"), t);
         write_status(&s, &mut tenants, "team-b", i);
         live.tenant_objects_changed();
-        assert!(!live.tenancy_changed(&s, &cfg.tenants), "a status write is no tenancy change");
+        assert!(!live.take_tenancy_change(&s, &cfg.tenants, t), "a status write is no tenancy change");
         let actions = live.cycle(t);
         if actions.iter().any(|a| matches!(a, Action::Evict { pod, .. } if pod.namespace == "team-b")) {
             evicted_at = Some(t);

@@ -14,7 +14,8 @@
 //!   `metadata.resourceVersion`), merge, strategic-merge, JSON and apply patches (see [`patch`];
 //!   apply keeps field owners and answers 409 Conflict like the real one), status subresources
 //!   (writes to the object leave its status alone and the other way round), delete, and the
-//!   Eviction subresource of pods (which deletes the pod).
+//!   Eviction subresource of pods (which deletes the pod, unless a PodDisruptionBudget that
+//!   selects it by `matchLabels` allows no disruption: 429, as the API server answers).
 //! - **Pods**: scheduling gates may be removed but never added, the rest of a pod's spec never
 //!   changes (422 Invalid, as the API server says); a pod with gates is never bound. A fake
 //!   kube-scheduler and kubelet ([`ApiServer::binds`]) binds each ungated pod to the node of its
@@ -81,10 +82,13 @@ pub const LEASES: ResourceType = rt("coordination.k8s.io", "v1", "leases", "Leas
 pub const TENANTS: ResourceType = rt("gantry.dev", "v1alpha1", "tenants", "Tenant", false, true);
 pub const COHORTS: ResourceType = rt("gantry.dev", "v1alpha1", "cohorts", "Cohort", false, false);
 pub const GPU_FLAVORS: ResourceType = rt("gantry.dev", "v1alpha1", "gpuflavors", "GpuFlavor", false, false);
+/// PodDisruptionBudgets (served only when asked for): an eviction of a pod one of them selects is
+/// refused while its `status.disruptionsAllowed` is 0.
+pub const PDBS: ResourceType = rt("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, true);
 /// The Kubeflow training operator's PyTorchJob (served only when asked for: [`Options::serve`]).
 pub const PYTORCH_JOBS: ResourceType = rt("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob", true, true);
 
-const BUILT_IN: [ResourceType; 5] = [NODES, PODS, NAMESPACES, EVENTS, LEASES];
+const BUILT_IN: [ResourceType; 6] = [NODES, PODS, NAMESPACES, EVENTS, LEASES, PDBS];
 
 impl ResourceType {
     pub fn api_version(&self) -> String {
@@ -215,6 +219,21 @@ pub struct Inner {
 }
 
 impl Inner {
+    /// The name of a PodDisruptionBudget of `namespace` that selects pod `name` (by
+    /// `spec.selector.matchLabels`) and allows no disruption now.
+    fn blocking_budget(&self, namespace: &str, name: &str) -> Option<String> {
+        let labels = self.object(&PODS, namespace, name)?["metadata"]["labels"].clone();
+        self.objects(&PDBS)
+            .filter(|b| b["metadata"]["namespace"] == namespace)
+            .filter(|b| b["status"]["disruptionsAllowed"].as_i64().unwrap_or(0) == 0)
+            .find(|b| {
+                b["spec"]["selector"]["matchLabels"]
+                    .as_object()
+                    .is_some_and(|m| m.iter().all(|(k, v)| labels[k] == *v))
+            })
+            .map(|b| b["metadata"]["name"].as_str().unwrap_or_default().to_string())
+    }
+
     fn type_of(&self, api_version: &str, kind: &str) -> Option<ResourceType> {
         self.types.iter().copied().find(|t| t.api_version() == api_version && t.kind == kind)
     }
@@ -902,8 +921,20 @@ fn resource_call(
             if inner.object(t, namespace, name).is_none() {
                 return not_found(t, name);
             }
-            if body["kind"] != "Eviction" || body["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+            // The API server defaults a body's missing kind and apiVersion to the endpoint's
+            // (kube-rs sends neither), but refuses another kind or another pod's name.
+            let kind_ok = body["kind"].is_null() || body["kind"] == "Eviction";
+            if !kind_ok || body["metadata"]["name"].as_str().is_some_and(|n| n != name) {
                 return failure(400, "BadRequest", "an Eviction naming the pod is expected", Value::Null);
+            }
+            if let Some(pdb) = inner.blocking_budget(namespace, name) {
+                // The API server's answer when a budget allows no disruption.
+                return failure(
+                    429,
+                    "TooManyRequests",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                    json!({"causes": [{"reason": "DisruptionBudget", "message": format!("The disruption budget {pdb} needs more healthy pods")}]}),
+                );
             }
             inner.commit(t, namespace, name, None);
             (

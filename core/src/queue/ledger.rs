@@ -123,6 +123,16 @@ impl Ledger {
         self.records.push(rec);
     }
 
+    /// New nominal quotas and prices (indexed as in [`Ledger::new`]) from `now` on; the open
+    /// intervals are closed at the old ones.
+    pub fn retarget(&mut self, nominal: Vec<Milli>, prices: Vec<u64>, now: Seconds) {
+        self.close_all(now);
+        for (m, n) in self.meters.iter_mut().zip(nominal) {
+            m.nominal = n;
+        }
+        self.prices = prices;
+    }
+
     /// Closes every open meter at `now` (call before reading totals).
     pub fn close_all(&mut self, now: Seconds) {
         for i in 0..self.meters.len() {

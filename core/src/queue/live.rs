@@ -12,7 +12,7 @@
 //! the cluster's pod id; the queue's own pods never have that bit (see
 //! [`super::workload::MAX_WORKLOAD_ID`]). They take room but no quota.
 
-use super::{pod_id, Queue, State, EXTERNAL_POD_BIT};
+use super::{pod_id, Queue, State, WorkloadId, EXTERNAL_POD_BIT};
 use crate::model::{Cluster, ModelId, Node, NodeId, Placement, PodRequest};
 use crate::schedule::Scheduler;
 use crate::tenancy::{FlavorId, Milli, Seconds, Tenancy};
@@ -405,5 +405,83 @@ mod tests {
     fn external_ids_keep_below_the_top_bit() {
         assert_eq!(external_key(5), Ok(5 | EXTERNAL_POD_BIT));
         assert!(external_key(EXTERNAL_POD_BIT).is_err());
+    }
+}
+
+impl Queue {
+    /// Running workload `id` is no preemption victim before `until`: the cluster refused to stop
+    /// it (an eviction a PodDisruptionBudget blocked), and asking again at once would only be
+    /// refused again. Like the minimum runtime, the shield is a time the queue wakes up at.
+    pub fn shield(&mut self, id: WorkloadId, until: Seconds) {
+        if self.running(id).is_some() {
+            self.shielded.insert(id, until);
+            self.dirty = true;
+        }
+    }
+}
+
+/// Why a new tenancy cannot replace the queue's in place (the caller rebuilds the queue instead).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Restructure {
+    #[error("the flavors changed")]
+    Flavors,
+    #[error("the tenants, or their namespaces, changed")]
+    Tenants,
+    #[error("the priority classes, or which a tenant may use, changed")]
+    Priorities,
+}
+
+impl Queue {
+    /// Takes a changed tenancy in place: new quotas, limits, cohorts, weights, budgets, prices,
+    /// timing or currency apply from `now`, while every waiting workload keeps its place and
+    /// every running one its placement, start time and clocks. Nothing is preempted here; a
+    /// tenant whose quota fell below what it runs is simply over it, so its work is what the
+    /// next cycles may reclaim, as with any borrower.
+    ///
+    /// The workloads' identities depend on the rest (a workload's tenant comes from its
+    /// namespace, its priority from the classes and each tenant's defaults, its flavor from the
+    /// flavors), so a change there is refused, changing nothing, and the caller rebuilds.
+    pub fn update_tenancy(&mut self, tenancy: Tenancy, now: Seconds) -> Result<(), Restructure> {
+        let old = &self.tenancy;
+        if tenancy.flavors != old.flavors {
+            return Err(Restructure::Flavors);
+        }
+        let same_tenants = tenancy.tenants.len() == old.tenants.len()
+            && tenancy
+                .tenants
+                .iter()
+                .zip(&old.tenants)
+                .all(|(a, b)| a.name == b.name && a.namespaces == b.namespaces);
+        if !same_tenants {
+            return Err(Restructure::Tenants);
+        }
+        let same_priorities = tenancy.priority_classes == old.priority_classes
+            && tenancy
+                .tenants
+                .iter()
+                .zip(&old.tenants)
+                .all(|(a, b)| a.allowed_classes == b.allowed_classes && a.kind_classes == b.kind_classes);
+        if !same_priorities {
+            return Err(Restructure::Priorities);
+        }
+        let nf = tenancy.flavors.len();
+        let nt = tenancy.tenants.len();
+        let mut quota = super::QuotaTree::new(&tenancy);
+        for t in 0..nt {
+            for f in 0..nf {
+                quota.add(t, f, self.quota.usage(t, f) as i64);
+            }
+        }
+        let (ceilings, nominal, prices) = super::limits(&tenancy, &quota);
+        self.ceilings = ceilings;
+        // What ran so far is metered at the old nominal quotas and prices.
+        self.ledger.retarget(nominal, prices, now);
+        self.quota = quota;
+        self.tenancy = tenancy;
+        // Memos that depend on quotas are void; placement memos (`failed`) are not.
+        self.held.clear();
+        self.no_room.clear();
+        self.dirty = true;
+        Ok(())
     }
 }

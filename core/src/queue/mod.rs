@@ -17,6 +17,7 @@ mod workload;
 pub use explain::{Explanation, Reason};
 pub use gang::{place_gang, GangMisfit};
 pub use ledger::{cost_micros, Accrual, Ledger};
+pub use live::Restructure;
 pub use quota::QuotaTree;
 pub use workload::{pod_id, PodSet, Workload, WorkloadId, EXTERNAL_POD_BIT, MAX_MEMBERS, MAX_WORKLOAD_ID};
 
@@ -118,6 +119,17 @@ pub const SCAN_DEPTH: usize = 32;
 /// the tenant); any of them that has waited the reclaim window may reclaim.
 pub const PREEMPT_DEPTH: usize = 4;
 
+/// Per (tenant, flavor), indexed `t * flavors + f`: the most the tenant could ever hold, its
+/// nominal quota, and its price per GPU-hour in micro-units.
+fn limits(tenancy: &Tenancy, quota: &QuotaTree) -> (Vec<i64>, Vec<Milli>, Vec<u64>) {
+    let nf = tenancy.flavors.len();
+    let pairs = || (0..tenancy.tenants.len()).flat_map(move |t| (0..nf).map(move |f| (t, f)));
+    let ceilings = pairs().map(|(t, f)| quota.ceiling(t, f)).collect();
+    let nominal = pairs().map(|(t, f)| quota.nominal(t, f)).collect();
+    let prices = tenancy.tenants.iter().flat_map(|t| t.prices_micros.iter().copied()).collect();
+    (ceilings, nominal, prices)
+}
+
 /// The multi-tenant admission state over one cluster.
 pub struct Queue {
     pub tenancy: Tenancy,
@@ -171,6 +183,9 @@ pub struct Queue {
     /// Workloads started in this cycle: they are no victim in it (started and stopped at once,
     /// they would hold the room for nothing).
     started: HashSet<WorkloadId>,
+    /// Running workloads that are no victim until the time given: the cluster refused to stop
+    /// them (see [`Queue::shield`]).
+    shielded: HashMap<WorkloadId, Seconds>,
     /// Running workloads per (tenant, flavor) by priority: how many, and their demand. Tells
     /// cheaply how much a tenant's higher-priority work could free by preempting.
     running_priorities: Vec<std::collections::BTreeMap<i32, (u32, Milli)>>,
@@ -211,11 +226,7 @@ impl Queue {
         let nf = tenancy.flavors.len();
         let nt = tenancy.tenants.len();
         let quota = QuotaTree::new(&tenancy);
-        let ceilings =
-            (0..nt).flat_map(|t| (0..nf).map(move |f| (t, f))).map(|(t, f)| quota.ceiling(t, f)).collect();
-        let nominal =
-            (0..nt).flat_map(|t| (0..nf).map(move |f| (t, f))).map(|(t, f)| quota.nominal(t, f)).collect();
-        let prices = tenancy.tenants.iter().flat_map(|t| t.prices_micros.iter().copied()).collect();
+        let (ceilings, nominal, prices) = limits(&tenancy, &quota);
         let gpu_flavor = tenancy.flavors.iter().map(|f| !f.is_cpu()).collect();
         let queues = vec![BTreeSet::new(); nt.max(1)];
         let by_age = vec![BTreeSet::new(); nt.max(1)];
@@ -240,6 +251,7 @@ impl Queue {
             failed: HashSet::new(),
             no_room: HashSet::new(),
             stopped: HashSet::new(),
+            shielded: HashMap::new(),
             started: HashSet::new(),
             running_priorities: vec![Default::default(); nt * nf],
             preempt_budget: 0,
@@ -401,6 +413,7 @@ impl Queue {
         self.now = now;
         let entry = self.entries.remove(&id)?;
         self.held.retain(|&(_, by)| by != id);
+        self.shielded.remove(&id);
         match &entry.state {
             State::Pending { .. } => {
                 let q = if self.mode == Mode::Fifo { 0 } else { entry.w.tenant };

@@ -8,7 +8,8 @@
 //!   in admission order and those that reach above its nominal quota are the borrowed ones (plus
 //!   any admitted under an exhausted `idle-only` budget).
 //!
-//! Work younger than the minimum runtime is never stopped. Victims are taken in two groups: first
+//! Work younger than the minimum runtime is never stopped, nor work the cluster refused to stop
+//! (a PodDisruptionBudget), until the time given with [`Queue::shield`]. Victims are taken in two groups: first
 //! other tenants' borrowed work (reclaim), then the tenant's own lower-priority work; within each,
 //! lowest priority first, then smallest, then newest; until the workload fits both quota and a
 //! concrete placement; then every victim that can be put back without disturbing it is restored.
@@ -211,8 +212,9 @@ fn candidates(
                 }
                 continue;
             }
-            if !what_if && now < r.at + timing.min_runtime {
-                let until = r.at + timing.min_runtime;
+            let shield = q.shielded.get(&id).copied().unwrap_or(Seconds::MIN);
+            if !what_if && (now < r.at + timing.min_runtime || now < shield) {
+                let until = (r.at + timing.min_runtime).max(shield);
                 protected_until = Some(protected_until.map_or(until, |p: Seconds| p.min(until)));
                 continue;
             }
