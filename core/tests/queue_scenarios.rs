@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use gantry_core::model::{ModelSet, PodRequest};
 use gantry_core::queue::{Mode, Preemption, Reason, Refusal};
-use gantry_core::tenancy::{Kind, WhenExhausted};
+use gantry_core::tenancy::{Kind, Seconds, WhenExhausted};
 
 const A100: usize = 0;
 
@@ -464,6 +464,45 @@ fn reclaim_stops_only_the_victims_it_needs() {
     assert_eq!(running_ids(&q), vec![1, 2, 4, 5, 10]);
     assert_eq!(q.running(4).unwrap().at, NOV1, "restored victims keep running undisturbed");
     assert_eq!(q.quota().usage(1, A100), g(8));
+    assert_consistent(&q);
+}
+
+#[test]
+fn reclaim_finds_a_node_to_clear_behind_hundreds_of_smaller_borrowed_jobs() {
+    // 300 nodes of 8 GPUs; a has 1,000 nominal GPUs, b 1,400. b runs a 7-GPU job on each of 299
+    // nodes (the last 99 or so above its nominal quota), two 4-GPU jobs on the 300th node, and a
+    // 1-GPU job in each 7-GPU node's last GPU: 299 borrowed 1-GPU jobs, one per node, which the
+    // victim order (smallest first) puts ahead of everything else. a asks for one whole node.
+    // Stopping any number of the 1-GPU jobs alone frees no node; clearing a node takes its
+    // 1-GPU job and its borrowed 7-GPU job, or the two 4-GPU jobs. The victims are looked for
+    // node by node, however many smaller ones come first in the global order.
+    let t = TenancyBuilder::new(&["A100"])
+        .timing(0, 0)
+        .cohort("pool", None)
+        .tenant("a", Some("pool"), &[Q::n(1000)])
+        .tenant("b", Some("pool"), &[Q::n(1400)])
+        .build();
+    let mut q = queue(t, a100s(300, 8), NOV1);
+    let mut id = 0;
+    let mut batch = |q: &mut gantry_core::queue::Queue, count: u32, gpus: u32, at: Seconds| {
+        for _ in 0..count {
+            id += 1;
+            submit(q, WB::new(id, 1).gpus(1, gpus).at(at).build(), at);
+        }
+        assert_eq!(q.cycle(at).admitted.len(), count as usize);
+    };
+    batch(&mut q, 299, 7, NOV1);
+    batch(&mut q, 2, 4, NOV1 + 10);
+    batch(&mut q, 299, 1, NOV1 + 20);
+    assert_eq!(q.cluster().gpu_allocated(), g(2400));
+    assert_eq!(q.quota().borrowed(1, A100), g(1000));
+
+    submit(&mut q, WB::new(10_000, 0).gpus(1, 8).at(NOV1 + 30).build(), NOV1 + 30);
+    let out = q.cycle(NOV1 + 30);
+    assert_eq!(admitted_ids(&out), vec![10_000]);
+    assert_eq!(out.preempted.len(), 2, "two victims clear one node: {:?}", out.preempted);
+    let freed: u64 = out.preempted.iter().map(|p| q.workload(p.victim).unwrap().demand(1)).sum();
+    assert_eq!(freed, g(8), "exactly one node's worth is stopped");
     assert_consistent(&q);
 }
 

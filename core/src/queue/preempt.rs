@@ -229,14 +229,24 @@ fn candidates(
         return Vec::new();
     }
     eligible.sort();
-    if !what_if {
-        eligible.truncate(MAX_CANDIDATES);
-    }
     if !w.wants_gpu() {
+        if !what_if {
+            eligible.truncate(MAX_CANDIDATES);
+        }
         let n = eligible.len();
         return eligible.into_iter().enumerate().map(|(i, e)| (e.5, e.6, i + 1 == n)).collect();
     }
-    by_node(q, eligible, members)
+    // GPU victims are cut to size only once grouped by node, at a node boundary: cut before,
+    // the first few hundred victims in the global order (the smallest) are scattered one per
+    // node on a large cluster, and clearing none of those nodes makes room for a whole-node
+    // member, although the nodes the order puts first would.
+    let mut out = by_node(q, eligible, members);
+    if !what_if && out.len() > MAX_CANDIDATES {
+        let end =
+            out.iter().skip(MAX_CANDIDATES - 1).position(|c| c.2).map_or(out.len(), |i| i + MAX_CANDIDATES);
+        out.truncate(end);
+    }
+    out
 }
 
 /// A possible victim: (own tenant's, not opportunistic, priority, demand, newest first, id,
