@@ -85,6 +85,39 @@ pub struct TenantSpec {
     pub prices: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+    /// Which work this tenant's workloads may stop to start; absent: Gantry's rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preemption: Option<TenantPreemption>,
+}
+
+/// A tenant's preemption policy, as Kueue's ClusterQueue `preemption` and
+/// `flavorFungibility.whenCanPreempt` (with a tenant for a ClusterQueue).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantPreemption {
+    /// `Never`, `LowerPriority` (default) or `LowerOrNewerEqualPriority`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_tenant: Option<String>,
+    /// `Never`, `LowerPriority` or `Any` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaim_within_cohort: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub borrow_within_cohort: Option<BorrowWithinCohort>,
+    /// `TryNextFlavor` (default) or `Preempt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_can_preempt: Option<String>,
+}
+
+/// Whether a workload may stop other tenants' borrowed work when it would then borrow itself.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BorrowWithinCohort {
+    /// `Never` (default) or `LowerPriority`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The highest priority such a victim may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_priority_threshold: Option<i32>,
 }
 
 /// What the scheduler reports about a tenant (the printer columns).

@@ -26,7 +26,8 @@ fn examples() -> Vec<PathBuf> {
 }
 
 /// Uses every field: prices, budgets, milli quantities, limits, weights, a subset of classes,
-/// kind overrides file-wide and per tenant, nested cohorts, several namespaces.
+/// kind overrides file-wide and per tenant, nested cohorts, several namespaces, a preemption
+/// policy.
 const RICH: &str = r#"
 currency: EUR
 timing: {reclaimWindow: 90s, minRuntime: 2h}
@@ -48,6 +49,11 @@ tenants:
     quotas:
       V100M32: {nominal: "2500m", lendingLimit: 0}
     budget: {gpuHoursPerMonth: 0.5}
+    preemption:
+      withinTenant: LowerOrNewerEqualPriority
+      reclaimWithinCohort: LowerPriority
+      borrowWithinCohort: {policy: LowerPriority, maxPriorityThreshold: 300}
+      whenCanPreempt: Preempt
   - name: team-a
     namespaces: [team-a, team-a-dev]
     cohort: vision
@@ -156,6 +162,8 @@ fn objects_of_the_rich_file() {
             gpu_hours_per_month: "5000.125".into(),
             when_exhausted: Some("refuse".into()),
         }),
+        // Gantry's own rules: left out
+        preemption: None,
     };
     assert_eq!(tenants[0].metadata.name.as_deref(), Some("team-a"));
     assert_eq!(tenants[0].spec, expected);
@@ -165,6 +173,12 @@ fn objects_of_the_rich_file() {
     );
     assert_eq!(tenants[1].spec.weight, None);
     assert_eq!(tenants[1].spec.priority_classes, None);
+    let policy = tenants[1].spec.preemption.as_ref().expect("team-b's policy");
+    assert_eq!(policy.within_tenant.as_deref(), Some("LowerOrNewerEqualPriority"));
+    assert_eq!(policy.reclaim_within_cohort.as_deref(), Some("LowerPriority"));
+    assert_eq!(policy.when_can_preempt.as_deref(), Some("Preempt"));
+    let borrow = policy.borrow_within_cohort.as_ref().expect("borrowing while preempting");
+    assert_eq!((borrow.policy.as_deref(), borrow.max_priority_threshold), (Some("LowerPriority"), Some(300)));
 }
 
 #[test]
@@ -448,6 +462,16 @@ const BAD: &[Bad] = &[
         name: "empty model",
         change: |o| o.flavors[1].spec.model = " ".into(),
         messages: &["GpuFlavor cpu: spec.model: is empty; give it a name"],
+    },
+    Bad {
+        name: "unknown preemption word",
+        change: |o| {
+            team_a(o).preemption = Some(gantry_api::crds::TenantPreemption {
+                reclaim_within_cohort: Some("Sometimes".into()),
+                ..Default::default()
+            })
+        },
+        messages: &["Tenant team-a: spec.preemption.reclaimWithinCohort: unknown reclaimWithinCohort `Sometimes`; write one of `Never`, `LowerPriority`, `Any`"],
     },
     Bad {
         name: "object without a name",

@@ -307,6 +307,10 @@ pub fn fits(node: &Node, pod: &PodRequest) -> Result<(), Misfit> {
         return Err(Misfit::Memory);
     }
     if pod.wants_gpu() {
+        // Most nodes of a busy cluster fail here; the total settles them without a scan.
+        if u64::from(node.gpu_free_total) < pod.gpu_total() {
+            return Err(Misfit::GpuCapacity);
+        }
         let usable = node.gpu_free.iter().filter(|&&f| f >= pod.gpu_milli).count() as u32;
         if usable < pod.gpu_count {
             return Err(Misfit::GpuCapacity);

@@ -164,6 +164,59 @@ pub struct Tenant {
     /// Price per GPU-hour per flavor in micro-units (the flavor's price unless overridden).
     pub prices_micros: Vec<u64>,
     pub budget: Option<Budget>,
+    pub preemption: PreemptionPolicy,
+}
+
+/// Which work a tenant's waiting workload may stop to start, and how it picks a flavor when it
+/// must stop some: Kueue's ClusterQueue `preemption` and `flavorFungibility.whenCanPreempt`,
+/// with a tenant for a ClusterQueue. The defaults are Gantry's rules (see the queue's
+/// `preempt` module): the tenant's own lower-priority work, other tenants' borrowed work once
+/// the reclaim window is over, never while the workload would then borrow itself, and reclaim on
+/// any flavor before priority preemption on any.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PreemptionPolicy {
+    pub within_tenant: WithinTenant,
+    pub reclaim_within_cohort: ReclaimWithinCohort,
+    /// `Some(p)`: the workload may stop other tenants' borrowed work of priority at most `p` (and
+    /// lower than its own) even when it would then borrow itself, without waiting for the
+    /// reclaim window. `None` (Kueue's `Never`): every preemption must leave the workload within
+    /// its tenant's nominal quota.
+    pub borrow_within_cohort: Option<i32>,
+    pub when_can_preempt: WhenCanPreempt,
+}
+
+/// Which of the tenant's own running work a waiting workload may stop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum WithinTenant {
+    Never,
+    /// Work of lower priority.
+    #[default]
+    LowerPriority,
+    /// Work of lower priority, and work of equal priority submitted after the workload.
+    LowerOrNewerEqualPriority,
+}
+
+/// Which borrowed work of other tenants a waiting workload within its nominal quota may stop
+/// once it has waited the reclaim window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum ReclaimWithinCohort {
+    Never,
+    /// Borrowed work of lower priority only.
+    LowerPriority,
+    /// Any borrowed work: nominal quota is a promise whatever the priorities.
+    #[default]
+    Any,
+}
+
+/// When a workload can start only by stopping work: which flavor it stops work on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum WhenCanPreempt {
+    /// Every flavor is tried with other tenants' borrowed work alone first; only then with the
+    /// tenant's own lower-priority work too (stopping one's own work is the last resort).
+    #[default]
+    TryNextFlavor,
+    /// The first flavor (in order) where any allowed victims make room.
+    Preempt,
 }
 
 /// A cohort: a pool for lending between its members (tenants and child cohorts).

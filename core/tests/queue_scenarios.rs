@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use gantry_core::model::{ModelSet, PodRequest};
 use gantry_core::queue::{Mode, Preemption, Reason, Refusal};
-use gantry_core::tenancy::{Kind, Seconds, WhenExhausted};
+use gantry_core::tenancy::{Kind, PreemptionPolicy, ReclaimWithinCohort, Seconds, WhenExhausted};
 
 const A100: usize = 0;
 
@@ -555,17 +555,18 @@ fn reclaim_prefers_the_smallest_sufficient_borrowed_job() {
     assert_consistent(&q);
 }
 
-#[test]
-fn higher_priority_work_preempts_its_own_tenants_lower_priority_work_only() {
-    // 16 GPUs; a and b each borrow 4 from c. a's serving job arrives with a over its nominal:
-    // it may stop a's own batch job, never b's (even though b's is lower priority and borrowed).
-    let t = TenancyBuilder::new(&["A100"])
+/// 16 GPUs; a and b each borrow 4 from c: a runs a batch job (1) and a serving job (2), b two
+/// batch jobs (3, 4). Then a's serving job 5 arrives, with a over its nominal quota. Returns the
+/// queue at that point.
+fn a_and_b_borrow_and_a_serving_job_arrives(policy: PreemptionPolicy) -> gantry_core::queue::Queue {
+    let mut t = TenancyBuilder::new(&["A100"])
         .timing(300, 600)
         .cohort("pool", None)
         .tenant("a", Some("pool"), &[Q::n(4)])
         .tenant("b", Some("pool"), &[Q::n(4)])
         .tenant("c", Some("pool"), &[Q::n(8)])
         .build();
+    t.tenants[0].preemption = policy;
     let mut q = queue(t, a100s(4, 4), NOV1);
     submit(&mut q, WB::new(1, 0).kind(Kind::Batch).gpus(1, 4).build(), NOV1);
     submit(&mut q, WB::new(2, 0).kind(Kind::Serving).gpus(1, 4).build(), NOV1);
@@ -573,10 +574,33 @@ fn higher_priority_work_preempts_its_own_tenants_lower_priority_work_only() {
     submit(&mut q, WB::new(4, 1).kind(Kind::Batch).gpus(1, 4).build(), NOV1);
     assert_eq!(q.cycle(NOV1).admitted.len(), 4);
     assert_eq!((q.quota().borrowed(0, A100), q.quota().borrowed(1, A100)), (g(4), g(4)));
-
     let t1 = NOV1 + 100;
     submit(&mut q, WB::new(5, 0).kind(Kind::Serving).gpus(1, 4).at(t1).build(), t1);
-    let out = q.cycle(t1);
+    q
+}
+
+#[test]
+fn priority_preemption_never_leaves_the_preemptor_borrowing_by_default() {
+    // Stopping a's batch job would let job 5 run only on borrowed quota, which c could reclaim
+    // at any time: work would be stopped for work that is not guaranteed. So nothing is
+    // stopped; job 5 waits for quota.
+    let mut q = a_and_b_borrow_and_a_serving_job_arrives(PreemptionPolicy::default());
+    for now in [NOV1 + 100, NOV1 + 600, NOV1 + 86_400] {
+        let out = q.cycle(now);
+        assert!(out.preempted.is_empty() && out.admitted.is_empty(), "at {now}: {out:?}");
+    }
+    assert!(matches!(q.reason(5), Some(Reason::Quota { .. })), "{:?}", q.reason(5));
+    assert_eq!(running_ids(&q), vec![1, 2, 3, 4]);
+    assert_consistent(&q);
+}
+
+#[test]
+fn with_borrowing_while_preempting_allowed_work_stops_only_below_the_threshold() {
+    // a may borrow while preempting, stopping other tenants' work only up to priority 50: a's
+    // own batch job may go (lower than serving), b's batch jobs (priority 100) may not.
+    let policy = PreemptionPolicy { borrow_within_cohort: Some(50), ..PreemptionPolicy::default() };
+    let mut q = a_and_b_borrow_and_a_serving_job_arrives(policy);
+    let out = q.cycle(NOV1 + 100);
     assert!(out.preempted.is_empty(), "job 1 has not run its minimum runtime");
     assert_eq!(q.next_wakeup(), Some(NOV1 + 600));
     let out = q.cycle(NOV1 + 600);
@@ -584,7 +608,7 @@ fn higher_priority_work_preempts_its_own_tenants_lower_priority_work_only() {
     assert_eq!(admitted_ids(&out), vec![5]);
     assert_eq!(running_ids(&q), vec![2, 3, 4, 5]);
 
-    // Another serving job of a: nothing of a is lower, and b's batch work is not a's to stop.
+    // Another serving job of a: nothing of a is lower, and b's batch work is above the threshold.
     submit(&mut q, WB::new(6, 0).kind(Kind::Serving).gpus(1, 4).at(NOV1 + 700).build(), NOV1 + 700);
     for now in [NOV1 + 700, NOV1 + 5000, NOV1 + 86_400] {
         let out = q.cycle(now);
@@ -593,6 +617,130 @@ fn higher_priority_work_preempts_its_own_tenants_lower_priority_work_only() {
     assert!(matches!(q.reason(6), Some(Reason::Quota { .. })), "{:?}", q.reason(6));
     assert!(matches!(q.reason(1), Some(Reason::Quota { .. })), "{:?}", q.reason(1));
     assert_consistent(&q);
+}
+
+#[test]
+fn with_borrowing_while_preempting_allowed_other_tenants_lower_work_goes_first() {
+    // Threshold 100: b's batch jobs qualify; other tenants' borrowed work is taken before a's
+    // own, newest first, and no reclaim window is waited for (it is priority, not reclaim).
+    let policy = PreemptionPolicy { borrow_within_cohort: Some(100), ..PreemptionPolicy::default() };
+    let mut q = a_and_b_borrow_and_a_serving_job_arrives(policy);
+    let out = q.cycle(NOV1 + 600);
+    assert_eq!(out.preempted.iter().map(|p| p.victim).collect::<Vec<_>>(), vec![4]);
+    assert_eq!(admitted_ids(&out), vec![5]);
+    assert_consistent(&q);
+}
+
+/// One tenant `a` (nominal 8) on one 8-GPU node runs a batch job (1, 4 GPUs, submitted at
+/// NOV1) and a training job (2, 4 GPUs, submitted at NOV1 + 10); reclaim and minimum runtime
+/// are immediate. With `policy`, which of them does a 4-GPU job of `kind` stop, submitted at
+/// `at` (before NOV1: as a job that waited long, or was requeued) and looked at at NOV1 + 20?
+fn own_victims(policy: PreemptionPolicy, kind: Kind, at: Seconds) -> Vec<u64> {
+    let mut t = TenancyBuilder::new(&["A100"]).timing(0, 0).tenant("a", None, &[Q::n(8)]).build();
+    t.tenants[0].preemption = policy;
+    let mut q = queue(t, a100s(1, 8), NOV1);
+    submit(&mut q, WB::new(1, 0).kind(Kind::Batch).gpus(1, 4).build(), NOV1);
+    submit(&mut q, WB::new(2, 0).kind(Kind::Training).gpus(1, 4).at(NOV1 + 10).build(), NOV1 + 10);
+    assert_eq!(q.cycle(NOV1 + 10).admitted.len(), 2);
+    submit(&mut q, WB::new(3, 0).kind(kind).gpus(1, 4).at(at).build(), NOV1 + 20);
+    let out = q.cycle(NOV1 + 20);
+    assert_consistent(&q);
+    out.preempted.iter().map(|p| p.victim).collect()
+}
+
+#[test]
+fn within_tenant_policy_says_which_of_its_own_jobs_a_job_may_stop() {
+    use gantry_core::tenancy::WithinTenant::*;
+    let policy = |within_tenant| PreemptionPolicy { within_tenant, ..PreemptionPolicy::default() };
+    // (policy, kind of the new job, submitted at, victims)
+    let cases = [
+        // Lower priority only: training (300) stops the batch job (100), never the training job.
+        (LowerPriority, Kind::Training, NOV1 + 20, vec![1]),
+        // Serving (1000) stops the lowest first: the batch job is enough.
+        (LowerPriority, Kind::Serving, NOV1 + 20, vec![1]),
+        (Never, Kind::Serving, NOV1 + 20, vec![]),
+        // Batch (100) at equal priority: nothing lower; with LowerOrNewerEqualPriority, the batch
+        // job submitted after it could go, but job 1 was submitted before: it stays.
+        (LowerOrNewerEqualPriority, Kind::Batch, NOV1 + 20, vec![]),
+        // A batch job submitted (say, requeued) before job 1 may stop the newer job 1.
+        (LowerOrNewerEqualPriority, Kind::Batch, NOV1 - 60, vec![1]),
+        (LowerPriority, Kind::Batch, NOV1 - 60, vec![]),
+    ];
+    for (within, kind, at, expected) in cases {
+        assert_eq!(own_victims(policy(within), kind, at), expected, "{within:?}, {kind:?} at {at}");
+    }
+}
+
+/// a (nominal 8) is owed; b (nominal 0) borrows the whole 8-GPU node with a batch job (1) and a
+/// serving job (2), 4 GPUs each. a's training job (3, `gpus` GPUs) waits the reclaim window
+/// (60 s); what does it stop?
+fn reclaim_victims(reclaim_within_cohort: ReclaimWithinCohort, gpus: u32) -> Vec<u64> {
+    let mut t = TenancyBuilder::new(&["A100"])
+        .timing(60, 0)
+        .cohort("pool", None)
+        .tenant("a", Some("pool"), &[Q::n(8)])
+        .tenant("b", Some("pool"), &[Q::n(0)])
+        .build();
+    t.tenants[0].preemption = PreemptionPolicy { reclaim_within_cohort, ..PreemptionPolicy::default() };
+    let mut q = queue(t, a100s(1, 8), NOV1);
+    submit(&mut q, WB::new(1, 1).kind(Kind::Batch).gpus(1, 4).build(), NOV1);
+    submit(&mut q, WB::new(2, 1).kind(Kind::Serving).gpus(1, 4).build(), NOV1);
+    assert_eq!(q.cycle(NOV1).admitted.len(), 2);
+    submit(&mut q, WB::new(3, 0).kind(Kind::Training).gpus(1, gpus).at(NOV1 + 1).build(), NOV1 + 1);
+    assert!(q.cycle(NOV1 + 1).preempted.is_empty(), "not before the reclaim window");
+    let out = q.cycle(NOV1 + 61);
+    assert_consistent(&q);
+    let mut victims: Vec<u64> = out.preempted.iter().map(|p| p.victim).collect();
+    victims.sort_unstable();
+    victims
+}
+
+#[test]
+fn reclaim_within_cohort_policy_says_which_borrowed_work_an_owed_job_may_stop() {
+    use gantry_core::tenancy::ReclaimWithinCohort::*;
+    // Any: nominal quota is a promise, so for 8 GPUs both borrowed jobs go, the serving one
+    // too; for 4, the lowest priority first. LowerPriority: only the batch job is below
+    // training: enough for 4 GPUs, not for 8 (a waits). Never: a waits.
+    let none = Vec::<u64>::new();
+    let cases = [
+        (Any, 8, vec![1, 2]),
+        (Any, 4, vec![1]),
+        (LowerPriority, 4, vec![1]),
+        (LowerPriority, 8, none.clone()),
+        (Never, 4, none),
+    ];
+    for (policy, gpus, expected) in cases {
+        assert_eq!(reclaim_victims(policy, gpus), expected, "{policy:?}, {gpus} GPUs");
+    }
+}
+
+#[test]
+fn when_can_preempt_says_whether_reclaim_elsewhere_comes_before_stopping_own_work() {
+    use gantry_core::tenancy::WhenCanPreempt::*;
+    // Two models, one 8-GPU node each. a has 8 of each; b none. On A100 a runs a batch job of
+    // 8; on H100 b borrows all 8. a's serving job (8 GPUs, any model) has waited the window: it
+    // can start on A100 by stopping a's own batch job, or on H100 by reclaiming b's job.
+    let run = |when_can_preempt| {
+        let mut t = TenancyBuilder::new(&["A100", "H100"])
+            .timing(0, 0)
+            .cohort("pool", None)
+            .tenant("a", Some("pool"), &[Q::n(8), Q::n(8)])
+            .tenant("b", Some("pool"), &[Q::n(0), Q::n(0)])
+            .build();
+        t.tenants[0].preemption = PreemptionPolicy { when_can_preempt, ..PreemptionPolicy::default() };
+        let mut q = queue(t, cluster(&[("A100", 8), ("H100", 8)]), NOV1);
+        let a100 = ModelSet::from_iter([gantry_core::ModelId(0)]);
+        let h100 = ModelSet::from_iter([gantry_core::ModelId(1)]);
+        submit(&mut q, WB::new(1, 0).kind(Kind::Batch).gpus(1, 8).models(a100).build(), NOV1);
+        submit(&mut q, WB::new(2, 1).kind(Kind::Batch).gpus(1, 8).models(h100).build(), NOV1);
+        assert_eq!(q.cycle(NOV1).admitted.len(), 2);
+        submit(&mut q, WB::new(3, 0).kind(Kind::Serving).gpus(1, 8).at(NOV1 + 1).build(), NOV1 + 1);
+        let out = q.cycle(NOV1 + 1);
+        assert_consistent(&q);
+        out.preempted
+    };
+    assert_eq!(run(TryNextFlavor), vec![reclaim(2, 3)], "reclaim on H100 before own work on A100");
+    assert_eq!(run(Preempt), vec![priority(1, 3)], "the first flavor where anything allowed works");
 }
 
 /// The no-loop argument of `queue/preempt.rs` says a workload admitted by reclaim sits below

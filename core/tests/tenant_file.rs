@@ -3,7 +3,8 @@
 
 use gantry_core::tenancy::file::{load, parse, TenantFileError};
 use gantry_core::tenancy::{
-    Budget, Cohort, Flavor, FlavorQuota, Kind, PriorityClass, Tenancy, Tenant, Timing, WhenExhausted,
+    Budget, Cohort, Flavor, FlavorQuota, Kind, PreemptionPolicy, PriorityClass, ReclaimWithinCohort, Tenancy,
+    Tenant, Timing, WhenCanPreempt, WhenExhausted, WithinTenant,
 };
 use std::path::Path;
 
@@ -46,6 +47,11 @@ tenants:
     quotas:
       V100M32: {nominal: "2500m", lendingLimit: 0}
     budget: {gpuHoursPerMonth: 0.5}
+    preemption:
+      withinTenant: LowerOrNewerEqualPriority
+      reclaimWithinCohort: LowerPriority
+      borrowWithinCohort: {policy: LowerPriority, maxPriorityThreshold: 100}
+      whenCanPreempt: Preempt
 "#;
 
 fn quota(nominal: u64, borrowing_limit: Option<u64>, lending_limit: Option<u64>) -> FlavorQuota {
@@ -84,6 +90,7 @@ fn good_file_parses_to_exact_values() {
                     milli_gpu_seconds: 5000 * 3_600_000,
                     when_exhausted: WhenExhausted::Refuse,
                 }),
+                preemption: PreemptionPolicy::default(),
             },
             Tenant {
                 name: "team-b".into(),
@@ -98,6 +105,12 @@ fn good_file_parses_to_exact_values() {
                     milli_gpu_seconds: 1_800_000,
                     when_exhausted: WhenExhausted::IdleOnly,
                 }),
+                preemption: PreemptionPolicy {
+                    within_tenant: WithinTenant::LowerOrNewerEqualPriority,
+                    reclaim_within_cohort: ReclaimWithinCohort::LowerPriority,
+                    borrow_within_cohort: Some(100),
+                    when_can_preempt: WhenCanPreempt::Preempt,
+                },
             },
         ],
         priority_classes: vec![class("batch", 100), class("training", 300), class("high", 2000)],
@@ -515,6 +528,39 @@ fn bad_cases() -> Vec<Bad> {
             2,
             "flavors",
             &["missing required key `flavors`"],
+        ),
+        bad(
+            "unknown preemption word",
+            &[TEAM_A, NS_A, "    preemption: {withinTenant: Lower}"],
+            7,
+            "tenants[0].preemption.withinTenant",
+            &["unknown withinTenant `Lower`", "`Never`, `LowerPriority`, `LowerOrNewerEqualPriority`"],
+        ),
+        bad(
+            "unknown preemption key",
+            &[TEAM_A, NS_A, "    preemption: {reclaim: Any}"],
+            7,
+            "tenants[0].preemption.reclaim",
+            &["reclaimWithinCohort"],
+        ),
+        bad(
+            "borrowing threshold without a policy",
+            &[TEAM_A, NS_A, "    preemption:", "      borrowWithinCohort: {maxPriorityThreshold: 100}"],
+            8,
+            "tenants[0].preemption.borrowWithinCohort.maxPriorityThreshold",
+            &["needs `policy: LowerPriority`"],
+        ),
+        bad(
+            "borrowing threshold not a number",
+            &[
+                TEAM_A,
+                NS_A,
+                "    preemption:",
+                "      borrowWithinCohort: {policy: LowerPriority, maxPriorityThreshold: high}",
+            ],
+            8,
+            "tenants[0].preemption.borrowWithinCohort.maxPriorityThreshold",
+            &["not a priority value", "whole number"],
         ),
         bad_raw("top level list", "- flavors\n", 1, "", &["must be a mapping"]),
     ]

@@ -14,10 +14,13 @@
 //! [`tenancy_to_objects`] goes the other way, for moving a tenants file into a cluster, and
 //! [`objects_yaml`] renders the objects for `kubectl apply -f`.
 
-use crate::crds::{Budget, Cohort, CohortSpec, FlavorQuota, GpuFlavor, GpuFlavorSpec, Tenant, TenantSpec};
+use crate::crds::{
+    BorrowWithinCohort, Budget, Cohort, CohortSpec, FlavorQuota, GpuFlavor, GpuFlavorSpec, Tenant,
+    TenantPreemption, TenantSpec,
+};
 use gantry_core::tenancy::build::{
-    self, At, Declared, Form, Origin, RawBudget, RawCohort, RawFlavor, RawList, RawQuota, RawTenant, Refusal,
-    Val,
+    self, At, Declared, Form, Origin, RawBudget, RawCohort, RawFlavor, RawList, RawPreemption, RawQuota,
+    RawTenant, Refusal, Val,
 };
 use gantry_core::tenancy::{self as core, Kind, Settings, Tenancy, WhenExhausted};
 use std::collections::BTreeMap;
@@ -184,6 +187,22 @@ fn raw_tenant(name: &str, spec: &TenantSpec) -> RawTenant {
         quotas: spec.quotas.iter().map(quota).collect(),
         prices: map("spec.prices", &spec.prices),
         budget: spec.budget.as_ref().map(budget),
+        preemption: spec.preemption.as_ref().map(|p| {
+            let val = |key: &str, v: &Option<String>| {
+                v.as_ref().map(|v| Val::new(v, at(&format!("spec.preemption.{key}"))))
+            };
+            let borrow = p.borrow_within_cohort.as_ref();
+            RawPreemption {
+                within_tenant: val("withinTenant", &p.within_tenant),
+                reclaim_within_cohort: val("reclaimWithinCohort", &p.reclaim_within_cohort),
+                borrow_policy: val("borrowWithinCohort.policy", &borrow.and_then(|b| b.policy.clone())),
+                borrow_max_priority: val(
+                    "borrowWithinCohort.maxPriorityThreshold",
+                    &borrow.and_then(|b| b.max_priority_threshold.map(|n| n.to_string())),
+                ),
+                when_can_preempt: val("whenCanPreempt", &p.when_can_preempt),
+            }
+        }),
     }
 }
 
@@ -312,6 +331,8 @@ fn tenant_spec(
         gpu_hours_per_month: build::milli_text(b.milli_gpu_seconds / 3600),
         when_exhausted: (b.when_exhausted == WhenExhausted::Refuse).then(|| "refuse".to_string()),
     });
+    let preemption =
+        (t.preemption != core::PreemptionPolicy::default()).then(|| preemption_spec(&t.preemption));
     TenantSpec {
         namespaces: t.namespaces.clone(),
         cohort,
@@ -321,6 +342,35 @@ fn tenant_spec(
         quotas,
         prices,
         budget,
+        preemption,
+    }
+}
+
+/// The CRD's words for a preemption policy (those of the tenants file, and Kueue's).
+fn preemption_spec(p: &core::PreemptionPolicy) -> TenantPreemption {
+    use core::{ReclaimWithinCohort as R, WhenCanPreempt as W, WithinTenant as T};
+    let within = match p.within_tenant {
+        T::Never => "Never",
+        T::LowerPriority => "LowerPriority",
+        T::LowerOrNewerEqualPriority => "LowerOrNewerEqualPriority",
+    };
+    let reclaim = match p.reclaim_within_cohort {
+        R::Never => "Never",
+        R::LowerPriority => "LowerPriority",
+        R::Any => "Any",
+    };
+    let when = match p.when_can_preempt {
+        W::TryNextFlavor => "TryNextFlavor",
+        W::Preempt => "Preempt",
+    };
+    TenantPreemption {
+        within_tenant: Some(within.into()),
+        reclaim_within_cohort: Some(reclaim.into()),
+        borrow_within_cohort: p.borrow_within_cohort.map(|n| BorrowWithinCohort {
+            policy: Some("LowerPriority".into()),
+            max_priority_threshold: (n != i32::MAX).then_some(n),
+        }),
+        when_can_preempt: Some(when.into()),
     }
 }
 

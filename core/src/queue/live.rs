@@ -16,6 +16,7 @@ use super::{pod_id, Queue, State, WorkloadId, EXTERNAL_POD_BIT};
 use crate::model::{Cluster, ModelId, Node, NodeId, Placement, PodRequest};
 use crate::schedule::Scheduler;
 use crate::tenancy::{FlavorId, Milli, Seconds, Tenancy};
+use std::collections::BTreeSet;
 
 /// What one node adds to the queue's per-flavor indexes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -192,6 +193,11 @@ impl Queue {
             change(&mut self.capacity[f], rec.gpu_capacity);
             change(&mut self.room[f], rec.free_gpu);
             bump(&mut self.idle_hist[f], rec.idle, add);
+            if add {
+                self.by_free[f].insert((rec.free_gpu, id));
+            } else {
+                self.by_free[f].remove(&(rec.free_gpu, id));
+            }
         }
         if let Some(c) = self.flavors.cpu {
             list(&mut self.flavor_nodes[c], id, add);
@@ -218,6 +224,10 @@ impl Queue {
             bump(&mut self.idle_hist[f], before.idle, false);
             bump(&mut self.idle_hist[f], now.idle, true);
             self.room[f] = self.room[f].saturating_sub(before.free_gpu).saturating_add(now.free_gpu);
+            if before.free_gpu != now.free_gpu {
+                self.by_free[f].remove(&(before.free_gpu, id));
+                self.by_free[f].insert((now.free_gpu, id));
+            }
         }
         if let Some(c) = self.flavors.cpu {
             self.room[c] = self.room[c].saturating_sub(before.free_cpu).saturating_add(now.free_cpu);
@@ -308,6 +318,16 @@ impl Queue {
                 return Err(format!(
                     "flavor {name}: idle-GPU counts {:?}, expected {:?}",
                     self.idle_hist[f], expect.idle_hist[f]
+                ));
+            }
+            let by_free: BTreeSet<(Milli, NodeId)> = (0..self.node_index.len())
+                .filter(|&id| self.node_index[id].listed && self.node_index[id].gpu_flavor == Some(f))
+                .map(|id| (self.node_index[id].free_gpu, id))
+                .collect();
+            if self.by_free[f] != by_free {
+                return Err(format!(
+                    "flavor {name}: nodes by free GPU {:?}, expected {by_free:?}",
+                    self.by_free[f]
                 ));
             }
         }

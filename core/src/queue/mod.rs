@@ -161,6 +161,10 @@ pub struct Queue {
     /// Per node: what it adds to `flavor_nodes`, `capacity`, `room` and `idle_hist` (see
     /// [`live::NodeIndex`]), so that a node can be taken out of them exactly when it changes.
     node_index: Vec<live::NodeIndex>,
+    /// Per GPU flavor, its nodes in service by free GPU milli: the nodes a GPU pod could fit
+    /// on are those with at least its GPUs free, so a placement looks at those only (on a busy
+    /// cluster, a small part of the flavor's nodes).
+    by_free: Vec<BTreeSet<(Milli, NodeId)>>,
     /// Per flavor, how many of its nodes have each count of idle (wholly free) GPUs: a quick
     /// necessary check before searching placements for whole-GPU gangs. Grows when a node with
     /// more GPUs than any before appears.
@@ -175,8 +179,9 @@ pub struct Queue {
     held: Vec<(FlavorId, WorkloadId)>,
     /// Placement attempts left for preemption in this cycle.
     preempt_budget: usize,
-    /// (tenant, priority, flavor, members) for which preemption found no room this cycle.
-    no_room: HashSet<(TenantId, i32, FlavorId, u64)>,
+    /// (tenant, priority, flavor, members, own work among the victims) for which preemption
+    /// found no room this cycle.
+    no_room: HashSet<(TenantId, i32, FlavorId, u64, bool)>,
     /// Workloads stopped in this cycle: they are not started again in it (a victim restarted at
     /// once elsewhere would lose its progress for nothing).
     stopped: HashSet<WorkloadId>,
@@ -247,6 +252,7 @@ impl Queue {
             room: vec![0; nf],
             node_index: Vec::new(),
             idle_hist: vec![Vec::new(); nf],
+            by_free: vec![BTreeSet::new(); nf],
             external: HashSet::new(),
             failed: HashSet::new(),
             no_room: HashSet::new(),
@@ -661,16 +667,25 @@ impl Queue {
             return Err(explain::no_fit_reason(self, f, members.len(), explain::NoFit::SameShapeFailed));
         }
         let ids: Vec<u64> = (0..members.len() as u64).map(|i| pod_id(w.id, i)).collect();
-        let nodes = std::mem::take(&mut self.flavor_nodes[f]);
-        let placed = place_gang(
-            &mut self.cluster,
-            &mut self.scheduler,
-            &nodes,
-            members,
-            &ids,
-            w.id.wrapping_mul(0x9E37_79B9),
-        );
-        self.flavor_nodes[f] = nodes;
+        let salt = w.id.wrapping_mul(0x9E37_79B9);
+        // GPU pods first on the nodes with enough GPUs free for the smallest member, in id order:
+        // a node with less can take no member (placing members only takes room), so the
+        // placement is the one all nodes would give. Only a failure looks at all of them, so
+        // that the reason counts every node.
+        let need = members.iter().map(PodRequest::gpu_total).min().unwrap_or(0);
+        let mut placed = None;
+        if need > 0 && members.iter().all(PodRequest::wants_gpu) && !self.tenancy.flavors[f].is_cpu() {
+            let mut nodes: Vec<NodeId> = self.by_free[f].range((need, 0)..).map(|&(_, id)| id).collect();
+            nodes.sort_unstable();
+            let p = place_gang(&mut self.cluster, &mut self.scheduler, &nodes, members, &ids, salt);
+            placed = p.is_ok().then_some(p);
+        }
+        let placed = placed.unwrap_or_else(|| {
+            let nodes = std::mem::take(&mut self.flavor_nodes[f]);
+            let p = place_gang(&mut self.cluster, &mut self.scheduler, &nodes, members, &ids, salt);
+            self.flavor_nodes[f] = nodes;
+            p
+        });
         match placed {
             Ok(p) => {
                 for placement in &p {
@@ -869,11 +884,6 @@ impl Queue {
     }
 
     /// Demand of the tenant's running work on a flavor with priority below `priority`.
-    /// The quota a running workload holds (0 if it does not run).
-    fn running_demand(&self, id: WorkloadId) -> Milli {
-        self.running(id).map_or(0, |r| r.demand)
-    }
-
     fn running_below(&self, t: TenantId, f: FlavorId, priority: i32) -> Milli {
         self.running_priorities[t * self.tenancy.flavors.len() + f]
             .range(..priority)

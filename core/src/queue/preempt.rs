@@ -1,30 +1,54 @@
 //! Choosing whole gangs to stop so that a blocked workload can start.
 //!
-//! Two rules, and nothing else, allow a preemption:
+//! Two rules, and nothing else, allow a preemption, each within what the waiting workload's
+//! tenant's [`PreemptionPolicy`](crate::tenancy::PreemptionPolicy) permits (Kueue's ClusterQueue
+//! `preemption`, with a tenant for a ClusterQueue):
 //!
-//! - **priority**: a workload may stop lower-priority work of its own tenant;
+//! - **priority**: a workload may stop its own tenant's lower-priority work (`withinTenant:
+//!   LowerPriority`, the default; `Never`; or `LowerOrNewerEqualPriority`: equal-priority work
+//!   submitted after it too);
 //! - **reclaim**: once a workload that fits in its tenant's nominal quota has waited the reclaim
-//!   window, it may stop other tenants' *borrowed* work. A tenant's running workloads are stacked
-//!   in admission order and those that reach above its nominal quota are the borrowed ones (plus
-//!   any admitted under an exhausted `idle-only` budget).
+//!   window, it may stop other tenants' *borrowed* work (`reclaimWithinCohort: Any`, the
+//!   default, since nominal quota is a promise whatever the priorities; `LowerPriority`;
+//!   `Never`). A tenant's running workloads are stacked in admission order and those that reach
+//!   above its nominal quota are the borrowed ones (plus any admitted under an exhausted
+//!   `idle-only` budget).
+//!
+//! **Preemption leaves the workload within its nominal quota.** Stopping work so that a workload
+//! runs on borrowed quota, which may itself be reclaimed at any time, loses work for nothing
+//! guaranteed; so every preemption must leave the preemptor within its tenant's nominal quota,
+//! unless the tenant's policy has `borrowWithinCohort` with a priority threshold: then it may
+//! also stop other tenants' borrowed work of priority at most the threshold and below its own,
+//! without waiting for the reclaim window, and run borrowed.
+//!
+//! **Which flavor.** A workload that fits nowhere without stopping work tries, with
+//! `whenCanPreempt: TryNextFlavor` (the default), every flavor with other tenants' borrowed work
+//! alone before any flavor with its own tenant's work too: stopping one's own work is the last
+//! resort. With `Preempt`, the first flavor where any allowed victims make room.
 //!
 //! Work younger than the minimum runtime is never stopped, nor work the cluster refused to stop
-//! (a PodDisruptionBudget), until the time given with [`Queue::shield`]. Victims are taken in two groups: first
-//! other tenants' borrowed work (reclaim), then the tenant's own lower-priority work; within each,
-//! lowest priority first, then smallest, then newest; until the workload fits both quota and a
-//! concrete placement; then every victim that can be put back without disturbing it is restored.
-//! A victim is not started again in the cycle that stopped it, and work started in a cycle is no
-//! victim in it.
+//! (a PodDisruptionBudget), until the time given with [`Queue::shield`]. Victims are taken in
+//! two groups: first other tenants' borrowed work, then the tenant's own; within each, lowest
+//! priority first, then smallest (fewest GPUs lost), then newest (least progress lost); GPU
+//! victims are grouped by node, nodes that can hold the largest member once cleared first. They
+//! are taken until the workload fits both quota and a concrete placement; then the set is made
+//! minimal (each victim put back if the workload still fits without it, and the workload placed
+//! on what the needed victims alone free). A victim is not started again in the cycle that
+//! stopped it, and work started in a cycle is no victim in it.
 //!
 //! **No preemption loop.** A workload admitted by reclaim fits in its tenant's nominal quota at
 //! admission, so it sits below nominal in its tenant's stack; later admissions stack above it and
-//! releases only move it down. It therefore never becomes borrowed, and can never be a reclaim
-//! victim; only strictly higher-priority work of its own tenant can stop it, and that work could
-//! not have been stopped by it. So no two workloads can take turns preempting each other.
+//! releases only move it down. It therefore never becomes borrowed during that run, and can never
+//! be a reclaim victim; only strictly higher-priority work of its own tenant (or, with
+//! `LowerOrNewerEqualPriority`, work submitted before it) can stop it, and that work could not
+//! have been stopped by it. So no workload stops, during its run, the workload whose stop began
+//! that run. With `borrowWithinCohort` one reversal is possible: a workload that stopped
+//! lower-priority borrowed work runs borrowed, and its victim, once owed, may reclaim it; but
+//! that victim lands within its nominal quota and is never taken again.
 
 use super::{Queue, State, Workload, WorkloadId};
 use crate::model::{Placement, PodRequest};
-use crate::tenancy::{FlavorId, Milli, Seconds};
+use crate::tenancy::{FlavorId, Milli, ReclaimWithinCohort, Seconds, WhenCanPreempt, WithinTenant};
 
 /// A victim taken off the cluster and out of quota, restorable exactly.
 struct Suspended {
@@ -46,69 +70,110 @@ pub(super) const CYCLE_BUDGET: usize = 64;
 /// returns where, with the victims and whether each was a reclaim. `None`: nothing may be stopped
 /// to make room; the cluster and quotas are unchanged.
 pub(super) fn make_room(q: &mut Queue, w: &Workload, priority: i32, now: Seconds) -> Option<Room> {
+    let policy = q.tenancy.tenants[w.tenant].preemption;
+    // Reclaim alone on every flavor before stopping the tenant's own work on any (Kueue's
+    // `whenCanPreempt: TryNextFlavor`); or any allowed victims, flavor by flavor (`Preempt`).
+    let passes: &[bool] = match policy.when_can_preempt {
+        WhenCanPreempt::TryNextFlavor => &[false, true],
+        WhenCanPreempt::Preempt => &[true],
+    };
+    for &own in passes {
+        for f in q.candidate_flavors(w) {
+            if let Some(room) = make_room_on(q, w, priority, f, own, now) {
+                return Some(room);
+            }
+        }
+    }
+    None
+}
+
+/// [`make_room`] on flavor `f`, with the tenant's own work among the victims or not.
+fn make_room_on(
+    q: &mut Queue,
+    w: &Workload,
+    priority: i32,
+    f: FlavorId,
+    own: bool,
+    now: Seconds,
+) -> Option<Room> {
     let members = w.member_requests(w.members());
     let demand = w.demand(w.members());
-    for f in q.candidate_flavors(w) {
-        let memo = (w.tenant, priority, f, q.entries[&w.id].shape);
-        if q.no_room.contains(&memo) {
-            continue;
+    let policy = q.tenancy.tenants[w.tenant].preemption;
+    let memo = (w.tenant, priority, f, q.entries[&w.id].shape, own);
+    if q.no_room.contains(&memo) {
+        return None;
+    }
+    // Cheap test first: with no other tenant's work to take, stopping all of the tenant's
+    // lower-priority work must free enough quota and GPUs, and leave the workload within its
+    // nominal quota unless the tenant may borrow while preempting.
+    let usage = q.quota.usage(w.tenant, f);
+    let nominal = q.quota.nominal(w.tenant, f);
+    let owed = usage + demand <= nominal;
+    let may_reclaim = owed
+        && policy.reclaim_within_cohort != ReclaimWithinCohort::Never
+        && now >= w.submitted + q.tenancy.timing.reclaim_window;
+    let others = may_reclaim || policy.borrow_within_cohort.is_some();
+    let lower = match (own, policy.within_tenant) {
+        (false, _) | (_, WithinTenant::Never) => 0,
+        (true, WithinTenant::LowerPriority) => q.running_below(w.tenant, f, priority),
+        // Equal priority too (an upper bound: only the newer of those qualify).
+        (true, WithinTenant::LowerOrNewerEqualPriority) => {
+            q.running_below(w.tenant, f, priority.saturating_add(1))
         }
-        // Cheap test first: with nothing to reclaim yet, stopping all of the tenant's
-        // lower-priority work must free enough quota and GPUs.
-        let owed = q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
-        let lower = q.running_below(w.tenant, f, priority);
-        let may_reclaim = owed && now >= w.submitted + q.tenancy.timing.reclaim_window;
+    };
+    if !others {
         let quota_after = q.quota.available(w.tenant, f) as i128 + lower as i128;
-        if !may_reclaim && (lower == 0 || free(q, f) + lower < demand || quota_after < demand as i128) {
-            if owed {
+        let within = usage.saturating_sub(lower) + demand <= nominal || policy.borrow_within_cohort.is_some();
+        if lower == 0 || free(q, f) + lower < demand || quota_after < demand as i128 || !within {
+            if owed && policy.reclaim_within_cohort != ReclaimWithinCohort::Never {
                 q.wake_at(w.submitted + q.tenancy.timing.reclaim_window);
             }
             q.no_room.insert(memo);
-            continue;
+            return None;
         }
-        let candidates = candidates(q, w, f, priority, &members, now, false);
-        if candidates.is_empty() {
-            q.no_room.insert(memo);
-            continue;
-        }
-        let mut removed: Vec<Suspended> = Vec::new();
-        let mut attempts = 0;
-        let last = candidates.len() - 1;
-        for (i, (id, reclaim, node_done)) in candidates.into_iter().enumerate() {
-            removed.push(suspend(q, id, reclaim));
-            // Try to place at node boundaries and doubling counts, a bounded number of times.
-            let due = i == last || (attempts < MAX_ATTEMPTS && (node_done || (i + 1).is_power_of_two()));
-            if !due
-                || (q.quota.available(w.tenant, f) as i128) < demand as i128
-                || !reclaim_lands_within_nominal(q, w, f, demand, &removed)
-                || free(q, f) < demand
-                || !q.idle_gpus_suffice(f, &members)
-            {
-                continue;
-            }
-            if q.preempt_budget == 0 {
-                break;
-            }
-            q.preempt_budget -= 1;
-            attempts += 1;
-            if let Ok(mut pods) = q.place(w, f, &members, false) {
-                if removed.len() > 1 && removed.len() <= MINIMIZE_UP_TO {
-                    pods = minimal_victims(q, w, f, demand, &members, &mut removed, pods);
-                } else {
-                    keep_only_needed(q, w, f, demand, &mut removed);
-                }
-                let victims = removed.iter().map(|s| (s.id, s.reclaim)).collect();
-                for s in removed {
-                    requeue(q, s.id, now);
-                }
-                return Some((f, pods, victims));
-            }
-        }
-        for s in removed.into_iter().rev() {
-            restore(q, &s);
-        }
-        q.no_room.insert(memo);
     }
+    let candidates = candidates(q, w, f, priority, &members, own, now, false);
+    if candidates.is_empty() {
+        q.no_room.insert(memo);
+        return None;
+    }
+    let mut removed: Vec<Suspended> = Vec::new();
+    let mut attempts = 0;
+    let last = candidates.len() - 1;
+    for (i, (id, reclaim, node_done)) in candidates.into_iter().enumerate() {
+        removed.push(suspend(q, id, reclaim));
+        // Try to place at node boundaries and doubling counts, a bounded number of times.
+        let due = i == last || (attempts < MAX_ATTEMPTS && (node_done || (i + 1).is_power_of_two()));
+        if !due
+            || (q.quota.available(w.tenant, f) as i128) < demand as i128
+            || !lands(q, w, f, demand, removed.iter())
+            || free(q, f) < demand
+            || !q.idle_gpus_suffice(f, &members)
+        {
+            continue;
+        }
+        if q.preempt_budget == 0 {
+            break;
+        }
+        q.preempt_budget -= 1;
+        attempts += 1;
+        if let Ok(mut pods) = q.place(w, f, &members, false) {
+            if removed.len() > 1 && removed.len() <= MINIMIZE_UP_TO {
+                pods = minimal_victims(q, w, f, demand, &members, &mut removed, pods);
+            } else {
+                keep_only_needed(q, w, f, demand, &mut removed);
+            }
+            let victims = removed.iter().map(|s| (s.id, s.reclaim)).collect();
+            for s in removed {
+                requeue(q, s.id, now);
+            }
+            return Some((f, pods, victims));
+        }
+    }
+    for s in removed.into_iter().rev() {
+        restore(q, &s);
+    }
+    q.no_room.insert(memo);
     None
 }
 
@@ -121,7 +186,7 @@ pub(super) fn room_after_reclaim(q: &mut Queue, w: &Workload, priority: i32, now
     let demand = w.demand(w.members());
     let wake = q.wake;
     for f in q.candidate_flavors(w) {
-        let victims = candidates(q, w, f, priority, &members, now, true);
+        let victims = candidates(q, w, f, priority, &members, true, now, true);
         let removed: Vec<Suspended> =
             victims.into_iter().map(|(id, reclaim, _)| suspend(q, id, reclaim)).collect();
         let mut fits = false;
@@ -158,28 +223,45 @@ pub(super) fn room_after_reclaim(q: &mut Queue, w: &Workload, priority: i32, now
 ///
 /// With `what_if`, the reclaim window and minimum runtimes are ignored and nothing is truncated:
 /// everything that the rules could ever let `w` stop.
+#[allow(clippy::too_many_arguments)]
 fn candidates(
     q: &mut Queue,
     w: &Workload,
     f: FlavorId,
     priority: i32,
     members: &[PodRequest],
+    own: bool,
     now: Seconds,
     what_if: bool,
 ) -> Vec<(WorkloadId, bool, bool)> {
     let demand: Milli =
         members.iter().map(|m| if w.wants_gpu() { m.gpu_total() } else { m.cpu_milli as Milli }).sum();
     let timing = q.tenancy.timing;
+    let policy = q.tenancy.tenants[w.tenant].preemption;
     let owed = q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
     let window_over = what_if || now >= w.submitted + timing.reclaim_window;
-    if owed && !window_over {
+    let reclaims = owed && policy.reclaim_within_cohort != ReclaimWithinCohort::Never;
+    if reclaims && !window_over {
         q.wake_at(w.submitted + timing.reclaim_window);
     }
+    let reclaiming = reclaims && window_over;
+    // Which other tenant's borrowed work of priority `p` the workload may stop.
+    let other_ok = |p: i32| {
+        let by_reclaim =
+            reclaiming && (policy.reclaim_within_cohort == ReclaimWithinCohort::Any || p < priority);
+        let by_borrowing = policy.borrow_within_cohort.is_some_and(|max| p <= max && p < priority);
+        by_reclaim || by_borrowing
+    };
     let mut eligible: Vec<Eligible> = Vec::new();
     let mut protected_until: Option<Seconds> = None;
     for t in 0..q.tenancy.tenants.len() {
         let same = t == w.tenant;
-        if !(same || owed && window_over) {
+        let skip = if same {
+            !own || policy.within_tenant == WithinTenant::Never
+        } else {
+            !reclaiming && policy.borrow_within_cohort.is_none()
+        };
+        if skip {
             continue;
         }
         let nominal = q.quota.nominal(t, f);
@@ -203,9 +285,17 @@ fn candidates(
             if q.on_closed_node(id) || q.started.contains(&id) {
                 continue;
             }
-            // Within a tenant only priority counts, so no pair can take turns; opportunistic work
-            // is reclaimable by other tenants' owed work.
-            let ok = if same { r.priority < priority } else { r.opportunistic || borrowed };
+            // Within a tenant only priority (and, if allowed, age at equal priority) counts, so
+            // no pair can take turns; opportunistic work is reclaimable by other tenants' owed
+            // work.
+            let ok = if same {
+                r.priority < priority
+                    || policy.within_tenant == WithinTenant::LowerOrNewerEqualPriority
+                        && r.priority == priority
+                        && q.entries[&id].w.submitted > w.submitted
+            } else {
+                (r.opportunistic || borrowed) && other_ok(r.priority)
+            };
             if !ok {
                 if !same && !borrowed && !may_be_opportunistic {
                     break;
@@ -381,17 +471,28 @@ fn restore(q: &mut Queue, s: &Suspended) {
     }
 }
 
-/// A workload that reclaims other tenants' work must land within its tenant's nominal quota (its
-/// own lower-priority work stopped as needed): above it, it would be borrowed work itself, which
-/// its victims could reclaim in turn (a loop).
-fn reclaim_lands_within_nominal(
+/// Whether `w`, with `victims` stopped, may start: within its tenant's nominal quota (its own
+/// lower-priority work stopped as needed), or, if the tenant's policy lets it borrow while
+/// preempting, with every other tenant's victim within the policy's priority threshold. Above
+/// nominal it is borrowed work itself, which its victims could otherwise reclaim in turn (a
+/// loop); the threshold keeps its victims strictly below its priority, so they cannot.
+fn lands<'a>(
     q: &Queue,
     w: &Workload,
     f: FlavorId,
     demand: Milli,
-    removed: &[Suspended],
+    mut victims: impl Iterator<Item = &'a Suspended>,
 ) -> bool {
-    !removed.iter().any(|s| s.reclaim) || q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f)
+    if q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f) {
+        return true;
+    }
+    let max = q.tenancy.tenants[w.tenant].preemption.borrow_within_cohort;
+    let mut any = false;
+    let all_below = victims.all(|s| {
+        any = true;
+        !s.reclaim || max.is_some_and(|m| q.running(s.id).is_some_and(|r| r.priority <= m))
+    });
+    !any || max.is_some() && all_below
 }
 
 /// Victim sets up to this size are made minimal (see [`minimal_victims`]); larger ones keep only
@@ -419,12 +520,10 @@ fn minimal_victims(
         if !try_restore(q, &removed[i]) {
             continue;
         }
-        let others: Vec<&Suspended> =
-            removed.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, s)| s).collect();
-        let lands = !others.iter().any(|s| s.reclaim)
-            || q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
-        let fits =
-            lands && (q.quota.available(w.tenant, f) as i128) >= demand as i128 && free(q, f) >= demand;
+        let others = removed.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, s)| s);
+        let fits = lands(q, w, f, demand, others)
+            && (q.quota.available(w.tenant, f) as i128) >= demand as i128
+            && free(q, f) >= demand;
         match fits.then(|| q.place(w, f, members, false)) {
             Some(Ok(probe)) => {
                 q.unplace(probe);
@@ -448,23 +547,23 @@ fn minimal_victims(
     q.place(w, f, members, false).unwrap_or_default()
 }
 
-/// With `w` placed, restores every victim (latest first) that still fits beside it.
+/// With `w` placed, restores every victim (latest first) that still fits beside it, and with
+/// which `w` still [`lands`].
 fn keep_only_needed(q: &mut Queue, w: &Workload, f: FlavorId, demand: Milli, removed: &mut Vec<Suspended>) {
+    // Charged meanwhile, so that victims put back find only the quota `w` leaves.
     q.quota.add(w.tenant, f, demand as i64);
     let mut i = removed.len();
     while i > 0 {
         i -= 1;
-        // The tenant's own work comes back only while a reclaimer stays within nominal.
-        let own = !removed[i].reclaim;
-        let reclaims = removed.iter().any(|s| s.reclaim);
-        if own
-            && reclaims
-            && q.quota.usage(w.tenant, f) + q.running_demand(removed[i].id) > q.quota.nominal(w.tenant, f)
-        {
+        if !try_restore(q, &removed[i]) {
             continue;
         }
-        if try_restore(q, &removed[i]) {
+        let others = removed.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, s)| s);
+        if lands(q, w, f, 0, others) {
             removed.remove(i);
+        } else {
+            let s = suspend(q, removed[i].id, removed[i].reclaim);
+            removed[i] = s;
         }
     }
     q.quota.add(w.tenant, f, -(demand as i64));

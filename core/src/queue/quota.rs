@@ -197,6 +197,7 @@ mod tests {
                     kind_classes: [0; 5],
                     prices_micros: vec![0],
                     budget: None,
+                    preemption: Default::default(),
                 })
                 .collect(),
             priority_classes: vec![],

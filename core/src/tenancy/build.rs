@@ -15,8 +15,8 @@
 //! were handed over. A form that reports one refusal (the tenants file) reports the first.
 
 use super::{
-    Budget, Cohort, Flavor, FlavorQuota, Kind, Milli, PriorityClass, Seconds, Settings, Tenancy, Tenant,
-    Timing, WhenExhausted,
+    Budget, Cohort, Flavor, FlavorQuota, Kind, Milli, PreemptionPolicy, PriorityClass, ReclaimWithinCohort,
+    Seconds, Settings, Tenancy, Tenant, Timing, WhenCanPreempt, WhenExhausted, WithinTenant,
 };
 use std::collections::HashMap;
 
@@ -143,6 +143,18 @@ pub struct RawTenant {
     pub quotas: RawMap<RawQuota>,
     pub prices: RawMap<Val>,
     pub budget: Option<RawBudget>,
+    pub preemption: Option<RawPreemption>,
+}
+
+/// A tenant's `preemption` section (see [`PreemptionPolicy`]); every key optional.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RawPreemption {
+    pub within_tenant: Option<Val>,
+    pub reclaim_within_cohort: Option<Val>,
+    /// `borrowWithinCohort.policy` and `.maxPriorityThreshold`.
+    pub borrow_policy: Option<Val>,
+    pub borrow_max_priority: Option<Val>,
+    pub when_can_preempt: Option<Val>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -490,6 +502,7 @@ fn tenant(t: &RawTenant, namespaces: Vec<String>, shared: &Shared, refusals: &mu
     let prices = shared.flavors.iter().map(|f| f.price_micros).collect();
     let prices_micros = shared.per_flavor(&t.prices, prices, refusals, |v| amount(v, "price", &PRICE));
     let budget = t.budget.as_ref().and_then(|b| refusals.keep(budget(b)));
+    let preemption = t.preemption.as_ref().and_then(|p| refusals.keep(preemption(p))).unwrap_or_default();
     Tenant {
         name: t.name.s().to_string(),
         namespaces,
@@ -500,6 +513,7 @@ fn tenant(t: &RawTenant, namespaces: Vec<String>, shared: &Shared, refusals: &mu
         kind_classes,
         prices_micros,
         budget,
+        preemption,
     }
 }
 
@@ -616,6 +630,62 @@ fn budget(raw: &RawBudget) -> One<Budget> {
         },
     };
     Ok(Budget { milli_gpu_seconds, when_exhausted })
+}
+
+/// One of `words` (the value's exact spelling, as in Kueue), or a refusal that lists them.
+fn word<T: Copy>(v: &Val, key: &str, words: &[(&str, T)]) -> One<T> {
+    match words.iter().find(|(w, _)| *w == v.s()) {
+        Some(&(_, t)) => Ok(t),
+        None => {
+            let all: Vec<String> = words.iter().map(|(w, _)| format!("`{w}`")).collect();
+            refuse(&v.at, format!("unknown {key} `{}`; write one of {}", v.s(), all.join(", ")))
+        }
+    }
+}
+
+fn preemption(raw: &RawPreemption) -> One<PreemptionPolicy> {
+    let mut p = PreemptionPolicy::default();
+    if let Some(v) = &raw.within_tenant {
+        let words = [
+            ("Never", WithinTenant::Never),
+            ("LowerPriority", WithinTenant::LowerPriority),
+            ("LowerOrNewerEqualPriority", WithinTenant::LowerOrNewerEqualPriority),
+        ];
+        p.within_tenant = word(v, "withinTenant", &words)?;
+    }
+    if let Some(v) = &raw.reclaim_within_cohort {
+        let words = [
+            ("Never", ReclaimWithinCohort::Never),
+            ("LowerPriority", ReclaimWithinCohort::LowerPriority),
+            ("Any", ReclaimWithinCohort::Any),
+        ];
+        p.reclaim_within_cohort = word(v, "reclaimWithinCohort", &words)?;
+    }
+    if let Some(v) = &raw.when_can_preempt {
+        let words = [("TryNextFlavor", WhenCanPreempt::TryNextFlavor), ("Preempt", WhenCanPreempt::Preempt)];
+        p.when_can_preempt = word(v, "whenCanPreempt", &words)?;
+    }
+    let policy = match &raw.borrow_policy {
+        None => false,
+        Some(v) => word(v, "borrowWithinCohort.policy", &[("Never", false), ("LowerPriority", true)])?,
+    };
+    p.borrow_within_cohort = match (&raw.borrow_max_priority, policy) {
+        (Some(v), false) => {
+            return refuse(
+                &v.at,
+                "a threshold needs `policy: LowerPriority`; add it, or remove the threshold",
+            );
+        }
+        (None, false) => None,
+        (None, true) => Some(i32::MAX),
+        (Some(v), true) => match v.s().parse::<i32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                return refuse(&v.at, format!("`{}` is not a priority value; write a whole number, e.g. `maxPriorityThreshold: 100`", v.s()));
+            }
+        },
+    };
+    Ok(p)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@
 //! with a unit: `90s`, `5m`, `2h`, `1d`. See `examples/tenants/` for annotated files.
 
 use super::build::{
-    self, At, Declared, Form, Origin, RawBudget, RawClass, RawCohort, RawFlavor, RawList, RawMap, RawQuota,
-    RawSettings, RawTenant, Refusal, Val,
+    self, At, Declared, Form, Origin, RawBudget, RawClass, RawCohort, RawFlavor, RawList, RawMap,
+    RawPreemption, RawQuota, RawSettings, RawTenant, Refusal, Val,
 };
 use super::{Settings, Tenancy};
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
@@ -151,6 +151,7 @@ const TENANT_KEYS: &[&str] = &[
     "quotas",
     "prices",
     "budget",
+    "preemption",
 ];
 
 /// The file's words for declaring a missing name.
@@ -440,6 +441,26 @@ fn tenant(obj: &Obj) -> Res<RawTenant> {
             .map_or(Ok(Vec::new()), |node| name_map(node, &obj.field("quotas"), quota))?,
         prices: map("prices", val)?,
         budget: obj.opt("budget").map(|n| budget(n, &obj.field("budget"))).transpose()?,
+        preemption: obj.opt("preemption").map(|n| preemption(n, &obj.field("preemption"))).transpose()?,
+    })
+}
+
+fn preemption(node: &Node, field: &str) -> Res<RawPreemption> {
+    let keys = ["withinTenant", "reclaimWithinCohort", "borrowWithinCohort", "whenCanPreempt"];
+    let obj = Obj::new(node, field, &keys)?;
+    let (borrow_policy, borrow_max_priority) = match obj.opt("borrowWithinCohort") {
+        None => (None, None),
+        Some(n) => {
+            let b = Obj::new(n, &obj.field("borrowWithinCohort"), &["policy", "maxPriorityThreshold"])?;
+            (b.opt_val("policy")?, b.opt_val("maxPriorityThreshold")?)
+        }
+    };
+    Ok(RawPreemption {
+        within_tenant: obj.opt_val("withinTenant")?,
+        reclaim_within_cohort: obj.opt_val("reclaimWithinCohort")?,
+        borrow_policy,
+        borrow_max_priority,
+        when_can_preempt: obj.opt_val("whenCanPreempt")?,
     })
 }
 

@@ -108,6 +108,7 @@ impl TenancyBuilder {
             kind_classes: [0; 5],
             prices_micros: self.t.flavors.iter().map(|f| f.price_micros).collect(),
             budget: None,
+            preemption: Default::default(),
         });
         self
     }

@@ -602,6 +602,7 @@ mod tests {
                     kind_classes: [0; 5],
                     prices_micros: vec![0; nf],
                     budget: None,
+                    preemption: Default::default(),
                 }
             })
             .collect();
