@@ -579,12 +579,12 @@ fn borrowing_pair(q: &Queue, a: WorkloadId, b: WorkloadId) -> usize {
     usize::from(borrows(a) || borrows(b))
 }
 
-/// 64 cases from a fixed seed, so that a run is reproducible; `PROPTEST_CASES` and
+/// 1,024 cases from a fixed seed, so that a run is reproducible; `PROPTEST_CASES` and
 /// `PROPTEST_RNG_SEED` override them (proptest reads both). Failures are not persisted to a
 /// regressions file.
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: 64,
+        cases: 1024,
         max_shrink_iters: 2000,
         failure_persistence: None,
         rng_seed: RngSeed::Fixed(0x6761_6e74_7279),

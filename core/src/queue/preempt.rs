@@ -487,10 +487,15 @@ fn lands<'a>(
         return true;
     }
     let max = q.tenancy.tenants[w.tenant].preemption.borrow_within_cohort;
+    let priority = q.entries.get(&w.id).map_or(i32::MIN, |e| e.priority);
     let mut any = false;
+    // Every other tenant's victim below both the threshold and the workload's own priority, so
+    // that none of them could ever take the room back by priority (a victim taken by reclaim
+    // may be of any priority, but then the workload must land within its nominal quota).
     let all_below = victims.all(|s| {
         any = true;
-        !s.reclaim || max.is_some_and(|m| q.running(s.id).is_some_and(|r| r.priority <= m))
+        !s.reclaim
+            || max.is_some_and(|m| q.running(s.id).is_some_and(|r| r.priority <= m && r.priority < priority))
     });
     !any || max.is_some() && all_below
 }
