@@ -85,7 +85,16 @@ impl Workload {
     /// Quota taken by `n` members: milli-GPU for a GPU workload, milli-CPU for a CPU-only one.
     pub fn demand(&self, n: u32) -> Milli {
         let gpu = self.wants_gpu();
-        self.member_requests(n).iter().map(|r| if gpu { r.gpu_total() } else { r.cpu_milli as u64 }).sum()
+        // The same members as `member_requests(n)`, summed in pod-set order: no list to build
+        // (this runs for every workload looked at in every cycle).
+        let mut left = n as u64;
+        let mut sum: Milli = 0;
+        for s in &self.pod_sets {
+            let take = (s.count as u64).min(left);
+            left -= take;
+            sum += take * if gpu { s.request.gpu_total() } else { s.request.cpu_milli as u64 };
+        }
+        sum
     }
 
     /// Checks the shape; the message says what to fix.
