@@ -715,6 +715,37 @@ fn reclaim_within_cohort_policy_says_which_borrowed_work_an_owed_job_may_stop() 
 }
 
 #[test]
+fn reclaim_takes_a_borrowers_lower_priority_work_before_its_newer_higher_priority_work() {
+    // One 8-GPU node. b (nominal 4) first runs a batch job of 4, then a serving job of 4 on
+    // borrowed quota. a (nominal 4) is owed 4: the batch job goes, not the serving job, although
+    // the serving job was admitted last (b's borrowed part is its lowest-priority work).
+    let t = TenancyBuilder::new(&["A100"])
+        .timing(0, 0)
+        .cohort("pool", None)
+        .tenant("a", Some("pool"), &[Q::n(4)])
+        .tenant("b", Some("pool"), &[Q::n(4)])
+        .build();
+    let mut q = queue(t, a100s(1, 8), NOV1);
+    submit(&mut q, WB::new(1, 1).kind(Kind::Batch).gpus(1, 4).build(), NOV1);
+    assert_eq!(admitted_ids(&q.cycle(NOV1)), vec![1]);
+    submit(&mut q, WB::new(2, 1).kind(Kind::Serving).gpus(1, 4).at(NOV1 + 10).build(), NOV1 + 10);
+    assert_eq!(admitted_ids(&q.cycle(NOV1 + 10)), vec![2]);
+    submit(&mut q, WB::new(3, 0).kind(Kind::Training).gpus(1, 4).at(NOV1 + 20).build(), NOV1 + 20);
+    let out = q.cycle(NOV1 + 20);
+    assert_eq!(out.preempted, vec![reclaim(1, 3)]);
+    assert_eq!(running_ids(&q), vec![2, 3]);
+    assert_consistent(&q);
+
+    // The batch job, requeued, waits: b is at its nominal quota with the serving job, and a's
+    // job, admitted by reclaim, is never taken back by reclaim in its run.
+    for now in [NOV1 + 30, NOV1 + 3600] {
+        let out = q.cycle(now);
+        assert!(out.preempted.is_empty() && out.admitted.is_empty(), "{out:?}");
+    }
+    assert_consistent(&q);
+}
+
+#[test]
 fn when_can_preempt_says_whether_reclaim_elsewhere_comes_before_stopping_own_work() {
     use gantry_core::tenancy::WhenCanPreempt::*;
     // Two models, one 8-GPU node each. a has 8 of each; b none. On A100 a runs a batch job of

@@ -54,6 +54,9 @@ pub struct Running {
     /// Admitted under an exhausted `idle-only` budget: the first victim for any workload owed
     /// quota, and never a preemptor.
     pub opportunistic: bool,
+    /// Admitted by reclaiming other tenants' work: within its tenant's nominal quota, and never
+    /// taken by reclaim during this run (see the `preempt` module: no loops).
+    pub reclaimer: bool,
     pub pods: Vec<(u64, PodRequest)>,
 }
 
@@ -119,6 +122,17 @@ pub const SCAN_DEPTH: usize = 32;
 /// the tenant); any of them that has waited the reclaim window may reclaim.
 pub const PREEMPT_DEPTH: usize = 4;
 
+/// A running workload's place in its tenant's stack, bottom first: reclaimers (admitted within
+/// nominal by reclaim, so that together they never exceed it), then by priority, highest first,
+/// then in admission order. The top of the stack, above nominal, is the tenant's borrowed work:
+/// its lowest-priority, most recent work, never a reclaimer. So reclaim never takes a
+/// borrower's higher-priority work while its lower-priority work runs beyond its quota.
+type StackKey = (bool, Reverse<i32>, u64, WorkloadId);
+
+fn stack_key(r: &Running, id: WorkloadId) -> StackKey {
+    (!r.reclaimer, Reverse(r.priority), r.seq, id)
+}
+
 /// Per (tenant, flavor), indexed `t * flavors + f`: the most the tenant could ever hold, its
 /// nominal quota, and its price per GPU-hour in micro-units.
 fn limits(tenancy: &Tenancy, quota: &QuotaTree) -> (Vec<i64>, Vec<Milli>, Vec<u64>) {
@@ -145,9 +159,9 @@ pub struct Queue {
     /// The same, oldest first, so that work past its reclaim window is looked at even when much
     /// more urgent work is queued ahead of it.
     by_age: Vec<BTreeSet<(Seconds, WorkloadId)>>,
-    /// Running workloads per (tenant, flavor) in admission order: the later ones are the ones
-    /// above nominal, that is, borrowed.
-    stacks: Vec<BTreeSet<(u64, WorkloadId)>>,
+    /// Running workloads per (tenant, flavor), from the most to the least protected (see
+    /// [`StackKey`]): those that reach above nominal are the borrowed ones.
+    stacks: Vec<BTreeSet<StackKey>>,
     /// Next admission sequence number.
     seq: u64,
     /// Nodes in service per flavor, in id order (GPU flavors: nodes of that model; `cpu`: all
@@ -442,7 +456,7 @@ impl Queue {
             }
         }
         let nf = self.tenancy.flavors.len();
-        self.stacks[w.tenant * nf + r.flavor].remove(&(r.seq, w.id));
+        self.stacks[w.tenant * nf + r.flavor].remove(&stack_key(r, w.id));
         self.count_priority(w.tenant, r.flavor, r.priority, r.demand, false);
         self.charge(w.tenant, r.flavor, -(r.demand as i64), now);
         self.forget_failures(r.flavor);
@@ -594,6 +608,7 @@ impl Queue {
                 w.demand(w.members()),
                 priority,
                 opportunistic,
+                false,
                 pods,
                 now,
             ));
@@ -614,7 +629,7 @@ impl Queue {
         }
         if let Some(n) = best {
             if let Some((f, pods)) = self.fit_members(&w, n, opportunistic, &mut first_reason) {
-                return Ok(self.admit(&w, f, n, w.demand(n), priority, opportunistic, pods, now));
+                return Ok(self.admit(&w, f, n, w.demand(n), priority, opportunistic, false, pods, now));
             }
         }
         // d. preemption (work on an exhausted budget never preempts)
@@ -625,7 +640,11 @@ impl Queue {
                 for &(victim, reclaim) in &victims {
                     out.preempted.push(Preemption { victim, by: id, reclaim });
                 }
-                return Ok(self.admit(&w, f, n, demand, priority, opportunistic, pods, now));
+                // Protected as a reclaimer only within nominal (borrowing while preempting, it is
+                // borrowed work like any other).
+                let reclaimer = victims.iter().any(|&(_, reclaim)| reclaim)
+                    && self.quota.usage(w.tenant, f) + demand <= self.quota.nominal(w.tenant, f);
+                return Ok(self.admit(&w, f, n, demand, priority, opportunistic, reclaimer, pods, now));
             }
             self.hold_for(&w, now);
         }
@@ -761,10 +780,22 @@ impl Queue {
         let tenant = w.tenant;
         self.seq += 1;
         let pods = ids.into_iter().zip(requests).collect();
-        let running = Running { at, seq: self.seq, flavor: f, demand, priority, opportunistic: false, pods };
+        // Whether it was admitted by reclaim is not known after a restart: it is taken back as
+        // ordinary work.
+        let running = Running {
+            at,
+            seq: self.seq,
+            flavor: f,
+            demand,
+            priority,
+            opportunistic: false,
+            reclaimer: false,
+            pods,
+        };
+        let key = stack_key(&running, id);
         self.entries.insert(id, Entry { w, priority, shape, state: State::Running(running) });
         let nf = self.tenancy.flavors.len();
-        self.stacks[tenant * nf + f].insert((self.seq, id));
+        self.stacks[tenant * nf + f].insert(key);
         self.count_priority(tenant, f, priority, demand, true);
         self.charge(tenant, f, demand as i64, now);
         self.dirty = true;
@@ -829,6 +860,7 @@ impl Queue {
         demand: Milli,
         priority: i32,
         opportunistic: bool,
+        reclaimer: bool,
         pods: Vec<(u64, Placement)>,
         now: Seconds,
     ) -> Admission {
@@ -846,12 +878,14 @@ impl Queue {
             demand,
             priority,
             opportunistic,
+            reclaimer,
             pods: pods.iter().map(|(id, _)| *id).zip(requests).collect(),
         };
+        let key = stack_key(&running, w.id);
         entry.state = State::Running(running);
         self.started.insert(w.id);
         let nf = self.tenancy.flavors.len();
-        self.stacks[w.tenant * nf + f].insert((self.seq, w.id));
+        self.stacks[w.tenant * nf + f].insert(key);
         self.count_priority(w.tenant, f, priority, demand, true);
         self.charge(w.tenant, f, demand as i64, now);
         Admission { workload: w.id, flavor: f, pods, members }
@@ -923,9 +957,9 @@ impl Queue {
         self.wake = Some(self.wake.map_or(t, |w| w.min(t)));
     }
 
-    /// Running workloads of a tenant on a flavor, oldest admission first.
+    /// Running workloads of a tenant on a flavor, most protected first (see [`StackKey`]).
     fn stack(&self, t: TenantId, f: FlavorId) -> impl Iterator<Item = WorkloadId> + '_ {
-        self.stacks[t * self.tenancy.flavors.len() + f].iter().map(|&(_, id)| id)
+        self.stacks[t * self.tenancy.flavors.len() + f].iter().map(|&(_, _, _, id)| id)
     }
 
     /// Every running workload with its state.

@@ -10,9 +10,12 @@
 //! - **reclaim**: once a workload that fits in its tenant's nominal quota has waited the reclaim
 //!   window, it may stop other tenants' *borrowed* work (`reclaimWithinCohort: Any`, the
 //!   default, since nominal quota is a promise whatever the priorities; `LowerPriority`;
-//!   `Never`). A tenant's running workloads are stacked in admission order and those that reach
-//!   above its nominal quota are the borrowed ones (plus any admitted under an exhausted
-//!   `idle-only` budget).
+//!   `Never`). A tenant's running workloads are stacked from the most to the least protected
+//!   (workloads it admitted by reclaim at the bottom, then by priority, highest first, then in
+//!   admission order) and those that reach above its nominal quota are the borrowed ones (plus
+//!   any admitted under an exhausted `idle-only` budget): reclaim takes a borrower's
+//!   lowest-priority work, never its higher-priority work while lower-priority work of it runs
+//!   beyond its quota.
 //!
 //! **Preemption leaves the workload within its nominal quota.** Stopping work so that a workload
 //! runs on borrowed quota, which may itself be reclaimed at any time, loses work for nothing
@@ -37,9 +40,9 @@
 //! stopped it, and work started in a cycle is no victim in it.
 //!
 //! **No preemption loop.** A workload admitted by reclaim fits in its tenant's nominal quota at
-//! admission, so it sits below nominal in its tenant's stack; later admissions stack above it and
-//! releases only move it down. It therefore never becomes borrowed during that run, and can never
-//! be a reclaim victim; only strictly higher-priority work of its own tenant (or, with
+//! admission, with everything its tenant runs; so the tenant's reclaimers together never exceed
+//! its nominal quota, and at the bottom of its stack they never become borrowed during their
+//! run: a reclaimer can never be a reclaim victim; only strictly higher-priority work of its own tenant (or, with
 //! `LowerOrNewerEqualPriority`, work submitted before it) can stop it, and that work could not
 //! have been stopped by it. So no workload stops, during its run, the workload whose stop began
 //! that run. With `borrowWithinCohort` one reversal is possible: a workload that stopped
@@ -272,10 +275,10 @@ fn candidates(
         if !same && usage <= nominal && !may_be_opportunistic {
             continue;
         }
-        // In a tenant's stack (admission order) the newest work is the borrowed part: taking it
-        // from the top keeps the no-loop argument above (taking a borrower's lowest-priority
-        // work instead, wherever it sits, lets two workloads take turns; the property test
-        // finds such loops).
+        // The top of a tenant's stack, above nominal, is the borrowed part (see `StackKey`);
+        // reclaimers sit below it, which keeps the no-loop argument above (taking a borrower's
+        // reclaimers too would let two workloads take turns; the property test finds such
+        // loops).
         let stack: Vec<WorkloadId> = q.stack(t, f).collect();
         let mut above: Milli = 0; // demand of the workloads after this one in the stack
         for &id in stack.iter().rev() {
@@ -585,7 +588,7 @@ fn requeue(q: &mut Queue, id: WorkloadId, now: Seconds) {
     // Re-add then release through the normal path so stacks, ledger and shape memo stay in step.
     q.quota.add(tenant, r.flavor, r.demand as i64);
     let nf = q.tenancy.flavors.len();
-    q.stacks[tenant * nf + r.flavor].remove(&(r.seq, id));
+    q.stacks[tenant * nf + r.flavor].remove(&super::stack_key(&r, id));
     q.charge(tenant, r.flavor, -(r.demand as i64), now);
     q.forget_failures(r.flavor);
     q.stopped.insert(id);
