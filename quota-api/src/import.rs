@@ -17,21 +17,14 @@ pub struct Imported {
 }
 
 /// Why an import stopped.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The input (a line that is not an accrual, or a read or acknowledgement that failed).
+    #[error("{0}")]
     Input(String),
     /// The ledger refused a batch or could not write it.
-    Ledger(LedgerError),
-}
-
-impl std::fmt::Display for ImportError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ImportError::Input(m) => f.write_str(m),
-            ImportError::Ledger(e) => e.fmt(f),
-        }
-    }
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
 }
 
 /// Line `n` (from 0) as an accrual.

@@ -33,42 +33,34 @@ use std::path::Path;
 pub use gantry_api::quota::{cost_micros, records_of, Record};
 
 /// What went wrong, naming the file or record and the fix.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     /// The database could not be opened or written.
-    Sqlite { what: String, source: rusqlite::Error },
+    #[error("ledger: {what}: {source}")]
+    Sqlite {
+        what: String,
+        #[source]
+        source: rusqlite::Error,
+    },
     /// The file was written by a newer Gantry.
+    #[error(
+        "ledger: the file has schema version {found}, newer than this Gantry knows ({known}); run the newer Gantry, or restore a backup"
+    )]
     TooNew { found: i64, known: i64 },
     /// An accrual that cannot be true.
+    #[error("ledger: accrual {key} is not valid: {why}")]
     Invalid { key: String, why: String },
     /// The same key already holds different figures.
+    #[error(
+        "ledger: accrual {key} is already recorded with other figures; two writers disagree about the same interval, fix the source before replaying"
+    )]
     Conflict { key: String },
     /// Another process has the file open for writing.
+    #[error(
+        "ledger: {path} is in use: {why}; only one quota API (or `gantry ledger import`) may write a ledger at a time: stop the other one, or give this one another --ledger file"
+    )]
     Locked { path: String, why: String },
 }
-
-impl std::fmt::Display for LedgerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LedgerError::Sqlite { what, source } => write!(f, "ledger: {what}: {source}"),
-            LedgerError::TooNew { found, known } => write!(
-                f,
-                "ledger: the file has schema version {found}, newer than this Gantry knows ({known}); run the newer Gantry, or restore a backup"
-            ),
-            LedgerError::Invalid { key, why } => write!(f, "ledger: accrual {key} is not valid: {why}"),
-            LedgerError::Locked { path, why } => write!(
-                f,
-                "ledger: {path} is in use: {why}; only one quota API (or `gantry ledger import`) may write a ledger at a time: stop the other one, or give this one another --ledger file"
-            ),
-            LedgerError::Conflict { key } => write!(
-                f,
-                "ledger: accrual {key} is already recorded with other figures; two writers disagree about the same interval, fix the source before replaying"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for LedgerError {}
 
 /// The earliest time a record may hold: 1970-01-01T00:00:00Z (unix seconds).
 pub const EARLIEST: i64 = 0;

@@ -166,3 +166,18 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
     assert_eq!(err, "ledger: the file has schema version 99, newer than this Gantry knows (3); run the newer Gantry, or restore a backup");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_database_error_keeps_sqlites_own_error_as_its_source() {
+    use std::error::Error as _;
+    let dir = std::env::temp_dir().join(format!("gantry-ledger-source-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Not a database: SQLite refuses it once it reads the file.
+    let path = dir.join("not-a-ledger.db");
+    std::fs::write(&path, vec![0x42u8; 4096]).unwrap();
+    let err = Ledger::open(&path).err().expect("not a database");
+    assert!(err.to_string().starts_with(&format!("ledger: cannot open {}", path.display())), "{err}");
+    let source = err.source().expect("the rusqlite error is kept as the source");
+    assert!(source.downcast_ref::<rusqlite::Error>().is_some(), "{source:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

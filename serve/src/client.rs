@@ -19,7 +19,8 @@ pub const QUOTA_API_TOKEN_FILE: &str = "/var/run/secrets/gantry/quota-api/token"
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a call failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct CallError {
     /// The answer's status, when there was an answer.
     pub status: Option<u16>,
@@ -35,14 +36,6 @@ impl CallError {
         matches!(self.status, Some(400 | 409 | 413 | 422))
     }
 }
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for CallError {}
 
 /// A plain-HTTP client for one base URL, sending `Authorization: Bearer` from a token file.
 pub struct Caller {

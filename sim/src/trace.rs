@@ -6,28 +6,17 @@
 //! with the file, the line and what to fix.
 
 use gantry_core::model::{ModelCatalog, ModelError, Node, PodRequest, GPU_MILLI};
-use std::fmt;
 use std::path::Path;
 
 /// A problem in a trace file, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{} {problem}", line.map_or_else(String::new, |l| format!("{l}:")))]
 pub struct TraceError {
     pub file: String,
     /// 1-based line number, when the problem is on one line.
     pub line: Option<u64>,
     pub problem: String,
 }
-
-impl fmt::Display for TraceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "{}:{}: {}", self.file, l, self.problem),
-            None => write!(f, "{}: {}", self.file, self.problem),
-        }
-    }
-}
-
-impl std::error::Error for TraceError {}
 
 /// One pod of a trace.
 #[derive(Clone, Debug, PartialEq)]
