@@ -998,9 +998,14 @@ impl Queue {
     pub fn check_invariants(&self) -> Result<(), String> {
         let nf = self.tenancy.flavors.len();
         let mut usage = vec![0u64; self.tenancy.tenants.len() * nf];
+        let mut priorities: Vec<std::collections::BTreeMap<i32, (u32, Milli)>> =
+            vec![Default::default(); self.tenancy.tenants.len() * nf];
         let mut pods = 0;
         for (w, r) in self.running_workloads() {
             usage[w.tenant * nf + r.flavor] += r.demand;
+            let (n, d) = priorities[w.tenant * nf + r.flavor].entry(r.priority).or_insert((0, 0));
+            *n += 1;
+            *d += r.demand;
             pods += r.pods.len();
             for (id, _) in &r.pods {
                 if self.cluster.placement(*id).is_none() {
@@ -1016,6 +1021,12 @@ impl Queue {
             ));
         }
         self.check_live()?;
+        if priorities != self.running_priorities {
+            return Err(format!(
+                "running work by priority {:?}, but the running workloads make {priorities:?}",
+                self.running_priorities
+            ));
+        }
         for t in 0..self.tenancy.tenants.len() {
             for f in 0..nf {
                 if usage[t * nf + f] != self.quota.usage(t, f) {

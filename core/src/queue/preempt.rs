@@ -589,6 +589,7 @@ fn requeue(q: &mut Queue, id: WorkloadId, now: Seconds) {
     q.quota.add(tenant, r.flavor, r.demand as i64);
     let nf = q.tenancy.flavors.len();
     q.stacks[tenant * nf + r.flavor].remove(&super::stack_key(&r, id));
+    q.count_priority(tenant, r.flavor, r.priority, r.demand, false);
     q.charge(tenant, r.flavor, -(r.demand as i64), now);
     q.forget_failures(r.flavor);
     q.stopped.insert(id);
