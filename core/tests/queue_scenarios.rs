@@ -825,6 +825,80 @@ fn a_reclaimer_is_never_reclaimed_by_its_victim() {
     assert_consistent(&q);
 }
 
+/// Two 4-GPU nodes. a (nominal 8) runs a serving job (1, 4 GPUs) on one node and a batch job
+/// (2, `batch` GPUs) on the other; b (nominal 0) borrows the rest of that node with a batch job
+/// (3). a's serving job (4, 4 GPUs) arrives: as a's use stands (4 + `batch`) it does not fit a's
+/// nominal quota; once a's batch job stops it does. Reclaim window 60 s, no minimum runtime.
+/// Returns the preemptions at the window's end (sorted by victim) and what then runs.
+fn own_and_borrowed(policy: PreemptionPolicy, batch: u32) -> (Vec<Preemption>, Vec<u64>) {
+    let mut t = TenancyBuilder::new(&["A100"])
+        .timing(60, 0)
+        .cohort("pool", None)
+        .tenant("a", Some("pool"), &[Q::n(8)])
+        .tenant("b", Some("pool"), &[Q::n(0)])
+        .build();
+    t.tenants[0].preemption = policy;
+    let mut q = queue(t, a100s(2, 4), NOV1);
+    submit(&mut q, WB::new(1, 0).kind(Kind::Serving).gpus(1, 4).build(), NOV1);
+    assert_eq!(admitted_ids(&q.cycle(NOV1)), vec![1]);
+    submit(&mut q, WB::new(2, 0).kind(Kind::Batch).gpus(1, batch).build(), NOV1);
+    assert_eq!(admitted_ids(&q.cycle(NOV1)), vec![2]);
+    if batch < 4 {
+        submit(&mut q, WB::new(3, 1).kind(Kind::Batch).gpus(1, 4 - batch).build(), NOV1);
+        assert_eq!(admitted_ids(&q.cycle(NOV1)), vec![3]);
+    }
+    submit(&mut q, WB::new(4, 0).kind(Kind::Serving).gpus(1, 4).at(NOV1 + 1).build(), NOV1 + 1);
+    let mut preempted = q.cycle(NOV1 + 1).preempted;
+    if batch < 4 {
+        assert_eq!(preempted, vec![], "reclaim waits for the window");
+    }
+    preempted.extend(q.cycle(NOV1 + 61).preempted);
+    assert_consistent(&q);
+    preempted.sort_by_key(|p| p.victim);
+    (preempted, running_ids(&q))
+}
+
+#[test]
+fn a_tenant_below_nominal_stops_its_own_lower_work_and_reclaims_borrowed_work_together() {
+    // a's batch job (2 GPUs) must stop for quota (4 + 2 + 4 > 8), but frees only 2 GPUs; b's
+    // borrowed 2 GPUs beside it make the node whole. Neither alone lets the serving job start.
+    let (preempted, running) = own_and_borrowed(PreemptionPolicy::default(), 2);
+    assert_eq!(preempted, vec![priority(2, 4), reclaim(3, 4)]);
+    assert_eq!(running, vec![1, 4]);
+}
+
+#[test]
+fn combining_own_and_reclaimed_work_follows_the_tenants_policy() {
+    use gantry_core::tenancy::ReclaimWithinCohort as R;
+    use gantry_core::tenancy::WithinTenant as W;
+    let policy = |within_tenant, reclaim_within_cohort| PreemptionPolicy {
+        within_tenant,
+        reclaim_within_cohort,
+        ..PreemptionPolicy::default()
+    };
+    // (withinTenant, reclaimWithinCohort, victims): both kinds of stop must be allowed; b's job
+    // (batch) is below serving, so LowerPriority reclaim allows it.
+    let cases = [
+        (W::LowerPriority, R::Any, vec![priority(2, 4), reclaim(3, 4)]),
+        (W::LowerPriority, R::LowerPriority, vec![priority(2, 4), reclaim(3, 4)]),
+        (W::LowerPriority, R::Never, vec![]),
+        (W::Never, R::Any, vec![]),
+    ];
+    for (within, reclaim_policy, expected) in cases {
+        let (preempted, _) = own_and_borrowed(policy(within, reclaim_policy), 2);
+        assert_eq!(preempted, expected, "{within:?}, {reclaim_policy:?}");
+    }
+}
+
+#[test]
+fn borrowed_work_is_left_alone_when_stopping_the_tenants_own_work_makes_room() {
+    // a's batch job takes the whole second node: stopping it is needed for quota and frees the
+    // room, so nothing of another tenant is stopped (a minimal victim set).
+    let (preempted, running) = own_and_borrowed(PreemptionPolicy::default(), 4);
+    assert_eq!(preempted, vec![priority(2, 4)]);
+    assert_eq!(running, vec![1, 4]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Budgets
 // ---------------------------------------------------------------------------------------------

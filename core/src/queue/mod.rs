@@ -18,14 +18,16 @@ pub use explain::{Explanation, Reason};
 pub use gang::{place_gang, GangMisfit};
 pub use ledger::{cost_micros, Accrual, Ledger};
 pub use live::Restructure;
+pub use preempt::RoomCheck;
 pub use quota::QuotaTree;
 pub use workload::{pod_id, PodSet, Workload, WorkloadId, EXTERNAL_POD_BIT, MAX_MEMBERS, MAX_WORKLOAD_ID};
 
 use crate::model::{could_ever_fit, Cluster, NodeId, Placement, PodRequest};
 use crate::schedule::Scheduler;
 use crate::tenancy::{FlavorId, FlavorMap, Milli, Seconds, Tenancy, TenantId, WhenExhausted};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 /// How the queue orders and limits work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,9 +195,9 @@ pub struct Queue {
     held: Vec<(FlavorId, WorkloadId)>,
     /// Placement attempts left for preemption in this cycle.
     preempt_budget: usize,
-    /// (tenant, priority, flavor, members, own work among the victims) for which preemption
-    /// found no room this cycle.
-    no_room: HashSet<(TenantId, i32, FlavorId, u64, bool)>,
+    /// (tenant, priority, flavor, members, which work may stop) for which preemption found no
+    /// room this cycle.
+    no_room: HashSet<(TenantId, i32, FlavorId, u64, preempt::Pass)>,
     /// Workloads stopped in this cycle: they are not started again in it (a victim restarted at
     /// once elsewhere would lose its progress for nothing).
     stopped: HashSet<WorkloadId>,
@@ -562,6 +564,11 @@ impl Queue {
                     {
                         *r = reason;
                     }
+                    // Not allowed to preempt yet, it set no wakeup of its own: an owed workload
+                    // must be looked at again when its window ends, even if nothing else happens.
+                    if !may_preempt && self.owed(id) {
+                        self.wake_at(key.1 + window);
+                    }
                     if blocks {
                         break;
                     }
@@ -651,17 +658,19 @@ impl Queue {
         Err(first_reason.unwrap_or(Reason::Queued))
     }
 
-    /// A workload past its reclaim window, within its tenant's nominal quota of some flavors,
-    /// found no room even by preemption: hold those flavors, so that no other tenant's borrowing
-    /// takes the room that frees up next, until it starts (or no longer fits its nominal quota).
+    /// A workload past its reclaim window, within its tenant's nominal quota of some flavors
+    /// (once its tenant's lower-priority work it may stop is stopped), found no room even by
+    /// preemption: hold those flavors, so that no other tenant's borrowing takes the room that
+    /// frees up next, until it starts (or no longer fits its nominal quota).
     fn hold_for(&mut self, w: &Workload, now: Seconds) {
         self.held.retain(|&(_, id)| id != w.id);
         if now < w.submitted + self.tenancy.timing.reclaim_window {
             return;
         }
         let demand = w.demand(w.members());
+        let priority = self.entries[&w.id].priority;
         for f in self.candidate_flavors(w) {
-            if self.quota.usage(w.tenant, f) + demand <= self.quota.nominal(w.tenant, f) {
+            if preempt::owed(self, w, f, priority, demand, preempt::Pass::Combined) {
                 self.held.push((f, w.id));
             }
         }
@@ -672,8 +681,11 @@ impl Queue {
         self.held.iter().any(|&(g, by)| g == f && by != id)
     }
 
-    /// Places the members on flavor `f`. With `memo`, shapes that did not fit are remembered
-    /// until the flavor frees capacity (admissions only take capacity, so they would fail again).
+    /// Places the members on flavor `f`. With `memo` (an admission), shapes that did not fit are
+    /// remembered until the flavor frees capacity (admissions only take capacity, so they would
+    /// fail again), and a failure says why for every node. Without (a preemption probe, whose
+    /// reason nobody reads), a failure among the nodes with enough GPUs free is final: scanning
+    /// the rest for a reason was most of an overloaded month's time.
     fn place(
         &mut self,
         w: &Workload,
@@ -697,6 +709,9 @@ impl Queue {
             let mut nodes: Vec<NodeId> = self.by_free[f].range((need, 0)..).map(|&(_, id)| id).collect();
             nodes.sort_unstable();
             let p = place_gang(&mut self.cluster, &mut self.scheduler, &nodes, members, &ids, salt);
+            if p.is_err() && !memo {
+                return Err(explain::no_fit_reason(self, f, members.len(), explain::NoFit::TooFewFree));
+            }
             placed = p.is_ok().then_some(p);
         }
         let placed = placed.unwrap_or_else(|| {
@@ -811,7 +826,9 @@ impl Queue {
         opportunistic: bool,
         first_reason: &mut Option<Reason>,
     ) -> Option<(FlavorId, Vec<(u64, Placement)>)> {
-        let members = w.member_requests(n);
+        // Built only for a flavor that passes quota: most workloads looked at in a busy cycle
+        // stop there.
+        let mut members: Option<Vec<PodRequest>> = None;
         let demand = w.demand(n);
         for f in self.candidate_flavors(w) {
             // b. quota, and no borrowing where capacity is held for overdue owed work
@@ -826,13 +843,14 @@ impl Queue {
                 continue;
             }
             // c. placement (not even tried when the flavor lacks the free GPUs)
-            if preempt::free(self, f) < demand || !self.idle_gpus_suffice(f, &members) {
+            let members = members.get_or_insert_with(|| w.member_requests(n));
+            if preempt::free(self, f) < demand || !self.idle_gpus_suffice(f, members) {
                 first_reason.get_or_insert_with(|| {
                     explain::no_fit_reason(self, f, members.len(), explain::NoFit::TooFewFree)
                 });
                 continue;
             }
-            match self.place(w, f, &members, true) {
+            match self.place(w, f, members, true) {
                 Ok(pods) => return Some((f, pods)),
                 Err(reason) => {
                     first_reason.get_or_insert(reason);
@@ -970,16 +988,31 @@ impl Queue {
         })
     }
 
-    /// Whether a pending workload would fit now if everything the preemption rules could ever let
-    /// it stop were stopped (ignoring the reclaim window and minimum runtimes). Changes nothing.
-    /// `false` for unknown or running workloads.
-    pub fn room_after_reclaim(&mut self, id: WorkloadId, now: Seconds) -> bool {
+    /// Whether a pending workload would fit now if what the preemption rules let it stop
+    /// (ever, or now: see [`RoomCheck`]) were stopped. Changes nothing. `false` for unknown or
+    /// running workloads.
+    pub fn room_after_reclaim(&mut self, id: WorkloadId, now: Seconds, check: RoomCheck) -> bool {
         let Some(e) = self.entries.get(&id) else { return false };
         if !matches!(e.state, State::Pending { .. }) {
             return false;
         }
         let (w, priority) = (e.w.clone(), e.priority);
-        preempt::room_after_reclaim(self, &w, priority, now)
+        preempt::room_after_reclaim(self, &w, priority, now, check)
+    }
+
+    /// Whether a pending workload is owed room: on some flavor it may take, it fits in its
+    /// tenant's nominal quota once the tenant's own lower-priority work that its policy lets it
+    /// stop is stopped. `false` for unknown or running workloads.
+    pub fn owed(&self, id: WorkloadId) -> bool {
+        let Some(e) = self.entries.get(&id) else { return false };
+        if !matches!(e.state, State::Pending { .. }) {
+            return false;
+        }
+        let demand = e.w.demand(e.w.members());
+        let pass = preempt::Pass::Combined;
+        self.candidate_flavors(&e.w)
+            .into_iter()
+            .any(|f| preempt::owed(self, &e.w, f, e.priority, demand, pass))
     }
 
     /// The recorded reason of a pending workload.

@@ -62,6 +62,22 @@ struct Suspended {
 
 type Room = (FlavorId, Vec<(u64, Placement)>, Vec<(WorkloadId, bool)>);
 
+/// Which work one search for room may stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Pass {
+    /// Other tenants' work only: reclaim, or borrowing while preempting.
+    Others,
+    /// The tenant's own lower-priority work too, with reclaim only for a workload that fits in
+    /// its tenant's nominal quota as the tenant's use stands.
+    Own,
+    /// Both, for a workload that fits in its nominal quota only once its tenant's own
+    /// lower-priority work is stopped: that work must stop (for quota), and other tenants'
+    /// borrowed work may stop besides (for room). Tried after [`Pass::Own`], so that borrowed
+    /// work is stopped only where the tenant's own stopped work leaves no place: the own
+    /// victims are needed whatever else stops, and a minimal set adds only what they lack.
+    Combined,
+}
+
 /// The most victims considered for one workload.
 const MAX_CANDIDATES: usize = 256;
 /// The most placement attempts while choosing victims for one workload.
@@ -74,68 +90,109 @@ pub(super) const CYCLE_BUDGET: usize = 64;
 /// to make room; the cluster and quotas are unchanged.
 pub(super) fn make_room(q: &mut Queue, w: &Workload, priority: i32, now: Seconds) -> Option<Room> {
     let policy = q.tenancy.tenants[w.tenant].preemption;
-    // Reclaim alone on every flavor before stopping the tenant's own work on any (Kueue's
-    // `whenCanPreempt: TryNextFlavor`); or any allowed victims, flavor by flavor (`Preempt`).
-    let passes: &[bool] = match policy.when_can_preempt {
-        WhenCanPreempt::TryNextFlavor => &[false, true],
-        WhenCanPreempt::Preempt => &[true],
-    };
-    for &own in passes {
-        for f in q.candidate_flavors(w) {
-            if let Some(room) = make_room_on(q, w, priority, f, own, now) {
-                return Some(room);
-            }
-        }
+    let flavors = q.candidate_flavors(w);
+    match policy.when_can_preempt {
+        // Reclaim alone on every flavor before stopping the tenant's own work on any (Kueue's
+        // `whenCanPreempt: TryNextFlavor`).
+        WhenCanPreempt::TryNextFlavor => [Pass::Others, Pass::Own, Pass::Combined]
+            .into_iter()
+            .find_map(|pass| flavors.iter().find_map(|&f| make_room_on(q, w, priority, f, pass, now))),
+        // Any allowed victims, flavor by flavor.
+        WhenCanPreempt::Preempt => flavors.iter().find_map(|&f| {
+            [Pass::Own, Pass::Combined]
+                .into_iter()
+                .find_map(|pass| make_room_on(q, w, priority, f, pass, now))
+        }),
     }
-    None
 }
 
-/// [`make_room`] on flavor `f`, with the tenant's own work among the victims or not.
+/// Demand of the tenant's running work on `f` that `w` may stop by priority (with
+/// `LowerOrNewerEqualPriority`, an upper bound: only the newer of the equal-priority work
+/// qualifies).
+fn own_freeable(q: &Queue, w: &Workload, f: FlavorId, priority: i32) -> Milli {
+    match q.tenancy.tenants[w.tenant].preemption.within_tenant {
+        WithinTenant::Never => 0,
+        WithinTenant::LowerPriority => q.running_below(w.tenant, f, priority),
+        WithinTenant::LowerOrNewerEqualPriority => q.running_below(w.tenant, f, priority.saturating_add(1)),
+    }
+}
+
+/// Whether `w` is owed room on `f` in `pass`: it fits in its tenant's nominal quota as the
+/// tenant's use stands, or, in [`Pass::Combined`], the tenant is below its nominal quota and `w`
+/// fits in it once the tenant's own work that it may stop is stopped.
+pub(super) fn owed(q: &Queue, w: &Workload, f: FlavorId, priority: i32, demand: Milli, pass: Pass) -> bool {
+    let (usage, nominal) = (q.quota.usage(w.tenant, f), q.quota.nominal(w.tenant, f));
+    if pass == Pass::Combined {
+        // Only a tenant below its nominal quota: one at or above it is not owed anything, and
+        // letting it reclaim for its urgent work whenever its own lower-priority work (itself
+        // borrowed) could make quota room set off chains of preemptions in busy months.
+        usage < nominal && usage.saturating_sub(own_freeable(q, w, f, priority)) + demand <= nominal
+    } else {
+        usage + demand <= nominal
+    }
+}
+
+/// [`make_room`] on flavor `f`, with the victims `pass` allows.
 fn make_room_on(
     q: &mut Queue,
     w: &Workload,
     priority: i32,
     f: FlavorId,
-    own: bool,
+    pass: Pass,
     now: Seconds,
 ) -> Option<Room> {
-    let members = w.member_requests(w.members());
     let demand = w.demand(w.members());
     let policy = q.tenancy.tenants[w.tenant].preemption;
-    let memo = (w.tenant, priority, f, q.entries[&w.id].shape, own);
+    let memo = (w.tenant, priority, f, q.entries[&w.id].shape, pass);
     if q.no_room.contains(&memo) {
         return None;
+    }
+    let own = pass != Pass::Others;
+    let usage = q.quota.usage(w.tenant, f);
+    let nominal = q.quota.nominal(w.tenant, f);
+    let lower = if own { own_freeable(q, w, f, priority) } else { 0 };
+    let reclaim_allowed = policy.reclaim_within_cohort != ReclaimWithinCohort::Never;
+    let window_over = now >= w.submitted + q.tenancy.timing.reclaim_window;
+    if pass == Pass::Combined {
+        // Only what `Own` did not already try: owed once its own work stops, not before, and
+        // only with reclaim allowed and room to gain (the tenant's own stoppable work, the free
+        // GPUs and all borrowed work together at least the demand). Quota needs no test: the
+        // workload then lands within its nominal quota.
+        let borrowed: Milli = (0..q.tenancy.tenants.len()).map(|t| q.quota.borrowed(t, f)).sum();
+        if !reclaim_allowed
+            || lower == 0
+            || usage + demand <= nominal
+            || !owed(q, w, f, priority, demand, pass)
+            || free(q, f) + lower + borrowed < demand
+        {
+            q.no_room.insert(memo);
+            return None;
+        }
+        if !window_over {
+            q.wake_at(w.submitted + q.tenancy.timing.reclaim_window);
+            q.no_room.insert(memo);
+            return None;
+        }
     }
     // Cheap test first: with no other tenant's work to take, stopping all of the tenant's
     // lower-priority work must free enough quota and GPUs, and leave the workload within its
     // nominal quota unless the tenant may borrow while preempting.
-    let usage = q.quota.usage(w.tenant, f);
-    let nominal = q.quota.nominal(w.tenant, f);
-    let owed = usage + demand <= nominal;
-    let may_reclaim = owed
-        && policy.reclaim_within_cohort != ReclaimWithinCohort::Never
-        && now >= w.submitted + q.tenancy.timing.reclaim_window;
+    let is_owed = owed(q, w, f, priority, demand, pass);
+    let may_reclaim = is_owed && reclaim_allowed && window_over;
     let others = may_reclaim || policy.borrow_within_cohort.is_some();
-    let lower = match (own, policy.within_tenant) {
-        (false, _) | (_, WithinTenant::Never) => 0,
-        (true, WithinTenant::LowerPriority) => q.running_below(w.tenant, f, priority),
-        // Equal priority too (an upper bound: only the newer of those qualify).
-        (true, WithinTenant::LowerOrNewerEqualPriority) => {
-            q.running_below(w.tenant, f, priority.saturating_add(1))
-        }
-    };
     if !others {
         let quota_after = q.quota.available(w.tenant, f) as i128 + lower as i128;
         let within = usage.saturating_sub(lower) + demand <= nominal || policy.borrow_within_cohort.is_some();
         if lower == 0 || free(q, f) + lower < demand || quota_after < demand as i128 || !within {
-            if owed && policy.reclaim_within_cohort != ReclaimWithinCohort::Never {
+            if is_owed && reclaim_allowed {
                 q.wake_at(w.submitted + q.tenancy.timing.reclaim_window);
             }
             q.no_room.insert(memo);
             return None;
         }
     }
-    let candidates = candidates(q, w, f, priority, &members, own, now, false);
+    let members = w.member_requests(w.members());
+    let candidates = candidates(q, w, f, priority, &members, pass, now, None);
     if candidates.is_empty() {
         q.no_room.insert(memo);
         return None;
@@ -166,6 +223,11 @@ fn make_room_on(
             } else {
                 keep_only_needed(q, w, f, demand, &mut removed);
             }
+            debug_assert!(
+                every_victim_needed(q, w, f, demand, &mut removed),
+                "workload {} stopped a victim it did not need",
+                w.id
+            );
             let victims = removed.iter().map(|s| (s.id, s.reclaim)).collect();
             for s in removed {
                 requeue(q, s.id, now);
@@ -180,20 +242,40 @@ fn make_room_on(
     None
 }
 
-/// Whether `w` (all members) would fit if everything the preemption rules let it stop were
-/// stopped, ignoring the reclaim window and minimum runtimes. Changes nothing. Tells a wait caused
-/// by the rules' timing apart from one where the room does not exist without stopping other
-/// tenants' guaranteed work.
-pub(super) fn room_after_reclaim(q: &mut Queue, w: &Workload, priority: i32, now: Seconds) -> bool {
+/// Which victims [`room_after_reclaim`] supposes stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomCheck {
+    /// Everything the preemption rules could ever let the workload stop: the reclaim window and
+    /// minimum runtimes ignored. Tells a wait caused by the rules' timing apart from one where
+    /// the room does not exist without stopping other tenants' guaranteed work.
+    Ever,
+    /// What they let it stop now, its reclaim window taken as over: victims keep their minimum
+    /// runtime and shields. Room here is room the queue should have taken.
+    Now,
+}
+
+/// Whether `w` (all members) would fit, within its tenant's nominal quota, if everything `check`
+/// supposes were stopped. Changes nothing.
+pub(super) fn room_after_reclaim(
+    q: &mut Queue,
+    w: &Workload,
+    priority: i32,
+    now: Seconds,
+    check: RoomCheck,
+) -> bool {
     let members = w.member_requests(w.members());
     let demand = w.demand(w.members());
     let wake = q.wake;
     for f in q.candidate_flavors(w) {
-        let victims = candidates(q, w, f, priority, &members, true, now, true);
+        let victims = candidates(q, w, f, priority, &members, Pass::Combined, now, Some(check));
         let removed: Vec<Suspended> =
             victims.into_iter().map(|(id, reclaim, _)| suspend(q, id, reclaim)).collect();
         let mut fits = false;
-        if q.quota.available(w.tenant, f) as i128 >= demand as i128 || q.mode == super::Mode::Fifo {
+        // Room for the guarantee: within the tenant's nominal quota once the victims stop (room
+        // only by borrowing is no promise, and may rightly be held for other owed work).
+        let quota = q.quota.available(w.tenant, f) as i128 >= demand as i128
+            && q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
+        if quota || q.mode == super::Mode::Fifo {
             if let Ok(pods) = q.place(w, f, &members, false) {
                 fits = true;
                 for (pod, _) in pods {
@@ -224,8 +306,8 @@ pub(super) fn room_after_reclaim(q: &mut Queue, w: &Workload, priority: i32, now
 /// node: lowest priority, then smallest, then newest. Empty when even stopping every candidate
 /// could not make enough room.
 ///
-/// With `what_if`, the reclaim window and minimum runtimes are ignored and nothing is truncated:
-/// everything that the rules could ever let `w` stop.
+/// With a what-if ([`RoomCheck`]), nothing is truncated: everything the rules could let `w` stop
+/// ever (the reclaim window and minimum runtimes ignored) or now that its window is over.
 #[allow(clippy::too_many_arguments)]
 fn candidates(
     q: &mut Queue,
@@ -233,16 +315,18 @@ fn candidates(
     f: FlavorId,
     priority: i32,
     members: &[PodRequest],
-    own: bool,
+    pass: Pass,
     now: Seconds,
-    what_if: bool,
+    what_if: Option<RoomCheck>,
 ) -> Vec<(WorkloadId, bool, bool)> {
     let demand: Milli =
         members.iter().map(|m| if w.wants_gpu() { m.gpu_total() } else { m.cpu_milli as Milli }).sum();
     let timing = q.tenancy.timing;
     let policy = q.tenancy.tenants[w.tenant].preemption;
-    let owed = q.quota.usage(w.tenant, f) + demand <= q.quota.nominal(w.tenant, f);
-    let window_over = what_if || now >= w.submitted + timing.reclaim_window;
+    let own = pass != Pass::Others;
+    let owed = owed(q, w, f, priority, demand, pass);
+    let window_over = what_if.is_some() || now >= w.submitted + timing.reclaim_window;
+    let timed = what_if != Some(RoomCheck::Ever);
     let reclaims = owed && policy.reclaim_within_cohort != ReclaimWithinCohort::Never;
     if reclaims && !window_over {
         q.wake_at(w.submitted + timing.reclaim_window);
@@ -306,7 +390,7 @@ fn candidates(
                 continue;
             }
             let shield = q.shielded.get(&id).copied().unwrap_or(Seconds::MIN);
-            if !what_if && (now < r.at + timing.min_runtime || now < shield) {
+            if timed && (now < r.at + timing.min_runtime || now < shield) {
                 let until = (r.at + timing.min_runtime).max(shield);
                 protected_until = Some(protected_until.map_or(until, |p: Seconds| p.min(until)));
                 continue;
@@ -323,7 +407,7 @@ fn candidates(
     }
     eligible.sort();
     if !w.wants_gpu() {
-        if !what_if {
+        if what_if.is_none() {
             eligible.truncate(MAX_CANDIDATES);
         }
         let n = eligible.len();
@@ -334,7 +418,7 @@ fn candidates(
     // node on a large cluster, and clearing none of those nodes makes room for a whole-node
     // member, although the nodes the order puts first would.
     let mut out = by_node(q, eligible, members);
-    if !what_if && out.len() > MAX_CANDIDATES {
+    if what_if.is_none() && out.len() > MAX_CANDIDATES {
         let end =
             out.iter().skip(MAX_CANDIDATES - 1).position(|c| c.2).map_or(out.len(), |i| i + MAX_CANDIDATES);
         out.truncate(end);
@@ -357,7 +441,7 @@ type NodeOrder = (bool, (bool, bool, i32), Milli, std::cmp::Reverse<Seconds>, us
 
 /// Orders GPU victims node by node (see [`candidates`]).
 fn by_node(q: &Queue, eligible: Vec<Eligible>, members: &[PodRequest]) -> Vec<(WorkloadId, bool, bool)> {
-    use std::collections::HashMap;
+    use foldhash::{HashMap, HashMapExt};
     let largest = members.iter().map(PodRequest::gpu_total).max().unwrap_or(0);
     let mut nodes: HashMap<usize, NodeVictims> = HashMap::new();
     for (i, e) in eligible.iter().enumerate() {
@@ -575,6 +659,35 @@ fn keep_only_needed(q: &mut Queue, w: &Workload, f: FlavorId, demand: Milli, rem
         }
     }
     q.quota.add(w.tenant, f, -(demand as i64));
+}
+
+/// With `w` placed, whether it lands (see [`lands`]) and every victim is needed: none could go
+/// back where it was beside `w` with `w` still landing. The property tests check this on every
+/// preemption of their random runs (debug builds); the cluster and quotas are left as they were.
+fn every_victim_needed(
+    q: &mut Queue,
+    w: &Workload,
+    f: FlavorId,
+    demand: Milli,
+    removed: &mut [Suspended],
+) -> bool {
+    q.quota.add(w.tenant, f, demand as i64);
+    let valid = lands(q, w, f, 0, removed.iter());
+    // A lone victim put back is no preemption at all, which the admission rules already refused.
+    if removed.len() < 2 {
+        q.quota.add(w.tenant, f, -(demand as i64));
+        return valid;
+    }
+    let mut needed = valid;
+    for i in 0..removed.len() {
+        if try_restore(q, &removed[i]) {
+            let others = removed.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, s)| s);
+            needed &= !lands(q, w, f, 0, others);
+            removed[i] = suspend(q, removed[i].id, removed[i].reclaim);
+        }
+    }
+    q.quota.add(w.tenant, f, -(demand as i64));
+    needed
 }
 
 /// Finishes stopping a suspended victim: its ledger meter, its place in the stacks, and back to

@@ -534,7 +534,7 @@ impl<'a> Loop<'a> {
         due.sort_unstable();
         for id in due {
             self.checked_at.insert(id, self.now);
-            if q.room_after_reclaim(id, self.now) {
+            if q.room_after_reclaim(id, self.now, gantry_core::queue::RoomCheck::Ever) {
                 self.room_existed.insert(id);
             }
         }
