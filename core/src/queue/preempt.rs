@@ -584,7 +584,10 @@ fn lands<'a>(
         !s.reclaim
             || max.is_some_and(|m| q.running(s.id).is_some_and(|r| r.priority <= m && r.priority < priority))
     });
-    !any || max.is_some() && all_below
+    // With no victim left it is no preemption: above nominal, it would be a plain admission
+    // that borrows, which the admission rules already refused (the flavor may be held for owed
+    // work); so it does not land.
+    any && max.is_some() && all_below
 }
 
 /// Victim sets up to this size are made minimal (see [`minimal_victims`]); larger ones keep only
@@ -672,13 +675,7 @@ fn every_victim_needed(
     removed: &mut [Suspended],
 ) -> bool {
     q.quota.add(w.tenant, f, demand as i64);
-    let valid = lands(q, w, f, 0, removed.iter());
-    // A lone victim put back is no preemption at all, which the admission rules already refused.
-    if removed.len() < 2 {
-        q.quota.add(w.tenant, f, -(demand as i64));
-        return valid;
-    }
-    let mut needed = valid;
+    let mut needed = lands(q, w, f, 0, removed.iter());
     for i in 0..removed.len() {
         if try_restore(q, &removed[i]) {
             let others = removed.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, s)| s);
