@@ -17,6 +17,14 @@
 //!   lowest-priority work, never its higher-priority work while lower-priority work of it runs
 //!   beyond its quota.
 //!
+//! **Both together, below nominal.** A tenant below its nominal quota whose workload fits that
+//! quota only once the tenant's own lower-priority work stops may also reclaim (after the
+//! window, as its policy allows): its own victims are needed for quota whatever else stops, and
+//! other tenants' borrowed work stops besides only where they leave no place (a third pass,
+//! [`Pass::Combined`], after its own work alone). Not at or above nominal: such a tenant is owed
+//! nothing, and letting its urgent work reclaim whenever its own (borrowed) lower-priority work
+//! could make quota room set off chains of preemptions in busy months.
+//!
 //! **Preemption leaves the workload within its nominal quota.** Stopping work so that a workload
 //! runs on borrowed quota, which may itself be reclaimed at any time, loses work for nothing
 //! guaranteed; so every preemption must leave the preemptor within its tenant's nominal quota,
@@ -36,7 +44,9 @@
 //! victims are grouped by node, nodes that can hold the largest member once cleared first. They
 //! are taken until the workload fits both quota and a concrete placement; then the set is made
 //! minimal (each victim put back if the workload still fits without it, and the workload placed
-//! on what the needed victims alone free). A victim is not started again in the cycle that
+//! on what the needed victims alone free). A set made empty so is no preemption: above nominal
+//! it would be a plain borrowing admission, which the admission rules refused (the flavor may be
+//! held for owed work), so it does not count as landing. A victim is not started again in the cycle that
 //! stopped it, and work started in a cycle is no victim in it.
 //!
 //! **No preemption loop.** A workload admitted by reclaim fits in its tenant's nominal quota at
