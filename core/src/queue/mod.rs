@@ -1001,8 +1001,9 @@ impl Queue {
     }
 
     /// Whether a pending workload is owed room: on some flavor it may take, it fits in its
-    /// tenant's nominal quota once the tenant's own lower-priority work that its policy lets it
-    /// stop is stopped. `false` for unknown or running workloads.
+    /// tenant's nominal quota as the tenant's use stands, or, with the tenant below that quota,
+    /// once the tenant's own lower-priority work that its policy lets it stop is stopped. `false`
+    /// for unknown or running workloads.
     pub fn owed(&self, id: WorkloadId) -> bool {
         let Some(e) = self.entries.get(&id) else { return false };
         if !matches!(e.state, State::Pending { .. }) {
