@@ -276,15 +276,33 @@ impl Misfit {
         [Misfit::NoGpus, Misfit::GpuModel, Misfit::Cpu, Misfit::Memory, Misfit::GpuCapacity];
 }
 
-impl fmt::Display for Misfit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Misfit {
+    /// What kube-scheduler shows for a node that failed for this reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Misfit::NoGpus => "node has no GPUs",
             Misfit::GpuModel => "GPU model not allowed",
             Misfit::Cpu => "insufficient CPU",
             Misfit::Memory => "insufficient memory",
             Misfit::GpuCapacity => "insufficient free GPU",
-        })
+        }
+    }
+
+    /// The same, for a node that would fail even with nothing on it.
+    pub fn even_when_empty(self) -> &'static str {
+        match self {
+            Misfit::NoGpus => "node has no GPUs, even when empty",
+            Misfit::GpuModel => "GPU model not allowed, even when empty",
+            Misfit::Cpu => "insufficient CPU, even when empty",
+            Misfit::Memory => "insufficient memory, even when empty",
+            Misfit::GpuCapacity => "insufficient free GPU, even when empty",
+        }
+    }
+}
+
+impl fmt::Display for Misfit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

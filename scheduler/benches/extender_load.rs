@@ -1,17 +1,20 @@
 //! Load benchmark of the extender over loopback: `cargo bench -p gantry-scheduler --bench extender_load`.
 //!
-//! For clusters of 1,000 and 5,000 nodes (8 GPUs each, half A100, half V100M32, a quarter of the
-//! GPUs in use), `CONCURRENCY` clients each send filter then prioritize for a 1-GPU pod with
+//! For clusters of 1,000, 5,000 and 20,000 nodes (8 GPUs each, half A100, half V100M32, a quarter
+//! of the GPUs in use), `CONCURRENCY` clients each send filter then prioritize with
 //! `nodeCacheCapable: true` (the request names every node, as kube-scheduler does when all nodes
-//! are feasible), back to back on keep-alive connections, for `SECONDS`. Reported: pairs per
-//! second and the latency of one pair (p50, p99, max) from all samples. The same load is sent to
-//! a trivial pass-through handler (parses the request and encodes the reply as Gantry does,
-//! returns every node and zero scores) in the same run, as the baseline of what HTTP and JSON
-//! alone cost. An extra case at 5,000 nodes names 500 per request, as kube-scheduler does by
-//! default (`percentageOfNodesToScore`), each pod the next 500.
+//! are feasible), back to back on keep-alive connections, for `SECONDS`, for each pod shape users
+//! send (see [`Shape`]): 1 GPU, 8 GPUs (fails most nodes of the cluster), half a shared GPU, one
+//! GPU pinned to a model, and one GPU with a node selector. Reported: pairs per second and the
+//! latency of one pair (p50, p99, max) from all samples. Two baselines run in the same
+//! invocation: **pass-through** parses the request and encodes the reply as Gantry does,
+//! returning every node and zero scores (what HTTP and JSON alone cost); **fixed-reply** reads the
+//! body and returns a reply built once (what HTTP and the bytes alone cost). An extra case at
+//! 5,000 nodes names 500 per request, as kube-scheduler does by default
+//! (`percentageOfNodesToScore`), each pod the next 500.
 //!
 //! Arguments: `micro` times each stage of a pair in-process instead; other words select the cases
-//! whose line holds them all (`-- 5000 gantry`).
+//! whose line holds them all (`-- 5000 8gpu gantry`).
 
 use axum::body::Bytes;
 use axum::http::header;
@@ -60,6 +63,70 @@ fn gantry_app(nodes: usize) -> Router {
     ];
     let s = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&c), &expected));
     router(Extender::new(c, s), "/scheduler").unwrap()
+}
+
+/// The pod shapes of the cases, as the pod spec kube-scheduler sends.
+#[derive(Clone, Copy)]
+enum Shape {
+    OneGpu,
+    EightGpus,
+    SharedGpu,
+    PinnedModel,
+    NodeSelector,
+}
+
+impl Shape {
+    const ALL: [Shape; 5] =
+        [Shape::OneGpu, Shape::EightGpus, Shape::SharedGpu, Shape::PinnedModel, Shape::NodeSelector];
+
+    fn name(self) -> &'static str {
+        match self {
+            Shape::OneGpu => "1gpu",
+            Shape::EightGpus => "8gpu",
+            Shape::SharedGpu => "shared",
+            Shape::PinnedModel => "pinned",
+            Shape::NodeSelector => "selector",
+        }
+    }
+
+    fn pod(self, uid: &str) -> serde_json::Value {
+        use serde_json::json;
+        let gpus = if matches!(self, Shape::EightGpus) { 8 } else { 1 };
+        let cpu = if matches!(self, Shape::EightGpus) { "64" } else { "8" };
+        let mut pod = json!({"metadata": {"name": uid, "namespace": "bench", "uid": uid},
+            "spec": {"containers": [{"resources": {"requests": {"cpu": cpu, "memory": "32Gi"}, "limits": {"nvidia.com/gpu": gpus}}}]}});
+        match self {
+            Shape::SharedGpu => pod["metadata"]["annotations"] = json!({"gantry.dev/gpu-milli": "500"}),
+            Shape::PinnedModel => pod["spec"]["nodeSelector"] = json!({"nvidia.com/gpu.product": "A100"}),
+            Shape::NodeSelector => {
+                pod["spec"]["nodeSelector"] = json!({"topology.kubernetes.io/zone": "zone-a"})
+            }
+            Shape::OneGpu | Shape::EightGpus => {}
+        }
+        pod
+    }
+}
+
+/// Returns replies built once (every node passing, zero scores), after reading the body: no JSON
+/// work at all.
+fn fixed_reply_app(nodes: usize) -> Router {
+    let names: Vec<std::borrow::Cow<str>> = (0..nodes).map(|i| format!("node-{i:05}").into()).collect();
+    let filter = Bytes::from(
+        ExtenderFilterResult {
+            node_names: Some(names.clone()),
+            failed_nodes: Some(Default::default()),
+            ..Default::default()
+        }
+        .to_json(),
+    );
+    let prioritize = Bytes::from(priorities_json(
+        &names.into_iter().map(|host| HostPriority { host, score: 0 }).collect::<Vec<_>>(),
+    ));
+    let reply =
+        |body: Bytes| async move { ([(header::CONTENT_TYPE, "application/json")], body).into_response() };
+    Router::new()
+        .route("/scheduler/filter", post(move |_: Bytes| reply(filter.clone())))
+        .route("/scheduler/prioritize", post(move |_: Bytes| reply(prioritize.clone())))
 }
 
 /// Parses the request and encodes the reply like the real handler, passing every node with
@@ -161,7 +228,7 @@ struct Figures {
 }
 
 /// `named` of the `nodes` in each request (all of them, or kube-scheduler's default share).
-async fn load(app: Router, nodes: usize, named: usize) -> Figures {
+async fn load(app: Router, nodes: usize, named: usize, shape: Shape) -> Figures {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -172,15 +239,16 @@ async fn load(app: Router, nodes: usize, named: usize) -> Figures {
         tokio::spawn(async move {
             let mut conn = Conn { stream: TcpStream::connect(addr).await.unwrap(), buf: Vec::new() };
             conn.stream.set_nodelay(true).unwrap();
-            let uid = format!("c{c}");
-            let pod = serde_json::json!({"metadata": {"name": uid, "namespace": "bench", "uid": uid},
-                "spec": {"containers": [{"resources": {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"nvidia.com/gpu": 1}}}]}});
+            let pod = shape.pod(&format!("c{c}"));
             // One list per pod in turn: kube-scheduler names `named` nodes from where the last
             // pod's search stopped.
             let pairs: Vec<_> = (0..nodes / named)
                 .map(|k| {
                     let list = &names[k * named..(k + 1) * named];
-                    let body = serde_json::to_vec(&serde_json::json!({"Pod": pod, "Nodes": null, "NodeNames": list})).unwrap();
+                    let body = serde_json::to_vec(
+                        &serde_json::json!({"Pod": pod, "Nodes": null, "NodeNames": list}),
+                    )
+                    .unwrap();
                     (request("/scheduler/filter", &body), request("/scheduler/prioritize", &body))
                 })
                 .collect();
@@ -274,21 +342,27 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!("extender load: {CONCURRENCY} clients, {SECONDS} s per case, filter+prioritize pairs, nodeCacheCapable");
     println!(
-        "{:<8} {:<8} {:<12} {:>10} {:>10} {:>10} {:>10}",
-        "nodes", "named", "handler", "pairs/s", "p50 ms", "p99 ms", "max ms"
+        "{:<8} {:<8} {:<9} {:<12} {:>10} {:>10} {:>10} {:>10}",
+        "nodes", "named", "pod", "handler", "pairs/s", "p50 ms", "p99 ms", "max ms"
     );
     // Every node named, as when all nodes are feasible; and at 5,000 nodes the 500 that
     // kube-scheduler's default percentageOfNodesToScore stops at (max(100, n * (50 - n/125) / 100)).
-    for (nodes, named) in [(1000, 1000), (5000, 5000), (5000, 500)] {
-        for name in ["pass-through", "gantry"] {
-            let case = format!("{nodes} {named} {name}");
+    let cases = [(1000, 1000), (5000, 5000), (5000, 500), (20000, 20000)];
+    for ((nodes, named), shape) in cases.into_iter().flat_map(|c| Shape::ALL.map(move |s| (c, s))) {
+        for name in ["fixed-reply", "pass-through", "gantry"] {
+            let case = format!("{nodes} {named} {} {name}", shape.name());
             if !args.iter().all(|a| case.split(' ').any(|w| w == a)) {
                 continue;
             }
-            let app = if name == "gantry" { gantry_app(nodes) } else { passthrough_app() };
-            let f = rt.block_on(load(app, nodes, named));
+            let app = match name {
+                "gantry" => gantry_app(nodes),
+                "pass-through" => passthrough_app(),
+                _ => fixed_reply_app(nodes),
+            };
+            let f = rt.block_on(load(app, nodes, named, shape));
             println!(
-                "{nodes:<8} {named:<8} {name:<12} {:>10.0} {:>10.2} {:>10.2} {:>10.2}",
+                "{nodes:<8} {named:<8} {:<9} {name:<12} {:>10.0} {:>10.2} {:>10.2} {:>10.2}",
+                shape.name(),
                 f.pairs_per_second,
                 f.p50.as_secs_f64() * 1e3,
                 f.p99.as_secs_f64() * 1e3,

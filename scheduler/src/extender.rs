@@ -181,8 +181,10 @@ impl Extender {
             Err(e) => return failure(e),
         };
         let mut passing = Vec::with_capacity(names.len());
-        let mut failed = BTreeMap::new();
-        let mut unresolvable = BTreeMap::new();
+        // Borrowed names and a few shared reasons (see `FailedNodes`): a large pod fails most
+        // nodes of a busy cluster, for one or two reasons.
+        let mut failed = FailedNodes::default();
+        let mut unresolvable = FailedNodes::default();
         // A pod of an admitted workload goes where the queue controller planned it: its room was
         // reserved with the whole gang's.
         let plan = match planned(&args.pod) {
@@ -190,12 +192,13 @@ impl Extender {
             Err(e) => return failure(e),
         };
         if let Some(Planned { node, .. }) = &plan {
+            let why: Cow<str> = Cow::Owned(format!("Gantry planned this pod for node {node}"));
             for (i, name) in names.iter().enumerate() {
                 if node == name {
                     passing.push(i);
                 } else {
                     // Unresolvable: preempting pods there would never let this pod in.
-                    unresolvable.insert(name.to_string(), format!("Gantry planned this pod for node {node}"));
+                    unresolvable.push(name.clone(), why.clone());
                 }
             }
         } else if !pod.managed() {
@@ -204,19 +207,18 @@ impl Extender {
             let ids = self.resolved.ids(&self.by_name, &names);
             for (i, (name, &id)) in names.iter().zip(ids).enumerate() {
                 let Some(id) = id else {
-                    unresolvable
-                        .insert(name.to_string(), format!("node {name} is not in Gantry's node cache"));
+                    // Rare (a node newer than the cache): worth its own message.
+                    let why = format!("node {name} is not in Gantry's node cache");
+                    unresolvable.push(name.clone(), Cow::Owned(why));
                     continue;
                 };
                 let node = &self.cluster.nodes[id];
                 match fits(node, &pod.request) {
                     Ok(()) => passing.push(i),
                     Err(m) if !could_ever_fit(node, &pod.request) => {
-                        unresolvable.insert(name.to_string(), format!("{m}, even when empty"));
+                        unresolvable.push(name.clone(), Cow::Borrowed(m.even_when_empty()));
                     }
-                    Err(m) => {
-                        failed.insert(name.to_string(), m.to_string());
-                    }
+                    Err(m) => failed.push(name.clone(), Cow::Borrowed(m.as_str())),
                 }
             }
         }

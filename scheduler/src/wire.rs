@@ -303,11 +303,89 @@ pub struct ExtenderFilterResult<'a> {
     #[serde(borrow)]
     pub nodes: Option<NodeList<'a>>,
     pub node_names: Option<Vec<Cow<'a, str>>>,
-    pub failed_nodes: Option<BTreeMap<String, String>>,
+    pub failed_nodes: Option<FailedNodes<'a>>,
     /// Left out when `None`, as in upstream's golden JSON; Gantry always fills it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub failed_and_unresolvable_nodes: Option<BTreeMap<String, String>>,
+    pub failed_and_unresolvable_nodes: Option<FailedNodes<'a>>,
     pub error: String,
+}
+
+/// A failed-nodes map (upstream's `FailedNodesMap`, node name → reason) as a filter builds it:
+/// node names borrowed from the request, each with the index of its reason, shared by runs.
+/// An 8-GPU pod fails most nodes of a busy cluster for one or two reasons; an owned string pair
+/// in a sorted map per node was most of such a filter's cost. Written in the order the nodes
+/// were added (a JSON object's order carries no meaning; decoding keeps the document's order).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FailedNodes<'a> {
+    reasons: Vec<Cow<'a, str>>,
+    nodes: Vec<(Cow<'a, str>, u32)>,
+}
+
+impl<'a> FailedNodes<'a> {
+    /// Adds `node` with `reason`, stored once for a run of nodes that share it. Only the last
+    /// reason is compared, so each push is constant time whatever the reasons (every node of a
+    /// cold cache has its own); a reason that comes back after another is stored again, a
+    /// borrowed one costing a pointer.
+    pub fn push(&mut self, node: Cow<'a, str>, reason: Cow<'a, str>) {
+        if self.reasons.last() != Some(&reason) {
+            self.reasons.push(reason);
+        }
+        self.nodes.push((node, (self.reasons.len() - 1) as u32));
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// (node, reason) in the order written.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.nodes.iter().map(|(n, r)| (n.as_ref(), self.reasons[*r as usize].as_ref()))
+    }
+
+    /// The reason given for `node`, if it failed.
+    pub fn get(&self, node: &str) -> Option<&str> {
+        self.iter().find(|&(n, _)| n == node).map(|(_, r)| r)
+    }
+}
+
+impl Serialize for FailedNodes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for FailedNodes<'_> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> Visitor<'de> for Pairs {
+            type Value = FailedNodes<'static>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of node names to reasons")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = FailedNodes::default();
+                while let Some((node, reason)) = map.next_entry::<String, String>()? {
+                    out.push(Cow::Owned(node), Cow::Owned(reason));
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_map(Pairs)
+    }
+}
+
+impl<'a, N: Into<Cow<'a, str>>, R: Into<Cow<'a, str>>> FromIterator<(N, R)> for FailedNodes<'a> {
+    fn from_iter<I: IntoIterator<Item = (N, R)>>(iter: I) -> Self {
+        let mut out = FailedNodes::default();
+        for (n, r) in iter {
+            out.push(n.into(), r.into());
+        }
+        out
+    }
 }
 
 /// One node's score; the prioritize reply is a bare array of these.
@@ -434,7 +512,7 @@ fn push_escaped(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-fn push_map(out: &mut Vec<u8>, map: Option<&BTreeMap<String, String>>) {
+fn push_map(out: &mut Vec<u8>, map: Option<&FailedNodes>) {
     let Some(map) = map else {
         out.extend_from_slice(b"null");
         return;
@@ -456,8 +534,14 @@ impl ExtenderFilterResult<'_> {
     /// written directly because filter replies can name thousands of nodes.
     pub fn to_json(&self) -> Vec<u8> {
         let names = self.node_names.as_ref().map_or(0, |n| n.iter().map(|s| s.len() + 3).sum());
+        let failed: usize = [&self.failed_nodes, &self.failed_and_unresolvable_nodes]
+            .iter()
+            .filter_map(|m| m.as_ref())
+            .flat_map(|m| m.iter())
+            .map(|(n, r)| n.len() + r.len() + 6)
+            .sum();
         let raw = self.nodes.as_ref().map_or(0, |l| l.items.iter().map(|r| r.get().len() + 1).sum());
-        let mut out = Vec::with_capacity(names + raw + 128);
+        let mut out = Vec::with_capacity(names + raw + failed + 128);
         out.extend_from_slice(b"{\"Nodes\":");
         match &self.nodes {
             None => out.extend_from_slice(b"null"),

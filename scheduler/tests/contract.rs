@@ -119,14 +119,22 @@ fn malformed_requests_name_the_type_and_the_problem() {
 /// full node lists, absent and empty fields, large scores.
 #[test]
 fn hand_written_replies_equal_serde() {
-    use std::collections::BTreeMap;
+    use gantry_scheduler::wire::FailedNodes;
     let body = r#"{"Nodes": {"metadata": {"resourceVersion": "7"}, "items": [{"metadata": {"name": "n\"1"}}, {"metadata":{"name":"ü"}}]}}"#;
     let args = ExtenderArgs::parse(body.as_bytes()).unwrap();
     let names = ["plain", "quo\"te", "back\\slash", "tab\t", "\u{1}ctl", "ünï", ""];
-    let maps = [
+    let maps: [Option<FailedNodes>; 4] = [
         None,
-        Some(BTreeMap::new()),
+        Some(FailedNodes::default()),
         Some(names.iter().map(|n| (n.to_string(), format!("why {n}"))).collect()),
+        // Shared reasons, as a filter has them: each written out for every node.
+        Some(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (n, ["insufficient free GPU", "why \"x\""][i % 2]))
+                .collect(),
+        ),
     ];
     for (i, map) in maps.iter().enumerate() {
         let cases = [
