@@ -338,10 +338,27 @@ pub fn fits(node: &Node, pod: &PodRequest) -> Result<(), Misfit> {
 }
 
 /// Could `node`, empty, ever hold `pod`? Used to tell "cluster is full" from "never fits".
+///
+/// The checks of [`fits`] against an empty node (every GPU wholly free), without building one:
+/// the extender asks this for every node a large pod fails.
 pub fn could_ever_fit(node: &Node, pod: &PodRequest) -> bool {
-    let empty =
-        Node::new(String::new(), node.cpu_capacity, node.memory_capacity, node.gpu_count(), node.model);
-    fits(&empty, pod).is_ok()
+    if pod.wants_gpu() {
+        let Some(model) = node.model else { return false };
+        if pod.allowed_models.is_some_and(|allowed| !allowed.contains(model)) {
+            return false;
+        }
+    }
+    if pod.cpu_milli > node.cpu_capacity || pod.memory_mib > node.memory_capacity {
+        return false;
+    }
+    if pod.wants_gpu() {
+        let gpus = node.gpu_count();
+        let usable = if pod.gpu_milli <= GPU_MILLI { gpus } else { 0 };
+        if u64::from(gpus * GPU_MILLI) < pod.gpu_total() || usable < pod.gpu_count {
+            return false;
+        }
+    }
+    true
 }
 
 /// GPUs picked the way kube-scheduler GPU-share plugins do by default: whole GPUs take the

@@ -292,3 +292,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    /// `could_ever_fit` (computed without building a node) says what `fits` says of the same node
+    /// emptied, for any node, any pod, and any use of the node.
+    #[test]
+    fn could_ever_fit_is_fits_on_the_empty_node(
+        specs in prop::collection::vec(node_spec(), 1..2),
+        ops in ops(pod()),
+        pod in pod(),
+    ) {
+        let mut cluster = cluster_of(&specs);
+        // Some use of the node, which must not matter.
+        for op in &ops {
+            if let Op::Place { pod: p, .. } = op {
+                let _ = Scheduler::new(PolicyKind::BestFit.build(Scale::of(&cluster), &[])).decide(&cluster, p, 0)
+                    .map(|placement| cluster.allocate(cluster.nodes.len() as u64 + 1000, p, placement));
+                break;
+            }
+        }
+        let node = &cluster.nodes[0];
+        let empty = Node::new(String::new(), node.cpu_capacity, node.memory_capacity, node.gpu_count(), node.model);
+        prop_assert_eq!(gantry_core::model::could_ever_fit(node, &pod), fits(&empty, &pod).is_ok());
+    }
+}

@@ -13,7 +13,8 @@
 //! 5,000 nodes names 500 per request, as kube-scheduler does by default
 //! (`percentageOfNodesToScore`), each pod the next 500.
 //!
-//! Arguments: `micro` times each stage of a pair in-process instead; other words select the cases
+//! Arguments: `micro` times each stage of a pair in-process at 5,000 nodes instead (`micro 8gpu`:
+//! one shape); other words select the cases
 //! whose line holds them all (`-- 5000 8gpu gantry`).
 
 use axum::body::Bytes;
@@ -283,7 +284,7 @@ async fn load(app: Router, nodes: usize, named: usize, shape: Shape) -> Figures 
 }
 
 /// Time of each stage of one pair in-process, without HTTP (`-- micro`).
-fn micro(nodes: usize) {
+fn micro(nodes: usize, shape: Shape) {
     use std::sync::Mutex;
     let c = cluster(nodes);
     let expected = [
@@ -294,8 +295,7 @@ fn micro(nodes: usize) {
     let s = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&c), &expected));
     let ext = Mutex::new(Extender::new(c, s));
     let names: Vec<String> = (0..nodes).map(|i| format!("node-{i:05}")).collect();
-    let pod = serde_json::json!({"metadata": {"name": "p", "namespace": "bench", "uid": "p"},
-        "spec": {"containers": [{"resources": {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"nvidia.com/gpu": 1}}}]}});
+    let pod = shape.pod("p");
     let body =
         serde_json::to_vec(&serde_json::json!({"Pod": pod, "Nodes": null, "NodeNames": names})).unwrap();
     // The best of 10 rounds: the machine is shared.
@@ -311,7 +311,7 @@ fn micro(nodes: usize) {
                 t.elapsed().as_secs_f64() * 1e6 / n as f64
             })
             .fold(f64::INFINITY, f64::min);
-        println!("{nodes:<6} {what:<22} {best:>8.1} us");
+        println!("{nodes:<6} {:<9} {what:<22} {best:>8.1} us", shape.name());
     };
     time("parse", &mut || drop(std::hint::black_box(ExtenderArgs::parse(&body).unwrap())));
     let args = ExtenderArgs::parse(&body).unwrap();
@@ -333,8 +333,12 @@ fn main() {
     // `cargo bench` passes --bench.
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     if args.iter().any(|a| a == "micro") {
-        micro(1000);
-        micro(5000);
+        // `-- micro 8gpu`: one shape; else each.
+        let shapes: Vec<Shape> =
+            Shape::ALL.into_iter().filter(|s| args.iter().all(|a| a == "micro" || a == s.name())).collect();
+        for shape in shapes {
+            micro(5000, shape);
+        }
         return;
     }
     // Server and clients share the machine's 2 cores as 2 workers: better than the clients on a

@@ -517,14 +517,24 @@ fn push_map(out: &mut Vec<u8>, map: Option<&FailedNodes>) {
         out.extend_from_slice(b"null");
         return;
     };
+    // Each reason encoded once, however many nodes share it.
+    let reasons: Vec<Vec<u8>> = map
+        .reasons
+        .iter()
+        .map(|r| {
+            let mut v = Vec::with_capacity(r.len() + 2);
+            push_str(&mut v, r);
+            v
+        })
+        .collect();
     out.push(b'{');
-    for (i, (k, v)) in map.iter().enumerate() {
+    for (i, (k, r)) in map.nodes.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         push_str(out, k);
         out.push(b':');
-        push_str(out, v);
+        out.extend_from_slice(&reasons[*r as usize]);
     }
     out.push(b'}');
 }
