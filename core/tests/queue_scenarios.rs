@@ -671,17 +671,24 @@ fn within_tenant_policy_says_which_of_its_own_jobs_a_job_may_stop() {
     }
 }
 
-/// a (nominal 8) is owed; b (nominal 0) borrows the whole 8-GPU node with a batch job (1) and a
-/// serving job (2), 4 GPUs each. a's training job (3, `gpus` GPUs) waits the reclaim window
-/// (60 s); what does it stop?
-fn reclaim_victims(reclaim_within_cohort: ReclaimWithinCohort, gpus: u32) -> Vec<u64> {
+/// a (nominal 8, with `policy`) and b (nominal 0) in one cohort; reclaim window 60 s, no
+/// minimum runtime.
+fn a_owed_b_borrows(policy: PreemptionPolicy) -> gantry_core::tenancy::Tenancy {
     let mut t = TenancyBuilder::new(&["A100"])
         .timing(60, 0)
         .cohort("pool", None)
         .tenant("a", Some("pool"), &[Q::n(8)])
         .tenant("b", Some("pool"), &[Q::n(0)])
         .build();
-    t.tenants[0].preemption = PreemptionPolicy { reclaim_within_cohort, ..PreemptionPolicy::default() };
+    t.tenants[0].preemption = policy;
+    t
+}
+
+/// a (nominal 8) is owed; b (nominal 0) borrows the whole 8-GPU node with a batch job (1) and a
+/// serving job (2), 4 GPUs each. a's training job (3, `gpus` GPUs) waits the reclaim window
+/// (60 s); what does it stop?
+fn reclaim_victims(reclaim_within_cohort: ReclaimWithinCohort, gpus: u32) -> Vec<u64> {
+    let t = a_owed_b_borrows(PreemptionPolicy { reclaim_within_cohort, ..PreemptionPolicy::default() });
     let mut q = queue(t, a100s(1, 8), NOV1);
     submit(&mut q, WB::new(1, 1).kind(Kind::Batch).gpus(1, 4).build(), NOV1);
     submit(&mut q, WB::new(2, 1).kind(Kind::Serving).gpus(1, 4).build(), NOV1);
@@ -831,13 +838,7 @@ fn a_reclaimer_is_never_reclaimed_by_its_victim() {
 /// nominal quota; once a's batch job stops it does. Reclaim window 60 s, no minimum runtime.
 /// Returns the preemptions at the window's end (sorted by victim) and what then runs.
 fn own_and_borrowed(policy: PreemptionPolicy, batch: u32) -> (Vec<Preemption>, Vec<u64>) {
-    let mut t = TenancyBuilder::new(&["A100"])
-        .timing(60, 0)
-        .cohort("pool", None)
-        .tenant("a", Some("pool"), &[Q::n(8)])
-        .tenant("b", Some("pool"), &[Q::n(0)])
-        .build();
-    t.tenants[0].preemption = policy;
+    let t = a_owed_b_borrows(policy);
     let mut q = queue(t, a100s(2, 4), NOV1);
     submit(&mut q, WB::new(1, 0).kind(Kind::Serving).gpus(1, 4).build(), NOV1);
     assert_eq!(admitted_ids(&q.cycle(NOV1)), vec![1]);
