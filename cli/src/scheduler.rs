@@ -4,7 +4,7 @@ use clap::Args;
 use gantry_core::model::{Cluster, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::file;
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use gantry_scheduler::extender::Extender;
 use gantry_scheduler::runner::{self, Live, RunConfig, Tenants};
 use gantry_scheduler::server::{router_for, AppState};
@@ -170,7 +170,7 @@ async fn standalone(args: SchedulerArgs) -> Result<(), String> {
         .ok_or("--standalone needs --nodes FILE (a node list CSV, or Node objects in YAML or JSON)")?;
     let cluster = load_nodes(nodes)?;
     let expected = expected(&args, &cluster.models)?;
-    let scheduler = || Scheduler::new(args.policy.build(Scale::of(&cluster), &expected));
+    let scheduler = || Scheduler::new(args.policy.build(&cluster, &expected));
     let count = cluster.nodes.len();
     let tenancy = args.tenants.as_ref().map(|p| file::load(p).map_err(|e| e.to_string())).transpose()?;
     let state = AppState::new(Extender::new(cluster.clone(), scheduler()))?;
@@ -219,7 +219,7 @@ async fn in_cluster(args: SchedulerArgs) -> Result<(), String> {
     };
     let state = AppState::new(Extender::new(
         Cluster::default(),
-        Scheduler::new(args.policy.build(Scale::of(&Cluster::default()), &config.expected)),
+        Scheduler::new(args.policy.build(&Cluster::default(), &config.expected)),
     ))?;
     state.set_ready(false);
     let live = Live::new(state.clone());

@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
 use gantry_core::queue::{Mode, PodSet, Queue, Workload, WorkloadId};
 use gantry_core::tenancy::{file, Kind, Seconds};
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -57,7 +57,7 @@ fn setup(nodes: usize, pending: usize) -> Bench {
         .map(|i| Node::new(format!("n{i}"), 96000, 786432, 8, Some(if i % 2 == 0 { a100 } else { v100 })))
         .collect();
     let cluster = Cluster::new(models, list);
-    let scheduler = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&cluster), &[]));
+    let scheduler = Scheduler::new(PolicyKind::Gantry.build(&cluster, &[]));
     let q = Queue::new(tenancy, cluster, scheduler, Mode::Quota, START).expect("flavors match the nodes");
     let mut b = Bench { q, rng: ChaCha8Rng::seed_from_u64(7), next_id: 1, running: Vec::new(), now: START };
     // Fill the cluster, then queue `pending` more.

@@ -38,7 +38,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use gantry_core::model::fits;
-use gantry_core::{Cluster, ModelCatalog, ModelSet, Node, PodRequest, PolicyKind, Scale, Scheduler};
+use gantry_core::{Cluster, ModelCatalog, ModelSet, Node, PodRequest, PolicyKind, Scheduler};
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -189,7 +189,6 @@ fn probe_pods(pods: &[PodRequest], k: usize) -> Vec<PodRequest> {
 /// A cluster at the target load and the tie-break order its scheduler uses.
 struct Loaded {
     cluster: Cluster,
-    scale: Scale,
     rank: Vec<u32>,
 }
 
@@ -206,10 +205,9 @@ fn fill(
 ) -> Loaded {
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     let mut cluster = Cluster::new(models.clone(), nodes);
-    let scale = Scale::of(&cluster);
     let mut rank: Vec<u32> = (0..cluster.nodes.len() as u32).collect();
     rank.shuffle(&mut rng);
-    let mut scheduler = Scheduler::new(kind.build(scale, pods)).with_tie_break(rank.clone());
+    let mut scheduler = Scheduler::new(kind.build(&cluster, pods)).with_tie_break(rank.clone());
 
     let target = (TARGET_LOAD * cluster.gpu_capacity() as f64) as u64;
     let mut allocated = cluster.gpu_allocated();
@@ -247,7 +245,7 @@ fn fill(
             "{label}: probe pod {probe:?} fits no node at this load, so deciding it would time a failure"
         );
     }
-    Loaded { cluster, scale, rank }
+    Loaded { cluster, rank }
 }
 
 /// `n` nodes cycling through the openb node rows, renamed.
@@ -287,7 +285,7 @@ fn bench_cold(
         let l = loaded.get_or_init(&init);
         let mut i = 0usize;
         b.iter_batched_ref(
-            || Scheduler::new(kind.build(l.scale, &trace.pods)).with_tie_break(l.rank.clone()),
+            || Scheduler::new(kind.build(&l.cluster, &trace.pods)).with_tie_break(l.rank.clone()),
             |scheduler| {
                 i += 1;
                 let pod = &probes[i % probes.len()];
@@ -311,7 +309,7 @@ fn bench_warm(
     c.bench_function(BenchmarkId::new("warm", kind.name()), |b| {
         let l = loaded.get_or_init(&init);
         let scheduler = warm.get_or_insert_with(|| {
-            let mut s = Scheduler::new(kind.build(l.scale, &trace.pods)).with_tie_break(l.rank.clone());
+            let mut s = Scheduler::new(kind.build(&l.cluster, &trace.pods)).with_tie_break(l.rank.clone());
             for (i, pod) in probes.iter().enumerate() {
                 s.decide(&l.cluster, pod, salt(i))
                     .expect("every probe pod fits somewhere (checked when the cluster was filled)");

@@ -15,7 +15,7 @@ use gantry_core::queue::{
     pod_id, CycleOutcome, Mode, Queue, Workload, WorkloadId, EXTERNAL_POD_BIT, MAX_WORKLOAD_ID,
 };
 use gantry_core::tenancy::{Kind, Seconds, Tenancy};
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError};
 use std::collections::{BTreeMap, HashMap};
@@ -255,7 +255,7 @@ fn removing_and_adding_a_node_back() {
         "even a pod that asks for nothing"
     );
     // The scheduler skips it, and does not count it.
-    let mut s = Scheduler::new(PolicyKind::BestFit.build(Scale::of(&c), &[]));
+    let mut s = Scheduler::new(PolicyKind::BestFit.build(&c, &[]));
     let big = PodRequest::whole_gpus(1000, 1024, 8);
     assert_eq!(s.decide(&c, &big, 0).map(|p| p.node), Ok(1));
     c.allocate(3, &big, on(1, &[0, 1, 2, 3, 4, 5, 6, 7])).unwrap();
@@ -355,7 +355,7 @@ fn the_score_cache_follows_a_growing_cluster() {
     let a100 = Some(gantry_core::ModelId(0));
     let c = Cluster::new(catalog(&["A100"]), vec![Node::new("n0", CORES, MEM, 8, a100)]);
     for kind in [PolicyKind::BestFit, PolicyKind::Fgd, PolicyKind::Gantry, PolicyKind::Packing] {
-        let mut s = Scheduler::new(kind.build(Scale::of(&c), &[whole(1), whole(2)]));
+        let mut s = Scheduler::new(kind.build(&c, &[whole(1), whole(2)]));
         for pod in [whole(1), whole(2), PodRequest::shared_gpu(500, 512, 300)] {
             s.decide(&c, &pod, 1).unwrap();
         }
@@ -397,7 +397,7 @@ fn one_tenant(flavors: &[&str], gpus: u64) -> Tenancy {
 
 fn live_queue(tenancy: Tenancy, models: &[&str]) -> Queue {
     let cluster = Cluster::new(catalog(models), vec![]);
-    let scheduler = Scheduler::new(PolicyKind::BestFit.build(Scale::of(&cluster), &[]));
+    let scheduler = Scheduler::new(PolicyKind::BestFit.build(&cluster, &[]));
     Queue::new_live(tenancy, cluster, scheduler, Mode::Quota, NOV1)
 }
 
@@ -417,7 +417,7 @@ fn a_flavor_starts_working_when_a_node_of_its_model_appears() {
     let t = one_tenant(&["A100", "H100"], 16);
     // Built strictly, the queue refuses a flavor whose model no node has.
     let cluster = Cluster::new(catalog(&["A100"]), vec![]);
-    let s = Scheduler::new(PolicyKind::BestFit.build(Scale::of(&cluster), &[]));
+    let s = Scheduler::new(PolicyKind::BestFit.build(&cluster, &[]));
     assert!(Queue::new(t.clone(), cluster, s, Mode::Quota, NOV1).is_err());
 
     let mut q = live_queue(t, &["A100"]);
@@ -803,8 +803,7 @@ fn tenancy() -> Tenancy {
 impl Live {
     fn new() -> Live {
         let cluster = Cluster::new(ModelCatalog::default(), vec![]);
-        let scale = Scale { max_cpu: 64_000.0, max_gpu_milli: 8_000.0 };
-        let scheduler = Scheduler::new(PolicyKind::Gantry.build(scale, &[whole(1), whole(2)]));
+        let scheduler = Scheduler::new(PolicyKind::Gantry.build(&cluster, &[whole(1), whole(2)]));
         Live {
             q: Queue::new_live(tenancy(), cluster, scheduler, Mode::Quota, NOV1),
             now: NOV1,
@@ -1072,9 +1071,8 @@ fn equivalent(
 ) -> Result<(), TestCaseError> {
     let spec: Vec<(&str, u32)> = nodes.iter().map(|&(m, g)| (MODELS[m], g)).collect();
     let full = cluster(&spec);
-    let scale = Scale::of(&full);
     let expected = [whole(1), whole(4)];
-    let scheduler = || Scheduler::new(kind.build(scale, &expected));
+    let scheduler = || Scheduler::new(kind.build(&full, &expected));
     let t = tenancy();
     let mut a = if strict {
         Queue::new(t.clone(), full.clone(), scheduler(), Mode::Quota, NOV1).map_err(TestCaseError::fail)?

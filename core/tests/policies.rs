@@ -354,7 +354,7 @@ fn decide_breaks_ties_by_rank() {
         &[(None, 0), (Some(vec![2, 0, 1]), 1), (Some(vec![1, 2, 0]), 2), (Some(vec![0, 2, 1]), 0)];
     for (rank, want) in cases {
         for kind in [PolicyKind::Packing, PolicyKind::Clustering, PolicyKind::BestFit, PolicyKind::Fgd] {
-            let mut s = Scheduler::new(kind.build(Scale::of(&c), &expected));
+            let mut s = Scheduler::new(kind.build(&c, &expected));
             if let Some(r) = rank {
                 s = s.with_tie_break(r.clone());
             }
@@ -364,7 +364,7 @@ fn decide_breaks_ties_by_rank() {
     // A strictly higher score beats a lower rank: best-fit prefers the node with less CPU free.
     let mut c2 = c.clone();
     c2.allocate(99, &cpu_only(16_000), gantry_core::Placement { node: 2, gpus: vec![] }).unwrap();
-    let mut s = Scheduler::new(PolicyKind::BestFit.build(SCALE, &expected)).with_tie_break(vec![0, 1, 2]);
+    let mut s = Scheduler::new(PolicyKind::BestFit.build(&c2, &expected)).with_tie_break(vec![0, 1, 2]);
     assert_eq!(s.decide(&c2, &cpu_only(1_000), 7).unwrap().node, 2);
 }
 
@@ -383,7 +383,7 @@ fn unschedulable_lists_misfit_counts() {
         full,
     ]);
     let pod = PodRequest { memory_mib: 1_000, ..share(8_000, 500).with_models(ModelSet(0b01)) };
-    let mut s = Scheduler::new(PolicyKind::Fgd.build(Scale::of(&c), &[pod]));
+    let mut s = Scheduler::new(PolicyKind::Fgd.build(&c, &[pod]));
     let why = s.decide(&c, &pod, 0).unwrap_err();
     use gantry_core::model::Misfit::*;
     assert_eq!(why.nodes, 6);
@@ -481,7 +481,7 @@ fn gantry_picks_a_feasible_node_deterministically() {
     ];
     let expected: Vec<PodRequest> = mix.iter().cycle().take(40).copied().collect();
     let decide_all = || {
-        let mut s = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&c), &expected));
+        let mut s = Scheduler::new(PolicyKind::Gantry.build(&c, &expected));
         mix.iter().map(|p| s.decide(&c, p, 5)).collect::<Vec<_>>()
     };
     let first = decide_all();
@@ -503,7 +503,7 @@ fn gantry_picks_a_feasible_node_deterministically() {
 fn policy_names_round_trip() {
     for kind in PolicyKind::ALL {
         assert_eq!(kind.name().parse::<PolicyKind>(), Ok(kind));
-        assert_eq!(kind.build(SCALE, &[]).name(), kind.name());
+        assert_eq!(kind.build(&Cluster::default(), &[]).name(), kind.name());
     }
     assert!("FGD".parse::<PolicyKind>().is_ok());
     let err = "magic".parse::<PolicyKind>().unwrap_err();
@@ -523,7 +523,7 @@ fn balance_workload() -> Vec<PodRequest> {
 
 #[test]
 fn gantry_balance_is_the_gpu_the_workload_cannot_reach() {
-    let g = gantry_core::policy::GantryPolicy::new(&balance_workload());
+    let g = gantry_core::policy::GantryPolicy::new(&balance_workload(), &[]);
     // (cpu free, memory free, GPU free, expected balance in milli-GPU)
     let cases = [
         ("CPU and memory reach every GPU", 96_000, 400_000, 4000, 0.0),
@@ -549,8 +549,83 @@ fn gantry_sends_cpu_only_pods_to_the_node_with_cpu_to_spare() {
     rich.memory_free = 1 << 30;
     let c = cluster(vec![tight, rich]);
     let pod = cpu_only(12_000);
-    let mut fgd = Scheduler::new(PolicyKind::Fgd.build(Scale::of(&c), &expected));
+    let mut fgd = Scheduler::new(PolicyKind::Fgd.build(&c, &expected));
     assert_eq!(fgd.decide(&c, &pod, 0).map(|p| p.node), Ok(0));
-    let mut gantry = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&c), &expected));
+    let mut gantry = Scheduler::new(PolicyKind::Gantry.build(&c, &expected));
     assert_eq!(gantry.decide(&c, &pod, 0).map(|p| p.node), Ok(1));
+}
+
+// --- gantry: the reservation term ---------------------------------------------------------------
+
+fn t4_node(name: &str) -> Node {
+    Node::new(name, 64_000, 1 << 20, 4, Some(ModelId(1)))
+}
+
+#[test]
+fn gantry_pressure_is_the_pinned_demand_scaled_to_the_cluster_over_the_gpus_it_may_use() {
+    // One V100 and one T4 node of 4 GPUs (8 000 milli). Expected: one 1-GPU pod pinned to T4
+    // and two that may go anywhere, 3 000 milli asked, so k = 8 000 / 3 000. The pinned shape
+    // may use the T4's 4 000: pressure(T4) = k · 1 000 / 4 000 = 2/3. The free shapes fit the
+    // whole cluster and press on nothing.
+    let c = cluster(vec![plain("v", 64_000, 4), t4_node("t")]);
+    let pinned = whole(1_000, 1).with_models(ModelSet(0b10));
+    let g = gantry_core::policy::GantryPolicy::new(&[pinned, whole(1_000, 1), whole(1_000, 1)], &c.nodes);
+    assert_eq!(g.pressure(&c.nodes[0]), 0.0);
+    assert!((g.pressure(&c.nodes[1]) - 2.0 / 3.0).abs() < 1e-12, "{}", g.pressure(&c.nodes[1]));
+    // Twice as much pinned demand as the T4 holds is capped at 1.
+    let heavy = [pinned, pinned, pinned, whole(1_000, 1)];
+    let g = gantry_core::policy::GantryPolicy::new(&heavy, &c.nodes);
+    assert_eq!(g.pressure(&c.nodes[1]), 1.0);
+}
+
+#[test]
+fn gantry_pressure_is_zero_when_every_shape_fits_every_node() {
+    let c = cluster(vec![plain("a", 64_000, 4), plain("b", 64_000, 4), t4_node("t")]);
+    let expected = [whole(1_000, 1), whole(8_000, 4), share(2_000, 500), cpu_only(4_000)];
+    let g = gantry_core::policy::GantryPolicy::new(&expected, &c.nodes);
+    for n in &c.nodes {
+        assert_eq!(g.pressure(n), 0.0, "{}", n.name);
+    }
+}
+
+#[test]
+fn gantry_sends_a_pod_that_may_go_anywhere_to_the_model_nobody_else_needs() {
+    // One expected pod in 40 is a 4-GPU pod pinned to T4: too rare by count for FGD's typical
+    // pods (95 % of the pods by count), but it needs the whole T4 node. The tie-break order puts
+    // the T4 first and FGD takes it for a 1-GPU pod that may go anywhere; Gantry's pressure on
+    // the T4 class (k · 4 000 / 4 000 with k = 8 000 / 43 000) sends that pod to the V100.
+    let c = cluster(vec![t4_node("t"), plain("v", 64_000, 4)]);
+    let pinned = whole(4_000, 4).with_models(ModelSet(0b10));
+    let expected = pods(&[(39, whole(4_000, 1)), (1, pinned)]);
+    let pod = whole(4_000, 1);
+    let mut fgd = Scheduler::new(PolicyKind::Fgd.build(&c, &expected)).with_tie_break(vec![0, 1]);
+    assert_eq!(fgd.decide(&c, &pod, 0).map(|p| p.node), Ok(0));
+    let mut gantry = Scheduler::new(PolicyKind::Gantry.build(&c, &expected)).with_tie_break(vec![0, 1]);
+    assert_eq!(gantry.decide(&c, &pod, 0).map(|p| p.node), Ok(1));
+    // The pinned pod still goes where it must.
+    assert_eq!(gantry.decide(&c, &pinned, 0).map(|p| p.node), Ok(0));
+}
+
+#[test]
+fn gantry_keeps_the_only_nodes_that_hold_a_large_pod_for_it() {
+    // 8-GPU pods asking 120 cores fit only the 128-core node; a 1-GPU pod that fits both goes to
+    // the 64-core one, although the tie-break order offers the 128-core node first.
+    let c = cluster(vec![plain("big", 128_000, 8), plain("small", 64_000, 8)]);
+    let large = whole(120_000, 8);
+    let expected: Vec<PodRequest> = std::iter::once(large).chain([whole(4_000, 1); 8]).collect();
+    let g = gantry_core::policy::GantryPolicy::new(&expected, &c.nodes);
+    assert!(g.pressure(&c.nodes[0]) > 0.0 && g.pressure(&c.nodes[1]) == 0.0);
+    let mut gantry = Scheduler::new(PolicyKind::Gantry.build(&c, &expected)).with_tie_break(vec![0, 1]);
+    assert_eq!(gantry.decide(&c, &whole(4_000, 1), 0).map(|p| p.node), Ok(1));
+    assert_eq!(gantry.decide(&c, &large, 0).map(|p| p.node), Ok(0));
+}
+
+#[test]
+fn gantry_typical_pods_keep_a_rare_shape_that_asks_much_of_the_gpu() {
+    // 100 half-GPU pods and 2 pods of 8 GPUs: by count the 8-GPU shape is 2 % and FGD's 95 %
+    // drops it; by GPU asked it is 16 000 of 66 000, so Gantry keeps it, weighted by count.
+    let ps = pods(&[(100, share(1_000, 500)), (2, whole(8_000, 8))]);
+    assert_eq!(shapes(&Workload::typical(&ps, 0.95)), vec![(1_000, 1, 500, 1.0)]);
+    let got = shapes(&Workload::typical_by_pods_and_gpu(&ps, 0.95));
+    assert_eq!(got, vec![(1_000, 1, 500, 100.0 / 102.0), (8_000, 8, 1000, 2.0 / 102.0)]);
 }

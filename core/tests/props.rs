@@ -11,7 +11,7 @@
 use gantry_core::model::{
     fits, Cluster, Misfit, ModelCatalog, ModelId, ModelSet, Node, Placement, PodRequest,
 };
-use gantry_core::{PlaceError, PolicyKind, Scale, Scheduler, GPU_MILLI};
+use gantry_core::{PlaceError, PolicyKind, Scheduler, GPU_MILLI};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -85,7 +85,7 @@ fn scheduler_for(kind: PolicyKind, cluster: &Cluster, ops: &[Op], rank: &[u32]) 
     let expected: Vec<PodRequest> =
         ops.iter().filter_map(|op| if let Op::Place { pod, .. } = op { Some(*pod) } else { None }).collect();
     let rank: Vec<u32> = rank.iter().copied().take(cluster.nodes.len()).collect();
-    Scheduler::new(kind.build(Scale::of(cluster), &expected)).with_tie_break(rank)
+    Scheduler::new(kind.build(cluster, &expected)).with_tie_break(rank)
 }
 
 /// Equal in everything but `generation`.
@@ -269,7 +269,7 @@ proptest! {
         for kind in PolicyKind::ALL {
             let mut cluster = cluster_of(&specs);
             let expected: Vec<PodRequest> = pods.iter().map(|(p, _)| *p).collect();
-            let mut sched = Scheduler::new(kind.build(Scale::of(&cluster), &expected));
+            let mut sched = Scheduler::new(kind.build(&cluster, &expected));
             for (id, (pod, salt)) in pods.iter().enumerate() {
                 let before = cluster.nodes.clone();
                 let Ok(p) = sched.decide(&cluster, pod, *salt) else { continue };
@@ -308,7 +308,7 @@ proptest! {
         // Some use of the node, which must not matter.
         for op in &ops {
             if let Op::Place { pod: p, .. } = op {
-                let _ = Scheduler::new(PolicyKind::BestFit.build(Scale::of(&cluster), &[])).decide(&cluster, p, 0)
+                let _ = Scheduler::new(PolicyKind::BestFit.build(&cluster, &[])).decide(&cluster, p, 0)
                     .map(|placement| cluster.allocate(cluster.nodes.len() as u64 + 1000, p, placement));
                 break;
             }

@@ -11,7 +11,7 @@ use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::queue::{PodSet, Workload};
 use gantry_core::tenancy::{file, Kind};
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use gantry_quota_api::api::{router, Api, ROUTES};
 use gantry_quota_api::auth::StaticTokens;
 use gantry_quota_api::ledger::{Ledger, Record};
@@ -72,7 +72,7 @@ fn api() -> std::sync::Arc<Api> {
     let mut models = ModelCatalog::default();
     let m = models.intern("A100").unwrap();
     let cluster = Cluster::new(models, vec![Node::new("n0", 64_000, 512 * 1024, 8, Some(m))]);
-    let scheduler = Scheduler::new(PolicyKind::BestFit.build(Scale::of(&cluster), &[]));
+    let scheduler = Scheduler::new(PolicyKind::BestFit.build(&cluster, &[]));
     let mut q = Queue::new(tenancy, cluster, scheduler, Mode::Quota, T0).unwrap();
     q.submit(workload(1, 0, 6, T0), T0).unwrap(); // team-a borrows 2
     q.submit(workload(2, 1, 4, T0 + 1), T0 + 1).unwrap(); // waits for team-b's quota back

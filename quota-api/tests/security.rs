@@ -13,7 +13,7 @@ use gantry_api::view::View;
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
 use gantry_core::queue::{Mode, PodSet, Queue, Workload};
 use gantry_core::tenancy::{file, Kind};
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::{Authenticator, Refused, StaticTokens};
 use gantry_quota_api::kube_auth::{KubeAuth, AUDIENCE, CACHE_MAX, REVIEWS_PER_SECOND, REVIEW_BURST};
@@ -82,7 +82,7 @@ fn view() -> View {
     let mut models = ModelCatalog::default();
     let m = models.intern("A100").unwrap();
     let cluster = Cluster::new(models, vec![Node::new("n0", 64_000, 512 * 1024, 8, Some(m))]);
-    let scheduler = Scheduler::new(PolicyKind::BestFit.build(Scale::of(&cluster), &[]));
+    let scheduler = Scheduler::new(PolicyKind::BestFit.build(&cluster, &[]));
     let mut q = Queue::new(tenancy, cluster, scheduler, Mode::Quota, T0).unwrap();
     q.submit(workload(1, 0, 6, T0), T0).unwrap();
     q.submit(workload(2, 1, 4, T0 + 1), T0 + 1).unwrap();

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use gantry_scheduler::extender::Extender;
 use gantry_scheduler::server::router;
 use gantry_scheduler::wire::{priorities_json, ExtenderArgs, ExtenderFilterResult, HostPriority};
@@ -62,7 +62,7 @@ fn gantry_app(nodes: usize) -> Router {
         PodRequest::whole_gpus(64000, 524288, 8),
         PodRequest::shared_gpu(4000, 32768, 500),
     ];
-    let s = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&c), &expected));
+    let s = Scheduler::new(PolicyKind::Gantry.build(&c, &expected));
     router(Extender::new(c, s), "/scheduler").unwrap()
 }
 
@@ -292,7 +292,7 @@ fn micro(nodes: usize, shape: Shape) {
         PodRequest::whole_gpus(64000, 524288, 8),
         PodRequest::shared_gpu(4000, 32768, 500),
     ];
-    let s = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&c), &expected));
+    let s = Scheduler::new(PolicyKind::Gantry.build(&c, &expected));
     let ext = Mutex::new(Extender::new(c, s));
     let names: Vec<String> = (0..nodes).map(|i| format!("node-{i:05}")).collect();
     let pod = shape.pod("p");

@@ -29,7 +29,7 @@ use gantry_api::watch::{follow, Change};
 use gantry_core::model::{Cluster, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::{Seconds, Settings, Tenancy};
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
@@ -220,17 +220,15 @@ impl Live {
     /// applied to the new cache (applying one the snapshot already holds changes nothing).
     pub fn rebuild_cache(&self, stores: &Stores, policy: PolicyKind, expected: &[PodRequest]) {
         let mut guard = self.state.extender();
-        let mut fresh = Extender::new(
-            Cluster::default(),
-            Scheduler::new(policy.build(Scale::of(&Cluster::default()), expected)),
-        );
+        let mut fresh =
+            Extender::new(Cluster::default(), Scheduler::new(policy.build(&Cluster::default(), expected)));
         for node in stores.nodes.state() {
             if let Err(e) = to_value(&*node).and_then(|v| fresh.node_applied(&v)) {
                 tracing::warn!("{e}");
             }
         }
         // Fragmentation-aware scores are normalised by the largest node.
-        fresh.set_scheduler(Scheduler::new(policy.build(Scale::of(fresh.cluster()), expected)));
+        fresh.set_scheduler(Scheduler::new(policy.build(fresh.cluster(), expected)));
         for pod in stores.pods.state() {
             if let Err(e) = to_value(&*pod).and_then(|v| fresh.pod_applied(&v)) {
                 tracing::warn!("{e}");
@@ -261,8 +259,8 @@ impl Live {
             let records = gantry_api::quota::records_of(&old.queue().tenancy, &accruals);
             lock(&self.carried).extend(records);
         }
-        let scale = Scale::of(self.state.extender().cluster());
-        let scheduler = Scheduler::new(config.policy.build(scale, &config.expected));
+        let scheduler =
+            Scheduler::new(config.policy.build(self.state.extender().cluster(), &config.expected));
         let mut c =
             Controller::new(Queue::new_live(tenancy, Cluster::default(), scheduler, Mode::Quota, now));
         for node in stores.nodes.state() {

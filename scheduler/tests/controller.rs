@@ -5,7 +5,7 @@
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::file;
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use gantry_scheduler::controller::{Action, Controller, PodRef};
 use serde_json::{json, Value};
 
@@ -22,7 +22,7 @@ fn controller() -> Controller {
     let nodes = (0..2).map(|i| Node::new(format!("gpu-{i}"), 128000, 1 << 20, 8, Some(a100))).collect();
     let cluster = Cluster::new(models, nodes);
     let expected = [PodRequest::whole_gpus(8000, 65536, 1)];
-    let scheduler = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&cluster), &expected));
+    let scheduler = Scheduler::new(PolicyKind::Gantry.build(&cluster, &expected));
     Controller::new(Queue::new(tenancy, cluster, scheduler, Mode::Quota, T0).unwrap())
 }
 

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use gantry_api::keys::GPU_RESOURCE;
 use gantry_core::model::{Cluster, ModelCatalog};
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use gantry_scheduler::extender::Extender;
 use gantry_scheduler::server::router;
 use marked_yaml::Node;
@@ -63,7 +63,7 @@ async fn the_scheduler_configuration_calls_what_the_extender_serves() {
     assert!(ext.as_mapping().unwrap().get_node("bindVerb").is_none(), "Gantry does not post bindings yet");
 
     let cluster = Cluster::new(ModelCatalog::default(), vec![]);
-    let scheduler = Scheduler::new(PolicyKind::BestFit.build(Scale::of(&cluster), &[]));
+    let scheduler = Scheduler::new(PolicyKind::BestFit.build(&cluster, &[]));
     let app = router(Extender::new(cluster, scheduler), &path).unwrap();
     for key in ["filterVerb", "prioritizeVerb", "preemptVerb"] {
         let verb = text(get(ext, key));

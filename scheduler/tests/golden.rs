@@ -2,11 +2,12 @@
 //! shape users send goes through filter, prioritize and bind on a mixed cluster, and every reply
 //! (as JSON values, so a map's key order does not count, as it does not for kube-scheduler) must
 //! equal `golden/extender-sequence.json`. That file was written by the extender before the
-//! failed-nodes rework; set `GANTRY_UPDATE_GOLDEN=1` to rewrite it after a change that is meant to
+//! failed-nodes rework and re-recorded once since, when the Gantry policy gained model pressure
+//! (six prioritize scores moved; no filter or bind reply did); set `GANTRY_UPDATE_GOLDEN=1` to rewrite it after a change that is meant to
 //! change decisions, and say why in the commit.
 
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use gantry_scheduler::extender::Extender;
 use gantry_scheduler::wire::{priorities_json, ExtenderArgs, ExtenderBindingArgs};
 use serde_json::{json, Value};
@@ -35,7 +36,7 @@ fn extender() -> (Extender, Vec<String>) {
         PodRequest::whole_gpus(64000, 524288, 8),
         PodRequest::shared_gpu(4000, 32768, 500),
     ];
-    let scheduler = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&cluster), &expected));
+    let scheduler = Scheduler::new(PolicyKind::Gantry.build(&cluster, &expected));
     (Extender::new(cluster, scheduler), names)
 }
 

@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use gantry_scheduler::extender::Extender;
 use gantry_scheduler::server::{router, BODY_LIMIT};
 use http_body_util::BodyExt;
@@ -32,7 +32,7 @@ fn app_evicting(evicting: &[&str]) -> Router {
         PodRequest::whole_gpus(16000, 131072, 2),
         PodRequest::shared_gpu(4000, 16384, 500),
     ];
-    let scheduler = Scheduler::new(PolicyKind::Gantry.build(Scale::of(&cluster), &expected));
+    let scheduler = Scheduler::new(PolicyKind::Gantry.build(&cluster, &expected));
     let mut extender = Extender::new(cluster, scheduler);
     for uid in evicting {
         extender.note_evicting(uid);

@@ -6,7 +6,7 @@
 use gantry_core::model::{Cluster, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::file;
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use gantry_scheduler::controller::{Action, Controller};
 use gantry_scheduler::extender::Extender;
 use gantry_scheduler::runner::{Live, RunConfig, Stores, Tenants};
@@ -46,7 +46,7 @@ fn pod(ns: &str, name: &str, gpus: u32, gated: bool, on: Option<&str>) -> Value 
 }
 
 fn scheduler(cluster: &Cluster) -> Scheduler {
-    Scheduler::new(PolicyKind::Gantry.build(Scale::of(cluster), &[PodRequest::whole_gpus(8000, 65536, 1)]))
+    Scheduler::new(PolicyKind::Gantry.build(cluster, &[PodRequest::whole_gpus(8000, 65536, 1)]))
 }
 
 /// Filter a 1-GPU pod over `names`: the passing names.

@@ -10,7 +10,7 @@
 use crate::trace::Trace;
 use gantry_core::frag::Workload;
 use gantry_core::model::{could_ever_fit, Cluster, PodRequest};
-use gantry_core::policy::{Fgd, PolicyKind, Scale};
+use gantry_core::policy::{Fgd, PolicyKind};
 use gantry_core::Scheduler;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore, SeedableRng};
@@ -108,8 +108,7 @@ pub fn run(trace: &Trace, spec: RunSpec, mut on_pod: impl FnMut()) -> RunResult 
     rank.shuffle(&mut rng);
 
     let mut cluster = Cluster::new(trace.models.clone(), trace.nodes.clone());
-    let scale = Scale::of(&cluster);
-    let mut scheduler = Scheduler::new(spec.policy.build(scale, &requests)).with_tie_break(rank);
+    let mut scheduler = Scheduler::new(spec.policy.build(&cluster, &requests)).with_tie_break(rank);
     let measure = Workload::typical(&requests, Fgd::COVERAGE);
     let fragmentation =
         |c: &Cluster| c.nodes.iter().map(|n| measure.fragment(n)).sum::<f64>() * 100.0 / capacity as f64;

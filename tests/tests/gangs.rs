@@ -14,7 +14,7 @@ use gantry_api::gang;
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::{file, Tenancy};
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use gantry_scheduler::adapter::Adapter;
 use gantry_scheduler::controller::{Action, Controller};
 use gantry_scheduler::extender::Extender;
@@ -45,7 +45,7 @@ fn cluster() -> Cluster {
 }
 
 fn scheduler(cluster: &Cluster) -> Scheduler {
-    Scheduler::new(PolicyKind::Gantry.build(Scale::of(cluster), &[PodRequest::whole_gpus(8000, 65536, 4)]))
+    Scheduler::new(PolicyKind::Gantry.build(cluster, &[PodRequest::whole_gpus(8000, 65536, 4)]))
 }
 
 fn controller(t: Tenancy) -> Controller {

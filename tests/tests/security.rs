@@ -6,7 +6,7 @@ use gantry_admission_webhook::{Path, Policy, Webhook};
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::file;
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use gantry_scheduler::controller::{Action, Controller};
 use serde_json::{json, Value};
 
@@ -24,9 +24,7 @@ fn controller() -> Controller {
     let nodes =
         vec![Node::new("a", 64_000, 1 << 20, 8, Some(a100)), Node::new("v", 64_000, 1 << 20, 1, Some(v100))];
     let cluster = Cluster::new(models, nodes);
-    let s = Scheduler::new(
-        PolicyKind::Gantry.build(Scale::of(&cluster), &[PodRequest::whole_gpus(1000, 1024, 1)]),
-    );
+    let s = Scheduler::new(PolicyKind::Gantry.build(&cluster, &[PodRequest::whole_gpus(1000, 1024, 1)]));
     Controller::new(Queue::new(file::parse("t.yaml", TENANTS).unwrap(), cluster, s, Mode::Quota, T0).unwrap())
 }
 

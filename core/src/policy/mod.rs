@@ -108,7 +108,8 @@ impl PolicyKind {
     /// Builds the policy for a cluster. `expected` is a sample of the workload the cluster expects
     /// (the trace, or recent pods); the fragmentation-aware policies derive their typical pods
     /// from it.
-    pub fn build(self, scale: Scale, expected: &[PodRequest]) -> Box<dyn Policy> {
+    pub fn build(self, cluster: &Cluster, expected: &[PodRequest]) -> Box<dyn Policy> {
+        let scale = Scale::of(cluster);
         match self {
             PolicyKind::Random => Box::new(RandomFit),
             PolicyKind::DotProduct => Box::new(DotProduct { scale }),
@@ -116,7 +117,7 @@ impl PolicyKind {
             PolicyKind::Packing => Box::new(GpuPacking),
             PolicyKind::BestFit => Box::new(BestFit { scale }),
             PolicyKind::Fgd => Box::new(Fgd::new(Workload::typical(expected, Fgd::COVERAGE))),
-            PolicyKind::Gantry => Box::new(GantryPolicy::new(expected)),
+            PolicyKind::Gantry => Box::new(GantryPolicy::new(expected, &cluster.nodes)),
         }
     }
 }

@@ -63,7 +63,6 @@ mod tests {
     use super::*;
     use crate::model::{ModelCatalog, Node};
     use crate::policy::PolicyKind;
-    use crate::Scale;
 
     fn cluster(gpus: &[u32]) -> Cluster {
         let mut models = ModelCatalog::default();
@@ -80,7 +79,7 @@ mod tests {
     fn a_gang_that_does_not_fit_leaves_the_cluster_unchanged() {
         let mut c = cluster(&[8, 8, 4]);
         let before: Vec<u32> = c.nodes.iter().map(|n| n.gpu_free_total).collect();
-        let mut s = Scheduler::new(PolicyKind::BestFit.build(Scale::of(&c), &[]));
+        let mut s = Scheduler::new(PolicyKind::BestFit.build(&c, &[]));
         let pod = PodRequest::whole_gpus(8000, 1024, 8);
         let err = place_gang(&mut c, &mut s, &[0, 1, 2], &[pod; 3], &[1, 2, 3], 0).unwrap_err();
         assert_eq!(err.member, 2);
@@ -91,7 +90,7 @@ mod tests {
     #[test]
     fn small_members_share_the_nodes_the_gang_already_uses() {
         let mut c = cluster(&[8, 8, 8, 8]);
-        let mut s = Scheduler::new(PolicyKind::Fgd.build(Scale::of(&c), &[]));
+        let mut s = Scheduler::new(PolicyKind::Fgd.build(&c, &[]));
         let pod = PodRequest::whole_gpus(4000, 1024, 2);
         let placed = place_gang(&mut c, &mut s, &[0, 1, 2, 3], &[pod; 4], &[1, 2, 3, 4], 7).unwrap();
         let mut nodes: Vec<_> = placed.iter().map(|p| p.node).collect();

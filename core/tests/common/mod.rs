@@ -9,7 +9,7 @@ use gantry_core::tenancy::{
     Budget, Cohort, Flavor, FlavorQuota, Kind, Milli, Seconds, Tenancy, Tenant, TenantId, Timing,
     WhenExhausted, MILLI_GPU_SECONDS_PER_GPU_HOUR,
 };
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 
 /// 2026-11-01T00:00:00Z.
 pub const NOV1: Seconds = 1_793_491_200;
@@ -164,7 +164,7 @@ pub fn a100s(count: usize, gpus: u32) -> Cluster {
 
 /// A queue placing with best-fit.
 pub fn queue_with(tenancy: Tenancy, cluster: Cluster, mode: Mode, now: Seconds) -> Queue {
-    let scheduler = Scheduler::new(PolicyKind::BestFit.build(Scale::of(&cluster), &[]));
+    let scheduler = Scheduler::new(PolicyKind::BestFit.build(&cluster, &[]));
     Queue::new(tenancy, cluster, scheduler, mode, now).expect("flavors name the cluster's models")
 }
 

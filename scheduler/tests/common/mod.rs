@@ -4,7 +4,7 @@
 
 use gantry_core::model::{Cluster, PodRequest};
 use gantry_core::tenancy::Tenancy;
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use gantry_scheduler::extender::Extender;
 use gantry_scheduler::runner::{Live, RunConfig, Tenants};
 use gantry_scheduler::server::AppState;
@@ -28,7 +28,7 @@ pub fn config(tenancy: Tenancy, expected: Vec<PodRequest>) -> RunConfig {
 /// A replica's shared state before its caches are filled.
 pub fn replica(config: &RunConfig) -> (Arc<AppState>, Arc<Live>) {
     let empty = Cluster::default();
-    let scheduler = Scheduler::new(config.policy.build(Scale::of(&empty), &config.expected));
+    let scheduler = Scheduler::new(config.policy.build(&empty, &config.expected));
     let state = AppState::new(Extender::new(Cluster::default(), scheduler)).expect("the metrics register");
     let live = Live::new(state.clone());
     (state, live)

@@ -16,7 +16,7 @@ use gantry_core::queue::{cost_micros, Accrual, Mode, Queue, WorkloadId};
 use gantry_core::tenancy::{
     civil_month, FlavorId, Kind, Milli, Seconds, Tenancy, MILLI_GPU_SECONDS_PER_GPU_HOUR,
 };
-use gantry_core::{PolicyKind, Scale, Scheduler};
+use gantry_core::{PolicyKind, Scheduler};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::Instant;
@@ -179,7 +179,7 @@ pub fn run_observed(
     let cluster = Cluster::new(models.clone(), nodes.to_vec());
     let expected: Vec<_> =
         workloads.iter().flat_map(|w| w.workload.pod_sets.iter().map(|s| s.request)).collect();
-    let scheduler = Scheduler::new(spec.policy.build(Scale::of(&cluster), &expected));
+    let scheduler = Scheduler::new(spec.policy.build(&cluster, &expected));
     let (rules, mode) = match spec.setup {
         Setup::Gantry => (tenancy.clone(), Mode::Quota),
         Setup::StrictQuota => (tenancy.strict(), Mode::Quota),
