@@ -28,17 +28,25 @@ use gantry_core::Scheduler;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The node cache and what Gantry has bound on it.
+///
+/// Filter and prioritize only read the cache (`&self`), so the server runs them side by side
+/// under a shared lock; what they keep for later (the pod's request for bind, resolved candidate
+/// lists, cached scores) sits behind small locks of its own. Binds and the watchers' updates take
+/// the cache exclusively, and are short.
 pub struct Extender {
     cluster: Cluster,
-    scheduler: Scheduler,
+    /// Behind a lock for its score cache: prioritize calls score one at a time, while filters
+    /// and the JSON work of other calls go on.
+    scheduler: Mutex<Scheduler>,
     /// Looked up once per candidate per call, so with a fast hash (seeded per process).
     by_name: HashMap<String, NodeId, foldhash::fast::RandomState>,
     /// The last candidate lists, resolved to node ids.
     resolved: Resolved,
     /// Requests of pods seen by filter or prioritize, by UID (bind carries no pod spec).
-    seen: HashMap<String, PodRequest>,
+    seen: Mutex<HashMap<String, PodRequest>>,
     /// Bound pods: UID → cluster pod id.
     bound: HashMap<String, u64>,
     /// Pods the queue controller is evicting (see [`Extender::preempt`]).
@@ -51,10 +59,10 @@ impl Extender {
         let by_name = cluster.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
         Extender {
             cluster,
-            scheduler,
+            scheduler: Mutex::new(scheduler),
             by_name,
             resolved: Resolved::default(),
-            seen: HashMap::new(),
+            seen: Mutex::default(),
             bound: HashMap::new(),
             evicting: Default::default(),
             next_pod: 1,
@@ -68,7 +76,7 @@ impl Extender {
     /// Replaces the placement policy (in a cluster, once the nodes are known: scores are
     /// normalised by the largest node).
     pub fn set_scheduler(&mut self, scheduler: Scheduler) {
-        self.scheduler = scheduler;
+        *self.scheduler.get_mut().unwrap_or_else(|p| p.into_inner()) = scheduler;
     }
 
     /// A node was added or changed in the API server (see [`gantry_api::node`] for what is read).
@@ -115,8 +123,7 @@ impl Extender {
             {
                 gpus.into_iter().map(|g| (g, request.gpu_milli)).collect()
             }
-            _ => self
-                .scheduler
+            _ => exclusive(&mut self.scheduler)
                 .policy()
                 .pick_gpus(&self.cluster.nodes[id], &request, ScoreCx { node: id, salt: 0 })
                 .unwrap_or_default(),
@@ -127,7 +134,7 @@ impl Extender {
             .map_err(|e| format!("{who} on {node_name}: {e}"))?;
         self.next_pod += 1;
         self.bound.insert(uid.to_string(), pod_id);
-        self.seen.remove(uid);
+        exclusive(&mut self.seen).remove(uid);
         Ok(())
     }
 
@@ -145,13 +152,14 @@ impl Extender {
         self.bound.len()
     }
 
-    fn pod(&mut self, pod: &Value) -> Result<PodView, String> {
+    fn pod(&self, pod: &Value) -> Result<PodView, String> {
         let view = parse_pod(pod, &self.cluster.models)?;
         if view.managed() && !view.uid.is_empty() {
-            if self.seen.len() > 100_000 {
-                self.seen.clear();
+            let mut seen = shared(&self.seen);
+            if seen.len() > 100_000 {
+                seen.clear();
             }
-            self.seen.insert(view.uid.clone(), view.request);
+            seen.insert(view.uid.clone(), view.request);
         }
         Ok(view)
     }
@@ -170,7 +178,7 @@ impl Extender {
 
     /// Nodes that can take the pod now. The reply names them as the request did: by name with a
     /// node cache, as the same raw node objects without one.
-    pub fn filter<'a>(&mut self, args: &'a ExtenderArgs<'_>) -> ExtenderFilterResult<'a> {
+    pub fn filter<'a>(&self, args: &'a ExtenderArgs<'_>) -> ExtenderFilterResult<'a> {
         let failure = |error: String| ExtenderFilterResult { error, ..Default::default() };
         let pod = match self.pod(&args.pod) {
             Ok(p) => p,
@@ -204,8 +212,8 @@ impl Extender {
         } else if !pod.managed() {
             passing.extend(0..names.len());
         } else {
-            let ids = self.resolved.ids(&self.by_name, &names);
-            for (i, (name, &id)) in names.iter().zip(ids).enumerate() {
+            let resolved = self.resolved.ids(&self.by_name, &names);
+            for (i, (name, &id)) in names.iter().zip(&resolved.ids).enumerate() {
                 let Some(id) = id else {
                     // Rare (a node newer than the cache): worth its own message.
                     let why = format!("node {name} is not in Gantry's node cache");
@@ -241,14 +249,14 @@ impl Extender {
     }
 
     /// Scores 0..10 per candidate node; an error for requests that make no sense.
-    pub fn prioritize<'a>(&mut self, args: &'a ExtenderArgs<'_>) -> Result<Vec<HostPriority<'a>>, String> {
+    pub fn prioritize<'a>(&self, args: &'a ExtenderArgs<'_>) -> Result<Vec<HostPriority<'a>>, String> {
         let pod = self.pod(&args.pod)?;
         let names = Self::candidates(args)?;
         if !pod.managed() {
             return Ok(names.iter().map(|host| HostPriority { host: host.clone(), score: 0 }).collect());
         }
-        let ids = self.resolved.ids(&self.by_name, &names);
-        let raw = self.scheduler.scores(&self.cluster, &pod.request, ids);
+        let resolved = self.resolved.ids(&self.by_name, &names);
+        let raw = shared(&self.scheduler).scores(&self.cluster, &pod.request, &resolved.ids);
         let (lo, hi) = raw
             .iter()
             .flatten()
@@ -278,7 +286,7 @@ impl Extender {
         let Some(&id) = self.by_name.get(&args.node) else {
             return err(format!("cannot bind {who}: node {} is not in Gantry's node cache", args.node));
         };
-        let Some(&request) = self.seen.get(&args.pod_uid) else {
+        let Some(&request) = exclusive(&mut self.seen).get(&args.pod_uid) else {
             return err(format!(
                 "cannot bind {who}: Gantry has not filtered a pod with uid {:?}; retry scheduling",
                 args.pod_uid
@@ -291,8 +299,7 @@ impl Extender {
                 args.node
             ));
         }
-        let gpus = self
-            .scheduler
+        let gpus = exclusive(&mut self.scheduler)
             .policy()
             .pick_gpus(node, &request, ScoreCx { node: id, salt: 0 })
             .unwrap_or_default();
@@ -302,7 +309,7 @@ impl Extender {
         }
         self.next_pod += 1;
         self.bound.insert(args.pod_uid.clone(), pod_id);
-        self.seen.remove(&args.pod_uid);
+        exclusive(&mut self.seen).remove(&args.pod_uid);
         ExtenderBindingResult::default()
     }
 
@@ -311,7 +318,7 @@ impl Extender {
     /// gets none: the queue decides preemption for the workloads it governs, whole gangs at a
     /// time, and kube-scheduler's dry run ignores extender filters, so its own candidates could be
     /// pods on nodes the pod may never use.
-    pub fn preempt(&mut self, args: &ExtenderPreemptionArgs) -> Result<ExtenderPreemptionResult, String> {
+    pub fn preempt(&self, args: &ExtenderPreemptionArgs) -> Result<ExtenderPreemptionResult, String> {
         let Some(plan) = planned(&args.pod)? else { return Ok(ExtenderPreemptionResult::default()) };
         let mut out = BTreeMap::new();
         let mut keep = |node: &str, uids: Vec<String>, num_pdb_violations: i64| {
@@ -357,15 +364,26 @@ impl Extender {
     }
 }
 
+/// A lock shared by concurrent readers. Whoever panicked while holding it left what it guards
+/// consistent (every change is a single insert or replace), so keep serving.
+fn shared<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The same, with the cache held exclusively: no locking.
+fn exclusive<T>(m: &mut Mutex<T>) -> &mut T {
+    m.get_mut().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Candidate lists resolved to node ids. kube-scheduler sends prioritize the list that filter
 /// passed, and every pod the same list while all nodes are feasible, so most calls find their
-/// list here: comparing the names costs less than looking each one up.
+/// list here: comparing the names costs less than looking each one up. The lists are shared
+/// (`Arc`), so that a call compares and uses one without holding the lock.
 #[derive(Default)]
 struct Resolved {
-    /// Two lists, for filter's and prioritize's when filter failed some nodes.
-    slots: [ResolvedList; 2],
-    /// The slot replaced last.
-    last: usize,
+    /// Two lists, for filter's and prioritize's when filter failed some nodes, and the slot
+    /// replaced last.
+    slots: Mutex<([Arc<ResolvedList>; 2], usize)>,
 }
 
 #[derive(Default)]
@@ -411,29 +429,27 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 impl Resolved {
     /// The id of each name (`None` for unknown ones).
     fn ids<S: std::hash::BuildHasher>(
-        &mut self,
+        &self,
         by_name: &HashMap<String, NodeId, S>,
         names: &[Cow<'_, str>],
-    ) -> &[Option<NodeId>] {
+    ) -> Arc<ResolvedList> {
         let known = by_name.len();
-        let slot = match self.slots.iter().position(|s| s.holds(names, known)) {
-            Some(i) => i,
-            None => {
-                self.last = 1 - self.last;
-                let s = &mut self.slots[self.last];
-                s.known = known;
-                s.text.clear();
-                s.ends.clear();
-                s.ids.clear();
-                for n in names {
-                    s.text.extend_from_slice(n.as_bytes());
-                    s.ends.push(s.text.len());
-                    s.ids.push(by_name.get(n.as_ref()).copied());
-                }
-                self.last
-            }
-        };
-        &self.slots[slot].ids
+        let slots = shared(&self.slots).0.clone();
+        if let Some(hit) = slots.into_iter().find(|s| s.holds(names, known)) {
+            return hit;
+        }
+        let mut list = ResolvedList { known, ..Default::default() };
+        for n in names {
+            list.text.extend_from_slice(n.as_bytes());
+            list.ends.push(list.text.len());
+            list.ids.push(by_name.get(n.as_ref()).copied());
+        }
+        let list = Arc::new(list);
+        let mut slots = shared(&self.slots);
+        slots.1 = 1 - slots.1;
+        let last = slots.1;
+        slots.0[last] = list.clone();
+        list
     }
 }
 
@@ -446,18 +462,25 @@ mod tests {
         let mut by_name: HashMap<String, NodeId, foldhash::fast::RandomState> = HashMap::default();
         by_name.insert("node-a".into(), 0);
         by_name.insert("node-bbbbbbbbb".into(), 1);
-        let mut r = Resolved::default();
+        let r = Resolved::default();
         let list = |names: &[&'static str]| names.iter().map(|&n| Cow::Borrowed(n)).collect::<Vec<_>>();
         let ab = list(&["node-a", "node-bbbbbbbbb", "node-c"]);
-        assert_eq!(r.ids(&by_name, &ab), [Some(0), Some(1), None]);
-        assert_eq!(r.ids(&by_name, &ab), [Some(0), Some(1), None]);
+        let first = r.ids(&by_name, &ab);
+        assert_eq!(first.ids, [Some(0), Some(1), None]);
+        assert!(
+            Arc::ptr_eq(&first, &r.ids(&by_name, &ab)),
+            "a list asked again is found, not resolved again"
+        );
         // Same lengths, other bytes; a shorter list; names split differently.
-        assert_eq!(r.ids(&by_name, &list(&["node-a", "node-bbbbbbbbc", "node-c"])), [Some(0), None, None]);
-        assert_eq!(r.ids(&by_name, &list(&["node-a", "node-bbbbbbbbb"])), [Some(0), Some(1)]);
-        assert_eq!(r.ids(&by_name, &list(&["node-anode-bbbbbbbbb", ""])), [None, None]);
+        assert_eq!(
+            r.ids(&by_name, &list(&["node-a", "node-bbbbbbbbc", "node-c"])).ids,
+            [Some(0), None, None]
+        );
+        assert_eq!(r.ids(&by_name, &list(&["node-a", "node-bbbbbbbbb"])).ids, [Some(0), Some(1)]);
+        assert_eq!(r.ids(&by_name, &list(&["node-anode-bbbbbbbbb", ""])).ids, [None, None]);
         // A node added is found in a list resolved before.
         by_name.insert("node-c".into(), 2);
-        assert_eq!(r.ids(&by_name, &ab), [Some(0), Some(1), Some(2)]);
+        assert_eq!(r.ids(&by_name, &ab).ids, [Some(0), Some(1), Some(2)]);
         for (a, b) in [
             ("", ""),
             ("12345678", "12345678"),

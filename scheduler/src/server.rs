@@ -19,7 +19,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 /// The largest request body accepted: a full `NodeList` of 5,000 nodes is about 25 MiB.
@@ -193,7 +193,9 @@ impl Metrics {
 
 /// What the handlers share.
 pub struct AppState {
-    pub extender: Mutex<Extender>,
+    /// Shared by filter, prioritize, preempt and metrics; held exclusively by bind and the
+    /// watchers' updates (see [`Extender`]).
+    pub extender: RwLock<Extender>,
     pub metrics: Metrics,
     /// False until the node cache has been filled (in a cluster: the watchers have listed).
     ready: AtomicBool,
@@ -202,17 +204,23 @@ pub struct AppState {
 impl AppState {
     pub fn new(extender: Extender) -> Result<Arc<AppState>, String> {
         let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
-        Ok(Arc::new(AppState { extender: Mutex::new(extender), metrics, ready: AtomicBool::new(true) }))
+        Ok(Arc::new(AppState { extender: RwLock::new(extender), metrics, ready: AtomicBool::new(true) }))
     }
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
-    pub fn extender(&self) -> MutexGuard<'_, Extender> {
+    /// The extender, to change it.
+    pub fn extender(&self) -> RwLockWriteGuard<'_, Extender> {
         // A handler that panicked mid-update would poison the lock; the state it guards is only
         // changed through methods that leave it consistent, so keep serving.
-        self.extender.lock().unwrap_or_else(|p| p.into_inner())
+        self.extender.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The extender, to read it alongside other readers.
+    pub fn reader(&self) -> RwLockReadGuard<'_, Extender> {
+        self.extender.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -253,7 +261,8 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// One verb: parse the body (400 naming the problem if it is malformed), decide under the lock,
+/// One verb: parse the body (400 naming the problem if it is malformed), decide (under the lock
+/// `decide` takes),
 /// count and time the call, reply with JSON. `Err` from the decision is also a 400; decisions
 /// that belong in the protocol's `Error` field put it there and report failure through `ok`.
 /// The reply may borrow from the parsed request (node names are slices of the body).
@@ -261,7 +270,7 @@ fn answer<'a, A, R>(
     s: &AppState,
     verb: &str,
     parsed: &'a Result<A, String>,
-    decide: impl FnOnce(&mut Extender, &'a A) -> Result<R, String>,
+    decide: impl FnOnce(&'a A) -> Result<R, String>,
     encode: impl FnOnce(&R) -> Result<Vec<u8>, serde_json::Error>,
     ok: impl FnOnce(&R) -> bool,
 ) -> Response {
@@ -274,7 +283,7 @@ fn answer<'a, A, R>(
             return (StatusCode::BAD_REQUEST, e.clone()).into_response();
         }
     };
-    let result = decide(&mut s.extender(), args);
+    let result = decide(args);
     let response = match &result {
         Ok(r) => match encode(r) {
             Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
@@ -292,7 +301,7 @@ async fn filter(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         &s,
         "filter",
         &ExtenderArgs::parse(&body),
-        |e, a| Ok(e.filter(a)),
+        |a| Ok(s.reader().filter(a)),
         |r| Ok(r.to_json()),
         |r| r.error.is_empty(),
     )
@@ -303,7 +312,7 @@ async fn prioritize(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         &s,
         "prioritize",
         &ExtenderArgs::parse(&body),
-        |e, a| e.prioritize(a),
+        |a| s.reader().prioritize(a),
         |r| Ok(priorities_json(r)),
         |_| true,
     )
@@ -314,7 +323,7 @@ async fn bind(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         &s,
         "bind",
         &parse(&body, BINDING_KEYS, "ExtenderBindingArgs"),
-        |e, a: &ExtenderBindingArgs| Ok(e.bind(a)),
+        |a: &ExtenderBindingArgs| Ok(s.extender().bind(a)),
         serde_json::to_vec,
         |r| r.error.is_empty(),
     )
@@ -325,7 +334,7 @@ async fn preempt(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         &s,
         "preempt",
         &parse(&body, PREEMPTION_KEYS, "ExtenderPreemptionArgs"),
-        |e, a: &ExtenderPreemptionArgs| e.preempt(a),
+        |a: &ExtenderPreemptionArgs| s.reader().preempt(a),
         serde_json::to_vec,
         |_| true,
     )
@@ -333,7 +342,7 @@ async fn preempt(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
 
 async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
     {
-        let ext = s.extender();
+        let ext = s.reader();
         let c = ext.cluster();
         s.metrics.nodes.set(c.nodes.iter().enumerate().filter(|&(i, _)| c.in_service(i)).count() as i64);
         s.metrics.gpus.set(c.nodes.iter().map(|n| n.gpu_count() as i64).sum());

@@ -6,7 +6,7 @@ use axum::Router;
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
 use gantry_core::{PolicyKind, Scheduler};
 use gantry_scheduler::extender::Extender;
-use gantry_scheduler::server::{router, BODY_LIMIT};
+use gantry_scheduler::server::{router, router_for, AppState, BODY_LIMIT};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -18,6 +18,10 @@ fn app() -> Router {
 
 /// The same, with the queue controller evicting the pods `evicting` (by UID).
 fn app_evicting(evicting: &[&str]) -> Router {
+    router(extender(evicting), "/scheduler").unwrap()
+}
+
+fn extender(evicting: &[&str]) -> Extender {
     let mut models = ModelCatalog::default();
     let a100 = models.intern("A100").unwrap();
     let nodes = vec![
@@ -37,7 +41,7 @@ fn app_evicting(evicting: &[&str]) -> Router {
     for uid in evicting {
         extender.note_evicting(uid);
     }
-    router(extender, "/scheduler").unwrap()
+    extender
 }
 
 fn gpu_pod(uid: &str, gpus: u32) -> Value {
@@ -164,6 +168,55 @@ async fn the_last_free_gpu_goes_to_exactly_one_of_many_racing_pods() {
     let (_, r) = post(&app, "filter", json!({"Pod": gpu_pod("late", 1), "NodeNames": ["n2"]})).await;
     assert_eq!(r["NodeNames"], json!([]), "the passing list is explicit even when empty");
     assert_eq!(r["FailedNodes"]["n2"], "insufficient free GPU");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_and_binds_racing_for_the_last_gpu_agree_on_one_winner() {
+    // Binds change the cache while filters and prioritizes read it side by side: every filter
+    // sees n2 either free or taken, never half-bound, and exactly one bind wins.
+    let app = app();
+    for i in 0..16 {
+        post(&app, "filter", json!({"Pod": gpu_pod(&format!("r{i}"), 1), "NodeNames": ["n2"]})).await;
+    }
+    let tasks = (0..16).flat_map(|i| {
+        let bind = json!({"PodName": format!("r{i}"), "PodNamespace": "team-a", "PodUID": format!("r{i}"), "Node": "n2"});
+        let look = json!({"Pod": gpu_pod(&format!("look{i}"), 1), "NodeNames": ["n2", "n0"]});
+        [("bind", bind), ("filter", look.clone()), ("prioritize", look)].map(|(verb, body)| {
+            let app = app.clone();
+            tokio::spawn(async move { (verb, post(&app, verb, body).await) })
+        })
+    });
+    let mut won = 0;
+    for t in tasks.collect::<Vec<_>>() {
+        let (verb, (status, r)) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{verb}: {r}");
+        match verb {
+            "bind" => won += usize::from(r["Error"] == ""),
+            "filter" => {
+                let passed = r["NodeNames"].as_array().unwrap();
+                let n2_passed = passed.contains(&json!("n2"));
+                let n2_failed = r["FailedNodes"]["n2"] == "insufficient free GPU";
+                assert!(n2_passed != n2_failed && passed.contains(&json!("n0")), "{r}");
+            }
+            _ => assert_eq!(r.as_array().map(Vec::len), Some(2), "{r}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_answered_while_another_reader_holds_the_cache() {
+    // With one lock for every verb, this filter would wait for the held read forever.
+    let state = AppState::new(extender(&[])).unwrap();
+    let app = router_for(state.clone(), "/scheduler");
+    let held = state.reader();
+    let body = json!({"Pod": gpu_pod("p1", 1), "NodeNames": ["n0", "n2"]});
+    for verb in ["filter", "prioritize"] {
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(30), post(&app, verb, body.clone()));
+        let (status, r) = answer.await.unwrap_or_else(|_| panic!("{verb} waited behind a reader"));
+        assert_eq!(status, StatusCode::OK, "{verb}: {r}");
+    }
+    drop(held);
 }
 
 #[tokio::test]
