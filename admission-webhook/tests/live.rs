@@ -56,7 +56,7 @@ async fn the_policy_follows_the_tenant_objects() {
     let (flavors, cohorts, tenants) = gantry_api::crds::tenancy_to_objects(&tenancy, &settings).unwrap();
     let yaml = gantry_api::crds::objects_yaml(&flavors, &cohorts, &tenants).unwrap();
     let objects: Vec<Value> =
-        yaml.split("\n---\n").skip(1).map(|d| serde_json::from_str(d).unwrap()).collect();
+        yaml.split("---\n").skip(1).map(|d| serde_yaml_ng::from_str(d).unwrap()).collect();
     let of_kind = |kind: &str| -> Vec<Value> {
         let mut v: Vec<Value> = objects.iter().filter(|o| o["kind"] == kind).cloned().collect();
         v.iter_mut().for_each(|o| o["metadata"]["resourceVersion"] = json!("1"));

@@ -17,9 +17,9 @@ fn committed_definitions_match_the_types() {
 #[test]
 fn definitions_are_cluster_scoped_with_schemas_and_printer_columns() {
     let docs: Vec<Value> = COMMITTED
-        .split("\n---\n")
+        .split("---\n")
         .skip(1)
-        .map(|d| serde_json::from_str(d).expect("each document is JSON"))
+        .map(|d| serde_yaml_ng::from_str(d).expect("each document is YAML"))
         .collect();
     let names: Vec<&str> = docs.iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["tenants.gantry.dev", "cohorts.gantry.dev", "gpuflavors.gantry.dev"]);

@@ -73,7 +73,7 @@ fn read_stream(yaml: &str) -> (Vec<GpuFlavor>, Vec<Cohort>, Vec<Tenant>) {
     assert!(yaml.starts_with("# "), "a comment first");
     let (mut flavors, mut cohorts, mut tenants) = (Vec::new(), Vec::new(), Vec::new());
     for doc in yaml.split("---\n").skip(1) {
-        let value: Value = serde_json::from_str(doc).expect("each document is JSON");
+        let value: Value = serde_yaml_ng::from_str(doc).expect("each document is YAML");
         assert_eq!(value["apiVersion"], "gantry.dev/v1alpha1", "{doc}");
         assert!(value["metadata"]["name"].as_str().is_some_and(|n| !n.is_empty()), "{doc}");
         assert!(value.get("status").is_none(), "no status: {doc}");

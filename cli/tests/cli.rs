@@ -303,3 +303,32 @@ fn cpu_only_pod_list_finishes() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["trace"]["pods"], 10);
 }
+
+#[test]
+fn crd_prints_yaml_documents_that_read_back_as_the_objects() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let venus = repo.join("examples/tenants/venus.yaml");
+    for (args, kinds) in [
+        (vec!["crd"], vec!["CustomResourceDefinition"; 3]),
+        (vec!["crd", "--from-tenants", venus.to_str().unwrap()], vec![]),
+    ] {
+        let out = gantry_in(&repo, &args);
+        assert_ok(&out);
+        let stdout = text(&out.stdout);
+        let docs: Vec<Value> = stdout
+            .split("---\n")
+            .skip(1)
+            .map(|d| {
+                assert!(!d.trim_start().starts_with('{'), "{args:?}: a YAML document, not JSON: {d}");
+                serde_yaml_ng::from_str(d).unwrap_or_else(|e| panic!("{args:?}: {e}\n{d}"))
+            })
+            .collect();
+        assert!(docs.iter().all(|d| d["metadata"]["name"].is_string()), "{args:?}");
+        if kinds.is_empty() {
+            let tenants = docs.iter().filter(|d| d["kind"] == "Tenant").count();
+            assert_eq!(tenants, 18, "the Venus file's 18 tenants");
+        } else {
+            assert_eq!(docs.iter().map(|d| d["kind"].as_str().unwrap()).collect::<Vec<_>>(), kinds);
+        }
+    }
+}

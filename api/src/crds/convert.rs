@@ -374,28 +374,22 @@ fn preemption_spec(p: &core::PreemptionPolicy) -> TenantPreemption {
     }
 }
 
-/// The objects as one stream of documents for `kubectl apply -f`: flavors, then cohorts, then
-/// tenants, each a JSON document (JSON is YAML) after a `---` line, with `apiVersion`, `kind` and
-/// `metadata.name`.
+/// The objects as one YAML stream for `kubectl apply -f`: flavors, then cohorts, then tenants,
+/// each a document after a `---` line, with `apiVersion`, `kind` and `metadata.name`.
 pub fn objects_yaml(
     flavors: &[GpuFlavor],
     cohorts: &[Cohort],
     tenants: &[Tenant],
-) -> Result<String, serde_json::Error> {
+) -> Result<String, serde_yaml_ng::Error> {
     let mut out = String::from("# Gantry objects (gantry.dev/v1alpha1); apply with `kubectl apply -f`.\n");
-    let mut push = |doc: String| {
-        out.push_str("---\n");
-        out.push_str(&doc);
-        out.push('\n');
-    };
     for f in flavors {
-        push(serde_json::to_string_pretty(f)?);
+        super::push_document(&mut out, f)?;
     }
     for c in cohorts {
-        push(serde_json::to_string_pretty(c)?);
+        super::push_document(&mut out, c)?;
     }
     for t in tenants {
-        push(serde_json::to_string_pretty(t)?);
+        super::push_document(&mut out, t)?;
     }
     Ok(out)
 }
