@@ -126,11 +126,11 @@ pub fn run(
         let timeline =
             TimelineSpec { setup: Setup::Gantry, policy: policies[0], start, end, sample_every: 3600 };
         return crate::serve_sim::run(
-            &tenancy,
-            &models,
-            &node_list,
-            &workloads,
-            &timeline,
+            tenancy,
+            models,
+            node_list,
+            workloads,
+            timeline,
             addr,
             args.speed.unwrap_or(21_600.0),
         );

@@ -133,3 +133,52 @@ fn a_bad_tenants_file_names_file_line_and_field() {
     let out = gantry(&["simulate", "--tenants", file.to_str().unwrap()]);
     fails_with(&out, &["tenants.yaml:7", "H100"]);
 }
+
+/// `simulate --serve` on a month paced to last hours, stopped by `signal` once it serves: the
+/// process ends at once (exit 0), mid-run, and says nothing of an error.
+fn serve_stops_on(signal: &str) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let tenants = repo().join("examples/tenants/venus.yaml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["simulate", "--tenants", tenants.to_str().unwrap(), "--workloads", "2000"])
+        .args(["--serve", "127.0.0.1:0", "--speed", "60"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let serving = lines.by_ref().map_while(Result::ok).any(|l| l.contains("dashboard at http://"));
+    assert!(serving, "the dashboard line");
+    let said = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    let sent = Instant::now();
+    let kill = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    // Polled rather than waited on, so that a process that never stops fails the test instead
+    // of hanging it.
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if sent.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("simulate --serve still running 30 s after {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = sent.elapsed();
+    let said = said.join().unwrap();
+    assert!(status.success(), "{signal}: {status}; stderr: {said}");
+    assert!(!said.contains("error") && !said.contains("done in"), "stopped mid-run, quietly: {said}");
+    assert!(took < Duration::from_secs(1), "{signal}: exited {took:?} after the signal");
+}
+
+#[test]
+fn serve_stops_at_once_on_sigterm() {
+    serve_stops_on("-TERM");
+}
+
+#[test]
+fn serve_stops_at_once_on_sigint() {
+    serve_stops_on("-INT");
+}
