@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 use gantry_quota_api::import::import;
-use gantry_quota_api::ledger::Ledger;
+use gantry_quota_api::ledger::{Ledger, Step, Sums};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -20,10 +20,14 @@ enum LedgerCommand {
         #[arg(long, value_name = "FILE")]
         ledger: PathBuf,
     },
-    /// Print the number of accruals and their totals (milli-unit-seconds and micro-units).
+    /// Print usage and cost per tenant and flavor, over the whole ledger: unit-hours (GPU-hours;
+    /// core-hours for `cpu`) within quota, borrowed and idle, and what they cost.
     Totals {
         #[arg(long, value_name = "FILE")]
         ledger: PathBuf,
+        /// The currency the prices were set in (the tenants file's `currency`), to label amounts.
+        #[arg(long, value_name = "CODE")]
+        currency: Option<String>,
     },
 }
 
@@ -41,14 +45,60 @@ pub fn run(args: LedgerArgs) -> Result<(), String> {
             );
             Ok(())
         }
-        LedgerCommand::Totals { ledger } => {
+        LedgerCommand::Totals { ledger, currency } => {
             let l = Ledger::open(&ledger).map_err(|e| e.to_string())?;
-            let (n, s) = l.totals().map_err(|e| e.to_string())?;
-            println!(
-                "accruals {n} guaranteed {} borrowed {} idle {} guaranteed_cost {} borrowed_cost {} idle_cost {}",
-                s.guaranteed, s.borrowed, s.idle, s.guaranteed_cost, s.borrowed_cost, s.idle_cost
-            );
+            let (n, _) = l.totals().map_err(|e| e.to_string())?;
+            // From the daily rollups: they outlive accruals dropped by retention.
+            let rows = l.sums(Step::Day, None, i64::MIN, i64::MAX).map_err(|e| e.to_string())?;
+            print!("{}", totals_table(&rows, currency.as_deref().unwrap_or("units")));
+            println!("{n} accruals kept in {}", ledger.display());
             Ok(())
         }
     }
+}
+
+/// The rows as an aligned table with a total line: hours with one decimal, money with two.
+fn totals_table(rows: &[(String, String, Sums)], currency: &str) -> String {
+    let hours = |milli_seconds: u64| format!("{:.1}", milli_seconds as f64 / 3_600_000.0);
+    let money = |micros: u64| format!("{:.2}", micros as f64 / 1e6);
+    let mut total = Sums::default();
+    let mut lines = vec![[
+        "TENANT".to_string(),
+        "FLAVOR".into(),
+        "HOURS IN QUOTA".into(),
+        "BORROWED".into(),
+        "OF THOSE IDLE".into(),
+        format!("COST ({currency})"),
+        "IDLE COST".into(),
+    ]];
+    let mut row = |tenant: &str, flavor: &str, s: &Sums| {
+        let cost = s.guaranteed_cost.saturating_add(s.borrowed_cost);
+        lines.push([
+            tenant.into(),
+            flavor.into(),
+            hours(s.guaranteed),
+            hours(s.borrowed),
+            hours(s.idle),
+            money(cost),
+            money(s.idle_cost),
+        ]);
+    };
+    for (tenant, flavor, s) in rows {
+        row(tenant, flavor, s);
+        total.add(s);
+    }
+    row("total", "", &total);
+    let widths: Vec<usize> = (0..7).map(|c| lines.iter().map(|l| l[c].len()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for l in &lines {
+        let cells: Vec<String> = l
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (v, w))| if c < 2 { format!("{v:<w$}") } else { format!("{v:>w$}") })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }

@@ -147,3 +147,46 @@ fn a_writer_killed_at_random_points_loses_nothing_and_counts_nothing_twice() {
     assert_eq!(check(), before);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn totals_are_hours_and_money_per_tenant_and_flavor() {
+    // Two hours of 2 GPUs in quota and one borrowed hour of 1 GPU, half of it idle, at 3.50 per
+    // GPU-hour; and a quarter hour of 4 cores at 0.04 per core-hour.
+    let dir = std::env::temp_dir().join(format!("gantry-ledger-totals-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("ledger.db");
+    let hour = 3_600_000u64;
+    let record =
+        |flavor: &str, start: i64, guaranteed: u64, borrowed: u64, idle: u64, price_micros: u64| Record {
+            tenant: "team-a".into(),
+            flavor: flavor.into(),
+            start,
+            end: start + 3600,
+            guaranteed,
+            borrowed,
+            idle,
+            price_micros,
+            node: None,
+        };
+    let records = [
+        record("A100", 1_796_000_400, 2 * hour, 0, 0, 3_500_000),
+        record("A100", 1_796_004_000, 2 * hour, hour, hour / 2, 3_500_000),
+        record("cpu", 1_796_000_400, hour, 0, 0, 40_000),
+    ];
+    let lines: String = records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+    assert_eq!(run(&db, &lines, None).len(), 3);
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["ledger", "totals", "--ledger", db.to_str().unwrap(), "--currency", "EUR"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert!(text.lines().next().unwrap().contains("COST (EUR)"), "{text}");
+    assert_eq!(rows[1], ["team-a", "A100", "4.0", "1.0", "0.5", "17.50", "1.75"], "{text}");
+    assert_eq!(rows[2], ["team-a", "cpu", "1.0", "0.0", "0.0", "0.04", "0.00"], "{text}");
+    assert_eq!(rows[3], ["total", "5.0", "1.0", "0.5", "17.54", "1.75"], "{text}");
+    assert!(rows[4].starts_with(&["3", "accruals"]), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
