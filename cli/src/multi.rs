@@ -1,12 +1,13 @@
 //! `gantry simulate --tenants FILE`: the multi-tenant simulation over time.
 
 use crate::{Format, MultiArgs, WorkloadSource};
+use gantry_core::model::Node;
 use gantry_core::tenancy::file;
 use gantry_core::PolicyKind;
 use gantry_sim::bundled;
 use gantry_sim::multi::generate::{generate, GenSpec};
 use gantry_sim::multi::timeline::{Setup, TimelineSpec};
-use gantry_sim::multi::{openb, simulate_tenants, MultiSpec, DEFAULT_START};
+use gantry_sim::multi::{openb, simulate_tenants, MultiSpec, SimWorkload, DEFAULT_START};
 use gantry_sim::trace::{parse_nodes, parse_pods, Trace};
 use std::path::{Path, PathBuf};
 
@@ -119,6 +120,7 @@ pub fn run(
                 Some(d) => start + (d * 86400.0).round() as i64,
                 None => start + last.max(1),
             };
+            explain_light_load(&w, &node_list, start, end);
             (w, format!("{} pods of {pods_name} (tenants drawn with seed {seed})", trace.pods.len()), end)
         }
     };
@@ -156,4 +158,39 @@ pub fn run(
         println!();
     }
     Ok(())
+}
+
+/// Below this share of the cluster's GPU-time asked for, nothing contends and every setup's
+/// table reads the same.
+const LIGHT_LOAD: f64 = 0.2;
+
+/// Says so when a replayed trace asks for too little of the cluster for quotas to matter: the
+/// openb pod list's pods have creation and deletion times spread over months, so on its own
+/// 6,212-GPU cluster they hold a fraction of a percent of the GPUs and every wait is zero.
+fn explain_light_load(workloads: &[SimWorkload], nodes: &[Node], start: i64, end: i64) {
+    let capacity: u64 = nodes.iter().map(|n| n.gpu_capacity() as u64).sum();
+    let span = end - start;
+    // GPU-time asked within [start, end): what ran past the end or arrived after it is not run.
+    let asked: f64 = workloads
+        .iter()
+        .filter(|w| w.workload.submitted < end)
+        .map(|w| {
+            let w_gpu: u64 =
+                w.workload.pod_sets.iter().map(|s| s.request.gpu_total() as u64 * s.count as u64).sum();
+            let runs = w.duration.min(end - w.workload.submitted.max(start)).max(0);
+            w_gpu as f64 * runs as f64
+        })
+        .sum();
+    let offered = asked / (capacity as f64 * span.max(1) as f64);
+    if offered < LIGHT_LOAD {
+        eprintln!(
+            "note: these pods ask for {:.1} % of the cluster's GPU-time over the {:.0} days simulated, so \
+             nothing waits and the setups cannot differ: the tables show how usage is charged, not how \
+             quotas contend. For contention, replay them on fewer nodes (--nodes with a shorter node \
+             list) or use generated workloads (leave out --workload; --load sets how full the cluster \
+             is).",
+            offered * 100.0,
+            span as f64 / 86_400.0
+        );
+    }
 }

@@ -95,6 +95,43 @@ fn openb_workload_runs_with_the_openb_tenants() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["setups"].as_array().unwrap().len(), 1);
     assert!(v["workload"].as_str().unwrap().contains("8152 pods"));
+    // The trace asks for far less than the cluster holds, and the user is told why every wait is 0.
+    let note = text(&out.stderr);
+    assert!(note.contains("% of the cluster's GPU-time") && note.contains("nothing waits"), "{note}");
+}
+
+#[test]
+fn a_trace_that_fills_the_cluster_gets_no_light_load_note() {
+    // The openb pods on one node of each of its models: they contend, so there is nothing to
+    // explain.
+    let dir = std::env::temp_dir().join(format!("gantry-multi-nodes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let all = std::fs::read_to_string(repo().join("traces/openb/openb_node_list_gpu_node.csv")).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let few: String = all
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| *i == 0 || seen.insert(l.rsplit(',').next().unwrap_or("").to_string()))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    let nodes = dir.join("nodes.csv");
+    std::fs::write(&nodes, few).unwrap();
+    let out = gantry(&[
+        "simulate",
+        "--tenants",
+        "examples/tenants/openb.yaml",
+        "--workload",
+        "openb",
+        "--nodes",
+        nodes.to_str().unwrap(),
+        "--compare",
+        "none",
+        "--format",
+        "json",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("nothing waits"), "{}", text(&out.stderr));
 }
 
 #[test]
