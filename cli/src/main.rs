@@ -1,5 +1,6 @@
 //! The `gantry` command line.
 
+mod check;
 mod ledger;
 mod multi;
 mod node_agent;
@@ -79,6 +80,8 @@ enum Command {
     NodeAgent(node_agent::NodeAgentArgs),
     /// The cost ledger file: import accruals (JSON lines, idempotent), print totals.
     Ledger(ledger::LedgerArgs),
+    /// Check a tenants file: every error at once, and quotas the cluster's GPUs cannot hold.
+    Check(check::CheckArgs),
     /// Serve the quota API and dashboard over a ledger file: usage, cost, queue and budgets per
     /// tenant; the scheduler's leader sends accruals and the view of the queue.
     QuotaApi(quota_api::QuotaApiArgs),
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
         Command::Webhook(args) => webhook::run(args),
         Command::NodeAgent(args) => node_agent::run(args),
         Command::Ledger(args) => ledger::run(args),
+        Command::Check(args) => check::run(args),
         Command::QuotaApi(args) => quota_api::run(args),
     };
     match result {

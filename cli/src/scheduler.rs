@@ -133,7 +133,7 @@ async fn serve(
 
 /// Nodes from a CSV node list, or from Node objects (a `List`/`NodeList`, or one Node) in YAML or
 /// JSON, which go through the same reading as nodes from the API server.
-fn load_nodes(path: &PathBuf) -> Result<Cluster, String> {
+pub(crate) fn load_nodes(path: &PathBuf) -> Result<Cluster, String> {
     let name = path.display().to_string();
     let text = read(path)?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();

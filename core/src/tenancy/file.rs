@@ -27,6 +27,7 @@ use super::build::{
 use super::{Settings, Tenancy};
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{LoadError, LoaderOptions, Node};
+use std::cell::RefCell;
 use std::path::Path;
 
 /// A refused tenants file: where, which field, what is wrong and how to fix it.
@@ -89,6 +90,61 @@ pub fn parse_settings(file: &str, text: &str) -> Res<Settings> {
     settings_tree(text).map_err(|e| TenantFileError { file: file.to_string(), ..e })
 }
 
+/// Every refusal of the tenants file `text` at once (empty: the file is good), in line order, for
+/// `gantry check tenants`. Where [`parse`] stops at the first problem, this goes on: an unknown
+/// key or a bad optional value is left out and the rest read; a list item missing a required key
+/// is left out whole; the builder then reports every refusal of what was read. A YAML syntax
+/// error still ends the check (nothing after it can be read reliably).
+pub fn check(file: &str, text: &str) -> (Option<(Tenancy, Settings)>, Vec<TenantFileError>) {
+    COLLECT.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let result = parse_tree_all(text);
+    let mut errors = COLLECT.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    let parsed = match result {
+        Ok(Ok(parsed)) if errors.is_empty() => Some(parsed),
+        Ok(Ok(_)) => None,
+        Ok(Err(refusals)) => {
+            errors.extend(refusals.into_iter().map(refusal_error));
+            None
+        }
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+    errors.dedup();
+    for e in &mut errors {
+        e.file = file.to_string();
+    }
+    (parsed, errors)
+}
+
+thread_local! {
+    /// Set while [`check`] runs: the problems recorded so far, instead of stopping at the first.
+    static COLLECT: RefCell<Option<Vec<TenantFileError>>> = const { RefCell::new(None) };
+}
+
+/// Records `e` and goes on when checking the whole file; otherwise stops with it.
+fn record(e: TenantFileError) -> Res<()> {
+    COLLECT.with(|c| match c.borrow_mut().as_mut() {
+        Some(errors) => {
+            errors.push(e);
+            Ok(())
+        }
+        None => Err(e),
+    })
+}
+
+/// An optional value that could not be read: absent, once recorded (see [`record`]).
+fn soft<T>(r: Res<Option<T>>) -> Res<Option<T>> {
+    r.or_else(|e| record(e).map(|()| None))
+}
+
+/// A list item that could not be read: left out, once recorded (see [`record`]).
+fn item<T>(r: Res<T>) -> Res<Option<T>> {
+    r.map(Some).or_else(|e| record(e).map(|()| None))
+}
+
 fn read(path: &Path, what: &str) -> Res<(String, String)> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
@@ -108,15 +164,29 @@ fn yaml(text: &str) -> Res<Node> {
 }
 
 fn parse_tree(text: &str) -> Res<(Tenancy, Settings)> {
+    parse_tree_all(text)?.map_err(first)
+}
+
+/// The file read, then built: the reading's first problem, or the builder's every refusal.
+fn parse_tree_all(text: &str) -> Res<Result<(Tenancy, Settings), Vec<Refusal>>> {
     let root = yaml(text)?;
     let top = Obj::new(&root, "", TOP_KEYS)?;
     let raw_settings = settings_raw(&top)?;
     let flavors = flavors(&top)?;
     let cohorts = cohorts(&top)?;
     let tenants = tenants(&top)?;
-    let settings = build::settings(&raw_settings, &FileForm).map_err(first)?;
-    let tenancy = build::tenancy(&settings, &flavors, &cohorts, &tenants, &FileForm).map_err(first)?;
-    Ok((tenancy, settings))
+    let settings = match build::settings(&raw_settings, &FileForm) {
+        Ok(s) => s,
+        Err(mut refusals) => {
+            // The tenants are still built, against default settings, for their own refusals.
+            let defaults = Settings::default();
+            if let Err(more) = build::tenancy(&defaults, &flavors, &cohorts, &tenants, &FileForm) {
+                refusals.extend(more);
+            }
+            return Ok(Err(refusals));
+        }
+    };
+    Ok(build::tenancy(&settings, &flavors, &cohorts, &tenants, &FileForm).map(|t| (t, settings)))
 }
 
 fn settings_tree(text: &str) -> Res<Settings> {
@@ -168,12 +238,18 @@ impl Form for FileForm {
     }
 }
 
-/// The first refusal of the builder, as the file's error (the file reports one at a time).
+/// The first refusal of the builder, as the file's error ([`parse`] reports one at a time).
 fn first(refusals: Vec<Refusal>) -> TenantFileError {
     match refusals.into_iter().next() {
-        Some(Refusal { at: At { origin: Origin::Line(line), field }, problem }) => err(line, &field, problem),
-        Some(Refusal { at, problem }) => err(None, &at.item(), problem),
+        Some(r) => refusal_error(r),
         None => err(None, "", "refused without a reason; please report this"),
+    }
+}
+
+fn refusal_error(r: Refusal) -> TenantFileError {
+    match r {
+        Refusal { at: At { origin: Origin::Line(line), field }, problem } => err(line, &field, problem),
+        Refusal { at, problem } => err(None, &at.item(), problem),
     }
 }
 
@@ -305,14 +381,15 @@ impl<'a> Obj<'a> {
     /// `node` as a mapping; any key not in `allowed` is refused, with the allowed ones listed.
     fn new(node: &'a Node, path: &str, allowed: &[&str]) -> Res<Self> {
         let map = entries(node, path)?;
-        if let Some(key) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        // Unknown keys are never read, so checking the whole file goes on past them.
+        for key in map.keys().filter(|k| !allowed.contains(&k.as_str())) {
             let problem = format!(
                 "unknown key `{}`{}; allowed keys here: {}",
                 key.as_str(),
                 build::suggest(key.as_str(), allowed.iter().copied()),
                 allowed.join(", ")
             );
-            return Err(err(key_line(key), &join(path, key.as_str()), problem));
+            record(err(key_line(key), &join(path, key.as_str()), problem))?;
         }
         Ok(Obj { node, map, path: path.to_string() })
     }
@@ -340,7 +417,7 @@ impl<'a> Obj<'a> {
 
     /// The single value of an optional key.
     fn opt_val(&self, key: &str) -> Res<Option<Val>> {
-        self.opt(key).map(|n| val(n, &self.field(key))).transpose()
+        soft(self.opt(key).map(|n| val(n, &self.field(key))).transpose())
     }
 
     /// The single value of a required key.
@@ -366,11 +443,14 @@ fn settings_raw(top: &Obj) -> Res<RawSettings> {
     }
     if let Some(node) = top.opt("priorityClasses") {
         let mut classes = Vec::new();
-        for (i, item) in list(node, "priorityClasses")?.iter().enumerate() {
-            let obj = Obj::new(item, &format!("priorityClasses[{i}]"), &["name", "value"])?;
-            let name = obj.name("priority class")?;
-            let value = obj.req_val("value", "give the class a priority, e.g. `value: 500`")?;
-            classes.push(RawClass { at: obj.at(), name, value });
+        for (i, node) in list(node, "priorityClasses")?.iter().enumerate() {
+            let class = item((|| {
+                let obj = Obj::new(node, &format!("priorityClasses[{i}]"), &["name", "value"])?;
+                let name = obj.name("priority class")?;
+                let value = obj.req_val("value", "give the class a priority, e.g. `value: 500`")?;
+                Ok(RawClass { at: obj.at(), name, value })
+            })())?;
+            classes.extend(class);
         }
         raw.priority_classes = Some(RawList { at: At::line(line(node), "priorityClasses"), items: classes });
     }
@@ -384,15 +464,18 @@ fn flavors(top: &Obj) -> Res<Vec<RawFlavor>> {
     let hint = "list the GPU models (and `cpu`) that quotas are given in, e.g. `flavors: [{name: A100}]`";
     let items = nonempty_list(top.req("flavors", hint)?, "flavors", hint)?;
     let mut flavors = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let obj = Obj::new(item, &format!("flavors[{i}]"), &["name", "price", "sharing"])?;
-        flavors.push(RawFlavor {
-            at: obj.at(),
-            name: obj.name("flavor")?,
-            key: None,
-            price: obj.opt_val("price")?,
-            sharing: obj.opt_val("sharing")?,
-        });
+    for (i, node) in items.iter().enumerate() {
+        let flavor = item((|| {
+            let obj = Obj::new(node, &format!("flavors[{i}]"), &["name", "price", "sharing"])?;
+            Ok(RawFlavor {
+                at: obj.at(),
+                name: obj.name("flavor")?,
+                key: None,
+                price: obj.opt_val("price")?,
+                sharing: obj.opt_val("sharing")?,
+            })
+        })())?;
+        flavors.extend(flavor);
     }
     Ok(flavors)
 }
@@ -400,9 +483,12 @@ fn flavors(top: &Obj) -> Res<Vec<RawFlavor>> {
 fn cohorts(top: &Obj) -> Res<Vec<RawCohort>> {
     let Some(node) = top.opt("cohorts") else { return Ok(Vec::new()) };
     let mut cohorts = Vec::new();
-    for (i, item) in list(node, "cohorts")?.iter().enumerate() {
-        let obj = Obj::new(item, &format!("cohorts[{i}]"), &["name", "parent"])?;
-        cohorts.push(RawCohort { at: obj.at(), name: obj.name("cohort")?, parent: obj.opt_val("parent")? });
+    for (i, node) in list(node, "cohorts")?.iter().enumerate() {
+        let cohort = item((|| {
+            let obj = Obj::new(node, &format!("cohorts[{i}]"), &["name", "parent"])?;
+            Ok(RawCohort { at: obj.at(), name: obj.name("cohort")?, parent: obj.opt_val("parent")? })
+        })())?;
+        cohorts.extend(cohort);
     }
     Ok(cohorts)
 }
@@ -411,8 +497,8 @@ fn tenants(top: &Obj) -> Res<Vec<RawTenant>> {
     let hint = "list at least one tenant, e.g. `tenants: [{name: team-a, namespaces: [team-a]}]`";
     let items = nonempty_list(top.req("tenants", hint)?, "tenants", hint)?;
     let mut tenants = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        tenants.push(tenant(&Obj::new(item, &format!("tenants[{i}]"), TENANT_KEYS)?)?);
+    for (i, node) in items.iter().enumerate() {
+        tenants.extend(item(Obj::new(node, &format!("tenants[{i}]"), TENANT_KEYS).and_then(|o| tenant(&o)))?);
     }
     Ok(tenants)
 }
