@@ -9,7 +9,10 @@
    and 1.37 in strict mode (kubernetes-validate, offline); Gantry's own objects against the CRDs'
    own schemas. Kinds of other projects (cert-manager, the Prometheus Operator, Kubeflow, KServe)
    have no schema here: only those named in THIRD_PARTY may skip it.
-4. Assert the safety properties on the rendered output (see the checks below).
+4. Assert the safety properties on the rendered output (see the checks below), and that every
+   per-component option (priority class, pod labels and annotations, security contexts merged over
+   the hardened defaults, log level, spread constraints, the dashboard's Ingress) lands where it
+   should, from the chart's values.yaml with each values file over it.
 5. Negative controls: each checker must reject a known-bad input, so a checker that accepts
    everything cannot pass this test.
 
@@ -427,6 +430,158 @@ def check_rollouts(chart):
         check(case, pod_annotations(a, name) == pod_annotations(b, name), f"{name} rolls for a change it does not read")
 
 
+# --- per-component options -------------------------------------------------------------------
+
+# values key -> the workload it configures, and whether it runs the `gantry` binary (RUST_LOG).
+COMPONENTS = {
+    "scheduler": ("Deployment", "gantry-scheduler", True),
+    "kubeScheduler": ("Deployment", "gantry-kube-scheduler", False),
+    "webhook": ("Deployment", "gantry-webhook", True),
+    "quotaApi": ("Deployment", "gantry-quota-api", True),
+    "nodeAgent": ("DaemonSet", "gantry-node-agent", True),
+}
+# The hardened defaults the chart's security contexts start from (_helpers.tpl).
+POD_SC = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SC = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False, "capabilities": {"drop": ["ALL"]}}
+NODE_AGENT_POD_SC = {"seccompProfile": {"type": "RuntimeDefault"}}
+NODE_AGENT_CONTAINER_SC = {"runAsUser": 0, "runAsNonRoot": False, **CONTAINER_SC}
+
+
+def deep_merge(base, over):
+    """Helm's coalescing of a values file over the chart's values: maps merge, the rest replaces."""
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def merged_context(defaults, override):
+    """What the chart promises for a securityContext: the override's keys over the defaults', one
+    level down too; every default the override does not name stays."""
+    out = copy.deepcopy(defaults)
+    for k, v in (override or {}).items():
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def check_options(case, objects, values):
+    """`values`: the chart's values.yaml with the case's values over it."""
+    create = values["priorityClass"]["create"]
+    classes = find(objects, "PriorityClass")
+    check(case, len(classes) == (1 if create else 0), f"{len(classes)} PriorityClass objects, priorityClass.create is {create}")
+    for pc in classes:
+        check(case, pc["metadata"]["name"] == "gantry-critical" and pc.get("value") == values["priorityClass"]["value"] and pc.get("globalDefault") is False, f"the chart's PriorityClass: {pc}")
+        check(case, pc["value"] <= 1000000000, "a PriorityClass of the chart's above 1000000000 is refused")
+    own = set(PART_OF_LABELS)
+    for key, (kind, name, gantry) in COMPONENTS.items():
+        v = values[key]
+        if not v.get("enabled", True):
+            continue
+        w = one(case, objects, kind, name)
+        if not w:
+            continue
+        tpl = w["spec"]["template"]
+        pod, labels, annotations = tpl["spec"], tpl["metadata"].get("labels", {}), tpl["metadata"].get("annotations", {})
+        selector = w["spec"]["selector"]["matchLabels"]
+        want = v.get("priorityClassName") or ("gantry-critical" if create else None)
+        check(case, pod.get("priorityClassName") == want, f"{name}: priorityClassName {pod.get('priorityClassName')!r}, want {want!r}")
+        check(case, all(labels.get(k) == x for k, x in selector.items()), f"{name}: the pod labels {labels} do not match the selector {selector}")
+        for k, x in v.get("podLabels", {}).items():
+            if k in own:
+                check(case, labels.get(k) == w["metadata"]["labels"].get(k), f"{name}: podLabels overrode the chart's label {k}")
+            else:
+                check(case, labels.get(k) == x, f"{name}: podLabels {k}={x} not on the pods")
+        for k, x in v.get("podAnnotations", {}).items():
+            if not k.startswith("checksum/"):
+                check(case, annotations.get(k) == x, f"{name}: podAnnotations {k}={x} not on the pods")
+        node_agent = key == "nodeAgent"
+        want_pod = merged_context(NODE_AGENT_POD_SC if node_agent else POD_SC, v.get("podSecurityContext"))
+        check(case, pod.get("securityContext") == want_pod, f"{name}: pod securityContext {pod.get('securityContext')}, want the defaults with the override: {want_pod}")
+        c = pod["containers"][0]
+        want_c = merged_context(NODE_AGENT_CONTAINER_SC if node_agent else CONTAINER_SC, v.get("containerSecurityContext"))
+        check(case, c.get("securityContext") == want_c, f"{name}: container securityContext {c.get('securityContext')}, want the defaults with the override: {want_c}")
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        want_log = (values.get("logLevel") or None) if gantry else None
+        check(case, env.get("RUST_LOG") == want_log, f"{name}: RUST_LOG {env.get('RUST_LOG')!r}, want {want_log!r} (logLevel)")
+        spread = v.get("topologySpreadConstraints")
+        if spread:
+            want_spread = [{**t, "labelSelector": t.get("labelSelector", {"matchLabels": selector})} for t in spread]
+            check(case, pod.get("topologySpreadConstraints") == want_spread, f"{name}: topologySpreadConstraints {pod.get('topologySpreadConstraints')}, want {want_spread}")
+    q = values["quotaApi"]
+    ing, ingresses = q["ingress"], find(objects, "Ingress")
+    enabled = q["enabled"] and ing["enabled"]
+    check(case, len(ingresses) == (1 if enabled else 0), f"{len(ingresses)} Ingresses; quotaApi.ingress.enabled is {ing['enabled']}, quotaApi.enabled {q['enabled']}")
+    for i in ingresses:
+        spec = i["spec"]
+        rules = spec.get("rules", [])
+        paths = [p for r in rules for p in r.get("http", {}).get("paths", [])]
+        svc = one(case, objects, "Service", "gantry-quota-api")
+        port = next((p["port"] for p in svc.get("spec", {}).get("ports", []) if p.get("targetPort") == "http"), None)
+        check(case, len(paths) == 1 and paths[0]["backend"]["service"] == {"name": "gantry-quota-api", "port": {"number": port}}, f"the Ingress does not point at the quota API's Service port {port}: {paths}")
+        check(case, paths and (paths[0]["path"], paths[0]["pathType"]) == (ing["path"], ing["pathType"]), f"the Ingress path {paths}")
+        check(case, [r.get("host") for r in rules] == [ing["host"] or None], f"the Ingress hosts {[r.get('host') for r in rules]}, want {ing['host']!r}")
+        check(case, spec.get("ingressClassName") == (ing["className"] or None), f"ingressClassName {spec.get('ingressClassName')}")
+        check(case, i["metadata"].get("annotations", {}) == ing["annotations"], "the Ingress's annotations")
+        want_tls = [{"secretName": t["secretName"], **({"hosts": t.get("hosts") or [ing["host"]]} if t.get("hosts") or ing["host"] else {})} for t in ing["tls"]]
+        check(case, spec.get("tls", []) == want_tls, f"the Ingress's tls {spec.get('tls')}, want {want_tls}")
+
+
+def check_notes(case, notes, values):
+    check(case, "raw.githubusercontent.com" not in notes and "ghcr.io/gantry-dev/gantry:" not in notes, "NOTES points at a URL nothing publishes")
+    placeholder = values["image"]["repository"] == "ghcr.io/gantry-dev/gantry"
+    check(case, ("no registry\npublishes" in notes) == placeholder, "NOTES must say exactly when the image is the chart's placeholder")
+    if values["quotaApi"]["enabled"]:
+        # What kube_auth.rs asks in its SubjectAccessReviews: list tenants (admins), get a named
+        # Tenant (its users); Tenants are cluster-scoped, so ClusterRoleBindings.
+        check(case, "--clusterrole=gantry-quota-admin" in notes, "NOTES does not show the admins' binding")
+        check(case, "--verb=get --resource=tenants.gantry.dev --resource-name=" in notes and "kubectl create clusterrolebinding gantry-quota-team-a" in notes, "NOTES does not show a tenant's users' role and binding")
+
+
+def check_overrides(chart, defaults):
+    """Values the ci/ files, being worked examples, do not set: labels that would move a selector,
+    and security contexts that explicitly weaken a default."""
+    case = "overrides"
+    values = {
+        "scheduler": {"podLabels": {"app.kubernetes.io/component": "evil", "app.kubernetes.io/instance": "other", "example.com/team": "a"}},
+        "quotaApi": {
+            "podLabels": {"app.kubernetes.io/name": "evil"},
+            # Explicit changes, false included, are honoured; every other default stays.
+            "containerSecurityContext": {"readOnlyRootFilesystem": False, "capabilities": {"add": ["NET_BIND_SERVICE"]}},
+            "podSecurityContext": {"runAsUser": 1234},
+            "ingress": {"enabled": True},
+        },
+        "nodeAgent": {"containerSecurityContext": {"privileged": False}},
+    }
+    objects, notes = render(chart, values)
+    check_options(case, objects, deep_merge(defaults, values))
+    for name, component in (("gantry-scheduler", "scheduler"), ("gantry-quota-api", "quota-api")):
+        labels = pod_labels(objects, name)
+        check(case, labels.get("app.kubernetes.io/component") == component and labels.get("app.kubernetes.io/name") == "gantry" and labels.get("app.kubernetes.io/instance") == RELEASE, f"{name}: podLabels moved a selector label: {labels}")
+    q = one(case, objects, "Deployment", "gantry-quota-api")["spec"]["template"]["spec"]
+    sc, psc = q["containers"][0].get("securityContext", {}), q.get("securityContext", {})
+    check(case, sc.get("readOnlyRootFilesystem") is False and sc.get("allowPrivilegeEscalation") is False and sc.get("capabilities") == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}, f"quota API container securityContext {sc}")
+    check(case, psc.get("runAsUser") == 1234 and psc.get("runAsNonRoot") is True and psc.get("seccompProfile") == {"type": "RuntimeDefault"}, f"quota API pod securityContext {psc}")
+    check(case, "WARNING: the Ingress has no TLS" in notes and "quotaApi.allowFrom is empty" in notes, "NOTES does not warn about an Ingress without TLS or kept out by the NetworkPolicy")
+    objects, _ = render(chart, {"quotaApi": {"enabled": False, "ingress": {"enabled": True}}})
+    check(case, not find(objects, "Ingress"), "an Ingress without the quota API")
+    # The checker itself: the defaults' objects judged against other values must fail.
+    default_objects, _ = render(chart, {})
+    before = len(failures)
+    check_options("control", default_objects, deep_merge(defaults, {"logLevel": "debug", "priorityClass": {"create": True}, "quotaApi": {"ingress": {"enabled": True}}, "webhook": {"podLabels": {"a": "b"}, "podSecurityContext": {"runAsUser": 1}}}))
+    caught = failures[before:]
+    del failures[before:]
+    for what in ("PriorityClass objects", "RUST_LOG", "Ingresses", "podLabels a=b", "pod securityContext", "priorityClassName"):
+        check("controls", any(what in f for f in caught), f"check_options does not notice a wrong {what}")
+
+
+def pod_labels(objects, name):
+    found = [w for w in workloads(objects) if w["metadata"]["name"] == name]
+    return found[0]["spec"]["template"]["metadata"].get("labels", {}) if found else {}
+
+
 # --- negative controls -----------------------------------------------------------------------
 
 
@@ -440,6 +595,10 @@ def negative_controls(chart, schemas):
         pass
     lint = helm_python.lint(chart, {"scheduler": {"replicas": "two"}}, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
     check(case, any("replicas" in e for e in lint["errors"]), f"the values schema accepted replicas: two ({lint['errors']})")
+    lint = helm_python.lint(chart, {"priorityClass": {"create": True, "value": 2000000000}}, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
+    check(case, any("value" in e for e in lint["errors"]), f"the values schema accepted a PriorityClass value reserved to system classes ({lint['errors']})")
+    lint = helm_python.lint(chart, {"webhook": {"podLabels": {"a": 1}}}, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
+    check(case, bool(lint["errors"]), "the values schema accepted a label value that is no string")
     lint = helm_python.lint(chart, {"webhooks": {}}, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
     check(case, bool(lint["errors"]), "the values schema accepted an unknown top-level key")
     tenant = schemas.get(("gantry.dev/v1alpha1", "Tenant"))
@@ -469,7 +628,8 @@ def main():
                 validate_k8s("crds", crd, {})
 
     cases = sorted(glob.glob(os.path.join(chart, "ci", "*-values.yaml")))
-    check("cases", len(cases) >= 4, f"expected at least 4 values files in ci/, found {len(cases)}")
+    check("cases", len(cases) >= 5, f"expected at least 5 values files in ci/, found {len(cases)}")
+    defaults = load_values(os.path.join(chart, "values.yaml"))
     summary = []
     selectors = {}
     for path in cases:
@@ -490,6 +650,8 @@ def main():
         check_rbac(case, objects, values)
         check_pods(case, objects, values)
         check_components(case, objects, values)
+        check_options(case, objects, deep_merge(defaults, values))
+        check_notes(case, notes, deep_merge(defaults, values))
         os.makedirs(os.path.join(opts.out, case), exist_ok=True)
         with open(os.path.join(opts.out, case, "objects.json"), "w") as f:
             json.dump(objects, f, indent=1, sort_keys=True)
@@ -516,6 +678,7 @@ def main():
 
     check_upgrades(selectors)
     check_rollouts(chart)
+    check_overrides(chart, defaults)
     negative_controls(chart, schemas)
 
     print("\n".join(summary))

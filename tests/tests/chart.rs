@@ -86,7 +86,7 @@ fn object<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
 #[test]
 fn the_chart_lints_renders_and_validates_with_every_values_file() {
     let out = rendered();
-    for case in ["default", "cert-manager", "ha", "no-node-agent"] {
+    for case in ["default", "cert-manager", "ha", "no-node-agent", "all-options"] {
         assert!(!objects(case).is_empty(), "{case} rendered nothing into {}", out.display());
     }
 }
@@ -162,6 +162,9 @@ fn the_image_recipe_runs_gantry_as_the_user_the_chart_expects() {
         "the chart passes subcommands as args to the gantry entrypoint"
     );
     assert!(dockerfile.contains("cargo build --release --locked -p gantry"));
+    // The image's binary is stripped (no debug information, no symbol table).
+    assert!(dockerfile.contains("CARGO_PROFILE_RELEASE_STRIP=symbols"));
+    assert!(dockerfile.contains("CARGO_PROFILE_RELEASE_DEBUG=false"));
     let values = std::fs::read_to_string(repo().join("charts/gantry/values.yaml")).expect("values");
     assert!(values.contains("repository: ghcr.io/gantry-dev/gantry\n"));
     for o in objects("default") {
@@ -184,6 +187,58 @@ fn the_image_recipe_runs_gantry_as_the_user_the_chart_expects() {
             assert_eq!(user.and_then(Value::as_i64), Some(want), "{}", o["metadata"]["name"]);
         }
     }
+}
+
+/// `ci/all-options-values.yaml` sets every per-component option; check.py compares each with the
+/// values in detail. Here, from the objects alone: every pod has a priority class that exists (or
+/// is a system or named class), the Gantry containers log with the filter set, the pod labels still
+/// match the selectors, and the Ingress reaches the quota API's Service port.
+#[test]
+fn the_per_component_options_reach_every_pod() {
+    let all = objects("all-options");
+    let created = object(&all, "PriorityClass", "gantry-critical");
+    assert_eq!(created["value"], 900_000_000);
+    let mut workloads = 0;
+    for o in all.iter().filter(|o| o["kind"] == "Deployment" || o["kind"] == "DaemonSet") {
+        workloads += 1;
+        let name = o["metadata"]["name"].as_str().expect("a name");
+        let template = &o["spec"]["template"];
+        let class = template["spec"]["priorityClassName"].as_str().unwrap_or_default();
+        let want = match name {
+            "gantry-webhook" => "platform-webhooks",
+            "gantry-node-agent" => "system-node-critical",
+            _ => "gantry-critical",
+        };
+        assert_eq!(class, want, "{name}");
+        for (k, v) in o["spec"]["selector"]["matchLabels"].as_object().expect("a selector") {
+            assert_eq!(&template["metadata"]["labels"][k], v, "{name}: {k}");
+        }
+        assert!(template["metadata"]["labels"]["example.com/team"].is_string(), "{name}: podLabels");
+        assert!(
+            template["metadata"]["annotations"]["example.com/owner"].is_string(),
+            "{name}: podAnnotations"
+        );
+        let container = &template["spec"]["containers"][0];
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true, "{name}");
+        let log = container["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == "RUST_LOG")
+            .map(|e| e["value"].clone());
+        if name == "gantry-kube-scheduler" {
+            assert_eq!(log, None, "kube-scheduler is no Gantry binary");
+        } else {
+            assert_eq!(log, Some(Value::from("info,gantry_scheduler=debug,kube=warn")), "{name}");
+        }
+    }
+    assert_eq!(workloads, 5);
+    let service = object(&all, "Service", "gantry-quota-api");
+    let ingress = object(&all, "Ingress", "gantry-quota-api");
+    let backend = &ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+    assert_eq!(backend["name"], "gantry-quota-api");
+    assert_eq!(backend["port"]["number"], service["spec"]["ports"][0]["port"]);
+    assert!(objects("default").iter().all(|o| o["kind"] != "Ingress" && o["kind"] != "PriorityClass"));
 }
 
 /// Every `gantry_*` metric an alert rule or a Grafana dashboard queries is a string literal in

@@ -76,6 +76,15 @@ privileged: false
 capabilities: {drop: [ALL]}
 {{- end -}}
 
+{{- define "gantry.nodeAgentSecurityContext" -}}
+# The one exception to non-root: the kubelet's pod-resources socket is root-owned in
+# a 0700 directory. Nothing else is granted: no privilege, no capabilities, and NVML
+# needs no more than the devices the NVIDIA runtime gives.
+runAsUser: 0
+runAsNonRoot: false
+{{ include "gantry.containerSecurityContext" . }}
+{{- end -}}
+
 {{/* Scheduling constraints of a component's pods: nodeSelector, tolerations, affinity, spread. */}}
 {{- define "gantry.placement" -}}
 {{- with .values.nodeSelector }}
@@ -90,7 +99,19 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- if gt (int (default 1 .values.replicas)) 1 }}
+{{- if .values.topologySpreadConstraints }}
+{{- $selector := fromYaml (include "gantry.selectorLabels" .) }}
+{{- $spread := list }}
+{{- range .values.topologySpreadConstraints }}
+{{- $t := deepCopy . }}
+{{- if not (hasKey $t "labelSelector") }}
+{{- $_ := set $t "labelSelector" (dict "matchLabels" $selector) }}
+{{- end }}
+{{- $spread = append $spread $t }}
+{{- end }}
+topologySpreadConstraints:
+  {{- toYaml $spread | nindent 2 }}
+{{- else if gt (int (default 1 .values.replicas)) 1 }}
 topologySpreadConstraints:
   - maxSkew: 1
     topologyKey: kubernetes.io/hostname
@@ -99,6 +120,70 @@ topologySpreadConstraints:
       matchLabels:
         {{- include "gantry.selectorLabels" . | nindent 8 }}
 {{- end }}
+{{- end -}}
+
+{{/*
+A component's PriorityClass: its priorityClassName, else the chart's own class when
+priorityClass.create is set, else none.
+*/}}
+{{- define "gantry.priorityClassName" -}}
+{{- if .values.priorityClassName -}}
+{{- .values.priorityClassName -}}
+{{- else if .root.Values.priorityClass.create -}}
+{{- printf "%s-critical" (include "gantry.fullname" .root) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A securityContext: the chart's defaults (text), with the user's override (a map) merged over them
+key by key, and one level down (capabilities: {add: [...]} keeps drop: [ALL]). A key the override
+sets, false and 0 included, replaces the default's; every other default stays. Without an
+override, the defaults' text as it is.
+*/}}
+{{- define "gantry.securityContext" -}}
+{{- if .override -}}
+{{- $out := fromYaml .defaults -}}
+{{- range $k, $v := .override -}}
+{{- $d := get $out $k -}}
+{{- if and (kindIs "map" $v) (kindIs "map" $d) -}}
+{{- $inner := deepCopy $d -}}
+{{- range $k2, $v2 := $v }}{{ $_ := set $inner $k2 $v2 }}{{ end -}}
+{{- $_ := set $out $k $inner -}}
+{{- else -}}
+{{- $_ := set $out $k $v -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- else -}}
+{{- .defaults -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The user's podLabels (as YAML, or nothing), less any key the chart's own labels have. */}}
+{{- define "gantry.podLabels" -}}
+{{- $own := fromYaml (include "gantry.labels" .) -}}
+{{- $extra := dict -}}
+{{- range $k, $v := .values.podLabels -}}
+{{- if not (hasKey $own $k) }}{{ $_ := set $extra $k $v }}{{ end -}}
+{{- end -}}
+{{- if $extra }}{{ toYaml $extra }}{{ end -}}
+{{- end -}}
+
+{{/* The user's podAnnotations (as YAML, or nothing), less the chart's checksum/* ones. */}}
+{{- define "gantry.podAnnotations" -}}
+{{- $extra := dict -}}
+{{- range $k, $v := .values.podAnnotations -}}
+{{- if not (hasPrefix "checksum/" $k) }}{{ $_ := set $extra $k $v }}{{ end -}}
+{{- end -}}
+{{- if $extra }}{{ toYaml $extra }}{{ end -}}
+{{- end -}}
+
+{{/* RUST_LOG for a Gantry container (an env entry, or nothing): the binary's log filter. */}}
+{{- define "gantry.logEnv" -}}
+{{- with .Values.logLevel -}}
+- name: RUST_LOG
+  value: {{ . | quote }}
+{{- end -}}
 {{- end -}}
 
 {{/* A PodDisruptionBudget keeping one pod of a replicated component through drains. */}}
