@@ -1,6 +1,7 @@
 //! The `gantry` command line.
 
 mod check;
+mod kubectl;
 mod ledger;
 mod multi;
 mod node_agent;
@@ -82,6 +83,9 @@ enum Command {
     Ledger(ledger::LedgerArgs),
     /// Check a tenants file: every error at once, and quotas the cluster's GPUs cannot hold.
     Check(check::CheckArgs),
+    /// What is queued and why, against a cluster (also `kubectl gantry` when this binary is on
+    /// the PATH as `kubectl-gantry`).
+    Kubectl(kubectl::KubectlArgs),
     /// Serve the quota API and dashboard over a ledger file: usage, cost, queue and budgets per
     /// tenant; the scheduler's leader sends accruals and the view of the queue.
     QuotaApi(quota_api::QuotaApiArgs),
@@ -174,7 +178,7 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(plugin_args(std::env::args_os()));
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Simulate(args) => run_simulate(args),
@@ -184,6 +188,7 @@ fn main() -> ExitCode {
         Command::NodeAgent(args) => node_agent::run(args),
         Command::Ledger(args) => ledger::run(args),
         Command::Check(args) => check::run(args),
+        Command::Kubectl(args) => kubectl::run(args),
         Command::QuotaApi(args) => quota_api::run(args),
     };
     match result {
@@ -333,4 +338,15 @@ fn parse_seeds(spec: &str) -> Result<Vec<u64>, String> {
         return Err(bad("no seeds"));
     }
     Ok(out)
+}
+
+/// Run as `kubectl-gantry` (kubectl's plugin name for `kubectl gantry`): `gantry kubectl ...`.
+fn plugin_args(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<_> = args.collect();
+    let plugin =
+        args.first().and_then(|a| std::path::Path::new(a).file_stem()).is_some_and(|n| n == "kubectl-gantry");
+    if plugin {
+        args.insert(1, "kubectl".into());
+    }
+    args
 }

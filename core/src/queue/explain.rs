@@ -54,6 +54,43 @@ pub struct Explanation {
     pub message: String,
 }
 
+/// The parts of a waiting workload's message (see `Queue::explain`), read back by tools that
+/// only see the pod's condition (`kubectl gantry queue`): the message is written and read here,
+/// in one place, so that the two cannot drift apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place<'a> {
+    /// Why it waits, the message's first part.
+    pub why: &'a str,
+    pub position: usize,
+    pub queue_length: usize,
+    /// "2h 5m", as written.
+    pub estimated_start_in: Option<&'a str>,
+}
+
+const POSITION: &str = "; position ";
+const ESTIMATE: &str = "; estimated start in ";
+
+impl<'a> Place<'a> {
+    /// The message with its position and estimate, as the queue writes it.
+    fn message(why: &str, position: usize, len: usize, tenant: &str, estimate: Option<String>) -> String {
+        let eta = estimate.map_or(String::new(), |e| format!("{ESTIMATE}{e}"));
+        format!("{why}{POSITION}{position} of {len} in {tenant}'s queue{eta}")
+    }
+
+    /// Reads a message the queue wrote; `None` for other messages (a gang still forming).
+    pub fn parse(message: &'a str) -> Option<Place<'a>> {
+        let at = message.rfind(POSITION)?;
+        let (why, rest) = (&message[..at], &message[at + POSITION.len()..]);
+        let (place, estimated_start_in) = match rest.split_once(ESTIMATE) {
+            Some((place, eta)) => (place, Some(eta)),
+            None => (rest, None),
+        };
+        let (position, rest) = place.split_once(" of ")?;
+        let (len, _) = rest.split_once(" in ")?;
+        Some(Place { why, position: position.parse().ok()?, queue_length: len.parse().ok()?, estimated_start_in })
+    }
+}
+
 /// Quantity of a flavor for people: GPUs (or cores) with up to three decimals.
 pub fn units(milli: Milli) -> String {
     if milli.is_multiple_of(1000) {
@@ -230,8 +267,7 @@ impl Queue {
                 duration(resets_at - now)
             ),
         };
-        let eta = eta.map_or(String::new(), |t| format!("; estimated start in {}", duration(t - now)));
-        format!("{head}; position {position} of {len} in {tenant}'s queue{eta}")
+        Place::message(&head, position, len, tenant, eta.map(|t| duration(t - now)))
     }
 
     /// When a pending workload should start: walk the declared ends of the running work that
@@ -301,5 +337,28 @@ pub fn duration(s: Seconds) -> String {
         60..3600 => format!("{}m", s / 60),
         3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod place_tests {
+    use super::Place;
+
+    #[test]
+    fn a_message_reads_back_as_its_parts() {
+        let cases = [
+            ("queued behind 2 other workloads of team-a", 3, 7, Some("2h 5m".to_string())),
+            ("waiting for quota: needs 8 GPUs; team-a uses 4 of its 8 nominal", 1, 1, None),
+        ];
+        for (why, position, len, eta) in cases {
+            let message = Place::message(why, position, len, "team-a", eta.clone());
+            let place = Place::parse(&message).unwrap();
+            assert_eq!(
+                place,
+                Place { why, position, queue_length: len, estimated_start_in: eta.as_deref() },
+                "{message}"
+            );
+        }
+        assert_eq!(Place::parse("waiting for the rest of gang g: 2 of its 4 pods exist"), None);
     }
 }

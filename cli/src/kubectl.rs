@@ -1,0 +1,423 @@
+//! `kubectl gantry` (this binary installed, or linked, as `kubectl-gantry` on the PATH; also
+//! `gantry kubectl`): what is queued and why, from a terminal, against a cluster.
+//!
+//! Everything is read from the API server with the user's own kubeconfig and RBAC, as kubectl
+//! reads: the pods' `gantry.dev/admitted` condition (the queue controller's words, position and
+//! estimated start) and the Tenant objects' status. One list call per command; nothing is
+//! written. kubectl's conventions: `-n`/`-A`, `-o wide|json|yaml`, `--kubeconfig`, `--context`.
+
+use clap::{Args, Subcommand, ValueEnum};
+use gantry_api::crds::Tenant;
+use gantry_api::keys::{
+    ADMITTED_CONDITION, GANG_SIZE_ANNOTATION, KIND_LABEL, PLACEMENT_ANNOTATION, SCHEDULING_GATE,
+    TENANT_LABEL, WORKLOAD_ANNOTATION,
+};
+use gantry_core::queue::explain::Place;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct KubectlArgs {
+    #[command(subcommand)]
+    command: KubectlCommand,
+    /// The namespace (default: the kubeconfig context's, else `default`).
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// Every namespace.
+    #[arg(short = 'A', long, global = true)]
+    all_namespaces: bool,
+    /// Output format (default: a table).
+    #[arg(short = 'o', long, global = true, value_enum)]
+    output: Option<Output>,
+    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    context: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Wide,
+    Json,
+    Yaml,
+}
+
+#[derive(Subcommand)]
+enum KubectlCommand {
+    /// Workloads waiting in Gantry's queue: position in their tenant's queue, estimated start
+    /// and why they wait. `--tenant T` lists one tenant's across its namespaces.
+    Queue {
+        #[arg(long, value_name = "TENANT")]
+        tenant: Option<String>,
+    },
+    /// One pod as Gantry sees it: its tenant, kind, workload and gang, and what it waits for,
+    /// in the words of its `gantry.dev/admitted` condition.
+    Explain {
+        /// The pod's name.
+        pod: String,
+    },
+    /// Tenants: GPUs used, nominal and borrowed, and workloads pending (the Tenant objects'
+    /// status, kept by the queue controller).
+    Tenants,
+}
+
+/// One waiting workload, as `queue` lists it.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct Queued {
+    namespace: String,
+    workload: String,
+    tenant: String,
+    kind: String,
+    pods: usize,
+    /// `Waiting`, `Refused`, or `Gated` (not yet seen by the queue controller).
+    state: String,
+    position: Option<usize>,
+    queue_length: Option<usize>,
+    estimated_start_in: Option<String>,
+    reason: String,
+    /// When the oldest of its pods was created (RFC 3339).
+    created: String,
+}
+
+pub fn run(args: KubectlArgs) -> Result<(), String> {
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let (client, default_ns) = client(&args).await?;
+        let ns = args.namespace.clone().unwrap_or(default_ns);
+        let text = match &args.command {
+            KubectlCommand::Queue { tenant } => {
+                let (api, params) = match (tenant, args.all_namespaces) {
+                    (Some(t), _) => (
+                        Api::<Pod>::all(client),
+                        ListParams::default().labels(&format!("{TENANT_LABEL}={t}")),
+                    ),
+                    (None, true) => (Api::<Pod>::all(client), ListParams::default()),
+                    (None, false) => (Api::<Pod>::namespaced(client, &ns), ListParams::default()),
+                };
+                let pods = api.list(&params).await.map_err(|e| format!("cannot list pods: {e}"))?;
+                // The server filters by the label too; kept here so that the list is right anyway.
+                let mine = |p: &&Pod| {
+                    tenant.as_ref().is_none_or(|t| meta(p, TENANT_LABEL, true) == Some(t.as_str()))
+                };
+                let pods: Vec<Pod> = pods.items.into_iter().filter(|p| mine(&p)).collect();
+                let rows = queued(&pods);
+                let scope = match (tenant, args.all_namespaces) {
+                    (Some(t), _) => format!("tenant {t}"),
+                    (None, true) => "any namespace".into(),
+                    (None, false) => format!("namespace {ns}"),
+                };
+                render(
+                    &rows,
+                    args.output,
+                    |wide| queue_table(&rows, wide, tenant.is_some() || args.all_namespaces),
+                    &scope,
+                )?
+            }
+            KubectlCommand::Explain { pod } => {
+                // A list narrowed to the name (what the `view` role and the queue controller's
+                // own role both allow), checked here as well.
+                let params = ListParams::default().fields(&format!("metadata.name={pod}"));
+                let list = Api::<Pod>::namespaced(client, &ns)
+                    .list(&params)
+                    .await
+                    .map_err(|e| format!("cannot read pod {ns}/{pod}: {e}"))?;
+                let found = list
+                    .items
+                    .into_iter()
+                    .find(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
+                    .ok_or_else(|| format!("pod {pod} not found in namespace {ns}; give -n NAMESPACE"))?;
+                let explained = explain(&found);
+                render(&explained, args.output, |_| explain_text(&explained), "")?
+            }
+            KubectlCommand::Tenants => {
+                let list = Api::<Tenant>::all(client)
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| format!("cannot list Tenants (are Gantry's CRDs installed?): {e}"))?;
+                let rows: Vec<TenantRow> = list.items.iter().map(tenant_row).collect();
+                render(&rows, args.output, |_| tenants_table(&rows), "the cluster")?
+            }
+        };
+        print!("{text}");
+        Ok(())
+    })
+}
+
+/// A client from the kubeconfig (flags first) or the in-cluster config, and its namespace.
+async fn client(args: &KubectlArgs) -> Result<(kube::Client, String), String> {
+    let options = kube::config::KubeConfigOptions { context: args.context.clone(), ..Default::default() };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("cannot read the kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await
+        }
+        None => kube::Config::from_kubeconfig(&options).await,
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(_) if args.kubeconfig.is_none() && args.context.is_none() => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no kubeconfig found (set KUBECONFIG or --kubeconfig): {e}"))?,
+        Err(e) => return Err(format!("cannot use the kubeconfig: {e}")),
+    };
+    let namespace = config.default_namespace.clone();
+    let client = kube::Client::try_from(config).map_err(|e| format!("cannot make a client: {e}"))?;
+    Ok((client, namespace))
+}
+
+/// JSON or YAML of `value`, or the table `text(wide)`; an empty table says what was looked at.
+fn render<T: Serialize>(
+    value: &T,
+    output: Option<Output>,
+    text: impl FnOnce(bool) -> String,
+    scope: &str,
+) -> Result<String, String> {
+    Ok(match output {
+        Some(Output::Json) => serde_json::to_string_pretty(value).map_err(|e| e.to_string())? + "\n",
+        Some(Output::Yaml) => serde_yaml_ng::to_string(value).map_err(|e| e.to_string())?,
+        None | Some(Output::Wide) => {
+            let t = text(output == Some(Output::Wide));
+            if t.is_empty() {
+                format!("No resources found in {scope}.\n")
+            } else {
+                t
+            }
+        }
+    })
+}
+
+fn meta<'a>(pod: &'a Pod, key: &str, labels: bool) -> Option<&'a str> {
+    let map = if labels { pod.metadata.labels.as_ref() } else { pod.metadata.annotations.as_ref() };
+    map.and_then(|m| m.get(key)).map(String::as_str)
+}
+
+/// The pod's Gantry condition: (reason, message).
+fn condition(pod: &Pod) -> Option<(&str, &str)> {
+    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+    let c = conditions.iter().find(|c| c.type_ == ADMITTED_CONDITION)?;
+    Some((c.reason.as_deref().unwrap_or(""), c.message.as_deref().unwrap_or("")))
+}
+
+fn gated(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|g| g.iter().any(|g| g.name == SCHEDULING_GATE))
+}
+
+/// The waiting workloads among `pods`: pods still gated, or refused, grouped by workload, in
+/// tenant-queue order.
+fn queued(pods: &[Pod]) -> Vec<Queued> {
+    let mut by_workload: BTreeMap<(String, String), Queued> = BTreeMap::new();
+    for pod in pods {
+        let refused = condition(pod).is_some_and(|(reason, _)| reason == "Refused");
+        if !gated(pod) && !refused {
+            continue;
+        }
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let workload = meta(pod, WORKLOAD_ANNOTATION, false).map_or(name, str::to_string);
+        let (state, message) = match condition(pod) {
+            Some((reason, message)) => (reason.to_string(), message),
+            None => ("Gated".to_string(), "not yet seen by Gantry's queue controller"),
+        };
+        let place = Place::parse(message);
+        let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+        let row = by_workload.entry((ns.clone(), workload.clone())).or_insert_with(|| Queued {
+            namespace: ns,
+            workload,
+            tenant: meta(pod, TENANT_LABEL, true).unwrap_or("").to_string(),
+            kind: meta(pod, KIND_LABEL, true).unwrap_or("").to_string(),
+            pods: 0,
+            state,
+            position: place.as_ref().map(|p| p.position),
+            queue_length: place.as_ref().map(|p| p.queue_length),
+            estimated_start_in: place.as_ref().and_then(|p| p.estimated_start_in.map(str::to_string)),
+            reason: place.as_ref().map_or(message, |p| p.why).to_string(),
+            created: created.clone(),
+        });
+        row.pods += 1;
+        if !created.is_empty() && (row.created.is_empty() || created < row.created) {
+            row.created = created;
+        }
+    }
+    let mut rows: Vec<Queued> = by_workload.into_values().collect();
+    rows.sort_by(|a, b| {
+        (&a.tenant, a.position.unwrap_or(usize::MAX), &a.created, &a.namespace, &a.workload).cmp(&(
+            &b.tenant,
+            b.position.unwrap_or(usize::MAX),
+            &b.created,
+            &b.namespace,
+            &b.workload,
+        ))
+    });
+    rows
+}
+
+/// Aligned columns, kubectl style (two spaces apart, upper-case headers, the last left ragged).
+fn table(rows: Vec<Vec<String>>) -> String {
+    if rows.len() <= 1 {
+        return String::new();
+    }
+    let columns = rows[0].len();
+    let widths: Vec<usize> =
+        (0..columns).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in &rows {
+        let cells: Vec<String> = r.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        out.push_str(cells.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn queue_table(rows: &[Queued], wide: bool, with_namespace: bool) -> String {
+    let mut header = vec!["WORKLOAD", "TENANT", "POSITION", "ESTIMATED START", "STATE", "REASON"];
+    if with_namespace {
+        header.insert(0, "NAMESPACE");
+    }
+    if wide {
+        header.extend(["KIND", "PODS", "CREATED"]);
+    }
+    let mut out = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    for r in rows {
+        let position = match (r.position, r.queue_length) {
+            (Some(p), Some(l)) => format!("{p}/{l}"),
+            _ => "-".into(),
+        };
+        let eta = r.estimated_start_in.as_ref().map_or("-".to_string(), |e| format!("in {e}"));
+        let mut row =
+            vec![r.workload.clone(), r.tenant.clone(), position, eta, r.state.clone(), r.reason.clone()];
+        if with_namespace {
+            row.insert(0, r.namespace.clone());
+        }
+        if wide {
+            row.extend([r.kind.clone(), r.pods.to_string(), r.created.clone()]);
+        }
+        out.push(row);
+    }
+    table(out)
+}
+
+/// One pod as Gantry sees it.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct Explained {
+    pod: String,
+    namespace: String,
+    tenant: Option<String>,
+    kind: Option<String>,
+    workload: Option<String>,
+    gang_size: Option<String>,
+    state: String,
+    message: String,
+    placement: Option<String>,
+    node: Option<String>,
+}
+
+fn explain(pod: &Pod) -> Explained {
+    let (state, message) = match (condition(pod), gated(pod)) {
+        (Some((reason, message)), _) => (reason.to_string(), message.to_string()),
+        (None, true) => ("Gated".into(), "not yet seen by Gantry's queue controller".into()),
+        (None, false) => (
+            "Not managed".into(),
+            "Gantry does not queue this pod (it asks for no GPU, or its namespace belongs to no tenant)"
+                .into(),
+        ),
+    };
+    let owned = |s: Option<&str>| s.map(str::to_string);
+    Explained {
+        pod: pod.metadata.name.clone().unwrap_or_default(),
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        tenant: owned(meta(pod, TENANT_LABEL, true)),
+        kind: owned(meta(pod, KIND_LABEL, true)),
+        workload: owned(meta(pod, WORKLOAD_ANNOTATION, false)),
+        gang_size: owned(meta(pod, GANG_SIZE_ANNOTATION, false)),
+        state,
+        message,
+        placement: owned(meta(pod, PLACEMENT_ANNOTATION, false)),
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+    }
+}
+
+fn explain_text(e: &Explained) -> String {
+    let mut lines = vec![("Pod", format!("{}/{}", e.namespace, e.pod))];
+    let mut some = |label: &'static str, v: &Option<String>| {
+        if let Some(v) = v {
+            lines.push((label, v.clone()));
+        }
+    };
+    some("Tenant", &e.tenant);
+    some("Kind", &e.kind);
+    some("Workload", &e.workload);
+    some("Gang size", &e.gang_size);
+    lines.push(("State", e.state.clone()));
+    lines.push(("Message", e.message.clone()));
+    if let Some(p) = Place::parse(&e.message) {
+        lines.push(("Position", format!("{} of {}", p.position, p.queue_length)));
+        if let Some(eta) = p.estimated_start_in {
+            lines.push(("Estimated start", format!("in {eta}")));
+        }
+    }
+    let mut tail = |label: &'static str, v: &Option<String>| {
+        if let Some(v) = v {
+            lines.push((label, v.clone()));
+        }
+    };
+    tail("Placement", &e.placement);
+    tail("Node", &e.node);
+    lines.iter().map(|(k, v)| format!("{:<16}{v}\n", format!("{k}:"))).collect()
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct TenantRow {
+    name: String,
+    cohort: Option<String>,
+    namespaces: Vec<String>,
+    gpus_used: Option<String>,
+    gpus_nominal: Option<String>,
+    gpus_borrowed: Option<String>,
+    pending_workloads: i64,
+}
+
+fn tenant_row(t: &Tenant) -> TenantRow {
+    let status = t.status.clone().unwrap_or_default();
+    TenantRow {
+        name: t.metadata.name.clone().unwrap_or_default(),
+        cohort: t.spec.cohort.clone(),
+        namespaces: t.spec.namespaces.clone(),
+        gpus_used: status.gpus_used,
+        gpus_nominal: status.gpus_nominal,
+        gpus_borrowed: status.gpus_borrowed,
+        pending_workloads: status.pending_workloads,
+    }
+}
+
+fn tenants_table(rows: &[TenantRow]) -> String {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let mut out = vec![["NAME", "COHORT", "GPUS USED", "NOMINAL", "BORROWED", "PENDING", "NAMESPACES"]
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()];
+    for r in rows {
+        out.push(vec![
+            r.name.clone(),
+            dash(&r.cohort),
+            dash(&r.gpus_used),
+            dash(&r.gpus_nominal),
+            dash(&r.gpus_borrowed),
+            r.pending_workloads.to_string(),
+            r.namespaces.join(","),
+        ]);
+    }
+    table(out)
+}

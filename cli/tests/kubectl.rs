@@ -1,0 +1,184 @@
+//! `kubectl gantry` against an API-server-shaped test server: the exact calls it makes and what
+//! it prints for a crowded queue, as a user sees it.
+
+mod apiserver;
+
+use apiserver::{ApiServer, Options};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gantry-kubectl-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `kubectl gantry ARGS`: the binary run under kubectl's plugin name, as kubectl runs it.
+fn kubectl_gantry(api: &ApiServer, dir: &Path, args: &[&str]) -> Output {
+    let plugin = dir.join("kubectl-gantry");
+    if !plugin.exists() {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_gantry"), &plugin).unwrap();
+    }
+    let kubeconfig = api.write_kubeconfig(dir, "kubectl");
+    Command::new(&plugin)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", dir)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .expect("the plugin runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A GPU pod as Gantry's webhook and queue controller leave it: gated, labelled with its tenant
+/// and kind, and with the controller's condition when it has one.
+fn pod(ns: &str, name: &str, tenant: &str, workload: Option<&str>, condition: Option<(&str, &str)>) -> Value {
+    let mut annotations = json!({});
+    if let Some(w) = workload {
+        annotations = json!({"gantry.dev/workload": w, "gantry.dev/gang-size": "2"});
+    }
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "creationTimestamp": "2026-12-01T10:00:00Z",
+                     "labels": {"gantry.dev/tenant": tenant, "gantry.dev/kind": "training"}, "annotations": annotations},
+        "spec": {"schedulingGates": [{"name": "gantry.dev/admission"}],
+                 "containers": [{"name": "main", "image": "trainer", "resources": {"limits": {"nvidia.com/gpu": "8"}}}]},
+        "status": {"phase": "Pending"},
+    });
+    if let Some((reason, message)) = condition {
+        pod["status"]["conditions"] =
+            json!([{"type": "gantry.dev/admitted", "status": "False", "reason": reason, "message": message}]);
+    }
+    pod
+}
+
+/// team-a's crowded queue: a gang of two at position 1, a single pod at 2 with an estimate, a
+/// refused pod, a gated pod the controller has not seen, and a running pod (not listed).
+fn crowded(api: &ApiServer) {
+    let first = "waiting for quota: needs 16 GPUs; team-a uses 8 of its 8 nominal and cohort research can lend 4 more; position 1 of 2 in team-a's queue";
+    let second = "queued behind 1 other workloads of team-a; position 2 of 2 in team-a's queue; estimated start in 3h 20m";
+    let refused = "asks for 64 GPUs of model H100, more than the cluster has (16)";
+    api.create(pod("team-a", "llm-worker-0", "team-a", Some("pytorchjob/llm"), Some(("Waiting", first))));
+    api.create(pod("team-a", "llm-worker-1", "team-a", Some("pytorchjob/llm"), Some(("Waiting", first))));
+    api.create(pod("team-a", "sweep-7", "team-a", None, Some(("Waiting", second))));
+    api.create(pod("team-a", "huge", "team-a", None, Some(("Refused", refused))));
+    api.create(pod("team-a", "fresh", "team-a", None, None));
+    let mut running = pod("team-a", "done", "team-a", None, Some(("Released", "admitted")));
+    running["spec"].as_object_mut().unwrap().remove("schedulingGates");
+    running["status"]["conditions"][0]["status"] = json!("True");
+    api.create(running);
+    api.create(pod("team-b", "other", "team-b", None, None));
+}
+
+/// Every request the plugin made, as method, path and query.
+fn reads(api: &ApiServer) -> Vec<String> {
+    api.requests()
+        .into_iter()
+        .map(|r| {
+            if r.query.is_empty() {
+                format!("{} {}", r.method, r.path)
+            } else {
+                format!("{} {}?{}", r.method, r.path, r.query)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn queue_lists_a_crowded_namespace_in_queue_order_with_one_call() {
+    let api = ApiServer::start(Options { kubelet: false, ..Options::default() });
+    crowded(&api);
+    let dir = scratch("queue");
+    let out = kubectl_gantry(&api, &dir, &["queue", "-n", "team-a"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let cells = |l: &str| {
+        l.split("   ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(cells(lines[0]), ["WORKLOAD", "TENANT", "POSITION", "ESTIMATED START", "STATE", "REASON"]);
+    assert_eq!(lines.len(), 5, "{stdout}");
+    assert_eq!(cells(lines[1])[..5], ["pytorchjob/llm", "team-a", "1/2", "-", "Waiting"], "{stdout}");
+    assert!(
+        lines[1].ends_with("team-a uses 8 of its 8 nominal and cohort research can lend 4 more"),
+        "{stdout}"
+    );
+    assert_eq!(cells(lines[2])[..5], ["sweep-7", "team-a", "2/2", "in 3h 20m", "Waiting"], "{stdout}");
+    assert_eq!(cells(lines[3])[..5], ["fresh", "team-a", "-", "-", "Gated"], "{stdout}");
+    assert_eq!(cells(lines[4])[..5], ["huge", "team-a", "-", "-", "Refused"], "{stdout}");
+    assert_eq!(reads(&api), ["GET /api/v1/namespaces/team-a/pods"]);
+
+    // -o json: the same rows, as data; the gang counts its two pods.
+    let out = kubectl_gantry(&api, &dir, &["queue", "-n", "team-a", "-o", "json"]);
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["workload"], "pytorchjob/llm");
+    assert_eq!(rows[0]["pods"], 2);
+    assert_eq!(rows[1]["estimatedStartIn"], "3h 20m");
+}
+
+#[test]
+fn queue_of_a_tenant_reads_pods_by_its_label_across_namespaces() {
+    let api = ApiServer::start(Options { kubelet: false, ..Options::default() });
+    crowded(&api);
+    let dir = scratch("tenant");
+    let out = kubectl_gantry(&api, &dir, &["queue", "--tenant", "team-b"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.lines().next().unwrap().starts_with("NAMESPACE"), "{stdout}");
+    let row: Vec<&str> = stdout.lines().nth(1).unwrap().split_whitespace().take(3).collect();
+    assert_eq!(row, ["team-b", "other", "team-b"], "{stdout}");
+    assert_eq!(reads(&api), ["GET /api/v1/pods?&labelSelector=gantry.dev%2Ftenant%3Dteam-b"]);
+}
+
+#[test]
+fn explain_says_what_the_pod_waits_for_in_the_conditions_words() {
+    let api = ApiServer::start(Options { kubelet: false, ..Options::default() });
+    crowded(&api);
+    let dir = scratch("explain");
+    let out = kubectl_gantry(&api, &dir, &["explain", "sweep-7", "-n", "team-a"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for line in [
+        "Pod:            team-a/sweep-7",
+        "Tenant:         team-a",
+        "State:          Waiting",
+        "Message:        queued behind 1 other workloads of team-a; position 2 of 2 in team-a's queue; estimated start in 3h 20m",
+        "Position:       2 of 2",
+        "Estimated start:in 3h 20m",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line:?} missing from\n{stdout}");
+    }
+    assert_eq!(reads(&api), ["GET /api/v1/namespaces/team-a/pods?&fieldSelector=metadata.name%3Dsweep-7"]);
+    let missing = kubectl_gantry(&api, &dir, &["explain", "nope", "-n", "team-a"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).contains("pod nope not found in namespace team-a"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
+
+#[test]
+fn tenants_shows_each_tenants_status() {
+    let api = ApiServer::start(Options { kubelet: false, ..Options::default() });
+    api.create(json!({
+        "apiVersion": "gantry.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "team-a"},
+        "spec": {"namespaces": ["team-a", "team-a-dev"], "cohort": "research", "quotas": {"A100": {"nominal": "8"}}},
+        "status": {"gpusUsed": "12", "gpusNominal": "8", "gpusBorrowed": "4", "pendingWorkloads": 3},
+    }));
+    let dir = scratch("tenants");
+    let out = kubectl_gantry(&api, &dir, &["tenants"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let rows: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["NAME", "COHORT", "GPUS", "USED", "NOMINAL", "BORROWED", "PENDING", "NAMESPACES"]);
+    assert_eq!(rows[1], ["team-a", "research", "12", "8", "4", "3", "team-a,team-a-dev"]);
+    assert_eq!(reads(&api), ["GET /apis/gantry.dev/v1alpha1/tenants"]);
+}
