@@ -175,8 +175,7 @@ fn explain_light_load(workloads: &[SimWorkload], nodes: &[Node], start: i64, end
         .iter()
         .filter(|w| w.workload.submitted < end)
         .map(|w| {
-            let w_gpu: u64 =
-                w.workload.pod_sets.iter().map(|s| s.request.gpu_total() * s.count as u64).sum();
+            let w_gpu: u64 = w.workload.pod_sets.iter().map(|s| s.request.gpu_total() * s.count as u64).sum();
             let runs = w.duration.min(end - w.workload.submitted.max(start)).max(0);
             w_gpu as f64 * runs as f64
         })
