@@ -64,6 +64,24 @@ enum KubectlCommand {
     /// Tenants: GPUs used, nominal and borrowed, and workloads pending (the Tenant objects'
     /// status, kept by the queue controller).
     Tenants,
+    /// Cost per tenant and GPU model over a period, from the quota API (the API server does
+    /// not pass a user's token through its service proxy, so reach the quota API directly:
+    /// `kubectl -n gantry-system port-forward svc/gantry-quota-api 8080:80`).
+    Cost {
+        /// Only this tenant (default: every tenant the token may see).
+        #[arg(long, value_name = "TENANT")]
+        tenant: Option<String>,
+        /// The period, back from the quota API's present: `90m`, `24h`, `7d`.
+        #[arg(long, value_name = "DURATION", default_value = "7d")]
+        since: String,
+        /// The quota API's address (default: $GANTRY_QUOTA_API, else http://127.0.0.1:8080).
+        #[arg(long, value_name = "URL")]
+        quota_api: Option<String>,
+        /// A bearer token the quota API accepts (default: $GANTRY_TOKEN): yours, e.g. from
+        /// `kubectl create token`, or the one `gantry simulate --serve` prints.
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+    },
 }
 
 /// One waiting workload, as `queue` lists it.
@@ -88,6 +106,17 @@ struct Queued {
 pub fn run(args: KubectlArgs) -> Result<(), String> {
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    if let KubectlCommand::Cost { tenant, since, quota_api, token } = &args.command {
+        let text = runtime.block_on(cost(
+            tenant.as_deref(),
+            since,
+            quota_api.clone(),
+            token.clone(),
+            args.output,
+        ))?;
+        print!("{text}");
+        return Ok(());
+    }
     runtime.block_on(async {
         let (client, default_ns) = client(&args).await?;
         let ns = args.namespace.clone().unwrap_or(default_ns);
@@ -136,6 +165,7 @@ pub fn run(args: KubectlArgs) -> Result<(), String> {
                 let explained = explain(&found);
                 render(&explained, args.output, |_| explain_text(&explained), "")?
             }
+            KubectlCommand::Cost { .. } => unreachable!("answered above, without a Kubernetes client"),
             KubectlCommand::Tenants => {
                 let list = Api::<Tenant>::all(client)
                     .list(&ListParams::default())
@@ -420,4 +450,84 @@ fn tenants_table(rows: &[TenantRow]) -> String {
         ]);
     }
     table(out)
+}
+
+/// The cost lines of the quota API's `/api/v1/cost` over the last `since`, as a table.
+async fn cost(
+    tenant: Option<&str>,
+    since: &str,
+    url: Option<String>,
+    token: Option<String>,
+    output: Option<Output>,
+) -> Result<String, String> {
+    let seconds = duration_seconds(since)?;
+    let url = url
+        .or_else(|| std::env::var("GANTRY_QUOTA_API").ok())
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let token = token.or_else(|| std::env::var("GANTRY_TOKEN").ok()).ok_or(
+        "give the quota API a token: --token TOKEN or $GANTRY_TOKEN (e.g. from `kubectl create token`)",
+    )?;
+    let caller = gantry_serve::client::Caller::with_token(&url, &token);
+    let json = |bytes: &[u8], what: &str| -> Result<serde_json::Value, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("{url}{what} did not answer JSON: {e}"))
+    };
+    // The period ends at the API's present: the view's time (a simulation's clock runs its own).
+    let at = json(&caller.get("/api/v1/tenants").await.map_err(|e| e.to_string())?, "/api/v1/tenants")?["at"]
+        .as_i64()
+        .ok_or_else(|| format!("{url}/api/v1/tenants has no `at`"))?;
+    let mut path = format!("/api/v1/cost?from={}&to={at}", at - seconds);
+    if let Some(t) = tenant {
+        path.push_str(&format!("&tenant={t}"));
+    }
+    let body = json(&caller.get(&path).await.map_err(|e| e.to_string())?, &path)?;
+    if output.is_some_and(|o| o != Output::Wide) {
+        return render(&body, output, |_| String::new(), "");
+    }
+    let currency = body["currency"].as_str().unwrap_or("");
+    let number = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap_or(0.0);
+    let mut rows = vec![["TENANT", "MODEL", "GPU-HOURS", "BORROWED", "IDLE", &format!("COST ({currency})")]
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()];
+    let mut total = 0.0;
+    for line in body["lines"].as_array().into_iter().flatten() {
+        let hours = number(line, "guaranteedHours") + number(line, "borrowedHours");
+        total += number(line, "totalCost");
+        rows.push(vec![
+            line["tenant"].as_str().unwrap_or("").to_string(),
+            line["flavor"].as_str().unwrap_or("").to_string(),
+            format!("{hours:.1}"),
+            format!("{:.1}", number(line, "borrowedHours")),
+            format!("{:.1}", number(line, "idleHours")),
+            format!("{:.2}", number(line, "totalCost")),
+        ]);
+    }
+    if rows.len() == 1 {
+        return Ok(format!("No cost recorded in the last {since}.\n"));
+    }
+    rows.push(vec![
+        "total".into(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        format!("{total:.2}"),
+    ]);
+    Ok(table(rows))
+}
+
+/// `90s`, `90m`, `24h`, `7d` in seconds.
+fn duration_seconds(text: &str) -> Result<i64, String> {
+    let bad =
+        || format!("--since {text:?} is not a duration; write a whole number with s, m, h or d, e.g. 7d");
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit).filter(|s| *s > 0).ok_or_else(bad)
 }

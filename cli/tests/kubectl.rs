@@ -182,3 +182,91 @@ fn tenants_shows_each_tenants_status() {
     assert_eq!(rows[1], ["team-a", "research", "12", "8", "4", "3", "team-a,team-a-dev"]);
     assert_eq!(reads(&api), ["GET /apis/gantry.dev/v1alpha1/tenants"]);
 }
+
+/// `gantry simulate --serve` on a crowded day, run to its end: the quota API's address and the
+/// token it printed.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+    token: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve_a_day() -> Served {
+    use std::io::{BufRead, BufReader};
+    let tenants = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tenants/venus.yaml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["simulate", "--tenants", tenants.to_str().unwrap(), "--workloads", "300", "--days", "1"])
+        .args(["--load", "3", "--serve", "127.0.0.1:0", "--speed", "0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut addr, mut token) = (String::new(), String::new());
+    for line in lines.by_ref().map_while(Result::ok) {
+        if let Some(rest) = line.split("dashboard at http://").nth(1) {
+            addr = rest.split('/').next().unwrap().trim().to_string();
+        }
+        if let Some(rest) = line.split("(Authorization: Bearer ").nth(1) {
+            token = rest.split(')').next().unwrap().trim().to_string();
+        }
+        if line.contains(": done in ") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    Served { child, addr, token }
+}
+
+fn get(served: &Served, path: &str) -> Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&served.addr).unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        served.token
+    );
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    serde_json::from_str(out.split_once("\r\n\r\n").unwrap().1).unwrap()
+}
+
+#[test]
+fn cost_sums_the_quota_apis_lines_for_the_period() {
+    let served = serve_a_day();
+    let at = get(&served, "/api/v1/tenants")["at"].as_i64().unwrap();
+    let api = get(&served, &format!("/api/v1/cost?from={}&to={at}", at - 86_400));
+    let lines = api["lines"].as_array().unwrap();
+    assert!(!lines.is_empty(), "the crowded day cost something: {api}");
+    let url = format!("http://{}", served.addr);
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(["kubectl", "cost", "--quota-api", &url, "--token", &served.token])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, stdout, stderr) = run(&["--since", "1d"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let rows: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["TENANT", "MODEL", "GPU-HOURS", "BORROWED", "IDLE", "COST", "(USD)"], "{stdout}");
+    assert_eq!(rows.len(), lines.len() + 2, "a row per line and a total: {stdout}");
+    let total: f64 = lines.iter().map(|l| l["totalCost"].as_f64().unwrap()).sum();
+    assert_eq!(rows.last().unwrap(), &["total", &format!("{total:.2}")][..], "{stdout}");
+    // One tenant's, as the API gives it.
+    let tenant = lines[0]["tenant"].as_str().unwrap();
+    let (_, stdout, _) = run(&["--since", "1d", "--tenant", tenant, "-o", "json"]);
+    let mine: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(mine["lines"].as_array().unwrap().iter().all(|l| l["tenant"] == tenant), "{stdout}");
+    // A duration that is not one.
+    let (code, _, stderr) = run(&["--since", "a week"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--since \"a week\" is not a duration"), "{stderr}");
+}

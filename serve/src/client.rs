@@ -37,22 +37,42 @@ impl CallError {
     }
 }
 
-/// A plain-HTTP client for one base URL, sending `Authorization: Bearer` from a token file.
+/// A plain-HTTP client for one base URL, sending `Authorization: Bearer` from a token file (or
+/// a token given once, for a person at a terminal).
 pub struct Caller {
     base: String,
-    token: PathBuf,
+    token: Token,
     client: Client<HttpConnector, Full<Bytes>>,
+}
+
+enum Token {
+    File(PathBuf),
+    Given(String),
 }
 
 impl Caller {
     /// `base`: e.g. `http://gantry-quota-api.gantry-system.svc`; `token`: the file holding the
     /// bearer token ([`QUOTA_API_TOKEN_FILE`] in Gantry's pods).
     pub fn new(base: &str, token: PathBuf) -> Caller {
+        Caller::with(base, Token::File(token))
+    }
+
+    /// A caller that sends `token` itself.
+    pub fn with_token(base: &str, token: &str) -> Caller {
+        Caller::with(base, Token::Given(token.to_string()))
+    }
+
+    fn with(base: &str, token: Token) -> Caller {
         Caller {
             base: base.trim_end_matches('/').to_string(),
             token,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
+    }
+
+    /// GETs `path`; the body of a 2xx answer, else an error carrying the status and body.
+    pub async fn get(&self, path: &str) -> Result<Bytes, CallError> {
+        self.send("GET", path, "application/json", String::new()).await
     }
 
     /// Sends `body` to `path`; a non-2xx answer is an error carrying the status and body.
@@ -63,10 +83,23 @@ impl Caller {
         content_type: &str,
         body: String,
     ) -> Result<(), CallError> {
+        self.send(method, path, content_type, body).await.map(|_| ())
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> Result<Bytes, CallError> {
         let url = format!("{}{path}", self.base);
         let failed = |message: String| CallError { status: None, message };
-        let token = std::fs::read_to_string(&self.token)
-            .map_err(|e| failed(format!("cannot read the bearer token {}: {e}", self.token.display())))?;
+        let token = match &self.token {
+            Token::File(file) => std::fs::read_to_string(file)
+                .map_err(|e| failed(format!("cannot read the bearer token {}: {e}", file.display())))?,
+            Token::Given(token) => token.clone(),
+        };
         let request = hyper::Request::builder()
             .method(method)
             .uri(&url)
@@ -79,10 +112,10 @@ impl Caller {
             .map_err(|_| failed(format!("{url}: no answer within {} s", CALL_TIMEOUT.as_secs())))?
             .map_err(|e| failed(format!("cannot reach {url}: {e}")))?;
         let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
         let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        if status.is_success() {
+            return Ok(bytes);
+        }
         Err(CallError {
             status: Some(status.as_u16()),
             message: format!("{url} answered {status}: {}", String::from_utf8_lossy(&bytes).trim()),
