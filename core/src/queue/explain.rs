@@ -87,7 +87,12 @@ impl<'a> Place<'a> {
         };
         let (position, rest) = place.split_once(" of ")?;
         let (len, _) = rest.split_once(" in ")?;
-        Some(Place { why, position: position.parse().ok()?, queue_length: len.parse().ok()?, estimated_start_in })
+        Some(Place {
+            why,
+            position: position.parse().ok()?,
+            queue_length: len.parse().ok()?,
+            estimated_start_in,
+        })
     }
 }
 
