@@ -472,6 +472,9 @@ async fn cost_csv(
 ) -> Answer<Response> {
     let id = who(&api, &headers).await?;
     let (from, to, lines) = cost_lines(&api, &id, &params).await?;
+    // The period as RFC 3339 in UTC (`2026-11-30T00:00:00Z`), which spreadsheets and people read;
+    // the API's bounds keep both within jiff's range.
+    let (from, to) = (rfc3339(from)?, rfc3339(to)?);
     let currency = csv_field(&api.view().currency);
     let mut csv = String::from("from,to,tenant,flavor,guaranteed_hours,borrowed_hours,idle_hours,guaranteed_cost,borrowed_cost,idle_cost,total_cost,currency\n");
     for l in lines {
@@ -496,6 +499,13 @@ async fn cost_csv(
         csv,
     )
         .into_response())
+}
+
+/// Unix seconds as RFC 3339 in UTC.
+fn rfc3339(t: i64) -> Answer<String> {
+    jiff::Timestamp::from_second(t)
+        .map(|t| t.to_string())
+        .map_err(|e| ApiError::Internal(format!("time {t} cannot be written: {e}")))
 }
 
 /// A text field of `cost.csv`: quoted per RFC 4180 when it holds a comma, a quote or a line

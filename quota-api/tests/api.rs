@@ -195,12 +195,24 @@ async fn usage_cost_csv_and_budgets() {
                "guaranteedCost": 192.0, "borrowedCost": 96.0, "idleCost": 48.0, "totalCost": 288.0})
     );
     assert_eq!(v["lines"][1]["totalCost"], 96.0);
-    let (s, _, csv) =
-        get(&api, &format!("/api/v1/cost.csv?tenant=team-b&from={}&to={T0}", T0 - 86_400), ADMIN).await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(
-        csv,
-        format!("from,to,tenant,flavor,guaranteed_hours,borrowed_hours,idle_hours,guaranteed_cost,borrowed_cost,idle_cost,total_cost,currency\n{},{T0},team-b,A100,48.000,0.000,0.000,96.00,0.00,0.00,96.00,EUR\n", T0 - 86_400)
+    // The CSV's period is RFC 3339 in UTC, whether the query gave unix seconds or RFC 3339.
+    let header = "from,to,tenant,flavor,guaranteed_hours,borrowed_hours,idle_hours,guaranteed_cost,borrowed_cost,idle_cost,total_cost,currency";
+    let line =
+        "2026-11-30T00:00:00Z,2026-12-01T00:00:00Z,team-b,A100,48.000,0.000,0.000,96.00,0.00,0.00,96.00,EUR";
+    for query in
+        [format!("from={}&to={T0}", T0 - 86_400), "from=2026-11-30T00:00:00Z&to=2026-12-01T00:00:00Z".into()]
+    {
+        let (s, _, csv) = get(&api, &format!("/api/v1/cost.csv?tenant=team-b&{query}"), ADMIN).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(csv, format!("{header}\n{line}\n"), "{query}");
+    }
+    // Times that are not whole hours are written as given, to the second.
+    let (_, _, csv) =
+        get(&api, &format!("/api/v1/cost.csv?tenant=team-b&from={}&to={}", T0 - 86_399, T0 + 61), ADMIN)
+            .await;
+    assert!(
+        csv.lines().nth(1).unwrap().starts_with("2026-11-30T00:00:01Z,2026-12-01T00:01:01Z,team-b,"),
+        "{csv}"
     );
     let (_, v, _) = get(&api, "/api/v1/budgets", ADMIN).await;
     assert_eq!(v["budgets"].as_array().unwrap().len(), 1);
@@ -269,6 +281,44 @@ async fn a_tenant_sees_only_its_own_and_strangers_see_nothing() {
     assert_eq!(get(&api, "/api/v1/workloads/2", TEAM_A).await.0, StatusCode::NOT_FOUND);
     // A tenant that does not exist is not revealed to a tenant's user either.
     assert_eq!(get(&api, "/api/v1/usage?tenant=team-z", TEAM_A).await.0, StatusCode::FORBIDDEN);
+}
+
+/// The dashboard's page, script, style and the vendored uPlot are served from the binary, each with
+/// the policy that lets the page load only this origin's script and style; the page names no
+/// other origin (no CDN).
+#[tokio::test]
+async fn the_dashboard_and_its_chart_library_are_served_embedded() {
+    let api = api();
+    let vendor = |f: &str| {
+        std::fs::read_to_string(format!("{}/assets/vendor/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    for (path, kind, body) in [
+        ("/", "text/html", None),
+        ("/dashboard.js", "text/javascript", None),
+        ("/dashboard.css", "text/css", None),
+        ("/vendor/uPlot.iife.min.js", "text/javascript", Some(vendor("uPlot.iife.min.js"))),
+        ("/vendor/uPlot.min.css", "text/css", Some(vendor("uPlot.min.css"))),
+    ] {
+        let resp =
+            router(api.clone()).oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let header = |h: &str| resp.headers()[h].to_str().unwrap().to_string();
+        assert!(header("content-type").starts_with(kind), "{path}");
+        assert!(header("content-security-policy").contains("script-src 'self'; style-src 'self'"), "{path}");
+        let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        if let Some(body) = body {
+            assert_eq!(text, body, "{path} is the vendored file");
+        }
+        if path == "/" {
+            assert!(text.contains("src=\"/vendor/uPlot.iife.min.js\"") && !text.contains("//cdn"), "{text}");
+            assert!(
+                !text.contains("http://") && !text.contains("https://"),
+                "the page loads only its own origin"
+            );
+        }
+    }
+    assert!(vendor("uPlot.iife.min.js").starts_with("/*! https://github.com/leeoniya/uPlot (v1.6.32) */"));
+    assert!(vendor("uPlot.LICENSE").starts_with("The MIT License (MIT)"));
 }
 
 #[tokio::test]
