@@ -132,6 +132,19 @@ pub struct TenantStatus {
     pub gpus_borrowed: Option<String>,
     #[serde(default)]
     pub pending_workloads: i64,
+    /// The same per GPU model the tenant has quota of or uses (`kubectl gantry tenants`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelStatus>,
+}
+
+/// A tenant's GPUs of one model (flavor): used, nominal and borrowed.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStatus {
+    pub name: String,
+    pub used: String,
+    pub nominal: String,
+    pub borrowed: String,
 }
 
 /// A pool of lendable quota.

@@ -417,6 +417,7 @@ struct TenantRow {
     gpus_nominal: Option<String>,
     gpus_borrowed: Option<String>,
     pending_workloads: i64,
+    models: Vec<gantry_api::crds::ModelStatus>,
 }
 
 fn tenant_row(t: &Tenant) -> TenantRow {
@@ -429,15 +430,17 @@ fn tenant_row(t: &Tenant) -> TenantRow {
         gpus_nominal: status.gpus_nominal,
         gpus_borrowed: status.gpus_borrowed,
         pending_workloads: status.pending_workloads,
+        models: status.models,
     }
 }
 
 fn tenants_table(rows: &[TenantRow]) -> String {
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    let mut out = vec![["NAME", "COHORT", "GPUS USED", "NOMINAL", "BORROWED", "PENDING", "NAMESPACES"]
-        .iter()
-        .map(|h| h.to_string())
-        .collect::<Vec<_>>()];
+    let mut out =
+        vec![["NAME", "COHORT", "GPUS USED", "NOMINAL", "BORROWED", "PENDING", "BY MODEL", "NAMESPACES"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>()];
     for r in rows {
         out.push(vec![
             r.name.clone(),
@@ -446,6 +449,7 @@ fn tenants_table(rows: &[TenantRow]) -> String {
             dash(&r.gpus_nominal),
             dash(&r.gpus_borrowed),
             r.pending_workloads.to_string(),
+            by_model(&r.models),
             r.namespaces.join(","),
         ]);
     }
@@ -530,4 +534,16 @@ fn duration_seconds(text: &str) -> Result<i64, String> {
         _ => return Err(bad()),
     };
     n.checked_mul(unit).filter(|s| *s > 0).ok_or_else(bad)
+}
+
+/// `A100 12/8+4,H100 0/4`: used / nominal (+ borrowed) per model; `-` when none is reported.
+fn by_model(models: &[gantry_api::crds::ModelStatus]) -> String {
+    if models.is_empty() {
+        return "-".into();
+    }
+    let one = |m: &gantry_api::crds::ModelStatus| {
+        let borrowed = if m.borrowed == "0" { String::new() } else { format!("+{}", m.borrowed) };
+        format!("{} {}/{}{borrowed}", m.name, m.used, m.nominal)
+    };
+    models.iter().map(one).collect::<Vec<_>>().join(",")
 }

@@ -171,15 +171,23 @@ fn tenants_shows_each_tenants_status() {
     api.create(json!({
         "apiVersion": "gantry.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "team-a"},
         "spec": {"namespaces": ["team-a", "team-a-dev"], "cohort": "research", "quotas": {"A100": {"nominal": "8"}}},
-        "status": {"gpusUsed": "12", "gpusNominal": "8", "gpusBorrowed": "4", "pendingWorkloads": 3},
+        "status": {"gpusUsed": "12", "gpusNominal": "12", "gpusBorrowed": "4", "pendingWorkloads": 3,
+                   "models": [{"name": "A100", "used": "12", "nominal": "8", "borrowed": "4"},
+                              {"name": "H100", "used": "0", "nominal": "4", "borrowed": "0"}]},
     }));
     let dir = scratch("tenants");
     let out = kubectl_gantry(&api, &dir, &["tenants"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let rows: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows[0], ["NAME", "COHORT", "GPUS", "USED", "NOMINAL", "BORROWED", "PENDING", "NAMESPACES"]);
-    assert_eq!(rows[1], ["team-a", "research", "12", "8", "4", "3", "team-a,team-a-dev"]);
+    assert_eq!(
+        rows[0],
+        ["NAME", "COHORT", "GPUS", "USED", "NOMINAL", "BORROWED", "PENDING", "BY", "MODEL", "NAMESPACES"]
+    );
+    assert_eq!(
+        rows[1],
+        ["team-a", "research", "12", "12", "4", "3", "A100", "12/8+4,H100", "0/4", "team-a,team-a-dev"]
+    );
     assert_eq!(reads(&api), ["GET /apis/gantry.dev/v1alpha1/tenants"]);
 }
 

@@ -21,7 +21,7 @@ use crate::extender::Extender;
 use crate::report::QuotaReport;
 use crate::server::AppState;
 use futures::StreamExt;
-use gantry_api::crds::{Tenant, TenantStatus};
+use gantry_api::crds::{ModelStatus, Tenant, TenantStatus};
 use gantry_api::gang::{self, GangSpec};
 use gantry_api::keys::ADMITTED_CONDITION;
 use gantry_api::tenants::TenantObjects;
@@ -387,7 +387,8 @@ impl Live {
     }
 }
 
-/// GPUs (over every GPU flavor) used, nominal and borrowed, and pending workloads, per tenant.
+/// GPUs (over every GPU flavor, and per flavor) used, nominal and borrowed, and pending
+/// workloads, per tenant.
 pub fn tenant_statuses(queue: &Queue) -> Vec<(String, TenantStatus)> {
     let tenancy = &queue.tenancy;
     let gpus = |milli: i64| {
@@ -403,11 +404,21 @@ pub fn tenant_statuses(queue: &Queue) -> Vec<(String, TenantStatus)> {
                 (0..tenancy.flavors.len()).filter(|&f| !tenancy.flavors[f].is_cpu()).map(f).sum::<i64>()
             };
             let q = queue.quota();
+            let models = (0..tenancy.flavors.len())
+                .filter(|&f| !tenancy.flavors[f].is_cpu() && (q.nominal(t, f) > 0 || q.usage(t, f) > 0))
+                .map(|f| ModelStatus {
+                    name: tenancy.flavors[f].name.clone(),
+                    used: gpus(q.usage(t, f) as i64),
+                    nominal: gpus(q.nominal(t, f) as i64),
+                    borrowed: gpus(q.borrowed(t, f) as i64),
+                })
+                .collect();
             let status = TenantStatus {
                 gpus_used: Some(gpus(sum(&|f| q.usage(t, f) as i64))),
                 gpus_nominal: Some(gpus(sum(&|f| q.nominal(t, f) as i64))),
                 gpus_borrowed: Some(gpus(sum(&|f| q.borrowed(t, f) as i64))),
                 pending_workloads: queue.pending_of(t) as i64,
+                models,
             };
             (tenant.name.clone(), status)
         })

@@ -228,6 +228,9 @@ fn a_new_leader_rebuilds_from_the_stores_and_admits_nothing_twice() {
         (a.gpus_used.as_deref(), a.gpus_nominal.as_deref(), a.gpus_borrowed.as_deref(), a.pending_workloads),
         (Some("8"), Some("8"), Some("0"), 0)
     );
+    let models: Vec<_> =
+        a.models.iter().map(|m| (m.name.as_str(), m.used.as_str(), m.nominal.as_str())).collect();
+    assert_eq!(models, [("A100", "8", "8")], "per model: the one it has quota of");
 
     // The queue's metrics are published.
     let text = String::from_utf8(state.metrics.render().unwrap()).unwrap();
