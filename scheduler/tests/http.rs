@@ -205,6 +205,7 @@ async fn filters_and_binds_racing_for_the_last_gpu_agree_on_one_winner() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock, reason = "holding the read lock across the calls is the point")]
 async fn reads_are_answered_while_another_reader_holds_the_cache() {
     // With one lock for every verb, this filter would wait for the held read forever.
     let state = AppState::new(extender(&[])).unwrap();
