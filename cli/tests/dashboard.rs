@@ -15,9 +15,8 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 /// Debian's Chromium, installed through the machine's package manager when missing.
 fn chromium() -> PathBuf {
@@ -60,73 +59,13 @@ fn browse(extra: &[&str], (width, height): (u32, u32), url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-struct Sim {
-    child: Child,
-    addr: String,
-    token: String,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A crowded two-day simulation of the Venus tenants, served; returns once the run has ended.
-fn simulate() -> Sim {
-    let tenants = repo("examples/tenants/venus.yaml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args([
-            "simulate",
-            "--tenants",
-            tenants.to_str().unwrap(),
-            "--workloads",
-            "600",
-            "--days",
-            "2",
-            "--load",
-            "3",
-            "--serve",
-            "127.0.0.1:0",
-            "--speed",
-            "0",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut addr, mut token) = (String::new(), String::new());
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.split("dashboard at http://").nth(1) {
-            addr = rest.split('/').next().unwrap().trim().to_string();
-        }
-        if let Some(rest) = line.split("(Authorization: Bearer ").nth(1) {
-            token = rest.split(')').next().unwrap().trim().to_string();
-        }
-        if line.contains(": done in ") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    assert!(!addr.is_empty() && !token.is_empty(), "the address and token lines");
-    Sim { child, addr, token }
+fn simulate() -> Served {
+    Served::start(&["--workloads", "600", "--days", "2", "--load", "3"])
 }
 
-fn api(sim: &Sim, path: &str) -> Value {
-    let mut s = std::net::TcpStream::connect(&sim.addr).unwrap();
-    use std::io::{Read, Write};
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-        sim.token
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+fn api(sim: &Served, path: &str) -> Value {
+    sim.api(path)
 }
 
 /// Every tag (with the text after it, up to the next tag) of elements carrying `marker` in the

@@ -2,8 +2,10 @@
 //! it prints for a crowded queue, as a user sees it.
 
 mod apiserver;
+mod common;
 
 use apiserver::{ApiServer, Options};
+use common::Served;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -191,65 +193,11 @@ fn tenants_shows_each_tenants_status() {
     assert_eq!(reads(&api), ["GET /apis/gantry.dev/v1alpha1/tenants"]);
 }
 
-/// `gantry simulate --serve` on a crowded day, run to its end: the quota API's address and the
-/// token it printed.
-struct Served {
-    child: std::process::Child,
-    addr: String,
-    token: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve_a_day() -> Served {
-    use std::io::{BufRead, BufReader};
-    let tenants = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tenants/venus.yaml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["simulate", "--tenants", tenants.to_str().unwrap(), "--workloads", "300", "--days", "1"])
-        .args(["--load", "3", "--serve", "127.0.0.1:0", "--speed", "0"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut addr, mut token) = (String::new(), String::new());
-    for line in lines.by_ref().map_while(Result::ok) {
-        if let Some(rest) = line.split("dashboard at http://").nth(1) {
-            addr = rest.split('/').next().unwrap().trim().to_string();
-        }
-        if let Some(rest) = line.split("(Authorization: Bearer ").nth(1) {
-            token = rest.split(')').next().unwrap().trim().to_string();
-        }
-        if line.contains(": done in ") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    Served { child, addr, token }
-}
-
-fn get(served: &Served, path: &str) -> Value {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(&served.addr).unwrap();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-        served.token
-    );
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    serde_json::from_str(out.split_once("\r\n\r\n").unwrap().1).unwrap()
-}
-
 #[test]
 fn cost_sums_the_quota_apis_lines_for_the_period() {
-    let served = serve_a_day();
-    let at = get(&served, "/api/v1/tenants")["at"].as_i64().unwrap();
-    let api = get(&served, &format!("/api/v1/cost?from={}&to={at}", at - 86_400));
+    let served = Served::start(&["--workloads", "300", "--days", "1", "--load", "3"]);
+    let at = served.api("/api/v1/tenants")["at"].as_i64().unwrap();
+    let api = served.api(&format!("/api/v1/cost?from={}&to={at}", at - 86_400));
     let lines = api["lines"].as_array().unwrap();
     assert!(!lines.is_empty(), "the crowded day cost something: {api}");
     let url = format!("http://{}", served.addr);

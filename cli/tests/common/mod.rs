@@ -102,3 +102,65 @@ pub fn fails_without_cluster(args: &[&str]) -> String {
     assert!(!out.status.success(), "{args:?} should fail");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// `gantry simulate --tenants venus.yaml ... --serve` run to the end of its virtual clock: the
+/// quota API and dashboard over the run, its address and the token it printed; killed when
+/// dropped.
+pub struct Served {
+    child: Child,
+    pub addr: String,
+    pub token: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// The Venus tenants with `args` (e.g. `--workloads 600 --days 2 --load 3`), as fast as the
+    /// simulation runs (`--speed 0`); returns once the run has ended and the service goes on.
+    pub fn start(args: &[&str]) -> Served {
+        let tenants = repo("examples/tenants/venus.yaml");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(["simulate", "--tenants", tenants.to_str().unwrap()])
+            .args(args)
+            .args(["--serve", "127.0.0.1:0", "--speed", "0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (mut addr, mut token) = (String::new(), String::new());
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(rest) = line.split("dashboard at http://").nth(1) {
+                addr = rest.split('/').next().unwrap().trim().to_string();
+            }
+            if let Some(rest) = line.split("(Authorization: Bearer ").nth(1) {
+                token = rest.split(')').next().unwrap().trim().to_string();
+            }
+            if line.contains(": done in ") {
+                break;
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        assert!(!addr.is_empty() && !token.is_empty(), "the address and token lines");
+        Served { child, addr, token }
+    }
+
+    /// GET `path` of the quota API with the token; the JSON body.
+    pub fn api(&self, path: &str) -> serde_json::Value {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            self.token
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+}
