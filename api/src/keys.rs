@@ -32,6 +32,9 @@ pub const GPU_MODELS_ANNOTATION: &str = "gantry.dev/gpu-models";
 pub const PLACEMENT_ANNOTATION: &str = "gantry.dev/placement";
 /// Pod condition: whether Gantry's queue has admitted the pod, and why not yet.
 pub const ADMITTED_CONDITION: &str = "gantry.dev/admitted";
+/// Pod annotation: the workload is held out of the queue (`kubectl gantry hold`); its value says
+/// who held it and why. Only waiting workloads are held; a running one goes on.
+pub const HOLD_ANNOTATION: &str = "gantry.dev/hold";
 
 // --- Gantry's own keys on nodes --------------------------------------------------------------
 

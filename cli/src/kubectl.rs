@@ -9,8 +9,8 @@
 use clap::{Args, Subcommand, ValueEnum};
 use gantry_api::crds::Tenant;
 use gantry_api::keys::{
-    ADMITTED_CONDITION, GANG_SIZE_ANNOTATION, KIND_LABEL, PLACEMENT_ANNOTATION, SCHEDULING_GATE,
-    TENANT_LABEL, WORKLOAD_ANNOTATION,
+    ADMITTED_CONDITION, GANG_SIZE_ANNOTATION, HOLD_ANNOTATION, KIND_LABEL, PLACEMENT_ANNOTATION,
+    SCHEDULING_GATE, TENANT_LABEL, WORKLOAD_ANNOTATION,
 };
 use gantry_core::queue::explain::Place;
 use k8s_openapi::api::core::v1::Pod;
@@ -64,6 +64,21 @@ enum KubectlCommand {
     /// Tenants: GPUs used, nominal and borrowed, and workloads pending (the Tenant objects'
     /// status, kept by the queue controller).
     Tenants,
+    /// Hold a waiting workload out of the queue (by workload name, as `queue` lists it, or by the
+    /// name of one of its pods): its pods stay gated and it keeps its place for when it is
+    /// released. A running workload is not stopped.
+    Hold {
+        /// The workload, or one of its pods.
+        name: String,
+        /// Why (shown to its users in the pods' condition).
+        #[arg(long, value_name = "TEXT", default_value = "held with kubectl gantry hold")]
+        reason: String,
+    },
+    /// Let a held workload queue again, at its old place.
+    Release {
+        /// The workload, or one of its pods.
+        name: String,
+    },
     /// Cost per tenant and GPU model over a period, from the quota API (the API server does
     /// not pass a user's token through its service proxy, so reach the quota API directly:
     /// `kubectl -n gantry-system port-forward svc/gantry-quota-api 8080:80`).
@@ -165,6 +180,8 @@ pub fn run(args: KubectlArgs) -> Result<(), String> {
                 let explained = explain(&found);
                 render(&explained, args.output, |_| explain_text(&explained), "")?
             }
+            KubectlCommand::Hold { name, reason } => mark(client, &ns, name, Some(reason)).await?,
+            KubectlCommand::Release { name } => mark(client, &ns, name, None).await?,
             KubectlCommand::Cost { .. } => unreachable!("answered above, without a Kubernetes client"),
             KubectlCommand::Tenants => {
                 let list = Api::<Tenant>::all(client)
@@ -546,4 +563,37 @@ fn by_model(models: &[gantry_api::crds::ModelStatus]) -> String {
         format!("{} {}/{}{borrowed}", m.name, m.used, m.nominal)
     };
     models.iter().map(one).collect::<Vec<_>>().join(",")
+}
+
+/// Sets (`Some(reason)`) or removes the hold mark on the waiting pods of workload `name` (or of
+/// the workload of pod `name`): one list call, then one merge patch per pod.
+async fn mark(client: kube::Client, ns: &str, name: &str, reason: Option<&str>) -> Result<String, String> {
+    let api = Api::<Pod>::namespaced(client, ns);
+    let pods =
+        api.list(&ListParams::default()).await.map_err(|e| format!("cannot list pods in {ns}: {e}"))?;
+    let workload_of = |p: &Pod| {
+        meta(p, WORKLOAD_ANNOTATION, false)
+            .map_or_else(|| p.metadata.name.clone().unwrap_or_default(), str::to_string)
+    };
+    let workload = pods
+        .items
+        .iter()
+        .find(|p| workload_of(p) == name || p.metadata.name.as_deref() == Some(name))
+        .map(workload_of)
+        .ok_or_else(|| {
+            format!("no workload or pod {name} in namespace {ns} (`kubectl gantry queue -n {ns}` lists them)")
+        })?;
+    let waiting: Vec<&Pod> = pods.items.iter().filter(|p| workload_of(p) == workload && gated(p)).collect();
+    if waiting.is_empty() {
+        return Err(format!("workload {workload} is not waiting (none of its pods is gated): a hold only keeps waiting work from starting"));
+    }
+    let patch = serde_json::json!({"metadata": {"annotations": {HOLD_ANNOTATION: reason}}});
+    for pod in &waiting {
+        let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+        api.patch(pod_name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+            .await
+            .map_err(|e| format!("cannot mark pod {ns}/{pod_name}: {e}"))?;
+    }
+    let done = if reason.is_some() { "held" } else { "released" };
+    Ok(format!("workload {workload} {done} ({} pods)\n", waiting.len()))
 }

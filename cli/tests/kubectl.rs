@@ -226,3 +226,49 @@ fn cost_sums_the_quota_apis_lines_for_the_period() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("--since \"a week\" is not a duration"), "{stderr}");
 }
+
+#[test]
+fn hold_and_release_mark_every_waiting_pod_of_the_workload() {
+    let api = ApiServer::start(Options { kubelet: false, ..Options::default() });
+    crowded(&api);
+    let dir = scratch("hold");
+    // By the name of one of its pods: the whole gang is held.
+    let out = kubectl_gantry(
+        &api,
+        &dir,
+        &["hold", "llm-worker-1", "-n", "team-a", "--reason", "alice: data check"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "workload pytorchjob/llm held (2 pods)\n");
+    let hold = |name: &str| {
+        api.get(&apiserver::PODS, "team-a", name).unwrap()["metadata"]["annotations"]["gantry.dev/hold"]
+            .clone()
+    };
+    assert_eq!(
+        (hold("llm-worker-0"), hold("llm-worker-1")),
+        (json!("alice: data check"), json!("alice: data check"))
+    );
+    assert_eq!(hold("sweep-7"), Value::Null, "other workloads are untouched");
+    let calls = reads(&api);
+    assert_eq!(calls[0], "GET /api/v1/namespaces/team-a/pods");
+    assert_eq!(
+        calls[1..],
+        [
+            "PATCH /api/v1/namespaces/team-a/pods/llm-worker-0",
+            "PATCH /api/v1/namespaces/team-a/pods/llm-worker-1"
+        ]
+    );
+    // Released by the workload's name: the mark is gone.
+    let out = kubectl_gantry(&api, &dir, &["release", "pytorchjob/llm", "-n", "team-a"]);
+    assert_eq!(text(&out.stdout), "workload pytorchjob/llm released (2 pods)\n", "{}", text(&out.stderr));
+    assert_eq!((hold("llm-worker-0"), hold("llm-worker-1")), (Value::Null, Value::Null));
+    // What is not waiting, or not there, is said so.
+    let out = kubectl_gantry(&api, &dir, &["hold", "done", "-n", "team-a"]);
+    assert!(text(&out.stderr).contains("workload done is not waiting"), "{}", text(&out.stderr));
+    let out = kubectl_gantry(&api, &dir, &["hold", "nope", "-n", "team-a"]);
+    assert!(
+        text(&out.stderr).contains("no workload or pod nope in namespace team-a"),
+        "{}",
+        text(&out.stderr)
+    );
+}

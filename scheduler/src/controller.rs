@@ -26,13 +26,18 @@
 //! After a restart, [`Controller::rebuild`] takes running workloads back from their pods'
 //! placement records, so no quota leaks and nothing is admitted twice.
 //!
+//! A workload any of whose waiting pods carries `gantry.dev/hold` (`kubectl gantry hold`) is
+//! held: it leaves the queue (or never joins it), its pods stay gated and say why, and it
+//! queues again when the mark is gone, at its old place (its submission time counts from its
+//! first pod's creation). A running workload is not stopped by a hold.
+//!
 //! An evicted workload is withdrawn: its framework recreates the pods, gated, as a new workload
 //! (which queues with a new submission time).
 
 use gantry_api::gang::{GangSpec, Size};
 use gantry_api::identity::{admission_key, identify, GangOwner, Identity};
-use gantry_api::keys::PLACEMENT_ANNOTATION;
 use gantry_api::keys::{GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION};
+use gantry_api::keys::{HOLD_ANNOTATION, PLACEMENT_ANNOTATION};
 use gantry_api::node::parse_node;
 use gantry_api::placement::Planned;
 use gantry_api::pod::{annotated_gang_size, annotation, gated, parse_pod, planned, pod_finished, PodView};
@@ -70,6 +75,8 @@ pub enum Action {
 struct Member {
     pod: PodRef,
     view: PodView,
+    /// The pod's hold mark, when it has one (see the module documentation).
+    held: Option<String>,
 }
 
 /// How many pods a gang has, as far as is known.
@@ -177,8 +184,9 @@ impl Controller {
             Err(message) => return vec![Action::Refused { pod: pod_ref(pod), message }],
         };
         let r = PodRef { namespace: view.namespace.clone(), name: view.name.clone(), uid: view.uid.clone() };
+        let held = annotation(pod, HOLD_ANNOTATION).map(str::to_string);
         if self.by_uid.contains_key(&r.uid) {
-            return Vec::new();
+            return self.hold_changed(&r.uid, held, now);
         }
         let identity = identify(pod);
         let annotated = annotated_gang_size(pod);
@@ -204,7 +212,7 @@ impl Controller {
                 queued: false,
             }
         });
-        g.pods.push(Member { pod: r.clone(), view });
+        g.pods.push(Member { pod: r.clone(), view, held });
         let id = g.id;
         if fresh {
             self.by_id.insert(id, key.clone());
@@ -213,10 +221,35 @@ impl Controller {
         self.try_submit(&key, now)
     }
 
+    /// A known gated pod changed: when its hold mark came or went, its workload leaves the
+    /// queue (if it is still waiting there) or joins it again.
+    fn hold_changed(&mut self, uid: &str, held: Option<String>, now: Seconds) -> Vec<Action> {
+        let Some(key) = self.by_uid.get(uid).cloned() else { return Vec::new() };
+        let Some(gang) = self.gangs.get_mut(&key) else { return Vec::new() };
+        let Some(member) = gang.pods.iter_mut().find(|m| m.pod.uid == uid) else { return Vec::new() };
+        if member.held == held {
+            return Vec::new();
+        }
+        member.held = held;
+        let (id, queued) = (gang.id, gang.queued);
+        match (hold_of(gang).is_some(), queued) {
+            (true, true) if self.queue.pending_ids().any(|p| p == id) => {
+                self.queue.finish(id, now);
+                if let Some(gang) = self.gangs.get_mut(&key) {
+                    gang.queued = false;
+                }
+                Vec::new()
+            }
+            (false, false) => self.try_submit(&key, now),
+            _ => Vec::new(),
+        }
+    }
+
     /// Queues a gang when all its pods are there; refuses it when it can never run as asked.
+    /// A held gang waits out of the queue.
     fn try_submit(&mut self, key: &str, now: Seconds) -> Vec<Action> {
         let Some(gang) = self.gangs.get(key) else { return Vec::new() };
-        if gang.queued {
+        if gang.queued || hold_of(gang).is_some() {
             return Vec::new();
         }
         match self.size_of(gang) {
@@ -432,6 +465,7 @@ impl Controller {
             .map(|v| Member {
                 pod: PodRef { namespace: v.namespace.clone(), name: v.name.clone(), uid: v.uid.clone() },
                 view: v,
+                held: None,
             })
             .collect();
         for m in &pods {
@@ -540,6 +574,18 @@ impl Controller {
         keys.sort_unstable();
         for key in keys {
             let gang = &self.gangs[key];
+            if let Some(why) = hold_of(gang) {
+                let message = format!(
+                    "held ({HOLD_ANNOTATION}: {why}): it does not queue until released (`kubectl gantry release`); \
+                     it keeps its place, which counts from its first pod's creation"
+                );
+                out.extend(
+                    gang.pods
+                        .iter()
+                        .map(|m| Action::Pending { pod: m.pod.clone(), message: message.clone() }),
+                );
+                continue;
+            }
             let message = match self.size_of(gang) {
                 GangSize::Unread(owner) => format!(
                     "waiting for {owner} to be read: Gantry takes the gang's size from it, and starts the gang whole ({} pods here so far)",
@@ -638,6 +684,11 @@ impl Controller {
             self.queue.finish(id, now);
         }
     }
+}
+
+/// The hold mark of a gang's first held pod.
+fn hold_of(gang: &Gang) -> Option<&str> {
+    gang.pods.iter().find_map(|m| m.held.as_deref())
 }
 
 /// When a workload was submitted: its earliest pod's creation, never after `now` (a clock

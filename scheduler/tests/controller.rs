@@ -220,3 +220,57 @@ fn two_gangs_competing_for_the_same_nodes_never_both_start_partially() {
     let waiting = actions.iter().filter(|a| matches!(a, Action::Pending { .. })).count();
     assert_eq!(waiting, 3, "the other gang's three pods are told why they wait");
 }
+
+/// `pod` created at `minute` past T0, held with `hold` when given.
+fn dated(ns: &str, name: &str, minute: i64, hold: Option<&str>) -> Value {
+    let mut p = pod(ns, name, 8, None);
+    let at = jiff::Timestamp::from_second(T0 + minute * 60).unwrap().to_string();
+    p["metadata"]["creationTimestamp"] = json!(at);
+    if let Some(why) = hold {
+        p["metadata"]["annotations"]["gantry.dev/hold"] = json!(why);
+    }
+    p
+}
+
+/// The message each waiting pod is given, by pod name.
+fn pending(actions: &[Action]) -> std::collections::BTreeMap<String, String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Pending { pod, message } => Some((pod.name.clone(), message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_held_workload_waits_out_of_the_queue_and_keeps_its_place_when_released() {
+    let mut c = controller();
+    // team-b runs 8 GPUs; team-a's first workload is held, its second runs in team-a's quota.
+    c.pod_gated(&dated("team-b", "b-run", 0, None), T0);
+    c.pod_gated(&dated("team-a", "first", 1, Some("alice: checking the data first")), T0);
+    c.pod_gated(&dated("team-a", "second", 2, None), T0);
+    let actions = c.reconcile(T0);
+    assert_eq!(ungated(&actions).iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["b-run", "second"]);
+    let why = &pending(&actions)["first"];
+    assert!(why.starts_with("held (gantry.dev/hold: alice: checking the data first)"), "{why}");
+    assert!(why.contains("kubectl gantry release"), "{why}");
+
+    // A third workload queues behind nothing: the held one is not in the queue.
+    c.pod_gated(&dated("team-a", "third", 3, None), T0 + 60);
+    let why = &pending(&c.reconcile(T0 + 60))["third"];
+    assert!(why.contains("position 1 of 1 in team-a's queue"), "{why}");
+
+    // Released: it queues again at its old place, ahead of the third (created earlier).
+    c.pod_gated(&dated("team-a", "first", 1, None), T0 + 120);
+    let waiting = pending(&c.reconcile(T0 + 120));
+    assert!(waiting["first"].contains("position 1 of 2 in team-a's queue"), "{waiting:?}");
+    assert!(waiting["third"].contains("position 2 of 2 in team-a's queue"), "{waiting:?}");
+
+    // Held while waiting in the queue: it leaves it, and the third moves up.
+    c.pod_gated(&dated("team-a", "first", 1, Some("bob")), T0 + 180);
+    let waiting = pending(&c.reconcile(T0 + 180));
+    assert!(waiting["first"].starts_with("held (gantry.dev/hold: bob)"), "{waiting:?}");
+    assert!(waiting["third"].contains("position 1 of 1 in team-a's queue"), "{waiting:?}");
+    assert_eq!(c.queue().pending_ids().count(), 1);
+}
