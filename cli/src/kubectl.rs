@@ -61,8 +61,8 @@ enum KubectlCommand {
         /// The pod's name.
         pod: String,
     },
-    /// Tenants: GPUs used, nominal and borrowed, and workloads pending (the Tenant objects'
-    /// status, kept by the queue controller).
+    /// Tenants: GPUs used, nominal and borrowed, in all and per GPU model, and workloads
+    /// pending (the Tenant objects' status, kept by the queue controller).
     Tenants,
     /// Hold a waiting workload out of the queue (by workload name, as `queue` lists it, or by the
     /// name of one of its pods): its pods stay gated and it keeps its place for when it is
