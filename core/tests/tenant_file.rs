@@ -669,3 +669,19 @@ fn example_details() {
     let scale = load(&dir.join("scale-100.yaml")).unwrap();
     assert_eq!((scale.tenants.len(), scale.cohorts.len()), (100, 5));
 }
+
+#[test]
+fn checking_a_file_lists_every_problem_and_leaves_parse_stopping_at_the_first() {
+    let text = "flavors: [{name: A100, colour: red}]\ntenants:\n  - {name: a, namespaces: [a], quotas: {H100: {nominal: 1}}}\n  - {name: b}\n";
+    let (parsed, errors) = gantry_core::tenancy::file::check("t.yaml", text);
+    assert!(parsed.is_none());
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["flavors[0].colour", "tenants[0].quotas.H100", "tenants[1].namespaces"],
+        "{errors:?}"
+    );
+    // The same thread parses as before: one error, the first the reading meets.
+    let first = gantry_core::tenancy::file::parse("t.yaml", text).unwrap_err();
+    assert_eq!(first.field, "flavors[0].colour");
+}

@@ -102,7 +102,9 @@ pub struct GantryPolicy {
     /// Memory MiB the expected workload asks per milli-GPU.
     mem_per_gpu: f64,
     /// Each node class's pressure, 0..=1; a class not listed (a node added since) has none.
-    pressure: Vec<(ClassKey, f64)>,
+    /// Looked up on every score, and a cluster whose nodes report slightly different memory has
+    /// as many classes as nodes: hashed, not scanned.
+    pressure: HashMap<ClassKey, f64>,
 }
 
 impl GantryPolicy {
@@ -125,7 +127,7 @@ impl GantryPolicy {
     /// The pressure on `node`'s class (see the module documentation).
     pub fn pressure(&self, node: &Node) -> f64 {
         let key = class_of(node);
-        self.pressure.iter().find(|(k, _)| *k == key).map_or(0.0, |(_, p)| *p)
+        self.pressure.get(&key).copied().unwrap_or(0.0)
     }
 
     /// Free GPU milli the expected workload could not reach with the CPU and memory left.
@@ -171,13 +173,18 @@ impl Policy for GantryPolicy {
 
 /// Each node class's pressure (see the module documentation): the restricted shapes' demand,
 /// scaled to the cluster's capacity, spread over the classes each fits.
-fn pressure(expected: &[PodRequest], nodes: &[Node]) -> Vec<(ClassKey, f64)> {
-    // (class, pressure, GPU milli, a node of the class)
+fn pressure(expected: &[PodRequest], nodes: &[Node]) -> HashMap<ClassKey, f64> {
+    // (class, pressure, GPU milli, a node of the class), in the nodes' order
     let mut classes: Vec<(ClassKey, f64, f64, &Node)> = Vec::new();
+    let mut index: HashMap<ClassKey, usize> = HashMap::new();
     for n in nodes {
-        match classes.iter_mut().find(|c| c.0 == class_of(n)) {
-            Some(c) => c.2 += n.gpu_capacity() as f64,
-            None => classes.push((class_of(n), 0.0, n.gpu_capacity() as f64, n)),
+        let key = class_of(n);
+        match index.get(&key) {
+            Some(&i) => classes[i].2 += n.gpu_capacity() as f64,
+            None => {
+                index.insert(key, classes.len());
+                classes.push((key, 0.0, n.gpu_capacity() as f64, n));
+            }
         }
     }
     let capacity: f64 = classes.iter().map(|c| c.2).sum();
@@ -192,7 +199,7 @@ fn pressure(expected: &[PodRequest], nodes: &[Node]) -> Vec<(ClassKey, f64)> {
     });
     let asked: f64 = demand.iter().map(|(_, gpu)| gpu).sum();
     if asked == 0.0 {
-        return Vec::new();
+        return HashMap::new();
     }
     let k = capacity / asked;
     for (shape, gpu) in &demand {

@@ -96,9 +96,19 @@ pub fn parse_settings(file: &str, text: &str) -> Res<Settings> {
 /// is left out whole; the builder then reports every refusal of what was read. A YAML syntax
 /// error still ends the check (nothing after it can be read reliably).
 pub fn check(file: &str, text: &str) -> (Option<(Tenancy, Settings)>, Vec<TenantFileError>) {
+    /// Ends the collecting when the check ends, however it ends, so that a later [`parse`] on
+    /// this thread stops at its first problem again.
+    struct Collecting;
+    impl Drop for Collecting {
+        fn drop(&mut self) {
+            COLLECT.with(|c| c.borrow_mut().take());
+        }
+    }
     COLLECT.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let collecting = Collecting;
     let result = parse_tree_all(text);
     let mut errors = COLLECT.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    drop(collecting);
     let parsed = match result {
         Ok(Ok(parsed)) if errors.is_empty() => Some(parsed),
         Ok(Ok(_)) => None,
