@@ -37,6 +37,7 @@ fn workload(rng: &mut ChaCha8Rng, id: WorkloadId, now: Seconds) -> Workload {
         submitted: now,
         models: None,
         expected_runtime: Some(3600),
+        charge: None,
     }
 }
 

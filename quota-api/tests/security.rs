@@ -73,6 +73,7 @@ fn workload(id: u64, tenant: usize, gpus: u32, at: i64) -> Workload {
         submitted: at,
         models: None,
         expected_runtime: Some(3600),
+        charge: None,
     }
 }
 

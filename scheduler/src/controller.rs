@@ -322,6 +322,7 @@ impl Controller {
             submitted: submitted_at(&gang.pods.iter().map(|m| m.view.clone()).collect::<Vec<_>>(), now),
             models,
             expected_runtime: None,
+            charge: None,
         };
         match self.queue.submit(workload, now) {
             Ok(()) => {
@@ -457,6 +458,7 @@ impl Controller {
             submitted: submitted_at(&views, admitted),
             models: None,
             expected_runtime: None,
+            charge: None,
         };
         self.queue.restore(workload, placements, admitted, now).map_err(|r| r.0)?;
         self.next_id += 1;

@@ -20,7 +20,9 @@ pub use ledger::{cost_micros, Accrual, Ledger};
 pub use live::Restructure;
 pub use preempt::RoomCheck;
 pub use quota::QuotaTree;
-pub use workload::{pod_id, PodSet, Workload, WorkloadId, EXTERNAL_POD_BIT, MAX_MEMBERS, MAX_WORKLOAD_ID};
+pub use workload::{
+    pod_id, Charge, PodSet, Workload, WorkloadId, EXTERNAL_POD_BIT, MAX_MEMBERS, MAX_WORKLOAD_ID,
+};
 
 use crate::model::{could_ever_fit, Cluster, NodeId, Placement, PodRequest};
 use crate::schedule::Scheduler;

@@ -54,6 +54,17 @@ pub struct Workload {
     pub models: Option<ModelSet>,
     /// What the user declared as its expected run time, used for start estimates only.
     pub expected_runtime: Option<Seconds>,
+    /// Whom its cost is charged to below its tenant (a pipeline run); `None`: the tenant only.
+    pub charge: Option<Charge>,
+}
+
+/// What a workload's cost is charged to below its tenant: the Kubeflow Pipelines run its pods
+/// belong to, with the run's experiment and pipeline where the pods name them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Charge {
+    pub run: String,
+    pub experiment: Option<String>,
+    pub pipeline: Option<String>,
 }
 
 impl Workload {

@@ -193,6 +193,7 @@ impl WB {
                 submitted: NOV1,
                 models: None,
                 expected_runtime: None,
+                charge: None,
             },
             min: None,
         }

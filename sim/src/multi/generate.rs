@@ -266,6 +266,7 @@ pub fn generate_with_scale(
                     submitted: spec.start + d.at,
                     models: d.models,
                     expected_runtime: Some(duration),
+                    charge: None,
                 },
                 duration,
             }

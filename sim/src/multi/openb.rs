@@ -68,6 +68,7 @@ pub fn workloads(
                 submitted: start + created,
                 models,
                 expected_runtime: pod.deleted.map(|_| duration),
+                charge: None,
             },
             duration,
         });
