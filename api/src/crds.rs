@@ -14,10 +14,12 @@
 //! into objects for `kubectl apply -f`.
 
 mod convert;
+pub mod select;
 
 pub use convert::{
     flavor_object_name, objects_yaml, tenancy_from, tenancy_to_objects, CrdError, TenancyObjects,
 };
+pub use select::{match_namespaces, Matched};
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -49,6 +51,10 @@ pub struct Budget {
 }
 
 /// A team: its namespaces and what it may use.
+///
+/// Namespaces are listed (`namespaces`), selected by their labels (`namespaceSelector`, e.g. the
+/// namespaces Kubeflow's profile controller makes for Profiles), or both; a tenant needs at least
+/// one of the two. A namespace two tenants claim belongs to neither (`status.conflicts`).
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[kube(
     group = "gantry.dev",
@@ -61,11 +67,19 @@ pub struct Budget {
     printcolumn = r#"{"name":"GPUs nominal","type":"string","jsonPath":".status.gpusNominal"}"#,
     printcolumn = r#"{"name":"Borrowed","type":"string","jsonPath":".status.gpusBorrowed"}"#,
     printcolumn = r#"{"name":"Pending","type":"integer","jsonPath":".status.pendingWorkloads"}"#,
+    printcolumn = r#"{"name":"Namespaces","type":"string","jsonPath":".status.namespaces"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TenantSpec {
+    /// Namespaces by name (they need not exist yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
+    /// Namespaces by their labels, as a Deployment selects pods: `matchLabels` and
+    /// `matchExpressions` (In, NotIn, Exists, DoesNotExist). The empty selector is refused (it
+    /// would take every namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cohort: Option<String>,
     /// Fair-share weight, > 0; default 1.
@@ -88,6 +102,21 @@ pub struct TenantSpec {
     /// Which work this tenant's workloads may stop to start; absent: Gantry's rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preemption: Option<TenantPreemption>,
+    /// When the tenant's idle GPU notebooks are stopped; absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_notebooks: Option<IdleNotebooksSpec>,
+}
+
+/// Stop a notebook whose GPUs have all been idle for `stopAfter` (a duration: `90s`, `30m`,
+/// `2h`, `1d`; at least a minute) when work that could use them waits (`when: work-waits`, the
+/// default) or at once (`when: always`). Gantry sets `kubeflow-resource-stopped` on the Notebook,
+/// as the Kubeflow UI's stop button does; the user starts it again there.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IdleNotebooksSpec {
+    pub stop_after: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
 }
 
 /// A tenant's preemption policy, as Kueue's ClusterQueue `preemption` and
@@ -135,6 +164,35 @@ pub struct TenantStatus {
     /// The same per GPU model the tenant has quota of or uses (`kubectl gantry tenants`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelStatus>,
+    /// The namespaces that are the tenant's now: those listed and those its selector matches,
+    /// less any another tenant claims too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Namespaces this tenant and another both claim: they belong to neither until one of them
+    /// stops claiming it (remove it from a list, or change a selector or the namespace's labels).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<NamespaceConflict>,
+}
+
+/// A namespace claimed by more than one tenant.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceConflict {
+    pub namespace: String,
+    /// Every tenant that claims it, by name.
+    pub tenants: Vec<String>,
+}
+
+impl std::fmt::Display for NamespaceConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "namespace `{}` is claimed by tenants {}; it belongs to neither until all but one stop claiming it \
+             (remove it from a `namespaces` list, or change a `namespaceSelector` or the namespace's labels)",
+            self.namespace,
+            self.tenants.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(" and ")
+        )
+    }
 }
 
 /// A tenant's GPUs of one model (flavor): used, nominal and borrowed.

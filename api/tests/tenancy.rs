@@ -96,7 +96,7 @@ fn round_trip(name: &str, text: &str) {
         "{name}"
     );
     let direct =
-        tenancy_from(&settings, &flavors, &cohorts, &tenants).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        tenancy_from(&settings, &flavors, &cohorts, &tenants, &[]).unwrap_or_else(|e| panic!("{name}: {e:?}"));
     // The file declares things in its own order, the objects come in name order.
     assert_eq!(direct.sorted_by_name(), tenancy.sorted_by_name(), "{name}");
 
@@ -113,7 +113,7 @@ fn round_trip(name: &str, text: &str) {
         v.reverse();
         v
     }
-    let again = tenancy_from(&settings, &reversed(f), &reversed(c), &reversed(t)).unwrap();
+    let again = tenancy_from(&settings, &reversed(f), &reversed(c), &reversed(t), &[]).unwrap();
     assert_eq!(again, direct, "{name}");
 }
 
@@ -146,6 +146,7 @@ fn objects_of_the_rich_file() {
     let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let expected = TenantSpec {
         namespaces: vec!["team-a".into(), "team-a-dev".into()],
+        namespace_selector: None,
         cohort: Some("vision".into()),
         weight: Some(2.5),
         priority_classes: Some(vec!["high".into(), "batch".into(), "training".into()]),
@@ -164,6 +165,7 @@ fn objects_of_the_rich_file() {
         }),
         // Gantry's own rules: left out
         preemption: None,
+        idle_notebooks: None,
     };
     assert_eq!(tenants[0].metadata.name.as_deref(), Some("team-a"));
     assert_eq!(tenants[0].spec, expected);
@@ -185,7 +187,7 @@ fn objects_of_the_rich_file() {
 fn tenancy_is_in_name_order() {
     let (tenancy, settings) = parse_with_settings("rich.yaml", RICH).unwrap();
     let (flavors, cohorts, tenants) = tenancy_to_objects(&tenancy, &settings).unwrap();
-    let built = tenancy_from(&settings, &flavors, &cohorts, &tenants).unwrap();
+    let built = tenancy_from(&settings, &flavors, &cohorts, &tenants, &[]).unwrap();
     let models: Vec<&str> = built.flavors.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(models, ["A100", "cpu", "V100M32"], "in GpuFlavor name order: a100, cpu, v100m32");
     let cohorts: Vec<&str> = built.cohorts.iter().map(|c| c.name.as_str()).collect();
@@ -212,7 +214,7 @@ fn no_objects_is_an_empty_tenancy_with_the_settings() {
             kind_classes: [0, 1, 1, 1, 1],
         }
     );
-    let empty = tenancy_from(&settings, &[], &[], &[]).unwrap();
+    let empty = tenancy_from(&settings, &[], &[], &[], &[]).unwrap();
     let expected = Tenancy {
         flavors: vec![],
         cohorts: vec![],
@@ -222,7 +224,7 @@ fn no_objects_is_an_empty_tenancy_with_the_settings() {
         currency: "EUR".into(),
     };
     assert_eq!(empty, expected);
-    let empty = tenancy_from(&Settings::default(), &[], &[], &[]).unwrap();
+    let empty = tenancy_from(&Settings::default(), &[], &[], &[], &[]).unwrap();
     assert_eq!(
         (empty.currency.as_str(), empty.timing, empty.priority_classes.len()),
         ("USD", Timing::default(), 5)
@@ -359,15 +361,12 @@ const BAD: &[Bad] = &[
         },
         messages: &["Tenant team-a: spec.prices.h100: unknown flavor `h100` (did you mean `a100`?); declared: a100, cpu; create a GpuFlavor of that name or fix the name"],
     },
-    Bad {
-        name: "namespace in two tenants",
-        change: |o| o.tenants[1].spec.namespaces.push("team-a".into()),
-        messages: &["Tenant team-b: spec.namespaces[1]: namespace `team-a` belongs to both tenant `team-a` (Tenant team-a) and tenant `team-b`; a namespace may belong to one tenant only, so remove it from one of them"],
-    },
+    // A namespace in two tenants is no refusal of the objects: it belongs to neither
+    // (api/tests/profiles.rs).
     Bad {
         name: "no namespaces",
         change: |o| o.tenants[1].spec.namespaces.clear(),
-        messages: &["Tenant team-b: spec.namespaces: the list is empty; list the Kubernetes namespaces whose workloads belong to this tenant, e.g. `namespaces: [team-a]`"],
+        messages: &["Tenant team-b: spec: the tenant has no namespaces; list them (`namespaces: [team-a]`) or select them by label (`namespaceSelector: {matchLabels: {team: a}}`)"],
     },
     Bad {
         name: "bad namespace name",
@@ -497,14 +496,14 @@ const BAD: &[Bad] = &[
 #[test]
 fn refused_objects_name_object_field_problem_and_fix() {
     let ok = valid();
-    tenancy_from(&Settings::default(), &ok.flavors, &ok.cohorts, &ok.tenants)
+    tenancy_from(&Settings::default(), &ok.flavors, &ok.cohorts, &ok.tenants, &[])
         .expect("the valid set is valid");
     assert!(BAD.len() >= 12);
     for case in BAD {
         let mut objects = valid();
         (case.change)(&mut objects);
         let errors =
-            match tenancy_from(&Settings::default(), &objects.flavors, &objects.cohorts, &objects.tenants) {
+            match tenancy_from(&Settings::default(), &objects.flavors, &objects.cohorts, &objects.tenants, &[]) {
                 Ok(_) => panic!("{}: accepted", case.name),
                 Err(e) => e,
             };
@@ -517,7 +516,7 @@ fn refused_objects_name_object_field_problem_and_fix() {
 fn error_parts() {
     let mut o = valid();
     a100_quota(&mut o).borrowing_limit = Some("-2".into());
-    let errors = tenancy_from(&Settings::default(), &o.flavors, &o.cohorts, &o.tenants).unwrap_err();
+    let errors = tenancy_from(&Settings::default(), &o.flavors, &o.cohorts, &o.tenants, &[]).unwrap_err();
     let e = &errors[0];
     assert_eq!(
         (e.kind.as_str(), e.name.as_str(), e.field.as_str()),
@@ -588,7 +587,7 @@ fn same_words_as_the_tenants_file() {
         let mut o = valid();
         change(&mut o);
         let from_objects =
-            tenancy_from(&Settings::default(), &o.flavors, &o.cohorts, &o.tenants).unwrap_err();
+            tenancy_from(&Settings::default(), &o.flavors, &o.cohorts, &o.tenants, &[]).unwrap_err();
         assert_eq!(from_objects.len(), 1, "{line}: {from_objects:?}");
         if prefix.is_empty() {
             assert_eq!(from_objects[0].problem, from_file, "{line}");

@@ -11,10 +11,12 @@
 //! - [`tenancy`]: tenants, cohorts, GPU flavors, priority classes and their quotas, from the
 //!   tenants file or the custom resources (validated the same way);
 //! - [`queue`]: the admission queue over time: quota tree, whole-gang admission, fair share,
-//!   preemption and reclaim, the usage ledger and the explanation of every wait.
+//!   preemption and reclaim, the usage ledger and the explanation of every wait;
+//! - [`notebooks`]: which idle GPU notebooks give their GPUs back.
 
 pub mod frag;
 pub mod model;
+pub mod notebooks;
 pub mod policy;
 pub mod queue;
 pub mod schedule;

@@ -165,6 +165,18 @@ pub struct Tenant {
     pub prices_micros: Vec<u64>,
     pub budget: Option<Budget>,
     pub preemption: PreemptionPolicy,
+    /// When its idle GPU notebooks are stopped; `None`: never.
+    pub idle_notebooks: Option<IdleNotebooks>,
+}
+
+/// A tenant's rule for GPU notebooks whose GPUs sit idle (see the queue's `idle` module): once
+/// every GPU of a running notebook has been idle for `stop_after`, and (unless `always`) work
+/// that could use those GPUs waits, the notebook is stopped; its user starts it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct IdleNotebooks {
+    pub stop_after: Seconds,
+    /// Stop even when nothing waits (gives GPUs back to the cluster, and to the tenant's budget).
+    pub always: bool,
 }
 
 /// Which work a tenant's waiting workload may stop to start, and how it picks a flavor when it

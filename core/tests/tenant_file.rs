@@ -3,8 +3,8 @@
 
 use gantry_core::tenancy::file::{load, parse, TenantFileError};
 use gantry_core::tenancy::{
-    Budget, Cohort, Flavor, FlavorQuota, Kind, PreemptionPolicy, PriorityClass, ReclaimWithinCohort, Tenancy,
-    Tenant, Timing, WhenCanPreempt, WhenExhausted, WithinTenant,
+    Budget, Cohort, Flavor, FlavorQuota, IdleNotebooks, Kind, PreemptionPolicy, PriorityClass,
+    ReclaimWithinCohort, Tenancy, Tenant, Timing, WhenCanPreempt, WhenExhausted, WithinTenant,
 };
 use std::path::Path;
 
@@ -42,11 +42,13 @@ tenants:
       cpu: {nominal: "2500m"}
     prices: {A100: 3.10}
     budget: {gpuHoursPerMonth: 5000, whenExhausted: refuse}
+    idleNotebooks: {stopAfter: 2h}
   - name: team-b
     namespaces: [team-b]
     quotas:
       V100M32: {nominal: "2500m", lendingLimit: 0}
     budget: {gpuHoursPerMonth: 0.5}
+    idleNotebooks: {stopAfter: 30m, when: always}
     preemption:
       withinTenant: LowerOrNewerEqualPriority
       reclaimWithinCohort: LowerPriority
@@ -91,6 +93,7 @@ fn good_file_parses_to_exact_values() {
                     when_exhausted: WhenExhausted::Refuse,
                 }),
                 preemption: PreemptionPolicy::default(),
+                idle_notebooks: Some(IdleNotebooks { stop_after: 7200, always: false }),
             },
             Tenant {
                 name: "team-b".into(),
@@ -111,6 +114,7 @@ fn good_file_parses_to_exact_values() {
                     borrow_within_cohort: Some(100),
                     when_can_preempt: WhenCanPreempt::Preempt,
                 },
+                idle_notebooks: Some(IdleNotebooks { stop_after: 1800, always: true }),
             },
         ],
         priority_classes: vec![class("batch", 100), class("training", 300), class("high", 2000)],
@@ -219,6 +223,27 @@ const NS_A: &str = "    namespaces: [team-a]";
 
 fn bad_cases() -> Vec<Bad> {
     vec![
+        bad(
+            "idle notebooks without stopAfter",
+            &[TEAM_A, NS_A, "    idleNotebooks: {when: always}"],
+            7,
+            "tenants[0].idleNotebooks.stopAfter",
+            &["e.g. `stopAfter: 2h`"],
+        ),
+        bad(
+            "idle notebooks stopped after seconds",
+            &[TEAM_A, NS_A, "    idleNotebooks: {stopAfter: 30s}"],
+            7,
+            "tenants[0].idleNotebooks.stopAfter",
+            &["under a minute", "at least `1m`"],
+        ),
+        bad(
+            "idle notebooks with an unknown condition",
+            &[TEAM_A, NS_A, "    idleNotebooks: {stopAfter: 1h, when: sometimes}"],
+            7,
+            "tenants[0].idleNotebooks.when",
+            &["`sometimes`", "`work-waits`", "`always`"],
+        ),
         bad(
             "unknown flavor",
             &[TEAM_A, NS_A, "    quotas:", "      H100: {nominal: 8}"],

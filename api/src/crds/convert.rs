@@ -11,18 +11,23 @@
 //! `Tenancy::bind` needs); tenants' `quotas` and `prices` name flavors by their GpuFlavor's object
 //! name. Cohorts and tenants are named by their object names.
 //!
+//! Namespaces: a tenant's are its `namespaces` list plus those of the cluster's Namespace objects
+//! its `namespaceSelector` matches ([`super::select`]); a namespace two tenants claim is left out
+//! of both (the rest of the tenancy stands) and shown on both Tenants' status.
+//!
 //! [`tenancy_to_objects`] goes the other way, for moving a tenants file into a cluster, and
 //! [`objects_yaml`] renders the objects for `kubectl apply -f`.
 
 use crate::crds::{
-    BorrowWithinCohort, Budget, Cohort, CohortSpec, FlavorQuota, GpuFlavor, GpuFlavorSpec, Tenant,
-    TenantPreemption, TenantSpec,
+    BorrowWithinCohort, Budget, Cohort, CohortSpec, FlavorQuota, GpuFlavor, GpuFlavorSpec, IdleNotebooksSpec,
+    Tenant, TenantPreemption, TenantSpec,
 };
 use gantry_core::tenancy::build::{
-    self, At, Declared, Form, Origin, RawBudget, RawCohort, RawFlavor, RawList, RawPreemption, RawQuota,
-    RawTenant, Refusal, Val,
+    self, At, Declared, Form, Origin, RawBudget, RawCohort, RawFlavor, RawIdleNotebooks, RawList,
+    RawPreemption, RawQuota, RawTenant, Refusal, Val,
 };
 use gantry_core::tenancy::{self as core, Kind, Settings, Tenancy, WhenExhausted};
+use k8s_openapi::api::core::v1::Namespace;
 use std::collections::BTreeMap;
 
 /// A refused object: which object and field, what is wrong and how to fix it.
@@ -52,7 +57,7 @@ fn field_prefix(field: &str) -> String {
 
 const GPU_FLAVOR: &str = "GpuFlavor";
 const COHORT: &str = "Cohort";
-const TENANT: &str = "Tenant";
+pub(super) const TENANT: &str = "Tenant";
 
 /// The objects' words for declaring a missing name.
 struct ObjectForm;
@@ -73,20 +78,42 @@ impl Form for ObjectForm {
 /// defaults of the tenants file. Flavors, cohorts and tenants are ordered by object name, so the
 /// same objects in any order give the same tenancy. No objects at all is a valid, empty tenancy.
 ///
+/// `namespaces` are the cluster's Namespace objects, which tenants' selectors are matched
+/// against (only names and labels are read); with none, selectors match nothing. A namespace
+/// claimed by two tenants is no refusal: it belongs to neither ([`super::match_namespaces`] says
+/// which).
+///
 /// Refusals: every one found, objects in name order, each naming its object and field.
 pub fn tenancy_from(
     settings: &Settings,
     flavors: &[GpuFlavor],
     cohorts: &[Cohort],
     tenants: &[Tenant],
+    namespaces: &[Namespace],
 ) -> Result<Tenancy, Vec<CrdError>> {
     let mut errors = Vec::new();
+    let (matched, selector_errors) = super::select::match_namespaces(tenants, namespaces);
     let flavors = by_name(flavors, GPU_FLAVOR, |f| f.metadata.name.as_deref(), &mut errors);
     let cohorts = by_name(cohorts, COHORT, |c| c.metadata.name.as_deref(), &mut errors);
     let tenants = by_name(tenants, TENANT, |t| t.metadata.name.as_deref(), &mut errors);
+    errors.extend(selector_errors);
     let flavors: Vec<RawFlavor> = flavors.into_iter().map(|(name, f)| raw_flavor(name, &f.spec)).collect();
     let cohorts: Vec<RawCohort> = cohorts.into_iter().map(|(name, c)| raw_cohort(name, &c.spec)).collect();
-    let tenants: Vec<RawTenant> = tenants.into_iter().map(|(name, t)| raw_tenant(name, &t.spec)).collect();
+    let mut raw_tenants = Vec::with_capacity(tenants.len());
+    for (name, t) in tenants {
+        if t.spec.namespaces.is_empty() && t.spec.namespace_selector.is_none() {
+            errors.push(CrdError {
+                kind: TENANT.into(),
+                name: name.into(),
+                field: "spec".into(),
+                problem: "the tenant has no namespaces; list them (`namespaces: [team-a]`) or select them by \
+                          label (`namespaceSelector: {matchLabels: {team: a}}`)"
+                    .into(),
+            });
+        }
+        raw_tenants.push(raw_tenant(name, &t.spec, matched.get(name)));
+    }
+    let tenants = raw_tenants;
     match build::tenancy(settings, &flavors, &cohorts, &tenants, &ObjectForm) {
         Ok(tenancy) if errors.is_empty() => Ok(tenancy),
         Ok(_) => Err(errors),
@@ -148,8 +175,24 @@ fn raw_cohort(name: &str, spec: &CohortSpec) -> RawCohort {
     }
 }
 
-fn raw_tenant(name: &str, spec: &TenantSpec) -> RawTenant {
+/// `matched`: the tenant's namespaces resolved over the cluster's (its list's duplicates are
+/// kept, so that they are refused as in the file).
+fn raw_tenant(name: &str, spec: &TenantSpec, matched: Option<&super::Matched>) -> RawTenant {
     let at = |field: &str| At::object(TENANT, name, field);
+    let contested = |ns: &String| matched.is_some_and(|m| m.contested.contains(ns));
+    let mut namespaces = RawList {
+        at: at("spec.namespaces"),
+        items: spec
+            .namespaces
+            .iter()
+            .enumerate()
+            .filter(|(_, ns)| !contested(ns))
+            .map(|(k, ns)| Val::new(ns, at(&format!("spec.namespaces[{k}]"))))
+            .collect(),
+    };
+    for ns in matched.iter().flat_map(|m| &m.namespaces).filter(|ns| !spec.namespaces.contains(ns)) {
+        namespaces.items.push(Val::new(ns, at("spec.namespaceSelector")));
+    }
     let list = |field: &str, items: &[String]| RawList {
         at: at(field),
         items: items.iter().enumerate().map(|(k, v)| Val::new(v, at(&format!("{field}[{k}]")))).collect(),
@@ -178,7 +221,9 @@ fn raw_tenant(name: &str, spec: &TenantSpec) -> RawTenant {
     RawTenant {
         at: at(""),
         name: Val::new(name, at("metadata.name")),
-        namespaces: list("spec.namespaces", &spec.namespaces),
+        namespaces,
+        // Checked by the caller: the tenant lists namespaces or has a selector.
+        namespaces_may_be_empty: true,
         cohort: spec.cohort.as_ref().map(|c| Val::new(c, at("spec.cohort"))),
         // f64's Display is the shortest text that reads back as the same number.
         weight: spec.weight.map(|w| Val::new(w.to_string(), at("spec.weight"))),
@@ -202,6 +247,11 @@ fn raw_tenant(name: &str, spec: &TenantSpec) -> RawTenant {
                 ),
                 when_can_preempt: val("whenCanPreempt", &p.when_can_preempt),
             }
+        }),
+        idle_notebooks: spec.idle_notebooks.as_ref().map(|n| RawIdleNotebooks {
+            at: at("spec.idleNotebooks"),
+            stop_after: Val::new(&n.stop_after, at("spec.idleNotebooks.stopAfter")),
+            when: n.when.as_ref().map(|w| Val::new(w, at("spec.idleNotebooks.when"))),
         }),
     }
 }
@@ -335,6 +385,7 @@ fn tenant_spec(
         (t.preemption != core::PreemptionPolicy::default()).then(|| preemption_spec(&t.preemption));
     TenantSpec {
         namespaces: t.namespaces.clone(),
+        namespace_selector: None,
         cohort,
         weight: (t.weight != 1.0).then_some(t.weight),
         priority_classes,
@@ -343,6 +394,10 @@ fn tenant_spec(
         prices,
         budget,
         preemption,
+        idle_notebooks: t.idle_notebooks.map(|n| IdleNotebooksSpec {
+            stop_after: format!("{}s", n.stop_after),
+            when: n.always.then(|| "always".to_string()),
+        }),
     }
 }
 

@@ -198,6 +198,7 @@ mod tests {
                     prices_micros: vec![0],
                     budget: None,
                     preemption: Default::default(),
+                    idle_notebooks: None,
                 })
                 .collect(),
             priority_classes: vec![],

@@ -15,8 +15,9 @@
 //! were handed over. A form that reports one refusal (the tenants file) reports the first.
 
 use super::{
-    Budget, Cohort, Flavor, FlavorQuota, Kind, Milli, PreemptionPolicy, PriorityClass, ReclaimWithinCohort,
-    Seconds, Settings, Tenancy, Tenant, Timing, WhenCanPreempt, WhenExhausted, WithinTenant,
+    Budget, Cohort, Flavor, FlavorQuota, IdleNotebooks, Kind, Milli, PreemptionPolicy, PriorityClass,
+    ReclaimWithinCohort, Seconds, Settings, Tenancy, Tenant, Timing, WhenCanPreempt, WhenExhausted,
+    WithinTenant,
 };
 use std::collections::HashMap;
 
@@ -135,6 +136,9 @@ pub struct RawTenant {
     pub at: At,
     pub name: Val,
     pub namespaces: RawList<Val>,
+    /// The caller has checked that the tenant names its namespaces some other way (a Tenant's
+    /// `namespaceSelector`, which may match none yet), so an empty list is no error.
+    pub namespaces_may_be_empty: bool,
     pub cohort: Option<Val>,
     pub weight: Option<Val>,
     /// `None`: every class.
@@ -144,6 +148,16 @@ pub struct RawTenant {
     pub prices: RawMap<Val>,
     pub budget: Option<RawBudget>,
     pub preemption: Option<RawPreemption>,
+    pub idle_notebooks: Option<RawIdleNotebooks>,
+}
+
+/// A tenant's `idleNotebooks` section (see [`IdleNotebooks`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawIdleNotebooks {
+    pub at: At,
+    pub stop_after: Val,
+    /// `work-waits` (default) or `always`.
+    pub when: Option<Val>,
 }
 
 /// A tenant's `preemption` section (see [`PreemptionPolicy`]); every key optional.
@@ -462,7 +476,7 @@ fn namespaces(
 ) -> Vec<String> {
     let Some(t) = raw.get(i) else { return Vec::new() };
     let list = &t.namespaces;
-    if list.items.is_empty() {
+    if list.items.is_empty() && !t.namespaces_may_be_empty {
         let hint = "list the Kubernetes namespaces whose workloads belong to this tenant, e.g. `namespaces: [team-a]`";
         refusals.push(&list.at, format!("the list is empty; {hint}"));
     }
@@ -503,6 +517,7 @@ fn tenant(t: &RawTenant, namespaces: Vec<String>, shared: &Shared, refusals: &mu
     let prices_micros = shared.per_flavor(&t.prices, prices, refusals, |v| amount(v, "price", &PRICE));
     let budget = t.budget.as_ref().and_then(|b| refusals.keep(budget(b)));
     let preemption = t.preemption.as_ref().and_then(|p| refusals.keep(preemption(p))).unwrap_or_default();
+    let idle_notebooks = t.idle_notebooks.as_ref().and_then(|n| refusals.keep(idle_notebooks(n)));
     Tenant {
         name: t.name.s().to_string(),
         namespaces,
@@ -514,7 +529,22 @@ fn tenant(t: &RawTenant, namespaces: Vec<String>, shared: &Shared, refusals: &mu
         prices_micros,
         budget,
         preemption,
+        idle_notebooks,
     }
+}
+
+fn idle_notebooks(raw: &RawIdleNotebooks) -> One<IdleNotebooks> {
+    let stop_after = duration(&raw.stop_after)?;
+    if stop_after < 60 {
+        let problem =
+            "stopAfter is under a minute; the node agent measures idle time per minute, write at least `1m`";
+        return refuse(&raw.stop_after.at, problem);
+    }
+    let always = match &raw.when {
+        None => false,
+        Some(v) => word(v, "when", &[("work-waits", false), ("always", true)])?,
+    };
+    Ok(IdleNotebooks { stop_after, always })
 }
 
 /// The classes the tenant may use; `None` when refused.

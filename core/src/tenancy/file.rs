@@ -21,8 +21,8 @@
 //! with a unit: `90s`, `5m`, `2h`, `1d`. See `examples/tenants/` for annotated files.
 
 use super::build::{
-    self, At, Declared, Form, Origin, RawBudget, RawClass, RawCohort, RawFlavor, RawList, RawMap,
-    RawPreemption, RawQuota, RawSettings, RawTenant, Refusal, Val,
+    self, At, Declared, Form, Origin, RawBudget, RawClass, RawCohort, RawFlavor, RawIdleNotebooks, RawList,
+    RawMap, RawPreemption, RawQuota, RawSettings, RawTenant, Refusal, Val,
 };
 use super::{Settings, Tenancy};
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
@@ -232,6 +232,7 @@ const TENANT_KEYS: &[&str] = &[
     "prices",
     "budget",
     "preemption",
+    "idleNotebooks",
 ];
 
 /// The file's words for declaring a missing name.
@@ -525,6 +526,8 @@ fn tenant(obj: &Obj) -> Res<RawTenant> {
         at: obj.at(),
         name,
         namespaces,
+        // The file has no selectors: a tenant lists its namespaces.
+        namespaces_may_be_empty: false,
         cohort: obj.opt_val("cohort")?,
         weight: obj.opt_val("weight")?,
         priority_classes: obj
@@ -538,6 +541,20 @@ fn tenant(obj: &Obj) -> Res<RawTenant> {
         prices: map("prices", val)?,
         budget: obj.opt("budget").map(|n| budget(n, &obj.field("budget"))).transpose()?,
         preemption: obj.opt("preemption").map(|n| preemption(n, &obj.field("preemption"))).transpose()?,
+        idle_notebooks: obj
+            .opt("idleNotebooks")
+            .map(|n| idle_notebooks(n, &obj.field("idleNotebooks")))
+            .transpose()?,
+    })
+}
+
+fn idle_notebooks(node: &Node, field: &str) -> Res<RawIdleNotebooks> {
+    let obj = Obj::new(node, field, &["stopAfter", "when"])?;
+    Ok(RawIdleNotebooks {
+        at: obj.at(),
+        stop_after: obj
+            .req_val("stopAfter", "how long a notebook's GPUs may sit idle, e.g. `stopAfter: 2h`")?,
+        when: obj.opt_val("when")?,
     })
 }
 

@@ -109,6 +109,7 @@ impl TenancyBuilder {
             prices_micros: self.t.flavors.iter().map(|f| f.price_micros).collect(),
             budget: None,
             preemption: Default::default(),
+            idle_notebooks: None,
         });
         self
     }

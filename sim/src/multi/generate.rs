@@ -604,6 +604,7 @@ mod tests {
                     prices_micros: vec![0; nf],
                     budget: None,
                     preemption: Default::default(),
+                    idle_notebooks: None,
                 }
             })
             .collect();
