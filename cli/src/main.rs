@@ -162,6 +162,11 @@ struct MultiArgs {
     /// as fast as it can.
     #[arg(long, value_name = "N", requires = "serve")]
     speed: Option<f64>,
+    /// Stop idle GPU notebooks of every tenant without its own `idleNotebooks` rule: after
+    /// DURATION idle when work waits for their GPUs (`2h`), or even when nothing waits
+    /// (`2h,always`).
+    #[arg(long, value_name = "DURATION[,always]")]
+    idle_notebooks: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -2,7 +2,8 @@
 
 use crate::{Format, MultiArgs, WorkloadSource};
 use gantry_core::model::Node;
-use gantry_core::tenancy::file;
+use gantry_core::tenancy::build::{parse_duration, DURATION_HOW};
+use gantry_core::tenancy::{file, IdleNotebooks};
 use gantry_core::PolicyKind;
 use gantry_sim::bundled;
 use gantry_sim::multi::generate::{generate, GenSpec};
@@ -14,8 +15,19 @@ use std::path::{Path, PathBuf};
 impl MultiArgs {
     /// The first multi-tenant option given without `--tenants`, if any.
     pub fn stray_flag(&self) -> Option<&'static str> {
-        let MultiArgs { tenants: _, workload, compare, workloads, days, load, serve, speed: _ } = self;
+        let MultiArgs {
+            tenants: _,
+            workload,
+            compare,
+            workloads,
+            days,
+            load,
+            serve,
+            speed: _,
+            idle_notebooks,
+        } = self;
         [
+            (idle_notebooks.is_some(), "--idle-notebooks"),
             (serve.is_some(), "--serve"),
             (workload.is_some(), "--workload"),
             (compare.is_some(), "--compare"),
@@ -30,6 +42,26 @@ impl MultiArgs {
 
 fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+}
+
+/// `--idle-notebooks 2h` or `2h,always`.
+fn idle_rule(text: &str) -> Result<IdleNotebooks, String> {
+    let (after, always) = match text.split_once(',') {
+        Some((after, "always")) => (after, true),
+        Some((_, other)) => {
+            return Err(format!(
+                "--idle-notebooks {text}: unknown condition `{other}`; write `2h` or `2h,always`"
+            ))
+        }
+        None => (text, false),
+    };
+    match parse_duration(after.trim()) {
+        Some(stop_after) if stop_after >= 60 => Ok(IdleNotebooks { stop_after, always }),
+        Some(_) => Err(format!(
+            "--idle-notebooks {text}: under a minute; the node agent measures idle time per minute"
+        )),
+        None => Err(format!("--idle-notebooks {text}: {after:?} is not a duration; {DURATION_HOW}")),
+    }
 }
 
 fn parse_compare(list: &str) -> Result<Vec<Setup>, String> {
@@ -55,7 +87,13 @@ pub fn run(
     if format == Format::Csv {
         return Err("--format csv is for the placement replay; use table or json with --tenants".into());
     }
-    let tenancy = file::load(&tenants).map_err(|e| e.to_string())?;
+    let mut tenancy = file::load(&tenants).map_err(|e| e.to_string())?;
+    if let Some(rule) = &args.idle_notebooks {
+        let rule = idle_rule(rule)?;
+        for t in tenancy.tenants.iter_mut().filter(|t| t.idle_notebooks.is_none()) {
+            t.idle_notebooks = Some(rule);
+        }
+    }
     let setups = parse_compare(args.compare.as_deref().unwrap_or("strict-quota,fifo"))?;
     let source = args.workload.unwrap_or(WorkloadSource::Generated);
     if source == WorkloadSource::Openb && (args.workloads.is_some() || args.load.is_some()) {

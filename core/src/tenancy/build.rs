@@ -938,20 +938,24 @@ fn weight(v: &Val) -> One<f64> {
     }
 }
 
+/// How a duration is written, for messages.
+pub const DURATION_HOW: &str =
+    "write whole seconds or a whole number with s, m, h or d, such as 90s, 5m, 2h, 1d";
+
 /// Whole seconds, or a whole number with a unit: `90s`, `5m`, `2h`, `1d`.
-fn duration(v: &Val) -> One<Seconds> {
-    let s = v.s();
+pub fn parse_duration(s: &str) -> Option<Seconds> {
     let (number, unit) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
         _ => (s, 's'),
     };
-    let scale = "smhd".find(unit).and_then(|i| [1, 60, 3600, 86400].get(i).copied());
-    match (number.parse::<u32>(), scale) {
-        (Ok(n), Some(scale)) => Ok(Seconds::from(n) * scale),
-        _ => {
-            let how = "write whole seconds or a whole number with s, m, h or d, such as 90s, 5m, 2h, 1d";
-            refuse(&v.at, format!("{s:?} is not a duration; {how}"))
-        }
+    let scale = "smhd".find(unit).and_then(|i| [1, 60, 3600, 86400].get(i).copied())?;
+    number.parse::<u32>().ok().map(|n| Seconds::from(n) * scale)
+}
+
+fn duration(v: &Val) -> One<Seconds> {
+    match parse_duration(v.s()) {
+        Some(d) => Ok(d),
+        None => refuse(&v.at, format!("{:?} is not a duration; {DURATION_HOW}", v.s())),
     }
 }
 

@@ -36,6 +36,12 @@
 //! | notebook      |  12 % | 1 pod: one GPU 60 %, shared GPU 40 %                 | 3 h    | 0.7 | 15 min – 12 h   |
 //! | serving       |   8 % | 1 pod: one GPU 70 %, shared GPU 30 %                 | 2 days | 0.5 | 6 h – 14 days   |
 //!
+//! A notebook's user works in it in **sessions**: from its start, a session (log-normal, median
+//! 30 min, σ 0.7, 5 min – 2 h), then an idle gap (median 3 h, σ 0.8, 15 min – 1 day), and so on
+//! until its run ends; in the gaps its GPUs are allocated and idle (what a tenant's
+//! `idleNotebooks` rule acts on). Sessions come from a stream of their own, so the other draws
+//! are as they were before sessions existed.
+//!
 //! Choices listed together ("1, 2, 4 or 8") are equally likely. A shared GPU is 500 milli-GPU,
 //! except for pipeline steps: 250 or 500, even odds. Without a `cpu` flavor the CPU-only pipeline
 //! steps take one whole GPU instead.
@@ -186,6 +192,30 @@ pub struct Runtime {
     pub max: f64,
 }
 
+/// Median and σ of a notebook session (a stretch of work in it), clipped to 5 min – 2 h.
+pub const SESSION: Runtime =
+    Runtime { median: 30.0 * MINUTE, sigma: 0.7, min: 5.0 * MINUTE, max: 2.0 * HOUR };
+/// Median and σ of the gap between two sessions, clipped to 15 min – 1 day.
+pub const SESSION_GAP: Runtime = Runtime { median: 3.0 * HOUR, sigma: 0.8, min: 15.0 * MINUTE, max: DAY };
+
+/// When a notebook's user works in it over its run of `duration` seconds (see the module
+/// documentation): sessions from its start, alternating with idle gaps. Drawn from a stream of
+/// its own (the seed and the workload id), so adding sessions changed no other draw.
+pub fn sessions(seed: u64, id: u64, duration: Seconds) -> Vec<(Seconds, Seconds)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e6f_7465_626f_6f6b);
+    rng.set_stream(id);
+    let mut draw =
+        |rt: Runtime| (rt.median * (rt.sigma * standard_normal(&mut rng)).exp()).clamp(rt.min, rt.max);
+    let mut out = Vec::new();
+    let mut t = 0.0;
+    while (t as Seconds) < duration {
+        let end = (t + draw(SESSION)).min(duration as f64);
+        out.push((t.round() as Seconds, end.round() as Seconds));
+        t = end + draw(SESSION_GAP);
+    }
+    out
+}
+
 /// The run-time distribution of each kind (see the module documentation).
 pub fn runtime(kind: Kind) -> Runtime {
     let (median, sigma, min, max) = match kind {
@@ -269,6 +299,7 @@ pub fn generate_with_scale(
                     charge: None,
                 },
                 duration,
+                active: if d.kind == Kind::Notebook { sessions(spec.seed, id, duration) } else { Vec::new() },
             }
         })
         .collect();

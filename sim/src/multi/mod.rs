@@ -21,6 +21,35 @@ use gantry_core::tenancy::Seconds;
 pub struct SimWorkload {
     pub workload: Workload,
     pub duration: Seconds,
+    /// For a notebook: when its user works in it, as `[from, to)` seconds after it starts, in
+    /// order; between them (and after the last) its GPUs sit idle. Empty: always busy.
+    pub active: Vec<(Seconds, Seconds)>,
+}
+
+impl SimWorkload {
+    /// Since when (seconds after start) its GPUs have been idle at `offset` seconds after its
+    /// start; `None` while its user works in it or for work that is always busy.
+    pub fn idle_since(&self, offset: Seconds) -> Option<Seconds> {
+        if self.active.is_empty() {
+            return None;
+        }
+        let mut since = 0;
+        for &(from, to) in &self.active {
+            if offset < from {
+                break;
+            }
+            if offset < to {
+                return None;
+            }
+            since = to;
+        }
+        Some(since)
+    }
+
+    /// When (seconds after start) its user next starts working in it after `offset`.
+    pub fn next_session(&self, offset: Seconds) -> Option<Seconds> {
+        self.active.iter().map(|&(from, _)| from).find(|&from| from > offset && from < self.duration)
+    }
 }
 
 use gantry_core::model::{ModelCatalog, Node};
@@ -85,4 +114,51 @@ pub fn simulate_tenants(
         min_runtime: tenancy.timing.min_runtime,
         setups,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::multi::generate::sessions;
+
+    fn notebook(active: Vec<(Seconds, Seconds)>, duration: Seconds) -> SimWorkload {
+        let workload = Workload {
+            id: 1,
+            name: "nb".into(),
+            tenant: 0,
+            kind: gantry_core::tenancy::Kind::Notebook,
+            priority_class: None,
+            pod_sets: Vec::new(),
+            min_members: 1,
+            submitted: 0,
+            models: None,
+            expected_runtime: None,
+            charge: None,
+        };
+        SimWorkload { workload, duration, active }
+    }
+
+    #[test]
+    fn a_notebook_is_idle_between_sessions_since_the_last_one_ended() {
+        let w = notebook(vec![(0, 600), (3600, 4200)], 10_000);
+        assert_eq!(w.idle_since(300), None, "in the first session");
+        assert_eq!(w.idle_since(600), Some(600), "a session's end is idle");
+        assert_eq!(w.idle_since(3000), Some(600));
+        assert_eq!(w.idle_since(4000), None);
+        assert_eq!(w.idle_since(9000), Some(4200), "after the last session");
+        assert_eq!(w.next_session(700), Some(3600));
+        assert_eq!(w.next_session(3600), None);
+        assert_eq!(notebook(Vec::new(), 100).idle_since(50), None, "work that is always busy");
+    }
+
+    #[test]
+    fn sessions_start_at_once_stay_inside_the_run_and_are_reproducible() {
+        for id in 1..200 {
+            let s = sessions(7, id, 12 * 3600);
+            assert_eq!(s[0].0, 0, "the user works in a notebook when it starts");
+            assert!(s.windows(2).all(|p| p[0].1 <= p[1].0), "sessions in order, apart");
+            assert!(s.iter().all(|&(a, b)| a < b && b <= 12 * 3600));
+            assert_eq!(s, sessions(7, id, 12 * 3600));
+        }
+    }
 }

@@ -71,6 +71,7 @@ pub fn workloads(
                 charge: None,
             },
             duration,
+            active: Vec::new(),
         });
     }
     out.sort_by(|a, b| {

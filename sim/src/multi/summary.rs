@@ -79,6 +79,22 @@ pub struct SetupSummary {
     pub waiting_examples: Vec<String>,
     pub violation_examples: Vec<String>,
     pub samples: Vec<Sample>,
+    pub notebooks: NotebookSummary,
+}
+
+/// Idle notebook GPU time and what the tenants' `idleNotebooks` rules did about it.
+#[derive(Clone, Debug, Serialize)]
+pub struct NotebookSummary {
+    /// GPU-hours notebooks held allocated and idle.
+    pub idle_held_gpu_hours: f64,
+    pub stopped: usize,
+    /// Stopped workloads that were not notebooks (serving, training, ...): always 0 by the rule.
+    pub stopped_not_notebook: usize,
+    /// GPU-hours the stopped notebooks would still have held until their planned end.
+    pub given_back_gpu_hours: f64,
+    pub restarted: usize,
+    /// How long restarted notebooks waited to start again.
+    pub restart_wait: Delays,
 }
 
 /// All setups of one invocation.
@@ -173,6 +189,14 @@ impl SetupSummary {
             waiting_examples: o.waiting_examples,
             violation_examples: o.violation_examples,
             samples: o.samples,
+            notebooks: NotebookSummary {
+                idle_held_gpu_hours: hours(o.notebooks.idle_held),
+                stopped: o.notebooks.stopped,
+                stopped_not_notebook: o.notebooks.stopped_not_notebook,
+                given_back_gpu_hours: hours(o.notebooks.given_back),
+                restarted: o.notebooks.restarted,
+                restart_wait: Delays::of(o.notebooks.restart_delays),
+            },
         }
     }
 }
@@ -251,6 +275,18 @@ impl MultiReport {
 
     fn setup_detail(&self, s: &mut String, x: &SetupSummary) {
         let _ = writeln!(s, "{} - wait p95 by kind: {}", x.setup.name(), kinds(&x.delays_by_kind));
+        let nb = &x.notebooks;
+        let _ = writeln!(
+            s,
+            "  notebooks: {:.0} GPU-h held idle; idle rule stopped {} ({} not notebooks), gave back {:.0} GPU-h, {} restarted (wait p50 {}, p95 {})",
+            nb.idle_held_gpu_hours,
+            nb.stopped,
+            nb.stopped_not_notebook,
+            nb.given_back_gpu_hours,
+            nb.restarted,
+            duration(nb.restart_wait.p50),
+            duration(nb.restart_wait.p95),
+        );
         let _ =
             writeln!(s, "  alloc% over time ({}): {}", over_time_label(&x.samples), over_time(&x.samples));
         let _ = writeln!(

@@ -148,6 +148,25 @@ pub struct Outcome {
     pub violation_examples: Vec<String>,
     pub cycles: usize,
     pub wall_seconds: f64,
+    pub notebooks: NotebookOutcome,
+}
+
+/// What the tenants' `idleNotebooks` rules did, and the idle notebook GPU time they act on.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct NotebookOutcome {
+    /// Milli-GPU-seconds notebooks held while their user was not working in them (allocated and
+    /// idle), up to their end, stop or preemption, or the end of the simulation.
+    pub idle_held: u128,
+    /// Notebooks stopped by the rule, and how many of the stopped were not notebooks (measured,
+    /// so that a bug stopping serving or training would show).
+    pub stopped: usize,
+    pub stopped_not_notebook: usize,
+    /// Milli-GPU-seconds the stopped notebooks would still have held until their planned end.
+    pub given_back: u128,
+    /// Stopped notebooks whose user came back (a later session) and started them again, and how
+    /// long each waited to start.
+    pub restarted: usize,
+    pub restart_delays: Vec<Seconds>,
 }
 
 /// Runs one simulation.
@@ -200,8 +219,8 @@ struct Loop<'a> {
     by_id: HashMap<WorkloadId, usize>,
     completions: BinaryHeap<Reverse<(Seconds, WorkloadId, u32)>>,
     generation: HashMap<WorkloadId, u32>,
-    /// Running workloads: flavor and demand.
-    running: HashMap<WorkloadId, (FlavorId, Milli)>,
+    /// Running workloads: flavor, demand and when they started.
+    running: HashMap<WorkloadId, (FlavorId, Milli, Seconds)>,
     first_start: HashMap<WorkloadId, Seconds>,
     /// Owed workloads not yet started: id → submission time.
     owed_waiting: HashMap<WorkloadId, Seconds>,
@@ -227,6 +246,15 @@ struct Loop<'a> {
     gpu_flavor: Vec<bool>,
     /// Usage records closed since the observer last looked.
     fresh: Vec<Accrual>,
+    /// Notebooks started again by their users after the idle rule stopped them (ids after the
+    /// given workloads'), and when each is submitted.
+    restarts: Vec<SimWorkload>,
+    restart_due: BinaryHeap<Reverse<(Seconds, usize)>>,
+    /// When a running notebook's idle gap reaches its tenant's `stopAfter`: (time, id, generation).
+    idle_due: BinaryHeap<Reverse<(Seconds, WorkloadId, u32)>>,
+    /// Running notebooks idle past their tenant's limit: looked at after every cycle.
+    idle_overdue: std::collections::BTreeSet<WorkloadId>,
+    next_id: WorkloadId,
 }
 
 impl<'a> Loop<'a> {
@@ -293,12 +321,18 @@ impl<'a> Loop<'a> {
                 violation_examples: Vec::new(),
                 cycles: 0,
                 wall_seconds: 0.0,
+                notebooks: NotebookOutcome::default(),
             },
             jain_weighted: 0.0,
             jain_time: 0.0,
             alloc_integral: 0.0,
             ledger_ms: vec![0; nt * nf],
             fresh: Vec::new(),
+            restarts: Vec::new(),
+            restart_due: BinaryHeap::new(),
+            idle_due: BinaryHeap::new(),
+            idle_overdue: std::collections::BTreeSet::new(),
+            next_id: workloads.iter().map(|w| w.workload.id).max().unwrap_or(0) + 1,
             month_ms: HashMap::new(),
             now: spec.start,
             next_sample: spec.start,
@@ -312,7 +346,11 @@ impl<'a> Loop<'a> {
             let arrival = self.workloads.get(next_arrival).map(|w| w.workload.submitted.max(self.spec.start));
             let completion = self.completions.peek().map(|Reverse((t, _, _))| *t);
             let wake = q.next_wakeup().filter(|&t| t > self.now);
-            let Some(next) = [arrival, completion, wake].into_iter().flatten().min() else { break };
+            let restart = self.restart_due.peek().map(|Reverse((t, _))| *t);
+            let idle = self.idle_due.peek().map(|Reverse((t, _, _))| *t);
+            let Some(next) = [arrival, completion, wake, restart, idle].into_iter().flatten().min() else {
+                break;
+            };
             if next > self.spec.end {
                 break;
             }
@@ -335,8 +373,19 @@ impl<'a> Loop<'a> {
                 next_arrival += 1;
                 self.submit(q, w);
             }
-            // 3. one admission cycle
+            while let Some(&Reverse((t, i))) = self.restart_due.peek() {
+                if t > next {
+                    break;
+                }
+                self.restart_due.pop();
+                let w = self.restarts[i].clone();
+                self.submit(q, &w);
+            }
+            // 3. one admission cycle, then the idle-notebook rule (and a cycle for what it freed)
             self.cycle(q);
+            if self.stop_idle_notebooks(q) {
+                self.cycle(q);
+            }
             self.check_overdue(q);
             observer(q, self.now, &std::mem::take(&mut self.fresh));
         }
@@ -454,37 +503,129 @@ impl<'a> Loop<'a> {
         self.out.finished += 1;
     }
 
+    /// A workload given or restarted, by id.
+    fn sim(&self, id: WorkloadId) -> &SimWorkload {
+        let i = self.by_id[&id];
+        self.workloads.get(i).unwrap_or_else(|| &self.restarts[i - self.workloads.len()])
+    }
+
     /// Takes a running workload out of the loop's own accounts.
     fn stop(&mut self, id: WorkloadId) {
-        let Some((f, demand)) = self.running.remove(&id) else { return };
-        let t = self.workloads[self.by_id[&id]].workload.tenant;
+        let Some((f, demand, started)) = self.running.remove(&id) else { return };
+        let w = self.sim(id);
+        let t = w.workload.tenant;
+        let idle = idle_seconds(w, self.now - started);
         if self.gpu_flavor[f] {
             self.allocated -= demand;
             self.held_gpu[t] -= demand;
+            self.out.notebooks.idle_held += demand as u128 * idle as u128;
         }
         *self.generation.entry(id).or_default() += 1;
+    }
+
+    /// Applies the tenants' `idleNotebooks` rules after a cycle (the core decides; see
+    /// `gantry_core::notebooks`): notebooks whose idle gap reached the limit are looked at
+    /// until they are stopped or their user is back. A stopped notebook whose user has a later
+    /// session is submitted again then, for the rest of its run. Returns whether any stopped.
+    fn stop_idle_notebooks(&mut self, q: &mut Queue) -> bool {
+        while let Some(&Reverse((t, id, generation))) = self.idle_due.peek() {
+            if t > self.now {
+                break;
+            }
+            self.idle_due.pop();
+            if self.generation.get(&id) == Some(&generation) {
+                self.idle_overdue.insert(id);
+            }
+        }
+        let mut evidence = Vec::new();
+        for &id in &self.idle_overdue {
+            let Some(&(_, _, started)) = self.running.get(&id) else { continue };
+            if let Some(since) = self.sim(id).idle_since(self.now - started) {
+                evidence
+                    .push(gantry_core::notebooks::IdleEvidence { workload: id, idle_since: started + since });
+            }
+        }
+        // Overdue notebooks no longer running or idle are looked at again at their next gap.
+        let keep: std::collections::BTreeSet<WorkloadId> = evidence.iter().map(|e| e.workload).collect();
+        self.idle_overdue = keep;
+        let stops = gantry_core::notebooks::to_stop(q, &evidence, self.now);
+        for s in &stops {
+            let Some(&(_, _, started)) = self.running.get(&s.workload) else { continue };
+            let w = self.sim(s.workload).clone();
+            self.stop(s.workload);
+            q.finish(s.workload, self.now);
+            self.idle_overdue.remove(&s.workload);
+            let nb = &mut self.out.notebooks;
+            nb.stopped += 1;
+            nb.stopped_not_notebook += usize::from(w.workload.kind != Kind::Notebook);
+            let planned_end = started.saturating_add(w.duration);
+            nb.given_back += s.demand as u128 * (planned_end - self.now).max(0) as u128;
+            if let Some(next) = w.next_session(self.now - started) {
+                self.restart(w, started + next, next);
+            }
+        }
+        !stops.is_empty()
+    }
+
+    /// Submits `w` again at `at`, for the rest of its run after `offset` seconds.
+    fn restart(&mut self, w: SimWorkload, at: Seconds, offset: Seconds) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let duration = w.duration - offset;
+        let active = w
+            .active
+            .iter()
+            .filter(|&&(_, to)| to > offset)
+            .map(|&(from, to)| (from.max(offset) - offset, to - offset))
+            .collect();
+        let mut workload = w.workload;
+        workload.name = format!("{} (restarted)", workload.name);
+        workload.id = id;
+        workload.submitted = at;
+        workload.expected_runtime = Some(duration);
+        self.by_id.insert(id, self.workloads.len() + self.restarts.len());
+        self.restart_due.push(Reverse((at, self.restarts.len())));
+        self.restarts.push(SimWorkload { workload, duration, active });
+    }
+
+    /// When a notebook just started reaches its tenant's idle limit in each of its gaps.
+    fn schedule_idle_checks(&mut self, id: WorkloadId, generation: u32) {
+        let w = self.sim(id);
+        let Some(rule) = self.tenancy.tenants[w.workload.tenant].idle_notebooks else { return };
+        if w.workload.kind != Kind::Notebook {
+            return;
+        }
+        let mut due = Vec::new();
+        for (i, &(_, to)) in w.active.iter().enumerate() {
+            let gap_end = w.active.get(i + 1).map_or(w.duration, |&(from, _)| from.min(w.duration));
+            if gap_end - to > rule.stop_after {
+                due.push(self.now + to + rule.stop_after);
+            }
+        }
+        for t in due {
+            self.idle_due.push(Reverse((t, id, generation)));
+        }
     }
 
     fn cycle(&mut self, q: &mut Queue) {
         let outcome = q.cycle(self.now);
         self.out.cycles += 1;
         for p in &outcome.preempted {
-            let idx = self.by_id[&p.victim];
-            let t = self.workloads[idx].workload.tenant;
+            let t = self.sim(p.victim).workload.tenant;
             let was_running = self.running.contains_key(&p.victim);
             self.stop(p.victim);
             self.out.preemptions += 1;
             self.out.reclaims += usize::from(p.reclaim);
             self.out.tenants[t].preempted += 1;
             if was_running {
-                let w = &self.workloads[idx];
-                let flavors = self.flavors_of(q, w);
-                self.waiting_changed(t, &flavors, w.workload.demand(w.workload.members()), true);
+                let w = self.sim(p.victim);
+                let (flavors, demand) = (self.flavors_of(q, w), w.workload.demand(w.workload.members()));
+                self.waiting_changed(t, &flavors, demand, true);
             }
         }
         for a in &outcome.admitted {
-            let idx = self.by_id[&a.workload];
-            let w = &self.workloads[idx];
+            let w = self.sim(a.workload).clone();
+            let w = &w;
             let t = w.workload.tenant;
             // A workload admitted and then preempted within one cycle (possible only with a zero
             // minimum runtime) never ran.
@@ -495,14 +636,19 @@ impl<'a> Loop<'a> {
             }
             let flavors = self.flavors_of(q, w);
             self.waiting_changed(t, &flavors, w.workload.demand(w.workload.members()), false);
-            self.running.insert(a.workload, (r.flavor, r.demand));
+            self.running.insert(a.workload, (r.flavor, r.demand, self.now));
             let generation = *self.generation.entry(a.workload).or_default();
             self.completions.push(Reverse((self.now.saturating_add(w.duration), a.workload, generation)));
+            self.schedule_idle_checks(a.workload, generation);
             if let std::collections::hash_map::Entry::Vacant(e) = self.first_start.entry(a.workload) {
                 e.insert(self.now);
                 self.out.admitted += 1;
                 let delay = self.now - w.workload.submitted;
                 self.out.tenants[t].delays.entry(w.workload.kind).or_default().push(delay);
+                if self.by_id[&a.workload] >= self.workloads.len() {
+                    self.out.notebooks.restarted += 1;
+                    self.out.notebooks.restart_delays.push(delay);
+                }
                 if let Some(submitted) = self.owed_waiting.remove(&a.workload) {
                     self.owed_wait(a.workload, &w.workload.name, self.now - submitted);
                 }
@@ -566,11 +712,18 @@ impl<'a> Loop<'a> {
         q.ledger_mut().close_all(self.spec.end);
         self.drain_ledger(&mut q);
         let end = self.spec.end;
+        // Notebooks still running held their idle GPUs up to the end.
+        for (&id, &(f, demand, since)) in &self.running {
+            if self.gpu_flavor[f] {
+                let idle = idle_seconds(self.sim(id), end - since);
+                self.out.notebooks.idle_held += demand as u128 * idle as u128;
+            }
+        }
         let mut still: Vec<(WorkloadId, Seconds)> =
             std::mem::take(&mut self.owed_waiting).into_iter().collect();
         still.sort();
         for (id, submitted) in still {
-            let name = self.workloads[self.by_id[&id]].workload.name.clone();
+            let name = self.sim(id).workload.name.clone();
             self.owed_wait(id, &format!("{name} (still waiting)"), end - submitted);
         }
         let span = (end - self.spec.start).max(1) as f64;
@@ -608,6 +761,15 @@ impl<'a> Loop<'a> {
         self.out.wall_seconds = started.elapsed().as_secs_f64();
         self.out
     }
+}
+
+/// Seconds a workload's GPUs sat idle in its first `ran` seconds (0 for work always busy).
+fn idle_seconds(w: &SimWorkload, ran: Seconds) -> Seconds {
+    if w.active.is_empty() {
+        return 0;
+    }
+    let busy: Seconds = w.active.iter().map(|&(from, to)| (to.min(ran) - from).max(0)).sum();
+    (ran - busy).max(0)
 }
 
 /// Jain's fairness index of non-negative values: 1 when all are equal, 1/n when one has all.
