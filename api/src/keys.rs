@@ -96,3 +96,21 @@ pub const KFSERVING_ISVC_LABEL: &str = "serving.kubeflow.org/inferenceservice";
 pub const NOTEBOOK_NAME_LABEL: &str = "notebook-name";
 /// Argo Workflows (and so Kubeflow Pipelines): the workflow a step pod belongs to.
 pub const ARGO_WORKFLOW_LABEL: &str = "workflows.argoproj.io/workflow";
+
+// --- Kubeflow Pipelines: what a run's cost is charged to (crate::charge) ----------------------
+
+/// Label KFP's API server puts on every pod of a run (through the Workflow's `podMetadata`):
+/// the run's UUID. kubeflow/pipelines backend/src/common/util/consts.go `LabelKeyWorkflowRunId`,
+/// set in backend/src/apiserver/template/v2_template.go (`SetPodMetadataLabels`).
+pub const KFP_RUN_ID_LABEL: &str = "pipeline/runid";
+/// Label and annotation KFP's v2 compiler puts on every pod of a v2 run.
+/// kubeflow/pipelines backend/src/v2/compiler/argocompiler/argo.go (`PodMetadata`).
+pub const KFP_V2_COMPONENT_LABEL: &str = "pipelines.kubeflow.org/v2_component";
+/// The flag of KFP's launcher naming the compiled pipeline (`pipelineInfo.name`), in the command
+/// of the step pod's `main` container. kubeflow/pipelines backend/src/v2/driver/driver.go
+/// (`launcherCmd`).
+pub const KFP_PIPELINE_NAME_FLAG: &str = "--pipeline_name";
+/// Pod label (Gantry's own): the experiment a pipeline run's cost is charged to. KFP keeps a
+/// run's experiment in its database only, so the pipeline's author adds this label to the
+/// pipeline's tasks (kfp-kubernetes `add_pod_label`) where cost per experiment is wanted.
+pub const EXPERIMENT_LABEL: &str = "gantry.dev/experiment";

@@ -8,6 +8,7 @@
 //! - [`identity`]: which workload (gang) a pod belongs to, from the frameworks' keys: one function
 //!   that the webhook's annotation and the queue controller's key both come from;
 //! - [`gang`]: each framework's gang size, read from the object that creates the pods;
+//! - [`charge`]: what a pod's cost is charged to below its tenant (a Kubeflow Pipelines run);
 //! - [`node`]: the node GPU inventory contract (what the node agent publishes on a `v1.Node`);
 //! - [`placement`]: the record of where the queue planned a pod;
 //! - [`watch`] and [`tenants`]: following objects from the API server, and the tenant objects as
@@ -15,6 +16,7 @@
 //! - [`quota`] and [`view`]: the quota API's wire types, written by the scheduler and the node
 //!   agents.
 
+pub mod charge;
 pub mod crds;
 pub mod gang;
 pub mod identity;

@@ -32,15 +32,38 @@ pub struct Record {
     /// The node whose agent measured this idle time; absent on the scheduler's records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The Kubeflow Pipelines run this part of the tenant's use was charged to
+    /// ([`crate::charge`]); absent: the tenant only. The scheduler splits a tenant's interval
+    /// into one record per run (and one for the rest), which add up to the tenant's figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The run's experiment and pipeline, where its pods name them (only with `run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
 }
 
 impl Record {
-    /// The idempotency key.
+    /// The idempotency key: tenant, flavor and interval; a node's idle time adds the node, a
+    /// run's part adds the run and, when named, its experiment and pipeline (one run's pods
+    /// may name different ones, and each is its own part). A record of the tenant only keeps
+    /// the key it always had, so ledgers written before runs were charged replay as before.
     pub fn key(&self) -> String {
-        match &self.node {
-            None => format!("{}/{}/{}/{}", self.tenant, self.flavor, self.start, self.end),
-            Some(node) => format!("{}/{}/{}/{}/idle@{node}", self.tenant, self.flavor, self.start, self.end),
+        let mut key = format!("{}/{}/{}/{}", self.tenant, self.flavor, self.start, self.end);
+        if let Some(node) = &self.node {
+            key.push_str(&format!("/idle@{node}"));
         }
+        if let Some(run) = &self.run {
+            key.push_str(&format!("/run@{run}"));
+            if let Some(e) = &self.experiment {
+                key.push_str(&format!("/experiment@{e}"));
+            }
+            if let Some(p) = &self.pipeline {
+                key.push_str(&format!("/pipeline@{p}"));
+            }
+        }
+        key
     }
 
     /// Money in micro-units for `milli_seconds` at this record's price, rounded down.
@@ -51,14 +74,18 @@ impl Record {
 
 /// The ledger's records of the core's accruals: names instead of indexes, empty intervals left
 /// out. Idle time is not the core's to know (the node agent measures it): 0 here.
-pub fn records_of(
+/// `accruals`: [`gantry_core::queue::Accruals`] (with the runs they are charged to), or bare
+/// records (charged to their tenants only).
+pub fn records_of<A: gantry_core::queue::Charged + ?Sized>(
     tenancy: &gantry_core::tenancy::Tenancy,
-    accruals: &[gantry_core::queue::Accrual],
+    accruals: &A,
 ) -> Vec<Record> {
     accruals
+        .accruals()
         .iter()
         .filter(|a| a.end > a.start)
         .filter_map(|a| {
+            let charge = accruals.charge_of(a);
             Some(Record {
                 tenant: tenancy.tenants.get(a.tenant)?.name.clone(),
                 flavor: tenancy.flavors.get(a.flavor)?.name.clone(),
@@ -69,6 +96,9 @@ pub fn records_of(
                 idle: 0,
                 price_micros: a.price_micros,
                 node: None,
+                run: charge.map(|c| c.run.clone()),
+                experiment: charge.and_then(|c| c.experiment.clone()),
+                pipeline: charge.and_then(|c| c.pipeline.clone()),
             })
         })
         .collect()

@@ -29,6 +29,9 @@ fn stream(n: usize) -> Vec<Record> {
                 idle: if i % 5 == 0 { used / 10 } else { 0 },
                 price_micros: if i % 3 == 0 { 4_000_000 } else { 2_000_000 },
                 node: None,
+                run: None,
+                experiment: None,
+                pipeline: None,
             }
         })
         .collect()
@@ -168,6 +171,9 @@ fn totals_are_hours_and_money_per_tenant_and_flavor() {
             idle,
             price_micros,
             node: None,
+            run: None,
+            experiment: None,
+            pipeline: None,
         };
     let records = [
         record("A100", 1_796_000_400, 2 * hour, 0, 0, 3_500_000),

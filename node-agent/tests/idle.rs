@@ -164,6 +164,9 @@ async fn a_window_refused_for_good_is_dropped_and_the_others_land() {
         idle: 5,
         price_micros: 2_000_000,
         node: Some("gpu-node-1".into()),
+        run: None,
+        experiment: None,
+        pipeline: None,
     };
     api.ledger().append(&[held]).expect("the held record");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");

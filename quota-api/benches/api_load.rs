@@ -61,6 +61,9 @@ fn ledger() -> Result<Ledger, BoxError> {
                     idle: used / 10,
                     price_micros: price,
                     node: None,
+                    run: None,
+                    experiment: None,
+                    pipeline: None,
                 })
             })
             .collect();

@@ -79,6 +79,9 @@ pub fn records(view: &View, report: &IdleReport) -> Result<(Vec<Record>, Vec<Ski
             idle,
             price_micros,
             node: Some(report.node.clone()),
+            run: None,
+            experiment: None,
+            pipeline: None,
         })
         .collect();
     Ok((records, skipped))

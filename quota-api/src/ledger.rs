@@ -135,6 +135,20 @@ fn check(r: &Record) -> Result<(), LedgerError> {
             "a node's record carries idle time only; guaranteed and borrowed time come from the scheduler",
         );
     }
+    if r.run.is_none() && (r.experiment.is_some() || r.pipeline.is_some()) {
+        return bad("experiment and pipeline are a run's: send them with its run, or leave them out");
+    }
+    if r.run.is_some() && r.node.is_some() {
+        return bad("a node's idle time is the tenant's, not a run's: leave run out");
+    }
+    for (what, v) in [("run", &r.run), ("experiment", &r.experiment), ("pipeline", &r.pipeline)] {
+        if v.as_deref().is_some_and(|v| gantry_api::charge::name(v).is_none()) {
+            return bad(&format!(
+                "{what}, when given, must be 1 to {} letters, digits, '-', '_' or '.'",
+                gantry_api::charge::MAX_NAME
+            ));
+        }
+    }
     let most = u64::try_from(r.end - r.start).unwrap_or(u64::MAX).saturating_mul(1_000_000_000);
     if r.guaranteed.saturating_add(r.borrowed) > most || r.idle > most {
         return bad("more use than a million units over the interval");

@@ -95,6 +95,9 @@ fn api() -> std::sync::Arc<Api> {
                     idle: 3_600_000,
                     price_micros: 2_000_000,
                     node: None,
+                    run: None,
+                    experiment: None,
+                    pipeline: None,
                 },
                 Record {
                     tenant: "team-b".into(),
@@ -106,6 +109,9 @@ fn api() -> std::sync::Arc<Api> {
                     idle: 0,
                     price_micros: 2_000_000,
                     node: None,
+                    run: None,
+                    experiment: None,
+                    pipeline: None,
                 },
             ]
         })

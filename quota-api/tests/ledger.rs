@@ -15,6 +15,9 @@ fn record(tenant: &str, start: i64, end: i64, guaranteed: u64) -> Record {
         idle: 0,
         price_micros: 2_000_000,
         node: None,
+        run: None,
+        experiment: None,
+        pipeline: None,
     }
 }
 

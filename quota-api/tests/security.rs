@@ -103,6 +103,9 @@ fn record(tenant: &str, start: i64, end: i64, guaranteed: u64, price_micros: u64
         idle: 0,
         price_micros,
         node: None,
+        run: None,
+        experiment: None,
+        pipeline: None,
     }
 }
 

@@ -34,6 +34,7 @@
 //! An evicted workload is withdrawn: its framework recreates the pods, gated, as a new workload
 //! (which queues with a new submission time).
 
+use gantry_api::charge::charge_of;
 use gantry_api::gang::{GangSpec, Size};
 use gantry_api::identity::{admission_key, identify, GangOwner, Identity};
 use gantry_api::keys::{GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION};
@@ -42,7 +43,7 @@ use gantry_api::node::parse_node;
 use gantry_api::placement::Planned;
 use gantry_api::pod::{annotated_gang_size, annotation, gated, parse_pod, planned, pod_finished, PodView};
 use gantry_core::model::{ModelSet, Placement, GPU_MILLI};
-use gantry_core::queue::{PodSet, Queue, Restructure, Workload, WorkloadId};
+use gantry_core::queue::{Charge, PodSet, Queue, Restructure, Workload, WorkloadId};
 use gantry_core::tenancy::{Kind, Seconds, Tenancy};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -77,6 +78,8 @@ struct Member {
     view: PodView,
     /// The pod's hold mark, when it has one (see the module documentation).
     held: Option<String>,
+    /// The pipeline run its cost is charged to ([`gantry_api::charge`]).
+    charge: Option<Charge>,
 }
 
 /// How many pods a gang has, as far as is known.
@@ -154,8 +157,8 @@ impl Controller {
 
     /// Takes the usage records the queue closed since the last call (for the quota API's
     /// ledger; taken even when nobody keeps them, so they never pile up).
-    pub fn drain_accruals(&mut self) -> Vec<gantry_core::queue::Accrual> {
-        self.queue.ledger_mut().drain()
+    pub fn drain_accruals(&mut self) -> gantry_core::queue::Accruals {
+        self.queue.ledger_mut().drain_charged()
     }
 
     fn size_of(&self, gang: &Gang) -> GangSize {
@@ -212,7 +215,7 @@ impl Controller {
                 queued: false,
             }
         });
-        g.pods.push(Member { pod: r.clone(), view, held });
+        g.pods.push(Member { pod: r.clone(), view, held, charge: charge_of(pod) });
         let id = g.id;
         if fresh {
             self.by_id.insert(id, key.clone());
@@ -322,7 +325,8 @@ impl Controller {
             submitted: submitted_at(&gang.pods.iter().map(|m| m.view.clone()).collect::<Vec<_>>(), now),
             models,
             expected_runtime: None,
-            charge: None,
+            // A gang's pods are of one run; the first that names one charges the workload.
+            charge: gang.pods.iter().find_map(|m| m.charge.clone()),
         };
         match self.queue.submit(workload, now) {
             Ok(()) => {
@@ -458,16 +462,18 @@ impl Controller {
             submitted: submitted_at(&views, admitted),
             models: None,
             expected_runtime: None,
-            charge: None,
+            charge: members.iter().find_map(|p| charge_of(p)),
         };
         self.queue.restore(workload, placements, admitted, now).map_err(|r| r.0)?;
         self.next_id += 1;
         let pods: Vec<Member> = views
             .into_iter()
-            .map(|v| Member {
+            .zip(members)
+            .map(|(v, p)| Member {
                 pod: PodRef { namespace: v.namespace.clone(), name: v.name.clone(), uid: v.uid.clone() },
                 view: v,
                 held: None,
+                charge: charge_of(p),
             })
             .collect();
         for m in &pods {

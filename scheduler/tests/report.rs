@@ -25,6 +25,9 @@ fn record(start: i64) -> Record {
         idle: 0,
         price_micros: 2_000_000,
         node: None,
+        run: None,
+        experiment: None,
+        pipeline: None,
     }
 }
 

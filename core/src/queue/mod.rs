@@ -16,7 +16,7 @@ mod workload;
 
 pub use explain::{Explanation, Reason};
 pub use gang::{place_gang, GangMisfit};
-pub use ledger::{cost_micros, Accrual, Ledger};
+pub use ledger::{cost_micros, Accrual, Accruals, ChargeId, Charged, Ledger};
 pub use live::Restructure;
 pub use preempt::RoomCheck;
 pub use quota::QuotaTree;
@@ -462,15 +462,16 @@ impl Queue {
         let nf = self.tenancy.flavors.len();
         self.stacks[w.tenant * nf + r.flavor].remove(&stack_key(r, w.id));
         self.count_priority(w.tenant, r.flavor, r.priority, r.demand, false);
-        self.charge(w.tenant, r.flavor, -(r.demand as i64), now);
+        self.charge(w.tenant, r.flavor, -(r.demand as i64), w.charge.as_ref(), now);
         self.forget_failures(r.flavor);
     }
 
-    /// Changes a tenant's usage of a flavor in the quota tree and the ledger.
-    fn charge(&mut self, t: TenantId, f: FlavorId, delta: i64, now: Seconds) {
+    /// Changes a tenant's usage of a flavor in the quota tree and the ledger; `part`: what the
+    /// workload's cost is charged to below the tenant, whose share of the meter changes alike.
+    fn charge(&mut self, t: TenantId, f: FlavorId, delta: i64, part: Option<&Charge>, now: Seconds) {
         self.quota.add(t, f, delta);
         let usage = self.quota.usage(t, f);
-        self.ledger.set(t, f, usage, now);
+        self.ledger.set_charged(t, f, usage, part.map(|c| (c, delta)), now);
     }
 
     /// Weighted dominant share of what the tenant borrows: the largest borrowed fraction of any
@@ -810,11 +811,12 @@ impl Queue {
             pods,
         };
         let key = stack_key(&running, id);
+        let part = w.charge.clone();
         self.entries.insert(id, Entry { w, priority, shape, state: State::Running(running) });
         let nf = self.tenancy.flavors.len();
         self.stacks[tenant * nf + f].insert(key);
         self.count_priority(tenant, f, priority, demand, true);
-        self.charge(tenant, f, demand as i64, now);
+        self.charge(tenant, f, demand as i64, part.as_ref(), now);
         self.dirty = true;
         Ok(())
     }
@@ -907,7 +909,7 @@ impl Queue {
         let nf = self.tenancy.flavors.len();
         self.stacks[w.tenant * nf + f].insert(key);
         self.count_priority(w.tenant, f, priority, demand, true);
-        self.charge(w.tenant, f, demand as i64, now);
+        self.charge(w.tenant, f, demand as i64, w.charge.as_ref(), now);
         Admission { workload: w.id, flavor: f, pods, members }
     }
 

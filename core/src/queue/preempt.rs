@@ -700,17 +700,17 @@ fn every_victim_needed(
 /// Finishes stopping a suspended victim: its ledger meter, its place in the stacks, and back to
 /// its queue with its original submission time.
 fn requeue(q: &mut Queue, id: WorkloadId, now: Seconds) {
-    let (tenant, r) = {
+    let (tenant, r, part) = {
         let e = &q.entries[&id];
         let State::Running(r) = &e.state else { return };
-        (e.w.tenant, r.clone())
+        (e.w.tenant, r.clone(), e.w.charge.clone())
     };
     // Re-add then release through the normal path so stacks, ledger and shape memo stay in step.
     q.quota.add(tenant, r.flavor, r.demand as i64);
     let nf = q.tenancy.flavors.len();
     q.stacks[tenant * nf + r.flavor].remove(&super::stack_key(&r, id));
     q.count_priority(tenant, r.flavor, r.priority, r.demand, false);
-    q.charge(tenant, r.flavor, -(r.demand as i64), now);
+    q.charge(tenant, r.flavor, -(r.demand as i64), part.as_ref(), now);
     q.forget_failures(r.flavor);
     q.stopped.insert(id);
     q.set_pending(id, super::Reason::Preempted);
