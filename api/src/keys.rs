@@ -42,6 +42,10 @@ pub const HOLD_ANNOTATION: &str = "gantry.dev/hold";
 pub const GPU_UNHEALTHY_ANNOTATION: &str = "gantry.dev/gpu-unhealthy";
 /// Annotation: the node agent's GPU inventory (JSON).
 pub const GPU_INVENTORY_ANNOTATION: &str = "gantry.dev/gpu-inventory";
+/// Annotation: the pods on the node whose GPUs have all been idle (no kernel ran, NVML
+/// utilization 0 %), and since when: a JSON object `{"<namespace>/<pod>": <unix seconds>}`
+/// (see [`crate::node::idle_pods`]).
+pub const GPU_IDLE_PODS_ANNOTATION: &str = "gantry.dev/gpu-idle-pods";
 
 // --- Gantry's own keys on other objects ------------------------------------------------------
 
@@ -94,6 +98,11 @@ pub const KSERVE_ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
 pub const KFSERVING_ISVC_LABEL: &str = "serving.kubeflow.org/inferenceservice";
 /// Kubeflow's notebook controller: the Notebook a pod belongs to.
 pub const NOTEBOOK_NAME_LABEL: &str = "notebook-name";
+/// Annotation on a Notebook (`kubeflow.org/v1`): present, the notebook controller scales it to
+/// zero; its value is the RFC 3339 time it was stopped. The Kubeflow UI's stop button and
+/// Kubeflow's own culler set it (kubeflow/kubeflow, components/notebook-controller/pkg/culler/
+/// culler.go, `STOP_ANNOTATION`); starting the notebook again in the UI removes it.
+pub const NOTEBOOK_STOPPED_ANNOTATION: &str = "kubeflow-resource-stopped";
 /// Argo Workflows (and so Kubeflow Pipelines): the workflow a step pod belongs to.
 pub const ARGO_WORKFLOW_LABEL: &str = "workflows.argoproj.io/workflow";
 

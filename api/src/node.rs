@@ -15,7 +15,7 @@
 //!
 //! Documented for users in `docs/node-inventory.md`.
 
-use crate::keys::{GPU_PRODUCT_LABEL, GPU_RESOURCE, GPU_UNHEALTHY_ANNOTATION};
+use crate::keys::{GPU_IDLE_PODS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE, GPU_UNHEALTHY_ANNOTATION};
 use crate::pod::quantity;
 use gantry_core::model::{ModelCatalog, Node};
 use serde_json::Value;
@@ -112,6 +112,43 @@ pub fn parse_node(v: &Value, models: &mut ModelCatalog) -> Result<NodeView, Stri
     Ok(NodeView { node, unhealthy })
 }
 
+/// The most pods one node's idle annotation may name (a node has a few dozen GPUs at most, so
+/// this bounds what a broken or hostile writer can make the scheduler hold).
+pub const MAX_IDLE_PODS: usize = 256;
+
+/// The node agent's idle evidence on a node ([`GPU_IDLE_PODS_ANNOTATION`]): `namespace/pod` →
+/// unix seconds since which every GPU the pod holds has been idle. Absent: none. A value that is
+/// not such an object, or names more than [`MAX_IDLE_PODS`] pods, is an error naming the node and
+/// the fix; the caller then treats the node as having no idle pods (never as all idle).
+pub fn idle_pods(v: &Value) -> Result<std::collections::BTreeMap<String, i64>, String> {
+    let name = v.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("?");
+    let Some(text) = v
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(GPU_IDLE_PODS_ANNOTATION))
+        .and_then(Value::as_str)
+    else {
+        return Ok(Default::default());
+    };
+    let bad = |why: &str| {
+        format!(
+            "node {name}: {GPU_IDLE_PODS_ANNOTATION} {why}; it must be a JSON object of at most {MAX_IDLE_PODS} \
+             \"namespace/pod\": unix seconds, as Gantry's node agent writes it"
+        )
+    };
+    let map: std::collections::BTreeMap<String, i64> =
+        serde_json::from_str(text).map_err(|e| bad(&format!("is not readable ({e})")))?;
+    if map.len() > MAX_IDLE_PODS {
+        return Err(bad(&format!("names {} pods", map.len())));
+    }
+    if let Some(k) =
+        map.keys().find(|k| k.split_once('/').is_none_or(|(ns, pod)| ns.is_empty() || pod.is_empty()))
+    {
+        return Err(bad(&format!("has the key {k:?}, not namespace/pod")));
+    }
+    Ok(map)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +220,41 @@ mod tests {
         );
         assert!(bad.unwrap_err().contains("from 0 to 7"));
         assert!(parse_node(&json!({"status": {}}), &mut m).unwrap_err().contains("metadata.name"));
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(annotation: Option<&str>) -> Value {
+        let annotations = annotation.map_or(json!({}), |a| json!({"gantry.dev/gpu-idle-pods": a}));
+        json!({"metadata": {"name": "n1", "annotations": annotations}})
+    }
+
+    #[test]
+    fn idle_pods_are_read_from_the_node_agents_annotation() {
+        assert!(idle_pods(&node(None)).unwrap().is_empty());
+        let m = idle_pods(&node(Some(r#"{"team-a/nb-0": 1793491200, "team-b/x-1": 1793494800}"#))).unwrap();
+        assert_eq!(m.get("team-a/nb-0"), Some(&1_793_491_200));
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn a_broken_idle_annotation_is_an_error_that_names_the_node_and_the_form() {
+        let too_many: std::collections::BTreeMap<String, i64> =
+            (0..=MAX_IDLE_PODS).map(|i| (format!("ns/p{i}"), 1)).collect();
+        let too_many = serde_json::to_string(&too_many).unwrap();
+        for (text, words) in [
+            ("[1, 2]", "is not readable"),
+            (r#"{"nb-0": 1}"#, "not namespace/pod"),
+            (r#"{"team-a/nb": "soon"}"#, "is not readable"),
+            (too_many.as_str(), "names 257 pods"),
+        ] {
+            let e = idle_pods(&node(Some(text))).unwrap_err();
+            assert!(e.starts_with("node n1: gantry.dev/gpu-idle-pods"), "{e}");
+            assert!(e.contains(words) && e.contains("namespace/pod"), "{e}");
+        }
     }
 }
