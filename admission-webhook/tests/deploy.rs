@@ -138,6 +138,10 @@ fn the_deployment_serves_the_service_as_the_account_rbac_grants_what_the_code_us
             needed.push(("gantry.dev".into(), res.into(), v.into()));
         }
     }
+    // Namespaces' labels, for tenants that select namespaces (tenants.rs).
+    for v in ["list", "watch"] {
+        needed.push(("".into(), "namespaces".into(), v.into()));
+    }
     for (g, res, verbs) in gantry_admission_webhook::selfcert::RBAC {
         needed.extend(verbs.iter().map(|v| (g.to_string(), res.to_string(), v.to_string())));
     }

@@ -86,6 +86,8 @@ async fn the_policy_follows_the_tenant_objects() {
                         ("/apis/gantry.dev/v1alpha1/tenants", false) => send.send_response(reply(StatusCode::OK, &list("TenantList", served.2.clone()))),
                         ("/apis/gantry.dev/v1alpha1/cohorts", false) => send.send_response(reply(StatusCode::OK, &list("CohortList", served.1.clone()))),
                         ("/apis/gantry.dev/v1alpha1/gpuflavors", false) => send.send_response(reply(StatusCode::OK, &list("GpuFlavorList", served.0.clone()))),
+                        // No namespaces: these tenants list theirs (tests/profiles.rs selects them).
+                        ("/api/v1/namespaces", false) => send.send_response(reply(StatusCode::OK, &json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": "1"}, "items": []}))),
                         (other, _) => panic!("unexpected call {other}"),
                     }
                 }

@@ -2,14 +2,21 @@
 //! and turned into the core's tenancy by the same validation as the tenants file. The queue
 //! controller and the admission webhook both read tenants this way, so they never disagree on
 //! what a tenant may hold.
+//!
+//! Namespaces are watched too (names and labels only), for tenants that select their namespaces
+//! by label: a namespace created or relabelled (a new Kubeflow Profile, say) is a change like any
+//! other, and the next tenancy built has it.
 
-use crate::crds::{Cohort, GpuFlavor, Tenant};
+use crate::crds::{Cohort, GpuFlavor, Matched, Tenant};
 use crate::watch::follow;
 use futures::StreamExt;
 use gantry_core::tenancy::{Settings, Tenancy};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::runtime::reflector::{self, store::WriterDropped, Store};
 use kube::{Client, Resource, ResourceExt};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -19,12 +26,34 @@ pub struct TenantObjects {
     pub tenants: Store<Tenant>,
     pub cohorts: Store<Cohort>,
     pub flavors: Store<GpuFlavor>,
+    /// Every namespace, with its name and labels only ([`strip_namespace`]).
+    pub namespaces: Store<Namespace>,
+}
+
+/// Keeps of a namespace only what selectors read: its name and labels (a cluster may have
+/// thousands, each with annotations and managed fields).
+pub fn strip_namespace(ns: &mut Namespace) {
+    let metadata = ObjectMeta {
+        name: ns.metadata.name.take(),
+        labels: ns.metadata.labels.take(),
+        resource_version: ns.metadata.resource_version.take(),
+        ..ObjectMeta::default()
+    };
+    *ns = Namespace { metadata, ..Namespace::default() };
+}
+
+fn all<K>(store: &Store<K>) -> Vec<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store.state().iter().map(|o| (**o).clone()).collect()
 }
 
 impl TenantObjects {
     /// Starts one watcher per kind; `changed` runs after every event of any of them.
     pub fn watch(client: &Client, changed: impl Fn() + Clone + Send + 'static) -> TenantObjects {
-        fn objects<K>(client: &Client, changed: impl Fn() + Send + 'static) -> Store<K>
+        fn objects<K>(client: &Client, strip: fn(&mut K), changed: impl Fn() + Send + 'static) -> Store<K>
         where
             K: Resource<Scope = kube::core::ClusterResourceScope>
                 + Clone
@@ -36,20 +65,17 @@ impl TenantObjects {
             K::DynamicType: Default + Eq + Hash + Clone,
         {
             let (store, writer) = reflector::store::<K>();
-            tokio::spawn(
-                follow(Api::<K>::all(client.clone()), writer, |o| o.managed_fields_mut().clear()).for_each(
-                    move |_| {
-                        changed();
-                        std::future::ready(())
-                    },
-                ),
-            );
+            tokio::spawn(follow(Api::<K>::all(client.clone()), writer, strip).for_each(move |_| {
+                changed();
+                std::future::ready(())
+            }));
             store
         }
         TenantObjects {
-            tenants: objects(client, changed.clone()),
-            cohorts: objects(client, changed.clone()),
-            flavors: objects(client, changed),
+            tenants: objects(client, |o| o.managed_fields_mut().clear(), changed.clone()),
+            cohorts: objects(client, |o| o.managed_fields_mut().clear(), changed.clone()),
+            flavors: objects(client, |o| o.managed_fields_mut().clear(), changed.clone()),
+            namespaces: objects(client, strip_namespace, changed),
         }
     }
 
@@ -57,21 +83,31 @@ impl TenantObjects {
     pub async fn wait_until_ready(&self) -> Result<(), WriterDropped> {
         self.tenants.wait_until_ready().await?;
         self.cohorts.wait_until_ready().await?;
-        self.flavors.wait_until_ready().await
+        self.flavors.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await
     }
 
     /// The tenancy the objects define now, or every problem with them, one per line.
     pub fn tenancy(&self, settings: &Settings) -> Result<Tenancy, String> {
-        fn all<K>(store: &Store<K>) -> Vec<K>
-        where
-            K: Resource + Clone + 'static,
-            K::DynamicType: Eq + Hash + Clone,
-        {
-            store.state().iter().map(|o| (**o).clone()).collect()
-        }
-        crate::crds::tenancy_from(settings, &all(&self.flavors), &all(&self.cohorts), &all(&self.tenants)).map_err(|errors| {
+        crate::crds::tenancy_from(
+            settings,
+            &all(&self.flavors),
+            &all(&self.cohorts),
+            &all(&self.tenants),
+            &all(&self.namespaces),
+        )
+        .map_err(|errors| {
             let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            format!("the tenant objects are not valid; the last good tenants stay in force until they are fixed:\n  {}", list.join("\n  "))
+            format!(
+                "the tenant objects are not valid; the last good tenants stay in force until they are fixed:\n  {}",
+                list.join("\n  ")
+            )
         })
+    }
+
+    /// Each Tenant's namespaces and conflicts now, by tenant name (selectors that are refused
+    /// match nothing here; [`TenantObjects::tenancy`] names them).
+    pub fn matched(&self) -> BTreeMap<String, Matched> {
+        crate::crds::match_namespaces(&all(&self.tenants), &all(&self.namespaces)).0
     }
 }

@@ -95,8 +95,8 @@ fn round_trip(name: &str, text: &str) {
         (tenancy.flavors.len(), tenancy.cohorts.len(), tenancy.tenants.len()),
         "{name}"
     );
-    let direct =
-        tenancy_from(&settings, &flavors, &cohorts, &tenants, &[]).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    let direct = tenancy_from(&settings, &flavors, &cohorts, &tenants, &[])
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
     // The file declares things in its own order, the objects come in name order.
     assert_eq!(direct.sorted_by_name(), tenancy.sorted_by_name(), "{name}");
 
@@ -502,11 +502,16 @@ fn refused_objects_name_object_field_problem_and_fix() {
     for case in BAD {
         let mut objects = valid();
         (case.change)(&mut objects);
-        let errors =
-            match tenancy_from(&Settings::default(), &objects.flavors, &objects.cohorts, &objects.tenants, &[]) {
-                Ok(_) => panic!("{}: accepted", case.name),
-                Err(e) => e,
-            };
+        let errors = match tenancy_from(
+            &Settings::default(),
+            &objects.flavors,
+            &objects.cohorts,
+            &objects.tenants,
+            &[],
+        ) {
+            Ok(_) => panic!("{}: accepted", case.name),
+            Err(e) => e,
+        };
         let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(got, case.messages, "{}", case.name);
     }

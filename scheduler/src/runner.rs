@@ -1,7 +1,8 @@
 //! In-cluster mode: the API server feeds every replica's caches, and the leader runs the queue.
 //!
 //! 1. **Watchers** with reflector stores for Nodes and Pods (and Gantry's Tenant, Cohort and
-//!    GpuFlavor objects when tenants come from the cluster), plus scheduler-plugins PodGroups for
+//!    GpuFlavor objects, and Namespaces' names and labels for tenants that select namespaces, when
+//!    tenants come from the cluster), plus scheduler-plugins PodGroups for
 //!    gang sizes, stripped of what Gantry does not
 //!    read (managed fields, pod status beyond the phase, container commands, env and volumes) to
 //!    keep memory small on large clusters.
@@ -96,8 +97,9 @@ pub struct Live {
     owners: Mutex<HashMap<String, Result<GangSpec, String>>>,
     /// A watch relisted (deletions may have been missed): rebuild from the stores.
     relisted: AtomicBool,
-    /// A Tenant, Cohort or GpuFlavor event: rebuild only if the tenancy they define changed
-    /// (the leader's own status writes change nothing it reads).
+    /// A Tenant, Cohort, GpuFlavor or Namespace event: rebuild only if the tenancy they define
+    /// changed (the leader's own status writes change nothing it reads; a new namespace a
+    /// tenant's selector matches does).
     tenants_changed: AtomicBool,
     /// The node and pod stores have listed and the cache was built from them: events before
     /// that are in the stores and need no handling of their own (nor error lines about nodes
@@ -336,7 +338,8 @@ impl Live {
         Some((gantry_api::view::View::of(c.queue(), now), records))
     }
 
-    /// A Tenant, Cohort or GpuFlavor event arrived (any: the next cycle looks at what changed).
+    /// A Tenant, Cohort, GpuFlavor or Namespace event arrived (any: the next cycle looks at what
+    /// changed).
     pub fn tenant_objects_changed(&self) {
         self.tenants_changed.store(true, Ordering::SeqCst);
         self.wake.notify_one();
@@ -387,8 +390,8 @@ impl Live {
     }
 }
 
-/// GPUs (over every GPU flavor, and per flavor) used, nominal and borrowed, and pending
-/// workloads, per tenant.
+/// GPUs (over every GPU flavor, and per flavor) used, nominal and borrowed, pending workloads,
+/// and the namespaces in force, per tenant (conflicts come from the objects: [`with_conflicts`]).
 pub fn tenant_statuses(queue: &Queue) -> Vec<(String, TenantStatus)> {
     let tenancy = &queue.tenancy;
     let gpus = |milli: i64| {
@@ -419,10 +422,27 @@ pub fn tenant_statuses(queue: &Queue) -> Vec<(String, TenantStatus)> {
                 gpus_borrowed: Some(gpus(sum(&|f| q.borrowed(t, f) as i64))),
                 pending_workloads: queue.pending_of(t) as i64,
                 models,
+                namespaces: tenant.namespaces.clone(),
+                conflicts: Vec::new(),
             };
             (tenant.name.clone(), status)
         })
         .collect()
+}
+
+/// `statuses` with each tenant's namespace conflicts as the objects define them now (`matched`,
+/// by tenant name): a conflict shows at once, even while the objects are otherwise invalid and
+/// the last good tenancy stays in force.
+pub fn with_conflicts(
+    mut statuses: Vec<(String, TenantStatus)>,
+    matched: &std::collections::BTreeMap<String, gantry_api::crds::Matched>,
+) -> Vec<(String, TenantStatus)> {
+    for (name, status) in &mut statuses {
+        if let Some(m) = matched.get(name) {
+            status.conflicts = m.conflicts.clone();
+        }
+    }
+    statuses
 }
 
 fn to_value<T: serde::Serialize>(o: &T) -> Result<Value, String> {
@@ -525,8 +545,8 @@ pub fn watch(client: &Client, live: &Arc<Live>, from_cluster: bool) -> Stores {
     tokio::spawn(follow_frameworks(client.clone(), live.clone()));
     let l = live.clone();
     let tenants = from_cluster.then(|| {
-        // A change to a tenant, cohort or flavor is looked at in the next cycle: the queue is
-        // rebuilt only if the tenancy they define changed.
+        // A change to a tenant, cohort, flavor or namespace is looked at in the next cycle: the
+        // queue is rebuilt only if the tenancy they define changed.
         TenantObjects::watch(client, move || l.tenant_objects_changed())
     });
     Stores { nodes, pods, tenants }
@@ -651,14 +671,19 @@ struct Executor {
 
 impl Executor {
     /// Writes each Tenant's status subresource when it changed (merge patch; the printer
-    /// columns of `kubectl get tenants` read it).
+    /// columns of `kubectl get tenants` read it). A namespace conflict is logged when it first
+    /// shows.
     async fn publish(&mut self, statuses: Vec<(String, TenantStatus)>) {
         let Some((api, last)) = self.statuses.as_mut() else { return };
         for (name, status) in statuses {
             if last.get(&name) == Some(&status) {
                 continue;
             }
-            let patch = serde_json::json!({"status": status});
+            let before = last.get(&name).map(|s| s.conflicts.as_slice()).unwrap_or_default();
+            for c in status.conflicts.iter().filter(|c| !before.contains(c)) {
+                tracing::warn!("Tenant {name}: {c}");
+            }
+            let patch = status_patch(&status);
             match api
                 .patch_status(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
                 .await
@@ -683,7 +708,10 @@ impl Executor {
                     }
                     self.said.insert(pod.uid.clone(), message.clone());
                 }
-                Action::Ungate { pod, .. } | Action::Release { pod, .. } | Action::Evict { pod, .. } => {
+                Action::Ungate { pod, .. }
+                | Action::Release { pod, .. }
+                | Action::Evict { pod, .. }
+                | Action::StopNotebook { pod, .. } => {
                     self.said.remove(&pod.uid);
                 }
             }
@@ -760,13 +788,26 @@ impl Executor {
     }
 }
 
+/// The merge patch that makes a Tenant's status `status`: a list now empty is sent as null, so
+/// that the API server drops the old one (a merge patch keeps what it does not name).
+fn status_patch(status: &TenantStatus) -> Value {
+    let mut patch = serde_json::json!({"status": status});
+    if let Some(fields) = patch["status"].as_object_mut() {
+        for key in ["models", "namespaces", "conflicts"] {
+            fields.entry(key).or_insert(Value::Null);
+        }
+    }
+    patch
+}
+
 fn pod_of(a: &Action) -> &crate::controller::PodRef {
     match a {
         Action::Ungate { pod, .. }
         | Action::Release { pod, .. }
         | Action::Evict { pod, .. }
         | Action::Pending { pod, .. }
-        | Action::Refused { pod, .. } => pod,
+        | Action::Refused { pod, .. }
+        | Action::StopNotebook { pod, .. } => pod,
     }
 }
 
@@ -902,7 +943,11 @@ pub async fn run(
             live.evictions_refused(&refused, now());
             resync = true;
         }
-        executor.publish(live.tenant_statuses()).await;
+        let statuses = match &stores.tenants {
+            Some(objects) => with_conflicts(live.tenant_statuses(), &objects.matched()),
+            None => live.tenant_statuses(),
+        };
+        executor.publish(statuses).await;
         // The quota API hears from the leader at most every few seconds.
         match quota.as_mut() {
             Some((report, said, last)) if last.elapsed() >= REPORT_EVERY => {

@@ -89,6 +89,7 @@ fn rbac_is_least_privilege() {
         ("", "pods", &["list", "watch", "patch"]),
         ("", "pods/status", &["patch"]),
         ("", "pods/eviction", &["create"]),
+        ("", "namespaces", &["list", "watch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
         ("gantry.dev", "tenants", &["list", "watch"]),
         ("gantry.dev", "cohorts", &["list", "watch"]),

@@ -370,6 +370,7 @@ fn stores_with_tenant_objects(
         tenants: tenant_store,
         cohorts: cohort_store,
         flavors: flavor_store,
+        namespaces: reflector::store::<k8s_openapi::api::core::v1::Namespace>().0,
     });
     (s, tenant_writer)
 }

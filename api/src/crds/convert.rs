@@ -106,9 +106,10 @@ pub fn tenancy_from(
                 kind: TENANT.into(),
                 name: name.into(),
                 field: "spec".into(),
-                problem: "the tenant has no namespaces; list them (`namespaces: [team-a]`) or select them by \
+                problem:
+                    "the tenant has no namespaces; list them (`namespaces: [team-a]`) or select them by \
                           label (`namespaceSelector: {matchLabels: {team: a}}`)"
-                    .into(),
+                        .into(),
             });
         }
         raw_tenants.push(raw_tenant(name, &t.spec, matched.get(name)));
