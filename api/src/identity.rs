@@ -190,6 +190,16 @@ pub fn admission_key(identity: &Identity, gang: bool, uid: &str) -> String {
     }
 }
 
+/// The Notebook `(namespace, name)` a notebook workload's key names (`<ns>/notebook/<name>`,
+/// with the pod's UID appended by [`admission_key`]); `None` for other keys.
+pub fn notebook_of(key: &str) -> Option<(&str, &str)> {
+    let mut parts = key.splitn(4, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(ns), Some("notebook"), Some(name)) if !ns.is_empty() && !name.is_empty() => Some((ns, name)),
+        _ => None,
+    }
+}
+
 /// Which training operator made a pod labelled with [`TRAINING_JOB_NAME_LABEL`]: its controller
 /// owner when that is a job kind; else the operator's name label; else, for a pod owned by a
 /// batch Job, the MPI operator (whose launcher runs in the Job `<name>-launcher`).
@@ -437,5 +447,19 @@ mod tests {
         assert_eq!(identify(&not_controller).source, Source::Pod);
         let empty_label = json!({"metadata": {"name": "x", "labels": {"scheduling.x-k8s.io/pod-group": ""}}});
         assert_eq!(identify(&empty_label).source, Source::Pod, "an empty value is no key");
+    }
+}
+
+#[cfg(test)]
+mod notebook_tests {
+    use super::*;
+
+    #[test]
+    fn a_notebooks_key_names_its_notebook_and_no_other_key_does() {
+        assert_eq!(notebook_of("team-a/notebook/nb/3c5f-uid"), Some(("team-a", "nb")));
+        assert_eq!(notebook_of("team-a/notebook/nb"), Some(("team-a", "nb")));
+        for other in ["team-a/statefulset/nb/u", "team-a/pod/u", "team-a/notebook/", "/notebook/nb/u", "x"] {
+            assert_eq!(notebook_of(other), None, "{other}");
+        }
     }
 }

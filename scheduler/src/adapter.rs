@@ -13,17 +13,36 @@
 //! - `Refused`: the condition `gantry.dev/admitted` = False (reason `Refused`) and a Warning
 //!   Event, both saying why the pod can never run as asked.
 //!
+//! - `StopNotebook`: a merge patch setting `kubeflow-resource-stopped` (the time, RFC 3339) on
+//!   the Kubeflow Notebook (`kubeflow.org/v1`), as the Kubeflow UI's stop button and Kubeflow's
+//!   culler do (the notebook controller scales its StatefulSet to zero; the user starts it again
+//!   from the UI, which removes the annotation), then an Event on the Notebook saying why.
+//!
 //! The run loop calls `apply` only when a pod's message changes, so a waiting pod costs no API
 //! calls per cycle.
 
 use crate::controller::{Action, PodRef};
-use gantry_api::keys::{ADMITTED_CONDITION, PLACEMENT_ANNOTATION, SCHEDULING_GATE};
+use gantry_api::keys::{
+    ADMITTED_CONDITION, NOTEBOOK_STOPPED_ANNOTATION, PLACEMENT_ANNOTATION, SCHEDULING_GATE,
+};
 use gantry_api::placement::Planned;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use kube::api::{Api, EvictParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, EvictParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
 use serde_json::json;
+
+/// Kubeflow's Notebook (kubeflow/kubeflow, components/notebook-controller/api/v1/
+/// notebook_types.go).
+fn notebook_resource() -> ApiResource {
+    ApiResource {
+        group: "kubeflow.org".into(),
+        version: "v1".into(),
+        api_version: "kubeflow.org/v1".into(),
+        kind: "Notebook".into(),
+        plural: "notebooks".into(),
+    }
+}
 
 /// The controller's name in Events and field managers.
 pub const MANAGER: &str = "gantry-scheduler";
@@ -39,6 +58,8 @@ pub enum AdapterError {
     Condition { ns: String, name: String, source: kube::Error },
     #[error("cannot record an event on pod {ns}/{name}: {source}")]
     Event { ns: String, name: String, source: kube::Error },
+    #[error("cannot stop Notebook {ns}/{name}: {source}")]
+    StopNotebook { ns: String, name: String, source: kube::Error },
 }
 
 impl AdapterError {
@@ -93,6 +114,16 @@ impl Adapter {
         reason: &str,
         note: &str,
     ) -> Result<(), AdapterError> {
+        self.event_on(&reference(pod), type_, reason, note).await
+    }
+
+    async fn event_on(
+        &self,
+        object: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+    ) -> Result<(), AdapterError> {
         // Event notes are limited to 1 kB.
         let note: String = note.chars().take(1000).collect();
         let ev = Event {
@@ -102,9 +133,9 @@ impl Adapter {
             action: "Admission".into(),
             secondary: None,
         };
-        self.recorder.publish(&ev, &reference(pod)).await.map_err(|source| AdapterError::Event {
-            ns: pod.namespace.clone(),
-            name: pod.name.clone(),
+        self.recorder.publish(&ev, object).await.map_err(|source| AdapterError::Event {
+            ns: object.namespace.clone().unwrap_or_default(),
+            name: object.name.clone().unwrap_or_default(),
             source,
         })
     }
@@ -195,6 +226,24 @@ impl Adapter {
             Action::Refused { pod, message } => {
                 self.condition(pod, "False", "Refused", message, was).await?;
                 self.event(pod, EventType::Warning, "GantryRefused", message).await
+            }
+            Action::StopNotebook { pod, name, stop } => {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(self.client.clone(), &pod.namespace, &notebook_resource());
+                let at = jiff::Timestamp::from_second(stop.at).unwrap_or_else(|_| jiff::Timestamp::now());
+                let patch =
+                    json!({"metadata": {"annotations": {NOTEBOOK_STOPPED_ANNOTATION: at.to_string()}}});
+                api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.map_err(|source| {
+                    AdapterError::StopNotebook { ns: pod.namespace.clone(), name: name.clone(), source }
+                })?;
+                let notebook = ObjectReference {
+                    api_version: Some("kubeflow.org/v1".into()),
+                    kind: Some("Notebook".into()),
+                    namespace: Some(pod.namespace.clone()),
+                    name: Some(name.clone()),
+                    ..Default::default()
+                };
+                self.event_on(&notebook, EventType::Normal, "GantryIdleStopped", &stop.message).await
             }
         }
     }

@@ -36,10 +36,10 @@
 
 use gantry_api::charge::charge_of;
 use gantry_api::gang::{GangSpec, Size};
-use gantry_api::identity::{admission_key, identify, GangOwner, Identity};
+use gantry_api::identity::{admission_key, identify, notebook_of, GangOwner, Identity};
 use gantry_api::keys::{GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION};
 use gantry_api::keys::{HOLD_ANNOTATION, PLACEMENT_ANNOTATION};
-use gantry_api::node::parse_node;
+use gantry_api::node::{idle_pods, parse_node};
 use gantry_api::placement::Planned;
 use gantry_api::pod::{annotated_gang_size, annotation, gated, parse_pod, planned, pod_finished, PodView};
 use gantry_core::model::{ModelSet, Placement, GPU_MILLI};
@@ -70,6 +70,24 @@ pub enum Action {
     Pending { pod: PodRef, message: String },
     /// The pod can never run as asked: say why (the webhook should have refused it).
     Refused { pod: PodRef, message: String },
+    /// Stop the Kubeflow Notebook `namespace/name` (whose pod is `pod`) the Kubeflow way: its
+    /// GPUs sat idle past its tenant's limit (`stop` says how long, the GPU-time and why).
+    StopNotebook { pod: PodRef, name: String, stop: NotebookStop },
+}
+
+/// Why a notebook is stopped, for its Event and the ledger's line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotebookStop {
+    pub tenant: String,
+    pub flavor: String,
+    /// Unix seconds.
+    pub idle_since: Seconds,
+    pub at: Seconds,
+    /// Milli-GPU-seconds allocated and idle since `idle_since`.
+    pub idle_milli_gpu_seconds: u64,
+    /// The tenant's price of the flavor per GPU-hour, micro-units.
+    pub price_micros: u64,
+    pub message: String,
 }
 
 /// A gated pod, read once.
@@ -116,6 +134,11 @@ pub struct Controller {
     next_external: u64,
     /// Gang sizes read from the frameworks' objects, by owner key ([`GangOwner::key`]).
     owners: HashMap<String, Result<GangSpec, String>>,
+    /// The node agents' idle evidence per node: `namespace/pod` → idle since.
+    idle: HashMap<String, std::collections::BTreeMap<String, Seconds>>,
+    /// Notebooks already asked to stop: never asked twice (their pods leave when the notebook
+    /// controller scales them to zero).
+    stopping: HashSet<WorkloadId>,
 }
 
 impl Controller {
@@ -129,6 +152,8 @@ impl Controller {
             external: HashMap::new(),
             next_external: 0,
             owners: HashMap::new(),
+            idle: HashMap::new(),
+            stopping: HashSet::new(),
         }
     }
 
@@ -572,6 +597,61 @@ impl Controller {
             }
         }
         actions.extend(self.incomplete());
+        actions.extend(self.stop_idle_notebooks(now));
+        actions
+    }
+
+    /// The tenants' idle-notebook rule (`gantry_core::notebooks`) over the node agents' evidence:
+    /// a running notebook is idle since the latest idle start of its pods, each read from the
+    /// node the queue placed it on (an agent speaks only for its own node's pods); a pod with
+    /// no evidence there is busy.
+    fn stop_idle_notebooks(&mut self, now: Seconds) -> Vec<Action> {
+        let mut evidence = Vec::new();
+        for (w, running) in self.queue.running_workloads() {
+            if w.kind != Kind::Notebook || self.stopping.contains(&w.id) {
+                continue;
+            }
+            let Some(gang) = self.by_id.get(&w.id).and_then(|k| self.gangs.get(k)) else { continue };
+            let cluster = self.queue.cluster();
+            let nodes: HashSet<&str> = running
+                .pods
+                .iter()
+                .filter_map(|(id, _)| cluster.placement(*id))
+                .map(|p| cluster.nodes[p.node].name.as_str())
+                .collect();
+            let since = gang.pods.iter().try_fold(Seconds::MIN, |latest, m| {
+                let key = format!("{}/{}", m.pod.namespace, m.pod.name);
+                let at = nodes.iter().find_map(|n| self.idle.get(*n).and_then(|i| i.get(&key)))?;
+                Some(latest.max(*at))
+            });
+            if let (Some(idle_since), false) = (since, gang.pods.is_empty()) {
+                evidence.push(gantry_core::notebooks::IdleEvidence { workload: w.id, idle_since });
+            }
+        }
+        let mut actions = Vec::new();
+        for s in gantry_core::notebooks::to_stop(&self.queue, &evidence, now) {
+            let Some(key) = self.by_id.get(&s.workload) else { continue };
+            let Some((namespace, name)) = notebook_of(key) else { continue };
+            let Some(gang) = self.gangs.get(key) else { continue };
+            let tenancy = &self.queue.tenancy;
+            let stop = NotebookStop {
+                tenant: tenancy.tenants.get(s.tenant).map(|t| t.name.clone()).unwrap_or_default(),
+                flavor: tenancy.flavors.get(s.flavor).map(|f| f.name.clone()).unwrap_or_default(),
+                idle_since: s.idle_since,
+                at: now,
+                idle_milli_gpu_seconds: s.idle_milli_gpu_seconds,
+                price_micros: tenancy
+                    .tenants
+                    .get(s.tenant)
+                    .and_then(|t| t.prices_micros.get(s.flavor))
+                    .copied()
+                    .unwrap_or(0),
+                message: s.message,
+            };
+            let Some(m) = gang.pods.first().filter(|m| m.pod.namespace == namespace) else { continue };
+            actions.push(Action::StopNotebook { pod: m.pod.clone(), name: name.to_string(), stop });
+            self.stopping.insert(s.workload);
+        }
         actions
     }
 
@@ -619,6 +699,8 @@ impl Controller {
     pub fn node_applied(&mut self, node: &Value, now: Seconds) -> Result<Vec<Action>, String> {
         let mut models = gantry_core::model::ModelCatalog::default();
         let mut view = parse_node(node, &mut models)?;
+        // Broken evidence is no evidence: the node's pods count as busy.
+        self.idle.insert(view.node.name.clone(), idle_pods(node).unwrap_or_default());
         view.node.model = view.node.model.map(|m| self.queue.intern_model(models.name(m))).transpose()?;
         self.queue.upsert_node(view.node)?;
         let refused: Vec<String> = self
@@ -634,6 +716,7 @@ impl Controller {
 
     /// A node was deleted.
     pub fn node_deleted(&mut self, name: &str) {
+        self.idle.remove(name);
         self.queue.remove_node(name);
     }
 
@@ -689,6 +772,7 @@ impl Controller {
             let id = gang.id;
             self.gangs.remove(&key);
             self.by_id.remove(&id);
+            self.stopping.remove(&id);
             self.queue.finish(id, now);
         }
     }
