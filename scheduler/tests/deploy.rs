@@ -91,6 +91,7 @@ fn rbac_is_least_privilege() {
         ("", "pods/eviction", &["create"]),
         ("", "namespaces", &["list", "watch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
+        ("kubeflow.org", "notebooks", &["patch"]),
         ("gantry.dev", "tenants", &["list", "watch"]),
         ("gantry.dev", "cohorts", &["list", "watch"]),
         ("gantry.dev", "gpuflavors", &["list", "watch"]),
