@@ -28,7 +28,7 @@
 
 use crate::auth::{Authenticator, Identity, Refused, Scope};
 use crate::import::ImportError;
-use crate::ledger::{Bucket, Ledger, LedgerError, Record, Step, Sums, EARLIEST, LATEST};
+use crate::ledger::{Bucket, Group, Ledger, LedgerError, Record, Step, Sums, EARLIEST, LATEST};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -419,6 +419,15 @@ async fn usage(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): P
 struct CostLine {
     tenant: String,
     flavor: String,
+    /// With `group`: the run, experiment or pipeline of the line (a run's line names its
+    /// experiment and pipeline too); all absent on the line of what no run (or no named one)
+    /// was charged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    experiment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pipeline: Option<String>,
     guaranteed_hours: f64,
     borrowed_hours: f64,
     idle_hours: f64,
@@ -429,40 +438,127 @@ struct CostLine {
     total_cost: f64,
 }
 
-/// Cost lines per tenant and flavor over the period.
+/// The `group` parameter: how a tenant's cost is split by pipeline run, if at all.
+fn group(params: &HashMap<String, String>) -> Answer<Option<Group>> {
+    params
+        .get("group")
+        .map(|g| {
+            Group::parse(g).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "group={g:?} is not a grouping; use run, pipeline or experiment"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// Sums per tenant, flavor and (with a group) run, pipeline or experiment, sorted; a tenant's
+/// use not charged to any run (or to none naming the group) is its line with no name, so each
+/// tenant's and flavor's lines add up exactly to its line without a group.
+type Split = Vec<(String, String, Option<ChargeNames>, Sums)>;
+
+/// A grouped line's run, experiment and pipeline.
+type ChargeNames = (Option<String>, Option<String>, Option<String>);
+
+fn split(
+    ledger: &Ledger,
+    all: bool,
+    tenants: &[String],
+    from: i64,
+    to: i64,
+    group: Option<Group>,
+) -> Answer<Split> {
+    let totals = covering(ledger, all, tenants, from, to)?;
+    let Some(group) = group else {
+        return Ok(totals.into_iter().map(|((t, f), s)| (t, f, None, s)).collect());
+    };
+    // The same hours as `covering`: those starting from the hour of `from` up to `to`.
+    let from = from.div_euclid(3600) * 3600;
+    let mut charged: BTreeMap<(String, String), Vec<(ChargeNames, Sums)>> = BTreeMap::new();
+    // The tenants with use in the period (with `all`, also those no longer in the view).
+    let with_use: std::collections::BTreeSet<&String> = totals.keys().map(|(t, _)| t).collect();
+    for t in with_use {
+        for c in ledger.charged_sums(t, group, from, to).map_err(|e| ApiError::Internal(e.to_string()))? {
+            charged
+                .entry((t.clone(), c.flavor))
+                .or_default()
+                .push(((c.run, c.experiment, c.pipeline), c.sums));
+        }
+    }
+    let mut out = Vec::new();
+    for ((tenant, flavor), total) in totals {
+        let parts = charged.remove(&(tenant.clone(), flavor.clone())).unwrap_or_default();
+        let mut rest = total;
+        for (_, s) in &parts {
+            rest = minus(&rest, s);
+        }
+        for (names, s) in parts {
+            out.push((tenant.clone(), flavor.clone(), Some(names), s));
+        }
+        if rest != Sums::default() {
+            out.push((tenant, flavor, Some((None, None, None)), rest));
+        }
+    }
+    Ok(out)
+}
+
+/// `a - b`, each figure at least 0 (the runs' rollup is a part of the tenant's, so it never
+/// is more).
+fn minus(a: &Sums, b: &Sums) -> Sums {
+    Sums {
+        guaranteed: a.guaranteed.saturating_sub(b.guaranteed),
+        borrowed: a.borrowed.saturating_sub(b.borrowed),
+        idle: a.idle.saturating_sub(b.idle),
+        guaranteed_cost: a.guaranteed_cost.saturating_sub(b.guaranteed_cost),
+        borrowed_cost: a.borrowed_cost.saturating_sub(b.borrowed_cost),
+        idle_cost: a.idle_cost.saturating_sub(b.idle_cost),
+    }
+}
+
+/// Cost lines per tenant and flavor over the period, split by `group=` when asked.
 async fn cost_lines(
     api: &Arc<Api>,
     id: &Identity,
     params: &HashMap<String, String>,
-) -> Answer<(i64, i64, Vec<CostLine>)> {
+) -> Answer<(i64, i64, Option<Group>, Vec<CostLine>)> {
     let view = api.view();
     let (from, to, _) = period(&view, params)?;
+    let group = group(params)?;
     let asked = tenants_asked(&view, id, params.get("tenant"))?;
     let all = id.scope == Scope::Admin && asked.len() == view.tenants.len();
     let lines = api
-        .with_ledger(move |l| covering(l, all, &asked, from, to))
+        .with_ledger(move |l| split(l, all, &asked, from, to, group))
         .await??
         .into_iter()
-        .map(|((tenant, flavor), s)| CostLine {
-            tenant,
-            flavor,
-            guaranteed_hours: hours(s.guaranteed),
-            borrowed_hours: hours(s.borrowed),
-            idle_hours: hours(s.idle),
-            guaranteed_cost: money(s.guaranteed_cost),
-            borrowed_cost: money(s.borrowed_cost),
-            idle_cost: money(s.idle_cost),
-            total_cost: money(s.guaranteed_cost.saturating_add(s.borrowed_cost)),
+        .map(|(tenant, flavor, names, s)| {
+            let (run, experiment, pipeline) = names.unwrap_or_default();
+            CostLine {
+                tenant,
+                flavor,
+                run,
+                experiment,
+                pipeline,
+                guaranteed_hours: hours(s.guaranteed),
+                borrowed_hours: hours(s.borrowed),
+                idle_hours: hours(s.idle),
+                guaranteed_cost: money(s.guaranteed_cost),
+                borrowed_cost: money(s.borrowed_cost),
+                idle_cost: money(s.idle_cost),
+                total_cost: money(s.guaranteed_cost.saturating_add(s.borrowed_cost)),
+            }
         })
         .collect();
-    Ok((from, to, lines))
+    Ok((from, to, group, lines))
 }
 
 async fn cost(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): Params) -> Answer<Response> {
     let id = who(&api, &headers).await?;
-    let (from, to, lines) = cost_lines(&api, &id, &params).await?;
-    Ok(axum::Json(json!({"from": from, "to": to, "currency": api.view().currency, "lines": lines}))
-        .into_response())
+    let (from, to, group, lines) = cost_lines(&api, &id, &params).await?;
+    let mut body = json!({"from": from, "to": to, "currency": api.view().currency, "lines": lines});
+    if let Some(g) = group {
+        body["group"] = json!(g.name());
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 async fn cost_csv(
@@ -471,15 +567,28 @@ async fn cost_csv(
     Query(params): Params,
 ) -> Answer<Response> {
     let id = who(&api, &headers).await?;
-    let (from, to, lines) = cost_lines(&api, &id, &params).await?;
+    let (from, to, group, lines) = cost_lines(&api, &id, &params).await?;
     // The period as RFC 3339 in UTC (`2026-11-30T00:00:00Z`), which spreadsheets and people read;
     // the API's bounds keep both within jiff's range.
     let (from, to) = (rfc3339(from)?, rfc3339(to)?);
     let currency = csv_field(&api.view().currency);
-    let mut csv = String::from("from,to,tenant,flavor,guaranteed_hours,borrowed_hours,idle_hours,guaranteed_cost,borrowed_cost,idle_cost,total_cost,currency\n");
+    // With a group, the run's columns follow the flavor (empty where not grouped by, or on the
+    // line of what no run was charged); without, the columns are as they always were.
+    let mut csv = String::from(if group.is_some() {
+        "from,to,tenant,flavor,run,experiment,pipeline,guaranteed_hours,borrowed_hours,idle_hours,guaranteed_cost,borrowed_cost,idle_cost,total_cost,currency\n"
+    } else {
+        "from,to,tenant,flavor,guaranteed_hours,borrowed_hours,idle_hours,guaranteed_cost,borrowed_cost,idle_cost,total_cost,currency\n"
+    });
     for l in lines {
+        let names = match group {
+            Some(_) => {
+                let f = |v: &Option<String>| csv_field(v.as_deref().unwrap_or_default());
+                format!("{},{},{},", f(&l.run), f(&l.experiment), f(&l.pipeline))
+            }
+            None => String::new(),
+        };
         csv.push_str(&format!(
-            "{from},{to},{},{},{:.3},{:.3},{:.3},{:.2},{:.2},{:.2},{:.2},{currency}\n",
+            "{from},{to},{},{},{names}{:.3},{:.3},{:.3},{:.2},{:.2},{:.2},{:.2},{currency}\n",
             csv_field(&l.tenant),
             csv_field(&l.flavor),
             l.guaranteed_hours,

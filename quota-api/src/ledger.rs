@@ -9,6 +9,11 @@
 //! - **Rollups**: hourly and daily sums per tenant and flavor, kept in the same transaction as
 //!   the accruals, split across hours by exact integer shares (their sum is the record's figure
 //!   to the unit), so every view adds up.
+//! - **Runs**: a record may be the part of its tenant's use charged to a Kubeflow Pipelines run
+//!   (`run`, with its `experiment` and `pipeline` when known; the scheduler splits each interval
+//!   exactly, see `gantry_core::queue::ledger`). The tenant rollups hold every record as before;
+//!   the hourly rollup per run ([`Ledger::charged_sums`]) holds the charged parts with the same
+//!   integer shares, so a tenant's cost less its runs' is exactly what no run was charged.
 //! - **Retention**: raw accruals older than a cut-off can be dropped once rolled up; the rollups
 //!   stay.
 //! - **Migrations**: numbered, applied in order inside a transaction, recorded in
@@ -164,7 +169,7 @@ fn sql(what: &str) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
 }
 
 /// Schema migrations, in order; `user_version` is how many have run.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     "
     CREATE TABLE accruals (
         key TEXT PRIMARY KEY,
@@ -200,7 +205,60 @@ const MIGRATIONS: [&str; 3] = [
     CREATE TABLE retention (dropped_before INTEGER NOT NULL);
     INSERT INTO retention VALUES (-9223372036854775808);
 ",
+    "
+    -- 4: the pipeline run a record's part was charged to (NULL on the tenant's own records and on
+    -- every record written before), and the hourly rollup per run ('' for an experiment or
+    -- pipeline not known: key columns are never NULL).
+    ALTER TABLE accruals ADD COLUMN run TEXT;
+    ALTER TABLE accruals ADD COLUMN experiment TEXT;
+    ALTER TABLE accruals ADD COLUMN pipeline TEXT;
+    CREATE TABLE run_hourly (
+        tenant TEXT NOT NULL, at INTEGER NOT NULL,
+        run TEXT NOT NULL, experiment TEXT NOT NULL, pipeline TEXT NOT NULL, flavor TEXT NOT NULL,
+        guaranteed INTEGER NOT NULL, borrowed INTEGER NOT NULL, idle INTEGER NOT NULL,
+        guaranteed_cost INTEGER NOT NULL, borrowed_cost INTEGER NOT NULL, idle_cost INTEGER NOT NULL,
+        PRIMARY KEY (tenant, at, run, experiment, pipeline, flavor)
+    ) WITHOUT ROWID;
+",
 ];
+
+/// What the charged parts of a tenant's use are summed by ([`Ledger::charged_sums`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// Per run (with its experiment and pipeline).
+    Run,
+    Pipeline,
+    Experiment,
+}
+
+impl Group {
+    pub fn parse(v: &str) -> Option<Group> {
+        match v {
+            "run" => Some(Group::Run),
+            "pipeline" => Some(Group::Pipeline),
+            "experiment" => Some(Group::Experiment),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Run => "run",
+            Group::Pipeline => "pipeline",
+            Group::Experiment => "experiment",
+        }
+    }
+}
+
+/// Sums of one flavor's use charged to one run, pipeline or experiment (by [`Group`]): the
+/// fields not grouped by are `None`, as is an experiment or pipeline the pods did not name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChargedSums {
+    pub flavor: String,
+    pub run: Option<String>,
+    pub experiment: Option<String>,
+    pub pipeline: Option<String>,
+    pub sums: Sums,
+}
 
 /// Rollup granularities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -469,7 +527,8 @@ impl Ledger {
                 .map_err(sql("cannot read accruals"))?;
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO accruals (key, tenant, flavor, start, end, guaranteed, borrowed, idle, price_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO accruals (key, tenant, flavor, start, end, guaranteed, borrowed, idle, price_micros, run, experiment, pipeline) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(sql("cannot write accruals"))?;
             for (i, r) in records.iter().enumerate() {
@@ -486,10 +545,25 @@ impl Ledger {
                 }
                 insert
                     .execute(params![
-                        key, r.tenant, r.flavor, r.start, r.end, figures.0, figures.1, figures.2, figures.3
+                        key,
+                        r.tenant,
+                        r.flavor,
+                        r.start,
+                        r.end,
+                        figures.0,
+                        figures.1,
+                        figures.2,
+                        figures.3,
+                        r.run,
+                        r.experiment,
+                        r.pipeline
                     ])
                     .map_err(sql("cannot write an accrual"))?;
-                parts.push((i, roll_up(&tx, Step::Hour, r)?, roll_up(&tx, Step::Day, r)?));
+                let hours = roll_up(&tx, Step::Hour, r)?;
+                if r.run.is_some() {
+                    roll_up_run(&tx, r, &hours)?;
+                }
+                parts.push((i, hours, roll_up(&tx, Step::Day, r)?));
                 new += 1;
             }
         }
@@ -601,6 +675,49 @@ impl Ledger {
         rows.map_err(sql("cannot sum the rollups"))
     }
 
+    /// Sums of `tenant`'s use charged to pipeline runs, per flavor and `group`, over the hours
+    /// starting in `[from, to)`, sorted by flavor then group. Use charged to no run, or to runs
+    /// that do not name the pipeline or experiment grouped by, is not among them.
+    pub fn charged_sums(
+        &self,
+        tenant: &str,
+        group: Group,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<ChargedSums>, LedgerError> {
+        let (columns, filter) = match group {
+            Group::Run => ("run, experiment, pipeline", ""),
+            Group::Pipeline => ("'', '', pipeline", "AND pipeline != ''"),
+            Group::Experiment => ("'', experiment, ''", "AND experiment != ''"),
+        };
+        let query = format!(
+            "SELECT flavor, {columns}, SUM(guaranteed), SUM(borrowed), SUM(idle), SUM(guaranteed_cost), SUM(borrowed_cost), SUM(idle_cost) \
+             FROM run_hourly WHERE tenant = ?1 AND at >= ?2 AND at < ?3 {filter} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        );
+        let mut stmt = self.conn.prepare_cached(&query).map_err(sql("cannot sum the runs' rollup"))?;
+        let read = |row: &rusqlite::Row| {
+            let n = |i: usize| row.get::<_, i64>(i).map(|v| v as u64);
+            let named = |i: usize| row.get::<_, String>(i).map(|v| Some(v).filter(|v| !v.is_empty()));
+            Ok(ChargedSums {
+                flavor: row.get(0)?,
+                run: named(1)?,
+                experiment: named(2)?,
+                pipeline: named(3)?,
+                sums: Sums {
+                    guaranteed: n(4)?,
+                    borrowed: n(5)?,
+                    idle: n(6)?,
+                    guaranteed_cost: n(7)?,
+                    borrowed_cost: n(8)?,
+                    idle_cost: n(9)?,
+                },
+            })
+        };
+        let rows: Result<Vec<ChargedSums>, rusqlite::Error> =
+            stmt.query_map(params![tenant, from, to], read).and_then(|r| r.collect());
+        rows.map_err(sql("cannot sum the runs' rollup"))
+    }
+
     /// The oldest hour kept in memory.
     fn horizon(&self) -> i64 {
         self.newest.saturating_sub(RECENT)
@@ -655,6 +772,40 @@ impl Ledger {
         self.dropped_before = before;
         Ok(n)
     }
+}
+
+/// Adds a run's record to the runs' hourly rollup: `hours`, what it added to the tenant's hourly
+/// rollup, so the two hold the same integer shares.
+fn roll_up_run(tx: &rusqlite::Transaction, r: &Record, hours: &Parts) -> Result<(), LedgerError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO run_hourly (tenant, at, run, experiment, pipeline, flavor, guaranteed, borrowed, idle, guaranteed_cost, borrowed_cost, idle_cost) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (tenant, at, run, experiment, pipeline, flavor) DO UPDATE SET \
+             guaranteed = guaranteed + excluded.guaranteed, borrowed = borrowed + excluded.borrowed, idle = idle + excluded.idle, \
+             guaranteed_cost = guaranteed_cost + excluded.guaranteed_cost, borrowed_cost = borrowed_cost + excluded.borrowed_cost, \
+             idle_cost = idle_cost + excluded.idle_cost",
+        )
+        .map_err(sql("cannot write the runs' rollup"))?;
+    let name = |v: &Option<String>| v.clone().unwrap_or_default();
+    for (at, p) in hours {
+        let v = |x: u64| x as i64;
+        stmt.execute(params![
+            r.tenant,
+            at,
+            name(&r.run),
+            name(&r.experiment),
+            name(&r.pipeline),
+            r.flavor,
+            v(p.guaranteed),
+            v(p.borrowed),
+            v(p.idle),
+            v(p.guaranteed_cost),
+            v(p.borrowed_cost),
+            v(p.idle_cost)
+        ])
+        .map_err(sql("cannot write the runs' rollup"))?;
+    }
+    Ok(())
 }
 
 /// Adds `r` to the `step` rollup, one row per bucket it overlaps; returns what it added.
