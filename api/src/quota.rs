@@ -130,3 +130,37 @@ pub struct IdleLine {
     /// Milli-GPU-seconds allocated to the namespace's pods and idle.
     pub idle: u64,
 }
+
+/// A notebook the scheduler stopped because its GPUs sat idle (a tenant's `idleNotebooks`
+/// rule): the ledger's line for it (`POST /internal/v1/notebook-stops`, one JSON object per
+/// line). The idle GPU time it names was charged to the tenant already, in the accruals; this
+/// line says why the notebook stopped and what its idle stretch cost, once.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotebookStopRecord {
+    pub tenant: String,
+    pub namespace: String,
+    /// The Notebook's name.
+    pub notebook: String,
+    pub flavor: String,
+    /// Unix seconds: since when its GPUs were idle, and when Gantry stopped it.
+    pub idle_since: i64,
+    pub at: i64,
+    /// Milli-GPU-seconds allocated and idle from `idle_since` to `at`.
+    pub idle: u64,
+    /// The tenant's price per GPU-hour of the flavor, micro-units.
+    pub price_micros: u64,
+    pub message: String,
+}
+
+impl NotebookStopRecord {
+    /// The idempotency key: a notebook is stopped at most once a second.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.namespace, self.notebook, self.at)
+    }
+
+    /// What its idle stretch cost, micro-units.
+    pub fn cost_micros(&self) -> u64 {
+        cost_micros(self.idle, self.price_micros)
+    }
+}
