@@ -176,11 +176,13 @@ async function refresh() {
     }
     const p = period(route.period);
     const only = name ? "&tenant=" + encodeURIComponent(name) : "";
-    const [queue, usage, cost, budgets] = await Promise.all([
+    const [queue, usage, cost, budgets, runs, pipelines] = await Promise.all([
       json("/api/v1/queue?" + only.slice(1)),
       json(`/api/v1/usage?step=${p.step === DAY ? "day" : "hour"}&from=${p.from}&to=${p.to}${only}`),
       json(`/api/v1/cost?from=${p.from}&to=${p.to}${only}`),
       json("/api/v1/budgets"),
+      json(`/api/v1/cost?group=run&from=${p.from}&to=${p.to}${only}`),
+      json(`/api/v1/cost?group=pipeline&from=${p.from}&to=${p.to}${only}`),
     ]);
     if (route !== state.route) return;
     state.currency = cost.currency;
@@ -188,7 +190,7 @@ async function refresh() {
     const costBy = {};
     for (const l of cost.lines) costBy[l.tenant] = (costBy[l.tenant] || 0) + l.totalCost;
     const ctx = {
-      route, name, period: p, tenants, costBy, waiting: queue.waiting, usage: usage.points, cost,
+      route, name, period: p, tenants, costBy, waiting: queue.waiting, usage: usage.points, cost, runs, pipelines,
       budgets: new Map(budgets.budgets.filter((b) => !name || b.tenant === name).map((b) => [b.tenant, b])),
     };
     document.body.dataset.view = name ? "tenant" : "overview";
@@ -196,6 +198,7 @@ async function refresh() {
     if (name) renderTenantPage(ctx); else renderOverview(ctx);
     renderQueue(ctx);
     renderCost(ctx);
+    renderRuns(ctx);
     $("error").textContent = notice;
     $("error").hidden = !notice;
     document.body.dataset.loaded = "true";
@@ -558,11 +561,47 @@ function renderCostTable(ctx) {
   $("cost-currency").textContent = state.currency;
 }
 
-async function exportCsv() {
+// ---- Cost per pipeline run -----------------------------------------------------------------------
+
+// Lines of `/api/v1/cost?group=...` summed over flavors (and, with every tenant shown, kept per
+// tenant), costliest first; what no run (or no named pipeline) was charged comes last.
+function perCharge(lines, keyOf) {
+  const by = new Map();
+  for (const l of lines) {
+    const k = JSON.stringify([l.tenant, ...keyOf(l)]);
+    const e = by.get(k) || { ...l, gpuHours: 0, totalCost: 0 };
+    if (!l.flavor.startsWith("cpu")) e.gpuHours += l.guaranteedHours + l.borrowedHours;
+    e.totalCost += l.totalCost;
+    by.set(k, e);
+  }
+  const named = (e) => keyOf(e).some((v) => v);
+  return [...by.values()].sort((a, b) => named(b) - named(a) || b.totalCost - a.totalCost);
+}
+
+function renderRuns(ctx) {
+  const runs = perCharge(ctx.runs.lines, (l) => [l.run, l.pipeline, l.experiment]);
+  const pipelines = perCharge(ctx.pipelines.lines, (l) => [l.pipeline]);
+  // Shown only where some use was charged to a run.
+  $("runs-panel").hidden = !runs.some((r) => r.run);
+  const who = (l) => ctx.name ? "" : `${l.tenant}: `;
+  const rest = (l) => el("td", { class: "who muted" }, who(l) + "not charged to a run");
+  $("runs").querySelector("tbody").replaceChildren(...runs.map((l) =>
+    el("tr", { "data-run": l.run || "", "data-tenant": l.tenant, "data-total": l.totalCost.toFixed(2) },
+      l.run ? el("td", { class: "who", title: l.run }, who(l) + l.run) : rest(l),
+      el("td", {}, l.pipeline || ""), el("td", {}, l.experiment || ""),
+      el("td", { class: "num" }, num(l.gpuHours)), el("td", { class: "num" }, money(l.totalCost)))));
+  $("pipelines").querySelector("tbody").replaceChildren(...pipelines.map((l) =>
+    el("tr", { "data-pipeline": l.pipeline || "", "data-tenant": l.tenant, "data-total": l.totalCost.toFixed(2) },
+      l.pipeline ? el("td", { class: "who" }, who(l) + l.pipeline) : el("td", { class: "who muted" }, who(l) + "no named pipeline"),
+      el("td", { class: "num" }, num(l.gpuHours)), el("td", { class: "num" }, money(l.totalCost)))));
+}
+
+async function exportCsv(group) {
   const p = period(state.route.period);
   const only = document.body.dataset.view === "tenant" ? "&tenant=" + encodeURIComponent(state.tenants.length === 1 ? state.tenants[0].name : state.route.tenant) : "";
-  const r = await api(`/api/v1/cost.csv?from=${p.from}&to=${p.to}${only}`);
-  const a = el("a", { href: URL.createObjectURL(await r.blob()), download: `gantry-cost-${iso(p.from).slice(0, 10)}-${iso(p.to).slice(0, 10)}.csv` });
+  const by = group ? `&group=${group}` : "";
+  const r = await api(`/api/v1/cost.csv?from=${p.from}&to=${p.to}${only}${by}`);
+  const a = el("a", { href: URL.createObjectURL(await r.blob()), download: `gantry-cost${group ? "-per-" + group : ""}-${iso(p.from).slice(0, 10)}-${iso(p.to).slice(0, 10)}.csv` });
   a.click();
 }
 
@@ -586,5 +625,6 @@ new ResizeObserver(() => {
   if (c && width && (width !== c.u.width || height !== c.u.height)) c.u.setSize({ width, height });
 }).observe($("cost-chart"));
 $("export").addEventListener("click", () => exportCsv().catch((e) => { $("error").textContent = e.message; $("error").hidden = false; }));
+$("export-runs").addEventListener("click", () => exportCsv("run").catch((e) => { $("error").textContent = e.message; $("error").hidden = false; }));
 show(start);
 setInterval(refresh, 2000);
