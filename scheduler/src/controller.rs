@@ -42,6 +42,7 @@ use gantry_api::keys::{HOLD_ANNOTATION, PLACEMENT_ANNOTATION};
 use gantry_api::node::{idle_pods, parse_node};
 use gantry_api::placement::Planned;
 use gantry_api::pod::{annotated_gang_size, annotation, gated, parse_pod, planned, pod_finished, PodView};
+use gantry_api::quota::NotebookStopRecord;
 use gantry_core::model::{ModelSet, Placement, GPU_MILLI};
 use gantry_core::queue::{Charge, PodSet, Queue, Restructure, Workload, WorkloadId};
 use gantry_core::tenancy::{Kind, Seconds, Tenancy};
@@ -139,6 +140,8 @@ pub struct Controller {
     /// Notebooks already asked to stop: never asked twice (their pods leave when the notebook
     /// controller scales them to zero).
     stopping: HashSet<WorkloadId>,
+    /// The ledger's lines for the notebooks stopped since the last [`Controller::drain_notebook_stops`].
+    stopped: Vec<NotebookStopRecord>,
 }
 
 impl Controller {
@@ -154,6 +157,7 @@ impl Controller {
             owners: HashMap::new(),
             idle: HashMap::new(),
             stopping: HashSet::new(),
+            stopped: Vec::new(),
         }
     }
 
@@ -182,6 +186,11 @@ impl Controller {
 
     /// Takes the usage records the queue closed since the last call (for the quota API's
     /// ledger; taken even when nobody keeps them, so they never pile up).
+    /// The ledger's lines for the notebooks stopped since the last call (for the quota API).
+    pub fn drain_notebook_stops(&mut self) -> Vec<NotebookStopRecord> {
+        std::mem::take(&mut self.stopped)
+    }
+
     pub fn drain_accruals(&mut self) -> gantry_core::queue::Accruals {
         self.queue.ledger_mut().drain_charged()
     }
@@ -649,6 +658,17 @@ impl Controller {
                 message: s.message,
             };
             let Some(m) = gang.pods.first().filter(|m| m.pod.namespace == namespace) else { continue };
+            self.stopped.push(NotebookStopRecord {
+                tenant: stop.tenant.clone(),
+                namespace: namespace.to_string(),
+                notebook: name.to_string(),
+                flavor: stop.flavor.clone(),
+                idle_since: stop.idle_since,
+                at: now,
+                idle: stop.idle_milli_gpu_seconds,
+                price_micros: stop.price_micros,
+                message: stop.message.clone(),
+            });
             actions.push(Action::StopNotebook { pod: m.pod.clone(), name: name.to_string(), stop });
             self.stopping.insert(s.workload);
         }

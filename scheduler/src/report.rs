@@ -7,7 +7,7 @@
 //! those it already has, so a retry after a lost answer counts nothing twice. A new leader starts
 //! its meters when it rebuilds the queue, so use is recorded from then on.
 
-use gantry_api::quota::Record;
+use gantry_api::quota::{NotebookStopRecord, Record};
 use gantry_api::view::View;
 use gantry_serve::client::{CallError, Caller};
 use std::path::PathBuf;
@@ -19,12 +19,14 @@ const MAX_PENDING: usize = 1_000_000;
 pub struct QuotaReport {
     caller: Caller,
     pending: Vec<Record>,
+    /// Notebook stops not yet sent (a handful a day: kept until sent, bounded like records).
+    stops: Vec<NotebookStopRecord>,
 }
 
 impl QuotaReport {
     /// `url`: the quota API's base, e.g. `http://gantry-quota-api.gantry-system.svc`.
     pub fn new(url: &str, token: PathBuf) -> QuotaReport {
-        QuotaReport { caller: Caller::new(url, token), pending: Vec::new() }
+        QuotaReport { caller: Caller::new(url, token), pending: Vec::new(), stops: Vec::new() }
     }
 
     /// Records waiting to be sent.
@@ -53,6 +55,38 @@ impl QuotaReport {
         }
         let body = serde_json::to_string(view).map_err(|e| e.to_string())?;
         self.caller.call("PUT", "/internal/v1/view", "application/json", body).await.map_err(|e| e.message)
+    }
+
+    /// Sends the notebook stops pending plus `stops` to `POST /internal/v1/notebook-stops`; on
+    /// failure they stay pending (the quota API keeps one line per notebook and second, so a
+    /// retry after a lost answer adds nothing). A batch refused for good is dropped and said.
+    pub async fn send_notebook_stops(&mut self, stops: Vec<NotebookStopRecord>) -> Result<(), String> {
+        self.stops.extend(stops);
+        if self.stops.len() > MAX_PENDING {
+            let dropped = self.stops.len() - MAX_PENDING;
+            self.stops.drain(..dropped);
+        }
+        if self.stops.is_empty() {
+            return Ok(());
+        }
+        let mut lines = String::new();
+        for s in &self.stops {
+            lines.push_str(
+                &serde_json::to_string(s).map_err(|e| format!("cannot write a notebook stop: {e}"))?,
+            );
+            lines.push('\n');
+        }
+        match self.caller.call("POST", "/internal/v1/notebook-stops", "application/x-ndjson", lines).await {
+            Ok(()) => {
+                self.stops.clear();
+                Ok(())
+            }
+            Err(e) if e.refused() => {
+                let n = std::mem::take(&mut self.stops).len();
+                Err(format!("the quota API refused {n} notebook stops, dropped: {}", e.message))
+            }
+            Err(e) => Err(e.message),
+        }
     }
 
     async fn post(&self, records: &[Record]) -> Result<(), CallError> {

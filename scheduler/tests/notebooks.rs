@@ -104,6 +104,14 @@ fn an_idle_notebook_is_stopped_once_when_work_waits_and_its_nodes_agent_says_so(
         "{}",
         stop.message
     );
+    // The ledger's line: who, since when, the idle GPU-time and its price, why.
+    let lines = c.drain_notebook_stops();
+    assert_eq!(lines.len(), 1);
+    let l = &lines[0];
+    assert_eq!((l.tenant.as_str(), l.namespace.as_str(), l.notebook.as_str()), ("team-a", "team-a", "nb"));
+    assert_eq!((l.idle_since, l.at, l.idle), (idle_since, idle_since + 2 * HOUR, 7_200_000));
+    assert_eq!(l.message, stop.message);
+    assert!(c.drain_notebook_stops().is_empty(), "taken once");
     assert!(stops(&c.reconcile(idle_since + 3 * HOUR)).is_empty(), "asked once");
     // The notebook controller scales the Notebook to zero: its pod goes, its GPU is free.
     c.pod_deleted("3c5f7e2a-9d41-4b8e-a0f1-6e2d9c4b7a10", idle_since + 3 * HOUR);
