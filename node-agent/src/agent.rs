@@ -4,11 +4,13 @@
 //!    every interval, handing each frame to the async side.
 //! 2. **Judge**: [`State::take`] updates health, XID counts and the latest frame.
 //! 3. **Attribute**: who holds each GPU, from the kubelet's pod-resources socket (when present).
-//! 4. **Publish**: the Node inventory, patched only on change ([`crate::inventory::Publisher`]).
+//! 4. **Publish**: the Node inventory and which pods' GPUs sit idle since when
+//!    ([`crate::idle_since`]), patched only on change ([`crate::inventory::Publisher`]).
 //! 5. **Serve**: `/metrics`, `/v1/gpus` (inventory and health), `/v1/utilization` (per-pod GPU
 //!    use for the quota API's idle-but-allocated cost), `/healthz`, `/readyz` (after the first pass).
 
 use crate::health::{Tracker, Transition};
+use crate::idle_since::IdleSince;
 use crate::inventory::{desired, Desired};
 use crate::metrics::{render, Options, Owners, Snapshot};
 use crate::sample::Frame;
@@ -37,6 +39,8 @@ pub struct State {
     /// Unix seconds of the last pass; 0 before the first.
     pub taken_at: i64,
     pub passes: u64,
+    /// Which pods' GPUs have been idle since when (`gantry.dev/gpu-idle-pods`).
+    pub idle_since: IdleSince,
 }
 
 impl State {
@@ -68,6 +72,54 @@ impl State {
 
     pub fn inventory(&self) -> Desired {
         desired(&self.frame, &self.health)
+    }
+
+    /// Everything the agent writes on its Node: the inventory and the idle pods.
+    pub fn node_desired(&self) -> Desired {
+        let mut d = self.inventory();
+        let (key, value) = self.idle_since.desired();
+        d.annotations.insert(key, value);
+        d
+    }
+
+    /// Feeds the pass at `now` to the idle tracker, after [`State::take`] and the owners' update.
+    /// `attributed`: whether `owners` is known for this pass (false when pod-resources failed:
+    /// the tracker then forgets everything, see [`crate::idle_since`]). Returns whether the idle
+    /// pods changed.
+    pub fn observe_idle(&mut self, now: i64, attributed: bool) -> bool {
+        if !attributed {
+            return self.idle_since.forget();
+        }
+        let held = self.held_gpus();
+        self.idle_since.observe(now, &held)
+    }
+
+    /// Every device a pod holds, with its utilization at this pass: the sampled GPUs, plus
+    /// devices the kubelet assigned that this pass has no utilization for (a MIG slice, a GPU
+    /// gone from the frame), with `None`, so that their pods are never taken for idle.
+    pub fn held_gpus(&self) -> Vec<GpuUse> {
+        let mut gpus: Vec<GpuUse> =
+            self.utilization("").gpus.into_iter().filter(|g| g.pod.is_some()).collect();
+        let mut unsampled: Vec<(&String, &(String, String, String))> = self
+            .owners
+            .iter()
+            .filter(|(uuid, _)| !self.frame.gpus.iter().any(|g| &g.uuid == *uuid))
+            .collect();
+        unsampled.sort();
+        for (uuid, (namespace, pod, container)) in unsampled {
+            gpus.push(GpuUse {
+                index: u32::MAX,
+                uuid: uuid.clone(),
+                model: String::new(),
+                namespace: Some(namespace.clone()),
+                pod: Some(pod.clone()),
+                container: Some(container.clone()),
+                utilization_percent: None,
+                memory_used_bytes: None,
+                memory_total_bytes: None,
+            });
+        }
+        gpus
     }
 
     /// Each GPU's use and who holds it: what the quota API charges as idle-but-allocated.
@@ -286,7 +338,7 @@ pub async fn run(
             None => None,
         };
         let at = now();
-        let inventory = {
+        let on_node = {
             let mut state = shared.lock();
             for t in state.take(frame, at) {
                 tracing::info!(
@@ -298,8 +350,14 @@ pub async fn run(
                     t.reason
                 );
             }
+            // Without the socket configured the agent attributes no GPU to any pod, so no pod is
+            // idle; a failed call leaves this pass's holders unknown, which forgets the idle pods.
+            let attributed = owners.is_some() || out.pod_resources.is_none();
             if let Some(o) = owners {
                 state.owners = o;
+            }
+            if state.observe_idle(at, attributed) {
+                tracing::debug!("idle GPU pods now: {:?}", state.idle_since.idle());
             }
             if let Some((meter, tx)) = out.idle.as_mut() {
                 meter.observe(at, &state.utilization(&shared.options.node).gpus);
@@ -308,16 +366,22 @@ pub async fn run(
                     tracing::warn!("the idle-time sender is stuck; a window's lines were dropped");
                 }
             }
-            state.inventory()
+            state.node_desired()
         };
-        if out.print_inventory && printed.as_ref() != Some(&inventory) {
+        // Printed when the inventory itself changed, not on every idle transition.
+        let inventory = out.print_inventory.then(|| {
+            let mut d = on_node.clone();
+            d.annotations.remove(gantry_api::keys::GPU_IDLE_PODS_ANNOTATION);
+            d
+        });
+        if let Some(inventory) = inventory.filter(|i| printed.as_ref() != Some(i)) {
             if let Some(Some(text)) = inventory.annotations.get(gantry_api::keys::GPU_INVENTORY_ANNOTATION) {
                 println!("{text}");
             }
-            printed = Some(inventory.clone());
+            printed = Some(inventory);
         }
         if let Some(p) = out.publisher.as_mut() {
-            if let Err(e) = p.publish(&inventory).await {
+            if let Err(e) = p.publish(&on_node).await {
                 tracing::warn!("{e}; retrying with backoff");
             }
         }

@@ -9,11 +9,13 @@
 //! - [`metrics`]: `gantry_gpu_*` families and, behind a flag, dcgm-exporter's;
 //! - [`podresources`]: who holds each GPU, from the kubelet's pod-resources socket;
 //! - [`idle`]: idle-but-allocated GPU time per namespace, sent to the quota API;
+//! - [`idle_since`]: which pods' GPUs sit idle, and since when, published on the Node;
 //! - [`agent`]: the sampling loop and the HTTP service.
 
 pub mod agent;
 pub mod health;
 pub mod idle;
+pub mod idle_since;
 pub mod inventory;
 pub mod metrics;
 pub mod nvml;

@@ -1,8 +1,10 @@
 //! The inventory on the Node through a mocked API server (tower-test): the agent reads its Node
 //! once, patches only what differs, sends nothing when nothing changed, and backs off after a
-//! failed call instead of retrying every pass.
+//! failed call instead of retrying every pass; the idle pods are patched on transitions only.
 
-use gantry_api::keys::{GPU_INVENTORY_ANNOTATION, GPU_PRODUCT_LABEL, GPU_UNHEALTHY_ANNOTATION};
+use gantry_api::keys::{
+    GPU_IDLE_PODS_ANNOTATION, GPU_INVENTORY_ANNOTATION, GPU_PRODUCT_LABEL, GPU_UNHEALTHY_ANNOTATION,
+};
 use gantry_node_agent::agent::State;
 use gantry_node_agent::inventory::Publisher;
 use gantry_node_agent::sample::{Frame, XidEvent};
@@ -133,4 +135,170 @@ async fn patches_only_what_changed_and_backs_off_after_a_failure() {
     let c = calls.lock().unwrap();
     assert_eq!(c[before].0, Method::GET);
     assert_eq!(c[before + 1].3["metadata"]["annotations"][GPU_UNHEALTHY_ANNOTATION], "2,3");
+}
+
+/// One pass of the a100x4 capture at `at` with GPU i at `util[i]` percent and the given holders
+/// (GPU index → namespace, pod), fed to the state as the agent's loop does.
+fn pass(state: &mut State, frame: &Frame, at: i64, util: [Option<u32>; 4], holders: &[(usize, &str, &str)]) {
+    let mut frame = frame.clone();
+    for (g, u) in frame.gpus.iter_mut().zip(util) {
+        g.gpu_utilization_percent = u;
+    }
+    state.owners = holders
+        .iter()
+        .map(|(i, ns, pod)| {
+            (frame.gpus[*i].uuid.clone(), (ns.to_string(), pod.to_string(), "main".to_string()))
+        })
+        .collect();
+    state.take(frame, at);
+    state.observe_idle(at, true);
+}
+
+/// The idle pods through the same publisher: one merge patch per transition with exactly the
+/// annotation (nothing while pods stay idle), `null` when none is idle, and a restarted agent
+/// replacing what the old one wrote with later times.
+#[tokio::test]
+async fn idle_pods_are_patched_on_transitions_only() {
+    const T0: i64 = 1_796_000_000;
+    let calls: Calls = Arc::default();
+    let client = api(calls.clone(), Arc::new(Mutex::new(false)));
+    let mut publisher = Publisher::new(client.clone(), "gpu-node-1");
+    let mut replay = Replay::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/node-agent/a100x4.json"),
+    )
+    .unwrap();
+    let frame = replay.sample().unwrap();
+    let nb = (0, "team-a", "nb-0");
+    let nb1 = (1, "team-a", "nb-0");
+    let train = (2, "team-b", "train-0");
+    let mut state = State::default();
+    let last_patch = |calls: &Calls| calls.lock().unwrap().last().map(|c| (c.0.clone(), c.3.clone()));
+    let idle_patch = |text: Value| json!({"metadata": {"annotations": {GPU_IDLE_PODS_ANNOTATION: text}}});
+
+    // nb-0 holds GPUs 0 and 1, GPU 1 busy; train-0 busy; GPU 3 idle but no pod's: none idle,
+    // and the first patch (the inventory) does not name the absent annotation.
+    pass(&mut state, &frame, T0, [Some(0), Some(30), Some(80), Some(0)], &[nb, nb1, train]);
+    assert_eq!(publisher.publish(&state.node_desired()).await, Ok(true));
+    let first = last_patch(&calls).unwrap().1;
+    assert!(first["metadata"]["annotations"].get(GPU_IDLE_PODS_ANNOTATION).is_none(), "{first}");
+    assert_eq!(calls.lock().unwrap().len(), 2);
+
+    // Each pass: the GPUs, and the exact patch expected (None: no call).
+    type Step<'a> = (&'a str, [Option<u32>; 4], Vec<(usize, &'a str, &'a str)>, Option<Value>);
+    let steps: Vec<Step> = vec![
+        (
+            "both of nb-0's GPUs idle",
+            [Some(0), Some(0), Some(80), Some(0)],
+            vec![nb, nb1, train],
+            Some(idle_patch(json!(format!(r#"{{"team-a/nb-0":{}}}"#, T0 + 1)))),
+        ),
+        ("nothing changed", [Some(0), Some(0), Some(80), Some(0)], vec![nb, nb1, train], None),
+        (
+            "train-0's utilization unknown: still not idle",
+            [Some(0), Some(0), None, Some(0)],
+            vec![nb, nb1, train],
+            None,
+        ),
+        (
+            "train-0 idle too",
+            [Some(0), Some(0), Some(0), Some(0)],
+            vec![nb, nb1, train],
+            Some(idle_patch(json!(format!(r#"{{"team-a/nb-0":{},"team-b/train-0":{}}}"#, T0 + 1, T0 + 4)))),
+        ),
+        (
+            "nb-0 busy again on one GPU",
+            [Some(0), Some(12), Some(0), Some(0)],
+            vec![nb, nb1, train],
+            Some(idle_patch(json!(format!(r#"{{"team-b/train-0":{}}}"#, T0 + 4)))),
+        ),
+        (
+            "train-0 leaves: none idle",
+            [Some(0), Some(12), Some(0), Some(0)],
+            vec![nb, nb1],
+            Some(idle_patch(Value::Null)),
+        ),
+        ("still none idle", [Some(0), Some(12), Some(0), Some(0)], vec![nb, nb1], None),
+        (
+            "nb-0 idle again: a new stretch",
+            [Some(0), Some(0), Some(0), Some(0)],
+            vec![nb, nb1],
+            Some(idle_patch(json!(format!(r#"{{"team-a/nb-0":{}}}"#, T0 + 8)))),
+        ),
+    ];
+    for (i, (what, util, holders, want)) in steps.into_iter().enumerate() {
+        let before = calls.lock().unwrap().len();
+        pass(&mut state, &frame, T0 + 1 + i as i64, util, &holders);
+        assert_eq!(publisher.publish(&state.node_desired()).await, Ok(want.is_some()), "{what}");
+        let c = calls.lock().unwrap();
+        match want {
+            None => assert_eq!(c.len(), before, "{what}: no call"),
+            Some(body) => {
+                assert_eq!(c.len(), before + 1, "{what}: one call");
+                let (method, path, kind, sent) = &c[before];
+                assert_eq!(
+                    (method, path.as_str(), kind.as_str()),
+                    (&Method::PATCH, "/api/v1/nodes/gpu-node-1", "application/merge-patch+json"),
+                    "{what}"
+                );
+                assert_eq!(sent, &body, "{what}");
+            }
+        }
+    }
+
+    // The agent restarts at T0 + 100: a new state and publisher read the Node, which still says
+    // nb-0 has been idle since T0 + 8, and replace it with the first pass after the restart.
+    let mut state = State::default();
+    let mut publisher = Publisher::new(client, "gpu-node-1");
+    let before = calls.lock().unwrap().len();
+    pass(&mut state, &frame, T0 + 100, [Some(0), Some(0), Some(0), Some(0)], &[nb, nb1]);
+    assert_eq!(publisher.publish(&state.node_desired()).await, Ok(true));
+    let c = calls.lock().unwrap();
+    assert_eq!(c.len(), before + 2, "read, then one patch");
+    assert_eq!(c[before].0, Method::GET);
+    assert_eq!(c[before + 1].3, idle_patch(json!(format!(r#"{{"team-a/nb-0":{}}}"#, T0 + 100))));
+    // What the Node now holds reads back as the tracker's map.
+    let node = json!({"metadata": {"name": "gpu-node-1", "annotations": c[before + 1].3["metadata"]["annotations"]}});
+    assert_eq!(gantry_api::node::idle_pods(&node).unwrap(), state.idle_since.idle());
+}
+
+/// Pods whose devices the pass has no utilization for (a MIG slice, a GPU gone from the frame)
+/// are never idle, and a pass without attribution forgets every idle pod.
+#[test]
+fn unsampled_devices_and_lost_attribution_are_never_idle() {
+    let mut replay = Replay::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/node-agent/a100x4.json"),
+    )
+    .unwrap();
+    let mut frame = replay.sample().unwrap();
+    for g in &mut frame.gpus {
+        g.gpu_utilization_percent = Some(0);
+    }
+    let owners = [
+        (frame.gpus[0].uuid.clone(), ("team-a".to_string(), "nb-0".to_string(), "main".to_string())),
+        (
+            "MIG-4f1c2d2e-0000-5000-8000-000000000001".to_string(),
+            ("team-a".into(), "nb-0".into(), "main".into()),
+        ),
+        (frame.gpus[1].uuid.clone(), ("team-a".to_string(), "nb-1".to_string(), "main".to_string())),
+    ]
+    .into_iter()
+    .collect();
+    let mut state = State { owners, ..State::default() };
+    state.take(frame.clone(), 10);
+    assert!(state.observe_idle(10, true));
+    let idle: Vec<String> = state.idle_since.idle().into_keys().collect();
+    assert_eq!(idle, ["team-a/nb-1"], "nb-0's MIG slice has no utilization: not idle");
+
+    // Pod-resources failed at this pass: nobody is idle until the holders are known again, and
+    // then only since that pass.
+    state.take(frame.clone(), 11);
+    assert!(state.observe_idle(11, false));
+    assert_eq!(
+        state.node_desired().annotations.get(GPU_IDLE_PODS_ANNOTATION),
+        Some(&None),
+        "removed from the Node"
+    );
+    state.take(frame, 12);
+    assert!(state.observe_idle(12, true));
+    assert_eq!(state.idle_since.idle().into_iter().collect::<Vec<_>>(), [("team-a/nb-1".to_string(), 12)]);
 }
