@@ -628,7 +628,9 @@ impl Controller {
                 .filter_map(|(id, _)| cluster.placement(*id))
                 .map(|p| cluster.nodes[p.node].name.as_str())
                 .collect();
-            let since = gang.pods.iter().try_fold(Seconds::MIN, |latest, m| {
+            // Never before the workload started: a pod recreated under the same name (a
+            // StatefulSet's `nb-0`) must not inherit its predecessor's idle time.
+            let since = gang.pods.iter().try_fold(running.at, |latest, m| {
                 let key = format!("{}/{}", m.pod.namespace, m.pod.name);
                 let at = nodes.iter().find_map(|n| self.idle.get(*n).and_then(|i| i.get(&key)))?;
                 Some(latest.max(*at))
