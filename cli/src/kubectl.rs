@@ -436,6 +436,8 @@ struct TenantRow {
     gpus_borrowed: Option<String>,
     pending_workloads: i64,
     models: Vec<gantry_api::crds::ModelStatus>,
+    /// Namespaces this tenant and another both claim (they belong to neither).
+    conflicts: Vec<gantry_api::crds::NamespaceConflict>,
 }
 
 fn tenant_row(t: &Tenant) -> TenantRow {
@@ -443,12 +445,19 @@ fn tenant_row(t: &Tenant) -> TenantRow {
     TenantRow {
         name: t.metadata.name.clone().unwrap_or_default(),
         cohort: t.spec.cohort.clone(),
-        namespaces: t.spec.namespaces.clone(),
+        // The namespaces in force (lists and selectors resolved) as the scheduler wrote them;
+        // when it wrote none (not yet, or a scheduler before selectors), those listed.
+        namespaces: if status.namespaces.is_empty() && status.conflicts.is_empty() {
+            t.spec.namespaces.clone()
+        } else {
+            status.namespaces
+        },
         gpus_used: status.gpus_used,
         gpus_nominal: status.gpus_nominal,
         gpus_borrowed: status.gpus_borrowed,
         pending_workloads: status.pending_workloads,
         models: status.models,
+        conflicts: status.conflicts,
     }
 }
 
@@ -468,7 +477,7 @@ fn tenants_table(rows: &[TenantRow]) -> String {
             dash(&r.gpus_borrowed),
             r.pending_workloads.to_string(),
             by_model(&r.models),
-            r.namespaces.join(","),
+            namespaces_cell(&r.namespaces, &r.conflicts),
         ]);
     }
     table(out)
@@ -552,6 +561,18 @@ fn duration_seconds(text: &str) -> Result<i64, String> {
         _ => return Err(bad()),
     };
     n.checked_mul(unit).filter(|s| *s > 0).ok_or_else(bad)
+}
+
+/// `carol,dan`, then each contested namespace: `alice!(alice,vision)` (nobody's until fixed);
+/// `-` when none.
+fn namespaces_cell(namespaces: &[String], conflicts: &[gantry_api::crds::NamespaceConflict]) -> String {
+    let contested = conflicts.iter().map(|c| format!("{}!({})", c.namespace, c.tenants.join(",")));
+    let all: Vec<String> = namespaces.iter().cloned().chain(contested).collect();
+    if all.is_empty() {
+        "-".into()
+    } else {
+        all.join(",")
+    }
 }
 
 /// `A100 12/8+4,H100 0/4`: used / nominal (+ borrowed) per model; `-` when none is reported.

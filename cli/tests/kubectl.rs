@@ -194,6 +194,43 @@ fn tenants_shows_each_tenants_status() {
 }
 
 #[test]
+fn tenants_shows_the_namespaces_selectors_matched_and_conflicts() {
+    let api = ApiServer::start(Options { kubelet: false, ..Options::default() });
+    // As the scheduler writes them for the Tenants of examples/kubernetes/profile-tenants.yaml
+    // when vision also lists alice's namespace.
+    let selector = json!({"matchLabels": {"app.kubernetes.io/part-of": "kubeflow-profile", "example.com/team": "vision"}});
+    let conflict = json!([{"namespace": "alice", "tenants": ["alice", "vision"]}]);
+    api.create(json!({
+        "apiVersion": "gantry.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "vision"},
+        "spec": {"namespaces": ["alice"], "namespaceSelector": selector},
+        "status": {"gpusUsed": "1", "pendingWorkloads": 0, "namespaces": ["carol", "dan"], "conflicts": conflict},
+    }));
+    api.create(json!({
+        "apiVersion": "gantry.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "alice"},
+        "spec": {"namespaces": ["alice"]},
+        "status": {"gpusUsed": "0", "pendingWorkloads": 0, "conflicts": conflict},
+    }));
+    let dir = scratch("tenants-selected");
+    let out = kubectl_gantry(&api, &dir, &["tenants"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let last = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .map(str::to_string)
+    };
+    assert_eq!(last("vision").as_deref(), Some("carol,dan,alice!(alice,vision)"), "{stdout}");
+    assert_eq!(last("alice").as_deref(), Some("alice!(alice,vision)"), "{stdout}");
+    let out = kubectl_gantry(&api, &dir, &["tenants", "-o", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let vision = rows.as_array().and_then(|r| r.iter().find(|t| t["name"] == "vision")).expect("vision");
+    assert_eq!(vision["namespaces"], json!(["carol", "dan"]));
+    assert_eq!(vision["conflicts"], conflict);
+}
+
+#[test]
 fn cost_sums_the_quota_apis_lines_for_the_period() {
     let served = Served::start(&["--workloads", "300", "--days", "1", "--load", "3"]);
     let at = served.api("/api/v1/tenants")["at"].as_i64().unwrap();

@@ -985,3 +985,22 @@ pub async fn run(
     tracing::info!("{MANAGER} stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_patch_clears_lists_now_empty() {
+        let status = TenantStatus {
+            namespaces: vec!["alice".into()],
+            conflicts: Vec::new(),
+            pending_workloads: 2,
+            ..TenantStatus::default()
+        };
+        assert_eq!(
+            status_patch(&status),
+            serde_json::json!({"status": {"pendingWorkloads": 2, "namespaces": ["alice"], "models": null, "conflicts": null}})
+        );
+    }
+}

@@ -38,7 +38,7 @@ RELEASE = "gantry"
 THIRD_PARTY = {
     "cert-manager.io/v1": {"Issuer", "Certificate", "ClusterIssuer"},
     "monitoring.coreos.com/v1": {"ServiceMonitor", "PodMonitor", "PrometheusRule"},
-    "kubeflow.org/v1": {"PyTorchJob", "Notebook"},
+    "kubeflow.org/v1": {"PyTorchJob", "Notebook", "Profile"},
     "kubeflow.org/v2beta1": {"MPIJob"},
     "jobset.x-k8s.io/v1alpha2": {"JobSet"},
     "serving.kserve.io/v1beta1": {"InferenceService"},
