@@ -1,6 +1,8 @@
-//! In a cluster, the policy follows Gantry's Tenant, Cohort and GpuFlavor objects through a watch
-//! (the same reading as the queue controller's, `gantry_api::tenants`), so a request never
-//! waits on the API server: it reads the policy last built.
+//! In a cluster, the policy follows Gantry's Tenant, Cohort and GpuFlavor objects, and the
+//! Namespaces tenants select by label, through a watch (the same reading as the queue
+//! controller's, `gantry_api::tenants`), so a request never waits on the API server: it reads the
+//! policy last built. A namespace two tenants claim is neither's here too (the scheduler writes
+//! the conflict on both Tenants' status).
 //!
 //! Until the objects have been listed the webhook is not ready (`/readyz` fails, reviews get 503
 //! and the API server applies `failurePolicy`). A change that makes the objects invalid is

@@ -2,7 +2,7 @@
 //! tenants file. The scheduler and the admission webhook watch them; `gantry crd` prints their
 //! definitions, and the chart ships that output (a test fails when the committed copy differs).
 //!
-//! - [`Tenant`]: a team's namespaces, cohort, fair-share weight, priority classes, quotas per GPU
+//! - [`Tenant`]: a team's namespaces (listed, or selected by label: [`select`]), cohort, fair-share weight, priority classes, quotas per GPU
 //!   flavor, prices and budget;
 //! - [`Cohort`]: a pool for lending between its members, optionally under a parent cohort;
 //! - [`GpuFlavor`]: a GPU model (or `cpu`) that quotas are given in, with its list price.
