@@ -101,6 +101,11 @@ pub struct RunningView {
     pub flavor: String,
     pub units: f64,
     pub since: Seconds,
+    /// A notebook's: since when all its GPUs sat idle, as the node agents saw them (the
+    /// scheduler fills it from their evidence; the core does not know it, so [`View::of`] leaves
+    /// it out). Absent when not idle, not a notebook, or not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_since: Option<Seconds>,
 }
 
 impl View {
@@ -131,6 +136,7 @@ impl View {
                     flavor: t.flavors.get(r.flavor).map_or(String::new(), |f| f.name.clone()),
                     units: units(r.demand),
                     since: r.at,
+                    idle_since: None,
                 }
             })
             .collect();

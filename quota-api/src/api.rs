@@ -28,7 +28,10 @@
 
 use crate::auth::{Authenticator, Identity, Refused, Scope};
 use crate::import::ImportError;
-use crate::ledger::{Bucket, Group, Ledger, LedgerError, Record, Step, Sums, EARLIEST, LATEST};
+use crate::ledger::{
+    Bucket, Group, Ledger, LedgerError, NotebookStopRecord, Record, Step, StopQuery, Stops, Sums, EARLIEST,
+    LATEST,
+};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,7 +45,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Every route, as the OpenAPI document must list it.
-pub const ROUTES: [&str; 14] = [
+pub const ROUTES: [&str; 16] = [
     "/api/v1/tenants",
     "/api/v1/tenants/{tenant}",
     "/api/v1/usage",
@@ -51,12 +54,14 @@ pub const ROUTES: [&str; 14] = [
     "/api/v1/budgets",
     "/api/v1/queue",
     "/api/v1/workloads/{id}",
+    "/api/v1/notebook-stops",
     "/openapi.json",
     "/healthz",
     "/metrics",
     "/internal/v1/accruals",
     "/internal/v1/view",
     "/internal/v1/idle",
+    "/internal/v1/notebook-stops",
 ];
 
 /// The largest accrual batch or view accepted.
@@ -344,12 +349,14 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/budgets", get(budgets))
         .route("/api/v1/queue", get(queue))
         .route("/api/v1/workloads/{id}", get(workload))
+        .route("/api/v1/notebook-stops", get(notebook_stops))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/internal/v1/accruals", post(accruals))
         .route("/internal/v1/view", put(put_view))
         .route("/internal/v1/idle", post(idle))
+        .route("/internal/v1/notebook-stops", post(post_notebook_stops))
         .merge(crate::dashboard::routes())
         .with_state(api)
 }
@@ -651,7 +658,20 @@ async fn queue(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): P
     let view = api.view();
     let asked = tenants_asked(&view, &id, params.get("tenant"))?;
     let waiting: Vec<_> = view.queue.iter().filter(|w| asked.contains(&w.tenant)).collect();
-    Ok(axum::Json(json!({"at": view.at, "waiting": waiting})).into_response())
+    let mut body = json!({"at": view.at, "waiting": waiting});
+    // The running workloads only when asked (`running=true`): a tenant's page shows its running
+    // notebooks, the overview refreshing every tenant's queue has no use for them.
+    match params.get("running").map(String::as_str) {
+        None | Some("false") => {}
+        Some("true") => {
+            let running: Vec<_> = view.running.iter().filter(|r| asked.contains(&r.tenant)).collect();
+            body["running"] = json!(running);
+        }
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!("running={other:?} is not a choice; use true or false")))
+        }
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 async fn workload(
@@ -731,8 +751,12 @@ async fn body_of(
 /// How a ledger refusal is answered.
 fn ledger_error(e: LedgerError) -> ApiError {
     match e {
-        e @ LedgerError::Conflict { .. } => ApiError::Conflict(e.to_string()),
-        e @ LedgerError::Invalid { .. } => ApiError::BadRequest(e.to_string()),
+        e @ (LedgerError::Conflict { .. } | LedgerError::StopConflict { .. }) => {
+            ApiError::Conflict(e.to_string())
+        }
+        e @ (LedgerError::Invalid { .. } | LedgerError::InvalidStop { .. }) => {
+            ApiError::BadRequest(e.to_string())
+        }
         e => ApiError::Internal(e.to_string()),
     }
 }
@@ -813,4 +837,133 @@ async fn idle(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body:
     api.ingest().skipped(&skipped);
     Ok(axum::Json(json!({"read": report.lines.len(), "records": count, "new": new, "skipped": skipped}))
         .into_response())
+}
+
+/// The most notebook stops one `GET /api/v1/notebook-stops` lists (`limit`, default
+/// [`STOPS_DEFAULT`]); the count and totals cover every stop of the period whatever the limit.
+pub const STOPS_MAX: usize = 1000;
+pub const STOPS_DEFAULT: usize = 200;
+
+/// `POST /internal/v1/notebook-stops`: JSON lines of [`NotebookStopRecord`]s from the scheduler's
+/// leader, appended durably before the answer, in chunks of [`crate::import::BATCH`] with other
+/// requests' turns between. Every line is read and checked before any is written, so a refused
+/// body (400 naming the line or field, 409 naming the key) leaves nothing behind; the scheduler
+/// drops a refused batch and resends one that failed otherwise, which adds nothing twice.
+async fn post_notebook_stops(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Answer<Response> {
+    let id = who(&api, &headers).await?;
+    if !id.writer {
+        return Err(ApiError::Forbidden(format!("{} may not send notebook stops; only Gantry's scheduler does (create accruals.gantry.dev, with a token for the audience gantry-quota-api)", id.user)));
+    }
+    let (_permit, body) = body_of(&api, body).await?;
+    let mut stops = Vec::new();
+    for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let stop: NotebookStopRecord = serde_json::from_slice(line).map_err(|e| {
+            ApiError::BadRequest(format!("line {}: not a notebook stop ({e}); expected {{\"tenant\", \"namespace\", \"notebook\", \"flavor\", \"idleSince\", \"at\", \"idle\", \"priceMicros\", \"message\"}}", n + 1))
+        })?;
+        crate::ledger::check_stop(&stop).map_err(|e| ApiError::BadRequest(format!("line {}: {e}", n + 1)))?;
+        stops.push(stop);
+    }
+    let read = stops.len();
+    let mut new = 0;
+    let mut stops = stops.into_iter().peekable();
+    while stops.peek().is_some() {
+        let chunk: Vec<NotebookStopRecord> = stops.by_ref().take(crate::import::BATCH).collect();
+        new += api.with_ledger(move |l| l.append_stops(&chunk)).await?.map_err(ledger_error)?;
+    }
+    api.wrote("notebook-stops", new);
+    Ok(axum::Json(json!({"read": read, "new": new})).into_response())
+}
+
+/// One notebook stop as `GET /api/v1/notebook-stops` shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StopLine {
+    tenant: String,
+    namespace: String,
+    notebook: String,
+    flavor: String,
+    idle_since: i64,
+    at: i64,
+    /// `at - idleSince`.
+    idle_seconds: i64,
+    idle_gpu_hours: f64,
+    /// In the currency: the idle stretch at the tenant's price when it was stopped.
+    cost: f64,
+    message: String,
+}
+
+/// `GET /api/v1/notebook-stops`: the notebooks stopped for idle GPUs in the period, of the
+/// tenants asked for (scoped as `/api/v1/cost`), the newest first.
+async fn notebook_stops(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Answer<Response> {
+    let id = who(&api, &headers).await?;
+    let view = api.view();
+    let (from, to, _) = period(&view, &params)?;
+    let limit = match params.get("limit") {
+        None => STOPS_DEFAULT,
+        Some(v) => v.parse::<usize>().ok().filter(|n| (1..=STOPS_MAX).contains(n)).ok_or_else(|| {
+            ApiError::BadRequest(format!("limit={v:?} is not a limit; give 1 to {STOPS_MAX}"))
+        })?,
+    };
+    let asked = tenants_asked(&view, &id, params.get("tenant"))?;
+    let all = id.scope == Scope::Admin && asked.len() == view.tenants.len();
+    let found = api
+        .with_ledger(move |l| -> Result<Stops, LedgerError> {
+            let one = |tenant: Option<&str>| l.stops(&StopQuery { tenant, from, to, limit });
+            if all {
+                return one(None);
+            }
+            // Each tenant's newest `limit`, merged: the newest `limit` of them all.
+            let mut out = Stops::default();
+            for t in &asked {
+                let s = one(Some(t))?;
+                out.stops.extend(s.stops);
+                out.count = out.count.saturating_add(s.count);
+                out.idle = out.idle.saturating_add(s.idle);
+                out.cost_micros = out.cost_micros.saturating_add(s.cost_micros);
+            }
+            out.stops
+                .sort_by(|a, b| (b.at, &a.namespace, &a.notebook).cmp(&(a.at, &b.namespace, &b.notebook)));
+            out.stops.truncate(limit);
+            Ok(out)
+        })
+        .await?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let stops: Vec<StopLine> = found
+        .stops
+        .into_iter()
+        .map(|s| StopLine {
+            idle_seconds: s.at - s.idle_since,
+            idle_gpu_hours: hours(s.idle),
+            cost: money(s.cost_micros()),
+            tenant: s.tenant,
+            namespace: s.namespace,
+            notebook: s.notebook,
+            flavor: s.flavor,
+            idle_since: s.idle_since,
+            at: s.at,
+            message: s.message,
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "from": from,
+        "to": to,
+        "currency": view.currency,
+        "count": found.count,
+        "idleGpuHours": hours(found.idle),
+        "cost": money(found.cost_micros),
+        "truncated": (stops.len() as u64) < found.count,
+        "stops": stops,
+    }))
+    .into_response())
 }

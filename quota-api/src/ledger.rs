@@ -16,6 +16,11 @@
 //!   integer shares, so a tenant's cost less its runs' is exactly what no run was charged.
 //! - **Retention**: raw accruals older than a cut-off can be dropped once rolled up; the rollups
 //!   stay.
+//! - **Notebook stops**: one line per notebook the scheduler stopped for idle GPUs
+//!   ([`NotebookStopRecord`], [`Ledger::append_stops`]), keyed by namespace, notebook and second
+//!   like accruals (the same line again changes nothing, other figures under its key are refused).
+//!   They are not rolled up: their idle time is in the accruals already, and a line only says why
+//!   a notebook stopped and what its idle stretch cost. A handful a day, so retention keeps them.
 //! - **Migrations**: numbered, applied in order inside a transaction, recorded in
 //!   `PRAGMA user_version`; a ledger written by a newer Gantry is refused, not downgraded.
 //!
@@ -35,7 +40,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-pub use gantry_api::quota::{cost_micros, records_of, Record};
+pub use gantry_api::quota::{cost_micros, records_of, NotebookStopRecord, Record};
 
 /// What went wrong, naming the file or record and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +65,14 @@ pub enum LedgerError {
         "ledger: accrual {key} is already recorded with other figures; two writers disagree about the same interval, fix the source before replaying"
     )]
     Conflict { key: String },
+    /// A notebook stop that cannot be true.
+    #[error("ledger: notebook stop {key} is not valid: {why}")]
+    InvalidStop { key: String, why: String },
+    /// The same notebook and second already holds another stop.
+    #[error(
+        "ledger: notebook stop {key} is already recorded with other figures; two writers disagree about the same stop, fix the source before sending again"
+    )]
+    StopConflict { key: String },
     /// Another process has the file open for writing.
     #[error(
         "ledger: {path} is in use: {why}; only one quota API (or `gantry ledger import`) may write a ledger at a time: stop the other one, or give this one another --ledger file"
@@ -164,12 +177,122 @@ fn check(r: &Record) -> Result<(), LedgerError> {
     costs(r).map(|_| ()).or_else(|why| bad(&why))
 }
 
+/// The longest name of a tenant or flavor in a notebook stop (the tenancy's names are far
+/// shorter; this only bounds what one line may make the ledger keep).
+pub const MAX_STOP_NAME: usize = 253;
+
+/// The longest message of a notebook stop, in bytes (the core's run to a few hundred).
+pub const MAX_STOP_MESSAGE: usize = 4096;
+
+/// Whether `v` is a DNS-1123 label (a namespace's name): 1 to 63 lowercase letters, digits and
+/// '-', starting and ending with a letter or digit.
+fn dns_label(v: &str) -> bool {
+    let b = v.as_bytes();
+    (1..=63).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Whether `v` is a DNS-1123 subdomain (a Kubernetes object's name, as a Notebook's): at most
+/// 253 characters, dot-separated labels.
+fn dns_subdomain(v: &str) -> bool {
+    v.len() <= 253 && v.split('.').all(dns_label)
+}
+
+/// The stop's cost in micro-units, or why it does not fit a 64-bit signed integer.
+fn stop_cost(s: &NotebookStopRecord) -> Result<u64, String> {
+    u128::from(s.idle)
+        .checked_mul(u128::from(s.price_micros))
+        .map(|m| m / 3_600_000)
+        .and_then(|c| u64::try_from(c).ok())
+        .filter(|&c| c <= i64::MAX as u64)
+        .ok_or_else(|| format!("its cost ({} milli-GPU-seconds at priceMicros {}) does not fit a 64-bit signed integer; check the price", s.idle, s.price_micros))
+}
+
+/// Refuses a notebook stop that cannot be true, naming its key and the field at fault; returns
+/// its cost in micro-units.
+pub fn check_stop(s: &NotebookStopRecord) -> Result<u64, LedgerError> {
+    let bad = |why: String| Err(LedgerError::InvalidStop { key: s.key(), why });
+    // Tenant and flavor as the accruals take them (named), bounded; no control characters, as
+    // the dashboard and CSV-minded readers show them.
+    for (what, v) in [("tenant", &s.tenant), ("flavor", &s.flavor)] {
+        if v.is_empty() || v.len() > MAX_STOP_NAME || v.chars().any(char::is_control) {
+            return bad(format!("{what} must be named: 1 to {MAX_STOP_NAME} bytes, no control characters"));
+        }
+    }
+    if !dns_label(&s.namespace) {
+        return bad(format!(
+            "namespace {:?} is not a namespace's name (1 to 63 lowercase letters, digits or '-')",
+            s.namespace
+        ));
+    }
+    if !dns_subdomain(&s.notebook) {
+        return bad(format!("notebook {:?} is not a Notebook's name (a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', at most 253)", s.notebook));
+    }
+    for (what, t) in [("idleSince", s.idle_since), ("at", s.at)] {
+        if !(EARLIEST..LATEST).contains(&t) {
+            return bad(format!(
+                "{what} ({t}) must lie between {} and {} (unix seconds {EARLIEST} to {LATEST})",
+                date(EARLIEST),
+                date(LATEST)
+            ));
+        }
+    }
+    if s.idle_since > s.at {
+        return bad(format!(
+            "idleSince ({}) is after at ({}): a notebook is stopped after its GPUs went idle",
+            date(s.idle_since),
+            date(s.at)
+        ));
+    }
+    // At most a million GPUs over the idle stretch, as accruals are bounded.
+    let most = u64::try_from(s.at - s.idle_since).unwrap_or(u64::MAX).saturating_mul(1_000_000_000);
+    if s.idle > most {
+        return bad(format!(
+            "idle ({}) is more than a million GPUs over the {} s from idleSince to at",
+            s.idle,
+            s.at - s.idle_since
+        ));
+    }
+    for (what, v) in [("idle", s.idle), ("priceMicros", s.price_micros)] {
+        if v > i64::MAX as u64 {
+            return bad(format!("{what} does not fit a 64-bit signed integer"));
+        }
+    }
+    if s.message.len() > MAX_STOP_MESSAGE {
+        return bad(format!("message is {} bytes; at most {MAX_STOP_MESSAGE}", s.message.len()));
+    }
+    stop_cost(s).or_else(bad)
+}
+
+/// Which notebook stops [`Ledger::stops`] reads: of a tenant or all, those stopped in
+/// `[from, to)`, the newest `limit`.
+#[derive(Clone, Debug)]
+pub struct StopQuery<'a> {
+    pub tenant: Option<&'a str>,
+    pub from: i64,
+    pub to: i64,
+    pub limit: usize,
+}
+
+/// Notebook stops read back: the newest first, with how many there are in the period and their
+/// totals (the list may be cut at the limit; the totals are not).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stops {
+    pub stops: Vec<NotebookStopRecord>,
+    pub count: u64,
+    /// Milli-GPU-seconds and micro-units over every stop in the period.
+    pub idle: u64,
+    pub cost_micros: u64,
+}
+
 fn sql(what: &str) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
     move |source| LedgerError::Sqlite { what: what.to_string(), source }
 }
 
 /// Schema migrations, in order; `user_version` is how many have run.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     "
     CREATE TABLE accruals (
         key TEXT PRIMARY KEY,
@@ -219,6 +342,19 @@ const MIGRATIONS: [&str; 4] = [
         guaranteed_cost INTEGER NOT NULL, borrowed_cost INTEGER NOT NULL, idle_cost INTEGER NOT NULL,
         PRIMARY KEY (tenant, at, run, experiment, pipeline, flavor)
     ) WITHOUT ROWID;
+",
+    "
+    -- 5: notebooks stopped for idle GPUs, one line each (keyed namespace/notebook/at), with the
+    -- cost of the idle stretch as computed when written, so sums over a period are exact.
+    CREATE TABLE notebook_stops (
+        key TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL, namespace TEXT NOT NULL, notebook TEXT NOT NULL, flavor TEXT NOT NULL,
+        idle_since INTEGER NOT NULL, at INTEGER NOT NULL,
+        idle INTEGER NOT NULL, price_micros INTEGER NOT NULL, cost_micros INTEGER NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX notebook_stops_by_tenant ON notebook_stops (tenant, at);
+    CREATE INDEX notebook_stops_by_time ON notebook_stops (at);
 ",
 ];
 
@@ -757,6 +893,101 @@ impl Ledger {
         Ok((n, sums))
     }
 
+    /// Appends notebook stops in one durable transaction; returns how many were new. A stop
+    /// already recorded with the same figures is skipped (the scheduler resends what it could
+    /// not confirm); one with other figures under its key refuses the whole batch.
+    pub fn append_stops(&mut self, stops: &[NotebookStopRecord]) -> Result<usize, LedgerError> {
+        let _span = tracing::debug_span!("ledger_write_stops", stops = stops.len()).entered();
+        let costs = stops.iter().map(check_stop).collect::<Result<Vec<u64>, _>>()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("cannot begin a write"))?;
+        let mut new = 0;
+        {
+            let mut existing = tx
+                .prepare_cached(
+                    "SELECT tenant, namespace, notebook, flavor, idle_since, at, idle, price_micros, message \
+                     FROM notebook_stops WHERE key = ?1",
+                )
+                .map_err(sql("cannot read notebook stops"))?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO notebook_stops (key, tenant, namespace, notebook, flavor, idle_since, at, idle, price_micros, cost_micros, message) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(sql("cannot write notebook stops"))?;
+            for (s, cost) in stops.iter().zip(costs) {
+                let key = s.key();
+                let found = existing
+                    .query_row(params![key], stop_of)
+                    .optional()
+                    .map_err(sql("cannot read notebook stops"))?;
+                match found {
+                    Some(f) if &f == s => continue,
+                    Some(_) => return Err(LedgerError::StopConflict { key }),
+                    None => {}
+                }
+                // check_stop keeps idle and the price within i64.
+                insert
+                    .execute(params![
+                        key,
+                        s.tenant,
+                        s.namespace,
+                        s.notebook,
+                        s.flavor,
+                        s.idle_since,
+                        s.at,
+                        s.idle as i64,
+                        s.price_micros as i64,
+                        cost as i64,
+                        s.message
+                    ])
+                    .map_err(sql("cannot write a notebook stop"))?;
+                new += 1;
+            }
+        }
+        tx.commit().map_err(sql("cannot commit the notebook stops"))?;
+        Ok(new)
+    }
+
+    /// Notebook stops of `q.tenant` (every tenant when `None`) stopped in `[q.from, q.to)`, the
+    /// newest first (then by namespace and notebook), at most `q.limit`, with the count and
+    /// totals of all of them.
+    pub fn stops(&self, q: &StopQuery) -> Result<Stops, LedgerError> {
+        let filter = if q.tenant.is_some() {
+            "tenant = ?1 AND at >= ?2 AND at < ?3"
+        } else {
+            "?1 IS NULL AND at >= ?2 AND at < ?3"
+        };
+        let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT tenant, namespace, notebook, flavor, idle_since, at, idle, price_micros, message \
+                 FROM notebook_stops WHERE {filter} ORDER BY at DESC, namespace, notebook LIMIT ?4"
+            ))
+            .map_err(sql("cannot read notebook stops"))?;
+        let list: Result<Vec<NotebookStopRecord>, rusqlite::Error> =
+            stmt.query_map(params![q.tenant, q.from, q.to, limit], stop_of).and_then(|r| r.collect());
+        let mut totals = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT COUNT(*), COALESCE(SUM(idle), 0), COALESCE(SUM(cost_micros), 0) FROM notebook_stops WHERE {filter}"
+            ))
+            .map_err(sql("cannot sum notebook stops"))?;
+        // SQLite's SUM fails with "integer overflow" rather than wrap; real figures are far below.
+        let (count, idle, cost): (i64, i64, i64) = totals
+            .query_row(params![q.tenant, q.from, q.to], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(sql("cannot sum notebook stops"))?;
+        Ok(Stops {
+            stops: list.map_err(sql("cannot read notebook stops"))?,
+            count: count.max(0) as u64,
+            idle: idle.max(0) as u64,
+            cost_micros: cost.max(0) as u64,
+        })
+    }
+
     /// Drops raw accruals that ended at or before `before` (their rollups stay); returns how
     /// many. From then on accruals ending that early are refused: their keys are gone, so a
     /// replay of one could not be recognised.
@@ -772,6 +1003,22 @@ impl Ledger {
         self.dropped_before = before;
         Ok(n)
     }
+}
+
+/// A `notebook_stops` row (its columns from `tenant` to `message`, without the cost) as the
+/// record it was written from.
+fn stop_of(row: &rusqlite::Row) -> rusqlite::Result<NotebookStopRecord> {
+    Ok(NotebookStopRecord {
+        tenant: row.get(0)?,
+        namespace: row.get(1)?,
+        notebook: row.get(2)?,
+        flavor: row.get(3)?,
+        idle_since: row.get(4)?,
+        at: row.get(5)?,
+        idle: row.get::<_, i64>(6)? as u64,
+        price_micros: row.get::<_, i64>(7)? as u64,
+        message: row.get(8)?,
+    })
 }
 
 /// Adds a run's record to the runs' hourly rollup: `hours`, what it added to the tenant's hourly

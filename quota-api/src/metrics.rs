@@ -124,7 +124,8 @@ pub fn render(view: &View, cost: &[(String, String, Sums)], with_queue: bool, pe
 /// What the writers sent since start: is the ledger still fed? (`gantry_quota_api_*`)
 #[derive(Default)]
 pub struct Ingest {
-    /// Per source (`scheduler`: accruals, `view`: the queue's view, `node-agent`: idle time):
+    /// Per source (`scheduler`: accruals, `view`: the queue's view, `node-agent`: idle time,
+    /// `notebook-stops`: notebooks stopped for idle GPUs, rare by nature, so no feed to alert on):
     /// accepted writes, new records, unix seconds of the last write.
     sources: BTreeMap<&'static str, (u64, u64, i64)>,
     /// Idle lines charged to nobody, per reason.
@@ -151,7 +152,7 @@ impl Ingest {
             (
                 "gantry_quota_api_writes_total",
                 "counter",
-                "Writes accepted per source (scheduler: accruals; view: the queue; node-agent: idle time).",
+                "Writes accepted per source (scheduler: accruals; view: the queue; node-agent: idle time; notebook-stops: notebooks stopped for idle GPUs).",
                 |s| s.0 as f64,
             ),
             (

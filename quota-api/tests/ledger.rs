@@ -120,7 +120,7 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
     let _ = std::fs::remove_file(&path);
     {
         let mut l = Ledger::open(&path).unwrap();
-        assert_eq!(l.version().unwrap(), 4);
+        assert_eq!(l.version().unwrap(), 5);
         l.append(&[record("team-a", T, T + 60, 60_000)]).unwrap();
     }
     // Opening again runs no migration and keeps the data; the daily sums read from memory equal
@@ -166,7 +166,7 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     let err = Ledger::open(&path).err().unwrap().to_string();
-    assert_eq!(err, "ledger: the file has schema version 99, newer than this Gantry knows (4); run the newer Gantry, or restore a backup");
+    assert_eq!(err, "ledger: the file has schema version 99, newer than this Gantry knows (5); run the newer Gantry, or restore a backup");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
