@@ -176,13 +176,15 @@ async function refresh() {
     }
     const p = period(route.period);
     const only = name ? "&tenant=" + encodeURIComponent(name) : "";
-    const [queue, usage, cost, budgets, runs, pipelines] = await Promise.all([
-      json("/api/v1/queue?" + only.slice(1)),
+    // A tenant's page also lists its running notebooks (with the queue, only when asked).
+    const [queue, usage, cost, budgets, runs, pipelines, stops] = await Promise.all([
+      json("/api/v1/queue?" + (name ? "running=true" + only : "")),
       json(`/api/v1/usage?step=${p.step === DAY ? "day" : "hour"}&from=${p.from}&to=${p.to}${only}`),
       json(`/api/v1/cost?from=${p.from}&to=${p.to}${only}`),
       json("/api/v1/budgets"),
       json(`/api/v1/cost?group=run&from=${p.from}&to=${p.to}${only}`),
       json(`/api/v1/cost?group=pipeline&from=${p.from}&to=${p.to}${only}`),
+      json(`/api/v1/notebook-stops?from=${p.from}&to=${p.to}${only}`),
     ]);
     if (route !== state.route) return;
     state.currency = cost.currency;
@@ -190,7 +192,7 @@ async function refresh() {
     const costBy = {};
     for (const l of cost.lines) costBy[l.tenant] = (costBy[l.tenant] || 0) + l.totalCost;
     const ctx = {
-      route, name, period: p, tenants, costBy, waiting: queue.waiting, usage: usage.points, cost, runs, pipelines,
+      route, name, period: p, tenants, costBy, waiting: queue.waiting, running: queue.running || [], usage: usage.points, cost, runs, pipelines, stops,
       budgets: new Map(budgets.budgets.filter((b) => !name || b.tenant === name).map((b) => [b.tenant, b])),
     };
     document.body.dataset.view = name ? "tenant" : "overview";
@@ -199,6 +201,8 @@ async function refresh() {
     renderQueue(ctx);
     renderCost(ctx);
     renderRuns(ctx);
+    renderNotebooks(ctx);
+    renderStops(ctx);
     $("error").textContent = notice;
     $("error").hidden = !notice;
     document.body.dataset.loaded = "true";
@@ -594,6 +598,55 @@ function renderRuns(ctx) {
     el("tr", { "data-pipeline": l.pipeline || "", "data-tenant": l.tenant, "data-total": l.totalCost.toFixed(2) },
       l.pipeline ? el("td", { class: "who" }, who(l) + l.pipeline) : el("td", { class: "who muted" }, who(l) + "no named pipeline"),
       el("td", { class: "num" }, num(l.gpuHours)), el("td", { class: "num" }, money(l.totalCost)))));
+}
+
+// ---- Notebooks -----------------------------------------------------------------------------------
+
+// A tenant's running notebooks, with how long their GPUs have sat idle where the node agents saw
+// it (idleSince): what its idleNotebooks rule will stop. Shown only on a tenant's page, and only
+// when it runs notebooks.
+function renderNotebooks(ctx) {
+  const notebooks = ctx.name ? ctx.running.filter((r) => r.kind === "notebook") : [];
+  $("notebooks-panel").hidden = notebooks.length === 0;
+  // Idle longest first, then the rest by how long they ran.
+  notebooks.sort((a, b) => (a.idleSince ?? Infinity) - (b.idleSince ?? Infinity) || a.since - b.since);
+  $("notebooks").querySelector("tbody").replaceChildren(...notebooks.map((r) =>
+    el("tr", { "data-workload": r.id, "data-idle-since": r.idleSince ?? "" },
+      el("td", { class: "name" }, r.name), el("td", {}, r.flavor), el("td", { class: "num" }, num(r.units)),
+      el("td", { class: "num", title: "since " + when(r.since) }, duration(state.at - r.since)),
+      r.idleSince !== undefined && r.idleSince !== null
+        ? el("td", { class: "idle-now", title: "idle since " + when(r.idleSince) }, `GPUs idle for ${duration(state.at - r.idleSince)}`)
+        : el("td", { class: "muted" }, "—"))));
+  const idle = notebooks.filter((r) => r.idleSince !== undefined && r.idleSince !== null).length;
+  $("notebooks-note").textContent = notebooks.length ? `${notebooks.length} running${idle ? `, ${idle} with idle GPUs` : ""}` : "";
+}
+
+// Notebooks Gantry stopped because their GPUs sat idle past the tenant's idleNotebooks limit, in
+// the period, newest first; shown only when there are some. The scheduler's message is text, put
+// in with text nodes (el) like every figure from the API.
+function renderStops(ctx) {
+  const s = ctx.stops;
+  $("stops-panel").hidden = s.stops.length === 0;
+  $("stops").querySelector("tbody").replaceChildren(...s.stops.map((x) => {
+    const key = `${x.namespace}/${x.notebook}/${x.at}`;
+    const row = el("tr", { "data-stop": key, "data-tenant": x.tenant, "data-cost": x.cost.toFixed(2), class: state.open.has(key) ? "open" : "" },
+      el("td", { class: "name", title: "stopped " + when(x.at) }, `${x.namespace}/${x.notebook}`,
+        el("div", { class: "muted" }, el("a", { class: "who", href: addressOf({ ...ctx.route, tenant: x.tenant }) }, x.tenant),
+          el("span", { class: "who" }, " · "), "stopped " + when(x.at).slice(5, 16))),
+      el("td", {}, x.flavor), el("td", {}, when(x.idleSince)),
+      el("td", { class: "num" }, duration(x.idleSeconds)), el("td", { class: "num" }, num(x.idleGpuHours, 2)),
+      el("td", { class: "num" }, money(x.cost)),
+      el("td", { title: "click for the whole message" }, el("div", { class: "why" }, x.message)));
+    row.addEventListener("click", (e) => {
+      if (e.target.closest("a")) return;
+      if (state.open.has(key)) state.open.delete(key); else state.open.add(key);
+      row.classList.toggle("open");
+    });
+    return row;
+  }));
+  $("stops-note").textContent = s.count
+    ? `${s.count} this period · ${num(s.idleGpuHours)} idle GPU-h · ${money(s.cost)}` + (s.truncated ? ` · the newest ${s.stops.length} shown` : "")
+    : "";
 }
 
 async function exportCsv(group) {
