@@ -168,7 +168,7 @@ pub fn run(args: KubectlArgs) -> Result<(), String> {
                 // A list narrowed to the name (what the `view` role and the queue controller's
                 // own role both allow), checked here as well.
                 let params = ListParams::default().fields(&format!("metadata.name={pod}"));
-                let list = Api::<Pod>::namespaced(client, &ns)
+                let list = Api::<Pod>::namespaced(client.clone(), &ns)
                     .list(&params)
                     .await
                     .map_err(|e| format!("cannot read pod {ns}/{pod}: {e}"))?;
@@ -177,7 +177,10 @@ pub fn run(args: KubectlArgs) -> Result<(), String> {
                     .into_iter()
                     .find(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
                     .ok_or_else(|| format!("pod {pod} not found in namespace {ns}; give -n NAMESPACE"))?;
-                let explained = explain(&found);
+                let mut explained = explain(&found);
+                if explained.kind.as_deref() == Some("notebook") {
+                    explained.gpu_idle = Some(notebook_idle(&client, &explained, now_unix()).await);
+                }
                 render(&explained, args.output, |_| explain_text(&explained), "")?
             }
             KubectlCommand::Hold { name, reason } => mark(client, &ns, name, Some(reason)).await?,
@@ -369,6 +372,81 @@ struct Explained {
     message: String,
     placement: Option<String>,
     node: Option<String>,
+    /// For a running notebook: the node agent's idle evidence and its tenant's rule.
+    gpu_idle: Option<String>,
+}
+
+/// What Gantry knows of a running notebook's idle GPUs: the node agent's evidence on its Node
+/// (`gantry.dev/gpu-idle-pods`) and its tenant's `idleNotebooks` rule, each said plainly when it
+/// cannot be read (reading Nodes and Tenants may need permissions a user lacks).
+async fn notebook_idle(client: &kube::Client, e: &Explained, now: i64) -> String {
+    let Some(node) = &e.node else { return "not running yet".into() };
+    let short = |err: kube::Error| match err {
+        kube::Error::Api(s) => s.message,
+        other => other.to_string(),
+    };
+    // A list narrowed to the name, as for the pod: what read-only roles allow more often.
+    let by_name = ListParams::default().fields(&format!("metadata.name={node}"));
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone()).list(&by_name).await;
+    let found =
+        nodes.map(|l| l.items.into_iter().find(|n| n.metadata.name.as_deref() == Some(node.as_str())));
+    let evidence = match found {
+        Err(err) => format!("cannot read node {node} for the node agent's evidence: {}", short(err)),
+        Ok(None) => format!("node {node} is gone"),
+        Ok(Some(n)) => {
+            let value = serde_json::to_value(&n).unwrap_or_default();
+            match gantry_api::node::idle_pods(&value) {
+                Err(err) => err,
+                Ok(idle) => match idle.get(&format!("{}/{}", e.namespace, e.pod)) {
+                    Some(&since) => format!(
+                        "idle for {} (no kernel on its GPUs since {})",
+                        gantry_core::queue::explain::duration((now - since).max(0)),
+                        jiff::Timestamp::from_second(since)
+                            .map_or_else(|_| since.to_string(), |t| t.to_string())
+                    ),
+                    None => "in use (the node agent saw a kernel run on its GPUs at its last pass)".into(),
+                },
+            }
+        }
+    };
+    let rule = match &e.tenant {
+        None => String::new(),
+        Some(t) => match tenant_named(client, t).await {
+            Ok(tenant) => match tenant.spec.idle_notebooks {
+                Some(r) => format!(
+                    "; tenant {t} stops notebooks idle for {} {}",
+                    r.stop_after,
+                    if r.when.as_deref() == Some("always") {
+                        "always"
+                    } else {
+                        "when work waits for their GPUs"
+                    }
+                ),
+                None => format!("; tenant {t} never stops idle notebooks"),
+            },
+            Err(_) => format!("; tenant {t}'s rule cannot be read"),
+        },
+    };
+    format!("{evidence}{rule}")
+}
+
+/// A Tenant by name: `get` (what a tenant's users are given on their own Tenant), else a list
+/// narrowed to the name (what read-only roles and Gantry's own accounts have).
+async fn tenant_named(client: &kube::Client, name: &str) -> Result<Tenant, kube::Error> {
+    let api = Api::<Tenant>::all(client.clone());
+    match api.get(name).await {
+        Ok(t) => Ok(t),
+        Err(first) => {
+            let params = ListParams::default().fields(&format!("metadata.name={name}"));
+            let found =
+                api.list(&params).await?.items.into_iter().find(|t| t.metadata.name.as_deref() == Some(name));
+            found.ok_or(first)
+        }
+    }
+}
+
+fn now_unix() -> i64 {
+    jiff::Timestamp::now().as_second()
 }
 
 fn explain(pod: &Pod) -> Explained {
@@ -393,6 +471,7 @@ fn explain(pod: &Pod) -> Explained {
         message,
         placement: owned(meta(pod, PLACEMENT_ANNOTATION, false)),
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        gpu_idle: None,
     }
 }
 
@@ -422,6 +501,7 @@ fn explain_text(e: &Explained) -> String {
     };
     tail("Placement", &e.placement);
     tail("Node", &e.node);
+    tail("GPUs", &e.gpu_idle);
     lines.iter().map(|(k, v)| format!("{:<16}{v}\n", format!("{k}:"))).collect()
 }
 

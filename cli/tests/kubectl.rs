@@ -309,3 +309,52 @@ fn hold_and_release_mark_every_waiting_pod_of_the_workload() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn explain_shows_a_running_notebooks_idle_evidence_and_its_tenants_rule() {
+    let api = ApiServer::start(Options { kubelet: false, ..Options::default() });
+    let since = jiff::Timestamp::now().as_second() - 5400;
+    api.create(json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-0",
+            "labels": {"nvidia.com/gpu.product": "A100"},
+            "annotations": {"gantry.dev/gpu-idle-pods": format!("{{\"team-a/nb-0\": {since}}}")}},
+        "status": {"allocatable": {"cpu": "128", "memory": "1Ti", "nvidia.com/gpu": "8"}},
+    }));
+    api.create(json!({
+        "apiVersion": "gantry.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "team-a"},
+        "spec": {"namespaces": ["team-a"], "quotas": {"A100": {"nominal": "8"}}, "idleNotebooks": {"stopAfter": "2h"}},
+    }));
+    api.create(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "nb-0", "namespace": "team-a", "uid": "u-nb",
+                     "labels": {"notebook-name": "nb", "gantry.dev/tenant": "team-a", "gantry.dev/kind": "notebook"},
+                     "annotations": {"gantry.dev/workload": "team-a/notebook/nb"}},
+        "spec": {"nodeName": "gpu-0", "containers": [{"name": "nb", "image": "jupyter"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "gantry.dev/admitted", "status": "True", "reason": "Admitted",
+                   "message": "admitted by Gantry's queue; planned for node gpu-0"}]},
+    }));
+    let dir = scratch("explain-notebook");
+    let out = kubectl_gantry(&api, &dir, &["explain", "nb-0", "-n", "team-a"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("GPUs:"))
+        .unwrap_or_else(|| panic!("no GPUs line in\n{stdout}"));
+    assert!(line.contains("idle for 1h 30m") || line.contains("idle for 1h 31m"), "{line}");
+    assert!(
+        line.contains("tenant team-a stops notebooks idle for 2h when work waits for their GPUs"),
+        "{line}"
+    );
+    assert_eq!(
+        reads(&api),
+        [
+            "GET /api/v1/namespaces/team-a/pods?&fieldSelector=metadata.name%3Dnb-0",
+            "GET /api/v1/nodes?&fieldSelector=metadata.name%3Dgpu-0",
+            // This account may not `get` Tenants (a tenant's users may, their own): then a list
+            // narrowed to the name.
+            "GET /apis/gantry.dev/v1alpha1/tenants/team-a",
+            "GET /apis/gantry.dev/v1alpha1/tenants?&fieldSelector=metadata.name%3Dteam-a",
+        ]
+    );
+}

@@ -186,6 +186,32 @@ impl Controller {
 
     /// Takes the usage records the queue closed since the last call (for the quota API's
     /// ledger; taken even when nobody keeps them, so they never pile up).
+    /// Since when every GPU of running notebook `id` has been idle, by the node agents' evidence:
+    /// the latest idle start of its pods, each read from the node the queue placed it on (an
+    /// agent speaks only for its own node's pods), never before the workload started (a pod
+    /// recreated under the same name, a StatefulSet's `nb-0`, must not inherit its
+    /// predecessor's idle time). `None`: some pod is busy or unreported, or `id` is no running
+    /// notebook.
+    pub fn notebook_idle_since(&self, id: WorkloadId) -> Option<Seconds> {
+        let (w, running) = (self.queue.workload(id)?, self.queue.running(id)?);
+        if w.kind != Kind::Notebook {
+            return None;
+        }
+        let gang = self.by_id.get(&id).and_then(|k| self.gangs.get(k)).filter(|g| !g.pods.is_empty())?;
+        let cluster = self.queue.cluster();
+        let nodes: HashSet<&str> = running
+            .pods
+            .iter()
+            .filter_map(|(pod, _)| cluster.placement(*pod))
+            .map(|p| cluster.nodes[p.node].name.as_str())
+            .collect();
+        gang.pods.iter().try_fold(running.at, |latest, m| {
+            let key = format!("{}/{}", m.pod.namespace, m.pod.name);
+            let at = nodes.iter().find_map(|n| self.idle.get(*n).and_then(|i| i.get(&key)))?;
+            Some(latest.max(*at))
+        })
+    }
+
     /// The ledger's lines for the notebooks stopped since the last call (for the quota API).
     pub fn drain_notebook_stops(&mut self) -> Vec<NotebookStopRecord> {
         std::mem::take(&mut self.stopped)
@@ -615,30 +641,15 @@ impl Controller {
     /// node the queue placed it on (an agent speaks only for its own node's pods); a pod with
     /// no evidence there is busy.
     fn stop_idle_notebooks(&mut self, now: Seconds) -> Vec<Action> {
-        let mut evidence = Vec::new();
-        for (w, running) in self.queue.running_workloads() {
-            if w.kind != Kind::Notebook || self.stopping.contains(&w.id) {
-                continue;
-            }
-            let Some(gang) = self.by_id.get(&w.id).and_then(|k| self.gangs.get(k)) else { continue };
-            let cluster = self.queue.cluster();
-            let nodes: HashSet<&str> = running
-                .pods
-                .iter()
-                .filter_map(|(id, _)| cluster.placement(*id))
-                .map(|p| cluster.nodes[p.node].name.as_str())
-                .collect();
-            // Never before the workload started: a pod recreated under the same name (a
-            // StatefulSet's `nb-0`) must not inherit its predecessor's idle time.
-            let since = gang.pods.iter().try_fold(running.at, |latest, m| {
-                let key = format!("{}/{}", m.pod.namespace, m.pod.name);
-                let at = nodes.iter().find_map(|n| self.idle.get(*n).and_then(|i| i.get(&key)))?;
-                Some(latest.max(*at))
-            });
-            if let (Some(idle_since), false) = (since, gang.pods.is_empty()) {
-                evidence.push(gantry_core::notebooks::IdleEvidence { workload: w.id, idle_since });
-            }
-        }
+        let evidence: Vec<_> = self
+            .queue
+            .running_workloads()
+            .filter(|(w, _)| w.kind == Kind::Notebook && !self.stopping.contains(&w.id))
+            .filter_map(|(w, _)| {
+                let idle_since = self.notebook_idle_since(w.id)?;
+                Some(gantry_core::notebooks::IdleEvidence { workload: w.id, idle_since })
+            })
+            .collect();
         let mut actions = Vec::new();
         for s in gantry_core::notebooks::to_stop(&self.queue, &evidence, now) {
             let Some(key) = self.by_id.get(&s.workload) else { continue };

@@ -78,6 +78,13 @@ pub struct RunConfig {
     pub quota_api: Option<(String, std::path::PathBuf)>,
 }
 
+/// What the leader reports to the quota API after a cycle ([`Live::report`]).
+pub struct Report {
+    pub view: gantry_api::view::View,
+    pub records: Vec<gantry_api::quota::Record>,
+    pub notebook_stops: Vec<gantry_api::quota::NotebookStopRecord>,
+}
+
 /// The reflector stores: what the API server has, as last seen.
 #[derive(Clone)]
 pub struct Stores {
@@ -327,15 +334,20 @@ impl Live {
         actions
     }
 
-    /// When leading: the view of the queue and the usage records closed since the last call,
-    /// for the quota API. The records are taken even when nobody sends them.
-    pub fn report(&self, now: Seconds) -> Option<(gantry_api::view::View, Vec<gantry_api::quota::Record>)> {
+    /// When leading: the view of the queue (running notebooks with their idle evidence), the
+    /// usage records closed and the notebooks stopped since the last call, for the quota API. The
+    /// records are taken even when nobody sends them.
+    pub fn report(&self, now: Seconds) -> Option<Report> {
         let mut guard = lock(&self.controller);
         let c = guard.as_mut()?;
         let accruals = c.drain_accruals();
         let mut records = std::mem::take(&mut *lock(&self.carried));
         records.extend(gantry_api::quota::records_of(&c.queue().tenancy, &accruals));
-        Some((gantry_api::view::View::of(c.queue(), now), records))
+        let mut view = gantry_api::view::View::of(c.queue(), now);
+        for r in &mut view.running {
+            r.idle_since = c.notebook_idle_since(r.id);
+        }
+        Some(Report { view, records, notebook_stops: c.drain_notebook_stops() })
     }
 
     /// A Tenant, Cohort, GpuFlavor or Namespace event arrived (any: the next cycle looks at what
@@ -952,7 +964,7 @@ pub async fn run(
         match quota.as_mut() {
             Some((report, said, last)) if last.elapsed() >= REPORT_EVERY => {
                 *last = Instant::now();
-                if let Some((view, records)) = live.report(now()) {
+                if let Some(Report { view, records, notebook_stops }) = live.report(now()) {
                     match report.send(&view, records).await {
                         Ok(()) => said.clear(),
                         Err(e) if e != *said => {
@@ -960,6 +972,9 @@ pub async fn run(
                             *said = e;
                         }
                         Err(_) => {}
+                    }
+                    if let Err(e) = report.send_notebook_stops(notebook_stops).await {
+                        tracing::warn!("{e}");
                     }
                 }
             }

@@ -240,7 +240,9 @@ fn a_new_leader_rebuilds_from_the_stores_and_admits_nothing_twice() {
     // team-a's workload ends: its use is a usage record for the quota API, taken once, with the
     // view of the queue.
     live.pod_deleted("team-a-run", T0 + 3600);
-    let (view, records) = live.report(T0 + 3600).expect("the leader reports");
+    let gantry_scheduler::runner::Report { view, records, notebook_stops } =
+        live.report(T0 + 3600).expect("the leader reports");
+    assert!(notebook_stops.is_empty(), "no notebook here");
     // The first controller's meter, closed when it was replaced, and the second's: the whole
     // hour, once, with no gap.
     let a: Vec<_> = records.iter().filter(|r| r.tenant == "team-a").collect();
@@ -252,7 +254,7 @@ fn a_new_leader_rebuilds_from_the_stores_and_admits_nothing_twice() {
     );
     assert_eq!(view.at, T0 + 3600);
     assert!(view.tenants.iter().any(|t| t.name == "team-b" && t.running == 1));
-    assert!(live.report(T0 + 3600).unwrap().1.is_empty(), "taken once");
+    assert!(live.report(T0 + 3600).unwrap().records.is_empty(), "taken once");
 
     // Losing the lease stops admissions at once.
     live.step_down();
@@ -309,7 +311,7 @@ fn a_rebuild_keeps_the_queue_order_submission_times_and_running_clocks() {
     live.rebuild_cache(&s, cfg.policy, &cfg.expected);
     let snapshot = |now: i64| {
         live.cycle(now);
-        let (view, _) = live.report(now).unwrap();
+        let view = live.report(now).unwrap().view;
         let mut queue: Vec<(String, i64, usize)> =
             view.queue.iter().map(|w| (w.name.clone(), w.submitted, w.position)).collect();
         queue.sort_by_key(|q| q.2);
@@ -486,7 +488,7 @@ fn reclaim_happens_within_the_window_while_tenants_and_pods_churn() {
     let at = evicted_at.unwrap_or_else(|| {
         panic!(
             "team-b's borrowed workload is reclaimed: {:?}",
-            live.report(t).map(|v| (v.0.queue, v.0.running))
+            live.report(t).map(|r| (r.view.queue, r.view.running))
         )
     });
     assert!(at <= T0 + window + 2, "reclaimed at +{} s: within the window plus one cycle", at - T0);

@@ -90,6 +90,13 @@ fn an_idle_notebook_is_stopped_once_when_work_waits_and_its_nodes_agent_says_so(
     let idle_since = T0 + 600;
     c.node_applied(&node(&at, &[("team-a/nb-0", idle_since), ("team-a/web-0", idle_since)]), T0 + 700)
         .unwrap();
+    // The evidence the dashboard and the view show: the notebook's, not the serving pod's.
+    let ids: Vec<(u64, gantry_core::tenancy::Kind)> =
+        c.queue().running_workloads().map(|(w, _)| (w.id, w.kind)).collect();
+    for (id, kind) in ids {
+        let expected = (kind == gantry_core::tenancy::Kind::Notebook).then_some(idle_since);
+        assert_eq!(c.notebook_idle_since(id), expected, "{kind:?}");
+    }
     assert!(stops(&c.reconcile(idle_since + 2 * HOUR - 1)).is_empty(), "not yet 2 h");
     let actions = c.reconcile(idle_since + 2 * HOUR);
     let s = stops(&actions);
