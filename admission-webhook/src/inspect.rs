@@ -17,7 +17,10 @@
 use crate::policy::Policy;
 use crate::review::{Decision, Request};
 use gantry_api::identity::Source;
-use gantry_api::keys::{GPU_MODELS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE, MIRROR_ANNOTATION};
+use gantry_api::keys::{
+    GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE, MIG_RESOURCE_PREFIX,
+    MIRROR_ANNOTATION,
+};
 use gantry_api::pod::{annotation, quantity};
 use gantry_core::tenancy::TenantId;
 use serde_json::Value;
@@ -40,18 +43,61 @@ pub fn is_mirror(pod: &Value) -> bool {
 }
 
 /// The tenant whose pod `request` creates, when both handlers act on it; otherwise the answer to
-/// give: allow untouched (other requests, other namespaces, mirror pods), or deny a pod that
-/// fails [`screen`].
+/// give: allow untouched (other requests, other namespaces, mirror pods), deny a GPU pod in a
+/// namespace two tenants claim ([`contested`]), or deny a pod that fails [`screen`].
 pub fn created_pod(policy: &Policy, request: &Request) -> Result<TenantId, Decision> {
     if !request.is_pod_create() {
         return Err(Decision::allow());
     }
-    let tenant = policy.tenant_of(&request.namespace).ok_or_else(Decision::allow)?;
+    let Some(tenant) = policy.tenant_of(&request.namespace) else {
+        return Err(contested(policy, request).map_or_else(Decision::allow, Decision::deny));
+    };
     screen(&request.object).map_err(Decision::bad_request)?;
     if is_mirror(&request.object) {
         return Err(Decision::allow());
     }
     Ok(tenant)
+}
+
+/// The refusal of a pod created in a namespace two or more tenants claim, when it asks for a GPU
+/// ([`asks_for_gpu`]): such a namespace belongs to no tenant, so the pod would run outside every
+/// queue, quota and cost; refusing it (fail closed) keeps a misconfigured tenancy from being a way
+/// around quota. CPU-only pods and mirror pods there are let through, as in any namespace
+/// without a tenant: Gantry has nothing to charge for them. Pods already running are not touched
+/// (updates are not checked here).
+pub fn contested(policy: &Policy, request: &Request) -> Option<String> {
+    let tenants = policy.claimants(&request.namespace)?;
+    let pod = &request.object;
+    if is_mirror(pod) || !asks_for_gpu(pod) {
+        return None;
+    }
+    let namespace = &request.namespace;
+    Some(format!(
+        "namespace {namespace} is claimed by tenants {}, so it belongs to no tenant and no quota would count this GPU pod; \
+         GPU pods are refused there until one tenant has it: remove {namespace} from all but one tenant's namespaces or \
+         namespaceSelector (the Tenants' status.conflicts show the conflict)",
+        tenants.join(", ")
+    ))
+}
+
+/// Whether the pod asks for GPUs in any form Gantry counts or refuses in a tenant's namespace: a
+/// non-zero `nvidia.com/gpu` ([`wants_gpu`], which a share `gantry.dev/gpu-milli` needs too), a
+/// MIG slice (`nvidia.com/mig-*`), or the annotation `gantry.dev/gpu-milli` itself.
+pub fn asks_for_gpu(pod: &Value) -> bool {
+    if wants_gpu(pod) || annotation(pod, GPU_MILLI_ANNOTATION).is_some() {
+        return true;
+    }
+    ["containers", "initContainers"].iter().any(|list| {
+        let containers = pod.get("spec").and_then(|s| s.get(*list)).and_then(Value::as_array);
+        containers.into_iter().flatten().take(MAX_CONTAINERS).any(|c| {
+            ["requests", "limits"].iter().any(|part| {
+                let map = c.get("resources").and_then(|r| r.get(*part)).and_then(Value::as_object);
+                map.is_some_and(|m| {
+                    m.iter().any(|(k, v)| k.starts_with(MIG_RESOURCE_PREFIX) && quantity(v, 1000) != Ok(0))
+                })
+            })
+        })
+    })
 }
 
 /// Puts `namespace` into the pod's metadata when absent (on CREATE only `request.namespace` is

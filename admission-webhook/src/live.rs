@@ -2,7 +2,8 @@
 //! Namespaces tenants select by label, through a watch (the same reading as the queue
 //! controller's, `gantry_api::tenants`), so a request never waits on the API server: it reads the
 //! policy last built. A namespace two tenants claim is neither's here too (the scheduler writes
-//! the conflict on both Tenants' status).
+//! the conflict on both Tenants' status), and the policy carries it so that GPU pods there are
+//! refused rather than run outside every quota ([`crate::inspect::contested`]).
 //!
 //! Until the objects have been listed the webhook is not ready (`/readyz` fails, reviews get 503
 //! and the API server applies `failurePolicy`). A change that makes the objects invalid is
@@ -29,12 +30,20 @@ pub async fn follow(
     let objects = TenantObjects::watch(&client, move || notify.notify_one());
     objects.wait_until_ready().await.map_err(|e| format!("a tenant watcher stopped before listing: {e}"))?;
     loop {
+        let contested = objects.contested();
         match objects.tenancy(&settings) {
             // Events that change nothing the policy reads (a status update) change nothing.
-            Ok(t) if webhook.policy().is_some_and(|p| p.tenancy == t) => {}
+            Ok(t) if webhook.policy().is_some_and(|p| p.tenancy == t && p.contested == contested) => {}
             Ok(t) => match policy(t) {
-                Ok(p) => {
+                Ok(mut p) => {
                     let tenants = p.tenancy.tenants.len();
+                    for (namespace, by) in &contested {
+                        tracing::warn!(
+                            "namespace {namespace} is claimed by tenants {}: GPU pods there are refused until all but one stop claiming it",
+                            by.join(", ")
+                        );
+                    }
+                    p.contested = contested;
                     webhook.set_policy(p);
                     tracing::info!("policy from the cluster's objects: {tenants} tenants");
                 }

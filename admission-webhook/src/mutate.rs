@@ -23,8 +23,9 @@
 //! The spec's priority is not changed: the API server resolved `priorityClassName` before
 //! mutating webhooks run, so Gantry's class is recorded as an annotation the queue reads.
 //!
-//! Pods that fail screening (see [`crate::inspect::screen`]) are denied here already: the
-//! validating webhook would refuse them, and the mutation should not read them further.
+//! Pods that fail screening (see [`crate::inspect::screen`]), and GPU pods in a namespace two
+//! tenants claim (see [`crate::inspect::contested`]), are denied here already: the validating
+//! webhook would refuse them, and the mutation should not read them further.
 
 use crate::inspect::*;
 use crate::patch::Patch;

@@ -8,6 +8,7 @@
 use gantry_core::model::ModelCatalog;
 use gantry_core::queue::quota::QuotaTree;
 use gantry_core::tenancy::{FlavorId, Kind, Milli, Tenancy, TenantId};
+use std::collections::BTreeMap;
 
 /// The webhook's policy: tenants, their ceilings and the configured scheduler.
 #[derive(Debug, Clone)]
@@ -24,6 +25,11 @@ pub struct Policy {
     /// The users allowed to lift Gantry's gate and write the placement record on pods: the queue
     /// controller's service account (`--queue-controller`).
     pub queue_controllers: Vec<String>,
+    /// Namespaces two or more tenants claim (they belong to none), each with the claiming
+    /// tenants' names: GPU pods there are refused ([`crate::inspect::created_pod`]). Set by the
+    /// live webhook from the cluster's objects; a tenants file has none (its parser refuses a
+    /// namespace listed twice).
+    pub contested: BTreeMap<String, Vec<String>>,
 }
 
 /// The queue controller's user as `deploy/scheduler/rbac.yaml` and the chart install it.
@@ -52,12 +58,18 @@ impl Policy {
             models,
             scheduler_name,
             queue_controllers: vec![QUEUE_CONTROLLER.to_string()],
+            contested: BTreeMap::new(),
         })
     }
 
     /// The tenant that owns `namespace`: pods of other namespaces are not Gantry's.
     pub fn tenant_of(&self, namespace: &str) -> Option<TenantId> {
         self.tenancy.tenant_of_namespace(namespace)
+    }
+
+    /// The tenants claiming `namespace`, when two or more do (it is then no tenant's).
+    pub fn claimants(&self, namespace: &str) -> Option<&[String]> {
+        self.contested.get(namespace).map(Vec::as_slice)
     }
 
     pub fn tenant_name(&self, t: TenantId) -> &str {

@@ -21,6 +21,9 @@
 //!   when above 1, and must exceed the pod's own member index (`training.kubeflow.org/replica-index`,
 //!   `jobset.sigs.k8s.io/job-global-index`).
 //!
+//! In a namespace two or more tenants claim (it is no tenant's), GPU pods are denied, naming the
+//! tenants and the fix (see [`crate::inspect::contested`]); other pods there are allowed.
+//!
 //! Warnings: a request above the tenant's nominal quota (it runs only on borrowed capacity), and a
 //! gang that could not be held whole if every member asked as much as this pod.
 //!

@@ -147,3 +147,70 @@ async fn profile_namespaces_are_their_tenants_and_a_new_one_joins_on_its_watch_e
     assert_eq!(paths(true), expected, "{calls:?}");
     assert_eq!(calls.iter().filter(|(_, _, w)| !w).count(), 4, "one list each: {calls:?}");
 }
+
+/// A cluster that answers lists with the example's objects, `extra` Tenants added, and Namespaces
+/// `namespaces`; watches stay open with no events.
+fn static_cluster(extra: Vec<Value>, namespaces: Vec<Value>) -> Client {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Some((request, send)) = handle.next_request().await {
+            if request.uri().query().unwrap_or("").contains("watch=true") {
+                open.push(send);
+                continue;
+            }
+            let response = match request.uri().path() {
+                "/apis/gantry.dev/v1alpha1/tenants" => list(
+                    "gantry.dev/v1alpha1",
+                    "TenantList",
+                    of_kind("Tenant").into_iter().chain(extra.clone()).collect(),
+                ),
+                "/apis/gantry.dev/v1alpha1/cohorts" => {
+                    list("gantry.dev/v1alpha1", "CohortList", of_kind("Cohort"))
+                }
+                "/apis/gantry.dev/v1alpha1/gpuflavors" => {
+                    list("gantry.dev/v1alpha1", "GpuFlavorList", of_kind("GpuFlavor"))
+                }
+                "/api/v1/namespaces" => list("v1", "NamespaceList", namespaces.clone()),
+                other => panic!("unexpected call {other}"),
+            };
+            send.send_response(response);
+        }
+    });
+    Client::new(service, "default")
+}
+
+#[tokio::test]
+async fn gpu_pods_are_refused_in_a_profile_namespace_two_tenants_claim() {
+    let intruder = json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": "intruder", "resourceVersion": "1"},
+        "spec": {"namespaces": ["alice"], "cohort": "research", "quotas": {"nvidia-a100-sxm4-80gb": {"nominal": "1"}}}});
+    let client = static_cluster(vec![intruder], vec![namespace("alice"), namespace("carol-vision")]);
+    let webhook = Arc::new(Webhook::unready().unwrap());
+    tokio::spawn(follow(client, Settings::default(), |t| Policy::new(t, None), webhook.clone()));
+    until(&webhook, "the policy is read from the objects", |w| w.policy().is_some()).await;
+
+    // alice's namespace is neither tenant's; the rest of the tenancy stands.
+    assert_eq!(tenant_of(&webhook, "alice"), None);
+    assert_eq!(tenant_of(&webhook, "carol").as_deref(), Some("vision"));
+    assert!(held_in(&webhook, "carol"));
+    let policy = webhook.policy().unwrap();
+    assert_eq!(policy.claimants("alice"), Some(&["alice".to_string(), "intruder".to_string()][..]));
+    assert_eq!(policy.claimants("carol"), None);
+
+    // A GPU pod there is refused, naming the namespace, the tenants and the fix; a CPU pod runs.
+    for path in [Path::Mutate, Path::Validate] {
+        let gpu = pod(json!({}), json!({}), json!({"nvidia.com/gpu": 1}));
+        let (_, reply) = call(&webhook, path, &review("alice", gpu));
+        assert_eq!(reply["response"]["allowed"], false, "{reply}");
+        let message = denial(&reply);
+        assert!(message.starts_with("namespace alice is claimed by tenants alice, intruder"), "{message}");
+        assert!(
+            message.contains("remove alice from all but one tenant's namespaces or namespaceSelector"),
+            "{message}"
+        );
+        let cpu = pod(json!({}), json!({}), json!({"cpu": "1"}));
+        let (_, reply) = call(&webhook, path, &review("alice", cpu));
+        assert_eq!(reply["response"], json!({"uid": "uid-1", "allowed": true}));
+    }
+}

@@ -363,3 +363,53 @@ fn updates_cannot_start_work_past_the_queue_or_change_what_the_queue_read() {
         assert!(mutated["response"].get("patch").is_none() && mutated["response"]["allowed"] == true);
     }
 }
+
+#[test]
+fn gpu_pods_are_refused_in_a_namespace_two_tenants_claim() {
+    let mut policy = policy(None);
+    policy.contested.insert("shared".into(), vec!["coder".into(), "search".into()]);
+    let w = gantry_admission_webhook::Webhook::new(policy).expect("a webhook");
+    let message = "namespace shared is claimed by tenants coder, search, so it belongs to no tenant and no quota would count \
+                   this GPU pod; GPU pods are refused there until one tenant has it: remove shared from all but one tenant's \
+                   namespaces or namespaceSelector (the Tenants' status.conflicts show the conflict)";
+    let gpu = pod(json!({}), json!({}), json!({"nvidia.com/gpu": 1}));
+    let shared = pod(json!({}), json!({"gantry.dev/gpu-milli": "250"}), json!({}));
+    let mig = pod(json!({}), json!({}), json!({"nvidia.com/mig-1g.10gb": 1}));
+    let sidecar = {
+        let mut p = pod(json!({}), json!({}), json!({}));
+        p["spec"]["initContainers"] = json!([{"name": "side", "restartPolicy": "Always", "resources": {"requests": {"nvidia.com/gpu": "2"}}}]);
+        p
+    };
+    for p in [gpu.clone(), shared, mig, sidecar] {
+        for path in [Path::Mutate, Path::Validate] {
+            let (status, reply) = call(&w, path, &review("shared", p.clone()));
+            assert_eq!(status, 200);
+            assert_eq!(reply["response"]["allowed"], false, "{p}");
+            assert_eq!(reply["response"]["status"]["code"], 403, "{p}");
+            assert_eq!(denial(&reply), message, "{p}");
+        }
+    }
+    // CPU-only pods (and zero GPUs) are let through untouched, as in any namespace without a
+    // tenant: there is nothing to charge. So are mirror pods, whatever they ask.
+    let cpu = pod(json!({}), json!({}), json!({"cpu": "2"}));
+    let zero = pod(json!({}), json!({}), json!({"nvidia.com/gpu": 0, "nvidia.com/mig-1g.10gb": "0"}));
+    let mirror = pod(json!({}), json!({"kubernetes.io/config.mirror": "x"}), json!({"nvidia.com/gpu": 1}));
+    for p in [cpu, zero, mirror] {
+        for path in [Path::Mutate, Path::Validate] {
+            let (_, reply) = call(&w, path, &review("shared", p.clone()));
+            assert_eq!(reply["response"], json!({"uid": "uid-1", "allowed": true}), "{p}");
+        }
+    }
+    // Pods already there are not touched: updates are allowed as in any unmanaged namespace.
+    let (_, reply) = call(
+        &w,
+        Path::Validate,
+        &update_review("shared", "alice@example.com", held(gpu.clone()), gpu.clone()),
+    );
+    assert_eq!(reply["response"]["allowed"], true, "{reply}");
+    // Other namespaces are unchanged: a tenant's GPU pod is held, an unmanaged one let through.
+    let (_, reply) = call(&w, Path::Mutate, &review("colin-coder", gpu.clone()));
+    assert!(patch_of(&reply).iter().any(|op| op["path"] == "/spec/schedulingGates"), "{reply}");
+    let (_, reply) = call(&w, Path::Validate, &review("elsewhere", gpu));
+    assert_eq!(reply["response"], json!({"uid": "uid-1", "allowed": true}));
+}

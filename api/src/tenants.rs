@@ -110,4 +110,47 @@ impl TenantObjects {
     pub fn matched(&self) -> BTreeMap<String, Matched> {
         crate::crds::match_namespaces(&all(&self.tenants), &all(&self.namespaces)).0
     }
+
+    /// The namespaces two or more Tenants claim now, each with every claiming tenant's name (in
+    /// name order). They belong to no tenant; the admission webhook refuses GPU pods there.
+    pub fn contested(&self) -> BTreeMap<String, Vec<String>> {
+        contested(&self.matched())
+    }
+}
+
+/// The contested namespaces of `matched` ([`TenantObjects::matched`]): namespace -> the tenants
+/// claiming it, by name.
+pub fn contested(matched: &BTreeMap<String, Matched>) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for m in matched.values() {
+        for c in &m.conflicts {
+            out.entry(c.namespace.clone()).or_insert_with(|| c.tenants.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crds::NamespaceConflict;
+
+    #[test]
+    fn contested_namespaces_name_every_claimant_once() {
+        let conflict = |ns: &str, tenants: &[&str]| NamespaceConflict {
+            namespace: ns.into(),
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+        };
+        let matched: BTreeMap<String, Matched> = [
+            ("alice", vec![conflict("alice", &["alice", "vision"])]),
+            ("vision", vec![conflict("alice", &["alice", "vision"])]),
+            ("bob", vec![]),
+        ]
+        .into_iter()
+        .map(|(t, conflicts)| (t.to_string(), Matched { conflicts, ..Matched::default() }))
+        .collect();
+        let got = contested(&matched);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got["alice"], vec!["alice".to_string(), "vision".to_string()]);
+    }
 }
