@@ -82,9 +82,15 @@ pub fn contested(policy: &Policy, request: &Request) -> Option<String> {
 
 /// Whether the pod asks for GPUs in any form Gantry counts or refuses in a tenant's namespace: a
 /// non-zero `nvidia.com/gpu` ([`wants_gpu`], which a share `gantry.dev/gpu-milli` needs too), a
-/// MIG slice (`nvidia.com/mig-*`), or the annotation `gantry.dev/gpu-milli` itself.
+/// MIG slice (`nvidia.com/mig-*`), the annotation `gantry.dev/gpu-milli` itself, or resource
+/// claims (DRA): a claim may well be for a GPU, and Gantry does not count claims, so in doubt the
+/// pod is treated as one that does.
 pub fn asks_for_gpu(pod: &Value) -> bool {
     if wants_gpu(pod) || annotation(pod, GPU_MILLI_ANNOTATION).is_some() {
+        return true;
+    }
+    let claims = pod.get("spec").and_then(|s| s.get("resourceClaims")).and_then(Value::as_array);
+    if claims.is_some_and(|c| !c.is_empty()) {
         return true;
     }
     ["containers", "initContainers"].iter().any(|list| {

@@ -380,7 +380,13 @@ fn gpu_pods_are_refused_in_a_namespace_two_tenants_claim() {
         p["spec"]["initContainers"] = json!([{"name": "side", "restartPolicy": "Always", "resources": {"requests": {"nvidia.com/gpu": "2"}}}]);
         p
     };
-    for p in [gpu.clone(), shared, mig, sidecar] {
+    // A resource claim (DRA) may be for a GPU; Gantry does not count claims: refused too.
+    let claim = {
+        let mut p = pod(json!({}), json!({}), json!({}));
+        p["spec"]["resourceClaims"] = json!([{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}]);
+        p
+    };
+    for p in [gpu.clone(), shared, mig, sidecar, claim] {
         for path in [Path::Mutate, Path::Validate] {
             let (status, reply) = call(&w, path, &review("shared", p.clone()));
             assert_eq!(status, 200);
