@@ -611,7 +611,7 @@ function renderNotebooks(ctx) {
   // Idle longest first, then the rest by how long they ran.
   notebooks.sort((a, b) => (a.idleSince ?? Infinity) - (b.idleSince ?? Infinity) || a.since - b.since);
   $("notebooks").querySelector("tbody").replaceChildren(...notebooks.map((r) =>
-    el("tr", { "data-workload": r.id, "data-idle-since": r.idleSince ?? "" },
+    el("tr", { "data-running": r.id, "data-idle-since": r.idleSince ?? "" },
       el("td", { class: "name" }, r.name), el("td", {}, r.flavor), el("td", { class: "num" }, num(r.units)),
       el("td", { class: "num", title: "since " + when(r.since) }, duration(state.at - r.since)),
       r.idleSince !== undefined && r.idleSince !== null
