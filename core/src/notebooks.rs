@@ -12,10 +12,12 @@
 //!    training and pipeline steps are idle between requests or steps by design;
 //! 2. its tenant has an `idleNotebooks` rule and `now − idle_since ≥ stop_after`;
 //! 3. unless the rule says `always`, a workload waits that could use those GPUs: it is pending,
-//!    wants GPUs and accepts the model of the flavor `w` runs on (the first such in submission
-//!    order is named as the one `w` gives way to). Gantry does not try to prove the freed GPUs
-//!    are enough for it: an idle GPU given back never hurts the cluster, and the notebook's user
-//!    loses only a restart (the notebook's volume keeps the work).
+//!    wants GPUs and accepts the model of the flavor `w` runs on, and what holds it back is
+//!    something the stop can change: not a spent budget, and not its own tenant's quota unless
+//!    it is `w`'s tenant or in `w`'s tenant's cohort (where the freed quota can go). The first
+//!    such in submission order is named as the one `w` gives way to. Gantry does not try to
+//!    prove the freed GPUs are enough for it: an idle GPU given back never hurts the cluster, and
+//!    the notebook's user loses only a restart (the notebook's volume keeps the work).
 //!
 //! The returned [`Stop`]s say why, with the idle milli-GPU-seconds the notebook was charged for
 //! since its GPUs went idle (`demand × (now − idle_since)`): the figure the ledger line and the
@@ -23,7 +25,7 @@
 //! `kubeflow-resource-stopped` annotation on the Notebook; the simulator ends the run) and must
 //! not ask again for a workload it already stopped.
 
-use crate::queue::explain::duration;
+use crate::queue::explain::{duration, Reason};
 use crate::queue::{Queue, WorkloadId};
 use crate::tenancy::{FlavorId, Kind, Milli, Seconds, TenantId};
 
@@ -70,7 +72,7 @@ fn stop(q: &Queue, e: &IdleEvidence, now: Seconds) -> Option<Stop> {
     if idle_for < rule.stop_after {
         return None;
     }
-    let waiting = waiting_for(q, running.flavor);
+    let waiting = waiting_for(q, w.tenant, running.flavor);
     if waiting.is_none() && !rule.always {
         return None;
     }
@@ -98,12 +100,21 @@ fn stop(q: &Queue, e: &IdleEvidence, now: Seconds) -> Option<Stop> {
     })
 }
 
-/// The first pending workload in submission order that wants GPUs and accepts `flavor`'s model.
-fn waiting_for(q: &Queue, flavor: FlavorId) -> Option<WorkloadId> {
+/// The first pending workload in submission order that wants GPUs, accepts `flavor`'s model and
+/// waits for something that stopping `tenant`'s notebook on `flavor` can change.
+fn waiting_for(q: &Queue, tenant: TenantId, flavor: FlavorId) -> Option<WorkloadId> {
     let model = q.flavors.model_of(flavor)?;
+    let cohort = |t: TenantId| q.tenancy.tenants.get(t).and_then(|x| x.cohort);
+    let helped = |w: &crate::queue::Workload| match q.reason(w.id) {
+        Some(Reason::Budget { .. }) => false,
+        Some(Reason::Quota { .. }) => {
+            w.tenant == tenant || (cohort(tenant).is_some() && cohort(w.tenant) == cohort(tenant))
+        }
+        _ => true,
+    };
     q.pending_ids()
         .filter_map(|id| q.workload(id))
-        .filter(|w| w.wants_gpu() && w.models.is_none_or(|m| m.contains(model)))
+        .filter(|w| w.wants_gpu() && w.models.is_none_or(|m| m.contains(model)) && helped(w))
         .min_by_key(|w| (w.submitted, w.id))
         .map(|w| w.id)
 }

@@ -128,3 +128,30 @@ fn evidence_for_a_workload_that_is_not_running_is_ignored() {
     q.finish(1, NOV1 + HOUR);
     assert!(to_stop(&q, &idle_since(&[1, 99], NOV1), NOV1 + 30 * HOUR).is_empty());
 }
+
+#[test]
+fn work_that_waits_for_its_own_tenants_quota_elsewhere_does_not_stop_a_notebook() {
+    // beta may hold 1 A100 and runs one; its second waits for its own quota, which alpha's
+    // notebook does not hold (no cohort): stopping the notebook would not start it.
+    let mut t = TenancyBuilder::new(&["A100", "V100"])
+        .tenant("alpha", None, &[Q::n(4), Q::n(4)])
+        .tenant("beta", None, &[Q::n(1), Q::n(8)])
+        .build();
+    t.tenants[0].idle_notebooks = rule(false);
+    let mut q = queue(t, cluster(&[("A100", 8), ("V100", 8)]), NOV1);
+    let a100 = only(&q, "A100");
+    submit(&mut q, WB::new(1, 0).kind(Kind::Notebook).gpus(1, 1).models(a100).at(NOV1).build(), NOV1);
+    for id in [10, 11] {
+        submit(&mut q, WB::new(id, 1).gpus(1, 1).models(a100).at(NOV1 + id as i64).build(), NOV1 + id as i64);
+    }
+    q.cycle(NOV1 + 20);
+    assert_eq!(q.pending_ids().collect::<Vec<_>>(), vec![11], "beta's second waits");
+    assert!(matches!(q.reason(11), Some(gantry_core::queue::Reason::Quota { .. })), "{:?}", q.reason(11));
+    assert!(to_stop(&q, &idle_since(&[1], NOV1), NOV1 + 5 * HOUR).is_empty());
+    // The same wait in alpha itself: the stop frees alpha's own quota.
+    submit(&mut q, WB::new(20, 0).gpus(1, 4).models(a100).at(NOV1 + 5 * HOUR).build(), NOV1 + 5 * HOUR);
+    q.cycle(NOV1 + 5 * HOUR);
+    assert!(matches!(q.reason(20), Some(gantry_core::queue::Reason::Quota { .. })), "{:?}", q.reason(20));
+    let stops = to_stop(&q, &idle_since(&[1], NOV1), NOV1 + 5 * HOUR);
+    assert_eq!(stops.iter().map(|s| s.gives_way_to).collect::<Vec<_>>(), vec![Some(20)]);
+}
