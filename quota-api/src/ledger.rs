@@ -430,6 +430,19 @@ pub struct Sums {
 }
 
 impl Sums {
+    /// The six sums in a row's columns `first..first + 6`, in the order of the fields.
+    fn read(row: &rusqlite::Row, first: usize) -> rusqlite::Result<Sums> {
+        let n = |i: usize| row.get::<_, i64>(first + i).map(|v| v as u64);
+        Ok(Sums {
+            guaranteed: n(0)?,
+            borrowed: n(1)?,
+            idle: n(2)?,
+            guaranteed_cost: n(3)?,
+            borrowed_cost: n(4)?,
+            idle_cost: n(5)?,
+        })
+    }
+
     /// Adds `o` (saturating: the ledger keeps every tenant's totals within `i64::MAX`, so only
     /// sums over many tenants could reach the limit).
     pub fn add(&mut self, o: &Sums) {
@@ -745,19 +758,11 @@ impl Ledger {
         );
         let mut stmt = self.conn.prepare_cached(&query).map_err(sql("cannot read the rollups"))?;
         let read = |row: &rusqlite::Row| {
-            let n = |i: usize| row.get::<_, i64>(i).map(|v| v as u64);
             Ok(Bucket {
                 tenant: row.get(0)?,
                 flavor: row.get(1)?,
                 at: row.get(2)?,
-                sums: Sums {
-                    guaranteed: n(3)?,
-                    borrowed: n(4)?,
-                    idle: n(5)?,
-                    guaranteed_cost: n(6)?,
-                    borrowed_cost: n(7)?,
-                    idle_cost: n(8)?,
-                },
+                sums: Sums::read(row, 3)?,
             })
         };
         let rows: Result<Vec<Bucket>, rusqlite::Error> = match tenant {
@@ -789,21 +794,7 @@ impl Ledger {
             step.table()
         );
         let mut stmt = self.conn.prepare_cached(&query).map_err(sql("cannot sum the rollups"))?;
-        let read = |row: &rusqlite::Row| {
-            let n = |i: usize| row.get::<_, i64>(i).map(|v| v as u64);
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                Sums {
-                    guaranteed: n(2)?,
-                    borrowed: n(3)?,
-                    idle: n(4)?,
-                    guaranteed_cost: n(5)?,
-                    borrowed_cost: n(6)?,
-                    idle_cost: n(7)?,
-                },
-            ))
-        };
+        let read = |row: &rusqlite::Row| Ok((row.get(0)?, row.get(1)?, Sums::read(row, 2)?));
         let rows: Result<Vec<_>, rusqlite::Error> = match tenant {
             Some(t) => stmt.query_map(params![t, from, to], read).and_then(|r| r.collect()),
             None => stmt.query_map(params![from, to], read).and_then(|r| r.collect()),
@@ -832,21 +823,13 @@ impl Ledger {
         );
         let mut stmt = self.conn.prepare_cached(&query).map_err(sql("cannot sum the runs' rollup"))?;
         let read = |row: &rusqlite::Row| {
-            let n = |i: usize| row.get::<_, i64>(i).map(|v| v as u64);
             let named = |i: usize| row.get::<_, String>(i).map(|v| Some(v).filter(|v| !v.is_empty()));
             Ok(ChargedSums {
                 flavor: row.get(0)?,
                 run: named(1)?,
                 experiment: named(2)?,
                 pipeline: named(3)?,
-                sums: Sums {
-                    guaranteed: n(4)?,
-                    borrowed: n(5)?,
-                    idle: n(6)?,
-                    guaranteed_cost: n(7)?,
-                    borrowed_cost: n(8)?,
-                    idle_cost: n(9)?,
-                },
+                sums: Sums::read(row, 4)?,
             })
         };
         let rows: Result<Vec<ChargedSums>, rusqlite::Error> =
