@@ -308,7 +308,7 @@ fn parse_policies(list: &str) -> Result<Vec<PolicyKind>, String> {
         if part.eq_ignore_ascii_case("all") {
             out.extend(PolicyKind::ALL);
         } else {
-            out.push(part.parse()?);
+            out.push(part.parse().map_err(|e: gantry_core::UnknownPolicy| e.to_string())?);
         }
     }
     out.dedup();

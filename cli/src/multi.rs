@@ -131,7 +131,7 @@ pub fn run(
                 return Err(format!("--workloads {n} is out of range; give 1 to 10000000"));
             }
             let gpu_capacity: u64 = node_list.iter().map(|n| n.gpu_capacity() as u64).sum();
-            let flavors = tenancy.bind(&models)?;
+            let flavors = tenancy.bind(&models).map_err(|e| e.to_string())?;
             let spec = GenSpec { seed, workloads: n, start, days, load };
             spec.validate()?;
             let w = generate(&tenancy, &flavors, gpu_capacity, &spec);

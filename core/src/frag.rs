@@ -25,28 +25,29 @@ impl TypicalPod {
     }
 }
 
-/// The workload a cluster expects, as typical pods.
+/// The mix of pod shapes a cluster expects (the FGD paper's "target workload"), as typical pods.
+/// Not to be confused with [`crate::queue::Workload`], the unit the queue admits.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Workload {
+pub struct PodMix {
     pub typical: Vec<TypicalPod>,
 }
 
-impl Workload {
+impl PodMix {
     /// Groups `pods` by shape (CPU, GPU milli, GPU count, allowed models; memory is not part of the
     /// shape), sorts the groups by count (ties: larger CPU, milli, count, model set first) and keeps
     /// the shortest prefix covering `coverage` (0..=1) of the pods. `coverage = 1` keeps every shape.
-    pub fn typical(pods: &[PodRequest], coverage: f64) -> Workload {
+    pub fn typical(pods: &[PodRequest], coverage: f64) -> PodMix {
         let groups = shapes(pods);
         let need = coverage * pods.len() as f64;
         let kept = prefix(&groups, need, |(count, _)| *count as f64);
-        Workload::weighted(groups.into_iter().zip(kept).filter_map(|(g, k)| k.then_some(g)))
+        PodMix::weighted(groups.into_iter().zip(kept).filter_map(|(g, k)| k.then_some(g)))
     }
 
-    /// Like [`Workload::typical`], but also keeps the shapes that together ask for `coverage` of
+    /// Like [`PodMix::typical`], but also keeps the shapes that together ask for `coverage` of
     /// the pods' GPU (the largest askers first), still weighted by count. A multi-GPU pod is rare
     /// by count (44 8-GPU pods among openb's 8,152) yet asks for a large share of the GPU (6 %),
     /// and only the fragment of the pods it stands for sees a whole node being broken.
-    pub fn typical_by_pods_and_gpu(pods: &[PodRequest], coverage: f64) -> Workload {
+    pub fn typical_by_pods_and_gpu(pods: &[PodRequest], coverage: f64) -> PodMix {
         let groups = shapes(pods);
         let by_count = prefix(&groups, coverage * pods.len() as f64, |(count, _)| *count as f64);
         let gpu = |(count, p): &(usize, PodRequest)| *count as f64 * p.gpu_total() as f64;
@@ -58,11 +59,11 @@ impl Workload {
         for (&i, k) in order.iter().zip(prefix(&by_gpu_sorted, coverage * all_gpu, gpu)) {
             keep[i] |= k && gpu(&groups[i]) > 0.0;
         }
-        Workload::weighted(groups.into_iter().zip(keep).filter_map(|(g, k)| k.then_some(g)))
+        PodMix::weighted(groups.into_iter().zip(keep).filter_map(|(g, k)| k.then_some(g)))
     }
 
     /// Typical pods from `(count, shape)` groups, weighted by count.
-    fn weighted(kept: impl Iterator<Item = (usize, PodRequest)>) -> Workload {
+    fn weighted(kept: impl Iterator<Item = (usize, PodRequest)>) -> PodMix {
         let kept: Vec<_> = kept.collect();
         let total = kept.iter().map(|(count, _)| count).sum::<usize>().max(1) as f64;
         let typical = kept
@@ -75,7 +76,7 @@ impl Workload {
                 weight: count as f64 / total,
             })
             .collect();
-        Workload { typical }
+        PodMix { typical }
     }
 
     /// The node's fragment in milli-GPU (see [`fragment`]).

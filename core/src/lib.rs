@@ -22,7 +22,7 @@ pub mod queue;
 pub mod schedule;
 pub mod tenancy;
 
-pub use frag::{TypicalPod, Workload};
+pub use frag::{PodMix, TypicalPod};
 pub use model::{Cluster, ModelCatalog, ModelId, ModelSet, Node, NodeId, Placement, PodRequest, GPU_MILLI};
-pub use policy::{Policy, PolicyKind, Scale};
+pub use policy::{Policy, PolicyKind, Scale, UnknownPolicy};
 pub use schedule::{PlaceError, Scheduler, Unschedulable};

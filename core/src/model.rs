@@ -236,6 +236,12 @@ pub struct Placement {
     pub gpus: Vec<(u32, u32)>,
 }
 
+/// Books that disagree with themselves ([`Cluster::check`], `Queue::check_invariants`): a bug
+/// in Gantry, never the user's input. The message says which record is wrong and how.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Inconsistent(pub String);
+
 /// Errors of the model: requests that make no sense, or allocations that do not fit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
@@ -795,7 +801,12 @@ impl Cluster {
     /// node's free is exactly its offer less that; an overcommitted node holds more than it
     /// offers and offers nothing; a removed node has no capacity; the name index and the closed
     /// count agree. Used by tests and by `Queue::check_invariants`.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Inconsistent> {
+        self.audit().map_err(Inconsistent)
+    }
+
+    /// [`Cluster::check`], saying what is wrong.
+    pub(crate) fn audit(&self) -> Result<(), String> {
         if self.books.len() != self.nodes.len() {
             // Nodes pushed directly: adopted with nothing placed on the next change.
             if self.books.len() > self.nodes.len()

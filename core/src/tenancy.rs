@@ -291,6 +291,17 @@ pub struct Tenancy {
     pub currency: String,
 }
 
+/// A GPU flavor no node is of ([`Tenancy::bind`]): its quota could never be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "flavor {flavor:?} is not the GPU model of any node (node models: {models}); rename the flavor to one of them or remove it"
+)]
+pub struct UnboundFlavor {
+    pub flavor: String,
+    /// The models the nodes have, comma-separated.
+    pub models: String,
+}
+
 impl Tenancy {
     pub fn flavor(&self, name: &str) -> Option<FlavorId> {
         self.flavors.iter().position(|f| f.name == name)
@@ -310,13 +321,9 @@ impl Tenancy {
     }
     /// Maps the cluster's GPU models to flavors. Fails, naming the flavor, when a GPU flavor is
     /// not a model of any node: its quota could never be used.
-    pub fn bind(&self, models: &ModelCatalog) -> Result<FlavorMap, String> {
+    pub fn bind(&self, models: &ModelCatalog) -> Result<FlavorMap, UnboundFlavor> {
         if let Some(flavor) = self.flavors.iter().find(|f| !f.is_cpu() && models.get(&f.name).is_none()) {
-            return Err(format!(
-                "flavor {:?} is not the GPU model of any node (node models: {}); rename the flavor to one of them or remove it",
-                flavor.name,
-                models.names().join(", ")
-            ));
+            return Err(UnboundFlavor { flavor: flavor.name.clone(), models: models.names().join(", ") });
         }
         Ok(self.bind_partial(models))
     }

@@ -846,7 +846,7 @@ impl Live {
                     node.gpu_free[0] = 0;
                     node.gpu_free_total -= GPU_MILLI;
                 }
-                let id = self.q.upsert_node(node).map_err(TestCaseError::fail)?;
+                let id = self.q.upsert_node(node).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 self.failed.insert(id, failed_gpu);
                 let n = &self.q.cluster().nodes[id];
                 let h = held(&self.q).remove(&id).unwrap_or_default();
@@ -896,7 +896,7 @@ impl Live {
             Op::ReleaseExternal(i) => {
                 if !self.externals.is_empty() {
                     let id = self.externals.swap_remove(i % self.externals.len());
-                    self.q.release_external(id).map_err(TestCaseError::fail)?;
+                    self.q.release_external(id).map_err(|e| TestCaseError::fail(e.to_string()))?;
                     prop_assert!(self.q.release_external(id).is_err());
                 }
             }
@@ -931,7 +931,7 @@ impl Live {
 
     fn check(&mut self) -> Result<(), TestCaseError> {
         if let Err(e) = self.q.check_invariants() {
-            return Err(TestCaseError::fail(e));
+            return Err(TestCaseError::fail(e.to_string()));
         }
         let held = held(&self.q);
         let c = self.q.cluster();
@@ -997,7 +997,7 @@ proptest! {
         live.check()?;
         prop_assert_eq!(live.q.cluster().placed_pods(), live.externals.len());
         for id in std::mem::take(&mut live.externals) {
-            live.q.release_external(id).map_err(TestCaseError::fail)?;
+            live.q.release_external(id).map_err(|e| TestCaseError::fail(e.to_string()))?;
         }
         live.check()?;
         prop_assert_eq!(live.q.cluster().placed_pods(), 0);
@@ -1075,7 +1075,8 @@ fn equivalent(
     let scheduler = || Scheduler::new(kind.build(&full, &expected));
     let t = tenancy();
     let mut a = if strict {
-        Queue::new(t.clone(), full.clone(), scheduler(), Mode::Quota, NOV1).map_err(TestCaseError::fail)?
+        Queue::new(t.clone(), full.clone(), scheduler(), Mode::Quota, NOV1)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?
     } else {
         Queue::new_live(t.clone(), full.clone(), scheduler(), Mode::Quota, NOV1)
     };
@@ -1083,16 +1084,17 @@ fn equivalent(
     let mut b = Queue::new_live(t, empty, scheduler(), Mode::Quota, NOV1);
     let model_of = |b: &mut Queue, n: &Node| {
         let name = n.model.map(|m| full.models.name(m).to_string()).unwrap_or_default();
-        b.intern_model(&name).map_err(TestCaseError::fail)
+        b.intern_model(&name).map_err(|e| TestCaseError::fail(e.to_string()))
     };
     for n in &full.nodes {
         let m = model_of(&mut b, n)?;
         let small = Node::new(n.name.clone(), n.cpu_capacity / 2, n.memory_capacity / 2, 1, Some(m));
-        b.upsert_node(small).map_err(TestCaseError::fail)?;
+        b.upsert_node(small).map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
     let m = model_of(&mut b, &full.nodes[0])?;
-    b.upsert_node(Node::new("extra", 64_000, 1 << 20, 8, Some(m))).map_err(TestCaseError::fail)?;
-    b.check_invariants().map_err(TestCaseError::fail)?;
+    b.upsert_node(Node::new("extra", 64_000, 1 << 20, 8, Some(m)))
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    b.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
     for n in &full.nodes {
         let m = model_of(&mut b, n)?;
         let real = Node::new(n.name.clone(), n.cpu_capacity, n.memory_capacity, n.gpu_count(), Some(m));
@@ -1108,8 +1110,8 @@ fn equivalent(
     for f in 0..3 {
         prop_assert_eq!(a.capacity(f), b.capacity(f));
     }
-    a.check_invariants().map_err(TestCaseError::fail)?;
-    b.check_invariants().map_err(TestCaseError::fail)?;
+    a.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    b.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
     let mut now = NOV1;
     let mut next = 1;
     for s in steps {
@@ -1136,8 +1138,8 @@ fn equivalent(
         }
         prop_assert_eq!(running_ids(&a), running_ids(&b));
     }
-    a.check_invariants().map_err(TestCaseError::fail)?;
-    b.check_invariants().map_err(TestCaseError::fail)?;
+    a.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    b.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Scores use the paper's scale: largest node 128 cores and 8 GPUs.
 
-use gantry_core::frag::{fragment, unusable_for, TypicalPod, Workload};
+use gantry_core::frag::{fragment, unusable_for, PodMix, TypicalPod};
 use gantry_core::model::{Cluster, ModelCatalog, ModelId, ModelSet, Node, PodRequest};
 use gantry_core::policy::{BestFit, DotProduct, Fgd, GpuClustering, GpuPacking, Policy, RandomFit, ScoreCx};
 use gantry_core::{PlaceError, PolicyKind, Scale, Scheduler};
@@ -155,7 +155,7 @@ fn best_fit_scores() {
 
 /// Typical pods: a 500-milli share pod and a 1-GPU pod needing 8 cores, half each.
 fn fgd_share_and_whole() -> Fgd {
-    Fgd::new(Workload { typical: vec![typical(1_000, 1, 500, 0.5), typical(8_000, 1, 1000, 0.5)] })
+    Fgd::new(PodMix { typical: vec![typical(1_000, 1, 500, 0.5), typical(8_000, 1, 1000, 0.5)] })
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn fgd_sharing_pod_ties_after_truncation_go_to_the_lowest_index() {
     // One typical pod, share-500. GPU 0 (520) leaves 30: Δ = −30 → 49.25 → 49.
     // GPU 1 (500) leaves 10: Δ = −10 → 49.75 → 49. Equal after truncation: GPU 0 wins,
     // although GPU 1 is better before truncation.
-    let fgd = Fgd::new(Workload { typical: vec![typical(0, 1, 500, 1.0)] });
+    let fgd = Fgd::new(PodMix { typical: vec![typical(0, 1, 500, 1.0)] });
     let n = node(32_000, &[520, 500]);
     let pod = share(1_000, 490);
     assert_eq!(fgd.score(&n, &pod, CX), 49.0);
@@ -247,7 +247,7 @@ fn unusable_for_each_case() {
     let ts = [typical(1_000, 0, 0, 0.25), typical(1_000, 1, 500, 0.5), typical(1_000, 1, 1000, 0.25)];
     assert_eq!(fragment(&ts, Some(0), 8_000, &free), 0.25 * 1800.0 + 0.5 * 200.0 + 0.25 * 800.0);
     let n = node(8_000, &free);
-    assert_eq!(Workload { typical: ts.to_vec() }.fragment(&n), 750.0);
+    assert_eq!(PodMix { typical: ts.to_vec() }.fragment(&n), 750.0);
 }
 
 // --- typical pods -------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ fn pods(groups: &[(usize, PodRequest)]) -> Vec<PodRequest> {
 }
 
 /// (cpu, count, milli, weight) of each typical pod, in order.
-fn shapes(w: &Workload) -> Vec<(u32, u32, u32, f64)> {
+fn shapes(w: &PodMix) -> Vec<(u32, u32, u32, f64)> {
     w.typical.iter().map(|t| (t.cpu_milli, t.gpu_count, t.gpu_milli, t.weight)).collect()
 }
 
@@ -292,7 +292,7 @@ fn typical_pods_by_count_with_95_percent_cutoff() {
         ("no pods", vec![], 0.95, vec![]),
     ];
     for (what, ps, cov, want) in cases {
-        assert_eq!(shapes(&Workload::typical(ps, *cov)), *want, "{what}");
+        assert_eq!(shapes(&PodMix::typical(ps, *cov)), *want, "{what}");
     }
 }
 
@@ -308,7 +308,7 @@ fn typical_pods_tie_order_and_grouping() {
         (2, whole(2_000, 2)),
         (2, with(share(1_000, 500), 0b100)),
     ]);
-    let got: Vec<_> = Workload::typical(&ps, 1.0)
+    let got: Vec<_> = PodMix::typical(&ps, 1.0)
         .typical
         .iter()
         .map(|t| (t.cpu_milli, t.gpu_milli, t.gpu_count, t.allowed_models))
@@ -325,10 +325,8 @@ fn typical_pods_tie_order_and_grouping() {
         ]
     );
     // Memory is not part of the shape.
-    let w = Workload::typical(
-        &[PodRequest::shared_gpu(1_000, 1, 500), PodRequest::shared_gpu(1_000, 2, 500)],
-        1.0,
-    );
+    let w =
+        PodMix::typical(&[PodRequest::shared_gpu(1_000, 1, 500), PodRequest::shared_gpu(1_000, 2, 500)], 1.0);
     assert_eq!(shapes(&w), vec![(1_000, 1, 500, 1.0)]);
 }
 
@@ -506,7 +504,7 @@ fn policy_names_round_trip() {
         assert_eq!(kind.build(&Cluster::default(), &[]).name(), kind.name());
     }
     assert!("FGD".parse::<PolicyKind>().is_ok());
-    let err = "magic".parse::<PolicyKind>().unwrap_err();
+    let err = "magic".parse::<PolicyKind>().unwrap_err().to_string();
     assert!(err.contains("unknown policy \"magic\"") && err.contains("best-fit"), "{err}");
 }
 
@@ -625,7 +623,7 @@ fn gantry_typical_pods_keep_a_rare_shape_that_asks_much_of_the_gpu() {
     // 100 half-GPU pods and 2 pods of 8 GPUs: by count the 8-GPU shape is 2 % and FGD's 95 %
     // drops it; by GPU asked it is 16 000 of 66 000, so Gantry keeps it, weighted by count.
     let ps = pods(&[(100, share(1_000, 500)), (2, whole(8_000, 8))]);
-    assert_eq!(shapes(&Workload::typical(&ps, 0.95)), vec![(1_000, 1, 500, 1.0)]);
-    let got = shapes(&Workload::typical_by_pods_and_gpu(&ps, 0.95));
+    assert_eq!(shapes(&PodMix::typical(&ps, 0.95)), vec![(1_000, 1, 500, 1.0)]);
+    let got = shapes(&PodMix::typical_by_pods_and_gpu(&ps, 0.95));
     assert_eq!(got, vec![(1_000, 1, 500, 100.0 / 102.0), (8_000, 8, 1000, 2.0 / 102.0)]);
 }

@@ -742,10 +742,10 @@ fn run_big_gangs(b: &BigGangs) -> Result<(), TestCaseError> {
         }
         let out = q.cycle(now);
         if let Err(e) = loops.record(&out, |_, _| 0) {
-            return Err(TestCaseError::fail(e));
+            return Err(TestCaseError::fail(e.to_string()));
         }
         if let Err(e) = q.check_invariants() {
-            return Err(TestCaseError::fail(e));
+            return Err(TestCaseError::fail(e.to_string()));
         }
         if to_submit.is_empty() && q.pending_count() == 0 && q.running_workloads().next().is_none() {
             prop_assert!(finished.contains(&1) && finished.contains(&2), "both big gangs finished");

@@ -126,7 +126,7 @@ fn a_borrowing_limit_caps_what_a_tenant_takes_above_nominal() {
     let err = q.submit(WB::new(4, 0).name("big").gpus(2, 3).build(), NOV1).unwrap_err();
     assert_eq!(
         err,
-        Refusal("workload big needs 6 but tenant a can hold at most 5 A100 GPUs (nominal quota plus borrowing); ask for less or for a larger quota".into())
+        Refusal::OverCeiling("workload big needs 6 but tenant a can hold at most 5 A100 GPUs (nominal quota plus borrowing); ask for less or for a larger quota".into())
     );
     assert_consistent(&q);
 }
@@ -153,7 +153,7 @@ fn strict_mode_caps_every_tenant_at_its_nominal_quota() {
     );
     assert_eq!(q.cluster().gpu_allocated(), g(4), "b's 4 GPUs stay idle");
     let err = q.submit(WB::new(3, 0).name("five").gpus(5, 1).build(), NOV1).unwrap_err();
-    assert!(err.0.contains("tenant a can hold at most 4 A100 GPUs"), "{err}");
+    assert!(err.to_string().contains("tenant a can hold at most 4 A100 GPUs"), "{err}");
     assert_consistent(&q);
 }
 
@@ -183,7 +183,7 @@ fn a_lender_keeps_its_nominal_minus_lending_limit() {
     assert!(out.preempted.is_empty());
     let err = q.submit(WB::new(11, 1).name("b5").gpus(1, 5).build(), NOV1 + 10).unwrap_err();
     assert_eq!(
-        err.0,
+        err.to_string(),
         "workload b5 needs 5 but tenant b can hold at most 4 A100 GPUs (nominal quota plus borrowing); ask for less or for a larger quota"
     );
     assert_consistent(&q);
@@ -940,7 +940,7 @@ fn a_refuse_budget_holds_work_and_refuses_submissions_until_next_month() {
     );
     let err = q.submit(WB::new(3, 0).gpus(1, 1).at(t1).build(), t1).unwrap_err();
     assert_eq!(
-        err.0,
+        err.to_string(),
         "tenant alpha has used 2.0 of its 2 GPU-hour budget for 2026-11 and its budget refuses new work until the month ends; ask a platform admin to raise the budget"
     );
     // Nothing changes before the month ends.
@@ -1106,34 +1106,35 @@ fn submissions_that_could_never_run_are_refused_with_the_fix() {
     let mut q = queue(t, c, NOV1);
     let err = q.submit(WB::new(1, 0).name("big").gpus(7, 1).build(), NOV1).unwrap_err();
     assert_eq!(
-        err.0,
+        err.to_string(),
         "workload big needs 7 but tenant a can hold at most 6 A100 GPUs or 2 H100 GPUs (nominal quota plus borrowing); ask for less or for a larger quota"
     );
     let err = q.submit(WB::new(2, 1).name("huge").gpus(1, 16).build(), NOV1).unwrap_err();
     assert_eq!(
-        err.0,
+        err.to_string(),
         "workload huge: some of its pods are larger than any node of A100, H100 could hold even when empty; make the pods smaller or accept another GPU model"
     );
     // Limited to H100 (4-GPU nodes), an 8-GPU pod fits nowhere even though A100 nodes could hold it.
     let h100 = ModelSet::from_iter([q.cluster().models.get("H100").unwrap()]);
     let err = q.submit(WB::new(3, 1).name("h8").gpus(1, 8).models(h100).build(), NOV1).unwrap_err();
     assert!(
-        err.0.starts_with("workload h8: some of its pods are larger than any node of H100 could hold"),
+        err.to_string()
+            .starts_with("workload h8: some of its pods are larger than any node of H100 could hold"),
         "{err}"
     );
     // Badly shaped requests are refused with what to change.
     let bad = WB::new(4, 1).name("bad").gpus(2, 1).min(3).build();
-    assert!(q.submit(bad, NOV1).unwrap_err().0.contains("set it between 1 and 2"));
+    assert!(q.submit(bad, NOV1).unwrap_err().to_string().contains("set it between 1 and 2"));
     let frac = WB::new(5, 1)
         .pods(1, PodRequest { gpu_count: 2, gpu_milli: 500, ..PodRequest::cpu_only(100, 1) })
         .build();
-    assert!(q.submit(frac, NOV1).unwrap_err().0.contains("only a single GPU can be shared"));
+    assert!(q.submit(frac, NOV1).unwrap_err().to_string().contains("only a single GPU can be shared"));
     // A duplicate id is refused; a refused workload was never queued.
     submit(&mut q, WB::new(6, 1).gpus(1, 1).build(), NOV1);
     assert!(q
         .submit(WB::new(6, 1).gpus(1, 1).build(), NOV1)
         .unwrap_err()
-        .0
+        .to_string()
         .contains("already queued or running"));
     assert_eq!(q.pending_count(), 1);
     // Within a's A100 ceiling of 6 (4 nominal + 2 borrowed): accepted.

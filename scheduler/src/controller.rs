@@ -396,7 +396,7 @@ impl Controller {
             Err(refusal) => gang
                 .pods
                 .iter()
-                .map(|m| Action::Refused { pod: m.pod.clone(), message: refusal.0.clone() })
+                .map(|m| Action::Refused { pod: m.pod.clone(), message: refusal.to_string() })
                 .collect(),
         }
     }
@@ -524,7 +524,7 @@ impl Controller {
             expected_runtime: None,
             charge: members.iter().find_map(|p| charge_of(p)),
         };
-        self.queue.restore(workload, placements, admitted, now).map_err(|r| r.0)?;
+        self.queue.restore(workload, placements, admitted, now).map_err(|r| r.to_string())?;
         self.next_id += 1;
         let pods: Vec<Member> = views
             .into_iter()
@@ -734,8 +734,8 @@ impl Controller {
         let mut view = parse_node(node, &mut models)?;
         // Broken evidence is no evidence: the node's pods count as busy.
         self.idle.insert(view.node.name.clone(), idle_pods(node).unwrap_or_default());
-        view.node.model = view.node.model.map(|m| self.queue.intern_model(models.name(m))).transpose()?;
-        self.queue.upsert_node(view.node)?;
+        view.node.model = view.node.model.map(|m| self.queue.intern_model(models.name(m))).transpose().map_err(|e| e.to_string())?;
+        self.queue.upsert_node(view.node).map_err(|e| e.to_string())?;
         let refused: Vec<String> = self
             .gangs
             .iter()

@@ -8,7 +8,7 @@
 //! 5. after every pod, record arrived and allocated GPU as % of capacity, bucketed by arrived %.
 
 use crate::trace::Trace;
-use gantry_core::frag::Workload;
+use gantry_core::frag::PodMix;
 use gantry_core::model::{could_ever_fit, Cluster, PodRequest};
 use gantry_core::policy::{Fgd, PolicyKind};
 use gantry_core::Scheduler;
@@ -109,7 +109,7 @@ pub fn run(trace: &Trace, spec: RunSpec, mut on_pod: impl FnMut()) -> RunResult 
 
     let mut cluster = Cluster::new(trace.models.clone(), trace.nodes.clone());
     let mut scheduler = Scheduler::new(spec.policy.build(&cluster, &requests)).with_tie_break(rank);
-    let measure = Workload::typical(&requests, Fgd::COVERAGE);
+    let measure = PodMix::typical(&requests, Fgd::COVERAGE);
     let fragmentation =
         |c: &Cluster| c.nodes.iter().map(|n| measure.fragment(n)).sum::<f64>() * 100.0 / capacity as f64;
 

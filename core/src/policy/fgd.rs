@@ -2,7 +2,7 @@
 //! the cluster's fragmentation the least.
 
 use super::{scoring_cpu, Policy, ScoreCx};
-use crate::frag::{fragment, take_ascending, Workload};
+use crate::frag::{fragment, take_ascending, PodMix};
 use crate::model::{lowest_index_gpus, Node, PodRequest};
 
 /// Score `trunc(100 × sigmoid((F_before − F_after) / 1000))` with F the node's fragment in
@@ -11,14 +11,14 @@ use crate::model::{lowest_index_gpus, Node, PodRequest};
 /// least free milli that fit.
 #[derive(Clone, Debug)]
 pub struct Fgd {
-    workload: Workload,
+    workload: PodMix,
 }
 
 impl Fgd {
     /// The share of pods the typical pods cover, as in the paper.
     pub const COVERAGE: f64 = 0.95;
 
-    pub fn new(workload: Workload) -> Self {
+    pub fn new(workload: PodMix) -> Self {
         Fgd { workload }
     }
 

@@ -58,7 +58,7 @@
 //! # Typical pods
 //! Gantry's typical pods are FGD's (the shapes covering 95 % of the pods, weighted by count) plus
 //! the shapes covering 95 % of the GPU asked for (see
-//! [`Workload::typical_by_pods_and_gpu`]): rare 8-GPU shapes carry a large share of the GPU, and
+//! [`PodMix::typical_by_pods_and_gpu`]): rare 8-GPU shapes carry a large share of the GPU, and
 //! without them nothing in F sees an idle 8-GPU node being broken by the balance term.
 //!
 //! # Ties
@@ -77,7 +77,7 @@
 
 use super::fgd::descend;
 use super::{Policy, ScoreCx};
-use crate::frag::{fragment, TypicalPod, Workload};
+use crate::frag::{fragment, PodMix, TypicalPod};
 use crate::model::{could_ever_fit, lowest_index_gpus, Node, PodRequest};
 use std::collections::HashMap;
 
@@ -111,7 +111,7 @@ impl GantryPolicy {
     /// Builds the policy from a sample of the expected workload and the cluster's nodes (only
     /// their capacities are read).
     pub fn new(expected: &[PodRequest], nodes: &[Node]) -> Self {
-        let typical = Workload::typical_by_pods_and_gpu(expected, super::Fgd::COVERAGE).typical;
+        let typical = PodMix::typical_by_pods_and_gpu(expected, super::Fgd::COVERAGE).typical;
         let (cpu, mem, gpu) = expected.iter().fold((0.0, 0.0, 0.0), |(c, m, g), p| {
             (c + p.cpu_milli as f64, m + p.memory_mib as f64, g + p.gpu_total() as f64)
         });

@@ -19,7 +19,7 @@ pub use gantry::GantryPolicy;
 pub use packing::GpuPacking;
 pub use random::RandomFit;
 
-use crate::frag::Workload;
+use crate::frag::PodMix;
 use crate::model::{best_fit_gpus, Cluster, Node, NodeId, PodRequest, GPU_MILLI};
 use std::fmt;
 use std::str::FromStr;
@@ -116,7 +116,7 @@ impl PolicyKind {
             PolicyKind::Clustering => Box::new(GpuClustering { scale }),
             PolicyKind::Packing => Box::new(GpuPacking),
             PolicyKind::BestFit => Box::new(BestFit { scale }),
-            PolicyKind::Fgd => Box::new(Fgd::new(Workload::typical(expected, Fgd::COVERAGE))),
+            PolicyKind::Fgd => Box::new(Fgd::new(PodMix::typical(expected, Fgd::COVERAGE))),
             PolicyKind::Gantry => Box::new(GantryPolicy::new(expected, &cluster.nodes)),
         }
     }
@@ -128,14 +128,21 @@ impl fmt::Display for PolicyKind {
     }
 }
 
+/// A policy name that is none of [`PolicyKind::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown policy {name:?}; choose from {} or all", PolicyKind::ALL.map(PolicyKind::name).join(", "))]
+pub struct UnknownPolicy {
+    pub name: String,
+}
+
 impl FromStr for PolicyKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownPolicy;
+    fn from_str(s: &str) -> Result<Self, UnknownPolicy> {
         let s = s.trim();
-        PolicyKind::ALL.into_iter().find(|k| k.name().eq_ignore_ascii_case(s)).ok_or_else(|| {
-            let names: Vec<_> = PolicyKind::ALL.iter().map(|k| k.name()).collect();
-            format!("unknown policy {s:?}; choose from {} or all", names.join(", "))
-        })
+        PolicyKind::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownPolicy { name: s.to_string() })
     }
 }
 

@@ -13,7 +13,7 @@
 //! [`super::workload::MAX_WORKLOAD_ID`]). They take room but no quota.
 
 use super::{pod_id, Queue, State, WorkloadId, EXTERNAL_POD_BIT};
-use crate::model::{Cluster, ModelId, Node, NodeId, Placement, PodRequest};
+use crate::model::{Cluster, ModelError, ModelId, Node, NodeId, Placement, PodRequest};
 use crate::schedule::Scheduler;
 use crate::tenancy::{FlavorId, Milli, Seconds, Tenancy};
 use std::collections::BTreeSet;
@@ -56,9 +56,9 @@ impl Queue {
     /// (with [`Tenancy::bind_partial`]), so a flavor that names it, and had no nodes so far,
     /// starts taking workloads once nodes of the model appear. Fails once the catalog holds
     /// [`crate::model::MAX_GPU_MODELS`] names.
-    pub fn intern_model(&mut self, name: &str) -> Result<ModelId, String> {
+    pub fn intern_model(&mut self, name: &str) -> Result<ModelId, LiveError> {
         let known = self.cluster.models.len();
-        let id = self.cluster.models.intern(name).map_err(|e| e.to_string())?;
+        let id = self.cluster.models.intern(name)?;
         if self.cluster.models.len() != known {
             self.rebind();
         }
@@ -73,8 +73,8 @@ impl Queue {
     /// Every index derived from the node follows (the flavor's nodes, capacity and free room, the
     /// idle-GPU counts), shapes that found no room on its flavor try again, and the next cycle
     /// runs. Fails, changing nothing, when the cluster refuses the node.
-    pub fn upsert_node(&mut self, node: Node) -> Result<NodeId, String> {
-        let id = self.cluster.upsert_node(node).map_err(|e| e.to_string())?;
+    pub fn upsert_node(&mut self, node: Node) -> Result<NodeId, LiveError> {
+        let id = self.cluster.upsert_node(node)?;
         if self.flavors.by_model.len() < self.cluster.models.len() {
             self.rebind();
         }
@@ -106,12 +106,17 @@ impl Queue {
     /// the queue's disagree, and the pod is not counted.
     ///
     /// No cycle is due for it: taking room never lets a workload start.
-    pub fn place_external(&mut self, id: u64, pod: &PodRequest, placement: Placement) -> Result<(), String> {
+    pub fn place_external(
+        &mut self,
+        id: u64,
+        pod: &PodRequest,
+        placement: Placement,
+    ) -> Result<(), LiveError> {
         let key = external_key(id)?;
         let mut pod = *pod;
         pod.allowed_models = None;
         let node = placement.node;
-        self.cluster.allocate(key, &pod, placement).map_err(|e| format!("external pod {id}: {e}"))?;
+        self.cluster.allocate(key, &pod, placement).map_err(|source| LiveError::External { id, source })?;
         self.external.insert(key);
         self.touch(node);
         Ok(())
@@ -120,12 +125,12 @@ impl Queue {
     /// Frees the room of external pod `id` (see [`Queue::place_external`]). Shapes that found no
     /// room on its node's flavor try again, and the next cycle runs. Fails, changing nothing,
     /// when no external pod of that id is placed.
-    pub fn release_external(&mut self, id: u64) -> Result<(), String> {
+    pub fn release_external(&mut self, id: u64) -> Result<(), LiveError> {
         let key = external_key(id)?;
         if !self.external.contains(&key) {
-            return Err(format!("external pod {id} is not placed"));
+            return Err(LiveError::NotPlaced(id));
         }
-        let placement = self.cluster.release(key).map_err(|e| format!("external pod {id}: {e}"))?;
+        let placement = self.cluster.release(key).map_err(|source| LiveError::External { id, source })?;
         self.external.remove(&key);
         self.touch(placement.node);
         let flavor = self.node_index.get(placement.node).and_then(|n| n.gpu_flavor);
@@ -264,7 +269,7 @@ impl Queue {
     /// external pods, the flavor binding, and every per-node record and per-flavor index against
     /// the nodes as they are now.
     pub(super) fn check_live(&self) -> Result<(), String> {
-        self.cluster.check()?;
+        self.cluster.audit()?;
         for &key in &self.external {
             if key & EXTERNAL_POD_BIT == 0 {
                 return Err(format!("external pod id {key:#x} lacks the external bit"));
@@ -378,9 +383,9 @@ impl Indexes {
 }
 
 /// The cluster pod id of external pod `id`.
-fn external_key(id: u64) -> Result<u64, String> {
+fn external_key(id: u64) -> Result<u64, LiveError> {
     if id & EXTERNAL_POD_BIT != 0 {
-        return Err(format!("external pod id {id} is too large; ids must be below 2^63"));
+        return Err(LiveError::IdTooLarge(id));
     }
     Ok(id | EXTERNAL_POD_BIT)
 }
@@ -438,6 +443,25 @@ impl Queue {
             self.dirty = true;
         }
     }
+}
+
+/// Why a live cluster's change was refused (nothing changed).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LiveError {
+    /// The cluster refused the node or the model name.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("external pod id {0} is too large; ids must be below 2^63")]
+    IdTooLarge(u64),
+    #[error("external pod {0} is not placed")]
+    NotPlaced(u64),
+    /// The external pod's placement does not fit, or its release failed.
+    #[error("external pod {id}: {source}")]
+    External {
+        id: u64,
+        #[source]
+        source: ModelError,
+    },
 }
 
 /// Why a new tenancy cannot replace the queue's in place (the caller rebuilds the queue instead).

@@ -17,16 +17,16 @@ mod workload;
 pub use explain::{Explanation, Reason};
 pub use gang::{place_gang, GangMisfit};
 pub use ledger::{cost_micros, Accrual, Accruals, ChargeId, Charged, Ledger};
-pub use live::Restructure;
+pub use live::{LiveError, Restructure};
 pub use preempt::RoomCheck;
 pub use quota::QuotaTree;
 pub use workload::{
     pod_id, Charge, PodSet, Workload, WorkloadId, EXTERNAL_POD_BIT, MAX_MEMBERS, MAX_WORKLOAD_ID,
 };
 
-use crate::model::{could_ever_fit, Cluster, NodeId, Placement, PodRequest};
+use crate::model::{could_ever_fit, Cluster, Inconsistent, NodeId, Placement, PodRequest};
 use crate::schedule::Scheduler;
-use crate::tenancy::{FlavorId, FlavorMap, Milli, Seconds, Tenancy, TenantId, WhenExhausted};
+use crate::tenancy::{FlavorId, FlavorMap, Milli, Seconds, Tenancy, TenantId, UnboundFlavor, WhenExhausted};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -115,10 +115,35 @@ pub struct CycleOutcome {
     pub preempted: Vec<Preemption>,
 }
 
-/// Why a workload was refused at submission: it can never run as asked.
+/// Why a workload was refused at submission (or could not be taken back at its placements):
+/// it can never run as asked. Each message says what to fix.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Refusal(pub String);
+pub enum Refusal {
+    /// The workload's shape makes no sense ([`Workload::validate`]).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("workload {workload} names tenant #{tenant}, which does not exist")]
+    NoTenant { workload: String, tenant: TenantId },
+    #[error("workload id {0} is already queued or running")]
+    Duplicate(WorkloadId),
+    #[error(
+        "tenant {tenant} may not use priority class {class}; use one of its classes or ask a platform admin to allow it"
+    )]
+    ClassNotAllowed { tenant: String, class: String },
+    /// The tenant's monthly budget is spent and its rule is to refuse (the message gives the
+    /// figures).
+    #[error("{0}")]
+    BudgetSpent(String),
+    /// No node of any flavor the workload accepts could ever hold it.
+    #[error("{0}")]
+    NeverFits(String),
+    /// More than the tenant may ever hold (nominal quota plus borrowing).
+    #[error("{0}")]
+    OverCeiling(String),
+    /// A running workload cannot be taken back at the placements given ([`Queue::restore`]).
+    #[error("{0}")]
+    Unrestorable(String),
+}
 
 /// How many workloads of one tenant a cycle looks at past the last admission.
 pub const SCAN_DEPTH: usize = 32;
@@ -233,7 +258,7 @@ impl Queue {
         scheduler: Scheduler,
         mode: Mode,
         now: Seconds,
-    ) -> Result<Queue, String> {
+    ) -> Result<Queue, UnboundFlavor> {
         let flavors = tenancy.bind(&cluster.models)?;
         Ok(Queue::build(tenancy, flavors, cluster, scheduler, mode, now))
     }
@@ -362,24 +387,21 @@ impl Queue {
     /// Adds a workload to its tenant's queue, or refuses it when it could never run as asked.
     pub fn submit(&mut self, w: Workload, now: Seconds) -> Result<(), Refusal> {
         self.now = now;
-        w.validate().map_err(Refusal)?;
+        w.validate()?;
         if w.tenant >= self.tenancy.tenants.len() {
-            return Err(Refusal(format!(
-                "workload {} names tenant #{}, which does not exist",
-                w.name, w.tenant
-            )));
+            return Err(Refusal::NoTenant { workload: w.name.clone(), tenant: w.tenant });
         }
         if self.entries.contains_key(&w.id) {
-            return Err(Refusal(format!("workload id {} is already queued or running", w.id)));
+            return Err(Refusal::Duplicate(w.id));
         }
         let tenant = &self.tenancy.tenants[w.tenant];
         if let Some(class) = w.priority_class {
             if !tenant.allowed_classes.is_empty() && !tenant.allowed_classes.contains(&class) {
                 let name = self.tenancy.priority_classes.get(class).map_or("?", |c| c.name.as_str());
-                return Err(Refusal(format!(
-                    "tenant {} may not use priority class {name}; use one of its classes or ask a platform admin to allow it",
-                    tenant.name
-                )));
+                return Err(Refusal::ClassNotAllowed {
+                    tenant: tenant.name.clone(),
+                    class: name.to_string(),
+                });
             }
         }
         if self.mode == Mode::Quota {
@@ -389,7 +411,7 @@ impl Queue {
                     && self.ledger.month_gpu_use(w.tenant, now) >= b.milli_gpu_seconds
                     && w.wants_gpu()
                 {
-                    return Err(Refusal(explain::budget_message(self, w.tenant, now)));
+                    return Err(Refusal::BudgetSpent(explain::budget_message(self, w.tenant, now)));
                 }
             }
         } else {
@@ -417,7 +439,7 @@ impl Queue {
         if flavors.iter().any(|&f| fits_somewhere(f)) {
             return Ok(());
         }
-        Err(Refusal(explain::never_fits_message(self, w, &flavors)))
+        Err(Refusal::NeverFits(explain::never_fits_message(self, w, &flavors)))
     }
 
     fn refuse_if_never(&self, w: &Workload) -> Result<(), Refusal> {
@@ -428,7 +450,7 @@ impl Queue {
         if flavors.iter().any(|&f| self.ceilings[w.tenant * nf + f] >= demand) {
             return Ok(());
         }
-        Err(Refusal(explain::over_ceiling_message(self, w, &flavors)))
+        Err(Refusal::OverCeiling(explain::over_ceiling_message(self, w, &flavors)))
     }
 
     /// A running workload ended, or a pending one was withdrawn. Unknown ids are ignored (the
@@ -750,14 +772,17 @@ impl Queue {
         at: Seconds,
         now: Seconds,
     ) -> Result<(), Refusal> {
-        w.validate().map_err(Refusal)?;
+        w.validate()?;
         if self.entries.contains_key(&w.id) || w.tenant >= self.tenancy.tenants.len() {
-            return Err(Refusal(format!("workload {} is already known or names no tenant", w.name)));
+            return Err(Refusal::Unrestorable(format!(
+                "workload {} is already known or names no tenant",
+                w.name
+            )));
         }
         let requests: Vec<PodRequest> =
             w.pod_sets.iter().flat_map(|s| std::iter::repeat_n(s.request, s.count as usize)).collect();
         if requests.len() != placements.len() {
-            return Err(Refusal(format!(
+            return Err(Refusal::Unrestorable(format!(
                 "workload {}: {} pods but {} placements",
                 w.name,
                 requests.len(),
@@ -772,7 +797,7 @@ impl Queue {
             self.flavors.cpu
         };
         let Some(f) = flavor else {
-            return Err(Refusal(format!(
+            return Err(Refusal::Unrestorable(format!(
                 "workload {} runs on nodes whose GPU model no flavor names",
                 w.name
             )));
@@ -785,7 +810,7 @@ impl Queue {
                 for &id in &ids[..i] {
                     let _ = self.cluster.release(id);
                 }
-                return Err(Refusal(format!("workload {}: {e}", w.name)));
+                return Err(Refusal::Unrestorable(format!("workload {}: {e}", w.name)));
             }
         }
         for p in &placements {
@@ -1033,7 +1058,11 @@ impl Queue {
     /// cluster's accounting is exact ([`Cluster::check`]), and every index derived from the
     /// nodes (flavor nodes, capacity, free room, idle GPUs, flavor binding) matches the nodes as
     /// they are now. Used by tests.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    pub fn check_invariants(&self) -> Result<(), Inconsistent> {
+        self.audit().map_err(Inconsistent)
+    }
+
+    fn audit(&self) -> Result<(), String> {
         let nf = self.tenancy.flavors.len();
         let mut usage = vec![0u64; self.tenancy.tenants.len() * nf];
         let mut priorities: Vec<std::collections::BTreeMap<i32, (u32, Milli)>> =

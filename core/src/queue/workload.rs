@@ -1,5 +1,6 @@
 //! Workloads: gangs of pod sets that are admitted whole.
 
+use super::Refusal;
 use crate::model::{ModelSet, PodRequest};
 use crate::tenancy::{Kind, Milli, Seconds, TenantId};
 use serde::Serialize;
@@ -109,35 +110,37 @@ impl Workload {
     }
 
     /// Checks the shape; the message says what to fix.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Refusal> {
         if self.id > MAX_WORKLOAD_ID {
-            return Err(format!(
+            return Err(Refusal::Invalid(format!(
                 "workload {} has id {}; ids must be at most {MAX_WORKLOAD_ID}",
                 self.name, self.id
-            ));
+            )));
         }
         let members = self.members();
         if members == 0 {
-            return Err(format!(
+            return Err(Refusal::Invalid(format!(
                 "workload {} has no pods; give at least one pod set a count above 0",
                 self.name
-            ));
+            )));
         }
         if members >= MAX_MEMBERS {
-            return Err(format!(
+            return Err(Refusal::Invalid(format!(
                 "workload {} has {members} pods; at most {} are supported",
                 self.name,
                 MAX_MEMBERS - 1
-            ));
+            )));
         }
         if self.min_members == 0 || self.min_members > members {
-            return Err(format!(
+            return Err(Refusal::Invalid(format!(
                 "workload {} has min_members {} but {members} pods; set it between 1 and {members}",
                 self.name, self.min_members
-            ));
+            )));
         }
         for s in &self.pod_sets {
-            s.request.validate().map_err(|e| format!("workload {} pod set {}: {e}", self.name, s.name))?;
+            s.request
+                .validate()
+                .map_err(|e| Refusal::Invalid(format!("workload {} pod set {}: {e}", self.name, s.name)))?;
         }
         Ok(())
     }

@@ -85,7 +85,7 @@ pub fn simulate_tenants(
     workloads: &[SimWorkload],
     spec: &MultiSpec,
 ) -> Result<MultiReport, String> {
-    tenancy.bind(models)?;
+    tenancy.bind(models).map_err(|e| e.to_string())?;
     let outcomes: Vec<Result<timeline::Outcome, String>> = spec
         .setups
         .par_iter()

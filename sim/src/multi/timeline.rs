@@ -204,7 +204,7 @@ pub fn run_observed(
         Setup::StrictQuota => (tenancy.strict(), Mode::Quota),
         Setup::Fifo => (tenancy.clone(), Mode::Fifo),
     };
-    let mut q = Queue::new(rules, cluster, scheduler, mode, spec.start)?;
+    let mut q = Queue::new(rules, cluster, scheduler, mode, spec.start).map_err(|e| e.to_string())?;
     let mut sim = Loop::new(&q, tenancy, workloads, spec);
     sim.run(&mut q, observer);
     let outcome = sim.finish(q, started);
