@@ -38,7 +38,8 @@ pub struct QuotaApiArgs {
 pub fn run(args: QuotaApiArgs) -> Result<(), String> {
     let ledger = Ledger::open(&args.ledger).map_err(|e| e.to_string())?;
     let (records, _) = ledger.totals().map_err(|e| e.to_string())?;
-    let file_tokens = args.tokens.as_ref().map(|p| StaticTokens::load(p)).transpose()?;
+    let file_tokens =
+        args.tokens.as_ref().map(|p| StaticTokens::load(p)).transpose().map_err(|e| e.to_string())?;
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {

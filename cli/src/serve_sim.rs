@@ -51,7 +51,8 @@ pub fn run(
     let tokens = StaticTokens::parse(
         "simulate --serve",
         &format!("tokens:\n  - {{token: \"{token}\", user: admin, admin: true}}\n"),
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     let empty = View {
         at: spec.start,
         currency: tenancy.currency.clone(),

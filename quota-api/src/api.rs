@@ -10,7 +10,7 @@
 //! **Writers** (`/internal/v1/*`) are authenticated from the `Authorization` header before a byte
 //! of the body is read: an unknown caller gets 401 and costs nothing but the header. The
 //! scheduler's leader sends accruals and the view; node agents send idle time, each of its own
-//! node only ([`crate::auth::Identity`]).
+//! node only ([`crate::auth::Caller`]).
 //!
 //! **Ledger work never runs on the async workers**: each request's reads or writes run on a
 //! blocking thread ([`tokio::task::spawn_blocking`]), taking turns first come, first served, and a
@@ -26,7 +26,7 @@
 //! Prometheus that should chart per-tenant cost scrapes with a bearer token of an account bound
 //! to the `gantry-quota-admin` ClusterRole.
 
-use crate::auth::{Authenticator, Identity, Refused, Scope};
+use crate::auth::{Authenticator, Caller, Refused, Scope};
 use crate::import::ImportError;
 use crate::ledger::{
     Bucket, Group, Ledger, LedgerError, NotebookStopRecord, Record, Step, StopQuery, Stops, Sums, EARLIEST,
@@ -217,7 +217,7 @@ impl IntoResponse for ApiError {
 type Answer<T> = Result<T, ApiError>;
 
 /// The caller, from the bearer token.
-async fn who(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
+async fn who(api: &Api, headers: &HeaderMap) -> Answer<Caller> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let Some(token) = value.and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty())
     else {
@@ -235,7 +235,7 @@ async fn who(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
 }
 
 /// Tenants the caller asked for (`tenant=`, or all they may see), checked.
-fn tenants_asked(view: &View, id: &Identity, asked: Option<&String>) -> Answer<Vec<String>> {
+fn tenants_asked(view: &View, id: &Caller, asked: Option<&String>) -> Answer<Vec<String>> {
     match asked {
         Some(t) if !id.scope.sees(t) => Err(ApiError::Forbidden(format!(
             "{} may not read tenant {t}; ask a platform admin for access",
@@ -525,7 +525,7 @@ fn minus(a: &Sums, b: &Sums) -> Sums {
 /// Cost lines per tenant and flavor over the period, split by `group=` when asked.
 async fn cost_lines(
     api: &Arc<Api>,
-    id: &Identity,
+    id: &Caller,
     params: &HashMap<String, String>,
 ) -> Answer<(i64, i64, Option<Group>, Vec<CostLine>)> {
     let view = api.view();
@@ -719,7 +719,7 @@ async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer<Resp
 }
 
 /// The caller, who must be the scheduler's leader (accruals and the view).
-async fn writer(api: &Api, headers: &HeaderMap) -> Answer<Identity> {
+async fn writer(api: &Api, headers: &HeaderMap) -> Answer<Caller> {
     let id = who(api, headers).await?;
     if !id.writer {
         return Err(ApiError::Forbidden(format!("{} may not write accruals or the view; only Gantry's scheduler does (create accruals.gantry.dev, with a token for the audience gantry-quota-api)", id.user)));
@@ -754,9 +754,10 @@ fn ledger_error(e: LedgerError) -> ApiError {
         e @ (LedgerError::Conflict { .. } | LedgerError::StopConflict { .. }) => {
             ApiError::Conflict(e.to_string())
         }
-        e @ (LedgerError::Invalid { .. } | LedgerError::InvalidStop { .. }) => {
-            ApiError::BadRequest(e.to_string())
-        }
+        e @ (LedgerError::Invalid { .. }
+        | LedgerError::CostTooLarge { .. }
+        | LedgerError::InvalidStop { .. }
+        | LedgerError::StopCostTooLarge { .. }) => ApiError::BadRequest(e.to_string()),
         e => ApiError::Internal(e.to_string()),
     }
 }
@@ -830,7 +831,8 @@ async fn idle(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body:
             "no tenants known yet: the scheduler has not sent its view; send the report again later".into(),
         ));
     }
-    let (records, skipped) = crate::idle::records(&view, &report).map_err(ApiError::BadRequest)?;
+    let (records, skipped) =
+        crate::idle::records(&view, &report).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let count = records.len();
     let new = api.append(records).await?;
     api.wrote("node-agent", new);

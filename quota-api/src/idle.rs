@@ -25,18 +25,36 @@ pub struct Skipped {
     pub why: String,
 }
 
+/// Why a report from a node agent is refused as a whole (answered 400): nothing in it is charged,
+/// so the agent must fix it before sending again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdleError {
+    /// The report does not say which node sent it, and the node is part of every record's key.
+    #[error("the report names no node; send the node agent's node name")]
+    NoNode,
+    /// A line's window is out of bounds (see [`crate::ledger::window_error`]).
+    #[error("line {namespace}/{model} [{start}, {end}): {why}")]
+    Window { namespace: String, model: String, start: i64, end: i64, why: String },
+}
+
 /// The ledger records of `report` under `view`, one per tenant, flavor and window (a tenant's
 /// namespaces are summed), and the lines no tenant or flavor owns. Lines with no idle time make
 /// no record.
-pub fn records(view: &View, report: &IdleReport) -> Result<(Vec<Record>, Vec<Skipped>), String> {
+pub fn records(view: &View, report: &IdleReport) -> Result<(Vec<Record>, Vec<Skipped>), IdleError> {
     if report.node.is_empty() {
-        return Err("the report names no node; send the node agent's node name".into());
+        return Err(IdleError::NoNode);
     }
     let mut sums: BTreeMap<(&str, &str, i64, i64), (u64, u64)> = BTreeMap::new();
     let mut skipped = Vec::new();
     for l in &report.lines {
         if let Some(why) = crate::ledger::window_error(l.start, l.end, true) {
-            return Err(format!("line {}/{} [{}, {}): {why}", l.namespace, l.model, l.start, l.end));
+            return Err(IdleError::Window {
+                namespace: l.namespace.clone(),
+                model: l.model.clone(),
+                start: l.start,
+                end: l.end,
+                why,
+            });
         }
         let skip = |reason, why: String| Skipped {
             namespace: l.namespace.clone(),

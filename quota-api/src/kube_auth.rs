@@ -22,7 +22,7 @@
 //! quota API's account needs `create` on `tokenreviews` and `subjectaccessreviews` (the built-in
 //! `system:auth-delegator`).
 
-use crate::auth::{Authenticator, Identified, Identity, Refused, Scope};
+use crate::auth::{Authenticator, Caller, Identified, Refused, Scope};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use kube::api::{Api, PostParams};
@@ -53,7 +53,7 @@ pub const AUDIENCE: &str = "gantry-quota-api";
 pub const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
 
 /// A token's answer (a refusal too) and when it was given.
-type Cached = (Result<Identity, Refused>, Instant);
+type Cached = (Result<Caller, Refused>, Instant);
 
 pub struct KubeAuth {
     client: Client,
@@ -157,7 +157,7 @@ impl KubeAuth {
         }
     }
 
-    async fn identity(&self, token: &str, tenants: &[String]) -> Option<Identity> {
+    async fn caller(&self, token: &str, tenants: &[String]) -> Option<Caller> {
         // A token for Gantry's audience first (the writers'), then any the API server takes.
         let (user, bound) = match self.review(token, Some(vec![AUDIENCE.to_string()])).await {
             Some(user) => (user, true),
@@ -173,7 +173,7 @@ impl KubeAuth {
             .filter(|n| !n.is_empty())
             .cloned();
         if self.may(&user, "list", "tenants", None).await {
-            return Some(Identity { user: user.name, scope: Scope::Admin, writer, idle_writer, node });
+            return Some(Caller { user: user.name, scope: Scope::Admin, writer, idle_writer, node });
         }
         let mut visible = Vec::new();
         for t in tenants {
@@ -181,7 +181,7 @@ impl KubeAuth {
                 visible.push(t.clone());
             }
         }
-        Some(Identity { user: user.name, scope: Scope::Tenants(visible), writer, idle_writer, node })
+        Some(Caller { user: user.name, scope: Scope::Tenants(visible), writer, idle_writer, node })
     }
 }
 
@@ -199,7 +199,7 @@ impl Authenticator for KubeAuth {
             if !self.may_review(now) {
                 return Err(Refused::Busy);
             }
-            let answer = self.identity(token, tenants).await.ok_or(Refused::Invalid);
+            let answer = self.caller(token, tenants).await.ok_or(Refused::Invalid);
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= CACHE_MAX {
                 cache.retain(|_, (_, until)| *until > now);

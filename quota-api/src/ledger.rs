@@ -65,9 +65,22 @@ pub enum LedgerError {
         "ledger: accrual {key} is already recorded with other figures; two writers disagree about the same interval, fix the source before replaying"
     )]
     Conflict { key: String },
+    /// An accrual whose cost of one kind (guaranteed, borrowed or idle) does not fit a 64-bit
+    /// signed integer, as SQLite stores it: the price or the use is wrong, and keeping it would
+    /// overflow every sum it entered.
+    #[error(
+        "ledger: accrual {key} is not valid: its {kind} cost ({usage} milli-unit-seconds at priceMicros {price_micros}) does not fit a 64-bit signed integer; check the price"
+    )]
+    CostTooLarge { key: String, kind: &'static str, usage: u64, price_micros: u64 },
     /// A notebook stop that cannot be true.
     #[error("ledger: notebook stop {key} is not valid: {why}")]
     InvalidStop { key: String, why: String },
+    /// A notebook stop whose cost does not fit a 64-bit signed integer, for the same reason as
+    /// [`LedgerError::CostTooLarge`].
+    #[error(
+        "ledger: notebook stop {key} is not valid: its cost ({idle} milli-GPU-seconds at priceMicros {price_micros}) does not fit a 64-bit signed integer; check the price"
+    )]
+    StopCostTooLarge { key: String, idle: u64, price_micros: u64 },
     /// The same notebook and second already holds another stop.
     #[error(
         "ledger: notebook stop {key} is already recorded with other figures; two writers disagree about the same stop, fix the source before sending again"
@@ -120,17 +133,24 @@ pub fn window_error(start: i64, end: i64, idle_window: bool) -> Option<String> {
     None
 }
 
-/// The record's cost of each kind (guaranteed, borrowed, idle) in micro-units, or why it does not
-/// fit a 64-bit signed integer.
-fn costs(r: &Record) -> Result<[u64; 3], String> {
+/// The record's cost of each kind (guaranteed, borrowed, idle) in micro-units, or the kind whose
+/// cost does not fit a 64-bit signed integer.
+fn costs(r: &Record) -> Result<[u64; 3], LedgerError> {
     let mut out = [0; 3];
-    for (i, (what, v)) in
+    for (i, (kind, usage)) in
         [("guaranteed", r.guaranteed), ("borrowed", r.borrowed), ("idle", r.idle)].into_iter().enumerate()
     {
-        let cost = u128::from(v).checked_mul(u128::from(r.price_micros)).map(|m| m / 3_600_000);
+        let cost = u128::from(usage).checked_mul(u128::from(r.price_micros)).map(|m| m / 3_600_000);
         out[i] = match cost.and_then(|c| u64::try_from(c).ok()).filter(|&c| c <= i64::MAX as u64) {
             Some(c) => c,
-            None => return Err(format!("its {what} cost ({v} milli-unit-seconds at priceMicros {}) does not fit a 64-bit signed integer; check the price", r.price_micros)),
+            None => {
+                return Err(LedgerError::CostTooLarge {
+                    key: r.key(),
+                    kind,
+                    usage,
+                    price_micros: r.price_micros,
+                })
+            }
         };
     }
     Ok(out)
@@ -174,7 +194,7 @@ fn check(r: &Record) -> Result<(), LedgerError> {
     if [r.guaranteed, r.borrowed, r.idle, r.price_micros].iter().any(|&v| v > i64::MAX as u64) {
         return bad("a figure does not fit a 64-bit signed integer");
     }
-    costs(r).map(|_| ()).or_else(|why| bad(&why))
+    costs(r).map(|_| ())
 }
 
 /// The longest name of a tenant or flavor in a notebook stop (the tenancy's names are far
@@ -200,14 +220,18 @@ fn dns_subdomain(v: &str) -> bool {
     v.len() <= 253 && v.split('.').all(dns_label)
 }
 
-/// The stop's cost in micro-units, or why it does not fit a 64-bit signed integer.
-fn stop_cost(s: &NotebookStopRecord) -> Result<u64, String> {
+/// The stop's cost in micro-units, or the refusal when it does not fit a 64-bit signed integer.
+fn stop_cost(s: &NotebookStopRecord) -> Result<u64, LedgerError> {
     u128::from(s.idle)
         .checked_mul(u128::from(s.price_micros))
         .map(|m| m / 3_600_000)
         .and_then(|c| u64::try_from(c).ok())
         .filter(|&c| c <= i64::MAX as u64)
-        .ok_or_else(|| format!("its cost ({} milli-GPU-seconds at priceMicros {}) does not fit a 64-bit signed integer; check the price", s.idle, s.price_micros))
+        .ok_or_else(|| LedgerError::StopCostTooLarge {
+            key: s.key(),
+            idle: s.idle,
+            price_micros: s.price_micros,
+        })
 }
 
 /// Refuses a notebook stop that cannot be true, naming its key and the field at fault; returns
@@ -263,7 +287,7 @@ pub fn check_stop(s: &NotebookStopRecord) -> Result<u64, LedgerError> {
     if s.message.len() > MAX_STOP_MESSAGE {
         return bad(format!("message is {} bytes; at most {MAX_STOP_MESSAGE}", s.message.len()));
     }
-    stop_cost(s).or_else(bad)
+    stop_cost(s)
 }
 
 /// Which notebook stops [`Ledger::stops`] reads: of a tenant or all, those stopped in
@@ -631,7 +655,7 @@ impl Ledger {
         let mut totals: HashMap<(&str, &str), Sums> = HashMap::new();
         for r in records {
             check(r)?;
-            let [gc, bc, ic] = costs(r).map_err(|why| LedgerError::Invalid { key: r.key(), why })?;
+            let [gc, bc, ic] = costs(r)?;
             let add = Sums {
                 guaranteed: r.guaranteed,
                 borrowed: r.borrowed,

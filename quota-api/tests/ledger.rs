@@ -184,3 +184,56 @@ fn a_database_error_keeps_sqlites_own_error_as_its_source() {
     assert!(source.downcast_ref::<rusqlite::Error>().is_some(), "{source:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The typed refusals read as the strings they replaced, word for word (the API answers with
+/// them, and writers' logs are searched for them).
+#[test]
+fn typed_refusals_keep_their_messages() {
+    use gantry_api::quota::{IdleLine, IdleReport, NotebookStopRecord};
+    use gantry_api::view::View;
+    use gantry_quota_api::idle::{records, IdleError};
+    use gantry_quota_api::ledger::check_stop;
+
+    let max = i64::MAX as u64;
+    let mut l = Ledger::in_memory().unwrap();
+    let r = Record { price_micros: max, ..record("team-a", T, T + 3600, 2 * 3_600_000) };
+    let err = l.append(std::slice::from_ref(&r)).unwrap_err();
+    assert!(matches!(err, LedgerError::CostTooLarge { kind: "guaranteed", .. }));
+    assert_eq!(
+        err.to_string(),
+        format!("ledger: accrual {} is not valid: its guaranteed cost (7200000 milli-unit-seconds at priceMicros {max}) does not fit a 64-bit signed integer; check the price", r.key())
+    );
+
+    let stop = NotebookStopRecord {
+        tenant: "team-a".into(),
+        namespace: "team-a".into(),
+        notebook: "nb-1".into(),
+        flavor: "A100".into(),
+        idle_since: T,
+        at: T + 7200,
+        idle: 7_200_000,
+        price_micros: max,
+        message: String::new(),
+    };
+    let err = check_stop(&stop).unwrap_err();
+    assert!(matches!(err, LedgerError::StopCostTooLarge { .. }));
+    assert_eq!(
+        err.to_string(),
+        format!("ledger: notebook stop team-a/nb-1/{} is not valid: its cost (7200000 milli-GPU-seconds at priceMicros {max}) does not fit a 64-bit signed integer; check the price", T + 7200)
+    );
+
+    let view = View {
+        at: T,
+        currency: "EUR".into(),
+        flavors: vec![],
+        tenants: vec![],
+        queue: vec![],
+        running: vec![],
+    };
+    let line = IdleLine { start: T, end: T, namespace: "team-a".into(), model: "A100".into(), idle: 1 };
+    let err = records(&view, &IdleReport { node: String::new(), lines: vec![line.clone()] }).unwrap_err();
+    assert_eq!(err, IdleError::NoNode);
+    assert_eq!(err.to_string(), "the report names no node; send the node agent's node name");
+    let err = records(&view, &IdleReport { node: "gpu-1".into(), lines: vec![line] }).unwrap_err();
+    assert_eq!(err.to_string(), format!("line team-a/A100 [{T}, {T}): end must be after start"));
+}

@@ -703,5 +703,24 @@ async fn a_refused_token_says_why() {
     assert_eq!(tokens.identify("nope", &[]).await, Err(Refused::Invalid));
     let err =
         StaticTokens::parse("t", "tokens:\n  - {token: agent-token-1, user: a, node: ''}\n").err().unwrap();
-    assert_eq!(err, "t: tokens[0] (a) has an empty node; name the node whose idle time the token sends");
+    assert_eq!(
+        err.to_string(),
+        "t: tokens[0] (a) has an empty node; name the node whose idle time the token sends"
+    );
+    // A file that is not a token file names the file and keeps the YAML error as its source.
+    let err = StaticTokens::parse("t", "tokens: 3\n").err().unwrap();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("t: not a token file (")
+            && text.ends_with("); expected tokens: [{token, user, admin or tenants}]"),
+        "{text}"
+    );
+    assert!(std::error::Error::source(&err).is_some());
+    let missing = std::env::temp_dir().join(format!("gantry-no-tokens-{}", std::process::id()));
+    let err = StaticTokens::load(&missing).err().unwrap();
+    assert!(
+        err.to_string().starts_with(&format!("{}: cannot read the token file: ", missing.display())),
+        "{err}"
+    );
+    assert!(std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>()));
 }
