@@ -5,6 +5,8 @@
 //! - [`crds`]: the Tenant, Cohort and GpuFlavor custom resources and their tenancy;
 //! - [`pod`]: a `v1.Pod` read once into a typed [`pod::PodView`] (requests, identity, gate,
 //!   placement), with the errors that name the field and the fix;
+//! - [`record`]: a pod read once where it arrives into everything the scheduler uses from it,
+//!   so that rebuilding the queue reads no object again;
 //! - [`identity`]: which workload (gang) a pod belongs to, from the frameworks' keys: one function
 //!   that the webhook's annotation and the queue controller's key both come from;
 //! - [`gang`]: each framework's gang size, read from the object that creates the pods;
@@ -25,6 +27,7 @@ pub mod node;
 pub mod placement;
 pub mod pod;
 pub mod quota;
+pub mod record;
 pub mod tenants;
 pub mod view;
 pub mod watch;

@@ -167,10 +167,65 @@ pub fn parse_pod(pod: &Value, models: &ModelCatalog) -> Result<PodView, String> 
     if !pod.is_object() {
         return Err("Pod is missing or not an object".into());
     }
+    let (namespace, name, uid) = names(pod);
+    let who = format!("pod {namespace}/{name}");
+    let request = read_demand(pod, &who)?.resolve(models, &who)?;
+    Ok(PodView { namespace, name, uid, request, created: created(pod) })
+}
+
+/// `metadata.namespace` (`default` when unset), `name` and `uid`.
+pub(crate) fn names(pod: &Value) -> (String, String, String) {
     let name = str_at(pod, &["metadata", "name"]).unwrap_or_default().to_string();
     let namespace = str_at(pod, &["metadata", "namespace"]).unwrap_or("default").to_string();
     let uid = str_at(pod, &["metadata", "uid"]).unwrap_or_default().to_string();
-    let who = format!("pod {namespace}/{name}");
+    (namespace, name, uid)
+}
+
+/// `metadata.creationTimestamp` in Unix seconds, when set and readable.
+pub(crate) fn created(pod: &Value) -> Option<i64> {
+    str_at(pod, &["metadata", "creationTimestamp"])
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| t.as_second())
+}
+
+/// What a pod asks for, before the GPU model names it accepts are looked up in a cluster's
+/// catalog (which grows as nodes of new models appear, so a pod read once is resolved again
+/// against the catalog of the moment: [`Demand::resolve`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Demand {
+    /// The request, with no `allowed_models` yet.
+    pub request: PodRequest,
+    /// The models the pod names ([`GPU_MODELS_ANNOTATION`], else the node selector
+    /// [`GPU_PRODUCT_LABEL`]), as written; only a GPU pod's are kept.
+    pub models: Option<String>,
+}
+
+impl Demand {
+    /// The request with the models it accepts from `models`; an error names a model no node
+    /// has. `who` names the pod in the message.
+    pub fn resolve(&self, models: &ModelCatalog, who: &str) -> Result<PodRequest, String> {
+        let mut request = self.request;
+        if let Some(list) = &self.models {
+            let mut set = ModelSet::default();
+            for m in list.split([',', '|']).map(str::trim).filter(|m| !m.is_empty()) {
+                match models.get(m) {
+                    Some(id) => set.insert(id),
+                    None => {
+                        return Err(format!(
+                            "{who} asks for GPU model {m:?}, which no node has (models: {}); fix the name",
+                            models.names().join(", ")
+                        ))
+                    }
+                }
+            }
+            request.allowed_models = (!set.is_empty()).then_some(set);
+        }
+        Ok(request)
+    }
+}
+
+/// Reads what a pod asks for (see [`Demand`]). Errors start with `who` and name the field.
+pub fn read_demand(pod: &Value, who: &str) -> Result<Demand, String> {
     let effective = effective_requests(pod).map_err(|e| format!("{who}: {e}"))?;
     let (cpu, mem) = (effective.cpu_milli, effective.memory_bytes.div_ceil(1 << 20));
     if effective.gpus_milli % 1000 != 0 {
@@ -193,36 +248,20 @@ pub fn parse_pod(pod: &Value, models: &ModelCatalog) -> Result<PodView, String> 
     };
     let gpu_count =
         u32::try_from(gpus).map_err(|_| format!("{who}: {gpus} GPUs is not a request any node can hold"))?;
-    let mut request = PodRequest {
+    let request = PodRequest {
         cpu_milli: u32::try_from(cpu).map_err(|_| format!("{who}: the cpu request is too large"))?,
         memory_mib: mem,
         gpu_count,
         gpu_milli: if gpu_count == 0 { 0 } else { gpu_milli },
         allowed_models: None,
     };
-    let wanted = annotations
+    let models = annotations
         .and_then(|a| a.get(GPU_MODELS_ANNOTATION))
         .and_then(Value::as_str)
-        .or_else(|| str_at(pod, &["spec", "nodeSelector", GPU_PRODUCT_LABEL]));
-    if let (Some(list), true) = (wanted, gpu_count > 0) {
-        let mut set = ModelSet::default();
-        for m in list.split([',', '|']).map(str::trim).filter(|m| !m.is_empty()) {
-            match models.get(m) {
-                Some(id) => set.insert(id),
-                None => {
-                    return Err(format!(
-                        "{who} asks for GPU model {m:?}, which no node has (models: {}); fix the name",
-                        models.names().join(", ")
-                    ))
-                }
-            }
-        }
-        request.allowed_models = (!set.is_empty()).then_some(set);
-    }
-    let created = str_at(pod, &["metadata", "creationTimestamp"])
-        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        .map(|t| t.as_second());
-    Ok(PodView { namespace, name, uid, request, created })
+        .or_else(|| str_at(pod, &["spec", "nodeSelector", GPU_PRODUCT_LABEL]))
+        .filter(|_| gpu_count > 0)
+        .map(str::to_string);
+    Ok(Demand { request, models })
 }
 
 /// A Kubernetes quantity (`"500m"`, `"2"`, `"1.5"`, `"16Gi"`, `"1e3"`) times `scale`, rounded up:

@@ -3,7 +3,10 @@
 //! says what to do to the API server as [`Action`]s. The Kubernetes adapter (watchers, patches,
 //! evictions, events, leader election) carries the actions out; tests check them directly.
 //!
-//! 1. `pod_gated`: a gated pod is read once ([`gantry_api::pod::parse_pod`]) and joins its
+//! Pods arrive as [`PodRecord`]s, read once where their watch events came in (tests hand over
+//! objects, read on the spot): a rebuild reads no object again.
+//!
+//! 1. `pod_gated`: a gated pod (its requests resolved against the GPU models known now) joins its
 //!    workload ([`gantry_api::identity`]). How many pods a gang has comes from, in order: the
 //!    pod's `gantry.dev/gang-size` annotation (set by users, or copied from Kueue's count by the
 //!    webhook); the object that created it ([`Controller::owner_applied`], each framework's rule
@@ -34,15 +37,14 @@
 //! An evicted workload is withdrawn: its framework recreates the pods, gated, as a new workload
 //! (which queues with a new submission time).
 
-use gantry_api::charge::charge_of;
 use gantry_api::gang::{GangSpec, Size};
-use gantry_api::identity::{admission_key, identify, notebook_of, GangOwner, Identity};
-use gantry_api::keys::{GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION};
-use gantry_api::keys::{HOLD_ANNOTATION, PLACEMENT_ANNOTATION};
+use gantry_api::identity::{admission_key, notebook_of, GangOwner, Identity};
+use gantry_api::keys::{GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION, HOLD_ANNOTATION, PLACEMENT_ANNOTATION};
 use gantry_api::node::{idle_pods, parse_node};
 use gantry_api::placement::Planned;
-use gantry_api::pod::{annotated_gang_size, annotation, gated, parse_pod, planned, pod_finished, PodView};
+use gantry_api::pod::PodView;
 use gantry_api::quota::NotebookStopRecord;
+use gantry_api::record::{AsRecord, PodRecord};
 use gantry_core::model::{ModelSet, Placement, GPU_MILLI};
 use gantry_core::queue::{Charge, PodSet, Queue, Restructure, Workload, WorkloadId};
 use gantry_core::tenancy::{Kind, Seconds, Tenancy};
@@ -241,24 +243,25 @@ impl Controller {
     }
 
     /// A pod carrying Gantry's scheduling gate was seen (added or updated).
-    pub fn pod_gated(&mut self, pod: &Value, now: Seconds) -> Vec<Action> {
-        let view = match parse_pod(pod, &self.queue.cluster().models) {
+    pub fn pod_gated(&mut self, pod: &impl AsRecord, now: Seconds) -> Vec<Action> {
+        let pod = pod.record();
+        let view = match pod.view(&self.queue.cluster().models) {
             Ok(v) => v,
-            Err(message) => return vec![Action::Refused { pod: pod_ref(pod), message }],
+            Err(message) => return vec![Action::Refused { pod: pod_ref(&pod), message }],
         };
-        let r = PodRef { namespace: view.namespace.clone(), name: view.name.clone(), uid: view.uid.clone() };
-        let held = annotation(pod, HOLD_ANNOTATION).map(str::to_string);
+        let r = pod_ref(&pod);
+        let held = pod.hold.clone();
         if self.by_uid.contains_key(&r.uid) {
             return self.hold_changed(&r.uid, held, now);
         }
-        let identity = identify(pod);
-        let annotated = annotated_gang_size(pod);
-        let mut gang = Self::is_gang(&identity, annotated);
-        let mut key = admission_key(&identity, gang, &r.uid);
+        let identity = &pod.identity;
+        let annotated = pod.gang_size;
+        let mut gang = Self::is_gang(identity, annotated);
+        let mut key = admission_key(identity, gang, &r.uid);
         if self.gangs.get(&key).is_some_and(|g| g.queued) {
             // A gang already queued or running: this pod starts on its own.
             gang = false;
-            key = admission_key(&identity, false, &r.uid);
+            key = admission_key(identity, false, &r.uid);
         }
         let fresh = !self.gangs.contains_key(&key);
         let next_id = &mut self.next_id;
@@ -275,7 +278,7 @@ impl Controller {
                 queued: false,
             }
         });
-        g.pods.push(Member { pod: r.clone(), view, held, charge: charge_of(pod) });
+        g.pods.push(Member { pod: r.clone(), view, held, charge: pod.charge.clone() });
         let id = g.id;
         if fresh {
             self.by_id.insert(id, key.clone());
@@ -407,19 +410,18 @@ impl Controller {
     /// again; other pods running on nodes take their room. Their minimum runtime counts from the
     /// restart. Nodes and owner objects must have been given first ([`Controller::node_applied`],
     /// [`Controller::owner_applied`]).
-    pub fn rebuild(&mut self, pods: &[Value], now: Seconds) -> Vec<Action> {
+    pub fn rebuild(&mut self, pods: &[impl AsRecord], now: Seconds) -> Vec<Action> {
+        let records: Vec<_> = pods.iter().map(AsRecord::record).collect();
+        let pods: Vec<&PodRecord> = records.iter().map(|r| &**r).collect();
         let mut actions = Vec::new();
-        let mut admitted: Vec<(String, Vec<&Value>)> = Vec::new();
-        for pod in pods {
-            if gated(pod) || annotation(pod, PLACEMENT_ANNOTATION).is_none() || pod_finished(pod) {
+        let mut admitted: Vec<(String, Vec<&PodRecord>)> = Vec::new();
+        for &pod in &pods {
+            // A placement record that cannot be read is one: the pod was admitted.
+            if pod.gated || matches!(pod.planned, Ok(None)) || pod.finished {
                 continue;
             }
-            let identity = identify(pod);
-            let key = admission_key(
-                &identity,
-                Self::is_gang(&identity, annotated_gang_size(pod)),
-                &pod_ref(pod).uid,
-            );
+            let identity = &pod.identity;
+            let key = admission_key(identity, Self::is_gang(identity, pod.gang_size), &pod.uid);
             match admitted.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, members)) => members.push(pod),
                 None => admitted.push((key, vec![pod])),
@@ -431,7 +433,7 @@ impl Controller {
         admitted.sort_by_cached_key(|(key, members)| {
             let at = members
                 .iter()
-                .filter_map(|p| planned(p).ok().flatten().and_then(|p| p.at))
+                .filter_map(|p| p.planned.as_ref().ok().and_then(|p| p.as_ref()?.at))
                 .min()
                 .unwrap_or(now);
             (at, key.clone())
@@ -445,14 +447,13 @@ impl Controller {
         }
         // Waiting pods join in the order they were created (then by name), so that workload ids,
         // which break ties between equal submission times, come out the same at every rebuild.
-        let mut waiting: Vec<&Value> = pods.iter().filter(|p| gated(p)).collect();
-        let order = |p: &Value| (p["metadata"]["creationTimestamp"].as_str().map(str::to_string), pod_ref(p));
-        waiting.sort_by_cached_key(|p| order(p));
+        let mut waiting: Vec<&PodRecord> = pods.iter().copied().filter(|p| p.gated).collect();
+        waiting.sort_by_cached_key(|p| (p.created, pod_ref(p)));
         for pod in waiting {
             actions.extend(self.pod_gated(pod, now));
         }
         // Everything else running on a node takes room, not quota.
-        for pod in pods.iter().filter(|p| !gated(p)) {
+        for pod in pods.into_iter().filter(|p| !p.gated) {
             actions.extend(self.pod_applied(pod, now));
         }
         actions
@@ -480,9 +481,9 @@ impl Controller {
         self.owners.remove(key);
     }
 
-    fn restore(&mut self, key: &str, members: &[&Value], now: Seconds) -> Result<(), String> {
+    fn restore(&mut self, key: &str, members: &[&PodRecord], now: Seconds) -> Result<(), String> {
         let models = &self.queue.cluster().models;
-        let views = members.iter().map(|p| parse_pod(p, models)).collect::<Result<Vec<_>, _>>()?;
+        let views = members.iter().map(|p| p.view(models)).collect::<Result<Vec<_>, _>>()?;
         let ns = &views[0].namespace;
         let tenant = self
             .queue
@@ -494,7 +495,7 @@ impl Controller {
         // does not start again at a restart.
         let mut admitted = now;
         for (pod, view) in members.iter().zip(&views) {
-            let Planned { node: node_name, gpus, at } = planned(pod)?.ok_or_else(|| {
+            let Planned { node: node_name, gpus, at } = pod.planned.clone()?.ok_or_else(|| {
                 format!("pod {}/{} has no {PLACEMENT_ANNOTATION}", view.namespace, view.name)
             })?;
             let node = self.queue.cluster().node_id(&node_name).ok_or_else(|| {
@@ -506,7 +507,7 @@ impl Controller {
             });
             admitted = admitted.min(at.unwrap_or(now));
         }
-        let identity = identify(members[0]);
+        let identity = members[0].identity.clone();
         let id = self.next_id;
         let workload = Workload {
             id,
@@ -522,7 +523,7 @@ impl Controller {
             submitted: submitted_at(&views, admitted),
             models: None,
             expected_runtime: None,
-            charge: members.iter().find_map(|p| charge_of(p)),
+            charge: members.iter().find_map(|p| p.charge.clone()),
         };
         self.queue.restore(workload, placements, admitted, now).map_err(|r| r.to_string())?;
         self.next_id += 1;
@@ -533,13 +534,13 @@ impl Controller {
                 pod: PodRef { namespace: v.namespace.clone(), name: v.name.clone(), uid: v.uid.clone() },
                 view: v,
                 held: None,
-                charge: charge_of(p),
+                charge: p.charge.clone(),
             })
             .collect();
         for m in &pods {
             self.by_uid.insert(m.pod.uid.clone(), key.to_string());
         }
-        let annotated = annotated_gang_size(members[0]);
+        let annotated = members[0].gang_size;
         self.gangs.insert(
             key.to_string(),
             Gang { id, kind: identity.kind, owner: identity.owner, annotated, pods, queued: true },
@@ -734,7 +735,12 @@ impl Controller {
         let mut view = parse_node(node, &mut models)?;
         // Broken evidence is no evidence: the node's pods count as busy.
         self.idle.insert(view.node.name.clone(), idle_pods(node).unwrap_or_default());
-        view.node.model = view.node.model.map(|m| self.queue.intern_model(models.name(m))).transpose().map_err(|e| e.to_string())?;
+        view.node.model = view
+            .node
+            .model
+            .map(|m| self.queue.intern_model(models.name(m)))
+            .transpose()
+            .map_err(|e| e.to_string())?;
         self.queue.upsert_node(view.node).map_err(|e| e.to_string())?;
         let refused: Vec<String> = self
             .gangs
@@ -755,21 +761,22 @@ impl Controller {
 
     /// Any pod was added or changed: gated pods join their workloads; ended pods release what
     /// they held; pods the queue does not manage that run on a node take room there (not quota).
-    pub fn pod_applied(&mut self, pod: &Value, now: Seconds) -> Vec<Action> {
-        let uid = pod_ref(pod).uid;
-        if pod_finished(pod) {
+    pub fn pod_applied(&mut self, pod: &impl AsRecord, now: Seconds) -> Vec<Action> {
+        let pod = pod.record();
+        let uid = pod.uid.clone();
+        if pod.finished {
             self.pod_deleted(&uid, now);
             return Vec::new();
         }
-        if gated(pod) {
-            return self.pod_gated(pod, now);
+        if pod.gated {
+            return self.pod_gated(&*pod, now);
         }
         if self.by_uid.contains_key(&uid) || self.external.contains_key(&uid) {
             return Vec::new();
         }
-        let Some(node_name) = pod["spec"]["nodeName"].as_str() else { return Vec::new() };
+        let Some(node_name) = pod.node_name.as_deref() else { return Vec::new() };
         let Some(node) = self.queue.cluster().node_id(node_name) else { return Vec::new() };
-        let Ok(view) = parse_pod(pod, &self.queue.cluster().models) else { return Vec::new() };
+        let Ok(view) = pod.view(&self.queue.cluster().models) else { return Vec::new() };
         // The GPUs are not known (the device plugin picks them); any free ones stand in. A share
         // of a GPU counts as a whole one unless the node's model is a flavor with sharing.
         let mut request = view.request;
@@ -841,9 +848,6 @@ fn models_of(pods: &[Member]) -> Option<ModelSet> {
     pods.iter().filter_map(|m| m.view.request.allowed_models).reduce(|a, b| ModelSet(a.0 & b.0))
 }
 
-fn pod_ref(pod: &Value) -> PodRef {
-    let s = |k: &str| {
-        pod.get("metadata").and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default().to_string()
-    };
-    PodRef { namespace: s("namespace"), name: s("name"), uid: s("uid") }
+fn pod_ref(pod: &PodRecord) -> PodRef {
+    PodRef { namespace: pod.namespace.clone(), name: pod.name.clone(), uid: pod.uid.clone() }
 }

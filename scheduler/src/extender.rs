@@ -21,7 +21,8 @@
 use crate::wire::*;
 use gantry_api::node::parse_node;
 use gantry_api::placement::Planned;
-use gantry_api::pod::{parse_pod, planned, pod_finished, PodView};
+use gantry_api::pod::{parse_pod, planned, PodView};
+use gantry_api::record::AsRecord;
 use gantry_core::model::{could_ever_fit, fits, Cluster, NodeId, Placement, PodRequest};
 use gantry_core::policy::ScoreCx;
 use gantry_core::Scheduler;
@@ -97,19 +98,21 @@ impl Extender {
     /// A pod was added or changed. A pod assigned to a node takes its room there (any pod: CPU
     /// and memory count too) until it ends; its GPUs are the ones Gantry planned, or the ones the
     /// placement policy would pick. Pods that have not been assigned take nothing.
-    pub fn pod_applied(&mut self, pod: &Value) -> Result<(), String> {
-        let Some(uid) = pod["metadata"]["uid"].as_str() else {
+    pub fn pod_applied(&mut self, pod: &impl AsRecord) -> Result<(), String> {
+        let pod = pod.record();
+        let uid = pod.uid.as_str();
+        if uid.is_empty() {
             return Err("a pod has no metadata.uid".into());
-        };
-        if pod_finished(pod) {
+        }
+        if pod.finished {
             self.pod_deleted(uid);
             return Ok(());
         }
-        let Some(node_name) = pod["spec"]["nodeName"].as_str() else { return Ok(()) };
+        let Some(node_name) = pod.node_name.as_deref() else { return Ok(()) };
         if self.bound.contains_key(uid) {
             return Ok(());
         }
-        let view = parse_pod(pod, &self.cluster.models)?;
+        let view = pod.view(&self.cluster.models)?;
         let who = format!("pod {}/{}", view.namespace, view.name);
         let Some(&id) = self.by_name.get(node_name) else {
             return Err(format!(
@@ -117,7 +120,7 @@ impl Extender {
             ));
         };
         let request = view.request;
-        let gpus = match planned(pod)? {
+        let gpus = match pod.planned.clone()? {
             Some(Planned { node, gpus, .. })
                 if node == node_name && gpus.len() == request.gpu_count as usize && request.wants_gpu() =>
             {

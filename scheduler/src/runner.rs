@@ -6,7 +6,8 @@
 //!    gang sizes, stripped of what Gantry does not
 //!    read (managed fields, pod status beyond the phase, container commands, env and volumes) to
 //!    keep memory small on large clusters.
-//! 2. **Every event** updates this replica's extender cache, and the queue controller when this
+//! 2. **Every event** is read once into a [`PodRecord`] (kept per `resourceVersion`, so rebuilds
+//!    read no pod again) and updates this replica's extender cache, and the queue controller when this
 //!    replica leads. Applying an event twice changes nothing, so a controller built from the
 //!    stores while events flow misses nothing and counts nothing twice.
 //! 3. **One leader** holds a Lease (see [`crate::lease`]). On becoming leader, whenever the tenants
@@ -25,6 +26,7 @@ use futures::StreamExt;
 use gantry_api::crds::{ModelStatus, Tenant, TenantStatus};
 use gantry_api::gang::{self, GangSpec};
 use gantry_api::keys::ADMITTED_CONDITION;
+use gantry_api::record::{AsRecord, PodRecord};
 use gantry_api::tenants::TenantObjects;
 use gantry_api::watch::{follow, Change};
 use gantry_core::model::{Cluster, PodRequest};
@@ -116,6 +118,9 @@ pub struct Live {
     carried: Mutex<Vec<gantry_api::quota::Record>>,
     /// Pods whose eviction the API server refused, by uid: no victim before the time given.
     shields: Mutex<HashMap<String, Seconds>>,
+    /// Pods as read once ([`PodRecord`]), by uid, with the `resourceVersion` they were read at:
+    /// rebuilds take them from here rather than reading every stored pod again.
+    records: Mutex<HashMap<String, (String, Arc<PodRecord>)>>,
     wake: Notify,
 }
 
@@ -141,6 +146,7 @@ impl Live {
             synced: AtomicBool::new(false),
             carried: Mutex::new(Vec::new()),
             shields: Mutex::new(HashMap::new()),
+            records: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         })
     }
@@ -176,8 +182,41 @@ impl Live {
         }
     }
 
+    /// `pod` as read once: the record read at its `resourceVersion`, else read now and kept.
+    /// `None` (logged) for an object that cannot be turned into JSON, which never happens to
+    /// one the API server sent.
+    pub fn record(&self, pod: &Pod) -> Option<Arc<PodRecord>> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let version = pod.metadata.resource_version.clone().unwrap_or_default();
+        if let Some((v, r)) = lock(&self.records).get(&uid) {
+            if *v == version && !version.is_empty() {
+                return Some(r.clone());
+            }
+        }
+        let record = match to_value(pod) {
+            Ok(v) => Arc::new(PodRecord::read(&v)),
+            Err(e) => {
+                tracing::warn!("{e}");
+                return None;
+            }
+        };
+        lock(&self.records).insert(uid, (version, record.clone()));
+        Some(record)
+    }
+
+    /// The stored pods as records (see [`Live::record`]); records of pods the store no longer
+    /// has (a relist can miss deletions) are dropped.
+    fn records_of(&self, stores: &Stores) -> Vec<Arc<PodRecord>> {
+        let records: Vec<Arc<PodRecord>> =
+            stores.pods.state().iter().filter_map(|p| self.record(p)).collect();
+        let kept: std::collections::HashSet<&str> = records.iter().map(|r| r.uid.as_str()).collect();
+        lock(&self.records).retain(|uid, _| kept.contains(uid.as_str()));
+        records
+    }
+
     /// A pod was added or changed.
-    pub fn pod_applied(&self, pod: &Value, now: Seconds) {
+    pub fn pod_applied(&self, pod: &impl AsRecord, now: Seconds) {
+        let pod = &*pod.record();
         if !self.synced.load(Ordering::SeqCst) {
             return;
         }
@@ -191,6 +230,7 @@ impl Live {
     }
 
     pub fn pod_deleted(&self, uid: &str, now: Seconds) {
+        lock(&self.records).remove(uid);
         if !self.synced.load(Ordering::SeqCst) {
             return;
         }
@@ -238,8 +278,8 @@ impl Live {
         }
         // Fragmentation-aware scores are normalised by the largest node.
         fresh.set_scheduler(Scheduler::new(policy.build(fresh.cluster(), expected)));
-        for pod in stores.pods.state() {
-            if let Err(e) = to_value(&*pod).and_then(|v| fresh.pod_applied(&v)) {
+        for pod in self.records_of(stores) {
+            if let Err(e) = fresh.pod_applied(&pod) {
                 tracing::warn!("{e}");
             }
         }
@@ -281,8 +321,7 @@ impl Live {
         for (key, spec) in lock(&self.owners).iter() {
             c.owner_applied(key, spec.clone(), now);
         }
-        let pods: Vec<Value> = stores.pods.state().iter().filter_map(|p| to_value(&**p).ok()).collect();
-        let actions = c.rebuild(&pods, now);
+        let actions = c.rebuild(&self.records_of(stores), now);
         let mut shields = lock(&self.shields);
         shields.retain(|_, until| *until > now);
         for (uid, until) in shields.iter() {
@@ -547,8 +586,8 @@ pub fn watch(client: &Client, live: &Arc<Live>, from_cluster: bool) -> Stores {
     );
     spawn_follow(Api::<Pod>::all(client.clone()), pod_writer, strip_pod, live, |l, p| match p {
         Ok(p) => {
-            if let Ok(v) = to_value(&p) {
-                l.pod_applied(&v, now());
+            if let Some(r) = l.record(&p) {
+                l.pod_applied(&r, now());
             }
         }
         Err(p) => l.pod_deleted(&p.uid().unwrap_or_default(), now()),

@@ -495,3 +495,30 @@ fn reclaim_happens_within_the_window_while_tenants_and_pods_churn() {
     let text = String::from_utf8(state.metrics.render().unwrap()).unwrap();
     assert!(!text.contains("gantry_queue_rebuilds_total{cause=\"tenants\"}"), "{text}");
 }
+
+#[test]
+fn a_pod_is_read_once_per_version_and_rebuilds_read_no_pod_again() {
+    // Rebuilds take pods as read when their events came, not by reading every stored object again:
+    // the record of a pod is the same allocation until its resourceVersion changes, and a pod the
+    // store no longer has is forgotten at the next rebuild.
+    let versioned = |name: &str, version: &str| -> Pod {
+        let mut p = pod("team-a", name, 1, true, None);
+        p["metadata"]["resourceVersion"] = json!(version);
+        serde_json::from_value(p).unwrap()
+    };
+    let (s, _) = stores_with_tenant_objects(&[node("gpu-0", 8)], &[]);
+    let state = AppState::new(Extender::new(Cluster::default(), scheduler(&Cluster::default()))).unwrap();
+    let live = Live::new(state);
+    let first = live.record(&versioned("w", "1")).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &live.record(&versioned("w", "1")).unwrap()),
+        "same version: no new read"
+    );
+    let changed = live.record(&versioned("w", "2")).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&first, &changed), "a new version is read again");
+    assert_eq!(changed.uid, first.uid);
+    // The store does not have the pod: a rebuild drops its record, so the next one reads it anew.
+    let cfg = config();
+    live.rebuild_cache(&s, cfg.policy, &cfg.expected);
+    assert!(!std::sync::Arc::ptr_eq(&changed, &live.record(&versioned("w", "2")).unwrap()));
+}
