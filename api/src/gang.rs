@@ -38,7 +38,8 @@ pub struct Framework {
     pub key_kind: &'static str,
     /// Values of `training.kubeflow.org/operator-name` its operator puts on pods.
     pub operator_names: &'static [&'static str],
-    pub rule: fn(&Value) -> Result<Size, String>,
+    /// Its rule: the size, or what is wrong, naming the field from the object's root.
+    pub(crate) rule: fn(&Value) -> Result<Size, String>,
 }
 
 impl PartialEq for Framework {
@@ -176,22 +177,39 @@ pub struct GangSpec {
     pub size: Size,
 }
 
+/// Why an object's gang size cannot be read: the gang never starts partly, so its pods are
+/// refused with this message. Each names the object (`owner`, as a user names it), the field
+/// and the fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GangError {
+    /// A count or field of the object makes no sense.
+    #[error("{owner}: {problem}")]
+    Field { owner: String, problem: String },
+    #[error("{owner}: the gang has no pods; give its replicas a count of at least 1")]
+    Empty { owner: String },
+    #[error("{owner}: the gang has {pods} pods; Gantry admits gangs of at most {MAX_GANG}")]
+    TooLarge { owner: String, pods: u32 },
+    /// The object as the API server sent it could not be turned into JSON to read.
+    #[error("{owner}: cannot be read: {problem}")]
+    Unreadable { owner: String, problem: String },
+}
+
 /// Reads `obj`, an object of `f`'s kind, into its gang size. The error names the object, the field
 /// and the fix.
-pub fn read(f: &Framework, obj: &Value) -> Result<GangSpec, String> {
+pub fn read(f: &Framework, obj: &Value) -> Result<GangSpec, GangError> {
     let meta =
         |k: &str| obj.get("metadata").and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default();
     let (ns, name) = (meta("namespace"), meta("name"));
     let owner = format!("{} {ns}/{name}", f.kind);
-    let size = (f.rule)(obj).map_err(|e| format!("{owner}: {e}"))?;
+    let size = match (f.rule)(obj) {
+        Ok(size) => size,
+        Err(problem) => return Err(GangError::Field { owner, problem }),
+    };
     if size.total == 0 || size.min == 0 {
-        return Err(format!("{owner}: the gang has no pods; give its replicas a count of at least 1"));
+        return Err(GangError::Empty { owner });
     }
     if size.total > MAX_GANG {
-        return Err(format!(
-            "{owner}: the gang has {} pods; Gantry admits gangs of at most {MAX_GANG}",
-            size.total
-        ));
+        return Err(GangError::TooLarge { owner, pods: size.total });
     }
     Ok(GangSpec {
         key: owner_key(f, ns, name),
@@ -506,7 +524,7 @@ mod tests {
             (&INDEXED_JOB, json!({"parallelism": 4}), "completionMode is not Indexed"),
         ];
         for (f, spec, want) in cases {
-            let err = read(f, &obj(spec.clone())).expect_err(&spec.to_string());
+            let err = read(f, &obj(spec.clone())).expect_err(&spec.to_string()).to_string();
             assert!(err.contains(want), "{err:?} should say {want:?}");
         }
     }

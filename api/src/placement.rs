@@ -20,6 +20,17 @@ pub struct Planned {
     pub at: Option<i64>,
 }
 
+/// A placement record that cannot be read (see the module documentation for the format).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    #[error("{PLACEMENT_ANNOTATION} {value:?}: the time {at:?} is not Unix seconds")]
+    BadTime { value: String, at: String },
+    #[error("{PLACEMENT_ANNOTATION} {value:?} names no node")]
+    NoNode { value: String },
+    #[error("{PLACEMENT_ANNOTATION} {value:?}: GPU index {gpu:?} is not a number")]
+    BadGpu { value: String, gpu: String },
+}
+
 impl Planned {
     /// The annotation's value.
     pub fn value(node: &str, gpus: &[u32], at: i64) -> String {
@@ -31,19 +42,20 @@ impl Planned {
     }
 
     /// Reads the annotation's value back. Errors name the annotation and what is wrong.
-    pub fn parse(value: &str) -> Result<Planned, String> {
+    pub fn parse(value: &str) -> Result<Planned, PlacementError> {
         let (place, at) = match value.rsplit_once('@') {
             Some((place, at)) => {
-                let at = at.trim().parse::<i64>().map_err(|_| {
-                    format!("{PLACEMENT_ANNOTATION} {value:?}: the time {at:?} is not Unix seconds")
-                })?;
+                let at = at
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| PlacementError::BadTime { value: value.to_string(), at: at.to_string() })?;
                 (place, Some(at))
             }
             None => (value, None),
         };
         let (node, gpus) = place.split_once(':').unwrap_or((place, ""));
         if node.is_empty() {
-            return Err(format!("{PLACEMENT_ANNOTATION} {value:?} names no node"));
+            return Err(PlacementError::NoNode { value: value.to_string() });
         }
         let gpus = gpus
             .split(',')
@@ -51,7 +63,7 @@ impl Planned {
             .map(|g| {
                 g.trim()
                     .parse::<u32>()
-                    .map_err(|_| format!("{PLACEMENT_ANNOTATION} {value:?}: GPU index {g:?} is not a number"))
+                    .map_err(|_| PlacementError::BadGpu { value: value.to_string(), gpu: g.to_string() })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Planned { node: node.to_string(), gpus, at })
@@ -74,9 +86,9 @@ mod tests {
 
     #[test]
     fn a_bad_placement_names_the_problem() {
-        assert!(Planned::parse("").unwrap_err().contains("names no node"));
-        assert!(Planned::parse(":1").unwrap_err().contains("names no node"));
-        assert!(Planned::parse("n1:1,x").unwrap_err().contains("\"x\" is not a number"));
-        assert!(Planned::parse("n1:1@soon").unwrap_err().contains("not Unix seconds"));
+        assert!(Planned::parse("").unwrap_err().to_string().contains("names no node"));
+        assert!(Planned::parse(":1").unwrap_err().to_string().contains("names no node"));
+        assert!(Planned::parse("n1:1,x").unwrap_err().to_string().contains("\"x\" is not a number"));
+        assert!(Planned::parse("n1:1@soon").unwrap_err().to_string().contains("not Unix seconds"));
     }
 }

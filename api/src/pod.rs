@@ -12,7 +12,7 @@ use crate::keys::{
     GANG_SIZE_ANNOTATION, GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE,
     PLACEMENT_ANNOTATION, SCHEDULING_GATE,
 };
-use crate::placement::Planned;
+use crate::placement::{PlacementError, Planned};
 
 /// A pod as the extender sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,7 +42,7 @@ pub fn gated(pod: &Value) -> bool {
 
 /// Where the queue planned the pod ([`PLACEMENT_ANNOTATION`]): `None` when it carries no plan,
 /// an error when the annotation cannot be read.
-pub fn planned(pod: &Value) -> Result<Option<Planned>, String> {
+pub fn planned(pod: &Value) -> Result<Option<Planned>, PlacementError> {
     annotation(pod, PLACEMENT_ANNOTATION).map(Planned::parse).transpose()
 }
 

@@ -15,7 +15,7 @@
 use crate::charge::charge_of;
 use crate::identity::{identify, Identity};
 use crate::keys::HOLD_ANNOTATION;
-use crate::placement::Planned;
+use crate::placement::{PlacementError, Planned};
 use crate::pod::{
     annotated_gang_size, annotation, created, gated, names, planned, pod_finished, read_demand, Demand,
     PodView,
@@ -49,7 +49,7 @@ pub struct PodRecord {
     /// The pipeline run its cost is charged to.
     pub charge: Option<Charge>,
     /// Where the queue planned it, when it carries a record; `Err` when the record is unreadable.
-    pub planned: Result<Option<Planned>, String>,
+    pub planned: Result<Option<Planned>, PlacementError>,
     demand: Result<Demand, String>,
 }
 

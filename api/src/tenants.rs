@@ -50,6 +50,18 @@ where
     store.state().iter().map(|o| (**o).clone()).collect()
 }
 
+/// The tenant objects define no valid tenancy: every problem, each naming its object and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the tenant objects are not valid; the last good tenants stay in force until they are fixed:\n  {}",
+    one_per_line(.0)
+)]
+pub struct InvalidTenants(pub Vec<crate::crds::CrdError>);
+
+fn one_per_line(errors: &[crate::crds::CrdError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+}
+
 impl TenantObjects {
     /// Starts one watcher per kind; `changed` runs after every event of any of them.
     pub fn watch(client: &Client, changed: impl Fn() + Clone + Send + 'static) -> TenantObjects {
@@ -88,7 +100,7 @@ impl TenantObjects {
     }
 
     /// The tenancy the objects define now, or every problem with them, one per line.
-    pub fn tenancy(&self, settings: &Settings) -> Result<Tenancy, String> {
+    pub fn tenancy(&self, settings: &Settings) -> Result<Tenancy, InvalidTenants> {
         crate::crds::tenancy_from(
             settings,
             &all(&self.flavors),
@@ -96,13 +108,7 @@ impl TenantObjects {
             &all(&self.tenants),
             &all(&self.namespaces),
         )
-        .map_err(|errors| {
-            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            format!(
-                "the tenant objects are not valid; the last good tenants stay in force until they are fixed:\n  {}",
-                list.join("\n  ")
-            )
-        })
+        .map_err(InvalidTenants)
     }
 
     /// Each Tenant's namespaces and conflicts now, by tenant name (selectors that are refused

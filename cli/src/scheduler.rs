@@ -173,7 +173,7 @@ async fn standalone(args: SchedulerArgs) -> Result<(), String> {
     let scheduler = || Scheduler::new(args.policy.build(&cluster, &expected));
     let count = cluster.nodes.len();
     let tenancy = args.tenants.as_ref().map(|p| file::load(p).map_err(|e| e.to_string())).transpose()?;
-    let state = AppState::new(Extender::new(cluster.clone(), scheduler()))?;
+    let state = AppState::new(Extender::new(cluster.clone(), scheduler())).map_err(|e| e.to_string())?;
     let mut what = format!("standalone, {count} nodes");
     if let Some(t) = tenancy {
         let tenants = t.tenants.len();
@@ -220,7 +220,8 @@ async fn in_cluster(args: SchedulerArgs) -> Result<(), String> {
     let state = AppState::new(Extender::new(
         Cluster::default(),
         Scheduler::new(args.policy.build(&Cluster::default(), &config.expected)),
-    ))?;
+    ))
+    .map_err(|e| e.to_string())?;
     state.set_ready(false);
     let live = Live::new(state.clone());
     let what = format!("in cluster as {}", config.identity);
@@ -236,7 +237,7 @@ async fn in_cluster(args: SchedulerArgs) -> Result<(), String> {
     let stopped = tokio::select! {
         // The server ended on its own (it could not listen): nothing to hand over.
         r = &mut server => return r.and(Err("the HTTP server stopped".into())),
-        r = controller => r,
+        r = controller => r.map_err(|e| e.to_string()),
     };
     let _ = stop_server.send(());
     let served = server.await;

@@ -37,7 +37,7 @@
 //! An evicted workload is withdrawn: its framework recreates the pods, gated, as a new workload
 //! (which queues with a new submission time).
 
-use gantry_api::gang::{GangSpec, Size};
+use gantry_api::gang::{GangError, GangSpec, Size};
 use gantry_api::identity::{admission_key, notebook_of, GangOwner, Identity};
 use gantry_api::keys::{GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION, HOLD_ANNOTATION, PLACEMENT_ANNOTATION};
 use gantry_api::node::{idle_pods, parse_node};
@@ -46,7 +46,7 @@ use gantry_api::pod::PodView;
 use gantry_api::quota::NotebookStopRecord;
 use gantry_api::record::{AsRecord, PodRecord};
 use gantry_core::model::{ModelSet, Placement, GPU_MILLI};
-use gantry_core::queue::{Charge, PodSet, Queue, Restructure, Workload, WorkloadId};
+use gantry_core::queue::{Charge, LiveError, PodSet, Queue, Restructure, Workload, WorkloadId};
 use gantry_core::tenancy::{Kind, Seconds, Tenancy};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -93,6 +93,16 @@ pub struct NotebookStop {
     pub message: String,
 }
 
+/// Why a node was not taken into the queue's cluster (nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeRefused {
+    /// The node object cannot be read; the message names the field.
+    #[error("{0}")]
+    Unreadable(String),
+    #[error(transparent)]
+    Queue(#[from] LiveError),
+}
+
 /// A gated pod, read once.
 struct Member {
     pod: PodRef,
@@ -136,7 +146,7 @@ pub struct Controller {
     external: HashMap<String, u64>,
     next_external: u64,
     /// Gang sizes read from the frameworks' objects, by owner key ([`GangOwner::key`]).
-    owners: HashMap<String, Result<GangSpec, String>>,
+    owners: HashMap<String, Result<GangSpec, GangError>>,
     /// The node agents' idle evidence per node: `namespace/pod` → idle since.
     idle: HashMap<String, std::collections::BTreeMap<String, Seconds>>,
     /// Notebooks already asked to stop: never asked twice (their pods leave when the notebook
@@ -231,7 +241,7 @@ impl Controller {
             None => GangSize::Known(Size { total: 1, min: 1 }),
             Some(owner) => match self.owners.get(&owner.key()) {
                 Some(Ok(spec)) => GangSize::Known(spec.size),
-                Some(Err(e)) => GangSize::Refused(e.clone()),
+                Some(Err(e)) => GangSize::Refused(e.to_string()),
                 None => GangSize::Unread(owner.describe()),
             },
         }
@@ -462,7 +472,12 @@ impl Controller {
     /// A framework's object that gives gang sizes was added or changed (read with
     /// [`gantry_api::gang::read`]; `Err` when its counts make no sense, under its key). Gangs that
     /// were waiting for it are queued once they have all their pods, or refused.
-    pub fn owner_applied(&mut self, key: &str, spec: Result<GangSpec, String>, now: Seconds) -> Vec<Action> {
+    pub fn owner_applied(
+        &mut self,
+        key: &str,
+        spec: Result<GangSpec, GangError>,
+        now: Seconds,
+    ) -> Vec<Action> {
         if self.owners.get(key) == Some(&spec) {
             return Vec::new();
         }
@@ -495,9 +510,10 @@ impl Controller {
         // does not start again at a restart.
         let mut admitted = now;
         for (pod, view) in members.iter().zip(&views) {
-            let Planned { node: node_name, gpus, at } = pod.planned.clone()?.ok_or_else(|| {
-                format!("pod {}/{} has no {PLACEMENT_ANNOTATION}", view.namespace, view.name)
-            })?;
+            let Planned { node: node_name, gpus, at } =
+                pod.planned.clone().map_err(|e| e.to_string())?.ok_or_else(|| {
+                    format!("pod {}/{} has no {PLACEMENT_ANNOTATION}", view.namespace, view.name)
+                })?;
             let node = self.queue.cluster().node_id(&node_name).ok_or_else(|| {
                 format!("pod {}/{} is placed on unknown node {node_name}", view.namespace, view.name)
             })?;
@@ -730,18 +746,13 @@ impl Controller {
     /// A node was added or changed in the API server. Its GPU model is taken into the queue's
     /// catalog by name, so a flavor of a model that had no nodes yet starts working.
     /// Gangs refused for want of a place are submitted again (the actions say what became of them).
-    pub fn node_applied(&mut self, node: &Value, now: Seconds) -> Result<Vec<Action>, String> {
+    pub fn node_applied(&mut self, node: &Value, now: Seconds) -> Result<Vec<Action>, NodeRefused> {
         let mut models = gantry_core::model::ModelCatalog::default();
-        let mut view = parse_node(node, &mut models)?;
+        let mut view = parse_node(node, &mut models).map_err(NodeRefused::Unreadable)?;
         // Broken evidence is no evidence: the node's pods count as busy.
         self.idle.insert(view.node.name.clone(), idle_pods(node).unwrap_or_default());
-        view.node.model = view
-            .node
-            .model
-            .map(|m| self.queue.intern_model(models.name(m)))
-            .transpose()
-            .map_err(|e| e.to_string())?;
-        self.queue.upsert_node(view.node).map_err(|e| e.to_string())?;
+        view.node.model = view.node.model.map(|m| self.queue.intern_model(models.name(m))).transpose()?;
+        self.queue.upsert_node(view.node)?;
         let refused: Vec<String> = self
             .gangs
             .iter()

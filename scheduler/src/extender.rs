@@ -20,16 +20,42 @@
 
 use crate::wire::*;
 use gantry_api::node::parse_node;
-use gantry_api::placement::Planned;
+use gantry_api::placement::{PlacementError, Planned};
 use gantry_api::pod::{parse_pod, planned, PodView};
 use gantry_api::record::AsRecord;
-use gantry_core::model::{could_ever_fit, fits, Cluster, NodeId, Placement, PodRequest};
+use gantry_core::model::{could_ever_fit, fits, Cluster, ModelError, NodeId, Placement, PodRequest};
 use gantry_core::policy::ScoreCx;
 use gantry_core::Scheduler;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Why the extender could not take an object into its cache, or answer a request: the text is
+/// what kube-scheduler reports (the wire's `Error` field) or what the scheduler logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtenderError {
+    /// A pod or node that cannot be read; the message names the field and the fix.
+    #[error("{0}")]
+    Unreadable(String),
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    #[error("a pod has no metadata.uid")]
+    NoUid,
+    #[error("a node in Nodes.items has no metadata.name")]
+    NoNodeName,
+    #[error("a victim on node {0} has no metadata.uid")]
+    VictimWithoutUid(String),
+    #[error("{who} runs on node {node}, which Gantry has not seen; it is counted once the node is")]
+    UnseenNode { who: String, node: String },
+    /// The cache's books refused the change (`what` names the pod or node).
+    #[error("{what}: {source}")]
+    Books {
+        what: String,
+        #[source]
+        source: ModelError,
+    },
+}
 
 /// The node cache and what Gantry has bound on it.
 ///
@@ -81,10 +107,13 @@ impl Extender {
     }
 
     /// A node was added or changed in the API server (see [`gantry_api::node`] for what is read).
-    pub fn node_applied(&mut self, node: &Value) -> Result<(), String> {
-        let view = parse_node(node, &mut self.cluster.models)?;
+    pub fn node_applied(&mut self, node: &Value) -> Result<(), ExtenderError> {
+        let view = parse_node(node, &mut self.cluster.models).map_err(ExtenderError::Unreadable)?;
         let name = view.node.name.clone();
-        let id = self.cluster.upsert_node(view.node).map_err(|e| format!("node {name}: {e}"))?;
+        let id = self
+            .cluster
+            .upsert_node(view.node)
+            .map_err(|source| ExtenderError::Books { what: format!("node {name}"), source })?;
         self.by_name.insert(name, id);
         Ok(())
     }
@@ -98,11 +127,11 @@ impl Extender {
     /// A pod was added or changed. A pod assigned to a node takes its room there (any pod: CPU
     /// and memory count too) until it ends; its GPUs are the ones Gantry planned, or the ones the
     /// placement policy would pick. Pods that have not been assigned take nothing.
-    pub fn pod_applied(&mut self, pod: &impl AsRecord) -> Result<(), String> {
+    pub fn pod_applied(&mut self, pod: &impl AsRecord) -> Result<(), ExtenderError> {
         let pod = pod.record();
         let uid = pod.uid.as_str();
         if uid.is_empty() {
-            return Err("a pod has no metadata.uid".into());
+            return Err(ExtenderError::NoUid);
         }
         if pod.finished {
             self.pod_deleted(uid);
@@ -112,12 +141,10 @@ impl Extender {
         if self.bound.contains_key(uid) {
             return Ok(());
         }
-        let view = pod.view(&self.cluster.models)?;
+        let view = pod.view(&self.cluster.models).map_err(ExtenderError::Unreadable)?;
         let who = format!("pod {}/{}", view.namespace, view.name);
         let Some(&id) = self.by_name.get(node_name) else {
-            return Err(format!(
-                "{who} runs on node {node_name}, which Gantry has not seen; it is counted once the node is"
-            ));
+            return Err(ExtenderError::UnseenNode { who, node: node_name.to_string() });
         };
         let request = view.request;
         let gpus = match pod.planned.clone()? {
@@ -134,7 +161,7 @@ impl Extender {
         let pod_id = self.next_pod;
         self.cluster
             .allocate(pod_id, &request, Placement { node: id, gpus })
-            .map_err(|e| format!("{who} on {node_name}: {e}"))?;
+            .map_err(|source| ExtenderError::Books { what: format!("{who} on {node_name}"), source })?;
         self.next_pod += 1;
         self.bound.insert(uid.to_string(), pod_id);
         exclusive(&mut self.seen).remove(uid);
@@ -155,8 +182,8 @@ impl Extender {
         self.bound.len()
     }
 
-    fn pod(&self, pod: &Value) -> Result<PodView, String> {
-        let view = parse_pod(pod, &self.cluster.models)?;
+    fn pod(&self, pod: &Value) -> Result<PodView, ExtenderError> {
+        let view = parse_pod(pod, &self.cluster.models).map_err(ExtenderError::Unreadable)?;
         if view.managed() && !view.uid.is_empty() {
             let mut seen = shared(&self.seen);
             if seen.len() > 100_000 {
@@ -168,13 +195,10 @@ impl Extender {
     }
 
     /// The candidate node names of a request, borrowed from it.
-    fn candidates<'a>(args: &'a ExtenderArgs<'_>) -> Result<Cow<'a, [Cow<'a, str>]>, String> {
+    fn candidates<'a>(args: &'a ExtenderArgs<'_>) -> Result<Cow<'a, [Cow<'a, str>]>, ExtenderError> {
         match (&args.node_names, &args.nodes) {
             (Some(names), _) => Ok(Cow::Borrowed(names)),
-            (None, Some(list)) => list
-                .names()
-                .map(Cow::Owned)
-                .ok_or_else(|| "a node in Nodes.items has no metadata.name".to_string()),
+            (None, Some(list)) => list.names().map(Cow::Owned).ok_or(ExtenderError::NoNodeName),
             (None, None) => Ok(Cow::Borrowed(&[])),
         }
     }
@@ -182,7 +206,8 @@ impl Extender {
     /// Nodes that can take the pod now. The reply names them as the request did: by name with a
     /// node cache, as the same raw node objects without one.
     pub fn filter<'a>(&self, args: &'a ExtenderArgs<'_>) -> ExtenderFilterResult<'a> {
-        let failure = |error: String| ExtenderFilterResult { error, ..Default::default() };
+        let failure =
+            |error: ExtenderError| ExtenderFilterResult { error: error.to_string(), ..Default::default() };
         let pod = match self.pod(&args.pod) {
             Ok(p) => p,
             Err(e) => return failure(e),
@@ -200,7 +225,7 @@ impl Extender {
         // reserved with the whole gang's.
         let plan = match planned(&args.pod) {
             Ok(p) => p,
-            Err(e) => return failure(e),
+            Err(e) => return failure(e.into()),
         };
         if let Some(Planned { node, .. }) = &plan {
             let why: Cow<str> = Cow::Owned(format!("Gantry planned this pod for node {node}"));
@@ -252,7 +277,7 @@ impl Extender {
     }
 
     /// Scores 0..10 per candidate node; an error for requests that make no sense.
-    pub fn prioritize<'a>(&self, args: &'a ExtenderArgs<'_>) -> Result<Vec<HostPriority<'a>>, String> {
+    pub fn prioritize<'a>(&self, args: &'a ExtenderArgs<'_>) -> Result<Vec<HostPriority<'a>>, ExtenderError> {
         let pod = self.pod(&args.pod)?;
         let names = Self::candidates(args)?;
         if !pod.managed() {
@@ -321,7 +346,7 @@ impl Extender {
     /// gets none: the queue decides preemption for the workloads it governs, whole gangs at a
     /// time, and kube-scheduler's dry run ignores extender filters, so its own candidates could be
     /// pods on nodes the pod may never use.
-    pub fn preempt(&self, args: &ExtenderPreemptionArgs) -> Result<ExtenderPreemptionResult, String> {
+    pub fn preempt(&self, args: &ExtenderPreemptionArgs) -> Result<ExtenderPreemptionResult, ExtenderError> {
         let Some(plan) = planned(&args.pod)? else { return Ok(ExtenderPreemptionResult::default()) };
         let mut out = BTreeMap::new();
         let mut keep = |node: &str, uids: Vec<String>, num_pdb_violations: i64| {
@@ -342,8 +367,7 @@ impl Extender {
                     .iter()
                     .map(|p| {
                         let uid = p.get("metadata").and_then(|m| m.get("uid")).and_then(Value::as_str);
-                        uid.map(str::to_string)
-                            .ok_or_else(|| format!("a victim on node {node} has no metadata.uid"))
+                        uid.map(str::to_string).ok_or_else(|| ExtenderError::VictimWithoutUid(node.clone()))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 keep(node, uids, v.num_pdb_violations);

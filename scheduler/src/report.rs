@@ -16,6 +16,25 @@ use std::path::PathBuf;
 /// that the oldest are dropped and the loss is logged.
 const MAX_PENDING: usize = 1_000_000;
 
+/// Why a report did not (all) arrive. What was not sent stays pending unless the message says
+/// it was dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The call failed (the quota API is unreachable, or answered an error).
+    #[error("{}", .0.message)]
+    Call(#[source] CallError),
+    /// The quota API refused records for good; they were dropped (`what`: usage records or
+    /// notebook stops).
+    #[error("the quota API refused {count} {what}, dropped: {why}")]
+    Refused { count: usize, what: &'static str, why: String },
+    #[error("cannot write {what}: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 pub struct QuotaReport {
     caller: Caller,
     pending: Vec<Record>,
@@ -39,7 +58,7 @@ impl QuotaReport {
     /// figures, a malformed one), the records are sent one by one and only those refused are
     /// dropped, with an error that says how many: one bad record must neither block every later
     /// one nor take the others with it.
-    pub async fn send(&mut self, view: &View, records: Vec<Record>) -> Result<(), String> {
+    pub async fn send(&mut self, view: &View, records: Vec<Record>) -> Result<(), ReportError> {
         self.pending.extend(records);
         if self.pending.len() > MAX_PENDING {
             let dropped = self.pending.len() - MAX_PENDING;
@@ -50,17 +69,21 @@ impl QuotaReport {
             match self.post(&self.pending).await {
                 Ok(()) => self.pending.clear(),
                 Err(e) if e.refused() => self.one_by_one().await?,
-                Err(e) => return Err(e.message),
+                Err(e) => return Err(ReportError::Call(e)),
             }
         }
-        let body = serde_json::to_string(view).map_err(|e| e.to_string())?;
-        self.caller.call("PUT", "/internal/v1/view", "application/json", body).await.map_err(|e| e.message)
+        let body =
+            serde_json::to_string(view).map_err(|source| ReportError::Encode { what: "the view", source })?;
+        self.caller
+            .call("PUT", "/internal/v1/view", "application/json", body)
+            .await
+            .map_err(ReportError::Call)
     }
 
     /// Sends the notebook stops pending plus `stops` to `POST /internal/v1/notebook-stops`; on
     /// failure they stay pending (the quota API keeps one line per notebook and second, so a
     /// retry after a lost answer adds nothing). A batch refused for good is dropped and said.
-    pub async fn send_notebook_stops(&mut self, stops: Vec<NotebookStopRecord>) -> Result<(), String> {
+    pub async fn send_notebook_stops(&mut self, stops: Vec<NotebookStopRecord>) -> Result<(), ReportError> {
         self.stops.extend(stops);
         if self.stops.len() > MAX_PENDING {
             let dropped = self.stops.len() - MAX_PENDING;
@@ -72,7 +95,8 @@ impl QuotaReport {
         let mut lines = String::new();
         for s in &self.stops {
             lines.push_str(
-                &serde_json::to_string(s).map_err(|e| format!("cannot write a notebook stop: {e}"))?,
+                &serde_json::to_string(s)
+                    .map_err(|source| ReportError::Encode { what: "a notebook stop", source })?,
             );
             lines.push('\n');
         }
@@ -82,10 +106,10 @@ impl QuotaReport {
                 Ok(())
             }
             Err(e) if e.refused() => {
-                let n = std::mem::take(&mut self.stops).len();
-                Err(format!("the quota API refused {n} notebook stops, dropped: {}", e.message))
+                let count = std::mem::take(&mut self.stops).len();
+                Err(ReportError::Refused { count, what: "notebook stops", why: e.message })
             }
-            Err(e) => Err(e.message),
+            Err(e) => Err(ReportError::Call(e)),
         }
     }
 
@@ -103,7 +127,7 @@ impl QuotaReport {
     }
 
     /// The pending records one at a time after a refused batch; those refused are dropped.
-    async fn one_by_one(&mut self) -> Result<(), String> {
+    async fn one_by_one(&mut self) -> Result<(), ReportError> {
         let batch = std::mem::take(&mut self.pending);
         let (mut refused, mut why) = (0usize, String::new());
         for (i, r) in batch.iter().enumerate() {
@@ -117,13 +141,13 @@ impl QuotaReport {
                 }
                 Err(e) => {
                     self.pending = batch[i..].to_vec();
-                    return Err(e.message);
+                    return Err(ReportError::Call(e));
                 }
             }
         }
         match refused {
             0 => Ok(()),
-            n => Err(format!("the quota API refused {n} usage records, dropped: {why}")),
+            count => Err(ReportError::Refused { count, what: "usage records", why }),
         }
     }
 }

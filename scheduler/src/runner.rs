@@ -27,7 +27,7 @@ use gantry_api::crds::{ModelStatus, Tenant, TenantStatus};
 use gantry_api::gang::{self, GangSpec};
 use gantry_api::keys::ADMITTED_CONDITION;
 use gantry_api::record::{AsRecord, PodRecord};
-use gantry_api::tenants::TenantObjects;
+use gantry_api::tenants::{InvalidTenants, TenantObjects};
 use gantry_api::watch::{follow, Change};
 use gantry_core::model::{Cluster, PodRequest};
 use gantry_core::queue::{Mode, Queue};
@@ -103,7 +103,7 @@ pub struct Live {
     /// Actions produced outside a cycle (a pod refused on arrival), for the next cycle.
     queued: Mutex<Vec<Action>>,
     /// Gang sizes from the frameworks' objects, by owner key (see [`gantry_api::gang`]).
-    owners: Mutex<HashMap<String, Result<GangSpec, String>>>,
+    owners: Mutex<HashMap<String, Result<GangSpec, gang::GangError>>>,
     /// A watch relisted (deletions may have been missed): rebuild from the stores.
     relisted: AtomicBool,
     /// A Tenant, Cohort, GpuFlavor or Namespace event: rebuild only if the tenancy they define
@@ -242,7 +242,7 @@ impl Live {
 
     /// A framework's object that sizes gangs was added or changed (`Some`) or deleted (`None`).
     /// An object whose counts make no sense is logged, naming it, and its gangs are refused.
-    pub fn owner(&self, key: &str, spec: Option<Result<GangSpec, String>>) {
+    pub fn owner(&self, key: &str, spec: Option<Result<GangSpec, gang::GangError>>) {
         match &spec {
             Some(Err(e)) if lock(&self.owners).get(key) != spec.as_ref() => {
                 tracing::warn!("{e}")
@@ -272,8 +272,10 @@ impl Live {
         let mut fresh =
             Extender::new(Cluster::default(), Scheduler::new(policy.build(&Cluster::default(), expected)));
         for node in stores.nodes.state() {
-            if let Err(e) = to_value(&*node).and_then(|v| fresh.node_applied(&v)) {
-                tracing::warn!("{e}");
+            match to_value(&*node).map(|v| fresh.node_applied(&v)) {
+                Err(e) => tracing::warn!("{e}"),
+                Ok(Err(e)) => tracing::warn!("{e}"),
+                Ok(Ok(())) => {}
             }
         }
         // Fragmentation-aware scores are normalised by the largest node.
@@ -297,7 +299,7 @@ impl Live {
         config: &RunConfig,
         now: Seconds,
         cause: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), TenancyUnavailable> {
         let mut guard = lock(&self.controller);
         let tenancy = tenancy_now(stores, &config.tenants)?;
         self.state.metrics.rebuilds.with_label_values(&[cause]).inc();
@@ -314,8 +316,10 @@ impl Live {
             Controller::new(Queue::new_live(tenancy, Cluster::default(), scheduler, Mode::Quota, now));
         for node in stores.nodes.state() {
             // No gang is known yet, so adding nodes refuses nothing.
-            if let Err(e) = to_value(&*node).and_then(|v| c.node_applied(&v, now)) {
-                tracing::warn!("queue: {e}");
+            match to_value(&*node).map(|v| c.node_applied(&v, now)) {
+                Err(e) => tracing::warn!("queue: {e}"),
+                Ok(Err(e)) => tracing::warn!("queue: {e}"),
+                Ok(Ok(_)) => {}
             }
         }
         for (key, spec) in lock(&self.owners).iter() {
@@ -496,18 +500,40 @@ pub fn with_conflicts(
     statuses
 }
 
-fn to_value<T: serde::Serialize>(o: &T) -> Result<Value, String> {
-    serde_json::to_value(o).map_err(|e| format!("cannot read an object from the API server: {e}"))
+/// An object from the API server that cannot be turned into JSON to read (never seen: kube-rs
+/// decoded it from JSON).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read an object from the API server: {0}")]
+pub struct Unreadable(#[source] serde_json::Error);
+
+fn to_value<T: serde::Serialize>(o: &T) -> Result<Value, Unreadable> {
+    serde_json::to_value(o).map_err(Unreadable)
+}
+
+/// Why the tenancy cannot be had now: the queue keeps the last good one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenancyUnavailable {
+    #[error(transparent)]
+    Invalid(#[from] InvalidTenants),
+    #[error("tenants come from the cluster but their objects are not watched")]
+    NotWatched,
+}
+
+/// Why the in-cluster scheduler stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("a watcher stopped before listing: {0}")]
+    WatcherStopped(#[source] reflector::store::WriterDropped),
+    #[error("leader election stopped; exiting so that another replica takes over")]
+    ElectionStopped,
 }
 
 /// The tenancy from its source as it is now.
-fn tenancy_now(stores: &Stores, tenants: &Tenants) -> Result<Tenancy, String> {
+fn tenancy_now(stores: &Stores, tenants: &Tenants) -> Result<Tenancy, TenancyUnavailable> {
     match (tenants, &stores.tenants) {
         (Tenants::File(t), _) => Ok(t.clone()),
-        (Tenants::Cluster(settings), Some(objects)) => objects.tenancy(settings),
-        (Tenants::Cluster(_), None) => {
-            Err("tenants come from the cluster but their objects are not watched".into())
-        }
+        (Tenants::Cluster(settings), Some(objects)) => Ok(objects.tenancy(settings)?),
+        (Tenants::Cluster(_), None) => Err(TenancyUnavailable::NotWatched),
     }
 }
 
@@ -672,12 +698,10 @@ async fn follow_framework(
         |o: &kube::api::DynamicObject| gang::owner_key(f, &o.namespace().unwrap_or_default(), &o.name_any());
     let read = |o: &kube::api::DynamicObject| match serde_json::to_value(o) {
         Ok(v) => gang::read(f, &v),
-        Err(e) => Err(format!(
-            "{} {}/{}: cannot be read: {e}",
-            f.kind,
-            o.namespace().unwrap_or_default(),
-            o.name_any()
-        )),
+        Err(e) => Err(gang::GangError::Unreadable {
+            owner: format!("{} {}/{}", f.kind, o.namespace().unwrap_or_default(), o.name_any()),
+            problem: e.to_string(),
+        }),
     };
     let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
     while let Some(event) = events.next().await {
@@ -889,7 +913,7 @@ pub async fn run(
     live: Arc<Live>,
     config: RunConfig,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     let client = clients.main;
     let stores = watch(&client, &live, matches!(config.tenants, Tenants::Cluster(_)));
     let ready = async {
@@ -902,7 +926,7 @@ pub async fn run(
     };
     tokio::pin!(shutdown);
     tokio::select! {
-        r = ready => r.map_err(|e| format!("a watcher stopped before listing: {e}"))?,
+        r = ready => r.map_err(RunError::WatcherStopped)?,
         () = &mut shutdown => return Ok(()),
     }
     live.rebuild_cache(&stores, config.policy, &config.expected);
@@ -927,7 +951,7 @@ pub async fn run(
     // Whether this replica has led before (a rebuild then is for a new leadership, not the start).
     let mut started = false;
     // The last reason the tenants could not be read.
-    let mut invalid = String::new();
+    let mut invalid = None;
     // An eviction was refused: the queue's state is not the cluster's.
     let mut resync = false;
     let mut quota = config
@@ -939,7 +963,7 @@ pub async fn run(
             () = &mut shutdown => break,
             changed = leader.changed() => {
                 if changed.is_err() {
-                    return Err("leader election stopped; exiting so that another replica takes over".into());
+                    return Err(RunError::ElectionStopped);
                 }
             }
             () = live.wake.notified() => {}
@@ -973,14 +997,14 @@ pub async fn run(
             started = true;
             match live.rebuild_controller(&stores, &config, now(), cause) {
                 Ok(()) => {
-                    invalid.clear();
+                    invalid = None;
                     tracing::info!("{} leads; queue rebuilt from the API server ({cause})", config.identity)
                 }
                 Err(e) => {
                     // Said once, not every cycle, until it changes.
-                    if e != invalid {
+                    if invalid.as_ref() != Some(&e) {
                         tracing::warn!("{e}");
-                        invalid = e;
+                        invalid = Some(e);
                     }
                     if !live.leading() {
                         continue;
@@ -1006,9 +1030,9 @@ pub async fn run(
                 if let Some(Report { view, records, notebook_stops }) = live.report(now()) {
                     match report.send(&view, records).await {
                         Ok(()) => said.clear(),
-                        Err(e) if e != *said => {
+                        Err(e) if e.to_string() != *said => {
                             tracing::warn!("{e}; {} usage records kept for the next try", report.pending());
-                            *said = e;
+                            *said = e.to_string();
                         }
                         Err(_) => {}
                     }

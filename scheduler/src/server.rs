@@ -6,7 +6,7 @@
 //! `Error` field. Bodies above [`BODY_LIMIT`] are refused with 413 before they are read whole.
 
 use crate::controller::Action;
-use crate::extender::Extender;
+use crate::extender::{Extender, ExtenderError};
 use crate::wire::*;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -202,8 +202,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(extender: Extender) -> Result<Arc<AppState>, String> {
-        let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
+    pub fn new(extender: Extender) -> Result<Arc<AppState>, MetricsError> {
+        let metrics = Metrics::new().map_err(MetricsError)?;
         Ok(Arc::new(AppState { extender: RwLock::new(extender), metrics, ready: AtomicBool::new(true) }))
     }
 
@@ -224,8 +224,13 @@ impl AppState {
     }
 }
 
+/// The metrics registry could not be set up (a metric registered twice: a bug).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up metrics: {0}")]
+pub struct MetricsError(#[source] pub prometheus::Error);
+
 /// The service, with the verbs under `prefix` (e.g. `/scheduler`, or empty).
-pub fn router(extender: Extender, prefix: &str) -> Result<Router, String> {
+pub fn router(extender: Extender, prefix: &str) -> Result<Router, MetricsError> {
     Ok(router_for(AppState::new(extender)?, prefix))
 }
 
@@ -266,11 +271,11 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
 /// count and time the call, reply with JSON. `Err` from the decision is also a 400; decisions
 /// that belong in the protocol's `Error` field put it there and report failure through `ok`.
 /// The reply may borrow from the parsed request (node names are slices of the body).
-fn answer<'a, A, R>(
+fn answer<'a, A, R, E: std::fmt::Display>(
     s: &AppState,
     verb: &str,
-    parsed: &'a Result<A, String>,
-    decide: impl FnOnce(&'a A) -> Result<R, String>,
+    parsed: &'a Result<A, RequestError>,
+    decide: impl FnOnce(&'a A) -> Result<R, E>,
     encode: impl FnOnce(&R) -> Result<Vec<u8>, serde_json::Error>,
     ok: impl FnOnce(&R) -> bool,
 ) -> Response {
@@ -280,7 +285,7 @@ fn answer<'a, A, R>(
         Ok(a) => a,
         Err(e) => {
             s.metrics.observe(verb, started, false);
-            return (StatusCode::BAD_REQUEST, e.clone()).into_response();
+            return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
         }
     };
     let result = decide(args);
@@ -290,7 +295,7 @@ fn answer<'a, A, R>(
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the {verb} reply: {e}"))
                 .into_response(),
         },
-        Err(e) => (StatusCode::BAD_REQUEST, e.clone()).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
     s.metrics.observe(verb, started, result.as_ref().is_ok_and(ok));
     response
@@ -301,7 +306,7 @@ async fn filter(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         &s,
         "filter",
         &ExtenderArgs::parse(&body),
-        |a| Ok(s.reader().filter(a)),
+        |a| Ok::<_, ExtenderError>(s.reader().filter(a)),
         |r| Ok(r.to_json()),
         |r| r.error.is_empty(),
     )
@@ -323,7 +328,7 @@ async fn bind(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         &s,
         "bind",
         &parse(&body, BINDING_KEYS, "ExtenderBindingArgs"),
-        |a: &ExtenderBindingArgs| Ok(s.extender().bind(a)),
+        |a: &ExtenderBindingArgs| Ok::<_, ExtenderError>(s.extender().bind(a)),
         serde_json::to_vec,
         |r| r.error.is_empty(),
     )

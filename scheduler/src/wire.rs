@@ -33,11 +33,11 @@ pub struct ExtenderArgs<'a> {
 
 impl<'a> ExtenderArgs<'a> {
     /// Parses a filter or prioritize body. The error names the request type and the problem.
-    pub fn parse(body: &'a [u8]) -> Result<Self, String> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, RequestError> {
         too_many_values(body, "ExtenderArgs")?;
         // One UTF-8 check of the whole body is cheaper than one per node name.
         let text = std::str::from_utf8(body)
-            .map_err(|e| format!("the body is not valid JSON for ExtenderArgs: it is not UTF-8 ({e})"))?;
+            .map_err(|source| RequestError::NotUtf8 { what: "ExtenderArgs", source })?;
         if let Some(args) = Self::parse_plain(text) {
             return Ok(args);
         }
@@ -45,12 +45,12 @@ impl<'a> ExtenderArgs<'a> {
     }
 
     /// The whole request read by serde: any JSON, and the errors.
-    fn parse_serde(text: &'a str) -> Result<Self, String> {
+    fn parse_serde(text: &'a str) -> Result<Self, RequestError> {
         let mut de = serde_json::Deserializer::from_str(text);
         let args = ExtenderArgs::deserialize(&mut de).and_then(|a| de.end().map(|()| a));
-        args.map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => format!("ExtenderArgs is malformed: {e}"),
-            _ => format!("the body is not valid JSON for ExtenderArgs: {e}"),
+        args.map_err(|source| match source.classify() {
+            serde_json::error::Category::Data => RequestError::Malformed { what: "ExtenderArgs", source },
+            _ => RequestError::NotJson { what: "ExtenderArgs", source },
         })
     }
 
@@ -453,16 +453,42 @@ pub struct ExtenderPreemptionResult {
     pub node_name_to_meta_victims: BTreeMap<String, MetaVictims>,
 }
 
+/// Why a request body cannot be read; `what` is the request type kube-scheduler sent. The reply
+/// is a 400 with this text.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("the body holds more than {MAX_VALUES} JSON values, more than any {what} kube-scheduler sends")]
+    TooManyValues { what: &'static str },
+    #[error("the body is not valid JSON for {what}: it is not UTF-8 ({source})")]
+    NotUtf8 {
+        what: &'static str,
+        #[source]
+        source: std::str::Utf8Error,
+    },
+    #[error("the body is not valid JSON for {what}: {source}")]
+    NotJson {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{what} must be a JSON object")]
+    NotObject { what: &'static str },
+    #[error("{what} is malformed: {source}")]
+    Malformed {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// The most JSON values a request may hold: a filter naming 100,000 nodes, or full objects of a
 /// few thousand. Counted (without parsing) only in bodies above 1 MiB, which smaller ones cannot
 /// exceed by much; a body of tiny values would otherwise become a tree tens of times its size.
 pub const MAX_VALUES: usize = 2_000_000;
 
-fn too_many_values(body: &[u8], what: &str) -> Result<(), String> {
+fn too_many_values(body: &[u8], what: &'static str) -> Result<(), RequestError> {
     if body.len() > 1 << 20 && gantry_serve::bodies::count_json_values(body, MAX_VALUES).is_err() {
-        return Err(format!(
-            "the body holds more than {MAX_VALUES} JSON values, more than any {what} kube-scheduler sends"
-        ));
+        return Err(RequestError::TooManyValues { what });
     }
     Ok(())
 }
@@ -472,20 +498,20 @@ fn too_many_values(body: &[u8], what: &str) -> Result<(), String> {
 pub fn parse<T: serde::de::DeserializeOwned>(
     body: &[u8],
     canonical: &[&str],
-    what: &str,
-) -> Result<T, String> {
+    what: &'static str,
+) -> Result<T, RequestError> {
     too_many_values(body, what)?;
     let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON for {what}: {e}"))?;
+        serde_json::from_slice(body).map_err(|source| RequestError::NotJson { what, source })?;
     let Value::Object(map) = value else {
-        return Err(format!("{what} must be a JSON object"));
+        return Err(RequestError::NotObject { what });
     };
     let mut fixed = Map::new();
     for (k, v) in map {
         let key = canonical.iter().find(|c| c.eq_ignore_ascii_case(&k)).map_or(k, |c| c.to_string());
         fixed.insert(key, v);
     }
-    serde_json::from_value(Value::Object(fixed)).map_err(|e| format!("{what} is malformed: {e}"))
+    serde_json::from_value(Value::Object(fixed)).map_err(|source| RequestError::Malformed { what, source })
 }
 
 /// The top-level keys of the small request types, read with [`parse`].

@@ -99,19 +99,24 @@ fn requests_decode_in_any_key_casing() {
 
 #[test]
 fn malformed_requests_name_the_type_and_the_problem() {
-    let e = ExtenderArgs::parse(b"{\"Pod\": ").unwrap_err();
+    assert!(matches!(
+        ExtenderArgs::parse(b"{\"Pod\": "),
+        Err(RequestError::NotJson { what: "ExtenderArgs", .. })
+    ));
+    let e = ExtenderArgs::parse(b"{\"Pod\": ").unwrap_err().to_string();
     assert!(e.contains("ExtenderArgs") && e.contains("not valid JSON"), "{e}");
-    let e = ExtenderArgs::parse(b"[1, 2]").unwrap_err();
+    let e = ExtenderArgs::parse(b"[1, 2]").unwrap_err().to_string();
     assert!(e.contains("ExtenderArgs is malformed") && e.contains("expected an ExtenderArgs object"), "{e}");
-    let e = ExtenderArgs::parse(b"{\"NodeNames\": [1]}").unwrap_err();
+    let e = ExtenderArgs::parse(b"{\"NodeNames\": [1]}").unwrap_err().to_string();
     assert!(e.contains("ExtenderArgs is malformed") && e.contains("expected a node name"), "{e}");
-    let e = ExtenderArgs::parse(b"{\"Nodes\": null} trailing").unwrap_err();
+    let e = ExtenderArgs::parse(b"{\"Nodes\": null} trailing").unwrap_err().to_string();
     assert!(e.contains("not valid JSON"), "{e}");
     // Escaped names are decoded, not borrowed, and answered unescaped.
     let a = ExtenderArgs::parse(br#"{"nodenames": ["a\u002db", "plain"]}"#).unwrap();
     assert_eq!(a.node_names, Some(vec!["a-b".into(), "plain".into()]));
-    let e =
-        parse::<ExtenderBindingArgs>(b"{\"PodName\": 7}", BINDING_KEYS, "ExtenderBindingArgs").unwrap_err();
+    let e = parse::<ExtenderBindingArgs>(b"{\"PodName\": 7}", BINDING_KEYS, "ExtenderBindingArgs")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("ExtenderBindingArgs is malformed"), "{e}");
 }
 

@@ -8,7 +8,7 @@ use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::file;
 use gantry_core::{PolicyKind, Scheduler};
 use gantry_scheduler::controller::{Action, Controller};
-use gantry_scheduler::extender::Extender;
+use gantry_scheduler::extender::{Extender, ExtenderError};
 use gantry_scheduler::runner::{Live, RunConfig, Stores, Tenants};
 use gantry_scheduler::server::AppState;
 use gantry_scheduler::wire::ExtenderArgs;
@@ -102,7 +102,8 @@ fn watch_events_keep_the_extender_cache() {
 
     // A pod on a node not seen yet is reported, not counted.
     let err = ext.pod_applied(&pod("team-a", "early", 1, false, Some("gpu-9"))).unwrap_err();
-    assert!(err.contains("node gpu-9, which Gantry has not seen"), "{err}");
+    assert!(matches!(&err, ExtenderError::UnseenNode { node, .. } if node == "gpu-9"), "{err}");
+    assert!(err.to_string().contains("node gpu-9, which Gantry has not seen"), "{err}");
 }
 
 fn controller() -> Controller {

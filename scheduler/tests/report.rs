@@ -7,7 +7,7 @@ use gantry_api::view::View;
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
 use gantry_quota_api::ledger::{Ledger, Record};
-use gantry_scheduler::report::QuotaReport;
+use gantry_scheduler::report::{QuotaReport, ReportError};
 use std::sync::Arc;
 
 fn view(at: i64) -> View {
@@ -55,7 +55,7 @@ async fn records_and_the_view_reach_the_quota_api_once() {
     // The quota API is not there yet: the records wait.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
     let mut away = QuotaReport::new(&format!("http://{closed}"), token.clone());
-    let err = away.send(&view(1), vec![record(0)]).await.unwrap_err();
+    let err = away.send(&view(1), vec![record(0)]).await.unwrap_err().to_string();
     assert!(err.starts_with(&format!("cannot reach http://{closed}/internal/v1/accruals")), "{err}");
     assert_eq!(away.pending(), 1);
 
@@ -70,7 +70,7 @@ async fn records_and_the_view_reach_the_quota_api_once() {
 
     // A token the quota API does not accept.
     std::fs::write(&token, "stolen-token\n").unwrap();
-    let err = report.send(&view(4), vec![record(180)]).await.unwrap_err();
+    let err = report.send(&view(4), vec![record(180)]).await.unwrap_err().to_string();
     assert!(
         err.contains("/internal/v1/accruals answered 401 Unauthorized") && err.contains("not valid"),
         "{err}"
@@ -82,6 +82,8 @@ async fn records_and_the_view_reach_the_quota_api_once() {
     std::fs::write(&token, "scheduler-token-1\n").unwrap();
     let conflicting = Record { guaranteed: 1, ..record(0) };
     let err = report.send(&view(5), vec![conflicting]).await.unwrap_err();
+    assert!(matches!(err, ReportError::Refused { count: 1, what: "usage records", .. }), "{err}");
+    let err = err.to_string();
     assert!(
         err.starts_with("the quota API refused 1 usage records, dropped:") && err.contains("409"),
         "{err}"
