@@ -17,7 +17,8 @@ mod convert;
 pub mod select;
 
 pub use convert::{
-    flavor_object_name, objects_yaml, tenancy_from, tenancy_to_objects, CrdError, TenancyObjects,
+    flavor_object_name, objects_yaml, tenancy_from, tenancy_to_objects, CrdError, NoObjectName,
+    TenancyObjects,
 };
 pub use select::{match_namespaces, Matched};
 

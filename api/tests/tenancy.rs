@@ -5,7 +5,7 @@
 
 use gantry_api::crds::{
     objects_yaml, tenancy_from, tenancy_to_objects, Budget, Cohort, CohortSpec, FlavorQuota, GpuFlavor,
-    GpuFlavorSpec, Tenant, TenantSpec,
+    GpuFlavorSpec, NoObjectName, Tenant, TenantSpec,
 };
 use gantry_core::tenancy::file::{self, parse_settings, parse_with_settings};
 use gantry_core::tenancy::{PriorityClass, Settings, Tenancy, Timing};
@@ -623,15 +623,16 @@ fn tenancies_that_cannot_be_objects() {
     let text = "flavors: [{name: A100}, {name: a100}]\ntenants: [{name: a, namespaces: [a]}]\n";
     let (t, s) = parse_with_settings("t.yaml", text).unwrap();
     assert_eq!(
-        tenancy_to_objects(&t, &s).unwrap_err(),
+        tenancy_to_objects(&t, &s).unwrap_err().to_string(),
         "flavors `A100` and `a100` would both be the GpuFlavor `a100` (object names are lowercase letters, digits \
          and '-'); rename one of them"
     );
     let text =
         "flavors: [{name: A100}]\ncohorts: [{name: Research Org}]\ntenants: [{name: a, namespaces: [a]}]\n";
     let (t, s) = parse_with_settings("t.yaml", text).unwrap();
+    assert_eq!(tenancy_to_objects(&t, &s).unwrap_err(), NoObjectName::Cohort("Research Org".into()));
     assert_eq!(
-        tenancy_to_objects(&t, &s).unwrap_err(),
+        tenancy_to_objects(&t, &s).unwrap_err().to_string(),
         "cohort `Research Org` cannot be the name of a Cohort object; rename it (and its uses) to 1 to 63 lowercase \
          letters, digits and '-', starting and ending with a letter or digit"
     );

@@ -282,6 +282,22 @@ pub fn flavor_object_name(model: &str) -> String {
     }
 }
 
+/// A tenancy that cannot be written as objects: a name in the tenants file that no object
+/// could have. The message says what to rename.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoObjectName {
+    #[error(
+        "flavors `{first}` and `{second}` would both be the GpuFlavor `{object}` (object names are lowercase \
+         letters, digits and '-'); rename one of them"
+    )]
+    SameFlavor { first: String, second: String, object: String },
+    #[error(
+        "cohort `{0}` cannot be the name of a Cohort object; rename it (and its uses) to 1 to 63 lowercase \
+         letters, digits and '-', starting and ending with a letter or digit"
+    )]
+    Cohort(String),
+}
+
 /// The objects that declare `tenancy` in a cluster whose settings file holds `settings` (those
 /// of the tenants file it came from: `file::parse_with_settings`). Built back with
 /// [`tenancy_from`] under the same settings they give the same tenancy, up to order (objects come
@@ -290,26 +306,22 @@ pub fn flavor_object_name(model: &str) -> String {
 ///
 /// Refused, naming what to rename in the tenants file: a cohort whose name cannot be an object
 /// name, two flavors whose models give the same object name.
-pub fn tenancy_to_objects(tenancy: &Tenancy, settings: &Settings) -> Result<TenancyObjects, String> {
+pub fn tenancy_to_objects(tenancy: &Tenancy, settings: &Settings) -> Result<TenancyObjects, NoObjectName> {
     let mut keys: Vec<String> = Vec::with_capacity(tenancy.flavors.len());
     for flavor in &tenancy.flavors {
         let key = flavor_object_name(&flavor.name);
         if let Some(other) = keys.iter().position(|k| *k == key).and_then(|i| tenancy.flavors.get(i)) {
-            return Err(format!(
-                "flavors `{}` and `{}` would both be the GpuFlavor `{key}` (object names are lowercase letters, \
-                 digits and '-'); rename one of them",
-                other.name, flavor.name
-            ));
+            return Err(NoObjectName::SameFlavor {
+                first: other.name.clone(),
+                second: flavor.name.clone(),
+                object: key,
+            });
         }
         keys.push(key);
     }
     for cohort in &tenancy.cohorts {
         if !build::is_dns_label(&cohort.name) {
-            return Err(format!(
-                "cohort `{}` cannot be the name of a Cohort object; rename it (and its uses) to 1 to 63 \
-                 lowercase letters, digits and '-', starting and ending with a letter or digit",
-                cohort.name
-            ));
+            return Err(NoObjectName::Cohort(cohort.name.clone()));
         }
     }
     let mut flavors: Vec<GpuFlavor> = tenancy
