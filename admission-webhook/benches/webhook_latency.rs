@@ -31,7 +31,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
-use gantry_admission_webhook::{router, Path, Policy, Webhook};
+use gantry_admission_webhook::{router, AdmissionPolicy, Path, Webhook};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -78,7 +78,7 @@ fn main() -> Result<(), BoxError> {
     std::fs::write(&files.cert, cert.cert.pem())?;
     std::fs::write(&files.key, cert.signing_key.serialize_pem())?;
     let tenancy = gantry_core::tenancy::file::parse("tenants.yaml", TENANTS).map_err(|e| format!("{e:?}"))?;
-    let webhook = Arc::new(Webhook::new(Policy::new(tenancy, Some("gantry".into()))?)?);
+    let webhook = Arc::new(Webhook::new(AdmissionPolicy::new(tenancy, Some("gantry".into()))?)?);
     let app: Router = router(webhook.clone()).route("/allow", post(allow_all));
     let listener = server_rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;

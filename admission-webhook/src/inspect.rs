@@ -14,7 +14,7 @@
 //! | `gantry.dev/gang-size` | annotation | pods in the gang, when the framework says it |
 //! | `gantry.dev/admission` | scheduling gate | held until the queue admits the workload |
 
-use crate::policy::Policy;
+use crate::policy::AdmissionPolicy;
 use crate::review::{Decision, Request};
 use gantry_api::identity::Source;
 use gantry_api::keys::{
@@ -45,14 +45,14 @@ pub fn is_mirror(pod: &Value) -> bool {
 /// The tenant whose pod `request` creates, when both handlers act on it; otherwise the answer to
 /// give: allow untouched (other requests, other namespaces, mirror pods), deny a GPU pod in a
 /// namespace two tenants claim ([`contested`]), or deny a pod that fails [`screen`].
-pub fn created_pod(policy: &Policy, request: &Request) -> Result<TenantId, Decision> {
+pub fn created_pod(policy: &AdmissionPolicy, request: &Request) -> Result<TenantId, Decision> {
     if !request.is_pod_create() {
         return Err(Decision::allow());
     }
     let Some(tenant) = policy.tenant_of(&request.namespace) else {
         return Err(contested(policy, request).map_or_else(Decision::allow, Decision::deny));
     };
-    screen(&request.object).map_err(Decision::bad_request)?;
+    screen(&request.object).map_err(|e| Decision::bad_request(e.to_string()))?;
     if is_mirror(&request.object) {
         return Err(Decision::allow());
     }
@@ -65,7 +65,7 @@ pub fn created_pod(policy: &Policy, request: &Request) -> Result<TenantId, Decis
 /// around quota. CPU-only pods and mirror pods there are let through, as in any namespace
 /// without a tenant: Gantry has nothing to charge for them. Pods already running are not touched
 /// (updates are not checked here).
-pub fn contested(policy: &Policy, request: &Request) -> Option<String> {
+pub fn contested(policy: &AdmissionPolicy, request: &Request) -> Option<String> {
     let tenants = policy.claimants(&request.namespace)?;
     let pod = &request.object;
     if is_mirror(pod) || !asks_for_gpu(pod) {
@@ -174,38 +174,64 @@ pub fn source_key(source: Source) -> &'static str {
     }
 }
 
+/// Why [`screen`] refuses a pod. Each message names the field and the fix, because it goes back
+/// to the user as the admission denial.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScreenError {
+    /// `request.object` is not a JSON object.
+    #[error("request.object is not a Pod object; the API server sends the pod being created")]
+    NotAnObject,
+    /// The pod has no `metadata` object.
+    #[error("metadata is missing; a pod always has metadata")]
+    NoMetadata,
+    /// More containers and init containers than [`MAX_CONTAINERS`].
+    #[error(
+        "spec.containers: the pod has {containers} containers and init containers; Gantry accepts at most {MAX_CONTAINERS}"
+    )]
+    TooManyContainers { containers: usize },
+    /// A label value longer than Kubernetes allows; `key` is cut to 64 characters for the message.
+    #[error("metadata.labels[{key}] is {len} characters long; label values are at most {MAX_LABEL_VALUE}")]
+    LabelTooLong { key: String, len: usize },
+    /// The annotations together are larger than Kubernetes allows.
+    #[error("metadata.annotations: {bytes} bytes in all; Kubernetes allows at most {MAX_ANNOTATION_BYTES}")]
+    AnnotationsTooLarge { bytes: usize },
+    /// An `nvidia.com/gpu` value that is not a quantity; `reason` is what the quantity reader said.
+    #[error("{field}: {reason}; give a whole number of GPUs, e.g. \"1\"")]
+    GpuQuantity { field: String, reason: String },
+}
+
 /// Refuses pods no policy should read further. The message names the field and the fix.
-pub fn screen(pod: &Value) -> Result<(), String> {
+pub fn screen(pod: &Value) -> Result<(), ScreenError> {
     if !pod.is_object() {
-        return Err("request.object is not a Pod object; the API server sends the pod being created".into());
+        return Err(ScreenError::NotAnObject);
     }
-    if !pod.get("metadata").is_some_and(Value::is_object) {
-        return Err("metadata is missing; a pod always has metadata".into());
-    }
+    let Some(metadata) = pod.get("metadata").filter(|m| m.is_object()) else {
+        return Err(ScreenError::NoMetadata);
+    };
     let count =
         |list: &str| pod.get("spec").and_then(|s| s.get(list)).and_then(Value::as_array).map_or(0, Vec::len);
     let containers = count("containers") + count("initContainers");
     if containers > MAX_CONTAINERS {
-        return Err(format!("spec.containers: the pod has {containers} containers and init containers; Gantry accepts at most {MAX_CONTAINERS}"));
+        return Err(ScreenError::TooManyContainers { containers });
     }
-    if let Some(labels) = pod["metadata"].get("labels").and_then(Value::as_object) {
+    if let Some(labels) = metadata.get("labels").and_then(Value::as_object) {
         for (k, v) in labels {
             let len = v.as_str().map_or(0, str::len);
             if len > MAX_LABEL_VALUE {
                 let key = crate::review::truncate(k, 64);
-                return Err(format!("metadata.labels[{key}] is {len} characters long; label values are at most {MAX_LABEL_VALUE}"));
+                return Err(ScreenError::LabelTooLong { key, len });
             }
         }
     }
-    if let Some(annotations) = pod["metadata"].get("annotations").and_then(Value::as_object) {
+    if let Some(annotations) = metadata.get("annotations").and_then(Value::as_object) {
         let bytes: usize = annotations.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
         if bytes > MAX_ANNOTATION_BYTES {
-            return Err(format!("metadata.annotations: {bytes} bytes in all; Kubernetes allows at most {MAX_ANNOTATION_BYTES}"));
+            return Err(ScreenError::AnnotationsTooLarge { bytes });
         }
     }
     for (field, v) in gpu_fields(pod) {
         if let Err(e) = quantity(v, 1000) {
-            return Err(format!("{field}: {e}; give a whole number of GPUs, e.g. \"1\""));
+            return Err(ScreenError::GpuQuantity { field, reason: e.to_string() });
         }
     }
     Ok(())

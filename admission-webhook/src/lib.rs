@@ -13,8 +13,14 @@
 //!   its replicas through a Secret, put into the webhook configurations' `caBundle` and renewed.
 //!
 //! Workload identity (`identify`), pod reading (`parse_pod`, `quantity`) and the gate and gang
-//! keys come from `gantry-scheduler`, so that the webhook tags pods exactly as the queue
-//! controller reads them; they could move to a shared crate that both depend on.
+//! keys come from `gantry-api`, which the queue controller reads with too, so that the webhook
+//! tags pods exactly as the controller reads them.
+//!
+//! Errors at the crate's boundary are typed, one enum per module ([`server::WebhookError`],
+//! [`policy::PolicyError`], [`inspect::ScreenError`], [`live::LiveError`],
+//! [`selfcert::KeeperError`] and its parts), so that a caller can tell the cases apart and reach
+//! the underlying error through `source()`; their messages are the ones the webhook shows and
+//! logs.
 
 pub mod inspect;
 pub mod live;
@@ -26,5 +32,5 @@ pub mod selfcert;
 pub mod server;
 pub mod validate;
 
-pub use policy::Policy;
+pub use policy::AdmissionPolicy;
 pub use server::{router, Path, Webhook};

@@ -9,26 +9,42 @@
 //! and the API server applies `failurePolicy`). A change that makes the objects invalid is
 //! logged and the last good policy stays in force.
 
-use crate::{Policy, Webhook};
+use crate::{AdmissionPolicy, Webhook};
 use gantry_api::tenants::TenantObjects;
 use gantry_core::tenancy::{Settings, Tenancy};
+use kube::runtime::reflector::store::WriterDropped;
 use kube::Client;
+use std::fmt::Display;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+/// Why [`follow`] returned: it runs for as long as the watches do, so any return is an error.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// A watch of the Tenant, Cohort, GpuFlavor or Namespace objects ended before its first list,
+    /// so the webhook never had a policy to serve with.
+    #[error("a tenant watcher stopped before listing: {source}")]
+    WatcherStopped {
+        #[source]
+        source: WriterDropped,
+    },
+}
+
 /// Keeps `webhook`'s policy equal to the cluster's tenant objects. `settings` are the
 /// cluster-wide settings (priority classes) the objects refer to; `policy` makes the policy of a
-/// tenancy (adding the webhook's own options). Returns only if the watchers stop before listing.
-pub async fn follow(
+/// tenancy (adding the webhook's own options); its error is only logged, and the last good policy
+/// stays in force, so any error type that can be shown will do. Returns only if the watchers stop
+/// before listing.
+pub async fn follow<E: Display>(
     client: Client,
     settings: Settings,
-    policy: impl Fn(Tenancy) -> Result<Policy, String>,
+    policy: impl Fn(Tenancy) -> Result<AdmissionPolicy, E>,
     webhook: Arc<Webhook>,
-) -> Result<(), String> {
+) -> Result<(), LiveError> {
     let changed = Arc::new(Notify::new());
     let notify = changed.clone();
     let objects = TenantObjects::watch(&client, move || notify.notify_one());
-    objects.wait_until_ready().await.map_err(|e| format!("a tenant watcher stopped before listing: {e}"))?;
+    objects.wait_until_ready().await.map_err(|source| LiveError::WatcherStopped { source })?;
     loop {
         let contested = objects.contested();
         match objects.tenancy(&settings) {

@@ -29,7 +29,7 @@
 
 use crate::inspect::*;
 use crate::patch::Patch;
-use crate::policy::Policy;
+use crate::policy::AdmissionPolicy;
 use crate::review::{Decision, Request};
 use gantry_api::identity::identify;
 use gantry_api::keys::*;
@@ -40,7 +40,7 @@ const DEFAULT_SCHEDULER: &str = "default-scheduler";
 
 /// Decides one mutating review. `request.object` should already carry its namespace (see
 /// [`crate::inspect::set_namespace`]).
-pub fn mutate(policy: &Policy, request: &Request) -> Decision {
+pub fn mutate(policy: &AdmissionPolicy, request: &Request) -> Decision {
     let tenant = match created_pod(policy, request) {
         Ok(tenant) => tenant,
         Err(answer) => return answer,

@@ -5,14 +5,16 @@
 //! its cohort, with nothing else running) comes from the core's quota tree, as the queue computes
 //! it when it refuses a workload that could never run.
 
-use gantry_core::model::ModelCatalog;
+use gantry_core::model::{ModelCatalog, ModelError};
 use gantry_core::queue::quota::QuotaTree;
 use gantry_core::tenancy::{FlavorId, Kind, Milli, Tenancy, TenantId};
 use std::collections::BTreeMap;
 
-/// The webhook's policy: tenants, their ceilings and the configured scheduler.
+/// The webhook's admission policy: tenants, their ceilings and the configured scheduler. Named
+/// apart from the core's placement `Policy` (which scores nodes for a pod), since this one decides
+/// only what a pod may ask for and how it is tagged.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub struct AdmissionPolicy {
     pub tenancy: Tenancy,
     /// `[tenant][flavor]`: the most the tenant could ever hold, in milli-units.
     ceilings: Vec<Vec<Milli>>,
@@ -32,13 +34,27 @@ pub struct Policy {
     pub contested: BTreeMap<String, Vec<String>>,
 }
 
+/// Why [`AdmissionPolicy::new`] could not build a policy from a tenancy.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// A GPU flavor's name could not be added to the model catalog the webhook reads pods with
+    /// (the tenancy names more GPU models than the catalog can hold). The flavor is named so the
+    /// tenants file or GpuFlavor object to change is clear.
+    #[error("flavor {flavor}: {source}")]
+    Flavor {
+        flavor: String,
+        #[source]
+        source: ModelError,
+    },
+}
+
 /// The queue controller's user as `deploy/scheduler/rbac.yaml` and the chart install it.
 pub const QUEUE_CONTROLLER: &str = "system:serviceaccount:gantry-system:gantry-scheduler";
 
-impl Policy {
+impl AdmissionPolicy {
     /// Builds the policy. Fails only when the tenancy names more GPU models than the scheduler's
     /// catalog can hold.
-    pub fn new(tenancy: Tenancy, scheduler_name: Option<String>) -> Result<Policy, String> {
+    pub fn new(tenancy: Tenancy, scheduler_name: Option<String>) -> Result<AdmissionPolicy, PolicyError> {
         let tree = QuotaTree::new(&tenancy);
         let ceilings = (0..tenancy.tenants.len())
             .map(|t| (0..tenancy.flavors.len()).map(|f| tree.ceiling(t, f).max(0) as Milli).collect())
@@ -47,11 +63,10 @@ impl Policy {
             (0..tenancy.flavors.len()).filter(|&f| !tenancy.flavors[f].is_cpu()).collect();
         let mut models = ModelCatalog::default();
         for &f in &gpu_flavors {
-            models
-                .intern(&tenancy.flavors[f].name)
-                .map_err(|e| format!("flavor {}: {e}", tenancy.flavors[f].name))?;
+            let flavor = &tenancy.flavors[f].name;
+            models.intern(flavor).map_err(|source| PolicyError::Flavor { flavor: flavor.clone(), source })?;
         }
-        Ok(Policy {
+        Ok(AdmissionPolicy {
             tenancy,
             ceilings,
             gpu_flavors,

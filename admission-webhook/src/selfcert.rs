@@ -97,16 +97,18 @@ const SKEW: i64 = 3600;
 /// Tries of a read-modify-write that keeps meeting 409 Conflict.
 const TRIES: usize = 5;
 
-/// The Service the webhook is reached through: the names its certificate must carry.
+/// The Service the webhook is reached through (name and namespace): the identity its serving
+/// certificate proves, so the DNS names the certificate must carry. Not to be confused with a
+/// workload's identity (`gantry_api::identity`), which says which gang a pod belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub struct ServiceIdentity {
     pub service: String,
     pub namespace: String,
 }
 
-impl Identity {
-    pub fn new(service: impl Into<String>, namespace: impl Into<String>) -> Identity {
-        Identity { service: service.into(), namespace: namespace.into() }
+impl ServiceIdentity {
+    pub fn new(service: impl Into<String>, namespace: impl Into<String>) -> ServiceIdentity {
+        ServiceIdentity { service: service.into(), namespace: namespace.into() }
     }
 
     /// The serving certificate's DNS names: NAME, NAME.NS, NAME.NS.svc, NAME.NS.svc.cluster.local.
@@ -116,9 +118,10 @@ impl Identity {
     }
 }
 
-/// Which kind of webhook configuration.
+/// Which kind of webhook configuration: mutating or validating. Named apart from the tenancy's
+/// workload `Kind` (training, notebook, ...), which is another thing altogether.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum ConfigKind {
     Mutating,
     Validating,
 }
@@ -126,29 +129,41 @@ pub enum Kind {
 /// A webhook configuration whose `caBundle` the webhook keeps: `--ca-bundle-for KIND:NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigRef {
-    pub kind: Kind,
+    pub kind: ConfigKind,
     pub name: String,
 }
 
+/// Why a `--ca-bundle-for` value is not a [`ConfigRef`]. Each message quotes the value given
+/// (`arg`) and says how to write it, since a person typed it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigRefError {
+    /// No `:` between the kind and the name.
+    #[error("{arg:?} is not KIND:NAME; write mutating:NAME or validating:NAME")]
+    NotKindName { arg: String },
+    /// A kind other than `mutating` or `validating`.
+    #[error(
+        "unknown kind {kind:?} in {arg:?}; write mutating:NAME (a MutatingWebhookConfiguration) or validating:NAME (a ValidatingWebhookConfiguration)"
+    )]
+    UnknownKind { kind: String, arg: String },
+    /// A name Kubernetes would refuse for an object.
+    #[error("{name:?} in {arg:?} is not a valid object name; use lower-case letters, digits, '-' and '.'")]
+    BadName { name: String, arg: String },
+}
+
 impl FromStr for ConfigRef {
-    type Err = String;
+    type Err = ConfigRefError;
 
     /// `mutating:NAME` or `validating:NAME`.
-    fn from_str(s: &str) -> Result<ConfigRef, String> {
-        let (kind, name) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{s:?} is not KIND:NAME; write mutating:NAME or validating:NAME"))?;
+    fn from_str(s: &str) -> Result<ConfigRef, ConfigRefError> {
+        let arg = || s.to_string();
+        let (kind, name) = s.split_once(':').ok_or_else(|| ConfigRefError::NotKindName { arg: arg() })?;
         let kind = match kind {
-            "mutating" => Kind::Mutating,
-            "validating" => Kind::Validating,
-            other => return Err(format!(
-                "unknown kind {other:?} in {s:?}; write mutating:NAME (a MutatingWebhookConfiguration) or validating:NAME (a ValidatingWebhookConfiguration)"
-            )),
+            "mutating" => ConfigKind::Mutating,
+            "validating" => ConfigKind::Validating,
+            other => return Err(ConfigRefError::UnknownKind { kind: other.to_string(), arg: arg() }),
         };
         if !is_dns_subdomain(name) {
-            return Err(format!(
-                "{name:?} in {s:?} is not a valid object name; use lower-case letters, digits, '-' and '.'"
-            ));
+            return Err(ConfigRefError::BadName { name: name.to_string(), arg: arg() });
         }
         Ok(ConfigRef { kind, name: name.to_string() })
     }
@@ -157,8 +172,8 @@ impl FromStr for ConfigRef {
 impl fmt::Display for ConfigRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            Kind::Mutating => write!(f, "MutatingWebhookConfiguration {}", self.name),
-            Kind::Validating => write!(f, "ValidatingWebhookConfiguration {}", self.name),
+            ConfigKind::Mutating => write!(f, "MutatingWebhookConfiguration {}", self.name),
+            ConfigKind::Validating => write!(f, "ValidatingWebhookConfiguration {}", self.name),
         }
     }
 }
@@ -241,12 +256,16 @@ fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
 }
 
 /// What [`assess`] decides, without the reason.
-pub fn plan(now: SystemTime, id: &Identity, data: Option<&BTreeMap<String, ByteString>>) -> Plan {
+pub fn plan(now: SystemTime, id: &ServiceIdentity, data: Option<&BTreeMap<String, ByteString>>) -> Plan {
     assess(now, id, data).0
 }
 
 /// What to do with a Secret's data (`None`: no Secret) at `now`, and why, for the log.
-pub fn assess(now: SystemTime, id: &Identity, data: Option<&BTreeMap<String, ByteString>>) -> (Plan, String) {
+pub fn assess(
+    now: SystemTime,
+    id: &ServiceIdentity,
+    data: Option<&BTreeMap<String, ByteString>>,
+) -> (Plan, String) {
     let now = unix(now);
     let Some(data) = data else { return (Plan::Create, "there is no Secret yet".into()) };
     let Some(ca_pem) = data.get(CA_CRT) else { return (Plan::Create, format!("the Secret has no {CA_CRT}")) };
@@ -282,7 +301,12 @@ pub fn assess(now: SystemTime, id: &Identity, data: Option<&BTreeMap<String, Byt
 }
 
 /// Why the serving certificate in `data` must be renewed, if it must.
-fn leaf_problem(now: i64, id: &Identity, data: &BTreeMap<String, ByteString>, ca: &Cert) -> Option<String> {
+fn leaf_problem(
+    now: i64,
+    id: &ServiceIdentity,
+    data: &BTreeMap<String, ByteString>,
+    ca: &Cert,
+) -> Option<String> {
     let Some(leaf) = data.get(TLS_CRT).and_then(|p| parse_certs(&p.0).ok()).map(|mut v| v.swap_remove(0))
     else {
         return Some(format!("its {TLS_CRT} is missing or not a PEM certificate"));
@@ -316,15 +340,73 @@ fn leaf_problem(now: i64, id: &Identity, data: &BTreeMap<String, ByteString>, ca
     None
 }
 
+/// Why certificates could not be made ([`issue`]). Making them needs only the clock, a random
+/// source and, to renew the serving certificate alone, the CA kept in the Secret.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// [`Plan::Keep`] for data that does not hold the material.
+    #[error("the Secret has no {CA_CRT}, {TLS_CRT} and {TLS_KEY} to keep")]
+    NothingToKeep,
+    /// [`Plan::RenewLeaf`] without a Secret.
+    #[error("there is no Secret whose CA could sign a new certificate")]
+    NoSecret,
+    /// [`Plan::RenewLeaf`] with a `ca.crt` that is not a PEM certificate.
+    #[error("the Secret's {CA_CRT} is not a certificate")]
+    CaNotCertificate,
+    /// [`Plan::RenewLeaf`] without `ca.key`.
+    #[error("the Secret has no {CA_KEY} to sign a new certificate with")]
+    NoCaKey,
+    /// [`Plan::RenewLeaf`] with a `ca.key` that does not match the CA.
+    #[error("the Secret's {CA_KEY} is not the key of its CA")]
+    WrongCaKey,
+    /// The CA kept in the Secret cannot be used to sign.
+    #[error("cannot sign with the Secret's CA: {source}")]
+    Signer {
+        #[source]
+        source: rcgen::Error,
+    },
+    /// No new key pair could be made.
+    #[error("cannot generate an ECDSA P-256 key: {source}")]
+    Key {
+        #[source]
+        source: rcgen::Error,
+    },
+    /// The new CA could not be signed.
+    #[error("cannot make the CA certificate: {source}")]
+    CaCertificate {
+        #[source]
+        source: rcgen::Error,
+    },
+    /// The Service's names are not valid DNS names (`--service`).
+    #[error("--service {service:?} makes invalid DNS names: {source}")]
+    DnsNames {
+        service: String,
+        #[source]
+        source: rcgen::Error,
+    },
+    /// The new serving certificate could not be signed.
+    #[error("cannot make the serving certificate: {source}")]
+    ServingCertificate {
+        #[source]
+        source: rcgen::Error,
+    },
+    /// The clock gives a time a certificate cannot hold.
+    #[error("the clock reads an impossible time: {source}")]
+    Clock {
+        #[source]
+        source: time::error::ComponentRange,
+    },
+}
+
 /// The material for `plan` at `now`: for [`Plan::Keep`] what `data` holds; otherwise new
 /// certificates (new keys), with the CA of `data` for [`Plan::RenewLeaf`] and its CAs still valid
 /// after the new one in `ca.crt` for [`Plan::NewCa`].
 pub fn issue(
     now: SystemTime,
-    id: &Identity,
+    id: &ServiceIdentity,
     plan: Plan,
     data: Option<&BTreeMap<String, ByteString>>,
-) -> Result<Material, String> {
+) -> Result<Material, CertError> {
     let t = unix(now);
     // The old bundle's certificates still valid at `now`, re-encoded as this module writes them.
     let old_bundle = || -> String {
@@ -332,9 +414,7 @@ pub fn issue(
         certs.iter().filter(|c| c.not_after > t).map(|c| pem_encode("CERTIFICATE", &c.der)).collect()
     };
     match plan {
-        Plan::Keep => data
-            .and_then(Material::from_data)
-            .ok_or_else(|| format!("the Secret has no {CA_CRT}, {TLS_CRT} and {TLS_KEY} to keep")),
+        Plan::Keep => data.and_then(Material::from_data).ok_or(CertError::NothingToKeep),
         Plan::Create | Plan::NewCa => {
             let key = new_key()?;
             let mut params = CertificateParams::default();
@@ -350,7 +430,7 @@ pub fn issue(
             params.not_before = odt(t - BACKDATE)?;
             let ca_not_after = t + secs(CA_VALIDITY);
             params.not_after = odt(ca_not_after)?;
-            let ca = params.self_signed(&key).map_err(|e| format!("cannot make the CA certificate: {e}"))?;
+            let ca = params.self_signed(&key).map_err(|source| CertError::CaCertificate { source })?;
             let ca_der = ca.der().to_vec();
             let ca_key = key.serialize_pem();
             let issuer = Issuer::new(params, key);
@@ -362,39 +442,36 @@ pub fn issue(
             Ok(Material { ca_crt, ca_key: Some(ca_key), tls_crt, tls_key })
         }
         Plan::RenewLeaf => {
-            let data = data.ok_or("there is no Secret whose CA could sign a new certificate")?;
+            let data = data.ok_or(CertError::NoSecret)?;
             let ca = data
                 .get(CA_CRT)
                 .and_then(|p| parse_certs(&p.0).ok())
                 .map(|mut v| v.swap_remove(0))
-                .ok_or(format!("the Secret's {CA_CRT} is not a certificate"))?;
-            let key_pem = text(data, CA_KEY)
-                .ok_or(format!("the Secret has no {CA_KEY} to sign a new certificate with"))?;
-            let key = key_of(key_pem.as_bytes(), &ca)
-                .ok_or(format!("the Secret's {CA_KEY} is not the key of its CA"))?;
+                .ok_or(CertError::CaNotCertificate)?;
+            let key_pem = text(data, CA_KEY).ok_or(CertError::NoCaKey)?;
+            let key = key_of(key_pem.as_bytes(), &ca).ok_or(CertError::WrongCaKey)?;
             let issuer = Issuer::from_ca_cert_der(&ca.der.as_slice().into(), key)
-                .map_err(|e| format!("cannot sign with the Secret's CA: {e}"))?;
+                .map_err(|source| CertError::Signer { source })?;
             let (tls_crt, tls_key) = new_leaf(t, id, &issuer, ca.not_after)?;
             Ok(Material { ca_crt: old_bundle(), ca_key: Some(key_pem), tls_crt, tls_key })
         }
     }
 }
 
-fn new_key() -> Result<KeyPair, String> {
-    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| format!("cannot generate an ECDSA P-256 key: {e}"))
+fn new_key() -> Result<KeyPair, CertError> {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| CertError::Key { source })
 }
 
 /// A serving certificate for `id`'s names from `issuer`, ending no later than the CA.
 fn new_leaf(
     now: i64,
-    id: &Identity,
+    id: &ServiceIdentity,
     issuer: &Issuer<'_, KeyPair>,
     ca_not_after: i64,
-) -> Result<(String, String), String> {
+) -> Result<(String, String), CertError> {
     let key = new_key()?;
     let mut params = CertificateParams::new(id.dns_names())
-        .map_err(|e| format!("--service {:?} makes invalid DNS names: {e}", id.service))?;
+        .map_err(|source| CertError::DnsNames { service: id.service.clone(), source })?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, format!("{}.{}.svc", id.service, id.namespace));
     params.distinguished_name = dn;
@@ -404,8 +481,7 @@ fn new_leaf(
     params.use_authority_key_identifier_extension = true;
     params.not_before = odt(now - BACKDATE)?;
     params.not_after = odt((now + secs(LEAF_VALIDITY)).min(ca_not_after))?;
-    let cert =
-        params.signed_by(&key, issuer).map_err(|e| format!("cannot make the serving certificate: {e}"))?;
+    let cert = params.signed_by(&key, issuer).map_err(|source| CertError::ServingCertificate { source })?;
     Ok((pem_encode("CERTIFICATE", cert.der()), key.serialize_pem()))
 }
 
@@ -420,24 +496,49 @@ struct Cert {
     public_key: Vec<u8>,
 }
 
+/// Why stored PEM text is not a list of certificates: the reason [`assess`] gives for starting
+/// afresh. Private, because only its message leaves this module.
+#[derive(Debug, thiserror::Error)]
+enum ParseError {
+    #[error("not valid PEM: {source}")]
+    Pem {
+        #[source]
+        source: x509_parser::error::PEMError,
+    },
+    #[error("a {label} block where certificates were expected")]
+    NotCertificate { label: String },
+    #[error("no PEM certificate")]
+    Empty,
+    #[error("not an X.509 certificate: {source}")]
+    X509 {
+        #[source]
+        source: x509_parser::nom::Err<x509_parser::error::X509Error>,
+    },
+    #[error("its subject alternative names cannot be read: {source}")]
+    AltNames {
+        #[source]
+        source: x509_parser::error::X509Error,
+    },
+}
+
 /// Every PEM block of `pem`, each a certificate; at least one.
-fn parse_certs(pem: &[u8]) -> Result<Vec<Cert>, String> {
+fn parse_certs(pem: &[u8]) -> Result<Vec<Cert>, ParseError> {
     let mut certs = Vec::new();
     for block in Pem::iter_from_buffer(pem) {
-        let block = block.map_err(|e| format!("not valid PEM: {e}"))?;
+        let block = block.map_err(|source| ParseError::Pem { source })?;
         if block.label != "CERTIFICATE" {
-            return Err(format!("a {} block where certificates were expected", block.label));
+            return Err(ParseError::NotCertificate { label: block.label });
         }
         certs.push(parse_cert(&block)?);
     }
     if certs.is_empty() {
-        return Err("no PEM certificate".into());
+        return Err(ParseError::Empty);
     }
     Ok(certs)
 }
 
-fn parse_cert(block: &Pem) -> Result<Cert, String> {
-    let x = block.parse_x509().map_err(|e| format!("not an X.509 certificate: {e}"))?;
+fn parse_cert(block: &Pem) -> Result<Cert, ParseError> {
+    let x = block.parse_x509().map_err(|source| ParseError::X509 { source })?;
     let dns_names = match x.subject_alternative_name() {
         Ok(Some(san)) => san
             .value
@@ -449,7 +550,7 @@ fn parse_cert(block: &Pem) -> Result<Cert, String> {
             })
             .collect(),
         Ok(None) => Vec::new(),
-        Err(e) => return Err(format!("its subject alternative names cannot be read: {e}")),
+        Err(source) => return Err(ParseError::AltNames { source }),
     };
     Ok(Cert {
         der: block.contents.clone(),
@@ -501,9 +602,8 @@ fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
-fn odt(t: i64) -> Result<time::OffsetDateTime, String> {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .map_err(|e| format!("the clock reads an impossible time: {e}"))
+fn odt(t: i64) -> Result<time::OffsetDateTime, CertError> {
+    time::OffsetDateTime::from_unix_timestamp(t).map_err(|source| CertError::Clock { source })
 }
 
 /// `YYYY-MM-DD` (UTC), for the log.
@@ -523,7 +623,7 @@ fn expiry(pem: &str) -> String {
 /// how many call it and whether any changed.
 pub fn set_ca_bundle<'a>(
     configs: impl IntoIterator<Item = &'a mut WebhookClientConfig>,
-    id: &Identity,
+    id: &ServiceIdentity,
     bundle: &[u8],
 ) -> (usize, bool) {
     let (mut ours, mut changed) = (0, false);
@@ -550,7 +650,7 @@ pub fn next_backoff(previous: Duration) -> Duration {
 
 /// Writes `tls.crt` and `tls.key` into `dir`, each written to a temporary file there and renamed
 /// over the old one (the key readable by this user only). Returns whether anything changed.
-pub fn write_files(dir: &Path, material: &Material) -> Result<bool, String> {
+pub fn write_files(dir: &Path, material: &Material) -> Result<bool, KeeperError> {
     let mut changed = false;
     // The key first: a reader between the two renames sees a mismatched pair and keeps serving the
     // old one until its next read.
@@ -560,11 +660,13 @@ pub fn write_files(dir: &Path, material: &Material) -> Result<bool, String> {
             continue;
         }
         let tmp = dir.join(format!(".{name}.tmp"));
-        let hint = "--tls-dir must be a folder this user can write (an emptyDir volume)";
         write_private(&tmp, content.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}; {hint}", tmp.display()))?;
-        std::fs::rename(&tmp, &path)
-            .map_err(|e| format!("cannot rename {} to {}: {e}; {hint}", tmp.display(), path.display()))?;
+            .map_err(|source| KeeperError::WriteFile { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, &path).map_err(|source| KeeperError::RenameFile {
+            from: tmp.clone(),
+            to: path.clone(),
+            source,
+        })?;
         changed = true;
     }
     Ok(changed)
@@ -596,6 +698,132 @@ pub enum Stored {
     TookTheirs,
 }
 
+/// What [`write_files`] adds to a failure to write the serving folder.
+const FILES_HINT: &str = "--tls-dir must be a folder this user can write (an emptyDir volume)";
+
+/// Why a step of the certificate keeper ([`SelfSigned::step`], [`SelfSigned::start`]) or one of
+/// its parts ([`ensure_secret`], [`patch_ca_bundle`], [`write_files`]) failed. Each message says
+/// what failed and what to change; an API server's error is kept as the `source`, and for a 403
+/// the message names the RBAC rule the webhook's service account lacks ([`RBAC`]).
+#[derive(Debug, thiserror::Error)]
+pub enum KeeperError {
+    /// New certificates could not be made.
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    /// The Secret (`namespace/name`) could not be read.
+    #[error("cannot read Secret {secret}: {}", hint_403(.source, .rule))]
+    ReadSecret {
+        secret: String,
+        /// The RBAC rule a 403 would mean is missing.
+        rule: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The Secret could not be created (the first time).
+    #[error("cannot create Secret {secret}: {}", hint_403(.source, .rule))]
+    CreateSecret {
+        secret: String,
+        rule: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The Secret could not be replaced with renewed material.
+    #[error("cannot update Secret {secret}: {}", hint_403(.source, .rule))]
+    UpdateSecret {
+        secret: String,
+        rule: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Other writers kept changing the Secret between each read and write.
+    #[error(
+        "Secret {secret} kept changing while it was being written ({TRIES} conflicts in a row); will try again"
+    )]
+    SecretConflicts { secret: String },
+    /// The webhook configuration does not exist (Helm may create it after the pod starts).
+    #[error(
+        "{config} does not exist (yet); its caBundle is set once it does (check the name given to --ca-bundle-for if it never appears)"
+    )]
+    NoConfiguration { config: ConfigRef },
+    /// The webhook configuration could not be read.
+    #[error("cannot read {config}: {}", hint_403(.source, .rule))]
+    ReadConfiguration {
+        config: ConfigRef,
+        rule: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// No webhook of the configuration calls the webhook's Service, so there was no `caBundle`
+    /// to set.
+    #[error(
+        "none of the webhooks of {config} calls Service {}/{}; pass the Service its clientConfig names with --service (and run in its namespace)",
+        .service.namespace,
+        .service.service
+    )]
+    NotCalled { config: ConfigRef, service: ServiceIdentity },
+    /// The webhook configuration could not be replaced with the new `caBundle`.
+    #[error("cannot update {config}: {}", hint_403(.source, .rule))]
+    UpdateConfiguration {
+        config: ConfigRef,
+        rule: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Other writers kept changing the configuration between each read and write.
+    #[error(
+        "{config} kept changing while its caBundle was being set ({TRIES} conflicts in a row); will try again"
+    )]
+    ConfigurationConflicts { config: ConfigRef },
+    /// A file in the serving folder could not be written.
+    #[error("cannot write {}: {source}; {FILES_HINT}", .path.display())]
+    WriteFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file written beside its place could not be renamed into it.
+    #[error("cannot rename {} to {}: {source}; {FILES_HINT}", .from.display(), .to.display())]
+    RenameFile {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The serving folder (`--tls-dir`) could not be created.
+    #[error(
+        "cannot create --tls-dir {}: {source}; use a folder this user can write (an emptyDir volume)",
+        .dir.display()
+    )]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Nothing can be written in the serving folder.
+    #[error(
+        "cannot write in --tls-dir {}: {source}; use a folder this user can write (an emptyDir volume)",
+        .dir.display()
+    )]
+    DirNotWritable {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A certificate from a new CA is not served until every `caBundle` holds that CA, or the
+    /// API server would refuse the webhook.
+    #[error("the new serving certificate is held back until the caBundles are set: it comes from a new CA")]
+    HeldBack,
+    /// More than one of the above in one step (what could be done was done); shown joined by `; `.
+    #[error("{}", join(.0))]
+    Several(Vec<KeeperError>),
+}
+
+/// The messages of `problems`, joined by `; `.
+fn join(problems: &[KeeperError]) -> String {
+    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// The API server's error, followed for a 403 by the RBAC rule the service account lacks.
 fn hint_403(e: &kube::Error, rule: &str) -> String {
     match e {
         kube::Error::Api(s) if s.is_forbidden() => format!("{e}; give the webhook's service account {rule}"),
@@ -613,17 +841,19 @@ fn is_conflict(e: &kube::Error) -> bool {
 pub async fn ensure_secret(
     api: &Api<Secret>,
     name: &str,
-    id: &Identity,
+    id: &ServiceIdentity,
     now: SystemTime,
-) -> Result<(Material, Stored), String> {
+) -> Result<(Material, Stored), KeeperError> {
     let ns = &id.namespace;
+    let secret_name = format!("{ns}/{name}");
     let get_rule = format!("get on secrets (resourceNames [{name}]) in namespace {ns}");
     let mut raced = false;
     for _ in 0..TRIES {
-        let current = api
-            .get_opt(name)
-            .await
-            .map_err(|e| format!("cannot read Secret {ns}/{name}: {}", hint_403(&e, &get_rule)))?;
+        let current = api.get_opt(name).await.map_err(|source| KeeperError::ReadSecret {
+            secret: secret_name.clone(),
+            rule: get_rule.clone(),
+            source,
+        })?;
         let data = current.as_ref().and_then(|s| s.data.as_ref());
         let (plan, why) = assess(now, id, data);
         if plan == Plan::Keep {
@@ -648,8 +878,9 @@ pub async fn ensure_secret(
                     ..Secret::default()
                 };
                 let rule = format!("create on secrets in namespace {ns}");
-                api.create(&PostParams::default(), &secret).await.map(|_| Stored::Created).map_err(|e| {
-                    (is_conflict(&e), format!("cannot create Secret {ns}/{name}: {}", hint_403(&e, &rule)))
+                api.create(&PostParams::default(), &secret).await.map(|_| Stored::Created).map_err(|source| {
+                    let conflict = is_conflict(&source);
+                    (conflict, KeeperError::CreateSecret { secret: secret_name.clone(), rule, source })
                 })
             }
             Some(mut secret) => {
@@ -663,11 +894,9 @@ pub async fn ensure_secret(
                 api.replace(name, &PostParams::default(), &secret)
                     .await
                     .map(|_| Stored::Replaced { plan, why })
-                    .map_err(|e| {
-                        (
-                            is_conflict(&e),
-                            format!("cannot update Secret {ns}/{name}: {}", hint_403(&e, &rule)),
-                        )
+                    .map_err(|source| {
+                        let conflict = is_conflict(&source);
+                        (conflict, KeeperError::UpdateSecret { secret: secret_name.clone(), rule, source })
                     })
             }
         };
@@ -677,7 +906,7 @@ pub async fn ensure_secret(
             Err((false, e)) => return Err(e),
         }
     }
-    Err(format!("Secret {ns}/{name} kept changing while it was being written ({TRIES} conflicts in a row); will try again"))
+    Err(KeeperError::SecretConflicts { secret: secret_name })
 }
 
 /// What [`patch_ca_bundle`] did.
@@ -717,21 +946,23 @@ impl Configuration for ValidatingWebhookConfiguration {
 pub async fn patch_ca_bundle(
     client: &Client,
     config: &ConfigRef,
-    id: &Identity,
+    id: &ServiceIdentity,
     bundle: &[u8],
-) -> Result<Patched, String> {
+) -> Result<Patched, KeeperError> {
     match config.kind {
-        Kind::Mutating => patch_one::<MutatingWebhookConfiguration>(client, config, id, bundle).await,
-        Kind::Validating => patch_one::<ValidatingWebhookConfiguration>(client, config, id, bundle).await,
+        ConfigKind::Mutating => patch_one::<MutatingWebhookConfiguration>(client, config, id, bundle).await,
+        ConfigKind::Validating => {
+            patch_one::<ValidatingWebhookConfiguration>(client, config, id, bundle).await
+        }
     }
 }
 
 async fn patch_one<K: Configuration>(
     client: &Client,
     config: &ConfigRef,
-    id: &Identity,
+    id: &ServiceIdentity,
     bundle: &[u8],
-) -> Result<Patched, String> {
+) -> Result<Patched, KeeperError> {
     let api: Api<K> = Api::all(client.clone());
     let name = &config.name;
     let resource = K::plural(&()).into_owned();
@@ -740,19 +971,14 @@ async fn patch_one<K: Configuration>(
             format!("get and update on {resource}.admissionregistration.k8s.io (resourceNames [{name}])");
         let mut object = match api.get_opt(name).await {
             Ok(Some(o)) => o,
-            Ok(None) => {
-                return Err(format!(
-                    "{config} does not exist (yet); its caBundle is set once it does (check the name given to --ca-bundle-for if it never appears)"
-                ))
+            Ok(None) => return Err(KeeperError::NoConfiguration { config: config.clone() }),
+            Err(source) => {
+                return Err(KeeperError::ReadConfiguration { config: config.clone(), rule, source })
             }
-            Err(e) => return Err(format!("cannot read {config}: {}", hint_403(&e, &rule))),
         };
         let (ours, changed) = set_ca_bundle(object.client_configs(), id, bundle);
         if ours == 0 {
-            return Err(format!(
-                "none of the webhooks of {config} calls Service {}/{}; pass the Service its clientConfig names with --service (and run in its namespace)",
-                id.namespace, id.service
-            ));
+            return Err(KeeperError::NotCalled { config: config.clone(), service: id.clone() });
         }
         if !changed {
             return Ok(Patched::Unchanged);
@@ -760,17 +986,19 @@ async fn patch_one<K: Configuration>(
         match api.replace(name, &PostParams::default(), &object).await {
             Ok(_) => return Ok(Patched::Updated(ours)),
             Err(e) if is_conflict(&e) => continue,
-            Err(e) => return Err(format!("cannot update {config}: {}", hint_403(&e, &rule))),
+            Err(source) => {
+                return Err(KeeperError::UpdateConfiguration { config: config.clone(), rule, source })
+            }
         }
     }
-    Err(format!("{config} kept changing while its caBundle was being set ({TRIES} conflicts in a row); will try again"))
+    Err(KeeperError::ConfigurationConflicts { config: config.clone() })
 }
 
 /// Where the certificate is kept and whom it is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The Service (and namespace) the webhook is reached through.
-    pub identity: Identity,
+    pub identity: ServiceIdentity,
     /// The Secret in that namespace that holds the CA and serving certificate.
     pub secret: String,
     /// The folder `tls.crt` and `tls.key` are written to and served from.
@@ -817,7 +1045,7 @@ impl SelfSigned {
     /// Steps 1 to 3 once, at `now`. Errors say what failed; what could be done was done (a
     /// configuration that cannot be patched does not keep the files from being written, unless
     /// they come from a CA the API server would not trust yet).
-    pub async fn step(&mut self, now: SystemTime) -> Result<(), String> {
+    pub async fn step(&mut self, now: SystemTime) -> Result<(), KeeperError> {
         let id = self.config.identity.clone();
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &id.namespace);
         let name = &self.config.secret;
@@ -882,16 +1110,16 @@ impl SelfSigned {
                 Err(e) => problems.push(e),
             }
         } else {
-            problems.push("the new serving certificate is held back until the caBundles are set: it comes from a new CA".into());
+            problems.push(KeeperError::HeldBack);
         }
-        match problems.is_empty() {
-            true => Ok(()),
-            false => Err(problems.join("; ")),
+        if problems.len() > 1 {
+            return Err(KeeperError::Several(problems));
         }
+        problems.pop().map_or(Ok(()), Err)
     }
 
     /// Records the outcome of a step: the next wait and, for a failure, the log line.
-    fn settle(&mut self, result: &Result<(), String>) {
+    fn settle(&mut self, result: &Result<(), KeeperError>) {
         match result {
             Ok(()) => {
                 self.backoff = Duration::ZERO;
@@ -907,21 +1135,12 @@ impl SelfSigned {
 
     /// Before serving: creates the folder, then steps (retrying with backoff) until a certificate
     /// has been written there. Fails only when the folder cannot be written.
-    pub async fn start(&mut self) -> Result<(), String> {
+    pub async fn start(&mut self) -> Result<(), KeeperError> {
         let dir = &self.config.dir;
-        std::fs::create_dir_all(dir).map_err(|e| {
-            format!(
-                "cannot create --tls-dir {}: {e}; use a folder this user can write (an emptyDir volume)",
-                dir.display()
-            )
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| KeeperError::CreateDir { dir: dir.clone(), source })?;
         let probe = dir.join(".gantry-write-test");
-        write_private(&probe, b"").map_err(|e| {
-            format!(
-                "cannot write in --tls-dir {}: {e}; use a folder this user can write (an emptyDir volume)",
-                dir.display()
-            )
-        })?;
+        write_private(&probe, b"")
+            .map_err(|source| KeeperError::DirNotWritable { dir: dir.clone(), source })?;
         let _ = std::fs::remove_file(&probe);
         loop {
             let result = self.step(SystemTime::now()).await;

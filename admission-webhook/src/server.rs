@@ -21,7 +21,7 @@
 //! reviews, measured in BENCHMARKS.md (§ memory).
 
 use crate::inspect::set_namespace;
-use crate::policy::Policy;
+use crate::policy::AdmissionPolicy;
 use crate::review::{decode, reply, Decision};
 use crate::{mutate, validate};
 use axum::body::Body;
@@ -48,7 +48,7 @@ pub const MAX_VALUES: usize = 400_000;
 /// The webhook: its policy, time budget and metrics.
 pub struct Webhook {
     /// The policy in force; `None` until the tenant objects have been read (not ready).
-    policy: RwLock<Option<Arc<Policy>>>,
+    policy: RwLock<Option<Arc<AdmissionPolicy>>>,
     /// Time to read the body and decide; default 1 s (the configurations time out at 2-3 s).
     pub budget: Duration,
     metrics: Metrics,
@@ -86,6 +86,17 @@ impl Metrics {
     }
 }
 
+/// Why a [`Webhook`] could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The Prometheus metrics could not be registered (a name or label set the registry refuses).
+    #[error("cannot register the metrics: {source}")]
+    Metrics {
+        #[source]
+        source: prometheus::Error,
+    },
+}
+
 /// Which handler a review goes to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Path {
@@ -104,7 +115,7 @@ impl Path {
 
 impl Webhook {
     /// A webhook ready with `policy`.
-    pub fn new(policy: Policy) -> Result<Webhook, String> {
+    pub fn new(policy: AdmissionPolicy) -> Result<Webhook, WebhookError> {
         let webhook = Webhook::unready()?;
         webhook.set_policy(policy);
         Ok(webhook)
@@ -112,8 +123,8 @@ impl Webhook {
 
     /// A webhook with no policy yet: it answers 503 (and `/readyz` fails) until
     /// [`Webhook::set_policy`], so the API server applies the configurations' `failurePolicy`.
-    pub fn unready() -> Result<Webhook, String> {
-        let metrics = Metrics::new().map_err(|e| format!("cannot register the metrics: {e}"))?;
+    pub fn unready() -> Result<Webhook, WebhookError> {
+        let metrics = Metrics::new().map_err(|source| WebhookError::Metrics { source })?;
         Ok(Webhook {
             policy: RwLock::new(None),
             budget: Duration::from_secs(1),
@@ -123,12 +134,12 @@ impl Webhook {
     }
 
     /// Puts `policy` in force for the next request (requests already deciding keep theirs).
-    pub fn set_policy(&self, policy: Policy) {
+    pub fn set_policy(&self, policy: AdmissionPolicy) {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(policy));
     }
 
     /// The policy in force, if any.
-    pub fn policy(&self) -> Option<Arc<Policy>> {
+    pub fn policy(&self) -> Option<Arc<AdmissionPolicy>> {
         self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

@@ -33,7 +33,7 @@
 //! another gang or raise its own priority by editing a pod.
 
 use crate::inspect::*;
-use crate::policy::{gpus, Policy};
+use crate::policy::{gpus, AdmissionPolicy};
 use crate::review::{Decision, Request};
 use gantry_api::identity::{identify, Identity, Source};
 use gantry_api::keys::*;
@@ -42,7 +42,7 @@ use gantry_core::tenancy::{FlavorId, Milli, TenantId};
 use serde_json::Value;
 
 /// Decides one validating review. `request.object` should already carry its namespace.
-pub fn validate(policy: &Policy, request: &Request) -> Decision {
+pub fn validate(policy: &AdmissionPolicy, request: &Request) -> Decision {
     if request.is_pod_update() {
         return update(policy, request);
     }
@@ -82,7 +82,7 @@ const FIXED: [(&str, &str); 8] = [
 
 /// Decides an update of a pod: the queue controller may do anything; others may not lift the
 /// gate, change a key in [`FIXED`] or change the workload keys the gang is read from.
-pub fn update(policy: &Policy, request: &Request) -> Decision {
+pub fn update(policy: &AdmissionPolicy, request: &Request) -> Decision {
     let (old, new) = (&request.old_object, &request.object);
     if policy.tenant_of(&request.namespace).is_none()
         || is_mirror(old)
@@ -121,7 +121,7 @@ pub fn update(policy: &Policy, request: &Request) -> Decision {
 }
 
 struct Check<'a> {
-    policy: &'a Policy,
+    policy: &'a AdmissionPolicy,
     tenant: TenantId,
     pod: &'a Value,
     denials: Vec<String>,

@@ -7,7 +7,7 @@ mod common;
 use axum::body::Body as AxumBody;
 use common::*;
 use gantry_admission_webhook::live::follow;
-use gantry_admission_webhook::{router, Path, Policy, Webhook};
+use gantry_admission_webhook::{router, AdmissionPolicy, Path, Webhook};
 use gantry_core::tenancy::file;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
@@ -118,7 +118,7 @@ async fn the_policy_follows_the_tenant_objects() {
         503
     );
 
-    tokio::spawn(follow(client, settings, |t| Policy::new(t, None), webhook.clone()));
+    tokio::spawn(follow(client, settings, |t| AdmissionPolicy::new(t, None), webhook.clone()));
     until(&webhook, "the policy is read from the objects", |w| w.policy().is_some()).await;
     assert_eq!(get("/readyz").await, StatusCode::OK);
     // The same decisions as from the file: coder holds at most 8 A100.

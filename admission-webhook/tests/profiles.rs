@@ -8,7 +8,7 @@
 mod common;
 use common::*;
 use gantry_admission_webhook::live::follow;
-use gantry_admission_webhook::{Path, Policy, Webhook};
+use gantry_admission_webhook::{AdmissionPolicy, Path, Webhook};
 use gantry_core::tenancy::Settings;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
@@ -112,7 +112,7 @@ async fn profile_namespaces_are_their_tenants_and_a_new_one_joins_on_its_watch_e
     });
 
     let webhook = Arc::new(Webhook::unready().unwrap());
-    tokio::spawn(follow(client, Settings::default(), |t| Policy::new(t, None), webhook.clone()));
+    tokio::spawn(follow(client, Settings::default(), |t| AdmissionPolicy::new(t, None), webhook.clone()));
     until(&webhook, "the policy is read from the objects", |w| w.policy().is_some()).await;
 
     assert_eq!(tenant_of(&webhook, "alice").as_deref(), Some("alice"));
@@ -187,7 +187,7 @@ async fn gpu_pods_are_refused_in_a_profile_namespace_two_tenants_claim() {
         "spec": {"namespaces": ["alice"], "cohort": "research", "quotas": {"nvidia-a100-sxm4-80gb": {"nominal": "1"}}}});
     let client = static_cluster(vec![intruder], vec![namespace("alice"), namespace("carol-vision")]);
     let webhook = Arc::new(Webhook::unready().unwrap());
-    tokio::spawn(follow(client, Settings::default(), |t| Policy::new(t, None), webhook.clone()));
+    tokio::spawn(follow(client, Settings::default(), |t| AdmissionPolicy::new(t, None), webhook.clone()));
     until(&webhook, "the policy is read from the objects", |w| w.policy().is_some()).await;
 
     // alice's namespace is neither tenant's; the rest of the tenancy stands.

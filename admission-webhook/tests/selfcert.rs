@@ -6,8 +6,9 @@
 
 use base64::Engine;
 use gantry_admission_webhook::selfcert::{
-    assess, issue, next_backoff, plan, set_ca_bundle, write_files, Config, ConfigRef, Identity, Kind,
-    Material, Plan, SelfSigned, BACKOFF_MAX, CA_CRT, CA_KEY, TLS_CRT, TLS_KEY,
+    assess, issue, next_backoff, plan, set_ca_bundle, write_files, Config, ConfigKind, ConfigRef,
+    ConfigRefError, KeeperError, Material, Plan, SelfSigned, ServiceIdentity, BACKOFF_MAX, CA_CRT, CA_KEY,
+    TLS_CRT, TLS_KEY,
 };
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::admissionregistration::v1::{ServiceReference, WebhookClientConfig};
@@ -30,8 +31,8 @@ const MUTATING: &str = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookcon
 const VALIDATING: &str =
     "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/gantry-webhook";
 
-fn id() -> Identity {
-    Identity::new("gantry-webhook", NS)
+fn id() -> ServiceIdentity {
+    ServiceIdentity::new("gantry-webhook", NS)
 }
 
 /// 2026-01-01T00:00:00Z, the clock of the tests that need no real time.
@@ -43,7 +44,7 @@ fn days(n: u64) -> Duration {
     Duration::from_secs(n * DAY)
 }
 
-fn fresh(now: SystemTime, id: &Identity) -> BTreeMap<String, ByteString> {
+fn fresh(now: SystemTime, id: &ServiceIdentity) -> BTreeMap<String, ByteString> {
     issue(now, id, Plan::Create, None).unwrap().to_data()
 }
 
@@ -67,7 +68,7 @@ fn field(data: &BTreeMap<String, ByteString>, key: &str) -> String {
 #[test]
 fn plan_decides_from_the_clock_and_what_the_secret_holds() {
     let ours = fresh(t0(), &id());
-    let other_service = fresh(t0(), &Identity::new("other", NS));
+    let other_service = fresh(t0(), &ServiceIdentity::new("other", NS));
     let other_ca = fresh(t0(), &id());
     let garbage = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
     type Case = (&'static str, Option<BTreeMap<String, ByteString>>, SystemTime, Plan);
@@ -315,7 +316,7 @@ fn the_ca_bundle_goes_only_to_the_webhooks_that_call_our_service() {
         (2, false),
         "nothing to change the second time"
     );
-    assert_eq!(set_ca_bundle(configs.iter_mut(), &Identity::new("nobody", NS), b"CA"), (0, false));
+    assert_eq!(set_ca_bundle(configs.iter_mut(), &ServiceIdentity::new("nobody", NS), b"CA"), (0, false));
 }
 
 #[test]
@@ -334,15 +335,25 @@ fn backoff_doubles_from_one_second_to_five_minutes() {
 fn ca_bundle_for_reads_kind_and_name() {
     assert_eq!(
         "mutating:gantry-webhook".parse::<ConfigRef>().unwrap(),
-        ConfigRef { kind: Kind::Mutating, name: "gantry-webhook".into() }
+        ConfigRef { kind: ConfigKind::Mutating, name: "gantry-webhook".into() }
     );
     assert_eq!(
         "validating:a.b".parse::<ConfigRef>().unwrap(),
-        ConfigRef { kind: Kind::Validating, name: "a.b".into() }
+        ConfigRef { kind: ConfigKind::Validating, name: "a.b".into() }
     );
-    assert!("gantry-webhook".parse::<ConfigRef>().unwrap_err().contains("mutating:NAME or validating:NAME"));
-    assert!("Mutating:x".parse::<ConfigRef>().unwrap_err().contains("unknown kind"));
-    assert!("mutating:Bad_Name".parse::<ConfigRef>().unwrap_err().contains("not a valid object name"));
+    let err = "gantry-webhook".parse::<ConfigRef>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "\"gantry-webhook\" is not KIND:NAME; write mutating:NAME or validating:NAME"
+    );
+    let err = "Mutating:x".parse::<ConfigRef>().unwrap_err();
+    assert!(matches!(&err, ConfigRefError::UnknownKind { kind, .. } if kind == "Mutating"), "{err:?}");
+    assert!(err.to_string().starts_with("unknown kind \"Mutating\" in \"Mutating:x\"; write mutating:NAME"));
+    let err = "mutating:Bad_Name".parse::<ConfigRef>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "\"Bad_Name\" in \"mutating:Bad_Name\" is not a valid object name; use lower-case letters, digits, '-' and '.'"
+    );
 }
 
 #[test]
@@ -370,7 +381,11 @@ fn files_are_replaced_whole_and_the_key_is_private() {
         );
     }
     let err = write_files(&dir.path().join("missing/deeper"), &a).unwrap_err();
-    assert!(err.contains("--tls-dir must be a folder this user can write"), "{err}");
+    assert!(matches!(err, KeeperError::WriteFile { .. }), "{err:?}");
+    assert!(err.to_string().contains("--tls-dir must be a folder this user can write"), "{err}");
+    // The I/O error is kept as the cause, not only as text.
+    let cause = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<std::io::Error>());
+    assert_eq!(cause.map(std::io::Error::kind), Some(std::io::ErrorKind::NotFound));
 }
 
 // ---- Against a fake API server ----
@@ -715,7 +730,11 @@ async fn a_configuration_created_later_gets_its_ca_bundle_then() {
     let dir = tempfile::tempdir().unwrap();
     let mut keeper = keeper(&cluster, dir.path(), &["mutating:gantry-webhook"]);
     let err = keeper.step(t0()).await.unwrap_err();
-    assert!(err.contains("MutatingWebhookConfiguration gantry-webhook does not exist (yet)"), "{err}");
+    assert!(matches!(err, KeeperError::NoConfiguration { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with("MutatingWebhookConfiguration gantry-webhook does not exist (yet)"),
+        "{err}"
+    );
     assert!(keeper.ready(), "the certificate is served meanwhile");
     let served = on_disk(dir.path());
 
@@ -751,7 +770,7 @@ async fn a_new_ca_is_served_only_once_the_ca_bundle_holds_it() {
 
     // Near the CA's end the configuration cannot be read (deleted, or RBAC broken).
     let saved = cluster.lock().unwrap().objects.remove(MUTATING).unwrap();
-    let err = keeper.step(t0() + days(3286)).await.unwrap_err();
+    let err = keeper.step(t0() + days(3286)).await.unwrap_err().to_string();
     assert!(err.contains("held back until the caBundles are set"), "{err}");
     assert_eq!(on_disk(dir.path()), first, "the old certificate is still served");
     let rolled = data_of(&cluster.lock().unwrap().objects[SECRET_PATH]);
@@ -788,6 +807,11 @@ async fn a_forbidden_read_names_the_missing_rule() {
     };
     let mut keeper = SelfSigned::new(Client::new(service, "default"), config);
     let err = keeper.step(t0()).await.unwrap_err();
+    let KeeperError::ReadSecret { source: kube::Error::Api(status), .. } = &err else {
+        panic!("not the Secret's read, with the API server's answer as its cause: {err:?}")
+    };
+    assert!(status.is_forbidden(), "{status:?}");
+    let err = err.to_string();
     assert!(
         err.contains("cannot read Secret gantry-system/gantry-webhook-tls")
             && err.contains("get on secrets (resourceNames [gantry-webhook-tls]) in namespace gantry-system"),

@@ -8,7 +8,7 @@ use gantry_node_agent::inventory::Publisher;
 use gantry_node_agent::metrics::Options;
 use gantry_node_agent::nvml::NvmlSource;
 use gantry_node_agent::sample::Capture;
-use gantry_node_agent::source::{GpuSource, Replay};
+use gantry_node_agent::source::{GpuSource, OpenError, Replay};
 use gantry_serve::TlsFiles;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,14 +68,28 @@ pub struct NodeAgentArgs {
     tls_key: Option<PathBuf>,
 }
 
-/// Builds the source named by `--source` (on the sampling thread).
-fn source(spec: &str) -> Result<Box<dyn GpuSource>, String> {
+/// Where samples come from, as `--source` names it.
+enum SourceSpec {
+    Nvml,
+    Replay(PathBuf),
+}
+
+/// Reads `--source`.
+fn source_spec(spec: &str) -> Result<SourceSpec, String> {
     match spec.split_once(':') {
-        None if spec == "nvml" => Ok(Box::new(NvmlSource::new()?)),
-        Some(("replay", file)) if !file.is_empty() => Ok(Box::new(Replay::load(std::path::Path::new(file))?)),
+        None if spec == "nvml" => Ok(SourceSpec::Nvml),
+        Some(("replay", file)) if !file.is_empty() => Ok(SourceSpec::Replay(PathBuf::from(file))),
         _ => Err(format!(
             "--source {spec:?} is not a source; use nvml, or replay:FILE with a capture recorded by --record"
         )),
+    }
+}
+
+/// Builds the source `spec` names (on the sampling thread: NVML handles stay on it).
+fn source(spec: &SourceSpec) -> Result<Box<dyn GpuSource>, OpenError> {
+    match spec {
+        SourceSpec::Nvml => Ok(Box::new(NvmlSource::new()?)),
+        SourceSpec::Replay(file) => Ok(Box::new(Replay::load(file)?)),
     }
 }
 
@@ -96,12 +110,13 @@ pub fn run(args: NodeAgentArgs) -> Result<(), String> {
         dcgm: args.dcgm_compat,
         dcgm_hostname_label: args.dcgm_hostname_label.clone(),
     };
-    let spec = args.source.clone();
+    let spec = source_spec(&args.source)?;
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         // NVML is loaded before anything is served, so a node without the driver fails at once.
-        let (frames, driver) = agent::start_sampler(move || source(&spec), interval)?;
+        let (frames, driver) =
+            agent::start_sampler(move || source(&spec), interval).map_err(|e| e.to_string())?;
         let shared = Shared::new(options);
         shared.lock().driver_version = driver;
         let publisher = match &node {
@@ -145,7 +160,7 @@ pub fn run(args: NodeAgentArgs) -> Result<(), String> {
 
 /// `--record FILE --passes N`: a capture for the replay source and the tests.
 fn record(spec: &str, file: &PathBuf, passes: u32, interval: Duration) -> Result<(), String> {
-    let mut src = source(spec)?;
+    let mut src = source(&source_spec(spec)?).map_err(|e| e.to_string())?;
     let mut capture = Capture {
         description: format!("recorded by gantry node-agent on {} at {}", hostname(), jiff::Timestamp::now()),
         driver_version: src.driver_version(),
@@ -155,7 +170,7 @@ fn record(spec: &str, file: &PathBuf, passes: u32, interval: Duration) -> Result
         if i > 0 {
             std::thread::sleep(interval);
         }
-        capture.frames.push(src.sample()?);
+        capture.frames.push(src.sample().map_err(|e| e.to_string())?);
     }
     let text = serde_json::to_string_pretty(&capture).map_err(|e| e.to_string())?;
     std::fs::write(file, format!("{text}\n"))

@@ -6,8 +6,9 @@
 
 use clap::Args;
 use gantry_admission_webhook::live::follow;
-use gantry_admission_webhook::selfcert::{self, ConfigRef, Identity, SelfSigned};
-use gantry_admission_webhook::{router, Policy, Webhook};
+use gantry_admission_webhook::policy::PolicyError;
+use gantry_admission_webhook::selfcert::{self, ConfigRef, SelfSigned, ServiceIdentity};
+use gantry_admission_webhook::{router, AdmissionPolicy, Webhook};
 use gantry_core::tenancy::file;
 use gantry_serve::TlsFiles;
 use std::path::PathBuf;
@@ -86,7 +87,7 @@ pub fn run(args: WebhookArgs) -> Result<(), String> {
                 return Err(format!("--tls-secret {:?} is not a valid Secret name; use lower-case letters, digits, '-' and '.'", args.tls_secret));
             }
             Some(selfcert::Config {
-                identity: Identity::new(args.service.clone(), namespace),
+                identity: ServiceIdentity::new(args.service.clone(), namespace),
                 secret: args.tls_secret.clone(),
                 dir: args.tls_dir.clone(),
                 configs: args.ca_bundle_for.clone(),
@@ -106,13 +107,13 @@ pub fn run(args: WebhookArgs) -> Result<(), String> {
     };
     let scheduler_name = args.scheduler_name.clone();
     let policy = move |tenancy| {
-        let mut p = Policy::new(tenancy, scheduler_name.clone())?;
+        let mut p = AdmissionPolicy::new(tenancy, scheduler_name.clone())?;
         p.queue_controllers = controllers.clone();
-        Ok::<Policy, String>(p)
+        Ok::<AdmissionPolicy, PolicyError>(p)
     };
     // Read the files before anything starts, so that a bad one stops the process at once.
     let from_file = match &args.tenants {
-        Some(p) => Some(policy(file::load(p).map_err(|e| e.to_string())?)?),
+        Some(p) => Some(policy(file::load(p).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?),
         None => None,
     };
     let settings = args
@@ -134,9 +135,11 @@ pub fn run(args: WebhookArgs) -> Result<(), String> {
         let (webhook, source) = match (from_file, &client) {
             (Some(policy), _) => {
                 let what = format!("{} tenants from {}", policy.tenancy.tenants.len(), args.tenants.as_ref().map_or(String::new(), |p| p.display().to_string()));
-                (Arc::new(Webhook::new(policy)?), Source::File(what))
+                (Arc::new(Webhook::new(policy).map_err(|e| e.to_string())?), Source::File(what))
             }
-            (None, Some(client)) => (Arc::new(Webhook::unready()?), Source::Cluster(client.clone())),
+            (None, Some(client)) => {
+                (Arc::new(Webhook::unready().map_err(|e| e.to_string())?), Source::Cluster(client.clone()))
+            }
             (None, None) => return Err("no tenants file and no cluster".to_string()),
         };
         let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -148,7 +151,7 @@ pub fn run(args: WebhookArgs) -> Result<(), String> {
             (Some(config), Some(client)) => {
                 let mut keeper = SelfSigned::new(client.clone(), config);
                 tokio::select! {
-                    r = keeper.start() => r?,
+                    r = keeper.start() => r.map_err(|e| e.to_string())?,
                     () = &mut shutdown => return Ok(()),
                 }
                 Some(keeper)
@@ -181,7 +184,7 @@ pub fn run(args: WebhookArgs) -> Result<(), String> {
             },
             Source::Cluster(client) => tokio::select! {
                 r = server => r.map_err(|e| e.to_string()),
-                r = follow(client, settings, policy, webhook) => r,
+                r = follow(client, settings, policy, webhook) => r.map_err(|e| e.to_string()),
                 () = maintain => Err("the certificate keeper stopped".to_string()),
             },
         }

@@ -39,10 +39,9 @@ fn measure(interval: Duration, secs: u64) -> Result<(f64, u64), String> {
             driver_version: Some("550.90.07".into()),
             frames: vec![cost::node()],
         };
-        let (frames, driver) = agent::start_sampler(
-            move || Ok(Box::new(Replay::new(capture)?) as Box<dyn GpuSource>),
-            interval,
-        )?;
+        let (frames, driver) =
+            agent::start_sampler(move || Ok(Box::new(Replay::new(capture)?) as Box<dyn GpuSource>), interval)
+                .map_err(|e| e.to_string())?;
         let shared = Shared::new(Options {
             node: "gpu-node-1".into(),
             dcgm: true,

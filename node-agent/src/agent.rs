@@ -14,7 +14,7 @@ use crate::idle_since::IdleSince;
 use crate::inventory::{desired, Desired};
 use crate::metrics::{render, Options, Owners, Snapshot};
 use crate::sample::Frame;
-use crate::source::GpuSource;
+use crate::source::{GpuSource, OpenError, SampleError};
 use axum::extract::State as Axum;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -192,14 +192,32 @@ impl Shared {
 }
 
 /// Sampling passes as they arrive (a pass's error is for that pass only).
-pub type Frames = mpsc::Receiver<Result<Frame, String>>;
+pub type Frames = mpsc::Receiver<Result<Frame, SampleError>>;
 
-/// Starts the sampling thread. `make` builds the source on that thread; its error (NVML cannot
-/// load) is returned here, before anything is served. Frames (or a pass's error) arrive on the
-/// channel every `interval`; the thread ends when the receiver is dropped.
-pub fn start_sampler<F>(make: F, interval: Duration) -> Result<(Frames, Option<String>), String>
+/// Why [`start_sampler`] could not start sampling: the agent stops with it before serving.
+#[derive(Debug, thiserror::Error)]
+pub enum SamplerError {
+    /// The source could not be opened (NVML cannot load, the capture cannot be read).
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The operating system would not start the thread.
+    #[error("cannot start the sampling thread: {source}")]
+    Spawn {
+        #[source]
+        source: std::io::Error,
+    },
+    /// The thread ended before saying whether its source opened (it panicked).
+    #[error("the sampling thread stopped before starting")]
+    Stopped,
+}
+
+/// Starts the sampling thread. `make` builds the source on that thread (NVML handles must stay on
+/// the thread that made them); its error (NVML cannot load) is returned here, before anything is
+/// served. Frames (or a pass's error) arrive on the channel every `interval`; the thread ends when
+/// the receiver is dropped.
+pub fn start_sampler<F>(make: F, interval: Duration) -> Result<(Frames, Option<String>), SamplerError>
 where
-    F: FnOnce() -> Result<Box<dyn GpuSource>, String> + Send + 'static,
+    F: FnOnce() -> Result<Box<dyn GpuSource>, OpenError> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(4);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -228,8 +246,8 @@ where
                 }
             }
         })
-        .map_err(|e| format!("cannot start the sampling thread: {e}"))?;
-    let driver = ready_rx.recv().map_err(|_| "the sampling thread stopped before starting".to_string())??;
+        .map_err(|source| SamplerError::Spawn { source })?;
+    let driver = ready_rx.recv().map_err(|_| SamplerError::Stopped)??;
     Ok((rx, driver))
 }
 

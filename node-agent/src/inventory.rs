@@ -21,6 +21,30 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// Why [`Publisher::publish`] could not bring the Node in line. The API server's error is kept as
+/// the `source`; the message names the Node.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The Node's metadata could not be read.
+    #[error("cannot read Node {node}: {source}")]
+    ReadNode {
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The merge patch of the inventory was refused or failed.
+    #[error("cannot write the GPU inventory on Node {node}: {source}")]
+    WriteNode {
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The Node's metadata could not be turned into JSON to compare with (not expected of a
+    /// metadata object the client itself decoded).
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 /// What the agent wants on its Node: each key's value, `None` to remove it.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Desired {
@@ -130,7 +154,7 @@ impl Publisher {
 
     /// Brings the Node in line with `desired`: reads it once, then patches only what differs.
     /// Returns whether a patch was sent. While backing off after a failure it does nothing.
-    pub async fn publish(&mut self, desired: &Desired) -> Result<bool, String> {
+    pub async fn publish(&mut self, desired: &Desired) -> Result<bool, PublishError> {
         if self.not_before.is_some_and(|t| Instant::now() < t) {
             return Ok(false);
         }
@@ -149,7 +173,7 @@ impl Publisher {
         result
     }
 
-    async fn try_publish(&mut self, desired: &Desired) -> Result<bool, String> {
+    async fn try_publish(&mut self, desired: &Desired) -> Result<bool, PublishError> {
         let known = match self.known.take() {
             Some(k) => k,
             None => {
@@ -157,8 +181,8 @@ impl Publisher {
                     .api
                     .get_metadata(&self.node)
                     .await
-                    .map_err(|e| format!("cannot read Node {}: {e}", self.node))?;
-                serde_json::to_value(&node).map_err(|e| e.to_string())?
+                    .map_err(|source| PublishError::ReadNode { node: self.node.clone(), source })?;
+                serde_json::to_value(&node)?
             }
         };
         let Some(patch) = diff(&known, desired) else {
@@ -170,8 +194,8 @@ impl Publisher {
             .api
             .patch_metadata(&self.node, &params, &Patch::Merge(&patch))
             .await
-            .map_err(|e| format!("cannot write the GPU inventory on Node {}: {e}", self.node))?;
-        self.known = Some(serde_json::to_value(&node).map_err(|e| e.to_string())?);
+            .map_err(|source| PublishError::WriteNode { node: self.node.clone(), source })?;
+        self.known = Some(serde_json::to_value(&node)?);
         Ok(true)
     }
 }

@@ -11,6 +11,12 @@
 //! - [`idle`]: idle-but-allocated GPU time per namespace, sent to the quota API;
 //! - [`idle_since`]: which pods' GPUs sit idle, and since when, published on the Node;
 //! - [`agent`]: the sampling loop and the HTTP service.
+//!
+//! Errors at the crate's boundary are typed, one enum per concern ([`source::SampleError`],
+//! [`source::ReplayError`], [`source::OpenError`], [`nvml::NvmlStartError`],
+//! [`inventory::PublishError`], [`podresources::PodResourcesError`], [`agent::SamplerError`]), so
+//! that a caller can tell the cases apart and reach the underlying error through `source()`; their
+//! messages are the ones the agent logs.
 
 pub mod agent;
 pub mod health;

@@ -11,7 +11,7 @@
 //! that samples (see [`crate::agent`]); the library is leaked once for the life of the process.
 
 use crate::sample::{EccCounts, Frame, GpuProcess, GpuSample, NvLink as Link, RemappedRows, XidEvent};
-use crate::source::GpuSource;
+use crate::source::{GpuSource, SampleError};
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
 use nvml_wrapper::enums::device::{SampleValue, UsedGpuMemory};
@@ -33,6 +33,24 @@ pub struct NvmlSource {
     driver: Option<String>,
 }
 
+/// Why [`NvmlSource::new`] could not start. The messages say what to do on the node, because the
+/// agent stops with them before it serves anything.
+#[derive(Debug, thiserror::Error)]
+pub enum NvmlStartError {
+    /// NVML could not be loaded or initialised; the message is [`explain`]'s.
+    #[error("{}", explain(.source))]
+    Init {
+        #[source]
+        source: NvmlError,
+    },
+    /// NVML started but could not list the GPUs.
+    #[error("NVML cannot count the GPUs: {source}")]
+    CountGpus {
+        #[source]
+        source: NvmlError,
+    },
+}
+
 /// Why NVML could not start, in words that say what to do.
 pub fn explain(e: &NvmlError) -> String {
     match e {
@@ -48,9 +66,10 @@ pub fn explain(e: &NvmlError) -> String {
 
 impl NvmlSource {
     /// Loads NVML and registers for critical XID events.
-    pub fn new() -> Result<NvmlSource, String> {
-        let nvml: &'static Nvml = Box::leak(Box::new(Nvml::init().map_err(|e| explain(&e))?));
-        let count = nvml.device_count().map_err(|e| format!("NVML cannot count the GPUs: {e}"))?;
+    pub fn new() -> Result<NvmlSource, NvmlStartError> {
+        let nvml = Nvml::init().map_err(|source| NvmlStartError::Init { source })?;
+        let nvml: &'static Nvml = Box::leak(Box::new(nvml));
+        let count = nvml.device_count().map_err(|source| NvmlStartError::CountGpus { source })?;
         let mut events = nvml.create_event_set().ok();
         for i in 0..count {
             let (Some(set), Ok(device)) = (events.take(), nvml.device_by_index(i)) else { continue };
@@ -195,8 +214,8 @@ fn read(device: &Device, index: u32) -> GpuSample {
 }
 
 impl GpuSource for NvmlSource {
-    fn sample(&mut self) -> Result<Frame, String> {
-        let count = self.nvml.device_count().map_err(|e| format!("NVML cannot count the GPUs: {e}"))?;
+    fn sample(&mut self) -> Result<Frame, SampleError> {
+        let count = self.nvml.device_count().map_err(|source| SampleError::NvmlCount { source })?;
         let mut gpus = Vec::with_capacity(count as usize);
         for index in 0..count {
             match self.nvml.device_by_index(index) {

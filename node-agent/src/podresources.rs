@@ -7,7 +7,6 @@
 //! dynamic resource allocation (DRA claims) are not device-plugin devices and are not reported.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,16 +53,27 @@ pub struct Assignment {
 
 /// Why the kubelet's pod-resources socket could not be read. Each message names what failed and
 /// what to change.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum PodResourcesError {
     /// Nothing exists at the socket path: the directory is not mounted into the agent, or the path is
     /// wrong.
+    #[error(
+        "{}: no kubelet pod-resources socket; mount /var/lib/kubelet/pod-resources \
+         read-only into the agent, or set --pod-resources-socket",
+        .socket.display()
+    )]
     Missing {
         /// The path that was looked at.
         socket: PathBuf,
     },
     /// The path exists but no gRPC connection could be made to it (nobody listens, permission
     /// denied, or no connection within the timeout).
+    #[error(
+        "{}: cannot connect to the kubelet pod-resources socket ({message}); check that the \
+         kubelet is running on this node and that the agent may open the socket (it is \
+         root-owned, so the agent needs to run as root)",
+        .socket.display()
+    )]
     Connect {
         /// The path that was dialled.
         socket: PathBuf,
@@ -71,38 +81,15 @@ pub enum PodResourcesError {
         message: String,
     },
     /// Connected, but the `List` call failed or did not answer within the timeout.
+    #[error(
+        "kubelet pod-resources List call failed: {message}; the kubelet must serve \
+         podresources v1 (Kubernetes 1.20 or later), see its log for the cause"
+    )]
     Call {
         /// The gRPC status (code and message) or the timeout.
         message: String,
     },
 }
-
-impl fmt::Display for PodResourcesError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Missing { socket } => write!(
-                f,
-                "{}: no kubelet pod-resources socket; mount /var/lib/kubelet/pod-resources \
-                 read-only into the agent, or set --pod-resources-socket",
-                socket.display()
-            ),
-            Self::Connect { socket, message } => write!(
-                f,
-                "{}: cannot connect to the kubelet pod-resources socket ({message}); check that the \
-                 kubelet is running on this node and that the agent may open the socket (it is \
-                 root-owned, so the agent needs to run as root)",
-                socket.display()
-            ),
-            Self::Call { message } => write!(
-                f,
-                "kubelet pod-resources List call failed: {message}; the kubelet must serve \
-                 podresources v1 (Kubernetes 1.20 or later), see its log for the cause"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for PodResourcesError {}
 
 /// Asks the kubelet listening on `socket` which devices each container holds, and returns one
 /// [`Assignment`] per container and resource, in the kubelet's order. Containers without devices are

@@ -6,7 +6,7 @@ use gantry_api::keys::{
     GPU_IDLE_PODS_ANNOTATION, GPU_INVENTORY_ANNOTATION, GPU_PRODUCT_LABEL, GPU_UNHEALTHY_ANNOTATION,
 };
 use gantry_node_agent::agent::State;
-use gantry_node_agent::inventory::Publisher;
+use gantry_node_agent::inventory::{PublishError, Publisher};
 use gantry_node_agent::sample::{Frame, XidEvent};
 use gantry_node_agent::source::{GpuSource, Replay};
 use http::{Method, Request, Response, StatusCode};
@@ -78,7 +78,7 @@ async fn patches_only_what_changed_and_backs_off_after_a_failure() {
     state.take(frame.clone(), 1);
 
     // First pass: read the Node, then one merge patch with the label and the inventory.
-    assert_eq!(publisher.publish(&state.inventory()).await, Ok(true));
+    assert_eq!(publisher.publish(&state.inventory()).await.map_err(|e| e.to_string()), Ok(true));
     {
         let c = calls.lock().unwrap();
         assert_eq!(c.len(), 2, "{c:?}");
@@ -96,14 +96,14 @@ async fn patches_only_what_changed_and_backs_off_after_a_failure() {
     }
     // The same inventory again (utilization changed, the inventory did not): no call at all.
     state.take(replay.sample().unwrap(), 2);
-    assert_eq!(publisher.publish(&state.inventory()).await, Ok(false));
+    assert_eq!(publisher.publish(&state.inventory()).await.map_err(|e| e.to_string()), Ok(false));
     assert_eq!(calls.lock().unwrap().len(), 2);
 
     // GPU 2 fails: one patch, with only what changed.
     let mut failing = frame.clone();
     failing.xids = vec![XidEvent { uuid: frame.gpus[2].uuid.clone(), xid: 48 }];
     state.take(failing, 3);
-    assert_eq!(publisher.publish(&state.inventory()).await, Ok(true));
+    assert_eq!(publisher.publish(&state.inventory()).await.map_err(|e| e.to_string()), Ok(true));
     {
         let c = calls.lock().unwrap();
         assert_eq!(c.len(), 3);
@@ -120,18 +120,20 @@ async fn patches_only_what_changed_and_backs_off_after_a_failure() {
     *fail.lock().unwrap() = true;
     state.take(Frame { gpus: frame.gpus[..2].to_vec(), xids: vec![] }, 4);
     let err = publisher.publish(&state.inventory()).await.unwrap_err();
+    assert!(matches!(err, PublishError::WriteNode { source: kube::Error::Api(_), .. }), "{err:?}");
+    let err = err.to_string();
     assert!(
         err.contains("cannot write the GPU inventory on Node gpu-node-1")
             && err.contains("etcdserver: request timed out"),
         "{err}"
     );
     let before = calls.lock().unwrap().len();
-    assert_eq!(publisher.publish(&state.inventory()).await, Ok(false));
+    assert_eq!(publisher.publish(&state.inventory()).await.map_err(|e| e.to_string()), Ok(false));
     assert_eq!(calls.lock().unwrap().len(), before, "backing off");
     // After the backoff it reads the Node again (it may have changed meanwhile) and patches.
     *fail.lock().unwrap() = false;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(publisher.publish(&state.inventory()).await, Ok(true));
+    assert_eq!(publisher.publish(&state.inventory()).await.map_err(|e| e.to_string()), Ok(true));
     let c = calls.lock().unwrap();
     assert_eq!(c[before].0, Method::GET);
     assert_eq!(c[before + 1].3["metadata"]["annotations"][GPU_UNHEALTHY_ANNOTATION], "2,3");
@@ -178,7 +180,7 @@ async fn idle_pods_are_patched_on_transitions_only() {
     // nb-0 holds GPUs 0 and 1, GPU 1 busy; train-0 busy; GPU 3 idle but no pod's: none idle,
     // and the first patch (the inventory) does not name the absent annotation.
     pass(&mut state, &frame, T0, [Some(0), Some(30), Some(80), Some(0)], &[nb, nb1, train]);
-    assert_eq!(publisher.publish(&state.node_desired()).await, Ok(true));
+    assert_eq!(publisher.publish(&state.node_desired()).await.map_err(|e| e.to_string()), Ok(true));
     let first = last_patch(&calls).unwrap().1;
     assert!(first["metadata"]["annotations"].get(GPU_IDLE_PODS_ANNOTATION).is_none(), "{first}");
     assert_eq!(calls.lock().unwrap().len(), 2);
@@ -228,7 +230,11 @@ async fn idle_pods_are_patched_on_transitions_only() {
     for (i, (what, util, holders, want)) in steps.into_iter().enumerate() {
         let before = calls.lock().unwrap().len();
         pass(&mut state, &frame, T0 + 1 + i as i64, util, &holders);
-        assert_eq!(publisher.publish(&state.node_desired()).await, Ok(want.is_some()), "{what}");
+        assert_eq!(
+            publisher.publish(&state.node_desired()).await.map_err(|e| e.to_string()),
+            Ok(want.is_some()),
+            "{what}"
+        );
         let c = calls.lock().unwrap();
         match want {
             None => assert_eq!(c.len(), before, "{what}: no call"),
@@ -251,7 +257,7 @@ async fn idle_pods_are_patched_on_transitions_only() {
     let mut publisher = Publisher::new(client, "gpu-node-1");
     let before = calls.lock().unwrap().len();
     pass(&mut state, &frame, T0 + 100, [Some(0), Some(0), Some(0), Some(0)], &[nb, nb1]);
-    assert_eq!(publisher.publish(&state.node_desired()).await, Ok(true));
+    assert_eq!(publisher.publish(&state.node_desired()).await.map_err(|e| e.to_string()), Ok(true));
     let c = calls.lock().unwrap();
     assert_eq!(c.len(), before + 2, "read, then one patch");
     assert_eq!(c[before].0, Method::GET);

@@ -190,3 +190,24 @@ async fn a_kubelet_that_never_answers_fails_within_the_timeout() {
     assert!(started.elapsed() < timeout + Duration::from_secs(1), "took {:?}", started.elapsed());
     assert!(matches!(err, PodResourcesError::Connect { .. } | PodResourcesError::Call { .. }), "{err:?}");
 }
+
+#[test]
+fn the_messages_are_word_for_word_those_the_agent_logs() {
+    let socket = Path::new("/var/lib/kubelet/pod-resources/kubelet.sock").to_path_buf();
+    assert_eq!(
+        PodResourcesError::Missing { socket: socket.clone() }.to_string(),
+        "/var/lib/kubelet/pod-resources/kubelet.sock: no kubelet pod-resources socket; mount \
+         /var/lib/kubelet/pod-resources read-only into the agent, or set --pod-resources-socket"
+    );
+    assert_eq!(
+        PodResourcesError::Connect { socket, message: "connection refused".into() }.to_string(),
+        "/var/lib/kubelet/pod-resources/kubelet.sock: cannot connect to the kubelet pod-resources socket \
+         (connection refused); check that the kubelet is running on this node and that the agent may \
+         open the socket (it is root-owned, so the agent needs to run as root)"
+    );
+    assert_eq!(
+        PodResourcesError::Call { message: "Unavailable: shutting down".into() }.to_string(),
+        "kubelet pod-resources List call failed: Unavailable: shutting down; the kubelet must serve \
+         podresources v1 (Kubernetes 1.20 or later), see its log for the cause"
+    );
+}

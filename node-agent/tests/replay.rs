@@ -315,3 +315,43 @@ fn per_pod_utilization_for_the_quota_api() {
     assert_eq!(u["gpus"][2].get("pod"), None, "an idle GPU nobody holds");
     assert_eq!(u["gpus"][2]["utilizationPercent"], 0);
 }
+
+#[test]
+fn a_capture_that_cannot_be_replayed_says_why_and_keeps_the_cause() {
+    use gantry_node_agent::sample::Capture;
+    use gantry_node_agent::source::ReplayError;
+    use std::error::Error;
+
+    let empty = Capture { description: String::new(), driver_version: None, frames: vec![] };
+    let err = Replay::new(empty).err().expect("no frames");
+    assert_eq!(err.to_string(), "the capture has no frames; record one with scripts/gpu-check.sh");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("empty.json");
+    std::fs::write(&file, r#"{"frames": []}"#).expect("write");
+    let err = Replay::load(&file).err().expect("no frames");
+    assert_eq!(
+        err.to_string(),
+        format!("{}: the capture has no frames; record one with scripts/gpu-check.sh", file.display())
+    );
+
+    let missing = dir.path().join("missing.json");
+    let err = Replay::load(&missing).err().expect("no file");
+    assert!(matches!(err, ReplayError::Read { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with(&format!("{}: cannot read the capture: ", missing.display())),
+        "{err}"
+    );
+    let io = err.source().and_then(|e| e.downcast_ref::<std::io::Error>()).expect("the I/O error");
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+
+    std::fs::write(&file, "[]").expect("write");
+    let err = Replay::load(&file).err().expect("not a capture");
+    assert!(err.source().is_some_and(|e| e.is::<serde_json::Error>()), "{err:?}");
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("{}: not a GPU capture (", file.display())), "{text}");
+    assert!(
+        text.ends_with(r#"); expected {"frames": [{"gpus": [...]}]} as scripts/gpu-check.sh records"#),
+        "{text}"
+    );
+}

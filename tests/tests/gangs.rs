@@ -9,7 +9,7 @@
 mod frameworks;
 
 use frameworks::{Job, NS};
-use gantry_admission_webhook::{Path, Policy, Webhook};
+use gantry_admission_webhook::{AdmissionPolicy, Path, Webhook};
 use gantry_api::gang;
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
 use gantry_core::queue::{Mode, Queue};
@@ -88,7 +88,7 @@ fn create(w: &Webhook, pod: &Value, n: usize) -> Value {
 
 /// The job's pods created through the webhook, all of them gated, all with one workload key.
 fn created(job: &Job, t: &Tenancy) -> Vec<Value> {
-    let w = Webhook::new(Policy::new(t.clone(), Some("gantry-scheduler".into())).unwrap()).unwrap();
+    let w = Webhook::new(AdmissionPolicy::new(t.clone(), Some("gantry-scheduler".into())).unwrap()).unwrap();
     let pods: Vec<Value> = job.pods.iter().enumerate().map(|(i, p)| create(&w, p, i)).collect();
     let keys: BTreeSet<&str> =
         pods.iter().map(|p| p["metadata"]["annotations"]["gantry.dev/workload"].as_str().unwrap()).collect();

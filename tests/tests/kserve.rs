@@ -6,7 +6,7 @@
 //! what the cohort lends); a serving replica goes ahead of a queue of training gangs of its own
 //! tenant; and the wait Knative's progress deadline allows is measured against Gantry's timing.
 
-use gantry_admission_webhook::{Path, Policy, Webhook};
+use gantry_admission_webhook::{AdmissionPolicy, Path, Webhook};
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::{file, Tenancy};
@@ -84,7 +84,7 @@ fn controller(t: Tenancy, n: usize) -> Controller {
 }
 
 fn webhook(t: &Tenancy) -> Webhook {
-    Webhook::new(Policy::new(t.clone(), Some("gantry-scheduler".into())).expect("a policy"))
+    Webhook::new(AdmissionPolicy::new(t.clone(), Some("gantry-scheduler".into())).expect("a policy"))
         .expect("a webhook")
 }
 

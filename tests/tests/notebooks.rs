@@ -4,7 +4,7 @@
 //! evidence on its node says its GPU sat idle past its tenant's `idleNotebooks` limit while other
 //! work waits, the controller asks to stop that Notebook, once.
 
-use gantry_admission_webhook::{Path, Policy, Webhook};
+use gantry_admission_webhook::{AdmissionPolicy, Path, Webhook};
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::{file, Tenancy};
@@ -65,7 +65,7 @@ fn controller(t: Tenancy) -> Controller {
 fn a_notebook_pod_is_gated_as_a_notebook_and_stopped_the_kubeflow_way_when_idle_while_work_waits() {
     use base64::Engine;
     let t = tenancy();
-    let w = Webhook::new(Policy::new(t.clone(), None).expect("a policy")).expect("a webhook");
+    let w = Webhook::new(AdmissionPolicy::new(t.clone(), None).expect("a policy")).expect("a webhook");
     let pod = created_by_the_statefulset();
     let (status, text, _) = w.review(Path::Mutate, &review(&pod));
     assert_eq!(status.as_u16(), 200, "{text}");

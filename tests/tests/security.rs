@@ -2,7 +2,7 @@
 //! one test per finding, each through the parts a pod really passes: the admission webhook and
 //! the queue controller. (The quota API's findings are in `quota-api/tests/security.rs`.)
 
-use gantry_admission_webhook::{Path, Policy, Webhook};
+use gantry_admission_webhook::{AdmissionPolicy, Path, Webhook};
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
 use gantry_core::queue::{Mode, Queue};
 use gantry_core::tenancy::file;
@@ -15,7 +15,7 @@ const T0: i64 = 1_793_491_200;
 const TENANTS: &str = "flavors:\n  - name: A100\n  - {name: V100-SHARED, sharing: true}\ntenants:\n  - name: team-a\n    namespaces: [team-a]\n    quotas: {A100: {nominal: 8}, V100-SHARED: {nominal: 1}}\n";
 
 fn webhook() -> Webhook {
-    Webhook::new(Policy::new(file::parse("t.yaml", TENANTS).unwrap(), None).unwrap()).unwrap()
+    Webhook::new(AdmissionPolicy::new(file::parse("t.yaml", TENANTS).unwrap(), None).unwrap()).unwrap()
 }
 
 fn controller() -> Controller {

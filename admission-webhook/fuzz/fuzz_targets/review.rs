@@ -12,7 +12,7 @@
 
 use base64::Engine;
 use gantry_admission_webhook::inspect::set_namespace;
-use gantry_admission_webhook::{Path, Policy, Webhook};
+use gantry_admission_webhook::{AdmissionPolicy, Path, Webhook};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use std::sync::LazyLock;
@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 static WEBHOOK: LazyLock<Webhook> = LazyLock::new(|| {
     let tenancy = gantry_core::tenancy::file::parse("tenants.yaml", include_str!("../../tests/fixtures/tenants.yaml"))
         .expect("the test tenancy loads");
-    Webhook::new(Policy::new(tenancy, Some("gantry".into())).expect("a policy")).expect("a webhook")
+    Webhook::new(AdmissionPolicy::new(tenancy, Some("gantry".into())).expect("a policy")).expect("a webhook")
 });
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use base64::Engine;
-use gantry_admission_webhook::{Path, Policy, Webhook};
+use gantry_admission_webhook::{AdmissionPolicy, Path, Webhook};
 use serde_json::{json, Value};
 
 pub fn fixture(name: &str) -> String {
@@ -10,10 +10,10 @@ pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-pub fn policy(scheduler_name: Option<&str>) -> Policy {
+pub fn policy(scheduler_name: Option<&str>) -> AdmissionPolicy {
     let tenancy = gantry_core::tenancy::file::parse("tenants.yaml", &fixture("tenants.yaml"))
         .expect("the test tenancy loads");
-    Policy::new(tenancy, scheduler_name.map(str::to_string)).expect("a policy")
+    AdmissionPolicy::new(tenancy, scheduler_name.map(str::to_string)).expect("a policy")
 }
 
 pub fn webhook(scheduler_name: Option<&str>) -> Webhook {
