@@ -251,7 +251,7 @@ fn run_simulate(args: SimulateArgs) -> Result<(), String> {
         return Err(format!("--inflate {inflate} is out of range; give a ratio in (0, 10], e.g. 1.3"));
     }
     if let Some(file) = &plot_file {
-        plot::check_target(file)?;
+        plot::check_target(file).map_err(|e| e.to_string())?;
     }
     let trace = match (nodes, pods) {
         (None, None) => bundled::default_trace(),
@@ -296,7 +296,7 @@ fn run_simulate(args: SimulateArgs) -> Result<(), String> {
         println!();
     }
     if let Some(file) = plot_file {
-        plot::draw_svg(&report, &file)?;
+        plot::draw_svg(&report, &file).map_err(|e| e.to_string())?;
         eprintln!("plot written to {}", file.display());
     }
     Ok(())

@@ -133,8 +133,7 @@ pub fn run(
             let gpu_capacity: u64 = node_list.iter().map(|n| n.gpu_capacity() as u64).sum();
             let flavors = tenancy.bind(&models).map_err(|e| e.to_string())?;
             let spec = GenSpec { seed, workloads: n, start, days, load };
-            spec.validate()?;
-            let w = generate(&tenancy, &flavors, gpu_capacity, &spec);
+            let w = generate(&tenancy, &flavors, gpu_capacity, &spec).map_err(|e| e.to_string())?;
             let describe = format!("{n} generated workloads (seed {seed}, load {load})");
             (w, describe, start + (days * 86400.0).round() as i64)
         }
@@ -152,7 +151,7 @@ pub fn run(
                 nodes: node_list.clone(),
                 pods: pod_list,
             };
-            let w = openb::workloads(&trace, &tenancy, seed, start)?;
+            let w = openb::workloads(&trace, &tenancy, seed, start).map_err(|e| e.to_string())?;
             let last = trace.pods.iter().filter_map(|p| p.deleted.or(p.created)).max().unwrap_or(0) as i64;
             let end = match args.days {
                 Some(d) => start + (d * 86400.0).round() as i64,
@@ -186,7 +185,8 @@ pub fn run(
         sample_every: 3600,
     };
     eprintln!("simulating {} setups ...", spec.setups.len());
-    let report = simulate_tenants(&tenancy, &models, &node_list, &workloads, &spec)?;
+    let report =
+        simulate_tenants(&tenancy, &models, &node_list, &workloads, &spec).map_err(|e| e.to_string())?;
     let text = match format {
         Format::Json => report.to_json(),
         _ => report.to_table(),

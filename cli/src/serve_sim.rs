@@ -144,7 +144,8 @@ fn simulate(
             shown = Instant::now();
         }
     };
-    let outcome = run_observed(tenancy, models, nodes, workloads, spec, &mut observe)?;
+    let outcome =
+        run_observed(tenancy, models, nodes, workloads, spec, &mut observe).map_err(|e| e.to_string())?;
     if let Some(e) = failed {
         return Err(format!("the simulation's usage could not be recorded: {e}"));
     }

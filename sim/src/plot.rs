@@ -1,28 +1,42 @@
 //! The unallocated-vs-arrived figure: median over seeds per policy, as in the FGD paper.
 
 use crate::report::Report;
+use plotters::drawing::DrawingAreaErrorKind;
 use plotters::prelude::*;
 use std::path::Path;
 
+/// Why the figure was not drawn, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// Only SVG is drawn (the one backend built in); said before any work, so a long simulation
+    /// does not end without its figure.
+    #[error("cannot draw {path}: only SVG output is supported; name the file *.svg")]
+    NotSvg { path: String },
+    /// Drawing or writing the SVG failed (the file could not be written, most often).
+    #[error("cannot draw {path}: {source}")]
+    Draw {
+        path: String,
+        #[source]
+        source: DrawingAreaErrorKind<std::io::Error>,
+    },
+}
+
 /// Checks, before any work, that `path` names a file type we can draw.
-pub fn check_target(path: &Path) -> Result<(), String> {
+pub fn check_target(path: &Path) -> Result<(), PlotError> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     if ext != "svg" {
-        return Err(format!(
-            "cannot draw {}: only SVG output is supported; name the file *.svg",
-            path.display()
-        ));
+        return Err(PlotError::NotSvg { path: path.display().to_string() });
     }
     Ok(())
 }
 
 /// Draws the median curve of every policy in `report` to an SVG file.
-pub fn draw_svg(report: &Report, path: &Path) -> Result<(), String> {
+pub fn draw_svg(report: &Report, path: &Path) -> Result<(), PlotError> {
     check_target(path)?;
-    draw(report, path).map_err(|e| format!("cannot draw {}: {e}", path.display()))
+    draw(report, path).map_err(|source| PlotError::Draw { path: path.display().to_string(), source })
 }
 
-fn draw(report: &Report, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+fn draw(report: &Report, path: &Path) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
     let ymax = report
         .results
         .iter()

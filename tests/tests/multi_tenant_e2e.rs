@@ -27,7 +27,7 @@ fn run_with(seed: u64, idle: Option<IdleNotebooks>, setups: Vec<Setup>) -> Vec<S
     let capacity = nodes.iter().map(|n| n.gpu_capacity() as u64).sum();
     let days = 4.0;
     let spec = GenSpec { seed, workloads: 3000, start: DEFAULT_START, days, load: 1.0 };
-    let workloads = generate(&tenancy, &flavors, capacity, &spec);
+    let workloads = generate(&tenancy, &flavors, capacity, &spec).expect("a valid generator spec");
     let multi = MultiSpec {
         workload: "test".into(),
         tenants_file: "venus.yaml".into(),

@@ -133,18 +133,27 @@ impl GenSpec {
     }
 
     /// Checks the numbers; the message says what to fix.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), GenSpecError> {
         if !(self.days.is_finite() && self.days * DAY >= 1.0) {
-            return Err(format!("days is {}; give an arrival window of at least one second", self.days));
+            return Err(GenSpecError::Days { days: self.days });
         }
         if !(self.load.is_finite() && self.load > 0.0) {
-            return Err(format!(
-                "load is {}; give a positive fraction of the cluster's GPU capacity",
-                self.load
-            ));
+            return Err(GenSpecError::Load { load: self.load });
         }
         Ok(())
     }
+}
+
+/// A [`GenSpec`] the generator cannot honour: there is no window to spread arrivals over, or no
+/// load to scale run times to.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum GenSpecError {
+    /// The arrival window is shorter than a second, or not a number.
+    #[error("days is {days}; give an arrival window of at least one second")]
+    Days { days: f64 },
+    /// The offered load is not a positive number.
+    #[error("load is {load}; give a positive fraction of the cluster's GPU capacity")]
+    Load { load: f64 },
 }
 
 /// Share of arrivals by kind, in percent (for tenants with GPU quota).
@@ -229,35 +238,26 @@ pub fn runtime(kind: Kind) -> Runtime {
 }
 
 /// Generates `spec.workloads` workloads for the tenants of `tenancy` on a cluster with
-/// `gpu_capacity_milli` milli-GPU; see the module documentation for the model.
-///
-/// # Panics
-///
-/// When [`GenSpec::validate`] fails.
+/// `gpu_capacity_milli` milli-GPU; see the module documentation for the model. A spec that
+/// [`GenSpec::validate`] refuses is refused here too, before anything is drawn.
 pub fn generate(
     tenancy: &Tenancy,
     flavors: &FlavorMap,
     gpu_capacity_milli: u64,
     spec: &GenSpec,
-) -> Vec<SimWorkload> {
-    generate_with_scale(tenancy, flavors, gpu_capacity_milli, spec).0
+) -> Result<Vec<SimWorkload>, GenSpecError> {
+    generate_with_scale(tenancy, flavors, gpu_capacity_milli, spec).map(|(w, _)| w)
 }
 
 /// [`generate`], also returning the factor the drawn run times were multiplied by to meet
 /// `spec.load` (1.0 when there is no GPU work to scale).
-///
-/// # Panics
-///
-/// When [`GenSpec::validate`] fails.
 pub fn generate_with_scale(
     tenancy: &Tenancy,
     flavors: &FlavorMap,
     gpu_capacity_milli: u64,
     spec: &GenSpec,
-) -> (Vec<SimWorkload>, f64) {
-    if let Err(e) = spec.validate() {
-        panic!("{e}");
-    }
+) -> Result<(Vec<SimWorkload>, f64), GenSpecError> {
+    spec.validate()?;
     let horizon = (spec.days * DAY).round() as Seconds;
     let plans = plan_tenants(tenancy, flavors);
     let counts = apportion(spec.workloads, &plans.iter().map(|p| p.weight).collect::<Vec<_>>());
@@ -303,7 +303,7 @@ pub fn generate_with_scale(
             }
         })
         .collect();
-    (out, scale)
+    Ok((out, scale))
 }
 
 /// GPU-seconds the workloads ask for in all: Σ GPUs × duration over every pod (a shared GPU counts
@@ -674,9 +674,9 @@ mod tests {
     #[test]
     fn deterministic_for_a_seed() {
         let (t, f) = venus();
-        let a = generate(&t, &f, VENUS_GPU_MILLI, &spec(7, 3000, 10.0));
-        let b = generate(&t, &f, VENUS_GPU_MILLI, &spec(7, 3000, 10.0));
-        let c = generate(&t, &f, VENUS_GPU_MILLI, &spec(8, 3000, 10.0));
+        let a = generate(&t, &f, VENUS_GPU_MILLI, &spec(7, 3000, 10.0)).unwrap();
+        let b = generate(&t, &f, VENUS_GPU_MILLI, &spec(7, 3000, 10.0)).unwrap();
+        let c = generate(&t, &f, VENUS_GPU_MILLI, &spec(8, 3000, 10.0)).unwrap();
         assert_eq!(a.len(), 3000);
         assert_eq!(a, b);
         assert_ne!(a, c);
@@ -686,7 +686,7 @@ mod tests {
     fn kind_mix_by_count() {
         let (t, f) = venus();
         let n = 20_000;
-        let ws = generate(&t, &f, VENUS_GPU_MILLI, &spec(1, n, 23.0));
+        let ws = generate(&t, &f, VENUS_GPU_MILLI, &spec(1, n, 23.0)).unwrap();
         let mut counts: HashMap<Kind, usize> = HashMap::new();
         for w in &ws {
             *counts.entry(w.workload.kind).or_default() += 1;
@@ -700,7 +700,7 @@ mod tests {
     #[test]
     fn shapes_gangs_caps_and_node_fit() {
         let (t, f) = venus();
-        let ws = generate(&t, &f, VENUS_GPU_MILLI, &spec(2, 20_000, 23.0));
+        let ws = generate(&t, &f, VENUS_GPU_MILLI, &spec(2, 20_000, 23.0)).unwrap();
         let nodes = [
             Node::new("a100", 128_000, 1_048_576, 8, Some(A100)),
             Node::new("v100", 96_000, 786_432, 8, Some(V100)),
@@ -753,7 +753,7 @@ mod tests {
     fn big_gangs_where_quota_allows() {
         // One tenant with 512 A100s and 128 V100s: 32-pod gangs of 8 GPUs fit its A100 quota.
         let (t, f) = tenancy(&[(512, 128, 1024)], true);
-        let ws = generate(&t, &f, 640_000, &spec(3, 5000, 10.0));
+        let ws = generate(&t, &f, 640_000, &spec(3, 5000, 10.0)).unwrap();
         let max = ws.iter().map(|w| w.workload.members()).max().unwrap();
         assert_eq!(max, 32);
         for w in ws.iter().filter(|w| w.workload.members() == 32) {
@@ -772,7 +772,7 @@ mod tests {
             [(20_000, 23.0, 1.0), (20_000, 10.0, 1.0), (5_000, 60.0, 0.7), (2_000, 3.0, 1.5)]
         {
             let s = GenSpec { load, ..spec(4, n, days) };
-            let (ws, scale) = generate_with_scale(&t, &f, VENUS_GPU_MILLI, &s);
+            let (ws, scale) = generate_with_scale(&t, &f, VENUS_GPU_MILLI, &s).unwrap();
             let target = load * 968.0 * days * DAY;
             let offered = offered_gpu_seconds(&ws);
             assert!(
@@ -786,7 +786,7 @@ mod tests {
     fn arrivals_in_window_sorted_and_numbered() {
         let (t, f) = venus();
         let days = 9.5;
-        let ws = generate(&t, &f, VENUS_GPU_MILLI, &spec(5, 20_000, days));
+        let ws = generate(&t, &f, VENUS_GPU_MILLI, &spec(5, 20_000, days)).unwrap();
         let end = START + (days * DAY) as Seconds;
         for (i, w) in ws.iter().enumerate() {
             let w = &w.workload;
@@ -805,7 +805,7 @@ mod tests {
     fn arrivals_follow_quota() {
         let (t, f) = venus();
         let n = 20_000;
-        let ws = generate(&t, &f, VENUS_GPU_MILLI, &spec(6, n, 23.0));
+        let ws = generate(&t, &f, VENUS_GPU_MILLI, &spec(6, n, 23.0)).unwrap();
         let mut counts = vec![0usize; t.tenants.len()];
         for w in &ws {
             counts[w.workload.tenant] += 1;
@@ -825,7 +825,7 @@ mod tests {
         // Daily counts of one tenant vary far more than a steady Poisson stream's would.
         let (t, f) = venus();
         let days = 60;
-        let ws = generate(&t, &f, VENUS_GPU_MILLI, &spec(9, 20_000, days as f64));
+        let ws = generate(&t, &f, VENUS_GPU_MILLI, &spec(9, 20_000, days as f64)).unwrap();
         let mut daily = vec![0f64; days];
         for w in ws.iter().filter(|w| w.workload.tenant == 0) {
             daily[((w.workload.submitted - START) / 86400) as usize] += 1.0;
@@ -839,7 +839,7 @@ mod tests {
     fn models_follow_quota() {
         // t0 has only A100 quota, t1 only V100M32, t2 both.
         let (t, f) = tenancy(&[(40, 0, 80), (0, 24, 48), (16, 16, 64)], true);
-        let ws = generate(&t, &f, 96_000, &spec(10, 6000, 20.0));
+        let ws = generate(&t, &f, 96_000, &spec(10, 6000, 20.0)).unwrap();
         let a100 = Some(ModelSet::from_iter([A100]));
         let v100 = Some(ModelSet::from_iter([V100]));
         let mut by_tenant: HashMap<(usize, Option<ModelSet>), usize> = HashMap::new();
@@ -864,7 +864,7 @@ mod tests {
     fn tenants_without_gpu_quota() {
         // t1 has only cpu quota (16 cores: two GPU-equivalents); t2 has none at all.
         let (t, f) = tenancy(&[(6, 0, 16), (0, 0, 16), (0, 0, 0)], true);
-        let ws = generate(&t, &f, 8000, &spec(11, 4000, 10.0));
+        let ws = generate(&t, &f, 8000, &spec(11, 4000, 10.0)).unwrap();
         let count = |i| ws.iter().filter(|w| w.workload.tenant == i).count();
         assert_eq!((count(0), count(1), count(2)), (3000, 1000, 0));
         for w in ws.iter().filter(|w| w.workload.tenant == 1) {
@@ -873,7 +873,7 @@ mod tests {
         }
         // Without a cpu flavor: no CPU-only work, and t1 (no GPU quota) gets nothing.
         let (t, f) = tenancy(&[(6, 0, 0), (0, 0, 0)], false);
-        let ws = generate(&t, &f, 8000, &spec(11, 4000, 10.0));
+        let ws = generate(&t, &f, 8000, &spec(11, 4000, 10.0)).unwrap();
         assert!(ws.iter().all(|w| w.workload.tenant == 0 && w.workload.wants_gpu()));
         assert_eq!(ws.len(), 4000);
     }
@@ -881,15 +881,27 @@ mod tests {
     #[test]
     fn edge_cases() {
         let (t, f) = venus();
-        assert!(generate(&t, &f, VENUS_GPU_MILLI, &spec(1, 0, 1.0)).is_empty());
+        assert!(generate(&t, &f, VENUS_GPU_MILLI, &spec(1, 0, 1.0)).unwrap().is_empty());
         let (t0, f0) = tenancy(&[(0, 0, 0)], true);
-        assert!(generate(&t0, &f0, 0, &spec(1, 100, 1.0)).is_empty());
-        assert!(spec(1, 10, 0.0).validate().is_err());
-        assert!(GenSpec { load: 0.0, ..spec(1, 10, 1.0) }.validate().is_err());
+        assert!(generate(&t0, &f0, 0, &spec(1, 100, 1.0)).unwrap().is_empty());
+        assert_eq!(
+            spec(1, 10, 0.0).validate().unwrap_err().to_string(),
+            "days is 0; give an arrival window of at least one second"
+        );
+        assert_eq!(
+            GenSpec { load: 0.0, ..spec(1, 10, 1.0) }.validate().unwrap_err().to_string(),
+            "load is 0; give a positive fraction of the cluster's GPU capacity"
+        );
         assert!(GenSpec { load: f64::NAN, ..spec(1, 10, 1.0) }.validate().is_err());
+        // The generator refuses what validate refuses, rather than panic.
+        assert_eq!(
+            generate(&t, &f, VENUS_GPU_MILLI, &spec(1, 10, f64::INFINITY)),
+            Err(GenSpecError::Days { days: f64::INFINITY })
+        );
         // A tiny load leaves every run time at its lower clip.
         let (ws, scale) =
-            generate_with_scale(&t, &f, VENUS_GPU_MILLI, &GenSpec { load: 1e-6, ..spec(1, 500, 5.0) });
+            generate_with_scale(&t, &f, VENUS_GPU_MILLI, &GenSpec { load: 1e-6, ..spec(1, 500, 5.0) })
+                .unwrap();
         assert_eq!(scale, 0.0);
         assert!(ws.iter().all(|w| w.duration == runtime(w.workload.kind).min as Seconds));
     }

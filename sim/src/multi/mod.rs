@@ -53,11 +53,21 @@ impl SimWorkload {
 }
 
 use gantry_core::model::{ModelCatalog, Node};
-use gantry_core::tenancy::Tenancy;
+use gantry_core::tenancy::{Tenancy, UnboundFlavor};
 use gantry_core::PolicyKind;
 use rayon::prelude::*;
 use summary::{MultiReport, SetupSummary};
 use timeline::{Setup, TimelineSpec};
+
+/// Why a multi-tenant simulation could not run. Each cause is the core's own error, kept whole so
+/// a caller can tell them apart; the message is the cause's, word for word.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MultiError {
+    /// The tenants file names a GPU flavor that no node of the cluster has: its quota could never
+    /// be used, so the queue refuses the tenancy.
+    #[error(transparent)]
+    UnboundFlavor(#[from] UnboundFlavor),
+}
 
 /// 2026-11-01T00:00:00Z, where simulated time starts unless told otherwise.
 pub const DEFAULT_START: Seconds = 1_793_491_200;
@@ -84,9 +94,9 @@ pub fn simulate_tenants(
     nodes: &[Node],
     workloads: &[SimWorkload],
     spec: &MultiSpec,
-) -> Result<MultiReport, String> {
-    tenancy.bind(models).map_err(|e| e.to_string())?;
-    let outcomes: Vec<Result<timeline::Outcome, String>> = spec
+) -> Result<MultiReport, MultiError> {
+    tenancy.bind(models)?;
+    let outcomes: Vec<Result<timeline::Outcome, MultiError>> = spec
         .setups
         .par_iter()
         .map(|&setup| {

@@ -27,18 +27,22 @@ pub fn kind_of_qos(qos: &str) -> Kind {
     }
 }
 
+/// The tenancy gives the trace's pods to no one: it has no tenant, or its weights add up to
+/// nothing (the draw is proportional to weight).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the tenants file has no tenant with a positive weight to give the trace's pods to")]
+pub struct NoWeightedTenant;
+
 /// The trace's pods as workloads of the tenancy's tenants, sorted by submission time.
 pub fn workloads(
     trace: &Trace,
     tenancy: &Tenancy,
     seed: u64,
     start: Seconds,
-) -> Result<Vec<SimWorkload>, String> {
+) -> Result<Vec<SimWorkload>, NoWeightedTenant> {
     let total: f64 = tenancy.tenants.iter().map(|t| t.weight).sum();
     if tenancy.tenants.is_empty() || total.is_nan() || total <= 0.0 {
-        return Err(
-            "the tenants file has no tenant with a positive weight to give the trace's pods to".into()
-        );
+        return Err(NoWeightedTenant);
     }
     let mut order: Vec<usize> = (0..trace.pods.len()).collect();
     order.sort_by(|&a, &b| trace.pods[a].name.cmp(&trace.pods[b].name));

@@ -10,7 +10,7 @@
 //! core's ledger can be checked against it: accrued milli-GPU-seconds must equal the integral of
 //! allocation exactly.
 
-use super::SimWorkload;
+use super::{MultiError, SimWorkload};
 use gantry_core::model::{Cluster, ModelCatalog, Node};
 use gantry_core::queue::{cost_micros, Accrual, Mode, Queue, WorkloadId};
 use gantry_core::tenancy::{
@@ -41,14 +41,23 @@ impl Setup {
             Setup::Fifo => "fifo",
         }
     }
-    pub fn parse(s: &str) -> Result<Setup, String> {
+    /// The setup a name stands for (`gantry --compare` takes these; `strict` is short for
+    /// `strict-quota`).
+    pub fn parse(s: &str) -> Result<Setup, UnknownSetup> {
         match s {
             "gantry" => Ok(Setup::Gantry),
             "strict-quota" | "strict" => Ok(Setup::StrictQuota),
             "fifo" => Ok(Setup::Fifo),
-            _ => Err(format!("unknown baseline {s:?}; use strict-quota or fifo")),
+            _ => Err(UnknownSetup { name: s.to_string() }),
         }
     }
+}
+
+/// A name [`Setup::parse`] does not know, kept so the message can quote it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown baseline {name:?}; use strict-quota or fifo")]
+pub struct UnknownSetup {
+    pub name: String,
 }
 
 /// One simulation's settings.
@@ -176,7 +185,7 @@ pub fn run(
     nodes: &[Node],
     workloads: &[SimWorkload],
     spec: &TimelineSpec,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, MultiError> {
     run_observed(tenancy, models, nodes, workloads, spec, &mut |_, _, _| {})
 }
 
@@ -193,7 +202,7 @@ pub fn run_observed(
     workloads: &[SimWorkload],
     spec: &TimelineSpec,
     observer: &mut Observer,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, MultiError> {
     let started = Instant::now();
     let cluster = Cluster::new(models.clone(), nodes.to_vec());
     let expected: Vec<_> =
@@ -204,7 +213,7 @@ pub fn run_observed(
         Setup::StrictQuota => (tenancy.strict(), Mode::Quota),
         Setup::Fifo => (tenancy.clone(), Mode::Fifo),
     };
-    let mut q = Queue::new(rules, cluster, scheduler, mode, spec.start).map_err(|e| e.to_string())?;
+    let mut q = Queue::new(rules, cluster, scheduler, mode, spec.start)?;
     let mut sim = Loop::new(&q, tenancy, workloads, spec);
     sim.run(&mut q, observer);
     let outcome = sim.finish(q, started);
