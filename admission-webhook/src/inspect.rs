@@ -21,7 +21,7 @@ use gantry_api::keys::{
     GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE, MIG_RESOURCE_PREFIX,
     MIRROR_ANNOTATION,
 };
-use gantry_api::pod::{annotation, quantity};
+use gantry_api::pod::{annotation, quantity, QuantityError};
 use gantry_core::tenancy::TenantId;
 use serde_json::Value;
 
@@ -195,9 +195,13 @@ pub enum ScreenError {
     /// The annotations together are larger than Kubernetes allows.
     #[error("metadata.annotations: {bytes} bytes in all; Kubernetes allows at most {MAX_ANNOTATION_BYTES}")]
     AnnotationsTooLarge { bytes: usize },
-    /// An `nvidia.com/gpu` value that is not a quantity; `reason` is what the quantity reader said.
-    #[error("{field}: {reason}; give a whole number of GPUs, e.g. \"1\"")]
-    GpuQuantity { field: String, reason: String },
+    /// An `nvidia.com/gpu` value that is not a quantity.
+    #[error("{field}: {source}; give a whole number of GPUs, e.g. \"1\"")]
+    GpuQuantity {
+        field: String,
+        #[source]
+        source: QuantityError,
+    },
 }
 
 /// Refuses pods no policy should read further. The message names the field and the fix.
@@ -231,7 +235,7 @@ pub fn screen(pod: &Value) -> Result<(), ScreenError> {
     }
     for (field, v) in gpu_fields(pod) {
         if let Err(e) = quantity(v, 1000) {
-            return Err(ScreenError::GpuQuantity { field, reason: e.to_string() });
+            return Err(ScreenError::GpuQuantity { field, source: e });
         }
     }
     Ok(())

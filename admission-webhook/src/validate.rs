@@ -293,7 +293,7 @@ impl Check<'_> {
         let view = match parse_pod(self.pod, &self.policy.models) {
             Ok(v) => v,
             Err(e) => {
-                self.denials.push(e);
+                self.denials.push(e.to_string());
                 return None;
             }
         };

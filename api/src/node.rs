@@ -16,9 +16,52 @@
 //! Documented for users in `docs/node-inventory.md`.
 
 use crate::keys::{GPU_IDLE_PODS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE, GPU_UNHEALTHY_ANNOTATION};
-use crate::pod::quantity;
-use gantry_core::model::{ModelCatalog, Node};
+use crate::pod::{quantity, QuantityError};
+use gantry_core::model::{ModelCatalog, ModelError, Node};
 use serde_json::Value;
+
+/// Why a node cannot be read. Each message names the node, the field and the fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    #[error("a node has no metadata.name")]
+    NoName,
+    /// `field`: the path of the value, such as `status.allocatable.cpu`.
+    #[error("node {node}: {field} {source}")]
+    Quantity {
+        node: String,
+        field: String,
+        #[source]
+        source: QuantityError,
+    },
+    #[error("node {node}: allocatable cpu is too large")]
+    CpuTooLarge { node: String },
+    #[error("node {node}: {gpus} GPUs is not a plausible count")]
+    GpuCount { node: String, gpus: u64 },
+    #[error("node {node}: {source}")]
+    Model {
+        node: String,
+        #[source]
+        source: ModelError,
+    },
+    #[error(
+        "node {node} has {gpus} {GPU_RESOURCE} but no {GPU_PRODUCT_LABEL} label; run GPU Feature Discovery or Gantry's node agent on it"
+    )]
+    NoModelLabel { node: String, gpus: u32 },
+    #[error("node {node}: {GPU_UNHEALTHY_ANNOTATION} names GPU {gpu:?}; give indexes from 0 to {last}")]
+    BadUnhealthy { node: String, gpu: String, last: u32 },
+}
+
+/// The node agent's idle evidence on a node cannot be read ([`idle_pods`]); `why` says what is
+/// wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "node {node}: {GPU_IDLE_PODS_ANNOTATION} {why}; it must be a JSON object of at most {MAX_IDLE_PODS} \
+     \"namespace/pod\": unix seconds, as Gantry's node agent writes it"
+)]
+pub struct IdleEvidenceError {
+    pub node: String,
+    pub why: String,
+}
 
 /// A node read from the API, with the GPUs Gantry must not offer.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,32 +71,27 @@ pub struct NodeView {
 }
 
 /// Reads a node; new GPU models are added to `models`. Errors name the node, field and fix.
-pub fn parse_node(v: &Value, models: &mut ModelCatalog) -> Result<NodeView, String> {
-    let name = v
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .ok_or("a node has no metadata.name")?;
+pub fn parse_node(v: &Value, models: &mut ModelCatalog) -> Result<NodeView, NodeError> {
+    let name =
+        v.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).ok_or(NodeError::NoName)?;
+    let node = || name.to_string();
+    let quantity_at = |field: String, q: &Value, scale: u64| {
+        quantity(q, scale).map_err(|source| NodeError::Quantity { node: node(), field, source })
+    };
     let allocatable = v.get("status").and_then(|s| s.get("allocatable"));
     let get = |k: &str| allocatable.and_then(|a| a.get(k));
-    let field = |k: &str, scale: u64| -> Result<u64, String> {
-        get(k).map_or(Ok(0), |q| {
-            quantity(q, scale).map_err(|e| format!("node {name}: status.allocatable.{k} {e}"))
-        })
+    let field = |k: &str, scale: u64| {
+        get(k).map_or(Ok(0), |q| quantity_at(format!("status.allocatable.{k}"), q, scale))
     };
-    let cpu = u32::try_from(field("cpu", 1000)?)
-        .map_err(|_| format!("node {name}: allocatable cpu is too large"))?;
+    let cpu = u32::try_from(field("cpu", 1000)?).map_err(|_| NodeError::CpuTooLarge { node: node() })?;
     let memory = field("memory", 1)?.div_ceil(1 << 20);
-    let count =
-        |n: u64| u32::try_from(n).map_err(|_| format!("node {name}: {n} GPUs is not a plausible count"));
+    let count = |gpus: u64| u32::try_from(gpus).map_err(|_| NodeError::GpuCount { node: node(), gpus });
     let allocatable_gpus = count(field(GPU_RESOURCE, 1)?)?;
     // The GPUs the node has (capacity); the device plugin withholds the ones it found unhealthy
     // from allocatable, and those must not be counted out twice.
     let capacity = v.get("status").and_then(|s| s.get("capacity")).and_then(|c| c.get(GPU_RESOURCE));
     let capacity_gpus = match capacity {
-        Some(q) => {
-            count(quantity(q, 1).map_err(|e| format!("node {name}: status.capacity.{GPU_RESOURCE} {e}"))?)?
-        }
+        Some(q) => count(quantity_at(format!("status.capacity.{GPU_RESOURCE}"), q, 1)?)?,
         None => allocatable_gpus,
     };
     let gpus = capacity_gpus.max(allocatable_gpus);
@@ -64,12 +102,10 @@ pub fn parse_node(v: &Value, models: &mut ModelCatalog) -> Result<NodeView, Stri
         .and_then(Value::as_str);
     let model = match (gpus, label) {
         (0, _) => None,
-        (_, Some(product)) => Some(models.intern(product).map_err(|e| format!("node {name}: {e}"))?),
-        (_, None) => {
-            return Err(format!(
-                "node {name} has {gpus} {GPU_RESOURCE} but no {GPU_PRODUCT_LABEL} label; run GPU Feature Discovery or Gantry's node agent on it"
-            ))
+        (_, Some(product)) => {
+            Some(models.intern(product).map_err(|source| NodeError::Model { node: node(), source })?)
         }
+        (_, None) => return Err(NodeError::NoModelLabel { node: node(), gpus }),
     };
     let mut unhealthy = Vec::new();
     let annotation = v
@@ -81,10 +117,11 @@ pub fn parse_node(v: &Value, models: &mut ModelCatalog) -> Result<NodeView, Stri
         match part.parse::<u32>() {
             Ok(i) if i < gpus => unhealthy.push(i),
             _ => {
-                return Err(format!(
-                    "node {name}: {GPU_UNHEALTHY_ANNOTATION} names GPU {part:?}; give indexes from 0 to {}",
-                    gpus.saturating_sub(1)
-                ))
+                return Err(NodeError::BadUnhealthy {
+                    node: node(),
+                    gpu: part.to_string(),
+                    last: gpus.saturating_sub(1),
+                })
             }
         }
     }
@@ -120,7 +157,7 @@ pub const MAX_IDLE_PODS: usize = 256;
 /// unix seconds since which every GPU the pod holds has been idle. Absent: none. A value that is
 /// not such an object, or names more than [`MAX_IDLE_PODS`] pods, is an error naming the node and
 /// the fix; the caller then treats the node as having no idle pods (never as all idle).
-pub fn idle_pods(v: &Value) -> Result<std::collections::BTreeMap<String, i64>, String> {
+pub fn idle_pods(v: &Value) -> Result<std::collections::BTreeMap<String, i64>, IdleEvidenceError> {
     let name = v.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("?");
     let Some(text) = v
         .get("metadata")
@@ -130,21 +167,16 @@ pub fn idle_pods(v: &Value) -> Result<std::collections::BTreeMap<String, i64>, S
     else {
         return Ok(Default::default());
     };
-    let bad = |why: &str| {
-        format!(
-            "node {name}: {GPU_IDLE_PODS_ANNOTATION} {why}; it must be a JSON object of at most {MAX_IDLE_PODS} \
-             \"namespace/pod\": unix seconds, as Gantry's node agent writes it"
-        )
-    };
+    let bad = |why: String| IdleEvidenceError { node: name.to_string(), why };
     let map: std::collections::BTreeMap<String, i64> =
-        serde_json::from_str(text).map_err(|e| bad(&format!("is not readable ({e})")))?;
+        serde_json::from_str(text).map_err(|e| bad(format!("is not readable ({e})")))?;
     if map.len() > MAX_IDLE_PODS {
-        return Err(bad(&format!("names {} pods", map.len())));
+        return Err(bad(format!("names {} pods", map.len())));
     }
     if let Some(k) =
         map.keys().find(|k| k.split_once('/').is_none_or(|(ns, pod)| ns.is_empty() || pod.is_empty()))
     {
-        return Err(bad(&format!("has the key {k:?}, not namespace/pod")));
+        return Err(bad(format!("has the key {k:?}, not namespace/pod")));
     }
     Ok(map)
 }
@@ -205,7 +237,7 @@ mod tests {
         assert_eq!(with("", "4", "3"), Ok((4, vec![1, 1, 1, 0])));
         assert_eq!(with("0", "4", "2"), Ok((4, vec![0, 1, 1, 0])));
         assert_eq!(with("", "4", "4"), Ok((4, vec![1, 1, 1, 1])));
-        assert!(with("4", "4", "3").unwrap_err().contains("from 0 to 3"));
+        assert!(with("4", "4", "3").unwrap_err().to_string().contains("from 0 to 3"));
     }
 
     #[test]
@@ -213,13 +245,19 @@ mod tests {
         let mut m = ModelCatalog::default();
         assert!(parse_node(&node(json!({}), json!({}), "8"), &mut m)
             .unwrap_err()
+            .to_string()
             .contains("GPU Feature Discovery"));
         let bad = parse_node(
             &node(json!({"nvidia.com/gpu.product": "A100"}), json!({"gantry.dev/gpu-unhealthy": "9"}), "8"),
             &mut m,
         );
-        assert!(bad.unwrap_err().contains("from 0 to 7"));
-        assert!(parse_node(&json!({"status": {}}), &mut m).unwrap_err().contains("metadata.name"));
+        assert!(matches!(bad, Err(NodeError::BadUnhealthy { last: 7, .. })));
+        assert!(bad.unwrap_err().to_string().contains("from 0 to 7"));
+        assert_eq!(parse_node(&json!({"status": {}}), &mut m).unwrap_err(), NodeError::NoName);
+        assert!(parse_node(&json!({"status": {}}), &mut m)
+            .unwrap_err()
+            .to_string()
+            .contains("metadata.name"));
     }
 }
 
@@ -252,7 +290,7 @@ mod idle_tests {
             (r#"{"team-a/nb": "soon"}"#, "is not readable"),
             (too_many.as_str(), "names 257 pods"),
         ] {
-            let e = idle_pods(&node(Some(text))).unwrap_err();
+            let e = idle_pods(&node(Some(text))).unwrap_err().to_string();
             assert!(e.starts_with("node n1: gantry.dev/gpu-idle-pods"), "{e}");
             assert!(e.contains(words) && e.contains("namespace/pod"), "{e}");
         }

@@ -32,6 +32,60 @@ impl PodView {
     }
 }
 
+/// Why a pod cannot be read. Each message names the pod (`who`: `pod <namespace>/<name>`), the
+/// field and the fix: the webhook refuses the pod with it, the queue marks it with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PodError {
+    #[error("Pod is missing or not an object")]
+    NotAnObject,
+    #[error("{who}: {source}")]
+    Resources {
+        who: String,
+        #[source]
+        source: FieldError,
+    },
+    #[error(
+        "{who}: {GPU_RESOURCE} must be a whole number; to share a GPU ask for 1 and set the annotation {GPU_MILLI_ANNOTATION}"
+    )]
+    FractionalGpus { who: String },
+    #[error("{who}: {GPU_MILLI_ANNOTATION} shares one GPU, but the pod asks for {gpus}; ask for {GPU_RESOURCE}: 1")]
+    ShareOfMany { who: String, gpus: u64 },
+    #[error("{who}: {GPU_MILLI_ANNOTATION} is {value:?}; give milli-GPU from 1 to 999")]
+    BadShare { who: String, value: String },
+    #[error("{who}: {gpus} GPUs is not a request any node can hold")]
+    TooManyGpus { who: String, gpus: u64 },
+    #[error("{who}: the cpu request is too large")]
+    CpuTooLarge { who: String },
+    /// `known`: the models the cluster's nodes have, comma-separated.
+    #[error("{who} asks for GPU model {model:?}, which no node has (models: {known}); fix the name")]
+    UnknownModel { who: String, model: String, known: String },
+}
+
+/// A resource value in a container's (or the overhead's) `requests` or `limits` that is not a
+/// quantity: `field` is the path to the `resources` (or `spec.overhead`), `resource` the key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}[{resource}] {source}")]
+pub struct FieldError {
+    pub field: String,
+    pub resource: String,
+    #[source]
+    pub source: QuantityError,
+}
+
+/// A value that is not a Kubernetes quantity.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    /// Neither a string nor a number (the value as JSON).
+    #[error("{0} is not a quantity")]
+    NotAQuantity(String),
+    #[error("{0:?} is not a quantity like \"500m\", \"2\" or \"16Gi\"")]
+    Malformed(String),
+    #[error("{0:?} is negative or not finite")]
+    Negative(String),
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
 /// Whether Gantry's scheduling gate holds the pod.
 pub fn gated(pod: &Value) -> bool {
     pod.get("spec")
@@ -122,10 +176,16 @@ fn container_requests(
     requests: Option<&Value>,
     limits: Option<&Value>,
     field: &str,
-) -> Result<Requests, String> {
+) -> Result<Requests, FieldError> {
     let get = |k: &str| requests.and_then(|r| r.get(k)).or_else(|| limits.and_then(|l| l.get(k)));
     let q = |k: &str, scale: u64| {
-        get(k).map_or(Ok(0), |v| quantity(v, scale).map_err(|e| format!("{field}[{k}] {e}")))
+        get(k).map_or(Ok(0), |v| {
+            quantity(v, scale).map_err(|source| FieldError {
+                field: field.to_string(),
+                resource: k.to_string(),
+                source,
+            })
+        })
     };
     Ok(Requests {
         cpu_milli: q("cpu", 1000)?,
@@ -135,7 +195,7 @@ fn container_requests(
 }
 
 /// The pod's effective requests (see [`Requests`]). Errors name the field.
-pub fn effective_requests(pod: &Value) -> Result<Requests, String> {
+pub fn effective_requests(pod: &Value) -> Result<Requests, FieldError> {
     let spec = pod.get("spec");
     let list = |k: &str| spec.and_then(|s| s.get(k)).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
     let of = |c: &Value, field: String| {
@@ -163,9 +223,9 @@ pub fn effective_requests(pod: &Value) -> Result<Requests, String> {
 }
 
 /// Reads a pod. Errors name the field and the fix.
-pub fn parse_pod(pod: &Value, models: &ModelCatalog) -> Result<PodView, String> {
+pub fn parse_pod(pod: &Value, models: &ModelCatalog) -> Result<PodView, PodError> {
     if !pod.is_object() {
-        return Err("Pod is missing or not an object".into());
+        return Err(PodError::NotAnObject);
     }
     let (namespace, name, uid) = names(pod);
     let who = format!("pod {namespace}/{name}");
@@ -203,7 +263,7 @@ pub struct Demand {
 impl Demand {
     /// The request with the models it accepts from `models`; an error names a model no node
     /// has. `who` names the pod in the message.
-    pub fn resolve(&self, models: &ModelCatalog, who: &str) -> Result<PodRequest, String> {
+    pub fn resolve(&self, models: &ModelCatalog, who: &str) -> Result<PodRequest, PodError> {
         let mut request = self.request;
         if let Some(list) = &self.models {
             let mut set = ModelSet::default();
@@ -211,10 +271,11 @@ impl Demand {
                 match models.get(m) {
                     Some(id) => set.insert(id),
                     None => {
-                        return Err(format!(
-                            "{who} asks for GPU model {m:?}, which no node has (models: {}); fix the name",
-                            models.names().join(", ")
-                        ))
+                        return Err(PodError::UnknownModel {
+                            who: who.to_string(),
+                            model: m.to_string(),
+                            known: models.names().join(", "),
+                        })
                     }
                 }
             }
@@ -225,13 +286,12 @@ impl Demand {
 }
 
 /// Reads what a pod asks for (see [`Demand`]). Errors start with `who` and name the field.
-pub fn read_demand(pod: &Value, who: &str) -> Result<Demand, String> {
-    let effective = effective_requests(pod).map_err(|e| format!("{who}: {e}"))?;
+pub fn read_demand(pod: &Value, who: &str) -> Result<Demand, PodError> {
+    let who = || who.to_string();
+    let effective = effective_requests(pod).map_err(|source| PodError::Resources { who: who(), source })?;
     let (cpu, mem) = (effective.cpu_milli, effective.memory_bytes.div_ceil(1 << 20));
     if effective.gpus_milli % 1000 != 0 {
-        return Err(format!(
-            "{who}: {GPU_RESOURCE} must be a whole number; to share a GPU ask for 1 and set the annotation {GPU_MILLI_ANNOTATION}"
-        ));
+        return Err(PodError::FractionalGpus { who: who() });
     }
     let gpus = effective.gpus_milli / 1000;
     let annotations = pod.get("metadata").and_then(|m| m.get("annotations"));
@@ -240,16 +300,13 @@ pub fn read_demand(pod: &Value, who: &str) -> Result<Demand, String> {
         None => GPU_MILLI,
         Some(s) => match s.trim().parse::<u32>() {
             Ok(m) if (1..GPU_MILLI).contains(&m) && gpus == 1 => m,
-            Ok(m) if (1..GPU_MILLI).contains(&m) => {
-                return Err(format!("{who}: {GPU_MILLI_ANNOTATION} shares one GPU, but the pod asks for {gpus}; ask for {GPU_RESOURCE}: 1"))
-            }
-            _ => return Err(format!("{who}: {GPU_MILLI_ANNOTATION} is {s:?}; give milli-GPU from 1 to 999")),
+            Ok(m) if (1..GPU_MILLI).contains(&m) => return Err(PodError::ShareOfMany { who: who(), gpus }),
+            _ => return Err(PodError::BadShare { who: who(), value: s.to_string() }),
         },
     };
-    let gpu_count =
-        u32::try_from(gpus).map_err(|_| format!("{who}: {gpus} GPUs is not a request any node can hold"))?;
+    let gpu_count = u32::try_from(gpus).map_err(|_| PodError::TooManyGpus { who: who(), gpus })?;
     let request = PodRequest {
-        cpu_milli: u32::try_from(cpu).map_err(|_| format!("{who}: the cpu request is too large"))?,
+        cpu_milli: u32::try_from(cpu).map_err(|_| PodError::CpuTooLarge { who: who() })?,
         memory_mib: mem,
         gpu_count,
         gpu_milli: if gpu_count == 0 { 0 } else { gpu_milli },
@@ -266,13 +323,13 @@ pub fn read_demand(pod: &Value, who: &str) -> Result<Demand, String> {
 
 /// A Kubernetes quantity (`"500m"`, `"2"`, `"1.5"`, `"16Gi"`, `"1e3"`) times `scale`, rounded up:
 /// scale 1000 gives milli-units, 1 gives units.
-pub fn quantity(q: &Value, scale: u64) -> Result<u64, String> {
+pub fn quantity(q: &Value, scale: u64) -> Result<u64, QuantityError> {
     let s = match q {
         Value::String(s) => s.trim().to_string(),
         Value::Number(n) => n.to_string(),
-        _ => return Err(format!("{q} is not a quantity")),
+        _ => return Err(QuantityError::NotAQuantity(q.to_string())),
     };
-    let bad = || format!("{s:?} is not a quantity like \"500m\", \"2\" or \"16Gi\"");
+    let bad = || QuantityError::Malformed(s.clone());
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-' || c == 'e' || c == 'E'))
         .unwrap_or(s.len());
@@ -287,7 +344,7 @@ pub fn quantity(q: &Value, scale: u64) -> Result<u64, String> {
     };
     let value: f64 = num.parse().map_err(|_| bad())?;
     if value < 0.0 || !value.is_finite() {
-        return Err(format!("{s:?} is negative or not finite"));
+        return Err(QuantityError::Negative(s));
     }
     let factor: f64 = match suffix {
         "" => 1.0,
@@ -308,7 +365,7 @@ pub fn quantity(q: &Value, scale: u64) -> Result<u64, String> {
     };
     let scaled = value * factor * scale as f64;
     if scaled > u64::MAX as f64 / 2.0 {
-        return Err(format!("{s:?} is too large"));
+        return Err(QuantityError::TooLarge(s));
     }
     // Round up, tolerating binary floating-point error (0.1 * 1000 = 100.00000000000001).
     Ok((scaled - 1e-6).ceil().max(0.0) as u64)
@@ -374,10 +431,10 @@ mod tests {
     fn bad_pods_are_refused_with_the_fix() {
         let m = models();
         let frac = json!({"metadata": {"name": "f"}, "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "0.5"}}}]}});
-        assert!(parse_pod(&frac, &m).unwrap_err().contains("gantry.dev/gpu-milli"));
+        assert!(parse_pod(&frac, &m).unwrap_err().to_string().contains("gantry.dev/gpu-milli"));
         let model = json!({"metadata": {"name": "h"}, "spec": {"nodeSelector": {"nvidia.com/gpu.product": "H100"},
             "containers": [{"resources": {"limits": {"nvidia.com/gpu": 1}}}]}});
-        assert!(parse_pod(&model, &m).unwrap_err().contains("H100"));
+        assert!(matches!(parse_pod(&model, &m), Err(PodError::UnknownModel { model, .. }) if model == "H100"));
         assert!(parse_pod(&json!(null), &m).is_err());
         let cpu = json!({"metadata": {"name": "c"}, "spec": {"containers": null}});
         assert!(!parse_pod(&cpu, &m).unwrap().managed(), "a pod without requests is not Gantry's");

@@ -18,7 +18,7 @@ use crate::keys::HOLD_ANNOTATION;
 use crate::placement::{PlacementError, Planned};
 use crate::pod::{
     annotated_gang_size, annotation, created, gated, names, planned, pod_finished, read_demand, Demand,
-    PodView,
+    PodError, PodView,
 };
 use gantry_core::model::ModelCatalog;
 use gantry_core::queue::Charge;
@@ -50,7 +50,7 @@ pub struct PodRecord {
     pub charge: Option<Charge>,
     /// Where the queue planned it, when it carries a record; `Err` when the record is unreadable.
     pub planned: Result<Option<Planned>, PlacementError>,
-    demand: Result<Demand, String>,
+    demand: Result<Demand, PodError>,
 }
 
 impl PodRecord {
@@ -60,7 +60,7 @@ impl PodRecord {
         let demand = if pod.is_object() {
             read_demand(pod, &format!("pod {namespace}/{name}"))
         } else {
-            Err("Pod is missing or not an object".into())
+            Err(PodError::NotAnObject)
         };
         PodRecord {
             created: created(pod),
@@ -85,7 +85,7 @@ impl PodRecord {
 
     /// The pod as the extender and the queue see it, its GPU models looked up in `models`; the
     /// same result, and the same error, as [`crate::pod::parse_pod`] on the object.
-    pub fn view(&self, models: &ModelCatalog) -> Result<PodView, String> {
+    pub fn view(&self, models: &ModelCatalog) -> Result<PodView, PodError> {
         let demand = self.demand.as_ref().map_err(Clone::clone)?;
         let request = demand.resolve(models, &format!("pod {}/{}", self.namespace, self.name))?;
         Ok(PodView {

@@ -396,7 +396,7 @@ async fn notebook_idle(client: &kube::Client, e: &Explained, now: i64) -> String
         Ok(Some(n)) => {
             let value = serde_json::to_value(&n).unwrap_or_default();
             match gantry_api::node::idle_pods(&value) {
-                Err(err) => err,
+                Err(err) => err.to_string(),
                 Ok(idle) => match idle.get(&format!("{}/{}", e.namespace, e.pod)) {
                     Some(&since) => format!(
                         "idle for {} (no kernel on its GPUs since {})",

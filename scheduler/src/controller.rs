@@ -40,7 +40,7 @@
 use gantry_api::gang::{GangError, GangSpec, Size};
 use gantry_api::identity::{admission_key, notebook_of, GangOwner, Identity};
 use gantry_api::keys::{GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION, HOLD_ANNOTATION, PLACEMENT_ANNOTATION};
-use gantry_api::node::{idle_pods, parse_node};
+use gantry_api::node::{idle_pods, parse_node, NodeError};
 use gantry_api::placement::Planned;
 use gantry_api::pod::PodView;
 use gantry_api::quota::NotebookStopRecord;
@@ -97,8 +97,8 @@ pub struct NotebookStop {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NodeRefused {
     /// The node object cannot be read; the message names the field.
-    #[error("{0}")]
-    Unreadable(String),
+    #[error(transparent)]
+    Unreadable(#[from] NodeError),
     #[error(transparent)]
     Queue(#[from] LiveError),
 }
@@ -257,7 +257,7 @@ impl Controller {
         let pod = pod.record();
         let view = match pod.view(&self.queue.cluster().models) {
             Ok(v) => v,
-            Err(message) => return vec![Action::Refused { pod: pod_ref(&pod), message }],
+            Err(e) => return vec![Action::Refused { pod: pod_ref(&pod), message: e.to_string() }],
         };
         let r = pod_ref(&pod);
         let held = pod.hold.clone();
@@ -498,7 +498,11 @@ impl Controller {
 
     fn restore(&mut self, key: &str, members: &[&PodRecord], now: Seconds) -> Result<(), String> {
         let models = &self.queue.cluster().models;
-        let views = members.iter().map(|p| p.view(models)).collect::<Result<Vec<_>, _>>()?;
+        let views = members
+            .iter()
+            .map(|p| p.view(models))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
         let ns = &views[0].namespace;
         let tenant = self
             .queue
@@ -748,7 +752,7 @@ impl Controller {
     /// Gangs refused for want of a place are submitted again (the actions say what became of them).
     pub fn node_applied(&mut self, node: &Value, now: Seconds) -> Result<Vec<Action>, NodeRefused> {
         let mut models = gantry_core::model::ModelCatalog::default();
-        let mut view = parse_node(node, &mut models).map_err(NodeRefused::Unreadable)?;
+        let mut view = parse_node(node, &mut models)?;
         // Broken evidence is no evidence: the node's pods count as busy.
         self.idle.insert(view.node.name.clone(), idle_pods(node).unwrap_or_default());
         view.node.model = view.node.model.map(|m| self.queue.intern_model(models.name(m))).transpose()?;

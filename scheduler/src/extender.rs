@@ -19,9 +19,9 @@
 //! finish that work on the planned node (a victim still terminating when the pod is scheduled).
 
 use crate::wire::*;
-use gantry_api::node::parse_node;
+use gantry_api::node::{parse_node, NodeError};
 use gantry_api::placement::{PlacementError, Planned};
-use gantry_api::pod::{parse_pod, planned, PodView};
+use gantry_api::pod::{parse_pod, planned, PodError, PodView};
 use gantry_api::record::AsRecord;
 use gantry_core::model::{could_ever_fit, fits, Cluster, ModelError, NodeId, Placement, PodRequest};
 use gantry_core::policy::ScoreCx;
@@ -35,9 +35,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// what kube-scheduler reports (the wire's `Error` field) or what the scheduler logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExtenderError {
-    /// A pod or node that cannot be read; the message names the field and the fix.
-    #[error("{0}")]
-    Unreadable(String),
+    /// A pod that cannot be read; the message names the field and the fix.
+    #[error(transparent)]
+    Pod(#[from] PodError),
+    /// A node that cannot be read.
+    #[error(transparent)]
+    Node(#[from] NodeError),
     #[error(transparent)]
     Placement(#[from] PlacementError),
     #[error("a pod has no metadata.uid")]
@@ -108,7 +111,7 @@ impl Extender {
 
     /// A node was added or changed in the API server (see [`gantry_api::node`] for what is read).
     pub fn node_applied(&mut self, node: &Value) -> Result<(), ExtenderError> {
-        let view = parse_node(node, &mut self.cluster.models).map_err(ExtenderError::Unreadable)?;
+        let view = parse_node(node, &mut self.cluster.models)?;
         let name = view.node.name.clone();
         let id = self
             .cluster
@@ -141,7 +144,7 @@ impl Extender {
         if self.bound.contains_key(uid) {
             return Ok(());
         }
-        let view = pod.view(&self.cluster.models).map_err(ExtenderError::Unreadable)?;
+        let view = pod.view(&self.cluster.models)?;
         let who = format!("pod {}/{}", view.namespace, view.name);
         let Some(&id) = self.by_name.get(node_name) else {
             return Err(ExtenderError::UnseenNode { who, node: node_name.to_string() });
@@ -183,7 +186,7 @@ impl Extender {
     }
 
     fn pod(&self, pod: &Value) -> Result<PodView, ExtenderError> {
-        let view = parse_pod(pod, &self.cluster.models).map_err(ExtenderError::Unreadable)?;
+        let view = parse_pod(pod, &self.cluster.models)?;
         if view.managed() && !view.uid.is_empty() {
             let mut seen = shared(&self.seen);
             if seen.len() > 100_000 {

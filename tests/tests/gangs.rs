@@ -104,7 +104,7 @@ fn created(job: &Job, t: &Tenancy) -> Vec<Value> {
     pods
 }
 
-fn read_owner(job: &Job) -> (String, Result<gang::GangSpec, String>) {
+fn read_owner(job: &Job) -> (String, Result<gang::GangSpec, gang::GangError>) {
     let spec = gang::read(job.framework, &job.owner);
     let key = gang::owner_key(job.framework, NS, job.owner["metadata"]["name"].as_str().unwrap());
     (key, spec)
