@@ -114,3 +114,34 @@ fn no_library_prints_to_standard_error() {
     }
     assert!(problems.is_empty(), "libraries printing to standard error:\n  {}", problems.join("\n  "));
 }
+
+/// Library crates return typed errors at their boundaries (thiserror enums that keep their
+/// sources), so callers can tell causes apart; only the CLI turns errors into strings. A public
+/// function whose error is a bare `String`, or a `FromStr` whose `Err` is one, is flagged.
+#[test]
+fn no_library_function_returns_a_bare_string_error() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for krate in ["api", "core", "sim", "scheduler", "admission-webhook", "node-agent", "quota-api", "serve"]
+    {
+        rust_files(&root.join(krate).join("src"), &mut files);
+    }
+    let mut problems = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("a source file");
+        // Whether the function whose signature is being read is public (signatures may span lines).
+        let mut public = false;
+        for (n, line) in non_test(&text).lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default().trim();
+            if code.contains("fn ") {
+                public = code.starts_with("pub fn ") || code.starts_with("pub async fn ");
+            }
+            let bare =
+                code.contains("-> Result<") && (code.ends_with(", String> {") || code.ends_with(", String>"));
+            if (public && bare) || code == "type Err = String;" {
+                problems.push(format!("{}:{}: return a thiserror enum, not String", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "public functions with String errors:\n  {}", problems.join("\n  "));
+}
