@@ -578,7 +578,7 @@ async fn cost(
     let token = token.or_else(|| std::env::var("GANTRY_TOKEN").ok()).ok_or(
         "give the quota API a token: --token TOKEN or $GANTRY_TOKEN (e.g. from `kubectl create token`)",
     )?;
-    let caller = gantry_serve::client::Caller::with_token(&url, &token);
+    let caller = gantry_serve::client::BearerClient::with_token(&url, &token);
     let json = |bytes: &[u8], what: &str| -> Result<serde_json::Value, String> {
         serde_json::from_slice(bytes).map_err(|e| format!("{url}{what} did not answer JSON: {e}"))
     };

@@ -135,7 +135,7 @@ pub fn run(args: NodeAgentArgs) -> Result<(), String> {
                     return Err("--quota-api needs the pod-resources socket to know whose GPUs are idle; drop --pod-resources-socket none".to_string());
                 }
                 let (tx, rx) = tokio::sync::mpsc::channel(64);
-                let caller = gantry_serve::client::Caller::new(url, args.quota_api_token.clone());
+                let caller = gantry_serve::client::BearerClient::new(url, args.quota_api_token.clone());
                 tokio::spawn(idle::send(caller, shared.options.node.clone(), rx, idle::RETRY, gantry_serve::stop_signal()));
                 // A stalled agent is charged for at most three passes (and 5 s) between two.
                 let max_gap = (3.0 * args.interval).ceil().max(5.0) as i64;

@@ -15,7 +15,7 @@
 use crate::agent::GpuUse;
 use crate::inventory::product_label;
 use gantry_api::quota::{IdleLine, IdleReport};
-use gantry_serve::client::{CallError, Caller};
+use gantry_serve::client::{BearerClient, CallError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -95,7 +95,7 @@ pub const RETRY: Duration = Duration::from_secs(30);
 /// what could not be sent and trying again every `retry` (and with the next lines); returns when
 /// the channel closes or on `shutdown`, after a last try.
 pub async fn send(
-    caller: Caller,
+    caller: BearerClient,
     node: String,
     mut lines: mpsc::Receiver<Vec<IdleLine>>,
     retry: Duration,
@@ -162,7 +162,11 @@ pub async fn send(
 }
 
 /// One report of `lines`; the lines come back with the answer.
-async fn post(caller: &Caller, node: &str, lines: Vec<IdleLine>) -> (Vec<IdleLine>, Result<(), CallError>) {
+async fn post(
+    caller: &BearerClient,
+    node: &str,
+    lines: Vec<IdleLine>,
+) -> (Vec<IdleLine>, Result<(), CallError>) {
     let report = IdleReport { node: node.to_string(), lines };
     let result = match serde_json::to_string(&report) {
         Ok(body) => caller.call("POST", "/internal/v1/idle", "application/json", body).await,

@@ -16,7 +16,7 @@ use gantry_node_agent::source::{GpuSource, Replay};
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
 use gantry_quota_api::ledger::{Ledger, Record, Step};
-use gantry_serve::client::Caller;
+use gantry_serve::client::BearerClient;
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -95,7 +95,7 @@ async fn idle_gpus_reach_the_ledger_once_even_when_the_quota_api_was_not_ready()
     });
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(idle::send(
-        Caller::new(&url, token),
+        BearerClient::new(&url, token),
         "gpu-node-1".into(),
         rx,
         Duration::from_millis(300),
@@ -177,7 +177,7 @@ async fn a_window_refused_for_good_is_dropped_and_the_others_land() {
 
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tokio::spawn(idle::send(
-        Caller::new(&url, token),
+        BearerClient::new(&url, token),
         "gpu-node-1".into(),
         rx,
         Duration::from_secs(3600),

@@ -9,7 +9,7 @@
 
 use gantry_api::quota::{NotebookStopRecord, Record};
 use gantry_api::view::View;
-use gantry_serve::client::{CallError, Caller};
+use gantry_serve::client::{BearerClient, CallError};
 use std::path::PathBuf;
 
 /// Records kept while the quota API cannot be reached (a few days of a large cluster); beyond
@@ -36,7 +36,7 @@ pub enum ReportError {
 }
 
 pub struct QuotaReport {
-    caller: Caller,
+    caller: BearerClient,
     pending: Vec<Record>,
     /// Notebook stops not yet sent (a handful a day: kept until sent, bounded like records).
     stops: Vec<NotebookStopRecord>,
@@ -45,7 +45,7 @@ pub struct QuotaReport {
 impl QuotaReport {
     /// `url`: the quota API's base, e.g. `http://gantry-quota-api.gantry-system.svc`.
     pub fn new(url: &str, token: PathBuf) -> QuotaReport {
-        QuotaReport { caller: Caller::new(url, token), pending: Vec::new(), stops: Vec::new() }
+        QuotaReport { caller: BearerClient::new(url, token), pending: Vec::new(), stops: Vec::new() }
     }
 
     /// Records waiting to be sent.

@@ -39,7 +39,7 @@ impl CallError {
 
 /// A plain-HTTP client for one base URL, sending `Authorization: Bearer` from a token file (or
 /// a token given once, for a person at a terminal).
-pub struct Caller {
+pub struct BearerClient {
     base: String,
     token: Token,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -50,20 +50,20 @@ enum Token {
     Given(String),
 }
 
-impl Caller {
+impl BearerClient {
     /// `base`: e.g. `http://gantry-quota-api.gantry-system.svc`; `token`: the file holding the
     /// bearer token ([`QUOTA_API_TOKEN_FILE`] in Gantry's pods).
-    pub fn new(base: &str, token: PathBuf) -> Caller {
-        Caller::with(base, Token::File(token))
+    pub fn new(base: &str, token: PathBuf) -> BearerClient {
+        BearerClient::with(base, Token::File(token))
     }
 
     /// A caller that sends `token` itself.
-    pub fn with_token(base: &str, token: &str) -> Caller {
-        Caller::with(base, Token::Given(token.to_string()))
+    pub fn with_token(base: &str, token: &str) -> BearerClient {
+        BearerClient::with(base, Token::Given(token.to_string()))
     }
 
-    fn with(base: &str, token: Token) -> Caller {
-        Caller {
+    fn with(base: &str, token: Token) -> BearerClient {
+        BearerClient {
             base: base.trim_end_matches('/').to_string(),
             token,
             client: Client::builder(TokioExecutor::new()).build_http(),
