@@ -17,7 +17,7 @@
 //! tags pods exactly as the controller reads them.
 //!
 //! Errors at the crate's boundary are typed, one enum per module ([`server::WebhookError`],
-//! [`policy::PolicyError`], [`inspect::ScreenError`], [`live::LiveError`],
+//! [`policy::PolicyError`], [`inspect::ScreenError`], [`live::FollowError`],
 //! [`selfcert::KeeperError`] and its parts), so that a caller can tell the cases apart and reach
 //! the underlying error through `source()`; their messages are the ones the webhook shows and
 //! logs.

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 
 /// Why [`follow`] returned: it runs for as long as the watches do, so any return is an error.
 #[derive(Debug, thiserror::Error)]
-pub enum LiveError {
+pub enum FollowError {
     /// A watch of the Tenant, Cohort, GpuFlavor or Namespace objects ended before its first list,
     /// so the webhook never had a policy to serve with.
     #[error("a tenant watcher stopped before listing: {source}")]
@@ -40,11 +40,11 @@ pub async fn follow<E: Display>(
     settings: Settings,
     policy: impl Fn(Tenancy) -> Result<AdmissionPolicy, E>,
     webhook: Arc<Webhook>,
-) -> Result<(), LiveError> {
+) -> Result<(), FollowError> {
     let changed = Arc::new(Notify::new());
     let notify = changed.clone();
     let objects = TenantObjects::watch(&client, move || notify.notify_one());
-    objects.wait_until_ready().await.map_err(|source| LiveError::WatcherStopped { source })?;
+    objects.wait_until_ready().await.map_err(|source| FollowError::WatcherStopped { source })?;
     loop {
         let contested = objects.contested();
         match objects.tenancy(&settings) {

@@ -343,7 +343,7 @@ fn leaf_problem(
 /// Why certificates could not be made ([`issue`]). Making them needs only the clock, a random
 /// source and, to renew the serving certificate alone, the CA kept in the Secret.
 #[derive(Debug, thiserror::Error)]
-pub enum CertError {
+pub enum MaterialError {
     /// [`Plan::Keep`] for data that does not hold the material.
     #[error("the Secret has no {CA_CRT}, {TLS_CRT} and {TLS_KEY} to keep")]
     NothingToKeep,
@@ -406,7 +406,7 @@ pub fn issue(
     id: &ServiceIdentity,
     plan: Plan,
     data: Option<&BTreeMap<String, ByteString>>,
-) -> Result<Material, CertError> {
+) -> Result<Material, MaterialError> {
     let t = unix(now);
     // The old bundle's certificates still valid at `now`, re-encoded as this module writes them.
     let old_bundle = || -> String {
@@ -414,7 +414,7 @@ pub fn issue(
         certs.iter().filter(|c| c.not_after > t).map(|c| pem_encode("CERTIFICATE", &c.der)).collect()
     };
     match plan {
-        Plan::Keep => data.and_then(Material::from_data).ok_or(CertError::NothingToKeep),
+        Plan::Keep => data.and_then(Material::from_data).ok_or(MaterialError::NothingToKeep),
         Plan::Create | Plan::NewCa => {
             let key = new_key()?;
             let mut params = CertificateParams::default();
@@ -430,7 +430,7 @@ pub fn issue(
             params.not_before = odt(t - BACKDATE)?;
             let ca_not_after = t + secs(CA_VALIDITY);
             params.not_after = odt(ca_not_after)?;
-            let ca = params.self_signed(&key).map_err(|source| CertError::CaCertificate { source })?;
+            let ca = params.self_signed(&key).map_err(|source| MaterialError::CaCertificate { source })?;
             let ca_der = ca.der().to_vec();
             let ca_key = key.serialize_pem();
             let issuer = Issuer::new(params, key);
@@ -442,24 +442,24 @@ pub fn issue(
             Ok(Material { ca_crt, ca_key: Some(ca_key), tls_crt, tls_key })
         }
         Plan::RenewLeaf => {
-            let data = data.ok_or(CertError::NoSecret)?;
+            let data = data.ok_or(MaterialError::NoSecret)?;
             let ca = data
                 .get(CA_CRT)
                 .and_then(|p| parse_certs(&p.0).ok())
                 .map(|mut v| v.swap_remove(0))
-                .ok_or(CertError::CaNotCertificate)?;
-            let key_pem = text(data, CA_KEY).ok_or(CertError::NoCaKey)?;
-            let key = key_of(key_pem.as_bytes(), &ca).ok_or(CertError::WrongCaKey)?;
+                .ok_or(MaterialError::CaNotCertificate)?;
+            let key_pem = text(data, CA_KEY).ok_or(MaterialError::NoCaKey)?;
+            let key = key_of(key_pem.as_bytes(), &ca).ok_or(MaterialError::WrongCaKey)?;
             let issuer = Issuer::from_ca_cert_der(&ca.der.as_slice().into(), key)
-                .map_err(|source| CertError::Signer { source })?;
+                .map_err(|source| MaterialError::Signer { source })?;
             let (tls_crt, tls_key) = new_leaf(t, id, &issuer, ca.not_after)?;
             Ok(Material { ca_crt: old_bundle(), ca_key: Some(key_pem), tls_crt, tls_key })
         }
     }
 }
 
-fn new_key() -> Result<KeyPair, CertError> {
-    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| CertError::Key { source })
+fn new_key() -> Result<KeyPair, MaterialError> {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| MaterialError::Key { source })
 }
 
 /// A serving certificate for `id`'s names from `issuer`, ending no later than the CA.
@@ -468,10 +468,10 @@ fn new_leaf(
     id: &ServiceIdentity,
     issuer: &Issuer<'_, KeyPair>,
     ca_not_after: i64,
-) -> Result<(String, String), CertError> {
+) -> Result<(String, String), MaterialError> {
     let key = new_key()?;
     let mut params = CertificateParams::new(id.dns_names())
-        .map_err(|source| CertError::DnsNames { service: id.service.clone(), source })?;
+        .map_err(|source| MaterialError::DnsNames { service: id.service.clone(), source })?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, format!("{}.{}.svc", id.service, id.namespace));
     params.distinguished_name = dn;
@@ -481,7 +481,8 @@ fn new_leaf(
     params.use_authority_key_identifier_extension = true;
     params.not_before = odt(now - BACKDATE)?;
     params.not_after = odt((now + secs(LEAF_VALIDITY)).min(ca_not_after))?;
-    let cert = params.signed_by(&key, issuer).map_err(|source| CertError::ServingCertificate { source })?;
+    let cert =
+        params.signed_by(&key, issuer).map_err(|source| MaterialError::ServingCertificate { source })?;
     Ok((pem_encode("CERTIFICATE", cert.der()), key.serialize_pem()))
 }
 
@@ -602,8 +603,8 @@ fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
-fn odt(t: i64) -> Result<time::OffsetDateTime, CertError> {
-    time::OffsetDateTime::from_unix_timestamp(t).map_err(|source| CertError::Clock { source })
+fn odt(t: i64) -> Result<time::OffsetDateTime, MaterialError> {
+    time::OffsetDateTime::from_unix_timestamp(t).map_err(|source| MaterialError::Clock { source })
 }
 
 /// `YYYY-MM-DD` (UTC), for the log.
@@ -709,7 +710,7 @@ const FILES_HINT: &str = "--tls-dir must be a folder this user can write (an emp
 pub enum KeeperError {
     /// New certificates could not be made.
     #[error(transparent)]
-    Cert(#[from] CertError),
+    Cert(#[from] MaterialError),
     /// The Secret (`namespace/name`) could not be read.
     #[error("cannot read Secret {secret}: {}", hint_403(.source, .rule))]
     ReadSecret {

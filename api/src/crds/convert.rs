@@ -23,8 +23,8 @@ use crate::crds::{
     Tenant, TenantPreemption, TenantSpec,
 };
 use gantry_core::tenancy::build::{
-    self, At, Declared, Form, Origin, RawBudget, RawCohort, RawFlavor, RawIdleNotebooks, RawList,
-    RawPreemption, RawQuota, RawTenant, Refusal, Val,
+    self, At, Declared, FieldRefusal, Form, Origin, RawBudget, RawCohort, RawFlavor, RawIdleNotebooks,
+    RawList, RawPreemption, RawQuota, RawTenant, Val,
 };
 use gantry_core::tenancy::{self as core, Kind, Settings, Tenancy, WhenExhausted};
 use k8s_openapi::api::core::v1::Namespace;
@@ -83,7 +83,7 @@ impl Form for ObjectForm {
 /// claimed by two tenants is no refusal: it belongs to neither ([`super::match_namespaces`] says
 /// which).
 ///
-/// Refusals: every one found, objects in name order, each naming its object and field.
+/// FieldRefusals: every one found, objects in name order, each naming its object and field.
 pub fn tenancy_from(
     settings: &Settings,
     flavors: &[GpuFlavor],
@@ -148,8 +148,8 @@ fn by_name<'a, T>(
     named
 }
 
-fn crd_error(refusal: Refusal) -> CrdError {
-    let Refusal { at: At { origin, field }, problem } = refusal;
+fn crd_error(refusal: FieldRefusal) -> CrdError {
+    let FieldRefusal { at: At { origin, field }, problem } = refusal;
     match origin {
         Origin::Object { kind, name } => CrdError { kind, name, field, problem },
         Origin::Line(_) => CrdError { kind: String::new(), name: String::new(), field, problem },

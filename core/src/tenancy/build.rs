@@ -186,7 +186,7 @@ pub struct RawBudget {
 
 /// A refused value: where, and what is wrong with how to fix it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
+pub struct FieldRefusal {
     pub at: At,
     pub problem: String,
 }
@@ -209,17 +209,17 @@ pub trait Form {
 // ---------------------------------------------------------------------------------------------
 // Building
 
-type One<T> = Result<T, Refusal>;
+type One<T> = Result<T, FieldRefusal>;
 
 fn refuse<T>(at: &At, problem: impl Into<String>) -> One<T> {
-    Err(Refusal { at: at.clone(), problem: problem.into() })
+    Err(FieldRefusal { at: at.clone(), problem: problem.into() })
 }
 
 /// The refusals so far.
 #[derive(Default)]
-struct Refusals(Vec<Refusal>);
+struct FieldRefusals(Vec<FieldRefusal>);
 
-impl Refusals {
+impl FieldRefusals {
     /// The value, or `None` with the refusal kept.
     fn keep<T>(&mut self, result: One<T>) -> Option<T> {
         match result {
@@ -232,10 +232,10 @@ impl Refusals {
     }
 
     fn push(&mut self, at: &At, problem: impl Into<String>) {
-        self.0.push(Refusal { at: at.clone(), problem: problem.into() });
+        self.0.push(FieldRefusal { at: at.clone(), problem: problem.into() });
     }
 
-    fn finish<T>(self, value: T) -> Result<T, Vec<Refusal>> {
+    fn finish<T>(self, value: T) -> Result<T, Vec<FieldRefusal>> {
         if self.0.is_empty() {
             Ok(value)
         } else {
@@ -246,8 +246,8 @@ impl Refusals {
 
 /// Validates the cluster-wide settings: currency, timing, priority classes and the class per
 /// kind.
-pub fn settings(raw: &RawSettings, form: &dyn Form) -> Result<Settings, Vec<Refusal>> {
-    let mut refusals = Refusals::default();
+pub fn settings(raw: &RawSettings, form: &dyn Form) -> Result<Settings, Vec<FieldRefusal>> {
+    let mut refusals = FieldRefusals::default();
     let currency = match &raw.currency {
         Some(v) => refusals.keep(name_text(v)).unwrap_or_default(),
         None => "USD".to_string(),
@@ -276,8 +276,8 @@ pub fn tenancy(
     cohorts: &[RawCohort],
     tenants: &[RawTenant],
     form: &dyn Form,
-) -> Result<Tenancy, Vec<Refusal>> {
-    let mut refusals = Refusals::default();
+) -> Result<Tenancy, Vec<FieldRefusal>> {
+    let mut refusals = FieldRefusals::default();
     let (flavors, keys) = build_flavors(flavors, &mut refusals);
     let cohorts = build_cohorts(cohorts, form, &mut refusals);
     let shared = Shared { settings, flavors: &flavors, keys: &keys, cohorts: &cohorts, form };
@@ -312,7 +312,7 @@ pub fn default_kind_classes(classes: &[PriorityClass]) -> [usize; 5] {
 }
 
 /// The declared priority classes, or the built-in ones.
-fn classes(raw: Option<&RawList<RawClass>>, refusals: &mut Refusals) -> Vec<PriorityClass> {
+fn classes(raw: Option<&RawList<RawClass>>, refusals: &mut FieldRefusals) -> Vec<PriorityClass> {
     let Some(list) = raw else { return builtin_classes() };
     if list.items.is_empty() {
         let problem =
@@ -342,7 +342,7 @@ fn kind_entry(kind: &Val, class: &Val, classes: &[PriorityClass], form: &dyn For
 }
 
 /// The flavors, and the name tenants call each by.
-fn build_flavors(raw: &[RawFlavor], refusals: &mut Refusals) -> (Vec<Flavor>, Vec<String>) {
+fn build_flavors(raw: &[RawFlavor], refusals: &mut FieldRefusals) -> (Vec<Flavor>, Vec<String>) {
     let mut names = Names::new("flavor");
     let mut keys = Names::new("flavor");
     let mut flavors = Vec::with_capacity(raw.len());
@@ -371,7 +371,7 @@ fn build_flavors(raw: &[RawFlavor], refusals: &mut Refusals) -> (Vec<Flavor>, Ve
     (flavors, flavor_keys)
 }
 
-fn build_cohorts(raw: &[RawCohort], form: &dyn Form, refusals: &mut Refusals) -> Vec<Cohort> {
+fn build_cohorts(raw: &[RawCohort], form: &dyn Form, refusals: &mut FieldRefusals) -> Vec<Cohort> {
     let mut names = Names::new("cohort");
     let mut cohorts: Vec<Cohort> = raw
         .iter()
@@ -437,7 +437,7 @@ impl Shared<'_> {
         &self,
         entries: &RawMap<R>,
         mut init: Vec<T>,
-        refusals: &mut Refusals,
+        refusals: &mut FieldRefusals,
         value: impl Fn(&R) -> One<T>,
     ) -> Vec<T> {
         for (flavor, raw) in entries {
@@ -454,7 +454,7 @@ impl Shared<'_> {
     }
 }
 
-fn build_tenants(raw: &[RawTenant], shared: &Shared, refusals: &mut Refusals) -> Vec<Tenant> {
+fn build_tenants(raw: &[RawTenant], shared: &Shared, refusals: &mut FieldRefusals) -> Vec<Tenant> {
     let mut names = Names::new("tenant");
     // namespace -> index in `raw` of the tenant that owns it
     let mut owners: HashMap<String, usize> = HashMap::new();
@@ -472,7 +472,7 @@ fn namespaces(
     raw: &[RawTenant],
     i: usize,
     owners: &mut HashMap<String, usize>,
-    refusals: &mut Refusals,
+    refusals: &mut FieldRefusals,
 ) -> Vec<String> {
     let Some(t) = raw.get(i) else { return Vec::new() };
     let list = &t.namespaces;
@@ -503,7 +503,7 @@ fn namespaces(
     out
 }
 
-fn tenant(t: &RawTenant, namespaces: Vec<String>, shared: &Shared, refusals: &mut Refusals) -> Tenant {
+fn tenant(t: &RawTenant, namespaces: Vec<String>, shared: &Shared, refusals: &mut FieldRefusals) -> Tenant {
     let cohort = t.cohort.as_ref().and_then(|c| {
         let names = shared.cohorts.iter().map(|c| c.name.as_str());
         refusals.keep(lookup(c, names, "cohort", shared.form.declare(Declared::Cohort)))
@@ -548,7 +548,7 @@ fn idle_notebooks(raw: &RawIdleNotebooks) -> One<IdleNotebooks> {
 }
 
 /// The classes the tenant may use; `None` when refused.
-fn allowed_classes(t: &RawTenant, shared: &Shared, refusals: &mut Refusals) -> Option<Vec<usize>> {
+fn allowed_classes(t: &RawTenant, shared: &Shared, refusals: &mut FieldRefusals) -> Option<Vec<usize>> {
     let Some(list) = &t.priority_classes else {
         return Some((0..shared.settings.priority_classes.len()).collect());
     };
@@ -576,7 +576,7 @@ fn kind_classes(
     t: &RawTenant,
     shared: &Shared,
     allowed: Option<&[usize]>,
-    refusals: &mut Refusals,
+    refusals: &mut FieldRefusals,
 ) -> [usize; 5] {
     let mut kinds = shared.settings.kind_classes;
     let mut overrides: [Option<&At>; 5] = [None; 5];

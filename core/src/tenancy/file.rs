@@ -21,8 +21,8 @@
 //! with a unit: `90s`, `5m`, `2h`, `1d`. See `examples/tenants/` for annotated files.
 
 use super::build::{
-    self, At, Declared, Form, Origin, RawBudget, RawClass, RawCohort, RawFlavor, RawIdleNotebooks, RawList,
-    RawMap, RawPreemption, RawQuota, RawSettings, RawTenant, Refusal, Val,
+    self, At, Declared, FieldRefusal, Form, Origin, RawBudget, RawClass, RawCohort, RawFlavor,
+    RawIdleNotebooks, RawList, RawMap, RawPreemption, RawQuota, RawSettings, RawTenant, Val,
 };
 use super::{Settings, Tenancy};
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
@@ -178,7 +178,7 @@ fn parse_tree(text: &str) -> Res<(Tenancy, Settings)> {
 }
 
 /// The file read, then built: the reading's first problem, or the builder's every refusal.
-fn parse_tree_all(text: &str) -> Res<Result<(Tenancy, Settings), Vec<Refusal>>> {
+fn parse_tree_all(text: &str) -> Res<Result<(Tenancy, Settings), Vec<FieldRefusal>>> {
     let root = yaml(text)?;
     let top = Obj::new(&root, "", TOP_KEYS)?;
     let raw_settings = settings_raw(&top)?;
@@ -250,17 +250,17 @@ impl Form for FileForm {
 }
 
 /// The first refusal of the builder, as the file's error ([`parse`] reports one at a time).
-fn first(refusals: Vec<Refusal>) -> TenantFileError {
+fn first(refusals: Vec<FieldRefusal>) -> TenantFileError {
     match refusals.into_iter().next() {
         Some(r) => refusal_error(r),
         None => err(None, "", "refused without a reason; please report this"),
     }
 }
 
-fn refusal_error(r: Refusal) -> TenantFileError {
+fn refusal_error(r: FieldRefusal) -> TenantFileError {
     match r {
-        Refusal { at: At { origin: Origin::Line(line), field }, problem } => err(line, &field, problem),
-        Refusal { at, problem } => err(None, &at.item(), problem),
+        FieldRefusal { at: At { origin: Origin::Line(line), field }, problem } => err(line, &field, problem),
+        FieldRefusal { at, problem } => err(None, &at.item(), problem),
     }
 }
 
