@@ -434,7 +434,9 @@ mod tests {
         assert!(parse_pod(&frac, &m).unwrap_err().to_string().contains("gantry.dev/gpu-milli"));
         let model = json!({"metadata": {"name": "h"}, "spec": {"nodeSelector": {"nvidia.com/gpu.product": "H100"},
             "containers": [{"resources": {"limits": {"nvidia.com/gpu": 1}}}]}});
-        assert!(matches!(parse_pod(&model, &m), Err(PodError::UnknownModel { model, .. }) if model == "H100"));
+        assert!(
+            matches!(parse_pod(&model, &m), Err(PodError::UnknownModel { model, .. }) if model == "H100")
+        );
         assert!(parse_pod(&json!(null), &m).is_err());
         let cpu = json!({"metadata": {"name": "c"}, "spec": {"containers": null}});
         assert!(!parse_pod(&cpu, &m).unwrap().managed(), "a pod without requests is not Gantry's");

@@ -155,7 +155,8 @@ fn cluster_nodes(context: Option<String>) -> Result<Cluster, String> {
         let mut cluster = Cluster::default();
         for node in &list.items {
             let value = serde_json::to_value(node).map_err(|e| e.to_string())?;
-            let view = gantry_api::node::parse_node(&value, &mut cluster.models).map_err(|e| e.to_string())?;
+            let view =
+                gantry_api::node::parse_node(&value, &mut cluster.models).map_err(|e| e.to_string())?;
             cluster.upsert_node(view.node).map_err(|e| e.to_string())?;
         }
         Ok(cluster)
