@@ -91,16 +91,22 @@ fn every_key_is_defined_once_in_keys_rs() {
     );
 }
 
-/// Library crates log through `tracing` (the CLI installs one subscriber, filtered by
-/// `RUST_LOG`); only the CLI writes its user-facing messages to standard error itself.
-#[test]
-fn no_library_prints_to_standard_error() {
+/// The source files of every library crate (all but the CLI).
+fn library_sources() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
     for krate in ["api", "core", "sim", "scheduler", "admission-webhook", "node-agent", "quota-api", "serve"]
     {
         rust_files(&root.join(krate).join("src"), &mut files);
     }
+    files
+}
+
+/// Library crates log through `tracing` (the CLI installs one subscriber, filtered by
+/// `RUST_LOG`); only the CLI writes its user-facing messages to standard error itself.
+#[test]
+fn no_library_prints_to_standard_error() {
+    let files = library_sources();
     assert!(files.len() > 30, "the library sources are found ({})", files.len());
     let mut problems = Vec::new();
     for file in files {
@@ -120,12 +126,7 @@ fn no_library_prints_to_standard_error() {
 /// function whose error is a bare `String`, or a `FromStr` whose `Err` is one, is flagged.
 #[test]
 fn no_library_function_returns_a_bare_string_error() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut files = Vec::new();
-    for krate in ["api", "core", "sim", "scheduler", "admission-webhook", "node-agent", "quota-api", "serve"]
-    {
-        rust_files(&root.join(krate).join("src"), &mut files);
-    }
+    let files = library_sources();
     let mut problems = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("a source file");
