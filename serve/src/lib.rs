@@ -249,9 +249,13 @@ impl Connection {
         let app = self.app;
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(remote));
+            // One span per request, around whatever the service records (the extender's verb,
+            // an admission review, a ledger write), so a filter shows a request's events together.
+            let span =
+                tracing::debug_span!("http_request", method = %request.method(), path = request.uri().path());
             // A Router is always ready (its poll_ready returns Ready), so call it directly.
             let mut app = app.clone();
-            async move { app.call(request).await }
+            tracing::Instrument::instrument(async move { app.call(request).await }, span)
         });
         let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(conn);
