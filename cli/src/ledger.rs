@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 use gantry_quota_api::import::import;
-use gantry_quota_api::ledger::{Ledger, Step, Sums};
+use gantry_quota_api::ledger::{Ledger, Rollup, Sums};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -49,7 +49,7 @@ pub fn run(args: LedgerArgs) -> Result<(), String> {
             let l = Ledger::open(&ledger).map_err(|e| e.to_string())?;
             let (n, _) = l.totals().map_err(|e| e.to_string())?;
             // From the daily rollups: they outlive accruals dropped by retention.
-            let rows = l.sums(Step::Day, None, i64::MIN, i64::MAX).map_err(|e| e.to_string())?;
+            let rows = l.sums(Rollup::Day, None, i64::MIN, i64::MAX).map_err(|e| e.to_string())?;
             print!("{}", totals_table(&rows, currency.as_deref().unwrap_or("units")));
             println!("{n} accruals kept in {}", ledger.display());
             Ok(())

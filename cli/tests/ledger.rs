@@ -125,7 +125,7 @@ fn a_writer_killed_at_random_points_loses_nothing_and_counts_nothing_twice() {
         assert_eq!(s.guaranteed_cost, expect(|r| r.cost(r.guaranteed)));
         assert_eq!(s.borrowed_cost, expect(|r| r.cost(r.borrowed)));
         // The rollups add up to the same figures, hourly and daily.
-        for step in [gantry_quota_api::ledger::Step::Hour, gantry_quota_api::ledger::Step::Day] {
+        for step in [gantry_quota_api::ledger::Rollup::Hour, gantry_quota_api::ledger::Rollup::Day] {
             let buckets = ledger.buckets(step, None, 0, i64::MAX).unwrap();
             let sum = |f: fn(&gantry_quota_api::ledger::Sums) -> u64| {
                 buckets.iter().map(|b| f(&b.sums)).sum::<u64>()

@@ -15,7 +15,7 @@ use gantry_node_agent::podresources::proto::ListPodResourcesResponse;
 use gantry_node_agent::source::{GpuSource, Replay};
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
-use gantry_quota_api::ledger::{Ledger, Record, Step};
+use gantry_quota_api::ledger::{Ledger, Record, Rollup};
 use gantry_serve::client::BearerClient;
 use serde_json::json;
 use std::path::Path;
@@ -38,7 +38,7 @@ fn view(with_tenants: bool) -> View {
 
 /// Milli-GPU-seconds idle in the ledger, per tenant.
 fn idle_of(api: &Api) -> Vec<(String, u64)> {
-    let rows = api.ledger().sums(Step::Hour, None, 0, i64::MAX).expect("the ledger reads");
+    let rows = api.ledger().sums(Rollup::Hour, None, 0, i64::MAX).expect("the ledger reads");
     rows.into_iter().map(|(t, _, s)| (t, s.idle)).collect()
 }
 
@@ -132,7 +132,7 @@ async fn idle_gpus_reach_the_ledger_once_even_when_the_quota_api_was_not_ready()
     // while the quota API was not ready arrived whole, and none twice.
     assert_eq!(total % 1030, 0, "{total} milli-GPU-seconds is not a whole number of seconds of both GPUs");
     // At team-a's own price (2.50, not the flavor's 2.00), rounded down once per window.
-    let sums = &api.ledger().sums(Step::Hour, Some("team-a"), 0, i64::MAX).expect("sums")[0].2;
+    let sums = &api.ledger().sums(Rollup::Hour, Some("team-a"), 0, i64::MAX).expect("sums")[0].2;
     let exact = total * 2_500_000 / 3_600_000;
     assert!(
         sums.idle_cost <= exact && sums.idle_cost + total / 1030 >= exact,

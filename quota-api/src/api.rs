@@ -29,7 +29,7 @@
 use crate::auth::{Authenticator, Caller, Refused, Scope};
 use crate::import::ImportError;
 use crate::ledger::{
-    Bucket, Group, Ledger, LedgerError, NotebookStopRecord, Record, Step, StopQuery, Stops, Sums, EARLIEST,
+    Bucket, Group, Ledger, LedgerError, NotebookStopRecord, Record, Rollup, StopQuery, Stops, Sums, EARLIEST,
     LATEST,
 };
 use axum::extract::{Path, Query, State};
@@ -267,15 +267,15 @@ fn time(params: &HashMap<String, String>, key: &str, default: i64) -> Answer<i64
 }
 
 /// `from`, `to` (default: the 7 days before the view's time) and `step`.
-fn period(view: &View, params: &HashMap<String, String>) -> Answer<(i64, i64, Step)> {
+fn period(view: &View, params: &HashMap<String, String>) -> Answer<(i64, i64, Rollup)> {
     let to = time(params, "to", view.at)?;
     let from = time(params, "from", to - 7 * 86_400)?;
     if from >= to {
         return Err(ApiError::BadRequest(format!("from ({from}) must be before to ({to})")));
     }
     let step = match params.get("step").map(String::as_str) {
-        None | Some("hour") => Step::Hour,
-        Some("day") => Step::Day,
+        None | Some("hour") => Rollup::Hour,
+        Some("day") => Rollup::Day,
         Some(other) => {
             return Err(ApiError::BadRequest(format!("step={other:?} is not a step; use hour or day")))
         }
@@ -292,7 +292,7 @@ fn money(micros: u64) -> f64 {
 }
 
 /// The rollup rows of `tenants` in `[from, to)`.
-fn buckets(ledger: &Ledger, step: Step, tenants: &[String], from: i64, to: i64) -> Answer<Vec<Bucket>> {
+fn buckets(ledger: &Ledger, step: Rollup, tenants: &[String], from: i64, to: i64) -> Answer<Vec<Bucket>> {
     let mut out = Vec::new();
     for t in tenants {
         out.extend(
@@ -319,9 +319,13 @@ fn covering(
     let from = from.div_euclid(3600) * 3600;
     let (first_day, last_day) = ((from + DAY - 1).div_euclid(DAY) * DAY, to.div_euclid(DAY) * DAY);
     let ranges = if first_day >= last_day {
-        vec![(Step::Hour, from, to)]
+        vec![(Rollup::Hour, from, to)]
     } else {
-        vec![(Step::Hour, from, first_day), (Step::Day, first_day, last_day), (Step::Hour, last_day, to)]
+        vec![
+            (Rollup::Hour, from, first_day),
+            (Rollup::Day, first_day, last_day),
+            (Rollup::Hour, last_day, to),
+        ]
     };
     let mut out: BTreeMap<(String, String), Sums> = BTreeMap::new();
     for (step, a, b) in ranges.into_iter().filter(|(_, a, b)| a < b) {
@@ -417,7 +421,7 @@ async fn usage(State(api): State<Arc<Api>>, headers: HeaderMap, Query(params): P
             cost: money(b.sums.guaranteed_cost.saturating_add(b.sums.borrowed_cost)),
         })
         .collect();
-    let step = if step == Step::Hour { "hour" } else { "day" };
+    let step = if step == Rollup::Hour { "hour" } else { "day" };
     Ok(axum::Json(json!({"from": from, "to": to, "step": step, "points": points})).into_response())
 }
 
@@ -709,7 +713,7 @@ async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer<Resp
         false
     };
     let cost = api
-        .with_ledger(|l| l.sums(Step::Day, None, i64::MIN, i64::MAX))
+        .with_ledger(|l| l.sums(Rollup::Day, None, i64::MIN, i64::MAX))
         .await?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut text =

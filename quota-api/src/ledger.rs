@@ -422,22 +422,22 @@ pub struct ChargedSums {
 
 /// Rollup granularities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub enum Rollup {
     Hour,
     Day,
 }
 
-impl Step {
+impl Rollup {
     pub fn seconds(self) -> i64 {
         match self {
-            Step::Hour => 3600,
-            Step::Day => 86_400,
+            Rollup::Hour => 3600,
+            Rollup::Day => 86_400,
         }
     }
     fn table(self) -> &'static str {
         match self {
-            Step::Hour => "hourly",
-            Step::Day => "daily",
+            Rollup::Hour => "hourly",
+            Rollup::Day => "daily",
         }
     }
 }
@@ -630,10 +630,10 @@ impl Ledger {
             dropped_before,
             _lock: None,
         };
-        for b in ledger.buckets(Step::Day, None, i64::MIN, i64::MAX)? {
+        for b in ledger.buckets(Rollup::Day, None, i64::MIN, i64::MAX)? {
             ledger.daily.entry((b.tenant, b.flavor)).or_default().insert(b.at, b.sums);
         }
-        for b in ledger.buckets(Step::Hour, None, ledger.horizon(), i64::MAX)? {
+        for b in ledger.buckets(Rollup::Hour, None, ledger.horizon(), i64::MAX)? {
             ledger.recent.entry((b.tenant, b.flavor)).or_default().insert(b.at, b.sums);
         }
         Ok(ledger)
@@ -732,11 +732,11 @@ impl Ledger {
                         r.pipeline
                     ])
                     .map_err(sql("cannot write an accrual"))?;
-                let hours = roll_up(&tx, Step::Hour, r)?;
+                let hours = roll_up(&tx, Rollup::Hour, r)?;
                 if r.run.is_some() {
                     roll_up_run(&tx, r, &hours)?;
                 }
-                parts.push((i, hours, roll_up(&tx, Step::Day, r)?));
+                parts.push((i, hours, roll_up(&tx, Rollup::Day, r)?));
                 new += 1;
             }
         }
@@ -769,7 +769,7 @@ impl Ledger {
     /// With a tenant the read is a range of the table's primary key (tenant, at, flavor).
     pub fn buckets(
         &self,
-        step: Step,
+        step: Rollup,
         tenant: Option<&str>,
         from: i64,
         to: i64,
@@ -800,15 +800,15 @@ impl Ledger {
     /// or of every tenant, sorted: days and recent hours from memory, older hours summed by SQLite.
     pub fn sums(
         &self,
-        step: Step,
+        step: Rollup,
         tenant: Option<&str>,
         from: i64,
         to: i64,
     ) -> Result<Vec<(String, String, Sums)>, LedgerError> {
         match step {
-            Step::Day => return Ok(sum_series(&self.daily, tenant, from, to)),
-            Step::Hour if from >= self.horizon() => return Ok(sum_series(&self.recent, tenant, from, to)),
-            Step::Hour => {}
+            Rollup::Day => return Ok(sum_series(&self.daily, tenant, from, to)),
+            Rollup::Hour if from >= self.horizon() => return Ok(sum_series(&self.recent, tenant, from, to)),
+            Rollup::Hour => {}
         }
         let filter =
             if tenant.is_some() { "tenant = ?1 AND at >= ?2 AND at < ?3" } else { "at >= ?1 AND at < ?2" };
@@ -1063,7 +1063,7 @@ fn roll_up_run(tx: &rusqlite::Transaction, r: &Record, hours: &Parts) -> Result<
 }
 
 /// Adds `r` to the `step` rollup, one row per bucket it overlaps; returns what it added.
-fn roll_up(tx: &rusqlite::Transaction, step: Step, r: &Record) -> Result<Parts, LedgerError> {
+fn roll_up(tx: &rusqlite::Transaction, step: Rollup, r: &Record) -> Result<Parts, LedgerError> {
     let size = step.seconds();
     let query = format!(
         "INSERT INTO {} (tenant, flavor, at, guaranteed, borrowed, idle, guaranteed_cost, borrowed_cost, idle_cost) \

@@ -2,7 +2,7 @@
 //! with the reason, rollups that add up exactly across hour and day boundaries, retention that
 //! keeps the rollups, and migrations that refuse a newer schema.
 
-use gantry_quota_api::ledger::{Ledger, LedgerError, Record, Step, Sums};
+use gantry_quota_api::ledger::{Ledger, LedgerError, Record, Rollup, Sums};
 
 fn record(tenant: &str, start: i64, end: i64, guaranteed: u64) -> Record {
     Record {
@@ -58,13 +58,13 @@ fn rollups_split_across_hours_and_days_and_add_up() {
         ..record("team-a", T + DAY - 1800, T + DAY + 4500, 2 * 1000 * 6300)
     };
     l.append(std::slice::from_ref(&r)).unwrap();
-    let hours = l.buckets(Step::Hour, Some("team-a"), 0, i64::MAX).unwrap();
+    let hours = l.buckets(Rollup::Hour, Some("team-a"), 0, i64::MAX).unwrap();
     assert_eq!(hours.iter().map(|b| b.at).collect::<Vec<_>>(), [T + DAY - 3600, T + DAY, T + DAY + 3600]);
     assert_eq!(
         hours.iter().map(|b| b.sums.guaranteed).collect::<Vec<_>>(),
         [3_600_000, 7_200_000, 1_800_000]
     );
-    let days = l.buckets(Step::Day, None, 0, i64::MAX).unwrap();
+    let days = l.buckets(Rollup::Day, None, 0, i64::MAX).unwrap();
     assert_eq!(
         days.iter().map(|b| (b.at, b.sums.guaranteed)).collect::<Vec<_>>(),
         [(T, 3_600_000), (T + DAY, 9_000_000)]
@@ -87,8 +87,8 @@ fn rollups_split_across_hours_and_days_and_add_up() {
         assert_eq!(s.idle_cost, r.cost(r.idle));
     }
     // Tenants and ranges filter.
-    assert!(l.buckets(Step::Hour, Some("team-b"), 0, i64::MAX).unwrap().is_empty());
-    assert_eq!(l.buckets(Step::Hour, None, T + DAY, T + DAY + 1).unwrap().len(), 1);
+    assert!(l.buckets(Rollup::Hour, Some("team-b"), 0, i64::MAX).unwrap().is_empty());
+    assert_eq!(l.buckets(Rollup::Hour, None, T + DAY, T + DAY + 1).unwrap().len(), 1);
 }
 
 #[test]
@@ -101,12 +101,12 @@ fn retention_drops_raw_accruals_and_keeps_the_rollups() {
     .unwrap();
     assert_eq!(l.retain(T + DAY).unwrap(), 1);
     assert_eq!(l.totals().unwrap().0, 1);
-    assert_eq!(l.buckets(Step::Day, None, 0, i64::MAX).unwrap().len(), 2, "the rollups stay");
+    assert_eq!(l.buckets(Rollup::Day, None, 0, i64::MAX).unwrap().len(), 2, "the rollups stay");
     // A replay of a dropped accrual could not be recognised: accruals that old are refused.
     let err = l.append(&[record("team-a", T, T + 3600, 3_600_000)]).unwrap_err().to_string();
     assert_eq!(err, format!("ledger: accrual team-a/A100/{T}/{} is not valid: it ends before {}, where retention dropped raw accruals, so it may be counted already", T + 3600, T + DAY));
     assert_eq!(
-        l.buckets(Step::Day, None, 0, i64::MAX).unwrap()[0].sums.guaranteed,
+        l.buckets(Rollup::Day, None, 0, i64::MAX).unwrap()[0].sums.guaranteed,
         3_600_000,
         "nothing counted twice"
     );
@@ -133,7 +133,7 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
             record("team-b", T, T + 7200, 7_200_000),
         ])
         .unwrap();
-        let from_disk = |l: &Ledger, step: Step, from: i64| {
+        let from_disk = |l: &Ledger, step: Rollup, from: i64| {
             let mut m: std::collections::BTreeMap<(String, String), Sums> = Default::default();
             for b in l.buckets(step, None, from, i64::MAX).unwrap() {
                 m.entry((b.tenant, b.flavor)).or_default().add(&b.sums);
@@ -141,12 +141,12 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
             m.into_iter().map(|((t, f), s)| (t, f, s)).collect::<Vec<_>>()
         };
         // Days, and the recent hours (within gantry_quota_api::ledger::RECENT of the newest).
-        for (step, from) in [(Step::Day, 0), (Step::Hour, T)] {
+        for (step, from) in [(Rollup::Day, 0), (Rollup::Hour, T)] {
             assert_eq!(l.sums(step, None, from, i64::MAX).unwrap(), from_disk(&l, step, from), "{step:?}");
         }
         // One process writes a ledger at a time (ledger.rs: the lock file): close it to reopen.
         drop(l);
-        for (step, from) in [(Step::Day, 0), (Step::Hour, T)] {
+        for (step, from) in [(Rollup::Day, 0), (Rollup::Hour, T)] {
             let again = Ledger::open(&path).unwrap();
             assert_eq!(
                 again.sums(step, None, from, i64::MAX).unwrap(),
@@ -156,7 +156,7 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
         }
         let again = Ledger::open(&path).unwrap();
         assert_eq!(
-            again.sums(Step::Day, Some("team-a"), T, T + DAY).unwrap()[0].2.guaranteed,
+            again.sums(Rollup::Day, Some("team-a"), T, T + DAY).unwrap()[0].2.guaranteed,
             60_000 + 60_000,
             "the day's share of each record"
         );

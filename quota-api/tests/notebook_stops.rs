@@ -13,7 +13,7 @@ use gantry_core::tenancy::file;
 use gantry_core::{PolicyKind, Scheduler};
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
-use gantry_quota_api::ledger::{Ledger, NotebookStopRecord, Record, Step, StopQuery};
+use gantry_quota_api::ledger::{Ledger, NotebookStopRecord, Record, Rollup, StopQuery};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -413,7 +413,7 @@ fn a_ledger_from_before_notebook_stops_upgrades_in_place() {
         assert_eq!(l.version().unwrap(), 5);
         assert_eq!(l.append(std::slice::from_ref(&old)).unwrap(), 0, "the old record's key is unchanged");
         assert_eq!(
-            l.sums(Step::Hour, Some("team-a"), T0, T0 + HOUR).unwrap()[0].2.guaranteed_cost,
+            l.sums(Rollup::Hour, Some("team-a"), T0, T0 + HOUR).unwrap()[0].2.guaranteed_cost,
             2_000_000
         );
         assert_eq!(l.append_stops(std::slice::from_ref(&s)).unwrap(), 1);

@@ -13,7 +13,7 @@ use gantry_core::tenancy::file;
 use gantry_core::{PolicyKind, Scheduler};
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
-use gantry_quota_api::ledger::{Group, Ledger, Record, Step};
+use gantry_quota_api::ledger::{Group, Ledger, Record, Rollup};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -314,7 +314,7 @@ fn a_ledger_from_before_runs_upgrades_and_replays_as_before() {
     assert_eq!(l.append(std::slice::from_ref(&old)).unwrap(), 0, "the old record's key is unchanged");
     let run = record("team-a", T0, (2, 0), Some(("r1", None, Some("p1"))));
     assert_eq!(l.append(std::slice::from_ref(&run)).unwrap(), 1);
-    assert_eq!(l.sums(Step::Hour, Some("team-a"), T0, T0 + 3600).unwrap()[0].2.guaranteed, 3 * 3_600_000);
+    assert_eq!(l.sums(Rollup::Hour, Some("team-a"), T0, T0 + 3600).unwrap()[0].2.guaranteed, 3 * 3_600_000);
     let runs = l.charged_sums("team-a", Group::Pipeline, T0, T0 + 3600).unwrap();
     assert_eq!(
         (runs.len(), runs[0].pipeline.as_deref(), runs[0].sums.guaranteed_cost),

@@ -81,7 +81,7 @@ pub struct RunConfig {
 }
 
 /// What the leader reports to the quota API after a cycle ([`Live::report`]).
-pub struct Report {
+pub struct LeaderReport {
     pub view: gantry_api::view::View,
     pub records: Vec<gantry_api::quota::Record>,
     pub notebook_stops: Vec<gantry_api::quota::NotebookStopRecord>,
@@ -380,7 +380,7 @@ impl Live {
     /// When leading: the view of the queue (running notebooks with their idle evidence), the
     /// usage records closed and the notebooks stopped since the last call, for the quota API. The
     /// records are taken even when nobody sends them.
-    pub fn report(&self, now: Seconds) -> Option<Report> {
+    pub fn report(&self, now: Seconds) -> Option<LeaderReport> {
         let mut guard = lock(&self.controller);
         let c = guard.as_mut()?;
         let accruals = c.drain_accruals();
@@ -390,7 +390,7 @@ impl Live {
         for r in &mut view.running {
             r.idle_since = c.notebook_idle_since(r.id);
         }
-        Some(Report { view, records, notebook_stops: c.drain_notebook_stops() })
+        Some(LeaderReport { view, records, notebook_stops: c.drain_notebook_stops() })
     }
 
     /// A Tenant, Cohort, GpuFlavor or Namespace event arrived (any: the next cycle looks at what
@@ -1027,7 +1027,7 @@ pub async fn run(
         match quota.as_mut() {
             Some((report, said, last)) if last.elapsed() >= REPORT_EVERY => {
                 *last = Instant::now();
-                if let Some(Report { view, records, notebook_stops }) = live.report(now()) {
+                if let Some(LeaderReport { view, records, notebook_stops }) = live.report(now()) {
                     match report.send(&view, records).await {
                         Ok(()) => said.clear(),
                         Err(e) if e.to_string() != *said => {

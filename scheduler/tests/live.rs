@@ -241,7 +241,7 @@ fn a_new_leader_rebuilds_from_the_stores_and_admits_nothing_twice() {
     // team-a's workload ends: its use is a usage record for the quota API, taken once, with the
     // view of the queue.
     live.pod_deleted("team-a-run", T0 + 3600);
-    let gantry_scheduler::runner::Report { view, records, notebook_stops } =
+    let gantry_scheduler::runner::LeaderReport { view, records, notebook_stops } =
         live.report(T0 + 3600).expect("the leader reports");
     assert!(notebook_stops.is_empty(), "no notebook here");
     // The first controller's meter, closed when it was replaced, and the second's: the whole
