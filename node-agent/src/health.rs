@@ -19,34 +19,35 @@
 use crate::sample::{Frame, GpuSample};
 use std::collections::BTreeMap;
 
+/// A GPU's health, worst last (the agent's `State` is what it knows of the whole node).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum State {
+pub enum HealthState {
     Healthy,
     Degraded,
     Failed,
 }
 
-impl State {
+impl HealthState {
     pub fn name(self) -> &'static str {
         match self {
-            State::Healthy => "healthy",
-            State::Degraded => "degraded",
-            State::Failed => "failed",
+            HealthState::Healthy => "healthy",
+            HealthState::Degraded => "degraded",
+            HealthState::Failed => "failed",
         }
     }
 }
 
 /// What a critical XID means, from NVIDIA's XID catalog; `None` for XIDs that do not change health.
-pub fn xid_effect(xid: u64) -> Option<(State, &'static str)> {
+pub fn xid_effect(xid: u64) -> Option<(HealthState, &'static str)> {
     Some(match xid {
-        48 => (State::Failed, "double-bit ECC error"),
-        64 => (State::Failed, "row remapping failed"),
-        74 => (State::Failed, "NVLink error"),
-        79 => (State::Failed, "GPU has fallen off the bus"),
-        95 => (State::Failed, "uncontained ECC error"),
-        63 => (State::Degraded, "row remapping recorded; a GPU reset is pending"),
-        92 => (State::Degraded, "high single-bit ECC error rate"),
-        94 => (State::Degraded, "contained ECC error"),
+        48 => (HealthState::Failed, "double-bit ECC error"),
+        64 => (HealthState::Failed, "row remapping failed"),
+        74 => (HealthState::Failed, "NVLink error"),
+        79 => (HealthState::Failed, "GPU has fallen off the bus"),
+        95 => (HealthState::Failed, "uncontained ECC error"),
+        63 => (HealthState::Degraded, "row remapping recorded; a GPU reset is pending"),
+        92 => (HealthState::Degraded, "high single-bit ECC error rate"),
+        94 => (HealthState::Degraded, "contained ECC error"),
         _ => return None,
     })
 }
@@ -54,7 +55,7 @@ pub fn xid_effect(xid: u64) -> Option<(State, &'static str)> {
 /// One GPU's health.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Health {
-    pub state: State,
+    pub state: HealthState,
     /// Why, in words; empty when healthy.
     pub reason: String,
     /// Unix seconds of the last change of state.
@@ -66,8 +67,8 @@ pub struct Health {
 pub struct Transition {
     pub uuid: String,
     pub index: u32,
-    pub from: State,
-    pub to: State,
+    pub from: HealthState,
+    pub to: HealthState,
     pub reason: String,
 }
 
@@ -76,7 +77,7 @@ struct Gpu {
     index: u32,
     health: Health,
     /// The worst state that sticks (failures, XID degradations) and its reason.
-    sticky: Option<(State, String)>,
+    sticky: Option<(HealthState, String)>,
     uncorrected: Option<u64>,
 }
 
@@ -93,18 +94,18 @@ impl Tracker {
         for sample in &frame.gpus {
             let gpu = self.gpus.entry(sample.uuid.clone()).or_insert_with(|| Gpu {
                 index: sample.index,
-                health: Health { state: State::Healthy, reason: String::new(), since: now },
+                health: Health { state: HealthState::Healthy, reason: String::new(), since: now },
                 sticky: None,
                 uncorrected: None,
             });
             gpu.index = sample.index;
-            let mut stick = |state: State, reason: String| {
+            let mut stick = |state: HealthState, reason: String| {
                 if gpu.sticky.as_ref().is_none_or(|(s, _)| state > *s) {
                     gpu.sticky = Some((state, reason));
                 }
             };
             if sample.lost {
-                stick(State::Failed, "GPU is lost (NVML)".into());
+                stick(HealthState::Failed, "GPU is lost (NVML)".into());
             }
             for x in frame.xids.iter().filter(|x| x.uuid == sample.uuid) {
                 if let Some((state, what)) = xid_effect(x.xid) {
@@ -114,14 +115,17 @@ impl Tracker {
             if let Some(ecc) = sample.ecc {
                 if gpu.uncorrected.is_some_and(|before| ecc.uncorrected_volatile > before) {
                     stick(
-                        State::Failed,
+                        HealthState::Failed,
                         format!("uncorrected ECC errors rose to {}", ecc.uncorrected_volatile),
                     );
                 }
                 gpu.uncorrected = Some(ecc.uncorrected_volatile);
             }
             if sample.remapped_rows.is_some_and(|r| r.failure) {
-                stick(State::Failed, "row remapping failure: the memory can no longer be repaired".into());
+                stick(
+                    HealthState::Failed,
+                    "row remapping failure: the memory can no longer be repaired".into(),
+                );
             }
             let (state, reason) = now_state(gpu.sticky.as_ref(), sample);
             update(gpu, &sample.uuid, state, reason, now, &mut changes);
@@ -130,11 +134,11 @@ impl Tracker {
         let present: Vec<&str> = frame.gpus.iter().map(|g| g.uuid.as_str()).collect();
         for (uuid, gpu) in self.gpus.iter_mut().filter(|(u, _)| !present.contains(&u.as_str())) {
             // The first cause stays (an XID 79 just before is the better reason).
-            if gpu.sticky.as_ref().is_none_or(|(s, _)| *s < State::Failed) {
-                gpu.sticky = Some((State::Failed, "GPU is lost: NVML no longer lists it".into()));
+            if gpu.sticky.as_ref().is_none_or(|(s, _)| *s < HealthState::Failed) {
+                gpu.sticky = Some((HealthState::Failed, "GPU is lost: NVML no longer lists it".into()));
             }
             let reason = gpu.sticky.as_ref().map_or(String::new(), |(_, r)| r.clone());
-            update(gpu, uuid, State::Failed, reason, now, &mut changes);
+            update(gpu, uuid, HealthState::Failed, reason, now, &mut changes);
         }
         changes
     }
@@ -150,16 +154,23 @@ impl Tracker {
 }
 
 /// The state a GPU is in now: the sticky one, or a pending remapping, whichever is worse.
-fn now_state(sticky: Option<&(State, String)>, sample: &GpuSample) -> (State, String) {
+fn now_state(sticky: Option<&(HealthState, String)>, sample: &GpuSample) -> (HealthState, String) {
     let pending = sample.remapped_rows.is_some_and(|r| r.pending && !r.failure);
     match sticky {
         Some((s, r)) => (*s, r.clone()),
-        None if pending => (State::Degraded, "row remapping pending: reset the GPU to apply it".into()),
-        None => (State::Healthy, String::new()),
+        None if pending => (HealthState::Degraded, "row remapping pending: reset the GPU to apply it".into()),
+        None => (HealthState::Healthy, String::new()),
     }
 }
 
-fn update(gpu: &mut Gpu, uuid: &str, state: State, reason: String, now: i64, changes: &mut Vec<Transition>) {
+fn update(
+    gpu: &mut Gpu,
+    uuid: &str,
+    state: HealthState,
+    reason: String,
+    now: i64,
+    changes: &mut Vec<Transition>,
+) {
     if gpu.health.state != state || gpu.health.reason != reason {
         if gpu.health.state != state {
             changes.push(Transition {

@@ -11,7 +11,7 @@
 //! [`Publisher`] patches only when what it would write differs from what the Node has, and backs
 //! off (1 s doubling to 60 s) after a failed call, so a flapping API server is not hammered.
 
-use crate::health::{State, Tracker};
+use crate::health::{HealthState, Tracker};
 use crate::sample::Frame;
 use gantry_api::keys::{GPU_INVENTORY_ANNOTATION, GPU_PRODUCT_LABEL, GPU_UNHEALTHY_ANNOTATION};
 use k8s_openapi::api::core::v1::Node;
@@ -68,7 +68,7 @@ pub fn desired(frame: &Frame, health: &Tracker) -> Desired {
         d.labels.insert(GPU_PRODUCT_LABEL.into(), Some(product_label(&first.model)));
     }
     let mut failed: Vec<u32> =
-        health.health().filter(|(_, _, h)| h.state == State::Failed).map(|(_, i, _)| i).collect();
+        health.health().filter(|(_, _, h)| h.state == HealthState::Failed).map(|(_, i, _)| i).collect();
     failed.sort_unstable();
     failed.dedup();
     let list: Vec<String> = failed.iter().map(u32::to_string).collect();
@@ -94,7 +94,7 @@ pub fn desired(frame: &Frame, health: &Tracker) -> Desired {
             o.insert("nvlinks".into(), json!(g.nvlinks.len()));
             o.insert("nvlinkPeers".into(), json!(peers));
             o.insert("health".into(), json!(h.map_or("healthy", |h| h.state.name())));
-            if let Some(h) = h.filter(|h| h.state != State::Healthy) {
+            if let Some(h) = h.filter(|h| h.state != HealthState::Healthy) {
                 o.insert("reason".into(), json!(h.reason));
                 o.insert("since".into(), json!(h.since));
             }

@@ -10,7 +10,7 @@
 //! Rendering is by hand from a snapshot: GPUs that disappear vanish from the next scrape, with
 //! no registry state to clean up, and one pass costs one string.
 
-use crate::health::{State, Tracker};
+use crate::health::{HealthState, Tracker};
 use crate::sample::{Frame, GpuSample};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -197,8 +197,8 @@ pub fn render(s: &Snapshot, o: &Options) -> String {
         "1 for the GPU's health state (healthy, degraded, failed), 0 for the others.",
     );
     for (g, l, _) in &gpus {
-        let state = s.health.of(&g.uuid).map_or(State::Healthy, |h| h.state);
-        for st in [State::Healthy, State::Degraded, State::Failed] {
+        let state = s.health.of(&g.uuid).map_or(HealthState::Healthy, |h| h.state);
+        for st in [HealthState::Healthy, HealthState::Degraded, HealthState::Failed] {
             f.line("gantry_gpu_health", &with(l, &[("state", st.name())]), f64::from(u8::from(st == state)));
         }
     }

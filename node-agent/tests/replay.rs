@@ -4,7 +4,7 @@
 
 use gantry_api::keys::{GPU_INVENTORY_ANNOTATION, GPU_PRODUCT_LABEL, GPU_UNHEALTHY_ANNOTATION};
 use gantry_node_agent::agent::State;
-use gantry_node_agent::health::{xid_effect, State as H, Tracker};
+use gantry_node_agent::health::{xid_effect, HealthState as H, Tracker};
 use gantry_node_agent::inventory::diff;
 use gantry_node_agent::metrics::Options;
 use gantry_node_agent::sample::{EccCounts, Frame, GpuSample, RemappedRows, XidEvent};
