@@ -4,22 +4,18 @@
 //! bodies that say what to do),
 //! and the OpenAPI document matching the routes.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::{queue, workload, T0};
 use gantry_api::view::View;
-use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
-use gantry_core::queue::{Mode, Queue};
-use gantry_core::queue::{PodSet, Workload};
-use gantry_core::tenancy::{file, Kind};
-use gantry_core::{PolicyKind, Scheduler};
 use gantry_quota_api::api::{router, Api, ROUTES};
 use gantry_quota_api::auth::StaticTokens;
 use gantry_quota_api::ledger::{Ledger, Record};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-
-const T0: i64 = 1_796_083_200; // 2026-12-01T00:00:00Z
 
 const TENANTS: &str = "
 currency: EUR
@@ -48,33 +44,8 @@ tokens:
   - {token: agent-gpu-2-token, user: system:serviceaccount:gantry-system:gantry-node-agent, node: gpu-2}
 ";
 
-fn workload(id: u64, tenant: usize, gpus: u32, at: i64) -> Workload {
-    Workload {
-        id,
-        name: format!("job-{id}"),
-        tenant,
-        kind: Kind::Training,
-        priority_class: None,
-        pod_sets: vec![PodSet {
-            name: "worker".into(),
-            count: 1,
-            request: PodRequest::whole_gpus(1000 * gpus, 1024, gpus),
-        }],
-        min_members: 1,
-        submitted: at,
-        models: None,
-        expected_runtime: Some(3600),
-        charge: None,
-    }
-}
-
 fn api() -> std::sync::Arc<Api> {
-    let tenancy = file::parse("tenants.yaml", TENANTS).expect("tenancy");
-    let mut models = ModelCatalog::default();
-    let m = models.intern("A100").unwrap();
-    let cluster = Cluster::new(models, vec![Node::new("n0", 64_000, 512 * 1024, 8, Some(m))]);
-    let scheduler = Scheduler::new(PolicyKind::BestFit.build(&cluster, &[]));
-    let mut q = Queue::new(tenancy, cluster, scheduler, Mode::Quota, T0).unwrap();
+    let mut q = queue(TENANTS);
     q.submit(workload(1, 0, 6, T0), T0).unwrap(); // team-a borrows 2
     q.submit(workload(2, 1, 4, T0 + 1), T0 + 1).unwrap(); // waits for team-b's quota back
     q.submit(workload(3, 0, 4, T0 + 2), T0 + 2).unwrap(); // team-a would exceed what the node has
@@ -121,14 +92,8 @@ fn api() -> std::sync::Arc<Api> {
 }
 
 async fn get(api: &std::sync::Arc<Api>, path: &str, token: Option<&str>) -> (StatusCode, Value, String) {
-    let mut req = Request::get(path);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let resp = router(api.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
-    let status = resp.status();
-    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+    let (status, value, text, _) = common::call(api, "GET", path, token, Body::empty()).await;
+    (status, value, text)
 }
 
 const ADMIN: Option<&str> = Some("admin-token-1");

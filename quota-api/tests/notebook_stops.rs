@@ -4,39 +4,18 @@
 //! /api/v1/notebook-stops` (scoped to the caller's tenants, newest first, bounded, exact totals);
 //! a ledger of schema 4 upgrades in place and keeps what it held.
 
+mod common;
+
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
+use common::{queue, T0, TWO_TEAMS};
 use gantry_api::view::View;
-use gantry_core::model::{Cluster, ModelCatalog, Node};
-use gantry_core::queue::{Mode, Queue};
-use gantry_core::tenancy::file;
-use gantry_core::{PolicyKind, Scheduler};
-use gantry_quota_api::api::{router, Api};
+use gantry_quota_api::api::Api;
 use gantry_quota_api::auth::StaticTokens;
 use gantry_quota_api::ledger::{Ledger, NotebookStopRecord, Record, Rollup, StopQuery};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-const T0: i64 = 1_796_083_200; // 2026-12-01T00:00:00Z
 const HOUR: i64 = 3600;
-
-const TENANTS: &str = "
-currency: EUR
-flavors:
-  - {name: A100, price: 2.00}
-cohorts:
-  - name: all
-tenants:
-  - name: team-a
-    namespaces: [team-a]
-    cohort: all
-    quotas: {A100: {nominal: 3}}
-  - name: team-b
-    namespaces: [team-b]
-    cohort: all
-    quotas: {A100: {nominal: 4}}
-";
 
 const TOKENS: &str = "
 tokens:
@@ -70,12 +49,7 @@ fn ndjson(stops: &[NotebookStopRecord]) -> String {
 }
 
 fn api() -> std::sync::Arc<Api> {
-    let tenancy = file::parse("tenants.yaml", TENANTS).unwrap();
-    let mut models = ModelCatalog::default();
-    let m = models.intern("A100").unwrap();
-    let cluster = Cluster::new(models, vec![Node::new("n0", 64_000, 512 * 1024, 8, Some(m))]);
-    let scheduler = Scheduler::new(PolicyKind::BestFit.build(&cluster, &[]));
-    let q = Queue::new(tenancy, cluster, scheduler, Mode::Quota, T0).unwrap();
+    let q = queue(TWO_TEAMS);
     let ledger = Ledger::in_memory().unwrap();
     Api::new(View::of(&q, T0 + 60), ledger, Box::new(StaticTokens::parse("tokens.yaml", TOKENS).unwrap()))
 }
@@ -87,11 +61,8 @@ async fn call(
     token: &str,
     body: String,
 ) -> (StatusCode, Value) {
-    let req = Request::builder().method(method).uri(path).header("authorization", format!("Bearer {token}"));
-    let resp = router(api.clone()).oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let (status, value, _, _) = common::call(api, method, path, Some(token), Body::from(body)).await;
+    (status, value)
 }
 
 async fn post(api: &std::sync::Arc<Api>, token: &str, body: String) -> (StatusCode, Value) {

@@ -4,39 +4,18 @@
 //! own tenant's runs; a ledger written before runs were charged opens, upgrades and replays as
 //! before.
 
+mod common;
+
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
+use common::{queue, T0, TWO_TEAMS};
 use gantry_api::view::View;
-use gantry_core::model::{Cluster, ModelCatalog, Node};
-use gantry_core::queue::{Mode, Queue};
-use gantry_core::tenancy::file;
-use gantry_core::{PolicyKind, Scheduler};
-use gantry_quota_api::api::{router, Api};
+use gantry_quota_api::api::Api;
 use gantry_quota_api::auth::StaticTokens;
 use gantry_quota_api::ledger::{Group, Ledger, Record, Rollup};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-const T0: i64 = 1_796_083_200; // 2026-12-01T00:00:00Z
 const DAY: i64 = 86_400;
-
-const TENANTS: &str = "
-currency: EUR
-flavors:
-  - {name: A100, price: 2.00}
-cohorts:
-  - name: all
-tenants:
-  - name: team-a
-    namespaces: [team-a]
-    cohort: all
-    quotas: {A100: {nominal: 3}}
-  - name: team-b
-    namespaces: [team-b]
-    cohort: all
-    quotas: {A100: {nominal: 4}}
-";
 
 const TOKENS: &str = "
 tokens:
@@ -78,12 +57,7 @@ fn records() -> Vec<Record> {
 }
 
 fn api() -> std::sync::Arc<Api> {
-    let tenancy = file::parse("tenants.yaml", TENANTS).unwrap();
-    let mut models = ModelCatalog::default();
-    let m = models.intern("A100").unwrap();
-    let cluster = Cluster::new(models, vec![Node::new("n0", 64_000, 512 * 1024, 8, Some(m))]);
-    let scheduler = Scheduler::new(PolicyKind::BestFit.build(&cluster, &[]));
-    let q = Queue::new(tenancy, cluster, scheduler, Mode::Quota, T0).unwrap();
+    let q = queue(TWO_TEAMS);
     let mut ledger = Ledger::in_memory().unwrap();
     assert_eq!(ledger.append(&records()).unwrap(), 96);
     assert_eq!(ledger.append(&records()).unwrap(), 0, "a replay adds nothing");
@@ -91,11 +65,8 @@ fn api() -> std::sync::Arc<Api> {
 }
 
 async fn get(api: &std::sync::Arc<Api>, path: &str, token: &str) -> (StatusCode, Value, String) {
-    let req = Request::get(path).header("authorization", format!("Bearer {token}"));
-    let resp = router(api.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
-    let status = resp.status();
-    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+    let (status, value, text, _) = common::call(api, "GET", path, Some(token), Body::empty()).await;
+    (status, value, text)
 }
 
 const ADMIN: &str = "admin-token-1";

@@ -7,14 +7,13 @@
 //! tenants; 14 one writer per ledger file; 15 the dashboard's sign-in form; and the decision on
 //! `/metrics` (per-tenant series only for a token that may read every tenant).
 
+mod common;
+
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
+use common::{queue, workload, T0};
 use gantry_api::view::View;
-use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
-use gantry_core::queue::{Mode, PodSet, Queue, Workload};
-use gantry_core::tenancy::{file, Kind};
-use gantry_core::{PolicyKind, Scheduler};
-use gantry_quota_api::api::{router, Api};
+use gantry_quota_api::api::Api;
 use gantry_quota_api::auth::{Authenticator, Refused, StaticTokens};
 use gantry_quota_api::kube_auth::{KubeAuth, AUDIENCE, CACHE_MAX, REVIEWS_PER_SECOND, REVIEW_BURST};
 use gantry_quota_api::ledger::{Ledger, Record};
@@ -23,9 +22,6 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tower::ServiceExt;
-
-const T0: i64 = 1_796_083_200; // 2026-12-01T00:00:00Z
 
 const TENANTS: &str = "
 currency: EUR
@@ -57,34 +53,9 @@ const TEAM_A: Option<&str> = Some("team-a-token-1");
 const SCHEDULER: Option<&str> = Some("scheduler-token-1");
 const AGENT: Option<&str> = Some("agent-gpu-1-token");
 
-fn workload(id: u64, tenant: usize, gpus: u32, at: i64) -> Workload {
-    Workload {
-        id,
-        name: format!("job-{id}"),
-        tenant,
-        kind: Kind::Training,
-        priority_class: None,
-        pod_sets: vec![PodSet {
-            name: "worker".into(),
-            count: 1,
-            request: PodRequest::whole_gpus(1000 * gpus, 1024, gpus),
-        }],
-        min_members: 1,
-        submitted: at,
-        models: None,
-        expected_runtime: Some(3600),
-        charge: None,
-    }
-}
-
 /// team-a runs workload 1 (6 GPUs, 2 borrowed) and waits with 3; team-b waits with 2.
 fn view() -> View {
-    let tenancy = file::parse("tenants.yaml", TENANTS).expect("tenancy");
-    let mut models = ModelCatalog::default();
-    let m = models.intern("A100").unwrap();
-    let cluster = Cluster::new(models, vec![Node::new("n0", 64_000, 512 * 1024, 8, Some(m))]);
-    let scheduler = Scheduler::new(PolicyKind::BestFit.build(&cluster, &[]));
-    let mut q = Queue::new(tenancy, cluster, scheduler, Mode::Quota, T0).unwrap();
+    let mut q = queue(TENANTS);
     q.submit(workload(1, 0, 6, T0), T0).unwrap();
     q.submit(workload(2, 1, 4, T0 + 1), T0 + 1).unwrap();
     q.submit(workload(3, 0, 4, T0 + 2), T0 + 2).unwrap();
@@ -130,14 +101,7 @@ async fn call(
     token: Option<&str>,
     body: Body,
 ) -> (StatusCode, Value, String, axum::http::HeaderMap) {
-    let mut req = Request::builder().method(method).uri(path);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let resp = router(api.clone()).oneshot(req.body(body).unwrap()).await.unwrap();
-    let (status, headers) = (resp.status(), resp.headers().clone());
-    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text, headers)
+    common::call(api, method, path, token, body).await
 }
 
 async fn get(api: &Arc<Api>, path: &str, token: Option<&str>) -> (StatusCode, Value, String) {
