@@ -8,7 +8,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::StatusCode;
-use common::{queue, T0, TWO_TEAMS};
+use common::{queue, SCHEMA_3_TABLES, T0, TWO_TEAMS};
 use gantry_api::view::View;
 use gantry_quota_api::api::Api;
 use gantry_quota_api::auth::StaticTokens;
@@ -338,21 +338,8 @@ fn a_ledger_from_before_notebook_stops_upgrades_in_place() {
     {
         // Schema 4 as Gantry wrote it, with one record and its rollups.
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE accruals (key TEXT PRIMARY KEY, tenant TEXT NOT NULL, flavor TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
-                 guaranteed INTEGER NOT NULL, borrowed INTEGER NOT NULL, idle INTEGER NOT NULL, price_micros INTEGER NOT NULL) WITHOUT ROWID;
-             CREATE INDEX accruals_by_time ON accruals (start);
-             CREATE TABLE hourly (tenant TEXT NOT NULL, flavor TEXT NOT NULL, at INTEGER NOT NULL,
-                 guaranteed INTEGER NOT NULL, borrowed INTEGER NOT NULL, idle INTEGER NOT NULL,
-                 guaranteed_cost INTEGER NOT NULL, borrowed_cost INTEGER NOT NULL, idle_cost INTEGER NOT NULL,
-                 PRIMARY KEY (tenant, at, flavor)) WITHOUT ROWID;
-             CREATE TABLE daily (tenant TEXT NOT NULL, flavor TEXT NOT NULL, at INTEGER NOT NULL,
-                 guaranteed INTEGER NOT NULL, borrowed INTEGER NOT NULL, idle INTEGER NOT NULL,
-                 guaranteed_cost INTEGER NOT NULL, borrowed_cost INTEGER NOT NULL, idle_cost INTEGER NOT NULL,
-                 PRIMARY KEY (tenant, at, flavor)) WITHOUT ROWID;
-             CREATE INDEX hourly_by_time ON hourly (at);
-             CREATE TABLE retention (dropped_before INTEGER NOT NULL);
-             INSERT INTO retention VALUES (-9223372036854775808);
+        conn.execute_batch(&format!(
+            "{SCHEMA_3_TABLES}
              ALTER TABLE accruals ADD COLUMN run TEXT;
              ALTER TABLE accruals ADD COLUMN experiment TEXT;
              ALTER TABLE accruals ADD COLUMN pipeline TEXT;
@@ -362,8 +349,8 @@ fn a_ledger_from_before_notebook_stops_upgrades_in_place() {
                  guaranteed INTEGER NOT NULL, borrowed INTEGER NOT NULL, idle INTEGER NOT NULL,
                  guaranteed_cost INTEGER NOT NULL, borrowed_cost INTEGER NOT NULL, idle_cost INTEGER NOT NULL,
                  PRIMARY KEY (tenant, at, run, experiment, pipeline, flavor)) WITHOUT ROWID;
-             PRAGMA user_version = 4;",
-        )
+             PRAGMA user_version = 4;"
+        ))
         .unwrap();
         conn.execute(
             "INSERT INTO accruals VALUES (?1, 'team-a', 'A100', ?2, ?3, 3600000, 0, 0, 2000000, NULL, NULL, NULL)",

@@ -86,3 +86,20 @@ pub async fn call(
     let text = String::from_utf8(bytes.to_vec()).expect("a UTF-8 body");
     (status, serde_json::from_str(&text).unwrap_or(Value::Null), text, headers)
 }
+
+/// The ledger's tables as Gantry wrote them at schema 3 (before runs were charged), without the
+/// `user_version` pragma: tests of later upgrades build older ledgers from it.
+pub const SCHEMA_3_TABLES: &str = "CREATE TABLE accruals (key TEXT PRIMARY KEY, tenant TEXT NOT NULL, flavor TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+        guaranteed INTEGER NOT NULL, borrowed INTEGER NOT NULL, idle INTEGER NOT NULL, price_micros INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX accruals_by_time ON accruals (start);
+    CREATE TABLE hourly (tenant TEXT NOT NULL, flavor TEXT NOT NULL, at INTEGER NOT NULL,
+        guaranteed INTEGER NOT NULL, borrowed INTEGER NOT NULL, idle INTEGER NOT NULL,
+        guaranteed_cost INTEGER NOT NULL, borrowed_cost INTEGER NOT NULL, idle_cost INTEGER NOT NULL,
+        PRIMARY KEY (tenant, at, flavor)) WITHOUT ROWID;
+    CREATE TABLE daily (tenant TEXT NOT NULL, flavor TEXT NOT NULL, at INTEGER NOT NULL,
+        guaranteed INTEGER NOT NULL, borrowed INTEGER NOT NULL, idle INTEGER NOT NULL,
+        guaranteed_cost INTEGER NOT NULL, borrowed_cost INTEGER NOT NULL, idle_cost INTEGER NOT NULL,
+        PRIMARY KEY (tenant, at, flavor)) WITHOUT ROWID;
+    CREATE INDEX hourly_by_time ON hourly (at);
+    CREATE TABLE retention (dropped_before INTEGER NOT NULL);
+    INSERT INTO retention VALUES (-9223372036854775808);";
