@@ -146,14 +146,16 @@ pub fn run(args: NodeAgentArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+        // Installed before the address is announced (see `stop_signal`).
+        let (stop_serving, stop_sampling) = (gantry_serve::stop_signal(), gantry_serve::stop_signal());
         let target = node.as_deref().map_or("not published (no --node)".to_string(), |n| format!("published on Node {n}"));
         eprintln!("gantry node-agent: source {}, every {}s, inventory {target}; metrics at {scheme}://{addr}/metrics", args.source, args.interval);
         let tls = args.tls_cert.clone().zip(args.tls_key.clone()).map(|(c, k)| TlsFiles::new(c, k));
         let outputs = Outputs { publisher, pod_resources, print_inventory: args.print_inventory, idle };
-        let server = gantry_serve::serve(listener, agent::router(shared.clone()), tls, gantry_serve::stop_signal());
+        let server = gantry_serve::serve(listener, agent::router(shared.clone()), tls, stop_serving);
         tokio::select! {
             r = server => r.map_err(|e| e.to_string()),
-            () = agent::run(shared, frames, outputs, gantry_serve::stop_signal()) => Ok(()),
+            () = agent::run(shared, frames, outputs, stop_sampling) => Ok(()),
         }
     })
 }

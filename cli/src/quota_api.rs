@@ -75,8 +75,10 @@ pub fn run(args: QuotaApiArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+        // Installed before the address is announced (see `stop_signal`).
+        let stop = gantry_serve::stop_signal();
         eprintln!("gantry quota-api: ledger {} ({records} accruals), {how}; API at {scheme}://{addr}/api/v1, dashboard at {scheme}://{addr}/", args.ledger.display());
         let tls = args.tls_cert.clone().zip(args.tls_key.clone()).map(|(c, k)| TlsFiles::new(c, k));
-        gantry_serve::serve(listener, router(api), tls, gantry_serve::stop_signal()).await.map_err(|e| e.to_string())
+        gantry_serve::serve(listener, router(api), tls, stop).await.map_err(|e| e.to_string())
     })
 }

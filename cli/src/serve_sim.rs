@@ -70,6 +70,12 @@ pub fn run(
         .block_on(tokio::net::TcpListener::bind(addr))
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Installed before the address is announced: a signal sent as soon as it appears stops the
+    // service instead of killing the process.
+    let stop = {
+        let _inside = runtime.enter();
+        gantry_serve::stop_signal()
+    };
     let days = (spec.end - spec.start) as f64 / 86_400.0;
     let real = if speed > 0.0 {
         format!("about {:.0} s", (spec.end - spec.start) as f64 / speed)
@@ -84,8 +90,7 @@ pub fn run(
     eprintln!("gantry simulate: dashboard at http://{local}/ (sign in with the token below)");
     eprintln!("gantry simulate: API at http://{local}/api/v1 (Authorization: Bearer {token}); OpenAPI at http://{local}/openapi.json");
     let options = gantry_serve::ServeOptions { shutdown_timeout: STOP_GRACE, ..Default::default() };
-    let server =
-        gantry_serve::serve_with(listener, router(api.clone()), None, options, gantry_serve::stop_signal());
+    let server = gantry_serve::serve_with(listener, router(api.clone()), None, options, stop);
     let (done, finished) = tokio::sync::oneshot::channel();
     // Not joined: on a signal the process ends with the service, wherever the run is.
     std::thread::spawn(move || {

@@ -24,27 +24,39 @@ mod certs;
 pub mod client;
 
 /// Resolves on SIGTERM (what the kubelet sends a pod that is stopping) or SIGINT (Ctrl-C), the
-/// shutdown every Gantry service waits for. Where a handler cannot be installed it waits for
-/// the other signal alone.
-pub async fn stop_signal() {
+/// shutdown every Gantry service waits for.
+///
+/// The handlers are installed when this is called (inside a Tokio runtime), not when the future
+/// is first polled: a service that calls it before announcing its address is stopped, not
+/// killed, by a signal sent the moment the address appears. Outside a runtime, or where a
+/// handler cannot be installed, they are installed on the first poll instead.
+pub fn stop_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        let install = || -> Option<(Signal, Signal)> {
+            Some((signal(SignalKind::terminate()).ok()?, signal(SignalKind::interrupt()).ok()?))
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        let early = tokio::runtime::Handle::try_current().ok().and_then(|_| install());
+        async move {
+            match early.or_else(install) {
+                Some((mut term, mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
