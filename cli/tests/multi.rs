@@ -207,7 +207,8 @@ fn serve_stops_on(signal: &str) {
     let said = said.join().unwrap();
     assert!(status.success(), "{signal}: {status}; stderr: {said}");
     assert!(!said.contains("error") && !said.contains("done in"), "stopped mid-run, quietly: {said}");
-    assert!(took < Duration::from_secs(1), "{signal}: exited {took:?} after the signal");
+    // The run is paced to last hours; a loaded CI machine still ends it within seconds.
+    assert!(took < Duration::from_secs(3), "{signal}: exited {took:?} after the signal");
 }
 
 #[test]
