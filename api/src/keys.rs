@@ -46,6 +46,10 @@ pub const GPU_INVENTORY_ANNOTATION: &str = "gantry.dev/gpu-inventory";
 /// utilization 0 %), and since when: a JSON object `{"<namespace>/<pod>": <unix seconds>}`
 /// (see [`crate::node::idle_pods`]).
 pub const GPU_IDLE_PODS_ANNOTATION: &str = "gantry.dev/gpu-idle-pods";
+/// Annotation: the unix second at which the node agent last confirmed the idle pods it wrote in
+/// [`GPU_IDLE_PODS_ANNOTATION`]; evidence not confirmed recently is not used (see
+/// [`crate::node::IdleOnNode`]).
+pub const GPU_IDLE_CHECKED_AT_ANNOTATION: &str = "gantry.dev/gpu-idle-checked-at";
 
 // --- Gantry's own keys on other objects ------------------------------------------------------
 

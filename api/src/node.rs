@@ -15,7 +15,12 @@
 //!
 //! Documented for users in `docs/node-inventory.md`.
 
-use crate::keys::{GPU_IDLE_PODS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE, GPU_UNHEALTHY_ANNOTATION};
+use std::collections::BTreeMap;
+
+use crate::keys::{
+    GPU_IDLE_CHECKED_AT_ANNOTATION, GPU_IDLE_PODS_ANNOTATION, GPU_PRODUCT_LABEL, GPU_RESOURCE,
+    GPU_UNHEALTHY_ANNOTATION,
+};
 use crate::pod::{quantity, QuantityError};
 use gantry_core::model::{ModelCatalog, ModelError, Node};
 use serde_json::Value;
@@ -153,32 +158,79 @@ pub fn parse_node(v: &Value, models: &mut ModelCatalog) -> Result<NodeView, Node
 /// this bounds what a broken or hostile writer can make the scheduler hold).
 pub const MAX_IDLE_PODS: usize = 256;
 
-/// The node agent's idle evidence on a node ([`GPU_IDLE_PODS_ANNOTATION`]): `namespace/pod` →
-/// unix seconds since which every GPU the pod holds has been idle. Absent: none. A value that is
-/// not such an object, or names more than [`MAX_IDLE_PODS`] pods, is an error naming the node and
-/// the fix; the caller then treats the node as having no idle pods (never as all idle).
-pub fn idle_pods(v: &Value) -> Result<std::collections::BTreeMap<String, i64>, IdleEvidenceError> {
+/// How often, at least, the node agent confirms the idle pods it has written on its Node while
+/// it names any ([`GPU_IDLE_CHECKED_AT_ANNOTATION`]), in seconds. Only nodes with idle pods are
+/// written this often; the others are written on changes alone.
+pub const IDLE_REFRESH_SECONDS: i64 = 60;
+
+/// How old, at most, the node agent's last confirmation may be for its idle evidence to be used:
+/// five refreshes, so that a slow or briefly failing API server does not drop it, while an agent
+/// that stopped (crashed, evicted, its DaemonSet removed) stops speaking for its pods within
+/// minutes instead of leaving them idle forever.
+pub const IDLE_MAX_AGE_SECONDS: i64 = 5 * IDLE_REFRESH_SECONDS;
+
+/// The node agent's idle evidence on one node, as read by [`idle_pods`].
+///
+/// The evidence is used only while it is **current**: the agent confirmed it within
+/// [`IDLE_MAX_AGE_SECONDS`] of `now`, either way (the two clocks are different machines', so a
+/// stamp slightly ahead is no reason to distrust it, and one far ahead is). The idle pods alone
+/// change only on transitions, so without the stamp an agent that stopped would leave its last
+/// word on the Node and a notebook that became busy since would still look idle, and be stopped.
+/// Evidence without a stamp (an agent older than the stamp) is never current.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdleOnNode {
+    /// `namespace/pod` → unix seconds since which every GPU the pod holds has been idle.
+    pub pods: BTreeMap<String, i64>,
+    /// When the agent last confirmed `pods` (unix seconds); `None`: it did not say.
+    pub checked_at: Option<i64>,
+}
+
+impl IdleOnNode {
+    /// Whether the evidence may be used at `now` (see the type's docs).
+    pub fn current(&self, now: i64) -> bool {
+        self.checked_at.is_some_and(|t| now.abs_diff(t) <= IDLE_MAX_AGE_SECONDS.unsigned_abs())
+    }
+
+    /// Since when `namespace/pod`'s GPUs have all been idle, by evidence current at `now`;
+    /// `None`: busy, not on this node, or the evidence is not current.
+    pub fn idle_since(&self, pod: &str, now: i64) -> Option<i64> {
+        self.pods.get(pod).copied().filter(|_| self.current(now))
+    }
+}
+
+/// The node agent's idle evidence on a node ([`GPU_IDLE_PODS_ANNOTATION`]: `namespace/pod` →
+/// unix seconds since which every GPU the pod holds has been idle, and
+/// [`GPU_IDLE_CHECKED_AT_ANNOTATION`]: when the agent last confirmed it). Absent: none. A value
+/// that is not such an object, names more than [`MAX_IDLE_PODS`] pods, or a stamp that is not unix
+/// seconds, is an error naming the node and the fix; the caller then treats the node as having no
+/// idle pods (never as all idle).
+pub fn idle_pods(v: &Value) -> Result<IdleOnNode, IdleEvidenceError> {
     let name = v.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("?");
-    let Some(text) = v
-        .get("metadata")
-        .and_then(|m| m.get("annotations"))
-        .and_then(|a| a.get(GPU_IDLE_PODS_ANNOTATION))
-        .and_then(Value::as_str)
-    else {
-        return Ok(Default::default());
+    let annotation = |key: &str| {
+        v.get("metadata").and_then(|m| m.get("annotations")).and_then(|a| a.get(key)).and_then(Value::as_str)
+    };
+    let Some(text) = annotation(GPU_IDLE_PODS_ANNOTATION) else {
+        return Ok(IdleOnNode::default());
     };
     let bad = |why: String| IdleEvidenceError { node: name.to_string(), why };
-    let map: std::collections::BTreeMap<String, i64> =
+    let pods: BTreeMap<String, i64> =
         serde_json::from_str(text).map_err(|e| bad(format!("is not readable ({e})")))?;
-    if map.len() > MAX_IDLE_PODS {
-        return Err(bad(format!("names {} pods", map.len())));
+    if pods.len() > MAX_IDLE_PODS {
+        return Err(bad(format!("names {} pods", pods.len())));
     }
     if let Some(k) =
-        map.keys().find(|k| k.split_once('/').is_none_or(|(ns, pod)| ns.is_empty() || pod.is_empty()))
+        pods.keys().find(|k| k.split_once('/').is_none_or(|(ns, pod)| ns.is_empty() || pod.is_empty()))
     {
         return Err(bad(format!("has the key {k:?}, not namespace/pod")));
     }
-    Ok(map)
+    let checked_at = annotation(GPU_IDLE_CHECKED_AT_ANNOTATION)
+        .map(|t| {
+            t.trim().parse::<i64>().map_err(|_| {
+                bad(format!("is confirmed by {GPU_IDLE_CHECKED_AT_ANNOTATION} {t:?}, not unix seconds"))
+            })
+        })
+        .transpose()?;
+    Ok(IdleOnNode { pods, checked_at })
 }
 
 #[cfg(test)]
@@ -266,31 +318,72 @@ mod idle_tests {
     use super::*;
     use serde_json::json;
 
-    fn node(annotation: Option<&str>) -> Value {
-        let annotations = annotation.map_or(json!({}), |a| json!({"gantry.dev/gpu-idle-pods": a}));
+    const NOW: i64 = 1_793_500_000;
+
+    fn node(annotation: Option<&str>, checked_at: Option<&str>) -> Value {
+        let mut annotations = json!({});
+        if let Some(a) = annotation {
+            annotations["gantry.dev/gpu-idle-pods"] = json!(a);
+        }
+        if let Some(t) = checked_at {
+            annotations["gantry.dev/gpu-idle-checked-at"] = json!(t);
+        }
         json!({"metadata": {"name": "n1", "annotations": annotations}})
     }
 
     #[test]
     fn idle_pods_are_read_from_the_node_agents_annotation() {
-        assert!(idle_pods(&node(None)).unwrap().is_empty());
-        let m = idle_pods(&node(Some(r#"{"team-a/nb-0": 1793491200, "team-b/x-1": 1793494800}"#))).unwrap();
-        assert_eq!(m.get("team-a/nb-0"), Some(&1_793_491_200));
-        assert_eq!(m.len(), 2);
+        assert_eq!(idle_pods(&node(None, None)).unwrap(), IdleOnNode::default());
+        let stamp = NOW.to_string();
+        let read = idle_pods(&node(
+            Some(r#"{"team-a/nb-0": 1793491200, "team-b/x-1": 1793494800}"#),
+            Some(stamp.as_str()),
+        ))
+        .unwrap();
+        assert_eq!(read.pods.get("team-a/nb-0"), Some(&1_793_491_200));
+        assert_eq!((read.pods.len(), read.checked_at), (2, Some(NOW)));
+        assert_eq!(read.idle_since("team-a/nb-0", NOW + 10), Some(1_793_491_200));
+        assert_eq!(read.idle_since("team-c/other", NOW + 10), None);
+    }
+
+    /// Each case: when the agent last confirmed (`None`: it did not say) and whether its
+    /// evidence is used at `NOW`.
+    #[test]
+    fn idle_evidence_is_used_only_while_the_agent_keeps_confirming_it() {
+        let cases: [(&str, Option<i64>, bool); 7] = [
+            ("confirmed this second", Some(NOW), true),
+            ("confirmed a refresh ago", Some(NOW - IDLE_REFRESH_SECONDS), true),
+            ("confirmed at the oldest allowed", Some(NOW - IDLE_MAX_AGE_SECONDS), true),
+            ("the agent stopped confirming", Some(NOW - IDLE_MAX_AGE_SECONDS - 1), false),
+            ("the agent's clock a little ahead", Some(NOW + 30), true),
+            ("a stamp far in the future", Some(NOW + IDLE_MAX_AGE_SECONDS + 1), false),
+            ("written by an agent that does not confirm", None, false),
+        ];
+        for (case, checked_at, used) in cases {
+            let stamp = checked_at.map(|t| t.to_string());
+            let read = idle_pods(&node(Some(r#"{"team-a/nb-0": 1793491200}"#), stamp.as_deref())).unwrap();
+            assert_eq!(read.current(NOW), used, "{case}");
+            assert_eq!(read.idle_since("team-a/nb-0", NOW).is_some(), used, "{case}");
+        }
     }
 
     #[test]
     fn a_broken_idle_annotation_is_an_error_that_names_the_node_and_the_form() {
-        let too_many: std::collections::BTreeMap<String, i64> =
-            (0..=MAX_IDLE_PODS).map(|i| (format!("ns/p{i}"), 1)).collect();
+        let too_many: BTreeMap<String, i64> = (0..=MAX_IDLE_PODS).map(|i| (format!("ns/p{i}"), 1)).collect();
         let too_many = serde_json::to_string(&too_many).unwrap();
-        for (text, words) in [
-            ("[1, 2]", "is not readable"),
-            (r#"{"nb-0": 1}"#, "not namespace/pod"),
-            (r#"{"team-a/nb": "soon"}"#, "is not readable"),
-            (too_many.as_str(), "names 257 pods"),
+        let stamp = NOW.to_string();
+        for (text, checked_at, words) in [
+            ("[1, 2]", stamp.as_str(), "is not readable"),
+            (r#"{"nb-0": 1}"#, stamp.as_str(), "not namespace/pod"),
+            (r#"{"team-a/nb": "soon"}"#, stamp.as_str(), "is not readable"),
+            (too_many.as_str(), stamp.as_str(), "names 257 pods"),
+            (
+                r#"{"team-a/nb": 1}"#,
+                "yesterday",
+                "gantry.dev/gpu-idle-checked-at \"yesterday\", not unix seconds",
+            ),
         ] {
-            let e = idle_pods(&node(Some(text))).unwrap_err().to_string();
+            let e = idle_pods(&node(Some(text), Some(checked_at))).unwrap_err().to_string();
             assert!(e.starts_with("node n1: gantry.dev/gpu-idle-pods"), "{e}");
             assert!(e.contains(words) && e.contains("namespace/pod"), "{e}");
         }

@@ -9,9 +9,10 @@
 use clap::{Args, Subcommand, ValueEnum};
 use gantry_api::crds::Tenant;
 use gantry_api::keys::{
-    ADMITTED_CONDITION, GANG_SIZE_ANNOTATION, HOLD_ANNOTATION, KIND_LABEL, PLACEMENT_ANNOTATION,
-    SCHEDULING_GATE, TENANT_LABEL, WORKLOAD_ANNOTATION,
+    ADMITTED_CONDITION, GANG_SIZE_ANNOTATION, GPU_IDLE_CHECKED_AT_ANNOTATION, HOLD_ANNOTATION, KIND_LABEL,
+    PLACEMENT_ANNOTATION, SCHEDULING_GATE, TENANT_LABEL, WORKLOAD_ANNOTATION,
 };
+use gantry_api::node::IDLE_MAX_AGE_SECONDS;
 use gantry_core::queue::explain::Place;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
@@ -397,15 +398,7 @@ async fn notebook_idle(client: &kube::Client, e: &Explained, now: i64) -> String
             let value = serde_json::to_value(&n).unwrap_or_default();
             match gantry_api::node::idle_pods(&value) {
                 Err(err) => err.to_string(),
-                Ok(idle) => match idle.get(&format!("{}/{}", e.namespace, e.pod)) {
-                    Some(&since) => format!(
-                        "idle for {} (no kernel on its GPUs since {})",
-                        gantry_core::queue::explain::duration((now - since).max(0)),
-                        jiff::Timestamp::from_second(since)
-                            .map_or_else(|_| since.to_string(), |t| t.to_string())
-                    ),
-                    None => "in use (the node agent saw a kernel run on its GPUs at its last pass)".into(),
-                },
+                Ok(idle) => idle_evidence(&idle, &format!("{}/{}", e.namespace, e.pod), node, now),
             }
         }
     };
@@ -428,6 +421,28 @@ async fn notebook_idle(client: &kube::Client, e: &Explained, now: i64) -> String
         },
     };
     format!("{evidence}{rule}")
+}
+
+/// What the node agent's evidence on `node` says of `pod` at `now`, and whether Gantry uses it.
+fn idle_evidence(idle: &gantry_api::node::IdleOnNode, pod: &str, node: &str, now: i64) -> String {
+    use gantry_core::queue::explain::duration;
+    let at = |t: i64| jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |t| t.to_string());
+    match (idle.pods.get(pod), idle.checked_at) {
+        (Some(&since), _) if idle.current(now) => {
+            format!("idle for {} (no kernel on its GPUs since {})", duration((now - since).max(0)), at(since))
+        }
+        (_, None) if !idle.pods.is_empty() => format!(
+            "the node agent on {node} names idle pods without {GPU_IDLE_CHECKED_AT_ANNOTATION}, so Gantry does \
+             not use its evidence; upgrade the node agent"
+        ),
+        (_, Some(checked)) if !idle.current(now) => format!(
+            "unknown: the node agent on {node} last confirmed its idle evidence {} ago, more than the {} \
+             Gantry accepts; is Gantry's node agent running on {node}?",
+            duration((now - checked).max(0)),
+            duration(IDLE_MAX_AGE_SECONDS)
+        ),
+        _ => "in use (the node agent saw a kernel run on its GPUs at its last pass)".into(),
+    }
 }
 
 /// A Tenant by name: `get` (what a tenant's users are given on their own Tenant), else a list

@@ -310,14 +310,13 @@ fn hold_and_release_mark_every_waiting_pod_of_the_workload() {
     );
 }
 
-#[test]
-fn explain_shows_a_running_notebooks_idle_evidence_and_its_tenants_rule() {
+/// `kubectl gantry explain nb-0` on a running notebook whose node carries `annotations`; the
+/// `GPUs:` line and the reads made.
+fn explain_notebook(annotations: Value) -> (String, Vec<String>) {
     let api = ApiServer::start(Options { kubelet: false, ..Options::default() });
-    let since = jiff::Timestamp::now().as_second() - 5400;
     api.create(json!({
         "apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-0",
-            "labels": {"nvidia.com/gpu.product": "A100"},
-            "annotations": {"gantry.dev/gpu-idle-pods": format!("{{\"team-a/nb-0\": {since}}}")}},
+            "labels": {"nvidia.com/gpu.product": "A100"}, "annotations": annotations},
         "status": {"allocatable": {"cpu": "128", "memory": "1Ti", "nvidia.com/gpu": "8"}},
     }));
     api.create(json!({
@@ -340,14 +339,26 @@ fn explain_shows_a_running_notebooks_idle_evidence_and_its_tenants_rule() {
     let line = stdout
         .lines()
         .find(|l| l.starts_with("GPUs:"))
-        .unwrap_or_else(|| panic!("no GPUs line in\n{stdout}"));
+        .unwrap_or_else(|| panic!("no GPUs line in\n{stdout}"))
+        .to_string();
+    (line, reads(&api))
+}
+
+#[test]
+fn explain_shows_a_running_notebooks_idle_evidence_and_its_tenants_rule() {
+    let now = jiff::Timestamp::now().as_second();
+    let since = now - 5400;
+    let (line, reads) = explain_notebook(json!({
+        "gantry.dev/gpu-idle-pods": format!("{{\"team-a/nb-0\": {since}}}"),
+        "gantry.dev/gpu-idle-checked-at": (now - 30).to_string(),
+    }));
     assert!(line.contains("idle for 1h 30m") || line.contains("idle for 1h 31m"), "{line}");
     assert!(
         line.contains("tenant team-a stops notebooks idle for 2h when work waits for their GPUs"),
         "{line}"
     );
     assert_eq!(
-        reads(&api),
+        reads,
         [
             "GET /api/v1/namespaces/team-a/pods?&fieldSelector=metadata.name%3Dnb-0",
             "GET /api/v1/nodes?&fieldSelector=metadata.name%3Dgpu-0",
@@ -356,5 +367,31 @@ fn explain_shows_a_running_notebooks_idle_evidence_and_its_tenants_rule() {
             "GET /apis/gantry.dev/v1alpha1/tenants/team-a",
             "GET /apis/gantry.dev/v1alpha1/tenants?&fieldSelector=metadata.name%3Dteam-a",
         ]
+    );
+}
+
+/// Evidence the node agent stopped confirming, or never confirmed, is not used by the queue
+/// controller; explain says so, and what to check, instead of showing it as current.
+#[test]
+fn explain_says_when_the_idle_evidence_is_too_old_to_be_used() {
+    let now = jiff::Timestamp::now().as_second();
+    let idle = format!("{{\"team-a/nb-0\": {}}}", now - 5400);
+    let (line, _) = explain_notebook(json!({
+        "gantry.dev/gpu-idle-pods": idle,
+        "gantry.dev/gpu-idle-checked-at": (now - 3600).to_string(),
+    }));
+    assert!(
+        line.contains("unknown: the node agent on gpu-0 last confirmed its idle evidence 1h 0m ago"),
+        "{line}"
+    );
+    assert!(
+        line.contains("is Gantry's node agent running on gpu-0?")
+            && !line.contains("no kernel on its GPUs since"),
+        "{line}"
+    );
+    let (line, _) = explain_notebook(json!({"gantry.dev/gpu-idle-pods": idle}));
+    assert!(
+        line.contains("without gantry.dev/gpu-idle-checked-at") && line.contains("upgrade the node agent"),
+        "{line}"
     );
 }

@@ -77,8 +77,7 @@ impl State {
     /// Everything the agent writes on its Node: the inventory and the idle pods.
     pub fn node_desired(&self) -> Desired {
         let mut d = self.inventory();
-        let (key, value) = self.idle_since.desired();
-        d.annotations.insert(key, value);
+        d.annotations.extend(self.idle_since.desired());
         d
     }
 
@@ -390,6 +389,7 @@ pub async fn run(
         let inventory = out.print_inventory.then(|| {
             let mut d = on_node.clone();
             d.annotations.remove(gantry_api::keys::GPU_IDLE_PODS_ANNOTATION);
+            d.annotations.remove(gantry_api::keys::GPU_IDLE_CHECKED_AT_ANNOTATION);
             d
         });
         if let Some(inventory) = inventory.filter(|i| printed.as_ref() != Some(i)) {

@@ -21,17 +21,26 @@
 //! - a pass at which the agent could not learn who holds the GPUs (pod-resources failed) forgets
 //!   everything, as a restart does ([`IdleSince::forget`]): across the gap it cannot tell that the
 //!   same pod held the GPUs, nor that they stayed idle.
+//!
+//! Confirmation: since the idle pods change only on transitions, an agent that stopped would
+//! leave its last word on the Node for good. So while any pod is idle the agent also writes
+//! when it last confirmed them ([`GPU_IDLE_CHECKED_AT_ANNOTATION`]): the pass at which they last
+//! changed, renewed at the first pass [`IDLE_REFRESH_SECONDS`] or more after that (one Node write
+//! a minute, on nodes with idle pods only). The scheduler uses the evidence only while that stamp
+//! is at most [`gantry_api::node::IDLE_MAX_AGE_SECONDS`] old ([`gantry_api::node::IdleOnNode`]).
 
 use crate::agent::GpuUse;
-use gantry_api::keys::GPU_IDLE_PODS_ANNOTATION;
-use gantry_api::node::MAX_IDLE_PODS;
+use gantry_api::keys::{GPU_IDLE_CHECKED_AT_ANNOTATION, GPU_IDLE_PODS_ANNOTATION};
+use gantry_api::node::{IDLE_REFRESH_SECONDS, MAX_IDLE_PODS};
 use std::collections::BTreeMap;
 
 /// Per pod holding GPUs, `namespace/pod` → the start of its current idle stretch (`None`: busy
-/// at the last pass).
+/// at the last pass), and when the idle pods were last confirmed.
 #[derive(Default, Debug, Clone, PartialEq, Eq)]
 pub struct IdleSince {
     pods: BTreeMap<String, Option<i64>>,
+    /// The pass that last confirmed the idle pods; `None` while none is idle.
+    checked_at: Option<i64>,
 }
 
 impl IdleSince {
@@ -63,7 +72,20 @@ impl IdleSince {
                 (true, None) => Some(now),
             };
         }
-        self.idle() != before
+        let changed = self.idle() != before;
+        self.confirm(now, changed);
+        changed
+    }
+
+    /// Stamps the pass at `now` as the confirmation when the idle pods changed, or when the last
+    /// stamp is [`IDLE_REFRESH_SECONDS`] old (or ahead of `now`: the clock was set back).
+    fn confirm(&mut self, now: i64, changed: bool) {
+        let any_idle = self.pods.values().any(Option::is_some);
+        self.checked_at = match self.checked_at {
+            _ if !any_idle => None,
+            Some(t) if !changed && (t..t + IDLE_REFRESH_SECONDS).contains(&now) => Some(t),
+            _ => Some(now),
+        };
     }
 
     /// Forgets every pod, as a restart would: the next pass starts every idle stretch anew.
@@ -71,6 +93,7 @@ impl IdleSince {
     pub fn forget(&mut self) -> bool {
         let had = !self.idle().is_empty();
         self.pods.clear();
+        self.checked_at = None;
         had
     }
 
@@ -97,9 +120,18 @@ impl IdleSince {
         Some(serde_json::Value::Object(map).to_string())
     }
 
-    /// The annotation as the inventory's [`crate::inventory::Desired`] entry.
-    pub fn desired(&self) -> (String, Option<String>) {
-        (GPU_IDLE_PODS_ANNOTATION.to_string(), self.annotation())
+    /// When the idle pods were last confirmed (unix seconds); `None` while none is idle.
+    pub fn checked_at(&self) -> Option<i64> {
+        self.checked_at
+    }
+
+    /// The idle pods and their confirmation as the inventory's [`crate::inventory::Desired`]
+    /// entries (both removed when no pod is idle).
+    pub fn desired(&self) -> [(String, Option<String>); 2] {
+        [
+            (GPU_IDLE_PODS_ANNOTATION.to_string(), self.annotation()),
+            (GPU_IDLE_CHECKED_AT_ANNOTATION.to_string(), self.checked_at.map(|t| t.to_string())),
+        ]
     }
 }
 
@@ -244,10 +276,52 @@ mod tests {
         t.observe(T0 + 30, &[gpu(0, NB, Some(0)), gpu(1, TRAIN, Some(0))]);
         let text = t.annotation().unwrap();
         assert_eq!(text, format!(r#"{{"team-a/nb-0":{T0},"team-b/train-0":{}}}"#, T0 + 30));
-        let node =
-            json!({"metadata": {"name": "gpu-node-1", "annotations": {GPU_IDLE_PODS_ANNOTATION: text}}});
-        assert_eq!(gantry_api::node::idle_pods(&node).unwrap(), t.idle());
-        assert_eq!(t.desired(), (GPU_IDLE_PODS_ANNOTATION.to_string(), Some(text)));
+        let stamp = (T0 + 30).to_string();
+        let annotations: serde_json::Map<String, serde_json::Value> =
+            t.desired().into_iter().map(|(k, v)| (k, json!(v))).collect();
+        assert_eq!(
+            serde_json::Value::Object(annotations.clone()),
+            json!({GPU_IDLE_PODS_ANNOTATION: text, GPU_IDLE_CHECKED_AT_ANNOTATION: stamp})
+        );
+        let node = json!({"metadata": {"name": "gpu-node-1", "annotations": annotations}});
+        let read = gantry_api::node::idle_pods(&node).unwrap();
+        assert_eq!((read.pods, read.checked_at), (t.idle(), Some(T0 + 30)));
+    }
+
+    /// Passes every `step` seconds from T0 with the notebook idle throughout: when the agent
+    /// confirms (stamps) its evidence.
+    #[test]
+    fn idle_evidence_is_confirmed_on_changes_and_at_least_every_refresh() {
+        let idle_gpu = [gpu(0, NB, Some(0))];
+        for step in [1, 10, 25, 60, 90] {
+            let mut t = IdleSince::new();
+            let mut stamps = Vec::new();
+            for i in 0..=20 {
+                let now = T0 + i * step;
+                t.observe(now, &idle_gpu);
+                if stamps.last() != t.checked_at().as_ref() {
+                    stamps.push(t.checked_at().unwrap());
+                }
+                let age = now - t.checked_at().unwrap();
+                assert!(age < IDLE_REFRESH_SECONDS, "step {step}: at {now} the stamp is {age} s old");
+            }
+            assert_eq!(stamps[0], T0, "step {step}: stamped when the pod became idle");
+            for pair in stamps.windows(2) {
+                assert!(pair[1] - pair[0] >= IDLE_REFRESH_SECONDS.min(step), "step {step}: {stamps:?}");
+            }
+        }
+        // A change stamps at once; no idle pod, no stamp; a clock set back stamps anew.
+        let mut t = IdleSince::new();
+        t.observe(T0, &[gpu(0, NB, Some(0)), gpu(1, TRAIN, Some(50))]);
+        t.observe(T0 + 5, &[gpu(0, NB, Some(0)), gpu(1, TRAIN, Some(0))]);
+        assert_eq!(t.checked_at(), Some(T0 + 5), "train-0 became idle");
+        t.observe(T0 + 6, &[gpu(0, NB, Some(7)), gpu(1, TRAIN, Some(9))]);
+        assert_eq!((t.checked_at(), t.desired()[1].1.clone()), (None, None), "nothing idle");
+        t.observe(T0 + 7, &idle_gpu);
+        t.observe(T0 - 100, &idle_gpu);
+        assert_eq!(t.checked_at(), Some(T0 - 100));
+        assert!(t.forget());
+        assert_eq!(t.checked_at(), None, "forgetting forgets the stamp");
     }
 
     #[test]
@@ -270,7 +344,7 @@ mod tests {
         let text = t.annotation().unwrap();
         let node =
             json!({"metadata": {"name": "gpu-node-1", "annotations": {GPU_IDLE_PODS_ANNOTATION: text}}});
-        let read = gantry_api::node::idle_pods(&node).unwrap();
+        let read = gantry_api::node::idle_pods(&node).unwrap().pods;
         assert_eq!(read.len(), MAX_IDLE_PODS);
         for dropped in ["ns/p000", "ns/p001", "ns/p002"] {
             assert!(!read.contains_key(dropped), "{dropped} was idle the shortest");

@@ -3,7 +3,8 @@
 //! failed call instead of retrying every pass; the idle pods are patched on transitions only.
 
 use gantry_api::keys::{
-    GPU_IDLE_PODS_ANNOTATION, GPU_INVENTORY_ANNOTATION, GPU_PRODUCT_LABEL, GPU_UNHEALTHY_ANNOTATION,
+    GPU_IDLE_CHECKED_AT_ANNOTATION, GPU_IDLE_PODS_ANNOTATION, GPU_INVENTORY_ANNOTATION, GPU_PRODUCT_LABEL,
+    GPU_UNHEALTHY_ANNOTATION,
 };
 use gantry_node_agent::agent::State;
 use gantry_node_agent::inventory::{PublishError, Publisher};
@@ -175,7 +176,11 @@ async fn idle_pods_are_patched_on_transitions_only() {
     let train = (2, "team-b", "train-0");
     let mut state = State::default();
     let last_patch = |calls: &Calls| calls.lock().unwrap().last().map(|c| (c.0.clone(), c.3.clone()));
-    let idle_patch = |text: Value| json!({"metadata": {"annotations": {GPU_IDLE_PODS_ANNOTATION: text}}});
+    // The idle pods and the pass that confirmed them (both removed when none is idle).
+    let idle_patch = |text: Value, at: Option<i64>| {
+        let stamp = at.map_or(Value::Null, |t| json!(t.to_string()));
+        json!({"metadata": {"annotations": {GPU_IDLE_PODS_ANNOTATION: text, GPU_IDLE_CHECKED_AT_ANNOTATION: stamp}}})
+    };
 
     // nb-0 holds GPUs 0 and 1, GPU 1 busy; train-0 busy; GPU 3 idle but no pod's: none idle,
     // and the first patch (the inventory) does not name the absent annotation.
@@ -192,7 +197,7 @@ async fn idle_pods_are_patched_on_transitions_only() {
             "both of nb-0's GPUs idle",
             [Some(0), Some(0), Some(80), Some(0)],
             vec![nb, nb1, train],
-            Some(idle_patch(json!(format!(r#"{{"team-a/nb-0":{}}}"#, T0 + 1)))),
+            Some(idle_patch(json!(format!(r#"{{"team-a/nb-0":{}}}"#, T0 + 1)), Some(T0 + 1))),
         ),
         ("nothing changed", [Some(0), Some(0), Some(80), Some(0)], vec![nb, nb1, train], None),
         (
@@ -205,26 +210,29 @@ async fn idle_pods_are_patched_on_transitions_only() {
             "train-0 idle too",
             [Some(0), Some(0), Some(0), Some(0)],
             vec![nb, nb1, train],
-            Some(idle_patch(json!(format!(r#"{{"team-a/nb-0":{},"team-b/train-0":{}}}"#, T0 + 1, T0 + 4)))),
+            Some(idle_patch(
+                json!(format!(r#"{{"team-a/nb-0":{},"team-b/train-0":{}}}"#, T0 + 1, T0 + 4)),
+                Some(T0 + 4),
+            )),
         ),
         (
             "nb-0 busy again on one GPU",
             [Some(0), Some(12), Some(0), Some(0)],
             vec![nb, nb1, train],
-            Some(idle_patch(json!(format!(r#"{{"team-b/train-0":{}}}"#, T0 + 4)))),
+            Some(idle_patch(json!(format!(r#"{{"team-b/train-0":{}}}"#, T0 + 4)), Some(T0 + 5))),
         ),
         (
             "train-0 leaves: none idle",
             [Some(0), Some(12), Some(0), Some(0)],
             vec![nb, nb1],
-            Some(idle_patch(Value::Null)),
+            Some(idle_patch(Value::Null, None)),
         ),
         ("still none idle", [Some(0), Some(12), Some(0), Some(0)], vec![nb, nb1], None),
         (
             "nb-0 idle again: a new stretch",
             [Some(0), Some(0), Some(0), Some(0)],
             vec![nb, nb1],
-            Some(idle_patch(json!(format!(r#"{{"team-a/nb-0":{}}}"#, T0 + 8)))),
+            Some(idle_patch(json!(format!(r#"{{"team-a/nb-0":{}}}"#, T0 + 8)), Some(T0 + 8))),
         ),
     ];
     for (i, (what, util, holders, want)) in steps.into_iter().enumerate() {
@@ -251,6 +259,28 @@ async fn idle_pods_are_patched_on_transitions_only() {
         }
     }
 
+    // Nothing changes for a minute: the agent confirms the same evidence, and only that.
+    for (at, want) in [
+        (T0 + 67, None),
+        (
+            T0 + 68,
+            Some(
+                json!({"metadata": {"annotations": {GPU_IDLE_CHECKED_AT_ANNOTATION: (T0 + 68).to_string()}}}),
+            ),
+        ),
+        (T0 + 69, None),
+    ] {
+        let before = calls.lock().unwrap().len();
+        pass(&mut state, &frame, at, [Some(0), Some(0), Some(0), Some(0)], &[nb, nb1]);
+        let sent = publisher.publish(&state.node_desired()).await.map_err(|e| e.to_string());
+        assert_eq!(sent, Ok(want.is_some()), "at {at}");
+        let c = calls.lock().unwrap();
+        assert_eq!(c.len() - before, usize::from(want.is_some()), "at {at}");
+        if let Some(body) = want {
+            assert_eq!(c[before].3, body, "at {at}");
+        }
+    }
+
     // The agent restarts at T0 + 100: a new state and publisher read the Node, which still says
     // nb-0 has been idle since T0 + 8, and replace it with the first pass after the restart.
     let mut state = State::default();
@@ -261,10 +291,14 @@ async fn idle_pods_are_patched_on_transitions_only() {
     let c = calls.lock().unwrap();
     assert_eq!(c.len(), before + 2, "read, then one patch");
     assert_eq!(c[before].0, Method::GET);
-    assert_eq!(c[before + 1].3, idle_patch(json!(format!(r#"{{"team-a/nb-0":{}}}"#, T0 + 100))));
-    // What the Node now holds reads back as the tracker's map.
+    assert_eq!(
+        c[before + 1].3,
+        idle_patch(json!(format!(r#"{{"team-a/nb-0":{}}}"#, T0 + 100)), Some(T0 + 100))
+    );
+    // What the Node now holds reads back as the tracker's map, confirmed at the restart.
     let node = json!({"metadata": {"name": "gpu-node-1", "annotations": c[before + 1].3["metadata"]["annotations"]}});
-    assert_eq!(gantry_api::node::idle_pods(&node).unwrap(), state.idle_since.idle());
+    let read = gantry_api::node::idle_pods(&node).unwrap();
+    assert_eq!((read.pods, read.checked_at), (state.idle_since.idle(), Some(T0 + 100)));
 }
 
 /// Pods whose devices the pass has no utilization for (a MIG slice, a GPU gone from the frame)

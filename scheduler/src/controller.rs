@@ -40,7 +40,7 @@
 use gantry_api::gang::{GangError, GangSpec, Size};
 use gantry_api::identity::{admission_key, notebook_of, GangOwner, Identity};
 use gantry_api::keys::{GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION, HOLD_ANNOTATION, PLACEMENT_ANNOTATION};
-use gantry_api::node::{idle_pods, parse_node, NodeError};
+use gantry_api::node::{idle_pods, parse_node, IdleOnNode, NodeError};
 use gantry_api::placement::Planned;
 use gantry_api::pod::PodView;
 use gantry_api::quota::NotebookStopRecord;
@@ -147,8 +147,8 @@ pub struct Controller {
     next_external: u64,
     /// Gang sizes read from the frameworks' objects, by owner key ([`GangOwner::key`]).
     owners: HashMap<String, Result<GangSpec, GangError>>,
-    /// The node agents' idle evidence per node: `namespace/pod` → idle since.
-    idle: HashMap<String, std::collections::BTreeMap<String, Seconds>>,
+    /// The node agents' idle evidence per node, used only while current (see [`IdleOnNode`]).
+    idle: HashMap<String, IdleOnNode>,
     /// Notebooks already asked to stop: never asked twice (their pods leave when the notebook
     /// controller scales them to zero).
     stopping: HashSet<WorkloadId>,
@@ -202,9 +202,10 @@ impl Controller {
     /// the latest idle start of its pods, each read from the node the queue placed it on (an
     /// agent speaks only for its own node's pods), never before the workload started (a pod
     /// recreated under the same name, a StatefulSet's `nb-0`, must not inherit its
-    /// predecessor's idle time). `None`: some pod is busy or unreported, or `id` is no running
-    /// notebook.
-    pub fn notebook_idle_since(&self, id: WorkloadId) -> Option<Seconds> {
+    /// predecessor's idle time). Evidence its agent has not confirmed recently at `now` is no
+    /// evidence ([`IdleOnNode::current`]). `None`: some pod is busy or unreported, or `id` is no
+    /// running notebook.
+    pub fn notebook_idle_since(&self, id: WorkloadId, now: Seconds) -> Option<Seconds> {
         let (w, running) = (self.queue.workload(id)?, self.queue.running(id)?);
         if w.kind != Kind::Notebook {
             return None;
@@ -219,8 +220,8 @@ impl Controller {
             .collect();
         gang.pods.iter().try_fold(running.at, |latest, m| {
             let key = format!("{}/{}", m.pod.namespace, m.pod.name);
-            let at = nodes.iter().find_map(|n| self.idle.get(*n).and_then(|i| i.get(&key)))?;
-            Some(latest.max(*at))
+            let at = nodes.iter().find_map(|n| self.idle.get(*n).and_then(|i| i.idle_since(&key, now)))?;
+            Some(latest.max(at))
         })
     }
 
@@ -667,7 +668,7 @@ impl Controller {
             .running_workloads()
             .filter(|(w, _)| w.kind == Kind::Notebook && !self.stopping.contains(&w.id))
             .filter_map(|(w, _)| {
-                let idle_since = self.notebook_idle_since(w.id)?;
+                let idle_since = self.notebook_idle_since(w.id, now)?;
                 Some(gantry_core::notebooks::IdleEvidence { workload: w.id, idle_since })
             })
             .collect();

@@ -388,7 +388,7 @@ impl Live {
         records.extend(gantry_api::quota::records_of(&c.queue().tenancy, &accruals));
         let mut view = gantry_api::view::View::of(c.queue(), now);
         for r in &mut view.running {
-            r.idle_since = c.notebook_idle_since(r.id);
+            r.idle_since = c.notebook_idle_since(r.id, now);
         }
         Some(LeaderReport { view, records, notebook_stops: c.drain_notebook_stops() })
     }

@@ -38,12 +38,21 @@ fn gpu_pod(ns: &str, name: &str, gpus: u32, labels: Value) -> Value {
                     "containers": [{"resources": {"requests": {"cpu": "8", "memory": "64Gi"}, "limits": {"nvidia.com/gpu": gpus}}}]}})
 }
 
-/// The Node `name` as the node agent leaves it, naming `idle` pods (namespace/pod, since).
-fn node(name: &str, idle: &[(&str, i64)]) -> Value {
+/// The Node `name` as the node agent leaves it at `checked_at`, naming `idle` pods
+/// (namespace/pod, since).
+fn node(name: &str, idle: &[(&str, i64)], checked_at: i64) -> Value {
     let idle: serde_json::Map<String, Value> = idle.iter().map(|(k, t)| (k.to_string(), json!(t))).collect();
     json!({"metadata": {"name": name, "labels": {"nvidia.com/gpu.product": "A100"},
-                        "annotations": {"gantry.dev/gpu-idle-pods": Value::Object(idle).to_string()}},
+                        "annotations": {"gantry.dev/gpu-idle-pods": Value::Object(idle).to_string(),
+                                        "gantry.dev/gpu-idle-checked-at": checked_at.to_string()}},
            "status": {"allocatable": {"cpu": "128", "memory": "1Ti", "nvidia.com/gpu": "8"}}})
+}
+
+/// The node agent on `at` confirms its idle pods at `now` (as it does every minute while any
+/// pod is idle), and the controller reconciles at `now`.
+fn confirmed(c: &mut Controller, at: &str, idle: &[(&str, i64)], now: i64) -> Vec<Action> {
+    c.node_applied(&node(at, idle, now), now).unwrap();
+    c.reconcile(now)
 }
 
 fn stops(actions: &[Action]) -> Vec<(&PodRef, &String, &NotebookStop)> {
@@ -88,17 +97,17 @@ fn an_idle_notebook_is_stopped_once_when_work_waits_and_its_nodes_agent_says_so(
     let at = notebook_running(&mut c);
     team_b_waits(&mut c, T0 + 60);
     let idle_since = T0 + 600;
-    c.node_applied(&node(&at, &[("team-a/nb-0", idle_since), ("team-a/web-0", idle_since)]), T0 + 700)
-        .unwrap();
+    let idle = [("team-a/nb-0", idle_since), ("team-a/web-0", idle_since)];
+    c.node_applied(&node(&at, &idle, T0 + 700), T0 + 700).unwrap();
     // The evidence the dashboard and the view show: the notebook's, not the serving pod's.
     let ids: Vec<(u64, gantry_core::tenancy::Kind)> =
         c.queue().running_workloads().map(|(w, _)| (w.id, w.kind)).collect();
     for (id, kind) in ids {
         let expected = (kind == gantry_core::tenancy::Kind::Notebook).then_some(idle_since);
-        assert_eq!(c.notebook_idle_since(id), expected, "{kind:?}");
+        assert_eq!(c.notebook_idle_since(id, T0 + 700), expected, "{kind:?}");
     }
-    assert!(stops(&c.reconcile(idle_since + 2 * HOUR - 1)).is_empty(), "not yet 2 h");
-    let actions = c.reconcile(idle_since + 2 * HOUR);
+    assert!(stops(&confirmed(&mut c, &at, &idle, idle_since + 2 * HOUR - 1)).is_empty(), "not yet 2 h");
+    let actions = confirmed(&mut c, &at, &idle, idle_since + 2 * HOUR);
     let s = stops(&actions);
     assert_eq!(s.len(), 1, "the notebook only, never the serving pod: {actions:?}");
     let (pod, name, stop) = s[0];
@@ -119,7 +128,7 @@ fn an_idle_notebook_is_stopped_once_when_work_waits_and_its_nodes_agent_says_so(
     assert_eq!((l.idle_since, l.at, l.idle), (idle_since, idle_since + 2 * HOUR, 7_200_000));
     assert_eq!(l.message, stop.message);
     assert!(c.drain_notebook_stops().is_empty(), "taken once");
-    assert!(stops(&c.reconcile(idle_since + 3 * HOUR)).is_empty(), "asked once");
+    assert!(stops(&confirmed(&mut c, &at, &idle, idle_since + 3 * HOUR)).is_empty(), "asked once");
     // The notebook controller scales the Notebook to zero: its pod goes, its GPU is free.
     c.pod_deleted("3c5f7e2a-9d41-4b8e-a0f1-6e2d9c4b7a10", idle_since + 3 * HOUR);
     assert_eq!(c.queue().quota().usage(0, 0), 1000, "team-a holds only its serving GPU");
@@ -132,14 +141,12 @@ fn evidence_from_another_node_or_a_busy_notebook_stops_nothing() {
     team_b_waits(&mut c, T0 + 60);
     let other = if at == "gpu-0" { "gpu-1" } else { "gpu-0" };
     // Another node's agent cannot speak for the notebook's pod.
-    c.node_applied(&node(other, &[("team-a/nb-0", T0)]), T0).unwrap();
-    assert!(stops(&c.reconcile(T0 + 10 * HOUR)).is_empty());
+    assert!(stops(&confirmed(&mut c, other, &[("team-a/nb-0", T0)], T0 + 10 * HOUR)).is_empty());
     // Its own node's agent saw it busy again: no evidence, no stop.
-    c.node_applied(&node(&at, &[("team-a/nb-0", T0)]), T0).unwrap();
-    c.node_applied(&node(&at, &[]), T0 + 10 * HOUR).unwrap();
-    assert!(stops(&c.reconcile(T0 + 10 * HOUR)).is_empty());
+    c.node_applied(&node(&at, &[("team-a/nb-0", T0)], T0), T0).unwrap();
+    assert!(stops(&confirmed(&mut c, &at, &[], T0 + 10 * HOUR)).is_empty());
     // A broken annotation is no evidence either.
-    let mut broken = node(&at, &[]);
+    let mut broken = node(&at, &[], T0 + 10 * HOUR);
     broken["metadata"]["annotations"]["gantry.dev/gpu-idle-pods"] = json!("all of them");
     c.node_applied(&broken, T0 + 10 * HOUR).unwrap();
     assert!(stops(&c.reconcile(T0 + 10 * HOUR)).is_empty());
@@ -149,8 +156,35 @@ fn evidence_from_another_node_or_a_busy_notebook_stops_nothing() {
 fn without_waiting_work_an_idle_notebook_keeps_running() {
     let mut c = controller();
     let at = notebook_running(&mut c);
-    c.node_applied(&node(&at, &[("team-a/nb-0", T0)]), T0).unwrap();
-    assert!(stops(&c.reconcile(T0 + 10 * HOUR)).is_empty());
+    assert!(stops(&confirmed(&mut c, &at, &[("team-a/nb-0", T0)], T0 + 10 * HOUR)).is_empty());
+}
+
+/// The node agent writes its idle pods on transitions only; if it stops (crashed, evicted, its
+/// DaemonSet removed), its last word stays on the Node while the notebook may have become busy.
+/// Its evidence counts only while it keeps confirming it.
+#[test]
+fn a_node_agent_that_stops_confirming_no_longer_speaks_for_its_pods() {
+    use gantry_api::node::IDLE_MAX_AGE_SECONDS;
+    let mut c = controller();
+    let at = notebook_running(&mut c);
+    team_b_waits(&mut c, T0 + 60);
+    let idle_since = T0 + 600;
+    let idle = [("team-a/nb-0", idle_since)];
+    // Last confirmed 10 minutes after the notebook went idle; then the agent goes silent.
+    let last_word = idle_since + 600;
+    c.node_applied(&node(&at, &idle, last_word), last_word).unwrap();
+    let notebook =
+        c.queue().running_workloads().find(|(w, _)| w.kind == gantry_core::tenancy::Kind::Notebook);
+    let id = notebook.map(|(w, _)| w.id).unwrap();
+    assert_eq!(c.notebook_idle_since(id, last_word + IDLE_MAX_AGE_SECONDS), Some(idle_since));
+    assert_eq!(c.notebook_idle_since(id, last_word + IDLE_MAX_AGE_SECONDS + 1), None, "stale evidence");
+    assert!(stops(&c.reconcile(idle_since + 2 * HOUR)).is_empty(), "silent for over 1 h: nothing stopped");
+    assert!(stops(&c.reconcile(idle_since + 10 * HOUR)).is_empty());
+    // The agent is back and still sees the notebook idle (a restarted agent starts its stretch
+    // over, so since its first pass): it is stopped once that stretch is long enough.
+    let back = idle_since + 10 * HOUR;
+    assert!(stops(&confirmed(&mut c, &at, &[("team-a/nb-0", back)], back + HOUR)).is_empty());
+    assert_eq!(stops(&confirmed(&mut c, &at, &[("team-a/nb-0", back)], back + 2 * HOUR)).len(), 1);
 }
 
 #[tokio::test]

@@ -96,12 +96,15 @@ fn a_notebook_pod_is_gated_as_a_notebook_and_stopped_the_kubeflow_way_when_idle_
     c.pod_gated(&train, T0 + 60);
     c.reconcile(T0 + 60);
     assert_eq!(c.queue().pending_count(), 1);
-    // The node agent on gpu-0: the notebook's GPU idle since T0 + 10 min.
+    // The node agent on gpu-0: the notebook's GPU idle since T0 + 10 min, as it last confirmed
+    // it a minute ago.
+    let now = T0 + 600 + 2 * HOUR;
     let node = json!({"metadata": {"name": "gpu-0", "labels": {"nvidia.com/gpu.product": "A100"},
-                                   "annotations": {"gantry.dev/gpu-idle-pods": format!("{{\"team-a/nb-0\": {}}}", T0 + 600)}},
+                                   "annotations": {"gantry.dev/gpu-idle-pods": format!("{{\"team-a/nb-0\": {}}}", T0 + 600),
+                                                   "gantry.dev/gpu-idle-checked-at": (now - 60).to_string()}},
                       "status": {"allocatable": {"cpu": "128", "memory": "1Ti", "nvidia.com/gpu": "8"}}});
-    c.node_applied(&node, T0 + 600).expect("the node reads");
-    let actions = c.reconcile(T0 + 600 + 2 * HOUR);
+    c.node_applied(&node, now - 60).expect("the node reads");
+    let actions = c.reconcile(now);
     let stopped: Vec<&String> = actions
         .iter()
         .filter_map(|a| match a {
