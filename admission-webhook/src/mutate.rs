@@ -10,8 +10,10 @@
 //! - annotations `gantry.dev/workload` (the gang key), `gantry.dev/priority-class` (when absent:
 //!   the pod's `spec.priorityClassName` if it names one of Gantry's classes, else the tenant's
 //!   class for the kind) and `gantry.dev/gang-size` (when absent, from Kueue's
-//!   `kueue.x-k8s.io/pod-group-total-count`; the frameworks' replica counts are not on the pod:
-//!   the scheduler reads them from the objects that create the pods, `gantry_api::gang`);
+//!   `kueue.x-k8s.io/pod-group-total-count`, or the node count KServe writes on a multi-node
+//!   predictor's head and workers, `gantry_api::gang::kserve_multi_node`; the other frameworks'
+//!   replica counts are not on the pod: the scheduler reads them from the objects that create
+//!   the pods, `gantry_api::gang`);
 //! - for pods that ask for `nvidia.com/gpu`, and for every member of a gang (a pod whose
 //!   framework defines gangs, or with a gang size above 1: an MPIJob's CPU-only launcher must
 //!   start with its GPU workers, never before them), when not already bound (`spec.nodeName`):
@@ -63,7 +65,8 @@ pub fn mutate(policy: &AdmissionPolicy, request: &Request) -> Decision {
     }
     if annotation(pod, GANG_SIZE_ANNOTATION).is_none() {
         let kueue = annotation(pod, KUEUE_TOTAL_COUNT_ANNOTATION).and_then(|n| n.trim().parse::<u32>().ok());
-        if let Some(n) = kueue.filter(|n| (1..=MAX_GANG).contains(n)) {
+        let declared = kueue.filter(|n| (1..=MAX_GANG).contains(n));
+        if let Some(n) = declared.or_else(|| gantry_api::gang::kserve_multi_node(pod)) {
             annotations.push((GANG_SIZE_ANNOTATION, n.to_string()));
         }
     }

@@ -163,6 +163,40 @@ pub static FRAMEWORKS: [&Framework; 12] = [
     &INDEXED_JOB,
 ];
 
+/// A KServe multi-node predictor's pod count, from the pod itself: KServe writes the number of
+/// nodes, head and workers, as `RAY_NODE_COUNT` on both the head's `kserve-container` and the
+/// workers' `worker-container`, with the pipeline- and tensor-parallel sizes, and makes one head
+/// pod and `RAY_NODE_COUNT - 1` worker pods (kserve/kserve,
+/// pkg/controller/v1beta1/inferenceservice/components/predictor.go `multiNodeProcess`;
+/// reconcilers/deployment/deployment_reconciler.go `createRawDeployment`). The head waits for its
+/// workers to join its Ray cluster, so the pods are one gang: the webhook copies the count into
+/// `gantry.dev/gang-size`.
+///
+/// `None`: not such a pod (no InferenceService label, or the three variables are not all set as
+/// values on the right container, as on a single-node predictor), a count that is not a whole
+/// number from 2 to [`MAX_GANG`] (one node is no gang).
+pub fn kserve_multi_node(pod: &Value) -> Option<u32> {
+    use crate::keys::{
+        KSERVE_HEAD_CONTAINER, KSERVE_ISVC_LABEL, KSERVE_NODE_COUNT_ENV, KSERVE_PIPELINE_PARALLEL_ENV,
+        KSERVE_TENSOR_PARALLEL_ENV, KSERVE_WORKER_CONTAINER,
+    };
+    crate::pod::label(pod, KSERVE_ISVC_LABEL).filter(|s| !s.is_empty())?;
+    let containers = pod.get("spec")?.get("containers")?.as_array()?;
+    let container = containers.iter().find(|c| {
+        matches!(c.get("name").and_then(Value::as_str), Some(KSERVE_HEAD_CONTAINER | KSERVE_WORKER_CONTAINER))
+    })?;
+    let env = container.get("env")?.as_array()?;
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|e| e.get("value")?.as_str())
+    };
+    value(KSERVE_PIPELINE_PARALLEL_ENV)?;
+    value(KSERVE_TENSOR_PARALLEL_ENV)?;
+    let nodes = value(KSERVE_NODE_COUNT_ENV)?.trim().parse::<u32>().ok()?;
+    (2..=MAX_GANG).contains(&nodes).then_some(nodes)
+}
+
 /// The key a framework object's gang size is kept under.
 pub fn owner_key(f: &Framework, namespace: &str, name: &str) -> String {
     format!("{namespace}/{}/{name}", f.key_kind)
@@ -388,6 +422,48 @@ mod tests {
 
     fn obj(spec: Value) -> Value {
         json!({"metadata": {"namespace": "team-a", "name": "x"}, "spec": spec})
+    }
+
+    /// A pod of InferenceService `llm` with one container `container` carrying `env`.
+    fn kserve_pod(isvc: Option<&str>, container: &str, env: &[(&str, &str)]) -> Value {
+        let env: Vec<Value> = env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+        let labels = isvc.map_or(json!({}), |i| json!({"serving.kserve.io/inferenceservice": i}));
+        json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": container, "env": env}]}})
+    }
+
+    #[test]
+    fn a_kserve_multi_node_pod_says_its_gang_size_and_no_other_pod_does() {
+        let sizes = [("PIPELINE_PARALLEL_SIZE", "3"), ("TENSOR_PARALLEL_SIZE", "4")];
+        let with = |count: &'static str| {
+            let mut env = sizes.to_vec();
+            env.push(("RAY_NODE_COUNT", count));
+            env
+        };
+        let three = with("3");
+        let cases: Vec<(&str, Value, Option<u32>)> = vec![
+            ("the head", kserve_pod(Some("llm"), "kserve-container", &three), Some(3)),
+            ("a worker", kserve_pod(Some("llm"), "worker-container", &three), Some(3)),
+            ("one node: no gang", kserve_pod(Some("llm"), "kserve-container", &with("1")), None),
+            ("not a count", kserve_pod(Some("llm"), "kserve-container", &with("three")), None),
+            ("too many", kserve_pod(Some("llm"), "kserve-container", &with("10001")), None),
+            ("no InferenceService label", kserve_pod(None, "kserve-container", &three), None),
+            ("another container", kserve_pod(Some("llm"), "main", &three), None),
+            (
+                "the count alone (a single-node predictor's own env)",
+                kserve_pod(Some("llm"), "kserve-container", &[("RAY_NODE_COUNT", "3")]),
+                None,
+            ),
+            ("a single-node predictor", kserve_pod(Some("llm"), "kserve-container", &[]), None),
+        ];
+        for (what, pod, want) in cases {
+            assert_eq!(kserve_multi_node(&pod), want, "{what}");
+        }
+        // The count from a reference (valueFrom) is not a value: no gang.
+        let mut pod = kserve_pod(Some("llm"), "kserve-container", &sizes);
+        pod["spec"]["containers"][0]["env"].as_array_mut().unwrap().push(
+            json!({"name": "RAY_NODE_COUNT", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "n"}}}),
+        );
+        assert_eq!(kserve_multi_node(&pod), None);
     }
 
     #[test]

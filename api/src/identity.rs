@@ -152,6 +152,18 @@ pub fn identify(pod: &Value) -> Identity {
         );
     }
     if let Some(isvc) = label(pod, KSERVE_ISVC_LABEL).or_else(|| label(pod, KFSERVING_ISVC_LABEL)) {
+        // A multi-node predictor's head and workers are one gang per generation: a new spec
+        // rolls out a new gang beside the one still serving.
+        if gang::kserve_multi_node(pod).is_some() {
+            if let Some(generation) = label(pod, KSERVE_GENERATION_LABEL) {
+                return id(
+                    "inferenceservice",
+                    &format!("{isvc}/{generation}"),
+                    Kind::Serving,
+                    Source::KServe,
+                );
+            }
+        }
         return id("inferenceservice", isvc, Kind::Serving, Source::KServe);
     }
     if let Some(nb) = label(pod, NOTEBOOK_NAME_LABEL) {
@@ -234,6 +246,29 @@ mod tests {
 
     fn owner(kind: &str, name: &str) -> Value {
         json!([{"apiVersion": "x/v1", "kind": kind, "name": name, "uid": "u", "controller": true}])
+    }
+
+    #[test]
+    fn a_kserve_multi_node_predictors_pods_are_keyed_by_its_generation() {
+        let env = json!([{"name": "PIPELINE_PARALLEL_SIZE", "value": "2"}, {"name": "TENSOR_PARALLEL_SIZE", "value": "8"},
+                         {"name": "RAY_NODE_COUNT", "value": "2"}]);
+        let labels = json!({"serving.kserve.io/inferenceservice": "llm", "isvc.generation": "4"});
+        let mut head = pod(labels.clone(), json!({}), owner("ReplicaSet", "llm-predictor-6f8d"));
+        head["spec"] = json!({"containers": [{"name": "kserve-container", "env": env}]});
+        let mut worker = pod(labels, json!({}), owner("ReplicaSet", "llm-predictor-worker-5c7d"));
+        worker["spec"] = json!({"containers": [{"name": "worker-container", "env": env}]});
+        for p in [&head, &worker] {
+            let i = identify(p);
+            assert_eq!(
+                (i.key.as_str(), i.kind, i.source),
+                ("team-a/inferenceservice/llm/4", Kind::Serving, Source::KServe)
+            );
+        }
+        // Without the generation label, or without the multi-node env: the InferenceService's key.
+        head["metadata"]["labels"].as_object_mut().unwrap().remove("isvc.generation");
+        assert_eq!(identify(&head).key, "team-a/inferenceservice/llm");
+        worker["spec"]["containers"][0]["env"] = json!([]);
+        assert_eq!(identify(&worker).key, "team-a/inferenceservice/llm");
     }
 
     #[test]

@@ -100,6 +100,19 @@ pub const LWS_LEADER_NAME_ANNOTATION: &str = "leaderworkerset.sigs.k8s.io/leader
 /// KServe: the InferenceService, and the same label of KFServing before the rename.
 pub const KSERVE_ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
 pub const KFSERVING_ISVC_LABEL: &str = "serving.kubeflow.org/inferenceservice";
+/// KServe: the InferenceService's generation its pods were made for (both Deployments of a
+/// multi-node predictor carry it, and a new spec makes a new generation of pods).
+pub const KSERVE_GENERATION_LABEL: &str = "isvc.generation";
+/// KServe multi-node (`spec.predictor.workerSpec`): the containers of the head and worker pods,
+/// and the env KServe writes on both with the node count (head and workers) and the parallel
+/// sizes (kserve/kserve, pkg/constants/constants.go `InferenceServiceContainerName`,
+/// `WorkerContainerName`, `RayNodeCountEnvName`, `PipelineParallelSizeEnvName`,
+/// `TensorParallelSizeEnvName`).
+pub const KSERVE_HEAD_CONTAINER: &str = "kserve-container";
+pub const KSERVE_WORKER_CONTAINER: &str = "worker-container";
+pub const KSERVE_NODE_COUNT_ENV: &str = "RAY_NODE_COUNT";
+pub const KSERVE_PIPELINE_PARALLEL_ENV: &str = "PIPELINE_PARALLEL_SIZE";
+pub const KSERVE_TENSOR_PARALLEL_ENV: &str = "TENSOR_PARALLEL_SIZE";
 /// Kubeflow's notebook controller: the Notebook a pod belongs to.
 pub const NOTEBOOK_NAME_LABEL: &str = "notebook-name";
 /// Annotation on a Notebook (`kubeflow.org/v1`): present, the notebook controller scales it to

@@ -1,10 +1,11 @@
 //! KServe in both modes and plain Knative Services under Gantry's admission: serving pods exactly
 //! as the upstream controllers create them (`fixtures/kserve/`, see its SOURCE.md) pass through
 //! the admission webhook's mutation and validation and the queue controller, and the adapter's
-//! calls are asserted against a mocked API server. Each replica of a revision is admitted on its
-//! own, at once when its tenant's quota holds it; a scale-up past the quota waits (or borrows
-//! what the cohort lends); a serving replica goes ahead of a queue of training gangs of its own
-//! tenant; and the wait Knative's progress deadline allows is measured against Gantry's timing.
+//! calls are asserted against a mocked API server. A multi-node predictor's head and workers are
+//! one gang; each replica of a revision is admitted on its own, at once when its tenant's quota
+//! holds it; a scale-up past the quota waits (or borrows what the cohort lends); a serving
+//! replica goes ahead of a queue of training gangs of its own tenant; and the wait Knative's
+//! progress deadline allows is measured against Gantry's timing.
 
 use gantry_admission_webhook::{AdmissionPolicy, Path, Webhook};
 use gantry_core::model::{Cluster, ModelCatalog, Node, PodRequest};
@@ -60,6 +61,14 @@ fn raw() -> Value {
 }
 fn knative() -> Value {
     fixture("knative-revision.pod.json")
+}
+/// A multi-node predictor (`workerSpec`, tensor-parallel 4 x pipeline-parallel 3): the head and
+/// one of its two workers, 4 L4 each.
+fn multinode_head() -> Value {
+    fixture("multinode-head.pod.json")
+}
+fn multinode_worker() -> Value {
+    fixture("multinode-worker.pod.json")
 }
 
 /// team-b (the fixtures' namespace) with `nominal` L4 GPUs; team-a, in the same cohort, with
@@ -477,4 +486,83 @@ fn how_long_a_replica_owed_quota_waits_for_borrowed_training_against_knatives_pr
     }
     assert!(measured[0] >= deadline, "with the defaults the wait reaches Knative's deadline: {measured:?}");
     assert!(measured[1] < deadline);
+}
+
+/// KServe's multi-node predictor: a head and `RAY_NODE_COUNT - 1` workers, the head waiting for
+/// the workers to join its Ray cluster. Gantry admits them as one gang, taking the size from the
+/// pods themselves; a new generation is a gang of its own; a single-node predictor is unchanged.
+#[tokio::test]
+async fn a_multi_node_predictors_head_and_workers_start_together_or_not_at_all() {
+    let head = multinode_head();
+    let worker = multinode_worker();
+    assert_eq!(gantry_api::gang::kserve_multi_node(&head), Some(3));
+    assert_eq!(gantry_api::gang::kserve_multi_node(&worker), Some(3));
+    assert_eq!(gantry_api::gang::kserve_multi_node(&raw()), None, "a single-node predictor");
+
+    // Quota for the whole gang (12 L4) on four 4-GPU nodes.
+    let t = tenancy(12, 0, "");
+    let w = webhook(&t);
+    let (head_pod, ops) = create(&w, &head, 0, T0);
+    assert!(
+        ops.contains(
+            &json!({"op": "add", "path": "/metadata/annotations/gantry.dev~1gang-size", "value": "3"})
+        ),
+        "{ops:?}"
+    );
+    let workers: Vec<Value> = (1..3).map(|n| create(&w, &worker, n, T0).0).collect();
+    let pods: Vec<&Value> = std::iter::once(&head_pod).chain(&workers).collect();
+    for p in &pods {
+        assert_eq!(
+            p["metadata"]["annotations"]["gantry.dev/workload"],
+            "team-b/inferenceservice/llama-70b/1"
+        );
+        assert_eq!(p["spec"]["schedulingGates"], json!([{"name": "gantry.dev/admission"}]));
+    }
+
+    let mut c = controller(t.clone(), 4);
+    // The head arrives first (the Deployments are made together; their pods in any order):
+    // nothing starts, and it says how many of its gang exist.
+    c.pod_gated(&head_pod, T0);
+    let actions = c.reconcile(T0);
+    assert!(ungated(&actions).is_empty(), "{actions:?}");
+    let said = told(&actions);
+    assert!(said[&name(&head_pod)].contains("1 of its 3 pods"), "{said:?}");
+    c.pod_gated(&workers[0], T0 + 1);
+    assert!(ungated(&c.reconcile(T0 + 1)).is_empty());
+    // The last worker: all three start in one cycle, each on a node of its own (4 GPUs each).
+    c.pod_gated(&workers[1], T0 + 2);
+    let actions = c.reconcile(T0 + 2);
+    let mut all: Vec<String> = pods.iter().map(|p| name(p)).collect();
+    all.sort();
+    assert_eq!(ungated(&actions), all, "{actions:?}");
+    let nodes: std::collections::BTreeSet<&String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Ungate { node, .. } => Some(node),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(nodes.len(), 3, "{actions:?}");
+    c.queue().check_invariants().unwrap();
+    let calls = carry_out(&actions).await;
+    assert_eq!(calls.len(), 6, "a placement-and-gate patch and a condition per pod: {calls:?}");
+
+    // Quota for one node less: no pod of the gang starts, each says why.
+    let t = tenancy(8, 0, "");
+    let mut c = controller(t, 4);
+    let mut actions = Vec::new();
+    for (i, p) in pods.iter().enumerate() {
+        actions.extend(c.pod_gated(*p, T0 + i as i64));
+    }
+    actions.extend(c.reconcile(T0 + 3));
+    assert!(ungated(&actions).is_empty(), "{actions:?}");
+    let said = told(&actions);
+    assert_eq!(said.len(), 3, "{actions:?}");
+    assert!(said.values().all(|m| m.contains("quota")), "{said:?}");
+
+    // A new spec (generation 2): its pods are a gang of their own beside the serving one.
+    let mut next = worker.clone();
+    next["metadata"]["labels"]["isvc.generation"] = json!("2");
+    let (next, _) = create(&w, &next, 9, T0 + 10);
+    assert_eq!(next["metadata"]["annotations"]["gantry.dev/workload"], "team-b/inferenceservice/llama-70b/2");
 }
