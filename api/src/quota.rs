@@ -154,6 +154,29 @@ pub struct NotebookStopRecord {
 }
 
 impl NotebookStopRecord {
+    /// The line for `stop`, the idle rule's decision at `at` on the Notebook `namespace/notebook`:
+    /// tenant and flavor by name, and the tenant's price of the flavor (0 where it has none).
+    pub fn of(
+        tenancy: &gantry_core::tenancy::Tenancy,
+        stop: &gantry_core::notebooks::Stop,
+        namespace: &str,
+        notebook: &str,
+        at: i64,
+    ) -> NotebookStopRecord {
+        let tenant = tenancy.tenants.get(stop.tenant);
+        NotebookStopRecord {
+            tenant: tenant.map(|t| t.name.clone()).unwrap_or_default(),
+            namespace: namespace.to_string(),
+            notebook: notebook.to_string(),
+            flavor: tenancy.flavors.get(stop.flavor).map(|f| f.name.clone()).unwrap_or_default(),
+            idle_since: stop.idle_since,
+            at,
+            idle: stop.idle_milli_gpu_seconds,
+            price_micros: tenant.and_then(|t| t.prices_micros.get(stop.flavor)).copied().unwrap_or(0),
+            message: stop.message.clone(),
+        }
+    }
+
     /// The idempotency key: a notebook is stopped at most once a second.
     pub fn key(&self) -> String {
         format!("{}/{}/{}", self.namespace, self.notebook, self.at)

@@ -14,8 +14,8 @@ use gantry_core::queue::{Accrual, Queue};
 use gantry_core::tenancy::{Seconds, Tenancy};
 use gantry_quota_api::api::{router, Api};
 use gantry_quota_api::auth::StaticTokens;
-use gantry_quota_api::ledger::{records_of, Ledger};
-use gantry_sim::multi::timeline::{run_observed, TimelineSpec};
+use gantry_quota_api::ledger::{records_of, Ledger, NotebookStopRecord};
+use gantry_sim::multi::timeline::{run_observed, StoppedNotebook, TimelineSpec};
 use gantry_sim::multi::SimWorkload;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
@@ -126,12 +126,19 @@ fn simulate(
     let started = Instant::now();
     let mut shown = Instant::now();
     let mut failed: Option<String> = None;
-    let mut observe = |q: &Queue, now: Seconds, accruals: &[Accrual]| {
+    let mut observe = |q: &Queue, now: Seconds, accruals: &[Accrual], stopped: &[StoppedNotebook]| {
         if failed.is_some() {
             return;
         }
         if !accruals.is_empty() {
             if let Err(e) = api.ledger().append(&records_of(tenancy, accruals)) {
+                failed = Some(e.to_string());
+            }
+        }
+        if !stopped.is_empty() {
+            let lines: Vec<NotebookStopRecord> =
+                stopped.iter().map(|s| notebook_stop_line(tenancy, s, now)).collect();
+            if let Err(e) = api.ledger().append_stops(&lines) {
                 failed = Some(e.to_string());
             }
         }
@@ -161,4 +168,71 @@ fn simulate(
         outcome.finished,
         outcome.waiting_at_end
     ))
+}
+
+/// The ledger's line for a notebook the simulation stopped: the Notebook is the workload, in its
+/// tenant's first namespace (the simulated tenants' workloads have no namespace of their own).
+fn notebook_stop_line(tenancy: &Tenancy, s: &StoppedNotebook, now: Seconds) -> NotebookStopRecord {
+    let tenant = tenancy.tenants.get(s.stop.tenant);
+    let namespace = tenant.and_then(|t| t.namespaces.first()).or(tenant.map(|t| &t.name));
+    NotebookStopRecord::of(tenancy, &s.stop, namespace.map_or("", String::as_str), &s.name, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_core::tenancy::{file, IdleNotebooks};
+    use gantry_quota_api::ledger::StopQuery;
+    use gantry_sim::bundled;
+    use gantry_sim::multi::generate::{generate, GenSpec};
+    use gantry_sim::multi::timeline::{run, Setup};
+    use gantry_sim::multi::DEFAULT_START;
+    use gantry_sim::trace::parse_nodes;
+
+    /// The served run's ledger holds a line for every notebook the idle rule stopped, as the
+    /// live scheduler sends them: the same stops as the plain run of the same month slice.
+    #[test]
+    fn the_served_ledger_has_a_line_for_every_notebook_the_idle_rule_stopped() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tenants/venus.yaml");
+        let mut tenancy = file::load(std::path::Path::new(root)).expect("the shipped tenants file loads");
+        for t in &mut tenancy.tenants {
+            t.idle_notebooks = Some(IdleNotebooks { stop_after: 3600, always: false });
+        }
+        let (models, nodes) =
+            parse_nodes(bundled::VENUS_NODES_NAME, bundled::VENUS_NODES).expect("the bundled cluster");
+        let flavors = tenancy.bind(&models).expect("venus flavors");
+        let capacity = nodes.iter().map(|n| n.gpu_capacity() as u64).sum();
+        let gen = GenSpec { seed: 42, workloads: 1500, start: DEFAULT_START, days: 2.0, load: 1.0 };
+        let workloads = generate(&tenancy, &flavors, capacity, &gen).expect("a valid spec");
+        let spec = TimelineSpec {
+            policy: gantry_core::PolicyKind::Gantry,
+            setup: Setup::Gantry,
+            start: DEFAULT_START,
+            end: DEFAULT_START + 2 * 86_400,
+            sample_every: 3600,
+        };
+        let plain = run(&tenancy, &models, &nodes, &workloads, &spec).expect("the plain run");
+        assert!(plain.notebooks.stopped > 0, "the slice stops notebooks");
+
+        let tokens = StaticTokens::parse("t", "tokens: []\n").expect("no tokens");
+        let view = View {
+            at: spec.start,
+            currency: tenancy.currency.clone(),
+            flavors: vec![],
+            tenants: vec![],
+            queue: vec![],
+            running: vec![],
+        };
+        let api = Api::new(view, Ledger::in_memory().expect("a ledger"), Box::new(tokens));
+        simulate(&tenancy, &models, &nodes, &workloads, &spec, &api, 0.0).expect("the served run");
+        let query = StopQuery { tenant: None, from: spec.start, to: spec.end + 1, limit: 100_000 };
+        let stops = api.ledger().stops(&query).expect("the stops read back");
+        assert_eq!(stops.count as usize, plain.notebooks.stopped);
+        for s in &stops.stops {
+            let tenant = tenancy.tenants.iter().find(|t| t.name == s.tenant).expect("a tenant by name");
+            assert_eq!(Some(&s.namespace), tenant.namespaces.first(), "{s:?}");
+            assert!(s.idle_since < s.at && s.idle > 0 && s.message.contains("idle for"), "{s:?}");
+            assert!(workloads.iter().any(|w| w.workload.name == s.notebook), "{s:?}");
+        }
+    }
 }

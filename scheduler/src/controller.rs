@@ -677,33 +677,18 @@ impl Controller {
             let Some(key) = self.by_id.get(&s.workload) else { continue };
             let Some((namespace, name)) = notebook_of(key) else { continue };
             let Some(gang) = self.gangs.get(key) else { continue };
-            let tenancy = &self.queue.tenancy;
-            let stop = NotebookStop {
-                tenant: tenancy.tenants.get(s.tenant).map(|t| t.name.clone()).unwrap_or_default(),
-                flavor: tenancy.flavors.get(s.flavor).map(|f| f.name.clone()).unwrap_or_default(),
-                idle_since: s.idle_since,
-                at: now,
-                idle_milli_gpu_seconds: s.idle_milli_gpu_seconds,
-                price_micros: tenancy
-                    .tenants
-                    .get(s.tenant)
-                    .and_then(|t| t.prices_micros.get(s.flavor))
-                    .copied()
-                    .unwrap_or(0),
-                message: s.message,
-            };
             let Some(m) = gang.pods.first().filter(|m| m.pod.namespace == namespace) else { continue };
-            self.stopped.push(NotebookStopRecord {
-                tenant: stop.tenant.clone(),
-                namespace: namespace.to_string(),
-                notebook: name.to_string(),
-                flavor: stop.flavor.clone(),
-                idle_since: stop.idle_since,
+            let record = NotebookStopRecord::of(&self.queue.tenancy, &s, namespace, name, now);
+            let stop = NotebookStop {
+                tenant: record.tenant.clone(),
+                flavor: record.flavor.clone(),
+                idle_since: record.idle_since,
                 at: now,
-                idle: stop.idle_milli_gpu_seconds,
-                price_micros: stop.price_micros,
-                message: stop.message.clone(),
-            });
+                idle_milli_gpu_seconds: record.idle,
+                price_micros: record.price_micros,
+                message: record.message.clone(),
+            };
+            self.stopped.push(record);
             actions.push(Action::StopNotebook { pod: m.pod.clone(), name: name.to_string(), stop });
             self.stopping.insert(s.workload);
         }

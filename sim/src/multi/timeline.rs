@@ -186,13 +186,23 @@ pub fn run(
     workloads: &[SimWorkload],
     spec: &TimelineSpec,
 ) -> Result<Outcome, MultiError> {
-    run_observed(tenancy, models, nodes, workloads, spec, &mut |_, _, _| {})
+    run_observed(tenancy, models, nodes, workloads, spec, &mut |_, _, _, _| {})
 }
 
-/// What an observer of the simulation sees after each step: the queue, the virtual time, and
-/// the usage records closed since the previous step (`gantry simulate --serve` feeds its API
-/// and ledger from them).
-pub type Observer<'o> = dyn FnMut(&Queue, Seconds, &[Accrual]) + 'o;
+/// What an observer of the simulation sees after each step: the queue, the virtual time, the
+/// usage records closed and the notebooks the idle rule stopped since the previous step
+/// (`gantry simulate --serve` feeds its API and ledger from them).
+pub type Observer<'o> = dyn FnMut(&Queue, Seconds, &[Accrual], &[StoppedNotebook]) + 'o;
+
+/// What a notebook's workload is named after its user starts it again once stopped.
+const RESTARTED: &str = " (restarted)";
+
+/// A notebook the idle rule stopped: the rule's decision and the Notebook's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoppedNotebook {
+    pub name: String,
+    pub stop: gantry_core::notebooks::Stop,
+}
 
 /// [`run`], calling `observer` after every step.
 pub fn run_observed(
@@ -255,6 +265,8 @@ struct Loop<'a> {
     gpu_flavor: Vec<bool>,
     /// Usage records closed since the observer last looked.
     fresh: Vec<Accrual>,
+    /// Notebooks stopped since the last observation.
+    fresh_stops: Vec<StoppedNotebook>,
     /// Notebooks started again by their users after the idle rule stopped them (ids after the
     /// given workloads'), and when each is submitted.
     restarts: Vec<SimWorkload>,
@@ -337,6 +349,7 @@ impl<'a> Loop<'a> {
             alloc_integral: 0.0,
             ledger_ms: vec![0; nt * nf],
             fresh: Vec::new(),
+            fresh_stops: Vec::new(),
             restarts: Vec::new(),
             restart_due: BinaryHeap::new(),
             idle_due: BinaryHeap::new(),
@@ -396,13 +409,13 @@ impl<'a> Loop<'a> {
                 self.cycle(q);
             }
             self.check_overdue(q);
-            observer(q, self.now, &std::mem::take(&mut self.fresh));
+            observer(q, self.now, &std::mem::take(&mut self.fresh), &std::mem::take(&mut self.fresh_stops));
         }
         self.advance(q, self.spec.end);
         // Close every meter at the end, so the last observation carries all the use.
         q.ledger_mut().close_all(self.spec.end);
         self.drain_ledger(q);
-        observer(q, self.now, &std::mem::take(&mut self.fresh));
+        observer(q, self.now, &std::mem::take(&mut self.fresh), &std::mem::take(&mut self.fresh_stops));
     }
 
     /// Accumulates the time-weighted figures from `self.now` to `t`.
@@ -569,6 +582,9 @@ impl<'a> Loop<'a> {
             nb.stopped_not_notebook += usize::from(w.workload.kind != Kind::Notebook);
             let planned_end = started.saturating_add(w.duration);
             nb.given_back += s.demand as u128 * (planned_end - self.now).max(0) as u128;
+            // The Notebook is the same object however often its user started it again.
+            let notebook = w.workload.name.trim_end_matches(RESTARTED).to_string();
+            self.fresh_stops.push(StoppedNotebook { name: notebook, stop: s.clone() });
             if let Some(next) = w.next_session(self.now - started) {
                 self.restart(w, started + next, next);
             }
@@ -588,7 +604,7 @@ impl<'a> Loop<'a> {
             .map(|&(from, to)| (from.max(offset) - offset, to - offset))
             .collect();
         let mut workload = w.workload;
-        workload.name = format!("{} (restarted)", workload.name);
+        workload.name = format!("{}{RESTARTED}", workload.name);
         workload.id = id;
         workload.submitted = at;
         workload.expected_runtime = Some(duration);
