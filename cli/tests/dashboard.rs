@@ -5,7 +5,8 @@
 //! never takes a token from its address, which the test checks too). The rendered page shows the
 //! tenants with quota bars carrying the API's figures, the queue with each waiting workload's
 //! reason, and a cost chart whose time axis is labelled with dates inside the API's period, whose
-//! legend is the API's tenants and whose bars add up to the API's cost. The view named in the
+//! legend is the API's tenants and whose bars add up to the API's cost, and the notebooks the idle
+//! rule stopped with the API's costs. The view named in the
 //! address (a tenant's page, the period, the sort) is restored on load and on going back. The
 //! queue is above the fold at 1024×768. Screenshots at 1440×900 and 1024×768 (and a tenant's page)
 //! are test artifacts in `target/tmp/`; with `GANTRY_UPDATE_SCREENSHOTS=1` they are also written
@@ -59,9 +60,10 @@ fn browse(extra: &[&str], (width, height): (u32, u32), url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A crowded two-day simulation of the Venus tenants, served; returns once the run has ended.
+/// A crowded two-day simulation of the Venus tenants, every tenant stopping GPU notebooks idle
+/// for an hour while work waits; served; returns once the run has ended.
 fn simulate() -> Served {
-    Served::start(&["--workloads", "600", "--days", "2", "--load", "3"])
+    Served::start(&["--workloads", "600", "--days", "2", "--load", "3", "--idle-notebooks", "1h"])
 }
 
 fn api(sim: &Served, path: &str) -> Value {
@@ -387,6 +389,26 @@ fn the_dashboard_shows_the_simulated_tenants_queue_and_cost() {
     }
     let colours: std::collections::BTreeSet<&str> = entries.iter().map(|e| e.3.as_str()).collect();
     assert_eq!(colours.len(), entries.len(), "every tenant has its own colour");
+
+    // The notebooks the idle rule stopped in the page's period: the API's, each with its tenant
+    // and cost, and the period's count and totals in the panel's note.
+    let stops = api(&sim, &format!("/api/v1/notebook-stops?from={from}&to={to}"));
+    let listed = stops["stops"].as_array().unwrap();
+    assert!(!listed.is_empty(), "the idle rule stopped notebooks in the crowded run");
+    let rows = attributes(&dom, "data-stop=");
+    assert_eq!(rows.len(), listed.len(), "one row per stop");
+    for x in listed {
+        let key =
+            format!("{}/{}/{}", x["namespace"].as_str().unwrap(), x["notebook"].as_str().unwrap(), x["at"]);
+        let row = rows
+            .iter()
+            .find(|r| attr(r, "data-stop").as_deref() == Some(key.as_str()))
+            .unwrap_or_else(|| panic!("a row for the stop {key}"));
+        assert_eq!(attr(row, "data-tenant").as_deref(), x["tenant"].as_str(), "{key}");
+        assert_eq!(number(row, "data-cost"), (x["cost"].as_f64().unwrap() * 100.0).round() / 100.0, "{key}");
+    }
+    let note = attributes(&dom, "id=\"stops-note\"");
+    assert!(text(&note[0]).starts_with(&format!("{} this period", stops["count"])), "{note:?}");
 
     // Screenshots for people, at 1440x900 and at 1024x768, where the panels reflow with the queue
     // first: in both, the queue starts near the top and shows rows above the fold. (Chromium lays
