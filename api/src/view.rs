@@ -109,6 +109,18 @@ pub struct RunningView {
 }
 
 impl View {
+    /// A view of nothing yet at `at`: what a service shows before its first snapshot.
+    pub fn empty(at: Seconds, currency: &str) -> View {
+        View {
+            at,
+            currency: currency.to_string(),
+            flavors: vec![],
+            tenants: vec![],
+            queue: vec![],
+            running: vec![],
+        }
+    }
+
     /// The snapshot of `q` at `now`.
     pub fn of(q: &Queue, now: Seconds) -> View {
         let t = &q.tenancy;

@@ -53,7 +53,7 @@ pub fn run(args: QuotaApiArgs) -> Result<(), String> {
             }
         };
         // Nothing to show of the queue until the scheduler's leader sends its view.
-        let empty = View { at: jiff::Timestamp::now().as_second(), currency: String::new(), flavors: vec![], tenants: vec![], queue: vec![], running: vec![] };
+        let empty = View::empty(jiff::Timestamp::now().as_second(), "");
         let api = Api::new(empty, ledger, auth);
         if let Some(days) = args.keep_days {
             let api = api.clone();

@@ -53,15 +53,11 @@ pub fn run(
         &format!("tokens:\n  - {{token: \"{token}\", user: admin, admin: true}}\n"),
     )
     .map_err(|e| e.to_string())?;
-    let empty = View {
-        at: spec.start,
-        currency: tenancy.currency.clone(),
-        flavors: vec![],
-        tenants: vec![],
-        queue: vec![],
-        running: vec![],
-    };
-    let api = Api::new(empty, Ledger::in_memory().map_err(|e| e.to_string())?, Box::new(tokens));
+    let api = Api::new(
+        View::empty(spec.start, &tenancy.currency),
+        Ledger::in_memory().map_err(|e| e.to_string())?,
+        Box::new(tokens),
+    );
     // No scheduler runs here: the API exports the queue's metrics itself.
     api.export_queue_metrics(true);
     let runtime =
@@ -215,15 +211,11 @@ mod tests {
         assert!(plain.notebooks.stopped > 0, "the slice stops notebooks");
 
         let tokens = StaticTokens::parse("t", "tokens: []\n").expect("no tokens");
-        let view = View {
-            at: spec.start,
-            currency: tenancy.currency.clone(),
-            flavors: vec![],
-            tenants: vec![],
-            queue: vec![],
-            running: vec![],
-        };
-        let api = Api::new(view, Ledger::in_memory().expect("a ledger"), Box::new(tokens));
+        let api = Api::new(
+            View::empty(spec.start, &tenancy.currency),
+            Ledger::in_memory().expect("a ledger"),
+            Box::new(tokens),
+        );
         simulate(&tenancy, &models, &nodes, &workloads, &spec, &api, 0.0).expect("the served run");
         let query = StopQuery { tenant: None, from: spec.start, to: spec.end + 1, limit: 100_000 };
         let stops = api.ledger().stops(&query).expect("the stops read back");

@@ -11,7 +11,7 @@ use gantry_scheduler::report::{QuotaReport, ReportError};
 use std::sync::Arc;
 
 fn view(at: i64) -> View {
-    View { at, currency: "EUR".into(), flavors: vec![], tenants: vec![], queue: vec![], running: vec![] }
+    View::empty(at, "EUR")
 }
 
 fn record(start: i64) -> Record {
