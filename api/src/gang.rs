@@ -172,15 +172,17 @@ pub static FRAMEWORKS: [&Framework; 12] = [
 /// workers to join its Ray cluster, so the pods are one gang: the webhook copies the count into
 /// `gantry.dev/gang-size`.
 ///
-/// `None`: not such a pod (no InferenceService label, or the three variables are not all set as
+/// `None`: not such a pod (no InferenceService label or no generation label, which KServe puts
+/// on both Deployments' pods and which keys the gang; or the three variables are not all set as
 /// values on the right container, as on a single-node predictor), a count that is not a whole
 /// number from 2 to [`MAX_GANG`] (one node is no gang).
 pub fn kserve_multi_node(pod: &Value) -> Option<u32> {
     use crate::keys::{
-        KSERVE_HEAD_CONTAINER, KSERVE_ISVC_LABEL, KSERVE_NODE_COUNT_ENV, KSERVE_PIPELINE_PARALLEL_ENV,
-        KSERVE_TENSOR_PARALLEL_ENV, KSERVE_WORKER_CONTAINER,
+        KSERVE_GENERATION_LABEL, KSERVE_HEAD_CONTAINER, KSERVE_ISVC_LABEL, KSERVE_NODE_COUNT_ENV,
+        KSERVE_PIPELINE_PARALLEL_ENV, KSERVE_TENSOR_PARALLEL_ENV, KSERVE_WORKER_CONTAINER,
     };
     crate::pod::label(pod, KSERVE_ISVC_LABEL).filter(|s| !s.is_empty())?;
+    crate::pod::label(pod, KSERVE_GENERATION_LABEL).filter(|s| !s.is_empty())?;
     let containers = pod.get("spec")?.get("containers")?.as_array()?;
     let container = containers.iter().find(|c| {
         matches!(c.get("name").and_then(Value::as_str), Some(KSERVE_HEAD_CONTAINER | KSERVE_WORKER_CONTAINER))
@@ -427,7 +429,8 @@ mod tests {
     /// A pod of InferenceService `llm` with one container `container` carrying `env`.
     fn kserve_pod(isvc: Option<&str>, container: &str, env: &[(&str, &str)]) -> Value {
         let env: Vec<Value> = env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
-        let labels = isvc.map_or(json!({}), |i| json!({"serving.kserve.io/inferenceservice": i}));
+        let labels = isvc
+            .map_or(json!({}), |i| json!({"serving.kserve.io/inferenceservice": i, "isvc.generation": "1"}));
         json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": container, "env": env}]}})
     }
 
@@ -447,6 +450,15 @@ mod tests {
             ("not a count", kserve_pod(Some("llm"), "kserve-container", &with("three")), None),
             ("too many", kserve_pod(Some("llm"), "kserve-container", &with("10001")), None),
             ("no InferenceService label", kserve_pod(None, "kserve-container", &three), None),
+            (
+                "no generation label",
+                {
+                    let mut p = kserve_pod(Some("llm"), "kserve-container", &three);
+                    p["metadata"]["labels"].as_object_mut().unwrap().remove("isvc.generation");
+                    p
+                },
+                None,
+            ),
             ("another container", kserve_pod(Some("llm"), "main", &three), None),
             (
                 "the count alone (a single-node predictor's own env)",

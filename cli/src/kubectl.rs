@@ -435,6 +435,12 @@ fn idle_evidence(idle: &gantry_api::node::IdleOnNode, pod: &str, node: &str, now
             "the node agent on {node} names idle pods without {GPU_IDLE_CHECKED_AT_ANNOTATION}, so Gantry does \
              not use its evidence; upgrade the node agent"
         ),
+        (_, Some(checked)) if checked > now + IDLE_MAX_AGE_SECONDS => format!(
+            "unknown: the node agent on {node} confirmed its idle evidence at {}, {} ahead of this clock, so \
+             Gantry does not use it; check the clock of node {node}",
+            at(checked),
+            duration(checked - now)
+        ),
         (_, Some(checked)) if !idle.current(now) => format!(
             "unknown: the node agent on {node} last confirmed its idle evidence {} ago, more than the {} \
              Gantry accepts; is Gantry's node agent running on {node}?",

@@ -100,21 +100,21 @@ pub fn run(args: NodeAgentArgs) -> Result<(), String> {
             args.interval
         ));
     }
-    // The agent confirms its idle evidence at its passes; fewer than one a refresh would let the
-    // scheduler take it for stale.
-    let refresh = gantry_api::node::IDLE_REFRESH_SECONDS;
-    if args.record.is_none() && args.interval > refresh as f64 {
-        return Err(format!(
-            "--interval {} is longer than the {refresh} s within which the agent must confirm its idle \
-             evidence on the Node; give at most {refresh}",
-            args.interval
-        ));
-    }
     let interval = Duration::from_secs_f64(args.interval);
     if let Some(file) = &args.record {
         return record(&args.source, file, args.passes.unwrap_or(1).max(1), interval);
     }
     let node = args.node.clone().or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()));
+    // An agent publishing on its Node confirms its idle evidence at its passes; fewer than one a
+    // refresh would let the scheduler take it for stale.
+    let refresh = gantry_api::node::IDLE_REFRESH_SECONDS;
+    if node.is_some() && args.interval > refresh as f64 {
+        return Err(format!(
+            "--interval {} is longer than the {refresh} s within which an agent publishing on its Node \
+             must confirm its idle evidence; give at most {refresh}, or leave out --node/NODE_NAME",
+            args.interval
+        ));
+    }
     let options = Options {
         node: node.clone().unwrap_or_else(hostname),
         dcgm: args.dcgm_compat,

@@ -389,6 +389,14 @@ fn explain_says_when_the_idle_evidence_is_too_old_to_be_used() {
             && !line.contains("no kernel on its GPUs since"),
         "{line}"
     );
+    let (line, _) = explain_notebook(json!({
+        "gantry.dev/gpu-idle-pods": idle,
+        "gantry.dev/gpu-idle-checked-at": (now + 7200).to_string(),
+    }));
+    assert!(
+        line.contains("2h 0m ahead of this clock") && line.contains("check the clock of node gpu-0"),
+        "{line}"
+    );
     let (line, _) = explain_notebook(json!({"gantry.dev/gpu-idle-pods": idle}));
     assert!(
         line.contains("without gantry.dev/gpu-idle-checked-at") && line.contains("upgrade the node agent"),

@@ -109,7 +109,7 @@ fn wrong_starts_say_what_to_fix() {
     assert!(run(&["--source", "replay:/nonexistent/c.json"])
         .contains("/nonexistent/c.json: cannot read the capture"));
     assert!(run(&["--interval", "0"]).contains("--interval 0 is too short"));
-    assert!(run(&["--interval", "90"]).contains("--interval 90 is longer than the 60 s"));
+    assert!(run(&["--interval", "90", "--node", "gpu-0"]).contains("--interval 90 is longer than the 60 s"));
     let capture = capture();
     let replay = format!("replay:{capture}");
     assert!(run(&[

@@ -5,7 +5,8 @@
 //! 2. **Judge**: [`State::take`] updates health, XID counts and the latest frame.
 //! 3. **Attribute**: who holds each GPU, from the kubelet's pod-resources socket (when present).
 //! 4. **Publish**: the Node inventory and which pods' GPUs sit idle since when
-//!    ([`crate::idle_since`]), patched only on change ([`crate::inventory::Publisher`]).
+//!    ([`crate::idle_since`], confirmed every minute while any pod is idle), patched only on
+//!    change ([`crate::inventory::Publisher`]).
 //! 5. **Serve**: `/metrics`, `/v1/gpus` (inventory and health), `/v1/utilization` (per-pod GPU
 //!    use for the quota API's idle-but-allocated cost), `/healthz`, `/readyz` (after the first pass).
 
@@ -190,8 +191,18 @@ impl Shared {
     }
 }
 
-/// Sampling passes as they arrive (a pass's error is for that pass only).
-pub type Frames = mpsc::Receiver<Result<Frame, SampleError>>;
+/// Sampling passes as they arrive.
+pub type Frames = mpsc::Receiver<Sampled>;
+
+/// One sampling pass: when it was taken and what it found (a pass's error is for that pass only).
+/// The time is the pass's own, not when the agent got to it: passes wait in the channel while the
+/// agent is busy (a slow API server), and idle evidence must never look more recent than it is.
+#[derive(Debug)]
+pub struct Sampled {
+    /// Unix seconds at the end of the pass.
+    pub at: i64,
+    pub frame: Result<Frame, SampleError>,
+}
 
 /// Why [`start_sampler`] could not start sampling: the agent stops with it before serving.
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +244,8 @@ where
             let _ = ready_tx.send(Ok(source.driver_version()));
             let mut next = std::time::Instant::now();
             loop {
-                if tx.blocking_send(source.sample()).is_err() {
+                let frame = source.sample();
+                if tx.blocking_send(Sampled { at: now(), frame }).is_err() {
                     return;
                 }
                 next += interval;
@@ -325,7 +337,7 @@ pub async fn run(
     let mut printed: Option<Desired> = None;
     let mut said = String::new();
     loop {
-        let frame = tokio::select! {
+        let Sampled { at, frame } = tokio::select! {
             () = &mut shutdown => return,
             f = frames.recv() => match f {
                 Some(f) => f,
@@ -354,7 +366,6 @@ pub async fn run(
             },
             None => None,
         };
-        let at = now();
         let on_node = {
             let mut state = shared.lock();
             for t in state.take(frame, at) {

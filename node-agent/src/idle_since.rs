@@ -11,8 +11,9 @@
 //! The idle-since time of an idle pod is the time of the **first pass at which it was seen idle**
 //! after being busy (or after it was first seen holding GPUs), not the time of the last busy
 //! pass: the GPU may have gone quiet anywhere between the two, and the later time never makes a
-//! pod look idle for longer than it was. It stays fixed while the pod stays idle, so the
-//! annotation changes only on transitions (a pod becomes idle, becomes busy, or goes away).
+//! pod look idle for longer than it was. It stays fixed while the pod stays idle, so the idle
+//! pods change only on transitions (a pod becomes idle, becomes busy, or goes away); only their
+//! confirmation (below) is renewed while they stay idle.
 //!
 //! What resets the evidence, always toward "idle for less time":
 //! - a pod that no longer holds GPUs is forgotten (a pod of the same name later starts over);

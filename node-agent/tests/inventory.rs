@@ -158,8 +158,9 @@ fn pass(state: &mut State, frame: &Frame, at: i64, util: [Option<u32>; 4], holde
 }
 
 /// The idle pods through the same publisher: one merge patch per transition with exactly the
-/// annotation (nothing while pods stay idle), `null` when none is idle, and a restarted agent
-/// replacing what the old one wrote with later times.
+/// two annotations (the idle pods and their confirmation), `null` when none is idle; while pods
+/// stay idle, nothing but the confirmation once a minute; and a restarted agent replacing what
+/// the old one wrote with later times.
 #[tokio::test]
 async fn idle_pods_are_patched_on_transitions_only() {
     const T0: i64 = 1_796_000_000;

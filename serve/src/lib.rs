@@ -28,27 +28,32 @@ pub mod client;
 ///
 /// The handlers are installed when this is called (inside a Tokio runtime), not when the future
 /// is first polled: a service that calls it before announcing its address is stopped, not
-/// killed, by a signal sent the moment the address appears. Outside a runtime, or where a
-/// handler cannot be installed, they are installed on the first poll instead.
+/// killed, by a signal sent the moment the address appears. Outside a runtime they are installed
+/// on the first poll instead.
 pub fn stop_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, Signal, SignalKind};
-        let install = || -> Option<(Signal, Signal)> {
-            Some((signal(SignalKind::terminate()).ok()?, signal(SignalKind::interrupt()).ok()?))
+        // Each handler on its own: one that installs is waited on even if the other fails.
+        let install = || -> [Option<Signal>; 2] {
+            [SignalKind::terminate(), SignalKind::interrupt()].map(|kind| signal(kind).ok())
         };
-        let early = tokio::runtime::Handle::try_current().ok().and_then(|_| install());
+        let early = tokio::runtime::Handle::try_current().ok().map(|_| install());
         async move {
-            match early.or_else(install) {
-                Some((mut term, mut int)) => {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = int.recv() => {}
+            let [term, int] = early.unwrap_or_else(install);
+            let wait = |s: Option<Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
                     }
+                    None => std::future::pending().await,
                 }
-                None => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
+            };
+            // A signal whose handler could not be installed keeps its default action, which ends
+            // the process.
+            tokio::select! {
+                () = wait(term) => {}
+                () = wait(int) => {}
             }
         }
     }
