@@ -477,7 +477,9 @@ fn a_pytorchjob_gang_is_admitted_whole() {
         admitted.iter().map(|u| parse_placement(&u.2)).collect();
     assert!(placements.iter().all(|p| p.2 == placements[0].2), "one admission time: {placements:?}");
     let spread = admitted.iter().map(|u| u.3).max().unwrap() - admitted.iter().map(|u| u.3).min().unwrap();
-    assert!(spread < Duration::from_millis(500), "the four ungates are one cycle's writes, {spread:?} apart");
+    // Within one timed cycle (`--cycle-every 1`), with room for a loaded 2-core machine; the
+    // shared admission time above is what says they were admitted together.
+    assert!(spread < Duration::from_millis(900), "the four ungates are one cycle's writes, {spread:?} apart");
     let mut used: Vec<(String, u32)> =
         placements.iter().flat_map(|(n, g, _)| g.iter().map(move |g| (n.clone(), *g))).collect();
     used.sort_unstable();
