@@ -40,7 +40,7 @@
 use gantry_api::gang::{GangError, GangSpec, Size};
 use gantry_api::identity::{admission_key, notebook_of, GangOwner, Identity};
 use gantry_api::keys::{GPU_MILLI_ANNOTATION, GPU_MODELS_ANNOTATION, HOLD_ANNOTATION, PLACEMENT_ANNOTATION};
-use gantry_api::node::{idle_pods, parse_node, IdleOnNode, NodeError};
+use gantry_api::node::{idle_pods, parse_node, IdleOnNode, NodeError, NodeView};
 use gantry_api::placement::Planned;
 use gantry_api::pod::PodView;
 use gantry_api::quota::NotebookStopRecord;
@@ -149,6 +149,9 @@ pub struct Controller {
     owners: HashMap<String, Result<GangSpec, GangError>>,
     /// The node agents' idle evidence per node, used only while current (see [`IdleOnNode`]).
     idle: HashMap<String, IdleOnNode>,
+    /// Each node as last read into the queue (with the models of its own reading), so that an
+    /// event that changes nothing the queue reads is not applied again.
+    node_reads: HashMap<String, (NodeView, Vec<String>)>,
     /// Notebooks already asked to stop: never asked twice (their pods leave when the notebook
     /// controller scales them to zero).
     stopping: HashSet<WorkloadId>,
@@ -168,6 +171,7 @@ impl Controller {
             next_external: 0,
             owners: HashMap::new(),
             idle: HashMap::new(),
+            node_reads: HashMap::new(),
             stopping: HashSet::new(),
             stopped: Vec::new(),
         }
@@ -736,13 +740,24 @@ impl Controller {
     /// A node was added or changed in the API server. Its GPU model is taken into the queue's
     /// catalog by name, so a flavor of a model that had no nodes yet starts working.
     /// Gangs refused for want of a place are submitted again (the actions say what became of them).
+    ///
+    /// Most Node events change nothing the queue reads (the kubelet's status reports, the node
+    /// agent confirming its idle evidence every minute): when the node reads as it did at its
+    /// last event, only its idle evidence is taken and nothing is planned again.
     pub fn node_applied(&mut self, node: &Value, now: Seconds) -> Result<Vec<Action>, NodeRefused> {
         let mut models = gantry_core::model::ModelCatalog::default();
         let mut view = parse_node(node, &mut models)?;
+        let name = view.node.name.clone();
         // Broken evidence is no evidence: the node's pods count as busy.
-        self.idle.insert(view.node.name.clone(), idle_pods(node).unwrap_or_default());
+        self.idle.insert(name.clone(), idle_pods(node).unwrap_or_default());
+        // Read with a catalog of its own, so the same node reads the same whatever came before.
+        let read = (view.clone(), models.names().to_vec());
+        if self.node_reads.get(&name) == Some(&read) {
+            return Ok(Vec::new());
+        }
         view.node.model = view.node.model.map(|m| self.queue.intern_model(models.name(m))).transpose()?;
         self.queue.upsert_node(view.node)?;
+        self.node_reads.insert(name, read);
         let refused: Vec<String> = self
             .gangs
             .iter()
@@ -757,6 +772,7 @@ impl Controller {
     /// A node was deleted.
     pub fn node_deleted(&mut self, name: &str) {
         self.idle.remove(name);
+        self.node_reads.remove(name);
         self.queue.remove_node(name);
     }
 

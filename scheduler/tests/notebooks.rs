@@ -240,3 +240,38 @@ async fn stopping_a_notebook_sets_kubeflows_annotation_and_records_an_event_on_i
     );
     assert!(event["note"].as_str().unwrap().contains("idle for 2h 0m"));
 }
+
+/// The node agent's minute confirmations (and the kubelet's status reports) change nothing the
+/// queue reads: only the idle evidence is taken. A change the queue reads is applied.
+#[test]
+fn a_node_event_that_changes_only_idle_evidence_plans_nothing_again() {
+    let mut c = controller();
+    let at = notebook_running(&mut c);
+    let idle = [("team-a/nb-0", T0 + 600)];
+    // A pod no node can hold is refused; a node that changes is a reason to try it again.
+    let huge = c.pod_gated(&gpu_pod("team-b", "huge-0", 9, json!({})), T0);
+    assert!(
+        huge.iter().any(|a| matches!(a, Action::Refused { pod, .. } if pod.name == "huge-0")),
+        "{huge:?}"
+    );
+    c.node_applied(&node(&at, &idle, T0 + 600), T0 + 600).unwrap();
+    for minute in 1..=3 {
+        let now = T0 + 600 + 60 * minute;
+        assert_eq!(c.node_applied(&node(&at, &idle, now), now).unwrap(), vec![], "minute {minute}");
+    }
+    let notebook =
+        c.queue().running_workloads().find(|(w, _)| w.kind == gantry_core::tenancy::Kind::Notebook);
+    let id = notebook.map(|(w, _)| w.id).unwrap();
+    let later = T0 + 600 + 180 + gantry_api::node::IDLE_MAX_AGE_SECONDS;
+    assert_eq!(c.notebook_idle_since(id, later), Some(T0 + 600), "the last confirmation was taken");
+    // GPU 7 fails: the queue no longer offers it.
+    let mut failed = node(&at, &idle, later);
+    failed["metadata"]["annotations"]["gantry.dev/gpu-unhealthy"] = json!("7");
+    let tried = c.node_applied(&failed, later).unwrap();
+    assert!(
+        tried.iter().any(|a| matches!(a, Action::Refused { pod, .. } if pod.name == "huge-0")),
+        "{tried:?}"
+    );
+    let n = c.queue().cluster().node_id(&at).unwrap();
+    assert_eq!(c.queue().cluster().nodes[n].gpu_free[7], 0);
+}
