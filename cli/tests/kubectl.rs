@@ -332,7 +332,10 @@ fn explain_notebook(annotations: Value) -> (String, Vec<String>) {
         "status": {"phase": "Running", "conditions": [{"type": "gantry.dev/admitted", "status": "True", "reason": "Admitted",
                    "message": "admitted by Gantry's queue; planned for node gpu-0"}]},
     }));
-    let dir = scratch("explain-notebook");
+    // A folder per call: the tests that call this run at the same time.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = scratch(&format!("explain-notebook-{n}"));
     let out = kubectl_gantry(&api, &dir, &["explain", "nb-0", "-n", "team-a"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
